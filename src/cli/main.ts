@@ -1,0 +1,58 @@
+import { PerilinkError } from "../errors.ts";
+import { runId } from "./id_command.ts";
+import { runServe } from "./serve_command.ts";
+import { runStatus } from "./status_command.ts";
+import { VERSION } from "../version.ts";
+
+const USAGE = `perilink ${VERSION}: a runtime for network peripherals and the hosts that talk to them
+
+Usage:
+  perilink serve  [--config FILE] [--listen HOST:PORT]... [--app MODULE] [--state-dir DIR] [--log-level LEVEL]
+  perilink id     HOST:PORT [--tcp] [--json] [--timeout MS]
+  perilink status [--state-dir DIR] [--json]
+  perilink help | version
+
+HOST:PORT is 127.0.0.1:1025, [::1]:1025, [fe80::1%eth0]:1025, or auto:1025 (serve only).
+See README.md and docs/ for configuration and the wire protocol.
+`;
+
+const COMMANDS: Record<string, (args: string[]) => Promise<number>> = {
+  serve: runServe,
+  id: runId,
+  status: runStatus,
+};
+
+export async function main(argv: string[]): Promise<number> {
+  const [cmd, ...rest] = argv;
+  if (cmd === undefined || cmd === "help" || cmd === "--help" || cmd === "-h") {
+    process.stdout.write(USAGE);
+    return cmd === undefined ? 2 : 0;
+  }
+  if (cmd === "version" || cmd === "--version") {
+    process.stdout.write(`${VERSION}\n`);
+    return 0;
+  }
+  const run = COMMANDS[cmd];
+  if (!run) {
+    process.stderr.write(`perilink: unknown command "${cmd}"; run "perilink help"\n`);
+    return 2;
+  }
+  try {
+    return await run(rest);
+  } catch (err) {
+    const e = err as Error;
+    const code = err instanceof PerilinkError ? ` [${err.code}]` : (e as { code?: string }).code ? ` [${(e as { code?: string }).code}]` : "";
+    process.stderr.write(`perilink ${cmd}: ${e.message}${code}\n`);
+    return 1;
+  }
+}
+
+main(process.argv.slice(2)).then(
+  (code) => {
+    if (code !== 0 || process.exitCode === undefined) process.exitCode = code;
+  },
+  (err: unknown) => {
+    process.stderr.write(`perilink: ${(err as Error)?.stack ?? String(err)}\n`);
+    process.exitCode = 1;
+  },
+);

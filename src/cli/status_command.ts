@@ -1,0 +1,27 @@
+import { controlRequest } from "../server/control_server.ts";
+import type { ServerStatus } from "../server/server.ts";
+import { defaultStateDir } from "../server/state_dir.ts";
+import { formatHostPort } from "../server/listen_spec.ts";
+import { parse } from "./args.ts";
+
+/** `perilink status`: asks the running server over its control socket. */
+export async function runStatus(args: string[]): Promise<number> {
+  const { values } = parse(args, { "state-dir": { type: "string" }, json: { type: "boolean" } });
+  const stateDir = (values["state-dir"] as string | undefined) ?? defaultStateDir();
+  const s = (await controlRequest(stateDir, { op: "status" })) as ServerStatus;
+  if (values.json) {
+    process.stdout.write(JSON.stringify(s) + "\n");
+    return 0;
+  }
+  const lines = [
+    `server     ${s.serverId}`,
+    `key        ${s.keyFingerprint}`,
+    `pid        ${s.pid}  generation ${s.generation}  ${s.runtime}  target ${s.target}`,
+    `app        ${s.app} (${s.mode})  ${s.accepting ? "accepting" : "not accepting"}`,
+    `sessions   ${s.sessions}  in flight ${s.inflight}  requests ${s.counters.requests ?? 0}  probes ${s.counters.probes ?? 0}`,
+    `listeners  ${s.listeners.filter((l) => l.transport === "tcp").length} addresses (tcp+udp each):`,
+    ...s.listeners.filter((l) => l.transport === "tcp").map((l) => `  ${formatHostPort(l.address, l.port)}`),
+  ];
+  process.stdout.write(lines.join("\n") + "\n");
+  return 0;
+}

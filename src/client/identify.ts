@@ -1,0 +1,123 @@
+import { randomBytes } from "node:crypto";
+import dgram from "node:dgram";
+import net from "node:net";
+import { SignatureError, TimeoutError } from "../errors.ts";
+import { NONCE_SIZE } from "../protocol/constants.ts";
+import { bytesToUuid, keyFingerprint, verifySignature } from "../protocol/keys.ts";
+import { decodeProbeResponse, encodeProbeRequest, udpSignedMessage } from "../protocol/probe.ts";
+import { ClientSession } from "./client_session.ts";
+
+/** What an identify probe learned about the server behind one address. */
+export interface Identification {
+  serverId: string;
+  publicKey: Buffer;
+  keyFingerprint: string;
+  generation: number;
+  address: string;
+  port: number;
+  transport: "udp" | "tcp";
+  rttMs: number;
+}
+
+export interface IdentifyOptions {
+  timeoutMs?: number;
+  /** UDP only: how many datagrams to send within the timeout (default 3). */
+  attempts?: number;
+}
+
+/** Strips brackets and keeps a zone: `[fe80::1%eth0]` → `fe80::1%eth0`. */
+function bare(host: string): string {
+  return host.startsWith("[") && host.endsWith("]") ? host.slice(1, -1) : host;
+}
+
+/**
+ * C1 over UDP: sends a signed-identity probe (one datagram each way) and
+ * verifies the signature over our fresh nonce. Resends up to `attempts`
+ * times within `timeoutMs`. A reply whose signature fails is ignored (it may
+ * be forged); if no good reply arrives, the error says a bad one was seen.
+ */
+export function identifyUdp(host: string, port: number, options: IdentifyOptions = {}): Promise<Identification> {
+  const address = bare(host);
+  const timeoutMs = options.timeoutMs ?? 1000;
+  const attempts = Math.max(1, options.attempts ?? 3);
+  const family = net.isIPv6(address.split("%")[0]!) ? 6 : 4;
+  const nonce = randomBytes(NONCE_SIZE);
+  const request = encodeProbeRequest(nonce);
+  const sock = dgram.createSocket(family === 6 ? "udp6" : "udp4");
+  return new Promise<Identification>((resolve, reject) => {
+    let badSignature = false;
+    let sent = 0;
+    let start = 0;
+    const timers: ReturnType<typeof setTimeout>[] = [];
+    const finish = (err: Error | null, result?: Identification): void => {
+      for (const t of timers) clearTimeout(t);
+      try {
+        sock.close();
+      } catch {
+        // already closed
+      }
+      if (err) reject(err);
+      else resolve(result!);
+    };
+    const send = (): void => {
+      if (sent === 0) start = performance.now();
+      sent++;
+      sock.send(request, port, address, (err) => {
+        if (err && sent === 1) finish(err);
+      });
+    };
+    sock.on("error", (err) => finish(err));
+    sock.on("message", (msg, rinfo) => {
+      if (rinfo.port !== port) return;
+      const r = decodeProbeResponse(msg);
+      if (r === null) return;
+      if (!verifySignature(udpSignedMessage(nonce, r.serverId, r.generation), r.signature, r.publicKey)) {
+        badSignature = true;
+        return;
+      }
+      finish(null, {
+        serverId: bytesToUuid(r.serverId),
+        publicKey: Buffer.from(r.publicKey),
+        keyFingerprint: keyFingerprint(r.publicKey),
+        generation: r.generation,
+        address,
+        port,
+        transport: "udp",
+        rttMs: performance.now() - start,
+      });
+    });
+    sock.bind(0, () => {
+      send();
+      for (let i = 1; i < attempts; i++) timers.push(setTimeout(send, (timeoutMs * i) / attempts));
+      timers.push(
+        setTimeout(() => {
+          const where = `${family === 6 ? `[${address}]` : address}:${port}`;
+          finish(
+            badSignature
+              ? new SignatureError(`Cannot identify ${where}: a reply came but its signature does not verify`)
+              : new TimeoutError("PERILINK_PROBE_TIMEOUT", `Cannot identify ${where}: no UDP answer in ${timeoutMs} ms; is a perilink server listening there?`),
+          );
+        }, timeoutMs),
+      );
+    });
+  });
+}
+
+/** C1 over TCP: the identity from a session handshake, which the session verifies. */
+export async function identifyTcp(host: string, port: number, options: IdentifyOptions = {}): Promise<Identification> {
+  const address = bare(host);
+  const start = performance.now();
+  const session = await ClientSession.connect({ host: address, port, timeoutMs: options.timeoutMs ?? 1000 });
+  const rttMs = performance.now() - start;
+  session.destroy();
+  return {
+    serverId: session.serverId,
+    publicKey: session.publicKey,
+    keyFingerprint: keyFingerprint(session.publicKey),
+    generation: session.generation,
+    address,
+    port,
+    transport: "tcp",
+    rttMs,
+  };
+}

@@ -1,0 +1,136 @@
+/**
+ * Every error perilink throws on purpose, in one place. Each class carries a
+ * stable `code` string that callers can match on; messages read
+ * "Cannot <action>: <why>" and say what to do where there is something to do.
+ *
+ * Bad arguments to an API throw the built-in `TypeError` / `RangeError`.
+ */
+
+/** Base class: every perilink error has a stable `code`. */
+export class PerilinkError extends Error {
+  readonly code: string;
+  constructor(code: string, message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.code = code;
+    this.name = new.target.name;
+  }
+}
+
+/** A configuration file or command-line option is wrong. */
+export class ConfigError extends PerilinkError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super("PERILINK_CONFIG", message, options);
+  }
+}
+
+/** The identity in the state directory is missing parts, corrupt or unreadable. */
+export class IdentityError extends PerilinkError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super("PERILINK_IDENTITY", message, options);
+  }
+}
+
+/** A listening socket could not be opened (address in use, not available). */
+export class ListenError extends PerilinkError {
+  readonly address: string;
+  readonly port: number;
+  constructor(
+    code: "PERILINK_ADDRESS_IN_USE" | "PERILINK_ADDRESS_UNAVAILABLE" | "PERILINK_LISTEN",
+    address: string,
+    port: number,
+    message: string,
+    options?: { cause?: unknown },
+  ) {
+    super(code, message, options);
+    this.address = address;
+    this.port = port;
+  }
+}
+
+/**
+ * The peer broke the wire protocol. `wireCode` is the numeric code sent in
+ * (or received from) an ERROR frame; see `WireError` in protocol/constants.ts.
+ */
+export class ProtocolError extends PerilinkError {
+  readonly wireCode: number;
+  constructor(wireCode: number, message: string, code = "PERILINK_PROTOCOL") {
+    super(code, message);
+    this.wireCode = wireCode;
+  }
+}
+
+/** A frame's length prefix exceeds the negotiated maximum. */
+export class FrameTooLargeError extends ProtocolError {
+  readonly length: number;
+  readonly limit: number;
+  constructor(wireCode: number, length: number, limit: number) {
+    super(
+      wireCode,
+      `Cannot accept frame: its payload of ${length} bytes exceeds the negotiated limit of ${limit} bytes`,
+      "PERILINK_FRAME_TOO_LARGE",
+    );
+    this.length = length;
+    this.limit = limit;
+  }
+}
+
+/** The server answered, but its signature over our nonce does not verify. */
+export class SignatureError extends PerilinkError {
+  constructor(message: string) {
+    super("PERILINK_SIGNATURE", message);
+  }
+}
+
+/** Nothing answered an identify probe or a handshake in time. */
+export class TimeoutError extends PerilinkError {
+  constructor(code: "PERILINK_PROBE_TIMEOUT" | "PERILINK_HANDSHAKE_TIMEOUT" | "PERILINK_REQUEST_TIMEOUT", message: string) {
+    super(code, message);
+  }
+}
+
+/** The server refused a session or channel because one of its limits is reached. */
+export class ServerBusyError extends PerilinkError {
+  constructor(message: string) {
+    super("PERILINK_SERVER_BUSY", message);
+  }
+}
+
+/** The session ended (closed, reset, or drained) before the operation finished. */
+export class SessionClosedError extends PerilinkError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super("PERILINK_SESSION_CLOSED", message, options);
+  }
+}
+
+/**
+ * The server refused a request without starting it (it was draining and the
+ * request's stream id was above its GOAWAY mark). Always safe to send again.
+ */
+export class RequestRefusedError extends PerilinkError {
+  constructor(message: string) {
+    super("PERILINK_REQUEST_REFUSED", message);
+  }
+}
+
+/** The server-side application threw or rejected while handling a request. */
+export class RemoteError extends PerilinkError {
+  readonly wireCode: number;
+  constructor(code: string, wireCode: number, message: string) {
+    super(code, message);
+    this.wireCode = wireCode;
+  }
+}
+
+/** No server answers on the control socket of a state directory. */
+export class ControlError extends PerilinkError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super("PERILINK_CONTROL", message, options);
+  }
+}
+
+/** An application module could not be loaded or has the wrong shape. */
+export class AppError extends PerilinkError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super("PERILINK_APP", message, options);
+  }
+}

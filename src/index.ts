@@ -1,0 +1,11 @@
+/** perilink's public API. */
+export * from "./errors.ts";
+export { startServer, PerilinkServer, type StartServerOptions, type ServerStatus } from "./server/server.ts";
+export type { SessionApp, RawApp, RequestContext, ChannelContext } from "./server/app.ts";
+export type { ServerLimits } from "./server/limits.ts";
+export type { ServerConfigInput } from "./server/config.ts";
+export { ClientSession, ClientChannel, type ClientSessionOptions, type RequestOptions } from "./client/client_session.ts";
+export { identifyUdp, identifyTcp, type Identification } from "./client/identify.ts";
+export { createLogger, type Logger } from "./logger.ts";
+export { TARGET, type Target } from "./target.ts";
+export { VERSION } from "./version.ts";

@@ -1,0 +1,79 @@
+/**
+ * Wire protocol v1 constants. docs/protocol.md is the specification; every
+ * number here is named there.
+ */
+
+/** "PLNK" as a big-endian u32: starts every hello and every UDP probe. */
+export const MAGIC = 0x504c4e4b;
+export const PROTOCOL_VERSION = 1;
+
+/** Client hello: magic, version, flags, reserved, maxFrame, reserved, nonce. */
+export const CLIENT_HELLO_SIZE = 32;
+/** Server hello: see docs/protocol.md §2.2. */
+export const SERVER_HELLO_SIZE = 140;
+/** Frame header: length u32, type u8, flags u8, reserved u16, channel u32, stream u32. */
+export const FRAME_HEADER_SIZE = 16;
+
+export const NONCE_SIZE = 16;
+export const SERVER_ID_SIZE = 16;
+export const PUBLIC_KEY_SIZE = 32;
+export const SIGNATURE_SIZE = 64;
+
+/** A probe request is padded to this size; shorter datagrams get no answer. */
+export const PROBE_REQUEST_SIZE = 128;
+/** A probe response is this size: never larger than the request it answers. */
+export const PROBE_RESPONSE_SIZE = 124;
+export const PROBE_TYPE_REQUEST = 1;
+export const PROBE_TYPE_RESPONSE = 2;
+
+/** Smallest frame payload limit a peer may announce. */
+export const MIN_MAX_FRAME = 1024;
+/** Largest frame payload limit a peer may announce (16 MiB). */
+export const MAX_MAX_FRAME = 16 * 1024 * 1024;
+
+/** Domain-separation prefixes for the two signed messages. */
+export const TCP_SIGNATURE_CONTEXT = "perilink/tcp/1";
+export const UDP_SIGNATURE_CONTEXT = "perilink/udp/1";
+
+export const FrameType = {
+  ChannelOpen: 1,
+  ChannelOk: 2,
+  ChannelClose: 3,
+  Request: 4,
+  Response: 5,
+  Message: 6,
+  Cancel: 7,
+  Ping: 8,
+  Pong: 9,
+  GoAway: 10,
+  Error: 11,
+} as const;
+export type FrameTypeValue = (typeof FrameType)[keyof typeof FrameType];
+export const MAX_FRAME_TYPE = 11;
+
+/** Numeric error codes carried in ERROR and GOAWAY frames and in the server hello status. */
+export const WireError = {
+  None: 0,
+  ProtocolError: 1,
+  FrameTooLarge: 2,
+  LimitExceeded: 3,
+  UnknownChannel: 4,
+  ApplicationError: 5,
+  RefusedStream: 6,
+  Cancelled: 7,
+  Internal: 8,
+  Timeout: 9,
+  VersionUnsupported: 10,
+  ServerBusy: 11,
+  ShuttingDown: 12,
+} as const;
+export type WireErrorValue = (typeof WireError)[keyof typeof WireError];
+
+const WIRE_ERROR_NAMES: Record<number, string> = Object.fromEntries(
+  Object.entries(WireError).map(([name, value]) => [value, name]),
+);
+
+/** The name of a wire error code, or `Unknown(n)`. */
+export function wireErrorName(code: number): string {
+  return WIRE_ERROR_NAMES[code] ?? `Unknown(${code})`;
+}

@@ -1,0 +1,142 @@
+import { FrameTooLargeError, ProtocolError } from "../errors.ts";
+import { FRAME_HEADER_SIZE, MAX_FRAME_TYPE, WireError } from "./constants.ts";
+
+/** Receives decoded frames. `payload` is a view that stays valid after the call returns. */
+export interface FrameSink {
+  onFrame(type: number, flags: number, channel: number, stream: number, payload: Buffer): void;
+}
+
+const EMPTY = Buffer.alloc(0);
+
+/**
+ * Streaming decoder for length-prefixed frames (docs/protocol.md §3).
+ *
+ * Total over hostile input: every byte sequence yields frames or a thrown
+ * `ProtocolError`; nothing else escapes `push()`.
+ *
+ * A frame that lies inside one received chunk is handed over as a view of that
+ * chunk (no copy). Only a frame split across chunks is copied, once, into a
+ * buffer of exactly its size. The partial-header buffer is reused.
+ *
+ * The sink may call `pause()` from `onFrame`; the unread rest of the chunk is
+ * then held (as a view) until `resume()`, so a paused session reads nothing more.
+ */
+export class FrameDecoder {
+  #sink: FrameSink;
+  #maxPayload: number;
+  #head = Buffer.allocUnsafe(FRAME_HEADER_SIZE);
+  #headLen = 0;
+  #body: Buffer | null = null;
+  #bodyLen = 0;
+  #type = 0;
+  #flags = 0;
+  #channel = 0;
+  #stream = 0;
+  #paused = false;
+  #held: Buffer | null = null;
+
+  constructor(sink: FrameSink, maxPayload: number) {
+    this.#sink = sink;
+    this.#maxPayload = maxPayload;
+  }
+
+  get paused(): boolean {
+    return this.#paused;
+  }
+
+  /** True when no partial frame or held bytes are buffered. */
+  get idle(): boolean {
+    return this.#headLen === 0 && this.#body === null && this.#held === null;
+  }
+
+  pause(): void {
+    this.#paused = true;
+  }
+
+  /** Continues with held bytes, if any. May throw like `push()`. */
+  resume(): void {
+    this.#paused = false;
+    const held = this.#held;
+    if (held !== null) {
+      this.#held = null;
+      this.push(held);
+    }
+  }
+
+  push(chunk: Buffer): void {
+    if (this.#paused || this.#held !== null) {
+      this.#held = this.#held === null ? chunk : Buffer.concat([this.#held, chunk]);
+      return;
+    }
+    const end = chunk.length;
+    let off = 0;
+    while (off < end) {
+      if (this.#paused) {
+        this.#held = chunk.subarray(off);
+        return;
+      }
+      if (this.#body !== null) {
+        off = this.#fillBody(chunk, off);
+        continue;
+      }
+      if (this.#headLen === 0 && end - off >= FRAME_HEADER_SIZE) {
+        const len = this.#readHeader(chunk, off);
+        off += FRAME_HEADER_SIZE;
+        if (end - off >= len) {
+          const payload = len === 0 ? EMPTY : chunk.subarray(off, off + len);
+          off += len;
+          this.#sink.onFrame(this.#type, this.#flags, this.#channel, this.#stream, payload);
+        } else {
+          this.#startBody(len);
+        }
+        continue;
+      }
+      const take = Math.min(FRAME_HEADER_SIZE - this.#headLen, end - off);
+      chunk.copy(this.#head, this.#headLen, off, off + take);
+      this.#headLen += take;
+      off += take;
+      if (this.#headLen === FRAME_HEADER_SIZE) {
+        this.#headLen = 0;
+        const len = this.#readHeader(this.#head, 0);
+        if (len === 0) {
+          this.#sink.onFrame(this.#type, this.#flags, this.#channel, this.#stream, EMPTY);
+        } else {
+          this.#startBody(len);
+        }
+      }
+    }
+  }
+
+  #readHeader(buf: Buffer, off: number): number {
+    const len = buf.readUInt32BE(off);
+    const type = buf[off + 4]!;
+    if (type === 0 || type > MAX_FRAME_TYPE) {
+      throw new ProtocolError(WireError.ProtocolError, `Cannot decode frame: unknown frame type ${type}`);
+    }
+    if (len > this.#maxPayload) {
+      throw new FrameTooLargeError(WireError.FrameTooLarge, len, this.#maxPayload);
+    }
+    this.#type = type;
+    this.#flags = buf[off + 5]!;
+    this.#channel = buf.readUInt32BE(off + 8);
+    this.#stream = buf.readUInt32BE(off + 12);
+    return len;
+  }
+
+  #startBody(len: number): void {
+    this.#body = Buffer.allocUnsafe(len);
+    this.#bodyLen = 0;
+  }
+
+  #fillBody(chunk: Buffer, off: number): number {
+    const body = this.#body!;
+    const take = Math.min(body.length - this.#bodyLen, chunk.length - off);
+    chunk.copy(body, this.#bodyLen, off, off + take);
+    this.#bodyLen += take;
+    if (this.#bodyLen === body.length) {
+      this.#body = null;
+      this.#sink.onFrame(this.#type, this.#flags, this.#channel, this.#stream, body);
+    }
+    return off + take;
+  }
+}

@@ -1,0 +1,114 @@
+import { FRAME_HEADER_SIZE } from "./constants.ts";
+
+/** The part of a socket the writer needs. */
+export interface WritableSink {
+  write(chunk: Uint8Array): boolean;
+  cork(): void;
+  uncork(): void;
+  readonly destroyed: boolean;
+}
+
+/** Default slab size: frames are packed into it and written in one call per flush. */
+export const DEFAULT_SLAB_SIZE = 64 * 1024;
+
+/**
+ * Packs frames into a slab and writes them with one `write()` per event-loop
+ * turn (the writer corks by batching). Bytes handed to the socket are never
+ * overwritten: once a slab is nearly used up a fresh one is taken, and the old
+ * one is released by the socket when written. Large payloads skip the copy and
+ * go to the socket as they are, behind their header, under cork().
+ */
+export class FrameWriter {
+  #sink: WritableSink;
+  #slabSize: number;
+  #slab: Buffer;
+  #start = 0;
+  #pos = 0;
+  #scheduled = false;
+  #flushBound = (): void => this.flush();
+  #ok = true;
+
+  constructor(sink: WritableSink, slabSize = DEFAULT_SLAB_SIZE) {
+    this.#sink = sink;
+    this.#slabSize = slabSize;
+    this.#slab = Buffer.allocUnsafe(slabSize);
+  }
+
+  /** False once the socket reported backpressure during the last flush. */
+  get writable(): boolean {
+    return this.#ok;
+  }
+
+  /** Bytes packed but not yet handed to the socket. */
+  get pending(): number {
+    return this.#pos - this.#start;
+  }
+
+  /**
+   * Queues one frame. `payload` may be bytes or a string (written as UTF-8).
+   * The bytes of a large `Uint8Array` payload are referenced until written: do
+   * not change them after the call.
+   */
+  frame(type: number, channel: number, stream: number, payload?: Uint8Array | string, flags = 0): void {
+    const len = payload === undefined ? 0 : typeof payload === "string" ? Buffer.byteLength(payload) : payload.byteLength;
+    const need = FRAME_HEADER_SIZE + len;
+    if (need <= this.#slabSize >>> 1) {
+      if (this.#slab.length - this.#pos < need) this.#newSlab();
+      this.#header(len, type, flags, channel, stream);
+      if (len > 0) {
+        if (typeof payload === "string") this.#slab.write(payload, this.#pos, "utf8");
+        else this.#slab.set(payload!, this.#pos);
+        this.#pos += len;
+      }
+      this.#schedule();
+      return;
+    }
+    // Large frame: header in the slab, payload by reference, one corked batch.
+    if (this.#slab.length - this.#pos < FRAME_HEADER_SIZE) this.#newSlab();
+    this.#header(len, type, flags, channel, stream);
+    const sink = this.#sink;
+    sink.cork();
+    this.flush();
+    const body = typeof payload === "string" ? Buffer.from(payload, "utf8") : payload!;
+    if (!sink.destroyed) this.#ok = sink.write(body) && this.#ok;
+    sink.uncork();
+  }
+
+  /** Hands every packed byte to the socket now. */
+  flush(): void {
+    this.#scheduled = false;
+    if (this.#pos === this.#start || this.#sink.destroyed) return;
+    const chunk = this.#slab.subarray(this.#start, this.#pos);
+    this.#start = this.#pos;
+    this.#ok = this.#sink.write(chunk);
+    if (this.#slab.length - this.#pos < 512) this.#newSlab();
+  }
+
+  #header(len: number, type: number, flags: number, channel: number, stream: number): void {
+    const slab = this.#slab;
+    const p = this.#pos;
+    slab.writeUInt32BE(len, p);
+    slab[p + 4] = type;
+    slab[p + 5] = flags;
+    slab[p + 6] = 0;
+    slab[p + 7] = 0;
+    slab.writeUInt32BE(channel >>> 0, p + 8);
+    slab.writeUInt32BE(stream >>> 0, p + 12);
+    this.#pos = p + FRAME_HEADER_SIZE;
+  }
+
+  #newSlab(): void {
+    if (this.#pos !== this.#start && !this.#sink.destroyed) {
+      this.#ok = this.#sink.write(this.#slab.subarray(this.#start, this.#pos));
+    }
+    this.#slab = Buffer.allocUnsafe(this.#slabSize);
+    this.#start = 0;
+    this.#pos = 0;
+  }
+
+  #schedule(): void {
+    if (this.#scheduled) return;
+    this.#scheduled = true;
+    setImmediate(this.#flushBound);
+  }
+}

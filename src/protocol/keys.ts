@@ -1,0 +1,48 @@
+import { createHash, createPublicKey, verify, type KeyObject } from "node:crypto";
+import { PUBLIC_KEY_SIZE, SERVER_ID_SIZE } from "./constants.ts";
+
+/** DER prefix of an Ed25519 SubjectPublicKeyInfo; the raw 32-byte key follows. */
+const SPKI_PREFIX = Buffer.from("302a300506032b6570032100", "hex");
+
+/** The raw 32-byte Ed25519 public key of a key object. */
+export function rawPublicKey(key: KeyObject): Buffer {
+  const der = key.export({ format: "der", type: "spki" });
+  return der.subarray(der.length - PUBLIC_KEY_SIZE);
+}
+
+/** A key object for a raw 32-byte Ed25519 public key. */
+export function publicKeyFromRaw(raw: Uint8Array): KeyObject {
+  if (raw.length !== PUBLIC_KEY_SIZE) throw new RangeError(`Ed25519 public key must be ${PUBLIC_KEY_SIZE} bytes`);
+  return createPublicKey({ key: Buffer.concat([SPKI_PREFIX, raw]), format: "der", type: "spki" });
+}
+
+/** Verifies an Ed25519 signature; false (never a throw) for any malformed input. */
+export function verifySignature(message: Uint8Array, signature: Uint8Array, rawKey: Uint8Array): boolean {
+  try {
+    return verify(null, message, publicKeyFromRaw(rawKey), signature);
+  } catch {
+    return false;
+  }
+}
+
+/** "SHA256:" and the unpadded base64 of the key's SHA-256, as OpenSSH prints fingerprints. */
+export function keyFingerprint(rawKey: Uint8Array): string {
+  return "SHA256:" + createHash("sha256").update(rawKey).digest("base64").replace(/=+$/, "");
+}
+
+const UUID_RE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
+
+export function uuidToBytes(uuid: string): Buffer {
+  if (!UUID_RE.test(uuid)) throw new RangeError(`not a lower-case UUID: ${uuid}`);
+  return Buffer.from(uuid.replace(/-/g, ""), "hex");
+}
+
+export function bytesToUuid(b: Uint8Array): string {
+  if (b.length !== SERVER_ID_SIZE) throw new RangeError(`server id must be ${SERVER_ID_SIZE} bytes`);
+  const h = Buffer.from(b.buffer, b.byteOffset, b.byteLength).toString("hex");
+  return `${h.slice(0, 8)}-${h.slice(8, 12)}-${h.slice(12, 16)}-${h.slice(16, 20)}-${h.slice(20)}`;
+}
+
+export function isUuid(s: string): boolean {
+  return UUID_RE.test(s);
+}

@@ -1,0 +1,136 @@
+import { promises as fs } from "node:fs";
+import path from "node:path";
+import { ConfigError } from "../errors.ts";
+import { isLogLevel, type LogLevel } from "../logger.ts";
+import { TARGET } from "../target.ts";
+import { DEFAULT_SERVER_LIMITS, type ServerLimits } from "./limits.ts";
+import { parseListenSpec, type ListenSpec } from "./listen_spec.ts";
+import type { ProbeLimits } from "./probe_responder.ts";
+import { defaultStateDir } from "./state_dir.ts";
+
+/** A server's whole configuration, after defaults and validation (R5). */
+export interface ServerConfig {
+  listen: ListenSpec[];
+  /** The listen entries as written, for status and logs. */
+  listenText: string[];
+  /** A built-in app name (`demo`) or a module path. */
+  app: string;
+  stateDir: string;
+  limits: ServerLimits;
+  probe: ProbeLimits;
+  /** How often `auto` listeners look for new and vanished addresses; 0 turns it off. */
+  rescanIntervalMs: number;
+  /** How long `drain()` lets started requests finish before closing what is left. */
+  drainTimeoutMs: number;
+  logLevel: LogLevel;
+}
+
+/** What a config file or the command line may set; every key optional. */
+export interface ServerConfigInput {
+  listen?: string[];
+  app?: string;
+  stateDir?: string;
+  limits?: Partial<ServerLimits>;
+  probe?: Partial<ProbeLimits>;
+  rescanIntervalMs?: number;
+  drainTimeoutMs?: number;
+  logLevel?: LogLevel;
+}
+
+export const DEFAULT_LISTEN = ["auto:1025"];
+export const DEFAULT_RESCAN_INTERVAL_MS = 5000;
+export const DEFAULT_DRAIN_TIMEOUT_MS = 30000;
+
+const TOP_KEYS = ["listen", "app", "stateDir", "limits", "probe", "rescanIntervalMs", "drainTimeoutMs", "logLevel"];
+const PROBE_KEYS = ["ratePerSecond", "burst", "trackedSources"];
+
+function checkKeys(obj: Record<string, unknown>, allowed: string[], where: string): void {
+  for (const k of Object.keys(obj)) {
+    if (!allowed.includes(k)) {
+      throw new ConfigError(`Cannot use configuration: unknown key "${where}${k}"; known keys are ${allowed.join(", ")}`);
+    }
+  }
+}
+
+function int(v: unknown, name: string, min: number, max = Number.MAX_SAFE_INTEGER): number {
+  if (typeof v !== "number" || !Number.isInteger(v) || v < min || v > max) {
+    throw new ConfigError(`Cannot use configuration: "${name}" must be an integer from ${min} to ${max}, not ${JSON.stringify(v)}`);
+  }
+  return v;
+}
+
+function object(v: unknown, name: string): Record<string, unknown> {
+  if (v === null || typeof v !== "object" || Array.isArray(v)) {
+    throw new ConfigError(`Cannot use configuration: "${name}" must be an object`);
+  }
+  return v as Record<string, unknown>;
+}
+
+/** Reads and parses a JSON configuration file; errors name the file. */
+export async function readConfigFile(file: string): Promise<ServerConfigInput> {
+  let text: string;
+  try {
+    text = await fs.readFile(file, "utf8");
+  } catch (err) {
+    throw new ConfigError(`Cannot read configuration ${file}: ${(err as Error).message}`, { cause: err });
+  }
+  let data: unknown;
+  try {
+    data = JSON.parse(text);
+  } catch (err) {
+    throw new ConfigError(`Cannot parse configuration ${file}: ${(err as Error).message}`, { cause: err });
+  }
+  const obj = object(data, path.basename(file));
+  checkKeys(obj, TOP_KEYS, "");
+  return obj as ServerConfigInput;
+}
+
+/**
+ * Validates `input` (a config file's contents, then command-line values over
+ * it) and fills in defaults from the build target. Throws `ConfigError`
+ * naming the offending key.
+ */
+export function resolveConfig(input: ServerConfigInput, env: Record<string, string | undefined> = process.env): ServerConfig {
+  checkKeys(input as Record<string, unknown>, TOP_KEYS, "");
+  const listenText = input.listen ?? DEFAULT_LISTEN;
+  if (!Array.isArray(listenText) || listenText.length === 0) {
+    throw new ConfigError(`Cannot use configuration: "listen" must be a non-empty list such as ["auto:1025"]`);
+  }
+  const listen = listenText.map((e) => parseListenSpec(e));
+  const limits: ServerLimits = { ...DEFAULT_SERVER_LIMITS };
+  if (input.limits !== undefined) {
+    const l = object(input.limits, "limits");
+    checkKeys(l, Object.keys(DEFAULT_SERVER_LIMITS), "limits.");
+    for (const [k, v] of Object.entries(l)) {
+      const min = k === "maxFrameBytes" ? 1024 : 1;
+      const max = k === "maxFrameBytes" ? 16 * 1024 * 1024 : 0x7fffffff;
+      limits[k as keyof ServerLimits] = int(v, `limits.${k}`, min, max);
+    }
+  }
+  const probe: ProbeLimits = { ...TARGET.probe };
+  if (input.probe !== undefined) {
+    const p = object(input.probe, "probe");
+    checkKeys(p, PROBE_KEYS, "probe.");
+    for (const [k, v] of Object.entries(p)) probe[k as keyof ProbeLimits] = int(v, `probe.${k}`, 1, 1_000_000);
+  }
+  if (input.app !== undefined && (typeof input.app !== "string" || input.app === "")) {
+    throw new ConfigError(`Cannot use configuration: "app" must be a module path or "demo"`);
+  }
+  if (input.stateDir !== undefined && (typeof input.stateDir !== "string" || input.stateDir === "")) {
+    throw new ConfigError(`Cannot use configuration: "stateDir" must be a directory path`);
+  }
+  if (input.logLevel !== undefined && !isLogLevel(input.logLevel)) {
+    throw new ConfigError(`Cannot use configuration: "logLevel" must be debug, info, warn, error or silent`);
+  }
+  return {
+    listen,
+    listenText,
+    app: input.app ?? "demo",
+    stateDir: path.resolve(input.stateDir ?? defaultStateDir(env)),
+    limits,
+    probe,
+    rescanIntervalMs: input.rescanIntervalMs === undefined ? DEFAULT_RESCAN_INTERVAL_MS : int(input.rescanIntervalMs, "rescanIntervalMs", 0),
+    drainTimeoutMs: input.drainTimeoutMs === undefined ? DEFAULT_DRAIN_TIMEOUT_MS : int(input.drainTimeoutMs, "drainTimeoutMs", 0),
+    logLevel: input.logLevel ?? "info",
+  };
+}

@@ -1,0 +1,147 @@
+import { promises as fs } from "node:fs";
+import net from "node:net";
+import path from "node:path";
+import { ControlError } from "../errors.ts";
+import type { Logger } from "../logger.ts";
+
+/** The control socket's file name inside the state directory. */
+export const CONTROL_SOCKET = "control.sock";
+
+/** Largest control request line accepted, in bytes. */
+const MAX_LINE = 64 * 1024;
+
+export type ControlHandler = (request: Record<string, unknown>) => unknown | Promise<unknown>;
+
+export function controlSocketPath(stateDir: string): string {
+  return path.join(stateDir, CONTROL_SOCKET);
+}
+
+/**
+ * The control socket: a Unix socket file, mode 0600, in the 0700 state
+ * directory. One JSON object per line each way: `{"op": "status"}` →
+ * `{"ok": true, "result": …}` or `{"ok": false, "error": {code, message}}`.
+ */
+export class ControlServer {
+  #server: net.Server;
+  #path: string;
+  #handlers: Record<string, ControlHandler>;
+  #log: Logger;
+
+  private constructor(p: string, handlers: Record<string, ControlHandler>, log: Logger) {
+    this.#path = p;
+    this.#handlers = handlers;
+    this.#log = log;
+    this.#server = net.createServer((socket) => this.#serve(socket));
+  }
+
+  get path(): string {
+    return this.#path;
+  }
+
+  /**
+   * Listens on `<stateDir>/control.sock`. A stale socket file (nothing
+   * answers) is replaced; a live one means another server owns this state
+   * directory, which is an error.
+   */
+  static async listen(stateDir: string, handlers: Record<string, ControlHandler>, log: Logger): Promise<ControlServer> {
+    const p = controlSocketPath(stateDir);
+    if (await isLive(p)) {
+      throw new ControlError(`Cannot start: another perilink server is running with state directory ${stateDir}; stop it or use another --state-dir`);
+    }
+    await fs.rm(p, { force: true });
+    const cs = new ControlServer(p, handlers, log);
+    await new Promise<void>((resolve, reject) => {
+      cs.#server.once("error", reject);
+      cs.#server.listen(p, () => {
+        cs.#server.off("error", reject);
+        resolve();
+      });
+    });
+    await fs.chmod(p, 0o600);
+    return cs;
+  }
+
+  async close(): Promise<void> {
+    this.#server.close();
+    await fs.rm(this.#path, { force: true }).catch(() => {});
+  }
+
+  #serve(socket: net.Socket): void {
+    let buf = "";
+    socket.setEncoding("utf8");
+    socket.on("error", () => {});
+    socket.on("data", (chunk: string) => {
+      buf += chunk;
+      if (buf.length > MAX_LINE) {
+        socket.end(JSON.stringify({ ok: false, error: { code: "PERILINK_CONTROL", message: "request line too long" } }) + "\n");
+        return;
+      }
+      let nl: number;
+      while ((nl = buf.indexOf("\n")) >= 0) {
+        const line = buf.slice(0, nl);
+        buf = buf.slice(nl + 1);
+        void this.#answer(socket, line);
+      }
+    });
+  }
+
+  async #answer(socket: net.Socket, line: string): Promise<void> {
+    let reply: unknown;
+    try {
+      const req = JSON.parse(line) as Record<string, unknown>;
+      const handler = typeof req?.op === "string" ? this.#handlers[req.op] : undefined;
+      if (!handler) throw new ControlError(`Cannot run control request: unknown op ${JSON.stringify(req?.op)}`);
+      reply = { ok: true, result: await handler(req) };
+    } catch (err) {
+      const e = err as { code?: string; message?: string };
+      reply = { ok: false, error: { code: e.code ?? "PERILINK_CONTROL", message: e.message ?? String(err) } };
+      this.#log.debug("control_request_failed", { error: err });
+    }
+    if (!socket.destroyed) socket.write(JSON.stringify(reply) + "\n");
+  }
+}
+
+function isLive(p: string): Promise<boolean> {
+  return new Promise((resolve) => {
+    const s = net.connect(p);
+    s.once("connect", () => {
+      s.destroy();
+      resolve(true);
+    });
+    s.once("error", () => resolve(false));
+  });
+}
+
+/** Sends one control request to the server of `stateDir` and returns its result. */
+export function controlRequest(stateDir: string, request: Record<string, unknown>, timeoutMs = 5000): Promise<unknown> {
+  const p = controlSocketPath(stateDir);
+  return new Promise((resolve, reject) => {
+    const s = net.connect(p);
+    let buf = "";
+    const timer = setTimeout(() => {
+      s.destroy();
+      reject(new ControlError(`Cannot reach the server at ${p}: no answer in ${timeoutMs} ms`));
+    }, timeoutMs);
+    s.setEncoding("utf8");
+    s.once("connect", () => s.write(JSON.stringify(request) + "\n"));
+    s.on("data", (chunk: string) => {
+      buf += chunk;
+      const nl = buf.indexOf("\n");
+      if (nl < 0) return;
+      clearTimeout(timer);
+      s.destroy();
+      try {
+        const reply = JSON.parse(buf.slice(0, nl)) as { ok: boolean; result?: unknown; error?: { code: string; message: string } };
+        if (reply.ok) resolve(reply.result);
+        else reject(new ControlError(reply.error?.message ?? "request failed"));
+      } catch (err) {
+        reject(new ControlError(`Cannot read the server's answer at ${p}: ${(err as Error).message}`));
+      }
+    });
+    s.once("error", (err: NodeJS.ErrnoException) => {
+      clearTimeout(timer);
+      const why = err.code === "ENOENT" || err.code === "ECONNREFUSED" ? "no perilink server is running there" : err.message;
+      reject(new ControlError(`Cannot reach the server at ${p}: ${why}; start one with "perilink serve --state-dir ${stateDir}"`, { cause: err }));
+    });
+  });
+}

@@ -1,0 +1,90 @@
+import { createPrivateKey, createPublicKey, generateKeyPairSync, randomUUID, sign, type KeyObject } from "node:crypto";
+import { promises as fs } from "node:fs";
+import path from "node:path";
+import { IdentityError } from "../errors.ts";
+import { isUuid, rawPublicKey, uuidToBytes } from "../protocol/keys.ts";
+import { ensurePrivateDir, writeFileAtomic } from "./state_dir.ts";
+
+/** The file, inside the state directory, that holds the server's identity. */
+export const IDENTITY_FILE = "identity.json";
+
+/** The server's stable identity (S1): a UUID and an Ed25519 key pair. */
+export class Identity {
+  readonly serverId: string;
+  readonly serverIdBytes: Buffer;
+  readonly publicKey: Buffer;
+  #privateKey: KeyObject;
+
+  constructor(serverId: string, privateKey: KeyObject) {
+    this.serverId = serverId;
+    this.serverIdBytes = uuidToBytes(serverId);
+    this.#privateKey = privateKey;
+    this.publicKey = rawPublicKey(createPublicKey(privateKey));
+  }
+
+  sign(message: Uint8Array): Buffer {
+    return sign(null, message, this.#privateKey);
+  }
+}
+
+interface IdentityFile {
+  version: 1;
+  serverId: string;
+  privateKey: string;
+}
+
+/**
+ * Loads the identity from `stateDir`, creating it (directory 0700, file 0600,
+ * written atomically) on first start. A file that exists but cannot be read or
+ * parsed is an `IdentityError`: a server never silently takes a new identity.
+ */
+export async function loadOrCreateIdentity(stateDir: string): Promise<Identity> {
+  await ensurePrivateDir(stateDir);
+  const file = path.join(stateDir, IDENTITY_FILE);
+  let text: string;
+  try {
+    text = await fs.readFile(file, "utf8");
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== "ENOENT") {
+      throw new IdentityError(`Cannot read identity ${file}: ${(err as Error).message}; fix its permissions`, { cause: err });
+    }
+    return createIdentity(file);
+  }
+  return parseIdentity(file, text);
+}
+
+async function createIdentity(file: string): Promise<Identity> {
+  const { privateKey } = generateKeyPairSync("ed25519");
+  const data: IdentityFile = {
+    version: 1,
+    serverId: randomUUID(),
+    privateKey: privateKey.export({ format: "der", type: "pkcs8" }).toString("base64"),
+  };
+  await writeFileAtomic(file, JSON.stringify(data, null, 2) + "\n", 0o600);
+  return new Identity(data.serverId, privateKey);
+}
+
+function parseIdentity(file: string, text: string): Identity {
+  const fail = (why: string, cause?: unknown): IdentityError =>
+    new IdentityError(
+      `Cannot load identity ${file}: ${why}. Restore it from a backup, or delete it to make this device a new server with a new identifier`,
+      { cause },
+    );
+  let data: Partial<IdentityFile>;
+  try {
+    data = JSON.parse(text) as Partial<IdentityFile>;
+  } catch (err) {
+    throw fail("not valid JSON", err);
+  }
+  if (data === null || typeof data !== "object" || data.version !== 1) throw fail("unknown format version");
+  if (typeof data.serverId !== "string" || !isUuid(data.serverId)) throw fail("serverId is not a UUID");
+  if (typeof data.privateKey !== "string") throw fail("privateKey is missing");
+  let key: KeyObject;
+  try {
+    key = createPrivateKey({ key: Buffer.from(data.privateKey, "base64"), format: "der", type: "pkcs8" });
+  } catch (err) {
+    throw fail("privateKey is not a PKCS#8 key", err);
+  }
+  if (key.asymmetricKeyType !== "ed25519") throw fail(`privateKey is ${key.asymmetricKeyType}, not ed25519`);
+  return new Identity(data.serverId, key);
+}

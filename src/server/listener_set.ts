@@ -1,0 +1,231 @@
+import dgram from "node:dgram";
+import net from "node:net";
+import { ListenError } from "../errors.ts";
+import type { Logger } from "../logger.ts";
+import { detectRuntime } from "../runtime/runtime.ts";
+import { interfaceAddresses, type InterfaceAddress } from "./interface_addresses.ts";
+import { formatHostPort, type ListenSpec } from "./listen_spec.ts";
+
+/** One address × port of the port group, with its TCP listener and UDP responder. */
+export interface Endpoint {
+  address: string;
+  port: number;
+  family: 4 | 6;
+  /** `explicit` from a `HOST:PORT` entry, `auto` from an `auto:PORT` entry. */
+  source: "explicit" | "auto";
+}
+
+export interface ListenerHandlers {
+  onConnection(socket: net.Socket, endpoint: Endpoint): void;
+  onDatagram(msg: Buffer, rinfo: dgram.RemoteInfo, udp: dgram.Socket): void;
+}
+
+export interface ListenerSetOptions {
+  backlog?: number;
+  /** Source of the device's addresses (tests inject a fixed list). */
+  interfaces?: () => InterfaceAddress[];
+}
+
+interface Listener {
+  endpoint: Endpoint;
+  tcp: net.Server;
+  udp: dgram.Socket;
+}
+
+const key = (address: string, port: number): string => `${address}|${port}`;
+
+/**
+ * The multi-address listener (S2): a port group × an address set. Explicit
+ * entries must bind at start or start fails; `auto` entries follow the
+ * device's addresses through `rescan()`: new addresses get listeners, vanished
+ * ones are closed. A port of 0 is chosen by the kernel once and then shared
+ * by every address of that entry.
+ */
+export class ListenerSet {
+  #specs: ListenSpec[];
+  #handlers: ListenerHandlers;
+  #log: Logger;
+  #backlog: number;
+  #interfaces: () => InterfaceAddress[];
+  #listeners = new Map<string, Listener>();
+  #closed = false;
+  #scanning: Promise<void> | null = null;
+
+  constructor(specs: ListenSpec[], handlers: ListenerHandlers, log: Logger, options: ListenerSetOptions = {}) {
+    this.#specs = specs.map((s) => ({ ...s }));
+    this.#handlers = handlers;
+    this.#log = log;
+    this.#backlog = options.backlog ?? 511;
+    this.#interfaces = options.interfaces ?? interfaceAddresses;
+  }
+
+  /** Binds every entry. Throws `ListenError` when an explicit address, or a port, cannot be had. */
+  async start(): Promise<void> {
+    try {
+      for (const spec of this.#specs) {
+        for (const ep of this.#desiredFor(spec)) await this.#add(ep, spec, true);
+      }
+    } catch (err) {
+      await this.close();
+      throw err;
+    }
+  }
+
+  /** Opens listeners for new addresses and closes those whose address vanished. */
+  rescan(): Promise<void> {
+    if (this.#scanning) return this.#scanning;
+    this.#scanning = this.#rescan().finally(() => {
+      this.#scanning = null;
+    });
+    return this.#scanning;
+  }
+
+  async #rescan(): Promise<void> {
+    if (this.#closed) return;
+    const want = new Map<string, { ep: Endpoint; spec: ListenSpec }>();
+    for (const spec of this.#specs) {
+      for (const ep of this.#desiredFor(spec)) want.set(key(ep.address, ep.port), { ep, spec });
+    }
+    for (const [k, l] of this.#listeners) {
+      if (!want.has(k) && l.endpoint.source === "auto") {
+        this.#listeners.delete(k);
+        await closeListener(l);
+        this.#log.info("listener_removed", { address: l.endpoint.address, port: l.endpoint.port });
+      }
+    }
+    for (const [k, { ep, spec }] of want) {
+      if (this.#closed) return;
+      if (!this.#listeners.has(k)) await this.#add(ep, spec, false).catch(() => {});
+    }
+  }
+
+  /** The endpoints listening now. */
+  endpoints(): Endpoint[] {
+    return [...this.#listeners.values()].map((l) => l.endpoint);
+  }
+
+  /** The TCP listeners, for a caller that needs their handles. */
+  tcpServers(): net.Server[] {
+    return [...this.#listeners.values()].map((l) => l.tcp);
+  }
+
+  async close(): Promise<void> {
+    this.#closed = true;
+    const all = [...this.#listeners.values()];
+    this.#listeners.clear();
+    await Promise.all(all.map(closeListener));
+  }
+
+  #desiredFor(spec: ListenSpec): Endpoint[] {
+    if (spec.kind === "address") {
+      return [{ address: spec.address, port: spec.port, family: spec.family, source: "explicit" }];
+    }
+    const canLinkLocal = detectRuntime().canListenLinkLocal;
+    const out: Endpoint[] = [];
+    for (const a of this.#interfaces()) {
+      if (a.linkLocal && !canLinkLocal) continue;
+      out.push({ address: a.address, port: spec.port, family: a.family, source: "auto" });
+    }
+    return out;
+  }
+
+  async #add(ep: Endpoint, spec: ListenSpec, atStart: boolean): Promise<void> {
+    const k = key(ep.address, ep.port);
+    if (this.#listeners.has(k)) return;
+    let l: Listener;
+    try {
+      l = await this.#open(ep);
+    } catch (err) {
+      const e = err as NodeJS.ErrnoException;
+      const where = formatHostPort(ep.address, ep.port);
+      if (e.code === "EADDRINUSE") {
+        const le = new ListenError("PERILINK_ADDRESS_IN_USE", ep.address, ep.port, `Cannot listen on ${where}: address in use; stop the other server or choose another port`, { cause: err });
+        if (atStart) throw le;
+        this.#log.warn("listener_failed", { address: ep.address, port: ep.port, error: le });
+        throw le;
+      }
+      const le = new ListenError(
+        e.code === "EADDRNOTAVAIL" || e.code === "EINVAL" ? "PERILINK_ADDRESS_UNAVAILABLE" : "PERILINK_LISTEN",
+        ep.address,
+        ep.port,
+        `Cannot listen on ${where}: ${e.code ?? e.message}; check that the address is assigned to this device`,
+        { cause: err },
+      );
+      // An auto address may be tentative (IPv6 DAD) or just vanished: try again on the next scan.
+      if (atStart && ep.source === "explicit") throw le;
+      this.#log.warn("listener_failed", { address: ep.address, port: ep.port, error: le });
+      if (atStart) return;
+      throw le;
+    }
+    if (this.#closed) {
+      await closeListener(l);
+      return;
+    }
+    if (spec.port === 0) {
+      spec.port = l.endpoint.port; // the whole port-group entry now shares the kernel's choice
+      ep.port = l.endpoint.port;
+    }
+    this.#listeners.set(key(l.endpoint.address, l.endpoint.port), l);
+    this.#log.info("listener_added", { address: l.endpoint.address, port: l.endpoint.port, transports: ["tcp", "udp"] });
+  }
+
+  async #open(ep: Endpoint): Promise<Listener> {
+    // With port 0 the kernel picks a TCP port; UDP then needs the same number. Retry a few times on collision.
+    for (let attempt = 0; ; attempt++) {
+      const tcp = net.createServer({ noDelay: true });
+      tcp.on("connection", (socket) => this.#handlers.onConnection(socket, endpoint));
+      tcp.on("error", (err) => this.#log.error("listener_error", { address: ep.address, port: ep.port, transport: "tcp", error: err }));
+      await listenTcp(tcp, ep, this.#backlog);
+      const port = (tcp.address() as net.AddressInfo).port;
+      const endpoint: Endpoint = { ...ep, port };
+      const udp = dgram.createSocket({ type: ep.family === 6 ? "udp6" : "udp4", ipv6Only: ep.family === 6 });
+      try {
+        await bindUdp(udp, ep.address, port);
+      } catch (err) {
+        tcp.close();
+        udp.close();
+        if (ep.port === 0 && (err as NodeJS.ErrnoException).code === "EADDRINUSE" && attempt < 5) continue;
+        throw err;
+      }
+      udp.on("message", (msg, rinfo) => this.#handlers.onDatagram(msg, rinfo, udp));
+      udp.on("error", (err) => this.#log.error("listener_error", { address: ep.address, port, transport: "udp", error: err }));
+      return { endpoint, tcp, udp };
+    }
+  }
+}
+
+function listenTcp(tcp: net.Server, ep: Endpoint, backlog: number): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const onError = (err: Error): void => reject(err);
+    tcp.once("error", onError);
+    tcp.listen({ host: ep.address, port: ep.port, backlog, ipv6Only: ep.family === 6, exclusive: true }, () => {
+      tcp.off("error", onError);
+      resolve();
+    });
+  });
+}
+
+function bindUdp(udp: dgram.Socket, address: string, port: number): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const onError = (err: Error): void => reject(err);
+    udp.once("error", onError);
+    udp.bind({ address, port, exclusive: true }, () => {
+      udp.off("error", onError);
+      resolve();
+    });
+  });
+}
+
+async function closeListener(l: Listener): Promise<void> {
+  await new Promise<void>((r) => {
+    try {
+      l.udp.close(() => r());
+    } catch {
+      r();
+    }
+  });
+  // close() stops accepting at once; its callback would wait for every accepted
+  // connection to end, and those belong to the sessions, not to the listener.
+  l.tcp.close();
+  await new Promise<void>((r) => setImmediate(r));
+}

@@ -1,0 +1,54 @@
+import type dgram from "node:dgram";
+import type { Logger } from "../logger.ts";
+import { decodeProbeRequest, encodeProbeResponse, udpSignedMessage } from "../protocol/probe.ts";
+import type { Identity } from "./identity.ts";
+import { RateLimiter } from "./rate_limiter.ts";
+import type { ServerStats } from "./server_stats.ts";
+
+export interface ProbeLimits {
+  ratePerSecond: number;
+  burst: number;
+  trackedSources: number;
+}
+
+/**
+ * Answers UDP identify probes (S1) on every listener: one datagram in, one
+ * datagram out, never larger than the request, signed over the client's nonce.
+ * Anything that is not a well-formed probe, or exceeds its source's rate, is
+ * dropped without an answer.
+ */
+export class ProbeResponder {
+  #identity: Identity;
+  #generation: () => number;
+  #limiter: RateLimiter;
+  #stats: ServerStats;
+  #log: Logger;
+
+  constructor(identity: Identity, generation: () => number, limits: ProbeLimits, stats: ServerStats, log: Logger) {
+    this.#identity = identity;
+    this.#generation = generation;
+    this.#limiter = new RateLimiter(limits.ratePerSecond, limits.burst, limits.trackedSources);
+    this.#stats = stats;
+    this.#log = log;
+  }
+
+  onDatagram(msg: Buffer, rinfo: dgram.RemoteInfo, udp: dgram.Socket): void {
+    const nonce = decodeProbeRequest(msg);
+    if (nonce === null || !this.#limiter.take(rinfo.address)) {
+      this.#stats.probesDropped++;
+      return;
+    }
+    this.#stats.probes++;
+    const id = this.#identity;
+    const generation = this.#generation();
+    const reply = encodeProbeResponse({
+      serverId: id.serverIdBytes,
+      publicKey: id.publicKey,
+      signature: id.sign(udpSignedMessage(nonce, id.serverIdBytes, generation)),
+      generation,
+    });
+    udp.send(reply, rinfo.port, rinfo.address, (err) => {
+      if (err) this.#log.debug("probe_send_failed", { peer: rinfo.address, error: err });
+    });
+  }
+}

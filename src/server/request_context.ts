@@ -1,0 +1,132 @@
+import type { ChannelOpen } from "../protocol/payloads.ts";
+import type { ChannelContext, RequestContext } from "./app.ts";
+import type { ServerSession } from "./session.ts";
+
+/** Abort controllers, made only for contexts whose handler asked for `signal`. */
+const controllers = new WeakMap<object, AbortController>();
+
+function lazySignal(owner: object, abortedWith: string | null): AbortSignal {
+  let c = controllers.get(owner);
+  if (!c) {
+    c = new AbortController();
+    if (abortedWith !== null) c.abort(new Error(abortedWith));
+    controllers.set(owner, c);
+  }
+  return c.signal;
+}
+
+/**
+ * An open channel: one logical connection of one client application. It is
+ * the `ctx` of one-way messages, and requests read their context through it,
+ * so a request allocates one small object and no copy of these fields.
+ */
+export class ServerChannel implements ChannelContext {
+  readonly channel: number;
+  readonly app: string;
+  readonly requestedHost: string;
+  readonly requestedPort: number;
+  #session: ServerSession;
+
+  constructor(session: ServerSession, channel: number, open: ChannelOpen) {
+    this.#session = session;
+    this.channel = channel;
+    this.app = open.app;
+    this.requestedHost = open.requestedHost;
+    this.requestedPort = open.requestedPort;
+  }
+
+  get localAddress(): string {
+    return this.#session.localAddress;
+  }
+  get localPort(): number {
+    return this.#session.localPort;
+  }
+  get remoteAddress(): string {
+    return this.#session.remoteAddress;
+  }
+  get remotePort(): number {
+    return this.#session.remotePort;
+  }
+  get serverId(): string {
+    return this.#session.host.identity.serverId;
+  }
+  get generation(): number {
+    return this.#session.host.generation;
+  }
+  #reason: string | null = null;
+
+  /** Created on first use: most handlers never look at it. */
+  get signal(): AbortSignal {
+    return lazySignal(this, this.#reason);
+  }
+
+  send(payload: Uint8Array | string): void {
+    this.#session.sendMessage(this.channel, payload);
+  }
+
+  abort(reason: string): void {
+    this.#reason ??= reason;
+    controllers.get(this)?.abort(new Error(reason));
+  }
+}
+
+/** One request in flight; `dropped` once its channel or session went away. */
+export class ServerRequest implements RequestContext {
+  readonly stream: number;
+  #channel: ServerChannel;
+  #reason: string | null = null;
+  dropped = false;
+
+  constructor(channel: ServerChannel, stream: number) {
+    this.#channel = channel;
+    this.stream = stream;
+  }
+
+  get channelId(): number {
+    return this.#channel.channel;
+  }
+  get channel(): number {
+    return this.#channel.channel;
+  }
+  get app(): string {
+    return this.#channel.app;
+  }
+  get requestedHost(): string {
+    return this.#channel.requestedHost;
+  }
+  get requestedPort(): number {
+    return this.#channel.requestedPort;
+  }
+  get localAddress(): string {
+    return this.#channel.localAddress;
+  }
+  get localPort(): number {
+    return this.#channel.localPort;
+  }
+  get remoteAddress(): string {
+    return this.#channel.remoteAddress;
+  }
+  get remotePort(): number {
+    return this.#channel.remotePort;
+  }
+  get serverId(): string {
+    return this.#channel.serverId;
+  }
+  get generation(): number {
+    return this.#channel.generation;
+  }
+  get signal(): AbortSignal {
+    return lazySignal(this, this.#reason);
+  }
+
+  send(payload: Uint8Array | string): void {
+    this.#channel.send(payload);
+  }
+
+  /** Marks the response as unwanted and aborts the handler's signal. */
+  abort(reason: string): void {
+    this.dropped = true;
+    this.#reason ??= reason;
+    controllers.get(this)?.abort(new Error(reason));
+  }
+}

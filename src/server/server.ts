@@ -1,0 +1,271 @@
+import type net from "node:net";
+import { createLogger, type Logger } from "../logger.ts";
+import { WireError } from "../protocol/constants.ts";
+import { encodeServerRefusal } from "../protocol/handshake.ts";
+import { keyFingerprint } from "../protocol/keys.ts";
+import { detectRuntime } from "../runtime/runtime.ts";
+import { TARGET } from "../target.ts";
+import { loadApp, type LoadedApp, type SessionApp } from "./app.ts";
+import { resolveConfig, type ServerConfig, type ServerConfigInput } from "./config.ts";
+import { ControlServer, type ControlHandler } from "./control_server.ts";
+import { loadOrCreateIdentity, type Identity } from "./identity.ts";
+import type { InterfaceAddress } from "./interface_addresses.ts";
+import type { ServerLimits } from "./limits.ts";
+import { ListenerSet, type Endpoint } from "./listener_set.ts";
+import { ProbeResponder } from "./probe_responder.ts";
+import { RawHost } from "./raw_host.ts";
+import { ServerSession, type SessionHost } from "./session.ts";
+import { ServerStats } from "./server_stats.ts";
+
+export interface StartServerOptions extends ServerConfigInput {
+  /** A loaded app object instead of a name or path (embedding, tests). */
+  appObject?: SessionApp | { createServer(): net.Server };
+  logger?: Logger;
+  /** Generation number of this process; 1 for a fresh start. */
+  generation?: number;
+  /** Whether to open the control socket in the state directory (default true). */
+  control?: boolean;
+  /** Source of the device's addresses for `auto` entries (tests inject a list). */
+  interfaces?: () => InterfaceAddress[];
+}
+
+export interface ListenerStatus {
+  address: string;
+  port: number;
+  transport: "tcp" | "udp";
+}
+
+export interface ServerStatus {
+  pid: number;
+  generation: number;
+  serverId: string;
+  keyFingerprint: string;
+  runtime: string;
+  target: string;
+  app: string;
+  mode: "session" | "raw";
+  accepting: boolean;
+  listeners: ListenerStatus[];
+  sessions: number;
+  inflight: number;
+  uptimeMs: number;
+  counters: Record<string, number>;
+}
+
+/** How long a refused connection may stay half-open to read the refusal. */
+const REFUSAL_LINGER_MS = 1000;
+
+/**
+ * A perilink server: identity (S1), multi-address listeners with UDP identify
+ * responders (S2), and either multiplexed sessions (S3) or a hosted raw
+ * `node:net` server (S6). Create one with `startServer()`.
+ */
+export class PerilinkServer implements SessionHost {
+  readonly identity: Identity;
+  readonly generation: number;
+  readonly limits: ServerLimits;
+  readonly log: Logger;
+  readonly stats = new ServerStats();
+  readonly writeSlabBytes = TARGET.writeSlabBytes;
+  readonly config: ServerConfig;
+
+  #app: LoadedApp;
+  #raw: RawHost | null;
+  #listeners: ListenerSet;
+  #probes: ProbeResponder;
+  #control: ControlServer | null = null;
+  #sessions = new Set<ServerSession>();
+  #perPeer = new Map<string, number>();
+  #accepting = false;
+  #rescanTimer: ReturnType<typeof setInterval> | null = null;
+  #drained: Promise<void> | null = null;
+  #startedAt = Date.now();
+
+  /** Use `startServer()`. */
+  constructor(config: ServerConfig, identity: Identity, app: LoadedApp, log: Logger, generation: number, interfaces?: () => InterfaceAddress[]) {
+    this.config = config;
+    this.identity = identity;
+    this.generation = generation;
+    this.limits = config.limits;
+    this.log = log;
+    this.#app = app;
+    this.#raw = app.kind === "raw" ? new RawHost(app.server, this.stats, log) : null;
+    this.#probes = new ProbeResponder(identity, () => this.generation, config.probe, this.stats, log);
+    this.#listeners = new ListenerSet(
+      config.listen,
+      {
+        onConnection: (socket, ep) => this.#onConnection(socket, ep),
+        onDatagram: (msg, rinfo, udp) => this.#probes.onDatagram(msg, rinfo, udp),
+      },
+      log,
+      interfaces ? { interfaces } : {},
+    );
+  }
+
+  get serverId(): string {
+    return this.identity.serverId;
+  }
+
+  get app(): SessionApp {
+    if (this.#app.kind !== "session") throw new TypeError("raw-mode server has no session app");
+    return this.#app.app;
+  }
+
+  get accepting(): boolean {
+    return this.#accepting;
+  }
+
+  /** @internal Called by `startServer()`. */
+  async start(control: boolean, extraHandlers: Record<string, ControlHandler> = {}): Promise<void> {
+    if (control) {
+      this.#control = await ControlServer.listen(this.config.stateDir, { status: () => this.status(), ...extraHandlers }, this.log);
+    }
+    try {
+      await this.#listeners.start();
+    } catch (err) {
+      await this.#control?.close();
+      throw err;
+    }
+    this.#accepting = true;
+    if (this.config.rescanIntervalMs > 0 && this.config.listen.some((s) => s.kind === "auto")) {
+      this.#rescanTimer = setInterval(() => void this.rescan(), this.config.rescanIntervalMs);
+      this.#rescanTimer.unref?.();
+    }
+    this.log.info("server_started", {
+      serverId: this.serverId,
+      generation: this.generation,
+      pid: process.pid,
+      app: this.#app.name,
+      mode: this.#app.kind,
+      listeners: this.#listeners.endpoints().length,
+    });
+  }
+
+  /** The endpoints listening now (each has TCP and UDP on the same address and port). */
+  endpoints(): Endpoint[] {
+    return this.#listeners.endpoints();
+  }
+
+  /** Looks for new and vanished addresses now (also done periodically, and on SIGHUP by the CLI). */
+  rescan(): Promise<void> {
+    return this.#listeners.rescan();
+  }
+
+  status(): ServerStatus {
+    const listeners: ListenerStatus[] = [];
+    for (const ep of this.#listeners.endpoints()) {
+      listeners.push({ address: ep.address, port: ep.port, transport: "tcp" }, { address: ep.address, port: ep.port, transport: "udp" });
+    }
+    return {
+      pid: process.pid,
+      generation: this.generation,
+      serverId: this.serverId,
+      keyFingerprint: keyFingerprint(this.identity.publicKey),
+      runtime: `${detectRuntime().name} ${detectRuntime().version}`,
+      target: TARGET.name,
+      app: this.#app.name,
+      mode: this.#app.kind,
+      accepting: this.#accepting,
+      listeners,
+      sessions: this.#raw ? this.#raw.connections : this.#sessions.size,
+      inflight: this.stats.inflight,
+      uptimeMs: Date.now() - this.#startedAt,
+      counters: this.stats.snapshot(),
+    };
+  }
+
+  /**
+   * Stops accepting (listeners closed), sends GOAWAY to every session, lets
+   * every started request finish, then closes. Sessions still open at the
+   * deadline are closed. Idempotent.
+   */
+  drain(timeoutMs: number = this.config.drainTimeoutMs): Promise<void> {
+    this.#drained ??= this.#drain(timeoutMs);
+    return this.#drained;
+  }
+
+  /** Same as `drain()` with the configured deadline. */
+  close(): Promise<void> {
+    return this.drain();
+  }
+
+  async #drain(timeoutMs: number): Promise<void> {
+    const started = Date.now();
+    this.#accepting = false;
+    if (this.#rescanTimer) clearInterval(this.#rescanTimer);
+    await this.#listeners.close();
+    this.log.info("drain_started", { sessions: this.#sessions.size, inflight: this.stats.inflight, timeoutMs });
+    if (this.#raw) {
+      await this.#raw.drain(timeoutMs);
+    } else {
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      const deadline = new Promise<void>((r) => (timer = setTimeout(r, timeoutMs)));
+      await Promise.race([Promise.all([...this.#sessions].map((s) => s.goAway())), deadline]);
+      clearTimeout(timer);
+      if (this.#sessions.size > 0) {
+        this.log.warn("drain_deadline", { mode: "session", destroyed: this.#sessions.size, inflight: this.stats.inflight });
+        for (const s of this.#sessions) s.destroy();
+      }
+    }
+    await this.#control?.close();
+    this.log.info("drain_finished", { ms: Date.now() - started });
+  }
+
+  /** SessionHost: a session's socket closed. */
+  sessionClosed(session: ServerSession): void {
+    if (!this.#sessions.delete(session)) return;
+    this.stats.sessionsOpen--;
+    const n = (this.#perPeer.get(session.remoteAddress) ?? 1) - 1;
+    if (n <= 0) this.#perPeer.delete(session.remoteAddress);
+    else this.#perPeer.set(session.remoteAddress, n);
+  }
+
+  #onConnection(socket: net.Socket, _ep: Endpoint): void {
+    if (!this.#accepting) {
+      socket.destroy();
+      return;
+    }
+    if (this.#raw) {
+      this.#raw.accept(socket);
+      return;
+    }
+    const peer = socket.remoteAddress ?? "";
+    const perPeer = this.#perPeer.get(peer) ?? 0;
+    if (this.#sessions.size >= this.limits.maxSessions || perPeer >= this.limits.maxSessionsPerPeer) {
+      this.stats.sessionsRefused++;
+      this.log.info("session_refused", {
+        peer,
+        why: perPeer >= this.limits.maxSessionsPerPeer ? "maxSessionsPerPeer" : "maxSessions",
+      });
+      socket.on("error", () => {});
+      socket.resume();
+      socket.end(encodeServerRefusal(WireError.ServerBusy));
+      setTimeout(() => socket.destroy(), REFUSAL_LINGER_MS).unref?.();
+      return;
+    }
+    this.#perPeer.set(peer, perPeer + 1);
+    const session = new ServerSession(socket, this);
+    this.#sessions.add(session);
+    this.stats.sessionsOpen++;
+    this.stats.sessionsAccepted++;
+  }
+}
+
+/**
+ * Starts a server: validates the configuration, loads (or creates) the
+ * identity, loads the app, opens the control socket and every listener.
+ */
+export async function startServer(options: StartServerOptions = {}): Promise<PerilinkServer> {
+  const { appObject, logger, generation = 1, control = true, interfaces, ...input } = options;
+  const config = resolveConfig(input);
+  const log = logger ?? createLogger(config.logLevel);
+  const identity = await loadOrCreateIdentity(config.stateDir);
+  const app: LoadedApp = appObject
+    ? "createServer" in appObject && typeof appObject.createServer === "function"
+      ? { kind: "raw", name: "embedded", server: appObject.createServer() }
+      : { kind: "session", name: "embedded", app: appObject as SessionApp }
+    : await loadApp(config.app);
+  const server = new PerilinkServer(config, identity, app, log, generation, interfaces);
+  await server.start(control);
+  return server;
+}

@@ -1,0 +1,18 @@
+/** Counters a server keeps (R4); `status` reports them. Plain numbers, no allocation to update. */
+export class ServerStats {
+  sessionsOpen = 0;
+  sessionsAccepted = 0;
+  sessionsRefused = 0;
+  channelsOpen = 0;
+  requests = 0;
+  inflight = 0;
+  messages = 0;
+  probes = 0;
+  probesDropped = 0;
+  protocolErrors = 0;
+  rawConnections = 0;
+
+  snapshot(): Record<string, number> {
+    return Object.fromEntries(Object.entries(this)) as Record<string, number>;
+  }
+}
