@@ -115,7 +115,7 @@ export class ClientSession extends EventEmitter {
     socket.on("error", (err) => (this.#closeError ??= err));
     socket.on("close", () => this.#onClose());
     socket.on("end", () => socket.end());
-    const every = Math.max(1000, Math.floor(hello.idleTimeoutMs / 3));
+    const every = Math.max(100, Math.floor(hello.idleTimeoutMs / 3));
     this.#keepalive = setInterval(() => {
       if (Date.now() - this.#lastRead >= every) this.#writer.frame(FrameType.Ping, 0, 0);
     }, every);

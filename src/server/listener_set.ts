@@ -63,7 +63,10 @@ export class ListenerSet {
   async start(): Promise<void> {
     try {
       for (const spec of this.#specs) {
-        for (const ep of this.#desiredFor(spec)) await this.#add(ep, spec, true);
+        for (const ep of this.#desiredFor(spec)) {
+          ep.port = spec.port; // port 0 is resolved by the first bind of this entry
+          await this.#add(ep, spec, true);
+        }
       }
     } catch (err) {
       await this.close();

@@ -1,0 +1,53 @@
+import { mkdtempSync, rmSync } from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { after } from "node:test";
+import { ClientSession } from "../../src/client/client_session.ts";
+import { silentLogger } from "../../src/logger.ts";
+import { startServer, type PerilinkServer, type StartServerOptions } from "../../src/server/server.ts";
+
+/** A fresh temporary directory, removed after the test file. */
+export function tempDir(prefix = "perilink-test-"): string {
+  const dir = mkdtempSync(path.join(os.tmpdir(), prefix));
+  after(() => rmSync(dir, { recursive: true, force: true }));
+  return dir;
+}
+
+/** Starts a server on loopback with a temporary state directory; drained after the test file. */
+export async function testServer(options: StartServerOptions = {}): Promise<PerilinkServer> {
+  const server = await startServer({
+    listen: ["127.0.0.1:0"],
+    stateDir: options.stateDir ?? tempDir(),
+    logger: silentLogger,
+    rescanIntervalMs: 0,
+    ...options,
+  });
+  after(() => server.drain(1000));
+  return server;
+}
+
+/** The TCP port of the server's first endpoint. */
+export function portOf(server: PerilinkServer): number {
+  const ep = server.endpoints()[0];
+  if (!ep) throw new Error("server has no endpoint");
+  return ep.port;
+}
+
+/** A client session to the server's first endpoint; destroyed after the test file. */
+export async function connect(server: PerilinkServer, host = "127.0.0.1"): Promise<ClientSession> {
+  const s = await ClientSession.connect({ host, port: portOf(server), timeoutMs: 3000 });
+  after(() => s.destroy());
+  return s;
+}
+
+export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+/** Polls `cond` every 20 ms until true or `timeoutMs` passes; then throws with `what`. */
+export async function waitFor(cond: () => boolean | Promise<boolean>, what: string, timeoutMs = 5000): Promise<void> {
+  const end = Date.now() + timeoutMs;
+  while (Date.now() < end) {
+    if (await cond()) return;
+    await sleep(20);
+  }
+  throw new Error(`timed out waiting for ${what}`);
+}

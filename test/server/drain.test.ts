@@ -1,0 +1,126 @@
+import assert from "node:assert/strict";
+import http from "node:http";
+import net from "node:net";
+import { test } from "node:test";
+import { ClientSession } from "../../src/client/client_session.ts";
+import { identifyUdp } from "../../src/client/identify.ts";
+import { RequestRefusedError } from "../../src/errors.ts";
+import type { SessionApp } from "../../src/server/app.ts";
+import { connect, portOf, sleep, testServer, waitFor } from "../helpers/fixtures.ts";
+
+const slowEcho = (ms: number): SessionApp => ({
+  async request(p) {
+    await sleep(ms);
+    return p;
+  },
+});
+
+function refusesConnections(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const s = net.connect(port, "127.0.0.1");
+    s.once("connect", () => {
+      s.destroy();
+      resolve(false);
+    });
+    s.once("error", () => resolve(true));
+  });
+}
+
+test("completes every request in flight at drain(), then closes; new connections are refused", async () => {
+  const server = await testServer({ appObject: slowEcho(300) });
+  const port = portOf(server);
+  const sessions = await Promise.all([connect(server), connect(server), connect(server)]);
+  const pending: Promise<Buffer>[] = [];
+  for (const [i, s] of sessions.entries()) {
+    const ch = await s.openChannel(`app${i}`);
+    for (let j = 0; j < 10; j++) pending.push(ch.request(`${i}-${j}`));
+  }
+  await waitFor(() => server.status().inflight === 30, "30 requests to start");
+  const drained = server.drain(5000);
+  await sleep(20);
+  assert.equal(await refusesConnections(port), true, "no new connection is accepted during drain");
+  const replies = await Promise.all(pending);
+  assert.deepEqual(
+    replies.map((r) => r.toString()),
+    sessions.flatMap((_, i) => Array.from({ length: 10 }, (_, j) => `${i}-${j}`)),
+  );
+  await drained;
+  assert.equal(server.status().sessions, 0);
+  assert.equal(server.status().accepting, false);
+  await assert.rejects(identifyUdp("127.0.0.1", port, { timeoutMs: 300 }), "the UDP responder is gone too");
+});
+
+test("sends GOAWAY: requests started after it are refused with a retry-safe error", async () => {
+  const server = await testServer({ appObject: slowEcho(200) });
+  const s = await connect(server);
+  const ch = await s.openChannel("a");
+  const first = ch.request("before");
+  await waitFor(() => server.status().inflight === 1, "the first request to start");
+  const goaway = new Promise<number>((r) => s.once("goaway", (last: number) => r(last)));
+  const drained = server.drain(5000);
+  assert.equal(await goaway, 1, "GOAWAY names stream 1 as the last one processed");
+  await assert.rejects(ch.request("after"), RequestRefusedError);
+  assert.equal((await first).toString(), "before");
+  await drained;
+});
+
+test("closes sessions still running at the drain deadline", async () => {
+  const never: SessionApp = { request: () => new Promise(() => {}) };
+  const server = await testServer({ appObject: never });
+  const ch = await (await connect(server)).openChannel("stuck");
+  const outcome = ch.request("forever").then(() => null, (e: unknown) => e);
+  await waitFor(() => server.status().inflight === 1, "the request to start");
+  const t0 = Date.now();
+  await server.drain(300);
+  assert.ok(Date.now() - t0 < 2000);
+  assert.equal(((await outcome) as { code?: string }).code, "PERILINK_SESSION_CLOSED");
+});
+
+test("raw mode: serves a node:http server on the managed listeners with the identity responder beside it", async () => {
+  const app = { createServer: () => http.createServer((_req, res) => res.end("hello from http")) };
+  const server = await testServer({ appObject: app, listen: ["127.0.0.1:0", "[::1]:0"] });
+  for (const ep of server.endpoints()) {
+    const host = ep.family === 6 ? `[${ep.address}]` : ep.address;
+    const res = await fetch(`http://${host}:${ep.port}/`);
+    assert.equal(await res.text(), "hello from http");
+    assert.equal((await identifyUdp(ep.address, ep.port)).serverId, server.serverId);
+  }
+  assert.equal(server.status().mode, "raw");
+});
+
+test("raw mode: drain lets a slow HTTP request finish with its full body and refuses new connections", async () => {
+  const app = {
+    createServer: () =>
+      http.createServer((_req, res) => {
+        res.write("part1-");
+        setTimeout(() => res.end("part2"), 500);
+      }),
+  };
+  const server = await testServer({ appObject: app });
+  const port = portOf(server);
+  const agent = new http.Agent({ keepAlive: true });
+  const body = new Promise<string>((resolve, reject) => {
+    http.get({ host: "127.0.0.1", port, agent }, (res) => {
+      let text = "";
+      res.setEncoding("utf8");
+      res.on("data", (c: string) => (text += c));
+      res.on("end", () => resolve(text));
+      res.on("error", reject);
+    }).on("error", reject);
+  });
+  await waitFor(() => server.status().sessions === 1, "the HTTP connection");
+  const drained = server.drain(5000);
+  await sleep(20);
+  assert.equal(await refusesConnections(port), true);
+  assert.equal(await body, "part1-part2");
+  await drained;
+  agent.destroy();
+  assert.equal(server.status().sessions, 0);
+});
+
+test("a session client sees the server refuse new sessions once it drains", async () => {
+  const server = await testServer();
+  const port = portOf(server);
+  await server.drain(500);
+  await assert.rejects(ClientSession.connect({ host: "127.0.0.1", port, timeoutMs: 500 }));
+});
