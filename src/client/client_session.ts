@@ -93,6 +93,8 @@ export class ClientSession extends EventEmitter {
   #sweep: ReturnType<typeof setInterval> | null = null;
   #keepalive: ReturnType<typeof setInterval>;
   #lastRead = Date.now();
+  /** Set by close(): called once no request is pending. */
+  #onIdle: (() => void) | null = null;
 
   private constructor(socket: net.Socket, hello: ServerHello, rest: Buffer, maxFrame: number, requestTimeoutMs: number) {
     super();
@@ -226,6 +228,7 @@ export class ClientSession extends EventEmitter {
             if (this.#pending.delete(stream)) {
               this.#writer.frame(FrameType.Cancel, channel, stream);
               reject(signal.reason instanceof Error ? signal.reason : new Error("aborted"));
+              if (this.#onIdle !== null && this.#pending.size === 0) this.#onIdle();
             }
           },
           { once: true },
@@ -252,11 +255,7 @@ export class ClientSession extends EventEmitter {
     if (this.#closed) return;
     this.#writer.frame(FrameType.GoAway, 0, this.#nextStream - 1, Buffer.from([0, 0]));
     this.#writer.flush();
-    await Promise.allSettled([...this.#pending.values()].map((p) => new Promise<void>((r) => {
-      const { resolve, reject } = p;
-      p.resolve = (v) => { resolve(v); r(); };
-      p.reject = (e) => { reject(e); r(); };
-    })));
+    if (this.#pending.size > 0) await new Promise<void>((r) => (this.#onIdle = r));
     this.#socket.end();
     if (!this.#closed) await new Promise<void>((r) => this.once("close", () => r()));
   }
@@ -289,6 +288,7 @@ export class ClientSession extends EventEmitter {
           if (p) {
             this.#pending.delete(stream);
             p.resolve(payload);
+            if (this.#onIdle !== null && this.#pending.size === 0) this.#onIdle();
           }
           return;
         }
@@ -328,6 +328,7 @@ export class ClientSession extends EventEmitter {
       if (p) {
         this.#pending.delete(stream);
         p.reject(err);
+        if (this.#onIdle !== null && this.#pending.size === 0) this.#onIdle();
       }
       return;
     }
@@ -372,6 +373,7 @@ export class ClientSession extends EventEmitter {
           p.reject(new TimeoutError("PERILINK_REQUEST_TIMEOUT", "Cannot finish request: no response before its deadline"));
         }
       }
+      if (this.#onIdle !== null && this.#pending.size === 0) this.#onIdle();
     }, 100);
     this.#sweep.unref?.();
   }
@@ -389,6 +391,7 @@ export class ClientSession extends EventEmitter {
       );
     }
     this.#pending.clear();
+    this.#onIdle?.();
     for (const [, o] of this.#opening) o.reject(new SessionClosedError("Cannot open channel: the session closed"));
     this.#opening.clear();
     for (const ch of this.#channels.values()) ch.emit("close");

@@ -116,3 +116,19 @@ test("aborts the handler's signal when the client cancels the request", async ()
   await waitFor(() => aborted, "the server-side abort");
   await waitFor(() => server.status().inflight === 0, "no request in flight");
 });
+
+test("close() on the client waits for its requests in flight, then the server forgets the session", async () => {
+  const app: SessionApp = {
+    async request(p) {
+      await sleep(100);
+      return p;
+    },
+  };
+  const server = await testServer({ appObject: app });
+  const s = await connect(server);
+  const ch = await s.openChannel("a");
+  const pending = [ch.request("1"), ch.request("2")];
+  await s.close();
+  assert.deepEqual((await Promise.all(pending)).map(String), ["1", "2"]);
+  await waitFor(() => server.status().sessions === 0, "the server to close the session");
+});

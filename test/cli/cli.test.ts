@@ -1,0 +1,104 @@
+import assert from "node:assert/strict";
+import { promises as fs } from "node:fs";
+import net from "node:net";
+import path from "node:path";
+import { after, test } from "node:test";
+import { detectRuntime } from "../../src/runtime/runtime.ts";
+import { runCli, spawnCli, stopChild } from "../helpers/cli.ts";
+import { tempDir, waitFor } from "../helpers/fixtures.ts";
+
+/** Starts `perilink serve` and waits until its control socket answers; stopped after the file. */
+async function serve(args: string[]): Promise<{ stateDir: string; stderr: () => string; stop: () => Promise<void> }> {
+  const stateDir = tempDir();
+  const child = spawnCli(["serve", "--state-dir", stateDir, ...args]);
+  let err = "";
+  child.stderr!.setEncoding("utf8").on("data", (s: string) => (err += s));
+  after(() => stopChild(child));
+  await waitFor(() => err.includes('"server_started"') || child.exitCode !== null, "the server to start", 20000);
+  assert.equal(child.exitCode, null, `serve exited early: ${err}`);
+  return {
+    stateDir,
+    stderr: () => err,
+    stop: async () => {
+      await stopChild(child);
+      assert.match(err, /"drain_finished"/, "a signal makes serve drain");
+      // Deno's child_process reports the signal it sent even when the child handled it and exited 0.
+      if (detectRuntime().name === "node") assert.equal(child.exitCode, 0, "then exit 0");
+    },
+  };
+}
+
+test("serve, id and status work together; status --json has the documented fields", async () => {
+  const srv = await serve(["--listen", "127.0.0.1:0", "--listen", "[::1]:0"]);
+  const st = await runCli(["status", "--state-dir", srv.stateDir, "--json"]);
+  assert.equal(st.code, 0, st.stderr);
+  const status = JSON.parse(st.stdout);
+  for (const k of ["pid", "generation", "serverId", "listeners", "sessions", "inflight", "accepting"]) assert.ok(k in status, k);
+  assert.equal(status.generation, 1);
+  assert.equal(status.accepting, true);
+  assert.equal(status.listeners.length, 4);
+  for (const l of status.listeners) {
+    const host = l.address.includes(":") ? `[${l.address}]` : l.address;
+    const r = await runCli(["id", `${host}:${l.port}`, "--json", ...(l.transport === "tcp" ? ["--tcp"] : [])]);
+    assert.equal(r.code, 0, r.stderr);
+    const id = JSON.parse(r.stdout);
+    assert.equal(id.serverId, status.serverId);
+    assert.equal(id.transport, l.transport);
+    for (const k of ["keyFingerprint", "address", "port", "rttMs"]) assert.ok(k in id, k);
+  }
+  const human = await runCli(["status", "--state-dir", srv.stateDir]);
+  assert.match(human.stdout, new RegExp(`server\\s+${status.serverId}`));
+  for (const line of srv.stderr().trim().split("\n")) JSON.parse(line); // one JSON object per line
+  await srv.stop();
+});
+
+test("status says clearly that no server runs in a state directory", async () => {
+  const r = await runCli(["status", "--state-dir", tempDir()]);
+  assert.equal(r.code, 1);
+  assert.match(r.stderr, /no perilink server is running there/);
+  assert.equal(r.stderr.trim().split("\n").length, 1);
+});
+
+test("id exits 1 with a clear message when nothing answers", async () => {
+  const r = await runCli(["id", "127.0.0.1:9", "--timeout", "300"]);
+  assert.equal(r.code, 1);
+  assert.match(r.stderr, /no UDP answer in 300 ms.*PERILINK_PROBE_TIMEOUT/);
+});
+
+test("serve exits 1 with a one-line reason on a bad config, a bad address, a port in use, a corrupt identity", async () => {
+  const dir = tempDir();
+  const cfg = path.join(dir, "bad.json");
+  await fs.writeFile(cfg, JSON.stringify({ listen: ["127.0.0.1:0"], limits: { maxSesions: 1 } }));
+  const blocker = net.createServer();
+  await new Promise<void>((r) => blocker.listen(0, "127.0.0.1", () => r()));
+  const busy = (blocker.address() as net.AddressInfo).port;
+  const corrupt = tempDir();
+  await fs.writeFile(path.join(corrupt, "identity.json"), "{}");
+  const cases: [string[], RegExp][] = [
+    [["--config", cfg], /unknown key "limits.maxSesions"/],
+    [["--listen", "printer.local:1025"], /not a numeric address/],
+    [["--listen", `127.0.0.1:${busy}`], /address in use.*PERILINK_ADDRESS_IN_USE/],
+    [["--listen", "127.0.0.1:0", "--bogus"], /Unknown option '--bogus'/],
+  ];
+  try {
+    for (const [args, re] of cases) {
+      const r = await runCli(["serve", "--state-dir", tempDir(), ...args]);
+      assert.equal(r.code, 1, `${args.join(" ")}: ${r.stderr}`);
+      assert.match(r.stderr, re);
+      assert.equal(r.stderr.trim().split("\n").filter((l) => !l.startsWith("{")).length, 1, "one line of reason");
+    }
+    const r = await runCli(["serve", "--state-dir", corrupt, "--listen", "127.0.0.1:0"]);
+    assert.equal(r.code, 1);
+    assert.match(r.stderr, /Cannot load identity .*PERILINK_IDENTITY/);
+  } finally {
+    blocker.close();
+  }
+});
+
+test("a second server on the same state directory refuses to start", async () => {
+  const srv = await serve(["--listen", "127.0.0.1:0"]);
+  const r = await runCli(["serve", "--state-dir", srv.stateDir, "--listen", "127.0.0.1:0"]);
+  assert.equal(r.code, 1);
+  assert.match(r.stderr, /another perilink server is running/);
+  assert.equal((await runCli(["status", "--state-dir", srv.stateDir])).code, 0, "the first one is untouched");
+});
