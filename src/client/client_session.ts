@@ -44,7 +44,24 @@ interface Pending {
   deadline: number;
 }
 
-/** Maps a wire error code from the server to the error class a caller sees. */
+/** A request waiting for an in-flight slot (the server's maxInflight). */
+interface Queued {
+  channel: number;
+  stream: number;
+  payload: Uint8Array | string;
+}
+
+const REMOTE_CODES: Record<number, string> = {
+  [WireError.ProtocolError]: "PERILINK_PROTOCOL",
+  [WireError.FrameTooLarge]: "PERILINK_FRAME_TOO_LARGE",
+  [WireError.UnknownChannel]: "PERILINK_UNKNOWN_CHANNEL",
+  [WireError.ApplicationError]: "PERILINK_REMOTE_APP",
+  [WireError.Cancelled]: "PERILINK_CANCELLED",
+  [WireError.Internal]: "PERILINK_REMOTE_INTERNAL",
+  [WireError.Timeout]: "PERILINK_REMOTE_TIMEOUT",
+};
+
+/** Maps a wire error code from the server to the error class and `code` a caller sees. */
 export function errorFromWire(code: number, reason: string): PerilinkError {
   switch (code) {
     case WireError.RefusedStream:
@@ -53,12 +70,8 @@ export function errorFromWire(code: number, reason: string): PerilinkError {
     case WireError.LimitExceeded:
     case WireError.ServerBusy:
       return new ServerBusyError(reason);
-    case WireError.ApplicationError:
-      return new RemoteError("PERILINK_REMOTE_APP", code, reason);
-    case WireError.Cancelled:
-      return new RemoteError("PERILINK_CANCELLED", code, reason);
     default:
-      return new RemoteError(`PERILINK_REMOTE_${wireErrorName(code).toUpperCase()}`, code, reason);
+      return new RemoteError(REMOTE_CODES[code] ?? "PERILINK_REMOTE_ERROR", code, reason);
   }
 }
 
@@ -84,6 +97,9 @@ export class ClientSession extends EventEmitter {
   #channels = new Map<number, ClientChannel>();
   #opening = new Map<number, { resolve(c: ClientChannel): void; reject(e: Error): void }>();
   #pending = new Map<number, Pending>();
+  /** Streams sent and not yet answered: the server answers each exactly once. */
+  #sent = 0;
+  #queue: Queued[] = [];
   #nextChannel = 1;
   #nextStream = 1;
   #goAwayStream = -1;
@@ -157,6 +173,10 @@ export class ClientSession extends EventEmitter {
           fail(err as Error);
           return;
         }
+        if (hello.version !== PROTOCOL_VERSION) {
+          fail(new ProtocolError(WireError.VersionUnsupported, `Cannot open session to ${where}: the server speaks protocol version ${hello.version}, not ${PROTOCOL_VERSION}`));
+          return;
+        }
         if (hello.status !== 0) {
           const why = `Cannot open session to ${where}: server refused (${wireErrorName(hello.status)})`;
           fail(hello.status === WireError.ServerBusy ? new ServerBusyError(`${why}; it is at its session limit, try again later`) : new ProtocolError(hello.status, why));
@@ -226,7 +246,7 @@ export class ClientSession extends EventEmitter {
           "abort",
           () => {
             if (this.#pending.delete(stream)) {
-              this.#writer.frame(FrameType.Cancel, channel, stream);
+              if (!this.#queue.some((q) => q.stream === stream)) this.#writer.frame(FrameType.Cancel, channel, stream);
               reject(signal.reason instanceof Error ? signal.reason : new Error("aborted"));
               if (this.#onIdle !== null && this.#pending.size === 0) this.#onIdle();
             }
@@ -234,13 +254,34 @@ export class ClientSession extends EventEmitter {
           { once: true },
         );
       }
-      this.#writer.frame(FrameType.Request, channel, stream, payload);
+      if (this.#sent < this.serverLimits.maxInflight) {
+        this.#sent++;
+        this.#writer.frame(FrameType.Request, channel, stream, payload);
+      } else {
+        this.#queue.push({ channel, stream, payload });
+      }
     });
+  }
+
+  /** One answer arrived: its slot is free; send queued requests that still want an answer. */
+  #answered(): void {
+    if (this.#sent > 0) this.#sent--;
+    const q = this.#queue;
+    while (q.length > 0 && this.#sent < this.serverLimits.maxInflight && !this.draining && !this.#closed) {
+      const next = q.shift()!;
+      if (!this.#pending.has(next.stream)) continue; // cancelled or timed out while queued
+      this.#sent++;
+      this.#writer.frame(FrameType.Request, next.channel, next.stream, next.payload);
+    }
   }
 
   /** @internal */
   send(channel: number, payload: Uint8Array | string): void {
-    if (this.#closed) throw this.#unusable();
+    if (this.#closed || this.draining) throw this.#unusable();
+    const size = typeof payload === "string" ? Buffer.byteLength(payload) : payload.byteLength;
+    if (size > this.serverLimits.maxFrame) {
+      throw new RangeError(`Cannot send message: ${size} bytes exceed the server's frame limit of ${this.serverLimits.maxFrame}`);
+    }
     this.#writer.frame(FrameType.Message, channel, 0, payload);
   }
 
@@ -248,6 +289,13 @@ export class ClientSession extends EventEmitter {
   closeChannel(channel: number): void {
     if (!this.#channels.delete(channel) || this.#closed) return;
     this.#writer.frame(FrameType.ChannelClose, channel, 0);
+    // The server cancels what runs on the channel; the callers hear it now.
+    for (const [stream, p] of this.#pending) {
+      if (p.channel !== channel) continue;
+      this.#pending.delete(stream);
+      p.reject(new SessionClosedError("Cannot finish request: its channel was closed"));
+    }
+    if (this.#onIdle !== null && this.#pending.size === 0) this.#onIdle();
   }
 
   /** Tells the server we are done, waits for in-flight requests, then closes. */
@@ -284,6 +332,7 @@ export class ClientSession extends EventEmitter {
     onFrame: (type, _flags, channel, stream, payload) => {
       switch (type) {
         case FrameType.Response: {
+          this.#answered();
           const p = this.#pending.get(stream);
           if (p) {
             this.#pending.delete(stream);
@@ -324,6 +373,7 @@ export class ClientSession extends EventEmitter {
     const { code, reason } = decodeCodedReason(payload);
     const err = errorFromWire(code, reason);
     if (stream !== 0) {
+      this.#answered();
       const p = this.#pending.get(stream);
       if (p) {
         this.#pending.delete(stream);
@@ -369,7 +419,7 @@ export class ClientSession extends EventEmitter {
       for (const [stream, p] of this.#pending) {
         if (p.deadline <= now) {
           this.#pending.delete(stream);
-          this.#writer.frame(FrameType.Cancel, p.channel, stream);
+          if (!this.#queue.some((q) => q.stream === stream)) this.#writer.frame(FrameType.Cancel, p.channel, stream);
           p.reject(new TimeoutError("PERILINK_REQUEST_TIMEOUT", "Cannot finish request: no response before its deadline"));
         }
       }

@@ -22,6 +22,8 @@ export interface ListenerHandlers {
 
 export interface ListenerSetOptions {
   backlog?: number;
+  /** Whether accepted sockets stay writable after the peer's FIN (sessions answer what runs, then end). */
+  allowHalfOpen?: boolean;
   /** Source of the device's addresses (tests inject a fixed list). */
   interfaces?: () => InterfaceAddress[];
 }
@@ -46,6 +48,7 @@ export class ListenerSet {
   #handlers: ListenerHandlers;
   #log: Logger;
   #backlog: number;
+  #allowHalfOpen: boolean;
   #interfaces: () => InterfaceAddress[];
   #listeners = new Map<string, Listener>();
   #closed = false;
@@ -56,6 +59,7 @@ export class ListenerSet {
     this.#handlers = handlers;
     this.#log = log;
     this.#backlog = options.backlog ?? 511;
+    this.#allowHalfOpen = options.allowHalfOpen ?? false;
     this.#interfaces = options.interfaces ?? interfaceAddresses;
   }
 
@@ -175,7 +179,7 @@ export class ListenerSet {
   async #open(ep: Endpoint): Promise<Listener> {
     // With port 0 the kernel picks a TCP port; UDP then needs the same number. Retry a few times on collision.
     for (let attempt = 0; ; attempt++) {
-      const tcp = net.createServer({ noDelay: true });
+      const tcp = net.createServer({ noDelay: true, allowHalfOpen: this.#allowHalfOpen });
       tcp.on("connection", (socket) => this.#handlers.onConnection(socket, endpoint));
       tcp.on("error", (err) => this.#log.error("listener_error", { address: ep.address, port: ep.port, transport: "tcp", error: err }));
       await listenTcp(tcp, ep, this.#backlog);

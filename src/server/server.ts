@@ -98,7 +98,11 @@ export class PerilinkServer implements SessionHost {
         onDatagram: (msg, rinfo, udp) => this.#probes.onDatagram(msg, rinfo, udp),
       },
       log,
-      interfaces ? { interfaces } : {},
+      {
+        // Sessions answer what runs after a client's FIN; a raw app keeps its own server's choice.
+        allowHalfOpen: app.kind === "raw" ? Boolean((app.server as { allowHalfOpen?: boolean }).allowHalfOpen) : true,
+        ...(interfaces ? { interfaces } : {}),
+      },
     );
   }
 

@@ -41,9 +41,11 @@ const LINGER_AFTER_END_MS = 2000;
  *       └── bad hello / timeout / protocol error / socket error ────────────────┘
  *
  * In `open`, frames multiplex channels and requests. Reading stops (decoder and
- * socket paused) while `maxInflightPerSession` requests run or the socket's
- * write buffer is over its high-water mark, so a fast or stalled peer cannot
- * make the server buffer without bound.
+ * socket paused) while more than `maxInflightPerSession` requests run (a client
+ * that ignores the limit it was told) or the socket's write buffer is over its
+ * high-water mark, so a fast or stalled peer cannot make the server buffer
+ * without bound. Every request stream gets exactly one answer: a response, or
+ * an ERROR (Cancelled for one the client cancelled or whose channel closed).
  */
 export class ServerSession implements FrameSink {
   readonly remoteAddress: string;
@@ -121,6 +123,7 @@ export class ServerSession implements FrameSink {
   // ── input ────────────────────────────────────────────────────────────────
 
   #onData(chunk: Buffer): void {
+    if (this.#state === CLOSED) return; // after a protocol error nothing more is read
     try {
       if (this.#state === HANDSHAKE) {
         chunk = this.#readHello(chunk);
@@ -254,7 +257,7 @@ export class ServerSession implements FrameSink {
     this.#requests.set(stream, req);
     host.stats.requests++;
     host.stats.inflight++;
-    if (this.#requests.size >= host.limits.maxInflightPerSession) this.#updateFlow();
+    if (this.#requests.size > host.limits.maxInflightPerSession) this.#updateFlow();
     let result: AppResult | Promise<AppResult>;
     try {
       result = host.app.request(payload, req);
@@ -283,7 +286,12 @@ export class ServerSession implements FrameSink {
   #finish(req: ServerRequest, value: AppResult, err: unknown): void {
     this.#requests.delete(req.stream);
     this.#host.stats.inflight--;
-    if (!req.dropped && this.#state !== CLOSED) {
+    if (this.#state === CLOSED) {
+      // nothing can be sent
+    } else if (req.dropped) {
+      // Every stream gets exactly one answer, so the client can count its in-flight slots.
+      this.#sendError(req.channelId, req.stream, WireError.Cancelled, "request cancelled");
+    } else {
       if (err !== undefined) {
         const message = err instanceof Error ? err.message : String(err);
         this.#host.log.debug("request_failed", { stream: req.stream, app: req.app, message });
@@ -353,8 +361,10 @@ export class ServerSession implements FrameSink {
   #updateFlow(): void {
     if (this.#state === CLOSED) return;
     const socket = this.#socket;
+    // A client that keeps to the announced maxInflight never trips the first test, so its
+    // CANCEL and PING frames always get through; one that does not is simply not read.
     const blocked =
-      this.#requests.size >= this.#host.limits.maxInflightPerSession || socket.writableLength > socket.writableHighWaterMark;
+      this.#requests.size > this.#host.limits.maxInflightPerSession || socket.writableLength > socket.writableHighWaterMark;
     if (blocked && !this.#paused) {
       this.#paused = true;
       this.#decoder?.pause();
@@ -403,6 +413,8 @@ export class ServerSession implements FrameSink {
     this.#host.log.info("session_refused", { peer: this.remoteAddress, status, why });
     this.#state = CLOSED;
     this.#socket.end(encodeServerRefusal(status));
+    const t = setTimeout(() => this.#socket.destroy(), LINGER_AFTER_END_MS);
+    t.unref?.();
   }
 
   #protocolFailure(err: unknown): void {
@@ -416,6 +428,7 @@ export class ServerSession implements FrameSink {
     this.#sendError(0, 0, e.wireCode, e.message);
     this.#writer.flush();
     this.#state = CLOSED;
+    this.#decoder = null;
     this.#socket.end();
     const t = setTimeout(() => this.#socket.destroy(), 200);
     t.unref?.();

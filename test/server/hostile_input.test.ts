@@ -175,3 +175,40 @@ test("keeps serving when an application handler throws non-Error values or retur
   await assert.rejects(ch.request("reject-undefined"), /rejected/);
   await stillServes(ch);
 });
+
+test("answers requests already running when the client half-closes, then ends", async () => {
+  const app: SessionApp = { request: async (p) => (await sleep(100), p) };
+  const server = await testServer({ appObject: app });
+  const peer = await rawPeer(portOf(server));
+  peer.sock.write(hello());
+  peer.sock.write(frame(FrameType.ChannelOpen, 1, 0, Buffer.from([1, 0x61, 0, 0, 0])));
+  peer.sock.write(frame(FrameType.Request, 1, 1, Buffer.from("one")));
+  peer.sock.end(frame(FrameType.Request, 1, 2, Buffer.from("two")));
+  await peer.closed;
+  const bytes = peer.data().subarray(SERVER_HELLO_SIZE);
+  const answers: string[] = [];
+  for (let o = 0; o + FRAME_HEADER_SIZE <= bytes.length; ) {
+    const len = bytes.readUInt32BE(o);
+    if (bytes[o + 4] === FrameType.Response) answers.push(bytes.toString("utf8", o + FRAME_HEADER_SIZE, o + FRAME_HEADER_SIZE + len));
+    o += FRAME_HEADER_SIZE + len;
+  }
+  assert.deepEqual(answers, ["one", "two"]);
+});
+
+test("delivers nothing to the application after a protocol error on the session", async () => {
+  let messages = 0;
+  const app: SessionApp = { request: (p) => p, message: () => void messages++ };
+  const server = await testServer({ appObject: app });
+  const peer = await rawPeer(portOf(server));
+  peer.sock.write(
+    Buffer.concat([
+      hello(),
+      frame(FrameType.ChannelOpen, 1, 0, Buffer.from([1, 0x61, 0, 0, 0])),
+      frame(FrameType.Message, 1, 0, Buffer.from("before")),
+      frame(99, 1, 0, Buffer.alloc(0)),
+      frame(FrameType.Message, 1, 0, Buffer.from("after")),
+    ]),
+  );
+  await peer.closed;
+  assert.equal(messages, 1);
+});

@@ -132,3 +132,39 @@ test("close() on the client waits for its requests in flight, then the server fo
   assert.deepEqual((await Promise.all(pending)).map(String), ["1", "2"]);
   await waitFor(() => server.status().sessions === 0, "the server to close the session");
 });
+
+test("a cancelled request frees its in-flight slot even when every slot is taken by handlers that wait", async () => {
+  const app: SessionApp = {
+    request(p, ctx) {
+      if (Buffer.from(p).toString() === "quick") return "done";
+      return new Promise((resolve) => ctx.signal.addEventListener("abort", () => resolve("aborted")));
+    },
+  };
+  const server = await testServer({ appObject: app, limits: { maxInflightPerSession: 2 } });
+  const ch = await (await connect(server)).openChannel("waiters");
+  const ac = [new AbortController(), new AbortController()];
+  const waiting = ac.map((a) => ch.request("wait", { signal: a.signal }).catch((e: Error) => e.message));
+  await waitFor(() => server.status().inflight === 2, "both slots taken");
+  const quick = ch.request("quick"); // queued on the client: no slot
+  await sleep(50);
+  assert.equal(server.status().inflight, 2);
+  ac[0]!.abort(new Error("gave up"));
+  assert.equal((await quick).toString(), "done", "the cancel got through and its slot went to the queued request");
+  assert.equal(await waiting[0], "gave up");
+  ac[1]!.abort(new Error("gave up too"));
+  assert.equal(await waiting[1], "gave up too");
+  await waitFor(() => server.status().inflight === 0, "no request left");
+});
+
+test("closing a channel fails its requests at once and leaves other channels alone", async () => {
+  const app: SessionApp = { request: (p, ctx) => (Buffer.from(p).toString() === "hang" ? new Promise((r) => ctx.signal.addEventListener("abort", () => r("x"))) : p) };
+  const server = await testServer({ appObject: app });
+  const s = await connect(server);
+  const [a, b] = await Promise.all([s.openChannel("a"), s.openChannel("b")]);
+  const hung = a.request("hang").then(() => "resolved", (e: Error) => (e as { code?: string }).code);
+  await waitFor(() => server.status().inflight === 1, "the request to start");
+  a.close();
+  assert.equal(await hung, "PERILINK_SESSION_CLOSED");
+  assert.equal((await b.request("b still works")).toString(), "b still works");
+  await waitFor(() => server.status().inflight === 0, "the server to cancel it");
+});
