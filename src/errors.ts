@@ -134,3 +134,14 @@ export class AppError extends PerilinkError {
     super("PERILINK_APP", message, options);
   }
 }
+
+/** An upgrade (seamless replacement) was refused or rolled back; the running process keeps serving. */
+export class UpgradeError extends PerilinkError {
+  constructor(
+    code: "PERILINK_UPGRADE_IN_PROGRESS" | "PERILINK_UPGRADE_FAILED" | "PERILINK_UPGRADE_UNSUPPORTED",
+    message: string,
+    options?: { cause?: unknown },
+  ) {
+    super(code, message, options);
+  }
+}

@@ -2,6 +2,7 @@ import { PerilinkError } from "../errors.ts";
 import { runId } from "./id_command.ts";
 import { runServe } from "./serve_command.ts";
 import { runStatus } from "./status_command.ts";
+import { runUpgrade } from "./upgrade_command.ts";
 import { VERSION } from "../version.ts";
 
 const USAGE = `perilink ${VERSION}: a runtime for network peripherals and the hosts that talk to them
@@ -10,6 +11,7 @@ Usage:
   perilink serve  [--config FILE] [--listen HOST:PORT]... [--app MODULE] [--state-dir DIR] [--log-level LEVEL]
   perilink id     HOST:PORT [--tcp] [--json] [--timeout MS]
   perilink status [--state-dir DIR] [--json]
+  perilink upgrade [--state-dir DIR] [--program PATH] [--app MODULE] [--timeout MS] [--json]
   perilink help | version
 
 HOST:PORT is 127.0.0.1:1025, [::1]:1025, [fe80::1%eth0]:1025, or auto:1025 (serve only).
@@ -20,6 +22,7 @@ const COMMANDS: Record<string, (args: string[]) => Promise<number>> = {
   serve: runServe,
   id: runId,
   status: runStatus,
+  upgrade: runUpgrade,
 };
 
 export async function main(argv: string[]): Promise<number> {

@@ -5,7 +5,9 @@ import { parse } from "./args.ts";
 
 /**
  * `perilink serve`: runs a server until SIGINT/SIGTERM, then drains. SIGHUP
- * re-scans the device's addresses. Logs one JSON line per event to stderr.
+ * re-scans the device's addresses; SIGUSR2 replaces the process with the
+ * program now in place (as `perilink upgrade` does). Logs one JSON line per
+ * event to stderr. A process that handed over exits once it has drained.
  */
 export async function runServe(args: string[]): Promise<number> {
   const { values } = parse(args, {
@@ -20,21 +22,33 @@ export async function runServe(args: string[]): Promise<number> {
   if (values.app) input.app = values.app as string;
   if (values["state-dir"]) input.stateDir = values["state-dir"] as string;
   if (values["log-level"]) input.logLevel = values["log-level"] as ServerConfigInput["logLevel"];
-  const server = await startServer({ ...input, logger: createLogger(input.logLevel ?? "info") });
+  const server = await startServer({
+    ...input,
+    logger: createLogger(input.logLevel ?? "info"),
+    respawn: { execPath: process.execPath, execArgv: process.execArgv, script: process.argv[1]!, args: ["serve", ...args] },
+  });
 
   const onHup = (): void => void server.rescan();
+  const onUsr2 = (): void => {
+    server.log.info("signal", { signal: "SIGUSR2" });
+    server.upgrade().catch((err: unknown) => server.log.warn("upgrade_refused", { error: err }));
+  };
   process.on("SIGHUP", onHup);
-  await new Promise<void>((resolve) => {
-    const stop = (signal: string): void => {
+  if (process.platform !== "win32") process.on("SIGUSR2", onUsr2);
+  let stop!: (signal: string) => void;
+  const signalled = new Promise<void>((resolve) => {
+    stop = (signal: string): void => {
       server.log.info("signal", { signal });
-      process.off("SIGINT", stop);
-      process.off("SIGTERM", stop);
       resolve();
     };
     process.on("SIGINT", stop);
     process.on("SIGTERM", stop);
   });
+  await Promise.race([signalled, server.retired]);
+  process.off("SIGINT", stop);
+  process.off("SIGTERM", stop);
   process.off("SIGHUP", onHup);
+  process.off("SIGUSR2", onUsr2);
   await server.drain();
   return 0;
 }

@@ -1,7 +1,7 @@
 import { promises as fs } from "node:fs";
 import net from "node:net";
 import path from "node:path";
-import { ControlError } from "../errors.ts";
+import { ControlError, PerilinkError } from "../errors.ts";
 import type { Logger } from "../logger.ts";
 
 /** The control socket's file name inside the state directory. */
@@ -26,6 +26,8 @@ export class ControlServer {
   #path: string;
   #handlers: Record<string, ControlHandler>;
   #log: Logger;
+  /** Inode of our socket file: on close we remove the path only if it is still ours. */
+  #ino = 0;
 
   private constructor(p: string, handlers: Record<string, ControlHandler>, log: Logger) {
     this.#path = p;
@@ -43,9 +45,15 @@ export class ControlServer {
    * answers) is replaced; a live one means another server owns this state
    * directory, which is an error.
    */
-  static async listen(stateDir: string, handlers: Record<string, ControlHandler>, log: Logger): Promise<ControlServer> {
+  static async listen(
+    stateDir: string,
+    handlers: Record<string, ControlHandler>,
+    log: Logger,
+    options: { replace?: boolean } = {},
+  ): Promise<ControlServer> {
     const p = controlSocketPath(stateDir);
-    if (await isLive(p)) {
+    // A process taking over from an older generation replaces that one's socket on purpose.
+    if (!options.replace && (await isLive(p))) {
       throw new ControlError(`Cannot start: another perilink server is running with state directory ${stateDir}; stop it or use another --state-dir`);
     }
     await fs.rm(p, { force: true });
@@ -58,12 +66,14 @@ export class ControlServer {
       });
     });
     await fs.chmod(p, 0o600);
+    cs.#ino = (await fs.stat(p)).ino;
     return cs;
   }
 
   async close(): Promise<void> {
     this.#server.close();
-    await fs.rm(this.#path, { force: true }).catch(() => {});
+    const st = await fs.stat(this.#path).catch(() => null);
+    if (st && st.ino === this.#ino) await fs.rm(this.#path, { force: true }).catch(() => {});
   }
 
   #serve(socket: net.Socket): void {
@@ -133,7 +143,7 @@ export function controlRequest(stateDir: string, request: Record<string, unknown
       try {
         const reply = JSON.parse(buf.slice(0, nl)) as { ok: boolean; result?: unknown; error?: { code: string; message: string } };
         if (reply.ok) resolve(reply.result);
-        else reject(new ControlError(reply.error?.message ?? "request failed"));
+        else reject(new PerilinkError(reply.error?.code ?? "PERILINK_CONTROL", reply.error?.message ?? "request failed"));
       } catch (err) {
         reject(new ControlError(`Cannot read the server's answer at ${p}: ${(err as Error).message}`));
       }

@@ -4,6 +4,9 @@ import { ListenError } from "../errors.ts";
 import type { Logger } from "../logger.ts";
 import { detectRuntime } from "../runtime/runtime.ts";
 import { interfaceAddresses, type InterfaceAddress } from "./interface_addresses.ts";
+import { closeSync } from "node:fs";
+import { tcpServerFd, udpSocketFd } from "../runtime/handle_fds.ts";
+import { socketName, type InheritedSocket } from "./inherited_sockets.ts";
 import { formatHostPort, type ListenSpec } from "./listen_spec.ts";
 
 /** One address × port of the port group, with its TCP listener and UDP responder. */
@@ -26,12 +29,20 @@ export interface ListenerSetOptions {
   allowHalfOpen?: boolean;
   /** Source of the device's addresses (tests inject a fixed list). */
   interfaces?: () => InterfaceAddress[];
+  /**
+   * Listening sockets handed over by the previous process. Those that match an
+   * endpoint are adopted (the port never closes) but accept nothing until
+   * `activate()`; the others are closed.
+   */
+  inherited?: InheritedSocket[];
 }
 
 interface Listener {
   endpoint: Endpoint;
   tcp: net.Server;
   udp: dgram.Socket;
+  /** Inherited descriptors not yet listened on (until `activate()`). */
+  adopted: { tcp: number; udp: number } | null;
 }
 
 const key = (address: string, port: number): string => `${address}|${port}`;
@@ -53,6 +64,7 @@ export class ListenerSet {
   #listeners = new Map<string, Listener>();
   #closed = false;
   #scanning: Promise<void> | null = null;
+  #inherited: InheritedSocket[];
 
   constructor(specs: ListenSpec[], handlers: ListenerHandlers, log: Logger, options: ListenerSetOptions = {}) {
     this.#specs = specs.map((s) => ({ ...s }));
@@ -61,13 +73,20 @@ export class ListenerSet {
     this.#backlog = options.backlog ?? 511;
     this.#allowHalfOpen = options.allowHalfOpen ?? false;
     this.#interfaces = options.interfaces ?? interfaceAddresses;
+    this.#inherited = options.inherited ?? [];
   }
 
   /** Binds every entry. Throws `ListenError` when an explicit address, or a port, cannot be had. */
   async start(): Promise<void> {
     try {
       for (const spec of this.#specs) {
-        for (const ep of this.#desiredFor(spec)) {
+        const desired = this.#desiredFor(spec);
+        if (spec.port === 0) {
+          // Port 0 was resolved by an earlier generation: keep its port.
+          const prev = this.#inherited.find((i) => desired.some((d) => d.address === i.address));
+          if (prev) spec.port = prev.port;
+        }
+        for (const ep of desired) {
           ep.port = spec.port; // port 0 is resolved by the first bind of this entry
           await this.#add(ep, spec, true);
         }
@@ -75,7 +94,55 @@ export class ListenerSet {
     } catch (err) {
       await this.close();
       throw err;
+    } finally {
+      // Inherited sockets that no endpoint wants (a port the new config dropped) are closed here.
+      for (const i of this.#inherited) {
+        const used = [...this.#listeners.values()].some((l) => l.adopted && (l.adopted.tcp === i.fd || l.adopted.udp === i.fd));
+        if (!used) {
+          try {
+            closeSync(i.fd);
+          } catch {
+            // already closed
+          }
+          this.#log.info("inherited_socket_closed", { transport: i.transport, address: i.address, port: i.port });
+        }
+      }
+      this.#inherited = [];
     }
+  }
+
+  /** Starts accepting on adopted sockets (after the accept semaphore is taken). */
+  async activate(): Promise<void> {
+    for (const l of this.#listeners.values()) {
+      const fds = l.adopted;
+      if (!fds) continue;
+      l.adopted = null;
+      await new Promise<void>((resolve, reject) => {
+        l.tcp.once("error", reject);
+        l.tcp.listen({ fd: fds.tcp }, () => {
+          l.tcp.off("error", reject);
+          resolve();
+        });
+      });
+      await new Promise<void>((resolve, reject) => {
+        l.udp.once("error", reject);
+        l.udp.bind({ fd: fds.udp }, () => {
+          l.udp.off("error", reject);
+          resolve();
+        });
+      });
+    }
+  }
+
+  /** Every listening socket with its name, for handing over to a new process (Node.js only). */
+  handoffSockets(): { name: string; fd: number }[] {
+    const out: { name: string; fd: number }[] = [];
+    for (const l of this.#listeners.values()) {
+      const { address, port } = l.endpoint;
+      out.push({ name: socketName("tcp", address, port), fd: l.adopted?.tcp ?? tcpServerFd(l.tcp) });
+      out.push({ name: socketName("udp", address, port), fd: l.adopted?.udp ?? udpSocketFd(l.udp) });
+    }
+    return out;
   }
 
   /** Opens listeners for new addresses and closes those whose address vanished. */
@@ -139,6 +206,12 @@ export class ListenerSet {
   async #add(ep: Endpoint, spec: ListenSpec, atStart: boolean): Promise<void> {
     const k = key(ep.address, ep.port);
     if (this.#listeners.has(k)) return;
+    const adopted = this.#adoptable(ep);
+    if (adopted) {
+      this.#listeners.set(k, adopted);
+      this.#log.info("listener_adopted", { address: ep.address, port: ep.port, transports: ["tcp", "udp"] });
+      return;
+    }
     let l: Listener;
     try {
       l = await this.#open(ep);
@@ -176,27 +249,48 @@ export class ListenerSet {
     this.#log.info("listener_added", { address: l.endpoint.address, port: l.endpoint.port, transports: ["tcp", "udp"] });
   }
 
+  #adoptable(ep: Endpoint): Listener | null {
+    const find = (t: string): InheritedSocket | undefined =>
+      this.#inherited.find((i) => i.transport === t && i.address === ep.address && i.port === ep.port);
+    const tcpIn = find("tcp");
+    const udpIn = find("udp");
+    if (!tcpIn || !udpIn) return null;
+    const endpoint: Endpoint = { ...ep };
+    const { tcp, udp } = this.#handles(endpoint);
+    return { endpoint, tcp, udp, adopted: { tcp: tcpIn.fd, udp: udpIn.fd } };
+  }
+
+  #handles(endpoint: Endpoint): { tcp: net.Server; udp: dgram.Socket } {
+    const tcp = net.createServer({ noDelay: true, allowHalfOpen: this.#allowHalfOpen });
+    tcp.on("connection", (socket) => this.#handlers.onConnection(socket, endpoint));
+    tcp.on("error", (err) => this.#log.error("listener_error", { address: endpoint.address, port: endpoint.port, transport: "tcp", error: err }));
+    const udp = dgram.createSocket({ type: endpoint.family === 6 ? "udp6" : "udp4", ipv6Only: endpoint.family === 6 });
+    udp.on("message", (msg, rinfo) => this.#handlers.onDatagram(msg, rinfo, udp));
+    udp.on("error", (err) => this.#log.error("listener_error", { address: endpoint.address, port: endpoint.port, transport: "udp", error: err }));
+    return { tcp, udp };
+  }
+
   async #open(ep: Endpoint): Promise<Listener> {
     // With port 0 the kernel picks a TCP port; UDP then needs the same number. Retry a few times on collision.
     for (let attempt = 0; ; attempt++) {
-      const tcp = net.createServer({ noDelay: true, allowHalfOpen: this.#allowHalfOpen });
-      tcp.on("connection", (socket) => this.#handlers.onConnection(socket, endpoint));
-      tcp.on("error", (err) => this.#log.error("listener_error", { address: ep.address, port: ep.port, transport: "tcp", error: err }));
-      await listenTcp(tcp, ep, this.#backlog);
-      const port = (tcp.address() as net.AddressInfo).port;
-      const endpoint: Endpoint = { ...ep, port };
-      const udp = dgram.createSocket({ type: ep.family === 6 ? "udp6" : "udp4", ipv6Only: ep.family === 6 });
+      const endpoint: Endpoint = { ...ep };
+      const { tcp, udp } = this.#handles(endpoint);
       try {
-        await bindUdp(udp, ep.address, port);
+        await listenTcp(tcp, ep, this.#backlog);
+      } catch (err) {
+        udp.close();
+        throw err;
+      }
+      endpoint.port = (tcp.address() as net.AddressInfo).port;
+      try {
+        await bindUdp(udp, ep.address, endpoint.port);
       } catch (err) {
         tcp.close();
         udp.close();
         if (ep.port === 0 && (err as NodeJS.ErrnoException).code === "EADDRINUSE" && attempt < 5) continue;
         throw err;
       }
-      udp.on("message", (msg, rinfo) => this.#handlers.onDatagram(msg, rinfo, udp));
-      udp.on("error", (err) => this.#log.error("listener_error", { address: ep.address, port, transport: "udp", error: err }));
-      return { endpoint, tcp, udp };
+      return { endpoint, tcp, udp, adopted: null };
     }
   }
 }
@@ -224,6 +318,17 @@ function bindUdp(udp: dgram.Socket, address: string, port: number): Promise<void
 }
 
 async function closeListener(l: Listener): Promise<void> {
+  if (l.adopted) {
+    for (const fd of [l.adopted.tcp, l.adopted.udp]) {
+      try {
+        closeSync(fd);
+      } catch {
+        // already closed
+      }
+    }
+    l.adopted = null;
+    return;
+  }
   await new Promise<void>((r) => {
     try {
       l.udp.close(() => r());

@@ -16,6 +16,12 @@ import { ProbeResponder } from "./probe_responder.ts";
 import { RawHost } from "./raw_host.ts";
 import { ServerSession, type SessionHost } from "./session.ts";
 import { ServerStats } from "./server_stats.ts";
+import { AcceptSemaphore } from "./accept_semaphore.ts";
+import type { DrainingGeneration } from "./handoff_protocol.ts";
+import { takeInheritedSockets, type InheritedSocket } from "./inherited_sockets.ts";
+import { readStartContext, Takeover } from "./takeover.ts";
+import { Upgrader, type RespawnSpec, type UpgradeRequest, type UpgradeResult } from "./upgrader.ts";
+import { UpgradeError } from "../errors.ts";
 
 export interface StartServerOptions extends ServerConfigInput {
   /** A loaded app object instead of a name or path (embedding, tests). */
@@ -27,6 +33,8 @@ export interface StartServerOptions extends ServerConfigInput {
   control?: boolean;
   /** Source of the device's addresses for `auto` entries (tests inject a list). */
   interfaces?: () => InterfaceAddress[];
+  /** How to start a new program version for `upgrade()` (set by `perilink serve`). */
+  respawn?: RespawnSpec;
 }
 
 export interface ListenerStatus {
@@ -50,6 +58,20 @@ export interface ServerStatus {
   inflight: number;
   uptimeMs: number;
   counters: Record<string, number>;
+  /** Older generations that handed over to this process and are still draining. */
+  draining: DrainingGeneration[];
+  /** The upgrade under way, if any. */
+  upgrade: { pid: number | null; forMs: number } | null;
+  /** True once this process has handed over to a newer generation. */
+  handedOver: boolean;
+}
+
+/** Extra parts `startServer()` wires in. */
+interface ServerParts {
+  interfaces?: () => InterfaceAddress[];
+  inherited?: InheritedSocket[];
+  semaphore?: AcceptSemaphore | null;
+  respawn?: RespawnSpec;
 }
 
 /** How long a refused connection may stay half-open to read the refusal. */
@@ -80,9 +102,13 @@ export class PerilinkServer implements SessionHost {
   #rescanTimer: ReturnType<typeof setInterval> | null = null;
   #drained: Promise<void> | null = null;
   #startedAt = Date.now();
+  #parts: ServerParts;
+  #semaphore: AcceptSemaphore | null;
+  #upgrader: Upgrader | null;
+  #takeover: Takeover | null = null;
 
   /** Use `startServer()`. */
-  constructor(config: ServerConfig, identity: Identity, app: LoadedApp, log: Logger, generation: number, interfaces?: () => InterfaceAddress[]) {
+  constructor(config: ServerConfig, identity: Identity, app: LoadedApp, log: Logger, generation: number, parts: ServerParts = {}) {
     this.config = config;
     this.identity = identity;
     this.generation = generation;
@@ -91,17 +117,26 @@ export class PerilinkServer implements SessionHost {
     this.#app = app;
     this.#raw = app.kind === "raw" ? new RawHost(app.server, this.stats, log) : null;
     this.#probes = new ProbeResponder(identity, () => this.generation, config.probe, this.stats, log);
-    this.#listeners = new ListenerSet(
-      config.listen,
+    this.#parts = parts;
+    this.#semaphore = parts.semaphore ?? null;
+    this.#upgrader = parts.respawn ? new Upgrader(this.#upgradeHost(), parts.respawn) : null;
+    this.#listeners = this.#newListenerSet(parts.inherited ?? []);
+  }
+
+  #newListenerSet(inherited: InheritedSocket[]): ListenerSet {
+    const app = this.#app;
+    return new ListenerSet(
+      this.config.listen,
       {
         onConnection: (socket, ep) => this.#onConnection(socket, ep),
         onDatagram: (msg, rinfo, udp) => this.#probes.onDatagram(msg, rinfo, udp),
       },
-      log,
+      this.log,
       {
         // Sessions answer what runs after a client's FIN; a raw app keeps its own server's choice.
         allowHalfOpen: app.kind === "raw" ? Boolean((app.server as { allowHalfOpen?: boolean }).allowHalfOpen) : true,
-        ...(interfaces ? { interfaces } : {}),
+        inherited,
+        ...(this.#parts.interfaces ? { interfaces: this.#parts.interfaces } : {}),
       },
     );
   }
@@ -119,22 +154,36 @@ export class PerilinkServer implements SessionHost {
     return this.#accepting;
   }
 
-  /** @internal Called by `startServer()`. */
-  async start(control: boolean, extraHandlers: Record<string, ControlHandler> = {}): Promise<void> {
-    if (control) {
-      this.#control = await ControlServer.listen(this.config.stateDir, { status: () => this.status(), ...extraHandlers }, this.log);
-    }
-    try {
+  /**
+   * @internal Called by `startServer()`. A fresh start takes the control
+   * socket (refusing a second server on the state directory), the accept
+   * semaphore, then its listeners. A process started by an upgrade adopts the
+   * inherited listeners first, takes over through the semaphore, and only
+   * then replaces the control socket.
+   */
+  async start(control: boolean, takeover: Takeover | null): Promise<void> {
+    const handlers: Record<string, ControlHandler> = {
+      status: () => this.status(),
+      upgrade: (req) => this.upgrade(parseUpgradeRequest(req)),
+    };
+    if (takeover) {
       await this.#listeners.start();
-    } catch (err) {
-      await this.#control?.close();
-      throw err;
+      await takeover.run(this.#semaphore!, () => this.#listeners.activate(), this.generation);
+      this.#takeover = takeover;
+      if (control) this.#control = await ControlServer.listen(this.config.stateDir, handlers, this.log, { replace: true });
+    } else {
+      if (control) this.#control = await ControlServer.listen(this.config.stateDir, handlers, this.log);
+      try {
+        await this.#semaphore?.acquire(SEMAPHORE_START_TIMEOUT_MS);
+        await this.#listeners.start();
+      } catch (err) {
+        await this.#semaphore?.release();
+        await this.#control?.close();
+        throw err;
+      }
     }
     this.#accepting = true;
-    if (this.config.rescanIntervalMs > 0 && this.config.listen.some((s) => s.kind === "auto")) {
-      this.#rescanTimer = setInterval(() => void this.rescan(), this.config.rescanIntervalMs);
-      this.#rescanTimer.unref?.();
-    }
+    this.#startRescan();
     this.log.info("server_started", {
       serverId: this.serverId,
       generation: this.generation,
@@ -142,7 +191,64 @@ export class PerilinkServer implements SessionHost {
       app: this.#app.name,
       mode: this.#app.kind,
       listeners: this.#listeners.endpoints().length,
+      takeover: takeover !== null,
     });
+  }
+
+  #startRescan(): void {
+    if (this.config.rescanIntervalMs > 0 && this.config.listen.some((s) => s.kind === "auto")) {
+      this.#rescanTimer = setInterval(() => void this.rescan(), this.config.rescanIntervalMs);
+      this.#rescanTimer.unref?.();
+    }
+  }
+
+  /**
+   * Replaces this process with a new program version without closing a port
+   * (S4). Resolves once the new process accepts; this one then drains and
+   * `retired` resolves. Throws `UpgradeError` when refused or rolled back.
+   */
+  upgrade(req: UpgradeRequest = {}): Promise<UpgradeResult> {
+    if (!this.#upgrader) {
+      return Promise.reject(new UpgradeError("PERILINK_UPGRADE_UNSUPPORTED", 'Cannot upgrade: this server was not started by "perilink serve", so there is no program to start'));
+    }
+    if (this.#drained && !this.#upgrader.handedOver) {
+      return Promise.reject(new UpgradeError("PERILINK_UPGRADE_FAILED", "Cannot upgrade: the server is shutting down"));
+    }
+    return this.#upgrader.upgrade(req);
+  }
+
+  /** Resolves once this process has handed over to a new one and finished draining. */
+  get retired(): Promise<void> {
+    return this.#upgrader?.done ?? new Promise(() => {});
+  }
+
+  #upgradeHost() {
+    return {
+      generation: this.generation,
+      log: this.log,
+      handoffSockets: () => this.#listeners.handoffSockets(),
+      stopAccepting: async () => {
+        this.#accepting = false;
+        if (this.#rescanTimer) clearInterval(this.#rescanTimer);
+        await this.#listeners.close();
+        await this.#semaphore?.release();
+      },
+      resumeAccepting: async () => {
+        await this.#semaphore?.acquire(SEMAPHORE_START_TIMEOUT_MS);
+        this.#listeners = this.#newListenerSet([]);
+        await this.#listeners.start();
+        this.#accepting = true;
+        this.#startRescan();
+      },
+      drain: () => this.drain(),
+      drainReport: (): DrainingGeneration => ({
+        generation: this.generation,
+        pid: process.pid,
+        inflight: this.stats.inflight,
+        sessions: this.#raw ? this.#raw.connections : this.#sessions.size,
+      }),
+      olderGenerations: () => this.#takeover?.draining() ?? [],
+    };
   }
 
   /** The endpoints listening now (each has TCP and UDP on the same address and port). */
@@ -175,6 +281,11 @@ export class PerilinkServer implements SessionHost {
       inflight: this.stats.inflight,
       uptimeMs: Date.now() - this.#startedAt,
       counters: this.stats.snapshot(),
+      draining: this.#takeover?.draining() ?? [],
+      upgrade: this.#upgrader?.inProgress
+        ? { pid: this.#upgrader.inProgress.pid ?? null, forMs: Date.now() - this.#upgrader.inProgress.since }
+        : null,
+      handedOver: this.#upgrader?.handedOver ?? false,
     };
   }
 
@@ -212,6 +323,7 @@ export class PerilinkServer implements SessionHost {
       }
     }
     await this.#control?.close();
+    await this.#semaphore?.release();
     this.log.info("drain_finished", { ms: Date.now() - started });
   }
 
@@ -260,16 +372,32 @@ export class PerilinkServer implements SessionHost {
  * identity, loads the app, opens the control socket and every listener.
  */
 export async function startServer(options: StartServerOptions = {}): Promise<PerilinkServer> {
-  const { appObject, logger, generation = 1, control = true, interfaces, ...input } = options;
+  const { appObject, logger, generation, control = true, interfaces, respawn, ...input } = options;
   const config = resolveConfig(input);
   const log = logger ?? createLogger(config.logLevel);
+  const canHandOff = detectRuntime().canInheritSockets;
+  // Only a process started by `perilink serve` reads how it was started; an embedded server is always fresh.
+  const ctx = respawn && canHandOff ? readStartContext() : { handoff: false, generation: 1, timeoutMs: 0 };
+  const inherited = ctx.handoff ? takeInheritedSockets().sockets : [];
   const identity = await loadOrCreateIdentity(config.stateDir);
   const app: LoadedApp = appObject
     ? "createServer" in appObject && typeof appObject.createServer === "function"
       ? { kind: "raw", name: "embedded", server: appObject.createServer() }
       : { kind: "session", name: "embedded", app: appObject as SessionApp }
     : await loadApp(config.app);
-  const server = new PerilinkServer(config, identity, app, log, generation, interfaces);
-  await server.start(control);
+  const semaphore = canHandOff ? await AcceptSemaphore.forStateDir(config.stateDir) : null;
+  const server = new PerilinkServer(config, identity, app, log, generation ?? ctx.generation, { interfaces, inherited, semaphore, respawn });
+  await server.start(control, ctx.handoff ? new Takeover(process, log, ctx.timeoutMs) : null);
   return server;
+}
+
+/** How long a fresh start waits for the accept semaphore (held only by a process of this state directory). */
+const SEMAPHORE_START_TIMEOUT_MS = 2000;
+
+function parseUpgradeRequest(req: Record<string, unknown>): UpgradeRequest {
+  const out: UpgradeRequest = {};
+  if (typeof req.program === "string") out.program = req.program;
+  if (typeof req.app === "string") out.app = req.app;
+  if (typeof req.timeoutMs === "number" && Number.isInteger(req.timeoutMs) && req.timeoutMs > 0) out.timeoutMs = req.timeoutMs;
+  return out;
 }

@@ -1,0 +1,119 @@
+import type { Logger } from "../logger.ts";
+import type { AcceptSemaphore } from "./accept_semaphore.ts";
+import {
+  DEFAULT_UPGRADE_TIMEOUT_MS,
+  GENERATION_ENV,
+  HANDOFF_ENV,
+  HANDOFF_TIMEOUT_ENV,
+  type DrainingGeneration,
+  type NewToOld,
+  type OldToNew,
+} from "./handoff_protocol.ts";
+
+/** The part of `process` the new side talks to its parent through (an injectable seam). */
+export type ParentChannel = Pick<NodeJS.Process, "send" | "on" | "connected" | "channel">;
+
+/** What a process learns from its environment about how it was started. */
+export interface StartContext {
+  /** True when a perilink parent waits to hand over (PERILINK_HANDOFF=1 and an IPC channel). */
+  handoff: boolean;
+  generation: number;
+  timeoutMs: number;
+}
+
+export function readStartContext(env: NodeJS.ProcessEnv = process.env, channel: ParentChannel = process): StartContext {
+  const handoff = env[HANDOFF_ENV] === "1" && typeof channel.send === "function";
+  const generation = Number(env[GENERATION_ENV] ?? "1");
+  const timeoutMs = Number(env[HANDOFF_TIMEOUT_ENV] ?? DEFAULT_UPGRADE_TIMEOUT_MS);
+  delete env[HANDOFF_ENV];
+  delete env[GENERATION_ENV];
+  delete env[HANDOFF_TIMEOUT_ENV];
+  return {
+    handoff,
+    generation: Number.isInteger(generation) && generation > 0 ? generation : 1,
+    timeoutMs: Number.isInteger(timeoutMs) && timeoutMs > 0 ? timeoutMs : DEFAULT_UPGRADE_TIMEOUT_MS,
+  };
+}
+
+/**
+ * The new side of a seamless replacement (S4): once ready, asks the old
+ * process for the service, waits for its answer (or its death: pipe EOF),
+ * takes the accept semaphore, and only then starts accepting. Afterwards it
+ * keeps the old generation's drain reports for `status`.
+ */
+export class Takeover {
+  #channel: ParentChannel;
+  #log: Logger;
+  #timeoutMs: number;
+  #draining = new Map<number, DrainingGeneration>();
+  #parentGone = false;
+
+  constructor(channel: ParentChannel, log: Logger, timeoutMs: number) {
+    this.#channel = channel;
+    this.#log = log;
+    this.#timeoutMs = timeoutMs;
+  }
+
+  /** Generations that handed over to this process and are still draining. */
+  draining(): DrainingGeneration[] {
+    return [...this.#draining.values()].sort((a, b) => a.generation - b.generation);
+  }
+
+  /**
+   * Runs the takeover; `activate` starts accepting on the adopted sockets.
+   * Throws when the old process neither answers nor dies within the timeout.
+   */
+  async run(semaphore: AcceptSemaphore, activate: () => Promise<void>, generation: number): Promise<void> {
+    const ch = this.#channel;
+    let answered = false;
+    let wake: (() => void) | null = null;
+    const onMessage = (m: unknown): void => {
+      if (typeof m !== "object" || m === null) return;
+      const msg = m as OldToNew;
+      if (msg.t === "transfer-response") {
+        answered = true;
+        wake?.();
+      } else if (msg.t === "draining") {
+        for (const g of [msg.report, ...msg.older]) this.#draining.set(g.generation, g);
+      } else if (msg.t === "drained") {
+        this.#draining.delete(msg.generation);
+      }
+    };
+    const onDisconnect = (): void => {
+      this.#parentGone = true;
+      this.#draining.clear();
+      wake?.();
+    };
+    ch.on("message", onMessage);
+    ch.on("disconnect", onDisconnect);
+    this.#send({ t: "transfer-request" });
+    const deadline = Date.now() + this.#timeoutMs;
+    while (!answered && !this.#parentGone && ch.connected !== false) {
+      const left = deadline - Date.now();
+      if (left <= 0) throw new Error(`Cannot take over: the running process did not answer the transfer request within ${this.#timeoutMs} ms`);
+      await new Promise<void>((resolve) => {
+        const t = setTimeout(resolve, left);
+        wake = () => {
+          clearTimeout(t);
+          wake = null;
+          resolve();
+        };
+      });
+    }
+    if (!answered) this.#log.warn("takeover_parent_gone", { note: "the old process died during the handoff; taking over" });
+    await semaphore.acquire(this.#timeoutMs);
+    await activate();
+    this.#send({ t: "accepting", pid: process.pid, generation });
+    // The pipe must not keep this process alive, and its end only means the old one exited.
+    ch.channel?.unref();
+  }
+
+  #send(msg: NewToOld): void {
+    if (this.#channel.connected === false || !this.#channel.send) return;
+    try {
+      this.#channel.send(msg, () => {});
+    } catch {
+      // the parent is gone: the disconnect handler takes it from here
+    }
+  }
+}
