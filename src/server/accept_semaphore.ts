@@ -1,19 +1,19 @@
-import { createHash, randomBytes } from "node:crypto";
-import { promises as fs } from "node:fs";
-import net from "node:net";
+import { spawn } from "node:child_process";
+import { closeSync, openSync } from "node:fs";
 import path from "node:path";
 import { PerilinkError } from "../errors.ts";
-import { writeFileAtomic } from "./state_dir.ts";
 
-/** The secret, inside the 0700 state directory, that names a port group's semaphore. */
-export const SEMAPHORE_KEY_FILE = "accept.key";
+/** The lock file of a port group's accept semaphore, inside the 0700 state directory. */
+export const SEMAPHORE_FILE = "accept.lock";
 
-/** How often a waiting process retries; the holder's release is usually announced, so this is the fallback. */
-const RETRY_MS = 5;
+/** The util-linux command that applies flock(2) to a descriptor we pass it. */
+const FLOCK = "flock";
+/** flock's exit code when the lock is taken by another (-E), apart from its error codes. */
+const CONFLICT = 75;
 
-export class SemaphoreTimeoutError extends PerilinkError {
-  constructor(ms: number) {
-    super("PERILINK_SEMAPHORE_TIMEOUT", `Cannot take the accept semaphore: still held after ${ms} ms by another process of this server`);
+export class SemaphoreError extends PerilinkError {
+  constructor(code: "PERILINK_SEMAPHORE_TIMEOUT" | "PERILINK_SEMAPHORE", message: string) {
+    super(code, message);
   }
 }
 
@@ -21,73 +21,94 @@ export class SemaphoreTimeoutError extends PerilinkError {
  * The accept semaphore of one port group (S4, S5): a binary semaphore whose
  * holder alone may accept connections on the group's listening sockets.
  *
- * It is a Linux abstract-namespace Unix socket bound under a name derived
- * from a random secret kept in the state directory (0600 in 0700):
- * - binding is exclusive, so at most one process holds it;
- * - the kernel frees the name when the holder's socket closes, including when
- *   the holder dies, so a crashed process never blocks the next one;
- * - other local users cannot read the secret, so they can neither take the
- *   semaphore nor squat its name ahead of us;
- * - any process that can read the state directory can use it: no
- *   parent/child relation is needed (an operator or systemd may start the new one).
+ * It is an exclusive flock(2) on `accept.lock` (0600) in the 0700 state
+ * directory:
+ * - at most one open file description holds it;
+ * - the kernel releases it when the holder's descriptor closes, which
+ *   includes the holder's death, so a crashed process never blocks the next;
+ * - other local users cannot open the file, so they can neither take the
+ *   semaphore nor hold it against us;
+ * - any process of the service's user may wait on it: no parent/child
+ *   relation is needed (an operator or systemd may start the new process).
+ *
+ * Node has no flock(), so the lock is applied by the `flock` command
+ * (util-linux) to *our* descriptor, passed to it as fd 3. A flock belongs to
+ * the open file description, which both processes share: when the command
+ * exits, the lock stays with our descriptor. Waiting happens in the kernel.
  */
 export class AcceptSemaphore {
-  readonly name: string;
-  #held: net.Server | null = null;
+  readonly path: string;
+  #fd: number | null = null;
 
-  private constructor(name: string) {
-    this.name = name;
+  constructor(file: string) {
+    this.path = file;
   }
 
-  /** The semaphore of the port group served from `stateDir` (creates its secret on first use). */
-  static async forStateDir(stateDir: string): Promise<AcceptSemaphore> {
-    const file = path.join(stateDir, SEMAPHORE_KEY_FILE);
-    let secret: string;
-    try {
-      secret = (await fs.readFile(file, "utf8")).trim();
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== "ENOENT") throw err;
-      secret = randomBytes(32).toString("hex");
-      await writeFileAtomic(file, secret + "\n", 0o600);
-      // Two processes may race to create it: whoever renamed last wins; read back what is there.
-      secret = (await fs.readFile(file, "utf8")).trim();
-    }
-    const digest = createHash("sha256").update("perilink-accept-semaphore\0").update(secret).digest("hex").slice(0, 40);
-    return new AcceptSemaphore(`\0perilink-accept-${digest}`);
+  /** The semaphore of the port group served from `stateDir`. */
+  static forStateDir(stateDir: string): AcceptSemaphore {
+    return new AcceptSemaphore(path.join(stateDir, SEMAPHORE_FILE));
   }
 
   get held(): boolean {
-    return this.#held !== null;
+    return this.#fd !== null;
   }
 
-  /** Takes the semaphore once if free; true on success. */
-  async tryAcquire(): Promise<boolean> {
-    if (this.#held) return true;
-    const server = net.createServer((c) => c.destroy());
-    const ok = await new Promise<boolean>((resolve, reject) => {
-      server.once("error", (err: NodeJS.ErrnoException) => (err.code === "EADDRINUSE" ? resolve(false) : reject(err)));
-      server.listen({ path: this.name, exclusive: true }, () => resolve(true));
-    });
-    if (ok) {
-      server.unref();
-      this.#held = server;
-    }
-    return ok;
+  /** Takes the semaphore if it is free now; true on success. */
+  tryAcquire(): Promise<boolean> {
+    return this.#lock(["-n"], 0);
   }
 
-  /** Waits until the semaphore is free and takes it; `SemaphoreTimeoutError` after `timeoutMs`. */
+  /** Waits until the semaphore is free and takes it; `PERILINK_SEMAPHORE_TIMEOUT` after `timeoutMs`. */
   async acquire(timeoutMs: number): Promise<void> {
-    const deadline = Date.now() + timeoutMs;
-    while (!(await this.tryAcquire())) {
-      if (Date.now() >= deadline) throw new SemaphoreTimeoutError(timeoutMs);
-      await new Promise((r) => setTimeout(r, RETRY_MS));
+    if (!(await this.#lock(["-w", (Math.max(timeoutMs, 1) / 1000).toFixed(3)], timeoutMs))) {
+      throw new SemaphoreError("PERILINK_SEMAPHORE_TIMEOUT", `Cannot take the accept semaphore ${this.path}: still held after ${timeoutMs} ms by another process of this server`);
     }
   }
 
-  /** Gives the semaphore up; resolves once the name is free for another process. */
-  async release(): Promise<void> {
-    const s = this.#held;
-    this.#held = null;
-    if (s) await new Promise<void>((r) => s.close(() => r()));
+  /** Gives the semaphore up (closing our descriptor releases the lock). */
+  release(): void {
+    const fd = this.#fd;
+    this.#fd = null;
+    if (fd !== null) closeSync(fd);
+  }
+
+  async #lock(flags: string[], timeoutMs: number): Promise<boolean> {
+    if (this.#fd !== null) return true;
+    const fd = openSync(this.path, "a", 0o600);
+    let code: number | null;
+    try {
+      code = await new Promise<number | null>((resolve, reject) => {
+        const child = spawn(FLOCK, ["-x", "-E", String(CONFLICT), ...flags, "3"], { stdio: ["ignore", "ignore", "pipe", fd] });
+        let err = "";
+        child.stderr!.setEncoding("utf8").on("data", (s: string) => (err += s));
+        // Bounded even if the command misbehaves: its own -w is the real limit.
+        const guard = setTimeout(() => child.kill("SIGKILL"), timeoutMs + 5000);
+        child.once("error", (e: NodeJS.ErrnoException) => {
+          clearTimeout(guard);
+          reject(
+            new SemaphoreError(
+              "PERILINK_SEMAPHORE",
+              e.code === "ENOENT"
+                ? "Cannot use the accept semaphore: the flock command is missing; install util-linux"
+                : `Cannot use the accept semaphore: ${e.message}`,
+            ),
+          );
+        });
+        child.once("close", (c) => {
+          clearTimeout(guard);
+          if (c !== 0 && c !== CONFLICT) reject(new SemaphoreError("PERILINK_SEMAPHORE", `Cannot use the accept semaphore: flock exited with ${c}: ${err.trim()}`));
+          else resolve(c);
+        });
+      });
+    } catch (err) {
+      closeSync(fd);
+      throw err;
+    }
+    if (code !== 0) {
+      closeSync(fd);
+      return false;
+    }
+    this.#fd = fd;
+    return true;
   }
 }

@@ -329,6 +329,9 @@ async function closeListener(l: Listener): Promise<void> {
     l.adopted = null;
     return;
   }
+  // TCP first, synchronously: close() stops accepting at once. Its callback would wait for
+  // every accepted connection to end, and those belong to the sessions, not to the listener.
+  l.tcp.close();
   await new Promise<void>((r) => {
     try {
       l.udp.close(() => r());
@@ -336,8 +339,4 @@ async function closeListener(l: Listener): Promise<void> {
       r();
     }
   });
-  // close() stops accepting at once; its callback would wait for every accepted
-  // connection to end, and those belong to the sessions, not to the listener.
-  l.tcp.close();
-  await new Promise<void>((r) => setImmediate(r));
 }

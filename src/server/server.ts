@@ -106,6 +106,9 @@ export class PerilinkServer implements SessionHost {
   #semaphore: AcceptSemaphore | null;
   #upgrader: Upgrader | null;
   #takeover: Takeover | null = null;
+  #controlHandlers: Record<string, ControlHandler> | null = null;
+  /** Set while draining: called when the last session closes. */
+  #noSessions: (() => void) | null = null;
 
   /** Use `startServer()`. */
   constructor(config: ServerConfig, identity: Identity, app: LoadedApp, log: Logger, generation: number, parts: ServerParts = {}) {
@@ -166,18 +169,22 @@ export class PerilinkServer implements SessionHost {
       status: () => this.status(),
       upgrade: (req) => this.upgrade(parseUpgradeRequest(req)),
     };
+    this.#controlHandlers = control ? handlers : null;
     if (takeover) {
       await this.#listeners.start();
-      await takeover.run(this.#semaphore!, () => this.#listeners.activate(), this.generation);
       this.#takeover = takeover;
-      if (control) this.#control = await ControlServer.listen(this.config.stateDir, handlers, this.log, { replace: true });
+      await takeover.run(this.#semaphore!, async () => {
+        await this.#listeners.activate();
+        // The old process closed its control socket before answering; the path is ours now.
+        if (control) this.#control = await ControlServer.listen(this.config.stateDir, handlers, this.log, { replace: true });
+      }, this.generation);
     } else {
       if (control) this.#control = await ControlServer.listen(this.config.stateDir, handlers, this.log);
       try {
         await this.#semaphore?.acquire(SEMAPHORE_START_TIMEOUT_MS);
         await this.#listeners.start();
       } catch (err) {
-        await this.#semaphore?.release();
+        this.#semaphore?.release();
         await this.#control?.close();
         throw err;
       }
@@ -231,12 +238,18 @@ export class PerilinkServer implements SessionHost {
         this.#accepting = false;
         if (this.#rescanTimer) clearInterval(this.#rescanTimer);
         await this.#listeners.close();
-        await this.#semaphore?.release();
+        // Closing a Unix socket server unlinks its path: do it before the new process binds it.
+        await this.#control?.close();
+        this.#control = null;
+        this.#semaphore?.release();
       },
       resumeAccepting: async () => {
         await this.#semaphore?.acquire(SEMAPHORE_START_TIMEOUT_MS);
         this.#listeners = this.#newListenerSet([]);
         await this.#listeners.start();
+        if (this.#controlHandlers) {
+          this.#control = await ControlServer.listen(this.config.stateDir, this.#controlHandlers, this.log, { replace: true });
+        }
         this.#accepting = true;
         this.#startRescan();
       },
@@ -315,7 +328,11 @@ export class PerilinkServer implements SessionHost {
     } else {
       let timer: ReturnType<typeof setTimeout> | undefined;
       const deadline = new Promise<void>((r) => (timer = setTimeout(r, timeoutMs)));
-      await Promise.race([Promise.all([...this.#sessions].map((s) => s.goAway())), deadline]);
+      for (const s of this.#sessions) void s.goAway();
+      // Sessions accepted from here on get GOAWAY after their hello (#onConnection).
+      const allClosed = new Promise<void>((r) => (this.#noSessions = r));
+      if (this.#sessions.size === 0) this.#noSessions?.();
+      await Promise.race([allClosed, deadline]);
       clearTimeout(timer);
       if (this.#sessions.size > 0) {
         this.log.warn("drain_deadline", { mode: "session", destroyed: this.#sessions.size, inflight: this.stats.inflight });
@@ -323,7 +340,7 @@ export class PerilinkServer implements SessionHost {
       }
     }
     await this.#control?.close();
-    await this.#semaphore?.release();
+    this.#semaphore?.release();
     this.log.info("drain_finished", { ms: Date.now() - started });
   }
 
@@ -331,16 +348,15 @@ export class PerilinkServer implements SessionHost {
   sessionClosed(session: ServerSession): void {
     if (!this.#sessions.delete(session)) return;
     this.stats.sessionsOpen--;
+    if (this.#sessions.size === 0) this.#noSessions?.();
     const n = (this.#perPeer.get(session.remoteAddress) ?? 1) - 1;
     if (n <= 0) this.#perPeer.delete(session.remoteAddress);
     else this.#perPeer.set(session.remoteAddress, n);
   }
 
   #onConnection(socket: net.Socket, _ep: Endpoint): void {
-    if (!this.#accepting) {
-      socket.destroy();
-      return;
-    }
+    // A connection the kernel handed us is served even while we stop accepting:
+    // destroying it would reset a client that did nothing wrong.
     if (this.#raw) {
       this.#raw.accept(socket);
       return;
@@ -364,6 +380,7 @@ export class PerilinkServer implements SessionHost {
     this.#sessions.add(session);
     this.stats.sessionsOpen++;
     this.stats.sessionsAccepted++;
+    if (this.#drained) void session.goAway();
   }
 }
 
@@ -385,7 +402,7 @@ export async function startServer(options: StartServerOptions = {}): Promise<Per
       ? { kind: "raw", name: "embedded", server: appObject.createServer() }
       : { kind: "session", name: "embedded", app: appObject as SessionApp }
     : await loadApp(config.app);
-  const semaphore = canHandOff ? await AcceptSemaphore.forStateDir(config.stateDir) : null;
+  const semaphore = canHandOff ? AcceptSemaphore.forStateDir(config.stateDir) : null;
   const server = new PerilinkServer(config, identity, app, log, generation ?? ctx.generation, { interfaces, inherited, semaphore, respawn });
   await server.start(control, ctx.handoff ? new Takeover(process, log, ctx.timeoutMs) : null);
   return server;

@@ -66,6 +66,7 @@ export class ServerSession implements FrameSink {
   #lastStream = 0;
   #goAwayStream = 0;
   #paused = false;
+  #goAwayAfterHello: { code: number; reason: string } | null = null;
   #timer: ReturnType<typeof setTimeout> | null = null;
   #closedResolve!: () => void;
   readonly closed: Promise<void> = new Promise((r) => (this.#closedResolve = r));
@@ -105,7 +106,8 @@ export class ServerSession implements FrameSink {
    */
   goAway(code: number = WireError.ShuttingDown, reason = "server draining"): Promise<void> {
     if (this.#state === HANDSHAKE) {
-      this.#abort("drain_before_handshake");
+      // Accepted, so it is served: the GOAWAY follows the hello, and the client moves on at once.
+      this.#goAwayAfterHello = { code, reason };
     } else if (this.#state === OPEN) {
       this.#state = DRAINING;
       this.#goAwayStream = this.#lastStream;
@@ -170,6 +172,7 @@ export class ServerSession implements FrameSink {
     this.#state = OPEN;
     this.#decoder = new FrameDecoder(this, host.limits.maxFrameBytes);
     this.#socket.setTimeout(host.limits.idleTimeoutMs);
+    if (this.#goAwayAfterHello) void this.goAway(this.#goAwayAfterHello.code, this.#goAwayAfterHello.reason);
     return buf.subarray(CLIENT_HELLO_SIZE);
   }
 

@@ -1,0 +1,105 @@
+import http from "node:http";
+import { ClientSession, type ClientChannel } from "../../src/client/client_session.ts";
+import { RequestRefusedError } from "../../src/errors.ts";
+
+export interface LoadReport {
+  /** Requests answered with the right echo, by id. */
+  answered: Map<string, number>;
+  /** Requests sent again after the server refused them unstarted (GOAWAY). */
+  resent: number;
+  /** Everything else that went wrong: connection refused or reset, wrong answers, timeouts. */
+  errors: string[];
+}
+
+/**
+ * `clients` perilink sessions, each sending echo requests one after another
+ * with unique ids until `stop()`. A request the server refused without
+ * starting it (RequestRefusedError: GOAWAY) is sent again on a new session:
+ * that is the protocol's promise, so it keeps "exactly once". Any other
+ * failure is recorded as an error. Bounded: at most `maxMs` and `maxRequests` per client.
+ */
+export function perilinkLoad(host: string, port: number, clients: number, opts: { maxMs?: number; maxRequests?: number } = {}): { stop: () => Promise<LoadReport> } {
+  const report: LoadReport = { answered: new Map(), resent: 0, errors: [] };
+  const end = Date.now() + (opts.maxMs ?? 120_000);
+  const maxRequests = opts.maxRequests ?? 1_000_000;
+  let stopping = false;
+  const loops = Array.from({ length: clients }, async (_, c) => {
+    let session: ClientSession | null = null;
+    let channel: ClientChannel | null = null;
+    for (let n = 0; n < maxRequests && !stopping && Date.now() < end; n++) {
+      const id = `c${c}-${n}`;
+      for (let attempt = 0; attempt < 20; attempt++) {
+        try {
+          if (!session || session.closed || session.draining) {
+            session?.close().catch(() => {});
+            session = await ClientSession.connect({ host, port, timeoutMs: 5000 });
+            channel = await session.openChannel(`load${c}`, host, port);
+          }
+          const reply = (await channel!.request(id, { timeoutMs: 10_000 })).toString();
+          if (reply !== id) report.errors.push(`${id}: wrong answer ${reply}`);
+          report.answered.set(id, (report.answered.get(id) ?? 0) + 1);
+          break;
+        } catch (err) {
+          if (err instanceof RequestRefusedError) {
+            report.resent++;
+            session = null;
+            continue;
+          }
+          report.errors.push(`${id}: ${(err as { code?: string }).code ?? ""} ${(err as Error).message}`);
+          session?.destroy();
+          session = null;
+          break;
+        }
+      }
+    }
+    await session?.close().catch(() => {});
+  });
+  return {
+    stop: async () => {
+      stopping = true;
+      await Promise.all(loops);
+      return report;
+    },
+  };
+}
+
+export interface HttpReport {
+  ok: number;
+  non2xx: number;
+  errors: string[];
+}
+
+/** `clients` loops of connection-per-request HTTP GETs (`Connection: close`) until `stop()`; bounded by `maxMs`. */
+export function httpLoad(host: string, port: number, clients: number, opts: { maxMs?: number } = {}): { stop: () => Promise<HttpReport> } {
+  const report: HttpReport = { ok: 0, non2xx: 0, errors: [] };
+  const end = Date.now() + (opts.maxMs ?? 120_000);
+  let stopping = false;
+  const once = (path: string): Promise<number> =>
+    new Promise((resolve, reject) => {
+      const req = http.get({ host, port, path, agent: false, headers: { connection: "close" }, timeout: 10_000 }, (res) => {
+        res.resume();
+        res.on("end", () => resolve(res.statusCode ?? 0));
+        res.on("error", reject);
+      });
+      req.on("timeout", () => req.destroy(new Error("timeout")));
+      req.on("error", reject);
+    });
+  const loops = Array.from({ length: clients }, async (_, c) => {
+    for (let n = 0; !stopping && Date.now() < end; n++) {
+      try {
+        const status = await once(`/c${c}/${n}`);
+        if (status >= 200 && status < 300) report.ok++;
+        else report.non2xx++;
+      } catch (err) {
+        report.errors.push(`${(err as { code?: string }).code ?? ""} ${(err as Error).message}`);
+      }
+    }
+  });
+  return {
+    stop: async () => {
+      stopping = true;
+      await Promise.all(loops);
+      return report;
+    },
+  };
+}
