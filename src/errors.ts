@@ -145,3 +145,10 @@ export class UpgradeError extends PerilinkError {
     super(code, message, options);
   }
 }
+
+/** The accept semaphore could not be taken in time, or could not be used at all. */
+export class SemaphoreError extends PerilinkError {
+  constructor(code: "PERILINK_SEMAPHORE_TIMEOUT" | "PERILINK_SEMAPHORE", message: string) {
+    super(code, message);
+  }
+}

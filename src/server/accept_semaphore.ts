@@ -1,7 +1,7 @@
 import { spawn } from "node:child_process";
 import { closeSync, openSync } from "node:fs";
 import path from "node:path";
-import { PerilinkError } from "../errors.ts";
+import { SemaphoreError } from "../errors.ts";
 
 /** The lock file of a port group's accept semaphore, inside the 0700 state directory. */
 export const SEMAPHORE_FILE = "accept.lock";
@@ -10,12 +10,6 @@ export const SEMAPHORE_FILE = "accept.lock";
 const FLOCK = "flock";
 /** flock's exit code when the lock is taken by another (-E), apart from its error codes. */
 const CONFLICT = 75;
-
-export class SemaphoreError extends PerilinkError {
-  constructor(code: "PERILINK_SEMAPHORE_TIMEOUT" | "PERILINK_SEMAPHORE", message: string) {
-    super(code, message);
-  }
-}
 
 /**
  * The accept semaphore of one port group (S4, S5): a binary semaphore whose
