@@ -152,3 +152,36 @@ export class SemaphoreError extends PerilinkError {
     super(code, message);
   }
 }
+
+/** The client is at its socket limit and the wait queue is full, or the wait timed out. */
+export class SocketLimitError extends PerilinkError {
+  constructor(message: string) {
+    super("PERILINK_SOCKET_LIMIT", message);
+  }
+}
+
+/** A server answered with a known server identifier but another key than the one pinned for it. */
+export class KeyMismatchError extends PerilinkError {
+  readonly serverId: string;
+  constructor(serverId: string, message: string) {
+    super("PERILINK_KEY_MISMATCH", message);
+    this.serverId = serverId;
+  }
+}
+
+/**
+ * The session failed while a request was in flight and the request may have
+ * been processed; it was not marked idempotent, so it was not sent again.
+ */
+export class OutcomeUnknownError extends PerilinkError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super("PERILINK_OUTCOME_UNKNOWN", message, options);
+  }
+}
+
+/** No address of the server could be reached. */
+export class UnreachableError extends PerilinkError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super("PERILINK_UNREACHABLE", message, options);
+  }
+}

@@ -9,3 +9,5 @@ export { identifyUdp, identifyTcp, type Identification } from "./client/identify
 export { createLogger, type Logger } from "./logger.ts";
 export { TARGET, type Target } from "./target.ts";
 export { VERSION } from "./version.ts";
+export { createClient, PerilinkClient, type ClientOptions, type ConnectOptions, type SessionRow } from "./client/client.ts";
+export { Link, type LinkRequestOptions } from "./client/link.ts";

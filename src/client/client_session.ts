@@ -433,11 +433,15 @@ export class ClientSession extends EventEmitter {
     clearInterval(this.#keepalive);
     if (this.#sweep) clearInterval(this.#sweep);
     const goAway = this.#goAwayStream;
+    const unsent = new Set(this.#queue.map((q) => q.stream));
+    this.#queue = [];
     for (const [stream, p] of this.#pending) {
       p.reject(
-        goAway >= 0 && stream > goAway
-          ? new RequestRefusedError("Cannot finish request: the server closed the session before starting it; send it again")
-          : new SessionClosedError("Cannot finish request: the session closed", { cause: this.#closeError }),
+        unsent.has(stream)
+          ? new RequestRefusedError("Cannot send request: the session closed before it was sent; send it again")
+          : goAway >= 0 && stream > goAway
+            ? new RequestRefusedError("Cannot finish request: the server closed the session before starting it; send it again")
+            : new SessionClosedError("Cannot finish request: the session closed while it was in flight", { cause: this.#closeError }),
       );
     }
     this.#pending.clear();

@@ -1,0 +1,224 @@
+import { SessionClosedError } from "../errors.ts";
+import { silentLogger, type Logger } from "../logger.ts";
+import { keyFingerprint } from "../protocol/keys.ts";
+import { TARGET } from "../target.ts";
+import { ClientSession } from "./client_session.ts";
+import { identifyUdp } from "./identify.ts";
+import { IdentityBook } from "./identity_book.ts";
+import { Link } from "./link.ts";
+import { ServerEntry, type EntryHost } from "./server_entry.ts";
+import { SocketLimiter } from "./socket_limiter.ts";
+import { TimeoutError } from "../errors.ts";
+
+export interface ClientOptions {
+  /** Most TCP sockets (sessions) the client holds at once. */
+  maxSessions?: number;
+  /** Active sessions per server (a draining one does not count). Only 1 is supported. */
+  maxSessionsPerServer?: number;
+  /** Connects that may wait for a socket when `maxSessions` is reached. */
+  maxWaiting?: number;
+  waitTimeoutMs?: number;
+  /** How long a session with no link stays open, to absorb reconnect churn. */
+  lingerMs?: number;
+  probeTimeoutMs?: number;
+  requestTimeoutMs?: number;
+  /** How long an address's identifier is trusted without a new probe. */
+  identityTtlMs?: number;
+  /** Bound of the identity cache and of the pinned keys. */
+  maxKnownAddresses?: number;
+  logger?: Logger;
+}
+
+export interface ConnectOptions {
+  host: string;
+  port: number;
+  /** The application's id, carried in its channel. */
+  app: string;
+}
+
+/** One row of the session table (Fig. 5 of the seed, plus reference count and state). */
+export interface SessionRow {
+  managementNumber: number;
+  app: string;
+  requestedAddress: string;
+  requestedPort: number;
+  communicationAddress: string | null;
+  communicationPort: number | null;
+  serverId: string;
+  keyFingerprint: string;
+  sessionNumber: number | null;
+  refCount: number;
+  state: "active" | "moving" | "closed";
+}
+
+/**
+ * The client session table (C1–C5, C9, C10): many applications' logical
+ * connections (links), one session per server — not per address or name.
+ */
+export class PerilinkClient {
+  #opts: Required<Omit<ClientOptions, "logger">>;
+  #log: Logger;
+  #book: IdentityBook;
+  #limiter: SocketLimiter;
+  #entries = new Map<string, ServerEntry>();
+  #nextLink = 1;
+  #nextSession = 1;
+  #closed = false;
+  #entryHost: EntryHost;
+
+  constructor(options: ClientOptions = {}) {
+    const d = TARGET.client;
+    this.#opts = {
+      maxSessions: options.maxSessions ?? d.maxSessions,
+      maxSessionsPerServer: options.maxSessionsPerServer ?? d.maxSessionsPerServer,
+      maxWaiting: options.maxWaiting ?? d.maxWaiting,
+      waitTimeoutMs: options.waitTimeoutMs ?? d.waitTimeoutMs,
+      lingerMs: options.lingerMs ?? d.lingerMs,
+      probeTimeoutMs: options.probeTimeoutMs ?? d.probeTimeoutMs,
+      requestTimeoutMs: options.requestTimeoutMs ?? d.requestTimeoutMs,
+      identityTtlMs: options.identityTtlMs ?? 30_000,
+      maxKnownAddresses: options.maxKnownAddresses ?? 4096,
+    };
+    if (this.#opts.maxSessionsPerServer !== 1) throw new RangeError("maxSessionsPerServer: only 1 is supported");
+    this.#log = options.logger ?? silentLogger;
+    this.#book = new IdentityBook(this.#opts.identityTtlMs, this.#opts.maxKnownAddresses);
+    this.#limiter = new SocketLimiter(this.#opts.maxSessions, this.#opts.maxWaiting, this.#opts.waitTimeoutMs);
+    this.#limiter.onPressure = () => this.#freeIdleSlot();
+    const self = this;
+    this.#entryHost = {
+      limiter: this.#limiter,
+      book: this.#book,
+      log: this.#log,
+      lingerMs: this.#opts.lingerMs,
+      handshakeTimeoutMs: Math.max(this.#opts.probeTimeoutMs * 3, 3000),
+      requestTimeoutMs: this.#opts.requestTimeoutMs,
+      nextSessionNumber: () => self.#nextSession++,
+      entryIdle: (e) => {
+        if (self.#entries.get(e.serverId) === e) self.#entries.delete(e.serverId);
+      },
+    };
+  }
+
+  /** Sockets held now (sessions, active and draining). */
+  get socketsInUse(): number {
+    return this.#limiter.used;
+  }
+
+  /**
+   * Opens a link for `app` to the server at host:port. If the client already
+   * has a session to that server — whatever address it was opened to — the
+   * link rides it (C3); otherwise a session is opened, within the socket limit (C9).
+   */
+  async connect(options: ConnectOptions): Promise<Link> {
+    if (this.#closed) throw new SessionClosedError("Cannot connect: the client is closed");
+    const { host, port, app } = options;
+    if (typeof app !== "string" || app.length === 0) throw new TypeError("connect: app must be a non-empty string");
+    const entry = await this.#entryFor(host, port);
+    entry.addAddress({ host, port });
+    const link = new Link(this.#nextLink++, app, host, port, entry);
+    entry.addLink(link);
+    try {
+      await link.bind();
+    } catch (err) {
+      link.close();
+      throw err;
+    }
+    return link;
+  }
+
+  /** C1: who is at host:port — from the cache, a UDP probe, or (if UDP gets no answer) a TCP handshake. */
+  async #entryFor(host: string, port: number): Promise<ServerEntry> {
+    const known = this.#book.lookup(host, port);
+    if (known) return this.#entry(known.serverId, known.publicKey);
+    const where = `${host}:${port}`;
+    try {
+      const id = await identifyUdp(host, port, { timeoutMs: this.#opts.probeTimeoutMs });
+      this.#book.pin(id.serverId, id.publicKey, where);
+      this.#book.remember(host, port, id.serverId, id.publicKey);
+      return this.#entry(id.serverId, id.publicKey);
+    } catch (err) {
+      if (!(err instanceof TimeoutError)) throw err;
+    }
+    // UDP filtered or lost: the session handshake tells (and proves) the identity too.
+    await this.#limiter.acquire();
+    let session: ClientSession;
+    try {
+      session = await ClientSession.connect({ host, port, timeoutMs: this.#entryHost.handshakeTimeoutMs, requestTimeoutMs: this.#opts.requestTimeoutMs });
+      this.#book.pin(session.serverId, session.publicKey, where);
+    } catch (err) {
+      this.#limiter.release();
+      throw err;
+    }
+    this.#book.remember(host, port, session.serverId, session.publicKey);
+    const entry = this.#entry(session.serverId, session.publicKey);
+    if (entry.active) {
+      // A session to this server exists already: one socket per server.
+      session.destroy();
+      this.#limiter.release();
+    } else {
+      entry.adopt(session, { host, port });
+    }
+    return entry;
+  }
+
+  #entry(serverId: string, publicKey: Buffer): ServerEntry {
+    let e = this.#entries.get(serverId);
+    if (!e) {
+      e = new ServerEntry(this.#entryHost, serverId, publicKey);
+      this.#entries.set(serverId, e);
+    }
+    return e;
+  }
+
+  /** When a connect must wait for a socket, a session that no link uses gives its slot back at once. */
+  #freeIdleSlot(): void {
+    for (const e of this.#entries.values()) {
+      if (e.idle) {
+        e.closeIdle();
+        return;
+      }
+    }
+  }
+
+  /** The session table: one row per open link, then one per session no link uses (lingering). */
+  sessions(): SessionRow[] {
+    const rows: SessionRow[] = [];
+    for (const e of this.#entries.values()) {
+      const live = e.active;
+      const base = {
+        serverId: e.serverId,
+        keyFingerprint: keyFingerprint(e.publicKey),
+        communicationAddress: live ? live.address.host : null,
+        communicationPort: live ? live.address.port : null,
+        refCount: e.links.size,
+      };
+      for (const l of e.links) {
+        rows.push({
+          managementNumber: l.managementNumber,
+          app: l.app,
+          requestedAddress: l.requestedHost,
+          requestedPort: l.requestedPort,
+          ...base,
+          sessionNumber: l.sessionNumber,
+          state: l.sessionNumber === null ? "moving" : "active",
+        });
+      }
+    }
+    return rows.sort((a, b) => a.managementNumber - b.managementNumber);
+  }
+
+  /** Closes every link and session: in-flight requests finish first. */
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.#limiter.rejectAll(new SessionClosedError("Cannot open a session: the client is closing"));
+    for (const e of this.#entries.values()) for (const l of [...e.links]) l.close();
+    await Promise.all([...this.#entries.values()].map((e) => e.close()));
+    this.#entries.clear();
+  }
+}
+
+/** Creates a client session table. Defaults come from the build target. */
+export function createClient(options: ClientOptions = {}): PerilinkClient {
+  return new PerilinkClient(options);
+}

@@ -1,0 +1,123 @@
+import { EventEmitter } from "node:events";
+import { OutcomeUnknownError, RequestRefusedError, SessionClosedError } from "../errors.ts";
+import type { ClientChannel, ClientSession, RequestOptions } from "./client_session.ts";
+import type { ServerEntry } from "./server_entry.ts";
+
+export interface LinkRequestOptions extends RequestOptions {
+  /**
+   * Whether the request may safely run twice. If the session fails while it
+   * is in flight, an idempotent request is sent again on the new session;
+   * another fails with `PERILINK_OUTCOME_UNKNOWN`.
+   */
+  idempotent?: boolean;
+}
+
+/** How many times one request may move to another session before its error is shown. */
+const MAX_MOVES = 8;
+
+/**
+ * An application's logical connection to a server (a row of the session
+ * table): a channel on the server's shared session. When that session is
+ * drained (GOAWAY) or fails, the link moves to the server's next session by
+ * itself; requests the server never started are sent again there.
+ * Emits `message` (payload) for one-way messages from the server.
+ */
+export class Link extends EventEmitter {
+  readonly managementNumber: number;
+  readonly app: string;
+  readonly requestedHost: string;
+  readonly requestedPort: number;
+  readonly entry: ServerEntry;
+  #channel: ClientChannel | null = null;
+  #on: ClientSession | null = null;
+  #binding: Promise<ClientChannel> | null = null;
+  #closed = false;
+  #onMessage = (payload: Buffer): void => void this.emit("message", payload);
+
+  constructor(managementNumber: number, app: string, requestedHost: string, requestedPort: number, entry: ServerEntry) {
+    super();
+    this.managementNumber = managementNumber;
+    this.app = app;
+    this.requestedHost = requestedHost;
+    this.requestedPort = requestedPort;
+    this.entry = entry;
+  }
+
+  get closed(): boolean {
+    return this.#closed;
+  }
+
+  /** The session number the link rides now, or null while it moves. */
+  get sessionNumber(): number | null {
+    const a = this.entry.active;
+    return a && a.session === this.#on ? a.number : null;
+  }
+
+  /** Opens the link's channel on the server's current session (done by `client.connect`). */
+  bind(): Promise<ClientChannel> {
+    if (this.#closed) return Promise.reject(new SessionClosedError("Cannot use link: it is closed"));
+    const active = this.entry.active;
+    if (this.#channel && active && this.#on === active.session && !active.session.draining && !active.session.closed) {
+      return Promise.resolve(this.#channel);
+    }
+    this.#binding ??= (async () => {
+      const live = await this.entry.session();
+      const ch = await live.session.openChannel(this.app, this.requestedHost, this.requestedPort);
+      this.#channel?.off("message", this.#onMessage);
+      this.#channel = ch;
+      this.#on = live.session;
+      ch.on("message", this.#onMessage);
+      return ch;
+    })().finally(() => {
+      this.#binding = null;
+    });
+    return this.#binding;
+  }
+
+  /** Moves the link to the server's next session now (after a GOAWAY or a failure). */
+  rebind(): void {
+    if (this.#closed) return;
+    this.bind().catch(() => {
+      // The next request reports the failure.
+    });
+  }
+
+  async request(payload: Uint8Array | string, options: LinkRequestOptions = {}): Promise<Buffer> {
+    for (let moves = 0; ; moves++) {
+      let sent = false;
+      try {
+        const ch = await this.bind();
+        sent = true;
+        return await ch.request(payload, options);
+      } catch (err) {
+        if (this.#closed || moves >= MAX_MOVES) throw err;
+        if (err instanceof RequestRefusedError) continue; // never started: safe to send again
+        if (err instanceof SessionClosedError) {
+          if (!sent) continue; // the session closed under the channel open: nothing was sent
+          if (options.idempotent) continue;
+          throw new OutcomeUnknownError(
+            "Cannot finish request: the session failed while it was in flight, so the server may have processed it; it was not sent again because it is not marked idempotent",
+            { cause: err },
+          );
+        }
+        throw err;
+      }
+    }
+  }
+
+  /** Sends a one-way message on the link's current session. */
+  async send(payload: Uint8Array | string): Promise<void> {
+    (await this.bind()).send(payload);
+  }
+
+  /** C4: closes this application's link; the session stays while other links use it. */
+  close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.#channel?.off("message", this.#onMessage);
+    this.#channel?.close();
+    this.#channel = null;
+    this.entry.removeLink(this);
+    this.emit("close");
+  }
+}

@@ -1,0 +1,210 @@
+import { KeyMismatchError, PerilinkError, UnreachableError } from "../errors.ts";
+import type { Logger } from "../logger.ts";
+import { ClientSession } from "./client_session.ts";
+import type { IdentityBook } from "./identity_book.ts";
+import type { Link } from "./link.ts";
+import type { SocketLimiter } from "./socket_limiter.ts";
+
+export interface Address {
+  host: string;
+  port: number;
+}
+
+/** What an entry needs from the client that owns it. */
+export interface EntryHost {
+  readonly limiter: SocketLimiter;
+  readonly book: IdentityBook;
+  readonly log: Logger;
+  readonly lingerMs: number;
+  readonly handshakeTimeoutMs: number;
+  readonly requestTimeoutMs: number;
+  nextSessionNumber(): number;
+  entryIdle(entry: ServerEntry): void;
+}
+
+interface Live {
+  session: ClientSession;
+  number: number;
+  /** The address it was opened to (the communication address). */
+  address: Address;
+}
+
+/**
+ * Everything the client holds for one server (one server identifier): the
+ * addresses applications named for it, in the order they were first named;
+ * its one active session and any older sessions still finishing after a
+ * GOAWAY; and the links riding it (C3, C4, C5, C10).
+ *
+ * States of the active session: none ──open()──▶ opening ──▶ active
+ *   active ──GOAWAY──▶ (moved to draining; a new one opens for the links)
+ *   active ──failure──▶ none (the next use fails over to another address)
+ *   active ──last link closed──▶ lingering ──lingerMs──▶ closed
+ */
+export class ServerEntry {
+  readonly serverId: string;
+  readonly publicKey: Buffer;
+  readonly addresses: Address[] = [];
+  readonly links = new Set<Link>();
+  #host: EntryHost;
+  #active: Live | null = null;
+  #opening: Promise<Live> | null = null;
+  #draining = new Map<ClientSession, number>();
+  #linger: ReturnType<typeof setTimeout> | null = null;
+  #lastFailed: Address | null = null;
+  #closed = false;
+
+  constructor(host: EntryHost, serverId: string, publicKey: Buffer) {
+    this.#host = host;
+    this.serverId = serverId;
+    this.publicKey = publicKey;
+  }
+
+  /** Adds an address in designation order (first named first). */
+  addAddress(a: Address): void {
+    if (!this.addresses.some((b) => b.host === a.host && b.port === a.port)) this.addresses.push(a);
+  }
+
+  /** Adopts a session opened elsewhere (the TCP fallback of identification). */
+  adopt(session: ClientSession, address: Address): void {
+    this.#attach(session, address);
+  }
+
+  get active(): Live | null {
+    return this.#active;
+  }
+  get sessionCount(): number {
+    return (this.#active ? 1 : 0) + this.#draining.size;
+  }
+  get draining(): { session: ClientSession; number: number }[] {
+    return [...this.#draining].map(([session, number]) => ({ session, number }));
+  }
+  /** True when an open session has no link: a slot that can be given back at once. */
+  get idle(): boolean {
+    return this.links.size === 0 && this.#active !== null;
+  }
+
+  addLink(link: Link): void {
+    this.links.add(link);
+    if (this.#linger) clearTimeout(this.#linger);
+    this.#linger = null;
+  }
+
+  /** C4: the session closes only after its last link closed, and `lingerMs` later. */
+  removeLink(link: Link): void {
+    if (!this.links.delete(link) || this.links.size > 0) return;
+    if (this.#host.lingerMs <= 0) {
+      this.closeIdle();
+      return;
+    }
+    this.#linger = setTimeout(() => this.closeIdle(), this.#host.lingerMs);
+    this.#linger.unref?.();
+  }
+
+  /** Closes the active session if no link uses it (linger over, or the socket slot is wanted). */
+  closeIdle(): void {
+    if (this.links.size > 0) return;
+    if (this.#linger) clearTimeout(this.#linger);
+    this.#linger = null;
+    const live = this.#active;
+    this.#active = null;
+    if (live) void live.session.close();
+    else this.#maybeIdle();
+  }
+
+  /**
+   * The session links should use now: the active one, else a new one on the
+   * first address that works (C5: the one named first, the one that just
+   * failed last). Throws `UnreachableError` when none does.
+   */
+  session(): Promise<Live> {
+    if (this.#active && !this.#active.session.closed && !this.#active.session.draining) return Promise.resolve(this.#active);
+    this.#opening ??= this.#open().finally(() => {
+      this.#opening = null;
+    });
+    return this.#opening;
+  }
+
+  async #open(): Promise<Live> {
+    if (this.#closed) throw new UnreachableError(`Cannot reach server ${this.serverId}: the client is closed`);
+    await this.#host.limiter.acquire();
+    const order = [...this.addresses].sort((a, b) => Number(a === this.#lastFailed) - Number(b === this.#lastFailed));
+    let lastErr: unknown;
+    for (const a of order) {
+      try {
+        const session = await ClientSession.connect({
+          host: a.host,
+          port: a.port,
+          timeoutMs: this.#host.handshakeTimeoutMs,
+          requestTimeoutMs: this.#host.requestTimeoutMs,
+        });
+        if (session.serverId !== this.serverId) {
+          session.destroy();
+          this.#host.book.forget(a.host, a.port);
+          throw new PerilinkError("PERILINK_SERVER_CHANGED", `${a.host}:${a.port} is now server ${session.serverId}, not ${this.serverId}`);
+        }
+        this.#host.book.pin(session.serverId, session.publicKey, `${a.host}:${a.port}`);
+        return this.#attach(session, a);
+      } catch (err) {
+        if (err instanceof KeyMismatchError) {
+          this.#host.limiter.release();
+          throw err;
+        }
+        lastErr = err;
+        this.#host.log.debug("client_address_failed", { serverId: this.serverId, host: a.host, port: a.port, error: err as Error });
+      }
+    }
+    this.#host.limiter.release();
+    throw new UnreachableError(
+      `Cannot reach server ${this.serverId}: none of its ${order.length} known addresses answered (${order.map((a) => `${a.host}:${a.port}`).join(", ")})`,
+      { cause: lastErr },
+    );
+  }
+
+  /** Takes a connected session (its socket slot already counted) as the active one. */
+  #attach(session: ClientSession, address: Address): Live {
+    const live: Live = { session, number: this.#host.nextSessionNumber(), address };
+    this.#active = live;
+    session.on("goaway", () => this.#onGoAway(live));
+    session.on("close", (err?: Error) => this.#onClose(live, err));
+    return live;
+  }
+
+  /** C10: the server is draining this session; links move to a new one, in-flight requests finish here. */
+  #onGoAway(live: Live): void {
+    if (this.#active !== live) return;
+    this.#active = null;
+    this.#draining.set(live.session, live.number);
+    this.#host.log.debug("client_session_goaway", { serverId: this.serverId, session: live.number });
+    if (this.links.size > 0) for (const link of this.links) link.rebind();
+  }
+
+  #onClose(live: Live, err: Error | undefined): void {
+    this.#host.limiter.release();
+    if (this.#draining.delete(live.session)) {
+      this.#maybeIdle();
+      return;
+    }
+    if (this.#active !== live) return;
+    this.#active = null;
+    if (err) {
+      // C5: the communication address failed; the next use fails over (links move lazily or now).
+      this.#lastFailed = live.address;
+      this.#host.log.info("client_session_failed", { serverId: this.serverId, session: live.number, error: err });
+      for (const link of this.links) link.rebind();
+    }
+    this.#maybeIdle();
+  }
+
+  #maybeIdle(): void {
+    if (this.links.size === 0 && this.#active === null && this.#draining.size === 0 && this.#opening === null) this.#host.entryIdle(this);
+  }
+
+  /** Closes everything of this server (client shutdown). */
+  async close(): Promise<void> {
+    this.#closed = true;
+    if (this.#linger) clearTimeout(this.#linger);
+    const all = [...(this.#active ? [this.#active.session] : []), ...this.#draining.keys()];
+    this.#active = null;
+    await Promise.all(all.map((s) => s.close().catch(() => s.destroy())));
+  }
+}

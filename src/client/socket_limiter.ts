@@ -1,0 +1,84 @@
+import { SocketLimitError } from "../errors.ts";
+
+interface Waiter {
+  resolve(): void;
+  reject(err: Error): void;
+  timer: ReturnType<typeof setTimeout>;
+}
+
+/**
+ * Counts the client's TCP sockets (C9): at most `max` at once; beyond that a
+ * caller waits in a FIFO queue of at most `maxWaiting` for `waitTimeoutMs`,
+ * then fails with `PERILINK_SOCKET_LIMIT`. A released slot goes to the
+ * oldest waiter.
+ */
+export class SocketLimiter {
+  readonly max: number;
+  #maxWaiting: number;
+  #waitTimeoutMs: number;
+  #used = 0;
+  #queue: Waiter[] = [];
+  /** Called when a slot is wanted and none is free: lets the owner close an idle session. */
+  onPressure: (() => void) | null = null;
+
+  constructor(max: number, maxWaiting: number, waitTimeoutMs: number) {
+    if (!Number.isInteger(max) || max < 1) throw new RangeError("maxSessions must be an integer ≥ 1");
+    this.max = max;
+    this.#maxWaiting = maxWaiting;
+    this.#waitTimeoutMs = waitTimeoutMs;
+  }
+
+  get used(): number {
+    return this.#used;
+  }
+  get waiting(): number {
+    return this.#queue.length;
+  }
+
+  tryAcquire(): boolean {
+    if (this.#used >= this.max) return false;
+    this.#used++;
+    return true;
+  }
+
+  acquire(): Promise<void> {
+    if (this.tryAcquire()) return Promise.resolve();
+    if (this.#queue.length >= this.#maxWaiting) {
+      return Promise.reject(
+        new SocketLimitError(`Cannot open a session: all ${this.max} sockets are in use and ${this.#queue.length} requests already wait; raise maxSessions or maxWaiting, or close links`),
+      );
+    }
+    const p = new Promise<void>((resolve, reject) => {
+      const w: Waiter = {
+        resolve,
+        reject,
+        timer: setTimeout(() => {
+          const i = this.#queue.indexOf(w);
+          if (i >= 0) this.#queue.splice(i, 1);
+          reject(new SocketLimitError(`Cannot open a session: no socket freed within ${this.#waitTimeoutMs} ms (limit ${this.max}); raise maxSessions or close links`));
+        }, this.#waitTimeoutMs),
+      };
+      this.#queue.push(w);
+    });
+    this.onPressure?.();
+    return p;
+  }
+
+  release(): void {
+    const next = this.#queue.shift();
+    if (next) {
+      clearTimeout(next.timer); // the slot passes straight to the waiter
+      next.resolve();
+      return;
+    }
+    if (this.#used > 0) this.#used--;
+  }
+
+  /** Fails every waiter (client closing). */
+  rejectAll(err: Error): void {
+    for (const w of this.#queue.splice(0)) {
+      clearTimeout(w.timer);
+      w.reject(err);
+    }
+  }
+}
