@@ -1,4 +1,5 @@
 import { PerilinkError } from "../errors.ts";
+import { runCall } from "./call_command.ts";
 import { runId } from "./id_command.ts";
 import { runServe } from "./serve_command.ts";
 import { runStatus } from "./status_command.ts";
@@ -10,6 +11,7 @@ const USAGE = `perilink ${VERSION}: a runtime for network peripherals and the ho
 Usage:
   perilink serve  [--config FILE] [--listen HOST:PORT]... [--app MODULE] [--state-dir DIR] [--log-level LEVEL]
   perilink id     HOST:PORT [--tcp] [--json] [--timeout MS]
+  perilink call   HOST:PORT [HOST:PORT]... [--app NAME] [--data TEXT] [--json] [--timeout MS]
   perilink status [--state-dir DIR] [--json]
   perilink upgrade [--state-dir DIR] [--program PATH] [--app MODULE] [--timeout MS] [--json]
   perilink help | version
@@ -21,6 +23,7 @@ See README.md and docs/ for configuration and the wire protocol.
 const COMMANDS: Record<string, (args: string[]) => Promise<number>> = {
   serve: runServe,
   id: runId,
+  call: runCall,
   status: runStatus,
   upgrade: runUpgrade,
 };

@@ -21,6 +21,8 @@ export interface Endpoint {
 export interface ListenerHandlers {
   onConnection(socket: net.Socket, endpoint: Endpoint): void;
   onDatagram(msg: Buffer, rinfo: dgram.RemoteInfo, udp: dgram.Socket): void;
+  /** An address vanished from the device and its listener was closed. */
+  onRemoved?(endpoint: Endpoint): void;
 }
 
 export interface ListenerSetOptions {
@@ -165,6 +167,7 @@ export class ListenerSet {
         this.#listeners.delete(k);
         await closeListener(l);
         this.#log.info("listener_removed", { address: l.endpoint.address, port: l.endpoint.port });
+        this.#handlers.onRemoved?.(l.endpoint);
       }
     }
     for (const [k, { ep, spec }] of want) {

@@ -133,6 +133,7 @@ export class PerilinkServer implements SessionHost {
       {
         onConnection: (socket, ep) => this.#onConnection(socket, ep),
         onDatagram: (msg, rinfo, udp) => this.#probes.onDatagram(msg, rinfo, udp),
+        onRemoved: (ep) => this.#onAddressRemoved(ep),
       },
       this.log,
       {
@@ -352,6 +353,17 @@ export class PerilinkServer implements SessionHost {
     const n = (this.#perPeer.get(session.remoteAddress) ?? 1) - 1;
     if (n <= 0) this.#perPeer.delete(session.remoteAddress);
     else this.#perPeer.set(session.remoteAddress, n);
+  }
+
+  /**
+   * Sessions that arrived on an address the device no longer has cannot carry
+   * traffic any more: close them now, so their clients fail over at once
+   * instead of waiting for TCP to time out.
+   */
+  #onAddressRemoved(ep: Endpoint): void {
+    for (const s of this.#sessions) {
+      if (s.localAddress.split("%")[0] === ep.address.split("%")[0] && s.localPort === ep.port) s.destroy();
+    }
   }
 
   #onConnection(socket: net.Socket, _ep: Endpoint): void {

@@ -174,3 +174,41 @@ test("the harness can fail: the same load through a naive stop-and-start restart
   t.diagnostic(`naive restart: ${report.errors.length} failed requests, e.g. ${report.errors[0]}`);
   assert.ok(report.errors.length > 0, "a naive restart loses requests: connections refused while the port is closed");
 });
+
+test(`client links see no error at all through ${UPGRADES} upgrades (C10)`, async (t) => {
+  if (nodeOnly(t)) return;
+  const { createClient } = await import("../../src/client/client.ts");
+  const srv = await serve(RECORDING_APP);
+  const client = createClient({ lingerMs: 0 });
+  after(() => client.close());
+  const links = await Promise.all(
+    Array.from({ length: 16 }, (_, i) => client.connect({ host: i % 2 ? "::1" : "127.0.0.1", port: srv.port, app: `app${i}` })),
+  );
+  const errors: string[] = [];
+  let answered = 0;
+  let stop = false;
+  const end = Date.now() + 240_000;
+  const loops = links.map(async (link, i) => {
+    for (let n = 0; !stop && Date.now() < end; n++) {
+      const id = `l${i}-${n}`;
+      try {
+        const r = (await link.request(id)).toString();
+        if (r !== id) errors.push(`${id}: ${r}`);
+        else answered++;
+      } catch (err) {
+        errors.push(`${id}: ${(err as { code?: string }).code} ${(err as Error).message}`);
+      }
+    }
+  });
+  await sleep(300);
+  for (let i = 1; i <= UPGRADES; i++) {
+    await upgrade(srv.stateDir);
+    await sleep(100);
+  }
+  stop = true;
+  await Promise.all(loops);
+  assert.deepEqual(errors, [], "applications saw no error");
+  assert.ok(answered > UPGRADES * 16);
+  assert.equal(client.socketsInUse, 1, "all 16 links on 2 addresses still share one session");
+  t.diagnostic(`${answered} requests over 16 links, ${UPGRADES} upgrades, 0 errors`);
+});

@@ -1,0 +1,54 @@
+import { createClient } from "../client/client.ts";
+import { formatHostPort } from "../server/listen_spec.ts";
+import { TARGET } from "../target.ts";
+import { intOption, parse, parseTarget } from "./args.ts";
+
+/**
+ * `perilink call HOST:PORT …`: one client, one request to each target, then
+ * the session table, so two addresses of one server visibly share one session.
+ */
+export async function runCall(args: string[]): Promise<number> {
+  const { values, positionals } = parse(
+    args,
+    { app: { type: "string" }, data: { type: "string" }, json: { type: "boolean" }, timeout: { type: "string" } },
+    true,
+  );
+  if (positionals.length === 0) throw new Error("Cannot call: give at least one HOST:PORT");
+  const targets = positionals.map(parseTarget);
+  const app = (values.app as string | undefined) ?? "perilink-call";
+  const data = (values.data as string | undefined) ?? "info";
+  const timeoutMs = intOption(values.timeout, "timeout", TARGET.client.requestTimeoutMs);
+  const client = createClient({ lingerMs: 0, requestTimeoutMs: timeoutMs });
+  try {
+    const responses: { target: string; response: string }[] = [];
+    const links = [];
+    for (const [i, t] of targets.entries()) {
+      const link = await client.connect({ host: t.host, port: t.port, app });
+      links.push(link);
+      responses.push({ target: positionals[i]!, response: (await link.request(data)).toString("utf8") });
+    }
+    const sessions = client.sessions();
+    if (values.json) {
+      process.stdout.write(JSON.stringify({ responses, sessions }) + "\n");
+    } else {
+      for (const r of responses) process.stdout.write(`${r.target}  ${r.response}\n`);
+      process.stdout.write(`\n${client.socketsInUse} session(s) for ${targets.length} target(s):\n`);
+      const head = ["mgmt", "app", "requested", "communication", "server", "session", "refs"];
+      const rows = sessions.map((s) => [
+        String(s.managementNumber),
+        s.app,
+        formatHostPort(s.requestedAddress, s.requestedPort),
+        s.communicationAddress === null ? "-" : formatHostPort(s.communicationAddress, s.communicationPort ?? 0),
+        s.serverId,
+        String(s.sessionNumber ?? "-"),
+        String(s.refCount),
+      ]);
+      const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
+      for (const r of [head, ...rows]) process.stdout.write(r.map((c, i) => c.padEnd(widths[i]!)).join("  ").trimEnd() + "\n");
+    }
+    for (const l of links) l.close();
+  } finally {
+    await client.close();
+  }
+  return 0;
+}
