@@ -148,6 +148,11 @@ export function controlRequest(stateDir: string, request: Record<string, unknown
         reject(new ControlError(`Cannot read the server's answer at ${p}: ${(err as Error).message}`));
       }
     });
+    s.once("close", () => {
+      // Closed without a whole answer (the server died or dropped us): say so now, not at the timeout.
+      clearTimeout(timer);
+      reject(new ControlError(`Cannot finish the control request at ${p}: the server closed the connection without answering (did it exit?)`));
+    });
     s.once("error", (err: NodeJS.ErrnoException) => {
       clearTimeout(timer);
       const why = err.code === "ENOENT" || err.code === "ECONNREFUSED" ? "no perilink server is running there" : err.message;

@@ -176,6 +176,11 @@ export class ListenerSet {
     }
   }
 
+  /** The listen entries with every port 0 resolved to the port the kernel chose. */
+  resolvedSpecs(): ListenSpec[] {
+    return this.#specs.map((s) => ({ ...s }));
+  }
+
   /** The endpoints listening now. */
   endpoints(): Endpoint[] {
     return [...this.#listeners.values()].map((l) => l.endpoint);

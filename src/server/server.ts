@@ -126,10 +126,10 @@ export class PerilinkServer implements SessionHost {
     this.#listeners = this.#newListenerSet(parts.inherited ?? []);
   }
 
-  #newListenerSet(inherited: InheritedSocket[]): ListenerSet {
+  #newListenerSet(inherited: InheritedSocket[], specs = this.config.listen): ListenerSet {
     const app = this.#app;
     return new ListenerSet(
-      this.config.listen,
+      specs,
       {
         onConnection: (socket, ep) => this.#onConnection(socket, ep),
         onDatagram: (msg, rinfo, udp) => this.#probes.onDatagram(msg, rinfo, udp),
@@ -246,7 +246,8 @@ export class PerilinkServer implements SessionHost {
       },
       resumeAccepting: async () => {
         await this.#semaphore?.acquire(SEMAPHORE_START_TIMEOUT_MS);
-        this.#listeners = this.#newListenerSet([]);
+        // The same ports as before, including those the kernel chose for port 0.
+        this.#listeners = this.#newListenerSet([], this.#listeners.resolvedSpecs());
         await this.#listeners.start();
         if (this.#controlHandlers) {
           this.#control = await ControlServer.listen(this.config.stateDir, this.#controlHandlers, this.log, { replace: true });

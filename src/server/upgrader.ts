@@ -167,6 +167,7 @@ export class Upgrader {
     const accepting = await steps.next("accepting");
     if (accepting !== true) {
       child.kill("SIGKILL");
+      await steps.exited(); // its copies of the sockets must be gone before we bind the ports again
       await this.#host.resumeAccepting();
       const why = `Cannot upgrade: the new program ${accepting} after the handover began; the running process bound its ports again and keeps serving (connections queued in between were lost)`;
       log.error("upgrade_rolled_back", { program, generation, why });
@@ -273,6 +274,12 @@ class ChildSteps {
         };
       });
     }
+  }
+
+  /** Resolves once the child has exited (at once if it has). */
+  exited(): Promise<void> {
+    if (this.#child.exitCode !== null || this.#child.signalCode !== null) return Promise.resolve();
+    return new Promise((r) => this.#child.once("exit", () => r()));
   }
 
   dispose(): void {
