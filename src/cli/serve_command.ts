@@ -1,5 +1,6 @@
 import { createLogger } from "../logger.ts";
 import { readConfigFile, type ServerConfigInput } from "../server/config.ts";
+import { detectRuntime } from "../runtime/runtime.ts";
 import { startServer } from "../server/server.ts";
 import { parse } from "./args.ts";
 
@@ -25,7 +26,7 @@ export async function runServe(args: string[]): Promise<number> {
   const server = await startServer({
     ...input,
     logger: createLogger(input.logLevel ?? "info"),
-    respawn: { execPath: process.execPath, execArgv: process.execArgv, script: process.argv[1]!, args: ["serve", ...args] },
+    respawn: { execPath: process.execPath, execArgv: detectRuntime().scriptArgs, script: process.argv[1]!, args: ["serve", ...args] },
   });
 
   const onHup = (): void => void server.rescan();

@@ -15,6 +15,15 @@ export interface RuntimeInfo {
   canListenLinkLocal: boolean;
   /** Whether a child process can inherit and adopt a listening socket's file descriptor. */
   canInheritSockets: boolean;
+  /**
+   * How a new process takes over the listening ports on upgrade:
+   * `inherit` — the sockets are handed over open (Node.js);
+   * `reuseport` — the new process binds the same ports with SO_REUSEPORT
+   * while the old one still listens (Deno, which cannot inherit sockets).
+   */
+  handoff: "inherit" | "reuseport";
+  /** Arguments between the runtime executable and a script, to start another process like this one. */
+  scriptArgs: string[];
 }
 
 interface DenoGlobal {
@@ -27,7 +36,7 @@ export function detectRuntime(): RuntimeInfo {
   if (cached) return cached;
   const deno = (globalThis as { Deno?: DenoGlobal }).Deno;
   cached = deno
-    ? { name: "deno", version: deno.version.deno, canListenLinkLocal: false, canInheritSockets: false }
-    : { name: "node", version: process.versions.node, canListenLinkLocal: true, canInheritSockets: true };
+    ? { name: "deno", version: deno.version.deno, canListenLinkLocal: false, canInheritSockets: false, handoff: "reuseport", scriptArgs: ["run", "-A"] }
+    : { name: "node", version: process.versions.node, canListenLinkLocal: true, canInheritSockets: true, handoff: "inherit", scriptArgs: process.execArgv };
   return cached;
 }

@@ -16,8 +16,13 @@
  * Every wait has a timeout; see upgrader.ts (old) and takeover.ts (new).
  */
 
-/** Set in the new process's environment: a perilink parent waits on the IPC channel. */
+/**
+ * Set in the new process's environment: a perilink parent waits on the IPC
+ * channel. Its value says how the ports pass: `inherit` (open sockets from
+ * fd 3) or `reuseport` (bind them again alongside the old process).
+ */
 export const HANDOFF_ENV = "PERILINK_HANDOFF";
+export type HandoffMode = "inherit" | "reuseport";
 /** The new process's generation number. */
 export const GENERATION_ENV = "PERILINK_GENERATION";
 /** How long the new process may wait for each step, in ms. */

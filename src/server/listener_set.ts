@@ -37,6 +37,13 @@ export interface ListenerSetOptions {
    * `activate()`; the others are closed.
    */
   inherited?: InheritedSocket[];
+  /**
+   * Bind TCP listeners with SO_REUSEPORT (the `reuseport` handoff: a new
+   * process binds the same ports while the old one still listens).
+   */
+  reusePort?: boolean;
+  /** Bind UDP responders only in `activate()` (the old process holds those ports until it stops). */
+  deferUdp?: boolean;
 }
 
 interface Listener {
@@ -45,6 +52,8 @@ interface Listener {
   udp: dgram.Socket;
   /** Inherited descriptors not yet listened on (until `activate()`). */
   adopted: { tcp: number; udp: number } | null;
+  /** A UDP responder not yet bound (until `activate()`). */
+  udpPending: boolean;
 }
 
 const key = (address: string, port: number): string => `${address}|${port}`;
@@ -67,6 +76,8 @@ export class ListenerSet {
   #closed = false;
   #scanning: Promise<void> | null = null;
   #inherited: InheritedSocket[];
+  #reusePort: boolean;
+  #deferUdp: boolean;
 
   constructor(specs: ListenSpec[], handlers: ListenerHandlers, log: Logger, options: ListenerSetOptions = {}) {
     this.#specs = specs.map((s) => ({ ...s }));
@@ -76,6 +87,8 @@ export class ListenerSet {
     this.#allowHalfOpen = options.allowHalfOpen ?? false;
     this.#interfaces = options.interfaces ?? interfaceAddresses;
     this.#inherited = options.inherited ?? [];
+    this.#reusePort = options.reusePort ?? false;
+    this.#deferUdp = options.deferUdp ?? false;
   }
 
   /** Binds every entry. Throws `ListenError` when an explicit address, or a port, cannot be had. */
@@ -115,7 +128,12 @@ export class ListenerSet {
 
   /** Starts accepting on adopted sockets (after the accept semaphore is taken). */
   async activate(): Promise<void> {
+    this.#deferUdp = false;
     for (const l of this.#listeners.values()) {
+      if (l.udpPending) {
+        l.udpPending = false;
+        await bindUdp(l.udp, l.endpoint.address, l.endpoint.port);
+      }
       const fds = l.adopted;
       if (!fds) continue;
       l.adopted = null;
@@ -265,7 +283,7 @@ export class ListenerSet {
     if (!tcpIn || !udpIn) return null;
     const endpoint: Endpoint = { ...ep };
     const { tcp, udp } = this.#handles(endpoint);
-    return { endpoint, tcp, udp, adopted: { tcp: tcpIn.fd, udp: udpIn.fd } };
+    return { endpoint, tcp, udp, adopted: { tcp: tcpIn.fd, udp: udpIn.fd }, udpPending: false };
   }
 
   #handles(endpoint: Endpoint): { tcp: net.Server; udp: dgram.Socket } {
@@ -284,12 +302,13 @@ export class ListenerSet {
       const endpoint: Endpoint = { ...ep };
       const { tcp, udp } = this.#handles(endpoint);
       try {
-        await listenTcp(tcp, ep, this.#backlog);
+        await listenTcp(tcp, ep, this.#backlog, this.#reusePort);
       } catch (err) {
         udp.close();
         throw err;
       }
       endpoint.port = (tcp.address() as net.AddressInfo).port;
+      if (this.#deferUdp) return { endpoint, tcp, udp, adopted: null, udpPending: true };
       try {
         await bindUdp(udp, ep.address, endpoint.port);
       } catch (err) {
@@ -298,16 +317,17 @@ export class ListenerSet {
         if (ep.port === 0 && (err as NodeJS.ErrnoException).code === "EADDRINUSE" && attempt < 5) continue;
         throw err;
       }
-      return { endpoint, tcp, udp, adopted: null };
+      return { endpoint, tcp, udp, adopted: null, udpPending: false };
     }
   }
 }
 
-function listenTcp(tcp: net.Server, ep: Endpoint, backlog: number): Promise<void> {
+function listenTcp(tcp: net.Server, ep: Endpoint, backlog: number, reusePort: boolean): Promise<void> {
   return new Promise((resolve, reject) => {
     const onError = (err: Error): void => reject(err);
     tcp.once("error", onError);
-    tcp.listen({ host: ep.address, port: ep.port, backlog, ipv6Only: ep.family === 6, exclusive: true }, () => {
+    const options = { host: ep.address, port: ep.port, backlog, ipv6Only: ep.family === 6, exclusive: true, reusePort };
+    tcp.listen(options, () => {
       tcp.off("error", onError);
       resolve();
     });
@@ -342,6 +362,12 @@ async function closeListener(l: Listener): Promise<void> {
   l.tcp.close();
   await new Promise<void>((r) => {
     try {
+      if (l.udpPending) {
+        l.udpPending = false;
+        l.udp.close();
+        r();
+        return;
+      }
       l.udp.close(() => r());
     } catch {
       r();

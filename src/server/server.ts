@@ -69,6 +69,10 @@ export interface ServerStatus {
 /** Extra parts `startServer()` wires in. */
 interface ServerParts {
   interfaces?: () => InterfaceAddress[];
+  /** Bind TCP with SO_REUSEPORT (Deno: how an upgrade binds the ports alongside the old process). */
+  reusePort?: boolean;
+  /** Bind the UDP responders only once the old process has let go of them. */
+  deferUdp?: boolean;
   inherited?: InheritedSocket[];
   semaphore?: AcceptSemaphore | null;
   respawn?: RespawnSpec;
@@ -140,6 +144,8 @@ export class PerilinkServer implements SessionHost {
         // Sessions answer what runs after a client's FIN; a raw app keeps its own server's choice.
         allowHalfOpen: app.kind === "raw" ? Boolean((app.server as { allowHalfOpen?: boolean }).allowHalfOpen) : true,
         inherited,
+        reusePort: this.#parts.reusePort ?? false,
+        deferUdp: inherited.length === 0 && (this.#parts.deferUdp ?? false),
         ...(this.#parts.interfaces ? { interfaces: this.#parts.interfaces } : {}),
       },
     );
@@ -174,7 +180,7 @@ export class PerilinkServer implements SessionHost {
     if (takeover) {
       await this.#listeners.start();
       this.#takeover = takeover;
-      await takeover.run(this.#semaphore!, async () => {
+      await takeover.run(this.#semaphore, async () => {
         await this.#listeners.activate();
         // The old process closed its control socket before answering; the path is ours now.
         if (control) this.#control = await ControlServer.listen(this.config.stateDir, handlers, this.log, { replace: true });
@@ -405,18 +411,26 @@ export async function startServer(options: StartServerOptions = {}): Promise<Per
   const { appObject, logger, generation, control = true, interfaces, respawn, ...input } = options;
   const config = resolveConfig(input);
   const log = logger ?? createLogger(config.logLevel);
-  const canHandOff = detectRuntime().canInheritSockets;
+  const runtime = detectRuntime();
   // Only a process started by `perilink serve` reads how it was started; an embedded server is always fresh.
-  const ctx = respawn && canHandOff ? readStartContext() : { handoff: false, generation: 1, timeoutMs: 0 };
-  const inherited = ctx.handoff ? takeInheritedSockets().sockets : [];
+  const ctx = respawn ? readStartContext() : { handoff: null, generation: 1, timeoutMs: 0 };
+  const inherited = ctx.handoff === "inherit" ? takeInheritedSockets().sockets : [];
   const identity = await loadOrCreateIdentity(config.stateDir);
   const app: LoadedApp = appObject
     ? "createServer" in appObject && typeof appObject.createServer === "function"
       ? { kind: "raw", name: "embedded", server: appObject.createServer() }
       : { kind: "session", name: "embedded", app: appObject as SessionApp }
     : await loadApp(config.app);
-  const semaphore = canHandOff ? AcceptSemaphore.forStateDir(config.stateDir) : null;
-  const server = new PerilinkServer(config, identity, app, log, generation ?? ctx.generation, { interfaces, inherited, semaphore, respawn });
+  // The accept semaphore guards handed-over sockets; with SO_REUSEPORT each process has its own.
+  const semaphore = runtime.handoff === "inherit" ? AcceptSemaphore.forStateDir(config.stateDir) : null;
+  const server = new PerilinkServer(config, identity, app, log, generation ?? ctx.generation, {
+    interfaces,
+    inherited,
+    semaphore,
+    respawn,
+    reusePort: runtime.handoff === "reuseport",
+    deferUdp: ctx.handoff === "reuseport",
+  });
   await server.start(control, ctx.handoff ? new Takeover(process, log, ctx.timeoutMs) : null);
   return server;
 }

@@ -6,6 +6,7 @@ import {
   HANDOFF_ENV,
   HANDOFF_TIMEOUT_ENV,
   type DrainingGeneration,
+  type HandoffMode,
   type NewToOld,
   type OldToNew,
 } from "./handoff_protocol.ts";
@@ -15,14 +16,15 @@ export type ParentChannel = Pick<NodeJS.Process, "send" | "on" | "connected" | "
 
 /** What a process learns from its environment about how it was started. */
 export interface StartContext {
-  /** True when a perilink parent waits to hand over (PERILINK_HANDOFF=1 and an IPC channel). */
-  handoff: boolean;
+  /** How a perilink parent waiting on the IPC channel hands over; null for a fresh start. */
+  handoff: HandoffMode | null;
   generation: number;
   timeoutMs: number;
 }
 
 export function readStartContext(env: NodeJS.ProcessEnv = process.env, channel: ParentChannel = process): StartContext {
-  const handoff = env[HANDOFF_ENV] === "1" && typeof channel.send === "function";
+  const mode = env[HANDOFF_ENV];
+  const handoff = (mode === "inherit" || mode === "reuseport") && typeof channel.send === "function" ? mode : null;
   const generation = Number(env[GENERATION_ENV] ?? "1");
   const timeoutMs = Number(env[HANDOFF_TIMEOUT_ENV] ?? DEFAULT_UPGRADE_TIMEOUT_MS);
   delete env[HANDOFF_ENV];
@@ -63,7 +65,7 @@ export class Takeover {
    * Runs the takeover; `activate` starts accepting on the adopted sockets.
    * Throws when the old process neither answers nor dies within the timeout.
    */
-  async run(semaphore: AcceptSemaphore, activate: () => Promise<void>, generation: number): Promise<void> {
+  async run(semaphore: AcceptSemaphore | null, activate: () => Promise<void>, generation: number): Promise<void> {
     const ch = this.#channel;
     let answered = false;
     let wake: (() => void) | null = null;
@@ -101,7 +103,7 @@ export class Takeover {
       });
     }
     if (!answered) this.#log.warn("takeover_parent_gone", { note: "the old process died during the handoff; taking over" });
-    await semaphore.acquire(this.#timeoutMs);
+    await semaphore?.acquire(this.#timeoutMs);
     await activate();
     this.#send({ t: "accepting", pid: process.pid, generation });
     // The pipe must not keep this process alive, and its end only means the old one exited.

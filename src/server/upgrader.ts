@@ -96,9 +96,6 @@ export class Upgrader {
   }
 
   async upgrade(req: UpgradeRequest = {}): Promise<UpgradeResult> {
-    if (!detectRuntime().canInheritSockets) {
-      throw new UpgradeError("PERILINK_UPGRADE_UNSUPPORTED", "Cannot upgrade in place on Deno: it cannot hand listening sockets to a new process; see README, Node.js and Deno");
-    }
     if (this.#handedOver) {
       throw new UpgradeError("PERILINK_UPGRADE_IN_PROGRESS", "Cannot upgrade: this process has already handed over and is draining; ask the new one");
     }
@@ -130,13 +127,16 @@ export class Upgrader {
     const [cmd, argv] = SCRIPT_RE.test(program)
       ? [this.#respawn.execPath, [...this.#respawn.execArgv, program, ...args]]
       : [program, args];
-    const sockets = this.#host.handoffSockets();
+    const mode = detectRuntime().handoff;
+    // Deno cannot pass sockets: the new process binds the ports again with SO_REUSEPORT.
+    const sockets = mode === "inherit" ? this.#host.handoffSockets() : [];
+    if (mode === "reuseport") await warnWithoutMigration(log);
     const generation = this.#host.generation + 1;
     const env: NodeJS.ProcessEnv = {
       ...process.env,
       LISTEN_FDS: String(sockets.length),
       LISTEN_FDNAMES: sockets.map((s) => s.name).join(":"),
-      [HANDOFF_ENV]: "1",
+      [HANDOFF_ENV]: mode,
       [GENERATION_ENV]: String(generation),
       [HANDOFF_TIMEOUT_ENV]: String(timeoutMs),
     };
@@ -204,6 +204,20 @@ export class Upgrader {
 
 /** How often a draining process tells the new one how far it is. */
 const DRAIN_REPORT_MS = 250;
+
+/**
+ * With SO_REUSEPORT each process has its own accept queue; when the old one
+ * closes its listener, connections still queued there are reset unless the
+ * kernel migrates them (net.ipv4.tcp_migrate_req=1, Linux 5.14+).
+ */
+async function warnWithoutMigration(log: Logger): Promise<void> {
+  const v = await fs.readFile("/proc/sys/net/ipv4/tcp_migrate_req", "utf8").catch(() => "");
+  if (v.trim() !== "1") {
+    log.warn("upgrade_without_migration", {
+      note: "net.ipv4.tcp_migrate_req is not 1: connections queued in this process's accept queue when it stops may be reset; run: sysctl -w net.ipv4.tcp_migrate_req=1",
+    });
+  }
+}
 
 function send(child: ChildProcess, msg: OldToNew): void {
   if (child.connected) child.send(msg, () => {});
