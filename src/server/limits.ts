@@ -1,17 +1,11 @@
-import { TARGET } from "../target.ts";
+import { TARGET, type Target } from "../target.ts";
 
-/** Per-server limits (S3). Defaults come from the build target (targets/*.json). */
-export interface ServerLimits {
-  maxSessions: number;
-  maxSessionsPerPeer: number;
-  maxChannelsPerSession: number;
-  maxInflightPerSession: number;
-  /** Largest frame payload the server accepts, in bytes. */
-  maxFrameBytes: number;
-  handshakeTimeoutMs: number;
-  idleTimeoutMs: number;
-}
+/**
+ * Per-server limits (S3): maxSessions, maxSessionsPerPeer,
+ * maxChannelsPerSession, maxInflightPerSession, maxFrameBytes (largest frame
+ * payload accepted), handshakeTimeoutMs, idleTimeoutMs. Defaults come from
+ * the build target (targets/*.json, "server").
+ */
+export type ServerLimits = Target["server"];
 
 export const DEFAULT_SERVER_LIMITS: Readonly<ServerLimits> = Object.freeze({ ...TARGET.server });
-
-export const LIMIT_KEYS = Object.keys(DEFAULT_SERVER_LIMITS) as (keyof ServerLimits)[];
