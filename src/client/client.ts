@@ -61,6 +61,7 @@ export class PerilinkClient {
   #book: IdentityBook;
   #limiter: SocketLimiter;
   #entries = new Map<string, ServerEntry>();
+  #identifying = new Map<string, Promise<ServerEntry>>();
   #nextLink = 1;
   #nextSession = 1;
   #closed = false;
@@ -126,10 +127,24 @@ export class PerilinkClient {
     return link;
   }
 
-  /** C1: who is at host:port — from the cache, a UDP probe, or (if UDP gets no answer) a TCP handshake. */
-  async #entryFor(host: string, port: number): Promise<ServerEntry> {
+  /**
+   * C1: who is at host:port — from the cache, a UDP probe, or (if UDP gets no
+   * answer) a TCP handshake. Concurrent connects to one address share one
+   * identification, so a burst of them sends one probe and opens one session.
+   */
+  #entryFor(host: string, port: number): ServerEntry | Promise<ServerEntry> {
     const known = this.#book.lookup(host, port);
     if (known) return this.#entry(known.serverId, known.publicKey);
+    const key = `${host}|${port}`;
+    let p = this.#identifying.get(key);
+    if (!p) {
+      p = this.#identify(host, port).finally(() => this.#identifying.delete(key));
+      this.#identifying.set(key, p);
+    }
+    return p;
+  }
+
+  async #identify(host: string, port: number): Promise<ServerEntry> {
     const where = `${host}:${port}`;
     try {
       const id = await identifyUdp(host, port, { timeoutMs: this.#opts.probeTimeoutMs });

@@ -213,13 +213,30 @@ export class ClientSession extends EventEmitter {
 
   /** Opens a channel (a logical connection of `app`) and waits for the server's OK. */
   openChannel(app: string, requestedHost = "", requestedPort = 0): Promise<ClientChannel> {
-    if (this.#closed || this.draining) return Promise.reject(this.#unusable());
+    try {
+      return this.openChannelNow(app, requestedHost, requestedPort).ready;
+    } catch (err) {
+      return Promise.reject(err);
+    }
+  }
+
+  /**
+   * Opens a channel without waiting for the server's OK: requests may follow
+   * at once, since the server reads them after the open. If the server refuses
+   * the channel, `ready` rejects and so does every request made on it.
+   */
+  openChannelNow(app: string, requestedHost = "", requestedPort = 0): ClientChannel {
+    if (this.#closed || this.draining) throw this.#unusable();
     const id = this.#nextChannel++;
     const payload = encodeChannelOpen({ app, requestedHost, requestedPort });
-    return new Promise((resolve, reject) => {
-      this.#opening.set(id, { resolve, reject });
-      this.#writer.frame(FrameType.ChannelOpen, id, 0, payload);
-    });
+    let settle!: { resolve(c: ClientChannel): void; reject(e: Error): void };
+    const ready = new Promise<ClientChannel>((resolve, reject) => (settle = { resolve, reject }));
+    ready.catch(() => {}); // a refusal is reported through the requests too
+    const ch = new ClientChannel(this, id, ready);
+    this.#channels.set(id, ch);
+    this.#opening.set(id, settle);
+    this.#writer.frame(FrameType.ChannelOpen, id, 0, payload);
+    return ch;
   }
 
   /** @internal used by ClientChannel */
@@ -348,12 +365,9 @@ export class ClientSession extends EventEmitter {
           return;
         case FrameType.ChannelOk: {
           const o = this.#opening.get(channel);
-          if (o) {
-            this.#opening.delete(channel);
-            const ch = new ClientChannel(this, channel);
-            this.#channels.set(channel, ch);
-            o.resolve(ch);
-          }
+          const ch = this.#channels.get(channel);
+          this.#opening.delete(channel);
+          if (o && ch) o.resolve(ch);
           return;
         }
         case FrameType.Ping:
@@ -383,10 +397,21 @@ export class ClientSession extends EventEmitter {
       return;
     }
     if (channel !== 0) {
+      // The server refused to open the channel: it and the requests already made on it fail.
       const o = this.#opening.get(channel);
-      if (o) {
-        this.#opening.delete(channel);
-        o.reject(err);
+      this.#opening.delete(channel);
+      o?.reject(err);
+      const ch = this.#channels.get(channel);
+      if (ch) {
+        this.#channels.delete(channel);
+        ch.failure = err;
+        for (const [stream, p] of this.#pending) {
+          if (p.channel !== channel) continue;
+          this.#pending.delete(stream);
+          p.reject(err);
+        }
+        if (this.#onIdle !== null && this.#pending.size === 0) this.#onIdle();
+        ch.emit("close");
       }
       return;
     }
@@ -457,15 +482,21 @@ export class ClientSession extends EventEmitter {
 /** One logical connection of one application over a session. Emits `message` and `close`. */
 export class ClientChannel extends EventEmitter {
   readonly id: number;
+  /** Resolves when the server accepted the channel; rejects with its refusal. */
+  readonly ready: Promise<ClientChannel>;
+  /** Set when the server refused the channel. */
+  failure: Error | null = null;
   #session: ClientSession;
 
-  constructor(session: ClientSession, id: number) {
+  constructor(session: ClientSession, id: number, ready: Promise<ClientChannel>) {
     super();
     this.#session = session;
     this.id = id;
+    this.ready = ready;
   }
 
   request(payload: Uint8Array | string, options?: RequestOptions): Promise<Buffer> {
+    if (this.failure) return Promise.reject(this.failure);
     return this.#session.request(this.id, payload, options);
   }
 

@@ -62,7 +62,8 @@ export class Link extends EventEmitter {
     }
     this.#binding ??= (async () => {
       const live = await this.entry.session();
-      const ch = await live.session.openChannel(this.app, this.requestedHost, this.requestedPort);
+      // No wait for the server's OK: requests follow the open on the same session, in order.
+      const ch = live.session.openChannelNow(this.app, this.requestedHost, this.requestedPort);
       this.#channel?.off("message", this.#onMessage);
       this.#channel = ch;
       this.#on = live.session;

@@ -16,10 +16,25 @@ export function publicKeyFromRaw(raw: Uint8Array): KeyObject {
   return createPublicKey({ key: Buffer.concat([SPKI_PREFIX, raw]), format: "der", type: "spki" });
 }
 
+/** Key objects of recently seen raw keys: building one costs as much as half a verification. */
+const keyObjects = new Map<string, KeyObject>();
+const MAX_KEY_OBJECTS = 256;
+
+function cachedKey(rawKey: Uint8Array): KeyObject {
+  const hex = Buffer.from(rawKey.buffer, rawKey.byteOffset, rawKey.byteLength).toString("hex");
+  let key = keyObjects.get(hex);
+  if (!key) {
+    key = publicKeyFromRaw(rawKey);
+    if (keyObjects.size >= MAX_KEY_OBJECTS) keyObjects.delete(keyObjects.keys().next().value!);
+    keyObjects.set(hex, key);
+  }
+  return key;
+}
+
 /** Verifies an Ed25519 signature; false (never a throw) for any malformed input. */
 export function verifySignature(message: Uint8Array, signature: Uint8Array, rawKey: Uint8Array): boolean {
   try {
-    return verify(null, message, publicKeyFromRaw(rawKey), signature);
+    return verify(null, message, cachedKey(rawKey), signature);
   } catch {
     return false;
   }

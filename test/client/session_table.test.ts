@@ -196,3 +196,24 @@ test("falls back to the TCP handshake when UDP probes get no answer", async () =
   assert.equal((await l.request("ok")).toString(), "ok");
   assert.equal(tcpConnectionsTo([ep.port]), 2, "one session per client; the fallback's handshake became the session");
 });
+
+test("a burst of concurrent connects to an unknown address sends one probe and opens one session", async () => {
+  const server = await testServer();
+  const ep = server.endpoints()[0]!;
+  const c = client();
+  const links = await Promise.all(Array.from({ length: 150 }, (_, i) => c.connect({ host: ep.address, port: ep.port, app: `app${i}` })));
+  await Promise.all(links.map((l) => l.request("x")));
+  assert.equal(server.status().counters.probes, 1);
+  assert.equal(server.status().counters.sessionsAccepted, 1);
+  assert.equal(tcpConnectionsTo([ep.port]), 1);
+});
+
+test("connect does not wait for the server's channel OK; a refused channel fails the link's requests", async () => {
+  const server = await testServer({ limits: { maxChannelsPerSession: 2 } });
+  const ep = server.endpoints()[0]!;
+  const c = client();
+  const [a, b, extra] = await Promise.all(["a", "b", "c"].map((app) => c.connect({ host: ep.address, port: ep.port, app })));
+  assert.equal((await a!.request("a")).toString(), "a");
+  assert.equal((await b!.request("b")).toString(), "b");
+  await assert.rejects(extra!.request("c"), (e: unknown) => (e as { code?: string }).code === "PERILINK_SERVER_BUSY");
+});
