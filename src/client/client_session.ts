@@ -44,6 +44,9 @@ interface Pending {
   deadline: number;
 }
 
+/** The default of `request()`'s options: shared, so a call without options allocates nothing for them. */
+const NO_OPTIONS: RequestOptions = Object.freeze({});
+
 /** A request waiting for an in-flight slot (the server's maxInflight). */
 interface Queued {
   channel: number;
@@ -240,7 +243,7 @@ export class ClientSession extends EventEmitter {
   }
 
   /** @internal used by ClientChannel */
-  request(channel: number, payload: Uint8Array | string, options: RequestOptions = {}): Promise<Buffer> {
+  request(channel: number, payload: Uint8Array | string, options: RequestOptions = NO_OPTIONS): Promise<Buffer> {
     if (this.#closed || this.draining) return Promise.reject(this.#unusable());
     const size = typeof payload === "string" ? Buffer.byteLength(payload) : payload.byteLength;
     if (size > this.serverLimits.maxFrame) {

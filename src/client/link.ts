@@ -12,6 +12,8 @@ export interface LinkRequestOptions extends RequestOptions {
   idempotent?: boolean;
 }
 
+const NO_OPTIONS: LinkRequestOptions = Object.freeze({});
+
 /** How many times one request may move to another session before its error is shown. */
 const MAX_MOVES = 8;
 
@@ -83,7 +85,7 @@ export class Link extends EventEmitter {
     });
   }
 
-  async request(payload: Uint8Array | string, options: LinkRequestOptions = {}): Promise<Buffer> {
+  async request(payload: Uint8Array | string, options: LinkRequestOptions = NO_OPTIONS): Promise<Buffer> {
     for (let moves = 0; ; moves++) {
       let sent = false;
       try {

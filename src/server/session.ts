@@ -257,54 +257,56 @@ export class ServerSession implements FrameSink {
     }
     const host = this.#host;
     const req = new ServerRequest(ch, stream);
-    this.#requests.set(stream, req);
     host.stats.requests++;
-    host.stats.inflight++;
-    if (this.#requests.size > host.limits.maxInflightPerSession) this.#updateFlow();
     let result: AppResult | Promise<AppResult>;
     try {
       result = host.app.request(payload, req);
     } catch (err) {
-      this.#finish(req, undefined, err);
+      this.#reply(req, undefined, err);
+      this.#updateFlow();
       return;
     }
-    if (result !== null && typeof result === "object" && typeof (result as Promise<AppResult>).then === "function") {
-      this.#await(req, result as Promise<AppResult>);
-    } else {
-      this.#finish(req, result as AppResult, undefined);
+    if (result === null || typeof result !== "object" || typeof (result as Promise<AppResult>).then !== "function") {
+      // Answered at once: no bookkeeping (a map insert and delete per request was most of our
+      // garbage); only the check that the peer still reads what we write.
+      this.#reply(req, result as AppResult, undefined);
+      this.#updateFlow();
+      return;
     }
+    this.#requests.set(stream, req);
+    host.stats.inflight++;
+    if (this.#requests.size > host.limits.maxInflightPerSession) this.#updateFlow();
+    this.#await(req, result as Promise<AppResult>);
   }
 
   async #await(req: ServerRequest, pending: Promise<AppResult>): Promise<void> {
     let value: AppResult;
+    let failure: unknown;
     try {
       value = await pending;
     } catch (err) {
-      this.#finish(req, undefined, err ?? new Error("request handler rejected"));
-      return;
+      failure = err ?? new Error("request handler rejected");
     }
-    this.#finish(req, value, undefined);
-  }
-
-  #finish(req: ServerRequest, value: AppResult, err: unknown): void {
     this.#requests.delete(req.stream);
     this.#host.stats.inflight--;
-    if (this.#state === CLOSED) {
-      // nothing can be sent
-    } else if (req.dropped) {
-      // Every stream gets exactly one answer, so the client can count its in-flight slots.
-      this.#sendError(req.channelId, req.stream, WireError.Cancelled, "request cancelled");
-    } else {
-      if (err !== undefined) {
-        const message = err instanceof Error ? err.message : String(err);
-        this.#host.log.debug("request_failed", { stream: req.stream, app: req.app, message });
-        this.#sendError(req.channelId, req.stream, WireError.ApplicationError, message);
-      } else {
-        this.#respond(req, value);
-      }
-    }
+    this.#reply(req, value, failure);
     this.#updateFlow();
     this.#maybeFinishDrain();
+  }
+
+  /** Sends the request's one answer (docs/protocol.md §4.2), unless the session is gone. */
+  #reply(req: ServerRequest, value: AppResult, err: unknown): void {
+    if (this.#state === CLOSED) return;
+    if (req.dropped) {
+      // Every stream gets exactly one answer, so the client can count its in-flight slots.
+      this.#sendError(req.channelId, req.stream, WireError.Cancelled, "request cancelled");
+    } else if (err !== undefined) {
+      const message = err instanceof Error ? err.message : String(err);
+      this.#host.log.debug("request_failed", { stream: req.stream, app: req.app, message });
+      this.#sendError(req.channelId, req.stream, WireError.ApplicationError, message);
+    } else {
+      this.#respond(req, value);
+    }
   }
 
   #respond(req: ServerRequest, value: AppResult): void {
