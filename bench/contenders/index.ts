@@ -1,0 +1,20 @@
+import type { Contender } from "./types.ts";
+
+/**
+ * Every contender by name, loaded on demand so that a process holds only the
+ * code of the contender it runs. `raw` is the baseline the others are compared with.
+ */
+const LOADERS: Record<string, () => Promise<Contender>> = {
+  perilink: async () => (await import("./perilink.ts")).perilink,
+  raw: async () => (await import("./raw.ts")).raw,
+  undici: async () => (await import("./undici.ts")).undici,
+  http2: async () => (await import("./http2.ts")).h2,
+};
+
+export const CONTENDER_NAMES = Object.keys(LOADERS);
+
+export function loadContender(name: string): Promise<Contender> {
+  const load = LOADERS[name];
+  if (!load) throw new Error(`unknown contender "${name}"; known: ${CONTENDER_NAMES.join(", ")}`);
+  return load();
+}

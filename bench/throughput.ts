@@ -1,0 +1,242 @@
+import os from "node:os";
+import { fileURLToPath } from "node:url";
+import { parseArgs } from "node:util";
+import type { RunRequest } from "./children/client.ts";
+import { CONTENDER_NAMES, loadContender } from "./contenders/index.ts";
+import type { GcCounts } from "./lib/gc.ts";
+import type { LoadResult } from "./lib/load.ts";
+import { Child } from "./lib/proc.ts";
+import { environment, writeResults } from "./lib/results.ts";
+import { median, per100k } from "./lib/stats.ts";
+import { formatTable, num } from "./lib/table.ts";
+import { measureIdleRss, measureSessionRss, type IdleRss, type SessionRss } from "./memory.ts";
+
+/**
+ * Request/response throughput over loopback, client and server in separate
+ * processes: perilink against a raw length-prefixed TCP RPC (the baseline),
+ * undici over HTTP/1.1 and node:http2. Plus idle memory figures.
+ */
+
+const SERVER_CHILD = fileURLToPath(new URL("./children/server.ts", import.meta.url));
+const CLIENT_CHILD = fileURLToPath(new URL("./children/client.ts", import.meta.url));
+const BASELINE = "raw";
+
+interface Run {
+  contender: string;
+  round: number;
+  /** 1-minute load average when the run started: other work on the machine shows here. */
+  loadavg: number;
+  load: LoadResult;
+  clientGc: GcCounts;
+  serverGc: GcCounts;
+  serverRequests: number;
+  clientCpuUs: number;
+  serverCpuUs: number;
+  clientMinorPer100k: number;
+  serverMinorPer100k: number;
+  clientInfo: Record<string, unknown>;
+}
+
+interface Summary {
+  contender: string;
+  label: string;
+  reqPerSec: number;
+  p50Us: number;
+  p99Us: number;
+  clientMinorPer100k: number;
+  serverMinorPer100k: number;
+  clientCpuUsPerReq: number;
+  serverCpuUsPerReq: number;
+  vsBaseline: number;
+}
+
+/** One measurement: fresh server and client processes, then both stopped. */
+async function runOnce(contender: string, round: number, settings: Omit<RunRequest, "type" | "contender" | "port">): Promise<Run> {
+  const loadavg = os.loadavg()[0]!;
+  const server = new Child(SERVER_CHILD, [contender]);
+  let client: Child | null = null;
+  try {
+    const { port } = await server.next<{ type: string; port: number }>("ready", 20_000);
+    client = new Child(CLIENT_CHILD);
+    client.send({ type: "run", contender, port, ...settings } satisfies RunRequest);
+    await client.next("measure-start", settings.warmupMs + 20_000);
+    server.send({ type: "window-start" });
+    const r = await client.next<{ type: string; load: LoadResult; gc: GcCounts; cpuUs: number; info: Record<string, unknown> }>(
+      "result",
+      settings.durationMs + 20_000,
+    );
+    server.send({ type: "window-end" });
+    const s = await server.next<{ type: string; gc: GcCounts; cpuUs: number; requests: number }>("window", 5000);
+    return {
+      contender,
+      round,
+      loadavg,
+      load: r.load,
+      clientGc: r.gc,
+      serverGc: s.gc,
+      serverRequests: s.requests,
+      clientCpuUs: r.cpuUs,
+      serverCpuUs: s.cpuUs,
+      clientMinorPer100k: per100k(r.gc.minor, r.load.requests),
+      serverMinorPer100k: per100k(s.gc.minor, s.requests),
+      clientInfo: r.info,
+    };
+  } finally {
+    await client?.stop();
+    server.send({ type: "stop" });
+    await server.stop();
+  }
+}
+
+async function summarize(names: string[], runs: Run[]): Promise<Summary[]> {
+  const of = (name: string, f: (r: Run) => number): number => median(runs.filter((r) => r.contender === name).map(f));
+  const baseline = of(BASELINE, (r) => r.load.reqPerSec);
+  const out: Summary[] = [];
+  for (const name of names) {
+    const reqPerSec = of(name, (r) => r.load.reqPerSec);
+    out.push({
+      contender: name,
+      label: (await loadContender(name)).label,
+      reqPerSec,
+      p50Us: of(name, (r) => r.load.p50Us),
+      p99Us: of(name, (r) => r.load.p99Us),
+      clientMinorPer100k: of(name, (r) => r.clientMinorPer100k),
+      serverMinorPer100k: of(name, (r) => r.serverMinorPer100k),
+      clientCpuUsPerReq: of(name, (r) => r.clientCpuUs / r.load.requests),
+      serverCpuUsPerReq: of(name, (r) => r.serverCpuUs / r.serverRequests),
+      vsBaseline: reqPerSec / baseline,
+    });
+  }
+  return out;
+}
+
+function report(summary: Summary[], runs: Run[], idle: IdleRss | null, sessions: SessionRss | null): string {
+  const lines: string[] = [];
+  lines.push(
+    formatTable(
+      ["contender", "req/s", "p50 µs", "p99 µs", "client minor GC/100k", "server minor GC/100k", "× raw"],
+      summary.map((s) => [
+        s.label,
+        num(s.reqPerSec),
+        num(s.p50Us),
+        num(s.p99Us),
+        num(s.clientMinorPer100k, 1),
+        num(s.serverMinorPer100k, 1),
+        num(s.vsBaseline, 2),
+      ]),
+    ),
+  );
+  const by = (name: string): Summary | undefined => summary.find((s) => s.contender === name);
+  const p = by("perilink");
+  const raw = by(BASELINE);
+  const undici = by("undici");
+  const rawCpu = raw ? raw.clientCpuUsPerReq + raw.serverCpuUsPerReq : NaN;
+  lines.push("");
+  lines.push(
+    formatTable(
+      ["contender", "client CPU µs/req", "server CPU µs/req", "total", "× raw"],
+      summary.map((s) => {
+        const total = s.clientCpuUsPerReq + s.serverCpuUsPerReq;
+        return [s.label, num(s.clientCpuUsPerReq, 2), num(s.serverCpuUsPerReq, 2), num(total, 2), num(total / rawCpu, 2)];
+      }),
+    ),
+  );
+  lines.push("");
+  if (p && raw) lines.push(`perilink / raw    = ${num(p.reqPerSec / raw.reqPerSec, 2)}  (target >= 0.80: ${p.reqPerSec >= 0.8 * raw.reqPerSec ? "met" : "NOT met"})`);
+  if (p && undici) lines.push(`perilink / undici = ${num(p.reqPerSec / undici.reqPerSec, 2)}  (target >= 10: ${p.reqPerSec >= 10 * undici.reqPerSec ? "met" : "NOT met"})`);
+  const conns = runs.filter((r) => r.contender === "undici").map((r) => r.clientInfo.connections);
+  if (conns.length > 0) lines.push(`undici Pool connections open at the end of each run: ${conns.join(", ")}`);
+  if (idle) {
+    lines.push("");
+    lines.push(`idle RSS, perilink serve (dist/node20 bundle): ${num(idle.perilinkServeKiB)} KiB`);
+    lines.push(`idle RSS, node -e "setInterval(()=>{},1000)": ${num(idle.nodeIdleKiB)} KiB`);
+    lines.push(`difference:                                   ${num(idle.perilinkServeKiB - idle.nodeIdleKiB)} KiB`);
+  }
+  if (sessions) {
+    lines.push(
+      `RSS per idle perilink session (${num(sessions.sessions)} sessions): server ${num(sessions.serverKiBPerSession, 1)} KiB` +
+        ` (heap ${num(sessions.serverHeapKiBPerSession, 1)} KiB), client ${num(sessions.clientKiBPerSession, 1)} KiB`,
+    );
+  }
+  return lines.join("\n");
+}
+
+/** Median of each field over several measurements. */
+function medianOf<T extends object>(xs: T[]): T {
+  const first = xs[0]!;
+  const out = {} as Record<string, number>;
+  for (const k of Object.keys(first)) out[k] = median(xs.map((x) => (x as Record<string, number>)[k]!));
+  return out as T;
+}
+
+export async function main(args: string[]): Promise<void> {
+  const { values } = parseArgs({
+    args,
+    options: {
+      rounds: { type: "string", default: "3" },
+      "warmup-ms": { type: "string", default: "1000" },
+      "duration-ms": { type: "string", default: "3000" },
+      only: { type: "string" },
+      "no-memory": { type: "boolean", default: false },
+    },
+  });
+  const rounds = Number(values.rounds);
+  const names = values.only ? values.only.split(",") : [...CONTENDER_NAMES];
+  if (!names.includes(BASELINE)) names.push(BASELINE);
+  for (const n of names) await loadContender(n);
+  const settings = {
+    concurrency: 64,
+    payloadBytes: 64,
+    warmupMs: Number(values["warmup-ms"]),
+    durationMs: Number(values["duration-ms"]),
+    maxRequests: 1_500_000,
+  };
+  for (const [k, v] of Object.entries({ rounds, ...settings })) {
+    if (!Number.isInteger(v) || v < 1) throw new Error(`${k} must be a positive integer, not ${v}`);
+  }
+
+  console.log(
+    `throughput: ${settings.concurrency} requests in flight, ${settings.payloadBytes}-byte payloads, one connection ` +
+      `(undici: a default Pool), 127.0.0.1, client and server in separate processes; warm-up ${settings.warmupMs} ms, ` +
+      `then ${settings.durationMs} ms or ${num(settings.maxRequests)} requests; median of ${rounds} interleaved runs`,
+  );
+  const env = environment();
+  console.log(`node ${env.node}, ${env.cpus} CPUs (${env.cpuModel}), ${env.platform}\n`);
+
+  const runs: Run[] = [];
+  for (let round = 1; round <= rounds; round++) {
+    // Rotate the order each round so that no contender always runs first.
+    const order = names.map((_, i) => names[(i + round - 1) % names.length]!);
+    for (const name of order) {
+      const r = await runOnce(name, round, settings);
+      runs.push(r);
+      console.log(
+        `  round ${round} ${name.padEnd(8)} ${num(r.load.reqPerSec).padStart(9)} req/s  p50 ${num(r.load.p50Us)} µs` +
+          `  p99 ${num(r.load.p99Us)} µs  (load average ${num(r.loadavg, 2)})`,
+      );
+    }
+  }
+  const summary = await summarize(names, runs);
+
+  let idle: IdleRss | null = null;
+  let sessions: SessionRss | null = null;
+  const idleRuns: IdleRss[] = [];
+  const sessionRuns: SessionRss[] = [];
+  if (!values["no-memory"]) {
+    for (let i = 0; i < rounds; i++) idleRuns.push(await measureIdleRss());
+    for (let i = 0; i < rounds; i++) sessionRuns.push(await measureSessionRss(1000));
+    idle = medianOf(idleRuns);
+    sessions = medianOf(sessionRuns);
+  }
+
+  console.log("\n" + report(summary, runs, idle, sessions));
+  const file = writeResults("throughput", {
+    bench: "throughput",
+    ...env,
+    settings: { ...settings, rounds, baseline: BASELINE },
+    medians: summary,
+    runs,
+    memory: { idleRss: idle, idleRssRuns: idleRuns, sessionRss: sessions, sessionRssRuns: sessionRuns },
+  });
+  console.log(`\nresults: ${file}`);
+}
