@@ -25,6 +25,11 @@ export const HANDOFF_ENV = "PERILINK_HANDOFF";
 export type HandoffMode = "inherit" | "reuseport";
 /** The new process's generation number. */
 export const GENERATION_ENV = "PERILINK_GENERATION";
+/**
+ * JSON `{ "<listen entry>": port }` for entries written with port 0: the new
+ * process keeps the ports the kernel chose for the old one.
+ */
+export const PORTS_ENV = "PERILINK_PORTS";
 /** How long the new process may wait for each step, in ms. */
 export const HANDOFF_TIMEOUT_ENV = "PERILINK_HANDOFF_TIMEOUT_MS";
 

@@ -182,6 +182,7 @@ export class PerilinkServer implements SessionHost {
       this.#takeover = takeover;
       await takeover.run(this.#semaphore, async () => {
         await this.#listeners.activate();
+        this.#accepting = true;
         // The old process closed its control socket before answering; the path is ours now.
         if (control) this.#control = await ControlServer.listen(this.config.stateDir, handlers, this.log, { replace: true });
       }, this.generation);
@@ -251,15 +252,33 @@ export class PerilinkServer implements SessionHost {
         this.#semaphore?.release();
       },
       resumeAccepting: async () => {
+        // Reachable first: whatever happens to the ports, status must answer.
+        if (this.#controlHandlers && !this.#control) {
+          this.#control = await ControlServer.listen(this.config.stateDir, this.#controlHandlers, this.log, { replace: true });
+        }
         await this.#semaphore?.acquire(SEMAPHORE_START_TIMEOUT_MS);
         // The same ports as before, including those the kernel chose for port 0.
-        this.#listeners = this.#newListenerSet([], this.#listeners.resolvedSpecs());
-        await this.#listeners.start();
-        if (this.#controlHandlers) {
-          this.#control = await ControlServer.listen(this.config.stateDir, this.#controlHandlers, this.log, { replace: true });
+        const specs = this.#listeners.resolvedSpecs();
+        for (let attempt = 1; ; attempt++) {
+          this.#listeners = this.#newListenerSet([], specs);
+          try {
+            await this.#listeners.start();
+            break;
+          } catch (err) {
+            if (attempt >= REBIND_ATTEMPTS) throw err;
+            await new Promise((r) => setTimeout(r, REBIND_PAUSE_MS));
+          }
         }
         this.#accepting = true;
         this.#startRescan();
+      },
+      resolvedPorts: () => {
+        const out: Record<string, number> = {};
+        const resolved = this.#listeners.resolvedSpecs();
+        this.config.listen.forEach((spec, i) => {
+          if (spec.port === 0 && resolved[i]) out[this.config.listenText[i]!] = resolved[i]!.port;
+        });
+        return out;
       },
       drain: () => this.drain(),
       drainReport: (): DrainingGeneration => ({
@@ -413,7 +432,12 @@ export async function startServer(options: StartServerOptions = {}): Promise<Per
   const log = logger ?? createLogger(config.logLevel);
   const runtime = detectRuntime();
   // Only a process started by `perilink serve` reads how it was started; an embedded server is always fresh.
-  const ctx = respawn ? readStartContext() : { handoff: null, generation: 1, timeoutMs: 0 };
+  const ctx = respawn ? readStartContext() : { handoff: null, generation: 1, timeoutMs: 0, ports: {} };
+  // An upgraded process keeps the ports the kernel chose for `…:0` entries in the old one.
+  config.listen.forEach((spec, i) => {
+    const port = ctx.ports[config.listenText[i]!];
+    if (spec.port === 0 && port !== undefined) spec.port = port;
+  });
   const inherited = ctx.handoff === "inherit" ? takeInheritedSockets().sockets : [];
   const identity = await loadOrCreateIdentity(config.stateDir);
   const app: LoadedApp = appObject
@@ -434,6 +458,10 @@ export async function startServer(options: StartServerOptions = {}): Promise<Per
   await server.start(control, ctx.handoff ? new Takeover(process, log, ctx.timeoutMs) : null);
   return server;
 }
+
+/** A rollback retries binding its ports this many times, this far apart, before giving up. */
+const REBIND_ATTEMPTS = 10;
+const REBIND_PAUSE_MS = 200;
 
 /** How long a fresh start waits for the accept semaphore (held only by a process of this state directory). */
 const SEMAPHORE_START_TIMEOUT_MS = 2000;

@@ -5,6 +5,7 @@ import {
   GENERATION_ENV,
   HANDOFF_ENV,
   HANDOFF_TIMEOUT_ENV,
+  PORTS_ENV,
   type DrainingGeneration,
   type HandoffMode,
   type NewToOld,
@@ -20,6 +21,8 @@ export interface StartContext {
   handoff: HandoffMode | null;
   generation: number;
   timeoutMs: number;
+  /** Ports the old process's kernel chose for `…:0` entries, by entry text. */
+  ports: Record<string, number>;
 }
 
 export function readStartContext(env: NodeJS.ProcessEnv = process.env, channel: ParentChannel = process): StartContext {
@@ -27,6 +30,15 @@ export function readStartContext(env: NodeJS.ProcessEnv = process.env, channel: 
   const handoff = (mode === "inherit" || mode === "reuseport") && typeof channel.send === "function" ? mode : null;
   const generation = Number(env[GENERATION_ENV] ?? "1");
   const timeoutMs = Number(env[HANDOFF_TIMEOUT_ENV] ?? DEFAULT_UPGRADE_TIMEOUT_MS);
+  const ports: Record<string, number> = {};
+  try {
+    for (const [k, v] of Object.entries(JSON.parse(env[PORTS_ENV] ?? "{}") as Record<string, unknown>)) {
+      if (Number.isInteger(v) && (v as number) > 0 && (v as number) < 65536) ports[k] = v as number;
+    }
+  } catch {
+    // not from a perilink parent: ignore
+  }
+  delete env[PORTS_ENV];
   delete env[HANDOFF_ENV];
   delete env[GENERATION_ENV];
   delete env[HANDOFF_TIMEOUT_ENV];
@@ -34,6 +46,7 @@ export function readStartContext(env: NodeJS.ProcessEnv = process.env, channel: 
     handoff,
     generation: Number.isInteger(generation) && generation > 0 ? generation : 1,
     timeoutMs: Number.isInteger(timeoutMs) && timeoutMs > 0 ? timeoutMs : DEFAULT_UPGRADE_TIMEOUT_MS,
+    ports: handoff ? ports : {},
   };
 }
 

@@ -9,6 +9,7 @@ import {
   GENERATION_ENV,
   HANDOFF_ENV,
   HANDOFF_TIMEOUT_ENV,
+  PORTS_ENV,
   isMessage,
   type DrainingGeneration,
   type NewToOld,
@@ -57,6 +58,8 @@ export interface UpgradeHost {
   drainReport(): DrainingGeneration;
   /** Older generations this process still hears from. */
   olderGenerations(): DrainingGeneration[];
+  /** The port the kernel chose for each `…:0` listen entry, by the entry's text. */
+  resolvedPorts(): Record<string, number>;
 }
 
 /** Injectable seam for starting the new process (tests pass fakes). */
@@ -77,10 +80,19 @@ export class Upgrader {
   #busy: { pid: number | undefined; since: number } | null = null;
   #handedOver = false;
   #handedOverResolve!: () => void;
-  /** Resolves once this process has handed over and drained: time to exit. */
-  readonly done: Promise<void> = new Promise((r) => (this.#handedOverResolve = r));
+  #fail!: (err: Error) => void;
+  /**
+   * Resolves once this process has handed over and drained: time to exit.
+   * Rejects when a rollback could not bind the ports again: the process can
+   * no longer serve and should exit with an error (a supervisor restarts it).
+   */
+  readonly done: Promise<void> = new Promise((resolve, reject) => {
+    this.#handedOverResolve = resolve;
+    this.#fail = reject;
+  });
 
   constructor(host: UpgradeHost, respawn: RespawnSpec, spawnFn: SpawnFn = spawn) {
+    this.done.catch(() => {}); // observed by whoever awaits it; never an unhandled rejection
     this.#host = host;
     this.#respawn = respawn;
     this.#spawn = spawnFn;
@@ -139,13 +151,15 @@ export class Upgrader {
       [HANDOFF_ENV]: mode,
       [GENERATION_ENV]: String(generation),
       [HANDOFF_TIMEOUT_ENV]: String(timeoutMs),
+      [PORTS_ENV]: JSON.stringify(this.#host.resolvedPorts()),
     };
     delete env.LISTEN_PID;
     log.info("upgrade_started", { program, generation, sockets: sockets.length, timeoutMs });
 
     let child: ChildProcess;
     try {
-      child = this.#spawn(cmd!, argv as string[], { stdio: ["ignore", "inherit", "inherit", ...sockets.map((s) => s.fd), "ipc"], env });
+      // Its own process group, so a rollback also stops whatever a launcher script started.
+      child = this.#spawn(cmd!, argv as string[], { stdio: ["ignore", "inherit", "inherit", ...sockets.map((s) => s.fd), "ipc"], env, detached: true });
     } catch (err) {
       throw new UpgradeError("PERILINK_UPGRADE_FAILED", `Cannot upgrade: cannot start ${program}: ${(err as Error).message}`, { cause: err });
     }
@@ -155,7 +169,7 @@ export class Upgrader {
     // 1. The new program gets ready and asks for the service.
     const ready = await steps.next("transfer-request");
     if (ready !== true) {
-      child.kill("SIGKILL");
+      killGroup(child);
       const why = `Cannot upgrade: the new program ${ready}; the running process (generation ${this.#host.generation}) keeps serving`;
       log.warn("upgrade_rolled_back", { program, generation, why });
       throw new UpgradeError("PERILINK_UPGRADE_FAILED", why);
@@ -166,9 +180,16 @@ export class Upgrader {
     send(child, { t: "transfer-response" });
     const accepting = await steps.next("accepting");
     if (accepting !== true) {
-      child.kill("SIGKILL");
-      await steps.exited(); // its copies of the sockets must be gone before we bind the ports again
-      await this.#host.resumeAccepting();
+      killGroup(child);
+      await steps.exited(KILL_WAIT_MS); // its copies of the sockets must be gone before we bind the ports again
+      try {
+        await this.#host.resumeAccepting();
+      } catch (err) {
+        const why = `Cannot upgrade, and cannot serve any more: the new program ${accepting} after the handover began, and binding the ports again failed (${(err as Error).message})`;
+        log.error("upgrade_rollback_failed", { program, generation, why });
+        this.#fail(new UpgradeError("PERILINK_UPGRADE_FAILED", why, { cause: err }));
+        throw new UpgradeError("PERILINK_UPGRADE_FAILED", why, { cause: err });
+      }
       const why = `Cannot upgrade: the new program ${accepting} after the handover began; the running process bound its ports again and keeps serving (connections queued in between were lost)`;
       log.error("upgrade_rolled_back", { program, generation, why });
       throw new UpgradeError("PERILINK_UPGRADE_FAILED", why);
@@ -199,6 +220,18 @@ export class Upgrader {
     if (child.connected) child.disconnect();
     child.unref();
     this.#handedOverResolve();
+  }
+}
+
+/** How long a rollback waits for the killed new process to be gone. */
+const KILL_WAIT_MS = 5000;
+
+/** Kills the new process and anything it started (it leads its own process group). */
+function killGroup(child: ChildProcess): void {
+  try {
+    if (child.pid !== undefined) process.kill(-child.pid, "SIGKILL");
+  } catch {
+    child.kill("SIGKILL");
   }
 }
 
@@ -290,10 +323,16 @@ class ChildSteps {
     }
   }
 
-  /** Resolves once the child has exited (at once if it has). */
-  exited(): Promise<void> {
+  /** Resolves once the child has exited (at once if it has), or after `maxMs`. */
+  exited(maxMs: number): Promise<void> {
     if (this.#child.exitCode !== null || this.#child.signalCode !== null) return Promise.resolve();
-    return new Promise((r) => this.#child.once("exit", () => r()));
+    return new Promise((r) => {
+      const t = setTimeout(r, maxMs);
+      this.#child.once("exit", () => {
+        clearTimeout(t);
+        r();
+      });
+    });
   }
 
   dispose(): void {

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { promises as fs, readFileSync, writeFileSync } from "node:fs";
+import { promises as fs } from "node:fs";
 import net from "node:net";
 import path from "node:path";
 import { after, test } from "node:test";
@@ -11,6 +11,7 @@ import type { ServerStatus } from "../../src/server/server.ts";
 import { REPO_ROOT, runCli, spawnCli, stopChild } from "../helpers/cli.ts";
 import { sleep, tempDir, waitFor } from "../helpers/fixtures.ts";
 import { httpLoad, perilinkLoad } from "../helpers/load.ts";
+import { skipUnlessHandoff } from "../helpers/migration.ts";
 
 const UPGRADES = 20;
 const CLIENTS = 64;
@@ -68,35 +69,7 @@ async function upgrade(stateDir: string, extra: string[] = []): Promise<{ genera
   return out;
 }
 
-const MIGRATE_REQ = "/proc/sys/net/ipv4/tcp_migrate_req";
-let migrationChecked: boolean | null = null;
-
-/**
- * Node hands the sockets over; Deno binds the ports again with SO_REUSEPORT,
- * which loses nothing only when the kernel migrates the old listener's queued
- * connections (net.ipv4.tcp_migrate_req=1, set here for this network
- * namespace when we are root, and restored after). True when the test must skip.
- */
-const cannotHandOff = (t: { skip(m: string): void }): boolean => {
-  if (detectRuntime().handoff === "inherit") return false;
-  if (migrationChecked === null) {
-    let before = "";
-    try {
-      before = readFileSync(MIGRATE_REQ, "utf8").trim();
-      if (before !== "1") {
-        writeFileSync(MIGRATE_REQ, "1");
-        after(() => writeFileSync(MIGRATE_REQ, before));
-      }
-      migrationChecked = true;
-    } catch {
-      migrationChecked = false;
-    }
-  }
-  if (migrationChecked) return false;
-  t.skip("a reuseport handoff needs net.ipv4.tcp_migrate_req=1 (root)");
-  return true;
-};
-const nodeOnly = cannotHandOff;
+const nodeOnly = skipUnlessHandoff;
 
 test(`answers every request of ${CLIENTS} perilink clients exactly once through ${UPGRADES} consecutive upgrades`, async (t) => {
   if (nodeOnly(t)) return;
