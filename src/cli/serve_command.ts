@@ -45,11 +45,15 @@ export async function runServe(args: string[]): Promise<number> {
     process.on("SIGINT", stop);
     process.on("SIGTERM", stop);
   });
-  await Promise.race([signalled, server.retired]);
+  // `retired` rejects when a failed upgrade could not bind the ports again: finish what
+  // runs, then exit with the error so that a supervisor starts the service again.
+  let fatal: unknown;
+  await Promise.race([signalled, server.retired]).catch((err: unknown) => (fatal = err));
   process.off("SIGINT", stop);
   process.off("SIGTERM", stop);
   process.off("SIGHUP", onHup);
   process.off("SIGUSR2", onUsr2);
   await server.drain();
+  if (fatal) throw fatal;
   return 0;
 }
