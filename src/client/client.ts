@@ -159,8 +159,14 @@ export class PerilinkClient {
     let session: ClientSession;
     try {
       session = await ClientSession.connect({ host, port, timeoutMs: this.#entryHost.handshakeTimeoutMs, requestTimeoutMs: this.#opts.requestTimeoutMs });
+    } catch (err) {
+      this.#limiter.release();
+      throw err;
+    }
+    try {
       this.#book.pin(session.serverId, session.publicKey, where);
     } catch (err) {
+      session.destroy(); // an impostor's socket is never kept
       this.#limiter.release();
       throw err;
     }

@@ -262,17 +262,25 @@ export class ClientSession extends EventEmitter {
           reject(signal.reason instanceof Error ? signal.reason : new Error("aborted"));
           return;
         }
-        signal.addEventListener(
-          "abort",
-          () => {
+        const onAbort = (): void => {
             if (this.#pending.delete(stream)) {
               if (!this.#queue.some((q) => q.stream === stream)) this.#writer.frame(FrameType.Cancel, channel, stream);
               reject(signal.reason instanceof Error ? signal.reason : new Error("aborted"));
               if (this.#onIdle !== null && this.#pending.size === 0) this.#onIdle();
             }
-          },
-          { once: true },
-        );
+        };
+        signal.addEventListener("abort", onAbort, { once: true });
+        // Settled either way: a shared signal must not collect a listener per request.
+        const wrapped = p as Pending;
+        const { resolve: res0, reject: rej0 } = wrapped;
+        wrapped.resolve = (v) => {
+          signal.removeEventListener("abort", onAbort);
+          res0(v);
+        };
+        wrapped.reject = (e) => {
+          signal.removeEventListener("abort", onAbort);
+          rej0(e);
+        };
       }
       if (this.#sent < this.serverLimits.maxInflight) {
         this.#sent++;

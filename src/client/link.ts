@@ -59,13 +59,17 @@ export class Link extends EventEmitter {
   bind(): Promise<ClientChannel> {
     if (this.#closed) return Promise.reject(new SessionClosedError("Cannot use link: it is closed"));
     const active = this.entry.active;
-    if (this.#channel && active && this.#on === active.session && !active.session.draining && !active.session.closed) {
+    if (this.#channel && !this.#channel.failure && active && this.#on === active.session && !active.session.draining && !active.session.closed) {
       return Promise.resolve(this.#channel);
     }
     this.#binding ??= (async () => {
       const live = await this.entry.session();
       // No wait for the server's OK: requests follow the open on the same session, in order.
       const ch = live.session.openChannelNow(this.app, this.requestedHost, this.requestedPort);
+      if (this.#closed) {
+        ch.close(); // closed while it moved: leave no channel behind
+        throw new SessionClosedError("Cannot use link: it is closed");
+      }
       this.#channel?.off("message", this.#onMessage);
       this.#channel = ch;
       this.#on = live.session;

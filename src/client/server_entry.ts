@@ -142,7 +142,12 @@ export class ServerEntry {
           this.#host.book.forget(a.host, a.port);
           throw new PerilinkError("PERILINK_SERVER_CHANGED", `${a.host}:${a.port} is now server ${session.serverId}, not ${this.serverId}`);
         }
-        this.#host.book.pin(session.serverId, session.publicKey, `${a.host}:${a.port}`);
+        try {
+          this.#host.book.pin(session.serverId, session.publicKey, `${a.host}:${a.port}`);
+        } catch (err) {
+          session.destroy(); // an impostor's socket is never kept
+          throw err;
+        }
         return this.#attach(session, a);
       } catch (err) {
         if (err instanceof KeyMismatchError) {
@@ -184,7 +189,10 @@ export class ServerEntry {
       this.#maybeIdle();
       return;
     }
-    if (this.#active !== live) return;
+    if (this.#active !== live) {
+      this.#maybeIdle(); // closed on purpose (linger over): the entry may go
+      return;
+    }
     this.#active = null;
     if (err) {
       // C5: the communication address failed; the next use fails over (links move lazily or now).

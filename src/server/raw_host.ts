@@ -7,7 +7,17 @@ import type { ServerStats } from "./server_stats.ts";
 interface Conn {
   active: number;
   served: boolean;
+  /** When its last request finished (ms), for closing keep-alive connections that stay idle. */
+  idleSince: number;
 }
+
+/**
+ * During drain, a keep-alive connection idle this long is closed. Closing one
+ * the moment drain starts would race a request already on its way (processed,
+ * but its answer lost); a request that arrives within the grace is served with
+ * `Connection: close` instead.
+ */
+const IDLE_GRACE_MS = 1000;
 
 /**
  * Raw mode (S6): hosts any `node:net` server (an `http.Server` qualifies) on
@@ -15,9 +25,10 @@ interface Conn {
  * events.
  *
  * Drain never cuts a request short. For an HTTP server: responses sent during
- * drain carry `Connection: close`; keep-alive connections idle between
- * requests are closed; a connection that has not sent its first request yet
- * is left to send it (it was accepted, so its request will be served). For
+ * drain carry `Connection: close` (Node then ends the connection after them);
+ * keep-alive connections that stay idle for a grace period are closed; a
+ * connection that has not sent its first request yet is left to send it (it
+ * was accepted, so its request will be served). For
  * any other server, drain waits for its connections to close. At the
  * deadline whatever remains is destroyed.
  */
@@ -40,7 +51,7 @@ export class RawHost {
       if (this.#draining) res.shouldKeepAlive = false;
       res.once("close", () => {
         conn.active--;
-        if (this.#draining && conn.active === 0) req.socket.end();
+        conn.idleSince = Date.now();
       });
     });
   }
@@ -50,7 +61,7 @@ export class RawHost {
   }
 
   accept(socket: net.Socket): void {
-    this.#conns.set(socket, { active: 0, served: false });
+    this.#conns.set(socket, { active: 0, served: false, idleSince: Date.now() });
     this.#stats.rawConnections++;
     socket.once("close", () => {
       this.#conns.delete(socket);
@@ -62,9 +73,14 @@ export class RawHost {
   /** Resolves once every connection has closed, or at the deadline after destroying the rest. */
   async drain(timeoutMs: number): Promise<void> {
     this.#draining = true;
-    for (const [socket, conn] of this.#conns) if (conn.served && conn.active === 0) socket.end();
     const deadline = Date.now() + timeoutMs;
-    while (this.#conns.size > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+    while (this.#conns.size > 0 && Date.now() < deadline) {
+      const now = Date.now();
+      for (const [socket, conn] of this.#conns) {
+        if (conn.served && conn.active === 0 && now - conn.idleSince >= IDLE_GRACE_MS) socket.end();
+      }
+      await new Promise((r) => setTimeout(r, 20));
+    }
     if (this.#conns.size > 0) {
       this.#log.warn("drain_deadline", { mode: "raw", destroyed: this.#conns.size });
       for (const s of this.#conns.keys()) s.destroy();
