@@ -5,7 +5,7 @@ import { readdirSync, readFileSync, readlinkSync } from "node:fs";
  * the OS side: the socket inodes in /proc/self/fd matched against the rows of
  * /proc/net/tcp and /proc/net/tcp6 in state 01 (ESTABLISHED) whose remote port
  * is one of `ports`. Returns their inodes; null when /proc is not there (not Linux).
- * (The same idea as test/helpers/os_sockets.ts, which benchmarks do not import.)
+ * (The tests count sockets with it too, through test/helpers/os_sockets.ts.)
  */
 export function tcpSocketsTo(ports: Iterable<number>): Set<string> | null {
   let fds: string[];
