@@ -22,8 +22,22 @@ export interface Target {
     maxFrameBytes: number;
     handshakeTimeoutMs: number;
     idleTimeoutMs: number;
+    /** Unsent bytes one session may hold before the server stops reading it. */
+    maxSessionOutputBytes: number;
+    /** Bytes held for frames in progress and unsent output, summed over all sessions. */
+    maxBufferedBytes: number;
+    /** How long a session may hold unsent output without the peer reading any of it. */
+    writeTimeoutMs: number;
+    /** How long a request handler may run before the server answers for it. */
+    requestTimeoutMs: number;
   };
-  probe: { ratePerSecond: number; burst: number; trackedSources: number };
+  probe: {
+    ratePerSecond: number;
+    burst: number;
+    trackedSources: number;
+    globalRatePerSecond: number;
+    globalBurst: number;
+  };
   client: {
     maxSessions: number;
     maxSessionsPerServer: number;

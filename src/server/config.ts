@@ -42,7 +42,7 @@ export const DEFAULT_RESCAN_INTERVAL_MS = 5000;
 export const DEFAULT_DRAIN_TIMEOUT_MS = 30000;
 
 const TOP_KEYS = ["listen", "app", "stateDir", "limits", "probe", "rescanIntervalMs", "drainTimeoutMs", "logLevel"];
-const PROBE_KEYS = ["ratePerSecond", "burst", "trackedSources"];
+const PROBE_KEYS = Object.keys(TARGET.probe);
 
 function checkKeys(obj: Record<string, unknown>, allowed: string[], where: string): void {
   for (const k of Object.keys(obj)) {

@@ -1,15 +1,13 @@
 import type dgram from "node:dgram";
 import type { Logger } from "../logger.ts";
+import type { Target } from "../target.ts";
 import { decodeProbeRequest, encodeProbeResponse, udpSignedMessage } from "../protocol/probe.ts";
 import type { Identity } from "./identity.ts";
 import { RateLimiter } from "./rate_limiter.ts";
 import type { ServerStats } from "./server_stats.ts";
 
-export interface ProbeLimits {
-  ratePerSecond: number;
-  burst: number;
-  trackedSources: number;
-}
+/** Probe rate limits (S1): per source (`ratePerSecond`, `burst`, `trackedSources`) and for the whole server (`global…`). */
+export type ProbeLimits = Target["probe"];
 
 /**
  * Answers UDP identify probes (S1) on every listener: one datagram in, one
