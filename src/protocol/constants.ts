@@ -30,6 +30,8 @@ export const PROBE_TYPE_RESPONSE = 2;
 export const MIN_MAX_FRAME = 1024;
 /** Largest frame payload limit a peer may announce (16 MiB). */
 export const MAX_MAX_FRAME = 16 * 1024 * 1024;
+/** Largest PING payload a receiver accepts (a bigger one is a protocol error): PING costs the peer as much as it costs us. */
+export const MAX_PING_PAYLOAD = 64;
 
 /** Domain-separation prefixes for the two signed messages. */
 export const TCP_SIGNATURE_CONTEXT = "perilink/tcp/1";

@@ -1,5 +1,5 @@
 import { FrameTooLargeError, ProtocolError } from "../errors.ts";
-import { FRAME_HEADER_SIZE, MAX_FRAME_TYPE, WireError } from "./constants.ts";
+import { FRAME_HEADER_SIZE, FrameType, MAX_FRAME_TYPE, MAX_PING_PAYLOAD, WireError } from "./constants.ts";
 
 /** Receives decoded frames. `payload` is a view that stays valid after the call returns. */
 export interface FrameSink {
@@ -8,6 +8,9 @@ export interface FrameSink {
 
 const EMPTY = Buffer.alloc(0);
 
+/** A split frame's body is held in this much until more of it arrives. */
+const BODY_FIRST_ALLOCATION = 64 * 1024;
+
 /**
  * Streaming decoder for length-prefixed frames (docs/protocol.md §3).
  *
@@ -15,8 +18,13 @@ const EMPTY = Buffer.alloc(0);
  * `ProtocolError`; nothing else escapes `push()`.
  *
  * A frame that lies inside one received chunk is handed over as a view of that
- * chunk (no copy). Only a frame split across chunks is copied, once, into a
- * buffer of exactly its size. The partial-header buffer is reused.
+ * chunk (no copy). Only a frame split across chunks is copied into a buffer of
+ * its own: at most 64 KiB until more than that has arrived, then the frame's
+ * size. A header alone never makes the decoder allocate the body it announces
+ * (a peer that announces large frames and sends a few bytes holds a few
+ * bytes), and a large frame is copied about once. `buffered` says how many
+ * bytes are held, for the server's memory budget. The partial-header buffer
+ * is reused.
  *
  * The sink may call `pause()` from `onFrame`; the unread rest of the chunk is
  * then held (as a view) until `resume()`, so a paused session reads nothing more.
@@ -28,6 +36,7 @@ export class FrameDecoder {
   #headLen = 0;
   #body: Buffer | null = null;
   #bodyLen = 0;
+  #bodyNeed = 0;
   #type = 0;
   #flags = 0;
   #channel = 0;
@@ -42,6 +51,11 @@ export class FrameDecoder {
 
   get paused(): boolean {
     return this.#paused;
+  }
+
+  /** Bytes held for frames not yet complete and for input held while paused. */
+  get buffered(): number {
+    return this.#headLen + (this.#body === null ? 0 : this.#body.length) + (this.#held === null ? 0 : this.#held.length);
   }
 
   /** True when no partial frame or held bytes are buffered. */
@@ -116,6 +130,9 @@ export class FrameDecoder {
     if (len > this.#maxPayload) {
       throw new FrameTooLargeError(WireError.FrameTooLarge, len, this.#maxPayload);
     }
+    if (type === FrameType.Ping && len > MAX_PING_PAYLOAD) {
+      throw new ProtocolError(WireError.ProtocolError, `Cannot accept PING: its payload of ${len} bytes exceeds ${MAX_PING_PAYLOAD}`);
+    }
     this.#type = type;
     this.#flags = buf[off + 5]!;
     this.#channel = buf.readUInt32BE(off + 8);
@@ -124,16 +141,24 @@ export class FrameDecoder {
   }
 
   #startBody(len: number): void {
-    this.#body = Buffer.allocUnsafe(len);
+    this.#body = Buffer.allocUnsafe(Math.min(len, BODY_FIRST_ALLOCATION));
     this.#bodyLen = 0;
+    this.#bodyNeed = len;
   }
 
   #fillBody(chunk: Buffer, off: number): number {
-    const body = this.#body!;
-    const take = Math.min(body.length - this.#bodyLen, chunk.length - off);
+    let body = this.#body!;
+    const take = Math.min(this.#bodyNeed - this.#bodyLen, chunk.length - off);
+    const filled = this.#bodyLen + take;
+    if (filled > body.length) {
+      // More than the first allocation arrived: the peer is sending the frame; take its size.
+      const grown = Buffer.allocUnsafe(this.#bodyNeed);
+      body.copy(grown, 0, 0, this.#bodyLen);
+      this.#body = body = grown;
+    }
     chunk.copy(body, this.#bodyLen, off, off + take);
-    this.#bodyLen += take;
-    if (this.#bodyLen === body.length) {
+    this.#bodyLen = filled;
+    if (filled === this.#bodyNeed) {
       this.#body = null;
       this.#sink.onFrame(this.#type, this.#flags, this.#channel, this.#stream, body);
     }

@@ -6,6 +6,8 @@ export interface WritableSink {
   cork(): void;
   uncork(): void;
   readonly destroyed: boolean;
+  /** True once `end()` was called: nothing may be written after our own FIN. */
+  readonly writableEnded: boolean;
 }
 
 /** Default slab size: frames are packed into it and written in one call per flush. */
@@ -70,14 +72,18 @@ export class FrameWriter {
     sink.cork();
     this.flush();
     const body = typeof payload === "string" ? Buffer.from(payload, "utf8") : payload!;
-    if (!sink.destroyed) this.#ok = sink.write(body) && this.#ok;
+    if (!this.#closed()) this.#ok = sink.write(body) && this.#ok;
     sink.uncork();
   }
 
   /** Hands every packed byte to the socket now. */
   flush(): void {
     this.#scheduled = false;
-    if (this.#pos === this.#start || this.#sink.destroyed) return;
+    if (this.#pos === this.#start) return;
+    if (this.#closed()) {
+      this.#start = this.#pos; // nobody can receive it any more: drop it
+      return;
+    }
     const chunk = this.#slab.subarray(this.#start, this.#pos);
     this.#start = this.#pos;
     this.#ok = this.#sink.write(chunk);
@@ -98,12 +104,17 @@ export class FrameWriter {
   }
 
   #newSlab(): void {
-    if (this.#pos !== this.#start && !this.#sink.destroyed) {
+    if (this.#pos !== this.#start && !this.#closed()) {
       this.#ok = this.#sink.write(this.#slab.subarray(this.#start, this.#pos));
     }
     this.#slab = Buffer.allocUnsafe(this.#slabSize);
     this.#start = 0;
     this.#pos = 0;
+  }
+
+  /** The socket takes no more bytes: destroyed, or ended by us. */
+  #closed(): boolean {
+    return this.#sink.destroyed || this.#sink.writableEnded;
   }
 
   #schedule(): void {

@@ -6,6 +6,7 @@ import { keyFingerprint } from "../protocol/keys.ts";
 import { detectRuntime } from "../runtime/runtime.ts";
 import { TARGET } from "../target.ts";
 import { loadApp, type LoadedApp, type SessionApp } from "./app.ts";
+import { BufferBudget } from "./buffer_budget.ts";
 import { resolveConfig, type ServerConfig, type ServerConfigInput } from "./config.ts";
 import { ControlServer, type ControlHandler } from "./control_server.ts";
 import { loadOrCreateIdentity, type Identity } from "./identity.ts";
@@ -56,6 +57,8 @@ export interface ServerStatus {
   listeners: ListenerStatus[];
   sessions: number;
   inflight: number;
+  /** Bytes held for frames in progress and unsent output over all sessions (limit: `limits.maxBufferedBytes`). */
+  bufferedBytes: number;
   uptimeMs: number;
   counters: Record<string, number>;
   /** Older generations that handed over to this process and are still draining. */
@@ -101,6 +104,7 @@ export class PerilinkServer implements SessionHost {
   #probes: ProbeResponder;
   #control: ControlServer | null = null;
   #sessions = new Set<ServerSession>();
+  readonly budget: BufferBudget;
   #perPeer = new Map<string, number>();
   #accepting = false;
   #rescanTimer: ReturnType<typeof setInterval> | null = null;
@@ -120,6 +124,7 @@ export class PerilinkServer implements SessionHost {
     this.identity = identity;
     this.generation = generation;
     this.limits = config.limits;
+    this.budget = new BufferBudget(config.limits.maxBufferedBytes, () => this.#sessions, () => this.#sessions.size);
     this.log = log;
     this.#app = app;
     this.#raw = app.kind === "raw" ? new RawHost(app.server, this.stats, log) : null;
@@ -319,6 +324,7 @@ export class PerilinkServer implements SessionHost {
       listeners,
       sessions: this.#raw ? this.#raw.connections : this.#sessions.size,
       inflight: this.stats.inflight,
+      bufferedBytes: this.budget.refresh(),
       uptimeMs: Date.now() - this.#startedAt,
       counters: this.stats.snapshot(),
       draining: this.#takeover?.draining() ?? [],
@@ -401,12 +407,17 @@ export class PerilinkServer implements SessionHost {
     }
     const peer = socket.remoteAddress ?? "";
     const perPeer = this.#perPeer.get(peer) ?? 0;
-    if (this.#sessions.size >= this.limits.maxSessions || perPeer >= this.limits.maxSessionsPerPeer) {
+    const why =
+      this.#sessions.size >= this.limits.maxSessions
+        ? "maxSessions"
+        : perPeer >= this.limits.maxSessionsPerPeer
+          ? "maxSessionsPerPeer"
+          : this.budget.over()
+            ? "maxBufferedBytes"
+            : null;
+    if (why !== null) {
       this.stats.sessionsRefused++;
-      this.log.info("session_refused", {
-        peer,
-        why: perPeer >= this.limits.maxSessionsPerPeer ? "maxSessionsPerPeer" : "maxSessions",
-      });
+      this.log.info("session_refused", { peer, why });
       socket.on("error", () => {});
       socket.resume();
       socket.end(encodeServerRefusal(WireError.ServerBusy));

@@ -10,6 +10,10 @@ export class ServerStats {
   probes = 0;
   probesDropped = 0;
   protocolErrors = 0;
+  /** Sessions ended because their peer let them make no progress (write timeout, buffer budget). */
+  sessionsCutOff = 0;
+  /** Requests whose handler outlived `requestTimeoutMs`. */
+  requestTimeouts = 0;
   rawConnections = 0;
 
   snapshot(): Record<string, number> {

@@ -7,7 +7,9 @@ import { FrameWriter } from "../protocol/frame_writer.ts";
 import { decodeClientHello, encodeServerHello, encodeServerRefusal, tcpSignedMessage } from "../protocol/handshake.ts";
 import { decodeChannelOpen, decodeCodedReason, encodeCodedReason } from "../protocol/payloads.ts";
 import type { AppResult, SessionApp } from "./app.ts";
+import type { BudgetHolder, BufferBudget } from "./buffer_budget.ts";
 import type { Identity } from "./identity.ts";
+import { InflightRequests } from "./inflight_requests.ts";
 import type { ServerLimits } from "./limits.ts";
 import { ServerChannel, ServerRequest } from "./request_context.ts";
 import type { ServerStats } from "./server_stats.ts";
@@ -21,6 +23,7 @@ export interface SessionHost {
   readonly log: Logger;
   readonly stats: ServerStats;
   readonly writeSlabBytes: number;
+  readonly budget: BufferBudget;
   sessionClosed(session: ServerSession): void;
 }
 
@@ -40,14 +43,21 @@ const LINGER_AFTER_END_MS = 2000;
  *       │                    │                                                  ▲
  *       └── bad hello / timeout / protocol error / socket error ────────────────┘
  *
- * In `open`, frames multiplex channels and requests. Reading stops (decoder and
- * socket paused) while more than `maxInflightPerSession` requests run (a client
- * that ignores the limit it was told) or the socket's write buffer is over its
- * high-water mark, so a fast or stalled peer cannot make the server buffer
- * without bound. Every request stream gets exactly one answer: a response, or
- * an ERROR (Cancelled for one the client cancelled or whose channel closed).
+ * In `open`, frames multiplex channels and requests. Every frame the peer sends
+ * counts against the session's budgets, whatever its type: reading stops
+ * (decoder and socket paused) while more than `maxInflightPerSession` requests
+ * run (a client that ignores the limit it was told), while the session's
+ * unsent output (PONGs, CHANNEL_OKs, ERRORs and responses alike) is over
+ * `maxSessionOutputBytes`, or while the server as a whole is over
+ * `maxBufferedBytes` and this session holds more than its share. A peer that
+ * lets its paused session make no progress for `writeTimeoutMs` is cut off
+ * (`session_cut_off` in the log says why). A handler that runs longer than
+ * `requestTimeoutMs` is answered for (ERROR Timeout) and its slot freed.
+ * Every request stream gets exactly one answer: a response, or an ERROR
+ * (Cancelled for one the client cancelled or whose channel closed). Nothing is
+ * written after the session ended its side.
  */
-export class ServerSession implements FrameSink {
+export class ServerSession implements FrameSink, BudgetHolder {
   readonly remoteAddress: string;
   readonly remotePort: number;
   readonly localAddress: string;
@@ -62,10 +72,18 @@ export class ServerSession implements FrameSink {
   #writer: FrameWriter;
   #peerMaxFrame = 0;
   #channels = new Map<number, ServerChannel>();
-  #requests = new Map<number, ServerRequest>();
+  #inflight: InflightRequests;
   #lastStream = 0;
   #goAwayStream = 0;
   #paused = false;
+  /** Bytes charged to the server's buffer budget. */
+  #charged = 0;
+  #waitsForBudget = false;
+  #stallTimer: ReturnType<typeof setTimeout> | null = null;
+  #sentAtStall = 0;
+  #checkStallBound = (): void => this.#checkStall();
+  /** Our side has ended (FIN sent or about to be): nothing more is written. */
+  #ended = false;
   #goAwayAfterHello: { code: number; reason: string } | null = null;
   #timer: ReturnType<typeof setTimeout> | null = null;
   #closedResolve!: () => void;
@@ -79,6 +97,7 @@ export class ServerSession implements FrameSink {
     this.localAddress = socket.localAddress ?? "";
     this.localPort = socket.localPort ?? 0;
     this.#writer = new FrameWriter(socket, host.writeSlabBytes);
+    this.#inflight = new InflightRequests(host.limits.requestTimeoutMs, (req) => this.#onRequestExpired(req));
     socket.on("data", (chunk: Buffer) => this.#onData(chunk));
     socket.on("drain", () => this.#updateFlow());
     socket.on("timeout", () => this.#onTimeout());
@@ -93,7 +112,7 @@ export class ServerSession implements FrameSink {
     return STATE_NAMES[this.#state]!;
   }
   get inflight(): number {
-    return this.#requests.size;
+    return this.#inflight.size;
   }
   get channelCount(): number {
     return this.#channels.size;
@@ -134,7 +153,10 @@ export class ServerSession implements FrameSink {
       this.#decoder?.push(chunk);
     } catch (err) {
       this.#protocolFailure(err);
+      return;
     }
+    // Whatever the frames were, what they made us hold counts: stop reading when over budget.
+    this.#updateFlow();
   }
 
   #readHello(chunk: Buffer): Buffer {
@@ -188,7 +210,7 @@ export class ServerSession implements FrameSink {
       case FrameType.ChannelClose:
         return this.#onChannelClose(channel);
       case FrameType.Cancel:
-        this.#requests.get(stream)?.abort("cancelled by client");
+        this.#inflight.get(stream)?.abort("cancelled by client");
         return;
       case FrameType.Ping:
         this.#writer.frame(FrameType.Pong, 0, stream, payload);
@@ -238,7 +260,7 @@ export class ServerSession implements FrameSink {
     this.#channels.delete(id);
     this.#host.stats.channelsOpen--;
     ch.abort("channel closed");
-    for (const req of this.#requests.values()) if (req.channelId === id) req.abort("channel closed");
+    for (const req of this.#inflight.values()) if (req.channelId === id) req.abort("channel closed");
   }
 
   #onRequest(channelId: number, stream: number, payload: Buffer): void {
@@ -273,9 +295,9 @@ export class ServerSession implements FrameSink {
       this.#updateFlow();
       return;
     }
-    this.#requests.set(stream, req);
+    this.#inflight.add(req);
     host.stats.inflight++;
-    if (this.#requests.size > host.limits.maxInflightPerSession) this.#updateFlow();
+    if (this.#inflight.size > host.limits.maxInflightPerSession) this.#updateFlow();
     this.#await(req, result as Promise<AppResult>);
   }
 
@@ -287,7 +309,7 @@ export class ServerSession implements FrameSink {
     } catch (err) {
       failure = err ?? new Error("request handler rejected");
     }
-    this.#requests.delete(req.stream);
+    if (!this.#inflight.take(req)) return; // answered already: its deadline passed, or the session closed
     this.#host.stats.inflight--;
     this.#reply(req, value, failure);
     this.#updateFlow();
@@ -357,6 +379,21 @@ export class ServerSession implements FrameSink {
     return this.#host;
   }
 
+  /** The handler outlived `requestTimeoutMs`: answer for it, free its slot, abort its signal. */
+  #onRequestExpired(req: ServerRequest): void {
+    const host = this.#host;
+    host.stats.inflight--;
+    host.stats.requestTimeouts++;
+    req.abort("request timed out");
+    host.log.info("request_timeout", { peer: this.remoteAddress, app: req.app, stream: req.stream, ms: host.limits.requestTimeoutMs });
+    if (this.#state !== CLOSED) {
+      const ms = host.limits.requestTimeoutMs;
+      this.#sendError(req.channelId, req.stream, WireError.Timeout, `Cannot answer request: its handler ran longer than requestTimeoutMs (${ms} ms)`);
+    }
+    this.#updateFlow();
+    this.#maybeFinishDrain();
+  }
+
   #sendError(channel: number, stream: number, code: number, message: string): void {
     this.#writer.frame(FrameType.Error, channel, stream, encodeCodedReason(code, message));
   }
@@ -366,14 +403,21 @@ export class ServerSession implements FrameSink {
   #updateFlow(): void {
     if (this.#state === CLOSED) return;
     const socket = this.#socket;
+    const limits = this.#host.limits;
+    const unsent = socket.writableLength + this.#writer.pending;
+    const held = unsent + (this.#decoder === null ? 0 : this.#decoder.buffered);
+    const budget = this.#host.budget;
+    budget.charge(this.#charged, held);
+    this.#charged = held;
     // A client that keeps to the announced maxInflight never trips the first test, so its
     // CANCEL and PING frames always get through; one that does not is simply not read.
-    const blocked =
-      this.#requests.size > this.#host.limits.maxInflightPerSession || socket.writableLength > socket.writableHighWaterMark;
+    this.#waitsForBudget = budget.mustWait(this, held);
+    const blocked = this.#inflight.size > limits.maxInflightPerSession || unsent > limits.maxSessionOutputBytes || this.#waitsForBudget;
     if (blocked && !this.#paused) {
       this.#paused = true;
       this.#decoder?.pause();
       socket.pause();
+      this.#watchStall();
     } else if (!blocked && this.#paused) {
       this.#paused = false;
       socket.resume();
@@ -385,11 +429,64 @@ export class ServerSession implements FrameSink {
     }
   }
 
+  /** BudgetHolder: report what this session holds now. */
+  recharge(): number {
+    if (this.#state === CLOSED) return 0;
+    const held = this.#socket.writableLength + this.#writer.pending + (this.#decoder === null ? 0 : this.#decoder.buffered);
+    this.#host.budget.charge(this.#charged, held);
+    this.#charged = held;
+    return held;
+  }
+
+  /** BudgetHolder: the server has room again, or is over budget while this session holds much. */
+  wake(): void {
+    this.#updateFlow();
+  }
+
+  /** Bytes the kernel has taken from us so far: it grows only while the peer reads. */
+  #sent(): number {
+    return this.#socket.bytesWritten - this.#socket.writableLength;
+  }
+
+  /** While paused, checks every `writeTimeoutMs` that the peer makes progress. */
+  #watchStall(): void {
+    if (this.#stallTimer !== null) return;
+    this.#sentAtStall = this.#sent();
+    this.#stallTimer = setTimeout(this.#checkStallBound, this.#host.limits.writeTimeoutMs);
+    this.#stallTimer.unref?.();
+  }
+
+  #checkStall(): void {
+    this.#stallTimer = null;
+    if (this.#state === CLOSED || !this.#paused) return;
+    const unsent = this.#socket.writableLength + this.#writer.pending;
+    if (this.#sent() === this.#sentAtStall && (unsent > 0 || this.#waitsForBudget)) {
+      this.#cutOff(unsent > 0 ? "write_timeout" : "buffer_budget", unsent);
+      return;
+    }
+    this.#watchStall(); // paused for slow handlers, or the peer reads: look again later
+  }
+
+  /** Ends a session whose peer does not let it make progress; the log says why. */
+  #cutOff(reason: "write_timeout" | "buffer_budget", unsent: number): void {
+    this.#host.stats.sessionsCutOff++;
+    this.#host.log.info("session_cut_off", { peer: this.remoteAddress, reason, unsentBytes: unsent, heldBytes: this.#charged });
+    this.#socket.destroy();
+  }
+
   #maybeFinishDrain(): void {
-    if (this.#state !== DRAINING || this.#requests.size > 0) return;
+    if (this.#state !== DRAINING || this.#inflight.size > 0) return;
+    this.#endOurSide(LINGER_AFTER_END_MS);
+  }
+
+  /** Sends what is packed, then our FIN (with `last` bytes, if any); the socket is destroyed after `lingerMs`. */
+  #endOurSide(lingerMs: number, last?: Buffer): void {
+    if (this.#ended) return;
+    this.#ended = true;
     this.#writer.flush();
-    this.#socket.end();
-    const t = setTimeout(() => this.#socket.destroy(), LINGER_AFTER_END_MS);
+    if (last === undefined) this.#socket.end();
+    else this.#socket.end(last);
+    const t = setTimeout(() => this.#socket.destroy(), lingerMs);
     t.unref?.();
   }
 
@@ -398,7 +495,7 @@ export class ServerSession implements FrameSink {
     if (socket.writableLength > 0) {
       this.#host.log.info("session_stalled", { peer: this.remoteAddress, unsentBytes: socket.writableLength });
       socket.destroy();
-    } else if (this.#requests.size === 0) {
+    } else if (this.#inflight.size === 0) {
       this.#host.log.debug("session_idle", { peer: this.remoteAddress });
       this.goAway(WireError.Timeout, "idle timeout");
     }
@@ -411,15 +508,13 @@ export class ServerSession implements FrameSink {
       this.#goAwayStream = this.#lastStream;
     }
     if (this.#state === DRAINING) this.#maybeFinishDrain();
-    else this.#socket.end();
+    else this.#endOurSide(LINGER_AFTER_END_MS);
   }
 
   #refuse(status: number, why: string): void {
     this.#host.log.info("session_refused", { peer: this.remoteAddress, status, why });
     this.#state = CLOSED;
-    this.#socket.end(encodeServerRefusal(status));
-    const t = setTimeout(() => this.#socket.destroy(), LINGER_AFTER_END_MS);
-    t.unref?.();
+    this.#endOurSide(LINGER_AFTER_END_MS, encodeServerRefusal(status));
   }
 
   #protocolFailure(err: unknown): void {
@@ -431,12 +526,10 @@ export class ServerSession implements FrameSink {
       return;
     }
     this.#sendError(0, 0, e.wireCode, e.message);
-    this.#writer.flush();
     this.#state = CLOSED;
     this.#decoder = null;
-    this.#socket.end();
-    const t = setTimeout(() => this.#socket.destroy(), 200);
-    t.unref?.();
+    this.#socket.pause(); // nothing more is read: what a broken peer still sends costs us nothing
+    this.#endOurSide(200);
   }
 
   #abort(why: string): void {
@@ -447,9 +540,15 @@ export class ServerSession implements FrameSink {
   #onClose(): void {
     if (this.#timer) clearTimeout(this.#timer);
     this.#timer = null;
+    if (this.#stallTimer) clearTimeout(this.#stallTimer);
+    this.#stallTimer = null;
     this.#state = CLOSED;
+    this.#host.budget.release(this, this.#charged);
+    this.#charged = 0;
     for (const ch of this.#channels.values()) ch.abort("session closed");
-    for (const req of this.#requests.values()) req.abort("session closed");
+    for (const req of this.#inflight.values()) req.abort("session closed");
+    this.#host.stats.inflight -= this.#inflight.size;
+    this.#inflight.stop();
     this.#host.stats.channelsOpen -= this.#channels.size;
     this.#channels.clear();
     this.#host.sessionClosed(this);

@@ -18,6 +18,7 @@ class CollectSink implements WritableSink {
   chunks: Buffer[] = [];
   writes = 0;
   destroyed = false;
+  writableEnded = false;
   write(chunk: Uint8Array): boolean {
     this.writes++;
     this.chunks.push(Buffer.from(chunk)); // copy: proves the writer never rewrites bytes already handed over
@@ -162,4 +163,37 @@ test("pause() holds the rest of the chunk until resume()", () => {
   assert.deepEqual(got, [1, 2], "nothing is read while paused");
   d.resume();
   assert.deepEqual(got, [1, 2, 3, 4, 5]);
+});
+
+test("a split frame's body grows with the bytes that arrive, not with the length its header announces", () => {
+  const header = Buffer.alloc(FRAME_HEADER_SIZE);
+  const size = 4 * 1024 * 1024;
+  header.writeUInt32BE(size, 0);
+  header[4] = FrameType.Request;
+  let got: Buffer | undefined;
+  const d = new FrameDecoder({ onFrame: (_t, _f, _c, _s, p) => (got = p) }, size);
+  d.push(Buffer.concat([header, Buffer.alloc(10, 1)]));
+  assert.ok(d.buffered <= 64 * 1024, `held ${d.buffered} bytes for 10 received`);
+  const body = Buffer.alloc(size);
+  for (let i = 0; i < size; i++) body[i] = i & 0xff;
+  body.fill(1, 0, 10);
+  for (let off = 10; off < size; off += 100_000) {
+    d.push(body.subarray(off, Math.min(size, off + 100_000)));
+    if (got === undefined) assert.ok(d.buffered <= size, `held ${d.buffered} for ${off + 100_000} received`);
+  }
+  assert.ok(got !== undefined && got.equals(body), "the whole body arrives intact");
+  assert.equal(d.buffered, 0);
+});
+
+test("writes nothing once the socket was ended", () => {
+  const sink = new CollectSink();
+  const w = new FrameWriter(sink, 1024);
+  w.frame(FrameType.Pong, 0, 1, Buffer.from("before"));
+  w.flush();
+  sink.writableEnded = true;
+  w.frame(FrameType.Pong, 0, 2, Buffer.from("after"));
+  w.frame(FrameType.Pong, 0, 3, Buffer.alloc(4096)); // the large-payload path too
+  w.flush();
+  assert.equal(sink.writes, 1);
+  assert.equal(decodeAll(sink.bytes(), []).length, 1);
 });

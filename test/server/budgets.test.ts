@@ -1,0 +1,228 @@
+import assert from "node:assert/strict";
+import { test } from "node:test";
+import { ClientSession } from "../../src/client/client_session.ts";
+import { ServerBusyError } from "../../src/errors.ts";
+import { FrameType } from "../../src/protocol/constants.ts";
+import type { SessionApp } from "../../src/server/app.ts";
+import { connect, portOf, sleep, testServer, waitFor } from "../helpers/fixtures.ts";
+import { channelOpen, frame, hello, rawPeer, type RawPeer } from "../helpers/raw_peer.ts";
+import { serverProcess, type ServerProcess } from "../helpers/server_process.ts";
+
+const MiB = 1024 * 1024;
+
+/**
+ * A peer that completes the handshake (and opens channel 1), then writes
+ * `count` frames made by `make(i)` as fast as its socket takes them, and never
+ * reads a byte. Since it never reads, it learns that the server closed the
+ * session only by writing: after the flood it sends a small PING every
+ * 100 ms (for 20 s at most).
+ */
+async function flood(port: number, count: number, make: (i: number) => Buffer, localAddress?: string): Promise<RawPeer> {
+  const peer = await rawPeer(port, { read: false, localAddress });
+  peer.sock.write(Buffer.concat([hello(1024 * 1024), frame(FrameType.ChannelOpen, 1, 0, channelOpen())]));
+  void (async () => {
+    for (let i = 1; i <= count && !peer.sock.destroyed; i++) {
+      if (!peer.sock.write(make(i))) {
+        await Promise.race([new Promise((r) => peer.sock.once("drain", r)), peer.closed]);
+      }
+    }
+    const ping = frame(FrameType.Ping, 0, 0, Buffer.alloc(8));
+    for (let i = 0; i < 200 && !peer.sock.destroyed; i++, await sleep(100)) peer.sock.write(ping);
+  })();
+  return peer;
+}
+
+const MB = Buffer.alloc(1_000_000, 0x5a);
+/** 1 MB PINGs. */
+const bigPing = (i: number): Buffer => frame(FrameType.Ping, 0, i, MB);
+/** 1 MB requests to the echo app: each answer is 1 MB the peer never reads. */
+const bigEcho = (i: number): Buffer => frame(FrameType.Request, 1, i, MB);
+
+/** A legitimate client that sends one request every `everyMs` until stopped; counts answers and failures. */
+function steadyClient(port: number, everyMs = 20): { stop(): Promise<{ ok: number; failed: string[] }> } {
+  let running = true;
+  const failed: string[] = [];
+  let ok = 0;
+  const done = (async () => {
+    const session = await ClientSession.connect({ host: "127.0.0.1", port, timeoutMs: 5000 });
+    const ch = await session.openChannel("legit");
+    for (let i = 0; running && i < 5000; i++) {
+      try {
+        const answer = await ch.request(`r${i}`, { timeoutMs: 5000 });
+        if (answer.toString() === `r${i}`) ok++;
+        else failed.push(`wrong answer to r${i}`);
+      } catch (err) {
+        failed.push(String(err));
+      }
+      await sleep(everyMs);
+    }
+    session.destroy();
+  })();
+  return {
+    async stop() {
+      running = false;
+      await done;
+      return { ok, failed };
+    },
+  };
+}
+
+/** Samples the server's RSS every 50 ms while `during` runs; returns the peak. */
+async function peakRss(server: ServerProcess, during: Promise<unknown>): Promise<number> {
+  let peak = server.rss();
+  let finished = false;
+  void during.finally(() => (finished = true));
+  while (!finished) {
+    peak = Math.max(peak, server.rss());
+    await sleep(50);
+  }
+  return Math.max(peak, server.rss());
+}
+
+/** The server's RSS while the legitimate clients run and nobody attacks: the highest of 10 samples over 500 ms. */
+async function baselineRss(server: ServerProcess): Promise<number> {
+  await sleep(1000); // start-up garbage, the legitimate sessions, the JIT
+  let high = 0;
+  for (let i = 0; i < 10; i++, await sleep(50)) high = Math.max(high, server.rss());
+  return high;
+}
+
+/** Runs `attackers` against a fresh server process while legitimate clients keep asking; returns what happened (RSS growth over the RSS before the attack). */
+async function underAttack(
+  limits: Record<string, number>,
+  attackers: (port: number) => Promise<RawPeer[]>,
+): Promise<{ grewMiB: number; allClosed: boolean; legit: { ok: number; failed: string[] }[]; log: string }> {
+  const server = await serverProcess({ limits });
+  const legit = [steadyClient(server.port), steadyClient(server.port)];
+  const idle = await baselineRss(server);
+  const peers = await attackers(server.port);
+  const allClosed = Promise.race([Promise.all(peers.map((a) => a.closed)).then(() => true), sleep(20_000).then(() => false)]);
+  const peak = await peakRss(server, allClosed);
+  const results = await Promise.all(legit.map((l) => l.stop()));
+  for (const a of peers) a.sock.destroy();
+  return { grewMiB: (peak - idle) / MiB, allClosed: await allClosed, legit: results, log: server.log() };
+}
+
+function assertServedThroughout(legit: { ok: number; failed: string[] }[]): void {
+  for (const r of legit) {
+    assert.deepEqual(r.failed, [], "every legitimate request was answered");
+    assert.ok(r.ok > 10, `legitimate requests answered throughout (${r.ok})`);
+  }
+}
+
+test("a peer that sends 1 MB PINGs and never reads is closed at once and costs the server at most 32 MiB", async () => {
+  const r = await underAttack({}, async (port) => [await flood(port, 150, bigPing)]);
+  assert.ok(r.grewMiB <= 32, `server RSS grew by ${r.grewMiB.toFixed(1)} MiB, bound 32 MiB`);
+  assert.ok(r.allClosed, "the flooding session was closed");
+  assert.match(r.log, /"session_protocol_error".*PING/, "the log says why");
+  assertServedThroughout(r.legit);
+});
+
+test("a peer that floods small PINGs and never reads is held to maxSessionOutputBytes and cut off after writeTimeoutMs", async () => {
+  const ping = frame(FrameType.Ping, 0, 0, Buffer.alloc(64));
+  const burst = Buffer.concat(Array.from({ length: 1000 }, () => ping)); // 80 KB of PINGs a write
+  const r = await underAttack({ writeTimeoutMs: 1500 }, async (port) => [await flood(port, 2000, () => burst)]);
+  assert.ok(r.grewMiB <= 32, `server RSS grew by ${r.grewMiB.toFixed(1)} MiB, bound 32 MiB`);
+  assert.ok(r.allClosed, "the flooding session was cut off");
+  assert.match(r.log, /"session_cut_off".*"reason":"write_timeout"/, "the log says why the session was cut off");
+  assertServedThroughout(r.legit);
+});
+
+test("a peer that sends 1 MB requests and never reads its answers grows the server by at most 32 MiB and is cut off; others keep getting answers", async () => {
+  const r = await underAttack({ writeTimeoutMs: 1500 }, async (port) => [await flood(port, 150, bigEcho)]);
+  assert.ok(r.grewMiB <= 32, `server RSS grew by ${r.grewMiB.toFixed(1)} MiB, bound 32 MiB`);
+  assert.ok(r.allClosed, "the session of the peer that never reads was closed");
+  assert.match(r.log, /"session_cut_off".*"reason":"write_timeout"/, "the log says why the session was cut off");
+  assertServedThroughout(r.legit);
+});
+
+test("8 peers flooding 1 MB requests and PINGs at once grow the server by at most 64 MiB, and legitimate clients still get answers", async () => {
+  const r = await underAttack({ writeTimeoutMs: 3000 }, (port) =>
+    Promise.all(Array.from({ length: 8 }, (_, i) => flood(port, 150, i % 2 ? bigPing : bigEcho, `127.0.1.${i + 1}`))),
+  );
+  assert.ok(r.grewMiB <= 64, `server RSS grew by ${r.grewMiB.toFixed(1)} MiB, bound 64 MiB`);
+  assert.ok(r.allClosed, "every flooding session was closed");
+  assertServedThroughout(r.legit);
+});
+
+test("a frame header alone does not make the server allocate the frame's body", async () => {
+  const server = await testServer({ limits: { maxSessionsPerPeer: 1024, maxBufferedBytes: 256 * MiB } });
+  const before = process.memoryUsage().arrayBuffers;
+  const peers: RawPeer[] = [];
+  for (let i = 0; i < 100; i++) {
+    const p = await rawPeer(portOf(server));
+    // A header announcing a 1 MiB request body, and 10 bytes of it.
+    p.sock.write(Buffer.concat([hello(), frame(FrameType.ChannelOpen, 1, 0, channelOpen()), frame(FrameType.Request, 1, 1, Buffer.alloc(10), 1024 * 1024)]));
+    peers.push(p);
+  }
+  await waitFor(() => server.status().sessions === 100, "100 sessions");
+  await sleep(200);
+  const grew = (process.memoryUsage().arrayBuffers - before) / MiB;
+  for (const p of peers) p.sock.destroy();
+  assert.ok(grew < 16, `100 announced 1 MiB bodies held ${grew.toFixed(1)} MiB of buffers (bound 16 MiB)`);
+});
+
+test("past maxBufferedBytes the server refuses new sessions as busy, stops reading the sessions holding the most, and cuts off the stalled ones until it is under budget", async () => {
+  const limit = 2 * MiB;
+  const server = await testServer({ limits: { maxBufferedBytes: limit, writeTimeoutMs: 1500 } });
+  const port = portOf(server);
+  const good = await (await connect(server)).openChannel("good");
+  // Peers that each send 900 KB of a 1 MiB request and stop: 1 MiB held for each in a partial frame.
+  const hogs: RawPeer[] = [];
+  for (let i = 0; i < 4; i++) {
+    const p = await rawPeer(port, { read: false });
+    p.sock.write(Buffer.concat([hello(), frame(FrameType.ChannelOpen, 1, 0, channelOpen()), frame(FrameType.Request, 1, 1, Buffer.alloc(900_000), 1024 * 1024)]));
+    hogs.push(p);
+    await sleep(50);
+  }
+  await sleep(300);
+  const held = server.status().bufferedBytes;
+  assert.ok(held > limit && held <= limit + 1.2 * MiB, `over budget by at most one frame (${held} bytes held)`);
+  await assert.rejects(ClientSession.connect({ host: "127.0.0.1", port, timeoutMs: 3000 }), ServerBusyError, "a new session is refused while over budget");
+  assert.equal((await good.request("still here")).toString(), "still here", "an existing light session is still served");
+  // A paused session reads nothing, so its peer cannot even be seen to go: a holder that stays
+  // stalled for writeTimeoutMs is cut off, until the server is under budget again.
+  await waitFor(() => server.status().bufferedBytes <= limit, "the server to be under budget again", 8000);
+  assert.ok(server.status().counters.sessionsCutOff! >= 1, "stalled heavy holders were cut off");
+  const fresh = await ClientSession.connect({ host: "127.0.0.1", port, timeoutMs: 3000 });
+  assert.equal((await (await fresh.openChannel("x")).request("back")).toString(), "back", "new sessions are admitted again");
+  fresh.destroy();
+  for (const p of hogs) p.sock.destroy();
+});
+
+test("a handler that never settles and ignores its signal cannot stall other applications on the same session", async () => {
+  const app: SessionApp = {
+    request(payload) {
+      if (Buffer.from(payload).toString() === "hang") return new Promise(() => {});
+      return payload;
+    },
+  };
+  const server = await testServer({ appObject: app, limits: { maxInflightPerSession: 4, requestTimeoutMs: 300 } });
+  const session = await connect(server);
+  const stuck = await session.openChannel("stuck");
+  const other = await session.openChannel("other");
+  const hung = Array.from({ length: 4 }, () => stuck.request("hang", { timeoutMs: 10_000 }).then(() => "answered", (err: unknown) => String(err)));
+  const t0 = Date.now();
+  const answer = await Promise.race([other.request("hello", { timeoutMs: 10_000 }), sleep(3000).then(() => "stalled")]);
+  assert.equal(String(answer), "hello", "another application on the same session is answered");
+  assert.ok(Date.now() - t0 < 3000);
+  for (const outcome of await Promise.all(hung)) assert.match(outcome, /ran longer than requestTimeoutMs/);
+  assert.equal(server.status().inflight, 0, "the timed-out requests' slots are free");
+});
+
+test("the server writes nothing after its own FIN: a PING after GOAWAY gets no reset", async () => {
+  const server = await testServer();
+  const peer = await rawPeer(portOf(server), { allowHalfOpen: true });
+  let peerError: Error | null = null;
+  peer.sock.on("error", (err) => (peerError = err));
+  peer.sock.write(hello());
+  await waitFor(() => peer.data().length > 0, "the server hello");
+  const ended = new Promise<void>((r) => peer.sock.once("end", () => r()));
+  void server.drain(3000);
+  await ended; // GOAWAY, then the server's FIN
+  peer.sock.write(frame(FrameType.Ping, 0, 1, Buffer.from("late")));
+  await sleep(300);
+  peer.sock.end();
+  await peer.closed;
+  assert.equal(peerError, null, "the peer saw no reset");
+});
