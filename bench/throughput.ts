@@ -13,13 +13,17 @@ import { measureIdleRss, measureSessionRss, type IdleRss, type SessionRss } from
 
 /**
  * Request/response throughput over loopback, client and server in separate
- * processes: perilink against a raw length-prefixed TCP RPC (the baseline),
- * undici over HTTP/1.1 and node:http2. Plus idle memory figures.
+ * processes: perilink against two baselines — a raw length-prefixed TCP RPC,
+ * and the same RPC batching its writes per event-loop turn on both sides (the
+ * practical limit for Node on one connection) — and against undici over
+ * HTTP/1.1 and node:http2. Plus idle memory figures.
  */
 
 const SERVER_CHILD = fileURLToPath(new URL("./children/server.ts", import.meta.url));
 const CLIENT_CHILD = fileURLToPath(new URL("./children/client.ts", import.meta.url));
 const BASELINE = "raw";
+/** The second baseline: raw RPC with one write per event-loop turn each way. */
+const BATCHED = "raw-batched";
 
 interface Run {
   contender: string;
@@ -48,6 +52,8 @@ interface Summary {
   clientCpuUsPerReq: number;
   serverCpuUsPerReq: number;
   vsBaseline: number;
+  /** req/s ÷ the batched baseline's req/s. */
+  vsBatched: number;
 }
 
 /** One measurement: fresh server and client processes, then both stopped. */
@@ -91,6 +97,7 @@ async function runOnce(contender: string, round: number, settings: Omit<RunReque
 async function summarize(names: string[], runs: Run[]): Promise<Summary[]> {
   const of = (name: string, f: (r: Run) => number): number => median(runs.filter((r) => r.contender === name).map(f));
   const baseline = of(BASELINE, (r) => r.load.reqPerSec);
+  const batched = of(BATCHED, (r) => r.load.reqPerSec);
   const out: Summary[] = [];
   for (const name of names) {
     const reqPerSec = of(name, (r) => r.load.reqPerSec);
@@ -105,6 +112,7 @@ async function summarize(names: string[], runs: Run[]): Promise<Summary[]> {
       clientCpuUsPerReq: of(name, (r) => r.clientCpuUs / r.load.requests),
       serverCpuUsPerReq: of(name, (r) => r.serverCpuUs / r.serverRequests),
       vsBaseline: reqPerSec / baseline,
+      vsBatched: reqPerSec / batched,
     });
   }
   return out;
@@ -114,7 +122,7 @@ function report(summary: Summary[], runs: Run[], idle: IdleRss | null, sessions:
   const lines: string[] = [];
   lines.push(
     formatTable(
-      ["contender", "req/s", "p50 µs", "p99 µs", "client minor GC/100k", "server minor GC/100k", "× raw"],
+      ["contender", "req/s", "p50 µs", "p99 µs", "client minor GC/100k", "server minor GC/100k", "× raw", "× batched"],
       summary.map((s) => [
         s.label,
         num(s.reqPerSec),
@@ -123,26 +131,39 @@ function report(summary: Summary[], runs: Run[], idle: IdleRss | null, sessions:
         num(s.clientMinorPer100k, 1),
         num(s.serverMinorPer100k, 1),
         num(s.vsBaseline, 2),
+        num(s.vsBatched, 2),
       ]),
     ),
   );
   const by = (name: string): Summary | undefined => summary.find((s) => s.contender === name);
   const p = by("perilink");
   const raw = by(BASELINE);
+  const batched = by(BATCHED);
   const undici = by("undici");
   const rawCpu = raw ? raw.clientCpuUsPerReq + raw.serverCpuUsPerReq : NaN;
+  const batchedCpu = batched ? batched.clientCpuUsPerReq + batched.serverCpuUsPerReq : NaN;
   lines.push("");
   lines.push(
     formatTable(
-      ["contender", "client CPU µs/req", "server CPU µs/req", "total", "× raw"],
+      ["contender", "client CPU µs/req", "server CPU µs/req", "total", "× raw", "× batched"],
       summary.map((s) => {
         const total = s.clientCpuUsPerReq + s.serverCpuUsPerReq;
-        return [s.label, num(s.clientCpuUsPerReq, 2), num(s.serverCpuUsPerReq, 2), num(total, 2), num(total / rawCpu, 2)];
+        return [
+          s.label,
+          num(s.clientCpuUsPerReq, 2),
+          num(s.serverCpuUsPerReq, 2),
+          num(total, 2),
+          num(total / rawCpu, 2),
+          num(total / batchedCpu, 2),
+        ];
       }),
     ),
   );
   lines.push("");
   if (p && raw) lines.push(`perilink / raw    = ${num(p.reqPerSec / raw.reqPerSec, 2)}  (target >= 0.80: ${p.reqPerSec >= 0.8 * raw.reqPerSec ? "met" : "NOT met"})`);
+  if (p && batched) {
+    lines.push(`perilink / raw batched per turn = ${num(p.reqPerSec / batched.reqPerSec, 2)}  (goal >= 0.80: ${p.reqPerSec >= 0.8 * batched.reqPerSec ? "met" : "NOT met"})`);
+  }
   if (p && undici) lines.push(`perilink / undici = ${num(p.reqPerSec / undici.reqPerSec, 2)}  (target >= 10: ${p.reqPerSec >= 10 * undici.reqPerSec ? "met" : "NOT met"})`);
   const conns = runs.filter((r) => r.contender === "undici").map((r) => r.clientInfo.connections);
   if (conns.length > 0) lines.push(`undici Pool connections open at the end of each run: ${conns.join(", ")}`);
@@ -182,7 +203,7 @@ export async function main(args: string[]): Promise<void> {
   });
   const rounds = Number(values.rounds);
   const names = values.only ? values.only.split(",") : [...CONTENDER_NAMES];
-  if (!names.includes(BASELINE)) names.push(BASELINE);
+  for (const b of [BASELINE, BATCHED]) if (!names.includes(b)) names.push(b);
   for (const n of names) await loadContender(n);
   const settings = {
     concurrency: 64,
@@ -211,7 +232,7 @@ export async function main(args: string[]): Promise<void> {
       const r = await runOnce(name, round, settings);
       runs.push(r);
       console.log(
-        `  round ${round} ${name.padEnd(8)} ${num(r.load.reqPerSec).padStart(9)} req/s  p50 ${num(r.load.p50Us)} µs` +
+        `  round ${round} ${name.padEnd(11)} ${num(r.load.reqPerSec).padStart(9)} req/s  p50 ${num(r.load.p50Us)} µs` +
           `  p99 ${num(r.load.p99Us)} µs  (load average ${num(r.loadavg, 2)})`,
       );
     }
@@ -233,7 +254,7 @@ export async function main(args: string[]): Promise<void> {
   const file = writeResults("throughput", {
     bench: "throughput",
     ...env,
-    settings: { ...settings, rounds, baseline: BASELINE },
+    settings: { ...settings, rounds, baseline: BASELINE, batchedBaseline: BATCHED },
     medians: summary,
     runs,
     memory: { idleRss: idle, idleRssRuns: idleRuns, sessionRss: sessions, sessionRssRuns: sessionRuns },

@@ -2,11 +2,13 @@ import type { Contender } from "./types.ts";
 
 /**
  * Every contender by name, loaded on demand so that a process holds only the
- * code of the contender it runs. `raw` is the baseline the others are compared with.
+ * code of the contender it runs. `raw` and `raw-batched` are the baselines the
+ * others are compared with.
  */
 const LOADERS: Record<string, () => Promise<Contender>> = {
   perilink: async () => (await import("./perilink.ts")).perilink,
   raw: async () => (await import("./raw.ts")).raw,
+  "raw-batched": async () => (await import("./raw_batched.ts")).rawBatched,
   undici: async () => (await import("./undici.ts")).undici,
   http2: async () => (await import("./http2.ts")).h2,
 };

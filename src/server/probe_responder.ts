@@ -3,6 +3,7 @@ import type { Logger } from "../logger.ts";
 import type { Target } from "../target.ts";
 import { decodeProbeRequest, encodeProbeResponse, udpSignedMessage } from "../protocol/probe.ts";
 import type { Identity } from "./identity.ts";
+import { peerKey } from "./peer_key.ts";
 import { RateLimiter } from "./rate_limiter.ts";
 import type { ServerStats } from "./server_stats.ts";
 
@@ -12,8 +13,9 @@ export type ProbeLimits = Target["probe"];
 /**
  * Answers UDP identify probes (S1) on every listener: one datagram in, one
  * datagram out, never larger than the request, signed over the client's nonce.
- * Anything that is not a well-formed probe, or exceeds its source's rate, is
- * dropped without an answer.
+ * Anything that is not a well-formed probe, or exceeds its source's rate
+ * (sources keyed by `peerKey()`: IPv4 address, IPv6 /64) or the server's
+ * global signing rate, is dropped without an answer.
  */
 export class ProbeResponder {
   #identity: Identity;
@@ -25,14 +27,20 @@ export class ProbeResponder {
   constructor(identity: Identity, generation: () => number, limits: ProbeLimits, stats: ServerStats, log: Logger) {
     this.#identity = identity;
     this.#generation = generation;
-    this.#limiter = new RateLimiter(limits.ratePerSecond, limits.burst, limits.trackedSources);
+    this.#limiter = new RateLimiter({
+      ratePerSecond: limits.ratePerSecond,
+      burst: limits.burst,
+      maxSources: limits.trackedSources,
+      globalRatePerSecond: limits.globalRatePerSecond,
+      globalBurst: limits.globalBurst,
+    });
     this.#stats = stats;
     this.#log = log;
   }
 
   onDatagram(msg: Buffer, rinfo: dgram.RemoteInfo, udp: dgram.Socket): void {
     const nonce = decodeProbeRequest(msg);
-    if (nonce === null || !this.#limiter.take(rinfo.address)) {
+    if (nonce === null || !this.#limiter.take(peerKey(rinfo.address))) {
       this.#stats.probesDropped++;
       return;
     }

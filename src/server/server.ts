@@ -20,6 +20,7 @@ import { ServerStats } from "./server_stats.ts";
 import { AcceptSemaphore } from "./accept_semaphore.ts";
 import type { DrainingGeneration } from "./handoff_protocol.ts";
 import { takeInheritedSockets, type InheritedSocket } from "./inherited_sockets.ts";
+import { peerKey } from "./peer_key.ts";
 import { readStartContext, Takeover } from "./takeover.ts";
 import { Upgrader, type RespawnSpec, type UpgradeRequest, type UpgradeResult } from "./upgrader.ts";
 import { UpgradeError } from "../errors.ts";
@@ -105,6 +106,7 @@ export class PerilinkServer implements SessionHost {
   #control: ControlServer | null = null;
   #sessions = new Set<ServerSession>();
   readonly budget: BufferBudget;
+  /** Open sessions by `peerKey()` (IPv4 address, IPv6 /64), for `maxSessionsPerPeer`. */
   #perPeer = new Map<string, number>();
   #accepting = false;
   #rescanTimer: ReturnType<typeof setInterval> | null = null;
@@ -382,9 +384,10 @@ export class PerilinkServer implements SessionHost {
     if (!this.#sessions.delete(session)) return;
     this.stats.sessionsOpen--;
     if (this.#sessions.size === 0) this.#noSessions?.();
-    const n = (this.#perPeer.get(session.remoteAddress) ?? 1) - 1;
-    if (n <= 0) this.#perPeer.delete(session.remoteAddress);
-    else this.#perPeer.set(session.remoteAddress, n);
+    const key = peerKey(session.remoteAddress);
+    const n = (this.#perPeer.get(key) ?? 1) - 1;
+    if (n <= 0) this.#perPeer.delete(key);
+    else this.#perPeer.set(key, n);
   }
 
   /**
@@ -406,7 +409,8 @@ export class PerilinkServer implements SessionHost {
       return;
     }
     const peer = socket.remoteAddress ?? "";
-    const perPeer = this.#perPeer.get(peer) ?? 0;
+    const key = peerKey(peer);
+    const perPeer = this.#perPeer.get(key) ?? 0;
     const why =
       this.#sessions.size >= this.limits.maxSessions
         ? "maxSessions"
@@ -424,7 +428,7 @@ export class PerilinkServer implements SessionHost {
       setTimeout(() => socket.destroy(), REFUSAL_LINGER_MS).unref?.();
       return;
     }
-    this.#perPeer.set(peer, perPeer + 1);
+    this.#perPeer.set(key, perPeer + 1);
     const session = new ServerSession(socket, this);
     this.#sessions.add(session);
     this.stats.sessionsOpen++;
