@@ -43,6 +43,12 @@ export const DEFAULT_DRAIN_TIMEOUT_MS = 30000;
 
 const TOP_KEYS = ["listen", "app", "stateDir", "limits", "probe", "rescanIntervalMs", "drainTimeoutMs", "logLevel"];
 const PROBE_KEYS = Object.keys(TARGET.probe);
+/** Limits whose range is not 1…2^31−1: byte budgets too small to hold a frame's header make no sense. */
+const LIMIT_RANGES: Record<string, [number, number]> = {
+  maxFrameBytes: [1024, 16 * 1024 * 1024],
+  maxSessionOutputBytes: [16 * 1024, 0x7fffffff],
+  maxBufferedBytes: [64 * 1024, 0x7fffffff],
+};
 
 function checkKeys(obj: Record<string, unknown>, allowed: string[], where: string): void {
   for (const k of Object.keys(obj)) {
@@ -102,8 +108,7 @@ export function resolveConfig(input: ServerConfigInput, env: Record<string, stri
     const l = object(input.limits, "limits");
     checkKeys(l, Object.keys(DEFAULT_SERVER_LIMITS), "limits.");
     for (const [k, v] of Object.entries(l)) {
-      const min = k === "maxFrameBytes" ? 1024 : 1;
-      const max = k === "maxFrameBytes" ? 16 * 1024 * 1024 : 0x7fffffff;
+      const [min, max] = LIMIT_RANGES[k] ?? [1, 0x7fffffff];
       limits[k as keyof ServerLimits] = int(v, `limits.${k}`, min, max);
     }
   }
