@@ -23,6 +23,8 @@ export interface IdentifyOptions {
   timeoutMs?: number;
   /** UDP only: how many datagrams to send within the timeout (default 3). */
   attempts?: number;
+  /** UDP only: aborting it ends the probe (the socket is closed) with the signal's reason. */
+  signal?: AbortSignal;
 }
 
 /** Strips brackets and keeps a zone: `[fe80::1%eth0]` → `fe80::1%eth0`. */
@@ -43,13 +45,20 @@ export function identifyUdp(host: string, port: number, options: IdentifyOptions
   const family = net.isIPv6(address.split("%")[0]!) ? 6 : 4;
   const nonce = randomBytes(NONCE_SIZE);
   const request = encodeProbeRequest(nonce);
+  const signal = options.signal;
+  if (signal?.aborted) return Promise.reject(abortReason(signal));
   const sock = dgram.createSocket(family === 6 ? "udp6" : "udp4");
   return new Promise<Identification>((resolve, reject) => {
     let badSignature = false;
     let sent = 0;
     let start = 0;
     const timers: ReturnType<typeof setTimeout>[] = [];
+    let done = false;
+    const onAbort = (): void => finish(abortReason(signal!));
     const finish = (err: Error | null, result?: Identification): void => {
+      if (done) return;
+      done = true;
+      signal?.removeEventListener("abort", onAbort);
       for (const t of timers) clearTimeout(t);
       try {
         sock.close();
@@ -66,6 +75,7 @@ export function identifyUdp(host: string, port: number, options: IdentifyOptions
         if (err && sent === 1) finish(err);
       });
     };
+    signal?.addEventListener("abort", onAbort, { once: true });
     sock.on("error", (err) => finish(err));
     sock.on("message", (msg, rinfo) => {
       if (rinfo.port !== port) return;
@@ -101,6 +111,10 @@ export function identifyUdp(host: string, port: number, options: IdentifyOptions
       );
     });
   });
+}
+
+function abortReason(signal: AbortSignal): Error {
+  return signal.reason instanceof Error ? signal.reason : new Error("identification aborted");
 }
 
 /** C1 over TCP: the identity from a session handshake, which the session verifies. */
