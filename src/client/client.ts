@@ -26,6 +26,13 @@ export interface ClientOptions {
   /** Bound of the identity cache and of the pinned keys. */
   maxKnownAddresses?: number;
   logger?: Logger;
+  /**
+   * Keep the pinned server keys in this file as well as in memory, so a
+   * restarted client (or another one sharing the file) still refuses an
+   * impostor. Written atomically, mode 0600; a corrupt file is a
+   * `PERILINK_PIN_FILE` error.
+   */
+  pinFile?: string;
   /** @internal For tests only: the first stream id of every session (default 1). */
   firstStreamId?: number;
 }
@@ -57,7 +64,7 @@ export interface SessionRow {
  * connections (links), one session per server — not per address or name.
  */
 export class PerilinkClient {
-  #opts: Required<Omit<ClientOptions, "logger" | "firstStreamId">>;
+  #opts: Required<Omit<ClientOptions, "logger" | "firstStreamId" | "pinFile">>;
   #log: Logger;
   #book: IdentityBook;
   #limiter: SocketLimiter;
@@ -88,7 +95,8 @@ export class PerilinkClient {
     };
     if (this.#opts.maxSessionsPerServer !== 1) throw new RangeError("maxSessionsPerServer: only 1 is supported");
     this.#log = options.logger ?? silentLogger;
-    this.#book = new IdentityBook(this.#opts.identityTtlMs, this.#opts.maxKnownAddresses);
+    this.#book = new IdentityBook(this.#opts.identityTtlMs, this.#opts.maxKnownAddresses, { pinFile: options.pinFile });
+    this.#book.onPinFileError = (err) => this.#log.warn("client_pin_file_write_failed", { error: err });
     this.#limiter = new SocketLimiter(this.#opts.maxSessions, this.#opts.maxWaiting, this.#opts.waitTimeoutMs);
     this.#limiter.onPressure = () => this.#freeIdleSlot();
     const self = this;
@@ -284,6 +292,7 @@ export class PerilinkClient {
     for (const e of this.#entries.values()) for (const l of [...e.links]) l.close();
     await Promise.all([...this.#connecting, ...[...this.#entries.values()].map((e) => e.close())]);
     this.#entries.clear();
+    await this.#book.flush();
   }
 }
 
