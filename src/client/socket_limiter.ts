@@ -23,6 +23,8 @@ export class SocketLimiter {
 
   constructor(max: number, maxWaiting: number, waitTimeoutMs: number) {
     if (!Number.isInteger(max) || max < 1) throw new RangeError("maxSessions must be an integer ≥ 1");
+    if (!Number.isInteger(maxWaiting) || maxWaiting < 0) throw new RangeError("maxWaiting must be an integer ≥ 0");
+    if (!Number.isFinite(waitTimeoutMs) || waitTimeoutMs < 0) throw new RangeError("waitTimeoutMs must be a number of ms ≥ 0");
     this.max = max;
     this.#maxWaiting = maxWaiting;
     this.#waitTimeoutMs = waitTimeoutMs;
