@@ -52,6 +52,7 @@ export class ServerEntry {
   #host: EntryHost;
   #active: Live | null = null;
   #opening: Promise<Live> | null = null;
+  /** Sessions no longer active that finish their requests and close: drained by the server, retired, or idle. */
   #draining = new Map<ClientSession, number>();
   #linger: ReturnType<typeof setTimeout> | null = null;
   #lastFailed: Address | null = null;
@@ -116,8 +117,9 @@ export class ServerEntry {
     this.#linger = null;
     const live = this.#active;
     this.#active = null;
-    if (live) void live.session.close();
-    else this.#maybeIdle();
+    if (!live) return this.#maybeIdle();
+    this.#draining.set(live.session, live.number); // finishing: counted and awaited until its socket closes
+    live.session.close().catch(() => live.session.destroy());
   }
 
   /**

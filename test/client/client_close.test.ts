@@ -41,3 +41,13 @@ test("connect() after close() rejects with PERILINK_CLIENT_CLOSED", async () => 
   await c.close();
   await assert.rejects(c.connect({ host: "127.0.0.1", port: 9, app: "a" }), closedClient);
 });
+
+test("close() with open links and lingerMs 0 resolves only after every session's socket has closed", async () => {
+  const fake = await new FakeServer().start();
+  const c = createClient({ lingerMs: 0, probeTimeoutMs: 500 });
+  const link = await c.connect({ host: fake.host, port: fake.port, app: "a" });
+  assert.equal((await link.request("x")).toString(), "x");
+  await c.close();
+  assert.equal(c.socketsInUse, 0, "every session closed before close() resolved");
+  assert.equal(tcpConnectionsTo([fake.port]), 0);
+});
