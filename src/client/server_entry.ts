@@ -125,7 +125,8 @@ export class ServerEntry {
   /**
    * The session links should use now: the active one, else a new one on the
    * first address that works (C5: the one named first, the one that just
-   * failed last). Throws `UnreachableError` when none does.
+   * failed last). Throws `ServerBusyError` when an address refused as busy,
+   * else `UnreachableError` when none answered.
    */
   session(): Promise<Live> {
     if (this.#active && !this.#active.session.closed && !this.#active.session.draining) return Promise.resolve(this.#active);
