@@ -198,6 +198,7 @@ export class PerilinkClient {
       if (!(err instanceof TimeoutError)) throw err;
     }
     // UDP filtered or lost: the session handshake tells (and proves) the identity too.
+    this.#assertOpen();
     await this.#limiter.acquire();
     let session: ClientSession;
     try {
@@ -288,7 +289,7 @@ export class PerilinkClient {
     this.#closed = true;
     const closed = new ClientClosedError("Cannot open a session: the client is closing");
     this.#shutdown.abort(closed);
-    this.#limiter.rejectAll(closed);
+    this.#limiter.close(closed);
     for (const e of this.#entries.values()) for (const l of [...e.links]) l.close();
     await Promise.all([...this.#connecting, ...[...this.#entries.values()].map((e) => e.close())]);
     this.#entries.clear();

@@ -148,6 +148,7 @@ export class ServerEntry {
       for (let i = 0; i < order.length; i++) {
         const a = order[i]!;
         if (!haveSlot) {
+          if (this.#closed) throw closedError();
           await limiter.acquire();
           haveSlot = true;
           if (this.#closed) throw closedError();

@@ -85,3 +85,14 @@ test("bad limits are RangeErrors", () => {
   assert.throws(() => new SocketLimiter(1, 1, -5), RangeError);
   assert.throws(() => new SocketLimiter(1, Number.NaN, 1), RangeError);
 });
+
+test("close() fails the waiters and every later acquire with its error", async () => {
+  const l = new SocketLimiter(1, 4, 60_000);
+  await l.acquire();
+  const waiting = l.acquire();
+  const err = new Error("client closed");
+  l.close(err);
+  await assert.rejects(waiting, (e: unknown) => e === err);
+  l.release();
+  await assert.rejects(l.acquire(), (e: unknown) => e === err, "even with a free slot");
+});
