@@ -185,3 +185,19 @@ export class UnreachableError extends PerilinkError {
     super("PERILINK_UNREACHABLE", message, options);
   }
 }
+
+/** The client was closed: a connect that was still in progress, or one made after, fails with it. */
+export class ClientClosedError extends PerilinkError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super("PERILINK_CLIENT_CLOSED", message, options);
+  }
+}
+
+/** The client's file of pinned server keys cannot be read, parsed or written. */
+export class PinFileError extends PerilinkError {
+  readonly file: string;
+  constructor(file: string, message: string, options?: { cause?: unknown }) {
+    super("PERILINK_PIN_FILE", message, options);
+    this.file = file;
+  }
+}

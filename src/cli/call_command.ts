@@ -1,11 +1,18 @@
+import path from "node:path";
 import { createClient } from "../client/client.ts";
 import { formatHostPort } from "../server/listen_spec.ts";
+import { defaultStateDir, ensurePrivateDir } from "../server/state_dir.ts";
 import { TARGET } from "../target.ts";
 import { intOption, parse, parseTarget } from "./args.ts";
+
+/** The file, in the state directory, where `perilink call` keeps the server keys it pinned. */
+export const CALL_PIN_FILE = "client-pins.json";
 
 /**
  * `perilink call HOST:PORT …`: one client, one request to each target, then
  * the session table, so two addresses of one server visibly share one session.
+ * The keys it pins are kept in the state directory, so a later call still
+ * refuses a server that claims a known identifier with another key.
  */
 export async function runCall(args: string[]): Promise<number> {
   const { values, positionals } = parse(
@@ -18,7 +25,9 @@ export async function runCall(args: string[]): Promise<number> {
   const app = (values.app as string | undefined) ?? "perilink-call";
   const data = (values.data as string | undefined) ?? "info";
   const timeoutMs = intOption(values.timeout, "timeout", TARGET.client.requestTimeoutMs);
-  const client = createClient({ lingerMs: 0, requestTimeoutMs: timeoutMs });
+  const stateDir = defaultStateDir();
+  await ensurePrivateDir(stateDir);
+  const client = createClient({ lingerMs: 0, requestTimeoutMs: timeoutMs, pinFile: path.join(stateDir, CALL_PIN_FILE) });
   try {
     const responses: { target: string; response: string }[] = [];
     const links = [];

@@ -1,4 +1,4 @@
-import { SessionClosedError } from "../errors.ts";
+import { ClientClosedError, TimeoutError } from "../errors.ts";
 import { silentLogger, type Logger } from "../logger.ts";
 import { keyFingerprint } from "../protocol/keys.ts";
 import { TARGET } from "../target.ts";
@@ -8,7 +8,6 @@ import { IdentityBook } from "./identity_book.ts";
 import { Link } from "./link.ts";
 import { ServerEntry, type EntryHost } from "./server_entry.ts";
 import { SocketLimiter } from "./socket_limiter.ts";
-import { TimeoutError } from "../errors.ts";
 
 export interface ClientOptions {
   /** Most TCP sockets (sessions) the client holds at once. */
@@ -27,6 +26,15 @@ export interface ClientOptions {
   /** Bound of the identity cache and of the pinned keys. */
   maxKnownAddresses?: number;
   logger?: Logger;
+  /**
+   * Keep the pinned server keys in this file as well as in memory, so a
+   * restarted client (or another one sharing the file) still refuses an
+   * impostor. Written atomically, mode 0600; a corrupt file is a
+   * `PERILINK_PIN_FILE` error.
+   */
+  pinFile?: string;
+  /** @internal For tests only: the first stream id of every session (default 1). */
+  firstStreamId?: number;
 }
 
 export interface ConnectOptions {
@@ -56,7 +64,7 @@ export interface SessionRow {
  * connections (links), one session per server — not per address or name.
  */
 export class PerilinkClient {
-  #opts: Required<Omit<ClientOptions, "logger">>;
+  #opts: Required<Omit<ClientOptions, "logger" | "firstStreamId" | "pinFile">>;
   #log: Logger;
   #book: IdentityBook;
   #limiter: SocketLimiter;
@@ -65,6 +73,11 @@ export class PerilinkClient {
   #nextLink = 1;
   #nextSession = 1;
   #closed = false;
+  #closing: Promise<void> | null = null;
+  /** Aborted by close(): ends probes and handshakes in progress. */
+  #shutdown = new AbortController();
+  /** connect() calls in progress: close() resolves only after they have let go of their sockets. */
+  #connecting = new Set<Promise<unknown>>();
   #entryHost: EntryHost;
 
   constructor(options: ClientOptions = {}) {
@@ -82,7 +95,8 @@ export class PerilinkClient {
     };
     if (this.#opts.maxSessionsPerServer !== 1) throw new RangeError("maxSessionsPerServer: only 1 is supported");
     this.#log = options.logger ?? silentLogger;
-    this.#book = new IdentityBook(this.#opts.identityTtlMs, this.#opts.maxKnownAddresses);
+    this.#book = new IdentityBook(this.#opts.identityTtlMs, this.#opts.maxKnownAddresses, { pinFile: options.pinFile });
+    this.#book.onPinFileError = (err) => this.#log.warn("client_pin_file_write_failed", { error: err });
     this.#limiter = new SocketLimiter(this.#opts.maxSessions, this.#opts.maxWaiting, this.#opts.waitTimeoutMs);
     this.#limiter.onPressure = () => this.#freeIdleSlot();
     const self = this;
@@ -93,6 +107,8 @@ export class PerilinkClient {
       lingerMs: this.#opts.lingerMs,
       handshakeTimeoutMs: Math.max(this.#opts.probeTimeoutMs * 3, 3000),
       requestTimeoutMs: this.#opts.requestTimeoutMs,
+      signal: this.#shutdown.signal,
+      firstStreamId: options.firstStreamId,
       nextSessionNumber: () => self.#nextSession++,
       entryIdle: (e) => {
         if (self.#entries.get(e.serverId) === e) self.#entries.delete(e.serverId);
@@ -111,20 +127,45 @@ export class PerilinkClient {
    * link rides it (C3); otherwise a session is opened, within the socket limit (C9).
    */
   async connect(options: ConnectOptions): Promise<Link> {
-    if (this.#closed) throw new SessionClosedError("Cannot connect: the client is closed");
+    if (this.#closed) throw new ClientClosedError("Cannot connect: the client is closed; create a new one");
     const { host, port, app } = options;
     if (typeof app !== "string" || app.length === 0) throw new TypeError("connect: app must be a non-empty string");
+    const attempt = this.#connect(host, port, app);
+    const settled = attempt.then(
+      () => {},
+      () => {},
+    );
+    this.#connecting.add(settled);
+    try {
+      return await attempt;
+    } catch (err) {
+      if (this.#closed && !(err instanceof ClientClosedError)) {
+        throw new ClientClosedError("Cannot connect: the client was closed while connecting", { cause: err });
+      }
+      throw err;
+    } finally {
+      this.#connecting.delete(settled);
+    }
+  }
+
+  async #connect(host: string, port: number, app: string): Promise<Link> {
     const entry = await this.#entryFor(host, port);
+    this.#assertOpen();
     entry.addAddress({ host, port });
     const link = new Link(this.#nextLink++, app, host, port, entry);
     entry.addLink(link);
     try {
       await link.bind();
+      this.#assertOpen();
     } catch (err) {
       link.close();
       throw err;
     }
     return link;
+  }
+
+  #assertOpen(): void {
+    if (this.#closed) throw new ClientClosedError("Cannot connect: the client was closed while connecting");
   }
 
   /**
@@ -146,8 +187,10 @@ export class PerilinkClient {
 
   async #identify(host: string, port: number): Promise<ServerEntry> {
     const where = `${host}:${port}`;
+    const signal = this.#shutdown.signal;
     try {
-      const id = await identifyUdp(host, port, { timeoutMs: this.#opts.probeTimeoutMs });
+      const id = await identifyUdp(host, port, { timeoutMs: this.#opts.probeTimeoutMs, signal });
+      this.#assertOpen();
       this.#book.pin(id.serverId, id.publicKey, where);
       this.#book.remember(host, port, id.serverId, id.publicKey);
       return this.#entry(id.serverId, id.publicKey);
@@ -155,15 +198,25 @@ export class PerilinkClient {
       if (!(err instanceof TimeoutError)) throw err;
     }
     // UDP filtered or lost: the session handshake tells (and proves) the identity too.
+    this.#assertOpen();
     await this.#limiter.acquire();
     let session: ClientSession;
     try {
-      session = await ClientSession.connect({ host, port, timeoutMs: this.#entryHost.handshakeTimeoutMs, requestTimeoutMs: this.#opts.requestTimeoutMs });
+      this.#assertOpen();
+      session = await ClientSession.connect({
+        host,
+        port,
+        timeoutMs: this.#entryHost.handshakeTimeoutMs,
+        requestTimeoutMs: this.#opts.requestTimeoutMs,
+        signal,
+        firstStreamId: this.#entryHost.firstStreamId,
+      });
     } catch (err) {
       this.#limiter.release();
       throw err;
     }
     try {
+      this.#assertOpen();
       this.#book.pin(session.serverId, session.publicKey, where);
     } catch (err) {
       session.destroy(); // an impostor's socket is never kept
@@ -172,13 +225,7 @@ export class PerilinkClient {
     }
     this.#book.remember(host, port, session.serverId, session.publicKey);
     const entry = this.#entry(session.serverId, session.publicKey);
-    if (entry.active) {
-      // A session to this server exists already: one socket per server.
-      session.destroy();
-      this.#limiter.release();
-    } else {
-      entry.adopt(session, { host, port });
-    }
+    entry.adopt(session, { host, port }); // one session per server: the entry keeps one of the two if it has one
     return entry;
   }
 
@@ -228,14 +275,25 @@ export class PerilinkClient {
     return rows.sort((a, b) => a.managementNumber - b.managementNumber);
   }
 
-  /** Closes every link and session: in-flight requests finish first. */
-  async close(): Promise<void> {
-    if (this.#closed) return;
+  /**
+   * Closes every link and session: in-flight requests finish first. A
+   * connect still in progress fails with `PERILINK_CLIENT_CLOSED`; when the
+   * promise resolves, the client holds no socket.
+   */
+  close(): Promise<void> {
+    this.#closing ??= this.#close();
+    return this.#closing;
+  }
+
+  async #close(): Promise<void> {
     this.#closed = true;
-    this.#limiter.rejectAll(new SessionClosedError("Cannot open a session: the client is closing"));
+    const closed = new ClientClosedError("Cannot open a session: the client is closing");
+    this.#shutdown.abort(closed);
+    this.#limiter.close(closed);
     for (const e of this.#entries.values()) for (const l of [...e.links]) l.close();
-    await Promise.all([...this.#entries.values()].map((e) => e.close()));
+    await Promise.all([...this.#connecting, ...[...this.#entries.values()].map((e) => e.close())]);
     this.#entries.clear();
+    await this.#book.flush();
   }
 }
 

@@ -1,5 +1,6 @@
 import { randomBytes } from "node:crypto";
 import dgram from "node:dgram";
+import { promises as dns } from "node:dns";
 import net from "node:net";
 import { SignatureError, TimeoutError } from "../errors.ts";
 import { NONCE_SIZE } from "../protocol/constants.ts";
@@ -23,6 +24,8 @@ export interface IdentifyOptions {
   timeoutMs?: number;
   /** UDP only: how many datagrams to send within the timeout (default 3). */
   attempts?: number;
+  /** UDP only: aborting it ends the probe (the socket is closed) with the signal's reason. */
+  signal?: AbortSignal;
 }
 
 /** Strips brackets and keeps a zone: `[fe80::1%eth0]` → `fe80::1%eth0`. */
@@ -30,26 +33,54 @@ function bare(host: string): string {
   return host.startsWith("[") && host.endsWith("]") ? host.slice(1, -1) : host;
 }
 
+/** Strips an IPv6 zone and writes the address in its canonical form, so two spellings of one address compare equal. */
+function canonical(address: string): string {
+  const a = address.split("%")[0]!.toLowerCase();
+  if (!net.isIPv6(a)) return a;
+  try {
+    return new URL(`http://[${a}]/`).hostname;
+  } catch {
+    return a;
+  }
+}
+
 /**
  * C1 over UDP: sends a signed-identity probe (one datagram each way) and
  * verifies the signature over our fresh nonce. Resends up to `attempts`
- * times within `timeoutMs`. A reply whose signature fails is ignored (it may
- * be forged); if no good reply arrives, the error says a bad one was seen.
+ * times within `timeoutMs`. Only a reply from the probed address and port is
+ * read (a name is resolved first, and its address probed). A reply whose
+ * signature fails is ignored (it may be forged); if no good reply arrives,
+ * the error says a bad one was seen.
  */
-export function identifyUdp(host: string, port: number, options: IdentifyOptions = {}): Promise<Identification> {
-  const address = bare(host);
+export async function identifyUdp(host: string, port: number, options: IdentifyOptions = {}): Promise<Identification> {
+  let address = bare(host);
+  let family: 4 | 6;
+  if (net.isIP(address.split("%")[0]!) === 0) {
+    const found = await dns.lookup(address);
+    address = found.address;
+    family = found.family === 6 ? 6 : 4;
+  } else {
+    family = net.isIPv6(address.split("%")[0]!) ? 6 : 4;
+  }
+  const expected = canonical(address);
   const timeoutMs = options.timeoutMs ?? 1000;
   const attempts = Math.max(1, options.attempts ?? 3);
-  const family = net.isIPv6(address.split("%")[0]!) ? 6 : 4;
   const nonce = randomBytes(NONCE_SIZE);
   const request = encodeProbeRequest(nonce);
+  const signal = options.signal;
+  if (signal?.aborted) return Promise.reject(abortReason(signal));
   const sock = dgram.createSocket(family === 6 ? "udp6" : "udp4");
   return new Promise<Identification>((resolve, reject) => {
     let badSignature = false;
     let sent = 0;
     let start = 0;
     const timers: ReturnType<typeof setTimeout>[] = [];
+    let done = false;
+    const onAbort = (): void => finish(abortReason(signal!));
     const finish = (err: Error | null, result?: Identification): void => {
+      if (done) return;
+      done = true;
+      signal?.removeEventListener("abort", onAbort);
       for (const t of timers) clearTimeout(t);
       try {
         sock.close();
@@ -66,9 +97,10 @@ export function identifyUdp(host: string, port: number, options: IdentifyOptions
         if (err && sent === 1) finish(err);
       });
     };
+    signal?.addEventListener("abort", onAbort, { once: true });
     sock.on("error", (err) => finish(err));
     sock.on("message", (msg, rinfo) => {
-      if (rinfo.port !== port) return;
+      if (rinfo.port !== port || canonical(rinfo.address) !== expected) return; // not the probed address: never trusted
       const r = decodeProbeResponse(msg);
       if (r === null) return;
       if (!verifySignature(udpSignedMessage(nonce, r.serverId, r.generation), r.signature, r.publicKey)) {
@@ -101,6 +133,10 @@ export function identifyUdp(host: string, port: number, options: IdentifyOptions
       );
     });
   });
+}
+
+function abortReason(signal: AbortSignal): Error {
+  return signal.reason instanceof Error ? signal.reason : new Error("identification aborted");
 }
 
 /** C1 over TCP: the identity from a session handshake, which the session verifies. */

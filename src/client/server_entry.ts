@@ -1,4 +1,4 @@
-import { KeyMismatchError, PerilinkError, UnreachableError } from "../errors.ts";
+import { ClientClosedError, KeyMismatchError, PerilinkError, ServerBusyError, UnreachableError } from "../errors.ts";
 import type { Logger } from "../logger.ts";
 import { ClientSession } from "./client_session.ts";
 import type { IdentityBook } from "./identity_book.ts";
@@ -18,6 +18,10 @@ export interface EntryHost {
   readonly lingerMs: number;
   readonly handshakeTimeoutMs: number;
   readonly requestTimeoutMs: number;
+  /** Aborted when the client closes: ends handshakes in progress. */
+  readonly signal: AbortSignal;
+  /** @internal For tests only: the first stream id of every session. */
+  readonly firstStreamId: number | undefined;
   nextSessionNumber(): number;
   entryIdle(entry: ServerEntry): void;
 }
@@ -48,6 +52,7 @@ export class ServerEntry {
   #host: EntryHost;
   #active: Live | null = null;
   #opening: Promise<Live> | null = null;
+  /** Sessions no longer active that finish their requests and close: drained by the server, retired, or idle. */
   #draining = new Map<ClientSession, number>();
   #linger: ReturnType<typeof setTimeout> | null = null;
   #lastFailed: Address | null = null;
@@ -64,9 +69,14 @@ export class ServerEntry {
     if (!this.addresses.some((b) => b.host === a.host && b.port === a.port)) this.addresses.push(a);
   }
 
-  /** Adopts a session opened elsewhere (the TCP fallback of identification). */
+  /**
+   * Adopts a session opened elsewhere (the TCP fallback of identification),
+   * its socket slot already counted. If the entry has a usable session by
+   * now, that one stays and the adopted one is closed (one session per
+   * server); an `open()` still in progress will find this one and drop its own.
+   */
   adopt(session: ClientSession, address: Address): void {
-    this.#attach(session, address);
+    this.#install(session, address);
   }
 
   get active(): Live | null {
@@ -107,14 +117,16 @@ export class ServerEntry {
     this.#linger = null;
     const live = this.#active;
     this.#active = null;
-    if (live) void live.session.close();
-    else this.#maybeIdle();
+    if (!live) return this.#maybeIdle();
+    this.#draining.set(live.session, live.number); // finishing: counted and awaited until its socket closes
+    live.session.close().catch(() => live.session.destroy());
   }
 
   /**
    * The session links should use now: the active one, else a new one on the
    * first address that works (C5: the one named first, the one that just
-   * failed last). Throws `UnreachableError` when none does.
+   * failed last). Throws `ServerBusyError` when an address refused as busy,
+   * else `UnreachableError` when none answered.
    */
   session(): Promise<Live> {
     if (this.#active && !this.#active.session.closed && !this.#active.session.draining) return Promise.resolve(this.#active);
@@ -125,52 +137,106 @@ export class ServerEntry {
   }
 
   async #open(): Promise<Live> {
-    if (this.#closed) throw new UnreachableError(`Cannot reach server ${this.serverId}: the client is closed`);
-    await this.#host.limiter.acquire();
+    if (this.#closed) throw closedError();
     const order = [...this.addresses].sort((a, b) => Number(a === this.#lastFailed) - Number(b === this.#lastFailed));
+    const limiter = this.#host.limiter;
     let lastErr: unknown;
-    for (const a of order) {
-      try {
-        const session = await ClientSession.connect({
-          host: a.host,
-          port: a.port,
-          timeoutMs: this.#host.handshakeTimeoutMs,
-          requestTimeoutMs: this.#host.requestTimeoutMs,
-        });
-        if (session.serverId !== this.serverId) {
-          session.destroy();
-          this.#host.book.forget(a.host, a.port);
-          throw new PerilinkError("PERILINK_SERVER_CHANGED", `${a.host}:${a.port} is now server ${session.serverId}, not ${this.serverId}`);
+    let busy: ServerBusyError | null = null;
+    let drainedAtOnce = 0;
+    let haveSlot = false;
+    try {
+      for (let i = 0; i < order.length; i++) {
+        const a = order[i]!;
+        if (!haveSlot) {
+          if (this.#closed) throw closedError();
+          await limiter.acquire();
+          haveSlot = true;
+          if (this.#closed) throw closedError();
         }
+        let session: ClientSession;
         try {
-          this.#host.book.pin(session.serverId, session.publicKey, `${a.host}:${a.port}`);
+          session = await ClientSession.connect({
+            host: a.host,
+            port: a.port,
+            timeoutMs: this.#host.handshakeTimeoutMs,
+            requestTimeoutMs: this.#host.requestTimeoutMs,
+            signal: this.#host.signal,
+            firstStreamId: this.#host.firstStreamId,
+          });
         } catch (err) {
-          session.destroy(); // an impostor's socket is never kept
-          throw err;
+          if (this.#closed) throw closedError(err);
+          if (err instanceof ServerBusyError) busy = err;
+          lastErr = err;
+          this.#host.log.debug("client_address_failed", { serverId: this.serverId, host: a.host, port: a.port, error: err as Error });
+          continue;
         }
-        return this.#attach(session, a);
-      } catch (err) {
-        if (err instanceof KeyMismatchError) {
-          this.#host.limiter.release();
-          throw err;
+        haveSlot = false; // the session holds it now: #install gives it back if the session is not kept
+        let live: Live;
+        try {
+          live = this.#install(session, a);
+        } catch (err) {
+          if (err instanceof KeyMismatchError || err instanceof ClientClosedError) throw err;
+          lastErr = err;
+          this.#host.log.debug("client_address_failed", { serverId: this.serverId, host: a.host, port: a.port, error: err as Error });
+          continue;
         }
-        lastErr = err;
-        this.#host.log.debug("client_address_failed", { serverId: this.serverId, host: a.host, port: a.port, error: err as Error });
+        if (!live.session.draining) return live;
+        // GOAWAY came with the hello (the server is being replaced or sheds load): the same
+        // address serves on a new session, so try it again, a bounded number of times.
+        if (++drainedAtOnce <= MAX_DRAINED_AT_ONCE) i--;
+        lastErr = new PerilinkError("PERILINK_REQUEST_REFUSED", `${a.host}:${a.port} drained the session as it opened`);
       }
+    } finally {
+      if (haveSlot) limiter.release();
     }
-    this.#host.limiter.release();
+    // One condition, one code: a server that answered "busy" is busy, whatever else failed.
+    if (busy) throw busy;
     throw new UnreachableError(
       `Cannot reach server ${this.serverId}: none of its ${order.length} known addresses answered (${order.map((a) => `${a.host}:${a.port}`).join(", ")})`,
       { cause: lastErr },
     );
   }
 
-  /** Takes a connected session (its socket slot already counted) as the active one. */
+  /**
+   * The one way a connected session (its socket slot counted) joins the
+   * entry. It is closed, and its slot given back, when it is not this server
+   * (identifier or pinned key), when the entry is closed, or when the entry
+   * already has a usable session (then that one is returned). A session that
+   * arrives draining (GOAWAY in the same read as its hello) is attached and
+   * moved to draining at once.
+   */
+  #install(session: ClientSession, address: Address): Live {
+    const drop = (err?: Error): void => {
+      session.destroy();
+      this.#host.limiter.release();
+      if (err) throw err;
+    };
+    const where = `${address.host}:${address.port}`;
+    if (this.#closed) drop(closedError());
+    if (session.serverId !== this.serverId) {
+      this.#host.book.forget(address.host, address.port);
+      drop(new PerilinkError("PERILINK_SERVER_CHANGED", `Cannot use ${where}: it is now server ${session.serverId}, not ${this.serverId}`));
+    }
+    try {
+      this.#host.book.pin(session.serverId, session.publicKey, where);
+    } catch (err) {
+      drop(err as Error); // an impostor's socket is never kept
+    }
+    const active = this.#active;
+    if (active && !active.session.closed && !active.session.draining) {
+      drop();
+      return active;
+    }
+    return this.#attach(session, address);
+  }
+
+  /** Takes a connected session as the active one. */
   #attach(session: ClientSession, address: Address): Live {
     const live: Live = { session, number: this.#host.nextSessionNumber(), address };
     this.#active = live;
     session.on("goaway", () => this.#onGoAway(live));
     session.on("close", (err?: Error) => this.#onClose(live, err));
+    if (session.draining) this.#onGoAway(live); // its GOAWAY was read before anyone listened
     return live;
   }
 
@@ -180,6 +246,8 @@ export class ServerEntry {
     this.#active = null;
     this.#draining.set(live.session, live.number);
     this.#host.log.debug("client_session_goaway", { serverId: this.serverId, session: live.number });
+    // Ends it once its requests are answered; the server may keep its side open.
+    live.session.close().catch(() => live.session.destroy());
     if (this.links.size > 0) for (const link of this.links) link.rebind();
   }
 
@@ -214,5 +282,14 @@ export class ServerEntry {
     const all = [...(this.#active ? [this.#active.session] : []), ...this.#draining.keys()];
     this.#active = null;
     await Promise.all(all.map((s) => s.close().catch(() => s.destroy())));
+    // An open() still in progress ends by itself: the client aborted its handshake and refused its slot.
+    await this.#opening?.catch(() => {});
   }
+}
+
+/** How often one open() tries again when sessions arrive already drained. */
+const MAX_DRAINED_AT_ONCE = 3;
+
+function closedError(cause?: unknown): ClientClosedError {
+  return new ClientClosedError("Cannot open a session: the client is closed", cause === undefined ? undefined : { cause });
 }

@@ -18,11 +18,14 @@ export class SocketLimiter {
   #waitTimeoutMs: number;
   #used = 0;
   #queue: Waiter[] = [];
+  #closedWith: Error | null = null;
   /** Called when a slot is wanted and none is free: lets the owner close an idle session. */
   onPressure: (() => void) | null = null;
 
   constructor(max: number, maxWaiting: number, waitTimeoutMs: number) {
     if (!Number.isInteger(max) || max < 1) throw new RangeError("maxSessions must be an integer ≥ 1");
+    if (!Number.isInteger(maxWaiting) || maxWaiting < 0) throw new RangeError("maxWaiting must be an integer ≥ 0");
+    if (!Number.isFinite(waitTimeoutMs) || waitTimeoutMs < 0) throw new RangeError("waitTimeoutMs must be a number of ms ≥ 0");
     this.max = max;
     this.#maxWaiting = maxWaiting;
     this.#waitTimeoutMs = waitTimeoutMs;
@@ -42,6 +45,7 @@ export class SocketLimiter {
   }
 
   acquire(): Promise<void> {
+    if (this.#closedWith) return Promise.reject(this.#closedWith);
     if (this.tryAcquire()) return Promise.resolve();
     if (this.#queue.length >= this.#maxWaiting) {
       return Promise.reject(
@@ -74,7 +78,13 @@ export class SocketLimiter {
     if (this.#used > 0) this.#used--;
   }
 
-  /** Fails every waiter (client closing). */
+  /** Fails every waiter, and every later acquire(), with `err` (the client is closing). */
+  close(err: Error): void {
+    this.#closedWith = err;
+    this.rejectAll(err);
+  }
+
+  /** Fails every waiter. */
   rejectAll(err: Error): void {
     for (const w of this.#queue.splice(0)) {
       clearTimeout(w.timer);

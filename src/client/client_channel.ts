@@ -1,0 +1,46 @@
+import { EventEmitter } from "node:events";
+
+/** Per-request options of `ClientChannel.request()`. */
+export interface RequestOptions {
+  /** Aborting it cancels the request: the caller sees the signal's reason, the in-flight slot is free at once. */
+  signal?: AbortSignal;
+  /** Deadline in ms (default: the session's `requestTimeoutMs`); 0 for none. */
+  timeoutMs?: number;
+}
+
+/** What a channel needs from the session it lives on. */
+export interface ChannelSession {
+  request(channel: number, payload: Uint8Array | string, options?: RequestOptions): Promise<Buffer>;
+  send(channel: number, payload: Uint8Array | string): void;
+  closeChannel(channel: number): void;
+}
+
+/** One logical connection of one application over a session. Emits `message` and `close`. */
+export class ClientChannel extends EventEmitter {
+  readonly id: number;
+  /** Resolves when the server accepted the channel; rejects with its refusal. */
+  readonly ready: Promise<ClientChannel>;
+  /** Set when the server refused the channel. */
+  failure: Error | null = null;
+  #session: ChannelSession;
+
+  constructor(session: ChannelSession, id: number, ready: Promise<ClientChannel>) {
+    super();
+    this.#session = session;
+    this.id = id;
+    this.ready = ready;
+  }
+
+  request(payload: Uint8Array | string, options?: RequestOptions): Promise<Buffer> {
+    if (this.failure) return Promise.reject(this.failure);
+    return this.#session.request(this.id, payload, options);
+  }
+
+  send(payload: Uint8Array | string): void {
+    this.#session.send(this.id, payload);
+  }
+
+  close(): void {
+    this.#session.closeChannel(this.id);
+  }
+}

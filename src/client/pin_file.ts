@@ -1,0 +1,128 @@
+import { randomBytes } from "node:crypto";
+import { readFileSync, promises as fs } from "node:fs";
+import path from "node:path";
+import { PinFileError } from "../errors.ts";
+import { isUuid } from "../protocol/keys.ts";
+
+/** Pinned keys, least recently used first: [serverId, public key as hex]. */
+export type PinList = [serverId: string, keyHex: string][];
+
+const FILE_VERSION = 1;
+const KEY_HEX = /^[0-9a-f]{64}$/;
+
+/**
+ * A client's pinned server keys on disk (`{"version":1,"pins":[{serverId,
+ * publicKey}]}`, least recently used first), so a restarted client keeps
+ * refusing an impostor. Written atomically: a temporary file with an
+ * unpredictable name in the same directory, created exclusively (O_EXCL)
+ * with mode 0600, synced, then renamed over the file; readers see the old
+ * content or the new, never a mix. Writes are serialised and coalesced.
+ */
+export class PinFile {
+  readonly file: string;
+  #writing: Promise<void> | null = null;
+  #again = false;
+  #snapshot: () => PinList = () => [];
+  /** Called with a write's failure (the pins stay in memory). */
+  onWriteError: ((err: PinFileError) => void) | null = null;
+
+  constructor(file: string) {
+    if (typeof file !== "string" || file.length === 0) throw new TypeError("pinFile must be a non-empty path");
+    this.file = path.resolve(file);
+  }
+
+  /** The pins in the file; none when it does not exist. A corrupt file throws `PinFileError`. */
+  read(): PinList {
+    let text: string;
+    try {
+      text = readFileSync(this.file, "utf8");
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === "ENOENT") return [];
+      throw this.#error(`${(err as Error).message}`, err);
+    }
+    let data: unknown;
+    try {
+      data = JSON.parse(text);
+    } catch (err) {
+      throw this.#error("it is not valid JSON", err);
+    }
+    const d = data as { version?: unknown; pins?: unknown };
+    if (typeof d !== "object" || d === null || d.version !== FILE_VERSION || !Array.isArray(d.pins)) {
+      throw this.#error(`it is not a version ${FILE_VERSION} pin file ({"version":1,"pins":[...]})`);
+    }
+    const pins: PinList = [];
+    for (const [i, p] of (d.pins as unknown[]).entries()) {
+      const e = p as { serverId?: unknown; publicKey?: unknown };
+      if (typeof e !== "object" || e === null || typeof e.serverId !== "string" || !isUuid(e.serverId) || typeof e.publicKey !== "string" || !KEY_HEX.test(e.publicKey)) {
+        throw this.#error(`entry ${i} is not {"serverId": a lower-case UUID, "publicKey": 64 hex digits}`);
+      }
+      pins.push([e.serverId, e.publicKey]);
+    }
+    return pins;
+  }
+
+  /** Writes `snapshot()` soon; calls made while a write runs are folded into one more write. */
+  save(snapshot: () => PinList): void {
+    this.#snapshot = snapshot;
+    if (this.#writing) {
+      this.#again = true;
+      return;
+    }
+    this.#writing = this.#writeLoop();
+  }
+
+  /** Resolves when every save so far is on disk (or has failed and been reported). */
+  async flush(): Promise<void> {
+    await this.#writing;
+  }
+
+  async #writeLoop(): Promise<void> {
+    try {
+      do {
+        this.#again = false;
+        try {
+          await this.#write(this.#snapshot());
+        } catch (err) {
+          this.onWriteError?.(err instanceof PinFileError ? err : new PinFileError(this.file, `Cannot write pin file ${this.file}: ${(err as Error).message}; check that its directory exists and is writable`, { cause: err }));
+        }
+      } while (this.#again);
+    } finally {
+      this.#writing = null;
+    }
+  }
+
+  async #write(pins: PinList): Promise<void> {
+    const body = JSON.stringify({ version: FILE_VERSION, pins: pins.map(([serverId, publicKey]) => ({ serverId, publicKey })) }, null, 1) + "\n";
+    const dir = path.dirname(this.file);
+    const tmp = path.join(dir, `.${path.basename(this.file)}.${randomBytes(12).toString("hex")}.tmp`);
+    const fh = await fs.open(tmp, "wx", 0o600);
+    try {
+      try {
+        await fh.writeFile(body);
+        await fh.sync();
+      } finally {
+        await fh.close();
+      }
+      await fs.rename(tmp, this.file);
+    } catch (err) {
+      await fs.unlink(tmp).catch(() => {});
+      throw err;
+    }
+    const dh = await fs.open(dir, "r");
+    try {
+      await dh.sync();
+    } catch {
+      // Some file systems cannot sync a directory; the rename is atomic all the same.
+    } finally {
+      await dh.close();
+    }
+  }
+
+  #error(why: string, cause?: unknown): PinFileError {
+    return new PinFileError(
+      this.file,
+      `Cannot read pin file ${this.file}: ${why}; repair it or delete it (deleting it forgets every pinned server key, so the next answer for each server is trusted as new)`,
+      cause === undefined ? undefined : { cause },
+    );
+  }
+}

@@ -1,0 +1,26 @@
+import { PerilinkError, RemoteError, RequestRefusedError, ServerBusyError } from "../errors.ts";
+import { WireError } from "../protocol/constants.ts";
+
+const REMOTE_CODES: Record<number, string> = {
+  [WireError.ProtocolError]: "PERILINK_PROTOCOL",
+  [WireError.FrameTooLarge]: "PERILINK_FRAME_TOO_LARGE",
+  [WireError.UnknownChannel]: "PERILINK_UNKNOWN_CHANNEL",
+  [WireError.ApplicationError]: "PERILINK_REMOTE_APP",
+  [WireError.Cancelled]: "PERILINK_CANCELLED",
+  [WireError.Internal]: "PERILINK_REMOTE_INTERNAL",
+  [WireError.Timeout]: "PERILINK_REMOTE_TIMEOUT",
+};
+
+/** Maps a wire error code from the server to the error class and `code` a caller sees. */
+export function errorFromWire(code: number, reason: string): PerilinkError {
+  switch (code) {
+    case WireError.RefusedStream:
+    case WireError.ShuttingDown:
+      return new RequestRefusedError(reason);
+    case WireError.LimitExceeded:
+    case WireError.ServerBusy:
+      return new ServerBusyError(reason);
+    default:
+      return new RemoteError(REMOTE_CODES[code] ?? "PERILINK_REMOTE_ERROR", code, reason);
+  }
+}
