@@ -4,7 +4,7 @@
  *   ← start {kind, target, options}
  *   → started            (the attack is set up and running)
  *   ← stop
- *   → result {counters}, then exits
+ *   → result {counters}, then exits (`counters.activeMs`: from started to stop)
  *
  * Bounded: the attack stops by itself at `options.deadline`, and the process
  * exits 10 s after that, or when the parent goes away.
@@ -20,11 +20,11 @@ export interface StartAttack {
   options: AttackOptions;
 }
 
-export interface AttackDone {
+export type AttackDone = {
   type: "result";
   kind: string;
   counters: Counters;
-}
+};
 
 async function run(m: StartAttack): Promise<void> {
   const def = ATTACKS[m.kind];
@@ -32,12 +32,14 @@ async function run(m: StartAttack): Promise<void> {
   setTimeout(() => process.exit(3), Math.max(0, m.options.deadline - Date.now()) + 10_000).unref();
   const attack = def.start(m.target, m.options);
   await attack.ready;
+  const t0 = performance.now();
   await tell({ type: "started" });
   await new Promise<void>((resolve) => {
     process.once("message", () => resolve());
     setTimeout(resolve, Math.max(0, m.options.deadline - Date.now())).unref();
   });
-  const counters = await attack.stop();
+  const activeMs = performance.now() - t0;
+  const counters = { ...(await attack.stop()), activeMs };
   await tell({ type: "result", kind: m.kind, counters } satisfies AttackDone);
 }
 
