@@ -14,13 +14,17 @@ import { encodeFrame, openSession } from "../raw_session.ts";
  * Counters: `bytesTaken` is what the kernel accepted from us (it reached the
  * server's receive buffer or the server read it); `stalls` counts waits for
  * 'drain' longer than 1 s (the server stopped reading). Bounded by the
- * deadline and 10,000,000 frames per session.
+ * deadline and by `pingMaxMiB` (default 2048) written in all, so a server
+ * that buffers without limit cannot take the whole machine down: once the
+ * cap is reached (`capped` 1) the sessions stay open, silent, until the end.
  */
 export const pingFloodAttack: AttackStarter = (target, o) => {
   const stopper = new Stopper(o.deadline);
   const sockets = new Set<net.Socket>();
-  const c: Counters = { sessions: 0, refused: 0, failed: 0, frames: 0, bytesTaken: 0, stalls: 0, closedByServer: 0, maxFrame: 0 };
+  const c: Counters = { sessions: 0, refused: 0, failed: 0, frames: 0, bytesTaken: 0, stalls: 0, closedByServer: 0, maxFrame: 0, capped: 0 };
   const connections = o.pingConnections ?? 4;
+  const capBytes = (o.pingMaxMiB ?? 2048) * 2 ** 20;
+  let written = 0;
   const frames = new Map<number, Buffer>();
 
   /** Resolves true on 'drain', false on close or stop. */
@@ -42,7 +46,16 @@ export const pingFloodAttack: AttackStarter = (target, o) => {
     });
 
   const flood = async (socket: net.Socket, frame: Buffer): Promise<void> => {
-    for (let n = 0; n < 10_000_000 && !stopper.stopped && !socket.destroyed; n++) {
+    while (!stopper.stopped && !socket.destroyed) {
+      if (written + frame.length > capBytes) {
+        c.capped = 1;
+        await new Promise<void>((resolve) => {
+          socket.once("close", () => resolve());
+          void stopper.pause(2 ** 31 - 1).then(() => resolve());
+        });
+        return;
+      }
+      written += frame.length;
       const ok = socket.write(frame);
       c.frames!++;
       if (!ok && !(await drained(socket))) break;
