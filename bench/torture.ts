@@ -23,7 +23,7 @@ import { formatProfile, P99_OVER_QUIET, RSS_BUDGET_MIB, verdicts, type ProfileRe
  *   npm run bench -- torture [--profile node20,pi-zero-2w] [--duration-ms 25000] [--clients 16]
  *     [--think-ms 5] [--upgrades 5] [--kill-at 3] [--kill-delay-ms 100] [--attacks all|name,…]
  *     [--probes-per-second 5000] [--handshakes-per-second 1000] [--ping-connections 4]
- *     [--ping-max-mib 2048] [--loris-connections 32] [--random-workers 4] [--probe-sources 1000]
+ *     [--ping-max-mib 1024] [--loris-connections 32] [--random-workers 4] [--probe-sources 1000]
  */
 
 const NUMERIC: Record<string, { key: string; def: number; min: number; max: number }> = {
@@ -41,7 +41,7 @@ const ATTACK_NUMERIC: Record<string, { key: string; def: number; min: number; ma
   "probe-sources": { key: "probeSources", def: 1_000, min: 1, max: 1_000 },
   "handshakes-per-second": { key: "handshakesPerSecond", def: 1_000, min: 1, max: 10_000 },
   "ping-connections": { key: "pingConnections", def: 4, min: 1, max: 64 },
-  "ping-max-mib": { key: "pingMaxMiB", def: 2048, min: 1, max: 16_384 },
+  "ping-max-mib": { key: "pingMaxMiB", def: 1024, min: 1, max: 16_384 },
   "loris-connections": { key: "lorisConnections", def: 32, min: 1, max: 1_000 },
   "random-workers": { key: "randomWorkers", def: 4, min: 1, max: 64 },
 };

@@ -14,7 +14,7 @@ import { encodeFrame, openSession } from "../raw_session.ts";
  * Counters: `bytesTaken` is what the kernel accepted from us (it reached the
  * server's receive buffer or the server read it); `stalls` counts waits for
  * 'drain' longer than 1 s (the server stopped reading). Bounded by the
- * deadline and by `pingMaxMiB` (default 2048) written in all, so a server
+ * deadline and by `pingMaxMiB` (default 1024) written in all, so a server
  * that buffers without limit cannot take the whole machine down: once the
  * cap is reached (`capped` 1) the sessions stay open, silent, until the end.
  */
@@ -23,7 +23,7 @@ export const pingFloodAttack: AttackStarter = (target, o) => {
   const sockets = new Set<net.Socket>();
   const c: Counters = { sessions: 0, refused: 0, failed: 0, frames: 0, bytesTaken: 0, stalls: 0, closedByServer: 0, maxFrame: 0, capped: 0 };
   const connections = o.pingConnections ?? 4;
-  const capBytes = (o.pingMaxMiB ?? 2048) * 2 ** 20;
+  const capBytes = (o.pingMaxMiB ?? 1024) * 2 ** 20;
   let written = 0;
   const frames = new Map<number, Buffer>();
 
