@@ -84,14 +84,15 @@ export async function main(args: string[]): Promise<void> {
     const quiet = await runPhase("quiet", p, s, console.log);
     console.log("  torture run");
     const torture = await runPhase("torture", p, s, console.log);
-    const r: ProfileResult = { profile: p.name, bundle: p.bundle, limits: { server: p.server, probe: p.probe }, quiet, torture, verdicts: verdicts(p.name, quiet, torture, s.upgrades) };
+    const r: ProfileResult = { profile: p.name, bundle: p.bundle, limits: { server: p.server, probe: p.probe }, quiet, torture, verdicts: verdicts(p.name, p.probe, quiet, torture, s.upgrades) };
     results.push(r);
     console.log("\n" + formatProfile(r));
   }
   console.log(
     "\nfailed = legitimate requests that got an error (refused, reset, timeout) or a non-2xx, started in the measured window; lost to kill -9 = failed requests " +
       `overlapping the killed upgrade (from its request to its answer + ${s.tailMs} ms). peak RSS = the larger of sampled VmRSS (every 200 ms) and VmHWM of any ` +
-      "one server process; peak sum = old and new processes together. probes answered/s = signed answers the attackers received; counted/s = the servers' probes counters.",
+      "one server process; peak sum = old and new processes together. probes answered/s = signed answers the attackers received; counted/s = the servers' probes counters. " +
+      "The attackers, the legitimate load and the server share this machine's CPUs, so the p99 also measures what the attackers take from the server's CPU.",
   );
 
   const file = writeResults("torture", {

@@ -22,12 +22,14 @@ export interface Verdicts {
   peakRss: { peakMiB: number; idleMiB: number; budgetMiB: number; met: boolean };
   p99: { tortureMs: number; quietMs: number; ratio: number; target: number; met: boolean };
   upgrades: { ok: number; planned: number; met: boolean };
+  /** Signed probe answers per second against the target's server-wide probe budget (rate + burst spread over the run). */
+  probeRate: { countedPerSec: number; budgetPerSec: number; met: boolean } | null;
   killRollback: { killed: boolean; rolledBack: boolean; met: boolean } | null;
 }
 
 const MiB = (kib: number): number => kib / 1024;
 
-export function verdicts(profile: string, quiet: PhaseResult, torture: PhaseResult, plannedUpgrades: number): Verdicts {
+export function verdicts(profile: string, probeLimits: Record<string, number>, quiet: PhaseResult, torture: PhaseResult, plannedUpgrades: number): Verdicts {
   const failed = torture.failedOther + quiet.legit.failed + quiet.legit.non2xx;
   const budget = RSS_BUDGET_MIB[profile] ?? RSS_BUDGET_MIB.node20!;
   const idle = MiB(torture.idleRssKiB);
@@ -35,7 +37,12 @@ export function verdicts(profile: string, quiet: PhaseResult, torture: PhaseResu
   const ratio = torture.legit.p99Ms / quiet.legit.p99Ms;
   const plain = torture.upgrades.filter((u) => u.kind === "upgrade");
   const kill = torture.upgrades.find((u) => u.kind === "kill-9");
+  const rate = probeLimits.globalRatePerSecond;
+  const probeBudget = rate === undefined ? NaN : rate + (probeLimits.globalBurst ?? 0) / (torture.measuredMs / 1000);
   return {
+    probeRate: Number.isFinite(probeBudget) && Number.isFinite(torture.probesCountedPerSec)
+      ? { countedPerSec: torture.probesCountedPerSec, budgetPerSec: probeBudget, met: torture.probesCountedPerSec <= probeBudget }
+      : null,
     failedRequests: { value: failed, target: 0, met: failed === 0 },
     peakRss: { peakMiB: peak, idleMiB: idle, budgetMiB: budget, met: peak <= idle + budget },
     p99: { tortureMs: torture.legit.p99Ms, quietMs: quiet.legit.p99Ms, ratio, target: P99_OVER_QUIET, met: ratio <= P99_OVER_QUIET },
@@ -102,14 +109,21 @@ export function formatProfile(r: ProfileResult): string {
     `  0 legitimate requests failed: ${num(v.failedRequests.value)} (torture ${num(r.torture.failedOther)}, quiet ${num(r.quiet.legit.failed + r.quiet.legit.non2xx)}; ` +
       `${num(r.torture.lostToKill)} lost in the kill -9 upgrade's window reported apart) -> ${mark(v.failedRequests.met)}`,
   );
+  const capped = r.torture.attacks["ping-flood"]?.capped === 1 ? " (the PING flood stopped at its byte cap with the server taking every byte: this peak is a floor)" : "";
   lines.push(
     `  peak RSS <= idle + ${v.peakRss.budgetMiB} MiB: ${num(v.peakRss.peakMiB, 1)} MiB vs ${num(v.peakRss.idleMiB, 1)} + ${v.peakRss.budgetMiB} = ` +
-      `${num(v.peakRss.idleMiB + v.peakRss.budgetMiB, 1)} MiB -> ${mark(v.peakRss.met)}`,
+      `${num(v.peakRss.idleMiB + v.peakRss.budgetMiB, 1)} MiB -> ${mark(v.peakRss.met)}${capped}`,
   );
   lines.push(
     `  legitimate p99 <= ${v.p99.target}x quiet: ${num(v.p99.tortureMs, 2)} ms vs ${v.p99.target} x ${num(v.p99.quietMs, 2)} = ${num(v.p99.target * v.p99.quietMs, 2)} ms ` +
       `(${num(v.p99.ratio, 1)}x) -> ${mark(v.p99.met)}`,
   );
+  if (v.probeRate) {
+    lines.push(
+      `  signed probes/s <= the server-wide probe budget of targets/${r.profile}.json (globalRatePerSecond + globalBurst over the run): ` +
+        `${num(v.probeRate.countedPerSec)}/s vs ${num(v.probeRate.budgetPerSec)}/s -> ${mark(v.probeRate.met)}`,
+    );
+  }
   lines.push(`  ${v.upgrades.planned} upgrades under attack: ${v.upgrades.ok} ok -> ${mark(v.upgrades.met)}`);
   if (v.killRollback) {
     lines.push(
