@@ -1,6 +1,8 @@
 import net from "node:net";
 import { WireError } from "../../../src/protocol/constants.ts";
-import { between, loopbackSource, Pacer, Stopper, type AttackStarter, type Counters } from "../attack.ts";
+import { between, loopbackSource, type AttackStarter, type Counters } from "../attack.ts";
+import { Pacer } from "../pacer.ts";
+import { Stopper } from "../stopper.ts";
 import { openSession } from "../raw_session.ts";
 
 /**

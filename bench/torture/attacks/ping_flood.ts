@@ -1,6 +1,7 @@
 import net from "node:net";
 import { FrameType } from "../../../src/protocol/constants.ts";
-import { loopbackSource, Stopper, type AttackStarter, type Counters } from "../attack.ts";
+import { loopbackSource, type AttackStarter, type Counters } from "../attack.ts";
+import { Stopper } from "../stopper.ts";
 import { encodeFrame, openSession } from "../raw_session.ts";
 
 /**

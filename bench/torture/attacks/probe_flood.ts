@@ -2,7 +2,8 @@ import { randomBytes, randomFillSync } from "node:crypto";
 import dgram from "node:dgram";
 import { PROBE_RESPONSE_SIZE } from "../../../src/protocol/constants.ts";
 import { encodeProbeRequest } from "../../../src/protocol/probe.ts";
-import { loopbackSource, Stopper, type AttackStarter, type Counters } from "../attack.ts";
+import { loopbackSource, type AttackStarter, type Counters } from "../attack.ts";
+import { Stopper } from "../stopper.ts";
 
 /**
  * Probe floods from many sources: `probeSources` UDP sockets (default 1000),

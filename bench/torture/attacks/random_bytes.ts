@@ -1,6 +1,7 @@
 import { randomBytes } from "node:crypto";
 import net from "node:net";
-import { between, loopbackSource, Stopper, type AttackStarter, type Counters } from "../attack.ts";
+import { between, loopbackSource, type AttackStarter, type Counters } from "../attack.ts";
+import { Stopper } from "../stopper.ts";
 import { clientHello } from "../raw_session.ts";
 
 /**

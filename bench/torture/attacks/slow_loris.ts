@@ -1,5 +1,6 @@
 import net from "node:net";
-import { loopbackSource, Stopper, type AttackStarter, type Counters } from "../attack.ts";
+import { loopbackSource, type AttackStarter, type Counters } from "../attack.ts";
+import { Stopper } from "../stopper.ts";
 import { clientHello } from "../raw_session.ts";
 
 /**
