@@ -12,6 +12,26 @@ export function readRssKiB(pid: number): number {
   return Number(m[1]);
 }
 
+/** Resident memory of a process, KiB: now (VmRSS) and its peak so far (VmHWM, kept by the kernel). */
+export interface MemKiB {
+  rss: number;
+  hwm: number;
+}
+
+/** VmRSS and VmHWM of `pid` from /proc/<pid>/status; null when the process is gone (or a zombie). */
+export function readMemKiB(pid: number): MemKiB | null {
+  let text: string;
+  try {
+    text = readFileSync(`/proc/${pid}/status`, "utf8");
+  } catch {
+    return null;
+  }
+  const rss = /^VmRSS:\s+(\d+)\s+kB$/m.exec(text);
+  const hwm = /^VmHWM:\s+(\d+)\s+kB$/m.exec(text);
+  if (!rss || !hwm) return null;
+  return { rss: Number(rss[1]), hwm: Number(hwm[1]) };
+}
+
 /**
  * Stops `child`: lets it exit by itself for up to `graceMs`, then sends
  * SIGTERM, then SIGKILL 5 s later.

@@ -1,0 +1,108 @@
+import os from "node:os";
+import path from "node:path";
+import { parseArgs } from "node:util";
+import { environment, writeResults } from "./lib/results.ts";
+import { ATTACKS } from "./torture/attacks/index.ts";
+import { loadProfile } from "./torture/bundles.ts";
+import { runPhase, type PhaseSettings } from "./torture/phase.ts";
+import { formatProfile, P99_OVER_QUIET, RSS_BUDGET_MIB, verdicts, type ProfileResult } from "./torture/report.ts";
+
+/**
+ * The server under attack: per build target, one `perilink serve` (the
+ * target's bundle) with legitimate perilink clients sending requests all
+ * along, first alone (the quiet run), then, on a fresh server and for the
+ * same time, alongside every attack of torture/attacks/ (random bytes,
+ * never-reading PING floods, slow-loris handshakes, handshake floods past the
+ * session limits, probe floods from 1,000 loopback sources) while it is
+ * upgraded 5 times and one more upgrade's new process is killed with
+ * SIGKILL while it starts. Reports legitimate requests sent, failed and lost
+ * to the kill, their p99 against the quiet run, the server's peak resident
+ * memory against idle, and signed probe answers per second, beside the
+ * targets.
+ *
+ *   npm run bench -- torture [--profile node20,pi-zero-2w] [--duration-ms 25000] [--clients 16]
+ *     [--think-ms 5] [--upgrades 5] [--kill-at 3] [--kill-delay-ms 100] [--attacks all|name,…]
+ *     [--probes-per-second 5000] [--handshakes-per-second 1000] [--ping-connections 4]
+ *     [--ping-max-mib 1024] [--loris-connections 32] [--random-workers 4] [--probe-sources 1000]
+ */
+
+const NUMERIC: Record<string, { key: string; def: number; min: number; max: number }> = {
+  "duration-ms": { key: "durationMs", def: 25_000, min: 2_000, max: 120_000 },
+  "warmup-ms": { key: "warmupMs", def: 1_000, min: 0, max: 10_000 },
+  clients: { key: "clients", def: 16, min: 1, max: 256 },
+  "think-ms": { key: "thinkMs", def: 5, min: 0, max: 1_000 },
+  upgrades: { key: "upgrades", def: 5, min: 0, max: 20 },
+  "kill-at": { key: "killAt", def: 3, min: 0, max: 21 },
+  "kill-delay-ms": { key: "killDelayMs", def: 100, min: 0, max: 10_000 },
+  "tail-ms": { key: "tailMs", def: 500, min: 0, max: 5_000 },
+};
+const ATTACK_NUMERIC: Record<string, { key: string; def: number; min: number; max: number }> = {
+  "probes-per-second": { key: "probesPerSecond", def: 5_000, min: 1, max: 50_000 },
+  "probe-sources": { key: "probeSources", def: 1_000, min: 1, max: 1_000 },
+  "handshakes-per-second": { key: "handshakesPerSecond", def: 1_000, min: 1, max: 10_000 },
+  "ping-connections": { key: "pingConnections", def: 4, min: 1, max: 64 },
+  "ping-max-mib": { key: "pingMaxMiB", def: 1024, min: 1, max: 16_384 },
+  "loris-connections": { key: "lorisConnections", def: 32, min: 1, max: 1_000 },
+  "random-workers": { key: "randomWorkers", def: 4, min: 1, max: 64 },
+};
+
+function numberOption(name: string, raw: string | undefined, spec: { def: number; min: number; max: number }): number {
+  const v = raw === undefined ? spec.def : Number(raw);
+  if (!Number.isInteger(v) || v < spec.min || v > spec.max) throw new RangeError(`--${name} takes an integer in ${spec.min}..${spec.max}, not ${raw}`);
+  return v;
+}
+
+export async function main(args: string[]): Promise<void> {
+  const options: Record<string, { type: "string"; default?: string }> = { profile: { type: "string", default: "node20,pi-zero-2w" }, attacks: { type: "string", default: "all" } };
+  for (const name of [...Object.keys(NUMERIC), ...Object.keys(ATTACK_NUMERIC)]) options[name] = { type: "string" };
+  const { values } = parseArgs({ args, options });
+  const v = values as Record<string, string | undefined>;
+  const settings: Record<string, number> = {};
+  for (const [name, spec] of Object.entries(NUMERIC)) settings[spec.key] = numberOption(name, v[name], spec);
+  const attackOptions: Record<string, number> = {};
+  for (const [name, spec] of Object.entries(ATTACK_NUMERIC)) attackOptions[spec.key] = numberOption(name, v[name], spec);
+  const attacks = v.attacks === "all" || v.attacks === undefined ? Object.keys(ATTACKS) : v.attacks.split(",").filter(Boolean);
+  const unknown = attacks.filter((a) => !ATTACKS[a]);
+  if (unknown.length > 0) throw new RangeError(`unknown attack(s) ${unknown.join(", ")}; known: ${Object.keys(ATTACKS).join(", ")}`);
+  const s: PhaseSettings = { ...(settings as unknown as Omit<PhaseSettings, "attacks" | "attackOptions">), attacks, attackOptions };
+  if (s.killAt > s.upgrades + 1) throw new RangeError(`--kill-at must be 0 (no kill) or 1..${s.upgrades + 1}`);
+
+  const profiles = (v.profile ?? "").split(",").filter(Boolean).map(loadProfile);
+  const env = environment();
+  const loadAverageAtStart = os.loadavg();
+  console.log(
+    `torture: per profile a quiet run, then a torture run, ${s.durationMs} ms each on a fresh server (127.0.0.1); ${s.clients} legitimate perilink links ` +
+      `(one client, demo app "info", ${s.thinkMs} ms pause after each answer), ${s.warmupMs} ms warm-up; torture: ${attacks.join(", ")}; ` +
+      `${s.upgrades} upgrades over the control socket${s.killAt > 0 ? ` and, as attempt #${s.killAt}, one whose new process is killed with SIGKILL ${s.killDelayMs} ms after it appears` : ""}`,
+  );
+  console.log(`node ${env.node}, ${env.cpus} CPUs (${env.cpuModel}), ${env.platform}, load average ${loadAverageAtStart.map((x) => x.toFixed(2)).join(" ")}`);
+
+  const results: ProfileResult[] = [];
+  for (const p of profiles) {
+    console.log(`\n${p.name}: ${path.relative(process.cwd(), p.bundle)} (maxSessions ${p.server.maxSessions}, per peer ${p.server.maxSessionsPerPeer}, maxFrame ${p.server.maxFrameBytes})`);
+    console.log("  quiet run");
+    const quiet = await runPhase("quiet", p, s, console.log);
+    console.log("  torture run");
+    const torture = await runPhase("torture", p, s, console.log);
+    const r: ProfileResult = { profile: p.name, bundle: p.bundle, limits: { server: p.server, probe: p.probe }, quiet, torture, verdicts: verdicts(p.name, p.probe, quiet, torture, s.upgrades) };
+    results.push(r);
+    console.log("\n" + formatProfile(r));
+  }
+  console.log(
+    "\nfailed = legitimate requests that got an error (refused, reset, timeout) or a non-2xx, started in the measured window; lost to kill -9 = failed requests " +
+      `overlapping the killed upgrade (from its request to its answer + ${s.tailMs} ms). peak RSS = the larger of sampled VmRSS (every 200 ms) and VmHWM of any ` +
+      "one server process; peak sum = old and new processes together. probes answered/s = signed answers the attackers received; counted/s = the servers' probes counters. " +
+      "The attackers, the legitimate load and the server share this machine's CPUs, so the p99 also measures what the attackers take from the server's CPU.",
+  );
+
+  const file = writeResults("torture", {
+    bench: "torture",
+    ...env,
+    loadAverageAtStart,
+    loadAverageAtEnd: os.loadavg(),
+    settings: s,
+    targets: { failedRequests: 0, rssOverIdleMiB: RSS_BUDGET_MIB, p99OverQuiet: P99_OVER_QUIET },
+    profiles: results,
+  });
+  console.log(`\nresults: ${file}`);
+}

@@ -1,0 +1,15 @@
+import type { AttackStarter } from "../attack.ts";
+import { handshakeFloodAttack } from "./handshake_flood.ts";
+import { pingFloodAttack } from "./ping_flood.ts";
+import { probeFloodAttack } from "./probe_flood.ts";
+import { randomBytesAttack } from "./random_bytes.ts";
+import { slowLorisAttack } from "./slow_loris.ts";
+
+/** Every attack of the torture benchmark by name; each runs in a process of its own. */
+export const ATTACKS: Record<string, { label: string; start: AttackStarter }> = {
+  "random-bytes": { label: "random-byte peers", start: randomBytesAttack },
+  "ping-flood": { label: "PING flood, never reading", start: pingFloodAttack },
+  "slow-loris": { label: "slow-loris handshakes", start: slowLorisAttack },
+  "handshake-flood": { label: "handshake flood past the session limits", start: handshakeFloodAttack },
+  "probe-flood": { label: "UDP probe flood from many sources", start: probeFloodAttack },
+};

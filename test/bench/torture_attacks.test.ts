@@ -1,0 +1,72 @@
+import assert from "node:assert/strict";
+import { test } from "node:test";
+import type { AttackTarget, Counters } from "../../bench/torture/attack.ts";
+import { ATTACKS } from "../../bench/torture/attacks/index.ts";
+import { portOf, sleep, testServer } from "../helpers/fixtures.ts";
+import { tcpConnectionsTo } from "../helpers/os_sockets.ts";
+
+/**
+ * The torture benchmark's attacks are load loops on a shared machine: each
+ * must end by itself at its deadline, leave no socket behind, and do what
+ * its counters say. Small sizes and a 700 ms deadline keep this quick.
+ */
+
+const LIMITS = { maxSessions: 8, maxSessionsPerPeer: 2, maxFrameBytes: 4096, handshakeTimeoutMs: 400 };
+const SMALL = { randomWorkers: 2, pingConnections: 2, lorisConnections: 4, lorisIntervalMs: 50, probeSources: 20, probesPerSecond: 200, handshakesPerSecond: 200, holdMinMs: 20, holdMaxMs: 100 };
+
+/** Runs attack `kind` against a fresh server until its deadline; returns its counters and the sockets still open to the server just before stop(). */
+async function runUntilDeadline(kind: string): Promise<{ counters: Counters; leftOpen: number; stopMs: number }> {
+  const server = await testServer({ limits: LIMITS });
+  const port = portOf(server);
+  const target: AttackTarget = { host: "127.0.0.1", port, ...LIMITS };
+  const attack = ATTACKS[kind]!.start(target, { ...SMALL, deadline: Date.now() + 700 });
+  await attack.ready;
+  await sleep(1700);
+  const leftOpen = tcpConnectionsTo([port]) ?? 0;
+  const t0 = performance.now();
+  const counters = await attack.stop();
+  return { counters, leftOpen, stopMs: performance.now() - t0 };
+}
+
+test("random-byte peers stop by themselves at the deadline and leave no socket open", async () => {
+  const { counters, leftOpen, stopMs } = await runUntilDeadline("random-bytes");
+  assert.ok(counters.connections! > 2, `connections ${counters.connections}`);
+  assert.ok(counters.afterHello! > 0, "half of them send a valid hello first");
+  assert.equal(leftOpen, 0);
+  assert.ok(stopMs < 1000, `stop() took ${stopMs} ms`);
+});
+
+test("the PING flood completes the handshake, writes maxFrame PINGs, stops at the deadline and leaves no socket open", async () => {
+  const { counters, leftOpen, stopMs } = await runUntilDeadline("ping-flood");
+  assert.ok(counters.sessions! >= 2, `sessions ${counters.sessions}`);
+  assert.equal(counters.maxFrame, LIMITS.maxFrameBytes, "the PING payload is the server's maxFrame");
+  assert.ok(counters.frames! > 10, `frames ${counters.frames}`);
+  assert.equal(leftOpen, 0);
+  assert.ok(stopMs < 1000, `stop() took ${stopMs} ms`);
+});
+
+test("slow-loris connections are cut by the handshake timeout, stop at the deadline and leave no socket open", async () => {
+  const { counters, leftOpen } = await runUntilDeadline("slow-loris");
+  // 32 bytes at one per 50 ms take 1.6 s: a 400 ms handshake timeout cuts every connection first.
+  assert.ok(counters.cutByServer! >= 4, `cut ${counters.cutByServer}`);
+  assert.equal(counters.helloCompleted, 0);
+  assert.ok(counters.cutMsMax! < 1200, `longest ${counters.cutMsMax} ms`);
+  assert.equal(leftOpen, 0);
+});
+
+test("the handshake flood asks for more sessions than the limits allow, gets ServerBusy, stops at the deadline and leaves no socket open", async () => {
+  const { counters, leftOpen } = await runUntilDeadline("handshake-flood");
+  // One address with 2 x maxSessionsPerPeer workers, and ceil(1.25 x 8 / 2) = 5 more addresses.
+  assert.equal(counters.sources, 6);
+  assert.equal(counters.workers, 4 + 5 * 2);
+  assert.ok(counters.accepted! > 0 && counters.busy! > 0, `accepted ${counters.accepted}, busy ${counters.busy}`);
+  assert.ok(counters.openPeak! <= LIMITS.maxSessions, `open at once ${counters.openPeak}`);
+  assert.equal(leftOpen, 0);
+});
+
+test("the probe flood sends from distinct loopback sources, gets signed answers, and stops sending at the deadline", async () => {
+  const { counters } = await runUntilDeadline("probe-flood");
+  assert.equal(counters.sources, SMALL.probeSources);
+  assert.ok(counters.sent! > 50 && counters.sent! <= 200, `sent ${counters.sent} in 0.7 s at 200/s`);
+  assert.ok(counters.answered! > 0 && counters.answered! <= counters.sent!, `answered ${counters.answered}`);
+});
