@@ -20,6 +20,7 @@ export function encodeFrame(type: number, channel: number, stream: number, paylo
   const parts: Buffer[] = [];
   const sink = {
     destroyed: false,
+    writableEnded: false,
     write(chunk: Uint8Array): boolean {
       parts.push(Buffer.from(chunk));
       return true;
