@@ -185,3 +185,14 @@ export class UnreachableError extends PerilinkError {
     super("PERILINK_UNREACHABLE", message, options);
   }
 }
+
+/**
+ * The state directory is not private to this user: owned by another user, or
+ * writable by group or others (who could then take the identity key or plant
+ * files the server would follow).
+ */
+export class StateDirError extends PerilinkError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super("PERILINK_STATE_DIR_UNSAFE", message, options);
+  }
+}
