@@ -135,10 +135,10 @@ export class AppError extends PerilinkError {
   }
 }
 
-/** An upgrade (seamless replacement) was refused or rolled back; the running process keeps serving. */
+/** An upgrade (seamless replacement) was refused, rolled back (the running process keeps serving) or cancelled (it is shutting down). */
 export class UpgradeError extends PerilinkError {
   constructor(
-    code: "PERILINK_UPGRADE_IN_PROGRESS" | "PERILINK_UPGRADE_FAILED" | "PERILINK_UPGRADE_UNSUPPORTED",
+    code: "PERILINK_UPGRADE_IN_PROGRESS" | "PERILINK_UPGRADE_FAILED" | "PERILINK_UPGRADE_UNSUPPORTED" | "PERILINK_UPGRADE_CANCELLED",
     message: string,
     options?: { cause?: unknown },
   ) {

@@ -346,6 +346,9 @@ export class PerilinkServer implements SessionHost {
 
   async #drain(timeoutMs: number): Promise<void> {
     const started = Date.now();
+    // An upgrade that has not handed over yet would give the sockets to a new process
+    // after this one stopped: cancel it (its process group is killed) before anything else.
+    await this.#upgrader?.cancel("the server is shutting down");
     this.#accepting = false;
     if (this.#rescanTimer) clearInterval(this.#rescanTimer);
     await this.#listeners.close();

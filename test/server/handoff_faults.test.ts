@@ -29,13 +29,16 @@ import { detectRuntime } from "../../src/runtime/runtime.ts";
 import { controlRequest } from "../../src/server/control_server.ts";
 import type { ServerStatus } from "../../src/server/server.ts";
 import { skipUnlessHandoff } from "../helpers/migration.ts";
-import { runCli, spawnCli, stopChild, type CliResult } from "../helpers/cli.ts";
+import { REPO_ROOT, runCli, spawnCli, stopChild, type CliResult } from "../helpers/cli.ts";
 import { sleep, tempDir, waitFor } from "../helpers/fixtures.ts";
 
 /** First start of a tsx child compiles; later ones take ~0.5–1 s. */
 const START_MS = 20_000;
 /** How long the slow app module makes a new process wait before it is ready. */
 const SLOW_APP_MS = 3000;
+
+/** Echoes, and answers "sleep:MS:…" after MS ms (a request still running during a drain). */
+const RECORDING_APP = path.join(REPO_ROOT, "test/fixtures/recording_app.ts");
 
 /** True when the test must skip (see test/helpers/migration.ts). */
 const skipped = skipUnlessHandoff;
@@ -781,4 +784,73 @@ test("a new config that removes a port: after the upgrade it refuses connections
     await load.progress(20, "on P1 from generation 2", 2);
     assertLoadClean(load, srv);
   });
+});
+
+/** Whether any process of the group `pgid` runs (a group of zombies only counts as gone). */
+function groupAlive(pgid: number): boolean {
+  try {
+    process.kill(-pgid, 0);
+  } catch {
+    return false;
+  }
+  for (const e of readdirSync("/proc")) {
+    if (!/^\d+$/.test(e)) continue;
+    try {
+      const stat = readFileSync(`/proc/${e}/stat`, "utf8");
+      const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+      if (Number(fields[2]) === pgid && fields[0] !== "Z") return true;
+    } catch {
+      // gone
+    }
+  }
+  return false;
+}
+
+test("SIGTERM during an upgrade cancels it: the new process group is killed, in-flight requests are answered, nothing listens afterwards", async (t) => {
+  if (skipped(t)) return;
+  // Regression: the old process drained and exited while the upgrade went on, and the new
+  // process then took the sockets over: the service ran on after the operator had stopped it.
+  const { slowApp } = programs();
+  const port = await freePort();
+  const srv = await serve(["--listen", `127.0.0.1:${port}`, "--app", RECORDING_APP]);
+  const session = await ClientSession.connect({ host: "127.0.0.1", port, timeoutMs: 5000, requestTimeoutMs: 15_000 });
+  try {
+    const before = await srv.status();
+    const up = spawnCli(["upgrade", "--state-dir", srv.stateDir, "--app", slowApp, "--timeout", "15000"]);
+    children.add(up);
+    let upErr = "";
+    up.stdout!.resume();
+    up.stderr!.setEncoding("utf8").on("data", (s: string) => (upErr += s));
+    const upExited = new Promise<number | null>((r) => up.once("exit", (code) => r(code)));
+    const during = await srv.waitStatus((s) => typeof s.upgrade?.pid === "number", "the upgrade to start the new program", 5000);
+    const newPid = during.upgrade!.pid!;
+    await sleep(300); // the new process is loading the slow app
+    assert.ok(alive(newPid), `the new process runs\nlog:\n${srv.log()}`);
+    const channels = await Promise.all([session.openChannel("a"), session.openChannel("b")]);
+    const inflight = channels.map((ch, i) => ch.request(`sleep:1500:${i}`, { timeoutMs: 15_000 }).then((b) => b.toString()));
+    await sleep(200); // both requests are running in the old process
+    const oldExited = new Promise<number | null>((r) => srv.child.once("exit", (code) => r(code)));
+    srv.child.kill("SIGTERM");
+    const answers = await Promise.all(inflight);
+    for (const [i, a] of answers.entries()) assert.match(a, new RegExp(`^sleep:1500:${i}\\|gen=1\\|pid=${before.pid}$`), "answered by the old process");
+    await waitFor(() => !groupAlive(newPid), `the new process group (${newPid}) to be gone\nlog:\n${srv.log()}`, 5000);
+    const code = await Promise.race([oldExited, sleep(10_000).then(() => "still running" as const)]);
+    assert.notEqual(code, "still running", `the old process exited\nlog:\n${srv.log()}`);
+    assert.match(srv.log(), /"drain_finished"/, "after draining");
+    // Deno's child_process reports the signal it sent even when the child handled it and exited 0.
+    if (detectRuntime().name === "node") assert.equal(code, 0, `the old process exited 0\nlog:\n${srv.log()}`);
+    const upCode = await Promise.race([upExited, sleep(5000).then(() => "still running" as const)]);
+    assert.equal(upCode, 1, `perilink upgrade exits 1: ${upErr}`);
+    assert.match(oneLine(upErr), /Cannot upgrade: .*shutting down.*\[PERILINK_UPGRADE_CANCELLED\]/);
+    assert.match(srv.log(), /"upgrade_cancelled"/);
+    // Past the moment the slow new program would have been ready: nobody took the port over.
+    await sleep(SLOW_APP_MS + 500);
+    assert.equal(await connectResult(port), "ECONNREFUSED", `nothing listens on the port\nlog:\n${srv.log()}`);
+    assert.deepEqual(pidsMentioning(srv.stateDir), [], "no perilink process of this state directory runs");
+    const st = await runCli(["status", "--state-dir", srv.stateDir]);
+    assert.equal(st.code, 1, "no server answers status");
+  } finally {
+    session.destroy();
+    await srv.stop();
+  }
 });
