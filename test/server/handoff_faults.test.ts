@@ -854,3 +854,34 @@ test("SIGTERM during an upgrade cancels it: the new process group is killed, in-
     await srv.stop();
   }
 });
+
+test("three upgrades keep both a fixed port and a port the kernel chose on the same address", async (t) => {
+  if (skipped(t)) return;
+  // Regression: generation 2 wrote the chosen port into its own config, so it handed generation 3
+  // nothing for the port-0 entry; on Node that entry then took the other inherited port of the same
+  // address and the chosen port was closed.
+  const fixed = await freePort();
+  await withServer(["--listen", `127.0.0.1:${fixed}`, "--listen", "127.0.0.1:0"], async (srv, load) => {
+    const before = await srv.status();
+    const ports = tcpPorts(before);
+    assert.equal(ports.length, 2, "two ports");
+    assert.ok(ports.includes(fixed));
+    for (let generation = 2; generation <= 4; generation++) {
+      const r = await srv.upgrade(["--timeout", "15000", "--json"]);
+      assert.equal(r.code, 0, `upgrade to generation ${generation}: ${r.stderr}`);
+      const now = await srv.waitStatus((s) => s.generation === generation && s.accepting, `generation ${generation} to answer status`);
+      assert.deepEqual(tcpPorts(now), ports, `generation ${generation} listens on the same TCP ports`);
+      assert.deepEqual(udpPorts(now), ports, `generation ${generation} listens on the same UDP ports`);
+      for (const port of ports) {
+        const id = await runCli(["id", `127.0.0.1:${port}`, "--json", "--timeout", "2000"]);
+        assert.equal(id.code, 0, `id 127.0.0.1:${port} after upgrade to generation ${generation}: ${id.stderr}`);
+        const who = JSON.parse(id.stdout) as { serverId: string; generation: number };
+        assert.equal(who.serverId, before.serverId);
+        assert.equal(who.generation, generation);
+        assert.equal(await connectResult(port), "connected", `TCP 127.0.0.1:${port} accepts`);
+      }
+      await load.progress(10, `from generation ${generation}`, generation);
+    }
+    assertLoadClean(load, srv);
+  });
+});
