@@ -135,10 +135,10 @@ export class AppError extends PerilinkError {
   }
 }
 
-/** An upgrade (seamless replacement) was refused or rolled back; the running process keeps serving. */
+/** An upgrade (seamless replacement) was refused, rolled back (the running process keeps serving) or cancelled (it is shutting down). */
 export class UpgradeError extends PerilinkError {
   constructor(
-    code: "PERILINK_UPGRADE_IN_PROGRESS" | "PERILINK_UPGRADE_FAILED" | "PERILINK_UPGRADE_UNSUPPORTED",
+    code: "PERILINK_UPGRADE_IN_PROGRESS" | "PERILINK_UPGRADE_FAILED" | "PERILINK_UPGRADE_UNSUPPORTED" | "PERILINK_UPGRADE_CANCELLED",
     message: string,
     options?: { cause?: unknown },
   ) {
@@ -199,5 +199,16 @@ export class PinFileError extends PerilinkError {
   constructor(file: string, message: string, options?: { cause?: unknown }) {
     super("PERILINK_PIN_FILE", message, options);
     this.file = file;
+  }
+}
+
+/**
+ * The state directory is not private to this user: owned by another user, or
+ * writable by group or others (who could then take the identity key or plant
+ * files the server would follow).
+ */
+export class StateDirError extends PerilinkError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super("PERILINK_STATE_DIR_UNSAFE", message, options);
   }
 }

@@ -1,4 +1,5 @@
 import { PerilinkError } from "../errors.ts";
+import { CLOSED_PIPE_EXIT_CODE, handleClosedPipe, isClosedPipe } from "./closed_pipe.ts";
 import { runCall } from "./call_command.ts";
 import { runId } from "./id_command.ts";
 import { runServe } from "./serve_command.ts";
@@ -46,6 +47,7 @@ export async function main(argv: string[]): Promise<number> {
   try {
     return await run(rest);
   } catch (err) {
+    if (isClosedPipe(err)) return CLOSED_PIPE_EXIT_CODE; // a write found the reader of our output gone
     const e = err as Error;
     const code = err instanceof PerilinkError ? ` [${err.code}]` : (e as { code?: string }).code ? ` [${(e as { code?: string }).code}]` : "";
     process.stderr.write(`perilink ${cmd}: ${e.message}${code}\n`);
@@ -53,11 +55,16 @@ export async function main(argv: string[]): Promise<number> {
   }
 }
 
+handleClosedPipe(process.argv[2] === "serve" ? "ignore" : "exit");
 main(process.argv.slice(2)).then(
   (code) => {
     if (code !== 0 || process.exitCode === undefined) process.exitCode = code;
   },
   (err: unknown) => {
+    if (isClosedPipe(err)) {
+      process.exitCode = CLOSED_PIPE_EXIT_CODE;
+      return;
+    }
     process.stderr.write(`perilink: ${(err as Error)?.stack ?? String(err)}\n`);
     process.exitCode = 1;
   },

@@ -97,8 +97,12 @@ export class ListenerSet {
       for (const spec of this.#specs) {
         const desired = this.#desiredFor(spec);
         if (spec.port === 0) {
-          // Port 0 was resolved by an earlier generation: keep its port.
-          const prev = this.#inherited.find((i) => desired.some((d) => d.address === i.address));
+          // Port 0 resolved by an earlier generation that did not say which port (a perilink parent
+          // does, in PERILINK_PORTS): keep an inherited port of this address that no other entry names.
+          const named = new Set(this.#specs.filter((s) => s !== spec && s.port !== 0).map((s) => s.port));
+          const prev = this.#inherited.find(
+            (i) => i.transport === "tcp" && !named.has(i.port) && !this.#isAdopted(i.fd) && desired.some((d) => d.address === i.address),
+          );
           if (prev) spec.port = prev.port;
         }
         for (const ep of desired) {
@@ -112,8 +116,7 @@ export class ListenerSet {
     } finally {
       // Inherited sockets that no endpoint wants (a port the new config dropped) are closed here.
       for (const i of this.#inherited) {
-        const used = [...this.#listeners.values()].some((l) => l.adopted && (l.adopted.tcp === i.fd || l.adopted.udp === i.fd));
-        if (!used) {
+        if (!this.#isAdopted(i.fd)) {
           try {
             closeSync(i.fd);
           } catch {
@@ -124,6 +127,11 @@ export class ListenerSet {
       }
       this.#inherited = [];
     }
+  }
+
+  #isAdopted(fd: number): boolean {
+    for (const l of this.#listeners.values()) if (l.adopted && (l.adopted.tcp === fd || l.adopted.udp === fd)) return true;
+    return false;
   }
 
   /** Starts accepting on adopted sockets (after the accept semaphore is taken). */

@@ -13,6 +13,7 @@ import { loadOrCreateIdentity, type Identity } from "./identity.ts";
 import type { InterfaceAddress } from "./interface_addresses.ts";
 import type { ServerLimits } from "./limits.ts";
 import { ListenerSet, type Endpoint } from "./listener_set.ts";
+import type { ListenSpec } from "./listen_spec.ts";
 import { ProbeResponder } from "./probe_responder.ts";
 import { RawHost } from "./raw_host.ts";
 import { ServerSession, type SessionHost } from "./session.ts";
@@ -72,6 +73,8 @@ export interface ServerStatus {
 
 /** Extra parts `startServer()` wires in. */
 interface ServerParts {
+  /** The listen entries with the ports an older generation chose for `…:0` (default: `config.listen`). */
+  listen?: ListenSpec[];
   interfaces?: () => InterfaceAddress[];
   /** Bind TCP with SO_REUSEPORT (Deno: how an upgrade binds the ports alongside the old process). */
   reusePort?: boolean;
@@ -137,7 +140,7 @@ export class PerilinkServer implements SessionHost {
     this.#listeners = this.#newListenerSet(parts.inherited ?? []);
   }
 
-  #newListenerSet(inherited: InheritedSocket[], specs = this.config.listen): ListenerSet {
+  #newListenerSet(inherited: InheritedSocket[], specs = this.#parts.listen ?? this.config.listen): ListenerSet {
     const app = this.#app;
     return new ListenerSet(
       specs,
@@ -354,6 +357,9 @@ export class PerilinkServer implements SessionHost {
 
   async #drain(timeoutMs: number): Promise<void> {
     const started = Date.now();
+    // An upgrade that has not handed over yet would give the sockets to a new process
+    // after this one stopped: cancel it (its process group is killed) before anything else.
+    await this.#upgrader?.cancel("the server is shutting down");
     this.#accepting = false;
     if (this.#rescanTimer) clearInterval(this.#rescanTimer);
     await this.#listeners.close();
@@ -448,10 +454,11 @@ export async function startServer(options: StartServerOptions = {}): Promise<Per
   const runtime = detectRuntime();
   // Only a process started by `perilink serve` reads how it was started; an embedded server is always fresh.
   const ctx = respawn ? readStartContext() : { handoff: null, generation: 1, timeoutMs: 0, ports: {} };
-  // An upgraded process keeps the ports the kernel chose for `…:0` entries in the old one.
-  config.listen.forEach((spec, i) => {
+  // An upgraded process keeps the ports the kernel chose for `…:0` entries in the old one. The
+  // config keeps port 0, so that this process in turn hands those ports on at its own upgrade.
+  const listen = config.listen.map((spec, i) => {
     const port = ctx.ports[config.listenText[i]!];
-    if (spec.port === 0 && port !== undefined) spec.port = port;
+    return spec.port === 0 && port !== undefined ? { ...spec, port } : spec;
   });
   const inherited = ctx.handoff === "inherit" ? takeInheritedSockets().sockets : [];
   const identity = await loadOrCreateIdentity(config.stateDir);
@@ -463,6 +470,7 @@ export async function startServer(options: StartServerOptions = {}): Promise<Per
   // The accept semaphore guards handed-over sockets; with SO_REUSEPORT each process has its own.
   const semaphore = runtime.handoff === "inherit" ? AcceptSemaphore.forStateDir(config.stateDir) : null;
   const server = new PerilinkServer(config, identity, app, log, generation ?? ctx.generation, {
+    listen,
     interfaces,
     inherited,
     semaphore,

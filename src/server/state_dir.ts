@@ -1,7 +1,8 @@
-import { promises as fs } from "node:fs";
+import { randomBytes } from "node:crypto";
+import { constants as fsConstants, promises as fs, type Stats } from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import { ConfigError } from "../errors.ts";
+import { ConfigError, StateDirError } from "../errors.ts";
 
 /**
  * The default state directory: `$PERILINK_STATE_DIR`, else `/var/lib/perilink`
@@ -14,31 +15,66 @@ export function defaultStateDir(env: Record<string, string | undefined> = proces
   return path.join(base, "perilink");
 }
 
-/** Creates `dir` (and parents) if needed and makes sure it is mode 0700. */
+/**
+ * Creates `dir` (and parents) if needed and makes sure it is private: owned
+ * by this user and writable by nobody else (`StateDirError` otherwise; such a
+ * directory is refused, not repaired, since someone else may already have
+ * put files in it). One that others can only read is tightened to 0700.
+ */
 export async function ensurePrivateDir(dir: string): Promise<void> {
+  let st: Stats;
   try {
     await fs.mkdir(dir, { recursive: true, mode: 0o700 });
-    const st = await fs.stat(dir);
-    if (!st.isDirectory()) throw new ConfigError(`Cannot use state directory ${dir}: it is not a directory`);
-    if ((st.mode & 0o777) !== 0o700) await fs.chmod(dir, 0o700);
+    st = await fs.stat(dir);
   } catch (err) {
-    if (err instanceof ConfigError) throw err;
     throw new ConfigError(`Cannot use state directory ${dir}: ${(err as Error).message}`, { cause: err });
+  }
+  if (!st.isDirectory()) throw new ConfigError(`Cannot use state directory ${dir}: it is not a directory`);
+  const uid = typeof process.getuid === "function" ? process.getuid() : undefined;
+  if (uid !== undefined && st.uid !== uid) {
+    throw new StateDirError(
+      `Cannot use state directory ${dir}: it is owned by uid ${st.uid}, not by this user (uid ${uid}); give it to this user (chown) or choose another --state-dir`,
+    );
+  }
+  if ((st.mode & 0o022) !== 0) {
+    const who = (st.mode & 0o020) !== 0 ? ((st.mode & 0o002) !== 0 ? "group and others" : "group") : "others";
+    throw new StateDirError(
+      `Cannot use state directory ${dir}: it is writable by ${who} (mode ${(st.mode & 0o7777).toString(8).padStart(4, "0")}); check what is in it, then "chmod 700" it, or choose another --state-dir`,
+    );
+  }
+  if ((st.mode & 0o777) !== 0o700) {
+    try {
+      await fs.chmod(dir, 0o700);
+    } catch (err) {
+      throw new ConfigError(`Cannot use state directory ${dir}: ${(err as Error).message}`, { cause: err });
+    }
   }
 }
 
-/** Writes a file atomically: temp file, fsync, rename, fsync of the directory. */
+/** Opening flags for a new temporary file: it must not exist yet, and a symlink is never followed. */
+const TEMP_FLAGS = fsConstants.O_WRONLY | fsConstants.O_CREAT | fsConstants.O_EXCL | (fsConstants.O_NOFOLLOW ?? 0);
+
+/**
+ * Writes a file atomically: a temporary file with an unpredictable name,
+ * created with O_EXCL|O_NOFOLLOW (so nothing planted at that name is
+ * followed or reused), fsync, rename over `file`, fsync of the directory.
+ */
 export async function writeFileAtomic(file: string, data: string, mode: number): Promise<void> {
-  const tmp = `${file}.${process.pid}.tmp`;
-  const fh = await fs.open(tmp, "w", mode);
+  const tmp = `${file}.${randomBytes(12).toString("hex")}.tmp`;
+  const fh = await fs.open(tmp, TEMP_FLAGS, mode);
   try {
-    await fh.writeFile(data);
-    await fh.sync();
-  } finally {
-    await fh.close();
+    try {
+      await fh.writeFile(data);
+      await fh.chmod(mode); // the umask may have narrowed it
+      await fh.sync();
+    } finally {
+      await fh.close();
+    }
+    await fs.rename(tmp, file);
+  } catch (err) {
+    await fs.rm(tmp, { force: true }).catch(() => {});
+    throw err;
   }
-  await fs.chmod(tmp, mode);
-  await fs.rename(tmp, file);
   const dh = await fs.open(path.dirname(file), "r");
   try {
     await dh.sync();

@@ -1,3 +1,4 @@
+import { readFileSync } from "node:fs";
 import type { Logger } from "../logger.ts";
 import type { AcceptSemaphore } from "./accept_semaphore.ts";
 import {
@@ -50,35 +51,51 @@ export function readStartContext(env: NodeJS.ProcessEnv = process.env, channel: 
   };
 }
 
+/** The OS side effects of the new side of a handoff besides its parent channel (tests pass fakes). */
+export interface TakeoverSeams {
+  /** Whether process `pid` still runs (a zombie does not). */
+  isAlive(pid: number): boolean;
+}
+
 /**
  * The new side of a seamless replacement (S4): once ready, asks the old
  * process for the service, waits for its answer (or its death: pipe EOF),
  * takes the accept semaphore, and only then starts accepting. Afterwards it
- * keeps the old generation's drain reports for `status`.
+ * keeps the older generations' drain reports for `status`: each report from
+ * the parent replaces the previous one (it carries the parent's whole view,
+ * its own progress and the older generations it still hears from), and a
+ * generation whose process has exited is never listed, whoever reported it.
  */
 export class Takeover {
   #channel: ParentChannel;
   #log: Logger;
   #timeoutMs: number;
+  #seams: TakeoverSeams;
   #draining = new Map<number, DrainingGeneration>();
   #parentGone = false;
 
-  constructor(channel: ParentChannel, log: Logger, timeoutMs: number) {
+  constructor(channel: ParentChannel, log: Logger, timeoutMs: number, seams: Partial<TakeoverSeams> = {}) {
     this.#channel = channel;
     this.#log = log;
     this.#timeoutMs = timeoutMs;
+    this.#seams = { isAlive: pidAlive, ...seams };
   }
 
-  /** Generations that handed over to this process and are still draining. */
+  /** Older generations that are still draining (their processes run), oldest first. */
   draining(): DrainingGeneration[] {
-    return [...this.#draining.values()].sort((a, b) => a.generation - b.generation);
+    const out: DrainingGeneration[] = [];
+    for (const [generation, g] of this.#draining) {
+      if (this.#seams.isAlive(g.pid)) out.push(g);
+      else this.#draining.delete(generation);
+    }
+    return out.sort((a, b) => a.generation - b.generation);
   }
 
   /**
    * Runs the takeover; `activate` starts accepting on the adopted sockets.
    * Throws when the old process neither answers nor dies within the timeout.
    */
-  async run(semaphore: AcceptSemaphore | null, activate: () => Promise<void>, generation: number): Promise<void> {
+  async run(semaphore: Pick<AcceptSemaphore, "acquire"> | null, activate: () => Promise<void>, generation: number): Promise<void> {
     const ch = this.#channel;
     let answered = false;
     let wake: (() => void) | null = null;
@@ -89,14 +106,14 @@ export class Takeover {
         answered = true;
         wake?.();
       } else if (msg.t === "draining") {
-        for (const g of [msg.report, ...msg.older]) this.#draining.set(g.generation, g);
+        this.#draining = new Map([msg.report, ...msg.older].map((g) => [g.generation, g]));
       } else if (msg.t === "drained") {
         this.#draining.delete(msg.generation);
       }
     };
     const onDisconnect = (): void => {
+      // Older generations the parent reported may still be draining: they stay listed while they run.
       this.#parentGone = true;
-      this.#draining.clear();
       wake?.();
     };
     ch.on("message", onMessage);
@@ -130,5 +147,20 @@ export class Takeover {
     } catch {
       // the parent is gone: the disconnect handler takes it from here
     }
+  }
+}
+
+/** `kill(pid, 0)`, and on Linux the process state: a zombie has exited. */
+function pidAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === "EPERM";
+  }
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+    return stat[stat.lastIndexOf(")") + 2] !== "Z";
+  } catch {
+    return true; // no procfs: kill(0) is all we know
   }
 }

@@ -4,15 +4,14 @@ import path from "node:path";
 import { UpgradeError } from "../errors.ts";
 import type { Logger } from "../logger.ts";
 import { detectRuntime } from "../runtime/runtime.ts";
+import { ChildSteps } from "./child_steps.ts";
 import {
   DEFAULT_UPGRADE_TIMEOUT_MS,
   GENERATION_ENV,
   HANDOFF_ENV,
   HANDOFF_TIMEOUT_ENV,
   PORTS_ENV,
-  isMessage,
   type DrainingGeneration,
-  type NewToOld,
   type OldToNew,
 } from "./handoff_protocol.ts";
 
@@ -62,8 +61,15 @@ export interface UpgradeHost {
   resolvedPorts(): Record<string, number>;
 }
 
-/** Injectable seam for starting the new process (tests pass fakes). */
+/** Starts the new process. */
 export type SpawnFn = (cmd: string, args: string[], options: SpawnOptions) => ChildProcess;
+
+/** The OS side effects of the old side of a handoff (tests pass fakes). */
+export interface UpgraderSeams {
+  spawn: SpawnFn;
+  /** Kills the new process and whatever it started (it leads its own process group). */
+  killGroup: (child: ChildProcess) => void;
+}
 
 const SCRIPT_RE = /\.(mjs|cjs|js|ts|mts)$/;
 
@@ -76,8 +82,14 @@ const SCRIPT_RE = /\.(mjs|cjs|js|ts|mts)$/;
 export class Upgrader {
   #host: UpgradeHost;
   #respawn: RespawnSpec;
-  #spawn: SpawnFn;
+  #seams: UpgraderSeams;
   #busy: { pid: number | undefined; since: number } | null = null;
+  /** The upgrade under way (settles once it has handed over, failed or been cancelled). */
+  #running: Promise<UpgradeResult> | null = null;
+  /** Its wait on the new process, while there is one. */
+  #steps: ChildSteps | null = null;
+  /** Set by `cancel()`: why the upgrade under way must stop. */
+  #cancelled: string | null = null;
   #handedOver = false;
   #handedOverResolve!: () => void;
   #fail!: (err: Error) => void;
@@ -91,11 +103,11 @@ export class Upgrader {
     this.#fail = reject;
   });
 
-  constructor(host: UpgradeHost, respawn: RespawnSpec, spawnFn: SpawnFn = spawn) {
+  constructor(host: UpgradeHost, respawn: RespawnSpec, seams: Partial<UpgraderSeams> = {}) {
     this.done.catch(() => {}); // observed by whoever awaits it; never an unhandled rejection
     this.#host = host;
     this.#respawn = respawn;
-    this.#spawn = spawnFn;
+    this.#seams = { spawn, killGroup, ...seams };
   }
 
   /** `{ pid }` of the new process while an upgrade is under way, else null. */
@@ -119,13 +131,39 @@ export class Upgrader {
     }
     const started = Date.now();
     this.#busy = { pid: undefined, since: started };
+    this.#cancelled = null;
+    const running = this.#run(req, started);
+    this.#running = running;
     try {
-      return await this.#run(req, started);
+      return await running;
     } finally {
       this.#busy = null;
+      this.#running = null;
     }
   }
 
+  /**
+   * Stops the upgrade under way, if it has not handed over yet: the new
+   * process group is killed and `upgrade()` rejects with
+   * PERILINK_UPGRADE_CANCELLED. This process does not bind its ports again
+   * (the caller is shutting down). Resolves once the upgrade has ended.
+   */
+  async cancel(why: string): Promise<void> {
+    const running = this.#running;
+    if (!running || this.#handedOver) return;
+    this.#cancelled ??= why;
+    this.#steps?.cancel(why);
+    await running.then(
+      () => {},
+      () => {},
+    );
+  }
+
+  /**
+   * The handoff, top to bottom: start the new program; wait until it is
+   * ready; stop accepting and let it take over; wait until it accepts. Every
+   * way out before that last step goes through `#abandon()`.
+   */
   async #run(req: UpgradeRequest, started: number): Promise<UpgradeResult> {
     const log = this.#host.log;
     const timeoutMs = req.timeoutMs ?? DEFAULT_UPGRADE_TIMEOUT_MS;
@@ -154,45 +192,36 @@ export class Upgrader {
       [PORTS_ENV]: JSON.stringify(this.#host.resolvedPorts()),
     };
     delete env.LISTEN_PID;
+    if (this.#cancelled) {
+      throw new UpgradeError("PERILINK_UPGRADE_CANCELLED", `Cannot upgrade: ${this.#cancelled}; the new program was not started`);
+    }
     log.info("upgrade_started", { program, generation, sockets: sockets.length, timeoutMs });
 
     let child: ChildProcess;
     try {
       // Its own process group, so a rollback also stops whatever a launcher script started.
-      child = this.#spawn(cmd!, argv as string[], { stdio: ["ignore", "inherit", "inherit", ...sockets.map((s) => s.fd), "ipc"], env, detached: true });
+      child = this.#seams.spawn(cmd!, argv as string[], { stdio: ["ignore", "inherit", "inherit", ...sockets.map((s) => s.fd), "ipc"], env, detached: true });
     } catch (err) {
       throw new UpgradeError("PERILINK_UPGRADE_FAILED", `Cannot upgrade: cannot start ${program}: ${(err as Error).message}`, { cause: err });
     }
     this.#busy = { pid: child.pid, since: started };
     const steps = new ChildSteps(child, timeoutMs);
+    this.#steps = steps;
+    if (this.#cancelled) steps.cancel(this.#cancelled);
+    const failed = { program, generation, child, steps };
+    try {
+      // 1. The new program gets ready and asks for the service.
+      const ready = await steps.next("transfer-request");
+      if (ready !== true) return await this.#abandon(failed, ready, false);
 
-    // 1. The new program gets ready and asks for the service.
-    const ready = await steps.next("transfer-request");
-    if (ready !== true) {
-      killGroup(child);
-      const why = `Cannot upgrade: the new program ${ready}; the running process (generation ${this.#host.generation}) keeps serving`;
-      log.warn("upgrade_rolled_back", { program, generation, why });
-      throw new UpgradeError("PERILINK_UPGRADE_FAILED", why);
-    }
-
-    // 2. Accept rights pass through the semaphore: we stop, then the new one starts.
-    await this.#host.stopAccepting();
-    send(child, { t: "transfer-response" });
-    const accepting = await steps.next("accepting");
-    if (accepting !== true) {
-      killGroup(child);
-      await steps.exited(KILL_WAIT_MS); // its copies of the sockets must be gone before we bind the ports again
-      try {
-        await this.#host.resumeAccepting();
-      } catch (err) {
-        const why = `Cannot upgrade, and cannot serve any more: the new program ${accepting} after the handover began, and binding the ports again failed (${(err as Error).message})`;
-        log.error("upgrade_rollback_failed", { program, generation, why });
-        this.#fail(new UpgradeError("PERILINK_UPGRADE_FAILED", why, { cause: err }));
-        throw new UpgradeError("PERILINK_UPGRADE_FAILED", why, { cause: err });
-      }
-      const why = `Cannot upgrade: the new program ${accepting} after the handover began; the running process bound its ports again and keeps serving (connections queued in between were lost)`;
-      log.error("upgrade_rolled_back", { program, generation, why });
-      throw new UpgradeError("PERILINK_UPGRADE_FAILED", why);
+      // 2. Accept rights pass through the semaphore: we stop, then the new one starts.
+      await this.#host.stopAccepting();
+      if (steps.cancelled) return await this.#abandon(failed, steps.cancelled, true);
+      send(child, { t: "transfer-response" });
+      const accepting = await steps.next("accepting");
+      if (accepting !== true) return await this.#abandon(failed, accepting, true);
+    } finally {
+      this.#steps = null;
     }
     this.#handedOver = true;
     const ms = Date.now() - started;
@@ -201,6 +230,45 @@ export class Upgrader {
     // 3. Drain what was started here, telling the new process how it goes; then we are done.
     void this.#drain(child, steps);
     return { generation, pid: child.pid!, previousPid: process.pid, ms };
+  }
+
+  /**
+   * The new process failed, timed out or the upgrade was cancelled: kill its
+   * process group and wait until it is gone; then, if this process had
+   * already stopped accepting and is not shutting down, bind the ports again.
+   * Always throws.
+   */
+  async #abandon(
+    f: { program: string; generation: number; child: ChildProcess; steps: ChildSteps },
+    why: string,
+    stoppedAccepting: boolean,
+  ): Promise<never> {
+    const log = this.#host.log;
+    this.#seams.killGroup(f.child);
+    // Its copies of the sockets must be gone before we bind the ports again or report it stopped.
+    await f.steps.exited(KILL_WAIT_MS);
+    f.steps.dispose();
+    if (f.steps.cancelled) {
+      const msg = `Cannot upgrade: ${why}; the new program (pid ${f.child.pid ?? "none"}) was stopped`;
+      log.warn("upgrade_cancelled", { program: f.program, generation: f.generation, why: msg });
+      throw new UpgradeError("PERILINK_UPGRADE_CANCELLED", msg);
+    }
+    if (!stoppedAccepting) {
+      const msg = `Cannot upgrade: the new program ${why}; the running process (generation ${this.#host.generation}) keeps serving`;
+      log.warn("upgrade_rolled_back", { program: f.program, generation: f.generation, why: msg });
+      throw new UpgradeError("PERILINK_UPGRADE_FAILED", msg);
+    }
+    try {
+      await this.#host.resumeAccepting();
+    } catch (err) {
+      const msg = `Cannot upgrade, and cannot serve any more: the new program ${why} after the handover began, and binding the ports again failed (${(err as Error).message})`;
+      log.error("upgrade_rollback_failed", { program: f.program, generation: f.generation, why: msg });
+      this.#fail(new UpgradeError("PERILINK_UPGRADE_FAILED", msg, { cause: err }));
+      throw new UpgradeError("PERILINK_UPGRADE_FAILED", msg, { cause: err });
+    }
+    const msg = `Cannot upgrade: the new program ${why} after the handover began; the running process bound its ports again and keeps serving (connections queued in between were lost)`;
+    log.error("upgrade_rolled_back", { program: f.program, generation: f.generation, why: msg });
+    throw new UpgradeError("PERILINK_UPGRADE_FAILED", msg);
   }
 
   async #drain(child: ChildProcess, steps: ChildSteps): Promise<void> {
@@ -269,75 +337,4 @@ function withApp(args: string[], app: string | undefined): string[] {
     out.push(args[i]!);
   }
   return [...out, "--app", app];
-}
-
-/** Waits for the child's next handoff message, its exit, or the timeout. */
-class ChildSteps {
-  #child: ChildProcess;
-  #timeoutMs: number;
-  #messages: NewToOld[] = [];
-  #exit: string | null = null;
-  #wake: (() => void) | null = null;
-
-  constructor(child: ChildProcess, timeoutMs: number) {
-    this.#child = child;
-    this.#timeoutMs = timeoutMs;
-    child.on("message", this.#onMessage);
-    child.on("exit", this.#onExit);
-    child.on("error", this.#onError);
-  }
-
-  #onMessage = (m: unknown): void => {
-    this.#messages.push(m as NewToOld);
-    this.#wake?.();
-  };
-  #onExit = (code: number | null, signal: string | null): void => {
-    this.#exit ??= signal ? `was killed by ${signal}` : `exited with code ${code}`;
-    this.#wake?.();
-  };
-  #onError = (err: Error): void => {
-    this.#exit ??= `could not be started (${(err as NodeJS.ErrnoException).code ?? err.message})`;
-    this.#wake?.();
-  };
-
-  /** true when the message came; else why not ("exited with code 1", "did not … within N ms"). */
-  async next(t: NewToOld["t"]): Promise<true | string> {
-    const deadline = Date.now() + this.#timeoutMs;
-    for (;;) {
-      const i = this.#messages.findIndex((m) => isMessage(m, t));
-      if (i >= 0) {
-        this.#messages.splice(i, 1);
-        return true;
-      }
-      if (this.#exit) return `${this.#exit} before it was ${t === "accepting" ? "accepting" : "ready"} (see its log lines)`;
-      const left = deadline - Date.now();
-      if (left <= 0) return `was not ${t === "accepting" ? "accepting" : "ready"} within ${this.#timeoutMs} ms and was killed`;
-      await new Promise<void>((resolve) => {
-        const timer = setTimeout(resolve, left);
-        this.#wake = () => {
-          clearTimeout(timer);
-          this.#wake = null;
-          resolve();
-        };
-      });
-    }
-  }
-
-  /** Resolves once the child has exited (at once if it has), or after `maxMs`. */
-  exited(maxMs: number): Promise<void> {
-    if (this.#child.exitCode !== null || this.#child.signalCode !== null) return Promise.resolve();
-    return new Promise((r) => {
-      const t = setTimeout(r, maxMs);
-      this.#child.once("exit", () => {
-        clearTimeout(t);
-        r();
-      });
-    });
-  }
-
-  dispose(): void {
-    this.#child.off("message", this.#onMessage);
-    this.#child.off("exit", this.#onExit);
-    this.#child.off("error", this.#onError);
-  }
 }

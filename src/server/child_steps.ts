@@ -1,0 +1,93 @@
+import type { ChildProcess } from "node:child_process";
+import { isMessage, type NewToOld } from "./handoff_protocol.ts";
+
+/**
+ * The old side's view of the new process during a handoff: waits for its
+ * next handoff message, its exit, the timeout, or a cancellation, whichever
+ * comes first.
+ */
+export class ChildSteps {
+  #child: ChildProcess;
+  #timeoutMs: number;
+  #messages: NewToOld[] = [];
+  #exit: string | null = null;
+  #cancelled: string | null = null;
+  #wake: (() => void) | null = null;
+
+  constructor(child: ChildProcess, timeoutMs: number) {
+    this.#child = child;
+    this.#timeoutMs = timeoutMs;
+    child.on("message", this.#onMessage);
+    child.on("exit", this.#onExit);
+    child.on("error", this.#onError);
+  }
+
+  #onMessage = (m: unknown): void => {
+    this.#messages.push(m as NewToOld);
+    this.#wake?.();
+  };
+  #onExit = (code: number | null, signal: string | null): void => {
+    this.#exit ??= signal ? `was killed by ${signal}` : `exited with code ${code}`;
+    this.#wake?.();
+  };
+  #onError = (err: Error): void => {
+    this.#exit ??= `could not be started (${(err as NodeJS.ErrnoException).code ?? err.message})`;
+    this.#wake?.();
+  };
+
+  /** Set once `cancel()` was called: why. */
+  get cancelled(): string | null {
+    return this.#cancelled;
+  }
+
+  /** Ends the current and every later wait at once (`next()` answers with `why`). */
+  cancel(why: string): void {
+    this.#cancelled ??= why;
+    this.#wake?.();
+  }
+
+  /** true when the message came; else why not ("exited with code 1", "was not … within N ms", the cancellation). */
+  async next(t: NewToOld["t"]): Promise<true | string> {
+    const deadline = Date.now() + this.#timeoutMs;
+    const what = t === "accepting" ? "accepting" : "ready";
+    for (;;) {
+      if (this.#cancelled) return this.#cancelled;
+      const i = this.#messages.findIndex((m) => isMessage(m, t));
+      if (i >= 0) {
+        this.#messages.splice(i, 1);
+        return true;
+      }
+      if (this.#exit) return `${this.#exit} before it was ${what} (see its log lines)`;
+      const left = deadline - Date.now();
+      if (left <= 0) return `was not ${what} within ${this.#timeoutMs} ms and was killed`;
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, left);
+        this.#wake = () => {
+          clearTimeout(timer);
+          this.#wake = null;
+          resolve();
+        };
+      });
+    }
+  }
+
+  /** Resolves once the child has exited (at once if it has), or after `maxMs`. */
+  exited(maxMs: number): Promise<void> {
+    if (this.#exit !== null || this.#child.exitCode !== null || this.#child.signalCode !== null) return Promise.resolve();
+    return new Promise((r) => {
+      const done = (): void => {
+        clearTimeout(t);
+        this.#child.off("exit", done);
+        r();
+      };
+      const t = setTimeout(done, maxMs);
+      this.#child.once("exit", done);
+    });
+  }
+
+  dispose(): void {
+    this.#child.off("message", this.#onMessage);
+    this.#child.off("exit", this.#onExit);
+    this.#child.off("error", this.#onError);
+  }
+}

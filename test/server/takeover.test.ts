@@ -1,0 +1,172 @@
+/**
+ * The new side of a handoff (`Takeover`, `readStartContext`,
+ * `takeInheritedSockets`) through its seams: a fake parent channel, a fake
+ * accept semaphore, a fake liveness check and plain environment objects. No
+ * process is started. The real processes are in handoff_faults.test.ts.
+ */
+import assert from "node:assert/strict";
+import { EventEmitter } from "node:events";
+import { test } from "node:test";
+import { createLogger } from "../../src/logger.ts";
+import { DEFAULT_UPGRADE_TIMEOUT_MS, type DrainingGeneration, type NewToOld } from "../../src/server/handoff_protocol.ts";
+import { takeInheritedSockets } from "../../src/server/inherited_sockets.ts";
+import { readStartContext, Takeover, type ParentChannel } from "../../src/server/takeover.ts";
+import { sleep, waitFor } from "../helpers/fixtures.ts";
+
+/** The old process as the new one sees it over the IPC channel. */
+class FakeParent extends EventEmitter {
+  connected = true;
+  unrefed = false;
+  readonly received: NewToOld[] = [];
+  readonly channel = { unref: (): void => void (this.unrefed = true), ref: (): void => {} };
+
+  send(msg: NewToOld, cb?: (err: Error | null) => void): boolean {
+    this.received.push(msg);
+    cb?.(null);
+    return true;
+  }
+  /** The old process says something. */
+  say(msg: unknown): void {
+    setImmediate(() => this.emit("message", msg));
+  }
+  /** The old process is gone: its end of the pipe closed. */
+  die(): void {
+    this.connected = false;
+    setImmediate(() => this.emit("disconnect"));
+  }
+}
+
+function setup(timeoutMs = 2000, alive: Set<number> = new Set()) {
+  const parent = new FakeParent();
+  const logs: string[] = [];
+  const order: string[] = [];
+  const takeover = new Takeover(parent as unknown as ParentChannel, createLogger("debug", (l) => logs.push(l)), timeoutMs, {
+    isAlive: (pid) => alive.has(pid),
+  });
+  const semaphore = {
+    acquire: async (ms?: number): Promise<void> => {
+      order.push(`acquire ${ms}`);
+    },
+  };
+  const activate = async (): Promise<void> => {
+    order.push("activate");
+  };
+  return { parent, logs, order, takeover, semaphore, activate, alive };
+}
+
+const gen = (generation: number, pid: number, inflight = 1): DrainingGeneration => ({ generation, pid, inflight, sessions: 1 });
+
+test("success: asks for the service, and only after the answer takes the semaphore, starts accepting and says so", async () => {
+  const { parent, order, takeover, semaphore, activate } = setup();
+  const run = takeover.run(semaphore, activate, 7);
+  await waitFor(() => parent.received.length === 1, "the transfer request");
+  assert.deepEqual(parent.received[0], { t: "transfer-request" });
+  await sleep(20);
+  assert.deepEqual(order, [], "nothing taken before the old process answers");
+  parent.say({ t: "transfer-response" });
+  await run;
+  assert.deepEqual(order, ["acquire 2000", "activate"], "the semaphore first, then accepting");
+  assert.deepEqual(parent.received[1], { t: "accepting", pid: process.pid, generation: 7 });
+  assert.equal(parent.unrefed, true, "the pipe no longer keeps the process alive");
+});
+
+test("the parent going away before it answers: the new process takes over anyway and says why", async () => {
+  const { parent, logs, order, takeover, semaphore, activate } = setup();
+  const run = takeover.run(semaphore, activate, 2);
+  await waitFor(() => parent.received.length === 1, "the transfer request");
+  parent.die();
+  await run;
+  assert.deepEqual(order, ["acquire 2000", "activate"]);
+  assert.match(logs.join(""), /"takeover_parent_gone"/);
+  assert.equal(parent.received.length, 1, "nothing sent to a parent that is gone");
+});
+
+test("a parent that neither answers nor goes away: run() throws at the timeout without accepting", async () => {
+  const { order, takeover, semaphore, activate } = setup(80);
+  const t0 = Date.now();
+  await assert.rejects(takeover.run(semaphore, activate, 2), /^Error: Cannot take over: the running process did not answer the transfer request within 80 ms$/);
+  assert.ok(Date.now() - t0 >= 80);
+  assert.deepEqual(order, []);
+});
+
+test("drain reports: each one replaces the last, drained generations and exited processes are dropped", async () => {
+  const alive = new Set([101, 102]);
+  const { parent, takeover, semaphore, activate } = setup(2000, alive);
+  const run = takeover.run(semaphore, activate, 3);
+  parent.say({ t: "transfer-response" });
+  await run;
+  assert.deepEqual(takeover.draining(), []);
+  parent.say({ t: "draining", report: gen(2, 102, 5), older: [gen(1, 101, 2)] });
+  await sleep(5);
+  assert.deepEqual(takeover.draining(), [gen(1, 101, 2), gen(2, 102, 5)], "the parent and the generation it still hears from, oldest first");
+  // Generation 1 finished: the parent's next report no longer carries it.
+  parent.say({ t: "draining", report: gen(2, 102, 4), older: [] });
+  await sleep(5);
+  assert.deepEqual(takeover.draining(), [gen(2, 102, 4)], "a report replaces the last one");
+  // An older generation the parent reported, whose process then exits before the parent reports again.
+  parent.say({ t: "draining", report: gen(2, 102, 3), older: [gen(1, 101, 1)] });
+  await sleep(5);
+  alive.delete(101);
+  assert.deepEqual(takeover.draining(), [gen(2, 102, 3)], "an exited process is never listed");
+  parent.say({ t: "drained", generation: 2 });
+  await sleep(5);
+  assert.deepEqual(takeover.draining(), []);
+});
+
+test("a parent that goes away while an older generation still drains: that one stays listed while its process runs", async () => {
+  const alive = new Set([101, 102]);
+  const { parent, takeover, semaphore, activate } = setup(2000, alive);
+  const run = takeover.run(semaphore, activate, 3);
+  parent.say({ t: "transfer-response" });
+  await run;
+  parent.say({ t: "draining", report: gen(2, 102), older: [gen(1, 101)] });
+  await sleep(5);
+  alive.delete(102);
+  parent.say({ t: "drained", generation: 2 });
+  parent.die();
+  await sleep(5);
+  assert.deepEqual(takeover.draining(), [gen(1, 101)]);
+  alive.delete(101);
+  assert.deepEqual(takeover.draining(), []);
+});
+
+test("readStartContext: a handoff only with a perilink parent's variables and an IPC channel; the variables are removed", () => {
+  const channel = new FakeParent() as unknown as ParentChannel;
+  const env: NodeJS.ProcessEnv = {
+    PERILINK_HANDOFF: "inherit",
+    PERILINK_GENERATION: "5",
+    PERILINK_HANDOFF_TIMEOUT_MS: "1234",
+    PERILINK_PORTS: JSON.stringify({ "127.0.0.1:0": 40000, "[::1]:0": 70000, bad: "x" }),
+    OTHER: "kept",
+  };
+  assert.deepEqual(readStartContext(env, channel), { handoff: "inherit", generation: 5, timeoutMs: 1234, ports: { "127.0.0.1:0": 40000 } });
+  assert.deepEqual(env, { OTHER: "kept" }, "not passed on to processes started later");
+
+  const noChannel = { on: () => {} } as unknown as ParentChannel;
+  assert.deepEqual(readStartContext({ PERILINK_HANDOFF: "reuseport", PERILINK_GENERATION: "2" }, noChannel), {
+    handoff: null,
+    generation: 2,
+    timeoutMs: DEFAULT_UPGRADE_TIMEOUT_MS,
+    ports: {},
+  });
+  assert.deepEqual(readStartContext({ PERILINK_GENERATION: "-1", PERILINK_PORTS: "{not json" }, channel), {
+    handoff: null,
+    generation: 1,
+    timeoutMs: DEFAULT_UPGRADE_TIMEOUT_MS,
+    ports: {},
+  });
+});
+
+test("takeInheritedSockets: named sockets from fd 3, unnamed ones reported, none for another process; the variables are removed", () => {
+  const env: NodeJS.ProcessEnv = { LISTEN_FDS: "3", LISTEN_FDNAMES: "tcp@127.0.0.1@1025:udp@%3A%3A1@1025:stray", LISTEN_PID: "4242" };
+  assert.deepEqual(takeInheritedSockets(env, 4242), {
+    sockets: [
+      { fd: 3, transport: "tcp", address: "127.0.0.1", port: 1025 },
+      { fd: 4, transport: "udp", address: "::1", port: 1025 },
+    ],
+    unknown: [5],
+  });
+  assert.deepEqual(env, {});
+  assert.deepEqual(takeInheritedSockets({ LISTEN_FDS: "1", LISTEN_FDNAMES: "tcp@127.0.0.1@1025", LISTEN_PID: "1" }, 4242), { sockets: [], unknown: [] });
+  assert.deepEqual(takeInheritedSockets({ LISTEN_FDS: "lots" }, 4242), { sockets: [], unknown: [] });
+});
