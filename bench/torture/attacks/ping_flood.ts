@@ -1,16 +1,21 @@
 import net from "node:net";
-import { FrameType } from "../../../src/protocol/constants.ts";
+import { FRAME_HEADER_SIZE, FrameType } from "../../../src/protocol/constants.ts";
 import { loopbackSource, type AttackStarter, type Counters } from "../attack.ts";
 import { Stopper } from "../stopper.ts";
 import { encodeFrame, openSession } from "../raw_session.ts";
 
 /**
- * PING floods that never read: `pingConnections` sessions (default 4), each
- * from its own source address, complete the handshake, then write PING
- * frames whose payload is the server's maxFrame (from its hello) as fast as
- * the socket takes them, and never read a byte after the server hello. Every
- * PONG the server owes stays with the server. A session the server closes
- * (or refuses) is opened again after 200 ms.
+ * Floods that never read: `pingConnections` sessions (default 4), each from
+ * its own source address, complete the handshake, then write as fast as the
+ * socket takes them, and never read a byte after the server hello. Every
+ * answer the server owes stays with the server. The sessions take turns at
+ * three floods (`kinds` counts each):
+ *
+ * - PINGs whose payload is the server's maxFrame (from its hello);
+ * - 64-byte PINGs, a thousand to a write;
+ * - maxFrame requests to the demo app's echo, each with its own stream id.
+ *
+ * A session the server closes (or refuses) is opened again after 200 ms.
  *
  * Counters: `bytesTaken` is what the kernel accepted from us (it reached the
  * server's receive buffer or the server read it); `stalls` counts waits for
@@ -26,7 +31,28 @@ export const pingFloodAttack: AttackStarter = (target, o) => {
   const connections = o.pingConnections ?? 4;
   const capBytes = (o.pingMaxMiB ?? 1024) * 2 ** 20;
   let written = 0;
-  const frames = new Map<number, Buffer>();
+  const frames = new Map<string, Buffer>();
+  const kinds = ["bigPing", "smallPing", "echo"] as const;
+  /** The bytes of one write for flood `kind`; `n` numbers the request streams of an echo flood. */
+  const chunk = (kind: (typeof kinds)[number], maxFrame: number, n: number): Buffer => {
+    if (kind === "echo") {
+      let body = frames.get(`echo${maxFrame}`);
+      if (!body) frames.set(`echo${maxFrame}`, (body = Buffer.alloc(maxFrame, 0x65)));
+      const header = Buffer.alloc(FRAME_HEADER_SIZE);
+      header.writeUInt32BE(maxFrame, 0);
+      header[4] = FrameType.Request;
+      header.writeUInt32BE(1, 8);
+      header.writeUInt32BE(n, 12);
+      return Buffer.concat([header, body]);
+    }
+    const key = `${kind}${maxFrame}`;
+    let f = frames.get(key);
+    if (!f) {
+      f = kind === "bigPing" ? encodeFrame(FrameType.Ping, 0, 0, Buffer.alloc(maxFrame, 0x70)) : Buffer.concat(Array.from({ length: 1000 }, () => encodeFrame(FrameType.Ping, 0, 0, Buffer.alloc(64))));
+      frames.set(key, f);
+    }
+    return f;
+  };
 
   /** Resolves true on 'drain', false on close or stop. */
   const drained = (socket: net.Socket): Promise<boolean> =>
@@ -46,8 +72,9 @@ export const pingFloodAttack: AttackStarter = (target, o) => {
       socket.once("close", onClose);
     });
 
-  const flood = async (socket: net.Socket, frame: Buffer): Promise<void> => {
-    while (!stopper.stopped && !socket.destroyed) {
+  const flood = async (socket: net.Socket, next: (n: number) => Buffer): Promise<void> => {
+    for (let n = 1; !stopper.stopped && !socket.destroyed; n++) {
+      const frame = next(n);
       if (written + frame.length > capBytes) {
         c.capped = 1;
         await new Promise<void>((resolve) => {
@@ -65,6 +92,7 @@ export const pingFloodAttack: AttackStarter = (target, o) => {
 
   const loop = async (i: number): Promise<void> => {
     const source = loopbackSource(20, i);
+    let round = 0;
     while (!stopper.stopped) {
       let opened;
       try {
@@ -83,9 +111,10 @@ export const pingFloodAttack: AttackStarter = (target, o) => {
       }
       c.sessions!++;
       c.maxFrame = maxFrame;
-      let frame = frames.get(maxFrame);
-      if (!frame) frames.set(maxFrame, (frame = encodeFrame(FrameType.Ping, 0, 0, Buffer.alloc(maxFrame, 0x70))));
-      await flood(socket, frame);
+      const kind = kinds[(i + round++) % kinds.length]!;
+      c[kind] = (c[kind] ?? 0) + 1;
+      if (kind === "echo") socket.write(encodeFrame(FrameType.ChannelOpen, 1, 0, Buffer.from([4, ...Buffer.from("echo"), 0, 0, 0])));
+      await flood(socket, (n) => chunk(kind, maxFrame, n));
       if (!stopper.stopped) c.closedByServer!++;
       c.bytesTaken! += Math.max(0, socket.bytesWritten - socket.writableLength);
       socket.destroy();
