@@ -109,6 +109,8 @@ export class PerilinkServer implements SessionHost {
   #control: ControlServer | null = null;
   #sessions = new Set<ServerSession>();
   readonly budget: BufferBudget;
+  /** Sessions that gave up their slot to a newcomer and are closing. */
+  #evicted = new Set<ServerSession>();
   /** Open sessions by `peerKey()` (IPv4 address, IPv6 /64), for `maxSessionsPerPeer`. */
   #perPeer = new Map<string, number>();
   #accepting = false;
@@ -385,8 +387,27 @@ export class PerilinkServer implements SessionHost {
     this.log.info("drain_finished", { ms: Date.now() - started });
   }
 
+  /**
+   * The server is full: gives the slot of the oldest session that does nothing
+   * with its own (SESSION_EVICT_AFTER_MS in its handshake, or open without a
+   * channel or request) to the newcomer. Sessions doing work are never touched,
+   * so peers that hold sessions open idle cannot lock out clients that use them.
+   */
+  #evictIdle(): boolean {
+    const now = Date.now();
+    for (const s of this.#sessions) {
+      if (this.#evicted.has(s) || !s.idleSince(now, SESSION_EVICT_AFTER_MS)) continue;
+      this.#evicted.add(s);
+      this.stats.sessionsEvicted++;
+      s.evict();
+      return true;
+    }
+    return false;
+  }
+
   /** SessionHost: a session's socket closed. */
   sessionClosed(session: ServerSession): void {
+    this.#evicted.delete(session);
     if (!this.#sessions.delete(session)) return;
     this.stats.sessionsOpen--;
     if (this.#sessions.size === 0) this.#noSessions?.();
@@ -418,7 +439,7 @@ export class PerilinkServer implements SessionHost {
     const key = peerKey(peer);
     const perPeer = this.#perPeer.get(key) ?? 0;
     const why =
-      this.#sessions.size >= this.limits.maxSessions
+      this.#sessions.size - this.#evicted.size >= this.limits.maxSessions && !this.#evictIdle()
         ? "maxSessions"
         : perPeer >= this.limits.maxSessionsPerPeer
           ? "maxSessionsPerPeer"
@@ -481,6 +502,9 @@ export async function startServer(options: StartServerOptions = {}): Promise<Per
   await server.start(control, ctx.handoff ? new Takeover(process, log, ctx.timeoutMs) : null);
   return server;
 }
+
+/** A full server gives the slot of a session that has done nothing with it for this long to a newcomer. */
+const SESSION_EVICT_AFTER_MS = 1000;
 
 /** A rollback retries binding its ports this many times, this far apart, before giving up. */
 const REBIND_ATTEMPTS = 10;

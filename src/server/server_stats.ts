@@ -12,6 +12,8 @@ export class ServerStats {
   protocolErrors = 0;
   /** Sessions ended because their peer let them make no progress (write timeout, buffer budget). */
   sessionsCutOff = 0;
+  /** Idle sessions closed to give their slot to a newcomer at maxSessions. */
+  sessionsEvicted = 0;
   /** Requests whose handler outlived `requestTimeoutMs`. */
   requestTimeouts = 0;
   rawConnections = 0;

@@ -136,6 +136,24 @@ export class ServerSession implements FrameSink, BudgetHolder {
     return this.closed;
   }
 
+  /**
+   * Whether this session may give its slot to a newcomer when the server is
+   * full: it has held the slot `minAgeMs` and does nothing with it (still in
+   * its handshake, or open with no channel and no request).
+   */
+  idleSince(now: number, minAgeMs: number): boolean {
+    if (now - this.openedAt < minAgeMs) return false;
+    if (this.#state === HANDSHAKE) return true;
+    return this.#state === OPEN && this.#channels.size === 0 && this.#inflight.size === 0;
+  }
+
+  /** Gives up the slot: a session in its handshake is closed, an open one gets GOAWAY ServerBusy. */
+  evict(): void {
+    this.#host.log.info("session_evicted", { peer: this.remoteAddress, state: this.state, why: "idle while the server is at maxSessions" });
+    if (this.#state === HANDSHAKE) this.#socket.destroy();
+    else void this.goAway(WireError.ServerBusy, "server at its session limit: idle session closed");
+  }
+
   /** Closes the socket now; running requests see their signal abort. */
   destroy(): void {
     this.#socket.destroy();

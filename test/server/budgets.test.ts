@@ -226,3 +226,25 @@ test("the server writes nothing after its own FIN: a PING after GOAWAY gets no r
   await peer.closed;
   assert.equal(peerError, null, "the peer saw no reset");
 });
+
+test("at maxSessions a session that has done nothing for a second gives its slot to a new client; sessions that work keep theirs", async () => {
+  const server = await testServer({ limits: { maxSessions: 3 } });
+  const port = portOf(server);
+  const worker = await (await connect(server)).openChannel("busy");
+  const idle = [await rawPeer(port), await rawPeer(port)];
+  idle[0]!.sock.write(hello()); // open, never opens a channel
+  idle[1]!.sock.write(hello().subarray(0, 10)); // stuck in its handshake
+  await waitFor(() => server.status().sessions === 3, "three sessions");
+  await assert.rejects(ClientSession.connect({ host: "127.0.0.1", port, timeoutMs: 3000 }), ServerBusyError, "a fresh idle session is not evicted");
+  await sleep(1100);
+  const a = await ClientSession.connect({ host: "127.0.0.1", port, timeoutMs: 3000 });
+  const b = await ClientSession.connect({ host: "127.0.0.1", port, timeoutMs: 3000 });
+  await Promise.all(idle.map((p) => p.closed));
+  assert.equal((await worker.request("still mine")).toString(), "still mine", "the working session kept its slot");
+  await (await a.openChannel("x")).request("1");
+  await (await b.openChannel("x")).request("2");
+  assert.equal(server.status().counters.sessionsEvicted, 2);
+  await assert.rejects(ClientSession.connect({ host: "127.0.0.1", port, timeoutMs: 3000 }), ServerBusyError, "sessions that work are never evicted");
+  a.destroy();
+  b.destroy();
+});
