@@ -201,3 +201,12 @@ export class PinFileError extends PerilinkError {
     this.file = file;
   }
 }
+
+/** No name service that was asked knows the name (or every one of them stayed silent). */
+export class NameNotFoundError extends PerilinkError {
+  readonly hostname: string;
+  constructor(hostname: string, message: string, options?: { cause?: unknown }) {
+    super("PERILINK_NAME_NOT_FOUND", message, options);
+    this.hostname = hostname;
+  }
+}
