@@ -30,6 +30,8 @@ function ourResponse(buf: Uint8Array, id: number, name: string, type: string, ch
   } catch {
     return null;
   }
+  // The decoder reads past the end of a truncated message (undefined bytes) instead of failing: refuse it.
+  if (((packet.decode as unknown as { bytes?: number }).bytes ?? Infinity) > buf.length) return null;
   if (p.type !== "response") return null;
   if (p.id !== id && (checkId || p.id !== 0)) return null;
   if ((p.flags ?? 0) & 0x000f) return null; // RCODE: NXDOMAIN, SERVFAIL, REFUSED…
