@@ -4,6 +4,8 @@ import type { Endpoint } from "./name_types.ts";
 /** One way out for a multicast or broadcast query: a socket family, an optional local address to bind, a destination. */
 export interface Route {
   family: 4 | 6;
+  /** The interface it goes out on: the zone of an IPv6 link-local address found through it. */
+  ifname?: string;
   /** Binding the interface's own address makes Linux send multicast and broadcast out of that interface. */
   bind?: string;
   target: Endpoint;
@@ -23,8 +25,8 @@ export function multicastRoutes(group4: Endpoint, group6: Endpoint, only: readon
   const routes: Route[] = [];
   for (const [name, infos] of interfacesToUse(only)) {
     const v4 = infos.find((i) => i.family === "IPv4");
-    if (v4) routes.push({ family: 4, bind: v4.address, target: group4 });
-    if (infos.some((i) => i.family === "IPv6")) routes.push({ family: 6, target: { address: `${group6.address}%${name}`, port: group6.port } });
+    if (v4) routes.push({ family: 4, ifname: name, bind: v4.address, target: group4 });
+    if (infos.some((i) => i.family === "IPv6")) routes.push({ family: 6, ifname: name, target: { address: `${group6.address}%${name}`, port: group6.port } });
   }
   return routes;
 }
@@ -32,10 +34,10 @@ export function multicastRoutes(group4: Endpoint, group6: Endpoint, only: readon
 /** Subnet broadcasts (NetBIOS): to each IPv4 subnet's broadcast address, from the interface's address. */
 export function broadcastRoutes(port: number, only: readonly string[] | undefined): Route[] {
   const routes: Route[] = [];
-  for (const [, infos] of interfacesToUse(only)) {
+  for (const [name, infos] of interfacesToUse(only)) {
     for (const i of infos) {
       if (i.family !== "IPv4" || i.internal) continue;
-      routes.push({ family: 4, bind: i.address, target: { address: broadcastAddress(i.address, i.netmask), port } });
+      routes.push({ family: 4, ifname: name, bind: i.address, target: { address: broadcastAddress(i.address, i.netmask), port } });
     }
   }
   return routes;

@@ -64,7 +64,9 @@ export class MulticastSource implements NameSource {
       accept: (msg, from) => {
         if (from.port !== route.target.port) return undefined;
         const got = readAddresses(msg, id, name, type, !mdns);
-        return got && got.length > 0 ? got : undefined;
+        if (!got || got.length === 0) return undefined;
+        // A link-local address is only usable with the interface it was learned on.
+        return route.ifname === undefined ? got : got.map((a) => (/^fe80:/i.test(a.address) && !a.address.includes("%") ? { ...a, address: `${a.address}%${route.ifname}` } : a));
       },
     });
   }

@@ -1,3 +1,4 @@
+import { setMaxListeners } from "node:events";
 import net from "node:net";
 import { NameNotFoundError } from "../../errors.ts";
 import { DnsSource } from "./dns_source.ts";
@@ -45,7 +46,16 @@ export class NameResolver {
 
   constructor(options: ResolutionOptions = {}, signal?: AbortSignal, now: () => number = Date.now) {
     const o = (this.options = resolveOptions(options));
-    this.#signal = signal;
+    // Every query in flight listens for the shutdown: many at once are expected, not a leak.
+    const stop = new AbortController();
+    try {
+      setMaxListeners(0, stop.signal);
+    } catch {
+      // a runtime without listener limits on signals
+    }
+    if (signal?.aborted) stop.abort(signal.reason);
+    else signal?.addEventListener("abort", () => stop.abort(signal.reason), { once: true });
+    this.#signal = stop.signal;
     this.#now = now;
     this.#dns = o.nameServers.length > 0 ? new DnsSource(o.nameServers) : null;
     const only = o.interfaces;
