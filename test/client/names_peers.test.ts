@@ -5,7 +5,7 @@
  */
 import assert from "node:assert/strict";
 import { randomInt } from "node:crypto";
-import { after, before, test } from "node:test";
+import { after, afterEach, before, test } from "node:test";
 import { createClient, type PerilinkClient } from "../../src/client/client.ts";
 import { identifyUdp } from "../../src/client/identify.ts";
 import { NetbiosSource } from "../../src/client/names/netbios_source.ts";
@@ -100,9 +100,18 @@ function client(): PerilinkClient {
     lingerMs: 0,
     resolution: { nameServers: [t.direct.server.v4], interfaces: [t.direct.clientIf, t.routed.clientIf], timeoutMs: 1500 },
   });
-  after(() => c.close());
+  open.add(c);
   return c;
 }
+
+/** Clients of the test that is running: each test closes its own before the next counts sockets. */
+const open = new Set<PerilinkClient>();
+async function closeClients(): Promise<void> {
+  await Promise.all([...open].map((c) => c.close()));
+  open.clear();
+}
+
+afterEach(closeClients);
 
 test("applications connecting by each name (DNS, LLMNR, NetBIOS, mDNS) and each numeric address of the server host ride 1 TCP socket; the address list shows every (name, address, source)", async (t) => {
   if (skipAll) return t.skip(skipAll);
