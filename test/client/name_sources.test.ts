@@ -193,3 +193,17 @@ test("resolution options: unknown sources and bad name servers are RangeErrors",
   assert.throws(() => new NameResolver({ nameServers: ["not an address"] }), RangeError);
   assert.throws(() => new NameResolver({ timeoutMs: 0 }), RangeError);
 });
+
+test("unicast DNS: an error answer (NXDOMAIN) for one family ends that query at once instead of waiting for the deadline", async () => {
+  const dns = await new FakeNameService().start();
+  dns.reply = (q) => {
+    const question = q.dns!.questions![0]!;
+    if (question.type === "AAAA") return [{ data: packet.encode({ type: "response", id: q.dns!.id!, flags: 3, questions: [question] }) }];
+    return [{ data: answerFrom({ "perisrv.test": ["127.0.0.9"] }, q) }];
+  };
+  const t0 = performance.now();
+  const got = await new DnsSource([{ address: dns.address, port: dns.port }]).resolve("perisrv.test", { timeoutMs: 2000 });
+  const ms = performance.now() - t0;
+  assert.deepEqual(got.map((a) => a.address), ["127.0.0.9"]);
+  assert.ok(ms < 500, `answered in ${ms.toFixed(0)} ms, not at the 2000 ms deadline`);
+});

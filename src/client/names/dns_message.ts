@@ -20,8 +20,8 @@ export function encodeQuery(id: number, name: string, type: AddressType | "PTR",
 
 /**
  * Decodes a response to our query, or returns null when it is not one: not
- * decodable, truncated, a query, another transaction id, another question,
- * or an error code. Never throws.
+ * decodable, truncated, a query, another transaction id, another question.
+ * Never throws.
  */
 function ourResponse(buf: Uint8Array, id: number, name: string, type: string, checkId: boolean): packet.Packet | null {
   let p: packet.Packet;
@@ -34,7 +34,6 @@ function ourResponse(buf: Uint8Array, id: number, name: string, type: string, ch
   if (((packet.decode as unknown as { bytes?: number }).bytes ?? Infinity) > buf.length) return null;
   if (p.type !== "response") return null;
   if (p.id !== id && (checkId || p.id !== 0)) return null;
-  if ((p.flags ?? 0) & 0x000f) return null; // RCODE: NXDOMAIN, SERVFAIL, REFUSED…
   const q = p.questions ?? [];
   // Legacy-unicast mDNS answers should repeat the question (RFC 6762 §6.7) but may not; every other answer must.
   if (q.length === 0 && !checkId) return p;
@@ -52,6 +51,7 @@ function ourResponse(buf: Uint8Array, id: number, name: string, type: string, ch
 export function readAddresses(buf: Uint8Array, id: number, name: string, type: AddressType, checkId = true): NameAnswer[] | null {
   const p = ourResponse(buf, id, name, type, checkId);
   if (!p) return null;
+  if (rcode(p) !== 0) return []; // NXDOMAIN, SERVFAIL, REFUSED…: this server's answer is "none"
   const records = [...(p.answers ?? []), ...(p.additionals ?? [])];
   const names = new Set([normalizeName(name)]);
   for (let i = 0; i < 8; i++) {
@@ -77,6 +77,7 @@ export function readAddresses(buf: Uint8Array, id: number, name: string, type: A
 export function readPointers(buf: Uint8Array, id: number, reverse: string): { name: string; ttl: number }[] | null {
   const p = ourResponse(buf, id, reverse, "PTR", true);
   if (!p) return null;
+  if (rcode(p) !== 0) return [];
   const out: { name: string; ttl: number }[] = [];
   for (const r of p.answers ?? []) {
     if (r.type !== "PTR" || normalizeName(r.name) !== normalizeName(reverse) || typeof r.data !== "string" || r.data.length === 0) continue;
@@ -102,6 +103,10 @@ function ipv6Bytes(a: string): number[] {
   const t = tail === null ? [] : parse(tail);
   const groups = tail === null ? h : [...h, ...new Array<number>(8 - h.length - t.length).fill(0), ...t];
   return groups.flatMap((g) => [g >> 8, g & 0xff]);
+}
+
+function rcode(p: packet.Packet): number {
+  return (p.flags ?? 0) & 0x000f;
 }
 
 /** DNS TTLs are unsigned 32-bit; a value above 2^31 is treated as 0 (RFC 2181 §8). */
