@@ -1,9 +1,11 @@
 import assert from "node:assert/strict";
+import { promises as fs } from "node:fs";
+import path from "node:path";
 import net from "node:net";
 import { after, test } from "node:test";
 import { createClient, type ClientOptions, type PerilinkClient } from "../../src/client/client.ts";
 import type { PerilinkServer } from "../../src/server/server.ts";
-import { testServer, waitFor } from "../helpers/fixtures.ts";
+import { tempDir, testServer, waitFor } from "../helpers/fixtures.ts";
 import { answerFrom, FakeNameService } from "../helpers/fake_name_service.ts";
 import { tcpConnectionsTo } from "../helpers/os_sockets.ts";
 
@@ -138,4 +140,24 @@ test("answers are cached for their TTL: a second connect by the same name asks n
   const asked = dns.queries.length;
   (await c.connect({ host: "perisrv.test", port, app: "b" })).close();
   assert.equal(dns.queries.length, asked);
+});
+
+test("a name never overrides a pinned key: an impostor among a name's addresses gets no traffic and no row proves it", async () => {
+  const { server: real, port } = await serverOn(["127.0.0.1"]);
+  const impostorDir = tempDir();
+  const mine = await testServer({ stateDir: impostorDir });
+  await mine.drain(200);
+  const ident = JSON.parse(await fs.readFile(path.join(impostorDir, "identity.json"), "utf8")) as { serverId: string };
+  ident.serverId = real.serverId;
+  await fs.writeFile(path.join(impostorDir, "identity.json"), JSON.stringify(ident), { mode: 0o600 });
+  const impostor = await testServer({ stateDir: impostorDir, listen: [`127.0.0.2:${port}`] });
+  const dns = await dnsWith({ "perisrv.test": ["127.0.0.2", "127.0.0.1"], "evil.test": ["127.0.0.2"] });
+  const c = client({ resolution: { order: ["dns"], nameServers: [dns.endpoint], reverse: false } });
+  const good = await c.connect({ host: "127.0.0.1", port, app: "victim" });
+  const byName = await c.connect({ host: "perisrv.test", port, app: "by-name" });
+  assert.equal(byName.entry, good.entry, "the proved address decided the name's server");
+  await assert.rejects(c.connect({ host: "evil.test", port, app: "attacker" }), { code: "PERILINK_KEY_MISMATCH" });
+  assert.equal((await byName.request("untouched")).toString(), "untouched");
+  assert.equal(impostor.status().counters.channelsOpen, 0, "no traffic was steered to the impostor");
+  for (const r of c.addresses()) if (r.address === "127.0.0.2") assert.equal(r.serverId, null, "the impostor's address is never shown as the server");
 });
