@@ -207,3 +207,18 @@ test("unicast DNS: an error answer (NXDOMAIN) for one family ends that query at 
   assert.deepEqual(got.map((a) => a.address), ["127.0.0.9"]);
   assert.ok(ms < 500, `answered in ${ms.toFixed(0)} ms, not at the 2000 ms deadline`);
 });
+
+test("a cached answer reports the TTL left, and the name is asked again once it expired", async () => {
+  const dns = await new FakeNameService().start();
+  dns.reply = (q) => [{ data: answerFrom({ "perisrv.test": ["127.0.0.9"] }, q, 10) }];
+  let now = 1_000_000;
+  const r = new NameResolver({ order: ["dns"], nameServers: [dns.endpoint], timeoutMs: 300 }, undefined, () => now);
+  assert.equal((await r.resolve("perisrv.test"))[0]!.ttl, 10);
+  const asked = dns.queries.length;
+  now += 4_000;
+  assert.equal((await r.resolve("PeriSrv.test"))[0]!.ttl, 6, "the TTL left, not the TTL first given");
+  assert.equal(dns.queries.length, asked, "from the cache");
+  now += 7_000;
+  assert.equal((await r.resolve("perisrv.test"))[0]!.ttl, 10);
+  assert.ok(dns.queries.length > asked, "asked again after the TTL");
+});
