@@ -22,6 +22,7 @@ export interface NameRow {
 
 interface Cached {
   rows: NameRow[];
+  storedAt: number;
   expiresAt: number;
 }
 
@@ -74,10 +75,12 @@ export class NameResolver {
     if (typeof name !== "string" || name.length === 0 || name.length > 253) return Promise.reject(new TypeError("host must be a name of 1 to 253 characters"));
     const key = normalizeName(name);
     const hit = this.#cache.get(key);
-    if (hit && hit.expiresAt > this.#now()) {
+    const now = this.#now();
+    if (hit && hit.expiresAt > now) {
       this.#cache.delete(key); // least recently used goes first
       this.#cache.set(key, hit);
-      return Promise.resolve(hit.rows.map((r) => ({ ...r, name })));
+      const age = Math.floor((now - hit.storedAt) / 1000);
+      return Promise.resolve(hit.rows.map((r) => ({ ...r, name, ttl: r.ttl === null ? null : Math.max(0, r.ttl - age) })));
     }
     let p = this.#inflight.get(key);
     if (!p) {
@@ -155,7 +158,8 @@ export class NameResolver {
     const ttl = Math.min(...rows.map((r) => r.ttl ?? Infinity));
     if (!(ttl > 0)) return;
     this.#cache.delete(key);
-    this.#cache.set(key, { rows, expiresAt: this.#now() + Math.min(ttl, 86_400) * 1000 });
+    const now = this.#now();
+    this.#cache.set(key, { rows, storedAt: now, expiresAt: now + Math.min(ttl, 86_400) * 1000 });
     while (this.#cache.size > this.options.maxCachedNames) this.#cache.delete(this.#cache.keys().next().value!);
   }
 }
