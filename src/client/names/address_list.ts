@@ -49,6 +49,11 @@ export class AddressList {
     while (this.#servers.size > this.#max) this.#servers.delete(this.#servers.keys().next().value!);
   }
 
+  /** Whether a row (name, name, source) is there: a numeric address names itself. */
+  has(name: string, source: SourceName): boolean {
+    return this.#rows.has(`${name.toLowerCase()}|${canonicalAddress(name)}|${source}`);
+  }
+
   /** A signed identification proved `serverId` at `address`. */
   identified(address: string, serverId: string): void {
     const a = canonicalAddress(address);

@@ -55,7 +55,7 @@ export class NameBook {
   async entryFor(host: string, port: number, identify: (address: string) => ServerEntry | Promise<ServerEntry>): Promise<{ entry: ServerEntry; address: string }> {
     const bare = host.startsWith("[") && host.endsWith("]") ? host.slice(1, -1) : host;
     if (net.isIP(bare.split("%")[0]!) !== 0) {
-      this.#list.add([{ name: bare, address: bare, source: "numeric", ttl: null }]);
+      if (!this.#list.has(bare, "numeric")) this.#list.add([{ name: bare, address: bare, source: "numeric", ttl: null }]);
       const entry = await this.#probe(bare, port, identify);
       this.#reverse(bare, port);
       return { entry, address: bare };
@@ -91,6 +91,7 @@ export class NameBook {
 
   /** A signed identification proved `entry`'s server at address:port. */
   identified(address: string, port: number, entry: ServerEntry): void {
+    if (this.#list.serverOf(address) === entry.serverId) return; // nothing new (the common case: a cache hit)
     this.#list.identified(address, entry.serverId);
     for (const e of this.#host.entries()) if (e !== entry) e.dropAddress({ host: address, port });
   }
@@ -124,6 +125,7 @@ export class NameBook {
 
   /** In the background: PTR of a numeric address, then the names' addresses join the server that has it. */
   #reverse(address: string, port: number): void {
+    if (!this.#resolver.reverses) return;
     const now = Date.now();
     const key = canonicalAddress(address);
     if ((this.#reversed.get(key) ?? 0) > now) return;

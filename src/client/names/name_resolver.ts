@@ -90,6 +90,11 @@ export class NameResolver {
     return p;
   }
 
+  /** Whether reverse lookups are on (they need name servers). */
+  get reverses(): boolean {
+    return this.#dns !== null && this.options.reverse;
+  }
+
   /**
    * Reverse lookup of a numeric address (PTR through the name servers), then
    * a forward lookup of each name found: rows with source `ptr`. Empty when
