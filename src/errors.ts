@@ -212,3 +212,12 @@ export class StateDirError extends PerilinkError {
     super("PERILINK_STATE_DIR_UNSAFE", message, options);
   }
 }
+
+/** No name service that was asked knows the name (or every one of them stayed silent). */
+export class NameNotFoundError extends PerilinkError {
+  readonly hostname: string;
+  constructor(hostname: string, message: string, options?: { cause?: unknown }) {
+    super("PERILINK_NAME_NOT_FOUND", message, options);
+    this.hostname = hostname;
+  }
+}

@@ -3,6 +3,8 @@ import { createClient } from "../client/client.ts";
 import { formatHostPort } from "../server/listen_spec.ts";
 import { defaultStateDir, ensurePrivateDir } from "../server/state_dir.ts";
 import { TARGET } from "../target.ts";
+import { ConfigError } from "../errors.ts";
+import { resolveOptions, type ResolutionOptions, type ResolutionSource } from "../client/names/resolution_options.ts";
 import { intOption, parse, parseTarget } from "./args.ts";
 
 /** The file, in the state directory, where `perilink call` keeps the server keys it pinned. */
@@ -17,7 +19,15 @@ export const CALL_PIN_FILE = "client-pins.json";
 export async function runCall(args: string[]): Promise<number> {
   const { values, positionals } = parse(
     args,
-    { app: { type: "string" }, data: { type: "string" }, json: { type: "boolean" }, timeout: { type: "string" } },
+    {
+      app: { type: "string" },
+      data: { type: "string" },
+      json: { type: "boolean" },
+      timeout: { type: "string" },
+      "name-server": { type: "string", multiple: true },
+      resolve: { type: "string" },
+      interface: { type: "string", multiple: true },
+    },
     true,
   );
   if (positionals.length === 0) throw new Error("Cannot call: give at least one HOST:PORT");
@@ -27,7 +37,12 @@ export async function runCall(args: string[]): Promise<number> {
   const timeoutMs = intOption(values.timeout, "timeout", TARGET.client.requestTimeoutMs);
   const stateDir = defaultStateDir();
   await ensurePrivateDir(stateDir);
-  const client = createClient({ lingerMs: 0, requestTimeoutMs: timeoutMs, pinFile: path.join(stateDir, CALL_PIN_FILE) });
+  const client = createClient({
+    lingerMs: 0,
+    requestTimeoutMs: timeoutMs,
+    pinFile: path.join(stateDir, CALL_PIN_FILE),
+    resolution: resolutionOptions(values),
+  });
   try {
     const responses: { target: string; response: string }[] = [];
     const links = [];
@@ -38,15 +53,16 @@ export async function runCall(args: string[]): Promise<number> {
     }
     const sessions = client.sessions();
     if (values.json) {
-      process.stdout.write(JSON.stringify({ responses, sessions }) + "\n");
+      process.stdout.write(JSON.stringify({ responses, sessions, addresses: client.addresses() }) + "\n");
     } else {
       for (const r of responses) process.stdout.write(`${r.target}  ${r.response}\n`);
       process.stdout.write(`\n${client.socketsInUse} session(s) for ${targets.length} target(s):\n`);
-      const head = ["mgmt", "app", "requested", "communication", "server", "session", "refs"];
+      const head = ["mgmt", "app", "requested", "address", "communication", "server", "session", "refs"];
       const rows = sessions.map((s) => [
         String(s.managementNumber),
         s.app,
-        formatHostPort(s.requestedAddress, s.requestedPort),
+        formatHostPort(s.requestedHost, s.requestedPort),
+        s.requestedAddress,
         s.communicationAddress === null ? "-" : formatHostPort(s.communicationAddress, s.communicationPort ?? 0),
         s.serverId,
         String(s.sessionNumber ?? "-"),
@@ -54,10 +70,32 @@ export async function runCall(args: string[]): Promise<number> {
       ]);
       const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
       for (const r of [head, ...rows]) process.stdout.write(r.map((c, i) => c.padEnd(widths[i]!)).join("  ").trimEnd() + "\n");
+      const list = client.addresses().map((a) => [a.name, a.address, a.source, a.ttl === null ? "-" : String(a.ttl), a.serverId ?? "-"]);
+      process.stdout.write(`\naddress list:\n`);
+      const lhead = ["name", "address", "source", "ttl", "server"];
+      const lw = lhead.map((h, i) => Math.max(h.length, ...list.map((r) => r[i]!.length)));
+      for (const r of [lhead, ...list]) process.stdout.write(r.map((c, i) => c.padEnd(lw[i]!)).join("  ").trimEnd() + "\n");
     }
     for (const l of links) l.close();
   } finally {
     await client.close();
   }
   return 0;
+}
+
+/** `--name-server ADDR[:PORT]…`, `--resolve hosts,dns,…`, `--interface IF…` → the client's resolution options. */
+function resolutionOptions(values: Record<string, unknown>): ResolutionOptions {
+  const out: ResolutionOptions = {};
+  const servers = values["name-server"] as string[] | undefined;
+  const order = values.resolve as string | undefined;
+  const ifs = values.interface as string[] | undefined;
+  try {
+    if (servers) out.nameServers = servers;
+    if (order !== undefined) out.order = order.split(",").map((x) => x.trim()) as ResolutionSource[];
+    if (ifs) out.interfaces = ifs;
+    resolveOptions(out);
+  } catch (err) {
+    throw new ConfigError(`Cannot read arguments: ${(err as Error).message}`);
+  }
+  return out;
 }

@@ -13,6 +13,8 @@ Usage:
   perilink serve  [--config FILE] [--listen HOST:PORT]... [--app MODULE] [--state-dir DIR] [--log-level LEVEL]
   perilink id     HOST:PORT [--tcp] [--json] [--timeout MS]
   perilink call   HOST:PORT [HOST:PORT]... [--app NAME] [--data TEXT] [--json] [--timeout MS]
+                  [--name-server ADDR[:PORT]]... [--resolve hosts,dns,mdns,llmnr,netbios] [--interface IF]...
+                  (HOST: an address or a name)
   perilink status [--state-dir DIR] [--json]
   perilink upgrade [--state-dir DIR] [--program PATH] [--app MODULE] [--timeout MS] [--json]
   perilink help | version

@@ -6,6 +6,9 @@ import { ClientSession } from "./client_session.ts";
 import { identifyUdp } from "./identify.ts";
 import { IdentityBook } from "./identity_book.ts";
 import { Link } from "./link.ts";
+import { NameBook } from "./names/name_book.ts";
+import type { AddressRow } from "./names/address_list.ts";
+import type { ResolutionOptions } from "./names/resolution_options.ts";
 import { ServerEntry, type EntryHost } from "./server_entry.ts";
 import { SocketLimiter } from "./socket_limiter.ts";
 
@@ -33,11 +36,17 @@ export interface ClientOptions {
    * `PERILINK_PIN_FILE` error.
    */
   pinFile?: string;
+  /**
+   * How names are turned into addresses (C6): which sources, in what order,
+   * their deadline, unicast name servers, reverse lookups, interfaces.
+   */
+  resolution?: ResolutionOptions;
   /** @internal For tests only: the first stream id of every session (default 1). */
   firstStreamId?: number;
 }
 
 export interface ConnectOptions {
+  /** A numeric address, or a name (host name, FQDN, NetBIOS name, `.local` name). */
   host: string;
   port: number;
   /** The application's id, carried in its channel. */
@@ -48,6 +57,9 @@ export interface ConnectOptions {
 export interface SessionRow {
   managementNumber: number;
   app: string;
+  /** The host as the application gave it: a name or a numeric address. */
+  requestedHost: string;
+  /** The numeric address the requested host stood for when the link was made. */
   requestedAddress: string;
   requestedPort: number;
   communicationAddress: string | null;
@@ -64,7 +76,7 @@ export interface SessionRow {
  * connections (links), one session per server — not per address or name.
  */
 export class PerilinkClient {
-  #opts: Required<Omit<ClientOptions, "logger" | "firstStreamId" | "pinFile">>;
+  #opts: Required<Omit<ClientOptions, "logger" | "firstStreamId" | "pinFile" | "resolution">>;
   #log: Logger;
   #book: IdentityBook;
   #limiter: SocketLimiter;
@@ -79,6 +91,9 @@ export class PerilinkClient {
   /** connect() calls in progress: close() resolves only after they have let go of their sockets. */
   #connecting = new Set<Promise<unknown>>();
   #entryHost: EntryHost;
+  #names: NameBook;
+  /** The numeric address each link's requested host stood for. */
+  #linkAddress = new WeakMap<Link, string>();
 
   constructor(options: ClientOptions = {}) {
     const d = TARGET.client;
@@ -100,6 +115,11 @@ export class PerilinkClient {
     this.#limiter = new SocketLimiter(this.#opts.maxSessions, this.#opts.maxWaiting, this.#opts.waitTimeoutMs);
     this.#limiter.onPressure = () => this.#freeIdleSlot();
     const self = this;
+    this.#names = new NameBook(options.resolution, this.#shutdown.signal, this.#opts.maxKnownAddresses, {
+      entries: () => this.#entries.values(),
+      isServer: (address, port) => this.#book.lookup(address, port)?.serverId ?? null,
+      log: this.#log,
+    });
     this.#entryHost = {
       limiter: this.#limiter,
       book: this.#book,
@@ -149,10 +169,13 @@ export class PerilinkClient {
   }
 
   async #connect(host: string, port: number, app: string): Promise<Link> {
-    const entry = await this.#entryFor(host, port);
+    // C6/C7: a name becomes addresses first; names that share an address are one server before any socket.
+    const { entry, address } = await this.#names.entryFor(host, port, (a) => this.#entryFor(a, port));
     this.#assertOpen();
-    entry.addAddress({ host, port });
+    entry.addAddress({ host: address, port });
+    this.#names.joined(host, port, entry);
     const link = new Link(this.#nextLink++, app, host, port, entry);
+    this.#linkAddress.set(link, address);
     entry.addLink(link);
     try {
       await link.bind();
@@ -175,7 +198,7 @@ export class PerilinkClient {
    */
   #entryFor(host: string, port: number): ServerEntry | Promise<ServerEntry> {
     const known = this.#book.lookup(host, port);
-    if (known) return this.#entry(known.serverId, known.publicKey);
+    if (known) return this.#identified(host, port, this.#entry(known.serverId, known.publicKey));
     const key = `${host}|${port}`;
     let p = this.#identifying.get(key);
     if (!p) {
@@ -193,7 +216,7 @@ export class PerilinkClient {
       this.#assertOpen();
       this.#book.pin(id.serverId, id.publicKey, where);
       this.#book.remember(host, port, id.serverId, id.publicKey);
-      return this.#entry(id.serverId, id.publicKey);
+      return this.#identified(host, port, this.#entry(id.serverId, id.publicKey));
     } catch (err) {
       if (!(err instanceof TimeoutError)) throw err;
     }
@@ -226,6 +249,12 @@ export class PerilinkClient {
     this.#book.remember(host, port, session.serverId, session.publicKey);
     const entry = this.#entry(session.serverId, session.publicKey);
     entry.adopt(session, { host, port }); // one session per server: the entry keeps one of the two if it has one
+    return this.#identified(host, port, entry);
+  }
+
+  /** A signed identity proved `entry`'s server at host:port: the address list and the other entries follow. */
+  #identified(host: string, port: number, entry: ServerEntry): ServerEntry {
+    this.#names.identified(host, port, entry);
     return entry;
   }
 
@@ -264,7 +293,8 @@ export class PerilinkClient {
         rows.push({
           managementNumber: l.managementNumber,
           app: l.app,
-          requestedAddress: l.requestedHost,
+          requestedHost: l.requestedHost,
+          requestedAddress: this.#linkAddress.get(l) ?? l.requestedHost,
           requestedPort: l.requestedPort,
           ...base,
           sessionNumber: l.sessionNumber,
@@ -273,6 +303,15 @@ export class PerilinkClient {
       }
     }
     return rows.sort((a, b) => a.managementNumber - b.managementNumber);
+  }
+
+  /**
+   * The address list (Fig. 16, 23): every (name, address, source) the client
+   * learned, with the answer's remaining TTL and the server a signed probe
+   * proved at that address (null before one did).
+   */
+  addresses(): AddressRow[] {
+    return this.#names.rows();
   }
 
   /**

@@ -69,6 +69,12 @@ export class ServerEntry {
     if (!this.addresses.some((b) => b.host === a.host && b.port === a.port)) this.addresses.push(a);
   }
 
+  /** Forgets an address a signed probe showed to be another server (a name had suggested it). */
+  dropAddress(a: Address): void {
+    const i = this.addresses.findIndex((b) => b.host === a.host && b.port === a.port);
+    if (i >= 0) this.addresses.splice(i, 1);
+  }
+
   /**
    * Adopts a session opened elsewhere (the TCP fallback of identification),
    * its socket slot already counted. If the entry has a usable session by

@@ -1,0 +1,143 @@
+import net from "node:net";
+import { ClientClosedError, KeyMismatchError } from "../../errors.ts";
+import type { Logger } from "../../logger.ts";
+import type { ServerEntry } from "../server_entry.ts";
+import { AddressList, type AddressRow } from "./address_list.ts";
+import { canonicalAddress } from "./dns_source.ts";
+import { NameResolver, type NameRow } from "./name_resolver.ts";
+import { normalizeName } from "./name_types.ts";
+import type { ResolutionOptions } from "./resolution_options.ts";
+
+/** What the name book needs from the client's session table. */
+export interface NameBookHost {
+  /** The servers the client holds now. */
+  entries(): Iterable<ServerEntry>;
+  /** The server a signed probe proved at address:port, still trusted; null when unknown. */
+  isServer(address: string, port: number): string | null;
+  log: Logger;
+}
+
+/** How long a reverse lookup of one address is not repeated. */
+const REVERSE_EVERY_MS = 60_000;
+
+/**
+ * Between the application's host and the session table (C6, C7): names
+ * become addresses through the resolver, every (name, address, source) goes
+ * into the address list, and a name's server is decided **before any socket
+ * is opened** — an address of the name that is already proved, or being
+ * probed, decides; only otherwise is an address probed. The signed
+ * identifier stays the authority: a name only adds candidate addresses, and a
+ * probe that shows another server at one of them removes it again.
+ */
+export class NameBook {
+  #resolver: NameResolver;
+  #list: AddressList;
+  #host: NameBookHost;
+  #probing = new Map<string, Promise<ServerEntry>>();
+  #reversed = new Map<string, number>();
+  #maxRows: number;
+
+  constructor(options: ResolutionOptions | undefined, signal: AbortSignal, maxRows: number, host: NameBookHost) {
+    this.#resolver = new NameResolver(options, signal);
+    this.#list = new AddressList(maxRows);
+    this.#maxRows = maxRows;
+    this.#host = host;
+    this.#resolver.onLate = (rows) => {
+      this.#list.add(rows);
+      this.#offer(rows, (e) => [...e.links].filter((l) => normalizeName(l.requestedHost) === normalizeName(rows[0]!.name)).map((l) => l.requestedPort));
+    };
+  }
+
+  /**
+   * The server entry for host:port and the numeric address chosen for it.
+   * `identify(address)` is the table's C1 identification of one address.
+   */
+  async entryFor(host: string, port: number, identify: (address: string) => ServerEntry | Promise<ServerEntry>): Promise<{ entry: ServerEntry; address: string }> {
+    const bare = host.startsWith("[") && host.endsWith("]") ? host.slice(1, -1) : host;
+    if (net.isIP(bare.split("%")[0]!) !== 0) {
+      if (!this.#list.has(bare, "numeric")) this.#list.add([{ name: bare, address: bare, source: "numeric", ttl: null }]);
+      const entry = await this.#probe(bare, port, identify);
+      this.#reverse(bare, port);
+      return { entry, address: bare };
+    }
+    const rows = await this.#resolver.resolve(bare);
+    this.#list.add(rows);
+    const addresses = [...new Set(rows.map((r) => r.address))];
+    // C7: an address of this name that is already proved decides, without a probe or a socket.
+    for (const a of addresses) if (this.#host.isServer(a, port) !== null) return { entry: await identify(a), address: a };
+    // …or one being probed right now (another name, or another application, asked for it).
+    for (const a of addresses) {
+      const p = this.#probing.get(`${canonicalAddress(a)}|${port}`);
+      if (p) return { entry: await p, address: a };
+    }
+    let lastErr: unknown;
+    for (const a of addresses) {
+      try {
+        return { entry: await this.#probe(a, port, identify), address: a };
+      } catch (err) {
+        if (err instanceof ClientClosedError || err instanceof KeyMismatchError) throw err;
+        lastErr = err;
+      }
+    }
+    throw lastErr;
+  }
+
+  /** After a link joined `entry` by `host`: every address of that name not proved to be another server is a failover address. */
+  joined(host: string, port: number, entry: ServerEntry): void {
+    const name = normalizeName(host);
+    const rows = this.#list.rows().filter((r) => r.source !== "numeric" && normalizeName(r.name) === name);
+    this.#offer(rows, () => [port], entry);
+  }
+
+  /** A signed identification proved `entry`'s server at address:port. */
+  identified(address: string, port: number, entry: ServerEntry): void {
+    if (this.#list.serverOf(address) === entry.serverId) return; // nothing new (the common case: a cache hit)
+    this.#list.identified(address, entry.serverId);
+    for (const e of this.#host.entries()) if (e !== entry) e.dropAddress({ host: address, port });
+  }
+
+  rows(): AddressRow[] {
+    return this.#list.rows();
+  }
+
+  #probe(address: string, port: number, identify: (address: string) => ServerEntry | Promise<ServerEntry>): Promise<ServerEntry> {
+    const key = `${canonicalAddress(address)}|${port}`;
+    let p = this.#probing.get(key);
+    if (!p) {
+      p = Promise.resolve(identify(address)).finally(() => this.#probing.delete(key));
+      this.#probing.set(key, p);
+    }
+    return p;
+  }
+
+  /** Adds the rows' addresses to entries (all, or `only`) for the ports `portsOf` gives, unless proved to be another server. */
+  #offer(rows: readonly (NameRow | AddressRow)[], portsOf: (e: ServerEntry) => number[], only?: ServerEntry): void {
+    const entries = only ? [only] : [...this.#host.entries()];
+    for (const e of entries) {
+      for (const port of new Set(portsOf(e))) {
+        for (const r of rows) {
+          const proved = this.#host.isServer(r.address, port) ?? this.#list.serverOf(r.address);
+          if (proved === null || proved === e.serverId) e.addAddress({ host: r.address, port });
+        }
+      }
+    }
+  }
+
+  /** In the background: PTR of a numeric address, then the names' addresses join the server that has it. */
+  #reverse(address: string, port: number): void {
+    if (!this.#resolver.reverses) return;
+    const now = Date.now();
+    const key = canonicalAddress(address);
+    if ((this.#reversed.get(key) ?? 0) > now) return;
+    this.#reversed.set(key, now + REVERSE_EVERY_MS);
+    while (this.#reversed.size > this.#maxRows) this.#reversed.delete(this.#reversed.keys().next().value!);
+    this.#resolver.reverse(address).then(
+      (rows) => {
+        if (rows.length === 0) return;
+        this.#list.add(rows);
+        this.#offer(rows, (e) => (e.addresses.some((a) => a.port === port && canonicalAddress(a.host) === key) ? [port] : []));
+      },
+      (err: unknown) => this.#host.log.debug("client_reverse_lookup_failed", { address, error: err as Error }),
+    );
+  }
+}

@@ -1,0 +1,109 @@
+/**
+ * Real name services from Debian, run in the server namespace of a test
+ * topology: dnsmasq (DNS + PTR), llmnrd (LLMNR), nmbd (NetBIOS) and a
+ * python3-zeroconf responder (mDNS). Each start returns the child, or a
+ * one-line reason to skip when its program is missing.
+ */
+import { execFileSync, type ChildProcess } from "node:child_process";
+import { existsSync, mkdirSync, writeFileSync } from "node:fs";
+import path from "node:path";
+import type { Topology } from "./netns_topology.ts";
+
+/** The first of `names` found on PATH (or the usual sbin directories), or null. */
+export function which(...names: string[]): string | null {
+  for (const n of names) {
+    for (const dir of [...(process.env.PATH ?? "").split(":"), "/usr/sbin", "/sbin", "/usr/bin"]) {
+      const p = path.join(dir, n);
+      if (dir && existsSync(p)) return p;
+    }
+  }
+  return null;
+}
+
+/** The interface in the server namespace that holds `address`. */
+export function serverInterfaceOf(topo: Topology, address: string): string {
+  const out = execFileSync("ip", ["-n", topo.serverNs, "-j", "addr"], { encoding: "utf8" });
+  const links = JSON.parse(out) as { ifname: string; addr_info: { local: string }[] }[];
+  const l = links.find((x) => x.addr_info.some((a) => a.local === address));
+  if (!l) throw new Error(`no interface in ${topo.serverNs} has ${address}`);
+  return l.ifname;
+}
+
+export type Started = { child: ChildProcess; log: () => string } | { skip: string };
+
+function started(child: ChildProcess): Started {
+  let log = "";
+  child.stdout?.setEncoding("utf8").on("data", (s: string) => (log += s));
+  child.stderr?.setEncoding("utf8").on("data", (s: string) => (log += s));
+  return { child, log: () => log };
+}
+
+/** dnsmasq on `listen`, each record `names…,v4,v6` one --host-record, TTL 60. */
+export function startDnsmasq(topo: Topology, listen: string, records: string[]): Started {
+  const exe = which("dnsmasq");
+  if (!exe) return { skip: "dnsmasq is not installed (Debian: dnsmasq-base)" };
+  const args = ["--keep-in-foreground", "--log-facility=-", "--conf-file=/dev/null", "--no-resolv", "--no-hosts", "--user=root", "--pid-file=", "--bind-interfaces", `--listen-address=${listen}`, "--local-ttl=60", ...records.map((r) => `--host-record=${r}`)];
+  return started(topo.spawnInServer(exe, args));
+}
+
+/** llmnrd answering `name` on `iface` (IPv4 and IPv6). */
+export function startLlmnrd(topo: Topology, name: string, iface: string): Started {
+  const exe = which("llmnrd");
+  if (!exe) return { skip: "llmnrd is not installed (Debian: llmnrd)" };
+  return started(topo.spawnInServer(exe, ["-H", name, "-i", iface, "-6"]));
+}
+
+/** nmbd answering `name` and `alias` on `iface`, in its own mount namespace with a private /run. */
+export function startNmbd(topo: Topology, dir: string, name: string, alias: string, iface: string): Started {
+  const exe = which("nmbd");
+  if (!exe) return { skip: "nmbd is not installed (Debian: samba, --no-install-recommends)" };
+  if (!which("unshare")) return { skip: "unshare (util-linux) is not installed: nmbd needs a private /run" };
+  for (const d of ["lock", "state", "cache", "pid", "private", "log"]) mkdirSync(path.join(dir, d), { recursive: true });
+  const conf = path.join(dir, "smb.conf");
+  writeFileSync(
+    conf,
+    [
+      "[global]",
+      `netbios name = ${name}`,
+      `netbios aliases = ${alias}`,
+      `interfaces = ${iface}`,
+      "bind interfaces only = yes",
+      "workgroup = PERILINK",
+      "local master = no",
+      "dns proxy = no",
+      `lock directory = ${dir}/lock`,
+      `state directory = ${dir}/state`,
+      `cache directory = ${dir}/cache`,
+      `pid directory = ${dir}/pid`,
+      `private dir = ${dir}/private`,
+      `log file = ${dir}/log/nmbd.log`,
+      "",
+    ].join("\n"),
+  );
+  const script = `mount -t tmpfs none /run && mkdir -p /run/samba && exec ${exe} --foreground --no-process-group --debug-stdout --configfile=${conf}`;
+  return started(topo.spawnInServer("unshare", ["-m", "sh", "-c", script]));
+}
+
+/** A python3-zeroconf responder for `host`.local with these addresses, bound to `bind`. */
+export function startZeroconf(topo: Topology, host: string, addresses: string[], bind: string): Started {
+  const py = existsSync("/usr/bin/python3") ? "/usr/bin/python3" : which("python3");
+  if (!py) return { skip: "python3 is not installed" };
+  try {
+    execFileSync(py, ["-c", "import zeroconf"], { stdio: "ignore" });
+  } catch {
+    return { skip: "python3-zeroconf is not installed" };
+  }
+  const script = `
+import socket, sys, time
+from zeroconf import Zeroconf, ServiceInfo, IPVersion
+addrs = ${JSON.stringify(addresses)}
+zc = Zeroconf(interfaces=[${JSON.stringify(bind)}], ip_version=IPVersion.V4Only)
+info = ServiceInfo("_perilink._tcp.local.", "perilink test._perilink._tcp.local.", port=1, server=${JSON.stringify(host + ".")},
+                   parsed_addresses=addrs)
+zc.register_service(info)
+print("ready", flush=True)
+while True:
+    time.sleep(60)
+`;
+  return started(topo.spawnInServer(py, ["-u", "-c", script]));
+}
