@@ -77,7 +77,7 @@ export class RequestTable {
         resolve,
         reject,
         channel,
-        deadline: timeoutMs > 0 ? Date.now() + timeoutMs : Infinity,
+        deadline: timeoutMs > 0 ? performance.now() + timeoutMs : Infinity, // monotonic: immune to clock steps
         payload,
         signal,
         onAbort: undefined,
@@ -192,7 +192,7 @@ export class RequestTable {
 
   #startSweep(): void {
     this.#sweep = setInterval(() => {
-      const now = Date.now();
+      const now = performance.now();
       for (const [stream, p] of this.#pending) {
         if (p.deadline <= now) this.#cancel(stream, new TimeoutError("PERILINK_REQUEST_TIMEOUT", "Cannot finish request: no response before its deadline"));
       }

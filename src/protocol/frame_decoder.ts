@@ -4,12 +4,19 @@ import { FRAME_HEADER_SIZE, FrameType, MAX_FRAME_TYPE, MAX_PING_PAYLOAD, WireErr
 /** Receives decoded frames. `payload` is a view that stays valid after the call returns. */
 export interface FrameSink {
   onFrame(type: number, flags: number, channel: number, stream: number, payload: Buffer): void;
+  /**
+   * Asks for `bytes` more memory to hold a frame that arrives in parts. On
+   * false the decoder pauses (holding the rest of the chunk) and asks again
+   * at `resume()`. Without it, every allocation is granted.
+   */
+  reserve?(bytes: number): boolean;
 }
 
 const EMPTY = Buffer.alloc(0);
 
-/** A split frame's body is held in this much until more of it arrives. */
+/** A split frame's body is first held in this much, and grows by this factor when full. */
 const BODY_FIRST_ALLOCATION = 64 * 1024;
+const BODY_GROWTH = 4;
 
 /**
  * Streaming decoder for length-prefixed frames (docs/protocol.md §3).
@@ -19,12 +26,13 @@ const BODY_FIRST_ALLOCATION = 64 * 1024;
  *
  * A frame that lies inside one received chunk is handed over as a view of that
  * chunk (no copy). Only a frame split across chunks is copied into a buffer of
- * its own: at most 64 KiB until more than that has arrived, then the frame's
- * size. A header alone never makes the decoder allocate the body it announces
- * (a peer that announces large frames and sends a few bytes holds a few
- * bytes), and a large frame is copied about once. `buffered` says how many
- * bytes are held, for the server's memory budget. The partial-header buffer
- * is reused.
+ * its own, which grows as its bytes arrive: 64 KiB first, then four times as
+ * much each time it is full, up to the frame's size. A header alone never
+ * makes the decoder allocate the body it announces, the memory held is at
+ * most four times what arrived (plus 64 KiB), and each growth is asked of the
+ * sink (`reserve`), so a server can keep the sum within its budget.
+ * `buffered` says how many bytes are held. The partial-header buffer is
+ * reused.
  *
  * The sink may call `pause()` from `onFrame`; the unread rest of the chunk is
  * then held (as a view) until `resume()`, so a paused session reads nothing more.
@@ -56,6 +64,11 @@ export class FrameDecoder {
   /** Bytes held for frames not yet complete and for input held while paused. */
   get buffered(): number {
     return this.#headLen + (this.#body === null ? 0 : this.#body.length) + (this.#held === null ? 0 : this.#held.length);
+  }
+
+  /** True while a frame has arrived in part (its header or some of its payload). */
+  get midFrame(): boolean {
+    return this.#headLen > 0 || this.#body !== null;
   }
 
   /** True when no partial frame or held bytes are buffered. */
@@ -141,18 +154,23 @@ export class FrameDecoder {
   }
 
   #startBody(len: number): void {
-    this.#body = Buffer.allocUnsafe(Math.min(len, BODY_FIRST_ALLOCATION));
+    this.#body = EMPTY; // nothing is allocated until payload bytes arrive
     this.#bodyLen = 0;
     this.#bodyNeed = len;
   }
 
+  /** Copies what `chunk` has of the frame's payload; returns the offset reached (unchanged when paused). */
   #fillBody(chunk: Buffer, off: number): number {
     let body = this.#body!;
     const take = Math.min(this.#bodyNeed - this.#bodyLen, chunk.length - off);
     const filled = this.#bodyLen + take;
     if (filled > body.length) {
-      // More than the first allocation arrived: the peer is sending the frame; take its size.
-      const grown = Buffer.allocUnsafe(this.#bodyNeed);
+      const size = Math.min(this.#bodyNeed, Math.max(BODY_FIRST_ALLOCATION, body.length * BODY_GROWTH, filled));
+      if (this.#sink.reserve !== undefined && !this.#sink.reserve(size - body.length)) {
+        this.#paused = true;
+        return off;
+      }
+      const grown = Buffer.allocUnsafe(size);
       body.copy(grown, 0, 0, this.#bodyLen);
       this.#body = body = grown;
     }

@@ -20,6 +20,8 @@ export class InflightRequests {
   #timer: ReturnType<typeof setTimeout> | null = null;
   #expireBound = (): void => this.#expire();
   #stopped = false;
+  /** True while `#expire` runs: it sets the timer itself when done. */
+  #expiring = false;
 
   constructor(timeoutMs: number, onExpired: (req: ServerRequest) => void) {
     this.#timeoutMs = timeoutMs;
@@ -39,9 +41,9 @@ export class InflightRequests {
   }
 
   add(req: ServerRequest): void {
-    req.startedAt = Date.now();
+    req.startedAt = performance.now(); // monotonic: a clock step must not expire or immortalise requests
     this.#byStream.set(req.stream, req);
-    if (this.#timer === null && !this.#stopped) this.#arm(this.#timeoutMs);
+    if (this.#timer === null && !this.#stopped && !this.#expiring) this.#arm(this.#timeoutMs);
   }
 
   /** Removes `req`; false when it is no longer in flight (it expired, or the session closed). */
@@ -66,16 +68,21 @@ export class InflightRequests {
 
   #expire(): void {
     this.#timer = null;
-    const now = Date.now();
-    for (const req of this.#byStream.values()) {
-      const due = req.startedAt + this.#timeoutMs;
-      if (due > now) {
-        this.#arm(due - now);
-        return;
+    const now = performance.now();
+    this.#expiring = true;
+    try {
+      for (const req of this.#byStream.values()) {
+        const due = req.startedAt + this.#timeoutMs;
+        if (due > now) {
+          this.#arm(Math.max(1, Math.ceil(due - now)));
+          return;
+        }
+        this.#byStream.delete(req.stream);
+        this.#onExpired(req); // may read on and add requests: they are after this one in the map
+        if (this.#stopped) return;
       }
-      this.#byStream.delete(req.stream);
-      this.#onExpired(req);
-      if (this.#stopped) return;
+    } finally {
+      this.#expiring = false;
     }
   }
 }

@@ -76,6 +76,8 @@ export class ServerRequest implements RequestContext {
   #channel: ServerChannel;
   #reason: string | null = null;
   dropped = false;
+  /** Its one answer went out before its handler returned (cancelled): what the handler returns is dropped. */
+  answered = false;
   /** When its handler started, for the session's request deadline (set only for handlers that run on). */
   startedAt = 0;
 

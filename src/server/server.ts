@@ -438,13 +438,14 @@ export class PerilinkServer implements SessionHost {
     const peer = socket.remoteAddress ?? "";
     const key = peerKey(peer);
     const perPeer = this.#perPeer.get(key) ?? 0;
+    // A slot is freed by eviction only for a newcomer that every other limit admits.
     const why =
-      this.#sessions.size - this.#evicted.size >= this.limits.maxSessions && !this.#evictIdle()
-        ? "maxSessions"
-        : perPeer >= this.limits.maxSessionsPerPeer
-          ? "maxSessionsPerPeer"
-          : this.budget.over()
-            ? "maxBufferedBytes"
+      perPeer >= this.limits.maxSessionsPerPeer
+        ? "maxSessionsPerPeer"
+        : this.budget.over()
+          ? "maxBufferedBytes"
+          : this.#sessions.size - this.#evicted.size >= this.limits.maxSessions && !this.#evictIdle()
+            ? "maxSessions"
             : null;
     if (why !== null) {
       this.stats.sessionsRefused++;

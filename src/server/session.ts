@@ -76,11 +76,18 @@ export class ServerSession implements FrameSink, BudgetHolder {
   #lastStream = 0;
   #goAwayStream = 0;
   #paused = false;
+  /** Requests answered Cancelled whose handlers still run. */
+  #abandoned = 0;
+  /** The decoder asked the budget for memory for a frame in progress and was refused: it waits. */
+  #growthRefused = false;
+  /** When the last bytes arrived (for choosing idle sessions to evict). */
+  #lastReadAt = Date.now();
   /** Bytes charged to the server's buffer budget. */
   #charged = 0;
   #waitsForBudget = false;
   #stallTimer: ReturnType<typeof setTimeout> | null = null;
   #sentAtStall = 0;
+  #readAtStall = 0;
   #checkStallBound = (): void => this.#checkStall();
   /** Our side has ended (FIN sent or about to be): nothing more is written. */
   #ended = false;
@@ -139,12 +146,20 @@ export class ServerSession implements FrameSink, BudgetHolder {
   /**
    * Whether this session may give its slot to a newcomer when the server is
    * full: it has held the slot `minAgeMs` and does nothing with it (still in
-   * its handshake, or open with no channel and no request).
+   * its handshake, or open with no channel, no request, nothing unread and
+   * nothing received for `minAgeMs`).
    */
   idleSince(now: number, minAgeMs: number): boolean {
     if (now - this.openedAt < minAgeMs) return false;
     if (this.#state === HANDSHAKE) return true;
-    return this.#state === OPEN && this.#channels.size === 0 && this.#inflight.size === 0;
+    return (
+      this.#state === OPEN &&
+      this.#channels.size === 0 &&
+      this.#inflight.size === 0 &&
+      now - this.#lastReadAt >= minAgeMs &&
+      this.#decoder !== null &&
+      this.#decoder.idle
+    );
   }
 
   /** Gives up the slot: a session in its handshake is closed, an open one gets GOAWAY ServerBusy. */
@@ -163,6 +178,7 @@ export class ServerSession implements FrameSink, BudgetHolder {
 
   #onData(chunk: Buffer): void {
     if (this.#state === CLOSED) return; // after a protocol error nothing more is read
+    this.#lastReadAt = Date.now();
     try {
       if (this.#state === HANDSHAKE) {
         chunk = this.#readHello(chunk);
@@ -227,9 +243,11 @@ export class ServerSession implements FrameSink, BudgetHolder {
         return this.#onChannelOpen(channel, payload);
       case FrameType.ChannelClose:
         return this.#onChannelClose(channel);
-      case FrameType.Cancel:
-        this.#inflight.get(stream)?.abort("cancelled by client");
+      case FrameType.Cancel: {
+        const req = this.#inflight.get(stream);
+        if (req !== undefined) this.#answerCancelled(req, "cancelled by client");
         return;
+      }
       case FrameType.Ping:
         this.#writer.frame(FrameType.Pong, 0, stream, payload);
         return;
@@ -278,7 +296,20 @@ export class ServerSession implements FrameSink, BudgetHolder {
     this.#channels.delete(id);
     this.#host.stats.channelsOpen--;
     ch.abort("channel closed");
-    for (const req of this.#inflight.values()) if (req.channelId === id) req.abort("channel closed");
+    for (const req of this.#inflight.values()) if (req.channelId === id) this.#answerCancelled(req, "channel closed");
+  }
+
+  /**
+   * Answers a running request at once with ERROR Cancelled and frees its slot
+   * for the client; its handler is aborted and may run on (what it returns is
+   * dropped), counted apart so that abandoned handlers stay bounded too.
+   */
+  #answerCancelled(req: ServerRequest, why: string): void {
+    if (req.answered) return;
+    req.abort(why);
+    req.answered = true;
+    this.#abandoned++;
+    this.#sendError(req.channelId, req.stream, WireError.Cancelled, "request cancelled");
   }
 
   #onRequest(channelId: number, stream: number, payload: Buffer): void {
@@ -315,7 +346,7 @@ export class ServerSession implements FrameSink, BudgetHolder {
     }
     this.#inflight.add(req);
     host.stats.inflight++;
-    if (this.#inflight.size > host.limits.maxInflightPerSession) this.#updateFlow();
+    if (this.#inflight.size - this.#abandoned > host.limits.maxInflightPerSession) this.#updateFlow();
     this.#await(req, result as Promise<AppResult>);
   }
 
@@ -327,9 +358,10 @@ export class ServerSession implements FrameSink, BudgetHolder {
     } catch (err) {
       failure = err ?? new Error("request handler rejected");
     }
-    if (!this.#inflight.take(req)) return; // answered already: its deadline passed, or the session closed
+    if (!this.#inflight.take(req)) return; // its deadline passed, or the session closed
     this.#host.stats.inflight--;
-    this.#reply(req, value, failure);
+    if (req.answered) this.#abandoned--;
+    else this.#reply(req, value, failure);
     this.#updateFlow();
     this.#maybeFinishDrain();
   }
@@ -404,7 +436,8 @@ export class ServerSession implements FrameSink, BudgetHolder {
     host.stats.requestTimeouts++;
     req.abort("request timed out");
     host.log.info("request_timeout", { peer: this.remoteAddress, app: req.app, stream: req.stream, ms: host.limits.requestTimeoutMs });
-    if (this.#state !== CLOSED) {
+    if (req.answered) this.#abandoned--;
+    else if (this.#state !== CLOSED) {
       const ms = host.limits.requestTimeoutMs;
       this.#sendError(req.channelId, req.stream, WireError.Timeout, `Cannot answer request: its handler ran longer than requestTimeoutMs (${ms} ms)`);
     }
@@ -422,29 +455,56 @@ export class ServerSession implements FrameSink, BudgetHolder {
     if (this.#state === CLOSED) return;
     const socket = this.#socket;
     const limits = this.#host.limits;
+    const decoder = this.#decoder;
     const unsent = socket.writableLength + this.#writer.pending;
-    const held = unsent + (this.#decoder === null ? 0 : this.#decoder.buffered);
+    const held = unsent + (decoder === null ? 0 : decoder.buffered);
     const budget = this.#host.budget;
     budget.charge(this.#charged, held);
     this.#charged = held;
+    const midFrame = decoder !== null && decoder.midFrame;
+    if (!midFrame) budget.frameDone(this);
+    // A frame in progress asks the budget for its memory itself (reserve); pausing it would
+    // only keep it from finishing and freeing what it holds.
+    this.#waitsForBudget = !midFrame && budget.mustWait(this, held);
     // A client that keeps to the announced maxInflight never trips the first test, so its
     // CANCEL and PING frames always get through; one that does not is simply not read.
-    this.#waitsForBudget = budget.mustWait(this, held);
-    const blocked = this.#inflight.size > limits.maxInflightPerSession || unsent > limits.maxSessionOutputBytes || this.#waitsForBudget;
+    const running = this.#inflight.size;
+    const blocked =
+      running - this.#abandoned > limits.maxInflightPerSession ||
+      running > 2 * limits.maxInflightPerSession ||
+      unsent > limits.maxSessionOutputBytes ||
+      this.#waitsForBudget ||
+      this.#growthRefused;
     if (blocked && !this.#paused) {
       this.#paused = true;
-      this.#decoder?.pause();
+      decoder?.pause();
       socket.pause();
-      this.#watchStall();
     } else if (!blocked && this.#paused) {
       this.#paused = false;
       socket.resume();
       try {
-        this.#decoder?.resume();
+        decoder?.resume();
       } catch (err) {
         this.#protocolFailure(err);
+        return;
+      }
+      if (this.#growthRefused && !this.#paused) {
+        // The held bytes asked for memory again and were refused again: wait on.
+        this.#paused = true;
+        socket.pause();
       }
     }
+    this.#watchStall();
+  }
+
+  /** FrameSink: memory for a frame arriving in parts, from the server's budget. */
+  reserve(bytes: number): boolean {
+    if (this.#host.budget.reserve(this, bytes)) {
+      this.#charged += bytes;
+      return true;
+    }
+    this.#growthRefused = true;
+    return false;
   }
 
   /** BudgetHolder: report what this session holds now. */
@@ -458,6 +518,7 @@ export class ServerSession implements FrameSink, BudgetHolder {
 
   /** BudgetHolder: the server has room again, or is over budget while this session holds much. */
   wake(): void {
+    this.#growthRefused = false; // ask again
     this.#updateFlow();
   }
 
@@ -466,29 +527,43 @@ export class ServerSession implements FrameSink, BudgetHolder {
     return this.#socket.bytesWritten - this.#socket.writableLength;
   }
 
-  /** While paused, checks every `writeTimeoutMs` that the peer makes progress. */
+  /**
+   * Watches a session whose peer owes us progress: output queued that the
+   * kernel cannot take (the peer does not read), or a frame it began and does
+   * not finish (and that we do not hold back). No progress for
+   * `writeTimeoutMs` cuts it off.
+   */
   #watchStall(): void {
     if (this.#stallTimer !== null) return;
+    const socket = this.#socket;
+    const owesRead = !this.#paused && this.#decoder !== null && this.#decoder.midFrame;
+    if (socket.writableLength === 0 && !owesRead) return;
     this.#sentAtStall = this.#sent();
+    this.#readAtStall = socket.bytesRead;
     this.#stallTimer = setTimeout(this.#checkStallBound, this.#host.limits.writeTimeoutMs);
     this.#stallTimer.unref?.();
   }
 
   #checkStall(): void {
     this.#stallTimer = null;
-    if (this.#state === CLOSED || !this.#paused) return;
-    const unsent = this.#socket.writableLength + this.#writer.pending;
-    if (this.#sent() === this.#sentAtStall && (unsent > 0 || this.#waitsForBudget)) {
-      this.#cutOff(unsent > 0 ? "write_timeout" : "buffer_budget", unsent);
+    if (this.#state === CLOSED) return;
+    this.#writer.flush(); // what is packed is not the peer's fault
+    const socket = this.#socket;
+    if (socket.writableLength > 0 && this.#sent() === this.#sentAtStall) {
+      this.#cutOff("write_timeout");
       return;
     }
-    this.#watchStall(); // paused for slow handlers, or the peer reads: look again later
+    if (!this.#paused && this.#decoder !== null && this.#decoder.midFrame && socket.bytesRead === this.#readAtStall) {
+      this.#cutOff("read_timeout");
+      return;
+    }
+    this.#watchStall();
   }
 
   /** Ends a session whose peer does not let it make progress; the log says why. */
-  #cutOff(reason: "write_timeout" | "buffer_budget", unsent: number): void {
+  #cutOff(reason: "write_timeout" | "read_timeout"): void {
     this.#host.stats.sessionsCutOff++;
-    this.#host.log.info("session_cut_off", { peer: this.remoteAddress, reason, unsentBytes: unsent, heldBytes: this.#charged });
+    this.#host.log.info("session_cut_off", { peer: this.remoteAddress, reason, unsentBytes: this.#socket.writableLength, heldBytes: this.#charged });
     this.#socket.destroy();
   }
 

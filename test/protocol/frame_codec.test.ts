@@ -179,7 +179,7 @@ test("a split frame's body grows with the bytes that arrive, not with the length
   body.fill(1, 0, 10);
   for (let off = 10; off < size; off += 100_000) {
     d.push(body.subarray(off, Math.min(size, off + 100_000)));
-    if (got === undefined) assert.ok(d.buffered <= size, `held ${d.buffered} for ${off + 100_000} received`);
+    if (got === undefined) assert.ok(d.buffered <= 4 * (off + 100_000) + 64 * 1024, `held ${d.buffered} for ${off + 100_000} received`);
   }
   assert.ok(got !== undefined && got.equals(body), "the whole body arrives intact");
   assert.equal(d.buffered, 0);
@@ -196,4 +196,32 @@ test("writes nothing once the socket was ended", () => {
   w.flush();
   assert.equal(sink.writes, 1);
   assert.equal(decodeAll(sink.bytes(), []).length, 1);
+});
+
+test("asks its sink before each allocation for a split frame, and waits when refused", () => {
+  const header = Buffer.alloc(FRAME_HEADER_SIZE);
+  header.writeUInt32BE(300_000, 0);
+  header[4] = FrameType.Request;
+  const asked: number[] = [];
+  let allow = true;
+  const got: Buffer[] = [];
+  const d = new FrameDecoder(
+    {
+      onFrame: (_t, _f, _c, _s, p) => void got.push(p),
+      reserve: (bytes) => (asked.push(bytes), allow),
+    },
+    1 << 20,
+  );
+  d.push(header);
+  assert.deepEqual(asked, [], "a header alone asks for nothing");
+  d.push(Buffer.alloc(100_000, 1));
+  assert.deepEqual(asked, [100_000], "what arrived, being more than 64 KiB");
+  allow = false;
+  d.push(Buffer.alloc(200_000, 2));
+  assert.equal(d.paused, true, "refused: the decoder waits");
+  assert.equal(got.length, 0);
+  allow = true;
+  d.resume();
+  assert.equal(got[0]?.length, 300_000, "granted later: the frame completes from the held bytes");
+  assert.deepEqual(asked, [100_000, 200_000, 200_000], "four times as much, capped at the frame's size; asked again after the refusal");
 });

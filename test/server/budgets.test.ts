@@ -248,3 +248,88 @@ test("at maxSessions a session that has done nothing for a second gives its slot
   a.destroy();
   b.destroy();
 });
+
+test("regression: 40 clients sending 1 MB requests at once all get answers under the default buffer budget (frames in progress are never held back)", async () => {
+  const server = await testServer({ limits: { maxSessionsPerPeer: 64 } });
+  const port = portOf(server);
+  const body = Buffer.alloc(1_000_000, 3);
+  const sessions = await Promise.all(Array.from({ length: 40 }, () => ClientSession.connect({ host: "127.0.0.1", port, timeoutMs: 5000 })));
+  const answers = await Promise.allSettled(sessions.map(async (s) => (await s.openChannel("big")).request(body, { timeoutMs: 20_000 })));
+  for (const s of sessions) s.destroy();
+  const failed = answers.filter((a) => a.status === "rejected").map((a) => String((a as PromiseRejectedResult).reason));
+  assert.deepEqual(failed, []);
+  for (const a of answers) assert.equal((a as PromiseFulfilledResult<Buffer>).value.length, body.length);
+  assert.equal(server.status().counters.sessionsCutOff, 0);
+});
+
+test("regression: peers that announce 1 MiB frames and send 64 KiB of each hold at most the budget, and new clients are still admitted", async () => {
+  const server = await testServer();
+  const port = portOf(server);
+  const peers: RawPeer[] = [];
+  for (let i = 0; i < 96; i++) {
+    const p = await rawPeer(port, { read: false });
+    p.sock.write(Buffer.concat([hello(), frame(FrameType.ChannelOpen, 1, 0, channelOpen())]));
+    peers.push(p);
+  }
+  await waitFor(() => server.status().sessions === 96, "96 sessions");
+  const partial = frame(FrameType.Request, 1, 1, Buffer.alloc(64 * 1024 + 1), MiB);
+  for (const p of peers) p.sock.write(partial);
+  await sleep(500);
+  const held = server.status().bufferedBytes;
+  const limit = server.limits.maxBufferedBytes;
+  assert.ok(held <= limit + server.limits.maxFrameBytes, `held ${(held / MiB).toFixed(1)} MiB, budget ${limit / MiB} MiB + one frame`);
+  const fresh = await ClientSession.connect({ host: "127.0.0.1", port, timeoutMs: 3000 });
+  assert.equal((await (await fresh.openChannel("x")).request("in")).toString(), "in", "a new client is admitted and served");
+  fresh.destroy();
+  for (const p of peers) p.sock.destroy();
+});
+
+test("regression: a peer that never reads but keeps its unsent output under maxSessionOutputBytes is cut off after writeTimeoutMs", async () => {
+  const server = await testServer({ limits: { writeTimeoutMs: 1000, idleTimeoutMs: 5000 } });
+  const peer = await rawPeer(portOf(server), { read: false });
+  peer.sock.write(Buffer.concat([hello(MiB), frame(FrameType.ChannelOpen, 1, 0, channelOpen())]));
+  const body = Buffer.alloc(900_000, 1);
+  for (let i = 1; i <= 8; i++) peer.sock.write(frame(FrameType.Request, 1, i, body)); // 7.2 MB of answers it never reads
+  let alive = true;
+  void peer.closed.then(() => (alive = false));
+  const ping = frame(FrameType.Ping, 0, 0, Buffer.alloc(8));
+  for (let i = 0; i < 6 && alive; i++, await sleep(1000)) peer.sock.write(ping); // keeps the session busy
+  assert.equal(alive, false, "cut off although it kept sending");
+  assert.match(JSON.stringify(server.status().counters), /"sessionsCutOff":1/);
+});
+
+test("regression: a newcomer that another limit refuses evicts nobody's idle session", async () => {
+  const server = await testServer({ limits: { maxSessions: 3, maxSessionsPerPeer: 2 } });
+  const port = portOf(server);
+  const other = await ClientSession.connect({ host: "127.0.0.1", port, localAddress: "127.0.0.9" }); // idle, no channel
+  const a = await ClientSession.connect({ host: "127.0.0.1", port, localAddress: "127.0.0.8" });
+  const b = await ClientSession.connect({ host: "127.0.0.1", port, localAddress: "127.0.0.8" });
+  await sleep(1100);
+  await assert.rejects(ClientSession.connect({ host: "127.0.0.1", port, localAddress: "127.0.0.8" }), ServerBusyError);
+  assert.equal(server.status().counters.sessionsEvicted, 0, "nobody was evicted for a newcomer that was refused");
+  assert.equal(server.status().sessions, 3);
+  assert.equal((await (await other.openChannel("x")).request("kept")).toString(), "kept", "the idle session kept its slot");
+  for (const s of [other, a, b]) s.destroy();
+});
+
+test("regression: a request the client cancels is answered at once and stops counting against maxInflight, even if its handler ignores the signal", async () => {
+  const app: SessionApp = {
+    request(payload) {
+      const text = Buffer.from(payload).toString();
+      if (text === "hang") return new Promise(() => {});
+      if (text === "slow echo") return sleep(50).then(() => payload);
+      return payload;
+    },
+  };
+  const server = await testServer({ appObject: app, limits: { maxInflightPerSession: 2, requestTimeoutMs: 20_000 } });
+  const ch = await (await connect(server)).openChannel("x");
+  const hung = await Promise.allSettled([ch.request("hang", { timeoutMs: 200 }), ch.request("hang", { timeoutMs: 200 })]);
+  assert.deepEqual(hung.map((h) => h.status), ["rejected", "rejected"]);
+  const t0 = Date.now();
+  const third = ch.request("hang", { timeoutMs: 10_000 }).catch(() => "failed");
+  const echo = await Promise.race([ch.request("slow echo"), sleep(3000).then(() => null)]);
+  assert.equal(String(echo), "slow echo", "a new request is read and answered although two abandoned handlers and a slow one run");
+  assert.ok(Date.now() - t0 < 3000);
+  assert.equal(server.status().inflight, 3, "the abandoned handlers still run, and are still counted by the server");
+  void third;
+});
