@@ -5,10 +5,13 @@
  * - IPv4-mapped IPv6 (`::ffff:192.0.2.1`, as a dual-stack socket reports an
  *   IPv4 peer): the IPv4 address, so one host counts once whichever socket
  *   it reached;
+ * - a link-local IPv6 address (fe80::/10): the whole address with its zone
+ *   (`fe80:0:0:0:0:0:0:1%eth0`), since every host on a link shares fe80::/64;
  * - any other IPv6 address: its /64 prefix (`2001:db8:0:0::/64`), followed
- *   by the zone when there is one (`fe80:0:0:0::/64%eth0`). A host is
- *   routinely given a whole /64 and picks addresses in it at will (privacy
- *   addresses), so an address-per-key limit would be no limit at all.
+ *   by the zone when there is one. A host is routinely given a whole /64 and
+ *   picks addresses in it at will (privacy addresses), so an address-per-key
+ *   limit would be no limit at all. (Hosts of one LAN that share a /64 count
+ *   as one peer: raise `maxSessionsPerPeer` where many clients share one.)
  *
  * Text that is not an address is its own key. IPv4 (the common case) is
  * returned as it is, without allocating.
@@ -23,6 +26,10 @@ export function peerKey(address: string): string {
     return `${g[6]! >>> 8}.${g[6]! & 0xff}.${g[7]! >>> 8}.${g[7]! & 0xff}`;
   }
   const zone = pct < 0 ? "" : address.slice(pct);
+  if ((g[0]! & 0xffc0) === 0xfe80) {
+    // Link-local: every host on a link shares fe80::/64, so the prefix says nothing about who it is.
+    return `${g.map((x) => x.toString(16)).join(":")}${zone}`;
+  }
   return `${g[0]!.toString(16)}:${g[1]!.toString(16)}:${g[2]!.toString(16)}:${g[3]!.toString(16)}::/64${zone}`;
 }
 

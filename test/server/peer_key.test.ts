@@ -14,11 +14,12 @@ test("IPv6 addresses in one /64 share a key and another /64 gets another", () =>
   assert.equal(peerKey("1:2:3:4::"), "1:2:3:4::/64");
 });
 
-test("a zone keeps link-local peers of different links apart, and one link's peers together", () => {
-  assert.equal(peerKey("fe80::1%eth0"), peerKey("fe80::2%eth0"));
+test("regression: link-local peers are keyed by their whole address and zone, not lumped together by their shared fe80::/64", () => {
+  assert.notEqual(peerKey("fe80::1%eth0"), peerKey("fe80::a00:27ff:fe4e:66a1%eth0"), "two hosts on one link are two peers");
+  assert.equal(peerKey("fe80::1%eth0"), peerKey("fe80:0:0:0:0:0:0:1%eth0"), "one address, however written");
   assert.notEqual(peerKey("fe80::1%eth0"), peerKey("fe80::1%eth1"));
   assert.notEqual(peerKey("fe80::1%eth0"), peerKey("fe80::1"));
-  assert.equal(peerKey("fe80::1%eth0"), "fe80:0:0:0::/64%eth0");
+  assert.equal(peerKey("fe80::1%eth0"), "fe80:0:0:0:0:0:0:1%eth0");
 });
 
 test("IPv4 addresses are keyed by address, and IPv4-mapped IPv6 counts as IPv4", () => {
