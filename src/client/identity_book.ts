@@ -39,7 +39,7 @@ export class IdentityBook {
     if (!Number.isInteger(maxEntries) || maxEntries < 1) throw new RangeError("maxKnownAddresses must be an integer ≥ 1");
     this.#ttlMs = ttlMs;
     this.#max = maxEntries;
-    this.#file = options.pinFile === undefined ? null : new PinFile(options.pinFile);
+    this.#file = options.pinFile === undefined ? null : new PinFile(options.pinFile, maxEntries);
     if (this.#file) this.#merge(this.#file.read());
   }
 

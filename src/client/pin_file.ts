@@ -8,6 +8,9 @@ import { isUuid } from "../protocol/keys.ts";
 export type PinList = [serverId: string, keyHex: string][];
 
 const FILE_VERSION = 1;
+/** How long a write waits for another client's lock on the file, and when a lock counts as left behind. */
+const LOCK_WAIT_MS = 2000;
+const LOCK_STALE_MS = 10_000;
 const KEY_HEX = /^[0-9a-f]{64}$/;
 
 /**
@@ -16,19 +19,23 @@ const KEY_HEX = /^[0-9a-f]{64}$/;
  * refusing an impostor. Written atomically: a temporary file with an
  * unpredictable name in the same directory, created exclusively (O_EXCL)
  * with mode 0600, synced, then renamed over the file; readers see the old
- * content or the new, never a mix. Writes are serialised and coalesced.
+ * content or the new, never a mix. Writes are serialised and coalesced, and
+ * clients sharing the file take turns (a lock file) and keep each other's pins.
  */
 export class PinFile {
   readonly file: string;
   #writing: Promise<void> | null = null;
   #again = false;
   #snapshot: () => PinList = () => [];
+  /** Most pins the file keeps (least recently used dropped first); unbounded when undefined. */
+  maxPins: number | undefined;
   /** Called with a write's failure (the pins stay in memory). */
   onWriteError: ((err: PinFileError) => void) | null = null;
 
-  constructor(file: string) {
+  constructor(file: string, maxPins?: number) {
     if (typeof file !== "string" || file.length === 0) throw new TypeError("pinFile must be a non-empty path");
     this.file = path.resolve(file);
+    this.maxPins = maxPins;
   }
 
   /** The pins in the file; none when it does not exist. A corrupt file throws `PinFileError`. */
@@ -91,7 +98,37 @@ export class PinFile {
     }
   }
 
-  async #write(pins: PinList): Promise<void> {
+  /**
+   * Another client may share the file: under a lock file (created with O_EXCL; one left by a
+   * crashed writer is taken over after LOCK_STALE_MS), keep the pins it wrote that we do not hold
+   * (ours win for a server we both pin), so that none is lost to our rename.
+   */
+  async #write(mine: PinList): Promise<void> {
+    const lock = `${this.file}.lock`;
+    const deadline = performance.now() + LOCK_WAIT_MS;
+    for (;;) {
+      try {
+        await (await fs.open(lock, "wx", 0o600)).close();
+        break;
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== "EEXIST") throw err;
+        const age = await fs.stat(lock).then((st) => Date.now() - st.mtimeMs, () => 0);
+        if (age > LOCK_STALE_MS) await fs.unlink(lock).catch(() => {});
+        else if (performance.now() > deadline) throw new PinFileError(this.file, `Cannot write pin file ${this.file}: ${lock} stays locked; if no perilink client runs, delete it`);
+        else await new Promise((r) => setTimeout(r, 10));
+      }
+    }
+    try {
+      await this.#merge(mine);
+    } finally {
+      await fs.unlink(lock).catch(() => {});
+    }
+  }
+
+  async #merge(mine: PinList): Promise<void> {
+    const held = new Set(mine.map(([id]) => id));
+    const pins: PinList = [...this.read().filter(([id]) => !held.has(id)), ...mine];
+    if (this.maxPins !== undefined && pins.length > this.maxPins) pins.splice(0, pins.length - this.maxPins);
     const body = JSON.stringify({ version: FILE_VERSION, pins: pins.map(([serverId, publicKey]) => ({ serverId, publicKey })) }, null, 1) + "\n";
     const dir = path.dirname(this.file);
     const tmp = path.join(dir, `.${path.basename(this.file)}.${randomBytes(12).toString("hex")}.tmp`);

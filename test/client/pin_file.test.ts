@@ -59,3 +59,21 @@ test("perilink call keeps its pins in the state directory: a later call refuses 
   assert.notEqual(refused.code, 0);
   assert.match(refused.stderr, /PERILINK_KEY_MISMATCH/);
 });
+
+test("regression: two clients sharing a pin file that pin different servers at once both keep their pins", async () => {
+  const { IdentityBook } = await import("../../src/client/identity_book.ts");
+  const { randomBytes, randomUUID } = await import("node:crypto");
+  const file = path.join(tempDir(), "pins.json");
+  for (let round = 0; round < 20; round++) {
+    const a = new IdentityBook(60_000, 64, { pinFile: file });
+    const b = new IdentityBook(60_000, 64, { pinFile: file });
+    const x = randomUUID();
+    const y = randomUUID();
+    a.pin(x, randomBytes(32), "127.0.0.1:1");
+    b.pin(y, randomBytes(32), "127.0.0.2:1");
+    await Promise.all([a.flush(), b.flush()]);
+    const pins = (JSON.parse(await fs.readFile(file, "utf8")) as { pins: { serverId: string }[] }).pins.map((p) => p.serverId);
+    assert.ok(pins.includes(x) && pins.includes(y), `round ${round}: the file holds both pins`);
+  }
+  await assert.rejects(fs.stat(`${file}.lock`), "no lock file is left behind");
+});
