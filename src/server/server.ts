@@ -18,12 +18,12 @@ import { ProbeResponder } from "./probe_responder.ts";
 import { RawHost } from "./raw_host.ts";
 import { ServerSession, type SessionHost } from "./session.ts";
 import { ServerStats } from "./server_stats.ts";
-import { AcceptSemaphore } from "./accept_semaphore.ts";
-import type { DrainingGeneration } from "./handoff_protocol.ts";
-import { takeInheritedSockets, type InheritedSocket } from "./inherited_sockets.ts";
+import { AcceptSemaphore } from "../supervisor/accept_semaphore.ts";
+import type { DrainingGeneration } from "../supervisor/handoff_protocol.ts";
+import { takeInheritedSockets, type InheritedSocket } from "../supervisor/inherited_sockets.ts";
 import { peerKey } from "./peer_key.ts";
-import { readStartContext, Takeover } from "./takeover.ts";
-import { Upgrader, type RespawnSpec, type UpgradeRequest, type UpgradeResult } from "./upgrader.ts";
+import { readStartContext, Takeover } from "../supervisor/takeover.ts";
+import { Upgrader, type RespawnSpec, type UpgradeRequest, type UpgradeResult } from "../supervisor/upgrader.ts";
 import { UpgradeError } from "../errors.ts";
 
 export interface StartServerOptions extends ServerConfigInput {
