@@ -24,6 +24,7 @@ import { takeInheritedSockets, type InheritedSocket } from "../supervisor/inheri
 import { peerKey } from "./peer_key.ts";
 import { readStartContext, Takeover } from "../supervisor/takeover.ts";
 import { Upgrader, type RespawnSpec, type UpgradeRequest, type UpgradeResult } from "../supervisor/upgrader.ts";
+import { SEMAPHORE_START_TIMEOUT_MS, upgradeHostFor, type ServingProcess } from "../supervisor/upgrade_host.ts";
 import { UpgradeError } from "../errors.ts";
 
 export interface StartServerOptions extends ServerConfigInput {
@@ -93,7 +94,7 @@ const REFUSAL_LINGER_MS = 1000;
  * responders (S2), and either multiplexed sessions (S3) or a hosted raw
  * `node:net` server (S6). Create one with `startServer()`.
  */
-export class PerilinkServer implements SessionHost {
+export class PerilinkServer implements SessionHost, ServingProcess {
   readonly identity: Identity;
   readonly generation: number;
   readonly limits: ServerLimits;
@@ -136,7 +137,9 @@ export class PerilinkServer implements SessionHost {
     this.#probes = new ProbeResponder(identity, () => this.generation, config.probe, this.stats, log);
     this.#parts = parts;
     this.#semaphore = parts.semaphore ?? null;
-    this.#upgrader = parts.respawn ? new Upgrader(this.#upgradeHost(), parts.respawn) : null;
+    this.#upgrader = parts.respawn
+      ? new Upgrader(upgradeHostFor(this, this.#semaphore, () => this.#takeover?.draining() ?? []), parts.respawn)
+      : null;
     this.#listeners = this.#newListenerSet(parts.inherited ?? []);
   }
 
@@ -247,57 +250,52 @@ export class PerilinkServer implements SessionHost {
     return this.#upgrader?.done ?? new Promise(() => {});
   }
 
-  #upgradeHost() {
+  /** @internal ServingProcess: the listening sockets, named, for a new process. */
+  handoffSockets(): { name: string; fd: number }[] {
+    return this.#listeners.handoffSockets();
+  }
+
+  /** @internal ServingProcess: closes the listeners and the control socket (its path is unlinked before a new process binds it). */
+  async stopListening(): Promise<void> {
+    this.#accepting = false;
+    if (this.#rescanTimer) clearInterval(this.#rescanTimer);
+    await this.#listeners.close();
+    await this.#control?.close();
+    this.#control = null;
+  }
+
+  /** @internal ServingProcess: opens the control socket again after `stopListening()`. */
+  async reopenControl(): Promise<void> {
+    if (this.#controlHandlers && !this.#control) {
+      this.#control = await ControlServer.listen(this.config.stateDir, this.#controlHandlers, this.log, { replace: true });
+    }
+  }
+
+  /** @internal ServingProcess: binds the same ports as before, including those the kernel chose for port 0. */
+  async listenAgain(): Promise<void> {
+    this.#listeners = this.#newListenerSet([], this.#listeners.resolvedSpecs());
+    await this.#listeners.start();
+    this.#accepting = true;
+    this.#startRescan();
+  }
+
+  /** @internal ServingProcess: the port the kernel chose for each `…:0` entry, by the entry's text. */
+  resolvedPorts(): Record<string, number> {
+    const out: Record<string, number> = {};
+    const resolved = this.#listeners.resolvedSpecs();
+    this.config.listen.forEach((spec, i) => {
+      if (spec.port === 0 && resolved[i]) out[this.config.listenText[i]!] = resolved[i]!.port;
+    });
+    return out;
+  }
+
+  /** @internal ServingProcess: drain progress, for the new process's `status`. */
+  drainReport(): DrainingGeneration {
     return {
       generation: this.generation,
-      log: this.log,
-      handoffSockets: () => this.#listeners.handoffSockets(),
-      stopAccepting: async () => {
-        this.#accepting = false;
-        if (this.#rescanTimer) clearInterval(this.#rescanTimer);
-        await this.#listeners.close();
-        // Closing a Unix socket server unlinks its path: do it before the new process binds it.
-        await this.#control?.close();
-        this.#control = null;
-        this.#semaphore?.release();
-      },
-      resumeAccepting: async () => {
-        // Reachable first: whatever happens to the ports, status must answer.
-        if (this.#controlHandlers && !this.#control) {
-          this.#control = await ControlServer.listen(this.config.stateDir, this.#controlHandlers, this.log, { replace: true });
-        }
-        await this.#semaphore?.acquire(SEMAPHORE_START_TIMEOUT_MS);
-        // The same ports as before, including those the kernel chose for port 0.
-        const specs = this.#listeners.resolvedSpecs();
-        for (let attempt = 1; ; attempt++) {
-          this.#listeners = this.#newListenerSet([], specs);
-          try {
-            await this.#listeners.start();
-            break;
-          } catch (err) {
-            if (attempt >= REBIND_ATTEMPTS) throw err;
-            await new Promise((r) => setTimeout(r, REBIND_PAUSE_MS));
-          }
-        }
-        this.#accepting = true;
-        this.#startRescan();
-      },
-      resolvedPorts: () => {
-        const out: Record<string, number> = {};
-        const resolved = this.#listeners.resolvedSpecs();
-        this.config.listen.forEach((spec, i) => {
-          if (spec.port === 0 && resolved[i]) out[this.config.listenText[i]!] = resolved[i]!.port;
-        });
-        return out;
-      },
-      drain: () => this.drain(),
-      drainReport: (): DrainingGeneration => ({
-        generation: this.generation,
-        pid: process.pid,
-        inflight: this.stats.inflight,
-        sessions: this.#raw ? this.#raw.connections : this.#sessions.size,
-      }),
-      olderGenerations: () => this.#takeover?.draining() ?? [],
+      pid: process.pid,
+      inflight: this.stats.inflight,
+      sessions: this.#raw ? this.#raw.connections : this.#sessions.size,
     };
   }
 
@@ -481,13 +479,6 @@ export async function startServer(options: StartServerOptions = {}): Promise<Per
   await server.start(control, ctx.handoff ? new Takeover(process, log, ctx.timeoutMs) : null);
   return server;
 }
-
-/** A rollback retries binding its ports this many times, this far apart, before giving up. */
-const REBIND_ATTEMPTS = 10;
-const REBIND_PAUSE_MS = 200;
-
-/** How long a fresh start waits for the accept semaphore (held only by a process of this state directory). */
-const SEMAPHORE_START_TIMEOUT_MS = 2000;
 
 function parseUpgradeRequest(req: Record<string, unknown>): UpgradeRequest {
   const out: UpgradeRequest = {};
