@@ -73,11 +73,12 @@ export async function runServe(args: string[]): Promise<number> {
  * gives it and exits once told to drain (or once the manager is gone).
  */
 async function runServiceProcess(input: ServerConfigInput, slot: number): Promise<number> {
-  delete process.env[WORKER_ENV];
   const generation = Number(process.env[GENERATION_ENV] ?? "1");
   delete process.env[GENERATION_ENV];
   const log = createLogger(input.logLevel ?? "info", undefined, { worker: slot });
   const server = await startServer({ ...input, logger: log, control: false, listeners: false, generation: Number.isInteger(generation) && generation > 0 ? generation : 1 });
+  // The app saw which slot it runs in while it loaded; processes it starts are not service processes.
+  delete process.env[WORKER_ENV];
   // SIGINT/SIGTERM reach the whole process group: the manager decides when this process drains.
   const ignore = (): void => {};
   process.on("SIGINT", ignore);

@@ -324,6 +324,13 @@ export class PerilinkServer implements SessionHost, ServingProcess {
     return { generation: this.generation, pid: process.pid, inflight: this.#inflight(), sessions: this.#sessionCount() };
   }
 
+  /** A manager's counters: its own (probes…), the requests its service processes served, and how connections reached them. */
+  #groupCounters(): Record<string, number> {
+    const g = this.#group!;
+    const c = g.counters();
+    return { ...this.stats.snapshot(), requests: g.totals().requests, connectionsPassed: c.passed, semaphoreTurns: c.turns };
+  }
+
   #sessionCount(): number {
     return this.#group ? this.#group.totals().sessions : this.#raw ? this.#raw.connections : this.#sessions.size;
   }
@@ -364,7 +371,7 @@ export class PerilinkServer implements SessionHost, ServingProcess {
       inflight: this.#inflight(),
       bufferedBytes: this.budget.refresh(),
       uptimeMs: Date.now() - this.#startedAt,
-      counters: this.#group ? { ...this.stats.snapshot(), requests: this.#group.totals().requests } : this.stats.snapshot(),
+      counters: this.#group ? this.#groupCounters() : this.stats.snapshot(),
       draining: this.#takeover?.draining() ?? [],
       upgrade: this.#upgrader?.inProgress
         ? { pid: this.#upgrader.inProgress.pid ?? null, forMs: Date.now() - this.#upgrader.inProgress.since }

@@ -17,6 +17,8 @@ export class ManagerDispatch {
   #log: Logger;
   #queue: net.Socket[] = [];
   #next = 0;
+  /** Connections the manager accepted and passed on. */
+  passed = 0;
 
   constructor(pool: WorkerPool, slots: number, log: Logger) {
     this.#pool = pool;
@@ -50,6 +52,7 @@ export class ManagerDispatch {
       const socket = this.#queue.shift()!;
       if (socket.destroyed) continue;
       w.conns++;
+      this.passed++;
       w.child.send({ t: "conn" }, socket, { keepOpen: false }, (err) => {
         if (!err) return;
         // The process went away while the socket was on its way: another one takes it.

@@ -38,6 +38,8 @@ export interface ConnectionGroup {
   drain(timeoutMs: number): Promise<void>;
   totals(): { sessions: number; inflight: number; requests: number };
   workers(): WorkerStatus[];
+  /** Connections the manager accepted and passed on, and turns granted at the accept semaphore. */
+  counters(): { passed: number; turns: number };
 }
 
 /**
@@ -127,6 +129,10 @@ export class ServiceGroup implements ConnectionGroup {
       connections: w.conns,
       restarts: w.restarts,
     }));
+  }
+
+  counters(): { passed: number; turns: number } {
+    return { passed: this.#manager.passed, turns: this.#semaphore?.turns ?? 0 };
   }
 
   #onMessage(w: Worker, msg: WorkerToManager): void {
