@@ -8,6 +8,7 @@ const BENCHES: Record<string, string> = {
   sessions: "./sessions.ts",
   handoff: "./handoff.ts",
   torture: "./torture.ts",
+  workers: "./workers.ts",
 };
 
 interface Bench {
