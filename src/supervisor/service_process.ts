@@ -15,6 +15,10 @@ export type ManagerChannel = Pick<NodeJS.Process, "send" | "on" | "off" | "conne
 export function serveForManager(server: PerilinkServer, log: Logger, channel: ManagerChannel = process): Promise<void> {
   let closed = 0;
   let flushing = false;
+  // Semaphore dispatch: one turn at the accept semaphore.
+  let handles: (object | undefined)[] = [];
+  let turn: net.Server[] | null = null;
+  let accepted = 0;
   const send = (msg: WorkerToManager, handle?: unknown, sent: () => void = () => {}): void => {
     if (channel.connected === false || !channel.send) return;
     try {
@@ -23,14 +27,19 @@ export function serveForManager(server: PerilinkServer, log: Logger, channel: Ma
       // the manager is gone: the disconnect handler ends this process
     }
   };
+  const flushClosed = (): void => {
+    // The manager counts a turn's connections when it hears `released`: their closes come after it.
+    if (closed === 0 || turn) return;
+    send({ t: "closed", n: closed });
+    closed = 0;
+  };
   const onClose = (): void => {
     closed++;
     if (flushing) return;
     flushing = true;
     setImmediate(() => {
       flushing = false;
-      send({ t: "closed", n: closed });
-      closed = 0;
+      flushClosed();
     });
   };
   const serve = (socket: net.Socket): void => {
@@ -38,10 +47,6 @@ export function serveForManager(server: PerilinkServer, log: Logger, channel: Ma
     server.serveConnection(socket);
   };
 
-  // Semaphore dispatch: one turn at the accept semaphore.
-  let handles: (object | undefined)[] = [];
-  let turn: net.Server[] | null = null;
-  let accepted = 0;
   const endTurn = (): void => {
     if (!turn) return;
     for (const s of turn) s.close();
@@ -49,6 +54,7 @@ export function serveForManager(server: PerilinkServer, log: Logger, channel: Ma
     handles = [];
     send({ t: "released", accepted });
     accepted = 0;
+    flushClosed();
   };
   const lead = (): void => {
     const servers: net.Server[] = [];
