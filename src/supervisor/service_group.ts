@@ -54,14 +54,14 @@ export class ServiceGroup implements ConnectionGroup {
   #semaphore: SemaphoreDispatch | null;
   #log: Logger;
 
-  private constructor(config: ServerConfig, respawn: RespawnSpec, generation: number, log: Logger, spawnFn: SpawnWorker) {
+  private constructor(config: ServerConfig, respawn: RespawnSpec, generation: number, log: Logger) {
     this.dispatch = config.dispatch;
     this.#log = log;
     this.#pool = new WorkerPool({
       range: config.workers,
       idleMs: config.workerIdleMs,
       log,
-      spawn: (slot) => spawnFn(respawn, slot, generation),
+      spawn: (slot) => spawnWorker(respawn, slot, generation),
       events: {
         ready: () => this.#wake(),
         exit: (w) => {
@@ -76,13 +76,13 @@ export class ServiceGroup implements ConnectionGroup {
   }
 
   /** Starts the group's service processes; resolves once `workers.min` of them are ready. */
-  static async start(config: ServerConfig, respawn: RespawnSpec, generation: number, log: Logger, spawnFn: SpawnWorker = spawnWorker): Promise<ServiceGroup> {
+  static async start(config: ServerConfig, respawn: RespawnSpec, generation: number, log: Logger): Promise<ServiceGroup> {
     if (!detectRuntime().canInheritSockets) {
       throw new ConfigError(
         `Cannot start ${config.workers.max} service processes: ${detectRuntime().name} cannot pass a connection or a listening socket to another process; use "workers": 1 (the default) or run on Node.js`,
       );
     }
-    const group = new ServiceGroup(config, respawn, generation, log, spawnFn);
+    const group = new ServiceGroup(config, respawn, generation, log);
     await group.#pool.start();
     log.info("group_started", { dispatch: config.dispatch, workers: group.#pool.ready().map((w) => w.pid), min: config.workers.min, max: config.workers.max });
     return group;
@@ -159,9 +159,6 @@ export class ServiceGroup implements ConnectionGroup {
     this.#semaphore?.grant();
   }
 }
-
-/** Starts one service process (tests pass fakes). */
-export type SpawnWorker = (respawn: RespawnSpec, slot: number, generation: number) => ChildProcess;
 
 /** The same program and arguments as the manager, told by the environment that it serves for a manager. */
 export function spawnWorker(respawn: RespawnSpec, slot: number, generation: number): ChildProcess {
