@@ -78,6 +78,11 @@ export class SemaphoreDispatch {
     try {
       const of = this.#parked.length;
       this.#parked.forEach((h, i) => w.child.send({ t: "lead", i, of }, h as unknown as net.Server, () => {}));
+    } catch (err) {
+      // A socket closed under us (its address vanished; a rescan parks the rest again): no turn.
+      this.#log.warn("semaphore_grant_failed", { slot: w.slot, error: err });
+      this.#holder = null;
+      if (w.child.connected) w.child.send({ t: "revoke" }, () => {});
     } finally {
       this.#granting = false;
     }

@@ -100,8 +100,14 @@ export function serveForManager(server: PerilinkServer, log: Logger, channel: Ma
           if (handles.filter(Boolean).length === msg.of) lead();
           break;
         case "revoke":
-          if (turn) endTurn();
-          else send({ t: "released", accepted: 0 });
+          if (turn) {
+            endTurn();
+          } else {
+            // A turn that never started (not every descriptor came): close what did.
+            for (const h of handles) (h as { close?: () => void } | undefined)?.close?.();
+            handles = [];
+            send({ t: "released", accepted: 0 });
+          }
           break;
         case "bounce":
           // Back to the manager, which keeps it unwatched; our copy closes once it is on its way.
