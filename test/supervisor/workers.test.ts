@@ -11,6 +11,7 @@ import { promises as fs } from "node:fs";
 
 const HTTP_APP = path.join(REPO_ROOT, "test/fixtures/http_app.ts");
 const CRASHING_APP = path.join(REPO_ROOT, "test/fixtures/crashing_app.ts");
+const RECORDING_APP = path.join(REPO_ROOT, "test/fixtures/recording_app.ts");
 
 const nodeOnly = (t: { skip(m?: string): void }): boolean => {
   if (detectRuntime().canInheritSockets) return false;
@@ -123,6 +124,26 @@ test("a service process killed with SIGKILL is restarted with a new pid; session
   const freshPids = await Promise.all(fresh.map(async (s) => Number((await (await s.openChannel("x")).request("who")).toString().split("pid=")[1])));
   assert.ok(freshPids.includes(w.pid!), `the restarted process serves: ${freshPids} vs ${w.pid}`);
   for (const s of [...sessions, ...fresh]) s.destroy();
+});
+
+test("a client whose session was on a killed service process carries on over a new session on the other one (C5); an idempotent request in flight is sent again", async (t) => {
+  if (nodeOnly(t)) return;
+  const { createClient } = await import("../../src/client/client.ts");
+  const g = await serveGroup(["--app", RECORDING_APP, "--workers", "2"]);
+  const client = createClient({ lingerMs: 0 });
+  try {
+    const link = await client.connect({ host: "127.0.0.1", port: g.port, app: "c5" });
+    const pidOf = (reply: Buffer): number => Number(reply.toString().split("pid=")[1]);
+    const first = pidOf(await link.request("sleep:0:a"));
+    const inFlight = link.request("sleep:3000:b", { idempotent: true, timeoutMs: 20_000 });
+    await sleep(300);
+    process.kill(first, "SIGKILL");
+    const again = pidOf(await inFlight);
+    assert.notEqual(again, first, "sent again on a new session, served by the other service process");
+    for (let i = 0; i < 10; i++) assert.equal(pidOf(await link.request(`sleep:0:${i}`)), again);
+  } finally {
+    await client.close();
+  }
 });
 
 test("a service process that keeps crashing is restarted with growing delays, then reported as a crash loop and left stopped", async (t) => {
