@@ -9,6 +9,7 @@ const BENCHES: Record<string, string> = {
   handoff: "./handoff.ts",
   torture: "./torture.ts",
   names: "./names.ts",
+  workers: "./workers.ts",
 };
 
 interface Bench {

@@ -11,6 +11,7 @@ const USAGE = `perilink ${VERSION}: a runtime for network peripherals and the ho
 
 Usage:
   perilink serve  [--config FILE] [--listen HOST:PORT]... [--app MODULE] [--state-dir DIR] [--log-level LEVEL]
+                  [--workers N|auto|MIN..MAX] [--dispatch manager|semaphore]
   perilink id     HOST:PORT [--tcp] [--json] [--timeout MS]
   perilink call   HOST:PORT [HOST:PORT]... [--app NAME] [--data TEXT] [--json] [--timeout MS]
                   [--name-server ADDR[:PORT]]... [--resolve hosts,dns,mdns,llmnr,netbios] [--interface IF]...

@@ -3,6 +3,9 @@ import { readConfigFile, type ServerConfigInput } from "../server/config.ts";
 import { detectRuntime } from "../runtime/runtime.ts";
 import { startServer } from "../server/server.ts";
 import { parse } from "./args.ts";
+import { WORKER_ENV } from "../supervisor/group_protocol.ts";
+import { serveForManager } from "../supervisor/service_process.ts";
+import { GENERATION_ENV } from "../supervisor/handoff_protocol.ts";
 
 /**
  * `perilink serve`: runs a server until SIGINT/SIGTERM, then drains. SIGHUP
@@ -17,12 +20,18 @@ export async function runServe(args: string[]): Promise<number> {
     app: { type: "string" },
     "state-dir": { type: "string" },
     "log-level": { type: "string" },
+    workers: { type: "string" },
+    dispatch: { type: "string" },
   });
   const input: ServerConfigInput = values.config ? await readConfigFile(values.config as string) : {};
   if (values.listen) input.listen = values.listen as string[];
   if (values.app) input.app = values.app as string;
   if (values["state-dir"]) input.stateDir = values["state-dir"] as string;
   if (values["log-level"]) input.logLevel = values["log-level"] as ServerConfigInput["logLevel"];
+  if (values.workers) input.workers = values.workers as string;
+  if (values.dispatch) input.dispatch = values.dispatch as ServerConfigInput["dispatch"];
+  const slot = process.env[WORKER_ENV];
+  if (slot !== undefined) return runServiceProcess(input, Number(slot));
   const server = await startServer({
     ...input,
     logger: createLogger(input.logLevel ?? "info"),
@@ -55,5 +64,30 @@ export async function runServe(args: string[]): Promise<number> {
   process.off("SIGUSR2", onUsr2);
   await server.drain();
   if (fatal) throw fatal;
+  return 0;
+}
+
+/**
+ * A service process of a group (S5), started by its manager with the same
+ * arguments: no listener, no control socket; it serves what the manager
+ * gives it and exits once told to drain (or once the manager is gone).
+ */
+async function runServiceProcess(input: ServerConfigInput, slot: number): Promise<number> {
+  const generation = Number(process.env[GENERATION_ENV] ?? "1");
+  delete process.env[GENERATION_ENV];
+  const log = createLogger(input.logLevel ?? "info", undefined, { worker: slot });
+  const server = await startServer({ ...input, logger: log, control: false, listeners: false, generation: Number.isInteger(generation) && generation > 0 ? generation : 1 });
+  // The app saw which slot it runs in while it loaded; processes it starts are not service processes.
+  delete process.env[WORKER_ENV];
+  // SIGINT/SIGTERM reach the whole process group: the manager decides when this process drains.
+  const ignore = (): void => {};
+  process.on("SIGINT", ignore);
+  process.on("SIGTERM", ignore);
+  process.on("SIGHUP", ignore);
+  await serveForManager(server, log);
+  process.off("SIGINT", ignore);
+  process.off("SIGTERM", ignore);
+  process.off("SIGHUP", ignore);
+  process.disconnect?.();
   return 0;
 }

@@ -22,6 +22,14 @@ export async function runStatus(args: string[]): Promise<number> {
     `listeners  ${s.listeners.filter((l) => l.transport === "tcp").length} addresses (tcp+udp each):`,
     ...s.listeners.filter((l) => l.transport === "tcp").map((l) => `  ${formatHostPort(l.address, l.port)}`),
   ];
+  if (s.workers?.length) {
+    lines.push(`workers    ${s.workers.length} service processes, ${s.dispatch} dispatch:`);
+    for (const w of s.workers) {
+      lines.push(
+        `  #${w.slot} pid ${w.pid ?? "-"}  ${w.state}  sessions ${w.sessions}  in flight ${w.inflight}  requests ${w.requests}  connections ${w.connections}  restarts ${w.restarts}`,
+      );
+    }
+  }
   process.stdout.write(lines.join("\n") + "\n");
   return 0;
 }

@@ -1,8 +1,8 @@
 import path from "node:path";
 import { controlRequest } from "../server/control_server.ts";
-import { DEFAULT_UPGRADE_TIMEOUT_MS } from "../server/handoff_protocol.ts";
+import { DEFAULT_UPGRADE_TIMEOUT_MS } from "../supervisor/handoff_protocol.ts";
 import { defaultStateDir } from "../server/state_dir.ts";
-import type { UpgradeResult } from "../server/upgrader.ts";
+import type { UpgradeResult } from "../supervisor/upgrader.ts";
 import { intOption, parse } from "./args.ts";
 
 /**

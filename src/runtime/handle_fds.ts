@@ -20,3 +20,14 @@ export function udpSocketFd(socket: dgram.Socket): number {
   if (typeof fd !== "number" || fd < 0) throw new Error("Cannot read the descriptor of a UDP socket: it is not open");
   return fd;
 }
+
+/**
+ * The libuv handle of a listening TCP server, to send over a Node IPC channel
+ * as a bare handle: the receiver gets a descriptor of the same socket that no
+ * event loop watches until it listens on it (Node.js only).
+ */
+export function tcpServerHandle(server: net.Server): object {
+  const handle = (server as unknown as { _handle?: object | null })._handle;
+  if (!handle) throw new Error("Cannot read the handle of a TCP listener: it is not open");
+  return handle;
+}

@@ -1,4 +1,5 @@
 import { promises as fs } from "node:fs";
+import os from "node:os";
 import path from "node:path";
 import { ConfigError } from "../errors.ts";
 import { isLogLevel, type LogLevel } from "../logger.ts";
@@ -23,7 +24,27 @@ export interface ServerConfig {
   /** How long `drain()` lets started requests finish before closing what is left. */
   drainTimeoutMs: number;
   logLevel: LogLevel;
+  /** Service processes (S5): 1..1 is one process serving alone, with no manager. */
+  workers: WorkerRange;
+  /** How a group's service processes get connections (S5). */
+  dispatch: Dispatch;
+  /** Connections one service process serves at once before the group counts it busy. */
+  workerSlots: number;
+  /** A service process above `workers.min` idle this long is retired. */
+  workerIdleMs: number;
 }
+
+export interface WorkerRange {
+  min: number;
+  max: number;
+}
+
+/**
+ * `manager`: the manager accepts and passes each connection to a service
+ * process with a free slot. `semaphore`: the service processes take turns
+ * accepting, one holder of the accept semaphore at a time.
+ */
+export type Dispatch = "manager" | "semaphore";
 
 /** What a config file or the command line may set; every key optional. */
 export interface ServerConfigInput {
@@ -35,13 +56,36 @@ export interface ServerConfigInput {
   rescanIntervalMs?: number;
   drainTimeoutMs?: number;
   logLevel?: LogLevel;
+  /** A count, "auto" (the machine's cores) or "MIN..MAX". */
+  workers?: number | string;
+  dispatch?: Dispatch;
+  workerSlots?: number;
+  workerIdleMs?: number;
 }
 
 export const DEFAULT_LISTEN = ["auto:1025"];
 export const DEFAULT_RESCAN_INTERVAL_MS = 5000;
 export const DEFAULT_DRAIN_TIMEOUT_MS = 30000;
+export const DEFAULT_DISPATCH: Dispatch = "manager";
+export const DEFAULT_WORKER_SLOTS = 64;
+export const DEFAULT_WORKER_IDLE_MS = 30000;
+/** More service processes than this is a typo, not a device. */
+export const MAX_WORKERS = 256;
 
-const TOP_KEYS = ["listen", "app", "stateDir", "limits", "probe", "rescanIntervalMs", "drainTimeoutMs", "logLevel"];
+const TOP_KEYS = [
+  "listen",
+  "app",
+  "stateDir",
+  "limits",
+  "probe",
+  "rescanIntervalMs",
+  "drainTimeoutMs",
+  "logLevel",
+  "workers",
+  "dispatch",
+  "workerSlots",
+  "workerIdleMs",
+];
 const PROBE_KEYS = Object.keys(TARGET.probe);
 /** Limits whose range is not 1…2^31−1: byte budgets too small to hold a frame's header make no sense. */
 const LIMIT_RANGES: Record<string, [number, number]> = {
@@ -96,7 +140,7 @@ export async function readConfigFile(file: string): Promise<ServerConfigInput> {
  * it) and fills in defaults from the build target. Throws `ConfigError`
  * naming the offending key.
  */
-export function resolveConfig(input: ServerConfigInput, env: Record<string, string | undefined> = process.env): ServerConfig {
+export function resolveConfig(input: ServerConfigInput, env: Record<string, string | undefined> = process.env, cores = os.availableParallelism?.() ?? os.cpus().length): ServerConfig {
   checkKeys(input as Record<string, unknown>, TOP_KEYS, "");
   const listenText = input.listen ?? DEFAULT_LISTEN;
   if (!Array.isArray(listenText) || listenText.length === 0) {
@@ -127,6 +171,9 @@ export function resolveConfig(input: ServerConfigInput, env: Record<string, stri
   if (input.logLevel !== undefined && !isLogLevel(input.logLevel)) {
     throw new ConfigError(`Cannot use configuration: "logLevel" must be debug, info, warn, error or silent`);
   }
+  if (input.dispatch !== undefined && input.dispatch !== "manager" && input.dispatch !== "semaphore") {
+    throw new ConfigError(`Cannot use configuration: "dispatch" must be "manager" or "semaphore", not ${JSON.stringify(input.dispatch)}`);
+  }
   return {
     listen,
     listenText,
@@ -137,5 +184,31 @@ export function resolveConfig(input: ServerConfigInput, env: Record<string, stri
     rescanIntervalMs: input.rescanIntervalMs === undefined ? DEFAULT_RESCAN_INTERVAL_MS : int(input.rescanIntervalMs, "rescanIntervalMs", 0),
     drainTimeoutMs: input.drainTimeoutMs === undefined ? DEFAULT_DRAIN_TIMEOUT_MS : int(input.drainTimeoutMs, "drainTimeoutMs", 0),
     logLevel: input.logLevel ?? "info",
+    workers: parseWorkers(input.workers ?? 1, cores),
+    dispatch: input.dispatch ?? DEFAULT_DISPATCH,
+    workerSlots: input.workerSlots === undefined ? DEFAULT_WORKER_SLOTS : int(input.workerSlots, "workerSlots", 1, 1_000_000),
+    workerIdleMs: input.workerIdleMs === undefined ? DEFAULT_WORKER_IDLE_MS : int(input.workerIdleMs, "workerIdleMs", 100),
   };
+}
+
+/** `workers`: a count, "auto" (`cores`), or "MIN..MAX" (either end may be "auto"). */
+export function parseWorkers(v: unknown, cores: number): WorkerRange {
+  const one = (x: unknown): number => {
+    if (x === "auto") return Math.min(Math.max(cores, 1), MAX_WORKERS);
+    const n = typeof x === "string" && /^\d+$/.test(x) ? Number(x) : x;
+    return int(n, "workers", 1, MAX_WORKERS);
+  };
+  if (typeof v === "string" && v.includes("..")) {
+    const [a, b, ...rest] = v.split("..");
+    if (rest.length > 0) throw new ConfigError(`Cannot use configuration: "workers" must be a count, "auto" or "MIN..MAX", not ${JSON.stringify(v)}`);
+    const min = one(a);
+    const max = one(b);
+    if (min > max) throw new ConfigError(`Cannot use configuration: "workers" ${v} has MIN above MAX; write e.g. "1..4"`);
+    return { min, max };
+  }
+  if (typeof v !== "number" && typeof v !== "string") {
+    throw new ConfigError(`Cannot use configuration: "workers" must be a count, "auto" or "MIN..MAX", not ${JSON.stringify(v)}`);
+  }
+  const n = one(v);
+  return { min: n, max: n };
 }

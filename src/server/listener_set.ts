@@ -6,7 +6,7 @@ import { detectRuntime } from "../runtime/runtime.ts";
 import { interfaceAddresses, type InterfaceAddress } from "./interface_addresses.ts";
 import { closeSync } from "node:fs";
 import { tcpServerFd, udpSocketFd } from "../runtime/handle_fds.ts";
-import { socketName, type InheritedSocket } from "./inherited_sockets.ts";
+import { socketName, type InheritedSocket } from "../supervisor/inherited_sockets.ts";
 import { formatHostPort, type ListenSpec } from "./listen_spec.ts";
 
 /** One address × port of the port group, with its TCP listener and UDP responder. */
@@ -44,6 +44,8 @@ export interface ListenerSetOptions {
   reusePort?: boolean;
   /** Bind UDP responders only in `activate()` (the old process holds those ports until it stops). */
   deferUdp?: boolean;
+  /** Accepted sockets are not read from (a manager passes them on to a service process unread). */
+  pauseOnConnect?: boolean;
 }
 
 interface Listener {
@@ -54,6 +56,14 @@ interface Listener {
   adopted: { tcp: number; udp: number } | null;
   /** A UDP responder not yet bound (until `activate()`). */
   udpPending: boolean;
+  /** The TCP socket held open but watched by no one here (`park()`): others accept on it. */
+  parked?: ParkedSocket | null;
+}
+
+/** A listening socket's descriptor that this process keeps open without accepting on it. */
+export interface ParkedSocket {
+  readonly fd: number;
+  close(): void;
 }
 
 const key = (address: string, port: number): string => `${address}|${port}`;
@@ -78,6 +88,7 @@ export class ListenerSet {
   #inherited: InheritedSocket[];
   #reusePort: boolean;
   #deferUdp: boolean;
+  #pauseOnConnect: boolean;
 
   constructor(specs: ListenSpec[], handlers: ListenerHandlers, log: Logger, options: ListenerSetOptions = {}) {
     this.#specs = specs.map((s) => ({ ...s }));
@@ -89,6 +100,7 @@ export class ListenerSet {
     this.#inherited = options.inherited ?? [];
     this.#reusePort = options.reusePort ?? false;
     this.#deferUdp = options.deferUdp ?? false;
+    this.#pauseOnConnect = options.pauseOnConnect ?? false;
   }
 
   /** Binds every entry. Throws `ListenError` when an explicit address, or a port, cannot be had. */
@@ -167,8 +179,26 @@ export class ListenerSet {
     const out: { name: string; fd: number }[] = [];
     for (const l of this.#listeners.values()) {
       const { address, port } = l.endpoint;
-      out.push({ name: socketName("tcp", address, port), fd: l.adopted?.tcp ?? tcpServerFd(l.tcp) });
+      out.push({ name: socketName("tcp", address, port), fd: l.parked?.fd ?? l.adopted?.tcp ?? tcpServerFd(l.tcp) });
       out.push({ name: socketName("udp", address, port), fd: l.adopted?.udp ?? udpSocketFd(l.udp) });
+    }
+    return out;
+  }
+
+  /**
+   * Stops accepting here but keeps every TCP socket open: `copy` returns a
+   * descriptor of the same socket that no event loop here watches (S5
+   * semaphore dispatch: service processes take turns accepting on it).
+   * Returns the parked sockets; UDP responders keep answering.
+   */
+  async park(copy: (server: net.Server) => Promise<ParkedSocket>): Promise<ParkedSocket[]> {
+    const out: ParkedSocket[] = [];
+    for (const l of this.#listeners.values()) {
+      if (!l.parked) {
+        l.parked = await copy(l.tcp);
+        l.tcp.close();
+      }
+      out.push(l.parked);
     }
     return out;
   }
@@ -295,7 +325,7 @@ export class ListenerSet {
   }
 
   #handles(endpoint: Endpoint): { tcp: net.Server; udp: dgram.Socket } {
-    const tcp = net.createServer({ noDelay: true, allowHalfOpen: this.#allowHalfOpen });
+    const tcp = net.createServer({ noDelay: true, allowHalfOpen: this.#allowHalfOpen, pauseOnConnect: this.#pauseOnConnect });
     tcp.on("connection", (socket) => this.#handlers.onConnection(socket, endpoint));
     tcp.on("error", (err) => this.#log.error("listener_error", { address: endpoint.address, port: endpoint.port, transport: "tcp", error: err }));
     const udp = dgram.createSocket({ type: endpoint.family === 6 ? "udp6" : "udp4", ipv6Only: endpoint.family === 6 });
@@ -367,7 +397,12 @@ async function closeListener(l: Listener): Promise<void> {
   }
   // TCP first, synchronously: close() stops accepting at once. Its callback would wait for
   // every accepted connection to end, and those belong to the sessions, not to the listener.
-  l.tcp.close();
+  if (l.parked) {
+    l.parked.close();
+    l.parked = null;
+  } else {
+    l.tcp.close();
+  }
   await new Promise<void>((r) => {
     try {
       if (l.udpPending) {

@@ -48,6 +48,7 @@ export class RawHost {
       if (!conn) return;
       conn.active++;
       conn.served = true;
+      this.#stats.requests++;
       if (this.#draining) res.shouldKeepAlive = false;
       res.once("close", () => {
         conn.active--;

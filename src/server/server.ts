@@ -7,7 +7,7 @@ import { detectRuntime } from "../runtime/runtime.ts";
 import { TARGET } from "../target.ts";
 import { loadApp, type LoadedApp, type SessionApp } from "./app.ts";
 import { BufferBudget } from "./buffer_budget.ts";
-import { resolveConfig, type ServerConfig, type ServerConfigInput } from "./config.ts";
+import { resolveConfig, type Dispatch, type ServerConfig, type ServerConfigInput } from "./config.ts";
 import { ControlServer, type ControlHandler } from "./control_server.ts";
 import { loadOrCreateIdentity, type Identity } from "./identity.ts";
 import type { InterfaceAddress } from "./interface_addresses.ts";
@@ -18,13 +18,15 @@ import { ProbeResponder } from "./probe_responder.ts";
 import { RawHost } from "./raw_host.ts";
 import { ServerSession, type SessionHost } from "./session.ts";
 import { ServerStats } from "./server_stats.ts";
-import { AcceptSemaphore } from "./accept_semaphore.ts";
-import type { DrainingGeneration } from "./handoff_protocol.ts";
-import { takeInheritedSockets, type InheritedSocket } from "./inherited_sockets.ts";
+import { AcceptSemaphore } from "../supervisor/accept_semaphore.ts";
+import type { DrainingGeneration } from "../supervisor/handoff_protocol.ts";
+import { takeInheritedSockets, type InheritedSocket } from "../supervisor/inherited_sockets.ts";
 import { peerKey } from "./peer_key.ts";
-import { readStartContext, Takeover } from "./takeover.ts";
-import { Upgrader, type RespawnSpec, type UpgradeRequest, type UpgradeResult } from "./upgrader.ts";
-import { UpgradeError } from "../errors.ts";
+import { readStartContext, Takeover } from "../supervisor/takeover.ts";
+import { Upgrader, type RespawnSpec, type UpgradeRequest, type UpgradeResult } from "../supervisor/upgrader.ts";
+import { ServiceGroup, type ConnectionGroup, type WorkerStatus } from "../supervisor/service_group.ts";
+import { SEMAPHORE_START_TIMEOUT_MS, upgradeHostFor, type ServingProcess } from "../supervisor/upgrade_host.ts";
+import { ConfigError, UpgradeError } from "../errors.ts";
 
 export interface StartServerOptions extends ServerConfigInput {
   /** A loaded app object instead of a name or path (embedding, tests). */
@@ -38,6 +40,11 @@ export interface StartServerOptions extends ServerConfigInput {
   interfaces?: () => InterfaceAddress[];
   /** How to start a new program version for `upgrade()` (set by `perilink serve`). */
   respawn?: RespawnSpec;
+  /**
+   * @internal `false` in a service process of a group (S5): it opens no
+   * listener of its own; its manager passes it connections or listening sockets.
+   */
+  listeners?: boolean;
 }
 
 export interface ListenerStatus {
@@ -69,6 +76,10 @@ export interface ServerStatus {
   upgrade: { pid: number | null; forMs: number } | null;
   /** True once this process has handed over to a newer generation. */
   handedOver: boolean;
+  /** How service processes get connections (S5); "single" when this process serves alone. */
+  dispatch: Dispatch | "single";
+  /** The group's service processes (S5); empty when this process serves alone. */
+  workers: WorkerStatus[];
 }
 
 /** Extra parts `startServer()` wires in. */
@@ -83,6 +94,8 @@ interface ServerParts {
   inherited?: InheritedSocket[];
   semaphore?: AcceptSemaphore | null;
   respawn?: RespawnSpec;
+  /** This process manages service processes that serve its connections (S5). */
+  group?: ConnectionGroup | null;
 }
 
 /** How long a refused connection may stay half-open to read the refusal. */
@@ -93,7 +106,7 @@ const REFUSAL_LINGER_MS = 1000;
  * responders (S2), and either multiplexed sessions (S3) or a hosted raw
  * `node:net` server (S6). Create one with `startServer()`.
  */
-export class PerilinkServer implements SessionHost {
+export class PerilinkServer implements SessionHost, ServingProcess {
   readonly identity: Identity;
   readonly generation: number;
   readonly limits: ServerLimits;
@@ -119,6 +132,7 @@ export class PerilinkServer implements SessionHost {
   #startedAt = Date.now();
   #parts: ServerParts;
   #semaphore: AcceptSemaphore | null;
+  #group: ConnectionGroup | null;
   #upgrader: Upgrader | null;
   #takeover: Takeover | null = null;
   #controlHandlers: Record<string, ControlHandler> | null = null;
@@ -138,12 +152,14 @@ export class PerilinkServer implements SessionHost {
     this.#probes = new ProbeResponder(identity, () => this.generation, config.probe, this.stats, log);
     this.#parts = parts;
     this.#semaphore = parts.semaphore ?? null;
-    this.#upgrader = parts.respawn ? new Upgrader(this.#upgradeHost(), parts.respawn) : null;
+    this.#group = parts.group ?? null;
+    this.#upgrader = parts.respawn
+      ? new Upgrader(upgradeHostFor(this, this.#semaphore, () => this.#takeover?.draining() ?? []), parts.respawn)
+      : null;
     this.#listeners = this.#newListenerSet(parts.inherited ?? []);
   }
 
   #newListenerSet(inherited: InheritedSocket[], specs = this.#parts.listen ?? this.config.listen): ListenerSet {
-    const app = this.#app;
     return new ListenerSet(
       specs,
       {
@@ -154,9 +170,11 @@ export class PerilinkServer implements SessionHost {
       this.log,
       {
         // Sessions answer what runs after a client's FIN; a raw app keeps its own server's choice.
-        allowHalfOpen: app.kind === "raw" ? Boolean((app.server as { allowHalfOpen?: boolean }).allowHalfOpen) : true,
+        allowHalfOpen: this.allowHalfOpen,
         inherited,
         reusePort: this.#parts.reusePort ?? false,
+        // A manager passes accepted sockets on unread.
+        pauseOnConnect: this.#group !== null,
         deferUdp: inherited.length === 0 && (this.#parts.deferUdp ?? false),
         ...(this.#parts.interfaces ? { interfaces: this.#parts.interfaces } : {}),
       },
@@ -174,6 +192,17 @@ export class PerilinkServer implements SessionHost {
 
   get accepting(): boolean {
     return this.#accepting;
+  }
+
+  /** Whether accepted sockets stay writable after the client's FIN (sessions yes; a raw app decides). */
+  get allowHalfOpen(): boolean {
+    const app = this.#app;
+    return app.kind === "raw" ? Boolean((app.server as { allowHalfOpen?: boolean }).allowHalfOpen) : true;
+  }
+
+  /** @internal Serves a connection accepted elsewhere (a service process given it by its manager, S5). */
+  serveConnection(socket: net.Socket): void {
+    this.#onConnection(socket, null);
   }
 
   /**
@@ -194,6 +223,7 @@ export class PerilinkServer implements SessionHost {
       this.#takeover = takeover;
       await takeover.run(this.#semaphore, async () => {
         await this.#listeners.activate();
+        await this.#group?.listening(this.#listeners);
         this.#accepting = true;
         // The old process closed its control socket before answering; the path is ours now.
         if (control) this.#control = await ControlServer.listen(this.config.stateDir, handlers, this.log, { replace: true });
@@ -203,6 +233,7 @@ export class PerilinkServer implements SessionHost {
       try {
         await this.#semaphore?.acquire(SEMAPHORE_START_TIMEOUT_MS);
         await this.#listeners.start();
+        await this.#group?.listening(this.#listeners);
       } catch (err) {
         this.#semaphore?.release();
         await this.#control?.close();
@@ -249,58 +280,65 @@ export class PerilinkServer implements SessionHost {
     return this.#upgrader?.done ?? new Promise(() => {});
   }
 
-  #upgradeHost() {
-    return {
-      generation: this.generation,
-      log: this.log,
-      handoffSockets: () => this.#listeners.handoffSockets(),
-      stopAccepting: async () => {
-        this.#accepting = false;
-        if (this.#rescanTimer) clearInterval(this.#rescanTimer);
-        await this.#listeners.close();
-        // Closing a Unix socket server unlinks its path: do it before the new process binds it.
-        await this.#control?.close();
-        this.#control = null;
-        this.#semaphore?.release();
-      },
-      resumeAccepting: async () => {
-        // Reachable first: whatever happens to the ports, status must answer.
-        if (this.#controlHandlers && !this.#control) {
-          this.#control = await ControlServer.listen(this.config.stateDir, this.#controlHandlers, this.log, { replace: true });
-        }
-        await this.#semaphore?.acquire(SEMAPHORE_START_TIMEOUT_MS);
-        // The same ports as before, including those the kernel chose for port 0.
-        const specs = this.#listeners.resolvedSpecs();
-        for (let attempt = 1; ; attempt++) {
-          this.#listeners = this.#newListenerSet([], specs);
-          try {
-            await this.#listeners.start();
-            break;
-          } catch (err) {
-            if (attempt >= REBIND_ATTEMPTS) throw err;
-            await new Promise((r) => setTimeout(r, REBIND_PAUSE_MS));
-          }
-        }
-        this.#accepting = true;
-        this.#startRescan();
-      },
-      resolvedPorts: () => {
-        const out: Record<string, number> = {};
-        const resolved = this.#listeners.resolvedSpecs();
-        this.config.listen.forEach((spec, i) => {
-          if (spec.port === 0 && resolved[i]) out[this.config.listenText[i]!] = resolved[i]!.port;
-        });
-        return out;
-      },
-      drain: () => this.drain(),
-      drainReport: (): DrainingGeneration => ({
-        generation: this.generation,
-        pid: process.pid,
-        inflight: this.stats.inflight,
-        sessions: this.#raw ? this.#raw.connections : this.#sessions.size,
-      }),
-      olderGenerations: () => this.#takeover?.draining() ?? [],
-    };
+  /** @internal ServingProcess: the listening sockets, named, for a new process. */
+  handoffSockets(): { name: string; fd: number }[] {
+    return this.#listeners.handoffSockets();
+  }
+
+  /** @internal ServingProcess: closes the listeners and the control socket (its path is unlinked before a new process binds it). */
+  async stopListening(): Promise<void> {
+    this.#accepting = false;
+    await this.#group?.stopAccepting();
+    if (this.#rescanTimer) clearInterval(this.#rescanTimer);
+    await this.#listeners.close();
+    await this.#control?.close();
+    this.#control = null;
+  }
+
+  /** @internal ServingProcess: opens the control socket again after `stopListening()`. */
+  async reopenControl(): Promise<void> {
+    if (this.#controlHandlers && !this.#control) {
+      this.#control = await ControlServer.listen(this.config.stateDir, this.#controlHandlers, this.log, { replace: true });
+    }
+  }
+
+  /** @internal ServingProcess: binds the same ports as before, including those the kernel chose for port 0. */
+  async listenAgain(): Promise<void> {
+    this.#listeners = this.#newListenerSet([], this.#listeners.resolvedSpecs());
+    await this.#listeners.start();
+    await this.#group?.listening(this.#listeners);
+    this.#accepting = true;
+    this.#startRescan();
+  }
+
+  /** @internal ServingProcess: the port the kernel chose for each `…:0` entry, by the entry's text. */
+  resolvedPorts(): Record<string, number> {
+    const out: Record<string, number> = {};
+    const resolved = this.#listeners.resolvedSpecs();
+    this.config.listen.forEach((spec, i) => {
+      if (spec.port === 0 && resolved[i]) out[this.config.listenText[i]!] = resolved[i]!.port;
+    });
+    return out;
+  }
+
+  /** @internal ServingProcess: drain progress, for the new process's `status`. */
+  drainReport(): DrainingGeneration {
+    return { generation: this.generation, pid: process.pid, inflight: this.#inflight(), sessions: this.#sessionCount() };
+  }
+
+  /** A manager's counters: its own (probes…), the requests its service processes served, and how connections reached them. */
+  #groupCounters(): Record<string, number> {
+    const g = this.#group!;
+    const c = g.counters();
+    return { ...this.stats.snapshot(), requests: g.totals().requests, connectionsPassed: c.passed, semaphoreTurns: c.turns };
+  }
+
+  #sessionCount(): number {
+    return this.#group ? this.#group.totals().sessions : this.#raw ? this.#raw.connections : this.#sessions.size;
+  }
+
+  #inflight(): number {
+    return this.#group ? this.#group.totals().inflight : this.stats.inflight;
   }
 
   /** The endpoints listening now (each has TCP and UDP on the same address and port). */
@@ -309,8 +347,10 @@ export class PerilinkServer implements SessionHost {
   }
 
   /** Looks for new and vanished addresses now (also done periodically, and on SIGHUP by the CLI). */
-  rescan(): Promise<void> {
-    return this.#listeners.rescan();
+  async rescan(): Promise<void> {
+    await this.#listeners.rescan();
+    // Semaphore dispatch: listeners for new addresses are parked too (only service processes accept).
+    if (this.#accepting) await this.#group?.listening(this.#listeners);
   }
 
   status(): ServerStatus {
@@ -329,16 +369,18 @@ export class PerilinkServer implements SessionHost {
       mode: this.#app.kind,
       accepting: this.#accepting,
       listeners,
-      sessions: this.#raw ? this.#raw.connections : this.#sessions.size,
-      inflight: this.stats.inflight,
+      sessions: this.#sessionCount(),
+      inflight: this.#inflight(),
       bufferedBytes: this.budget.refresh(),
       uptimeMs: Date.now() - this.#startedAt,
-      counters: this.stats.snapshot(),
+      counters: this.#group ? this.#groupCounters() : this.stats.snapshot(),
       draining: this.#takeover?.draining() ?? [],
       upgrade: this.#upgrader?.inProgress
         ? { pid: this.#upgrader.inProgress.pid ?? null, forMs: Date.now() - this.#upgrader.inProgress.since }
         : null,
       handedOver: this.#upgrader?.handedOver ?? false,
+      dispatch: this.#group?.dispatch ?? "single",
+      workers: this.#group?.workers() ?? [],
     };
   }
 
@@ -366,7 +408,9 @@ export class PerilinkServer implements SessionHost {
     if (this.#rescanTimer) clearInterval(this.#rescanTimer);
     await this.#listeners.close();
     this.log.info("drain_started", { sessions: this.#sessions.size, inflight: this.stats.inflight, timeoutMs });
-    if (this.#raw) {
+    if (this.#group) {
+      await this.#group.drain(timeoutMs);
+    } else if (this.#raw) {
       await this.#raw.drain(timeoutMs);
     } else {
       let timer: ReturnType<typeof setTimeout> | undefined;
@@ -428,9 +472,13 @@ export class PerilinkServer implements SessionHost {
     }
   }
 
-  #onConnection(socket: net.Socket, _ep: Endpoint): void {
+  #onConnection(socket: net.Socket, _ep: Endpoint | null): void {
     // A connection the kernel handed us is served even while we stop accepting:
     // destroying it would reset a client that did nothing wrong.
+    if (this.#group) {
+      this.#group.accept(socket);
+      return;
+    }
     if (this.#raw) {
       this.#raw.accept(socket);
       return;
@@ -470,7 +518,7 @@ export class PerilinkServer implements SessionHost {
  * identity, loads the app, opens the control socket and every listener.
  */
 export async function startServer(options: StartServerOptions = {}): Promise<PerilinkServer> {
-  const { appObject, logger, generation, control = true, interfaces, respawn, ...input } = options;
+  const { appObject, logger, generation, control = true, interfaces, respawn, listeners = true, ...input } = options;
   const config = resolveConfig(input);
   const log = logger ?? createLogger(config.logLevel);
   const runtime = detectRuntime();
@@ -490,9 +538,16 @@ export async function startServer(options: StartServerOptions = {}): Promise<Per
       : { kind: "session", name: "embedded", app: appObject as SessionApp }
     : await loadApp(config.app);
   // The accept semaphore guards handed-over sockets; with SO_REUSEPORT each process has its own.
-  const semaphore = runtime.handoff === "inherit" ? AcceptSemaphore.forStateDir(config.stateDir) : null;
+  const semaphore = runtime.handoff === "inherit" && listeners ? AcceptSemaphore.forStateDir(config.stateDir) : null;
+  // A manager (S5) starts its service processes before it accepts, or takes over, anything.
+  const managed = listeners && config.workers.max > 1;
+  if (managed && !respawn) {
+    throw new ConfigError('Cannot start service processes: only "perilink serve" knows the program to start them with; leave "workers" at 1 when embedding');
+  }
+  const group = managed ? await ServiceGroup.start(config, respawn!, generation ?? ctx.generation, log) : null;
   const server = new PerilinkServer(config, identity, app, log, generation ?? ctx.generation, {
-    listen,
+    group,
+    listen: listeners ? listen : [],
     interfaces,
     inherited,
     semaphore,
@@ -500,19 +555,17 @@ export async function startServer(options: StartServerOptions = {}): Promise<Per
     reusePort: runtime.handoff === "reuseport",
     deferUdp: ctx.handoff === "reuseport",
   });
-  await server.start(control, ctx.handoff ? new Takeover(process, log, ctx.timeoutMs) : null);
+  try {
+    await server.start(control, ctx.handoff ? new Takeover(process, log, ctx.timeoutMs) : null);
+  } catch (err) {
+    await group?.drain(0);
+    throw err;
+  }
   return server;
 }
 
 /** A full server gives the slot of a session that has done nothing with it for this long to a newcomer. */
 const SESSION_EVICT_AFTER_MS = 1000;
-
-/** A rollback retries binding its ports this many times, this far apart, before giving up. */
-const REBIND_ATTEMPTS = 10;
-const REBIND_PAUSE_MS = 200;
-
-/** How long a fresh start waits for the accept semaphore (held only by a process of this state directory). */
-const SEMAPHORE_START_TIMEOUT_MS = 2000;
 
 function parseUpgradeRequest(req: Record<string, unknown>): UpgradeRequest {
   const out: UpgradeRequest = {};

@@ -76,3 +76,21 @@ test("a ConfigError on state directories that are files", async () => {
   const { startServer } = await import("../../src/server/server.ts");
   await assert.rejects(startServer({ listen: ["127.0.0.1:0"], stateDir: file, logger: (await import("../../src/logger.ts")).silentLogger }), ConfigError);
 });
+
+test("workers: a count, auto (the cores) or MIN..MAX; dispatch manager (default) or semaphore; the rest is a ConfigError", () => {
+  const w = (workers: unknown, cores = 4): unknown => resolveConfig({ workers: workers as number }, {}, cores).workers;
+  assert.deepEqual(resolveConfig({}, {}, 4).workers, { min: 1, max: 1 }, "one process, no manager, by default");
+  assert.deepEqual(w(3), { min: 3, max: 3 });
+  assert.deepEqual(w("2"), { min: 2, max: 2 });
+  assert.deepEqual(w("auto", 4), { min: 4, max: 4 });
+  assert.deepEqual(w("1..auto", 6), { min: 1, max: 6 });
+  assert.deepEqual(w("2..5"), { min: 2, max: 5 });
+  for (const bad of [0, -1, 1.5, "x", "5..2", "1..2..3", "", true, 10_000]) {
+    assert.throws(() => w(bad), (e: unknown) => e instanceof ConfigError && /"workers"/.test(e.message), `workers ${JSON.stringify(bad)}`);
+  }
+  assert.equal(resolveConfig({}, {}).dispatch, "manager");
+  assert.equal(resolveConfig({ dispatch: "semaphore" }, {}).dispatch, "semaphore");
+  assert.throws(() => resolveConfig({ dispatch: "round-robin" as "manager" }, {}), /"dispatch" must be "manager" or "semaphore"/);
+  assert.throws(() => resolveConfig({ workerSlots: 0 }, {}), /"workerSlots" must be an integer from 1/);
+  assert.throws(() => resolveConfig({ workerIdleMs: 5 }, {}), /"workerIdleMs" must be an integer from 100/);
+});

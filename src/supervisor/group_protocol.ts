@@ -1,0 +1,46 @@
+/**
+ * A manager and its service processes (S5) talk over the Node IPC channel
+ * each service process is started with; connections and listening sockets
+ * travel as handles beside the messages:
+ *
+ *   manager                                service process
+ *    │ spawn(program serve …, ipc) ──────────▶ │ load config, identity, app
+ *    │ ◀───────────────────────────── ready ── │
+ *  manager dispatch:
+ *    │ accept; a free slot? ── conn + socket ▶ │ serve it
+ *    │ ◀──────────────────────────── closed ── │ (the slot is free again)
+ *  semaphore dispatch:
+ *    │ the semaphore is free ── lead + fds ──▶ │ accept what is queued
+ *    │ ◀─────────────── released {accepted} ── │ close its copies: one holder at a time
+ *    │ ◀──────────────────────────── closed ── │
+ *  always:
+ *    │ ◀──────── stats {sessions, inflight} ── │ (every STATS_INTERVAL_MS)
+ *    │ ── drain ─────────────────────────────▶ │ GOAWAY, finish what runs, exit 0
+ */
+
+/** Set in a service process's environment: its slot number in the group. */
+export const WORKER_ENV = "PERILINK_WORKER";
+
+/** How often a service process reports its counters. */
+export const STATS_INTERVAL_MS = 200;
+
+export interface WorkerStats {
+  sessions: number;
+  inflight: number;
+  requests: number;
+  connections: number;
+}
+
+export type ManagerToWorker =
+  | { t: "conn" }
+  | { t: "lead"; i: number; of: number }
+  | { t: "revoke" }
+  | { t: "bounce" }
+  | { t: "drain" };
+
+export type WorkerToManager =
+  | { t: "ready" }
+  | { t: "bounced" }
+  | { t: "closed"; n: number }
+  | { t: "released"; accepted: number }
+  | ({ t: "stats" } & WorkerStats);

@@ -1,0 +1,126 @@
+import net from "node:net";
+import type { Logger } from "../logger.ts";
+import type { PerilinkServer } from "../server/server.ts";
+import { STATS_INTERVAL_MS, type ManagerToWorker, type WorkerToManager } from "./group_protocol.ts";
+
+/** The part of `process` a service process talks to its manager through (an injectable seam). */
+export type ManagerChannel = Pick<NodeJS.Process, "send" | "on" | "off" | "connected">;
+
+/**
+ * The service process's side of a group (S5): serves the connections its
+ * manager passes it (manager dispatch) or accepts while it holds the accept
+ * semaphore (semaphore dispatch), reports its counters, and drains when
+ * told. Resolves once it has drained: time to exit.
+ */
+export function serveForManager(server: PerilinkServer, log: Logger, channel: ManagerChannel = process): Promise<void> {
+  let closed = 0;
+  let flushing = false;
+  // Semaphore dispatch: one turn at the accept semaphore.
+  let handles: (object | undefined)[] = [];
+  let turn: net.Server[] | null = null;
+  let accepted = 0;
+  const send = (msg: WorkerToManager, handle?: unknown, sent: () => void = () => {}): void => {
+    if (channel.connected === false || !channel.send) return;
+    try {
+      channel.send(msg, handle as net.Server | undefined, {}, sent);
+    } catch {
+      // the manager is gone: the disconnect handler ends this process
+    }
+  };
+  const flushClosed = (): void => {
+    // The manager counts a turn's connections when it hears `released`: their closes come after it.
+    if (closed === 0 || turn) return;
+    send({ t: "closed", n: closed });
+    closed = 0;
+  };
+  const onClose = (): void => {
+    closed++;
+    if (flushing) return;
+    flushing = true;
+    setImmediate(() => {
+      flushing = false;
+      flushClosed();
+    });
+  };
+  const serve = (socket: net.Socket): void => {
+    socket.once("close", onClose);
+    server.serveConnection(socket);
+  };
+
+  const endTurn = (): void => {
+    if (!turn) return;
+    for (const s of turn) s.close();
+    turn = null;
+    handles = [];
+    send({ t: "released", accepted });
+    accepted = 0;
+    flushClosed();
+  };
+  const lead = (): void => {
+    const servers: net.Server[] = [];
+    turn = servers;
+    for (const h of handles) {
+      const s = net.createServer({ noDelay: true, allowHalfOpen: server.allowHalfOpen }, (socket) => {
+        accepted++;
+        serve(socket);
+        // Everything queued is accepted in this turn of the event loop; then the next one may accept.
+        if (accepted === 1) setImmediate(endTurn);
+      });
+      s.on("error", (err) => log.error("listener_error", { transport: "tcp", error: err }));
+      s.listen(h as net.Server);
+      servers.push(s);
+    }
+  };
+
+  const report = setInterval(() => {
+    const st = server.status();
+    send({ t: "stats", sessions: st.sessions, inflight: st.inflight, requests: st.counters.requests ?? 0, connections: st.sessions });
+  }, STATS_INTERVAL_MS);
+  report.unref?.();
+
+  return new Promise<void>((resolve) => {
+    const finish = (): void => {
+      clearInterval(report);
+      channel.off("message", onMessage);
+      endTurn();
+      void server.drain().then(resolve, resolve);
+    };
+    const onMessage = (m: unknown, handle: unknown): void => {
+      const msg = m as ManagerToWorker;
+      switch (msg?.t) {
+        case "conn":
+          if (handle instanceof net.Socket) {
+            // A socket from IPC is never half-open; a session answers what runs after the client's FIN.
+            (handle as { allowHalfOpen: boolean }).allowHalfOpen = server.allowHalfOpen;
+            serve(handle);
+          }
+          break;
+        case "lead":
+          handles[msg.i] = handle as object;
+          if (handles.filter(Boolean).length === msg.of) lead();
+          break;
+        case "revoke":
+          if (turn) {
+            endTurn();
+          } else {
+            // A turn that never started (not every descriptor came): close what did.
+            for (const h of handles) (h as { close?: () => void } | undefined)?.close?.();
+            handles = [];
+            send({ t: "released", accepted: 0 });
+          }
+          break;
+        case "bounce":
+          // Back to the manager, which keeps it unwatched; our copy closes once it is on its way.
+          send({ t: "bounced" }, handle, () => (handle as { close?: () => void })?.close?.());
+          break;
+        case "drain":
+          finish();
+          break;
+      }
+    };
+    channel.on("message", onMessage);
+    // The manager died: finish what runs here, then exit (a new manager starts its own group).
+    channel.on("disconnect", finish);
+    send({ t: "ready" });
+  });
+}
