@@ -21,6 +21,10 @@ export interface ClientOptions {
   lingerMs?: number;
   probeTimeoutMs?: number;
   requestTimeoutMs?: number;
+  /** With requests outstanding, how long a session may read nothing before it sends a PING (dead-line detection). */
+  silenceMs?: number;
+  /** How long a PING may go unanswered before the line is dead and the links move to another address; 0 turns it off. */
+  pingTimeoutMs?: number;
   /** How long an address's identifier is trusted without a new probe. */
   identityTtlMs?: number;
   /** Bound of the identity cache and of the pinned keys. */
@@ -90,10 +94,14 @@ export class PerilinkClient {
       lingerMs: options.lingerMs ?? d.lingerMs,
       probeTimeoutMs: options.probeTimeoutMs ?? d.probeTimeoutMs,
       requestTimeoutMs: options.requestTimeoutMs ?? d.requestTimeoutMs,
+      silenceMs: options.silenceMs ?? d.silenceMs,
+      pingTimeoutMs: options.pingTimeoutMs ?? d.pingTimeoutMs,
       identityTtlMs: options.identityTtlMs ?? 30_000,
       maxKnownAddresses: options.maxKnownAddresses ?? 4096,
     };
     if (this.#opts.maxSessionsPerServer !== 1) throw new RangeError("maxSessionsPerServer: only 1 is supported");
+    if (!(this.#opts.silenceMs > 0)) throw new RangeError("silenceMs must be a positive number of ms");
+    if (!(this.#opts.pingTimeoutMs >= 0)) throw new RangeError("pingTimeoutMs must be ≥ 0 (0 turns dead-line detection off)");
     this.#log = options.logger ?? silentLogger;
     this.#book = new IdentityBook(this.#opts.identityTtlMs, this.#opts.maxKnownAddresses, { pinFile: options.pinFile });
     this.#book.onPinFileError = (err) => this.#log.warn("client_pin_file_write_failed", { error: err });
@@ -107,6 +115,7 @@ export class PerilinkClient {
       lingerMs: this.#opts.lingerMs,
       handshakeTimeoutMs: Math.max(this.#opts.probeTimeoutMs * 3, 3000),
       requestTimeoutMs: this.#opts.requestTimeoutMs,
+      liveness: { silenceMs: this.#opts.silenceMs, pingTimeoutMs: this.#opts.pingTimeoutMs },
       signal: this.#shutdown.signal,
       firstStreamId: options.firstStreamId,
       nextSessionNumber: () => self.#nextSession++,
@@ -208,6 +217,7 @@ export class PerilinkClient {
         port,
         timeoutMs: this.#entryHost.handshakeTimeoutMs,
         requestTimeoutMs: this.#opts.requestTimeoutMs,
+        ...this.#entryHost.liveness,
         signal,
         firstStreamId: this.#entryHost.firstStreamId,
       });

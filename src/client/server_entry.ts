@@ -18,6 +18,8 @@ export interface EntryHost {
   readonly lingerMs: number;
   readonly handshakeTimeoutMs: number;
   readonly requestTimeoutMs: number;
+  /** Dead-line detection of every session (ClientSession options). */
+  readonly liveness: { silenceMs: number; pingTimeoutMs: number };
   /** Aborted when the client closes: ends handshakes in progress. */
   readonly signal: AbortSignal;
   /** @internal For tests only: the first stream id of every session. */
@@ -160,6 +162,7 @@ export class ServerEntry {
             port: a.port,
             timeoutMs: this.#host.handshakeTimeoutMs,
             requestTimeoutMs: this.#host.requestTimeoutMs,
+            ...this.#host.liveness,
             signal: this.#host.signal,
             firstStreamId: this.#host.firstStreamId,
           });
