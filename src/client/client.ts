@@ -5,6 +5,9 @@ import { TARGET } from "../target.ts";
 import { ClientSession } from "./client_session.ts";
 import { identifyUdp } from "./identify.ts";
 import { IdentityBook } from "./identity_book.ts";
+import { LineKeeper, type LineRow } from "./line/line_keeper.ts";
+import { normalizePreference, type LinePreference } from "./line/line_score.ts";
+import { linuxLineSystem, type LineSystem } from "./line/line_system.ts";
 import { Link } from "./link.ts";
 import { ServerEntry, type EntryHost } from "./server_entry.ts";
 import { SocketLimiter } from "./socket_limiter.ts";
@@ -37,9 +40,28 @@ export interface ClientOptions {
    * `PERILINK_PIN_FILE` error.
    */
   pinFile?: string;
+  /**
+   * C8: how the lines to a server's addresses are weighed (bandwidth, hops,
+   * MTU, RTT; each weight ≥ 0). Default: all 1. The session runs on the
+   * address whose line scores best, and moves when another scores
+   * `lineSwitchMargin` points better.
+   */
+  linePreference?: Partial<LinePreference>;
+  /** How long a line measure is trusted, and how often the lines of servers in use are measured again (0: only after connects). */
+  lineRefreshMs?: number;
+  /** Score points (of 100) by which another line must beat the session's before the session moves: the hysteresis. */
+  lineSwitchMargin?: number;
+  /** @internal The OS seam of line measures (tests). */
+  lineSystem?: LineSystem;
   /** @internal For tests only: the first stream id of every session (default 1). */
   firstStreamId?: number;
 }
+
+/** Defaults of the line options (C8). */
+export const DEFAULT_LINE_REFRESH_MS = 30_000;
+export const DEFAULT_LINE_SWITCH_MARGIN = 5;
+/** TTL-limited probes per line measure: routers beyond this many are not counted. */
+export const LINE_MAX_HOPS = 8;
 
 export interface ConnectOptions {
   host: string;
@@ -61,6 +83,8 @@ export interface SessionRow {
   sessionNumber: number | null;
   refCount: number;
   state: "active" | "moving" | "closed";
+  /** The measured line of the communication address (Fig. 25), or null before its first measure. */
+  line: LineRow | null;
 }
 
 /**
@@ -68,7 +92,8 @@ export interface SessionRow {
  * connections (links), one session per server — not per address or name.
  */
 export class PerilinkClient {
-  #opts: Required<Omit<ClientOptions, "logger" | "firstStreamId" | "pinFile">>;
+  #opts: Required<Omit<ClientOptions, "logger" | "firstStreamId" | "pinFile" | "linePreference" | "lineRefreshMs" | "lineSwitchMargin" | "lineSystem">>;
+  #lines: LineKeeper;
   #log: Logger;
   #book: IdentityBook;
   #limiter: SocketLimiter;
@@ -107,6 +132,23 @@ export class PerilinkClient {
     this.#book.onPinFileError = (err) => this.#log.warn("client_pin_file_write_failed", { error: err });
     this.#limiter = new SocketLimiter(this.#opts.maxSessions, this.#opts.maxWaiting, this.#opts.waitTimeoutMs);
     this.#limiter.onPressure = () => this.#freeIdleSlot();
+    const lineRefreshMs = options.lineRefreshMs ?? DEFAULT_LINE_REFRESH_MS;
+    const lineSwitchMargin = options.lineSwitchMargin ?? DEFAULT_LINE_SWITCH_MARGIN;
+    if (!(lineRefreshMs >= 0)) throw new RangeError("lineRefreshMs must be ≥ 0");
+    if (!(lineSwitchMargin >= 0 && lineSwitchMargin <= 100)) throw new RangeError("lineSwitchMargin must be within 0..100 score points");
+    this.#lines = new LineKeeper(
+      {
+        preference: normalizePreference(options.linePreference),
+        refreshMs: lineRefreshMs,
+        switchMargin: lineSwitchMargin,
+        maxHops: LINE_MAX_HOPS,
+        probeTimeoutMs: this.#opts.probeTimeoutMs,
+        maxAddresses: this.#opts.maxKnownAddresses,
+        system: options.lineSystem ?? linuxLineSystem,
+        log: this.#log,
+      },
+      () => this.#entries.values(),
+    );
     const self = this;
     this.#entryHost = {
       limiter: this.#limiter,
@@ -122,7 +164,14 @@ export class PerilinkClient {
       entryIdle: (e) => {
         if (self.#entries.get(e.serverId) === e) self.#entries.delete(e.serverId);
       },
+      rank: (addresses) => self.#lines.rank(addresses),
+      lineFailed: (a) => self.#lines.failed(a),
     };
+  }
+
+  /** Line measures taken and the datagrams they sent, and session moves to a better line. */
+  get lineStats(): { measures: number; probesSent: number; switches: number } {
+    return { ...this.#lines.stats };
   }
 
   /** Sockets held now (sessions, active and draining). */
@@ -170,6 +219,7 @@ export class PerilinkClient {
       link.close();
       throw err;
     }
+    this.#lines.review(entry); // after the connect, never before it: measuring does not delay it
     return link;
   }
 
@@ -269,6 +319,7 @@ export class PerilinkClient {
         communicationAddress: live ? live.address.host : null,
         communicationPort: live ? live.address.port : null,
         refCount: e.links.size,
+        line: live ? this.#lines.row(live.address) : null,
       };
       for (const l of e.links) {
         rows.push({
@@ -301,7 +352,7 @@ export class PerilinkClient {
     this.#shutdown.abort(closed);
     this.#limiter.close(closed);
     for (const e of this.#entries.values()) for (const l of [...e.links]) l.close();
-    await Promise.all([...this.#connecting, ...[...this.#entries.values()].map((e) => e.close())]);
+    await Promise.all([this.#lines.close(), ...this.#connecting, ...[...this.#entries.values()].map((e) => e.close())]);
     this.#entries.clear();
     await this.#book.flush();
   }

@@ -77,6 +77,8 @@ export class ClientSession extends EventEmitter implements ChannelSession {
   #nextStream: number;
   #goAwayStream = -1;
   #retiring = false;
+  /** close() was called: nothing new is sent, what is pending finishes. */
+  #ending = false;
   #closed = false;
   #closing: Promise<void> | null = null;
   #closeError: Error | undefined;
@@ -160,9 +162,9 @@ export class ClientSession extends EventEmitter implements ChannelSession {
   get closed(): boolean {
     return this.#closed;
   }
-  /** True once the server sent GOAWAY or the session retired: no new channel or request is accepted here. */
+  /** True once the server sent GOAWAY, the session retired or close() was called: no new channel or request is accepted here. */
   get draining(): boolean {
-    return this.#goAwayStream >= 0 || this.#retiring;
+    return this.#goAwayStream >= 0 || this.#retiring || this.#ending;
   }
   /** Requests waiting for an answer (sent or queued for a slot). */
   get inflight(): number {
@@ -245,6 +247,7 @@ export class ClientSession extends EventEmitter implements ChannelSession {
 
   async #close(): Promise<void> {
     if (this.#closed) return;
+    this.#ending = true;
     this.#writer.frame(FrameType.GoAway, 0, this.#nextStream - 1, Buffer.from([0, 0]));
     this.#writer.flush();
     await this.#requests.whenIdle();
@@ -259,6 +262,9 @@ export class ClientSession extends EventEmitter implements ChannelSession {
 
   #unusable(): Error {
     if (this.#closed) return new SessionClosedError("Cannot use session: it is closed", { cause: this.#closeError });
+    if (this.#ending && this.#goAwayStream < 0 && !this.#retiring) {
+      return new RequestRefusedError("Cannot start request: this session is closing; send it on a new one");
+    }
     return this.#retiring && this.#goAwayStream < 0
       ? new RequestRefusedError("Cannot start request: this session has used up its ids and is closing; open a new one")
       : new RequestRefusedError("Cannot start request: the server is draining this session; open a new one");

@@ -26,6 +26,10 @@ export interface EntryHost {
   readonly firstStreamId: number | undefined;
   nextSessionNumber(): number;
   entryIdle(entry: ServerEntry): void;
+  /** Orders addresses for opening a session: the better line first (C8). */
+  rank<A extends Address>(addresses: readonly A[]): A[];
+  /** A session on this address failed (its line is measured again before it is trusted). */
+  lineFailed(address: Address): void;
 }
 
 interface Live {
@@ -58,6 +62,7 @@ export class ServerEntry {
   #draining = new Map<ClientSession, number>();
   #linger: ReturnType<typeof setTimeout> | null = null;
   #lastFailed: Address | null = null;
+  #moving = false;
   #closed = false;
 
   constructor(host: EntryHost, serverId: string, publicKey: Buffer) {
@@ -140,7 +145,7 @@ export class ServerEntry {
 
   async #open(): Promise<Live> {
     if (this.#closed) throw closedError();
-    const order = [...this.addresses].sort((a, b) => Number(a === this.#lastFailed) - Number(b === this.#lastFailed));
+    const order = this.#host.rank(this.addresses).sort((a, b) => Number(a === this.#lastFailed) - Number(b === this.#lastFailed));
     const limiter = this.#host.limiter;
     let lastErr: unknown;
     let busy: ServerBusyError | null = null;
@@ -243,6 +248,65 @@ export class ServerEntry {
     return live;
   }
 
+  /**
+   * C8: moves the server's session to address `a`, make-before-break: a
+   * session is opened there first, and only once it is in place do the
+   * links move to it, while the old one finishes its in-flight requests and
+   * closes (as after a GOAWAY) — no request fails or runs twice. Resolves
+   * false when nothing moved: no active session, already there, an open or
+   * move in progress, no free socket (a move never waits for one), or `a`
+   * did not answer as this server.
+   */
+  async moveTo(a: Address): Promise<boolean> {
+    const from = this.#active;
+    if (this.#closed || this.#moving || this.#opening || !from || (from.address.host === a.host && from.address.port === a.port)) return false;
+    const limiter = this.#host.limiter;
+    if (!limiter.tryAcquire()) return false;
+    this.#moving = true;
+    try {
+      let session: ClientSession;
+      try {
+        session = await ClientSession.connect({
+          host: a.host,
+          port: a.port,
+          timeoutMs: this.#host.handshakeTimeoutMs,
+          requestTimeoutMs: this.#host.requestTimeoutMs,
+          ...this.#host.liveness,
+          signal: this.#host.signal,
+          firstStreamId: this.#host.firstStreamId,
+        });
+      } catch (err) {
+        limiter.release();
+        this.#host.log.debug("client_line_move_failed", { serverId: this.serverId, host: a.host, port: a.port, error: err as Error });
+        return false;
+      }
+      const old = this.#active;
+      let keep = !this.#closed && session.serverId === this.serverId && (old === null || old === from);
+      if (keep) {
+        try {
+          this.#host.book.pin(session.serverId, session.publicKey, `${a.host}:${a.port}`);
+        } catch {
+          keep = false; // an impostor's socket is never kept
+        }
+      }
+      if (!keep || session.draining) {
+        session.destroy();
+        limiter.release();
+        return false;
+      }
+      this.#attach(session, a);
+      if (old) {
+        this.#draining.set(old.session, old.number);
+        old.session.close().catch(() => old.session.destroy());
+      }
+      this.#host.log.info("client_session_moved", { serverId: this.serverId, from: `${from.address.host}:${from.address.port}`, to: `${a.host}:${a.port}` });
+      for (const link of this.links) link.rebind();
+      return true;
+    } finally {
+      this.#moving = false;
+    }
+  }
+
   /** C10: the server is draining this session; links move to a new one, in-flight requests finish here. */
   #onGoAway(live: Live): void {
     if (this.#active !== live) return;
@@ -268,6 +332,7 @@ export class ServerEntry {
     if (err) {
       // C5: the communication address failed; the next use fails over (links move lazily or now).
       this.#lastFailed = live.address;
+      this.#host.lineFailed(live.address);
       this.#host.log.info("client_session_failed", { serverId: this.serverId, session: live.number, error: err });
       for (const link of this.links) link.rebind();
     }

@@ -1,5 +1,5 @@
 /**
- * Idempotent echo requests on a link, one every `everyMs`, each on its own
+ * Echo requests on a link (idempotent unless told otherwise), one every `everyMs`, each on its own
  * (not waiting for the previous one), for a bounded time; then waits a
  * bounded time for the stragglers. Every request's start, end and outcome
  * is recorded, so a test can say when requests flowed and which failed.
@@ -20,7 +20,7 @@ export interface PacedRun {
   stop(settleMs: number): Promise<PacedRecord[]>;
 }
 
-export function pacedRequests(link: Link, opts: { everyMs: number; maxMs: number; timeoutMs?: number }): PacedRun {
+export function pacedRequests(link: Link, opts: { everyMs: number; maxMs: number; timeoutMs?: number; idempotent?: boolean }): PacedRun {
   const records: PacedRecord[] = [];
   const inflight = new Set<Promise<void>>();
   let stopping = false;
@@ -31,7 +31,7 @@ export function pacedRequests(link: Link, opts: { everyMs: number; maxMs: number
       records.push(r);
       const body = `req-${id}`;
       const p = link
-        .request(body, { idempotent: true, ...(opts.timeoutMs === undefined ? {} : { timeoutMs: opts.timeoutMs }) })
+        .request(body, { idempotent: opts.idempotent ?? true, ...(opts.timeoutMs === undefined ? {} : { timeoutMs: opts.timeoutMs }) })
         .then(
           (reply) => {
             if (reply.toString() !== body) r.error = `wrong answer ${reply.toString()}`;
