@@ -11,7 +11,7 @@ const USAGE = `perilink ${VERSION}: a runtime for network peripherals and the ho
 Usage:
   perilink serve  [--config FILE] [--listen HOST:PORT]... [--app MODULE] [--state-dir DIR] [--log-level LEVEL]
   perilink id     HOST:PORT [--tcp] [--json] [--timeout MS]
-  perilink call   HOST:PORT [HOST:PORT]... [--app NAME] [--data TEXT] [--json] [--timeout MS]
+  perilink call   HOST:PORT [HOST:PORT]... [--app NAME] [--data TEXT] [--json] [--timeout MS] [--prefer bandwidth=1,hops=1,mtu=1,rtt=1]
   perilink status [--state-dir DIR] [--json]
   perilink upgrade [--state-dir DIR] [--program PATH] [--app MODULE] [--timeout MS] [--json]
   perilink help | version

@@ -174,6 +174,15 @@ export class PerilinkClient {
     return { ...this.#lines.stats };
   }
 
+  /**
+   * Measures the lines of every server in use now (as the `lineRefreshMs`
+   * timer does) and moves each session whose server has a clearly better
+   * line; resolves once the measures and moves are done.
+   */
+  refreshLines(): Promise<void> {
+    return this.#lines.refresh();
+  }
+
   /** Sockets held now (sessions, active and draining). */
   get socketsInUse(): number {
     return this.#limiter.used;

@@ -9,9 +9,10 @@ import assert from "node:assert/strict";
 import { after, before, test } from "node:test";
 import { createClient, type PerilinkClient } from "../../src/client/client.ts";
 import { createTopology, type Topology } from "../helpers/netns_topology.ts";
+import { runCli } from "../helpers/cli.ts";
 import { startLineServer, type LineServer } from "../helpers/line_server.ts";
 import { describeFailures, pacedRequests } from "../helpers/paced_requests.ts";
-import { sleep, waitFor } from "../helpers/fixtures.ts";
+import { sleep, tempDir, waitFor } from "../helpers/fixtures.ts";
 
 let topo: Topology | null = null;
 let skip = "";
@@ -127,4 +128,31 @@ test("taking the better line down moves the links to the other with no error see
   } finally {
     await client.close();
   }
+});
+
+test("perilink call with two addresses of one server rides the better line and shows it; --prefer weighs the measures", async (t) => {
+  if (!topo || !server) return t.skip(skip);
+  const { direct, routed } = topo;
+  const env = { ...process.env, PERILINK_STATE_DIR: tempDir("perilink-call-") };
+  const targets = [`${routed.server.v4}:${server.port}`, `${direct.server.v4}:${server.port}`];
+  type Out = { sessions: { communicationAddress: string; line: { routers: number; pathMtu: number; score: number } | null }[] };
+  const plain = await runCli(["call", ...targets, "--json"], { env, timeoutMs: 30_000 });
+  assert.equal(plain.code, 0, plain.stderr);
+  const rows = (JSON.parse(plain.stdout) as Out).sessions;
+  t.diagnostic(`default: ${JSON.stringify(rows[0])}`);
+  assert.deepEqual([...new Set(rows.map((r) => r.communicationAddress))], [direct.server.v4]);
+  assert.equal(rows[0]!.line?.routers, 0);
+  await topo.run("tc", ["qdisc", "add", "dev", direct.clientIf, "root", "tbf", "rate", "5mbit", "burst", "32kbit", "latency", "50ms"]);
+  try {
+    const weighed = await runCli(["call", ...targets.reverse(), "--json", "--prefer", "bandwidth=1"], { env, timeoutMs: 30_000 });
+    assert.equal(weighed.code, 0, weighed.stderr);
+    const rows2 = (JSON.parse(weighed.stdout) as Out).sessions;
+    t.diagnostic(`--prefer bandwidth=1, direct uplink shaped: ${JSON.stringify(rows2[0])}`);
+    assert.deepEqual([...new Set(rows2.map((r) => r.communicationAddress))], [routed.server.v4]);
+  } finally {
+    await topo.run("tc", ["qdisc", "del", "dev", direct.clientIf, "root"]).catch(() => {});
+  }
+  const bad = await runCli(["call", ...targets, "--prefer", "fast"], { env, timeoutMs: 30_000 });
+  assert.notEqual(bad.code, 0);
+  assert.match(bad.stderr, /--prefer/);
 });

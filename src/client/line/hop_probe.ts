@@ -17,7 +17,7 @@ import { decodeProbeResponse, encodeProbeRequest, udpSignedMessage } from "../..
 export interface HopProbeResult {
   /** Routers between us and the server, or null when no probe was answered. */
   routers: number | null;
-  /** The first answer's round-trip time, ms. */
+  /** The shortest round-trip time of the answered probes, ms. */
   rttMs: number | null;
   probesSent: number;
 }
@@ -69,16 +69,17 @@ export function probeHops(address: string, port: number, opts: HopProbeOptions):
       socks.push(s);
       s.on("error", () => {}); // unreachable, no route: this TTL simply gets no answer
       s.on("message", (msg, rinfo) => {
+        const now = performance.now(); // before the signature check: its cost is not the line's
         if (done || rinfo.port !== port || rinfo.address.split("%")[0]!.toLowerCase() !== expected) return;
         const r = decodeProbeResponse(msg);
         if (r === null || !verifySignature(udpSignedMessage(nonce, r.serverId, r.generation), r.signature, r.publicKey)) return;
         if (opts.serverId !== undefined && bytesToUuid(r.serverId) !== opts.serverId) return;
-        const now = performance.now();
+        const rtt = now - sentAt;
         if (rttMs === null) {
-          rttMs = now - sentAt;
           clearTimeout(timer);
-          timer = setTimeout(finish, Math.max(SETTLE_MIN_MS, 2 * rttMs));
+          timer = setTimeout(finish, Math.max(SETTLE_MIN_MS, 2 * rtt));
         }
+        if (rttMs === null || rtt < rttMs) rttMs = rtt; // the fastest of the answered probes
         if (ttl < answered) answered = ttl;
         if (answered === 1) finish(); // nothing lower to wait for
       });

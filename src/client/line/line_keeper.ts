@@ -186,6 +186,12 @@ export class LineKeeper {
     if (await entry.moveTo(best)) this.stats.switches++;
   }
 
+  /** Measures the lines of every server in use now and moves sessions that have a clearly better line; resolves when done. */
+  async refresh(): Promise<void> {
+    for (const e of this.#entries()) if (e.links.size > 0 && e.active) this.#spawn(e, true);
+    await Promise.all([...this.#running]);
+  }
+
   /** Stops the timer and ends measures in progress; resolves when none runs. */
   async close(): Promise<void> {
     if (this.#timer) clearInterval(this.#timer);
