@@ -131,8 +131,9 @@ export class ServerEntry {
 
   /**
    * The session links should use now: the active one, else a new one on the
-   * first address that works (C5: the one named first, the one that just
-   * failed last). Throws `ServerBusyError` when an address refused as busy,
+   * first address that answers (C5, C8: the better line first — the order
+   * they were named until lines are measured — and the one that just failed
+   * last; attempts staggered as in Happy Eyeballs). Throws `ServerBusyError` when an address refused as busy,
    * else `UnreachableError` when none answered.
    */
   session(): Promise<Live> {
@@ -147,19 +148,17 @@ export class ServerEntry {
     if (this.#closed) throw closedError();
     const order = this.#host.rank(this.addresses).sort((a, b) => Number(a === this.#lastFailed) - Number(b === this.#lastFailed));
     const limiter = this.#host.limiter;
-    let lastErr: unknown;
-    let busy: ServerBusyError | null = null;
-    let drainedAtOnce = 0;
-    let haveSlot = false;
-    try {
-      for (let i = 0; i < order.length; i++) {
-        const a = order[i]!;
-        if (!haveSlot) {
-          if (this.#closed) throw closedError();
-          await limiter.acquire();
-          haveSlot = true;
-          if (this.#closed) throw closedError();
-        }
+    const st = { won: null as Live | null, fatal: null as Error | null, busy: null as ServerBusyError | null, lastErr: undefined as unknown, spare: 0 };
+    // Ends the attempts that lose (a winner was found), and all of them when the client closes.
+    const stop = new AbortController();
+    const onHostAbort = (): void => stop.abort(this.#host.signal.reason);
+    if (this.#host.signal.aborted) onHostAbort();
+    else this.#host.signal.addEventListener("abort", onHostAbort, { once: true });
+    const running = new Set<Promise<void>>();
+
+    /** One address, holding one socket slot; tries again (bounded) when the session arrives drained. */
+    const attempt = async (a: Address): Promise<void> => {
+      for (let drained = 0; ; drained++) {
         let session: ClientSession;
         try {
           session = await ClientSession.connect({
@@ -168,40 +167,85 @@ export class ServerEntry {
             timeoutMs: this.#host.handshakeTimeoutMs,
             requestTimeoutMs: this.#host.requestTimeoutMs,
             ...this.#host.liveness,
-            signal: this.#host.signal,
+            signal: stop.signal,
             firstStreamId: this.#host.firstStreamId,
           });
         } catch (err) {
-          if (this.#closed) throw closedError(err);
-          if (err instanceof ServerBusyError) busy = err;
-          lastErr = err;
-          this.#host.log.debug("client_address_failed", { serverId: this.serverId, host: a.host, port: a.port, error: err as Error });
-          continue;
+          st.spare++; // the next attempt takes this slot: a connect waiting for one does not get it in between
+          if (this.#closed) st.fatal ??= closedError(err);
+          else if (!stop.signal.aborted) {
+            if (err instanceof ServerBusyError) st.busy = err;
+            st.lastErr = err;
+            this.#host.log.debug("client_address_failed", { serverId: this.serverId, host: a.host, port: a.port, error: err as Error });
+          }
+          return;
         }
-        haveSlot = false; // the session holds it now: #install gives it back if the session is not kept
         let live: Live;
         try {
-          live = this.#install(session, a);
+          live = this.#install(session, a); // the session holds the slot now, or #install gave it back
         } catch (err) {
-          if (err instanceof KeyMismatchError || err instanceof ClientClosedError) throw err;
-          lastErr = err;
+          if (err instanceof KeyMismatchError || err instanceof ClientClosedError) st.fatal ??= err;
+          st.lastErr = err;
           this.#host.log.debug("client_address_failed", { serverId: this.serverId, host: a.host, port: a.port, error: err as Error });
-          continue;
+          return;
         }
-        if (!live.session.draining) return live;
+        if (!live.session.draining) {
+          st.won ??= live;
+          return;
+        }
         // GOAWAY came with the hello (the server is being replaced or sheds load): the same
         // address serves on a new session, so try it again, a bounded number of times.
-        if (++drainedAtOnce <= MAX_DRAINED_AT_ONCE) i--;
-        lastErr = new PerilinkError("PERILINK_REQUEST_REFUSED", `${a.host}:${a.port} drained the session as it opened`);
+        st.lastErr = new PerilinkError("PERILINK_REQUEST_REFUSED", `${a.host}:${a.port} drained the session as it opened`);
+        if (drained >= MAX_DRAINED_AT_ONCE || stop.signal.aborted) return;
+        try {
+          await limiter.acquire();
+        } catch (err) {
+          st.fatal ??= err as Error;
+          return;
+        }
+      }
+    };
+
+    // Happy Eyeballs (RFC 8305) over the server's addresses, best first: each next attempt
+    // starts STAGGER_MS after the one before, or at once when that one failed; the first
+    // session that is this server wins. Only the first attempt may wait for a socket slot;
+    // a later one starts early only if a slot is free, else when an attempt before it ends.
+    try {
+      for (let i = 0; st.won === null && st.fatal === null; ) {
+        if (i >= order.length) {
+          if (running.size === 0) break;
+          await Promise.race(running);
+          continue;
+        }
+        if (st.spare > 0) st.spare--;
+        else if (running.size === 0) {
+          if (this.#closed) throw closedError();
+          await limiter.acquire();
+          if (this.#closed) {
+            limiter.release();
+            throw closedError();
+          }
+        } else if (!limiter.tryAcquire()) {
+          await Promise.race(running);
+          continue;
+        }
+        const p: Promise<void> = attempt(order[i++]!).finally(() => running.delete(p));
+        running.add(p);
+        if (i < order.length) await raceDelay(running, STAGGER_MS);
       }
     } finally {
-      if (haveSlot) limiter.release();
+      stop.abort(); // the attempts that lost end their handshakes now
+      this.#host.signal.removeEventListener("abort", onHostAbort);
+      await Promise.all([...running]);
+      for (; st.spare > 0; st.spare--) limiter.release();
     }
+    if (st.fatal) throw st.fatal;
+    if (st.won) return st.won;
     // One condition, one code: a server that answered "busy" is busy, whatever else failed.
-    if (busy) throw busy;
+    if (st.busy) throw st.busy;
     throw new UnreachableError(
       `Cannot reach server ${this.serverId}: none of its ${order.length} known addresses answered (${order.map((a) => `${a.host}:${a.port}`).join(", ")})`,
-      { cause: lastErr },
+      { cause: st.lastErr },
     );
   }
 
@@ -357,6 +401,15 @@ export class ServerEntry {
 
 /** How often one open() tries again when sessions arrive already drained. */
 const MAX_DRAINED_AT_ONCE = 3;
+
+/** Delay between the starts of two attempts to open a session (RFC 8305's recommended 250 ms). */
+export const STAGGER_MS = 250;
+
+/** Resolves when one of `running` settles or `ms` passes. */
+function raceDelay(running: Set<Promise<void>>, ms: number): Promise<void> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  return Promise.race([...running, new Promise<void>((r) => (timer = setTimeout(r, ms)))]).finally(() => clearTimeout(timer));
+}
 
 function closedError(cause?: unknown): ClientClosedError {
   return new ClientClosedError("Cannot open a session: the client is closed", cause === undefined ? undefined : { cause });
