@@ -8,6 +8,7 @@ const BENCHES: Record<string, string> = {
   sessions: "./sessions.ts",
   handoff: "./handoff.ts",
   torture: "./torture.ts",
+  lines: "./lines.ts",
 };
 
 interface Bench {
