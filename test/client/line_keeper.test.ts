@@ -21,11 +21,13 @@ function fakeSystem(shaped = false): LineSystem {
   };
 }
 
-test("TTL-limited probes to the server's identify responder count 0 routers on loopback and time the round trip", async () => {
+test("TTL-limited probes to the server's identify responder count 0 routers on loopback with 1 + log2(maxHops) probes, and time the round trip", async () => {
   const server = await testServer();
-  const r = await probeHops("127.0.0.1", portOf(server), { maxHops: 4, timeoutMs: 1000, serverId: server.serverId });
+  const before = server.stats.probes;
+  const r = await probeHops("127.0.0.1", portOf(server), { maxHops: 8, timeoutMs: 1000, serverId: server.serverId });
   assert.equal(r.routers, 0);
-  assert.equal(r.probesSent, 4);
+  assert.equal(r.probesSent, 4, "the full-TTL probe, then TTL 4, 2, 1");
+  assert.equal(server.stats.probes - before, 4, "the server signed 4 answers");
   assert.ok(r.rttMs !== null && r.rttMs >= 0 && r.rttMs < 1000);
 });
 

@@ -1,11 +1,18 @@
 /**
  * Router count and round-trip time to a server, from its own identify
- * responder: one probe per TTL 1..maxHops, all at once, each from its own
- * socket so its answer says which TTL it was. A probe whose TTL runs out on
- * the way is dropped by a router (whose ICMP time-exceeded never reaches a
- * UDP socket here), so the smallest answered TTL is the hop count to the
- * server: routers = that − 1. Only an answer from the probed address and
- * port, signed over that probe's nonce by the expected server, counts.
+ * responder. A probe whose TTL runs out on the way is dropped by a router
+ * (whose ICMP time-exceeded never reaches a UDP socket here); one that
+ * arrives is answered. So the smallest answered TTL is the hop count:
+ * routers = that − 1.
+ *
+ * First a probe with the full `maxHops` TTL (resent up to twice within
+ * `timeoutMs`): no answer means the server is not reachable this way. Then
+ * a binary search over 1..maxHops, each probe waiting a few round trips:
+ * log2(maxHops) more probes (3 for 8 hops), so a measure costs the server at
+ * most 4 signatures and spends little of its per-source probe budget, which
+ * the client's own identify probes share. Only an answer from the probed
+ * address and port, signed over that probe's nonce by the expected server,
+ * counts; a lost probe can only make the count larger.
  */
 import { randomBytes } from "node:crypto";
 import dgram from "node:dgram";
@@ -17,7 +24,7 @@ import { decodeProbeResponse, encodeProbeRequest, udpSignedMessage } from "../..
 export interface HopProbeResult {
   /** Routers between us and the server, or null when no probe was answered. */
   routers: number | null;
-  /** The shortest round-trip time of the answered probes, ms. */
+  /** The fastest answered probe's round-trip time, ms. */
   rttMs: number | null;
   probesSent: number;
 }
@@ -31,69 +38,96 @@ export interface HopProbeOptions {
   signal?: AbortSignal;
 }
 
-/** After the first answer, how long lower TTLs still get to answer (they travel the same path). */
-const SETTLE_MIN_MS = 20;
+/** How long a TTL-limited probe waits: this many round trips of the full probe, at least `MIN_WAIT_MS`. */
+const WAIT_RTTS = 4;
+const MIN_WAIT_MS = 20;
 
-export function probeHops(address: string, port: number, opts: HopProbeOptions): Promise<HopProbeResult> {
+export async function probeHops(address: string, port: number, opts: HopProbeOptions): Promise<HopProbeResult> {
   const bare = address.split("%")[0]!;
-  const type = net.isIPv6(bare) ? "udp6" : "udp4";
   const expected = bare.toLowerCase();
-  return new Promise((resolve) => {
-    const socks: dgram.Socket[] = [];
-    let answered = Infinity;
-    let rttMs: number | null = null;
-    let sent = 0;
-    let done = false;
-    let timer: ReturnType<typeof setTimeout> | undefined;
-    const finish = (): void => {
-      if (done) return;
-      done = true;
-      clearTimeout(timer);
-      opts.signal?.removeEventListener("abort", finish);
-      for (const s of socks) {
-        try {
-          s.close();
-        } catch {
-          // already closed
-        }
-      }
-      resolve({ routers: answered === Infinity ? null : answered - 1, rttMs, probesSent: sent });
-    };
-    timer = setTimeout(finish, opts.timeoutMs);
-    if (opts.signal?.aborted) return finish();
-    opts.signal?.addEventListener("abort", finish, { once: true });
-    for (let ttl = 1; ttl <= opts.maxHops; ttl++) {
-      const nonce = randomBytes(NONCE_SIZE);
-      const s = dgram.createSocket(type);
-      let sentAt = 0;
-      socks.push(s);
-      s.on("error", () => {}); // unreachable, no route: this TTL simply gets no answer
-      s.on("message", (msg, rinfo) => {
-        const now = performance.now(); // before the signature check: its cost is not the line's
-        if (done || rinfo.port !== port || rinfo.address.split("%")[0]!.toLowerCase() !== expected) return;
-        const r = decodeProbeResponse(msg);
-        if (r === null || !verifySignature(udpSignedMessage(nonce, r.serverId, r.generation), r.signature, r.publicKey)) return;
-        if (opts.serverId !== undefined && bytesToUuid(r.serverId) !== opts.serverId) return;
-        const rtt = now - sentAt;
-        if (rttMs === null) {
-          clearTimeout(timer);
-          timer = setTimeout(finish, Math.max(SETTLE_MIN_MS, 2 * rtt));
-        }
-        if (rttMs === null || rtt < rttMs) rttMs = rtt; // the fastest of the answered probes
-        if (ttl < answered) answered = ttl;
-        if (answered === 1) finish(); // nothing lower to wait for
-      });
-      s.bind(0, () => {
-        if (done) return;
-        try {
-          s.setTTL(ttl);
-        } catch {
-          return;
-        }
-        sent++;
-        sentAt = performance.now();
-        s.send(encodeProbeRequest(nonce), port, address, () => {});
-      });
-    }
+  const sock = dgram.createSocket(net.isIPv6(bare) ? "udp6" : "udp4");
+  let probesSent = 0;
+  /** The probe in flight: its nonce, send time and how to settle it. */
+  let current: { nonce: Buffer; sentAt: number; settle(rtt: number | null): void } | null = null;
+  const onAbort = (): void => current?.settle(null);
+  opts.signal?.addEventListener("abort", onAbort, { once: true });
+  sock.on("error", () => current?.settle(null)); // no route, unreachable: this probe gets no answer
+  sock.on("message", (msg, rinfo) => {
+    const now = performance.now(); // before the signature check: its cost is not the line's
+    const c = current;
+    if (c === null || rinfo.port !== port || rinfo.address.split("%")[0]!.toLowerCase() !== expected) return;
+    const r = decodeProbeResponse(msg);
+    if (r === null || !verifySignature(udpSignedMessage(c.nonce, r.serverId, r.generation), r.signature, r.publicKey)) return;
+    if (opts.serverId !== undefined && bytesToUuid(r.serverId) !== opts.serverId) return;
+    c.settle(now - c.sentAt);
   });
+
+  /** One probe at `ttl`, sent `attempts` times within `waitMs`; resolves with its RTT or null. */
+  const probe = (ttl: number, waitMs: number, attempts: number): Promise<number | null> =>
+    new Promise((resolve) => {
+      if (opts.signal?.aborted) return resolve(null);
+      const nonce = randomBytes(NONCE_SIZE);
+      const request = encodeProbeRequest(nonce);
+      const timers: ReturnType<typeof setTimeout>[] = [];
+      const c = {
+        nonce,
+        sentAt: 0,
+        settle(rtt: number | null): void {
+          if (current !== c) return;
+          current = null;
+          for (const t of timers) clearTimeout(t);
+          resolve(rtt);
+        },
+      };
+      current = c;
+      const send = (): void => {
+        if (current !== c) return;
+        try {
+          sock.setTTL(ttl);
+        } catch {
+          return c.settle(null);
+        }
+        probesSent++;
+        c.sentAt = performance.now();
+        sock.send(request, port, address, () => {});
+      };
+      send();
+      for (let i = 1; i < attempts; i++) timers.push(setTimeout(send, (waitMs * i) / attempts));
+      timers.push(setTimeout(() => c.settle(null), waitMs));
+    });
+
+  try {
+    await new Promise<void>((resolve, reject) => {
+      sock.once("error", reject);
+      sock.bind(0, () => {
+        sock.off("error", reject);
+        resolve();
+      });
+    });
+    const full = await probe(opts.maxHops, opts.timeoutMs, 3);
+    if (full === null) return { routers: null, rttMs: null, probesSent };
+    let rtt = full;
+    const waitMs = Math.max(MIN_WAIT_MS, WAIT_RTTS * full);
+    let lo = 1;
+    let hi = opts.maxHops; // answered at hi
+    while (lo < hi && !opts.signal?.aborted) {
+      const mid = (lo + hi) >> 1;
+      const r = await probe(mid, waitMs, 1);
+      if (r === null) lo = mid + 1;
+      else {
+        hi = mid;
+        if (r < rtt) rtt = r;
+      }
+    }
+    return { routers: hi - 1, rttMs: rtt, probesSent };
+  } catch {
+    return { routers: null, rttMs: null, probesSent };
+  } finally {
+    opts.signal?.removeEventListener("abort", onAbort);
+    try {
+      sock.close();
+    } catch {
+      // already closed
+    }
+  }
 }

@@ -70,6 +70,7 @@ export class LineKeeper {
   #entries: () => Iterable<LineEntry>;
   #known = new Map<string, Known>();
   #reviewing = new Set<LineEntry>();
+  #lastReview = new WeakMap<LineEntry, { at: number; count: number; active: LineAddress | null }>();
   #running = new Set<Promise<void>>();
   #timer: ReturnType<typeof setInterval> | null = null;
   #shutdown = new AbortController();
@@ -154,8 +155,18 @@ export class LineKeeper {
     if (k?.measure) k.measure = { ...k.measure, reachable: false };
   }
 
-  /** After a connect: measure the server's addresses and move its session if a line is clearly better. */
+  /**
+   * After a connect: measure the server's addresses and move its session if
+   * a line is clearly better. Nothing to do (no promise, no timer) when the
+   * server has one address, or nothing changed since its last review within
+   * `refreshMs`: the common connect that rides a session stays cheap.
+   */
   review(entry: LineEntry): void {
+    if (entry.addresses.length < 2) return;
+    const last = this.#lastReview.get(entry);
+    const active = entry.active?.address ?? null;
+    if (last && last.count === entry.addresses.length && last.active === active && performance.now() - last.at < this.#o.refreshMs) return;
+    this.#lastReview.set(entry, { at: performance.now(), count: entry.addresses.length, active });
     this.#spawn(entry, false);
   }
 
