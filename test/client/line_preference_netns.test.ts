@@ -7,7 +7,9 @@
  */
 import assert from "node:assert/strict";
 import { after, before, test } from "node:test";
-import { createClient, type PerilinkClient } from "../../src/client/client.ts";
+import { createClient, LINE_MAX_HOPS, type PerilinkClient } from "../../src/client/client.ts";
+import { measureLine } from "../../src/client/line/line_measure.ts";
+import { linuxLineSystem } from "../../src/client/line/line_system.ts";
 import { createTopology, type Topology } from "../helpers/netns_topology.ts";
 import { runCli } from "../helpers/cli.ts";
 import { startLineServer, type LineServer } from "../helpers/line_server.ts";
@@ -155,4 +157,23 @@ test("perilink call with two addresses of one server rides the better line and s
   const bad = await runCli(["call", ...targets, "--prefer", "fast"], { env, timeoutMs: 30_000 });
   assert.notEqual(bad.code, 0);
   assert.match(bad.stderr, /--prefer/);
+});
+
+test("each line measures its routers, path MTU and interface bandwidth, over IPv4 and IPv6", async (t) => {
+  if (!topo || !server) return t.skip(skip);
+  for (const [line, family] of [
+    [topo.direct, "v4"],
+    [topo.routed, "v4"],
+    [topo.direct, "v6"],
+    [topo.routed, "v6"],
+  ] as const) {
+    const m = await measureLine(line.server[family], server.port, { system: linuxLineSystem, maxHops: LINE_MAX_HOPS, timeoutMs: 1000, serverId: server.serverId });
+    t.diagnostic(`${line.server[family]}: ${JSON.stringify(m)}`);
+    assert.ok(m.reachable);
+    assert.equal(m.routers, line.routers);
+    assert.equal(m.pathMtu, line.mtu);
+    assert.equal(m.bandwidthMbps, 10_000, "veth reports 10000 Mb/s");
+    assert.ok(m.probesSent <= 4);
+    await sleep(100);
+  }
 });

@@ -1,6 +1,6 @@
 /**
  * A perilink server (the CLI, from source) in the topology's server
- * namespace, listening on both lines' IPv4 addresses at one port; stopped
+ * namespace, listening on both lines' IPv4 and IPv6 addresses at one port; stopped
  * by `stop()`. Ready once it answers an identify probe on each line.
  */
 import type { ChildProcess } from "node:child_process";
@@ -25,6 +25,8 @@ export async function startLineServer(topo: Topology): Promise<LineServer> {
     "serve",
     "--listen", `${topo.direct.server.v4}:${port}`,
     "--listen", `${topo.routed.server.v4}:${port}`,
+    "--listen", `[${topo.direct.server.v6}]:${port}`,
+    "--listen", `[${topo.routed.server.v6}]:${port}`,
     "--state-dir", tempDir("perilink-lines-"),
     "--log-level", "warn",
   ]);
@@ -34,7 +36,7 @@ export async function startLineServer(topo: Topology): Promise<LineServer> {
   child.stderr!.setEncoding("utf8").on("data", (s: string) => (log += s));
   const end = Date.now() + START_WAIT_MS;
   let serverId = "";
-  for (const host of [topo.direct.server.v4, topo.routed.server.v4]) {
+  for (const host of [topo.direct.server.v4, topo.routed.server.v4, topo.direct.server.v6, topo.routed.server.v6]) {
     for (;;) {
       if (child.exitCode !== null) throw new Error(`server exited with ${child.exitCode}: ${log}`);
       try {
