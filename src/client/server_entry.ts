@@ -1,9 +1,10 @@
-import { ClientClosedError, KeyMismatchError, PerilinkError, ServerBusyError, UnreachableError } from "../errors.ts";
+import { ClientClosedError, KeyMismatchError, PerilinkError, UnreachableError } from "../errors.ts";
 import type { Logger } from "../logger.ts";
 import { ClientSession } from "./client_session.ts";
 import type { IdentityBook } from "./identity_book.ts";
 import type { Link } from "./link.ts";
 import type { SocketLimiter } from "./socket_limiter.ts";
+import { openStaggered } from "./staggered_open.ts";
 
 export interface Address {
   host: string;
@@ -147,105 +148,33 @@ export class ServerEntry {
   async #open(): Promise<Live> {
     if (this.#closed) throw closedError();
     const order = this.#host.rank(this.addresses).sort((a, b) => Number(a === this.#lastFailed) - Number(b === this.#lastFailed));
-    const limiter = this.#host.limiter;
-    const st = { won: null as Live | null, fatal: null as Error | null, busy: null as ServerBusyError | null, lastErr: undefined as unknown, spare: 0 };
-    // Ends the attempts that lose (a winner was found), and all of them when the client closes.
-    const stop = new AbortController();
-    const onHostAbort = (): void => stop.abort(this.#host.signal.reason);
-    if (this.#host.signal.aborted) onHostAbort();
-    else this.#host.signal.addEventListener("abort", onHostAbort, { once: true });
-    const running = new Set<Promise<void>>();
-
-    /** One address, holding one socket slot; tries again (bounded) when the session arrives drained. */
-    const attempt = async (a: Address): Promise<void> => {
-      for (let drained = 0; ; drained++) {
-        let session: ClientSession;
-        try {
-          session = await ClientSession.connect({
-            host: a.host,
-            port: a.port,
-            timeoutMs: this.#host.handshakeTimeoutMs,
-            requestTimeoutMs: this.#host.requestTimeoutMs,
-            ...this.#host.liveness,
-            signal: stop.signal,
-            firstStreamId: this.#host.firstStreamId,
-          });
-        } catch (err) {
-          st.spare++; // the next attempt takes this slot: a connect waiting for one does not get it in between
-          if (this.#closed) st.fatal ??= closedError(err);
-          else if (!stop.signal.aborted) {
-            if (err instanceof ServerBusyError) st.busy = err;
-            st.lastErr = err;
-            this.#host.log.debug("client_address_failed", { serverId: this.serverId, host: a.host, port: a.port, error: err as Error });
-          }
-          return;
-        }
-        let live: Live;
-        try {
-          live = this.#install(session, a); // the session holds the slot now, or #install gave it back
-        } catch (err) {
-          if (err instanceof KeyMismatchError || err instanceof ClientClosedError) st.fatal ??= err;
-          st.lastErr = err;
-          this.#host.log.debug("client_address_failed", { serverId: this.serverId, host: a.host, port: a.port, error: err as Error });
-          return;
-        }
-        if (!live.session.draining) {
-          st.won ??= live;
-          return;
-        }
-        // GOAWAY came with the hello (the server is being replaced or sheds load): the same
-        // address serves on a new session, so try it again, a bounded number of times.
-        st.lastErr = new PerilinkError("PERILINK_REQUEST_REFUSED", `${a.host}:${a.port} drained the session as it opened`);
-        if (drained >= MAX_DRAINED_AT_ONCE || stop.signal.aborted) return;
-        try {
-          await limiter.acquire();
-        } catch (err) {
-          st.fatal ??= err as Error;
-          return;
-        }
-      }
-    };
-
-    // Happy Eyeballs (RFC 8305) over the server's addresses, best first: each next attempt
-    // starts STAGGER_MS after the one before, or at once when that one failed; the first
-    // session that is this server wins. Only the first attempt may wait for a socket slot;
-    // a later one starts early only if a slot is free, else when an attempt before it ends.
-    try {
-      for (let i = 0; st.won === null && st.fatal === null; ) {
-        if (i >= order.length) {
-          if (running.size === 0) break;
-          await Promise.race(running);
-          continue;
-        }
-        if (st.spare > 0) st.spare--;
-        else if (running.size === 0) {
-          if (this.#closed) throw closedError();
-          await limiter.acquire();
-          if (this.#closed) {
-            limiter.release();
-            throw closedError();
-          }
-        } else if (!limiter.tryAcquire()) {
-          await Promise.race(running);
-          continue;
-        }
-        const p: Promise<void> = attempt(order[i++]!).finally(() => running.delete(p));
-        running.add(p);
-        if (i < order.length) await raceDelay(running, STAGGER_MS);
-      }
-    } finally {
-      stop.abort(); // the attempts that lost end their handshakes now
-      this.#host.signal.removeEventListener("abort", onHostAbort);
-      await Promise.all([...running]);
-      for (; st.spare > 0; st.spare--) limiter.release();
-    }
-    if (st.fatal) throw st.fatal;
-    if (st.won) return st.won;
+    const out = await openStaggered(order, {
+      limiter: this.#host.limiter,
+      signal: this.#host.signal,
+      connect: (a, signal) =>
+        ClientSession.connect({
+          host: a.host,
+          port: a.port,
+          timeoutMs: this.#host.handshakeTimeoutMs,
+          requestTimeoutMs: this.#host.requestTimeoutMs,
+          ...this.#host.liveness,
+          signal,
+          firstStreamId: this.#host.firstStreamId,
+        }),
+      install: (session, a) => this.#install(session, a),
+      drained: (live) => live.session.draining,
+      closed: () => this.#closed,
+      isFatal: (err) => err instanceof KeyMismatchError || err instanceof ClientClosedError,
+      closedError,
+      failed: (a, err) => this.#host.log.debug("client_address_failed", { serverId: this.serverId, host: a.host, port: a.port, error: err as Error }),
+    });
+    if (out.fatal) throw out.fatal;
+    if (out.won) return out.won;
     // One condition, one code: a server that answered "busy" is busy, whatever else failed.
-    if (st.busy) throw st.busy;
+    if (out.busy) throw out.busy;
     throw new UnreachableError(
       `Cannot reach server ${this.serverId}: none of its ${order.length} known addresses answered (${order.map((a) => `${a.host}:${a.port}`).join(", ")})`,
-      { cause: st.lastErr },
+      { cause: out.lastErr },
     );
   }
 
@@ -397,18 +326,6 @@ export class ServerEntry {
     // An open() still in progress ends by itself: the client aborted its handshake and refused its slot.
     await this.#opening?.catch(() => {});
   }
-}
-
-/** How often one open() tries again when sessions arrive already drained. */
-const MAX_DRAINED_AT_ONCE = 3;
-
-/** Delay between the starts of two attempts to open a session (RFC 8305's recommended 250 ms). */
-export const STAGGER_MS = 250;
-
-/** Resolves when one of `running` settles or `ms` passes. */
-function raceDelay(running: Set<Promise<void>>, ms: number): Promise<void> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  return Promise.race([...running, new Promise<void>((r) => (timer = setTimeout(r, ms)))]).finally(() => clearTimeout(timer));
 }
 
 function closedError(cause?: unknown): ClientClosedError {

@@ -59,6 +59,7 @@ test("a line that scores better by less than lineSwitchMargin does not move the 
     try {
       await c.connect({ host: slow.address, port: slow.port, app: "a" });
       await c.connect({ host: fast.address, port: fast.port, app: "b" });
+      assert.equal(c.lineStats.measures, 0, "the connect that rode the session did not wait for a line measure");
       await waitFor(() => c.lineStats.measures >= 2, "both lines measured", 3000);
       await sleep(200);
       const row = c.sessions()[0]!;
