@@ -20,9 +20,12 @@ import net from "node:net";
 import { NONCE_SIZE } from "../../protocol/constants.ts";
 import { bytesToUuid, verifySignature } from "../../protocol/keys.ts";
 import { decodeProbeResponse, encodeProbeRequest, udpSignedMessage } from "../../protocol/probe.ts";
+import { detectRuntime } from "../../runtime/runtime.ts";
 
 export interface HopProbeResult {
-  /** Routers between us and the server, or null when no probe was answered. */
+  /** True when the full-TTL probe was answered. */
+  reachable: boolean;
+  /** Routers between us and the server, or null when not known (unreachable, or hop limits not settable here). */
   routers: number | null;
   /** The fastest answered probe's round-trip time, ms. */
   rttMs: number | null;
@@ -36,11 +39,22 @@ export interface HopProbeOptions {
   serverId?: string;
   /** Aborting it ends the probe at once with what it has. */
   signal?: AbortSignal;
+  /**
+   * Pads the full-TTL probe to this many bytes (the largest datagram the
+   * outgoing link carries). Sent with DF, it teaches the kernel the path MTU
+   * when a router on the way has a smaller one (its "fragmentation needed"
+   * reaches the kernel, not us); the resends then go out fragmented and are
+   * answered. The server takes any probe of at least 128 bytes and answers
+   * with 124.
+   */
+  padTo?: number;
 }
 
 /** How long a TTL-limited probe waits: this many round trips of the full probe, at least `MIN_WAIT_MS`. */
 const WAIT_RTTS = 4;
 const MIN_WAIT_MS = 20;
+/** The largest padded probe (a jumbo-frame link's MTU gets no bigger datagram than this). */
+const MAX_PAD = 9000;
 
 export async function probeHops(address: string, port: number, opts: HopProbeOptions): Promise<HopProbeResult> {
   const bare = address.split("%")[0]!;
@@ -63,11 +77,12 @@ export async function probeHops(address: string, port: number, opts: HopProbeOpt
   });
 
   /** One probe at `ttl`, sent `attempts` times within `waitMs`; resolves with its RTT or null. */
-  const probe = (ttl: number, waitMs: number, attempts: number): Promise<number | null> =>
+  const probe = (ttl: number, waitMs: number, attempts: number, padTo = 0): Promise<number | null> =>
     new Promise((resolve) => {
       if (opts.signal?.aborted) return resolve(null);
       const nonce = randomBytes(NONCE_SIZE);
-      const request = encodeProbeRequest(nonce);
+      const base = encodeProbeRequest(nonce);
+      const request = padTo > base.length ? Buffer.concat([base, Buffer.alloc(padTo - base.length)]) : base;
       const timers: ReturnType<typeof setTimeout>[] = [];
       const c = {
         nonce,
@@ -104,8 +119,9 @@ export async function probeHops(address: string, port: number, opts: HopProbeOpt
         resolve();
       });
     });
-    const full = await probe(opts.maxHops, opts.timeoutMs, 3);
-    if (full === null) return { routers: null, rttMs: null, probesSent };
+    const full = await probe(opts.maxHops, opts.timeoutMs, 3, Math.min(opts.padTo ?? 0, MAX_PAD));
+    if (full === null) return { reachable: false, routers: null, rttMs: null, probesSent };
+    if (net.isIPv6(bare) && !detectRuntime().canLimitIpv6Hops) return { reachable: true, routers: null, rttMs: full, probesSent };
     let rtt = full;
     const waitMs = Math.max(MIN_WAIT_MS, WAIT_RTTS * full);
     let lo = 1;
@@ -119,9 +135,9 @@ export async function probeHops(address: string, port: number, opts: HopProbeOpt
         if (r < rtt) rtt = r;
       }
     }
-    return { routers: hi - 1, rttMs: rtt, probesSent };
+    return { reachable: true, routers: hi - 1, rttMs: rtt, probesSent };
   } catch {
-    return { routers: null, rttMs: null, probesSent };
+    return { reachable: false, routers: null, rttMs: null, probesSent };
   } finally {
     opts.signal?.removeEventListener("abort", onAbort);
     try {

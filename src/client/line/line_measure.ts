@@ -4,7 +4,8 @@
  * lower — a bottleneck further along the path is not seen), the routers on
  * the way and the round-trip time (TTL-limited probes to the server's
  * identify responder), and the path MTU (the kernel's learned PMTU for the
- * destination, else the outgoing link's MTU).
+ * destination — the first probe, as large as the link carries and sent
+ * with DF, makes a smaller MTU on the way known — else the link's MTU).
  */
 import { promises as dns } from "node:dns";
 import net from "node:net";
@@ -43,21 +44,18 @@ export async function measureLine(host: string, port: number, opts: MeasureOptio
       return { bandwidthMbps: null, routers: null, pathMtu: null, rttMs: null, reachable: false, measuredAt: start, probesSent: 0, ms: performance.now() - start };
     }
   }
-  const [hops, route] = await Promise.all([
-    probeHops(address, port, { maxHops: opts.maxHops, timeoutMs: opts.timeoutMs, serverId: opts.serverId, signal: opts.signal }),
-    opts.system.route(address),
-  ]);
-  let bandwidthMbps: number | null = null;
+  const route = await opts.system.route(address);
+  const [speed, shaper, linkMtu] = route
+    ? await Promise.all([opts.system.linkSpeedMbps(route.dev), opts.system.shaperRateMbps(route.dev), opts.system.linkMtu(route.dev)])
+    : [null, null, null];
+  // The full-TTL probe fills the link's MTU: a smaller MTU further on is learned by the kernel.
+  const headers = net.isIPv6(address.split("%")[0]!) ? 48 : 28;
+  const padTo = (route?.pmtu ?? linkMtu ?? 0) - headers;
+  const hops = await probeHops(address, port, { maxHops: opts.maxHops, timeoutMs: opts.timeoutMs, serverId: opts.serverId, signal: opts.signal, padTo });
+  const bandwidthMbps = speed === null ? shaper : shaper === null ? speed : Math.min(speed, shaper);
   let pathMtu: number | null = null;
   if (route) {
-    const [speed, shaper, linkMtu, again] = await Promise.all([
-      opts.system.linkSpeedMbps(route.dev),
-      opts.system.shaperRateMbps(route.dev),
-      opts.system.linkMtu(route.dev),
-      opts.system.route(address), // the probes may have taught the kernel a smaller PMTU
-    ]);
-    bandwidthMbps = speed === null ? shaper : shaper === null ? speed : Math.min(speed, shaper);
-    const pmtu = again?.pmtu ?? route.pmtu;
+    const pmtu = (await opts.system.route(address))?.pmtu ?? route.pmtu; // what the probe taught the kernel
     pathMtu = pmtu === null ? linkMtu : linkMtu === null ? pmtu : Math.min(pmtu, linkMtu);
   }
   return {
@@ -65,7 +63,7 @@ export async function measureLine(host: string, port: number, opts: MeasureOptio
     routers: hops.routers,
     pathMtu,
     rttMs: hops.rttMs,
-    reachable: hops.routers !== null,
+    reachable: hops.reachable,
     measuredAt: start,
     probesSent: hops.probesSent,
     ms: performance.now() - start,
