@@ -53,7 +53,10 @@ const NO_OPTIONS: RequestOptions = Object.freeze({});
  * States: open ──GOAWAY from the server──▶ draining ──socket closed──▶ closed
  *         open ──stream or channel ids used up──▶ retiring (a local GOAWAY: it
  *              closes itself once its requests are answered) ──▶ closed
- *         open / draining ──close()──▶ (requests finish) ──▶ closed
+ *         open / draining ──close()──▶ (requests finish; new ones are refused
+ *              unsent, safe to send elsewhere) ──▶ closed
+ *         open ──a PING unanswered within pingTimeoutMs (line/liveness.ts)──▶
+ *              destroyed (PERILINK_LINE_DEAD) ──▶ closed
  * Draining and retiring sessions take no new channel or request.
  *
  * Events: `goaway` (lastStream, code, reason) — also when the session retires;
@@ -142,6 +145,11 @@ export class ClientSession extends EventEmitter implements ChannelSession {
     if (!Number.isInteger(firstStreamId) || firstStreamId < 1 || firstStreamId > MAX_STREAM_ID) {
       throw new RangeError(`firstStreamId must be an integer in 1..${MAX_STREAM_ID}`);
     }
+    const live = {
+      silenceMs: options.silenceMs ?? TARGET.client.silenceMs,
+      pingTimeoutMs: options.pingTimeoutMs ?? TARGET.client.pingTimeoutMs,
+    };
+    if (!(live.silenceMs > 0) || !(live.pingTimeoutMs >= 0)) throw new RangeError("silenceMs must be > 0 and pingTimeoutMs ≥ 0");
     const maxFrame = options.maxFrame ?? TARGET.client.maxFrameBytes;
     const h = await clientHandshake({
       host: options.host,
@@ -151,11 +159,6 @@ export class ClientSession extends EventEmitter implements ChannelSession {
       localAddress: options.localAddress,
       signal: options.signal,
     });
-    const live = {
-      silenceMs: options.silenceMs ?? TARGET.client.silenceMs,
-      pingTimeoutMs: options.pingTimeoutMs ?? TARGET.client.pingTimeoutMs,
-    };
-    if (!(live.silenceMs > 0) || !(live.pingTimeoutMs >= 0)) throw new RangeError("silenceMs must be > 0 and pingTimeoutMs ≥ 0");
     return new ClientSession(h, maxFrame, options.requestTimeoutMs ?? TARGET.client.requestTimeoutMs, firstStreamId, live);
   }
 

@@ -48,7 +48,8 @@ interface Live {
  *
  * States of the active session: none ──open()──▶ opening ──▶ active
  *   active ──GOAWAY──▶ (moved to draining; a new one opens for the links)
- *   active ──failure──▶ none (the next use fails over to another address)
+ *   active ──failure (or a dead line)──▶ none (the next use fails over to another address)
+ *   active ──moveTo(better line)──▶ the new session active, the old one draining
  *   active ──last link closed──▶ lingering ──lingerMs──▶ closed
  */
 export class ServerEntry {
