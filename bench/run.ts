@@ -10,6 +10,7 @@ const BENCHES: Record<string, string> = {
   torture: "./torture.ts",
   names: "./names.ts",
   workers: "./workers.ts",
+  lines: "./lines.ts",
 };
 
 interface Bench {

@@ -179,6 +179,17 @@ export class OutcomeUnknownError extends PerilinkError {
   }
 }
 
+/**
+ * The session's line went silent: with requests outstanding (or on a
+ * keepalive) a PING got no answer in time. The session is destroyed and its
+ * links move to another address of the server (C5).
+ */
+export class LineDeadError extends PerilinkError {
+  constructor(message: string) {
+    super("PERILINK_LINE_DEAD", message);
+  }
+}
+
 /** No address of the server could be reached. */
 export class UnreachableError extends PerilinkError {
   constructor(message: string, options?: { cause?: unknown }) {

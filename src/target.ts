@@ -47,6 +47,10 @@ export interface Target {
     probeTimeoutMs: number;
     requestTimeoutMs: number;
     maxFrameBytes: number;
+    /** With requests outstanding, how long a session may read nothing before it sends a PING. */
+    silenceMs: number;
+    /** How long that PING (or a keepalive PING) may go unanswered before the line is dead. */
+    pingTimeoutMs: number;
   };
 }
 

@@ -1,5 +1,6 @@
 import path from "node:path";
 import { createClient } from "../client/client.ts";
+import { parseLinePreference } from "../client/line/line_score.ts";
 import { formatHostPort } from "../server/listen_spec.ts";
 import { defaultStateDir, ensurePrivateDir } from "../server/state_dir.ts";
 import { TARGET } from "../target.ts";
@@ -27,6 +28,7 @@ export async function runCall(args: string[]): Promise<number> {
       "name-server": { type: "string", multiple: true },
       resolve: { type: "string" },
       interface: { type: "string", multiple: true },
+      prefer: { type: "string" },
     },
     true,
   );
@@ -37,27 +39,28 @@ export async function runCall(args: string[]): Promise<number> {
   const timeoutMs = intOption(values.timeout, "timeout", TARGET.client.requestTimeoutMs);
   const stateDir = defaultStateDir();
   await ensurePrivateDir(stateDir);
+  const linePreference = values.prefer === undefined ? undefined : parseLinePreference(values.prefer as string);
   const client = createClient({
     lingerMs: 0,
     requestTimeoutMs: timeoutMs,
     pinFile: path.join(stateDir, CALL_PIN_FILE),
     resolution: resolutionOptions(values),
+    linePreference,
   });
   try {
     const responses: { target: string; response: string }[] = [];
     const links = [];
-    for (const [i, t] of targets.entries()) {
-      const link = await client.connect({ host: t.host, port: t.port, app });
-      links.push(link);
-      responses.push({ target: positionals[i]!, response: (await link.request(data)).toString("utf8") });
-    }
+    for (const t of targets) links.push(await client.connect({ host: t.host, port: t.port, app }));
+    // Several addresses of one server: measure their lines first, so the requests ride the better one.
+    await client.refreshLines();
+    for (const [i, link] of links.entries()) responses.push({ target: positionals[i]!, response: (await link.request(data)).toString("utf8") });
     const sessions = client.sessions();
     if (values.json) {
       process.stdout.write(JSON.stringify({ responses, sessions, addresses: client.addresses() }) + "\n");
     } else {
       for (const r of responses) process.stdout.write(`${r.target}  ${r.response}\n`);
       process.stdout.write(`\n${client.socketsInUse} session(s) for ${targets.length} target(s):\n`);
-      const head = ["mgmt", "app", "requested", "address", "communication", "server", "session", "refs"];
+      const head = ["mgmt", "app", "requested", "address", "communication", "server", "session", "refs", "line"];
       const rows = sessions.map((s) => [
         String(s.managementNumber),
         s.app,
@@ -67,6 +70,7 @@ export async function runCall(args: string[]): Promise<number> {
         s.serverId,
         String(s.sessionNumber ?? "-"),
         String(s.refCount),
+        s.line === null ? "-" : `score ${s.line.score ?? "-"}: ${s.line.bandwidthMbps ?? "?"} Mb/s, ${s.line.routers ?? "?"} routers, MTU ${s.line.pathMtu ?? "?"}, ${s.line.rttMs ?? "?"} ms`,
       ]);
       const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
       for (const r of [head, ...rows]) process.stdout.write(r.map((c, i) => c.padEnd(widths[i]!)).join("  ").trimEnd() + "\n");

@@ -5,6 +5,9 @@ import { TARGET } from "../target.ts";
 import { ClientSession } from "./client_session.ts";
 import { identifyUdp } from "./identify.ts";
 import { IdentityBook } from "./identity_book.ts";
+import { LineKeeper, type LineRow } from "./line/line_keeper.ts";
+import { normalizePreference, type LinePreference } from "./line/line_score.ts";
+import { linuxLineSystem, type LineSystem } from "./line/line_system.ts";
 import { Link } from "./link.ts";
 import { NameBook } from "./names/name_book.ts";
 import type { AddressRow } from "./names/address_list.ts";
@@ -24,6 +27,10 @@ export interface ClientOptions {
   lingerMs?: number;
   probeTimeoutMs?: number;
   requestTimeoutMs?: number;
+  /** With requests outstanding, how long a session may read nothing before it sends a PING (dead-line detection). */
+  silenceMs?: number;
+  /** How long a PING may go unanswered before the line is dead and the links move to another address; 0 turns it off. */
+  pingTimeoutMs?: number;
   /** How long an address's identifier is trusted without a new probe. */
   identityTtlMs?: number;
   /** Bound of the identity cache and of the pinned keys. */
@@ -41,9 +48,28 @@ export interface ClientOptions {
    * their deadline, unicast name servers, reverse lookups, interfaces.
    */
   resolution?: ResolutionOptions;
+  /**
+   * C8: how the lines to a server's addresses are weighed (bandwidth, hops,
+   * MTU, RTT; each weight ≥ 0). Default: all 1. The session runs on the
+   * address whose line scores best, and moves when another scores
+   * `lineSwitchMargin` points better.
+   */
+  linePreference?: Partial<LinePreference>;
+  /** How long a line measure is trusted, and how often the lines of servers in use are measured again (0: only after connects). */
+  lineRefreshMs?: number;
+  /** Score points (of 100) by which another line must beat the session's before the session moves: the hysteresis. */
+  lineSwitchMargin?: number;
+  /** @internal The OS seam of line measures (tests). */
+  lineSystem?: LineSystem;
   /** @internal For tests only: the first stream id of every session (default 1). */
   firstStreamId?: number;
 }
+
+/** Defaults of the line options (C8). */
+export const DEFAULT_LINE_REFRESH_MS = 30_000;
+export const DEFAULT_LINE_SWITCH_MARGIN = 5;
+/** TTL-limited probes per line measure: routers beyond this many are not counted. */
+export const LINE_MAX_HOPS = 8;
 
 export interface ConnectOptions {
   /** A numeric address, or a name (host name, FQDN, NetBIOS name, `.local` name). */
@@ -69,6 +95,8 @@ export interface SessionRow {
   sessionNumber: number | null;
   refCount: number;
   state: "active" | "moving" | "closed";
+  /** The measured line of the communication address (Fig. 25), or null before its first measure. */
+  line: LineRow | null;
 }
 
 /**
@@ -76,7 +104,8 @@ export interface SessionRow {
  * connections (links), one session per server — not per address or name.
  */
 export class PerilinkClient {
-  #opts: Required<Omit<ClientOptions, "logger" | "firstStreamId" | "pinFile" | "resolution">>;
+  #opts: Required<Omit<ClientOptions, "logger" | "firstStreamId" | "pinFile" | "resolution" | "linePreference" | "lineRefreshMs" | "lineSwitchMargin" | "lineSystem">>;
+  #lines: LineKeeper;
   #log: Logger;
   #book: IdentityBook;
   #limiter: SocketLimiter;
@@ -105,15 +134,36 @@ export class PerilinkClient {
       lingerMs: options.lingerMs ?? d.lingerMs,
       probeTimeoutMs: options.probeTimeoutMs ?? d.probeTimeoutMs,
       requestTimeoutMs: options.requestTimeoutMs ?? d.requestTimeoutMs,
+      silenceMs: options.silenceMs ?? d.silenceMs,
+      pingTimeoutMs: options.pingTimeoutMs ?? d.pingTimeoutMs,
       identityTtlMs: options.identityTtlMs ?? 30_000,
       maxKnownAddresses: options.maxKnownAddresses ?? 4096,
     };
     if (this.#opts.maxSessionsPerServer !== 1) throw new RangeError("maxSessionsPerServer: only 1 is supported");
+    if (!(this.#opts.silenceMs > 0)) throw new RangeError("silenceMs must be a positive number of ms");
+    if (!(this.#opts.pingTimeoutMs >= 0)) throw new RangeError("pingTimeoutMs must be ≥ 0 (0 turns dead-line detection off)");
     this.#log = options.logger ?? silentLogger;
     this.#book = new IdentityBook(this.#opts.identityTtlMs, this.#opts.maxKnownAddresses, { pinFile: options.pinFile });
     this.#book.onPinFileError = (err) => this.#log.warn("client_pin_file_write_failed", { error: err });
     this.#limiter = new SocketLimiter(this.#opts.maxSessions, this.#opts.maxWaiting, this.#opts.waitTimeoutMs);
     this.#limiter.onPressure = () => this.#freeIdleSlot();
+    const lineRefreshMs = options.lineRefreshMs ?? DEFAULT_LINE_REFRESH_MS;
+    const lineSwitchMargin = options.lineSwitchMargin ?? DEFAULT_LINE_SWITCH_MARGIN;
+    if (!(lineRefreshMs >= 0)) throw new RangeError("lineRefreshMs must be ≥ 0");
+    if (!(lineSwitchMargin >= 0 && lineSwitchMargin <= 100)) throw new RangeError("lineSwitchMargin must be within 0..100 score points");
+    this.#lines = new LineKeeper(
+      {
+        preference: normalizePreference(options.linePreference),
+        refreshMs: lineRefreshMs,
+        switchMargin: lineSwitchMargin,
+        maxHops: LINE_MAX_HOPS,
+        probeTimeoutMs: this.#opts.probeTimeoutMs,
+        maxAddresses: this.#opts.maxKnownAddresses,
+        system: options.lineSystem ?? linuxLineSystem,
+        log: this.#log,
+      },
+      () => this.#entries.values(),
+    );
     const self = this;
     this.#names = new NameBook(options.resolution, this.#shutdown.signal, this.#opts.maxKnownAddresses, {
       entries: () => this.#entries.values(),
@@ -127,13 +177,30 @@ export class PerilinkClient {
       lingerMs: this.#opts.lingerMs,
       handshakeTimeoutMs: Math.max(this.#opts.probeTimeoutMs * 3, 3000),
       requestTimeoutMs: this.#opts.requestTimeoutMs,
+      liveness: { silenceMs: this.#opts.silenceMs, pingTimeoutMs: this.#opts.pingTimeoutMs },
       signal: this.#shutdown.signal,
       firstStreamId: options.firstStreamId,
       nextSessionNumber: () => self.#nextSession++,
       entryIdle: (e) => {
         if (self.#entries.get(e.serverId) === e) self.#entries.delete(e.serverId);
       },
+      rank: (addresses) => self.#lines.rank(addresses),
+      lineFailed: (a) => self.#lines.failed(a),
     };
+  }
+
+  /** Line measures taken and the datagrams they sent, and session moves to a better line. */
+  get lineStats(): { measures: number; probesSent: number; switches: number } {
+    return { ...this.#lines.stats };
+  }
+
+  /**
+   * Measures the lines of every server in use now (as the `lineRefreshMs`
+   * timer does) and moves each session whose server has a clearly better
+   * line; resolves once the measures and moves are done.
+   */
+  refreshLines(): Promise<void> {
+    return this.#lines.refresh();
   }
 
   /** Sockets held now (sessions, active and draining). */
@@ -184,6 +251,7 @@ export class PerilinkClient {
       link.close();
       throw err;
     }
+    this.#lines.review(entry); // after the connect, never before it: measuring does not delay it
     return link;
   }
 
@@ -231,6 +299,7 @@ export class PerilinkClient {
         port,
         timeoutMs: this.#entryHost.handshakeTimeoutMs,
         requestTimeoutMs: this.#opts.requestTimeoutMs,
+        ...this.#entryHost.liveness,
         signal,
         firstStreamId: this.#entryHost.firstStreamId,
       });
@@ -288,6 +357,7 @@ export class PerilinkClient {
         communicationAddress: live ? live.address.host : null,
         communicationPort: live ? live.address.port : null,
         refCount: e.links.size,
+        line: live ? this.#lines.row(live.address) : null,
       };
       for (const l of e.links) {
         rows.push({
@@ -330,7 +400,7 @@ export class PerilinkClient {
     this.#shutdown.abort(closed);
     this.#limiter.close(closed);
     for (const e of this.#entries.values()) for (const l of [...e.links]) l.close();
-    await Promise.all([...this.#connecting, ...[...this.#entries.values()].map((e) => e.close())]);
+    await Promise.all([this.#lines.close(), ...this.#connecting, ...[...this.#entries.values()].map((e) => e.close())]);
     this.#entries.clear();
     await this.#book.flush();
   }

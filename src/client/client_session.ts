@@ -1,6 +1,6 @@
 import { EventEmitter } from "node:events";
 import type net from "node:net";
-import { ProtocolError, RequestRefusedError, SessionClosedError } from "../errors.ts";
+import { LineDeadError, ProtocolError, RequestRefusedError, SessionClosedError } from "../errors.ts";
 import { FrameType, WireError, wireErrorName } from "../protocol/constants.ts";
 import { FrameDecoder, type FrameSink } from "../protocol/frame_decoder.ts";
 import { FrameWriter } from "../protocol/frame_writer.ts";
@@ -9,6 +9,7 @@ import { decodeCodedReason, encodeChannelOpen } from "../protocol/payloads.ts";
 import { TARGET } from "../target.ts";
 import { ClientChannel, type ChannelSession, type RequestOptions } from "./client_channel.ts";
 import { clientHandshake, type Handshake } from "./client_handshake.ts";
+import { Liveness } from "./line/liveness.ts";
 import { RequestTable } from "./request_table.ts";
 import { errorFromWire } from "./wire_errors.ts";
 
@@ -29,6 +30,10 @@ export interface ClientSessionOptions {
   requestTimeoutMs?: number;
   /** Local address to connect from. */
   localAddress?: string;
+  /** With requests outstanding, how long the session may read nothing before it sends a PING. */
+  silenceMs?: number;
+  /** How long a PING may go unanswered before the line is taken as dead and the session destroyed; 0 for never. */
+  pingTimeoutMs?: number;
   /** Aborting it ends a handshake in progress (the socket is destroyed). */
   signal?: AbortSignal;
   /** @internal For tests only: the first stream id (default 1), to reach the end of the id range quickly. */
@@ -48,7 +53,10 @@ const NO_OPTIONS: RequestOptions = Object.freeze({});
  * States: open ──GOAWAY from the server──▶ draining ──socket closed──▶ closed
  *         open ──stream or channel ids used up──▶ retiring (a local GOAWAY: it
  *              closes itself once its requests are answered) ──▶ closed
- *         open / draining ──close()──▶ (requests finish) ──▶ closed
+ *         open / draining ──close()──▶ (requests finish; new ones are refused
+ *              unsent, safe to send elsewhere) ──▶ closed
+ *         open ──a PING unanswered within pingTimeoutMs (line/liveness.ts)──▶
+ *              destroyed (PERILINK_LINE_DEAD) ──▶ closed
  * Draining and retiring sessions take no new channel or request.
  *
  * Events: `goaway` (lastStream, code, reason) — also when the session retires;
@@ -72,14 +80,16 @@ export class ClientSession extends EventEmitter implements ChannelSession {
   #nextStream: number;
   #goAwayStream = -1;
   #retiring = false;
+  /** close() was called: nothing new is sent, what is pending finishes. */
+  #ending = false;
   #closed = false;
   #closing: Promise<void> | null = null;
   #closeError: Error | undefined;
   #requestTimeoutMs: number;
-  #keepalive: ReturnType<typeof setInterval>;
-  #lastRead = Date.now();
+  #liveness: Liveness;
+  #lastRead = performance.now();
 
-  private constructor(h: Handshake, maxFrame: number, requestTimeoutMs: number, firstStreamId: number) {
+  private constructor(h: Handshake, maxFrame: number, requestTimeoutMs: number, firstStreamId: number, live: { silenceMs: number; pingTimeoutMs: number }) {
     super();
     const { socket, hello } = h;
     this.#socket = socket;
@@ -103,6 +113,7 @@ export class ClientSession extends EventEmitter implements ChannelSession {
       {
         request: (channel, stream, payload) => writer.frame(FrameType.Request, channel, stream, payload),
         cancel: (channel, stream) => writer.frame(FrameType.Cancel, channel, stream),
+        timedOut: () => this.#liveness.timedOut(),
       },
       hello.maxInflight,
     );
@@ -110,11 +121,20 @@ export class ClientSession extends EventEmitter implements ChannelSession {
     socket.on("error", (err) => (this.#closeError ??= err));
     socket.on("close", () => this.#onClose());
     socket.on("end", () => socket.end());
-    const every = Math.max(100, Math.floor(hello.idleTimeoutMs / 3));
-    this.#keepalive = setInterval(() => {
-      if (Date.now() - this.#lastRead >= every) this.#writer.frame(FrameType.Ping, 0, 0);
-    }, every);
-    this.#keepalive.unref?.();
+    this.#liveness = new Liveness(
+      {
+        lastRead: () => this.#lastRead,
+        outstanding: () => this.#requests.size,
+        ping: (payload) => writer.frame(FrameType.Ping, 0, 0, payload),
+        dead: (silentForMs) =>
+          this.destroy(
+            new LineDeadError(
+              `Cannot keep session to ${this.remoteAddress}:${this.remotePort}: nothing arrived for ${Math.round(silentForMs)} ms and a PING went unanswered for ${live.pingTimeoutMs} ms; the line is taken as dead`,
+            ),
+          ),
+      },
+      { silenceMs: live.silenceMs, pingTimeoutMs: live.pingTimeoutMs, keepaliveMs: Math.max(100, Math.floor(hello.idleTimeoutMs / 3)) },
+    );
     if (h.rest.length > 0) this.#onData(h.rest);
     socket.resume();
   }
@@ -125,6 +145,11 @@ export class ClientSession extends EventEmitter implements ChannelSession {
     if (!Number.isInteger(firstStreamId) || firstStreamId < 1 || firstStreamId > MAX_STREAM_ID) {
       throw new RangeError(`firstStreamId must be an integer in 1..${MAX_STREAM_ID}`);
     }
+    const live = {
+      silenceMs: options.silenceMs ?? TARGET.client.silenceMs,
+      pingTimeoutMs: options.pingTimeoutMs ?? TARGET.client.pingTimeoutMs,
+    };
+    if (!(live.silenceMs > 0) || !(live.pingTimeoutMs >= 0)) throw new RangeError("silenceMs must be > 0 and pingTimeoutMs ≥ 0");
     const maxFrame = options.maxFrame ?? TARGET.client.maxFrameBytes;
     const h = await clientHandshake({
       host: options.host,
@@ -134,19 +159,23 @@ export class ClientSession extends EventEmitter implements ChannelSession {
       localAddress: options.localAddress,
       signal: options.signal,
     });
-    return new ClientSession(h, maxFrame, options.requestTimeoutMs ?? TARGET.client.requestTimeoutMs, firstStreamId);
+    return new ClientSession(h, maxFrame, options.requestTimeoutMs ?? TARGET.client.requestTimeoutMs, firstStreamId, live);
   }
 
   get closed(): boolean {
     return this.#closed;
   }
-  /** True once the server sent GOAWAY or the session retired: no new channel or request is accepted here. */
+  /** True once the server sent GOAWAY, the session retired or close() was called: no new channel or request is accepted here. */
   get draining(): boolean {
-    return this.#goAwayStream >= 0 || this.#retiring;
+    return this.#goAwayStream >= 0 || this.#retiring || this.#ending;
   }
   /** Requests waiting for an answer (sent or queued for a slot). */
   get inflight(): number {
     return this.#requests.size;
+  }
+  /** The latest round-trip time a PING measured on this session, ms (null before the first PONG). */
+  get rttMs(): number | null {
+    return this.#liveness.rttMs;
   }
   get channelCount(): number {
     return this.#channels.size;
@@ -190,6 +219,7 @@ export class ClientSession extends EventEmitter implements ChannelSession {
     }
     const stream = this.#nextStream++;
     const result = this.#requests.add(channel, stream, payload, options.timeoutMs ?? this.#requestTimeoutMs, options.signal);
+    this.#liveness.busy();
     if (this.#nextStream > MAX_STREAM_ID) this.#retire("stream ids used up");
     return result;
   }
@@ -220,6 +250,7 @@ export class ClientSession extends EventEmitter implements ChannelSession {
 
   async #close(): Promise<void> {
     if (this.#closed) return;
+    this.#ending = true;
     this.#writer.frame(FrameType.GoAway, 0, this.#nextStream - 1, Buffer.from([0, 0]));
     this.#writer.flush();
     await this.#requests.whenIdle();
@@ -234,6 +265,9 @@ export class ClientSession extends EventEmitter implements ChannelSession {
 
   #unusable(): Error {
     if (this.#closed) return new SessionClosedError("Cannot use session: it is closed", { cause: this.#closeError });
+    if (this.#ending && this.#goAwayStream < 0 && !this.#retiring) {
+      return new RequestRefusedError("Cannot start request: this session is closing; send it on a new one");
+    }
     return this.#retiring && this.#goAwayStream < 0
       ? new RequestRefusedError("Cannot start request: this session has used up its ids and is closing; open a new one")
       : new RequestRefusedError("Cannot start request: the server is draining this session; open a new one");
@@ -248,7 +282,7 @@ export class ClientSession extends EventEmitter implements ChannelSession {
   }
 
   #onData(chunk: Buffer): void {
-    this.#lastRead = Date.now();
+    this.#lastRead = performance.now();
     try {
       this.#decoder.push(chunk);
     } catch (err) {
@@ -277,7 +311,7 @@ export class ClientSession extends EventEmitter implements ChannelSession {
           this.#writer.frame(FrameType.Pong, 0, stream, payload);
           return;
         case FrameType.Pong:
-          return;
+          return this.#liveness.pong(payload);
         case FrameType.GoAway:
           return this.#onGoAway(stream, payload);
         default:
@@ -318,7 +352,7 @@ export class ClientSession extends EventEmitter implements ChannelSession {
 
   #onClose(): void {
     this.#closed = true;
-    clearInterval(this.#keepalive);
+    this.#liveness.stop();
     const goAway = this.#goAwayStream;
     this.#requests.failAll((stream, sent) =>
       !sent

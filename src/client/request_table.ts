@@ -4,13 +4,15 @@ import { TimeoutError } from "../errors.ts";
 export interface RequestWire {
   request(channel: number, stream: number, payload: Uint8Array | string): void;
   cancel(channel: number, stream: number): void;
+  /** A request passed its deadline (the line may be dead: the session checks it). */
+  timedOut?(): void;
 }
 
 interface Pending {
   resolve(value: Buffer): void;
   reject(err: Error): void;
   channel: number;
-  /** Absolute deadline (ms since epoch), or Infinity. */
+  /** Absolute deadline (performance.now() ms, monotonic), or Infinity. */
   deadline: number;
   /** Not yet sent (waiting for a slot) while set; null once on the wire. */
   payload: Uint8Array | string | null;
@@ -193,9 +195,13 @@ export class RequestTable {
   #startSweep(): void {
     this.#sweep = setInterval(() => {
       const now = performance.now();
+      let late = false;
       for (const [stream, p] of this.#pending) {
-        if (p.deadline <= now) this.#cancel(stream, new TimeoutError("PERILINK_REQUEST_TIMEOUT", "Cannot finish request: no response before its deadline"));
+        if (p.deadline > now) continue;
+        late ||= p.payload === null; // sent and unanswered: worth a look at the line
+        this.#cancel(stream, new TimeoutError("PERILINK_REQUEST_TIMEOUT", "Cannot finish request: no response before its deadline"));
       }
+      if (late) this.#wire.timedOut?.();
     }, SWEEP_MS);
     this.#sweep.unref?.();
   }

@@ -1,9 +1,10 @@
-import { ClientClosedError, KeyMismatchError, PerilinkError, ServerBusyError, UnreachableError } from "../errors.ts";
+import { ClientClosedError, KeyMismatchError, PerilinkError, UnreachableError } from "../errors.ts";
 import type { Logger } from "../logger.ts";
 import { ClientSession } from "./client_session.ts";
 import type { IdentityBook } from "./identity_book.ts";
 import type { Link } from "./link.ts";
 import type { SocketLimiter } from "./socket_limiter.ts";
+import { openStaggered } from "./staggered_open.ts";
 
 export interface Address {
   host: string;
@@ -18,12 +19,18 @@ export interface EntryHost {
   readonly lingerMs: number;
   readonly handshakeTimeoutMs: number;
   readonly requestTimeoutMs: number;
+  /** Dead-line detection of every session (ClientSession options). */
+  readonly liveness: { silenceMs: number; pingTimeoutMs: number };
   /** Aborted when the client closes: ends handshakes in progress. */
   readonly signal: AbortSignal;
   /** @internal For tests only: the first stream id of every session. */
   readonly firstStreamId: number | undefined;
   nextSessionNumber(): number;
   entryIdle(entry: ServerEntry): void;
+  /** Orders addresses for opening a session: the better line first (C8). */
+  rank<A extends Address>(addresses: readonly A[]): A[];
+  /** A session on this address failed (its line is measured again before it is trusted). */
+  lineFailed(address: Address): void;
 }
 
 interface Live {
@@ -41,7 +48,8 @@ interface Live {
  *
  * States of the active session: none ──open()──▶ opening ──▶ active
  *   active ──GOAWAY──▶ (moved to draining; a new one opens for the links)
- *   active ──failure──▶ none (the next use fails over to another address)
+ *   active ──failure (or a dead line)──▶ none (the next use fails over to another address)
+ *   active ──moveTo(better line)──▶ the new session active, the old one draining
  *   active ──last link closed──▶ lingering ──lingerMs──▶ closed
  */
 export class ServerEntry {
@@ -56,6 +64,7 @@ export class ServerEntry {
   #draining = new Map<ClientSession, number>();
   #linger: ReturnType<typeof setTimeout> | null = null;
   #lastFailed: Address | null = null;
+  #moving = false;
   #closed = false;
 
   constructor(host: EntryHost, serverId: string, publicKey: Buffer) {
@@ -130,8 +139,9 @@ export class ServerEntry {
 
   /**
    * The session links should use now: the active one, else a new one on the
-   * first address that works (C5: the one named first, the one that just
-   * failed last). Throws `ServerBusyError` when an address refused as busy,
+   * first address that answers (C5, C8: the better line first — the order
+   * they were named until lines are measured — and the one that just failed
+   * last; attempts staggered as in Happy Eyeballs). Throws `ServerBusyError` when an address refused as busy,
    * else `UnreachableError` when none answered.
    */
   session(): Promise<Live> {
@@ -144,62 +154,34 @@ export class ServerEntry {
 
   async #open(): Promise<Live> {
     if (this.#closed) throw closedError();
-    const order = [...this.addresses].sort((a, b) => Number(a === this.#lastFailed) - Number(b === this.#lastFailed));
-    const limiter = this.#host.limiter;
-    let lastErr: unknown;
-    let busy: ServerBusyError | null = null;
-    let drainedAtOnce = 0;
-    let haveSlot = false;
-    try {
-      for (let i = 0; i < order.length; i++) {
-        const a = order[i]!;
-        if (!haveSlot) {
-          if (this.#closed) throw closedError();
-          await limiter.acquire();
-          haveSlot = true;
-          if (this.#closed) throw closedError();
-        }
-        let session: ClientSession;
-        try {
-          session = await ClientSession.connect({
-            host: a.host,
-            port: a.port,
-            timeoutMs: this.#host.handshakeTimeoutMs,
-            requestTimeoutMs: this.#host.requestTimeoutMs,
-            signal: this.#host.signal,
-            firstStreamId: this.#host.firstStreamId,
-          });
-        } catch (err) {
-          if (this.#closed) throw closedError(err);
-          if (err instanceof ServerBusyError) busy = err;
-          lastErr = err;
-          this.#host.log.debug("client_address_failed", { serverId: this.serverId, host: a.host, port: a.port, error: err as Error });
-          continue;
-        }
-        haveSlot = false; // the session holds it now: #install gives it back if the session is not kept
-        let live: Live;
-        try {
-          live = this.#install(session, a);
-        } catch (err) {
-          if (err instanceof KeyMismatchError || err instanceof ClientClosedError) throw err;
-          lastErr = err;
-          this.#host.log.debug("client_address_failed", { serverId: this.serverId, host: a.host, port: a.port, error: err as Error });
-          continue;
-        }
-        if (!live.session.draining) return live;
-        // GOAWAY came with the hello (the server is being replaced or sheds load): the same
-        // address serves on a new session, so try it again, a bounded number of times.
-        if (++drainedAtOnce <= MAX_DRAINED_AT_ONCE) i--;
-        lastErr = new PerilinkError("PERILINK_REQUEST_REFUSED", `${a.host}:${a.port} drained the session as it opened`);
-      }
-    } finally {
-      if (haveSlot) limiter.release();
-    }
+    const order = this.#host.rank(this.addresses).sort((a, b) => Number(a === this.#lastFailed) - Number(b === this.#lastFailed));
+    const out = await openStaggered(order, {
+      limiter: this.#host.limiter,
+      signal: this.#host.signal,
+      connect: (a, signal) =>
+        ClientSession.connect({
+          host: a.host,
+          port: a.port,
+          timeoutMs: this.#host.handshakeTimeoutMs,
+          requestTimeoutMs: this.#host.requestTimeoutMs,
+          ...this.#host.liveness,
+          signal,
+          firstStreamId: this.#host.firstStreamId,
+        }),
+      install: (session, a) => this.#install(session, a),
+      drained: (live) => live.session.draining,
+      closed: () => this.#closed,
+      isFatal: (err) => err instanceof KeyMismatchError || err instanceof ClientClosedError,
+      closedError,
+      failed: (a, err) => this.#host.log.debug("client_address_failed", { serverId: this.serverId, host: a.host, port: a.port, error: err as Error }),
+    });
+    if (out.fatal) throw out.fatal;
+    if (out.won) return out.won;
     // One condition, one code: a server that answered "busy" is busy, whatever else failed.
-    if (busy) throw busy;
+    if (out.busy) throw out.busy;
     throw new UnreachableError(
       `Cannot reach server ${this.serverId}: none of its ${order.length} known addresses answered (${order.map((a) => `${a.host}:${a.port}`).join(", ")})`,
-      { cause: lastErr },
+      { cause: out.lastErr },
     );
   }
 
@@ -246,6 +228,65 @@ export class ServerEntry {
     return live;
   }
 
+  /**
+   * C8: moves the server's session to address `a`, make-before-break: a
+   * session is opened there first, and only once it is in place do the
+   * links move to it, while the old one finishes its in-flight requests and
+   * closes (as after a GOAWAY) — no request fails or runs twice. Resolves
+   * false when nothing moved: no active session, already there, an open or
+   * move in progress, no free socket (a move never waits for one), or `a`
+   * did not answer as this server.
+   */
+  async moveTo(a: Address): Promise<boolean> {
+    const from = this.#active;
+    if (this.#closed || this.#moving || this.#opening || !from || (from.address.host === a.host && from.address.port === a.port)) return false;
+    const limiter = this.#host.limiter;
+    if (!limiter.tryAcquire()) return false;
+    this.#moving = true;
+    try {
+      let session: ClientSession;
+      try {
+        session = await ClientSession.connect({
+          host: a.host,
+          port: a.port,
+          timeoutMs: this.#host.handshakeTimeoutMs,
+          requestTimeoutMs: this.#host.requestTimeoutMs,
+          ...this.#host.liveness,
+          signal: this.#host.signal,
+          firstStreamId: this.#host.firstStreamId,
+        });
+      } catch (err) {
+        limiter.release();
+        this.#host.log.debug("client_line_move_failed", { serverId: this.serverId, host: a.host, port: a.port, error: err as Error });
+        return false;
+      }
+      const old = this.#active;
+      let keep = !this.#closed && session.serverId === this.serverId && (old === null || old === from);
+      if (keep) {
+        try {
+          this.#host.book.pin(session.serverId, session.publicKey, `${a.host}:${a.port}`);
+        } catch {
+          keep = false; // an impostor's socket is never kept
+        }
+      }
+      if (!keep || session.draining) {
+        session.destroy();
+        limiter.release();
+        return false;
+      }
+      this.#attach(session, a);
+      if (old) {
+        this.#draining.set(old.session, old.number);
+        old.session.close().catch(() => old.session.destroy());
+      }
+      this.#host.log.info("client_session_moved", { serverId: this.serverId, from: `${from.address.host}:${from.address.port}`, to: `${a.host}:${a.port}` });
+      for (const link of this.links) link.rebind();
+      return true;
+    } finally {
+      this.#moving = false;
+    }
+  }
+
   /** C10: the server is draining this session; links move to a new one, in-flight requests finish here. */
   #onGoAway(live: Live): void {
     if (this.#active !== live) return;
@@ -271,6 +312,7 @@ export class ServerEntry {
     if (err) {
       // C5: the communication address failed; the next use fails over (links move lazily or now).
       this.#lastFailed = live.address;
+      this.#host.lineFailed(live.address);
       this.#host.log.info("client_session_failed", { serverId: this.serverId, session: live.number, error: err });
       for (const link of this.links) link.rebind();
     }
@@ -292,9 +334,6 @@ export class ServerEntry {
     await this.#opening?.catch(() => {});
   }
 }
-
-/** How often one open() tries again when sessions arrive already drained. */
-const MAX_DRAINED_AT_ONCE = 3;
 
 function closedError(cause?: unknown): ClientClosedError {
   return new ClientClosedError("Cannot open a session: the client is closed", cause === undefined ? undefined : { cause });

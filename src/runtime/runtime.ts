@@ -22,6 +22,12 @@ export interface RuntimeInfo {
    * while the old one still listens (Deno, which cannot inherit sockets).
    */
   handoff: "inherit" | "reuseport";
+  /**
+   * Whether `dgram` `setTTL()` limits the hop count of IPv6 datagrams too
+   * (IPV6_UNICAST_HOPS). Deno's sets only the IPv4 TTL, so an IPv6 line
+   * measure there cannot count routers.
+   */
+  canLimitIpv6Hops: boolean;
   /** Arguments between the runtime executable and a script, to start another process like this one. */
   scriptArgs: string[];
 }
@@ -36,7 +42,7 @@ export function detectRuntime(): RuntimeInfo {
   if (cached) return cached;
   const deno = (globalThis as { Deno?: DenoGlobal }).Deno;
   cached = deno
-    ? { name: "deno", version: deno.version.deno, canListenLinkLocal: false, canInheritSockets: false, handoff: "reuseport", scriptArgs: ["run", "-A"] }
-    : { name: "node", version: process.versions.node, canListenLinkLocal: true, canInheritSockets: true, handoff: "inherit", scriptArgs: process.execArgv };
+    ? { name: "deno", version: deno.version.deno, canListenLinkLocal: false, canInheritSockets: false, canLimitIpv6Hops: false, handoff: "reuseport", scriptArgs: ["run", "-A"] }
+    : { name: "node", version: process.versions.node, canListenLinkLocal: true, canInheritSockets: true, canLimitIpv6Hops: true, handoff: "inherit", scriptArgs: process.execArgv };
   return cached;
 }

@@ -128,6 +128,9 @@ export async function createTopology(): Promise<Topology | { skip: string }> {
     // Fixed link-local addresses without DAD (neighbour discovery needs one; none is tentative).
     for (const [ns, name, ll] of [[aNs, a, "fe80::1"], [bNs, b, "fe80::2"]] as const) {
       const pre = ns === null ? [] : ["-n", ns];
+      // A link set down keeps its IPv6 addresses (the kernel flushes them by default), so setLineUp(…, true) restores the line.
+      const sysctl = ["sysctl", "-qw", `net.ipv6.conf.${name}.keep_addr_on_down=1`];
+      await (ns === null ? run(sysctl[0]!, sysctl.slice(1)) : run("ip", ["netns", "exec", ns, ...sysctl]));
       await ip([...pre, "link", "set", name, "addrgenmode", "none"]);
       await ip([...pre, "link", "set", name, "up"]);
       await ip([...pre, "-6", "addr", "add", `${ll}/64`, "dev", name, "nodad"]);
