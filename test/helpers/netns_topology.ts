@@ -8,8 +8,8 @@
  *
  * Every address is per run: IPv4 from 198.18.0.0/15 (the benchmarking range,
  * never routed), IPv6 from a random fd77::/16 ULA; A gets routes to B's routed
- * addresses through R and nothing else, so traffic goes only to the
- * namespaces made here. `destroy()` removes all of it (the veths in this
+ * addresses through R and blackholes under every range of the run, so traffic
+ * goes only to the namespaces made here, even while a line is down. `destroy()` removes all of it (the veths in this
  * namespace, the routes, the namespaces, their /etc/netns directories).
  *
  * Needs root, Linux and `ip`; `createTopology()` returns a reason to skip
@@ -162,9 +162,13 @@ export async function createTopology(): Promise<Topology | { skip: string }> {
     await addr(serverNs, ifs.br, routed.server.v4, routed.server.v6);
     await run("ip", ["netns", "exec", routerNs, "sysctl", "-qw", "net.ipv4.ip_forward=1", "net.ipv6.conf.all.forwarding=1"]);
     // A reaches B's routed addresses through R; B answers A's routed addresses through R.
+    // Below them, at a worse metric, blackholes for every range of the run: a line taken down
+    // removes its routes, and its traffic must then go nowhere, never to this host's default route.
     for (const r of [
       [`${v4(2, 0)}/24`, "via", v4(1, 2)],
       [`${net6}:3::/64`, "via", v6(1, 2)],
+      ...[0, 1, 2].map((k) => ["blackhole", `${v4(k, 0)}/24`, "metric", "4000"]),
+      ["blackhole", `${net6}::/32`, "metric", "4000"],
     ]) {
       await ip(["route", "add", ...r]);
       made.routes.push(r);
