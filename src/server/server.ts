@@ -17,6 +17,7 @@ import type { ListenSpec } from "./listen_spec.ts";
 import { ProbeResponder } from "./probe_responder.ts";
 import { RawHost } from "./raw_host.ts";
 import { ServerSession, type SessionHost } from "./session.ts";
+import type { SessionFlow } from "./session_flow.ts";
 import { ServerStats } from "./server_stats.ts";
 import { AcceptSemaphore } from "../supervisor/accept_semaphore.ts";
 import type { DrainingGeneration } from "../supervisor/handoff_protocol.ts";
@@ -145,7 +146,7 @@ export class PerilinkServer implements SessionHost, ServingProcess {
     this.identity = identity;
     this.generation = generation;
     this.limits = config.limits;
-    this.budget = new BufferBudget(config.limits.maxBufferedBytes, () => this.#sessions, () => this.#sessions.size);
+    this.budget = new BufferBudget(config.limits.maxBufferedBytes, () => flowsOf(this.#sessions), () => this.#sessions.size);
     this.log = log;
     this.#app = app;
     this.#raw = app.kind === "raw" ? new RawHost(app.server, this.stats, log) : null;
@@ -562,6 +563,11 @@ export async function startServer(options: StartServerOptions = {}): Promise<Per
     throw err;
   }
   return server;
+}
+
+/** The budget's holders: each session's flow control. */
+function* flowsOf(sessions: Iterable<ServerSession>): Generator<SessionFlow> {
+  for (const s of sessions) yield s.flow;
 }
 
 /** A full server gives the slot of a session that has done nothing with it for this long to a newcomer. */

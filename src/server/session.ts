@@ -7,11 +7,12 @@ import { FrameWriter } from "../protocol/frame_writer.ts";
 import { decodeClientHello, encodeServerHello, encodeServerRefusal, tcpSignedMessage } from "../protocol/handshake.ts";
 import { decodeChannelOpen, decodeCodedReason, encodeCodedReason } from "../protocol/payloads.ts";
 import type { AppResult, SessionApp } from "./app.ts";
-import type { BudgetHolder, BufferBudget } from "./buffer_budget.ts";
+import type { BufferBudget } from "./buffer_budget.ts";
 import type { Identity } from "./identity.ts";
 import { InflightRequests } from "./inflight_requests.ts";
 import type { ServerLimits } from "./limits.ts";
 import { ServerChannel, ServerRequest } from "./request_context.ts";
+import { SessionFlow, type FlowSession } from "./session_flow.ts";
 import type { ServerStats } from "./server_stats.ts";
 
 /** What a session needs from the server that owns it. */
@@ -44,20 +45,14 @@ const LINGER_AFTER_END_MS = 2000;
  *       └── bad hello / timeout / protocol error / socket error ────────────────┘
  *
  * In `open`, frames multiplex channels and requests. Every frame the peer sends
- * counts against the session's budgets, whatever its type: reading stops
- * (decoder and socket paused) while more than `maxInflightPerSession` requests
- * run (a client that ignores the limit it was told), while the session's
- * unsent output (PONGs, CHANNEL_OKs, ERRORs and responses alike) is over
- * `maxSessionOutputBytes`, or while the server as a whole is over
- * `maxBufferedBytes` and this session holds more than its share. A peer that
- * lets its paused session make no progress for `writeTimeoutMs` is cut off
- * (`session_cut_off` in the log says why). A handler that runs longer than
- * `requestTimeoutMs` is answered for (ERROR Timeout) and its slot freed.
- * Every request stream gets exactly one answer: a response, or an ERROR
- * (Cancelled for one the client cancelled or whose channel closed). Nothing is
- * written after the session ended its side.
+ * counts against the session's budgets, whatever its type: whether it reads on
+ * is decided in one place, `SessionFlow` (session_flow.ts). A handler that runs
+ * longer than `requestTimeoutMs` is answered for (ERROR Timeout) and its slot
+ * freed (inflight_requests.ts). Every request stream gets exactly one answer:
+ * a response, or an ERROR (Cancelled at once for one the client cancelled or
+ * whose channel closed). Nothing is written after the session ended its side.
  */
-export class ServerSession implements FrameSink, BudgetHolder {
+export class ServerSession implements FrameSink {
   readonly remoteAddress: string;
   readonly remotePort: number;
   readonly localAddress: string;
@@ -73,22 +68,14 @@ export class ServerSession implements FrameSink, BudgetHolder {
   #peerMaxFrame = 0;
   #channels = new Map<number, ServerChannel>();
   #inflight: InflightRequests;
+  /** Whether this session reads on; the server's buffer budget holds it as one of its holders. */
+  readonly flow: SessionFlow;
   #lastStream = 0;
   #goAwayStream = 0;
-  #paused = false;
   /** Requests answered Cancelled whose handlers still run. */
   #abandoned = 0;
-  /** The decoder asked the budget for memory for a frame in progress and was refused: it waits. */
-  #growthRefused = false;
   /** When the last bytes arrived (for choosing idle sessions to evict). */
   #lastReadAt = Date.now();
-  /** Bytes charged to the server's buffer budget. */
-  #charged = 0;
-  #waitsForBudget = false;
-  #stallTimer: ReturnType<typeof setTimeout> | null = null;
-  #sentAtStall = 0;
-  #readAtStall = 0;
-  #checkStallBound = (): void => this.#checkStall();
   /** Our side has ended (FIN sent or about to be): nothing more is written. */
   #ended = false;
   #goAwayAfterHello: { code: number; reason: string } | null = null;
@@ -104,9 +91,10 @@ export class ServerSession implements FrameSink, BudgetHolder {
     this.localAddress = socket.localAddress ?? "";
     this.localPort = socket.localPort ?? 0;
     this.#writer = new FrameWriter(socket, host.writeSlabBytes);
+    this.flow = new SessionFlow(this.#flowSession());
     this.#inflight = new InflightRequests(host.limits.requestTimeoutMs, (req) => this.#onRequestExpired(req));
     socket.on("data", (chunk: Buffer) => this.#onData(chunk));
-    socket.on("drain", () => this.#updateFlow());
+    socket.on("drain", () => this.flow.update());
     socket.on("timeout", () => this.#onTimeout());
     socket.on("error", (err) => this.#host.log.debug("session_socket_error", { peer: this.remoteAddress, error: err }));
     socket.on("close", () => this.#onClose());
@@ -190,7 +178,7 @@ export class ServerSession implements FrameSink, BudgetHolder {
       return;
     }
     // Whatever the frames were, what they made us hold counts: stop reading when over budget.
-    this.#updateFlow();
+    this.flow.update();
   }
 
   #readHello(chunk: Buffer): Buffer {
@@ -334,19 +322,19 @@ export class ServerSession implements FrameSink, BudgetHolder {
       result = host.app.request(payload, req);
     } catch (err) {
       this.#reply(req, undefined, err);
-      this.#updateFlow();
+      this.flow.update();
       return;
     }
     if (result === null || typeof result !== "object" || typeof (result as Promise<AppResult>).then !== "function") {
       // Answered at once: no bookkeeping (a map insert and delete per request was most of our
       // garbage); only the check that the peer still reads what we write.
       this.#reply(req, result as AppResult, undefined);
-      this.#updateFlow();
+      this.flow.update();
       return;
     }
     this.#inflight.add(req);
     host.stats.inflight++;
-    if (this.#inflight.size - this.#abandoned > host.limits.maxInflightPerSession) this.#updateFlow();
+    if (this.#inflight.size - this.#abandoned > host.limits.maxInflightPerSession) this.flow.update();
     this.#await(req, result as Promise<AppResult>);
   }
 
@@ -362,7 +350,7 @@ export class ServerSession implements FrameSink, BudgetHolder {
     this.#host.stats.inflight--;
     if (req.answered) this.#abandoned--;
     else this.#reply(req, value, failure);
-    this.#updateFlow();
+    this.flow.update();
     this.#maybeFinishDrain();
   }
 
@@ -441,7 +429,7 @@ export class ServerSession implements FrameSink, BudgetHolder {
       const ms = host.limits.requestTimeoutMs;
       this.#sendError(req.channelId, req.stream, WireError.Timeout, `Cannot answer request: its handler ran longer than requestTimeoutMs (${ms} ms)`);
     }
-    this.#updateFlow();
+    this.flow.update();
     this.#maybeFinishDrain();
   }
 
@@ -451,120 +439,30 @@ export class ServerSession implements FrameSink, BudgetHolder {
 
   // ── flow control and endings ────────────────────────────────────────────
 
-  #updateFlow(): void {
-    if (this.#state === CLOSED) return;
-    const socket = this.#socket;
-    const limits = this.#host.limits;
-    const decoder = this.#decoder;
-    const unsent = socket.writableLength + this.#writer.pending;
-    const held = unsent + (decoder === null ? 0 : decoder.buffered);
-    const budget = this.#host.budget;
-    budget.charge(this.#charged, held);
-    this.#charged = held;
-    const midFrame = decoder !== null && decoder.midFrame;
-    if (!midFrame) budget.frameDone(this);
-    // A frame in progress asks the budget for its memory itself (reserve); pausing it would
-    // only keep it from finishing and freeing what it holds.
-    this.#waitsForBudget = !midFrame && budget.mustWait(this, held);
-    // A client that keeps to the announced maxInflight never trips the first test, so its
-    // CANCEL and PING frames always get through; one that does not is simply not read.
-    const running = this.#inflight.size;
-    const blocked =
-      running - this.#abandoned > limits.maxInflightPerSession ||
-      running > 2 * limits.maxInflightPerSession ||
-      unsent > limits.maxSessionOutputBytes ||
-      this.#waitsForBudget ||
-      this.#growthRefused;
-    if (blocked && !this.#paused) {
-      this.#paused = true;
-      decoder?.pause();
-      socket.pause();
-    } else if (!blocked && this.#paused) {
-      this.#paused = false;
-      socket.resume();
-      try {
-        decoder?.resume();
-      } catch (err) {
-        this.#protocolFailure(err);
-        return;
-      }
-      if (this.#growthRefused && !this.#paused) {
-        // The held bytes asked for memory again and were refused again: wait on.
-        this.#paused = true;
-        socket.pause();
-      }
-    }
-    this.#watchStall();
+  /** The flow control's view of this session. */
+  #flowSession(): FlowSession {
+    const self = this;
+    return {
+      socket: this.#socket,
+      writer: this.#writer,
+      limits: this.#host.limits,
+      budget: this.#host.budget,
+      decoder: () => self.#decoder,
+      running: () => self.#inflight.size,
+      abandoned: () => self.#abandoned,
+      closed: () => self.#state === CLOSED,
+      resumeFailed: (err) => self.#protocolFailure(err),
+      stalled: (reason, heldBytes) => {
+        self.#host.stats.sessionsCutOff++;
+        self.#host.log.info("session_cut_off", { peer: self.remoteAddress, reason, unsentBytes: self.#socket.writableLength, heldBytes });
+        self.#socket.destroy();
+      },
+    };
   }
 
-  /** FrameSink: memory for a frame arriving in parts, from the server's budget. */
+  /** FrameSink: memory for a frame arriving in parts. */
   reserve(bytes: number): boolean {
-    if (this.#host.budget.reserve(this, bytes)) {
-      this.#charged += bytes;
-      return true;
-    }
-    this.#growthRefused = true;
-    return false;
-  }
-
-  /** BudgetHolder: report what this session holds now. */
-  recharge(): number {
-    if (this.#state === CLOSED) return 0;
-    const held = this.#socket.writableLength + this.#writer.pending + (this.#decoder === null ? 0 : this.#decoder.buffered);
-    this.#host.budget.charge(this.#charged, held);
-    this.#charged = held;
-    return held;
-  }
-
-  /** BudgetHolder: the server has room again, or is over budget while this session holds much. */
-  wake(): void {
-    this.#growthRefused = false; // ask again
-    this.#updateFlow();
-  }
-
-  /** Bytes the kernel has taken from us so far: it grows only while the peer reads. */
-  #sent(): number {
-    return this.#socket.bytesWritten - this.#socket.writableLength;
-  }
-
-  /**
-   * Watches a session whose peer owes us progress: output queued that the
-   * kernel cannot take (the peer does not read), or a frame it began and does
-   * not finish (and that we do not hold back). No progress for
-   * `writeTimeoutMs` cuts it off.
-   */
-  #watchStall(): void {
-    if (this.#stallTimer !== null) return;
-    const socket = this.#socket;
-    const owesRead = !this.#paused && this.#decoder !== null && this.#decoder.midFrame;
-    if (socket.writableLength === 0 && !owesRead) return;
-    this.#sentAtStall = this.#sent();
-    this.#readAtStall = socket.bytesRead;
-    this.#stallTimer = setTimeout(this.#checkStallBound, this.#host.limits.writeTimeoutMs);
-    this.#stallTimer.unref?.();
-  }
-
-  #checkStall(): void {
-    this.#stallTimer = null;
-    if (this.#state === CLOSED) return;
-    this.#writer.flush(); // what is packed is not the peer's fault
-    const socket = this.#socket;
-    if (socket.writableLength > 0 && this.#sent() === this.#sentAtStall) {
-      this.#cutOff("write_timeout");
-      return;
-    }
-    if (!this.#paused && this.#decoder !== null && this.#decoder.midFrame && socket.bytesRead === this.#readAtStall) {
-      this.#cutOff("read_timeout");
-      return;
-    }
-    this.#watchStall();
-  }
-
-  /** Ends a session whose peer does not let it make progress; the log says why. */
-  #cutOff(reason: "write_timeout" | "read_timeout"): void {
-    this.#host.stats.sessionsCutOff++;
-    this.#host.log.info("session_cut_off", { peer: this.remoteAddress, reason, unsentBytes: this.#socket.writableLength, heldBytes: this.#charged });
-    this.#socket.destroy();
+    return this.flow.reserve(bytes);
   }
 
   #maybeFinishDrain(): void {
@@ -633,11 +531,8 @@ export class ServerSession implements FrameSink, BudgetHolder {
   #onClose(): void {
     if (this.#timer) clearTimeout(this.#timer);
     this.#timer = null;
-    if (this.#stallTimer) clearTimeout(this.#stallTimer);
-    this.#stallTimer = null;
     this.#state = CLOSED;
-    this.#host.budget.release(this, this.#charged);
-    this.#charged = 0;
+    this.flow.release();
     for (const ch of this.#channels.values()) ch.abort("session closed");
     for (const req of this.#inflight.values()) req.abort("session closed");
     this.#host.stats.inflight -= this.#inflight.size;

@@ -1,0 +1,175 @@
+import type net from "node:net";
+import type { FrameDecoder } from "../protocol/frame_decoder.ts";
+import type { FrameWriter } from "../protocol/frame_writer.ts";
+import type { BudgetHolder, BufferBudget } from "./buffer_budget.ts";
+import type { ServerLimits } from "./limits.ts";
+
+/** What a session's flow control reads and reports to. */
+export interface FlowSession {
+  readonly socket: net.Socket;
+  readonly writer: FrameWriter;
+  readonly limits: ServerLimits;
+  readonly budget: BufferBudget;
+  /** The frame decoder, once the handshake is done. */
+  decoder(): FrameDecoder | null;
+  /** Handlers running, and how many of them were already answered (cancelled). */
+  running(): number;
+  abandoned(): number;
+  closed(): boolean;
+  /** Held bytes decoded on resume were bad. */
+  resumeFailed(err: unknown): void;
+  /** The peer let the session make no progress for `writeTimeoutMs`. */
+  stalled(reason: "write_timeout" | "read_timeout", heldBytes: number): void;
+}
+
+/**
+ * Whether one session reads on (S3, docs/protocol.md §4.5), in one place.
+ * Reading stops — decoder and socket paused — while:
+ *
+ * - more than `maxInflightPerSession` handlers that owe an answer run (or more
+ *   than twice that run at all, counting cancelled ones);
+ * - the session's unsent output is over `maxSessionOutputBytes`;
+ * - the server is over `maxBufferedBytes` and this session, not in the middle
+ *   of a frame, holds more than its share;
+ * - the decoder asked the budget for memory for a frame in progress and was
+ *   refused (it asks again when woken).
+ *
+ * And whether paused or not, a peer that owes progress — output queued that
+ * it does not read, or a frame it began and does not finish — for
+ * `writeTimeoutMs` is reported `stalled`.
+ */
+export class SessionFlow implements BudgetHolder {
+  #s: FlowSession;
+  #paused = false;
+  /** Bytes charged to the server's buffer budget. */
+  #charged = 0;
+  #waitsForBudget = false;
+  #growthRefused = false;
+  #stallTimer: ReturnType<typeof setTimeout> | null = null;
+  #sentAtStall = 0;
+  #readAtStall = 0;
+  #checkStallBound = (): void => this.#checkStall();
+
+  constructor(session: FlowSession) {
+    this.#s = session;
+  }
+
+  /** Looks again whether to read: after a read, a write, an answer, a drain. */
+  update(): void {
+    const s = this.#s;
+    if (s.closed()) return;
+    const { socket, limits, budget } = s;
+    const decoder = s.decoder();
+    const unsent = socket.writableLength + s.writer.pending;
+    const held = unsent + (decoder === null ? 0 : decoder.buffered);
+    budget.charge(this.#charged, held);
+    this.#charged = held;
+    const midFrame = decoder !== null && decoder.midFrame;
+    if (!midFrame) budget.frameDone(this);
+    // A frame in progress asks the budget for its memory itself (reserve); pausing it would
+    // only keep it from finishing and freeing what it holds.
+    this.#waitsForBudget = !midFrame && budget.mustWait(this, held);
+    // A client that keeps to the announced maxInflight never trips the first test, so its
+    // CANCEL and PING frames always get through; one that does not is simply not read.
+    const running = s.running();
+    const blocked =
+      running - s.abandoned() > limits.maxInflightPerSession ||
+      running > 2 * limits.maxInflightPerSession ||
+      unsent > limits.maxSessionOutputBytes ||
+      this.#waitsForBudget ||
+      this.#growthRefused;
+    if (blocked && !this.#paused) {
+      this.#paused = true;
+      decoder?.pause();
+      socket.pause();
+    } else if (!blocked && this.#paused) {
+      this.#paused = false;
+      socket.resume();
+      try {
+        decoder?.resume();
+      } catch (err) {
+        s.resumeFailed(err);
+        return;
+      }
+      if (this.#growthRefused && !this.#paused) {
+        // The held bytes asked for memory again and were refused again: wait on.
+        this.#paused = true;
+        socket.pause();
+      }
+    }
+    this.#watchStall();
+  }
+
+  /** FrameSink's `reserve`: memory for a frame arriving in parts, from the server's budget. */
+  reserve(bytes: number): boolean {
+    if (this.#s.budget.reserve(this, bytes)) {
+      this.#charged += bytes;
+      return true;
+    }
+    this.#growthRefused = true;
+    return false;
+  }
+
+  /** BudgetHolder: reports what the session holds now. */
+  recharge(): number {
+    const s = this.#s;
+    if (s.closed()) return 0;
+    const decoder = s.decoder();
+    const held = s.socket.writableLength + s.writer.pending + (decoder === null ? 0 : decoder.buffered);
+    s.budget.charge(this.#charged, held);
+    this.#charged = held;
+    return held;
+  }
+
+  /** BudgetHolder: the server has room again, or is over budget while this session holds much. */
+  wake(): void {
+    this.#growthRefused = false; // ask again
+    this.update();
+  }
+
+  /** The session closed: its bytes go back to the budget and nothing is watched any more. */
+  release(): void {
+    if (this.#stallTimer !== null) clearTimeout(this.#stallTimer);
+    this.#stallTimer = null;
+    this.#s.budget.release(this, this.#charged);
+    this.#charged = 0;
+  }
+
+  /** Bytes the kernel has taken from us so far: it grows only while the peer reads. */
+  #sent(): number {
+    const socket = this.#s.socket;
+    return socket.bytesWritten - socket.writableLength;
+  }
+
+  /** True while the peer owes us the rest of a frame that we are not holding back. */
+  #owesRead(): boolean {
+    const decoder = this.#s.decoder();
+    return !this.#paused && decoder !== null && decoder.midFrame;
+  }
+
+  #watchStall(): void {
+    if (this.#stallTimer !== null) return;
+    const s = this.#s;
+    if (s.socket.writableLength === 0 && !this.#owesRead()) return;
+    this.#sentAtStall = this.#sent();
+    this.#readAtStall = s.socket.bytesRead;
+    this.#stallTimer = setTimeout(this.#checkStallBound, s.limits.writeTimeoutMs);
+    this.#stallTimer.unref?.();
+  }
+
+  #checkStall(): void {
+    this.#stallTimer = null;
+    const s = this.#s;
+    if (s.closed()) return;
+    s.writer.flush(); // what is packed is not the peer's fault
+    if (s.socket.writableLength > 0 && this.#sent() === this.#sentAtStall) {
+      s.stalled("write_timeout", this.#charged);
+      return;
+    }
+    if (this.#owesRead() && s.socket.bytesRead === this.#readAtStall) {
+      s.stalled("read_timeout", this.#charged);
+      return;
+    }
+    this.#watchStall();
+  }
+}
