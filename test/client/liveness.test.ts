@@ -89,3 +89,14 @@ test("a PONG carrying the PING's send time gives the round-trip time", () => {
   w.stop();
   assert.ok(w.rttMs !== null && w.rttMs >= 12 && w.rttMs < 100);
 });
+
+test("regression: an idle session keeps its keepalive rhythm when pingTimeoutMs is longer than the keepalive interval", async () => {
+  // The server closes a session idle for idleTimeoutMs; the client pings every third of it. A check
+  // put off to the PING's deadline (1 s here) let a 1 s idle timeout close a healthy session.
+  const h = fakeHost();
+  const w = new Liveness(h, { silenceMs: 500, pingTimeoutMs: 1000, keepaliveMs: 100 });
+  await sleep(560);
+  w.stop();
+  assert.ok(h.pings >= 4, `${h.pings} PINGs in 560 ms with a 100 ms keepalive interval`);
+  assert.equal(h.deadAfter, null);
+});

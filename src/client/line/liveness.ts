@@ -93,6 +93,7 @@ export class Liveness {
   }
 
   #check = (): void => {
+    const due = this.#timerAt;
     this.#timer = null;
     this.#timerAt = Infinity;
     if (this.#stopped) return;
@@ -103,8 +104,24 @@ export class Liveness {
       if (lastRead >= this.#pingAt) {
         this.#pingAt = -1; // answered
       } else if (now - this.#pingAt >= o.pingTimeoutMs) {
-        this.stop();
-        this.#host.dead(now - lastRead);
+        if (now - due > o.pingTimeoutMs / 2) {
+          // This timer fired late: our own event loop was stalled, not the line. The answer may
+          // be waiting unread; give it the time the stall took from it.
+          this.#schedule(o.pingTimeoutMs / 2);
+          return;
+        }
+        // Timers run before the poll phase reads sockets: let what has arrived be read first.
+        const pingAt = this.#pingAt;
+        setImmediate(() => {
+          if (this.#stopped) return;
+          if (this.#host.lastRead() >= pingAt) {
+            this.#pingAt = -1;
+            this.#schedule(this.#host.outstanding() > 0 ? o.silenceMs : o.keepaliveMs);
+            return;
+          }
+          this.stop();
+          this.#host.dead(performance.now() - this.#host.lastRead());
+        });
         return;
       } else {
         this.#schedule(this.#pingAt + o.pingTimeoutMs - now);
@@ -130,6 +147,9 @@ export class Liveness {
       return;
     }
     this.#pingAt = now;
-    this.#schedule(this.#opts.pingTimeoutMs);
+    // Look again at the deadline, or sooner: once answered, the keepalive (or silence) rhythm goes
+    // on, so an idle session still reaches the server within its idle timeout.
+    const o = this.#opts;
+    this.#schedule(Math.min(o.pingTimeoutMs, o.keepaliveMs, o.silenceMs));
   }
 }
