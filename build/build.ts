@@ -3,7 +3,10 @@
  * The target's JSON (targets/<name>.json) replaces the default profile, so its
  * limits become the runtime's defaults. Fails when a bundle exceeds its budget.
  *
- *   tsx build/build.ts [--target NAME]... [--quiet] [--json]
+ *   tsx build/build.ts [--target NAME]... [--outdir DIR] [--quiet] [--json]
+ *
+ * `--outdir` puts the bundles in DIR/<target>/ instead of dist/ (tests build
+ * their own copy there).
  */
 import { build } from "esbuild";
 import { promises as fs } from "node:fs";
@@ -14,7 +17,7 @@ import { gzipSync } from "node:zlib";
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
 const { values } = parseArgs({
-  options: { target: { type: "string", multiple: true }, quiet: { type: "boolean" }, json: { type: "boolean" } },
+  options: { target: { type: "string", multiple: true }, outdir: { type: "string" }, quiet: { type: "boolean" }, json: { type: "boolean" } },
 });
 
 interface TargetFile {
@@ -36,7 +39,7 @@ for (const name of chosen) {
   }
   const targetPath = path.join(root, "targets", `${name}.json`);
   const target = JSON.parse(await fs.readFile(targetPath, "utf8")) as TargetFile;
-  const outfile = path.join(root, "dist", name, "perilink.mjs");
+  const outfile = path.join(values.outdir ? path.resolve(values.outdir) : path.join(root, "dist"), name, "perilink.mjs");
   await build({
     entryPoints: [path.join(root, "src/cli/main.ts")],
     outfile,

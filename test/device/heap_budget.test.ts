@@ -1,0 +1,106 @@
+import assert from "node:assert/strict";
+import { execFile, spawn } from "node:child_process";
+import { test, type TestContext } from "node:test";
+import { promisify } from "node:util";
+import { detectRuntime } from "../../src/runtime/runtime.ts";
+import { heapBudgetFlag, hasOldSpaceFlag, withNodeOption } from "../../src/runtime/heap_budget.ts";
+import { stopChild } from "../helpers/cli.ts";
+import { tempDir, waitFor } from "../helpers/fixtures.ts";
+import { bundleFor, heapLimitWith, nodeBin } from "./bundles.ts";
+
+const run = promisify(execFile);
+const MiB = 1048576;
+
+/** Environment without any heap flag of the test runner's own. */
+function cleanEnv(extra: NodeJS.ProcessEnv = {}): NodeJS.ProcessEnv {
+  const env: NodeJS.ProcessEnv = { ...process.env, ...extra };
+  if (!("NODE_OPTIONS" in extra)) delete env.NODE_OPTIONS;
+  return env;
+}
+
+interface Served {
+  stateDir: string;
+  bundle: string;
+  stderr: () => string;
+  exited: Promise<number | null>;
+  stop: () => Promise<void>;
+}
+
+/** `node FLAGS <bundle of target> serve` on a loopback port; stopped after the test. */
+async function serveBundle(t: TestContext, target: string, flags: string[] = [], env: NodeJS.ProcessEnv = cleanEnv()): Promise<Served> {
+  const bundle = await bundleFor(target);
+  const stateDir = tempDir();
+  const child = spawn(nodeBin(), [...flags, bundle, "serve", "--state-dir", stateDir, "--listen", "127.0.0.1:0"], { env, stdio: ["ignore", "pipe", "pipe"] });
+  let err = "";
+  child.stderr!.setEncoding("utf8").on("data", (s: string) => (err += s));
+  const exited = new Promise<number | null>((r) => child.once("exit", (code) => r(code)));
+  t.after(() => stopChild(child));
+  await waitFor(() => err.includes('"server_started"') || child.exitCode !== null, "the server to start", 30000);
+  assert.equal(child.exitCode, null, `serve exited early: ${err}`);
+  return { stateDir, bundle, stderr: () => err, exited, stop: () => stopChild(child) };
+}
+
+async function status(s: Served): Promise<{ pid: number; generation: number; memory: { rssBytes: number; heapUsedBytes: number; heapLimitBytes: number } }> {
+  const { stdout } = await run(nodeBin(), [s.bundle, "status", "--state-dir", s.stateDir, "--json"], { env: cleanEnv() });
+  return JSON.parse(stdout);
+}
+
+test("heapBudgetFlag: the budget as a flag, none for 0 or when the user chose a limit; bad budgets are a RangeError", () => {
+  assert.equal(heapBudgetFlag(96, [], undefined), "--max-old-space-size=96");
+  assert.equal(heapBudgetFlag(0, [], undefined), null);
+  assert.equal(heapBudgetFlag(96, ["--max-old-space-size=200"], undefined), null);
+  assert.equal(heapBudgetFlag(96, ["--max_old_space_size=200"], undefined), null);
+  assert.equal(heapBudgetFlag(96, [], "--enable-source-maps --max-old-space-size=200"), null);
+  assert.equal(heapBudgetFlag(96, ["--max-semi-space-size=2"], "--max-semi-space-size=4"), "--max-old-space-size=96");
+  assert.equal(hasOldSpaceFlag([], "--max-old-space-size-x"), false);
+  assert.throws(() => heapBudgetFlag(-1, [], undefined), RangeError);
+  assert.throws(() => heapBudgetFlag(1.5, [], undefined), RangeError);
+  assert.equal(withNodeOption(undefined, "--a"), "--a");
+  assert.equal(withNodeOption(" --b ", "--a"), "--b --a");
+});
+
+test("the pi-zero-2w bundle's serve runs with the target's 96 MiB old-space limit, and status reports rss, heap used and the limit", async (t) => {
+  const expected = await heapLimitWith(["--max-old-space-size=96"], cleanEnv());
+  const s = await serveBundle(t, "pi-zero-2w");
+  const st = await status(s);
+  assert.equal(st.memory.heapLimitBytes, expected, `limit ${st.memory.heapLimitBytes / MiB} MiB, expected V8's ${expected / MiB} MiB for --max-old-space-size=96`);
+  assert.ok(st.memory.rssBytes > 8 * MiB && st.memory.rssBytes < 512 * MiB, `rss ${st.memory.rssBytes}`);
+  assert.ok(st.memory.heapUsedBytes > 0 && st.memory.heapUsedBytes < st.memory.heapLimitBytes, `heap used ${st.memory.heapUsedBytes}`);
+  const text = await run(nodeBin(), [s.bundle, "status", "--state-dir", s.stateDir], { env: cleanEnv() });
+  assert.match(text.stdout, /^memory +rss [\d.]+ MiB +heap [\d.]+ MiB of [\d.]+ MiB limit$/m);
+  // Signals reach the process that serves; its exit code comes back.
+  await s.stop();
+  assert.match(s.stderr(), /"drain_finished"/);
+  if (detectRuntime().name === "node") assert.equal(await s.exited, 0);
+});
+
+test("a --max-old-space-size the user gives wins over the target's budget, on the command line or in NODE_OPTIONS", async (t) => {
+  const onLine = await serveBundle(t, "pi-zero-2w", ["--max-old-space-size=200"]);
+  assert.equal((await status(onLine)).memory.heapLimitBytes, await heapLimitWith(["--max-old-space-size=200"], cleanEnv()));
+  const inEnv = await serveBundle(t, "pi-zero-2w", [], cleanEnv({ NODE_OPTIONS: "--max-old-space-size=160" }));
+  assert.equal((await status(inEnv)).memory.heapLimitBytes, await heapLimitWith(["--max-old-space-size=160"], cleanEnv()));
+});
+
+test("a target without a budget (node20, 0) sets no limit", async (t) => {
+  const s = await serveBundle(t, "node20");
+  assert.equal((await status(s)).memory.heapLimitBytes, await heapLimitWith([], cleanEnv()));
+});
+
+test("the process after an upgrade runs with the target's heap limit too", async (t) => {
+  const expected = await heapLimitWith(["--max-old-space-size=96"], cleanEnv());
+  const s = await serveBundle(t, "pi-zero-2w");
+  const before = await status(s);
+  const up = await run(nodeBin(), [s.bundle, "upgrade", "--state-dir", s.stateDir, "--timeout", "20000"], { env: cleanEnv() });
+  assert.match(up.stdout + up.stderr, /generation 2|"generation":2/);
+  const st = await status(s);
+  t.after(() => {
+    try {
+      process.kill(st.pid, "SIGTERM");
+    } catch {
+      // already gone
+    }
+  });
+  assert.equal(st.generation, 2);
+  assert.notEqual(st.pid, before.pid);
+  assert.equal(st.memory.heapLimitBytes, expected, `after the upgrade: ${st.memory.heapLimitBytes / MiB} MiB`);
+});
