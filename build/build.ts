@@ -31,6 +31,24 @@ interface TargetFile {
   runtime: string;
   esbuildTarget: string;
   bundleBudgetBytes: number;
+  memory: { maxOldSpaceMiB: number };
+}
+
+/**
+ * The bundle's first lines. With a heap budget, the file is also a shell
+ * script: run as an executable (`./perilink.mjs`, `/usr/bin/perilink`), sh
+ * adds the budget to NODE_OPTIONS (unless the user set a limit there) and
+ * execs node on the same file, so the process that serves starts once with
+ * its limit. Node skips the `#!` line and reads the second as a string and a
+ * comment. Run as `node perilink.mjs`, serve applies the budget itself
+ * (src/runtime/heap_reexec.ts).
+ */
+function launcher(budgetMiB: number): string {
+  if (!budgetMiB) return "#!/usr/bin/env node\n";
+  return (
+    "#!/bin/sh\n" +
+    `":" //; case " $NODE_OPTIONS " in *[-_]old[-_]space[-_]size*) ;; *) NODE_OPTIONS="\${NODE_OPTIONS:+$NODE_OPTIONS }--max-old-space-size=${budgetMiB}"; export NODE_OPTIONS;; esac; exec node "$0" "$@"\n`
+  );
 }
 
 const all = (await fs.readdir(path.join(root, "targets"))).filter((f) => f.endsWith(".json")).map((f) => f.slice(0, -5)).sort();
@@ -56,9 +74,7 @@ for (const name of chosen) {
     target: target.esbuildTarget,
     minify: true,
     legalComments: "none",
-    banner: {
-      js: "#!/usr/bin/env node\nimport{createRequire as __cr}from'node:module';const require=__cr(import.meta.url);",
-    },
+    banner: { js: launcher(target.memory.maxOldSpaceMiB) + "import{createRequire as __cr}from'node:module';const require=__cr(import.meta.url);" },
     logLevel: "warning",
     plugins: [
       {

@@ -19,6 +19,8 @@ function cleanEnv(extra: NodeJS.ProcessEnv = {}): NodeJS.ProcessEnv {
 }
 
 interface Served {
+  /** The process the test started: a stand-in when serve started itself again with the budget. */
+  pid: number;
   stateDir: string;
   bundle: string;
   stderr: () => string;
@@ -27,17 +29,19 @@ interface Served {
 }
 
 /** `node FLAGS <bundle of target> serve` on a loopback port; stopped after the test. */
-async function serveBundle(t: TestContext, target: string, flags: string[] = [], env: NodeJS.ProcessEnv = cleanEnv()): Promise<Served> {
+async function serveBundle(t: TestContext, target: string, flags: string[] | "as-executable" = [], env: NodeJS.ProcessEnv = cleanEnv()): Promise<Served> {
   const bundle = await bundleFor(target);
   const stateDir = tempDir();
-  const child = spawn(nodeBin(), [...flags, bundle, "serve", "--state-dir", stateDir, "--listen", "127.0.0.1:0"], { env, stdio: ["ignore", "pipe", "pipe"] });
+  const args = ["serve", "--state-dir", stateDir, "--listen", "127.0.0.1:0"];
+  const [cmd, argv] = flags === "as-executable" ? [bundle, args] : [nodeBin(), [...flags, bundle, ...args]];
+  const child = spawn(cmd, argv, { env, stdio: ["ignore", "pipe", "pipe"] });
   let err = "";
   child.stderr!.setEncoding("utf8").on("data", (s: string) => (err += s));
   const exited = new Promise<number | null>((r) => child.once("exit", (code) => r(code)));
   t.after(() => stopChild(child));
   await waitFor(() => err.includes('"server_started"') || child.exitCode !== null, "the server to start", 30000);
   assert.equal(child.exitCode, null, `serve exited early: ${err}`);
-  return { stateDir, bundle, stderr: () => err, exited, stop: () => stopChild(child) };
+  return { pid: child.pid!, stateDir, bundle, stderr: () => err, exited, stop: () => stopChild(child) };
 }
 
 async function status(s: Served): Promise<{ pid: number; generation: number; memory: { rssBytes: number; heapUsedBytes: number; heapLimitBytes: number } }> {
@@ -64,6 +68,7 @@ test("the pi-zero-2w bundle's serve runs with the target's 96 MiB old-space limi
   const s = await serveBundle(t, "pi-zero-2w");
   const st = await status(s);
   assert.equal(st.memory.heapLimitBytes, expected, `limit ${st.memory.heapLimitBytes / MiB} MiB, expected V8's ${expected / MiB} MiB for --max-old-space-size=96`);
+  assert.notEqual(st.pid, s.pid, "`node bundle serve` started itself again with the budget and stands in for it");
   assert.ok(st.memory.rssBytes > 8 * MiB && st.memory.rssBytes < 512 * MiB, `rss ${st.memory.rssBytes}`);
   assert.ok(st.memory.heapUsedBytes > 0 && st.memory.heapUsedBytes < st.memory.heapLimitBytes, `heap used ${st.memory.heapUsedBytes}`);
   const text = await run(nodeBin(), [s.bundle, "status", "--state-dir", s.stateDir], { env: cleanEnv() });
@@ -74,11 +79,22 @@ test("the pi-zero-2w bundle's serve runs with the target's 96 MiB old-space limi
   if (detectRuntime().name === "node") assert.equal(await s.exited, 0);
 });
 
+test("the pi-zero-2w bundle run as an executable starts node once, with the budget: no stand-in process", async (t) => {
+  const s = await serveBundle(t, "pi-zero-2w", "as-executable");
+  const st = await status(s);
+  assert.equal(st.pid, s.pid, "the process started is the one that serves");
+  assert.equal(st.memory.heapLimitBytes, await heapLimitWith(["--max-old-space-size=96"], cleanEnv()));
+});
+
 test("a --max-old-space-size the user gives wins over the target's budget, on the command line or in NODE_OPTIONS", async (t) => {
   const onLine = await serveBundle(t, "pi-zero-2w", ["--max-old-space-size=200"]);
-  assert.equal((await status(onLine)).memory.heapLimitBytes, await heapLimitWith(["--max-old-space-size=200"], cleanEnv()));
-  const inEnv = await serveBundle(t, "pi-zero-2w", [], cleanEnv({ NODE_OPTIONS: "--max-old-space-size=160" }));
-  assert.equal((await status(inEnv)).memory.heapLimitBytes, await heapLimitWith(["--max-old-space-size=160"], cleanEnv()));
+  const lineStatus = await status(onLine);
+  assert.equal(lineStatus.memory.heapLimitBytes, await heapLimitWith(["--max-old-space-size=200"], cleanEnv()));
+  assert.equal(lineStatus.pid, onLine.pid, "no second start when the user chose the limit");
+  for (const how of [[], "as-executable"] as (string[] | "as-executable")[]) {
+    const inEnv = await serveBundle(t, "pi-zero-2w", how, cleanEnv({ NODE_OPTIONS: "--max-old-space-size=160" }));
+    assert.equal((await status(inEnv)).memory.heapLimitBytes, await heapLimitWith(["--max-old-space-size=160"], cleanEnv()), `started ${how === "as-executable" ? how : "by node"}`);
+  }
 });
 
 test("a target without a budget (node20, 0) sets no limit", async (t) => {
