@@ -4,13 +4,15 @@
 # executables through qemu (an upgrade starts a new ARM node process), and the
 # real Node.js binaries for linux-arm64 and linux-armv7l from the npm registry.
 #
-#   .ci/arm_setup.sh DIR      prints, one per line, "ARCH NODE QEMU_LD_PREFIX"
+#   .ci/arm_setup.sh DIR [--no-install]   prints, one per line, "ARCH NODE QEMU_LD_PREFIX"
 #
 # Exits 3 with one line on stderr saying why when emulation cannot be set up
 # here (not root and packages missing, no binfmt_misc, no registry); callers
 # skip the ARM suites then. apt-get update runs only if something is missing.
 set -euo pipefail
-dir=${1:?usage: arm_setup.sh DIR}
+dir=${1:?usage: arm_setup.sh DIR [--no-install]}
+install=yes
+[ "${2:-}" = --no-install ] && install=no
 mkdir -p "$dir"
 
 skip() { echo "arm: emulation unavailable, skipping the ARM suites: $*" >&2; exit 3; }
@@ -21,6 +23,7 @@ for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
 if [ "${#missing[@]}" -gt 0 ]; then
+  [ "$install" = yes ] || skip "missing ${missing[*]} (and --no-install)"
   [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 || skip "missing ${missing[*]} and cannot install them (not root or no apt-get)"
   { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"; } >&2 \
     || skip "apt-get install ${missing[*]} failed"

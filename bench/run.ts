@@ -7,6 +7,7 @@ const BENCHES: Record<string, string> = {
   throughput: "./throughput.ts",
   sessions: "./sessions.ts",
   handoff: "./handoff.ts",
+  device: "./device.ts",
 };
 
 interface Bench {
