@@ -11,6 +11,8 @@
  *   - server RSS per idle session (sessions opened by a native client)
  *   - echo throughput through `serve` ÷ the raw RPC echo server (bench/raw_rpc.ts)
  *     on the same node, both driven by the same native client
+ *   - native only: RSS 3 s after 4,000 connect → 20 requests → close cycles,
+ *     minus idle RSS (bench/device_churn.ts)
  * Emulation is ~12–20× slower than native, so only ratios compare across rows.
  * Writes bench/results/device.json.
  */
@@ -22,6 +24,8 @@ import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
 import { build } from "esbuild";
 import { ClientSession } from "../src/client/client_session.ts";
+import { heapBudgetFlags, withNodeOptions, type HeapBudget } from "../src/runtime/heap_budget.ts";
+import { measureChurn, type ChurnResult } from "./device_churn.ts";
 import { runLoad } from "./lib/load.ts";
 import { readRssKiB, sleep, stopProcess } from "./lib/proc.ts";
 import { environment, writeResults } from "./lib/results.ts";
@@ -31,7 +35,9 @@ import { RawRpcClient } from "./raw_rpc.ts";
 
 const ROOT = fileURLToPath(new URL("../", import.meta.url));
 const exec = promisify(execFile);
-const BUDGET = "--max-old-space-size=96";
+const TARGET_FILE = path.join(ROOT, "targets", "pi-zero-2w.json");
+/** The target's heap budget as NODE_OPTIONS, as /usr/bin/perilink applies it. */
+const BUDGET = withNodeOptions(undefined, heapBudgetFlags((JSON.parse(await fs.readFile(TARGET_FILE, "utf8")) as { memory: HeapBudget }).memory, [], undefined));
 
 interface Arch {
   arch: string;
@@ -58,6 +64,8 @@ interface Row {
   reqPerSec: number;
   rawReqPerSec: number;
   throughputRatio: number;
+  /** Native only: 4,000 connect → 20 requests → close cycles (emulated, it would take minutes). */
+  churn: ChurnResult | null;
 }
 
 async function timeMs(fn: () => Promise<unknown>, runs: number): Promise<number> {
@@ -175,6 +183,7 @@ async function measure(a: Arch, bundle: string, rawEcho: string, quick: boolean)
         reqPerSec: ours.reqPerSec,
         rawReqPerSec: base.reqPerSec,
         throughputRatio: ours.reqPerSec / base.reqPerSec,
+        churn: a.emulated ? null : await measureChurn(a.node, bundle, a.env, quick ? 1000 : 4000),
       };
     } finally {
       await stopProcess(server);
@@ -216,7 +225,7 @@ export async function main(args: string[]): Promise<void> {
 
     console.log(
       formatTable(
-        ["arch", "node", "bundle KiB", "version ÷ node -e 0", "serve ÷ node -e 0", "idle RSS ÷ bare node", "KiB / idle session", "req/s ÷ raw RPC"],
+        ["arch", "node", "bundle KiB", "version ÷ node -e 0", "serve ÷ node -e 0", "idle RSS ÷ bare node", "KiB / idle session", "req/s ÷ raw RPC", "RSS after churn − idle, MiB"],
         rows.map((r) => [
           r.emulated ? `${r.arch} (qemu)` : `${r.arch} (native)`,
           r.node,
@@ -226,6 +235,7 @@ export async function main(args: string[]): Promise<void> {
           num(r.idleRssRatio, 2),
           num(r.serverKiBPerSession, 1),
           num(r.throughputRatio, 2),
+          r.churn ? `${num(r.churn.afterMinusIdleKiB / 1024, 1)} (${num(r.churn.cycles)} cycles)` : "-",
         ]),
       ),
     );

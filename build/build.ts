@@ -31,23 +31,26 @@ interface TargetFile {
   runtime: string;
   esbuildTarget: string;
   bundleBudgetBytes: number;
-  memory: { maxOldSpaceMiB: number };
+  memory: { maxOldSpaceMiB: number; maxSemiSpaceMiB?: number };
 }
 
 /**
  * The bundle's first lines. With a heap budget, the file is also a shell
  * script: run as an executable (`./perilink.mjs`, `/usr/bin/perilink`), sh
- * adds the budget to NODE_OPTIONS (unless the user set a limit there) and
- * execs node on the same file, so the process that serves starts once with
- * its limit. Node skips the `#!` line and reads the second as a string and a
- * comment. Run as `node perilink.mjs`, serve applies the budget itself
- * (src/runtime/heap_reexec.ts).
+ * adds the budget to NODE_OPTIONS (unless the user set an old-space limit
+ * there; a semi-space size of theirs is kept too) and execs node on the same
+ * file, so the process that serves starts once with its limits. Node skips
+ * the `#!` line and reads the second as a string and a comment. Run as `node
+ * perilink.mjs`, serve applies the budget itself (src/runtime/heap_reexec.ts).
  */
-function launcher(budgetMiB: number): string {
-  if (!budgetMiB) return "#!/usr/bin/env node\n";
+function launcher(memory: { maxOldSpaceMiB: number; maxSemiSpaceMiB?: number }): string {
+  if (!memory.maxOldSpaceMiB) return "#!/usr/bin/env node\n";
+  const semi = memory.maxSemiSpaceMiB
+    ? `case " $NODE_OPTIONS " in *[-_]semi[-_]space[-_]size*) ;; *) NODE_OPTIONS="$NODE_OPTIONS --max-semi-space-size=${memory.maxSemiSpaceMiB}";; esac; `
+    : "";
   return (
     "#!/bin/sh\n" +
-    `":" //; case " $NODE_OPTIONS " in *[-_]old[-_]space[-_]size*) ;; *) NODE_OPTIONS="\${NODE_OPTIONS:+$NODE_OPTIONS }--max-old-space-size=${budgetMiB}"; export NODE_OPTIONS;; esac; exec node "$0" "$@"\n`
+    `":" //; case " $NODE_OPTIONS " in *[-_]old[-_]space[-_]size*) ;; *) ${semi}NODE_OPTIONS="\${NODE_OPTIONS:+$NODE_OPTIONS }--max-old-space-size=${memory.maxOldSpaceMiB}"; export NODE_OPTIONS;; esac; exec node "$0" "$@"\n`
   );
 }
 
@@ -74,7 +77,7 @@ for (const name of chosen) {
     target: target.esbuildTarget,
     minify: true,
     legalComments: "none",
-    banner: { js: launcher(target.memory.maxOldSpaceMiB) + "import{createRequire as __cr}from'node:module';const require=__cr(import.meta.url);" },
+    banner: { js: launcher(target.memory) + "import{createRequire as __cr}from'node:module';const require=__cr(import.meta.url);" },
     logLevel: "warning",
     plugins: [
       {

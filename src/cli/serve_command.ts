@@ -1,5 +1,6 @@
 import { createLogger } from "../logger.ts";
 import { readConfigFile, type ServerConfigInput } from "../server/config.ts";
+import type { HeapBudget } from "../runtime/heap_budget.ts";
 import { reexecWithHeapBudget } from "../runtime/heap_reexec.ts";
 import { detectRuntime } from "../runtime/runtime.ts";
 import { startServer } from "../server/server.ts";
@@ -23,7 +24,7 @@ export async function runServe(args: string[]): Promise<number> {
     "log-level": { type: "string" },
   });
   // The target's heap budget needs a start of the runtime with the flag: stand in for that one.
-  const restarted = reexecWithHeapBudget({ budgetMiB: TARGET.memory.maxOldSpaceMiB, args: ["serve", ...args] });
+  const restarted = reexecWithHeapBudget({ budget: TARGET.memory as HeapBudget, args: ["serve", ...args] });
   if (restarted) return restarted;
   const input: ServerConfigInput = values.config ? await readConfigFile(values.config as string) : {};
   if (values.listen) input.listen = values.listen as string[];

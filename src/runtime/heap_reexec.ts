@@ -1,7 +1,7 @@
 import { spawn as nodeSpawn, type ChildProcess, type SpawnOptions } from "node:child_process";
 import os from "node:os";
 import { HANDOFF_ENV } from "../server/handoff_protocol.ts";
-import { heapBudgetFlag, withNodeOption } from "./heap_budget.ts";
+import { heapBudgetFlags, withNodeOptions, type HeapBudget } from "./heap_budget.ts";
 import { detectRuntime } from "./runtime.ts";
 
 /** Set in the environment of a process started with the budget applied, so it never starts another. */
@@ -13,7 +13,7 @@ const FORWARDED: NodeJS.Signals[] = ["SIGINT", "SIGTERM", "SIGHUP", "SIGUSR2"];
 export type SpawnFn = (cmd: string, args: readonly string[], options: SpawnOptions) => ChildProcess;
 
 export interface ReexecOptions {
-  budgetMiB: number;
+  budget: HeapBudget;
   /** Arguments after the script, e.g. `["serve", "--listen", …]`. */
   args: string[];
   env?: NodeJS.ProcessEnv;
@@ -37,14 +37,14 @@ export function reexecWithHeapBudget(options: ReexecOptions): Promise<number> | 
   if (detectRuntime().name !== "node") return null;
   if (env[HEAP_BUDGET_ENV] !== undefined || env[HANDOFF_ENV] !== undefined || env.LISTEN_FDS !== undefined) return null;
   const execArgv = options.execArgv ?? process.execArgv;
-  const flag = heapBudgetFlag(options.budgetMiB, execArgv, env.NODE_OPTIONS);
-  if (flag === null) return null;
+  const flags = heapBudgetFlags(options.budget, execArgv, env.NODE_OPTIONS);
+  if (flags.length === 0) return null;
   const script = options.script ?? process.argv[1];
   if (script === undefined) return null;
   const spawn = options.spawn ?? nodeSpawn;
   const child = spawn(process.execPath, [...execArgv, script, ...options.args], {
     stdio: "inherit",
-    env: { ...env, NODE_OPTIONS: withNodeOption(env.NODE_OPTIONS, flag), [HEAP_BUDGET_ENV]: String(options.budgetMiB) },
+    env: { ...env, NODE_OPTIONS: withNodeOptions(env.NODE_OPTIONS, flags), [HEAP_BUDGET_ENV]: flags.join(" ") },
     // Its own process group: a terminal's Ctrl-C reaches it once, through us, not twice.
     detached: true,
   });

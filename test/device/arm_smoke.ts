@@ -59,7 +59,7 @@ let log = "";
 serve.stderr!.setEncoding("utf8").on("data", (s: string) => (log += s));
 try {
   // One start of the emulated node tells its arch and the limit V8 sets there for the target's budget.
-  const [archName, version, limit] = (await armRun(["--max-old-space-size=96", "-p", "[process.arch, process.version, require('v8').getHeapStatistics().heap_size_limit].join(' ')"])).trim().split(" ");
+  const [archName, version, limit] = (await armRun(["--max-old-space-size=96", "--max-semi-space-size=1", "-p", "[process.arch, process.version, require('v8').getHeapStatistics().heap_size_limit].join(' ')"])).trim().split(" ");
   const expectedLimit = Number(limit);
   step(`emulated node: ${archName} ${version}`);
   const deadline = Date.now() + 90_000;
@@ -70,7 +70,7 @@ try {
   const v4 = status1.listeners.find((l: { address: string; transport: string }) => l.address === "127.0.0.1" && l.transport === "tcp");
   const v6 = status1.listeners.find((l: { address: string; transport: string }) => l.address === "::1" && l.transport === "tcp");
   check(v4 && v6, `listeners: ${JSON.stringify(status1.listeners)}`);
-  check(status1.memory?.heapLimitBytes === expectedLimit, `heap limit ${status1.memory?.heapLimitBytes}, expected ${expectedLimit} (--max-old-space-size=96 on this node)`);
+  check(status1.memory?.heapLimitBytes === expectedLimit, `heap limit ${status1.memory?.heapLimitBytes}, expected ${expectedLimit} (the pi-zero-2w budget on this node)`);
   step(`serve accepting, status: pid ${status1.pid}, heap limit ${(status1.memory.heapLimitBytes / 1048576).toFixed(0)} MiB`);
 
   const udp = JSON.parse((await exec(process.execPath, [bundle, "id", `127.0.0.1:${v4.port}`, "--json"])).stdout);

@@ -103,7 +103,7 @@ test("the installed perilink runs: version, and serve as the service user with t
   assert.equal(st.pid, child.pid, "one process: /usr/bin/perilink execs node with the budget");
   assert.equal(st.app, "demo");
   assert.equal(st.target, "pi-zero-2w");
-  assert.equal(st.memory.heapLimitBytes, await heapLimitWith(["--max-old-space-size=96"], env));
+  assert.equal(st.memory.heapLimitBytes, await heapLimitWith(["--max-old-space-size=96", "--max-semi-space-size=1"], env));
   for (const f of await fs.readdir(stateDir)) assert.equal((await fs.stat(path.join(stateDir, f))).uid, uid, `${f} belongs to the service user`);
   await stopChild(child);
   assert.match(err, /"drain_finished"/, "SIGTERM drains");

@@ -3,13 +3,15 @@ import { execFile, spawn } from "node:child_process";
 import { test, type TestContext } from "node:test";
 import { promisify } from "node:util";
 import { detectRuntime } from "../../src/runtime/runtime.ts";
-import { heapBudgetFlag, hasOldSpaceFlag, withNodeOption } from "../../src/runtime/heap_budget.ts";
+import { heapBudgetFlags, hasOldSpaceFlag, withNodeOptions } from "../../src/runtime/heap_budget.ts";
 import { stopChild } from "../helpers/cli.ts";
 import { tempDir, waitFor } from "../helpers/fixtures.ts";
 import { bundleFor, heapLimitWith, nodeBin } from "./bundles.ts";
 
 const run = promisify(execFile);
 const MiB = 1048576;
+/** The pi-zero-2w target's budget (targets/pi-zero-2w.json memory). */
+const PI_FLAGS = ["--max-old-space-size=96", "--max-semi-space-size=1"];
 
 /** Environment without any heap flag of the test runner's own. */
 function cleanEnv(extra: NodeJS.ProcessEnv = {}): NodeJS.ProcessEnv {
@@ -49,25 +51,29 @@ async function status(s: Served): Promise<{ pid: number; generation: number; mem
   return JSON.parse(stdout);
 }
 
-test("heapBudgetFlag: the budget as a flag, none for 0 or when the user chose a limit; bad budgets are a RangeError", () => {
-  assert.equal(heapBudgetFlag(96, [], undefined), "--max-old-space-size=96");
-  assert.equal(heapBudgetFlag(0, [], undefined), null);
-  assert.equal(heapBudgetFlag(96, ["--max-old-space-size=200"], undefined), null);
-  assert.equal(heapBudgetFlag(96, ["--max_old_space_size=200"], undefined), null);
-  assert.equal(heapBudgetFlag(96, [], "--enable-source-maps --max-old-space-size=200"), null);
-  assert.equal(heapBudgetFlag(96, ["--max-semi-space-size=2"], "--max-semi-space-size=4"), "--max-old-space-size=96");
+test("heapBudgetFlags: the budget as flags, none for 0 or when the user chose an old-space limit; a user's semi-space size is kept; bad budgets are a RangeError", () => {
+  const pi = { maxOldSpaceMiB: 96, maxSemiSpaceMiB: 1 };
+  assert.deepEqual(heapBudgetFlags(pi, [], undefined), ["--max-old-space-size=96", "--max-semi-space-size=1"]);
+  assert.deepEqual(heapBudgetFlags({ maxOldSpaceMiB: 96 }, [], undefined), ["--max-old-space-size=96"]);
+  assert.deepEqual(heapBudgetFlags({ maxOldSpaceMiB: 0, maxSemiSpaceMiB: 1 }, [], undefined), []);
+  assert.deepEqual(heapBudgetFlags(pi, ["--max-old-space-size=200"], undefined), []);
+  assert.deepEqual(heapBudgetFlags(pi, ["--max_old_space_size=200"], undefined), []);
+  assert.deepEqual(heapBudgetFlags(pi, [], "--enable-source-maps --max-old-space-size=200"), []);
+  assert.deepEqual(heapBudgetFlags(pi, ["--max-semi-space-size=2"], undefined), ["--max-old-space-size=96"]);
+  assert.deepEqual(heapBudgetFlags(pi, [], "--max_semi_space_size=4"), ["--max-old-space-size=96"]);
   assert.equal(hasOldSpaceFlag([], "--max-old-space-size-x"), false);
-  assert.throws(() => heapBudgetFlag(-1, [], undefined), RangeError);
-  assert.throws(() => heapBudgetFlag(1.5, [], undefined), RangeError);
-  assert.equal(withNodeOption(undefined, "--a"), "--a");
-  assert.equal(withNodeOption(" --b ", "--a"), "--b --a");
+  assert.throws(() => heapBudgetFlags({ maxOldSpaceMiB: -1 }, [], undefined), RangeError);
+  assert.throws(() => heapBudgetFlags({ maxOldSpaceMiB: 1.5 }, [], undefined), RangeError);
+  assert.throws(() => heapBudgetFlags({ maxOldSpaceMiB: 96, maxSemiSpaceMiB: -2 }, [], undefined), RangeError);
+  assert.equal(withNodeOptions(undefined, ["--a"]), "--a");
+  assert.equal(withNodeOptions(" --b ", ["--a", "--c"]), "--b --a --c");
 });
 
-test("the pi-zero-2w bundle's serve runs with the target's 96 MiB old-space limit, and status reports rss, heap used and the limit", async (t) => {
-  const expected = await heapLimitWith(["--max-old-space-size=96"], cleanEnv());
+test("the pi-zero-2w bundle's serve runs with the target's heap budget (96 MiB old space, 1 MiB semi-spaces), and status reports rss, heap used and the limit", async (t) => {
+  const expected = await heapLimitWith(PI_FLAGS, cleanEnv());
   const s = await serveBundle(t, "pi-zero-2w");
   const st = await status(s);
-  assert.equal(st.memory.heapLimitBytes, expected, `limit ${st.memory.heapLimitBytes / MiB} MiB, expected V8's ${expected / MiB} MiB for --max-old-space-size=96`);
+  assert.equal(st.memory.heapLimitBytes, expected, `limit ${st.memory.heapLimitBytes / MiB} MiB, expected V8's ${expected / MiB} MiB for ${PI_FLAGS.join(" ")}`);
   assert.notEqual(st.pid, s.pid, "`node bundle serve` started itself again with the budget and stands in for it");
   assert.ok(st.memory.rssBytes > 8 * MiB && st.memory.rssBytes < 512 * MiB, `rss ${st.memory.rssBytes}`);
   assert.ok(st.memory.heapUsedBytes > 0 && st.memory.heapUsedBytes < st.memory.heapLimitBytes, `heap used ${st.memory.heapUsedBytes}`);
@@ -83,7 +89,7 @@ test("the pi-zero-2w bundle run as an executable starts node once, with the budg
   const s = await serveBundle(t, "pi-zero-2w", "as-executable");
   const st = await status(s);
   assert.equal(st.pid, s.pid, "the process started is the one that serves");
-  assert.equal(st.memory.heapLimitBytes, await heapLimitWith(["--max-old-space-size=96"], cleanEnv()));
+  assert.equal(st.memory.heapLimitBytes, await heapLimitWith(PI_FLAGS, cleanEnv()));
 });
 
 test("a --max-old-space-size the user gives wins over the target's budget, on the command line or in NODE_OPTIONS", async (t) => {
@@ -103,7 +109,7 @@ test("a target without a budget (node20, 0) sets no limit", async (t) => {
 });
 
 test("the process after an upgrade runs with the target's heap limit too", async (t) => {
-  const expected = await heapLimitWith(["--max-old-space-size=96"], cleanEnv());
+  const expected = await heapLimitWith(PI_FLAGS, cleanEnv());
   const s = await serveBundle(t, "pi-zero-2w");
   const before = await status(s);
   const up = await run(nodeBin(), [s.bundle, "upgrade", "--state-dir", s.stateDir, "--timeout", "20000"], { env: cleanEnv() });
