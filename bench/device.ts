@@ -4,8 +4,8 @@
  * One row per architecture: x64 native, and arm64 / armv7l under qemu
  * emulation when .ci/arm_setup.sh finds it set up (it is not asked to install
  * anything here). Each row runs the pi-zero-2w bundle on that architecture's
- * Node.js, with the target's heap budget in NODE_OPTIONS (one start, as
- * /usr/bin/perilink runs it), and compares with the same node doing less:
+ * Node.js, with the target's heap budget in NODE_OPTIONS and its malloc tuning
+ * (one start, as /usr/bin/perilink runs it), and compares with the same node doing less:
  *   - startup: `version`, and `serve` until it logs server_started, ÷ `node -e 0`
  *   - idle RSS of `serve` ÷ an idle `node -e setInterval(…)`
  *   - server RSS per idle session (sessions opened by a native client)
@@ -25,6 +25,7 @@ import { promisify } from "node:util";
 import { build } from "esbuild";
 import { ClientSession } from "../src/client/client_session.ts";
 import { heapBudgetFlags, withNodeOptions, type HeapBudget } from "../src/runtime/heap_budget.ts";
+import { mallocTuningEnv } from "../src/runtime/malloc_tuning.ts";
 import { measureChurn, type ChurnResult } from "./device_churn.ts";
 import { runLoad } from "./lib/load.ts";
 import { readRssKiB, sleep, stopProcess } from "./lib/proc.ts";
@@ -36,8 +37,10 @@ import { RawRpcClient } from "./raw_rpc.ts";
 const ROOT = fileURLToPath(new URL("../", import.meta.url));
 const exec = promisify(execFile);
 const TARGET_FILE = path.join(ROOT, "targets", "pi-zero-2w.json");
-/** The target's heap budget as NODE_OPTIONS, as /usr/bin/perilink applies it. */
-const BUDGET = withNodeOptions(undefined, heapBudgetFlags((JSON.parse(await fs.readFile(TARGET_FILE, "utf8")) as { memory: HeapBudget }).memory, [], undefined));
+const MEMORY = (JSON.parse(await fs.readFile(TARGET_FILE, "utf8")) as { memory: HeapBudget }).memory;
+/** The target's budget as /usr/bin/perilink applies it: V8 flags in NODE_OPTIONS, malloc tuning. */
+const BUDGET = withNodeOptions(undefined, heapBudgetFlags(MEMORY, [], undefined));
+const BUDGET_ENV: NodeJS.ProcessEnv = { ...process.env, ...mallocTuningEnv(MEMORY.mallocMmapThresholdBytes, {}), NODE_OPTIONS: BUDGET };
 
 interface Arch {
   arch: string;
@@ -201,7 +204,7 @@ async function armNodes(): Promise<{ archs: Arch[]; note: string | null }> {
       .trim()
       .split("\n")
       .map((l) => l.split(" "))
-      .map(([arch, node, prefix]) => ({ arch: arch!, node: node!, env: { ...process.env, QEMU_LD_PREFIX: prefix!, NODE_OPTIONS: BUDGET }, emulated: true }));
+      .map(([arch, node, prefix]) => ({ arch: arch!, node: node!, env: { ...BUDGET_ENV, QEMU_LD_PREFIX: prefix! }, emulated: true }));
     return { archs, note: null };
   } catch (err) {
     return { archs: [], note: ((err as { stderr?: string }).stderr ?? String(err)).trim() };
@@ -217,7 +220,7 @@ export async function main(args: string[]): Promise<void> {
     const rawEcho = path.join(work, "raw_echo.mjs");
     await build({ entryPoints: [path.join(ROOT, "bench", "children", "raw_echo.ts")], outfile: rawEcho, bundle: true, platform: "node", format: "esm", target: "node20", logLevel: "warning" });
 
-    const native: Arch = { arch: os.arch(), node: process.execPath, env: { ...process.env, NODE_OPTIONS: BUDGET }, emulated: false };
+    const native: Arch = { arch: os.arch(), node: process.execPath, env: BUDGET_ENV, emulated: false };
     const { archs, note } = args.includes("--no-arm") ? { archs: [], note: "--no-arm" } : await armNodes();
     if (note) console.error(`device: no emulated rows (${note})`);
     const rows: Row[] = [];
@@ -239,7 +242,7 @@ export async function main(args: string[]): Promise<void> {
         ]),
       ),
     );
-    const file = writeResults("device", { environment: environment(), target: "pi-zero-2w", heapBudget: BUDGET, emulationNote: note, rows });
+    const file = writeResults("device", { environment: environment(), target: "pi-zero-2w", heapBudget: BUDGET, mallocMmapThresholdBytes: MEMORY.mallocMmapThresholdBytes ?? null, emulationNote: note, rows });
     console.log(`\nwrote ${path.relative(ROOT, file)}`);
   } finally {
     await fs.rm(work, { recursive: true, force: true });

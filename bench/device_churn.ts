@@ -1,5 +1,5 @@
 /**
- * Memory after churn: `serve` (the pi-zero-2w bundle, its heap budget in NODE_OPTIONS) takes
+ * Memory after churn: `serve` (the pi-zero-2w bundle with its memory budget) takes
  * CYCLES sessions one after another, each connect → 20 requests → close,
  * from a native client; RSS and heap (after a GC, from status) are read
  * before, at the end, and after a pause. Used by bench/device.ts, and on its
@@ -13,6 +13,7 @@ import { fileURLToPath } from "node:url";
 import { parseArgs, promisify } from "node:util";
 import { ClientSession } from "../src/client/client_session.ts";
 import { heapBudgetFlags, withNodeOptions, type HeapBudget } from "../src/runtime/heap_budget.ts";
+import { mallocTuningEnv } from "../src/runtime/malloc_tuning.ts";
 import { readRssKiB, sleep, stopProcess } from "./lib/proc.ts";
 
 const exec = promisify(execFile);
@@ -75,7 +76,11 @@ export async function measureChurn(node: string, bundle: string, env: NodeJS.Pro
 if (process.argv[1] && path.resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
   const { values } = parseArgs({ options: { cycles: { type: "string" }, env: { type: "string", multiple: true }, bundle: { type: "string" } } });
   const target = JSON.parse(await fs.readFile(new URL("../targets/pi-zero-2w.json", import.meta.url), "utf8")) as { memory: HeapBudget };
-  const env: NodeJS.ProcessEnv = { ...process.env, NODE_OPTIONS: withNodeOptions(undefined, heapBudgetFlags(target.memory, [], undefined)) };
+  const env: NodeJS.ProcessEnv = {
+    ...process.env,
+    ...mallocTuningEnv(target.memory.mallocMmapThresholdBytes, {}),
+    NODE_OPTIONS: withNodeOptions(undefined, heapBudgetFlags(target.memory, [], undefined)),
+  };
   for (const kv of (values.env as string[] | undefined) ?? []) {
     const i = kv.indexOf("=");
     env[kv.slice(0, i)] = kv.slice(i + 1);

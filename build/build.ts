@@ -31,26 +31,30 @@ interface TargetFile {
   runtime: string;
   esbuildTarget: string;
   bundleBudgetBytes: number;
-  memory: { maxOldSpaceMiB: number; maxSemiSpaceMiB?: number };
+  memory: { maxOldSpaceMiB: number; maxSemiSpaceMiB?: number; mallocMmapThresholdBytes?: number };
 }
 
 /**
  * The bundle's first lines. With a heap budget, the file is also a shell
  * script: run as an executable (`./perilink.mjs`, `/usr/bin/perilink`), sh
  * adds the budget to NODE_OPTIONS (unless the user set an old-space limit
- * there; a semi-space size of theirs is kept too) and execs node on the same
+ * there; a semi-space size of theirs is kept too), sets the target's malloc
+ * tuning (src/runtime/malloc_tuning.ts) unless set, and execs node on the same
  * file, so the process that serves starts once with its limits. Node skips
  * the `#!` line and reads the second as a string and a comment. Run as `node
  * perilink.mjs`, serve applies the budget itself (src/runtime/heap_reexec.ts).
  */
-function launcher(memory: { maxOldSpaceMiB: number; maxSemiSpaceMiB?: number }): string {
+function launcher(memory: TargetFile["memory"]): string {
   if (!memory.maxOldSpaceMiB) return "#!/usr/bin/env node\n";
   const semi = memory.maxSemiSpaceMiB
     ? `case " $NODE_OPTIONS " in *[-_]semi[-_]space[-_]size*) ;; *) NODE_OPTIONS="$NODE_OPTIONS --max-semi-space-size=${memory.maxSemiSpaceMiB}";; esac; `
     : "";
+  const malloc = memory.mallocMmapThresholdBytes
+    ? `[ -n "\${MALLOC_MMAP_THRESHOLD_+set}" ] || { MALLOC_MMAP_THRESHOLD_=${memory.mallocMmapThresholdBytes}; export MALLOC_MMAP_THRESHOLD_; }; `
+    : "";
   return (
     "#!/bin/sh\n" +
-    `":" //; case " $NODE_OPTIONS " in *[-_]old[-_]space[-_]size*) ;; *) ${semi}NODE_OPTIONS="\${NODE_OPTIONS:+$NODE_OPTIONS }--max-old-space-size=${memory.maxOldSpaceMiB}"; export NODE_OPTIONS;; esac; exec node "$0" "$@"\n`
+    `":" //; case " $NODE_OPTIONS " in *[-_]old[-_]space[-_]size*) ;; *) ${semi}NODE_OPTIONS="\${NODE_OPTIONS:+$NODE_OPTIONS }--max-old-space-size=${memory.maxOldSpaceMiB}"; export NODE_OPTIONS;; esac; ${malloc}exec node "$0" "$@"\n`
   );
 }
 

@@ -21,6 +21,8 @@
 export interface HeapBudget {
   maxOldSpaceMiB: number;
   maxSemiSpaceMiB?: number;
+  /** C heap tuning that travels with the budget (runtime/malloc_tuning.ts). */
+  mallocMmapThresholdBytes?: number;
 }
 
 /** `--max-old-space-size=N` or `--max_old_space_size N`, as V8 accepts it. */

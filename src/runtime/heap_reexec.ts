@@ -1,6 +1,7 @@
 import { spawn as nodeSpawn, type ChildProcess, type SpawnOptions } from "node:child_process";
 import os from "node:os";
 import { HANDOFF_ENV } from "../server/handoff_protocol.ts";
+import { mallocTuningEnv } from "./malloc_tuning.ts";
 import { heapBudgetFlags, withNodeOptions, type HeapBudget } from "./heap_budget.ts";
 import { detectRuntime } from "./runtime.ts";
 
@@ -44,7 +45,12 @@ export function reexecWithHeapBudget(options: ReexecOptions): Promise<number> | 
   const spawn = options.spawn ?? nodeSpawn;
   const child = spawn(process.execPath, [...execArgv, script, ...options.args], {
     stdio: "inherit",
-    env: { ...env, NODE_OPTIONS: withNodeOptions(env.NODE_OPTIONS, flags), [HEAP_BUDGET_ENV]: flags.join(" ") },
+    env: {
+      ...env,
+      ...mallocTuningEnv(options.budget.mallocMmapThresholdBytes, env),
+      NODE_OPTIONS: withNodeOptions(env.NODE_OPTIONS, flags),
+      [HEAP_BUDGET_ENV]: flags.join(" "),
+    },
     // Its own process group: a terminal's Ctrl-C reaches it once, through us, not twice.
     detached: true,
   });

@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import { execFile, spawn } from "node:child_process";
+import { promises as fs } from "node:fs";
 import { test, type TestContext } from "node:test";
 import { promisify } from "node:util";
 import { detectRuntime } from "../../src/runtime/runtime.ts";
@@ -17,6 +18,7 @@ const PI_FLAGS = ["--max-old-space-size=96", "--max-semi-space-size=1"];
 function cleanEnv(extra: NodeJS.ProcessEnv = {}): NodeJS.ProcessEnv {
   const env: NodeJS.ProcessEnv = { ...process.env, ...extra };
   if (!("NODE_OPTIONS" in extra)) delete env.NODE_OPTIONS;
+  if (!("MALLOC_MMAP_THRESHOLD_" in extra)) delete env.MALLOC_MMAP_THRESHOLD_;
   return env;
 }
 
@@ -90,6 +92,23 @@ test("the pi-zero-2w bundle run as an executable starts node once, with the budg
   const st = await status(s);
   assert.equal(st.pid, s.pid, "the process started is the one that serves");
   assert.equal(st.memory.heapLimitBytes, await heapLimitWith(PI_FLAGS, cleanEnv()));
+});
+
+/** One variable of a running process's environment, from /proc (Linux). */
+async function envOf(pid: number, name: string): Promise<string | undefined> {
+  const entries = (await fs.readFile(`/proc/${pid}/environ`, "utf8")).split("\0");
+  return entries.find((e) => e.startsWith(`${name}=`))?.slice(name.length + 1);
+}
+
+test("the pi-zero-2w serve runs with glibc's mmap threshold at the target's 16 KiB, started by node or as an executable; a value of the user's is kept", async (t) => {
+  for (const how of [[], "as-executable"] as (string[] | "as-executable")[]) {
+    const s = await serveBundle(t, "pi-zero-2w", how);
+    assert.equal(await envOf((await status(s)).pid, "MALLOC_MMAP_THRESHOLD_"), "16384", `started ${how === "as-executable" ? how : "by node"}`);
+    const mine = await serveBundle(t, "pi-zero-2w", how, cleanEnv({ MALLOC_MMAP_THRESHOLD_: "65536" }));
+    assert.equal(await envOf((await status(mine)).pid, "MALLOC_MMAP_THRESHOLD_"), "65536");
+  }
+  const none = await serveBundle(t, "node20");
+  assert.equal(await envOf((await status(none)).pid, "MALLOC_MMAP_THRESHOLD_"), undefined, "node20 sets no tuning");
 });
 
 test("a --max-old-space-size the user gives wins over the target's budget, on the command line or in NODE_OPTIONS", async (t) => {
