@@ -4,7 +4,10 @@ import { promises as fs } from "node:fs";
 import { test, type TestContext } from "node:test";
 import { promisify } from "node:util";
 import { detectRuntime } from "../../src/runtime/runtime.ts";
+import { EventEmitter } from "node:events";
+import type { ChildProcess, SpawnOptions } from "node:child_process";
 import { heapBudgetFlags, hasOldSpaceFlag, withNodeOptions } from "../../src/runtime/heap_budget.ts";
+import { HEAP_BUDGET_ENV, reexecWithHeapBudget } from "../../src/runtime/heap_reexec.ts";
 import { stopChild } from "../helpers/cli.ts";
 import { tempDir, waitFor } from "../helpers/fixtures.ts";
 import { bundleFor, heapLimitWith, nodeBin } from "./bundles.ts";
@@ -69,6 +72,55 @@ test("heapBudgetFlags: the budget as flags, none for 0 or when the user chose an
   assert.throws(() => heapBudgetFlags({ maxOldSpaceMiB: 96, maxSemiSpaceMiB: -2 }, [], undefined), RangeError);
   assert.equal(withNodeOptions(undefined, ["--a"]), "--a");
   assert.equal(withNodeOptions(" --b ", ["--a", "--c"]), "--b --a --c");
+});
+
+/** A stand-in for spawn: records the call and the signals sent; the test ends the "process". */
+function fakeSpawn(): { spawn: (cmd: string, args: readonly string[], o: SpawnOptions) => ChildProcess; calls: { cmd: string; args: readonly string[]; o: SpawnOptions }[]; signals: string[]; child: EventEmitter } {
+  const child = new EventEmitter();
+  const signals: string[] = [];
+  const calls: { cmd: string; args: readonly string[]; o: SpawnOptions }[] = [];
+  Object.assign(child, { kill: (s: string) => (signals.push(s), true) });
+  return { spawn: (cmd, args, o) => (calls.push({ cmd, args, o }), child as unknown as ChildProcess), calls, signals, child };
+}
+
+test("serve's restart carries the budget in NODE_OPTIONS with the malloc tuning, passes each signal on once, and returns the new process's exit code", { skip: detectRuntime().name !== "node" && "Node.js only: Deno is never restarted" }, async () => {
+  const budget = { maxOldSpaceMiB: 96, maxSemiSpaceMiB: 1, mallocMmapThresholdBytes: 16384 };
+  const f = fakeSpawn();
+  const env = { NODE_OPTIONS: "--enable-source-maps", PATH: "/usr/bin" };
+  const done = reexecWithHeapBudget({ budget, args: ["serve", "--listen", "127.0.0.1:0"], env, execArgv: ["--no-warnings"], script: "/opt/perilink.mjs", spawn: f.spawn });
+  assert.ok(done);
+  assert.equal(f.calls.length, 1);
+  const call = f.calls[0]!;
+  assert.equal(call.cmd, process.execPath);
+  assert.deepEqual(call.args, ["--no-warnings", "/opt/perilink.mjs", "serve", "--listen", "127.0.0.1:0"]);
+  assert.equal(call.o.env?.NODE_OPTIONS, "--enable-source-maps --max-old-space-size=96 --max-semi-space-size=1");
+  assert.equal(call.o.env?.MALLOC_MMAP_THRESHOLD_, "16384");
+  assert.equal(call.o.env?.[HEAP_BUDGET_ENV], "--max-old-space-size=96 --max-semi-space-size=1");
+  assert.equal(call.o.detached, true, "its own process group: a terminal's Ctrl-C arrives once, through the stand-in");
+  process.emit("SIGHUP", "SIGHUP");
+  process.emit("SIGUSR2", "SIGUSR2");
+  assert.deepEqual(f.signals, ["SIGHUP", "SIGUSR2"]);
+  f.child.emit("exit", null, "SIGTERM");
+  assert.equal(await done, 143);
+  process.emit("SIGHUP", "SIGHUP");
+  assert.deepEqual(f.signals, ["SIGHUP", "SIGUSR2"], "no forwarding after the exit");
+  const g = fakeSpawn();
+  const ok = reexecWithHeapBudget({ budget, args: ["serve"], env: {}, execArgv: [], script: "/opt/p.mjs", spawn: g.spawn })!;
+  g.child.emit("exit", 0, null);
+  assert.equal(await ok, 0);
+});
+
+test("serve does not restart itself when started by an upgrade, by socket activation, already restarted, or with the user's limit", () => {
+  const budget = { maxOldSpaceMiB: 96 };
+  const f = fakeSpawn();
+  const base = { budget, args: ["serve"], execArgv: [] as string[], script: "/opt/p.mjs", spawn: f.spawn };
+  assert.equal(reexecWithHeapBudget({ ...base, env: { PERILINK_HANDOFF: "inherit" } }), null);
+  assert.equal(reexecWithHeapBudget({ ...base, env: { LISTEN_FDS: "2" } }), null);
+  assert.equal(reexecWithHeapBudget({ ...base, env: { [HEAP_BUDGET_ENV]: "--max-old-space-size=96" } }), null);
+  assert.equal(reexecWithHeapBudget({ ...base, env: { NODE_OPTIONS: "--max-old-space-size=300" } }), null);
+  assert.equal(reexecWithHeapBudget({ ...base, env: {}, execArgv: ["--max-old-space-size=300"] }), null);
+  assert.equal(reexecWithHeapBudget({ ...base, budget: { maxOldSpaceMiB: 0 }, env: {} }), null);
+  assert.equal(f.calls.length, 0);
 });
 
 test("the pi-zero-2w bundle's serve runs with the target's heap budget (96 MiB old space, 1 MiB semi-spaces), and status reports rss, heap used and the limit", async (t) => {
