@@ -11,6 +11,7 @@ const BENCHES: Record<string, string> = {
   names: "./names.ts",
   workers: "./workers.ts",
   lines: "./lines.ts",
+  device: "./device.ts",
 };
 
 interface Bench {

@@ -3,18 +3,27 @@
  * The target's JSON (targets/<name>.json) replaces the default profile, so its
  * limits become the runtime's defaults. Fails when a bundle exceeds its budget.
  *
- *   tsx build/build.ts [--target NAME]... [--quiet] [--json]
+ *   tsx build/build.ts [--target NAME]... [--outdir DIR] [--quiet] [--json]
+ *
+ * `--outdir` puts the bundles in DIR/<target>/ instead of dist/ (tests build
+ * their own copy there).
+ *
+ * Beside the bundles, the library that `import … from "perilink"` loads:
+ * dist/lib/perilink.js (ESM, src/index.ts and what it imports, with the
+ * node20 profile) and its declarations in dist/lib/types/ (emitted by tsc from
+ * src/, the source of truth). Built when no --target is named, or with --lib.
  */
 import { build } from "esbuild";
+import { execFile } from "node:child_process";
 import { promises as fs } from "node:fs";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
-import { parseArgs } from "node:util";
+import { parseArgs, promisify } from "node:util";
 import { gzipSync } from "node:zlib";
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
 const { values } = parseArgs({
-  options: { target: { type: "string", multiple: true }, quiet: { type: "boolean" }, json: { type: "boolean" } },
+  options: { target: { type: "string", multiple: true }, outdir: { type: "string" }, lib: { type: "boolean" }, quiet: { type: "boolean" }, json: { type: "boolean" } },
 });
 
 interface TargetFile {
@@ -22,10 +31,36 @@ interface TargetFile {
   runtime: string;
   esbuildTarget: string;
   bundleBudgetBytes: number;
+  memory: { maxOldSpaceMiB: number; maxSemiSpaceMiB?: number; mallocMmapThresholdBytes?: number };
+}
+
+/**
+ * The bundle's first lines. With a heap budget, the file is also a shell
+ * script: run as an executable (`./perilink.mjs`, `/usr/bin/perilink`), sh
+ * adds the budget to NODE_OPTIONS (unless the user set an old-space limit
+ * there; a semi-space size of theirs is kept too), sets the target's malloc
+ * tuning (src/runtime/malloc_tuning.ts) unless set, and execs node on the same
+ * file, so the process that serves starts once with its limits. Node skips
+ * the `#!` line and reads the second as a string and a comment. Run as `node
+ * perilink.mjs`, serve applies the budget itself (src/runtime/heap_reexec.ts).
+ */
+function launcher(memory: TargetFile["memory"]): string {
+  if (!memory.maxOldSpaceMiB) return "#!/usr/bin/env node\n";
+  const semi = memory.maxSemiSpaceMiB
+    ? `case " $NODE_OPTIONS " in *[-_]semi[-_]space[-_]size*) ;; *) NODE_OPTIONS="$NODE_OPTIONS --max-semi-space-size=${memory.maxSemiSpaceMiB}";; esac; `
+    : "";
+  const malloc = memory.mallocMmapThresholdBytes
+    ? `[ -n "\${MALLOC_MMAP_THRESHOLD_+set}" ] || { MALLOC_MMAP_THRESHOLD_=${memory.mallocMmapThresholdBytes}; export MALLOC_MMAP_THRESHOLD_; }; `
+    : "";
+  return (
+    "#!/bin/sh\n" +
+    `":" //; case " $NODE_OPTIONS " in *[-_]old[-_]space[-_]size*) ;; *) ${semi}NODE_OPTIONS="\${NODE_OPTIONS:+$NODE_OPTIONS }--max-old-space-size=${memory.maxOldSpaceMiB}"; export NODE_OPTIONS;; esac; ${malloc}exec node "$0" "$@"\n`
+  );
 }
 
 const all = (await fs.readdir(path.join(root, "targets"))).filter((f) => f.endsWith(".json")).map((f) => f.slice(0, -5)).sort();
 const chosen = (values.target as string[] | undefined) ?? all;
+const outRoot = values.outdir ? path.resolve(values.outdir) : path.join(root, "dist");
 const results: { target: string; bytes: number; gzipBytes: number; budget: number; file: string }[] = [];
 let failed = false;
 
@@ -36,7 +71,7 @@ for (const name of chosen) {
   }
   const targetPath = path.join(root, "targets", `${name}.json`);
   const target = JSON.parse(await fs.readFile(targetPath, "utf8")) as TargetFile;
-  const outfile = path.join(root, "dist", name, "perilink.mjs");
+  const outfile = path.join(outRoot, name, "perilink.mjs");
   await build({
     entryPoints: [path.join(root, "src/cli/main.ts")],
     outfile,
@@ -46,9 +81,7 @@ for (const name of chosen) {
     target: target.esbuildTarget,
     minify: true,
     legalComments: "none",
-    banner: {
-      js: "#!/usr/bin/env node\nimport{createRequire as __cr}from'node:module';const require=__cr(import.meta.url);",
-    },
+    banner: { js: launcher(target.memory) + "import{createRequire as __cr}from'node:module';const require=__cr(import.meta.url);" },
     logLevel: "warning",
     plugins: [
       {
@@ -67,12 +100,42 @@ for (const name of chosen) {
   if (bytes > target.bundleBudgetBytes) failed = true;
 }
 
+if (values.lib || !values.target) await buildLibrary(path.join(outRoot, "lib"));
+
+/** The library: one ESM file for the runtime, declarations from tsc for the types. */
+async function buildLibrary(dir: string): Promise<void> {
+  await fs.rm(dir, { recursive: true, force: true });
+  await build({
+    entryPoints: [path.join(root, "src/index.ts")],
+    outfile: path.join(dir, "perilink.js"),
+    bundle: true,
+    platform: "node",
+    format: "esm",
+    target: "node20",
+    packages: "external",
+    legalComments: "none",
+    logLevel: "warning",
+  });
+  const tsc = path.join(root, "node_modules", "typescript", "bin", "tsc");
+  const types = path.join(dir, "types");
+  await promisify(execFile)(process.execPath, [tsc, "-p", path.join(root, "build", "tsconfig.lib.json"), "--outDir", types], { cwd: root });
+  // Declarations import each other as `.js`, as a consumer's resolver expects beside compiled code.
+  for (const f of await fs.readdir(types, { recursive: true })) {
+    if (!f.endsWith(".d.ts")) continue;
+    const p = path.join(types, f);
+    const text = await fs.readFile(p, "utf8");
+    await fs.writeFile(p, text.replace(/(from\s+["'](?:\.{1,2}\/)[^"']*?)\.ts(["'])/g, "$1.js$2").replace(/(import\(["'](?:\.{1,2}\/)[^"']*?)\.ts(["']\))/g, "$1.js$2"));
+  }
+  const bytes = (await fs.stat(path.join(dir, "perilink.js"))).size;
+  results.push({ target: "lib", bytes, gzipBytes: gzipSync(await fs.readFile(path.join(dir, "perilink.js"))).length, budget: Infinity, file: path.relative(root, path.join(dir, "perilink.js")) });
+}
+
 if (values.json) {
   console.log(JSON.stringify(results));
 } else if (!values.quiet || failed) {
   for (const r of results) {
     const flag = r.bytes > r.budget ? "  OVER BUDGET" : "";
-    console.log(`${r.file.padEnd(28)} ${(r.bytes / 1024).toFixed(1).padStart(7)} KiB (gzip ${(r.gzipBytes / 1024).toFixed(1)} KiB), budget ${(r.budget / 1024).toFixed(0)} KiB${flag}`);
+    console.log(`${r.file.padEnd(28)} ${(r.bytes / 1024).toFixed(1).padStart(7)} KiB (gzip ${(r.gzipBytes / 1024).toFixed(1)} KiB), ${Number.isFinite(r.budget) ? `budget ${(r.budget / 1024).toFixed(0)} KiB` : "library"}${flag}`);
   }
 }
 if (failed) {

@@ -1,7 +1,10 @@
 import { createLogger } from "../logger.ts";
 import { readConfigFile, type ServerConfigInput } from "../server/config.ts";
+import type { HeapBudget } from "../runtime/heap_budget.ts";
+import { reexecWithHeapBudget } from "../runtime/heap_reexec.ts";
 import { detectRuntime } from "../runtime/runtime.ts";
 import { startServer } from "../server/server.ts";
+import { TARGET } from "../target.ts";
 import { parse } from "./args.ts";
 import { WORKER_ENV } from "../supervisor/group_protocol.ts";
 import { serveForManager } from "../supervisor/service_process.ts";
@@ -12,6 +15,8 @@ import { GENERATION_ENV } from "../supervisor/handoff_protocol.ts";
  * re-scans the device's addresses; SIGUSR2 replaces the process with the
  * program now in place (as `perilink upgrade` does). Logs one JSON line per
  * event to stderr. A process that handed over exits once it has drained.
+ * Started without the target's heap budget, it starts itself again with it
+ * (runtime/heap_reexec.ts) and passes signals and the exit code through.
  */
 export async function runServe(args: string[]): Promise<number> {
   const { values } = parse(args, {
@@ -23,6 +28,9 @@ export async function runServe(args: string[]): Promise<number> {
     workers: { type: "string" },
     dispatch: { type: "string" },
   });
+  // The target's heap budget needs a start of the runtime with the flag: stand in for that one.
+  const restarted = reexecWithHeapBudget({ budget: TARGET.memory as HeapBudget, args: ["serve", ...args] });
+  if (restarted) return restarted;
   const input: ServerConfigInput = values.config ? await readConfigFile(values.config as string) : {};
   if (values.listen) input.listen = values.listen as string[];
   if (values.app) input.app = values.app as string;

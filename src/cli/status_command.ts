@@ -1,4 +1,5 @@
 import { controlRequest } from "../server/control_server.ts";
+import type { MemoryFigures } from "../runtime/memory_figures.ts";
 import type { ServerStatus } from "../server/server.ts";
 import { defaultStateDir } from "../server/state_dir.ts";
 import { formatHostPort } from "../server/listen_spec.ts";
@@ -8,7 +9,7 @@ import { parse } from "./args.ts";
 export async function runStatus(args: string[]): Promise<number> {
   const { values } = parse(args, { "state-dir": { type: "string" }, json: { type: "boolean" } });
   const stateDir = (values["state-dir"] as string | undefined) ?? defaultStateDir();
-  const s = (await controlRequest(stateDir, { op: "status" })) as ServerStatus;
+  const s = (await controlRequest(stateDir, { op: "status" })) as ServerStatus & { memory?: MemoryFigures };
   if (values.json) {
     process.stdout.write(JSON.stringify(s) + "\n");
     return 0;
@@ -19,6 +20,7 @@ export async function runStatus(args: string[]): Promise<number> {
     `pid        ${s.pid}  generation ${s.generation}  ${s.runtime}  target ${s.target}`,
     `app        ${s.app} (${s.mode})  ${s.accepting ? "accepting" : "not accepting"}`,
     `sessions   ${s.sessions}  in flight ${s.inflight}  requests ${s.counters.requests ?? 0}  probes ${s.counters.probes ?? 0}`,
+    ...(s.memory ? [`memory     rss ${mib(s.memory.rssBytes)}  heap ${mib(s.memory.heapUsedBytes)} of ${mib(s.memory.heapLimitBytes)} limit`] : []),
     `listeners  ${s.listeners.filter((l) => l.transport === "tcp").length} addresses (tcp+udp each):`,
     ...s.listeners.filter((l) => l.transport === "tcp").map((l) => `  ${formatHostPort(l.address, l.port)}`),
   ];
@@ -32,4 +34,8 @@ export async function runStatus(args: string[]): Promise<number> {
   }
   process.stdout.write(lines.join("\n") + "\n");
   return 0;
+}
+
+function mib(bytes: number): string {
+  return `${(bytes / 1048576).toFixed(1)} MiB`;
 }

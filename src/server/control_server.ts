@@ -3,6 +3,7 @@ import net from "node:net";
 import path from "node:path";
 import { ControlError, PerilinkError } from "../errors.ts";
 import type { Logger } from "../logger.ts";
+import { memoryFigures } from "../runtime/memory_figures.ts";
 
 /** The control socket's file name inside the state directory. */
 export const CONTROL_SOCKET = "control.sock";
@@ -101,7 +102,9 @@ export class ControlServer {
       const req = JSON.parse(line) as Record<string, unknown>;
       const handler = typeof req?.op === "string" ? this.#handlers[req.op] : undefined;
       if (!handler) throw new ControlError(`Cannot run control request: unknown op ${JSON.stringify(req?.op)}`);
-      reply = { ok: true, result: await handler(req) };
+      const result = await handler(req);
+      // The process's memory is the runtime's business, not the server's: added here, where status leaves.
+      reply = { ok: true, result: req.op === "status" && result !== null && typeof result === "object" ? { ...result, memory: memoryFigures() } : result };
     } catch (err) {
       const e = err as { code?: string; message?: string };
       reply = { ok: false, error: { code: e.code ?? "PERILINK_CONTROL", message: e.message ?? String(err) } };

@@ -1,0 +1,250 @@
+/**
+ * The device benchmark: `npm run bench -- device [--quick] [--no-arm]`.
+ *
+ * One row per architecture: x64 native, and arm64 / armv7l under qemu
+ * emulation when .ci/arm_setup.sh finds it set up (it is not asked to install
+ * anything here). Each row runs the pi-zero-2w bundle on that architecture's
+ * Node.js, with the target's heap budget in NODE_OPTIONS and its malloc tuning
+ * (one start, as /usr/bin/perilink runs it), and compares with the same node doing less:
+ *   - startup: `version`, and `serve` until it logs server_started, ÷ `node -e 0`
+ *   - idle RSS of `serve` ÷ an idle `node -e setInterval(…)`
+ *   - server RSS per idle session (sessions opened by a native client)
+ *   - echo throughput through `serve` ÷ the raw RPC echo server (bench/raw_rpc.ts)
+ *     on the same node, both driven by the same native client
+ *   - native only: RSS 3 s after 4,000 connect → 20 requests → close cycles,
+ *     minus idle RSS (bench/device_churn.ts)
+ * Emulation is ~12–20× slower than native, so only ratios compare across rows.
+ * Writes bench/results/device.json.
+ */
+import { execFile, spawn, type ChildProcess } from "node:child_process";
+import { promises as fs } from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+import { promisify } from "node:util";
+import { build } from "esbuild";
+import { ClientSession } from "../src/client/client_session.ts";
+import { heapBudgetFlags, withNodeOptions, type HeapBudget } from "../src/runtime/heap_budget.ts";
+import { mallocTuningEnv } from "../src/runtime/malloc_tuning.ts";
+import { measureChurn, type ChurnResult } from "./device_churn.ts";
+import { runLoad } from "./lib/load.ts";
+import { readRssKiB, sleep, stopProcess } from "./lib/proc.ts";
+import { environment, writeResults } from "./lib/results.ts";
+import { median } from "./lib/stats.ts";
+import { formatTable, num } from "./lib/table.ts";
+import { RawRpcClient } from "./raw_rpc.ts";
+
+const ROOT = fileURLToPath(new URL("../", import.meta.url));
+const exec = promisify(execFile);
+const TARGET_FILE = path.join(ROOT, "targets", "pi-zero-2w.json");
+const MEMORY = (JSON.parse(await fs.readFile(TARGET_FILE, "utf8")) as { memory: HeapBudget }).memory;
+/** The target's budget as /usr/bin/perilink applies it: V8 flags in NODE_OPTIONS, malloc tuning. */
+const BUDGET = withNodeOptions(undefined, heapBudgetFlags(MEMORY, [], undefined));
+const BUDGET_ENV: NodeJS.ProcessEnv = { ...process.env, ...mallocTuningEnv(MEMORY.mallocMmapThresholdBytes, {}), NODE_OPTIONS: BUDGET };
+
+interface Arch {
+  arch: string;
+  node: string;
+  env: NodeJS.ProcessEnv;
+  emulated: boolean;
+}
+
+interface Row {
+  arch: string;
+  node: string;
+  emulated: boolean;
+  bundleBytes: number;
+  nodeStartMs: number;
+  versionMs: number;
+  serveMs: number;
+  versionRatio: number;
+  serveRatio: number;
+  idleRssKiB: number;
+  bareRssKiB: number;
+  idleRssRatio: number;
+  sessions: number;
+  serverKiBPerSession: number;
+  reqPerSec: number;
+  rawReqPerSec: number;
+  throughputRatio: number;
+  /** Native only: 4,000 connect → 20 requests → close cycles (emulated, it would take minutes). */
+  churn: ChurnResult | null;
+}
+
+async function timeMs(fn: () => Promise<unknown>, runs: number): Promise<number> {
+  const xs: number[] = [];
+  for (let i = 0; i < runs; i++) {
+    const t0 = performance.now();
+    await fn();
+    xs.push(performance.now() - t0);
+  }
+  return median(xs);
+}
+
+/** Starts `serve` and resolves once it accepts, with its port. */
+async function startServe(a: Arch, bundle: string, stateDir: string, config: string): Promise<{ child: ChildProcess; port: number }> {
+  const child = spawn(a.node, [bundle, "serve", "--config", config, "--state-dir", stateDir, "--listen", "127.0.0.1:0", "--log-level", "info"], {
+    env: a.env,
+    stdio: ["ignore", "ignore", "pipe"],
+  });
+  let err = "";
+  const port = await new Promise<number>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`serve on ${a.arch} did not start: ${err}`)), 120_000);
+    child.stderr!.setEncoding("utf8").on("data", (s: string) => {
+      err += s;
+      const m = /"event":"server_started"/.test(err) && /"event":"listener_added"[^\n]*"port":(\d+)/.exec(err);
+      if (m) {
+        clearTimeout(timer);
+        resolve(Number(m[1]));
+      }
+    });
+    child.once("exit", (code) => reject(new Error(`serve on ${a.arch} exited (${code}): ${err}`)));
+  });
+  return { child, port };
+}
+
+async function measure(a: Arch, bundle: string, rawEcho: string, quick: boolean): Promise<Row> {
+  const runs = a.emulated || quick ? 3 : 7;
+  const settleMs = a.emulated ? 4000 : 1500;
+  const work = await fs.mkdtemp(path.join(os.tmpdir(), `perilink-bench-device-${a.arch}-`));
+  const config = path.join(work, "config.json");
+  await fs.writeFile(config, JSON.stringify({ limits: { maxSessions: 2000, maxSessionsPerPeer: 2000 } }));
+  const log = (what: string): void => console.error(`device ${a.arch}: ${what}`);
+  try {
+    const nodeStartMs = await timeMs(() => exec(a.node, ["-e", "0"], { env: a.env }), runs);
+    const versionMs = await timeMs(() => exec(a.node, [bundle, "version"], { env: a.env }), runs);
+    let n = 0;
+    const serveMs = await timeMs(async () => {
+      const { child } = await startServe(a, bundle, path.join(work, `s${n++}`), config);
+      await stopProcess(child);
+    }, runs);
+    log(`node -e 0 ${num(nodeStartMs)} ms, version ${num(versionMs)} ms, serve ${num(serveMs)} ms`);
+
+    const bare = spawn(a.node, ["-e", "setInterval(() => {}, 1000)"], { env: a.env, stdio: "ignore" });
+    await sleep(settleMs);
+    const bareRssKiB = readRssKiB(bare.pid!);
+    await stopProcess(bare);
+
+    const { child: server, port } = await startServe(a, bundle, path.join(work, "idle"), config);
+    try {
+      await sleep(settleMs);
+      const idleRssKiB = readRssKiB(server.pid!);
+      log(`idle rss ${num(idleRssKiB)} KiB, bare node ${num(bareRssKiB)} KiB`);
+
+      // A first 50 sessions warm up what every session shares (pools, compiled code); the next N are measured.
+      const sessions = a.emulated || quick ? 300 : 1000;
+      const held: ClientSession[] = [];
+      const open = async (count: number): Promise<void> => {
+        for (let i = 0; i < count; i += 25) {
+          held.push(...(await Promise.all(Array.from({ length: Math.min(25, count - i) }, () => ClientSession.connect({ host: "127.0.0.1", port, timeoutMs: 60_000 })))));
+        }
+      };
+      await open(50);
+      await sleep(settleMs);
+      const warmKiB = readRssKiB(server.pid!);
+      await open(sessions);
+      await sleep(settleMs);
+      const withSessionsKiB = readRssKiB(server.pid!);
+      for (const s of held) s.destroy();
+      const serverKiBPerSession = (withSessionsKiB - warmKiB) / sessions;
+      log(`${sessions} idle sessions: ${num(serverKiBPerSession, 1)} KiB each`);
+
+      const load = { concurrency: 32, warmupMs: a.emulated ? 2000 : 500, durationMs: a.emulated || !quick ? 4000 : 2000, maxRequests: 2_000_000 };
+      const payload = Buffer.alloc(64, 7);
+      const session = await ClientSession.connect({ host: "127.0.0.1", port, timeoutMs: 60_000 });
+      const channel = await session.openChannel("bench", "127.0.0.1", port);
+      const ours = await runLoad(() => channel.request(payload, { timeoutMs: 60_000 }), load);
+      await session.close();
+
+      const raw = spawn(a.node, [rawEcho], { env: a.env, stdio: ["pipe", "pipe", "ignore"] });
+      const rawPort = await new Promise<number>((resolve, reject) => {
+        raw.stdout!.setEncoding("utf8").once("data", (s: string) => resolve(Number(s.trim())));
+        raw.once("exit", (code) => reject(new Error(`raw echo server exited (${code})`)));
+      });
+      const client = await RawRpcClient.connect("127.0.0.1", rawPort);
+      const base = await runLoad(() => client.request(payload), load);
+      await client.close();
+      raw.stdin!.end();
+      await stopProcess(raw, 2000);
+      log(`throughput ${num(ours.reqPerSec)} req/s, raw ${num(base.reqPerSec)} req/s`);
+
+      return {
+        arch: a.arch,
+        node: (await exec(a.node, ["--version"], { env: a.env })).stdout.trim(),
+        emulated: a.emulated,
+        bundleBytes: (await fs.stat(bundle)).size,
+        nodeStartMs,
+        versionMs,
+        serveMs,
+        versionRatio: versionMs / nodeStartMs,
+        serveRatio: serveMs / nodeStartMs,
+        idleRssKiB,
+        bareRssKiB,
+        idleRssRatio: idleRssKiB / bareRssKiB,
+        sessions,
+        serverKiBPerSession,
+        reqPerSec: ours.reqPerSec,
+        rawReqPerSec: base.reqPerSec,
+        throughputRatio: ours.reqPerSec / base.reqPerSec,
+        churn: a.emulated ? null : await measureChurn(a.node, bundle, a.env, quick ? 1000 : 4000),
+      };
+    } finally {
+      await stopProcess(server);
+    }
+  } finally {
+    await fs.rm(work, { recursive: true, force: true });
+  }
+}
+
+async function armNodes(): Promise<{ archs: Arch[]; note: string | null }> {
+  const dir = process.env.PERILINK_ARM_DIR ?? path.join(os.homedir(), ".cache", "perilink-arm");
+  try {
+    const { stdout } = await exec(path.join(ROOT, ".ci", "arm_setup.sh"), [dir, "--no-install"]);
+    const archs = stdout
+      .trim()
+      .split("\n")
+      .map((l) => l.split(" "))
+      .map(([arch, node, prefix]) => ({ arch: arch!, node: node!, env: { ...BUDGET_ENV, QEMU_LD_PREFIX: prefix! }, emulated: true }));
+    return { archs, note: null };
+  } catch (err) {
+    return { archs: [], note: ((err as { stderr?: string }).stderr ?? String(err)).trim() };
+  }
+}
+
+export async function main(args: string[]): Promise<void> {
+  const quick = args.includes("--quick");
+  const work = await fs.mkdtemp(path.join(os.tmpdir(), "perilink-bench-device-"));
+  try {
+    await exec(process.execPath, [path.join(ROOT, "node_modules", "tsx", "dist", "cli.mjs"), path.join(ROOT, "build", "build.ts"), "--quiet", "--target", "pi-zero-2w", "--outdir", work]);
+    const bundle = path.join(work, "pi-zero-2w", "perilink.mjs");
+    const rawEcho = path.join(work, "raw_echo.mjs");
+    await build({ entryPoints: [path.join(ROOT, "bench", "children", "raw_echo.ts")], outfile: rawEcho, bundle: true, platform: "node", format: "esm", target: "node20", logLevel: "warning" });
+
+    const native: Arch = { arch: os.arch(), node: process.execPath, env: BUDGET_ENV, emulated: false };
+    const { archs, note } = args.includes("--no-arm") ? { archs: [], note: "--no-arm" } : await armNodes();
+    if (note) console.error(`device: no emulated rows (${note})`);
+    const rows: Row[] = [];
+    for (const a of [native, ...archs]) rows.push(await measure(a, bundle, rawEcho, quick));
+
+    console.log(
+      formatTable(
+        ["arch", "node", "bundle KiB", "version ÷ node -e 0", "serve ÷ node -e 0", "idle RSS ÷ bare node", "KiB / idle session", "req/s ÷ raw RPC", "RSS after churn − idle, MiB"],
+        rows.map((r) => [
+          r.emulated ? `${r.arch} (qemu)` : `${r.arch} (native)`,
+          r.node,
+          num(r.bundleBytes / 1024, 1),
+          num(r.versionRatio, 2),
+          num(r.serveRatio, 2),
+          num(r.idleRssRatio, 2),
+          num(r.serverKiBPerSession, 1),
+          num(r.throughputRatio, 2),
+          r.churn ? `${num(r.churn.afterMinusIdleKiB / 1024, 1)} (${num(r.churn.cycles)} cycles)` : "-",
+        ]),
+      ),
+    );
+    const file = writeResults("device", { environment: environment(), target: "pi-zero-2w", heapBudget: BUDGET, mallocMmapThresholdBytes: MEMORY.mallocMmapThresholdBytes ?? null, emulationNote: note, rows });
+    console.log(`\nwrote ${path.relative(ROOT, file)}`);
+  } finally {
+    await fs.rm(work, { recursive: true, force: true });
+  }
+}

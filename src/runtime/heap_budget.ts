@@ -1,0 +1,64 @@
+/**
+ * The target's V8 heap budget: `memory.maxOldSpaceMiB` (old generation) and
+ * `memory.maxSemiSpaceMiB` (each young-generation semi-space; optional). V8
+ * fixes its heap limits when the isolate is created, so a running process
+ * cannot lower its own (`v8.setFlagsFromString` after start-up changes
+ * nothing): the flags must be on the command line or in `NODE_OPTIONS` of the
+ * process that serves.
+ *
+ * The budget travels in `NODE_OPTIONS` rather than in the arguments, because
+ * every process a server starts inherits its environment: the new process of
+ * an upgrade has the limit whether the program is a script run by node or an
+ * executable (`/usr/bin/perilink`).
+ *
+ * Why cap the semi-space: V8 grows the young generation under allocation
+ * bursts (up to 3 × 16 MiB on 64-bit) and a server that is never told it is
+ * idle keeps it committed. After 4,000 connect → 20 requests → close cycles,
+ * the pi-zero-2w `serve` stayed 50 MiB above its idle RSS with V8's default
+ * and 31 MiB above with 1 MiB semi-spaces (x64, Node 20).
+ */
+
+export interface HeapBudget {
+  maxOldSpaceMiB: number;
+  maxSemiSpaceMiB?: number;
+  /** C heap tuning that travels with the budget (runtime/malloc_tuning.ts). */
+  mallocMmapThresholdBytes?: number;
+}
+
+/** `--max-old-space-size=N` or `--max_old_space_size N`, as V8 accepts it. */
+const OLD_SPACE_FLAG = /(?:^|\s)--max[-_]old[-_]space[-_]size(?:[=\s]|$)/;
+const SEMI_SPACE_FLAG = /(?:^|\s)--max[-_]semi[-_]space[-_]size(?:[=\s]|$)/;
+
+function given(re: RegExp, execArgv: readonly string[], nodeOptions: string | undefined): boolean {
+  return execArgv.some((a) => re.test(a)) || re.test(nodeOptions ?? "");
+}
+
+/** Whether the user already chose an old-space limit (on the command line or in NODE_OPTIONS). */
+export function hasOldSpaceFlag(execArgv: readonly string[], nodeOptions: string | undefined): boolean {
+  return given(OLD_SPACE_FLAG, execArgv, nodeOptions);
+}
+
+function checkMiB(n: number | undefined, name: string): void {
+  if (n !== undefined && (!Number.isInteger(n) || n < 0)) {
+    throw new RangeError(`Cannot apply the heap budget: memory.${name} must be a whole number of MiB ≥ 0, not ${n}`);
+  }
+}
+
+/**
+ * The flags to add for a budget: none for a 0 (or absent) entry, or for a
+ * limit the user set already. The old-space budget decides: when it is 0 or
+ * the user chose the old-space limit, nothing is added.
+ */
+export function heapBudgetFlags(budget: HeapBudget, execArgv: readonly string[], nodeOptions: string | undefined): string[] {
+  checkMiB(budget.maxOldSpaceMiB, "maxOldSpaceMiB");
+  checkMiB(budget.maxSemiSpaceMiB, "maxSemiSpaceMiB");
+  if (budget.maxOldSpaceMiB === 0 || given(OLD_SPACE_FLAG, execArgv, nodeOptions)) return [];
+  const flags = [`--max-old-space-size=${budget.maxOldSpaceMiB}`];
+  if (budget.maxSemiSpaceMiB && !given(SEMI_SPACE_FLAG, execArgv, nodeOptions)) flags.push(`--max-semi-space-size=${budget.maxSemiSpaceMiB}`);
+  return flags;
+}
+
+/** `NODE_OPTIONS` with the flags appended to what the user set. */
+export function withNodeOptions(nodeOptions: string | undefined, flags: readonly string[]): string {
+  return [(nodeOptions ?? "").trim(), ...flags].filter((s) => s !== "").join(" ");
+}

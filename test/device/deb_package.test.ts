@@ -1,0 +1,125 @@
+import assert from "node:assert/strict";
+import { execFile, spawn } from "node:child_process";
+import { promises as fs } from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { before, test } from "node:test";
+import { promisify } from "node:util";
+import { detectRuntime } from "../../src/runtime/runtime.ts";
+import { REPO_ROOT, stopChild } from "../helpers/cli.ts";
+import { waitFor } from "../helpers/fixtures.ts";
+import { heapLimitWith, nodeBin } from "./bundles.ts";
+
+/**
+ * `npm run package` (build/deb.ts) and the package it makes, installed with
+ * dpkg into a scratch root: files, owners and modes, the maintainer scripts'
+ * user and state directory, and the installed program running `version` and
+ * `serve` as that user. Needs root (dpkg, and switching to the service user).
+ */
+
+const run = promisify(execFile);
+const isRoot = typeof process.getuid === "function" && process.getuid() === 0;
+const haveDpkg = await run("dpkg-deb", ["--version"]).then(
+  () => true,
+  () => false,
+);
+const skip = !isRoot ? "needs root (dpkg --root, and running as the service user)" : !haveDpkg ? "needs dpkg-deb" : false;
+
+let deb = "";
+let scratch = "";
+let version = "";
+
+before(async () => {
+  if (skip) return;
+  version = JSON.parse(await fs.readFile(path.join(REPO_ROOT, "package.json"), "utf8")).version;
+  const out = await fs.mkdtemp(path.join(os.tmpdir(), "perilink-deb-out-"));
+  // A maintainer as a release build sets one (Debian's variables); lintian rejects the placeholder.
+  const env = { ...process.env, DEBFULLNAME: "Perilink Packaging Test", DEBEMAIL: "packaging-test@perilink.example.org" };
+  await run(nodeBin(), ["--import", "tsx", path.join(REPO_ROOT, "build", "deb.ts"), "--outdir", out], { cwd: REPO_ROOT, env });
+  deb = path.join(out, `perilink_${version}_all.deb`);
+  // An empty root with what dpkg and useradd need: a dpkg database and the account files.
+  scratch = await fs.mkdtemp(path.join(os.tmpdir(), "perilink-root-"));
+  await fs.chmod(scratch, 0o755);
+  for (const d of ["etc", "var/lib/dpkg/info", "var/lib/dpkg/updates"]) await fs.mkdir(path.join(scratch, d), { recursive: true });
+  for (const f of ["var/lib/dpkg/status", "var/lib/dpkg/available"]) await fs.writeFile(path.join(scratch, f), "");
+  await fs.writeFile(path.join(scratch, "etc/passwd"), "root:x:0:0:root:/root:/bin/sh\n");
+  await fs.writeFile(path.join(scratch, "etc/group"), "root:x:0:\n");
+  await fs.writeFile(path.join(scratch, "etc/shadow"), "root:*:19000:0:99999:7:::\n", { mode: 0o640 });
+  await fs.writeFile(path.join(scratch, "etc/gshadow"), "root:*::\n", { mode: 0o640 });
+  // nodejs is not in the scratch root's database (node runs from the host): that dependency alone is forced.
+  await run("dpkg", [`--root=${scratch}`, "--force-script-chrootless", "--force-depends", "-i", deb]);
+});
+
+test("npm run package makes an architecture-all .deb: the bundle as /usr/bin/perilink, a conffile in /etc/perilink, root-owned, nodejs (>= 20) as dependency", { skip }, async () => {
+  const info = (await run("dpkg-deb", ["-f", deb, "Package", "Version", "Architecture", "Depends"])).stdout;
+  assert.match(info, /^Package: perilink$/m);
+  assert.match(info, new RegExp(`^Version: ${version.replaceAll(".", "\\.")}$`, "m"));
+  assert.match(info, /^Architecture: all$/m);
+  assert.match(info, /^Depends: .*nodejs \(>= 20\)/m);
+  const list = (await run("dpkg-deb", ["-c", deb])).stdout;
+  assert.match(list, /^-rwxr-xr-x root\/root +\d+ .* \.\/usr\/bin\/perilink$/m);
+  assert.match(list, /^-rw-r--r-- root\/root +\d+ .* \.\/etc\/perilink\/config\.json$/m);
+  for (const line of list.trim().split("\n")) assert.match(line, / root\/root /, line);
+  assert.equal((await run("dpkg-deb", ["-I", deb, "conffiles"])).stdout.trim(), "/etc/perilink/config.json");
+  // targets/systemd/ has no units yet: the package has none, and says nothing about systemd it does not ship.
+  const units = await fs.readdir(path.join(REPO_ROOT, "targets", "systemd")).catch(() => [] as string[]);
+  if (units.length === 0) assert.doesNotMatch(list, /systemd/);
+});
+
+test("installed into a scratch root: a perilink system user owns the 0700 state directory; files have their modes", { skip }, async () => {
+  const passwd = await fs.readFile(path.join(scratch, "etc/passwd"), "utf8");
+  const m = /^perilink:x:(\d+):(\d+):[^:]*:\/var\/lib\/perilink:\/usr\/sbin\/nologin$/m.exec(passwd);
+  assert.ok(m, passwd);
+  const uid = Number(m[1]);
+  assert.ok(uid > 0 && uid < 1000, `a system uid, not ${uid}`);
+  const state = await fs.stat(path.join(scratch, "var/lib/perilink"));
+  assert.equal(state.uid, uid);
+  assert.equal(state.gid, Number(m[2]));
+  assert.equal(state.mode & 0o777, 0o700);
+  const bin = await fs.stat(path.join(scratch, "usr/bin/perilink"));
+  assert.equal(bin.mode & 0o777, 0o755);
+  assert.equal(bin.uid, 0);
+  const conf = await fs.stat(path.join(scratch, "etc/perilink/config.json"));
+  assert.equal(conf.mode & 0o777, 0o644);
+  assert.deepEqual(JSON.parse(await fs.readFile(path.join(scratch, "etc/perilink/config.json"), "utf8")).stateDir, "/var/lib/perilink");
+  const status = (await run("dpkg", [`--root=${scratch}`, "-s", "perilink"])).stdout;
+  assert.match(status, /^Status: install ok installed$/m);
+});
+
+test("the installed perilink runs: version, and serve as the service user with the default config and the target's heap budget", { skip }, async (t) => {
+  const bin = path.join(scratch, "usr/bin/perilink");
+  assert.equal((await run(bin, ["version"])).stdout.trim(), version);
+  const [, uid, gid] = /^perilink:x:(\d+):(\d+):/m.exec(await fs.readFile(path.join(scratch, "etc/passwd"), "utf8"))!.map(Number) as [number, number, number];
+  const stateDir = path.join(scratch, "var/lib/perilink");
+  const env: NodeJS.ProcessEnv = { ...process.env, HOME: stateDir };
+  delete env.NODE_OPTIONS;
+  const child = spawn(bin, ["serve", "--config", path.join(scratch, "etc/perilink/config.json"), "--state-dir", stateDir, "--listen", "127.0.0.1:0"], { uid, gid, env, stdio: ["ignore", "ignore", "pipe"] });
+  let err = "";
+  child.stderr!.setEncoding("utf8").on("data", (s: string) => (err += s));
+  t.after(() => stopChild(child));
+  await waitFor(() => err.includes('"server_started"') || child.exitCode !== null, "the installed server to start", 20000);
+  assert.equal(child.exitCode, null, err);
+  const st = JSON.parse((await run(bin, ["status", "--state-dir", stateDir, "--json"], { uid, gid, env })).stdout);
+  assert.equal(st.pid, child.pid, "one process: /usr/bin/perilink execs node with the budget");
+  assert.equal(st.app, "demo");
+  assert.equal(st.target, "pi-zero-2w");
+  assert.equal(st.memory.heapLimitBytes, await heapLimitWith(["--max-old-space-size=96", "--max-semi-space-size=1"], env));
+  for (const f of await fs.readdir(stateDir)) assert.equal((await fs.stat(path.join(stateDir, f))).uid, uid, `${f} belongs to the service user`);
+  await stopChild(child);
+  assert.match(err, /"drain_finished"/, "SIGTERM drains");
+  // Deno's child_process reports the signal it sent even when the child handled it and exited 0.
+  if (detectRuntime().name === "node") assert.equal(child.exitCode, 0, err);
+});
+
+test("purge removes the state directory and keeps the service user", { skip }, async () => {
+  await run("dpkg", [`--root=${scratch}`, "--force-script-chrootless", "--purge", "perilink"]);
+  await assert.rejects(fs.stat(path.join(scratch, "var/lib/perilink")));
+  await assert.rejects(fs.stat(path.join(scratch, "usr/bin/perilink")));
+  assert.match(await fs.readFile(path.join(scratch, "etc/passwd"), "utf8"), /^perilink:/m);
+});
+
+test("lintian finds no error in the package", { skip: skip || (await run("lintian", ["--version"]).then(() => false, () => "lintian is not installed")) }, async () => {
+  const r = await run("lintian", ["--no-tag-display-limit", deb]).catch((e: { stdout?: string; code?: number }) => ({ stdout: e.stdout ?? "", code: e.code }));
+  const errors = r.stdout.split("\n").filter((l) => l.startsWith("E: "));
+  assert.deepEqual(errors, [], r.stdout);
+});
