@@ -10,8 +10,10 @@ export interface WritableSink {
   readonly writableEnded: boolean;
 }
 
-/** Default slab size: frames are packed into it and written in one call per flush. */
+/** Default largest slab: frames are packed into it and written in one call per flush. */
 export const DEFAULT_SLAB_SIZE = 64 * 1024;
+/** A writer's first slab: a slice of Node's shared buffer pool, so a quiet session holds next to nothing. */
+const FIRST_SLAB_SIZE = 2048;
 
 /**
  * Packs frames into a slab and writes them with one `write()` per event-loop
@@ -19,6 +21,13 @@ export const DEFAULT_SLAB_SIZE = 64 * 1024;
  * overwritten: once a slab is nearly used up a fresh one is taken, and the old
  * one is released by the socket when written. Large payloads skip the copy and
  * go to the socket as they are, behind their header, under cork().
+ *
+ * Slabs grow with use: nothing is allocated before the first frame, the first
+ * slab is 2 KiB (from Node's shared pool), and a slab filled within one turn is
+ * followed by one twice as large, up to `slabSize`. A session that writes a
+ * little now and then keeps a small slab; one that writes in bursts soon
+ * packs them into the largest. (Thousands of idle or short-lived sessions
+ * each holding a 64 KiB slab were most of a server's memory after churn.)
  */
 export class FrameWriter {
   #sink: WritableSink;
@@ -33,7 +42,7 @@ export class FrameWriter {
   constructor(sink: WritableSink, slabSize = DEFAULT_SLAB_SIZE) {
     this.#sink = sink;
     this.#slabSize = slabSize;
-    this.#slab = Buffer.allocUnsafe(slabSize);
+    this.#slab = EMPTY;
   }
 
   /** False once the socket reported backpressure during the last flush. */
@@ -55,7 +64,7 @@ export class FrameWriter {
     const len = payload === undefined ? 0 : typeof payload === "string" ? Buffer.byteLength(payload) : payload.byteLength;
     const need = FRAME_HEADER_SIZE + len;
     if (need <= this.#slabSize >>> 1) {
-      if (this.#slab.length - this.#pos < need) this.#newSlab();
+      if (this.#slab.length - this.#pos < need) this.#newSlab(need);
       this.#header(len, type, flags, channel, stream);
       if (len > 0) {
         if (typeof payload === "string") this.#slab.write(payload, this.#pos, "utf8");
@@ -66,7 +75,7 @@ export class FrameWriter {
       return;
     }
     // Large frame: header in the slab, payload by reference, one corked batch.
-    if (this.#slab.length - this.#pos < FRAME_HEADER_SIZE) this.#newSlab();
+    if (this.#slab.length - this.#pos < FRAME_HEADER_SIZE) this.#newSlab(FRAME_HEADER_SIZE);
     this.#header(len, type, flags, channel, stream);
     const sink = this.#sink;
     sink.cork();
@@ -87,7 +96,7 @@ export class FrameWriter {
     const chunk = this.#slab.subarray(this.#start, this.#pos);
     this.#start = this.#pos;
     this.#ok = this.#sink.write(chunk);
-    if (this.#slab.length - this.#pos < 512) this.#newSlab();
+    if (this.#slab.length - this.#pos < 512) this.#newSlab(0);
   }
 
   #header(len: number, type: number, flags: number, channel: number, stream: number): void {
@@ -103,13 +112,31 @@ export class FrameWriter {
     this.#pos = p + FRAME_HEADER_SIZE;
   }
 
-  #newSlab(): void {
-    if (this.#pos !== this.#start && !this.#closed()) {
-      this.#ok = this.#sink.write(this.#slab.subarray(this.#start, this.#pos));
+  /**
+   * Takes a fresh slab with room for `need` bytes. One asked for while frames
+   * are pending (the slab filled within this turn) is twice as large as the
+   * last, up to the largest, and the pending bytes move into it, so a turn is
+   * still one write; one asked for after a flush keeps the size.
+   */
+  #newSlab(need: number): void {
+    const old = this.#slab;
+    const pending = this.#pos - this.#start;
+    let size = old.length === 0 ? FIRST_SLAB_SIZE : pending > 0 ? old.length * 2 : old.length;
+    while (size < need) size *= 2;
+    size = Math.min(size, this.#slabSize);
+    const slab = Buffer.allocUnsafe(size);
+    let moved = 0;
+    if (pending > 0) {
+      if (pending + need <= size) {
+        old.copy(slab, 0, this.#start, this.#pos);
+        moved = pending;
+      } else if (!this.#closed()) {
+        this.#ok = this.#sink.write(old.subarray(this.#start, this.#pos));
+      }
     }
-    this.#slab = Buffer.allocUnsafe(this.#slabSize);
+    this.#slab = slab;
     this.#start = 0;
-    this.#pos = 0;
+    this.#pos = moved;
   }
 
   /** The socket takes no more bytes: destroyed, or ended by us. */
@@ -123,3 +150,5 @@ export class FrameWriter {
     setImmediate(this.#flushBound);
   }
 }
+
+const EMPTY = Buffer.alloc(0);
