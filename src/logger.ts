@@ -43,3 +43,27 @@ function errorFields(err: Error): LogFields {
 }
 
 export const silentLogger: Logger = createLogger("silent");
+
+/**
+ * A logger for events a remote peer can cause at will (refusals, protocol
+ * errors, cut-offs): each event is written at most once per `intervalMs`; the
+ * next line written for it says how many were left out (`suppressed`). A
+ * flood of bad peers then costs a few log lines a second, not one each.
+ */
+export function throttledLogger(log: Logger, intervalMs = 1000, now: () => number = () => performance.now()): Logger {
+  const last = new Map<string, { at: number; suppressed: number }>();
+  const wrap =
+    (emit: (event: string, fields?: LogFields) => void) =>
+    (event: string, fields?: LogFields): void => {
+      const t = now();
+      const e = last.get(event);
+      if (e !== undefined && t - e.at < intervalMs) {
+        e.suppressed++;
+        return;
+      }
+      const suppressed = e?.suppressed ?? 0;
+      last.set(event, { at: t, suppressed: 0 });
+      emit(event, suppressed > 0 ? { ...fields, suppressed } : fields);
+    };
+  return { debug: wrap(log.debug), info: wrap(log.info), warn: wrap(log.warn), error: wrap(log.error) };
+}

@@ -30,6 +30,9 @@ export interface Target {
     writeTimeoutMs: number;
     /** How long a request handler may run before the server answers for it. */
     requestTimeoutMs: number;
+    /** New sessions a peer may open per second, and in a burst (each handshake costs the server a signature). */
+    sessionRatePerPeer: number;
+    sessionBurstPerPeer: number;
   };
   probe: {
     ratePerSecond: number;

@@ -1,5 +1,5 @@
 import type net from "node:net";
-import { createLogger, type Logger } from "../logger.ts";
+import { createLogger, throttledLogger, type Logger } from "../logger.ts";
 import { WireError } from "../protocol/constants.ts";
 import { encodeServerRefusal } from "../protocol/handshake.ts";
 import { keyFingerprint } from "../protocol/keys.ts";
@@ -15,6 +15,7 @@ import type { ServerLimits } from "./limits.ts";
 import { ListenerSet, type Endpoint } from "./listener_set.ts";
 import type { ListenSpec } from "./listen_spec.ts";
 import { ProbeResponder } from "./probe_responder.ts";
+import { RateLimiter } from "./rate_limiter.ts";
 import { RawHost } from "./raw_host.ts";
 import { ServerSession, type SessionHost } from "./session.ts";
 import type { SessionFlow } from "./session_flow.ts";
@@ -112,6 +113,10 @@ export class PerilinkServer implements SessionHost, ServingProcess {
   readonly generation: number;
   readonly limits: ServerLimits;
   readonly log: Logger;
+  /** SessionHost: for events a peer can cause at will (at most one line a second each). */
+  readonly peerLog: Logger;
+  /** New sessions per peer and second (`limits.sessionRatePerPeer`): each handshake costs a signature. */
+  #sessionRate: RateLimiter;
   readonly stats = new ServerStats();
   readonly writeSlabBytes = TARGET.writeSlabBytes;
   readonly config: ServerConfig;
@@ -148,6 +153,12 @@ export class PerilinkServer implements SessionHost, ServingProcess {
     this.limits = config.limits;
     this.budget = new BufferBudget(config.limits.maxBufferedBytes, () => flowsOf(this.#sessions), () => this.#sessions.size);
     this.log = log;
+    this.peerLog = throttledLogger(log);
+    this.#sessionRate = new RateLimiter({
+      ratePerSecond: config.limits.sessionRatePerPeer,
+      burst: config.limits.sessionBurstPerPeer,
+      maxSources: config.probe.trackedSources,
+    });
     this.#app = app;
     this.#raw = app.kind === "raw" ? new RawHost(app.server, this.stats, log) : null;
     this.#probes = new ProbeResponder(identity, () => this.generation, config.probe, this.stats, log);
@@ -493,12 +504,14 @@ export class PerilinkServer implements SessionHost, ServingProcess {
         ? "maxSessionsPerPeer"
         : this.budget.over()
           ? "maxBufferedBytes"
-          : this.#sessions.size - this.#evicted.size >= this.limits.maxSessions && !this.#evictIdle()
-            ? "maxSessions"
-            : null;
+          : !this.#sessionRate.take(key)
+            ? "sessionRatePerPeer"
+            : this.#sessions.size - this.#evicted.size >= this.limits.maxSessions && !this.#evictIdle()
+              ? "maxSessions"
+              : null;
     if (why !== null) {
       this.stats.sessionsRefused++;
-      this.log.info("session_refused", { peer, why });
+      this.peerLog.info("session_refused", { peer, why });
       socket.on("error", () => {});
       socket.resume();
       socket.end(encodeServerRefusal(WireError.ServerBusy));

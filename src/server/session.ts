@@ -22,6 +22,8 @@ export interface SessionHost {
   readonly limits: ServerLimits;
   readonly app: SessionApp;
   readonly log: Logger;
+  /** For events a peer can cause at will: at most one line a second each. */
+  readonly peerLog: Logger;
   readonly stats: ServerStats;
   readonly writeSlabBytes: number;
   readonly budget: BufferBudget;
@@ -152,7 +154,7 @@ export class ServerSession implements FrameSink {
 
   /** Gives up the slot: a session in its handshake is closed, an open one gets GOAWAY ServerBusy. */
   evict(): void {
-    this.#host.log.info("session_evicted", { peer: this.remoteAddress, state: this.state, why: "idle while the server is at maxSessions" });
+    this.#host.peerLog.info("session_evicted", { peer: this.remoteAddress, state: this.state, why: "idle while the server is at maxSessions" });
     if (this.#state === HANDSHAKE) this.#socket.destroy();
     else void this.goAway(WireError.ServerBusy, "server at its session limit: idle session closed");
   }
@@ -454,7 +456,7 @@ export class ServerSession implements FrameSink {
       resumeFailed: (err) => self.#protocolFailure(err),
       stalled: (reason, heldBytes) => {
         self.#host.stats.sessionsCutOff++;
-        self.#host.log.info("session_cut_off", { peer: self.remoteAddress, reason, unsentBytes: self.#socket.writableLength, heldBytes });
+        self.#host.peerLog.info("session_cut_off", { peer: self.remoteAddress, reason, unsentBytes: self.#socket.writableLength, heldBytes });
         self.#socket.destroy();
       },
     };
@@ -484,7 +486,7 @@ export class ServerSession implements FrameSink {
   #onTimeout(): void {
     const socket = this.#socket;
     if (socket.writableLength > 0) {
-      this.#host.log.info("session_stalled", { peer: this.remoteAddress, unsentBytes: socket.writableLength });
+      this.#host.peerLog.info("session_stalled", { peer: this.remoteAddress, unsentBytes: socket.writableLength });
       socket.destroy();
     } else if (this.#inflight.size === 0) {
       this.#host.log.debug("session_idle", { peer: this.remoteAddress });
@@ -503,7 +505,7 @@ export class ServerSession implements FrameSink {
   }
 
   #refuse(status: number, why: string): void {
-    this.#host.log.info("session_refused", { peer: this.remoteAddress, status, why });
+    this.#host.peerLog.info("session_refused", { peer: this.remoteAddress, status, why });
     this.#state = CLOSED;
     this.#endOurSide(LINGER_AFTER_END_MS, encodeServerRefusal(status));
   }
@@ -511,7 +513,7 @@ export class ServerSession implements FrameSink {
   #protocolFailure(err: unknown): void {
     const e = err instanceof ProtocolError ? err : new ProtocolError(WireError.Internal, (err as Error)?.message ?? String(err));
     this.#host.stats.protocolErrors++;
-    this.#host.log.info("session_protocol_error", { peer: this.remoteAddress, error: e });
+    this.#host.peerLog.info("session_protocol_error", { peer: this.remoteAddress, error: e });
     if (this.#state === HANDSHAKE) {
       this.#socket.destroy();
       return;

@@ -333,3 +333,20 @@ test("regression: a request the client cancels is answered at once and stops cou
   assert.equal(server.status().inflight, 3, "the abandoned handlers still run, and are still counted by the server");
   void third;
 });
+
+test("a peer that opens sessions faster than sessionRatePerPeer is refused as busy (each handshake costs a signature); another peer is admitted", async () => {
+  const server = await testServer({ limits: { sessionRatePerPeer: 5, sessionBurstPerPeer: 5, maxSessionsPerPeer: 100 } });
+  const port = portOf(server);
+  const results = await Promise.allSettled(
+    Array.from({ length: 20 }, () => ClientSession.connect({ host: "127.0.0.1", port, localAddress: "127.0.0.20", timeoutMs: 3000 })),
+  );
+  const admitted = results.filter((r) => r.status === "fulfilled").length;
+  assert.ok(admitted >= 5 && admitted <= 6, `the burst of 5 (and what refilled meanwhile) admitted: ${admitted}`);
+  for (const r of results) {
+    if (r.status === "fulfilled") r.value.destroy();
+    else assert.ok(r.reason instanceof ServerBusyError, String(r.reason));
+  }
+  const other = await ClientSession.connect({ host: "127.0.0.1", port, localAddress: "127.0.0.21", timeoutMs: 3000 });
+  other.destroy();
+  assert.match(JSON.stringify(server.status().counters), /"sessionsRefused":1[45]/);
+});
