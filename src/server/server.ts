@@ -21,6 +21,7 @@ import { ServerStats } from "./server_stats.ts";
 import { AcceptSemaphore } from "./accept_semaphore.ts";
 import type { DrainingGeneration } from "./handoff_protocol.ts";
 import { takeInheritedSockets, type InheritedSocket } from "./inherited_sockets.ts";
+import { takeActivationSockets } from "./systemd_sockets.ts";
 import { peerKey } from "./peer_key.ts";
 import { readStartContext, Takeover } from "./takeover.ts";
 import { Upgrader, type RespawnSpec, type UpgradeRequest, type UpgradeResult } from "./upgrader.ts";
@@ -201,6 +202,7 @@ export class PerilinkServer implements SessionHost {
       try {
         await this.#semaphore?.acquire(SEMAPHORE_START_TIMEOUT_MS);
         await this.#listeners.start();
+        await this.#listeners.activate(); // sockets systemd passed, if any
       } catch (err) {
         this.#semaphore?.release();
         await this.#control?.close();
@@ -460,7 +462,8 @@ export async function startServer(options: StartServerOptions = {}): Promise<Per
     const port = ctx.ports[config.listenText[i]!];
     return spec.port === 0 && port !== undefined ? { ...spec, port } : spec;
   });
-  const inherited = ctx.handoff === "inherit" ? takeInheritedSockets().sockets : [];
+  // Sockets from a perilink parent (upgrade), else from systemd (socket activation, `perilink serve` only).
+  const inherited = ctx.handoff === "inherit" ? takeInheritedSockets().sockets : respawn ? takeActivationSockets() : [];
   const identity = await loadOrCreateIdentity(config.stateDir);
   const app: LoadedApp = appObject
     ? "createServer" in appObject && typeof appObject.createServer === "function"
