@@ -22,6 +22,7 @@ import { AcceptSemaphore } from "./accept_semaphore.ts";
 import type { DrainingGeneration } from "./handoff_protocol.ts";
 import { takeInheritedSockets, type InheritedSocket } from "./inherited_sockets.ts";
 import { takeActivationSockets } from "./systemd_sockets.ts";
+import type { ServerEvents } from "./server_events.ts";
 import { peerKey } from "./peer_key.ts";
 import { readStartContext, Takeover } from "./takeover.ts";
 import { Upgrader, type RespawnSpec, type UpgradeRequest, type UpgradeResult } from "./upgrader.ts";
@@ -39,6 +40,8 @@ export interface StartServerOptions extends ServerConfigInput {
   interfaces?: () => InterfaceAddress[];
   /** How to start a new program version for `upgrade()` (set by `perilink serve`). */
   respawn?: RespawnSpec;
+  /** Told about upgrades and drains (the systemd notifier). */
+  events?: ServerEvents;
 }
 
 export interface ListenerStatus {
@@ -84,6 +87,7 @@ interface ServerParts {
   inherited?: InheritedSocket[];
   semaphore?: AcceptSemaphore | null;
   respawn?: RespawnSpec;
+  events?: ServerEvents;
 }
 
 /** How long a refused connection may stay half-open to read the refusal. */
@@ -241,7 +245,20 @@ export class PerilinkServer implements SessionHost {
     if (this.#drained && !this.#upgrader.handedOver) {
       return Promise.reject(new UpgradeError("PERILINK_UPGRADE_FAILED", "Cannot upgrade: the server is shutting down"));
     }
-    return this.#upgrader.upgrade(req);
+    const events = this.#parts.events;
+    // A request refused at once (one under way, or handed over) starts nothing to report.
+    if (!events || this.#upgrader.inProgress || this.#upgrader.handedOver) return this.#upgrader.upgrade(req);
+    events.upgradeStarted?.({ generation: this.generation + 1 });
+    return this.#upgrader.upgrade(req).then(
+      (result) => {
+        events.upgradeFinished?.(result);
+        return result;
+      },
+      (err: Error) => {
+        events.upgradeFailed?.(err);
+        throw err;
+      },
+    );
   }
 
   /** Resolves once this process has handed over to a new one and finished draining. */
@@ -366,6 +383,12 @@ export class PerilinkServer implements SessionHost {
     if (this.#rescanTimer) clearInterval(this.#rescanTimer);
     await this.#listeners.close();
     this.log.info("drain_started", { sessions: this.#sessions.size, inflight: this.stats.inflight, timeoutMs });
+    this.#parts.events?.drainStarted?.({
+      sessions: this.#raw ? this.#raw.connections : this.#sessions.size,
+      inflight: this.stats.inflight,
+      timeoutMs,
+      handedOver: this.#upgrader?.handedOver ?? false,
+    });
     if (this.#raw) {
       await this.#raw.drain(timeoutMs);
     } else {
@@ -384,6 +407,7 @@ export class PerilinkServer implements SessionHost {
     }
     await this.#control?.close();
     this.#semaphore?.release();
+    this.#parts.events?.drainFinished?.();
     this.log.info("drain_finished", { ms: Date.now() - started });
   }
 
@@ -450,7 +474,7 @@ export class PerilinkServer implements SessionHost {
  * identity, loads the app, opens the control socket and every listener.
  */
 export async function startServer(options: StartServerOptions = {}): Promise<PerilinkServer> {
-  const { appObject, logger, generation, control = true, interfaces, respawn, ...input } = options;
+  const { appObject, logger, generation, control = true, interfaces, respawn, events, ...input } = options;
   const config = resolveConfig(input);
   const log = logger ?? createLogger(config.logLevel);
   const runtime = detectRuntime();
@@ -478,6 +502,7 @@ export async function startServer(options: StartServerOptions = {}): Promise<Per
     inherited,
     semaphore,
     respawn,
+    events,
     reusePort: runtime.handoff === "reuseport",
     deferUdp: ctx.handoff === "reuseport",
   });
