@@ -320,6 +320,8 @@ export class ListenerSet {
       if (!tcpIn) await listenTcp(tcp, ep, this.#backlog, this.#reusePort);
       if (!udpIn) await bindUdp(udp, ep.address, ep.port);
     } catch (err) {
+      // Only what was bound here: start() closes the inherited descriptors it did not adopt.
+      l.adopted = { tcp: null, udp: null };
       await closeListener(l);
       throw err;
     }

@@ -113,3 +113,22 @@ test("WATCHDOG=1 every half WATCHDOG_USEC, and the upgraded process re-arms it a
   process.kill(newPid, "SIGTERM");
   await waitFor(() => !alive(newPid), "the new process to exit", 20_000);
 });
+
+test("a failed upgrade ends its RELOADING=1 with READY=1 and a STATUS that says why, and the server keeps serving", { skip }, async () => {
+  const rx = await notifyReceiver();
+  const port = await freePort();
+  const stateDir = tempDir();
+  const srv = spawnCli(["serve", "--listen", `127.0.0.1:${port}`, "--state-dir", stateDir], { env: { ...process.env, NOTIFY_SOCKET: rx.socket } });
+  await rx.waitFor((n) => has(n, "READY=1"), "READY=1");
+  const up = await runCli(["upgrade", "--state-dir", stateDir, "--program", path.join(stateDir, "missing.mjs")]);
+  assert.equal(up.code, 1);
+  await rx.waitFor((n) => n.length >= 3, "the end of the failed upgrade");
+  const got = rx.received().map((n) => n.lines);
+  assert.equal(got[1]![0], "RELOADING=1");
+  assert.equal(got[2]![0], "READY=1");
+  assert.match(got[2]![1]!, /^STATUS=Upgrade failed: Cannot upgrade: program .*missing\.mjs does not exist; nothing was changed\. Serving [0-9a-f-]{36} on 1 address\(es\), generation 1, pid \d+$/);
+  assert.equal(got.length, 3);
+  const id = await runCli(["id", `127.0.0.1:${port}`, "--json"]);
+  assert.equal(id.code, 0, id.stderr);
+  await stopChild(srv);
+});
