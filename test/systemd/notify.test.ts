@@ -41,14 +41,14 @@ test("serve → upgrade → stop notifies READY, RELOADING with MONOTONIC_USEC, 
   const client = createClient({ lingerMs: 0 });
   const link = await client.connect({ host: "127.0.0.1", port, app: "t" });
   // A request still running on the old process keeps it draining well after the handover.
-  const long = link.request("sleep:1500:a", { timeoutMs: 20_000 });
+  const long = link.request("sleep:3000:a", { timeoutMs: 20_000 });
   await new Promise((r) => setTimeout(r, 100));
   const up = await runCli(["upgrade", "--state-dir", stateDir, "--json"], { timeoutMs: 60_000 });
   assert.equal(up.code, 0, up.stderr + log);
   const { pid: newPid } = JSON.parse(up.stdout) as { pid: number };
   await rx.waitFor((n) => has(n, `MAINPID=${newPid}`), "MAINPID of the new process");
   assert.equal(oldExited, false, "the old process still runs when MAINPID= arrives");
-  assert.match((await long).toString(), /^sleep:1500:a\|gen=1/);
+  assert.match((await long).toString(), /^sleep:3000:a\|gen=1/);
   await waitFor(() => oldExited, "the old process to drain and exit", 20_000);
   assert.ok(mainPidBeforeExit, "MAINPID= was taken before the old process exited");
 
