@@ -48,7 +48,7 @@ const EXTEND_GRACE_MS = 5000;
  *   new process accepts        MAINPID=<new pid>, READY=1, STATUS=…  (one datagram, before this one exits)
  *   upgrade fails              READY=1, STATUS=…  (this process still serves)
  *   drain on stop              STOPPING=1, STATUS=…; while it runs, EXTEND_TIMEOUT_USEC=…
- *   every WATCHDOG_USEC / 2    WATCHDOG=1 (the upgraded process re-arms it)
+ *   every WATCHDOG_USEC / 2    WATCHDOG=1, until it hands over or exits (the upgraded process re-arms it)
  *
  * A process started by an upgrade sends no READY=1 of its own: the old one
  * names it MAINPID once it accepts. After handing over, a process is silent.
@@ -103,7 +103,7 @@ export class SystemdNotifier implements ServerEvents {
 
   drainStarted(info: { sessions: number; inflight: number; timeoutMs: number; handedOver: boolean }): void {
     if (info.handedOver || this.#handedOver) return;
-    this.#stopWatchdog();
+    // The watchdog keeps going while the drain runs: a drain that hangs is a hang.
     const deadline = Date.now() + info.timeoutMs;
     void this.#send(["STOPPING=1", `STATUS=Stopping: finishing ${info.inflight} request(s) on ${info.sessions} connection(s), for up to ${Math.ceil(info.timeoutMs / 1000)} s`]);
     const extend = (): void => {
