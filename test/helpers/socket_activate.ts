@@ -86,3 +86,25 @@ export async function freePort(): Promise<number> {
     if (ok || attempt >= 20) return port;
   }
 }
+
+/**
+ * Ends process `pid` (a server an upgrade started, which is no child of the
+ * test) after the test file, should the test not have stopped it: SIGTERM,
+ * then SIGKILL after 3 s.
+ */
+export function stopPidAfter(pid: number): void {
+  after(async () => {
+    const alive = (): boolean => {
+      try {
+        process.kill(pid, 0);
+        return true;
+      } catch {
+        return false;
+      }
+    };
+    if (!alive()) return;
+    process.kill(pid, "SIGTERM");
+    for (let i = 0; i < 150 && alive(); i++) await new Promise((r) => setTimeout(r, 20));
+    if (alive()) process.kill(pid, "SIGKILL");
+  });
+}

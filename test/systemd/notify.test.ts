@@ -5,7 +5,7 @@ import { createClient } from "../../src/client/client.ts";
 import { REPO_ROOT, runCli, spawnCli, stopChild } from "../helpers/cli.ts";
 import { tempDir, waitFor } from "../helpers/fixtures.ts";
 import { notifyReceiver, SKIP_NO_NOTIFY_TOOLS, type Notification } from "../helpers/notify_receiver.ts";
-import { freePort } from "../helpers/socket_activate.ts";
+import { freePort, stopPidAfter } from "../helpers/socket_activate.ts";
 
 const skip = SKIP_NO_NOTIFY_TOOLS;
 const APP = path.join(REPO_ROOT, "test/fixtures/recording_app.ts");
@@ -46,6 +46,7 @@ test("serve → upgrade → stop notifies READY, RELOADING with MONOTONIC_USEC, 
   const up = await runCli(["upgrade", "--state-dir", stateDir, "--json"], { timeoutMs: 60_000 });
   assert.equal(up.code, 0, up.stderr + log);
   const { pid: newPid } = JSON.parse(up.stdout) as { pid: number };
+  stopPidAfter(newPid);
   await rx.waitFor((n) => has(n, `MAINPID=${newPid}`), "MAINPID of the new process");
   assert.equal(oldExited, false, "the old process still runs when MAINPID= arrives");
   assert.match((await long).toString(), /^sleep:3000:a\|gen=1/);
@@ -100,6 +101,7 @@ test("WATCHDOG=1 every half WATCHDOG_USEC, and the upgraded process re-arms it a
   const up = await runCli(["upgrade", "--state-dir", stateDir, "--json"], { timeoutMs: 60_000 });
   assert.equal(up.code, 0, up.stderr);
   const { pid: newPid } = JSON.parse(up.stdout) as { pid: number };
+  stopPidAfter(newPid);
   await waitFor(() => old.exitCode !== null || old.signalCode !== null, "the old process to exit", 20_000);
   const before = pings(rx.received()).length;
   const t0 = Date.now();

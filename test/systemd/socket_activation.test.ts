@@ -7,7 +7,7 @@ import { test } from "node:test";
 import { detectRuntime } from "../../src/runtime/runtime.ts";
 import { REPO_ROOT, runCli } from "../helpers/cli.ts";
 import { tempDir, waitFor } from "../helpers/fixtures.ts";
-import { freePort, SKIP_NO_SOCKET_ACTIVATE, socketActivated, type Activated } from "../helpers/socket_activate.ts";
+import { freePort, SKIP_NO_SOCKET_ACTIVATE, socketActivated, stopPidAfter, type Activated } from "../helpers/socket_activate.ts";
 
 const skip = SKIP_NO_SOCKET_ACTIVATE;
 const node = detectRuntime().canInheritSockets;
@@ -128,6 +128,7 @@ test("an upgrade of a socket-activated server hands the same sockets on", { skip
   const up = await runCli(["upgrade", "--state-dir", stateDir, "--json"], { timeoutMs: 60_000 });
   assert.equal(up.code, 0, up.stderr + sa.stderr());
   const result = JSON.parse(up.stdout) as { pid: number; previousPid: number; generation: number };
+  stopPidAfter(result.pid);
   assert.equal(result.previousPid, sa.child.pid);
   const held = socketInodes(result.pid);
   assert.equal(passed.size, 2);
