@@ -47,6 +47,13 @@ export class ListenError extends PerilinkError {
   }
 }
 
+/** The sockets systemd passed (LISTEN_FDS) cannot be used. */
+export class SocketActivationError extends PerilinkError {
+  constructor(message: string) {
+    super("PERILINK_SOCKET_ACTIVATION", message);
+  }
+}
+
 /**
  * The peer broke the wire protocol. `wireCode` is the numeric code sent in
  * (or received from) an ERROR frame; see `WireError` in protocol/constants.ts.

@@ -3,7 +3,9 @@ import { readConfigFile, type ServerConfigInput } from "../server/config.ts";
 import type { HeapBudget } from "../runtime/heap_budget.ts";
 import { reexecWithHeapBudget } from "../runtime/heap_reexec.ts";
 import { detectRuntime } from "../runtime/runtime.ts";
-import { startServer } from "../server/server.ts";
+import { HANDOFF_ENV } from "../supervisor/handoff_protocol.ts";
+import { startServer, type PerilinkServer } from "../server/server.ts";
+import { readNotifyEnv, SystemdNotifier } from "../server/systemd_notify.ts";
 import { TARGET } from "../target.ts";
 import { parse } from "./args.ts";
 import { WORKER_ENV } from "../supervisor/group_protocol.ts";
@@ -40,11 +42,23 @@ export async function runServe(args: string[]): Promise<number> {
   if (values.dispatch) input.dispatch = values.dispatch as ServerConfigInput["dispatch"];
   const slot = process.env[WORKER_ENV];
   if (slot !== undefined) return runServiceProcess(input, Number(slot));
-  const server = await startServer({
-    ...input,
-    logger: createLogger(input.logLevel ?? "info"),
-    respawn: { execPath: process.execPath, execArgv: detectRuntime().scriptArgs, script: process.argv[1]!, args: ["serve", ...args] },
-  });
+  const log = createLogger(input.logLevel ?? "info");
+  // Under systemd (NOTIFY_SOCKET): readiness, reload, stop and watchdog notifications.
+  const notifyEnv = readNotifyEnv(process.env, process.pid, process.ppid, process.env[HANDOFF_ENV] !== undefined);
+  let server!: PerilinkServer;
+  const notifier = notifyEnv ? new SystemdNotifier(notifyEnv, () => server, log) : null;
+  try {
+    server = await startServer({
+      ...input,
+      logger: log,
+      respawn: { execPath: process.execPath, execArgv: detectRuntime().scriptArgs, script: process.argv[1]!, args: ["serve", ...args] },
+      ...(notifier ? { events: notifier } : {}),
+    });
+  } catch (err) {
+    notifier?.close();
+    throw err;
+  }
+  notifier?.accepting();
 
   const onHup = (): void => void server.rescan();
   const onUsr2 = (): void => {
@@ -71,6 +85,9 @@ export async function runServe(args: string[]): Promise<number> {
   process.off("SIGHUP", onHup);
   process.off("SIGUSR2", onUsr2);
   await server.drain();
+  // A handed-over process must not exit before systemd has taken MAINPID= of the new one.
+  notifier?.close();
+  await notifier?.flush();
   if (fatal) throw fatal;
   return 0;
 }

@@ -52,8 +52,11 @@ interface Listener {
   endpoint: Endpoint;
   tcp: net.Server;
   udp: dgram.Socket;
-  /** Inherited descriptors not yet listened on (until `activate()`). */
-  adopted: { tcp: number; udp: number } | null;
+  /**
+   * Inherited descriptors not yet listened on (until `activate()`); null for
+   * a transport that had no inherited socket and was bound here instead.
+   */
+  adopted: { tcp: number | null; udp: number | null } | null;
   /** A UDP responder not yet bound (until `activate()`). */
   udpPending: boolean;
   /** The TCP socket held open but watched by no one here (`park()`): others accept on it. */
@@ -113,7 +116,7 @@ export class ListenerSet {
           // does, in PERILINK_PORTS): keep an inherited port of this address that no other entry names.
           const named = new Set(this.#specs.filter((s) => s !== spec && s.port !== 0).map((s) => s.port));
           const prev = this.#inherited.find(
-            (i) => i.transport === "tcp" && !named.has(i.port) && !this.#isAdopted(i.fd) && desired.some((d) => d.address === i.address),
+            (i) => !named.has(i.port) && !this.#isAdopted(i.fd) && desired.some((d) => d.address === i.address),
           );
           if (prev) spec.port = prev.port;
         }
@@ -134,7 +137,16 @@ export class ListenerSet {
           } catch {
             // already closed
           }
-          this.#log.info("inherited_socket_closed", { transport: i.transport, address: i.address, port: i.port });
+          if (i.fromSystemd) {
+            this.#log.warn("activation_socket_unused", {
+              transport: i.transport,
+              address: i.address,
+              port: i.port,
+              note: "systemd passed a socket that no listen entry names: add a matching --listen entry, or name it tcp@ADDRESS@PORT / udp@ADDRESS@PORT (FileDescriptorName=)",
+            });
+          } else {
+            this.#log.info("inherited_socket_closed", { transport: i.transport, address: i.address, port: i.port });
+          }
         }
       }
       this.#inherited = [];
@@ -157,20 +169,26 @@ export class ListenerSet {
       const fds = l.adopted;
       if (!fds) continue;
       l.adopted = null;
-      await new Promise<void>((resolve, reject) => {
-        l.tcp.once("error", reject);
-        l.tcp.listen({ fd: fds.tcp }, () => {
-          l.tcp.off("error", reject);
-          resolve();
+      if (fds.tcp !== null) {
+        const fd = fds.tcp;
+        await new Promise<void>((resolve, reject) => {
+          l.tcp.once("error", reject);
+          l.tcp.listen({ fd }, () => {
+            l.tcp.off("error", reject);
+            resolve();
+          });
         });
-      });
-      await new Promise<void>((resolve, reject) => {
-        l.udp.once("error", reject);
-        l.udp.bind({ fd: fds.udp }, () => {
-          l.udp.off("error", reject);
-          resolve();
+      }
+      if (fds.udp !== null) {
+        const fd = fds.udp;
+        await new Promise<void>((resolve, reject) => {
+          l.udp.once("error", reject);
+          l.udp.bind({ fd }, () => {
+            l.udp.off("error", reject);
+            resolve();
+          });
         });
-      });
+      }
     }
   }
 
@@ -270,14 +288,15 @@ export class ListenerSet {
   async #add(ep: Endpoint, spec: ListenSpec, atStart: boolean): Promise<void> {
     const k = key(ep.address, ep.port);
     if (this.#listeners.has(k)) return;
-    const adopted = this.#adoptable(ep);
-    if (adopted) {
-      this.#listeners.set(k, adopted);
-      this.#log.info("listener_adopted", { address: ep.address, port: ep.port, transports: ["tcp", "udp"] });
-      return;
-    }
     let l: Listener;
     try {
+      const adopted = await this.#adopt(ep);
+      if (adopted) {
+        this.#listeners.set(k, adopted);
+        const { tcp, udp } = adopted.adopted!;
+        this.#log.info("listener_adopted", { address: ep.address, port: ep.port, transports: [...(tcp !== null ? ["tcp"] : []), ...(udp !== null ? ["udp"] : [])] });
+        return;
+      }
       l = await this.#open(ep);
     } catch (err) {
       const e = err as NodeJS.ErrnoException;
@@ -313,15 +332,30 @@ export class ListenerSet {
     this.#log.info("listener_added", { address: l.endpoint.address, port: l.endpoint.port, transports: ["tcp", "udp"] });
   }
 
-  #adoptable(ep: Endpoint): Listener | null {
+  /**
+   * A listener on the inherited sockets of `ep`, if there are any. A perilink
+   * parent passes both; systemd may pass only one of them (a ListenStream=
+   * without a ListenDatagram=): the other is bound here as usual.
+   */
+  async #adopt(ep: Endpoint): Promise<Listener | null> {
     const find = (t: string): InheritedSocket | undefined =>
       this.#inherited.find((i) => i.transport === t && i.address === ep.address && i.port === ep.port);
     const tcpIn = find("tcp");
     const udpIn = find("udp");
-    if (!tcpIn || !udpIn) return null;
+    if (!tcpIn && !udpIn) return null;
     const endpoint: Endpoint = { ...ep };
     const { tcp, udp } = this.#handles(endpoint);
-    return { endpoint, tcp, udp, adopted: { tcp: tcpIn.fd, udp: udpIn.fd }, udpPending: false };
+    const l: Listener = { endpoint, tcp, udp, adopted: { tcp: tcpIn?.fd ?? null, udp: udpIn?.fd ?? null }, udpPending: false };
+    try {
+      if (!tcpIn) await listenTcp(tcp, ep, this.#backlog, this.#reusePort);
+      if (!udpIn) await bindUdp(udp, ep.address, ep.port);
+    } catch (err) {
+      // Only what was bound here: start() closes the inherited descriptors it did not adopt.
+      l.adopted = { tcp: null, udp: null };
+      await closeListener(l);
+      throw err;
+    }
+    return l;
   }
 
   #handles(endpoint: Endpoint): { tcp: net.Server; udp: dgram.Socket } {
@@ -385,14 +419,26 @@ function bindUdp(udp: dgram.Socket, address: string, port: number): Promise<void
 
 async function closeListener(l: Listener): Promise<void> {
   if (l.adopted) {
-    for (const fd of [l.adopted.tcp, l.adopted.udp]) {
+    const { tcp, udp } = l.adopted;
+    l.adopted = null;
+    for (const fd of [tcp, udp]) {
+      if (fd === null) continue;
       try {
         closeSync(fd);
       } catch {
         // already closed
       }
     }
-    l.adopted = null;
+    // The transport that had no inherited socket was bound here.
+    if (tcp !== null && udp !== null) return;
+    if (tcp === null) l.tcp.close();
+    if (udp === null) await new Promise<void>((r) => {
+      try {
+        l.udp.close(() => r());
+      } catch {
+        r();
+      }
+    });
     return;
   }
   // TCP first, synchronously: close() stops accepting at once. Its callback would wait for

@@ -23,6 +23,8 @@ import { ServerStats } from "./server_stats.ts";
 import { AcceptSemaphore } from "../supervisor/accept_semaphore.ts";
 import type { DrainingGeneration } from "../supervisor/handoff_protocol.ts";
 import { takeInheritedSockets, type InheritedSocket } from "../supervisor/inherited_sockets.ts";
+import { takeActivationSockets } from "./systemd_sockets.ts";
+import type { ServerEvents } from "./server_events.ts";
 import { peerKey } from "./peer_key.ts";
 import { readStartContext, Takeover } from "../supervisor/takeover.ts";
 import { Upgrader, type RespawnSpec, type UpgradeRequest, type UpgradeResult } from "../supervisor/upgrader.ts";
@@ -47,6 +49,8 @@ export interface StartServerOptions extends ServerConfigInput {
    * listener of its own; its manager passes it connections or listening sockets.
    */
   listeners?: boolean;
+  /** Told about upgrades and drains (the systemd notifier). */
+  events?: ServerEvents;
 }
 
 export interface ListenerStatus {
@@ -98,6 +102,7 @@ interface ServerParts {
   respawn?: RespawnSpec;
   /** This process manages service processes that serve its connections (S5). */
   group?: ConnectionGroup | null;
+  events?: ServerEvents;
 }
 
 /** How long a refused connection may stay half-open to read the refusal. */
@@ -245,6 +250,7 @@ export class PerilinkServer implements SessionHost, ServingProcess {
       try {
         await this.#semaphore?.acquire(SEMAPHORE_START_TIMEOUT_MS);
         await this.#listeners.start();
+        await this.#listeners.activate(); // sockets systemd passed, if any
         await this.#group?.listening(this.#listeners);
       } catch (err) {
         this.#semaphore?.release();
@@ -284,7 +290,20 @@ export class PerilinkServer implements SessionHost, ServingProcess {
     if (this.#drained && !this.#upgrader.handedOver) {
       return Promise.reject(new UpgradeError("PERILINK_UPGRADE_FAILED", "Cannot upgrade: the server is shutting down"));
     }
-    return this.#upgrader.upgrade(req);
+    const events = this.#parts.events;
+    // A request refused at once (one under way, or handed over) starts nothing to report.
+    if (!events || this.#upgrader.inProgress || this.#upgrader.handedOver) return this.#upgrader.upgrade(req);
+    events.upgradeStarted?.({ generation: this.generation + 1 });
+    return this.#upgrader.upgrade(req).then(
+      (result) => {
+        events.upgradeFinished?.(result);
+        return result;
+      },
+      (err: Error) => {
+        events.upgradeFailed?.(err);
+        throw err;
+      },
+    );
   }
 
   /** Resolves once this process has handed over to a new one and finished draining. */
@@ -420,6 +439,12 @@ export class PerilinkServer implements SessionHost, ServingProcess {
     if (this.#rescanTimer) clearInterval(this.#rescanTimer);
     await this.#listeners.close();
     this.log.info("drain_started", { sessions: this.#sessions.size, inflight: this.stats.inflight, timeoutMs });
+    this.#parts.events?.drainStarted?.({
+      sessions: this.#raw ? this.#raw.connections : this.#sessions.size,
+      inflight: this.stats.inflight,
+      timeoutMs,
+      handedOver: this.#upgrader?.handedOver ?? false,
+    });
     if (this.#group) {
       await this.#group.drain(timeoutMs);
     } else if (this.#raw) {
@@ -440,6 +465,7 @@ export class PerilinkServer implements SessionHost, ServingProcess {
     }
     await this.#control?.close();
     this.#semaphore?.release();
+    this.#parts.events?.drainFinished?.();
     this.log.info("drain_finished", { ms: Date.now() - started });
   }
 
@@ -532,7 +558,7 @@ export class PerilinkServer implements SessionHost, ServingProcess {
  * identity, loads the app, opens the control socket and every listener.
  */
 export async function startServer(options: StartServerOptions = {}): Promise<PerilinkServer> {
-  const { appObject, logger, generation, control = true, interfaces, respawn, listeners = true, ...input } = options;
+  const { appObject, logger, generation, control = true, interfaces, respawn, listeners = true, events, ...input } = options;
   const config = resolveConfig(input);
   const log = logger ?? createLogger(config.logLevel);
   const runtime = detectRuntime();
@@ -544,7 +570,8 @@ export async function startServer(options: StartServerOptions = {}): Promise<Per
     const port = ctx.ports[config.listenText[i]!];
     return spec.port === 0 && port !== undefined ? { ...spec, port } : spec;
   });
-  const inherited = ctx.handoff === "inherit" ? takeInheritedSockets().sockets : [];
+  // Sockets from a perilink parent (upgrade), else from systemd (socket activation, `perilink serve` only).
+  const inherited = ctx.handoff === "inherit" ? takeInheritedSockets().sockets : respawn ? takeActivationSockets() : [];
   const identity = await loadOrCreateIdentity(config.stateDir);
   const app: LoadedApp = appObject
     ? "createServer" in appObject && typeof appObject.createServer === "function"
@@ -566,6 +593,7 @@ export async function startServer(options: StartServerOptions = {}): Promise<Per
     inherited,
     semaphore,
     respawn,
+    events,
     reusePort: runtime.handoff === "reuseport",
     deferUdp: ctx.handoff === "reuseport",
   });

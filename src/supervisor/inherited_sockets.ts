@@ -17,6 +17,8 @@ export interface InheritedSocket {
   transport: Transport;
   address: string;
   port: number;
+  /** Passed by systemd (socket activation) rather than by a perilink parent. */
+  fromSystemd?: boolean;
 }
 
 export function socketName(transport: Transport, address: string, port: number): string {

@@ -1,0 +1,55 @@
+import { SocketActivationError } from "../errors.ts";
+import { detectRuntime } from "../runtime/runtime.ts";
+import { LISTEN_FDS_START, parseSocketName, type InheritedSocket } from "../supervisor/inherited_sockets.ts";
+import { socketOfFd, type BoundSocket } from "./socket_of_fd.ts";
+
+/**
+ * systemd socket activation (S7): when `LISTEN_PID` is this process and
+ * `LISTEN_FDS` counts sockets from fd 3, those sockets are adopted instead of
+ * binding the ports again (they are the same inherited descriptors an upgrade
+ * passes, and go the same way through the listener set). Each is matched to a
+ * `--listen` entry by its name when `LISTEN_FDNAMES` gives it perilink's form
+ * `tcp@ADDRESS@PORT` / `udp@ADDRESS@PORT` (FileDescriptorName=; the socket may
+ * then be bound elsewhere, e.g. a wildcard), else by the address and port the
+ * kernel says it is bound to. Entries with no passed socket are bound as usual.
+ * The variables are removed, so processes started later do not see them.
+ */
+export function takeActivationSockets(env: NodeJS.ProcessEnv = process.env, pid = process.pid, describe: (fd: number) => BoundSocket | null = socketOfFd): InheritedSocket[] {
+  const forPid = env.LISTEN_PID;
+  const count = Number(env.LISTEN_FDS ?? "0");
+  const names = (env.LISTEN_FDNAMES ?? "").split(":");
+  if (forPid === undefined || env.LISTEN_FDS === undefined) return [];
+  delete env.LISTEN_PID;
+  delete env.LISTEN_FDS;
+  delete env.LISTEN_FDNAMES;
+  if (Number(forPid) !== pid || !Number.isInteger(count) || count <= 0) return [];
+  if (count > MAX_ACTIVATION_FDS) {
+    throw new SocketActivationError(`Cannot use the sockets systemd passed: LISTEN_FDS=${count} is more than ${MAX_ACTIVATION_FDS}; check the socket unit`);
+  }
+  if (!detectRuntime().canInheritSockets) {
+    throw new SocketActivationError(
+      `Cannot use the sockets systemd passed (LISTEN_FDS=${count}): ${detectRuntime().name === "deno" ? "Deno cannot adopt" : "this runtime cannot adopt"} a listening socket's file descriptor; run perilink on Node.js, or stop the .socket unit and let perilink bind its ports itself`,
+    );
+  }
+  const out: InheritedSocket[] = [];
+  for (let i = 0; i < count; i++) {
+    const fd = LISTEN_FDS_START + i;
+    const bound = describe(fd);
+    const named = parseSocketName(names[i] ?? "");
+    if (!bound) {
+      throw new SocketActivationError(
+        `Cannot use the socket systemd passed as fd ${fd}${names[i] ? ` ("${names[i]}")` : ""}: it is not a TCP or UDP socket; perilink serves ListenStream= and ListenDatagram= sockets with an address and port`,
+      );
+    }
+    if (named && named.transport !== bound.transport) {
+      throw new SocketActivationError(
+        `Cannot use the socket systemd passed as fd ${fd}: it is named "${names[i]}" but is a ${bound.transport.toUpperCase()} socket; name it ${bound.transport}@…`,
+      );
+    }
+    out.push({ fd, transport: bound.transport, address: named?.address ?? bound.address, port: named?.port ?? bound.port, fromSystemd: true });
+  }
+  return out;
+}
+
+/** A socket unit passes a handful of sockets; anything near this is a mistake. */
+const MAX_ACTIVATION_FDS = 1024;

@@ -1,0 +1,110 @@
+import { spawn, spawnSync, type ChildProcess } from "node:child_process";
+import dgram from "node:dgram";
+import net from "node:net";
+import { after } from "node:test";
+import { cliCommand, REPO_ROOT, stopChild } from "./cli.ts";
+
+/** Where `systemd-socket-activate` is (package `systemd`), or null when it is not installed. */
+export const SOCKET_ACTIVATE: string | null = (() => {
+  const r = spawnSync("sh", ["-c", "command -v systemd-socket-activate"], { encoding: "utf8" });
+  return r.status === 0 && r.stdout.trim() ? r.stdout.trim() : null;
+})();
+
+export const SKIP_NO_SOCKET_ACTIVATE = SOCKET_ACTIVATE ? false : "systemd-socket-activate is not installed (Debian package systemd)";
+
+export interface Activated {
+  child: ChildProcess;
+  /** What systemd-socket-activate and the server wrote on stderr so far. */
+  stderr(): string;
+  /** Resolves once the outermost layer listens on its sockets (a connection then starts the server). */
+  listening(): Promise<void>;
+  stop(): Promise<void>;
+}
+
+/**
+ * One `systemd-socket-activate` invocation: `listen` addresses with one
+ * socket type (it has one `--datagram` switch for all), optional names.
+ */
+export interface ActivateLayer {
+  listen: string[];
+  datagram?: boolean;
+  fdnames?: string[];
+}
+
+/**
+ * Runs `perilink serve ARGS` under `systemd-socket-activate` (several nested
+ * layers for a mix of stream and datagram sockets: each passes the sockets of
+ * the outer ones through). It starts the server on the first connection or
+ * datagram, as systemd does; stopped after the test file.
+ */
+export function socketActivated(layers: ActivateLayer[], serveArgs: string[], env: NodeJS.ProcessEnv = process.env): Activated {
+  const argv: string[] = [];
+  for (const layer of layers) {
+    argv.push(SOCKET_ACTIVATE!);
+    for (const l of layer.listen) argv.push("-l", l);
+    if (layer.datagram) argv.push("--datagram");
+    if (layer.fdnames) argv.push(`--fdname=${layer.fdnames.join(":")}`);
+    argv.push("--");
+  }
+  const { cmd, args } = cliCommand(["serve", ...serveArgs]);
+  argv.push(cmd, ...args);
+  const child = spawn(argv[0]!, argv.slice(1), { cwd: REPO_ROOT, env, stdio: ["ignore", "pipe", "pipe"] });
+  let err = "";
+  child.stderr!.setEncoding("utf8").on("data", (s: string) => (err += s));
+  child.stdout!.resume();
+  after(() => stopChild(child, 3000));
+  const outer = layers[0]?.listen.length ?? 0;
+  const listening = async (): Promise<void> => {
+    const end = Date.now() + 10_000;
+    while ((err.match(/^Listening on /gm)?.length ?? 0) < outer) {
+      if (Date.now() > end || child.exitCode !== null) throw new Error(`systemd-socket-activate did not listen: ${err}`);
+      await new Promise((r) => setTimeout(r, 20));
+    }
+  };
+  return { child, stderr: () => err, listening, stop: () => stopChild(child, 3000) };
+}
+
+/** A port free for both TCP and UDP on 127.0.0.1 (bound briefly, then closed). */
+export async function freePort(): Promise<number> {
+  for (let attempt = 0; ; attempt++) {
+    const srv = net.createServer();
+    await new Promise<void>((r) => srv.listen({ host: "127.0.0.1", port: 0, exclusive: true }, () => r()));
+    const port = (srv.address() as net.AddressInfo).port;
+    const udp = dgram.createSocket("udp4");
+    const ok = await new Promise<boolean>((r) => {
+      udp.once("error", () => r(false));
+      udp.bind({ address: "127.0.0.1", port, exclusive: true }, () => r(true));
+    });
+    await new Promise<void>((r) => srv.close(() => r()));
+    await new Promise<void>((r) => {
+      try {
+        udp.close(() => r());
+      } catch {
+        r();
+      }
+    });
+    if (ok || attempt >= 20) return port;
+  }
+}
+
+/**
+ * Ends process `pid` (a server an upgrade started, which is no child of the
+ * test) after the test file, should the test not have stopped it: SIGTERM,
+ * then SIGKILL after 3 s.
+ */
+export function stopPidAfter(pid: number): void {
+  after(async () => {
+    const alive = (): boolean => {
+      try {
+        process.kill(pid, 0);
+        return true;
+      } catch {
+        return false;
+      }
+    };
+    if (!alive()) return;
+    process.kill(pid, "SIGTERM");
+    for (let i = 0; i < 150 && alive(); i++) await new Promise((r) => setTimeout(r, 20));
+    if (alive()) process.kill(pid, "SIGKILL");
+  });
+}
