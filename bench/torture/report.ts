@@ -38,7 +38,9 @@ export function verdicts(profile: string, probeLimits: Record<string, number>, q
   const plain = torture.upgrades.filter((u) => u.kind === "upgrade");
   const kill = torture.upgrades.find((u) => u.kind === "kill-9");
   const rate = probeLimits.globalRatePerSecond;
-  const probeBudget = rate === undefined ? NaN : rate + (probeLimits.globalBurst ?? 0) / (torture.measuredMs / 1000);
+  // Each serving process has its own bucket, full when it starts: the first and one per successful upgrade.
+  const processes = 1 + plain.filter((u) => u.ok).length;
+  const probeBudget = rate === undefined ? NaN : rate + (processes * (probeLimits.globalBurst ?? 0)) / (torture.measuredMs / 1000);
   return {
     probeRate: Number.isFinite(probeBudget) && Number.isFinite(torture.probesCountedPerSec)
       ? { countedPerSec: torture.probesCountedPerSec, budgetPerSec: probeBudget, met: torture.probesCountedPerSec <= probeBudget }
@@ -120,7 +122,7 @@ export function formatProfile(r: ProfileResult): string {
   );
   if (v.probeRate) {
     lines.push(
-      `  signed probes/s <= the server-wide probe budget of targets/${r.profile}.json (globalRatePerSecond + globalBurst over the run): ` +
+      `  signed probes/s <= the server-wide probe budget of targets/${r.profile}.json (globalRatePerSecond + globalBurst per serving process, over the run): ` +
         `${num(v.probeRate.countedPerSec)}/s vs ${num(v.probeRate.budgetPerSec)}/s -> ${mark(v.probeRate.met)}`,
     );
   }
