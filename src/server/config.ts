@@ -92,6 +92,7 @@ const LIMIT_RANGES: Record<string, [number, number]> = {
   maxFrameBytes: [1024, 16 * 1024 * 1024],
   maxSessionOutputBytes: [16 * 1024, 0x7fffffff],
   maxBufferedBytes: [64 * 1024, 0x7fffffff],
+  sessionRatePerPeer: [0, 1_000_000], // 0: no rate limit
 };
 
 function checkKeys(obj: Record<string, unknown>, allowed: string[], where: string): void {

@@ -121,7 +121,7 @@ export class PerilinkServer implements SessionHost, ServingProcess {
   /** SessionHost: for events a peer can cause at will (at most one line a second each). */
   readonly peerLog: Logger;
   /** New sessions per peer and second (`limits.sessionRatePerPeer`): each handshake costs a signature. */
-  #sessionRate: RateLimiter;
+  #sessionRate: RateLimiter | null;
   readonly stats = new ServerStats();
   readonly writeSlabBytes = TARGET.writeSlabBytes;
   readonly config: ServerConfig;
@@ -159,11 +159,10 @@ export class PerilinkServer implements SessionHost, ServingProcess {
     this.budget = new BufferBudget(config.limits.maxBufferedBytes, () => flowsOf(this.#sessions), () => this.#sessions.size);
     this.log = log;
     this.peerLog = throttledLogger(log);
-    this.#sessionRate = new RateLimiter({
-      ratePerSecond: config.limits.sessionRatePerPeer,
-      burst: config.limits.sessionBurstPerPeer,
-      maxSources: config.probe.trackedSources,
-    });
+    this.#sessionRate =
+      config.limits.sessionRatePerPeer > 0
+        ? new RateLimiter({ ratePerSecond: config.limits.sessionRatePerPeer, burst: config.limits.sessionBurstPerPeer, maxSources: config.probe.trackedSources })
+        : null;
     this.#app = app;
     this.#raw = app.kind === "raw" ? new RawHost(app.server, this.stats, log) : null;
     this.#probes = new ProbeResponder(identity, () => this.generation, config.probe, this.stats, log);
@@ -530,7 +529,7 @@ export class PerilinkServer implements SessionHost, ServingProcess {
         ? "maxSessionsPerPeer"
         : this.budget.over()
           ? "maxBufferedBytes"
-          : !this.#sessionRate.take(key)
+          : this.#sessionRate !== null && !this.#sessionRate.take(key)
             ? "sessionRatePerPeer"
             : this.#sessions.size - this.#evicted.size >= this.limits.maxSessions && !this.#evictIdle()
               ? "maxSessions"
