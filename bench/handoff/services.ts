@@ -159,12 +159,13 @@ export type UpgradeTrigger = "cli" | "control";
 
 /**
  * `perilink serve` (the bundle) on 127.0.0.1 with a fresh state directory;
- * `app` null for the built-in demo app (session mode). Every later
+ * `app` null for the built-in demo app (session mode); `workers` > 1 for a
+ * manager and that many service processes (`--workers N`). Every later
  * generation inherits the first one's stderr, so the whole log is read here.
  */
-export async function startPerilink(bundle: string, app: string | null, trigger: UpgradeTrigger = "cli"): Promise<Service> {
+export async function startPerilink(bundle: string, app: string | null, trigger: UpgradeTrigger = "cli", workers = 1): Promise<Service> {
   const stateDir = mkdtempSync(path.join(os.tmpdir(), "perilink-bench-handoff-"));
-  const args = [bundle, "serve", "--listen", "127.0.0.1:0", "--state-dir", stateDir, ...(app ? ["--app", app] : [])];
+  const args = [bundle, "serve", "--listen", "127.0.0.1:0", "--state-dir", stateDir, ...(app ? ["--app", app] : []), ...(workers > 1 ? ["--workers", String(workers)] : [])];
   const child = spawn(process.execPath, args, { stdio: ["ignore", "ignore", "pipe"] });
   let text = "";
   let partial = "";
@@ -189,7 +190,7 @@ export async function startPerilink(bundle: string, app: string | null, trigger:
     rmSync(stateDir, { recursive: true, force: true });
   };
   try {
-    await waitForOutput(child, () => text, (s) => s.includes('"server_started"'), "perilink serve to start", 20_000);
+    await waitForOutput(child, () => text, () => events.some((e) => e.event === "server_started" && e.fields.worker === undefined), "perilink serve to start", 20_000);
   } catch (err) {
     await stop();
     throw err;

@@ -94,8 +94,12 @@ export class Takeover {
   /**
    * Runs the takeover; `activate` starts accepting on the adopted sockets.
    * Throws when the old process neither answers nor dies within the timeout.
+   * The wait for the accept semaphore begins with the transfer request, not
+   * after the answer: it ends when the old process releases the semaphore, so
+   * the gap in which no process accepts holds no process start (the flock
+   * command) of ours.
    */
-  async run(semaphore: Pick<AcceptSemaphore, "acquire"> | null, activate: () => Promise<void>, generation: number): Promise<void> {
+  async run(semaphore: (Pick<AcceptSemaphore, "acquire"> & Partial<Pick<AcceptSemaphore, "release">>) | null, activate: () => Promise<void>, generation: number): Promise<void> {
     const ch = this.#channel;
     let answered = false;
     let wake: (() => void) | null = null;
@@ -119,10 +123,15 @@ export class Takeover {
     ch.on("message", onMessage);
     ch.on("disconnect", onDisconnect);
     this.#send({ t: "transfer-request" });
+    // Started after the request, so the old process stops accepting while the wait is set up.
+    const taking = semaphore ? semaphore.acquire(this.#timeoutMs).then(() => null, (err: unknown) => ({ err })) : Promise.resolve(null);
     const deadline = Date.now() + this.#timeoutMs;
     while (!answered && !this.#parentGone && ch.connected !== false) {
       const left = deadline - Date.now();
-      if (left <= 0) throw new Error(`Cannot take over: the running process did not answer the transfer request within ${this.#timeoutMs} ms`);
+      if (left <= 0) {
+        void taking.then((failed) => failed === null && semaphore?.release?.());
+        throw new Error(`Cannot take over: the running process did not answer the transfer request within ${this.#timeoutMs} ms`);
+      }
       await new Promise<void>((resolve) => {
         const t = setTimeout(resolve, left);
         wake = () => {
@@ -133,7 +142,8 @@ export class Takeover {
       });
     }
     if (!answered) this.#log.warn("takeover_parent_gone", { note: "the old process died during the handoff; taking over" });
-    await semaphore?.acquire(this.#timeoutMs);
+    const failed = await taking;
+    if (failed) throw failed.err;
     await activate();
     this.#send({ t: "accepting", pid: process.pid, generation });
     // The pipe must not keep this process alive, and its end only means the old one exited.

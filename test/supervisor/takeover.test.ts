@@ -56,18 +56,54 @@ function setup(timeoutMs = 2000, alive: Set<number> = new Set()) {
 
 const gen = (generation: number, pid: number, inflight = 1): DrainingGeneration => ({ generation, pid, inflight, sessions: 1 });
 
-test("success: asks for the service, and only after the answer takes the semaphore, starts accepting and says so", async () => {
+test("success: asks for the service, and only after the answer and the semaphore starts accepting and says so", async () => {
   const { parent, order, takeover, semaphore, activate } = setup();
   const run = takeover.run(semaphore, activate, 7);
   await waitFor(() => parent.received.length === 1, "the transfer request");
   assert.deepEqual(parent.received[0], { t: "transfer-request" });
   await sleep(20);
-  assert.deepEqual(order, [], "nothing taken before the old process answers");
+  assert.deepEqual(order, ["acquire 2000"], "the wait for the semaphore runs, nothing accepts before the old process answers");
   parent.say({ t: "transfer-response" });
   await run;
   assert.deepEqual(order, ["acquire 2000", "activate"], "the semaphore first, then accepting");
   assert.deepEqual(parent.received[1], { t: "accepting", pid: process.pid, generation: 7 });
   assert.equal(parent.unrefed, true, "the pipe no longer keeps the process alive");
+});
+
+test("the wait for the accept semaphore starts with the transfer request, before any answer, so no process start lies between the old process stopping and the new one accepting", async () => {
+  const { parent, takeover, activate } = setup();
+  const events: string[] = [];
+  let grant!: () => void;
+  const granted = new Promise<void>((resolve) => (grant = resolve));
+  const semaphore = {
+    // Like the flock: the wait is in the kernel and ends when the old process releases the lock.
+    acquire: async (): Promise<void> => {
+      events.push(`acquire started, ${parent.received.length} message(s) sent`);
+      await granted;
+      events.push("acquired");
+    },
+  };
+  const run = takeover.run(semaphore, async () => void events.push("activate"), 4);
+  await waitFor(() => parent.received.length === 1, "the transfer request");
+  assert.deepEqual(events, ["acquire started, 1 message(s) sent"], "waiting as soon as it asked for the service");
+  // The old process stops accepting, releases the semaphore, then answers.
+  grant();
+  await sleep(10);
+  assert.deepEqual(events, ["acquire started, 1 message(s) sent", "acquired"], "holding the semaphore is not yet accepting");
+  parent.say({ t: "transfer-response" });
+  await run;
+  assert.deepEqual(events, ["acquire started, 1 message(s) sent", "acquired", "activate"]);
+});
+
+test("a takeover that fails after it took the semaphore gives it back", async () => {
+  const { takeover, activate } = setup(60);
+  const order: string[] = [];
+  const semaphore = {
+    acquire: async (): Promise<void> => void order.push("acquire"),
+    release: (): void => void order.push("release"),
+  };
+  await assert.rejects(takeover.run(semaphore, activate, 2), /did not answer the transfer request within 60 ms/);
+  assert.deepEqual(order, ["acquire", "release"]);
 });
 
 test("the parent going away before it answers: the new process takes over anyway and says why", async () => {
@@ -86,7 +122,7 @@ test("a parent that neither answers nor goes away: run() throws at the timeout w
   const t0 = Date.now();
   await assert.rejects(takeover.run(semaphore, activate, 2), /^Error: Cannot take over: the running process did not answer the transfer request within 80 ms$/);
   assert.ok(Date.now() - t0 >= 80);
-  assert.deepEqual(order, []);
+  assert.deepEqual(order, ["acquire 80"], "waited for the semaphore, never accepted");
 });
 
 test("drain reports: each one replaces the last, drained generations and exited processes are dropped", async () => {
