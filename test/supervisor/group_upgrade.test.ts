@@ -85,18 +85,18 @@ for (const dispatch of ["manager", "semaphore"] as const) {
   });
 }
 
-test("a 6 s request started on a service process just before a group upgrade completes there, and the old group then exits", async (t) => {
+test("a 10 s request started on a service process just before a group upgrade completes there, and the old group then exits", async (t) => {
   if (nodeOnly(t)) return;
   const g = await serveGroup(["--app", RECORDING_APP, "--workers", "2"]);
   const session = await ClientSession.connect({ host: "127.0.0.1", port: g.port });
   const ch = await session.openChannel("long");
   const old = await g.status();
-  const long = ch.request("sleep:6000:payload", { timeoutMs: 20_000 });
+  const long = ch.request("sleep:10000:payload", { timeoutMs: 30_000 });
   await sleep(200);
   await upgrade(g);
   await waitFor(async () => (await g.status()).draining.some((d) => d.generation === 1 && d.inflight === 1), "status to list the old group draining with its request", 5000);
   const reply = (await long).toString();
-  assert.match(reply, /^sleep:6000:payload\|gen=1\|pid=(\d+)$/);
+  assert.match(reply, /^sleep:10000:payload\|gen=1\|pid=(\d+)$/);
   const servedBy = Number(reply.split("pid=")[1]);
   assert.ok(old.workers.some((w) => w.pid === servedBy), "a service process of the old group finished it");
   session.destroy();
