@@ -12,7 +12,6 @@
  */
 import { execFile, spawn } from "node:child_process";
 import { promises as fs } from "node:fs";
-import net from "node:net";
 import os from "node:os";
 import path from "node:path";
 import { parseArgs, promisify } from "node:util";
@@ -38,16 +37,6 @@ function check(ok: unknown, what: string): asserts ok {
 async function armRun(args: string[], timeout = 60_000): Promise<string> {
   const { stdout } = await exec(armNode!, args, { env, timeout });
   return stdout;
-}
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer().listen(0, "127.0.0.1", () => {
-      const { port } = s.address() as net.AddressInfo;
-      s.close(() => resolve(port));
-    });
-    s.once("error", reject);
-  });
 }
 
 const bundle = values.bundle ? path.resolve(values.bundle) : await bundleFor("pi-zero-2w");

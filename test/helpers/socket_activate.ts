@@ -1,6 +1,4 @@
 import { spawn, spawnSync, type ChildProcess } from "node:child_process";
-import dgram from "node:dgram";
-import net from "node:net";
 import { after } from "node:test";
 import { cliCommand, REPO_ROOT, stopChild } from "./cli.ts";
 
@@ -62,29 +60,6 @@ export function socketActivated(layers: ActivateLayer[], serveArgs: string[], en
     }
   };
   return { child, stderr: () => err, listening, stop: () => stopChild(child, 3000) };
-}
-
-/** A port free for both TCP and UDP on 127.0.0.1 (bound briefly, then closed). */
-export async function freePort(): Promise<number> {
-  for (let attempt = 0; ; attempt++) {
-    const srv = net.createServer();
-    await new Promise<void>((r) => srv.listen({ host: "127.0.0.1", port: 0, exclusive: true }, () => r()));
-    const port = (srv.address() as net.AddressInfo).port;
-    const udp = dgram.createSocket("udp4");
-    const ok = await new Promise<boolean>((r) => {
-      udp.once("error", () => r(false));
-      udp.bind({ address: "127.0.0.1", port, exclusive: true }, () => r(true));
-    });
-    await new Promise<void>((r) => srv.close(() => r()));
-    await new Promise<void>((r) => {
-      try {
-        udp.close(() => r());
-      } catch {
-        r();
-      }
-    });
-    if (ok || attempt >= 20) return port;
-  }
 }
 
 /**
