@@ -16,6 +16,7 @@ import os from "node:os";
 import path from "node:path";
 import { parseArgs, promisify } from "node:util";
 import { perilinkLoad } from "../helpers/load.ts";
+import { pidAlive } from "../helpers/pid_alive.ts";
 import { bundleFor } from "./bundles.ts";
 
 const exec = promisify(execFile);
@@ -98,19 +99,10 @@ try {
   }
   serve.kill("SIGTERM");
   const gone = Date.now() + 30_000;
-  while (Date.now() < gone && [...pids].some((p) => alive(p))) await new Promise((r) => setTimeout(r, 200));
-  for (const pid of pids) if (alive(pid)) process.kill(pid, "SIGKILL");
+  while (Date.now() < gone && [...pids].some((p) => pidAlive(p))) await new Promise((r) => setTimeout(r, 200));
+  for (const pid of pids) if (pidAlive(pid)) process.kill(pid, "SIGKILL");
   if (serve.exitCode === null) serve.kill("SIGKILL");
   await fs.rm(stateDir, { recursive: true, force: true });
 }
 step(exitCode === 0 ? "smoke passed" : "smoke failed");
 process.exit(exitCode);
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}

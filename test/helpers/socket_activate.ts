@@ -1,6 +1,7 @@
 import { spawn, spawnSync, type ChildProcess } from "node:child_process";
 import { after } from "node:test";
 import { cliCommand, REPO_ROOT, stopChild } from "./cli.ts";
+import { pidAlive } from "./pid_alive.ts";
 
 /** Where `systemd-socket-activate` is (package `systemd`), or null when it is not installed. */
 export const SOCKET_ACTIVATE: string | null = (() => {
@@ -69,14 +70,7 @@ export function socketActivated(layers: ActivateLayer[], serveArgs: string[], en
  */
 export function stopPidAfter(pid: number): void {
   after(async () => {
-    const alive = (): boolean => {
-      try {
-        process.kill(pid, 0);
-        return true;
-      } catch {
-        return false;
-      }
-    };
+    const alive = (): boolean => pidAlive(pid);
     if (!alive()) return;
     process.kill(pid, "SIGTERM");
     for (let i = 0; i < 150 && alive(); i++) await new Promise((r) => setTimeout(r, 20));

@@ -5,6 +5,7 @@ import { createClient } from "../../src/client/client.ts";
 import { REPO_ROOT, runCli, spawnCli, stopChild } from "../helpers/cli.ts";
 import { tempDir, waitFor } from "../helpers/fixtures.ts";
 import { notifyReceiver, SKIP_NO_NOTIFY_TOOLS, type Notification } from "../helpers/notify_receiver.ts";
+import { pidAlive } from "../helpers/pid_alive.ts";
 import { freeTcpUdpPort } from "../helpers/free_port.ts";
 import { stopPidAfter } from "../helpers/socket_activate.ts";
 
@@ -12,15 +13,6 @@ const skip = SKIP_NO_NOTIFY_TOOLS;
 const APP = path.join(REPO_ROOT, "test/fixtures/recording_app.ts");
 /** As root, systemd-notify sends with its parent's pid: the perilink process that asked. */
 const root = process.getuid?.() === 0;
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 const has = (n: Notification[], line: string): boolean => n.some((m) => m.lines.includes(line));
 
@@ -60,7 +52,7 @@ test("serve → upgrade → stop notifies READY, RELOADING with MONOTONIC_USEC, 
   process.kill(newPid, "SIGTERM");
   await rx.waitFor((n) => n.some((m) => m.lines[0]!.startsWith("EXTEND_TIMEOUT_USEC=")), "EXTEND_TIMEOUT_USEC while the drain runs");
   assert.match((await longer).toString(), /^sleep:2500:b\|gen=2/);
-  await waitFor(() => !alive(newPid), "the new process to exit", 20_000);
+  await waitFor(() => !pidAlive(newPid), "the new process to exit", 20_000);
   link.close();
   await client.close();
   await stopChild(old);
@@ -114,7 +106,7 @@ test("WATCHDOG=1 every half WATCHDOG_USEC, and the upgraded process re-arms it a
     assert.deepEqual([...pids].sort(), [old.pid, newPid].sort(), "both processes pinged, each its own");
   }
   process.kill(newPid, "SIGTERM");
-  await waitFor(() => !alive(newPid), "the new process to exit", 20_000);
+  await waitFor(() => !pidAlive(newPid), "the new process to exit", 20_000);
 });
 
 test("a failed upgrade ends its RELOADING=1 with READY=1 and a STATUS that says why, and the server keeps serving", { skip }, async () => {
