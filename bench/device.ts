@@ -29,6 +29,7 @@ import { mallocTuningEnv } from "../src/runtime/malloc_tuning.ts";
 import { measureChurn, type ChurnResult } from "./device_churn.ts";
 import { runLoad } from "./lib/load.ts";
 import { readRssKiB, sleep, stopProcess } from "./lib/proc.ts";
+import { servedPort } from "./lib/served_port.ts";
 import { environment, writeResults } from "./lib/results.ts";
 import { median } from "./lib/stats.ts";
 import { formatTable, num } from "./lib/table.ts";
@@ -87,19 +88,7 @@ async function startServe(a: Arch, bundle: string, stateDir: string, config: str
     env: a.env,
     stdio: ["ignore", "ignore", "pipe"],
   });
-  let err = "";
-  const port = await new Promise<number>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`serve on ${a.arch} did not start: ${err}`)), 120_000);
-    child.stderr!.setEncoding("utf8").on("data", (s: string) => {
-      err += s;
-      const m = /"event":"server_started"/.test(err) && /"event":"listener_added"[^\n]*"port":(\d+)/.exec(err);
-      if (m) {
-        clearTimeout(timer);
-        resolve(Number(m[1]));
-      }
-    });
-    child.once("exit", (code) => reject(new Error(`serve on ${a.arch} exited (${code}): ${err}`)));
-  });
+  const port = await servedPort(child, `serve on ${a.arch}`, 120_000);
   return { child, port };
 }
 

@@ -15,6 +15,7 @@ import { ClientSession } from "../src/client/client_session.ts";
 import { heapBudgetFlags, withNodeOptions, type HeapBudget } from "../src/runtime/heap_budget.ts";
 import { mallocTuningEnv } from "../src/runtime/malloc_tuning.ts";
 import { readRssKiB, sleep, stopProcess } from "./lib/proc.ts";
+import { servedPort } from "./lib/served_port.ts";
 
 const exec = promisify(execFile);
 
@@ -32,19 +33,8 @@ export interface ChurnResult {
 export async function measureChurn(node: string, bundle: string, env: NodeJS.ProcessEnv, cycles = 4000, pauseMs = 3000): Promise<ChurnResult> {
   const stateDir = await fs.mkdtemp(path.join(os.tmpdir(), "perilink-churn-"));
   const child = spawn(node, [bundle, "serve", "--state-dir", stateDir, "--listen", "127.0.0.1:0"], { env, stdio: ["ignore", "ignore", "pipe"] });
-  let err = "";
   try {
-    const port = await new Promise<number>((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error(`serve did not start: ${err}`)), 60_000);
-      child.stderr!.setEncoding("utf8").on("data", (s: string) => {
-        err += s;
-        const m = /"event":"server_started"/.test(err) && /"event":"listener_added"[^\n]*"port":(\d+)/.exec(err);
-        if (m) {
-          clearTimeout(timer);
-          resolve(Number(m[1]));
-        }
-      });
-    });
+    const port = await servedPort(child, "serve", 60_000);
     const heap = async (): Promise<number> => {
       const { stdout } = await exec(node, [bundle, "status", "--state-dir", stateDir, "--json"], { env });
       return JSON.parse(stdout).memory.heapUsedBytes / 1024;

@@ -1,5 +1,6 @@
 import net from "node:net";
-import { messageReader } from "./raw_rpc.ts";
+import { HEADER_SIZE, messageReader } from "./lib/rpc_frames.ts";
+import { connectNoDelay, RpcReplies } from "./lib/rpc_replies.ts";
 
 /**
  * The length-prefixed RPC of raw_rpc.ts (4-byte big-endian payload length,
@@ -11,7 +12,6 @@ import { messageReader } from "./raw_rpc.ts";
  * objects.
  */
 
-const HEADER_SIZE = 8;
 const SLAB_SIZE = 64 * 1024;
 /** Below this much room a fresh slab is taken after a flush. */
 const MIN_ROOM = 512;
@@ -95,56 +95,25 @@ export function createBatchedEchoServer(): { server: net.Server; handled(): numb
   return { server, handled: () => handled };
 }
 
-interface Waiter {
-  resolve(payload: Buffer): void;
-  reject(err: Error): void;
-}
-
 /** A promise-based client whose requests of one turn leave in one write. */
 export class BatchedRpcClient {
   #out: BatchWriter;
   #socket: net.Socket;
-  #pending = new Map<number, Waiter>();
-  #nextId = 1;
+  #replies: RpcReplies;
 
   private constructor(socket: net.Socket) {
     this.#socket = socket;
-    this.#out = new BatchWriter(socket);
-    socket.on(
-      "data",
-      messageReader((id, payload) => {
-        const w = this.#pending.get(id);
-        if (w) {
-          this.#pending.delete(id);
-          w.resolve(payload);
-        }
-      }),
-    );
-    socket.on("error", () => {});
-    socket.on("close", () => {
-      for (const w of this.#pending.values()) w.reject(new Error("batched rpc: connection closed"));
-      this.#pending.clear();
-    });
+    const out = new BatchWriter(socket);
+    this.#out = out;
+    this.#replies = new RpcReplies(socket, "batched rpc", (id, payload) => out.message(id, payload));
   }
 
-  static connect(host: string, port: number): Promise<BatchedRpcClient> {
-    return new Promise((resolve, reject) => {
-      const socket = net.connect({ host, port, noDelay: true });
-      socket.once("error", reject);
-      socket.once("connect", () => {
-        socket.off("error", reject);
-        resolve(new BatchedRpcClient(socket));
-      });
-    });
+  static async connect(host: string, port: number): Promise<BatchedRpcClient> {
+    return new BatchedRpcClient(await connectNoDelay(host, port));
   }
 
   request(payload: Uint8Array): Promise<Buffer> {
-    const id = this.#nextId;
-    this.#nextId = (id + 1) >>> 0 || 1;
-    return new Promise((resolve, reject) => {
-      this.#pending.set(id, { resolve, reject });
-      this.#out.message(id, payload);
-    });
+    return this.#replies.request(payload);
   }
 
   close(): Promise<void> {

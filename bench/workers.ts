@@ -6,6 +6,7 @@ import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import { AcceptSemaphore } from "../src/supervisor/accept_semaphore.ts";
+import { freePort } from "../test/helpers/free_port.ts";
 import type { LoadDone, StartLoad } from "./children/handoff_load.ts";
 import { ensureFreshBundle, HTTP_APP } from "./handoff/services.ts";
 import { readLoadRecords, OUTCOME_OK } from "./lib/load_records.ts";
@@ -46,14 +47,6 @@ interface Row {
   /** The busiest serving process's share of the requests ÷ an even share (1 = perfect balance). */
   busiestVsEven: number;
   byPid: Record<string, number>;
-}
-
-async function freePort(): Promise<number> {
-  const s = net.createServer();
-  await new Promise<void>((r) => s.listen(0, "127.0.0.1", () => r()));
-  const port = (s.address() as net.AddressInfo).port;
-  await new Promise<void>((r) => s.close(() => r()));
-  return port;
 }
 
 /** user+system CPU of `root` and every descendant, in µs (Linux /proc). */

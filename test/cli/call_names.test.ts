@@ -1,17 +1,9 @@
 import assert from "node:assert/strict";
-import net from "node:net";
 import { test } from "node:test";
 import { runCli } from "../helpers/cli.ts";
 import { answerFrom, FakeNameService } from "../helpers/fake_name_service.ts";
+import { freePort } from "../helpers/free_port.ts";
 import { tempDir, testServer } from "../helpers/fixtures.ts";
-
-async function freePort(): Promise<number> {
-  const s = net.createServer();
-  await new Promise<void>((r) => s.listen(0, "127.0.0.1", () => r()));
-  const port = (s.address() as net.AddressInfo).port;
-  await new Promise<void>((r) => s.close(() => r()));
-  return port;
-}
 
 test("perilink call accepts names (--name-server) and --json prints the address list beside the sessions", async () => {
   const port = await freePort();

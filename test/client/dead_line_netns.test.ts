@@ -7,37 +7,21 @@
  * failing. Needs root and ip netns; skips otherwise.
  */
 import assert from "node:assert/strict";
-import { after, before, test } from "node:test";
+import { test } from "node:test";
 import { createClient } from "../../src/client/client.ts";
-import { createTopology, type Line, type Topology } from "../helpers/netns_topology.ts";
-import { startLineServer, type LineServer } from "../helpers/line_server.ts";
+import type { Line } from "../helpers/netns_topology.ts";
 import { describeFailures, pacedRequests } from "../helpers/paced_requests.ts";
+import { twoLinesPerFile } from "../helpers/two_lines.ts";
 import { sleep, waitFor } from "../helpers/fixtures.ts";
 
-let topo: Topology | null = null;
-let skip = "";
-let server: LineServer | null = null;
-
-before(async () => {
-  const t = await createTopology();
-  if ("skip" in t) {
-    skip = t.skip;
-    return;
-  }
-  topo = t;
-  server = await startLineServer(t);
-});
-
-after(async () => {
-  await server?.stop();
-  await topo?.destroy();
-});
+const lines = twoLinesPerFile();
 
 /** Target of the feature: requests flow again through the other address within this. */
 const FLOW_AGAIN_MS = 3000;
 
 async function silentFailure(t: { skip(m?: string): void; diagnostic(m: string): void }, fail: (line: Line) => Promise<void>, restore: (line: Line) => Promise<void>): Promise<void> {
-  if (!topo || !server) return t.skip(skip);
+  const { topo, server } = lines;
+  if (!topo || !server) return t.skip(lines.skip);
   const { direct, routed } = topo;
   // Default options: the default request timeout, the default liveness settings.
   const client = createClient({ lingerMs: 0 });
@@ -77,21 +61,22 @@ async function silentFailure(t: { skip(m?: string): void; diagnostic(m: string):
 test("a line that silently discards both ways (blackhole at both ends) is noticed and the links move to the other address within 3 s, no idempotent request failing", async (t) => {
   await silentFailure(
     t,
-    (l) => topo!.setBlackhole(l, true),
-    (l) => topo!.setBlackhole(l, false),
+    (l) => lines.topo!.setBlackhole(l, true),
+    (l) => lines.topo!.setBlackhole(l, false),
   );
 });
 
 test("a line whose client end goes down (a pulled cable) is noticed and the links move to the other address within 3 s, no idempotent request failing", async (t) => {
   await silentFailure(
     t,
-    (l) => topo!.setLineUp(l, false),
-    (l) => topo!.setLineUp(l, true),
+    (l) => lines.topo!.setLineUp(l, false),
+    (l) => lines.topo!.setLineUp(l, true),
   );
 });
 
 test("a request not marked idempotent that was in flight on a silently dead line fails with PERILINK_OUTCOME_UNKNOWN; the next one succeeds on the other address", async (t) => {
-  if (!topo || !server) return t.skip(skip);
+  const { topo, server } = lines;
+  if (!topo || !server) return t.skip(lines.skip);
   const { direct, routed } = topo;
   const client = createClient({ lingerMs: 0 });
   try {

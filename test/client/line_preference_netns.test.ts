@@ -6,40 +6,23 @@
  * a better line appears or comes back. Needs root and ip netns; skips otherwise.
  */
 import assert from "node:assert/strict";
-import { after, before, test } from "node:test";
+import { test } from "node:test";
 import { createClient, LINE_MAX_HOPS, type PerilinkClient } from "../../src/client/client.ts";
 import { measureLine } from "../../src/client/line/line_measure.ts";
 import { linuxLineSystem } from "../../src/client/line/line_system.ts";
 import { detectRuntime } from "../../src/runtime/runtime.ts";
-import { createTopology, type Topology } from "../helpers/netns_topology.ts";
 import { runCli } from "../helpers/cli.ts";
-import { startLineServer, type LineServer } from "../helpers/line_server.ts";
 import { describeFailures, pacedRequests } from "../helpers/paced_requests.ts";
+import { twoLinesPerFile } from "../helpers/two_lines.ts";
 import { sleep, tempDir, waitFor } from "../helpers/fixtures.ts";
 
-let topo: Topology | null = null;
-let skip = "";
-let server: LineServer | null = null;
-
-before(async () => {
-  const t = await createTopology();
-  if ("skip" in t) {
-    skip = t.skip;
-    return;
-  }
-  topo = t;
-  server = await startLineServer(t);
-});
-
-after(async () => {
-  await server?.stop();
-  await topo?.destroy();
-});
+const lines = twoLinesPerFile();
 
 const onAddress = (c: PerilinkClient): (string | null)[] => [...new Set(c.sessions().map((r) => r.communicationAddress))];
 
 test("with the default preference the session moves to the direct line though the routed address was named first, and no request fails on the way", async (t) => {
-  if (!topo || !server) return t.skip(skip);
+  const { topo, server } = lines;
+  if (!topo || !server) return t.skip(lines.skip);
   const { direct, routed } = topo;
   const client = createClient({ lingerMs: 0 });
   try {
@@ -63,7 +46,8 @@ test("with the default preference the session moves to the direct line though th
 });
 
 test("with weights that favour bandwidth only, and the client's direct uplink shaped to 5 Mbit/s, the session runs on the routed line", async (t) => {
-  if (!topo || !server) return t.skip(skip);
+  const { topo, server } = lines;
+  if (!topo || !server) return t.skip(lines.skip);
   const { direct, routed } = topo;
   await topo.run("tc", ["qdisc", "add", "dev", direct.clientIf, "root", "tbf", "rate", "5mbit", "burst", "32kbit", "latency", "50ms"]);
   const client = createClient({ lingerMs: 0, linePreference: { bandwidth: 1 } });
@@ -97,7 +81,8 @@ test("with weights that favour bandwidth only, and the client's direct uplink sh
 });
 
 test("taking the better line down moves the links to the other with no error seen; bringing it back moves them back with 0 failed requests", async (t) => {
-  if (!topo || !server) return t.skip(skip);
+  const { topo, server } = lines;
+  if (!topo || !server) return t.skip(lines.skip);
   const { direct, routed } = topo;
   const client = createClient({ lingerMs: 0, lineRefreshMs: 500 });
   try {
@@ -134,7 +119,8 @@ test("taking the better line down moves the links to the other with no error see
 });
 
 test("perilink call with two addresses of one server rides the better line and shows it; --prefer weighs the measures", async (t) => {
-  if (!topo || !server) return t.skip(skip);
+  const { topo, server } = lines;
+  if (!topo || !server) return t.skip(lines.skip);
   const { direct, routed } = topo;
   const env = { ...process.env, PERILINK_STATE_DIR: tempDir("perilink-call-") };
   const targets = [`${routed.server.v4}:${server.port}`, `${direct.server.v4}:${server.port}`];
@@ -164,7 +150,8 @@ test("perilink call with two addresses of one server rides the better line and s
 const expectedRouters = (routers: number, family: "v4" | "v6"): number | null => (family === "v6" && !detectRuntime().canLimitIpv6Hops ? null : routers);
 
 test("each line measures its routers, path MTU and interface bandwidth, over IPv4 and IPv6", async (t) => {
-  if (!topo || !server) return t.skip(skip);
+  const { topo, server } = lines;
+  if (!topo || !server) return t.skip(lines.skip);
   for (const [line, family] of [
     [topo.direct, "v4"],
     [topo.routed, "v4"],
@@ -183,7 +170,8 @@ test("each line measures its routers, path MTU and interface bandwidth, over IPv
 });
 
 test("a smaller MTU beyond the first router is learned: the padded probe teaches the kernel the path MTU and the measure reports it", async (t) => {
-  if (!topo || !server) return t.skip(skip);
+  const { topo, server } = lines;
+  if (!topo || !server) return t.skip(lines.skip);
   const t0 = topo;
   // The R–B link (both ends) drops to 1300 while A's own link to R stays at 1400.
   const rToB = (await t0.ip(["-n", t0.routerNs, "-j", "route", "get", t0.routed.server.v4]));

@@ -1,27 +1,18 @@
 import assert from "node:assert/strict";
 import { promises as fs } from "node:fs";
 import path from "node:path";
-import net from "node:net";
 import { after, test } from "node:test";
 import { createClient, type ClientOptions, type PerilinkClient } from "../../src/client/client.ts";
 import type { PerilinkServer } from "../../src/server/server.ts";
 import { tempDir, testServer, waitFor } from "../helpers/fixtures.ts";
 import { answerFrom, FakeNameService } from "../helpers/fake_name_service.ts";
+import { freePort } from "../helpers/free_port.ts";
 import { tcpConnectionsTo } from "../helpers/os_sockets.ts";
 
 function client(options: ClientOptions = {}): PerilinkClient {
   const c = createClient({ lingerMs: 0, ...options });
   after(() => c.close());
   return c;
-}
-
-/** A port free on loopback now. */
-async function freePort(): Promise<number> {
-  const s = net.createServer();
-  await new Promise<void>((r) => s.listen(0, "127.0.0.1", () => r()));
-  const port = (s.address() as net.AddressInfo).port;
-  await new Promise<void>((r) => s.close(() => r()));
-  return port;
 }
 
 /** A server on the same port of several loopback addresses. */

@@ -12,11 +12,11 @@
  */
 import { execFile, spawn } from "node:child_process";
 import { promises as fs } from "node:fs";
-import net from "node:net";
 import os from "node:os";
 import path from "node:path";
 import { parseArgs, promisify } from "node:util";
 import { perilinkLoad } from "../helpers/load.ts";
+import { pidAlive } from "../helpers/pid_alive.ts";
 import { bundleFor } from "./bundles.ts";
 
 const exec = promisify(execFile);
@@ -38,16 +38,6 @@ function check(ok: unknown, what: string): asserts ok {
 async function armRun(args: string[], timeout = 60_000): Promise<string> {
   const { stdout } = await exec(armNode!, args, { env, timeout });
   return stdout;
-}
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer().listen(0, "127.0.0.1", () => {
-      const { port } = s.address() as net.AddressInfo;
-      s.close(() => resolve(port));
-    });
-    s.once("error", reject);
-  });
 }
 
 const bundle = values.bundle ? path.resolve(values.bundle) : await bundleFor("pi-zero-2w");
@@ -109,19 +99,10 @@ try {
   }
   serve.kill("SIGTERM");
   const gone = Date.now() + 30_000;
-  while (Date.now() < gone && [...pids].some((p) => alive(p))) await new Promise((r) => setTimeout(r, 200));
-  for (const pid of pids) if (alive(pid)) process.kill(pid, "SIGKILL");
+  while (Date.now() < gone && [...pids].some((p) => pidAlive(p))) await new Promise((r) => setTimeout(r, 200));
+  for (const pid of pids) if (pidAlive(pid)) process.kill(pid, "SIGKILL");
   if (serve.exitCode === null) serve.kill("SIGKILL");
   await fs.rm(stateDir, { recursive: true, force: true });
 }
 step(exitCode === 0 ? "smoke passed" : "smoke failed");
 process.exit(exitCode);
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}

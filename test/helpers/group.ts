@@ -1,10 +1,10 @@
 import assert from "node:assert/strict";
 import http from "node:http";
-import net from "node:net";
 import { after } from "node:test";
 import { controlRequest } from "../../src/server/control_server.ts";
 import type { ServerStatus } from "../../src/server/server.ts";
 import { spawnCli, stopChild } from "./cli.ts";
+import { freePort } from "./free_port.ts";
 import { tempDir, waitFor } from "./fixtures.ts";
 
 export interface ServedGroup {
@@ -27,14 +27,6 @@ after(() => {
     }
   }
 });
-
-export async function freePort(): Promise<number> {
-  const s = net.createServer();
-  await new Promise<void>((r) => s.listen(0, "127.0.0.1", () => r()));
-  const port = (s.address() as net.AddressInfo).port;
-  await new Promise<void>((r) => s.close(() => r()));
-  return port;
-}
 
 /** `perilink serve ARGS` on 127.0.0.1 at a free port; ready once the manager logged server_started. */
 export async function serveGroup(args: string[], env: NodeJS.ProcessEnv = {}, listen?: string[]): Promise<ServedGroup> {

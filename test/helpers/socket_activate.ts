@@ -1,8 +1,7 @@
 import { spawn, spawnSync, type ChildProcess } from "node:child_process";
-import dgram from "node:dgram";
-import net from "node:net";
 import { after } from "node:test";
 import { cliCommand, REPO_ROOT, stopChild } from "./cli.ts";
+import { pidAlive } from "./pid_alive.ts";
 
 /** Where `systemd-socket-activate` is (package `systemd`), or null when it is not installed. */
 export const SOCKET_ACTIVATE: string | null = (() => {
@@ -64,29 +63,6 @@ export function socketActivated(layers: ActivateLayer[], serveArgs: string[], en
   return { child, stderr: () => err, listening, stop: () => stopChild(child, 3000) };
 }
 
-/** A port free for both TCP and UDP on 127.0.0.1 (bound briefly, then closed). */
-export async function freePort(): Promise<number> {
-  for (let attempt = 0; ; attempt++) {
-    const srv = net.createServer();
-    await new Promise<void>((r) => srv.listen({ host: "127.0.0.1", port: 0, exclusive: true }, () => r()));
-    const port = (srv.address() as net.AddressInfo).port;
-    const udp = dgram.createSocket("udp4");
-    const ok = await new Promise<boolean>((r) => {
-      udp.once("error", () => r(false));
-      udp.bind({ address: "127.0.0.1", port, exclusive: true }, () => r(true));
-    });
-    await new Promise<void>((r) => srv.close(() => r()));
-    await new Promise<void>((r) => {
-      try {
-        udp.close(() => r());
-      } catch {
-        r();
-      }
-    });
-    if (ok || attempt >= 20) return port;
-  }
-}
-
 /**
  * Ends process `pid` (a server an upgrade started, which is no child of the
  * test) after the test file, should the test not have stopped it: SIGTERM,
@@ -94,14 +70,7 @@ export async function freePort(): Promise<number> {
  */
 export function stopPidAfter(pid: number): void {
   after(async () => {
-    const alive = (): boolean => {
-      try {
-        process.kill(pid, 0);
-        return true;
-      } catch {
-        return false;
-      }
-    };
+    const alive = (): boolean => pidAlive(pid);
     if (!alive()) return;
     process.kill(pid, "SIGTERM");
     for (let i = 0; i < 150 && alive(); i++) await new Promise((r) => setTimeout(r, 20));

@@ -1,7 +1,6 @@
 import assert from "node:assert/strict";
 import { execFile, spawn } from "node:child_process";
 import { promises as fs } from "node:fs";
-import net from "node:net";
 import os from "node:os";
 import path from "node:path";
 import { before, test } from "node:test";
@@ -9,6 +8,7 @@ import { promisify } from "node:util";
 import { detectRuntime } from "../../src/runtime/runtime.ts";
 import { REPO_ROOT, stopChild } from "../helpers/cli.ts";
 import { waitFor } from "../helpers/fixtures.ts";
+import { freePort } from "../helpers/free_port.ts";
 
 /**
  * The package as users get it: `npm pack` (which builds), installed offline
@@ -39,17 +39,6 @@ before(async () => {
   await fs.writeFile(path.join(scratch, "deno.json"), JSON.stringify({ nodeModulesDir: "manual" }));
   await exec("npm", ["install", "--offline", "--no-audit", "--no-fund", `./${tgz}`], { cwd: scratch });
 });
-
-/** A free loopback port, for a server that listens on it on IPv4 and IPv6. */
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer().listen(0, "127.0.0.1", () => {
-      const { port } = s.address() as net.AddressInfo;
-      s.close(() => resolve(port));
-    });
-    s.once("error", reject);
-  });
-}
 
 /** The packed bin serving the demo app on 127.0.0.1:PORT and [::1]:PORT. */
 async function servePacked(t: { after(fn: () => unknown): void }): Promise<number> {

@@ -19,7 +19,6 @@
 import assert from "node:assert/strict";
 import type { ChildProcess } from "node:child_process";
 import { readdirSync, readFileSync, writeFileSync } from "node:fs";
-import dgram from "node:dgram";
 import net from "node:net";
 import path from "node:path";
 import { after, test } from "node:test";
@@ -28,6 +27,7 @@ import { RequestRefusedError, SessionClosedError } from "../../src/errors.ts";
 import { detectRuntime } from "../../src/runtime/runtime.ts";
 import { controlRequest } from "../../src/server/control_server.ts";
 import type { ServerStatus } from "../../src/server/server.ts";
+import { freeTcpUdpPort } from "../helpers/free_port.ts";
 import { skipUnlessHandoff } from "../helpers/migration.ts";
 import { REPO_ROOT, runCli, spawnCli, stopChild, type CliResult } from "../helpers/cli.ts";
 import { sleep, tempDir, waitFor } from "../helpers/fixtures.ts";
@@ -191,29 +191,6 @@ async function serve(args: string[]): Promise<Server> {
       child.stderr?.destroy();
     },
   };
-}
-
-/** A free port for both TCP and UDP on 127.0.0.1 (bound briefly, then closed). */
-async function freePort(): Promise<number> {
-  for (let attempt = 0; ; attempt++) {
-    const srv = net.createServer();
-    await new Promise<void>((r) => srv.listen({ host: "127.0.0.1", port: 0, exclusive: true }, () => r()));
-    const port = (srv.address() as net.AddressInfo).port;
-    const udp = dgram.createSocket("udp4");
-    const ok = await new Promise<boolean>((r) => {
-      udp.once("error", () => r(false));
-      udp.bind({ address: "127.0.0.1", port, exclusive: true }, () => r(true));
-    });
-    await new Promise<void>((r) => srv.close(() => r()));
-    await new Promise<void>((r) => {
-      try {
-        udp.close(() => r());
-      } catch {
-        r();
-      }
-    });
-    if (ok || attempt >= 20) return port;
-  }
 }
 
 function connectResult(port: number): Promise<string> {
@@ -549,7 +526,7 @@ test("kill -9 of the old process during the handoff: the new one takes over anyw
   const { slowApp } = programs();
   // Clients reconnecting while nobody accepts wait in the listen backlog until the new process is ready.
   await withServer(
-    ["--listen", `127.0.0.1:${await freePort()}`],
+    ["--listen", `127.0.0.1:${await freeTcpUdpPort()}`],
     async (srv, load) => {
       const before = await srv.status();
       const up = spawnCli(["upgrade", "--state-dir", srv.stateDir, "--app", slowApp, "--timeout", "15000"]);
@@ -656,7 +633,7 @@ async function rollbackAfterHandover(
 
 test("a new program that dies after the handover began: the old process binds the same port again and keeps serving", async (t) => {
   if (skipped(t)) return;
-  await rollbackAfterHandover(t, `127.0.0.1:${await freePort()}`, "dieAfterHandover");
+  await rollbackAfterHandover(t, `127.0.0.1:${await freeTcpUdpPort()}`, "dieAfterHandover");
 });
 
 test("a rollback keeps a port the kernel chose (listen on port 0)", async (t) => {
@@ -670,14 +647,14 @@ test("a new program that never says it is accepting: killed at the timeout, the 
   if (skipped(t)) return;
   // Regression guard: the old process bound the port again while the SIGKILLed child
   // (slow to tear down with its large heap) still held the listening socket: EADDRINUSE.
-  await rollbackAfterHandover(t, `127.0.0.1:${await freePort()}`, "hangAfterHandover");
+  await rollbackAfterHandover(t, `127.0.0.1:${await freeTcpUdpPort()}`, "hangAfterHandover");
 });
 
 test("a new program started by a launcher that does not exec, never accepting: all of it is killed and the old process binds its port again", async (t) => {
   if (skipped(t)) return;
   // Regression: the rollback killed only the launcher (the shell); the real program lived
   // on holding the inherited sockets, so binding the port again failed.
-  await rollbackAfterHandover(t, `127.0.0.1:${await freePort()}`, "hangAfterHandoverLauncher");
+  await rollbackAfterHandover(t, `127.0.0.1:${await freeTcpUdpPort()}`, "hangAfterHandoverLauncher");
 });
 
 test("an upgrade keeps a port the kernel chose (listen on port 0)", async (t) => {
@@ -698,7 +675,7 @@ test("an upgrade keeps a port the kernel chose (listen on port 0)", async (t) =>
 test("two upgrade requests at once: exactly one succeeds, the other is refused as already under way", async (t) => {
   if (skipped(t)) return;
   const { slowApp } = programs();
-  await withServer(["--listen", `127.0.0.1:${await freePort()}`], async (srv, load) => {
+  await withServer(["--listen", `127.0.0.1:${await freeTcpUdpPort()}`], async (srv, load) => {
     const before = await srv.status();
     const [a, b] = await Promise.all([
       srv.upgrade(["--app", slowApp, "--timeout", "15000", "--json"]),
@@ -722,8 +699,8 @@ test("two upgrade requests at once: exactly one succeeds, the other is refused a
 
 test("a new config that adds a port: after the upgrade both ports serve; the first never stopped", async (t) => {
   if (skipped(t)) return;
-  const p1 = await freePort();
-  const p2 = await freePort();
+  const p1 = await freeTcpUdpPort();
+  const p2 = await freeTcpUdpPort();
   assert.notEqual(p1, p2);
   const cfg = path.join(tempDir("perilink-config-"), "perilink.json");
   writeFileSync(cfg, JSON.stringify({ listen: [`127.0.0.1:${p1}`], rescanIntervalMs: 0 }));
@@ -760,8 +737,8 @@ test("a new config that adds a port: after the upgrade both ports serve; the fir
 
 test("a new config that removes a port: after the upgrade it refuses connections; the other never stopped", async (t) => {
   if (skipped(t)) return;
-  const p1 = await freePort();
-  const p2 = await freePort();
+  const p1 = await freeTcpUdpPort();
+  const p2 = await freeTcpUdpPort();
   assert.notEqual(p1, p2);
   const cfg = path.join(tempDir("perilink-config-"), "perilink.json");
   writeFileSync(cfg, JSON.stringify({ listen: [`127.0.0.1:${p1}`, `127.0.0.1:${p2}`], rescanIntervalMs: 0 }));
@@ -811,7 +788,7 @@ test("SIGTERM during an upgrade cancels it: the new process group is killed, in-
   // Regression: the old process drained and exited while the upgrade went on, and the new
   // process then took the sockets over: the service ran on after the operator had stopped it.
   const { slowApp } = programs();
-  const port = await freePort();
+  const port = await freeTcpUdpPort();
   const srv = await serve(["--listen", `127.0.0.1:${port}`, "--app", RECORDING_APP]);
   const session = await ClientSession.connect({ host: "127.0.0.1", port, timeoutMs: 5000, requestTimeoutMs: 15_000 });
   try {
@@ -860,7 +837,7 @@ test("three upgrades keep both a fixed port and a port the kernel chose on the s
   // Regression: generation 2 wrote the chosen port into its own config, so it handed generation 3
   // nothing for the port-0 entry; on Node that entry then took the other inherited port of the same
   // address and the chosen port was closed.
-  const fixed = await freePort();
+  const fixed = await freeTcpUdpPort();
   await withServer(["--listen", `127.0.0.1:${fixed}`, "--listen", "127.0.0.1:0"], async (srv, load) => {
     const before = await srv.status();
     const ports = tcpPorts(before);

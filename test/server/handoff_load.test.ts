@@ -1,6 +1,5 @@
 import assert from "node:assert/strict";
 import { promises as fs } from "node:fs";
-import net from "node:net";
 import path from "node:path";
 import { after, test } from "node:test";
 import { ClientSession } from "../../src/client/client_session.ts";
@@ -10,6 +9,7 @@ import { controlRequest } from "../../src/server/control_server.ts";
 import type { ServerStatus } from "../../src/server/server.ts";
 import { REPO_ROOT, runCli, spawnCli, stopChild } from "../helpers/cli.ts";
 import { sleep, tempDir, waitFor } from "../helpers/fixtures.ts";
+import { freePort } from "../helpers/free_port.ts";
 import { httpLoad, perilinkLoad } from "../helpers/load.ts";
 import { skipUnlessHandoff } from "../helpers/migration.ts";
 
@@ -29,14 +29,6 @@ after(() => {
     }
   }
 });
-
-async function freePort(): Promise<number> {
-  const s = net.createServer();
-  await new Promise<void>((r) => s.listen(0, "127.0.0.1", () => r()));
-  const port = (s.address() as net.AddressInfo).port;
-  await new Promise<void>((r) => s.close(() => r()));
-  return port;
-}
 
 /** The server's status over its control socket (in-process: a CLI start per poll would be too slow). */
 async function status(stateDir: string): Promise<ServerStatus> {

@@ -9,6 +9,7 @@ import { REPO_ROOT, runCli } from "../helpers/cli.ts";
 import { sleep, tempDir, waitFor } from "../helpers/fixtures.ts";
 import { seenPids, serveGroup, type ServedGroup } from "../helpers/group.ts";
 import { httpLoad, perilinkLoad } from "../helpers/load.ts";
+import { pidAlive } from "../helpers/pid_alive.ts";
 
 /** Upgrades per test; the full proof is PERILINK_GROUP_UPGRADES=20. */
 const UPGRADES = Number(process.env.PERILINK_GROUP_UPGRADES ?? 5);
@@ -100,13 +101,6 @@ test("a 10 s request started on a service process just before a group upgrade co
   const servedBy = Number(reply.split("pid=")[1]);
   assert.ok(old.workers.some((w) => w.pid === servedBy), "a service process of the old group finished it");
   session.destroy();
-  const gone = (pid: number): boolean => {
-    try {
-      process.kill(pid, 0);
-      return false;
-    } catch {
-      return true;
-    }
-  };
+  const gone = (pid: number): boolean => !pidAlive(pid);
   await waitFor(() => gone(old.pid) && old.workers.every((w) => gone(w.pid!)), "the old manager and its service processes to exit", 15_000);
 });

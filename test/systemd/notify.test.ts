@@ -5,27 +5,20 @@ import { createClient } from "../../src/client/client.ts";
 import { REPO_ROOT, runCli, spawnCli, stopChild } from "../helpers/cli.ts";
 import { tempDir, waitFor } from "../helpers/fixtures.ts";
 import { notifyReceiver, SKIP_NO_NOTIFY_TOOLS, type Notification } from "../helpers/notify_receiver.ts";
-import { freePort, stopPidAfter } from "../helpers/socket_activate.ts";
+import { pidAlive } from "../helpers/pid_alive.ts";
+import { freeTcpUdpPort } from "../helpers/free_port.ts";
+import { stopPidAfter } from "../helpers/socket_activate.ts";
 
 const skip = SKIP_NO_NOTIFY_TOOLS;
 const APP = path.join(REPO_ROOT, "test/fixtures/recording_app.ts");
 /** As root, systemd-notify sends with its parent's pid: the perilink process that asked. */
 const root = process.getuid?.() === 0;
 
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
 const has = (n: Notification[], line: string): boolean => n.some((m) => m.lines.includes(line));
 
 test("serve → upgrade → stop notifies READY, RELOADING with MONOTONIC_USEC, MAINPID and READY in one datagram before the old process exits, STOPPING, EXTEND_TIMEOUT_USEC", { skip }, async () => {
   const rx = await notifyReceiver();
-  const port = await freePort();
+  const port = await freeTcpUdpPort();
   const stateDir = tempDir();
   const old = spawnCli(["serve", "--listen", `127.0.0.1:${port}`, "--state-dir", stateDir, "--app", APP], { env: { ...process.env, NOTIFY_SOCKET: rx.socket } });
   let log = "";
@@ -59,7 +52,7 @@ test("serve → upgrade → stop notifies READY, RELOADING with MONOTONIC_USEC, 
   process.kill(newPid, "SIGTERM");
   await rx.waitFor((n) => n.some((m) => m.lines[0]!.startsWith("EXTEND_TIMEOUT_USEC=")), "EXTEND_TIMEOUT_USEC while the drain runs");
   assert.match((await longer).toString(), /^sleep:2500:b\|gen=2/);
-  await waitFor(() => !alive(newPid), "the new process to exit", 20_000);
+  await waitFor(() => !pidAlive(newPid), "the new process to exit", 20_000);
   link.close();
   await client.close();
   await stopChild(old);
@@ -89,7 +82,7 @@ test("serve → upgrade → stop notifies READY, RELOADING with MONOTONIC_USEC, 
 
 test("WATCHDOG=1 every half WATCHDOG_USEC, and the upgraded process re-arms it after the old one exits", { skip }, async () => {
   const rx = await notifyReceiver();
-  const port = await freePort();
+  const port = await freeTcpUdpPort();
   const stateDir = tempDir();
   // systemd sets WATCHDOG_PID to the main process: the shell execs into perilink, keeping its pid.
   const old = spawnCli(["serve", "--listen", `127.0.0.1:${port}`, "--state-dir", stateDir], {
@@ -113,12 +106,12 @@ test("WATCHDOG=1 every half WATCHDOG_USEC, and the upgraded process re-arms it a
     assert.deepEqual([...pids].sort(), [old.pid, newPid].sort(), "both processes pinged, each its own");
   }
   process.kill(newPid, "SIGTERM");
-  await waitFor(() => !alive(newPid), "the new process to exit", 20_000);
+  await waitFor(() => !pidAlive(newPid), "the new process to exit", 20_000);
 });
 
 test("a failed upgrade ends its RELOADING=1 with READY=1 and a STATUS that says why, and the server keeps serving", { skip }, async () => {
   const rx = await notifyReceiver();
-  const port = await freePort();
+  const port = await freeTcpUdpPort();
   const stateDir = tempDir();
   const srv = spawnCli(["serve", "--listen", `127.0.0.1:${port}`, "--state-dir", stateDir], { env: { ...process.env, NOTIFY_SOCKET: rx.socket } });
   await rx.waitFor((n) => has(n, "READY=1"), "READY=1");

@@ -7,7 +7,8 @@ import { test } from "node:test";
 import { detectRuntime } from "../../src/runtime/runtime.ts";
 import { REPO_ROOT, runCli } from "../helpers/cli.ts";
 import { tempDir, waitFor } from "../helpers/fixtures.ts";
-import { freePort, SKIP_NO_SOCKET_ACTIVATE, socketActivated, stopPidAfter, type Activated } from "../helpers/socket_activate.ts";
+import { freeTcpUdpPort } from "../helpers/free_port.ts";
+import { SKIP_NO_SOCKET_ACTIVATE, socketActivated, stopPidAfter, type Activated } from "../helpers/socket_activate.ts";
 
 const skip = SKIP_NO_SOCKET_ACTIVATE;
 const node = detectRuntime().canInheritSockets;
@@ -55,7 +56,7 @@ async function assertDenoRefuses(sa: Activated, port: number): Promise<void> {
 }
 
 test("serve under systemd-socket-activate adopts the passed TCP socket instead of binding it again (was PERILINK_ADDRESS_IN_USE); Deno refuses with PERILINK_SOCKET_ACTIVATION", { skip }, async () => {
-  const port = await freePort();
+  const port = await freeTcpUdpPort();
   const stateDir = tempDir();
   const sa = socketActivated([{ listen: [`127.0.0.1:${port}`] }], ["--listen", `127.0.0.1:${port}`, "--state-dir", stateDir]);
   if (!node) return assertDenoRefuses(sa, port);
@@ -71,7 +72,7 @@ test("serve under systemd-socket-activate adopts the passed TCP socket instead o
 });
 
 test("a --datagram socket serves the UDP identify responder and the probe that woke the server is answered", { skip }, async () => {
-  const port = await freePort();
+  const port = await freeTcpUdpPort();
   const stateDir = tempDir();
   const sa = socketActivated([{ listen: [`127.0.0.1:${port}`], datagram: true }], ["--listen", `127.0.0.1:${port}`, "--state-dir", stateDir]);
   if (!node) return assertDenoRefuses(sa, port);
@@ -83,7 +84,7 @@ test("a --datagram socket serves the UDP identify responder and the probe that w
 });
 
 test("named fds: TCP and UDP sockets are matched to their --listen entries; an entry with no passed socket is bound as usual; children see no LISTEN_ variables", { skip }, async () => {
-  const [p1, p2, p3] = [await freePort(), await freePort(), await freePort()];
+  const [p1, p2, p3] = [await freeTcpUdpPort(), await freeTcpUdpPort(), await freeTcpUdpPort()];
   const stateDir = tempDir();
   // fd 3: TCP 127.0.0.1:p1 (outer layer); fds 4, 5: UDP 127.0.0.1:p1 and UDP 0.0.0.0:p2.
   // Names: systemd's kind (matched by the socket's own address), and perilink's `udp@ADDR@PORT` form,
@@ -116,7 +117,7 @@ test("named fds: TCP and UDP sockets are matched to their --listen entries; an e
 });
 
 test("an upgrade of a socket-activated server hands the same sockets on", { skip }, async () => {
-  const port = await freePort();
+  const port = await freeTcpUdpPort();
   const stateDir = tempDir();
   const sa = socketActivated(
     [{ listen: [`127.0.0.1:${port}`] }, { listen: [`127.0.0.1:${port}`], datagram: true }],

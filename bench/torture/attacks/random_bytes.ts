@@ -1,6 +1,7 @@
 import { randomBytes } from "node:crypto";
 import net from "node:net";
 import { between, loopbackSource, type AttackStarter, type Counters } from "../attack.ts";
+import { loopingAttack } from "../looping_attack.ts";
 import { Stopper } from "../stopper.ts";
 import { clientHello } from "../raw_session.ts";
 
@@ -57,13 +58,5 @@ export const randomBytesAttack: AttackStarter = (target, o) => {
       await stopper.pause(pauseMs);
     }
   };
-  const running = Promise.all(Array.from({ length: workers }, (_, w) => loop(w)));
-  return {
-    async stop() {
-      stopper.stop();
-      for (const s of sockets) s.destroy();
-      await running;
-      return c;
-    },
-  };
+  return loopingAttack(stopper, sockets, workers, loop, c);
 };

@@ -1,5 +1,6 @@
 import net from "node:net";
 import { loopbackSource, type AttackStarter, type Counters } from "../attack.ts";
+import { loopingAttack } from "../looping_attack.ts";
 import { Stopper } from "../stopper.ts";
 import { clientHello } from "../raw_session.ts";
 
@@ -65,13 +66,5 @@ export const slowLorisAttack: AttackStarter = (target, o) => {
       await stopper.pause(10);
     }
   };
-  const running = Promise.all(Array.from({ length: count }, (_, i) => loop(i)));
-  return {
-    async stop() {
-      stopper.stop();
-      for (const s of sockets) s.destroy();
-      await running;
-      return c;
-    },
-  };
+  return loopingAttack(stopper, sockets, count, loop, c);
 };
