@@ -148,7 +148,13 @@ export class FrameWriter {
   #schedule(): void {
     if (this.#scheduled) return;
     this.#scheduled = true;
-    setImmediate((this.#flushBound ??= () => this.flush()));
+    setImmediate(this.#flushBound ?? this.#bindFlush());
+  }
+
+  // Apart from #schedule, which runs per frame: a function that holds a closure
+  // allocates its context on every call, whether it makes the closure or not.
+  #bindFlush(): () => void {
+    return (this.#flushBound = () => this.flush());
   }
 }
 

@@ -356,11 +356,16 @@ export class ServerSession implements FrameSink {
       this.flow.update();
       return;
     }
-    if (this.#inflight === NO_REQUESTS) this.#inflight = new InflightRequests(host.limits.requestTimeoutMs, (r) => this.#onRequestExpired(r));
+    if (this.#inflight === NO_REQUESTS) this.#inflight = this.#newInflight();
     this.#inflight.add(req);
     host.stats.inflight++;
     if (this.#inflight.size - this.#abandoned > host.limits.maxInflightPerSession) this.flow.update();
     this.#await(req, result as Promise<AppResult>);
+  }
+
+  /** Apart from #onRequest, which runs per request: a closure there would cost a context on every call. */
+  #newInflight(): InflightRequests {
+    return new InflightRequests(this.#host.limits.requestTimeoutMs, (r) => this.#onRequestExpired(r));
   }
 
   async #await(req: ServerRequest, pending: Promise<AppResult>): Promise<void> {
