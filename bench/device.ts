@@ -12,8 +12,8 @@
  *   - server RSS per idle session (sessions opened by a native client)
  *   - echo throughput through `serve` ÷ the raw RPC echo server (bench/raw_rpc.ts)
  *     on the same node, both driven by the same native client
- *   - native only: RSS 3 s after 4,000 connect → 20 requests → close cycles,
- *     minus idle RSS (bench/device_churn.ts)
+ *   - native only: RSS 3 s and 10 s after 4,000 connect → 20 requests → close
+ *     cycles, minus idle RSS (bench/device_churn.ts)
  * Emulation is ~12–20× slower than native, so only ratios compare across rows.
  * Writes bench/results/device.json.
  */
@@ -246,7 +246,7 @@ export async function main(args: string[]): Promise<void> {
 
     console.log(
       formatTable(
-        ["target", "arch", "node", "bundle KiB", "version ÷ node -e 0", "serve ÷ node -e 0", "idle RSS ÷ bare node", "KiB / idle session", "req/s ÷ raw RPC", "RSS after churn − idle, MiB"],
+        ["target", "arch", "node", "bundle KiB", "version ÷ node -e 0", "serve ÷ node -e 0", "idle RSS ÷ bare node", "KiB / idle session", "req/s ÷ raw RPC", "RSS after churn − idle, MiB: 3 s / 10 s"],
         rows.map((r) => [
           r.target,
           r.emulated ? `${r.arch} (qemu)` : `${r.arch} (native)`,
@@ -257,7 +257,7 @@ export async function main(args: string[]): Promise<void> {
           num(r.idleRssRatio, 2),
           num(r.serverKiBPerSession, 1),
           num(r.throughputRatio, 2),
-          r.churn ? `${num(r.churn.afterMinusIdleKiB / 1024, 1)} (${num(r.churn.cycles)} cycles)` : "-",
+          r.churn ? `${num(r.churn.afterMinusIdleKiB / 1024, 1)} / ${num(r.churn.after10sMinusIdleKiB / 1024, 1)} (${num(r.churn.cycles)} cycles)` : "-",
         ]),
       ),
     );
