@@ -9,7 +9,9 @@
  * start, as /usr/bin/perilink runs it), and compares with the same node doing less:
  *   - startup: `version`, and `serve` until it logs server_started, ÷ `node -e 0`
  *   - idle RSS of `serve` ÷ an idle `node -e setInterval(…)`
- *   - server RSS per idle session (sessions opened by a native client)
+ *   - server RSS per idle session (sessions opened by a native client), and
+ *     its anonymous part: opening them also pages in more of the node binary's
+ *     code (file-backed, shared, once), which RSS counts too
  *   - echo throughput through `serve` ÷ the raw RPC echo server (bench/raw_rpc.ts)
  *     on the same node, both driven by the same native client
  *   - native only: RSS 3 s and 10 s after 4,000 connect → 20 requests → close
@@ -18,7 +20,7 @@
  * Writes bench/results/device.json.
  */
 import { execFile, spawn, type ChildProcess } from "node:child_process";
-import { promises as fs } from "node:fs";
+import { promises as fs, readFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
@@ -80,11 +82,20 @@ interface Row {
   idleRssRatio: number;
   sessions: number;
   serverKiBPerSession: number;
+  /** The anonymous (private) part of it: without the node binary's code pages the sessions' work first touched. */
+  serverAnonKiBPerSession: number;
   reqPerSec: number;
   rawReqPerSec: number;
   throughputRatio: number;
   /** Native only: 4,000 connect → 20 requests → close cycles (emulated, it would take minutes). */
   churn: ChurnResult | null;
+}
+
+/** Anonymous (private, not file-backed) resident memory of a process, KiB, from /proc/<pid>/smaps_rollup. */
+function readAnonKiB(pid: number): number {
+  const m = /^Anonymous:\s+(\d+) kB$/m.exec(readFileSync(`/proc/${pid}/smaps_rollup`, "utf8"));
+  if (!m) throw new Error(`no Anonymous in smaps_rollup of pid ${pid}`);
+  return Number(m[1]);
 }
 
 async function timeMs(fn: () => Promise<unknown>, runs: number): Promise<number> {
@@ -158,12 +169,14 @@ async function measure(a: Arch, bundle: string, rawEcho: string, quick: boolean)
       await open(50);
       await sleep(settleMs);
       const warmKiB = readRssKiB(server.pid!);
+      const warmAnonKiB = readAnonKiB(server.pid!);
       await open(sessions);
       await sleep(settleMs);
       const withSessionsKiB = readRssKiB(server.pid!);
+      const serverAnonKiBPerSession = (readAnonKiB(server.pid!) - warmAnonKiB) / sessions;
       for (const s of held) s.destroy();
       const serverKiBPerSession = (withSessionsKiB - warmKiB) / sessions;
-      log(`${sessions} idle sessions: ${num(serverKiBPerSession, 1)} KiB each`);
+      log(`${sessions} idle sessions: ${num(serverKiBPerSession, 1)} KiB each, ${num(serverAnonKiBPerSession, 1)} KiB of it anonymous`);
 
       const load = { concurrency: 32, warmupMs: a.emulated ? 2000 : 500, durationMs: a.emulated || !quick ? 4000 : 2000, maxRequests: 2_000_000 };
       const payload = Buffer.alloc(64, 7);
@@ -200,6 +213,7 @@ async function measure(a: Arch, bundle: string, rawEcho: string, quick: boolean)
         idleRssRatio: idleRssKiB / bareRssKiB,
         sessions,
         serverKiBPerSession,
+        serverAnonKiBPerSession,
         reqPerSec: ours.reqPerSec,
         rawReqPerSec: base.reqPerSec,
         throughputRatio: ours.reqPerSec / base.reqPerSec,
@@ -246,7 +260,7 @@ export async function main(args: string[]): Promise<void> {
 
     console.log(
       formatTable(
-        ["target", "arch", "node", "bundle KiB", "version ÷ node -e 0", "serve ÷ node -e 0", "idle RSS ÷ bare node", "KiB / idle session", "req/s ÷ raw RPC", "RSS after churn − idle, MiB: 3 s / 10 s"],
+        ["target", "arch", "node", "bundle KiB", "version ÷ node -e 0", "serve ÷ node -e 0", "idle RSS ÷ bare node", "KiB / idle session (anonymous)", "req/s ÷ raw RPC", "RSS after churn − idle, MiB: 3 s / 10 s"],
         rows.map((r) => [
           r.target,
           r.emulated ? `${r.arch} (qemu)` : `${r.arch} (native)`,
@@ -255,7 +269,7 @@ export async function main(args: string[]): Promise<void> {
           num(r.versionRatio, 2),
           num(r.serveRatio, 2),
           num(r.idleRssRatio, 2),
-          num(r.serverKiBPerSession, 1),
+          `${num(r.serverKiBPerSession, 1)} (${num(r.serverAnonKiBPerSession, 1)})`,
           num(r.throughputRatio, 2),
           r.churn ? `${num(r.churn.afterMinusIdleKiB / 1024, 1)} / ${num(r.churn.after10sMinusIdleKiB / 1024, 1)} (${num(r.churn.cycles)} cycles)` : "-",
         ]),
