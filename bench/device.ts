@@ -1,23 +1,26 @@
 /**
  * The device benchmark: `npm run bench -- device [--quick] [--no-arm]`.
  *
- * One row per architecture: x64 native, and arm64 / armv7l under qemu
+ * One row per target and architecture: the pi-zero-2w and node20 bundles on
+ * x64 native, and the pi-zero-2w bundle on arm64 / armv7l under qemu
  * emulation when .ci/arm_setup.sh finds it set up (it is not asked to install
- * anything here). Each row runs the pi-zero-2w bundle on that architecture's
- * Node.js, with the target's heap budget in NODE_OPTIONS and its malloc tuning
- * (one start, as /usr/bin/perilink runs it), and compares with the same node doing less:
+ * anything here). Each row runs the bundle on that architecture's Node.js,
+ * with the target's heap budget in NODE_OPTIONS and its malloc tuning (one
+ * start, as /usr/bin/perilink runs it), and compares with the same node doing less:
  *   - startup: `version`, and `serve` until it logs server_started, ÷ `node -e 0`
  *   - idle RSS of `serve` ÷ an idle `node -e setInterval(…)`
- *   - server RSS per idle session (sessions opened by a native client)
+ *   - server RSS per idle session (sessions opened by a native client), and
+ *     its anonymous part: opening them also pages in more of the node binary's
+ *     code (file-backed, shared, once), which RSS counts too
  *   - echo throughput through `serve` ÷ the raw RPC echo server (bench/raw_rpc.ts)
  *     on the same node, both driven by the same native client
- *   - native only: RSS 3 s after 4,000 connect → 20 requests → close cycles,
- *     minus idle RSS (bench/device_churn.ts)
+ *   - native only: RSS 3 s and 10 s after 4,000 connect → 20 requests → close
+ *     cycles, minus idle RSS (bench/device_churn.ts)
  * Emulation is ~12–20× slower than native, so only ratios compare across rows.
  * Writes bench/results/device.json.
  */
 import { execFile, spawn, type ChildProcess } from "node:child_process";
-import { promises as fs } from "node:fs";
+import { promises as fs, readFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
@@ -37,13 +40,27 @@ import { RawRpcClient } from "./raw_rpc.ts";
 
 const ROOT = fileURLToPath(new URL("../", import.meta.url));
 const exec = promisify(execFile);
-const TARGET_FILE = path.join(ROOT, "targets", "pi-zero-2w.json");
-const MEMORY = (JSON.parse(await fs.readFile(TARGET_FILE, "utf8")) as { memory: HeapBudget }).memory;
+const TARGETS = ["pi-zero-2w", "node20"] as const;
+type TargetName = (typeof TARGETS)[number];
+
+interface Budget {
+  memory: HeapBudget;
+  nodeOptions: string;
+  env: NodeJS.ProcessEnv;
+}
+
 /** The target's budget as /usr/bin/perilink applies it: V8 flags in NODE_OPTIONS, malloc tuning. */
-const BUDGET = withNodeOptions(undefined, heapBudgetFlags(MEMORY, [], undefined));
-const BUDGET_ENV: NodeJS.ProcessEnv = { ...process.env, ...mallocTuningEnv(MEMORY.mallocMmapThresholdBytes, {}), NODE_OPTIONS: BUDGET };
+async function budgetOf(target: TargetName): Promise<Budget> {
+  const file = path.join(ROOT, "targets", `${target}.json`);
+  const memory = (JSON.parse(await fs.readFile(file, "utf8")) as { memory: HeapBudget }).memory;
+  const nodeOptions = withNodeOptions(undefined, heapBudgetFlags(memory, [], undefined));
+  const env: NodeJS.ProcessEnv = { ...process.env, ...mallocTuningEnv(memory.mallocMmapThresholdBytes, {}), NODE_OPTIONS: nodeOptions };
+  if (nodeOptions === "") delete env.NODE_OPTIONS;
+  return { memory, nodeOptions, env };
+}
 
 interface Arch {
+  target: TargetName;
   arch: string;
   node: string;
   env: NodeJS.ProcessEnv;
@@ -51,6 +68,7 @@ interface Arch {
 }
 
 interface Row {
+  target: TargetName;
   arch: string;
   node: string;
   emulated: boolean;
@@ -65,11 +83,20 @@ interface Row {
   idleRssRatio: number;
   sessions: number;
   serverKiBPerSession: number;
+  /** The anonymous (private) part of it: without the node binary's code pages the sessions' work first touched. */
+  serverAnonKiBPerSession: number;
   reqPerSec: number;
   rawReqPerSec: number;
   throughputRatio: number;
   /** Native only: 4,000 connect → 20 requests → close cycles (emulated, it would take minutes). */
   churn: ChurnResult | null;
+}
+
+/** Anonymous (private, not file-backed) resident memory of a process, KiB, from /proc/<pid>/smaps_rollup. */
+function readAnonKiB(pid: number): number {
+  const m = /^Anonymous:\s+(\d+) kB$/m.exec(readFileSync(`/proc/${pid}/smaps_rollup`, "utf8"));
+  if (!m) throw new Error(`no Anonymous in smaps_rollup of pid ${pid}`);
+  return Number(m[1]);
 }
 
 async function timeMs(fn: () => Promise<unknown>, runs: number): Promise<number> {
@@ -98,7 +125,7 @@ async function measure(a: Arch, bundle: string, rawEcho: string, quick: boolean)
   const work = await fs.mkdtemp(path.join(os.tmpdir(), `perilink-bench-device-${a.arch}-`));
   const config = path.join(work, "config.json");
   await fs.writeFile(config, JSON.stringify({ limits: { maxSessions: 2000, maxSessionsPerPeer: 2000 } }));
-  const log = (what: string): void => console.error(`device ${a.arch}: ${what}`);
+  const log = (what: string): void => console.error(`device ${a.target} ${a.arch}: ${what}`);
   try {
     const nodeStartMs = await timeMs(() => exec(a.node, ["-e", "0"], { env: a.env }), runs);
     const versionMs = await timeMs(() => exec(a.node, [bundle, "version"], { env: a.env }), runs);
@@ -131,12 +158,14 @@ async function measure(a: Arch, bundle: string, rawEcho: string, quick: boolean)
       await open(50);
       await sleep(settleMs);
       const warmKiB = readRssKiB(server.pid!);
+      const warmAnonKiB = readAnonKiB(server.pid!);
       await open(sessions);
       await sleep(settleMs);
       const withSessionsKiB = readRssKiB(server.pid!);
+      const serverAnonKiBPerSession = (readAnonKiB(server.pid!) - warmAnonKiB) / sessions;
       for (const s of held) s.destroy();
       const serverKiBPerSession = (withSessionsKiB - warmKiB) / sessions;
-      log(`${sessions} idle sessions: ${num(serverKiBPerSession, 1)} KiB each`);
+      log(`${sessions} idle sessions: ${num(serverKiBPerSession, 1)} KiB each, ${num(serverAnonKiBPerSession, 1)} KiB of it anonymous`);
 
       const load = { concurrency: 32, warmupMs: a.emulated ? 2000 : 500, durationMs: a.emulated || !quick ? 4000 : 2000, maxRequests: 2_000_000 };
       const payload = Buffer.alloc(64, 7);
@@ -158,6 +187,7 @@ async function measure(a: Arch, bundle: string, rawEcho: string, quick: boolean)
       log(`throughput ${num(ours.reqPerSec)} req/s, raw ${num(base.reqPerSec)} req/s`);
 
       return {
+        target: a.target,
         arch: a.arch,
         node: (await exec(a.node, ["--version"], { env: a.env })).stdout.trim(),
         emulated: a.emulated,
@@ -172,6 +202,7 @@ async function measure(a: Arch, bundle: string, rawEcho: string, quick: boolean)
         idleRssRatio: idleRssKiB / bareRssKiB,
         sessions,
         serverKiBPerSession,
+        serverAnonKiBPerSession,
         reqPerSec: ours.reqPerSec,
         rawReqPerSec: base.reqPerSec,
         throughputRatio: ours.reqPerSec / base.reqPerSec,
@@ -185,7 +216,7 @@ async function measure(a: Arch, bundle: string, rawEcho: string, quick: boolean)
   }
 }
 
-async function armNodes(): Promise<{ archs: Arch[]; note: string | null }> {
+async function armNodes(env: NodeJS.ProcessEnv): Promise<{ archs: Arch[]; note: string | null }> {
   const dir = process.env.PERILINK_ARM_DIR ?? path.join(os.homedir(), ".cache", "perilink-arm");
   try {
     const { stdout } = await exec(path.join(ROOT, ".ci", "arm_setup.sh"), [dir, "--no-install"]);
@@ -193,7 +224,7 @@ async function armNodes(): Promise<{ archs: Arch[]; note: string | null }> {
       .trim()
       .split("\n")
       .map((l) => l.split(" "))
-      .map(([arch, node, prefix]) => ({ arch: arch!, node: node!, env: { ...BUDGET_ENV, QEMU_LD_PREFIX: prefix! }, emulated: true }));
+      .map(([arch, node, prefix]): Arch => ({ target: "pi-zero-2w", arch: arch!, node: node!, env: { ...env, QEMU_LD_PREFIX: prefix! }, emulated: true }));
     return { archs, note: null };
   } catch (err) {
     return { archs: [], note: ((err as { stderr?: string }).stderr ?? String(err)).trim() };
@@ -204,34 +235,41 @@ export async function main(args: string[]): Promise<void> {
   const quick = args.includes("--quick");
   const work = await fs.mkdtemp(path.join(os.tmpdir(), "perilink-bench-device-"));
   try {
-    await exec(process.execPath, [path.join(ROOT, "node_modules", "tsx", "dist", "cli.mjs"), path.join(ROOT, "build", "build.ts"), "--quiet", "--target", "pi-zero-2w", "--outdir", work]);
-    const bundle = path.join(work, "pi-zero-2w", "perilink.mjs");
+    const targetArgs = TARGETS.flatMap((t) => ["--target", t]);
+    await exec(process.execPath, [path.join(ROOT, "node_modules", "tsx", "dist", "cli.mjs"), path.join(ROOT, "build", "build.ts"), "--quiet", ...targetArgs, "--outdir", work]);
+    const budgets = { "pi-zero-2w": await budgetOf("pi-zero-2w"), node20: await budgetOf("node20") };
     const rawEcho = path.join(work, "raw_echo.mjs");
     await build({ entryPoints: [path.join(ROOT, "bench", "children", "raw_echo.ts")], outfile: rawEcho, bundle: true, platform: "node", format: "esm", target: "node20", logLevel: "warning" });
 
-    const native: Arch = { arch: os.arch(), node: process.execPath, env: BUDGET_ENV, emulated: false };
-    const { archs, note } = args.includes("--no-arm") ? { archs: [], note: "--no-arm" } : await armNodes();
+    const native = TARGETS.map((target): Arch => ({ target, arch: os.arch(), node: process.execPath, env: budgets[target].env, emulated: false }));
+    const { archs, note } = args.includes("--no-arm") ? { archs: [], note: "--no-arm" } : await armNodes(budgets["pi-zero-2w"].env);
     if (note) console.error(`device: no emulated rows (${note})`);
     const rows: Row[] = [];
-    for (const a of [native, ...archs]) rows.push(await measure(a, bundle, rawEcho, quick));
+    for (const a of [...native, ...archs]) rows.push(await measure(a, path.join(work, a.target, "perilink.mjs"), rawEcho, quick));
 
     console.log(
       formatTable(
-        ["arch", "node", "bundle KiB", "version ÷ node -e 0", "serve ÷ node -e 0", "idle RSS ÷ bare node", "KiB / idle session", "req/s ÷ raw RPC", "RSS after churn − idle, MiB"],
+        ["target", "arch", "node", "bundle KiB", "version ÷ node -e 0", "serve ÷ node -e 0", "idle RSS ÷ bare node", "KiB / idle session (anonymous)", "req/s ÷ raw RPC", "RSS after churn − idle, MiB: 3 s / 10 s"],
         rows.map((r) => [
+          r.target,
           r.emulated ? `${r.arch} (qemu)` : `${r.arch} (native)`,
           r.node,
           num(r.bundleBytes / 1024, 1),
           num(r.versionRatio, 2),
           num(r.serveRatio, 2),
           num(r.idleRssRatio, 2),
-          num(r.serverKiBPerSession, 1),
+          `${num(r.serverKiBPerSession, 1)} (${num(r.serverAnonKiBPerSession, 1)})`,
           num(r.throughputRatio, 2),
-          r.churn ? `${num(r.churn.afterMinusIdleKiB / 1024, 1)} (${num(r.churn.cycles)} cycles)` : "-",
+          r.churn ? `${num(r.churn.afterMinusIdleKiB / 1024, 1)} / ${num(r.churn.after10sMinusIdleKiB / 1024, 1)} (${num(r.churn.cycles)} cycles)` : "-",
         ]),
       ),
     );
-    const file = writeResults("device", { environment: environment(), target: "pi-zero-2w", heapBudget: BUDGET, mallocMmapThresholdBytes: MEMORY.mallocMmapThresholdBytes ?? null, emulationNote: note, rows });
+    const file = writeResults("device", {
+      environment: environment(),
+      budgets: Object.fromEntries(TARGETS.map((t) => [t, { nodeOptions: budgets[t].nodeOptions, memory: budgets[t].memory }])),
+      emulationNote: note,
+      rows,
+    });
     console.log(`\nwrote ${path.relative(ROOT, file)}`);
   } finally {
     await fs.rm(work, { recursive: true, force: true });

@@ -1,8 +1,9 @@
 /**
  * Memory after churn: `serve` (the pi-zero-2w bundle with its memory budget) takes
  * CYCLES sessions one after another, each connect → 20 requests → close,
- * from a native client; RSS and heap (after a GC, from status) are read
- * before, at the end, and after a pause. Used by bench/device.ts, and on its
+ * from a native client; RSS and heap (from status) are read before, at the
+ * end, after a pause, and once more 10 s after the end (V8's own memory
+ * reducer starts ~8 s after the last full collection). Used by bench/device.ts, and on its
  * own: tsx bench/device_churn.ts [--cycles N] [--env K=V]... [--bundle FILE]
  */
 import { execFile, spawn } from "node:child_process";
@@ -25,6 +26,8 @@ export interface ChurnResult {
   peakRssKiB: number;
   afterRssKiB: number;
   afterMinusIdleKiB: number;
+  /** RSS 10 s after the churn stopped, minus idle. */
+  after10sMinusIdleKiB: number;
   heapUsedIdleKiB: number;
   heapUsedAfterKiB: number;
   ms: number;
@@ -56,7 +59,10 @@ export async function measureChurn(node: string, bundle: string, env: NodeJS.Pro
     peakRssKiB = Math.max(peakRssKiB, readRssKiB(child.pid!));
     await sleep(pauseMs);
     const afterRssKiB = readRssKiB(child.pid!);
-    return { cycles, idleRssKiB, peakRssKiB, afterRssKiB, afterMinusIdleKiB: afterRssKiB - idleRssKiB, heapUsedIdleKiB, heapUsedAfterKiB: await heap(), ms };
+    const heapUsedAfterKiB = await heap();
+    await sleep(Math.max(0, 10_000 - pauseMs));
+    const after10sMinusIdleKiB = readRssKiB(child.pid!) - idleRssKiB;
+    return { cycles, idleRssKiB, peakRssKiB, afterRssKiB, afterMinusIdleKiB: afterRssKiB - idleRssKiB, after10sMinusIdleKiB, heapUsedIdleKiB, heapUsedAfterKiB, ms };
   } finally {
     await stopProcess(child);
     await fs.rm(stateDir, { recursive: true, force: true });

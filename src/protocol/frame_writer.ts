@@ -36,7 +36,8 @@ export class FrameWriter {
   #start = 0;
   #pos = 0;
   #scheduled = false;
-  #flushBound = (): void => this.flush();
+  /** Made on the first frame: a session that never writes never needs it. */
+  #flushBound: (() => void) | null = null;
   #ok = true;
 
   constructor(sink: WritableSink, slabSize = DEFAULT_SLAB_SIZE) {
@@ -147,7 +148,13 @@ export class FrameWriter {
   #schedule(): void {
     if (this.#scheduled) return;
     this.#scheduled = true;
-    setImmediate(this.#flushBound);
+    setImmediate(this.#flushBound ?? this.#bindFlush());
+  }
+
+  // Apart from #schedule, which runs per frame: a function that holds a closure
+  // allocates its context on every call, whether it makes the closure or not.
+  #bindFlush(): () => void {
+    return (this.#flushBound = () => this.flush());
   }
 }
 

@@ -16,6 +16,12 @@
  * idle keeps it committed. After 4,000 connect → 20 requests → close cycles,
  * the pi-zero-2w `serve` stayed 50 MiB above its idle RSS with V8's default
  * and 31 MiB above with 1 MiB semi-spaces (x64, Node 20).
+ *
+ * A target with a semi-space cap but no old-space limit (node20) is not
+ * restarted for it: the process that serves stops the young generation from
+ * growing at run time instead (`--semi-space-growth-factor=1`, which V8 reads
+ * each time it would grow), so it keeps its first size: 1 MiB semi-spaces on
+ * 64-bit, 512 KiB on 32-bit, the same as `--max-semi-space-size=1` or less.
  */
 
 export interface HeapBudget {
@@ -61,4 +67,16 @@ export function heapBudgetFlags(budget: HeapBudget, execArgv: readonly string[],
 /** `NODE_OPTIONS` with the flags appended to what the user set. */
 export function withNodeOptions(nodeOptions: string | undefined, flags: readonly string[]): string {
   return [(nodeOptions ?? "").trim(), ...flags].filter((s) => s !== "").join(" ");
+}
+
+/**
+ * The V8 flag that keeps the young generation at its first size, set at run
+ * time by a process that serves without a semi-space limit of its own: when
+ * the budget caps semi-spaces (at 1 MiB or more) and neither the command line
+ * nor `NODE_OPTIONS` sets a semi-space size. Null otherwise.
+ */
+export function youngGenerationRuntimeFlag(budget: HeapBudget, execArgv: readonly string[], nodeOptions: string | undefined): string | null {
+  checkMiB(budget.maxSemiSpaceMiB, "maxSemiSpaceMiB");
+  if (!budget.maxSemiSpaceMiB || given(SEMI_SPACE_FLAG, execArgv, nodeOptions)) return null;
+  return "--semi-space-growth-factor=1";
 }

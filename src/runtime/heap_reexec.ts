@@ -1,8 +1,9 @@
 import { spawn as nodeSpawn, type ChildProcess, type SpawnOptions } from "node:child_process";
 import os from "node:os";
+import v8 from "node:v8";
 import { HANDOFF_ENV } from "../supervisor/handoff_protocol.ts";
 import { mallocTuningEnv } from "./malloc_tuning.ts";
-import { heapBudgetFlags, withNodeOptions, type HeapBudget } from "./heap_budget.ts";
+import { heapBudgetFlags, withNodeOptions, youngGenerationRuntimeFlag, type HeapBudget } from "./heap_budget.ts";
 import { detectRuntime } from "./runtime.ts";
 
 /** Set in the environment of a process started with the budget applied, so it never starts another. */
@@ -21,6 +22,8 @@ export interface ReexecOptions {
   execArgv?: readonly string[];
   script?: string;
   spawn?: SpawnFn;
+  /** Where run-time V8 flags go (v8.setFlagsFromString). */
+  setFlags?: (flag: string) => void;
 }
 
 /**
@@ -32,16 +35,23 @@ export interface ReexecOptions {
  * descriptors and IPC channel belong to this process), or it already is the
  * restarted one. The cost is one more start of the runtime at a fresh start;
  * an upgrade's new process inherits the budget in NODE_OPTIONS and starts once.
+ * A Node.js process that serves itself and has no semi-space limit of its own
+ * gets the budget's young-generation cap at run time (heap_budget.ts).
  */
 export function reexecWithHeapBudget(options: ReexecOptions): Promise<number> | null {
   const env = options.env ?? process.env;
   if (detectRuntime().name !== "node") return null;
-  if (env[HEAP_BUDGET_ENV] !== undefined || env[HANDOFF_ENV] !== undefined || env.LISTEN_FDS !== undefined) return null;
   const execArgv = options.execArgv ?? process.execArgv;
+  const serveHere = (): null => {
+    const flag = youngGenerationRuntimeFlag(options.budget, execArgv, env.NODE_OPTIONS);
+    if (flag !== null) (options.setFlags ?? v8.setFlagsFromString)(flag);
+    return null;
+  };
+  if (env[HEAP_BUDGET_ENV] !== undefined || env[HANDOFF_ENV] !== undefined || env.LISTEN_FDS !== undefined) return serveHere();
   const flags = heapBudgetFlags(options.budget, execArgv, env.NODE_OPTIONS);
-  if (flags.length === 0) return null;
+  if (flags.length === 0) return serveHere();
   const script = options.script ?? process.argv[1];
-  if (script === undefined) return null;
+  if (script === undefined) return serveHere();
   const spawn = options.spawn ?? nodeSpawn;
   const child = spawn(process.execPath, [...execArgv, script, ...options.args], {
     stdio: "inherit",

@@ -30,6 +30,19 @@ export interface SessionHost {
   sessionClosed(session: ServerSession): void;
 }
 
+/** Where a socket keeps its session, for the listeners every session shares. */
+const SESSION = Symbol("perilink.serverSession");
+type SessionSocket = net.Socket & { [SESSION]: ServerSession };
+
+/** No channel open yet: shared by every session until its first channel (never written). */
+const NO_CHANNELS: ReadonlyMap<number, ServerChannel> = new Map();
+
+/** No handler running yet: shared by every session until its first (never added to). */
+const NO_REQUESTS = new InflightRequests(1, () => {});
+
+/** `closed` of a session whose socket closed before anyone asked. */
+const CLOSED_ALREADY: Promise<void> = Promise.resolve();
+
 const HANDSHAKE = 0;
 const OPEN = 1;
 const DRAINING = 2;
@@ -68,8 +81,9 @@ export class ServerSession implements FrameSink {
   #decoder: FrameDecoder | null = null;
   #writer: FrameWriter;
   #peerMaxFrame = 0;
-  #channels = new Map<number, ServerChannel>();
-  #inflight: InflightRequests;
+  #channels = NO_CHANNELS as Map<number, ServerChannel>;
+  /** Requests whose handlers run; the shared empty set until the first handler that does not answer at once. */
+  #inflight: InflightRequests = NO_REQUESTS;
   /** Whether this session reads on; the server's buffer budget holds it as one of its holders. */
   readonly flow: SessionFlow;
   #lastStream = 0;
@@ -82,8 +96,9 @@ export class ServerSession implements FrameSink {
   #ended = false;
   #goAwayAfterHello: { code: number; reason: string } | null = null;
   #timer: ReturnType<typeof setTimeout> | null = null;
-  #closedResolve!: () => void;
-  readonly closed: Promise<void> = new Promise((r) => (this.#closedResolve = r));
+  /** `closed`, made when first asked for (most sessions close without anyone waiting). */
+  #closed: Promise<void> | null = null;
+  #closedResolve: (() => void) | null = null;
 
   constructor(socket: net.Socket, host: SessionHost) {
     this.#socket = socket;
@@ -93,16 +108,24 @@ export class ServerSession implements FrameSink {
     this.localAddress = socket.localAddress ?? "";
     this.localPort = socket.localPort ?? 0;
     this.#writer = new FrameWriter(socket, host.writeSlabBytes);
-    this.flow = new SessionFlow(this.#flowSession());
-    this.#inflight = new InflightRequests(host.limits.requestTimeoutMs, (req) => this.#onRequestExpired(req));
-    socket.on("data", (chunk: Buffer) => this.#onData(chunk));
-    socket.on("drain", () => this.flow.update());
-    socket.on("timeout", () => this.#onTimeout());
-    socket.on("error", (err) => this.#host.log.debug("session_socket_error", { peer: this.remoteAddress, error: err }));
-    socket.on("close", () => this.#onClose());
-    socket.on("end", () => this.#onPeerEnd());
+    this.flow = new SessionFlow(new ServerSession.#FlowView(this));
+    // The listeners are the same functions for every session (a closure each per session was
+    // most of an idle session's JS heap); they find the session on the socket.
+    (socket as SessionSocket)[SESSION] = this;
+    const on = ServerSession.#listeners;
+    socket.on("data", on.data);
+    socket.on("drain", on.drain);
+    socket.on("timeout", on.timeout);
+    socket.on("error", on.error);
+    socket.on("close", on.close);
+    socket.on("end", on.end);
     this.#timer = setTimeout(() => this.#abort("handshake_timeout"), host.limits.handshakeTimeoutMs);
     this.#timer.unref?.();
+  }
+
+  /** Resolves when the socket has closed. */
+  get closed(): Promise<void> {
+    return (this.#closed ??= new Promise((r) => (this.#closedResolve = r)));
   }
 
   get state(): (typeof STATE_NAMES)[number] {
@@ -275,6 +298,7 @@ export class ServerSession implements FrameSink {
       this.#sendError(id, 0, WireError.LimitExceeded, `Cannot open channel: this session has ${this.#channels.size} channels, the limit`);
       return;
     }
+    if (this.#channels === NO_CHANNELS) this.#channels = new Map();
     this.#channels.set(id, new ServerChannel(this, id, open));
     this.#host.stats.channelsOpen++;
     this.#writer.frame(FrameType.ChannelOk, id, 0);
@@ -334,10 +358,16 @@ export class ServerSession implements FrameSink {
       this.flow.update();
       return;
     }
+    if (this.#inflight === NO_REQUESTS) this.#inflight = this.#newInflight();
     this.#inflight.add(req);
     host.stats.inflight++;
     if (this.#inflight.size - this.#abandoned > host.limits.maxInflightPerSession) this.flow.update();
     this.#await(req, result as Promise<AppResult>);
+  }
+
+  /** Apart from #onRequest, which runs per request: a closure there would cost a context on every call. */
+  #newInflight(): InflightRequests {
+    return new InflightRequests(this.#host.limits.requestTimeoutMs, (r) => this.#onRequestExpired(r));
   }
 
   async #await(req: ServerRequest, pending: Promise<AppResult>): Promise<void> {
@@ -441,26 +471,69 @@ export class ServerSession implements FrameSink {
 
   // ── flow control and endings ────────────────────────────────────────────
 
-  /** The flow control's view of this session. */
-  #flowSession(): FlowSession {
-    const self = this;
-    return {
-      socket: this.#socket,
-      writer: this.#writer,
-      limits: this.#host.limits,
-      budget: this.#host.budget,
-      decoder: () => self.#decoder,
-      running: () => self.#inflight.size,
-      abandoned: () => self.#abandoned,
-      closed: () => self.#state === CLOSED,
-      resumeFailed: (err) => self.#protocolFailure(err),
-      stalled: (reason, heldBytes) => {
-        self.#host.stats.sessionsCutOff++;
-        self.#host.peerLog.info("session_cut_off", { peer: self.remoteAddress, reason, unsentBytes: self.#socket.writableLength, heldBytes });
-        self.#socket.destroy();
-      },
-    };
-  }
+  /** The flow control's view of this session: one small object, its methods shared. */
+  static #FlowView = class implements FlowSession {
+    #s: ServerSession;
+    constructor(s: ServerSession) {
+      this.#s = s;
+    }
+    get socket(): net.Socket {
+      return this.#s.#socket;
+    }
+    get writer(): FrameWriter {
+      return this.#s.#writer;
+    }
+    get limits(): ServerLimits {
+      return this.#s.#host.limits;
+    }
+    get budget(): BufferBudget {
+      return this.#s.#host.budget;
+    }
+    decoder(): FrameDecoder | null {
+      return this.#s.#decoder;
+    }
+    running(): number {
+      return this.#s.#inflight.size;
+    }
+    abandoned(): number {
+      return this.#s.#abandoned;
+    }
+    closed(): boolean {
+      return this.#s.#state === CLOSED;
+    }
+    resumeFailed(err: unknown): void {
+      this.#s.#protocolFailure(err);
+    }
+    stalled(reason: "write_timeout" | "read_timeout", heldBytes: number): void {
+      const s = this.#s;
+      s.#host.stats.sessionsCutOff++;
+      s.#host.peerLog.info("session_cut_off", { peer: s.remoteAddress, reason, unsentBytes: s.#socket.writableLength, heldBytes });
+      s.#socket.destroy();
+    }
+  };
+
+  /** The socket's listeners, shared by every session (`this` is the socket). */
+  static #listeners = {
+    data(this: SessionSocket, chunk: Buffer): void {
+      this[SESSION].#onData(chunk);
+    },
+    drain(this: SessionSocket): void {
+      this[SESSION].flow.update();
+    },
+    timeout(this: SessionSocket): void {
+      this[SESSION].#onTimeout();
+    },
+    error(this: SessionSocket, err: Error): void {
+      const s = this[SESSION];
+      s.#host.log.debug("session_socket_error", { peer: s.remoteAddress, error: err });
+    },
+    close(this: SessionSocket): void {
+      this[SESSION].#onClose();
+    },
+    end(this: SessionSocket): void {
+      this[SESSION].#onPeerEnd();
+    },
+  };
 
   /** FrameSink: memory for a frame arriving in parts. */
   reserve(bytes: number): boolean {
@@ -542,7 +615,9 @@ export class ServerSession implements FrameSink {
     this.#host.stats.channelsOpen -= this.#channels.size;
     this.#channels.clear();
     this.#host.sessionClosed(this);
-    this.#closedResolve();
+    if (this.#closed === null) this.#closed = CLOSED_ALREADY;
+    else this.#closedResolve?.();
+    this.#closedResolve = null;
   }
 }
 

@@ -48,7 +48,8 @@ export class SessionFlow implements BudgetHolder {
   #stallTimer: ReturnType<typeof setTimeout> | null = null;
   #sentAtStall = 0;
   #readAtStall = 0;
-  #checkStallBound = (): void => this.#checkStall();
+  /** Made on the first watch: most sessions never need it. */
+  #checkStallBound: (() => void) | null = null;
 
   constructor(session: FlowSession) {
     this.#s = session;
@@ -153,8 +154,14 @@ export class SessionFlow implements BudgetHolder {
     if (s.socket.writableLength === 0 && !this.#owesRead()) return;
     this.#sentAtStall = this.#sent();
     this.#readAtStall = s.socket.bytesRead;
-    this.#stallTimer = setTimeout(this.#checkStallBound, s.limits.writeTimeoutMs);
+    this.#stallTimer = setTimeout(this.#checkStallBound ?? this.#bindCheckStall(), s.limits.writeTimeoutMs);
     this.#stallTimer.unref?.();
+  }
+
+  // Apart from #watchStall, which runs on every update: a function that holds a closure
+  // allocates its context on every call, whether it makes the closure or not.
+  #bindCheckStall(): () => void {
+    return (this.#checkStallBound = () => this.#checkStall());
   }
 
   #checkStall(): void {

@@ -197,3 +197,34 @@ test("the process after an upgrade runs with the target's heap limit too", async
   assert.notEqual(st.pid, before.pid);
   assert.equal(st.memory.heapLimitBytes, expected, `after the upgrade: ${st.memory.heapLimitBytes / MiB} MiB`);
 });
+
+test("a target with a semi-space cap and no old-space limit (node20) keeps its young generation at the first size without a restart; a semi-space size of the user's wins", { skip: detectRuntime().name !== "node" && "Node.js only: the run-time flag is set by Node's serve" }, async () => {
+  // The fake: which run-time flags a serving process sets, and that nothing is started.
+  const f = fakeSpawn();
+  const set: string[] = [];
+  const base = { args: ["serve"], script: "/opt/p.mjs", spawn: f.spawn, setFlags: (flag: string) => void set.push(flag) };
+  assert.equal(reexecWithHeapBudget({ ...base, budget: { maxOldSpaceMiB: 0, maxSemiSpaceMiB: 1 }, env: {}, execArgv: [] }), null);
+  assert.deepEqual(set, ["--semi-space-growth-factor=1"]);
+  assert.equal(reexecWithHeapBudget({ ...base, budget: { maxOldSpaceMiB: 0, maxSemiSpaceMiB: 1 }, env: {}, execArgv: ["--max-semi-space-size=8"] }), null);
+  assert.equal(reexecWithHeapBudget({ ...base, budget: { maxOldSpaceMiB: 0, maxSemiSpaceMiB: 1 }, env: { NODE_OPTIONS: "--max-semi-space-size=8" }, execArgv: [] }), null);
+  assert.equal(reexecWithHeapBudget({ ...base, budget: { maxOldSpaceMiB: 0 }, env: {}, execArgv: [] }), null);
+  assert.deepEqual(set, ["--semi-space-growth-factor=1"], "no run-time flag when the user chose a semi-space size or the budget has none");
+  assert.equal(f.calls.length, 0);
+
+  // The real thing, with the node20 target's budget: a burst of short-lived garbage, then the new space's size.
+  const probe = `
+    import v8 from "node:v8";
+    import { readFileSync } from "node:fs";
+    import { reexecWithHeapBudget } from ${JSON.stringify(new URL("../../src/runtime/heap_reexec.ts", import.meta.url).href)};
+    const budget = JSON.parse(readFileSync(${JSON.stringify(new URL("../../targets/node20.json", import.meta.url).pathname)}, "utf8")).memory;
+    const newSpace = () => v8.getHeapSpaceStatistics().find((s) => s.space_name === "new_space").space_size;
+    if (reexecWithHeapBudget({ budget, args: [], env: {}, execArgv: [] }) !== null) throw new Error("restarted");
+    const before = newSpace();
+    let keep = [];
+    for (let i = 0; i < 3e6; i++) { keep.push({ i, a: [i] }); if (keep.length > 20000) keep = []; }
+    process.stdout.write(JSON.stringify([before, newSpace()]));`;
+  const { stdout } = await run(nodeBin(), ["--import", "tsx", "--input-type=module", "-e", probe], { env: cleanEnv() });
+  const [before, after] = JSON.parse(stdout) as [number, number];
+  // `perilink serve` gets there with 2 MiB (1 MiB semi-spaces, x64); a burst would grow it to 32 MiB.
+  assert.equal(after, before, `new space ${before / MiB} MiB before a burst of garbage, ${after / MiB} MiB after`);
+});

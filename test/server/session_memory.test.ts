@@ -1,0 +1,55 @@
+import assert from "node:assert/strict";
+import { fork } from "node:child_process";
+import { test } from "node:test";
+import v8 from "node:v8";
+import vm from "node:vm";
+import { portOf, testServer } from "../helpers/fixtures.ts";
+
+/** V8's full collection, reachable at run time; null where the runtime does not allow it. */
+function fullCollection(): (() => void) | null {
+  try {
+    v8.setFlagsFromString("--expose-gc");
+    const gc = vm.runInNewContext("gc") as unknown;
+    return typeof gc === "function" ? (gc as () => void) : null;
+  } catch {
+    return null;
+  }
+}
+
+const CLIENT = new URL("../fixtures/session_memory_client.ts", import.meta.url);
+
+/** Opens `count` sessions from another process (so that only the server's objects are in this heap) and holds them. */
+async function holdSessions(port: number, count: number): Promise<{ release: () => Promise<void> }> {
+  const child = fork(CLIENT, [String(port), String(count)], { execArgv: ["--import", "tsx"], stdio: ["ignore", "ignore", "inherit", "ipc"] });
+  await new Promise<void>((resolve, reject) => {
+    child.once("message", () => resolve());
+    child.once("exit", (code) => reject(new Error(`the client process exited (${code}) before opening its sessions`)));
+  });
+  return {
+    release: () =>
+      new Promise<void>((resolve) => {
+        child.once("exit", () => resolve());
+        child.send("release");
+      }),
+  };
+}
+
+const gc = fullCollection();
+
+test("an idle session costs the server at most 3 KiB of JS heap (socket, session, flow control, writer, decoder)", { skip: gc === null && "no run-time garbage collection here" }, async () => {
+  const server = await testServer({ limits: { maxSessions: 1200, maxSessionsPerPeer: 1200 } });
+  const port = portOf(server);
+  // What every session shares (compiled code, pools) is warmed up by the first ones.
+  const warm = await holdSessions(port, 50);
+  gc!();
+  gc!();
+  const before = process.memoryUsage().heapUsed;
+  const n = 1000;
+  const held = await holdSessions(port, n);
+  gc!();
+  gc!();
+  const perSession = (process.memoryUsage().heapUsed - before) / n;
+  await held.release();
+  await warm.release();
+  assert.ok(perSession <= 3072, `${Math.round(perSession)} bytes of JS heap per idle session`);
+});
