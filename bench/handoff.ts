@@ -1,9 +1,9 @@
-import { readFileSync, rmSync } from "node:fs";
+import { rmSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
-import { FAILED, OK, type LoadDone, type LoadMode, type StartLoad } from "./children/handoff_load.ts";
+import { OK, type LoadDone, type LoadMode, type StartLoad } from "./children/handoff_load.ts";
 import {
   BUNDLE,
   ensureFreshBundle,
@@ -20,7 +20,8 @@ import {
 } from "./handoff/services.ts";
 import { Child, sleep } from "./lib/proc.ts";
 import { environment, writeResults } from "./lib/results.ts";
-import { median, percentile } from "./lib/stats.ts";
+import { readLoadRecords, recordStats, type LoadRecords, type RecordStats } from "./lib/load_records.ts";
+import { median } from "./lib/stats.ts";
 import { formatTable, num } from "./lib/table.ts";
 
 /**
@@ -72,14 +73,7 @@ interface ContenderDef {
   start(port: number): Promise<Service>;
 }
 
-interface LatencyStats {
-  requests: number;
-  failed: number;
-  non2xx: number;
-  p50Ms: number;
-  p99Ms: number;
-  maxMs: number;
-}
+type LatencyStats = RecordStats;
 
 interface UpgradeOutcome extends Replacement, LatencyStats {
   startedAt: number;
@@ -125,54 +119,8 @@ interface Timeline {
   handedOverAt: number;
 }
 
-interface Records {
-  count: number;
-  start: Float64Array;
-  latency: Float64Array;
-  pid: Int32Array;
-  outcome: Uint8Array;
-}
-
-function readRecords(file: string, count: number): Records {
-  const buf = readFileSync(file);
-  const copy = new Uint8Array(buf.byteLength);
-  copy.set(buf);
-  const ab = copy.buffer;
-  return {
-    count,
-    start: new Float64Array(ab, 0, count),
-    latency: new Float64Array(ab, count * 8, count),
-    pid: new Int32Array(ab, count * 16, count),
-    outcome: new Uint8Array(ab, count * 20, count),
-  };
-}
-
-/** Latency figures (answered requests only) and failure counts of the requests `pick` selects. */
-function stats(r: Records, pick: (start: number, end: number) => boolean): LatencyStats {
-  const lat: number[] = [];
-  let failed = 0;
-  let non2xx = 0;
-  for (let i = 0; i < r.count; i++) {
-    const s = r.start[i]!;
-    if (!pick(s, s + r.latency[i]!)) continue;
-    const o = r.outcome[i]!;
-    if (o === OK) lat.push(r.latency[i]!);
-    else if (o === FAILED) failed++;
-    else non2xx++;
-  }
-  const sorted = Float64Array.from(lat).sort();
-  return {
-    requests: lat.length + failed + non2xx,
-    failed,
-    non2xx,
-    p50Ms: percentile(sorted, 50),
-    p99Ms: percentile(sorted, 99),
-    maxMs: sorted.length > 0 ? sorted[sorted.length - 1]! : NaN,
-  };
-}
-
 /** Time from `t0` to the first answer, ending at or after t0, by a pid that had not answered before t0. */
-function firstNewPid(r: Records, t0: number): number {
+function firstNewPid(r: LoadRecords, t0: number): number {
   const before = new Set<number>();
   let first = Infinity;
   for (let i = 0; i < r.count; i++) {
@@ -194,7 +142,7 @@ function firstNewPid(r: Records, t0: number): number {
  * `boot` (new process starting, up to its "listener_adopted"), `takeover` (up
  * to "upgrade_handed_over": the new process accepts), `after` (to the window's end).
  */
-function phaseStats(r: Records, windows: { startedAt: number; endedAt: number }[], timelines: Timeline[], tailMs: number): Record<string, LatencyStats> | null {
+function phaseStats(r: LoadRecords, windows: { startedAt: number; endedAt: number }[], timelines: Timeline[], tailMs: number): Record<string, LatencyStats> | null {
   if (timelines.length !== windows.length) return null;
   const cuts = windows.map((w, i) => {
     const t = timelines[i]!;
@@ -202,7 +150,7 @@ function phaseStats(r: Records, windows: { startedAt: number; endedAt: number }[
   });
   const out: Record<string, LatencyStats> = {};
   for (const phase of ["command", "boot", "takeover", "after"] as const) {
-    out[phase] = stats(r, (start) => cuts.some((c) => start >= c[phase][0]! && start < c[phase][1]!));
+    out[phase] = recordStats(r, (start) => cuts.some((c) => start >= c[phase][0]! && start < c[phase][1]!));
   }
   return out;
 }
@@ -253,18 +201,18 @@ async function runContender(c: ContenderDef, s: Settings, port: number): Promise
     const nodeUnderLoad = await startTime(["-e", "0"], 5);
     load.send({ type: "stop" });
     const result = await load.next<LoadDone>("result", 30_000);
-    const rec = readRecords(result.file, result.count);
+    const rec = readLoadRecords(result.file, result.count);
 
     const windows = done.map((d) => [d.startedAt, d.endedAt + s.tailMs] as const);
     const inWindow = (start: number, end: number): boolean => windows.some(([a, b]) => start < b && end >= a);
-    const steady = stats(rec, (start, end) => start >= steadyStart && end <= steadyEnd);
-    const window = stats(rec, inWindow);
-    const all = stats(rec, () => true);
+    const steady = recordStats(rec, (start, end) => start >= steadyStart && end <= steadyEnd);
+    const window = recordStats(rec, inWindow);
+    const all = recordStats(rec, () => true);
     const perUpgrade: UpgradeOutcome[] = done.map((d) => ({
       ...d.r,
       startedAt: d.startedAt,
       endedAt: d.endedAt,
-      ...stats(rec, (start, end) => start < d.endedAt + s.tailMs && end >= d.startedAt),
+      ...recordStats(rec, (start, end) => start < d.endedAt + s.tailMs && end >= d.startedAt),
       firstNewPidMs: firstNewPid(rec, d.startedAt),
     }));
     const ok = perUpgrade.filter((u) => u.ok);
