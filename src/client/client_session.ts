@@ -88,6 +88,8 @@ export class ClientSession extends EventEmitter implements ChannelSession {
   #requestTimeoutMs: number;
   #liveness: Liveness;
   #lastRead = performance.now();
+  /** socket.bytesWritten when the last bytes arrived: what we sent since waits ahead of a PING. */
+  #writtenAtRead = 0;
 
   private constructor(h: Handshake, maxFrame: number, requestTimeoutMs: number, firstStreamId: number, live: { silenceMs: number; pingTimeoutMs: number }) {
     super();
@@ -124,6 +126,7 @@ export class ClientSession extends EventEmitter implements ChannelSession {
     this.#liveness = new Liveness(
       {
         lastRead: () => this.#lastRead,
+        writtenSinceRead: () => socket.bytesWritten - this.#writtenAtRead,
         outstanding: () => this.#requests.size,
         ping: (payload) => writer.frame(FrameType.Ping, 0, 0, payload),
         dead: (silentForMs) =>
@@ -283,6 +286,7 @@ export class ClientSession extends EventEmitter implements ChannelSession {
 
   #onData(chunk: Buffer): void {
     this.#lastRead = performance.now();
+    this.#writtenAtRead = this.#socket.bytesWritten;
     try {
       this.#decoder.push(chunk);
     } catch (err) {

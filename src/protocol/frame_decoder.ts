@@ -14,8 +14,11 @@ export interface FrameSink {
 
 const EMPTY = Buffer.alloc(0);
 
-/** A split frame's body is first held in this much, and grows by this factor when full. */
-const BODY_FIRST_ALLOCATION = 64 * 1024;
+/**
+ * A split frame's body is first held in this much (or what arrived, if more), and grows by this
+ * factor when full: what a frame in progress holds is at most four times what arrived, plus 4 KiB.
+ */
+const BODY_FIRST_ALLOCATION = 4 * 1024;
 const BODY_GROWTH = 4;
 
 /**
@@ -26,7 +29,7 @@ const BODY_GROWTH = 4;
  *
  * A frame that lies inside one received chunk is handed over as a view of that
  * chunk (no copy). Only a frame split across chunks is copied into a buffer of
- * its own, which grows as its bytes arrive: 64 KiB first, then four times as
+ * its own, which grows as its bytes arrive: 4 KiB first, then four times as
  * much each time it is full, up to the frame's size. A header alone never
  * makes the decoder allocate the body it announces, the memory held is at
  * most four times what arrived (plus 64 KiB), and each growth is asked of the
@@ -69,6 +72,12 @@ export class FrameDecoder {
   /** True while a frame has arrived in part (its header or some of its payload). */
   get midFrame(): boolean {
     return this.#headLen > 0 || this.#body !== null;
+  }
+
+  /** Bytes still to come of the frame in progress (its header's rest, or its payload's); 0 between frames. */
+  get frameRemaining(): number {
+    if (this.#body !== null) return this.#bodyNeed - this.#bodyLen;
+    return this.#headLen > 0 ? FRAME_HEADER_SIZE - this.#headLen : 0;
   }
 
   /** True when no partial frame or held bytes are buffered. */

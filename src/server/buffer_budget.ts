@@ -131,7 +131,9 @@ export class BufferBudget {
   }
 
   #recheck(): void {
-    if (this.#waiting.size > 0 && (this.over() || this.#overdraft !== null)) return;
+    // Under the limit, every waiter asks again: one whose frame fits is granted without the
+    // overdraft, whoever holds it.
+    if (this.#waiting.size > 0 && this.over()) return;
     const woken = [...this.#waiting];
     this.#waiting.clear();
     if (this.#timer !== null) clearInterval(this.#timer);

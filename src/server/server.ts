@@ -475,7 +475,7 @@ export class PerilinkServer implements SessionHost, ServingProcess {
    * so peers that hold sessions open idle cannot lock out clients that use them.
    */
   #evictIdle(): boolean {
-    const now = Date.now();
+    const now = performance.now();
     for (const s of this.#sessions) {
       if (this.#evicted.has(s) || !s.idleSince(now, SESSION_EVICT_AFTER_MS)) continue;
       this.#evicted.add(s);

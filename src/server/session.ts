@@ -91,7 +91,9 @@ export class ServerSession implements FrameSink {
   /** Requests answered Cancelled whose handlers still run. */
   #abandoned = 0;
   /** When the last bytes arrived (for choosing idle sessions to evict). */
-  #lastReadAt = Date.now();
+  #lastReadAt = performance.now();
+  /** When it was accepted, on the monotonic clock (eviction must not follow a clock step). */
+  #openedMono = performance.now();
   /** Our side has ended (FIN sent or about to be): nothing more is written. */
   #ended = false;
   #goAwayAfterHello: { code: number; reason: string } | null = null;
@@ -163,7 +165,7 @@ export class ServerSession implements FrameSink {
    * nothing received for `minAgeMs`).
    */
   idleSince(now: number, minAgeMs: number): boolean {
-    if (now - this.openedAt < minAgeMs) return false;
+    if (now - this.#openedMono < minAgeMs) return false;
     if (this.#state === HANDSHAKE) return true;
     return (
       this.#state === OPEN &&
@@ -191,7 +193,7 @@ export class ServerSession implements FrameSink {
 
   #onData(chunk: Buffer): void {
     if (this.#state === CLOSED) return; // after a protocol error nothing more is read
-    this.#lastReadAt = Date.now();
+    this.#lastReadAt = performance.now();
     try {
       if (this.#state === HANDSHAKE) {
         chunk = this.#readHello(chunk);
@@ -247,6 +249,7 @@ export class ServerSession implements FrameSink {
 
   /** FrameSink: one decoded frame. */
   onFrame(type: number, _flags: number, channel: number, stream: number, payload: Buffer): void {
+    this.flow.frameDone();
     switch (type) {
       case FrameType.Request:
         return this.#onRequest(channel, stream, payload);
@@ -361,7 +364,8 @@ export class ServerSession implements FrameSink {
     if (this.#inflight === NO_REQUESTS) this.#inflight = this.#newInflight();
     this.#inflight.add(req);
     host.stats.inflight++;
-    if (this.#inflight.size - this.#abandoned > host.limits.maxInflightPerSession) this.flow.update();
+    const max = host.limits.maxInflightPerSession;
+    if (this.#inflight.size - this.#abandoned > max || this.#inflight.size > 2 * max) this.flow.update();
     this.#await(req, result as Promise<AppResult>);
   }
 
@@ -455,7 +459,7 @@ export class ServerSession implements FrameSink {
     host.stats.inflight--;
     host.stats.requestTimeouts++;
     req.abort("request timed out");
-    host.log.info("request_timeout", { peer: this.remoteAddress, app: req.app, stream: req.stream, ms: host.limits.requestTimeoutMs });
+    host.peerLog.info("request_timeout", { peer: this.remoteAddress, app: req.app, stream: req.stream, ms: host.limits.requestTimeoutMs });
     if (req.answered) this.#abandoned--;
     else if (this.#state !== CLOSED) {
       const ms = host.limits.requestTimeoutMs;

@@ -4,6 +4,9 @@ import type { FrameWriter } from "../protocol/frame_writer.ts";
 import type { BudgetHolder, BufferBudget } from "./buffer_budget.ts";
 import type { ServerLimits } from "./limits.ts";
 
+/** Least progress, per `writeTimeoutMs`, of a frame in progress (see `#checkStall`). */
+const MIN_PROGRESS_BYTES = 16 * 1024;
+
 /** What a session's flow control reads and reports to. */
 export interface FlowSession {
   readonly socket: net.Socket;
@@ -34,9 +37,10 @@ export interface FlowSession {
  * - the decoder asked the budget for memory for a frame in progress and was
  *   refused (it asks again when woken).
  *
- * And whether paused or not, a peer that owes progress — output queued that
- * it does not read, or a frame it began and does not finish — for
- * `writeTimeoutMs` is reported `stalled`.
+ * And whether paused or not, a peer that owes progress for `writeTimeoutMs` is
+ * reported `stalled`: output queued that it does not read, or a frame it began
+ * and does not go on sending at a pace that finishes it (each period at least
+ * an eighth of what the frame still lacks, or 16 KiB).
  */
 export class SessionFlow implements BudgetHolder {
   #s: FlowSession;
@@ -45,6 +49,8 @@ export class SessionFlow implements BudgetHolder {
   #charged = 0;
   #waitsForBudget = false;
   #growthRefused = false;
+  /** The frame in progress asked the budget for memory (and may hold its overdraft). */
+  #reserved = false;
   #stallTimer: ReturnType<typeof setTimeout> | null = null;
   #sentAtStall = 0;
   #readAtStall = 0;
@@ -103,6 +109,7 @@ export class SessionFlow implements BudgetHolder {
 
   /** FrameSink's `reserve`: memory for a frame arriving in parts, from the server's budget. */
   reserve(bytes: number): boolean {
+    this.#reserved = true;
     if (this.#s.budget.reserve(this, bytes)) {
       this.#charged += bytes;
       return true;
@@ -173,10 +180,24 @@ export class SessionFlow implements BudgetHolder {
       s.stalled("write_timeout", this.#charged);
       return;
     }
-    if (this.#owesRead() && s.socket.bytesRead === this.#readAtStall) {
-      s.stalled("read_timeout", this.#charged);
-      return;
+    if (this.#owesRead()) {
+      // A frame in progress must come on at a pace that finishes it: each period at least an
+      // eighth of what it still lacks (16 KiB at the least, or all of it). A peer that trickles a
+      // byte now and then would otherwise hold its frame's memory for ever.
+      const remaining = s.decoder()!.frameRemaining;
+      const need = Math.min(remaining, Math.max(MIN_PROGRESS_BYTES, remaining / 8));
+      if (s.socket.bytesRead - this.#readAtStall < need) {
+        s.stalled("read_timeout", this.#charged);
+        return;
+      }
     }
     this.#watchStall();
+  }
+
+  /** A frame was decoded: the overdraft the budget may have granted for it is over. */
+  frameDone(): void {
+    if (!this.#reserved) return; // the common case: a frame that arrived whole, nothing asked
+    this.#reserved = false;
+    this.#s.budget.frameDone(this);
   }
 }

@@ -91,3 +91,58 @@ test("with pingTimeoutMs 0 a silent line is not detected (the switch is off): re
   await assert.rejects(a.request("x", { timeoutMs: 1500, idempotent: true }), (e: Error & { code?: string }) => e.code === "PERILINK_REQUEST_TIMEOUT");
   assert.equal(client.sessions()[0]!.communicationAddress, "127.0.0.2");
 });
+
+/** A loopback proxy that passes client → server bytes at `bytesPerSec` (server → client at once). */
+async function slowUplink(target: number, bytesPerSec: number): Promise<{ port: number; close(): void }> {
+  const sockets = new Set<net.Socket>();
+  const timers = new Set<ReturnType<typeof setInterval>>();
+  const srv = net.createServer((down) => {
+    const up = net.connect(target, "127.0.0.1");
+    for (const s of [up, down]) {
+      sockets.add(s);
+      s.on("error", () => {});
+    }
+    up.pipe(down);
+    const queue: Buffer[] = [];
+    down.on("data", (d: Buffer) => queue.push(d));
+    const perTick = Math.floor(bytesPerSec / 50);
+    const t = setInterval(() => {
+      for (let budget = perTick; budget > 0 && queue.length > 0; ) {
+        const head = queue[0]!;
+        const n = Math.min(budget, head.length);
+        up.write(head.subarray(0, n));
+        budget -= n;
+        if (n === head.length) queue.shift();
+        else queue[0] = head.subarray(n);
+      }
+    }, 20);
+    timers.add(t);
+    const stop = (): void => {
+      clearInterval(t);
+      down.destroy();
+      up.destroy();
+    };
+    down.on("close", stop);
+    up.on("close", stop);
+  });
+  await new Promise<void>((r) => srv.listen(0, "127.0.0.1", () => r()));
+  return {
+    port: (srv.address() as net.AddressInfo).port,
+    close: () => {
+      srv.close();
+      for (const t of timers) clearInterval(t);
+      for (const s of sockets) s.destroy();
+    },
+  };
+}
+
+test("regression: a 1 MB request over a 400 KB/s uplink is answered: a PING queued behind our own upload is given the time it takes", async () => {
+  const { ClientSession } = await import("../../src/client/client_session.ts");
+  const server = await testServer();
+  const proxy = await slowUplink(portOf(server), 400_000);
+  after(() => proxy.close());
+  const session = await ClientSession.connect({ host: "127.0.0.1", port: proxy.port, timeoutMs: 5000 });
+  after(() => session.destroy());
+  const answer = await (await session.openChannel("echo")).request(Buffer.alloc(1_000_000, 1), { timeoutMs: 15_000 });
+  assert.equal(answer.length, 1_000_000, "answered, not taken for a dead line after 1.5 s");
+});

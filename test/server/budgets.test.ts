@@ -3,6 +3,7 @@ import { test } from "node:test";
 import { ClientSession } from "../../src/client/client_session.ts";
 import { ServerBusyError } from "../../src/errors.ts";
 import { FrameType } from "../../src/protocol/constants.ts";
+import { createLogger } from "../../src/logger.ts";
 import type { SessionApp } from "../../src/server/app.ts";
 import { connect, portOf, sleep, testServer, waitFor } from "../helpers/fixtures.ts";
 import { channelOpen, frame, hello, rawPeer, type RawPeer } from "../helpers/raw_peer.ts";
@@ -349,4 +350,66 @@ test("a peer that opens sessions faster than sessionRatePerPeer is refused as bu
   const other = await ClientSession.connect({ host: "127.0.0.1", port, localAddress: "127.0.0.21", timeoutMs: 3000 });
   other.destroy();
   assert.match(JSON.stringify(server.status().counters), /"sessionsRefused":1[45]/);
+});
+
+test("regression: peers that trickle a byte now and then into large frames are cut off, and the budget they held serves others", async () => {
+  const limit = 2 * MiB;
+  const server = await testServer({ limits: { maxBufferedBytes: limit, writeTimeoutMs: 1000, maxSessionsPerPeer: 64 } });
+  const port = portOf(server);
+  const hogs: RawPeer[] = [];
+  for (let i = 0; i < 3; i++) {
+    const p = await rawPeer(port, { read: false });
+    // 256 KiB + 1 of a 1 MiB request, then a byte every 300 ms: some progress, never enough.
+    p.sock.write(Buffer.concat([hello(), frame(FrameType.ChannelOpen, 1, 0, channelOpen()), frame(FrameType.Request, 1, 1, Buffer.alloc(256 * 1024 + 1), MiB)]));
+    hogs.push(p);
+  }
+  let trickling = true;
+  const trickle = (async () => {
+    for (let i = 0; trickling && i < 100; i++, await sleep(300)) for (const p of hogs) if (!p.sock.destroyed) p.sock.write(Buffer.alloc(1));
+  })();
+  await waitFor(() => server.status().counters.sessionsCutOff === 3, "the three tricklers to be cut off", 8000);
+  trickling = false;
+  await trickle;
+  assert.equal(server.status().bufferedBytes, 0, "their memory is back");
+  assert.match(JSON.stringify(server.status().counters), /"sessionsCutOff":3/);
+  const fresh = await ClientSession.connect({ host: "127.0.0.1", port, timeoutMs: 3000 });
+  const answer = await (await fresh.openChannel("big")).request(Buffer.alloc(300_000, 7), { timeoutMs: 5000 });
+  assert.equal(answer.length, 300_000);
+  fresh.destroy();
+  for (const p of hogs) p.sock.destroy();
+});
+
+test("regression: REQUEST and CANCEL pairs cannot start more than twice maxInflightPerSession handlers", async () => {
+  let started = 0;
+  const app: SessionApp = {
+    request() {
+      started++;
+      return new Promise(() => {});
+    },
+  };
+  const server = await testServer({ appObject: app, limits: { maxInflightPerSession: 4, requestTimeoutMs: 60_000 } });
+  const peer = await rawPeer(portOf(server));
+  const frames = [hello(), frame(FrameType.ChannelOpen, 1, 0, channelOpen())];
+  for (let s = 1; s <= 2000; s++) frames.push(frame(FrameType.Request, 1, s, Buffer.from("x")), frame(FrameType.Cancel, 1, s, Buffer.alloc(0)));
+  peer.sock.write(Buffer.concat(frames));
+  await sleep(500);
+  assert.ok(started <= 2 * 4 + 1, `${started} handlers started for 2000 cancelled requests (bound 2 x maxInflightPerSession)`);
+  assert.ok(server.status().inflight <= 9);
+  peer.sock.destroy();
+});
+
+test("regression: a peer whose handlers all outlive requestTimeoutMs costs at most a log line a second", async () => {
+  const lines: string[] = [];
+  const app: SessionApp = { request: () => new Promise(() => {}) };
+  const server = await testServer({
+    appObject: app,
+    logger: createLogger("info", (l) => lines.push(l)),
+    limits: { maxInflightPerSession: 256, requestTimeoutMs: 100 },
+  });
+  const ch = await (await connect(server)).openChannel("x");
+  const all = Array.from({ length: 200 }, () => ch.request("x", { timeoutMs: 5000 }).catch(() => "timed out"));
+  await Promise.all(all);
+  const timeouts = lines.filter((l) => l.includes('"request_timeout"')).length;
+  assert.ok(timeouts <= 2, `${timeouts} request_timeout lines for 200 expired handlers`);
+  assert.equal(server.status().counters.requestTimeouts, 200);
 });

@@ -11,17 +11,25 @@
  *   a request's deadline passed ──▶ PING now (unless one is out) ──▶ …
  *
  * Any byte read after the PING counts as an answer (a busy server's
- * responses may come before its PONG). An idle session is pinged no more
+ * responses may come before its PONG). A PING waits behind what we sent
+ * since the last byte arrived (a large upload on a slow line): its deadline
+ * grows by the time those bytes take at 16 KiB/s, up to 30 s. An idle session is pinged no more
  * often than its keepalive interval; a busy one at most once per
  * `silenceMs`, and only when it has read nothing for that long. The PING
  * carries 8 bytes (a send time, within the server's 64-byte cap) so the
  * PONG gives a round-trip time.
  */
 
+/** A PING's deadline grows by the time the bytes sent ahead of it take at this rate, up to this much. */
+const MIN_LINE_BYTES_PER_S = 16 * 1024;
+const MAX_GRACE_MS = 30_000;
+
 /** What the watch needs from its session. */
 export interface LivenessHost {
   /** When the session last read a byte (performance.now() clock). */
   lastRead(): number;
+  /** Bytes we sent since the last byte arrived: a PING waits behind them. */
+  writtenSinceRead?(): number;
   /** Requests waiting for an answer. */
   outstanding(): number;
   /** Sends a PING with this payload. */
@@ -47,6 +55,8 @@ export class Liveness {
   #timerAt = Infinity;
   /** When the unanswered PING was sent, or -1. */
   #pingAt = -1;
+  /** Extra time the unanswered PING is given: it waits behind what we sent before it. */
+  #graceMs = 0;
   #stopped = false;
   /** The latest round-trip time a PONG gave, in ms, or null. */
   rttMs: number | null = null;
@@ -103,7 +113,7 @@ export class Liveness {
     if (this.#pingAt >= 0) {
       if (lastRead >= this.#pingAt) {
         this.#pingAt = -1; // answered
-      } else if (now - this.#pingAt >= o.pingTimeoutMs) {
+      } else if (now - this.#pingAt >= o.pingTimeoutMs + this.#graceMs) {
         if (now - due > o.pingTimeoutMs / 2) {
           // This timer fired late: our own event loop was stalled, not the line. The answer may
           // be waiting unread; give it the time the stall took from it.
@@ -124,7 +134,7 @@ export class Liveness {
         });
         return;
       } else {
-        this.#schedule(this.#pingAt + o.pingTimeoutMs - now);
+        this.#schedule(this.#pingAt + o.pingTimeoutMs + this.#graceMs - now);
         return;
       }
     }
@@ -147,6 +157,9 @@ export class Liveness {
       return;
     }
     this.#pingAt = now;
+    // A large upload on a slow line queues the PING behind it: give the answer the time the bytes
+    // ahead of it take at MIN_LINE_BYTES_PER_S (a slower line counts as dead), at most MAX_GRACE_MS.
+    this.#graceMs = Math.min(MAX_GRACE_MS, ((this.#host.writtenSinceRead?.() ?? 0) / MIN_LINE_BYTES_PER_S) * 1000);
     // Look again at the deadline, or sooner: once answered, the keepalive (or silence) rhythm goes
     // on, so an idle session still reaches the server within its idle timeout.
     const o = this.#opts;
