@@ -21,7 +21,7 @@ import { formatProfile, P99_OVER_QUIET, RSS_BUDGET_MIB, verdicts, type ProfileRe
  * targets.
  *
  *   npm run bench -- torture [--profile node20,pi-zero-2w] [--duration-ms 25000] [--clients 16]
- *     [--think-ms 5] [--upgrades 5] [--kill-at 3] [--kill-delay-ms 100] [--attacks all|name,…]
+ *     [--think-ms 5] [--upgrades 5] [--kill-at 3] [--kill-delay-ms 20] [--attacks all|name,…]
  *     [--probes-per-second 5000] [--handshakes-per-second 1000] [--ping-connections 4]
  *     [--ping-max-mib 1024] [--loris-connections 32] [--random-workers 4] [--probe-sources 1000]
  */
@@ -33,7 +33,7 @@ const NUMERIC: Record<string, { key: string; def: number; min: number; max: numb
   "think-ms": { key: "thinkMs", def: 5, min: 0, max: 1_000 },
   upgrades: { key: "upgrades", def: 5, min: 0, max: 20 },
   "kill-at": { key: "killAt", def: 3, min: 0, max: 21 },
-  "kill-delay-ms": { key: "killDelayMs", def: 100, min: 0, max: 10_000 },
+  "kill-delay-ms": { key: "killDelayMs", def: 20, min: 0, max: 10_000 },
   "tail-ms": { key: "tailMs", def: 500, min: 0, max: 5_000 },
 };
 const ATTACK_NUMERIC: Record<string, { key: string; def: number; min: number; max: number }> = {
