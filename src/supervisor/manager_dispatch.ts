@@ -16,7 +16,6 @@ export class ManagerDispatch {
   #slots: number;
   #log: Logger;
   #queue: net.Socket[] = [];
-  #next = 0;
   /** Connections the manager accepted and passed on. */
   passed = 0;
 
@@ -65,15 +64,7 @@ export class ManagerDispatch {
 
   /** The ready service process with the most free slots; null when none has one. */
   pick(): Worker | null {
-    const ready = this.#pool.ready();
-    let best: Worker | null = null;
-    for (let i = 0; i < ready.length; i++) {
-      const w = ready[(this.#next + i) % ready.length]!;
-      if (w.conns >= this.#slots || !w.child.connected) continue;
-      if (!best || w.conns < best.conns) best = w;
-    }
-    if (best) this.#next = (ready.indexOf(best) + 1) % Math.max(ready.length, 1);
-    return best;
+    return this.#pool.freest(this.#slots);
   }
 
   /** Resolves once every queued connection was passed on (or its client left), or at the deadline. */

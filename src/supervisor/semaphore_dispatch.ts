@@ -29,7 +29,6 @@ export class SemaphoreDispatch {
   #holder: Worker | null = null;
   #stopped = true;
   #released: (() => void) | null = null;
-  #next = 0;
   #granting = false;
   /** Turns granted, for status and the benchmark. */
   turns = 0;
@@ -106,15 +105,7 @@ export class SemaphoreDispatch {
   }
 
   #pick(): Worker | null {
-    const ready = this.#pool.ready();
-    let best: Worker | null = null;
-    for (let i = 0; i < ready.length; i++) {
-      const w = ready[(this.#next + i) % ready.length]!;
-      if (w.conns >= this.#slots || !w.child.connected) continue;
-      if (!best || w.conns < best.conns) best = w;
-    }
-    if (best) this.#next = (ready.indexOf(best) + 1) % Math.max(ready.length, 1);
-    return best;
+    return this.#pool.freest(this.#slots);
   }
 
   /** A descriptor of `server`'s socket that nothing here watches: sent to a service process and back. */

@@ -52,6 +52,8 @@ export const WORKER_START_TIMEOUT_MS = 30_000;
  * idle above `range.min`. It knows nothing of connections: the dispatch does.
  */
 export class WorkerPool {
+  /** Where the next `freest()` starts looking, so equally free workers take turns. */
+  #next = 0;
   #range: WorkerRange;
   #spawn: (slot: number) => ChildProcess;
   #log: Logger;
@@ -77,6 +79,22 @@ export class WorkerPool {
 
   ready(): Worker[] {
     return this.#workers.filter((w) => w.state === "ready");
+  }
+
+  /**
+   * The ready service process with the most free slots of `slots` (ties go
+   * round the pool, from after the last one picked); null when none has one.
+   */
+  freest(slots: number): Worker | null {
+    const ready = this.ready();
+    let best: Worker | null = null;
+    for (let i = 0; i < ready.length; i++) {
+      const w = ready[(this.#next + i) % ready.length]!;
+      if (w.conns >= slots || !w.child.connected) continue;
+      if (!best || w.conns < best.conns) best = w;
+    }
+    if (best) this.#next = (ready.indexOf(best) + 1) % Math.max(ready.length, 1);
+    return best;
   }
 
   /** Starts `range.min` service processes and resolves once all are ready; throws if one cannot start. */
