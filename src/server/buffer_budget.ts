@@ -46,11 +46,6 @@ export class BufferBudget {
     this.#now = now;
   }
 
-  /** Bytes held, as last reported (some may have been written since: see `refresh()`). */
-  get total(): number {
-    return this.#total;
-  }
-
   /** Replaces a holder's previous figure with its new one. */
   charge(previous: number, now: number): void {
     this.#total += now - previous;
