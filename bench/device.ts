@@ -12,10 +12,10 @@
  *   - server RSS per idle session (sessions opened by a native client), and
  *     its anonymous part: opening them also pages in more of the node binary's
  *     code (file-backed, shared, once), which RSS counts too
- *   - echo throughput through `serve` ÷ the raw RPC echo server (bench/raw_rpc.ts)
+ *   - echo throughput through `serve` ÷ the raw RPC echo server (bench/lib/raw_rpc.ts)
  *     on the same node, both driven by the same native client
  *   - native only: RSS 3 s and 10 s after 4,000 connect → 20 requests → close
- *     cycles, minus idle RSS (bench/device_churn.ts)
+ *     cycles, minus idle RSS (bench/lib/device_churn.ts)
  * Emulation is ~12–20× slower than native, so only ratios compare across rows.
  * Writes bench/results/device.json.
  */
@@ -29,14 +29,14 @@ import { build } from "esbuild";
 import { ClientSession } from "../src/client/client_session.ts";
 import { heapBudgetFlags, withNodeOptions, type HeapBudget } from "../src/runtime/heap_budget.ts";
 import { mallocTuningEnv } from "../src/runtime/malloc_tuning.ts";
-import { measureChurn, type ChurnResult } from "./device_churn.ts";
+import { measureChurn, type ChurnResult } from "./lib/device_churn.ts";
 import { runLoad } from "./lib/load.ts";
 import { readRssKiB, sleep, stopProcess } from "./lib/proc.ts";
 import { servedPort } from "./lib/served_port.ts";
 import { environment, writeResults } from "./lib/results.ts";
 import { median } from "./lib/stats.ts";
 import { formatTable, num } from "./lib/table.ts";
-import { RawRpcClient } from "./raw_rpc.ts";
+import { RawRpcClient } from "./lib/raw_rpc.ts";
 
 const ROOT = fileURLToPath(new URL("../", import.meta.url));
 const exec = promisify(execFile);
@@ -239,7 +239,7 @@ export async function main(args: string[]): Promise<void> {
     await exec(process.execPath, [path.join(ROOT, "node_modules", "tsx", "dist", "cli.mjs"), path.join(ROOT, "build", "build.ts"), "--quiet", ...targetArgs, "--outdir", work]);
     const budgets = { "pi-zero-2w": await budgetOf("pi-zero-2w"), node20: await budgetOf("node20") };
     const rawEcho = path.join(work, "raw_echo.mjs");
-    await build({ entryPoints: [path.join(ROOT, "bench", "children", "raw_echo.ts")], outfile: rawEcho, bundle: true, platform: "node", format: "esm", target: "node20", logLevel: "warning" });
+    await build({ entryPoints: [path.join(ROOT, "bench", "lib", "children", "raw_echo.ts")], outfile: rawEcho, bundle: true, platform: "node", format: "esm", target: "node20", logLevel: "warning" });
 
     const native = TARGETS.map((target): Arch => ({ target, arch: os.arch(), node: process.execPath, env: budgets[target].env, emulated: false }));
     const { archs, note } = args.includes("--no-arm") ? { archs: [], note: "--no-arm" } : await armNodes(budgets["pi-zero-2w"].env);

@@ -3,7 +3,7 @@ import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
-import { OK, type LoadDone, type LoadMode, type StartLoad } from "./children/handoff_load.ts";
+import { OK, type LoadDone, type LoadMode, type StartLoad } from "./lib/children/handoff_load.ts";
 import {
   BUNDLE,
   ensureFreshBundle,
@@ -17,7 +17,7 @@ import {
   type Replacement,
   type Service,
   type UpgradeTrigger,
-} from "./handoff/services.ts";
+} from "./lib/handoff/services.ts";
 import { Child, sleep } from "./lib/proc.ts";
 import { environment, writeResults } from "./lib/results.ts";
 import { readLoadRecords, recordStats, type LoadRecords, type RecordStats } from "./lib/load_records.ts";
@@ -27,7 +27,7 @@ import { formatTable, num } from "./lib/table.ts";
 /**
  * Replacing the serving process under load: perilink's `upgrade` against a
  * naive restart and `pm2 reload` in cluster mode, all serving the same
- * node:http app (handoff/http_app.mjs; perilink in raw mode), each under
+ * node:http app (lib/handoff/http_app.mjs; perilink in raw mode), each under
  * connection-per-request and keep-alive HTTP clients, plus perilink in
  * session mode with perilink clients. Per contender: a steady-state window,
  * then N replacements spaced out, every request's start, latency, outcome and
@@ -44,7 +44,7 @@ import { formatTable, num } from "./lib/table.ts";
  * also given as a ratio to `node -e 0` measured in the same run.
  */
 
-const LOAD_CHILD = fileURLToPath(new URL("./children/handoff_load.ts", import.meta.url));
+const LOAD_CHILD = fileURLToPath(new URL("./lib/children/handoff_load.ts", import.meta.url));
 const MAX_REQUESTS = 4_000_000;
 
 interface Settings {

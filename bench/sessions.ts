@@ -10,8 +10,8 @@ import type {
   LatencyResult,
   SharedJob,
   SharedResult,
-} from "./children/sessions_client.ts";
-import type { Endpoint, ServerStatsMessage } from "./children/sessions_server.ts";
+} from "./lib/children/sessions_client.ts";
+import type { Endpoint, ServerStatsMessage } from "./lib/children/sessions_server.ts";
 import { Child } from "./lib/proc.ts";
 import { environment, writeResults } from "./lib/results.ts";
 import { median, percentile } from "./lib/stats.ts";
@@ -36,8 +36,8 @@ import { formatTable, num } from "./lib/table.ts";
  * Servers and clients run in separate processes; traffic stays on 127.0.0.0/8 and ::1.
  */
 
-const SERVER_CHILD = fileURLToPath(new URL("./children/sessions_server.ts", import.meta.url));
-const CLIENT_CHILD = fileURLToPath(new URL("./children/sessions_client.ts", import.meta.url));
+const SERVER_CHILD = fileURLToPath(new URL("./lib/children/sessions_server.ts", import.meta.url));
+const CLIENT_CHILD = fileURLToPath(new URL("./lib/children/sessions_client.ts", import.meta.url));
 /** Loopback addresses the servers listen on, in the order they are used. */
 const ADDRESSES = ["127.0.0.1", "127.0.0.2", "::1", "127.0.0.3", "127.0.0.4", "127.0.0.5", "127.0.0.6", "127.0.0.7"];
 const FANOUT_CONTENDERS: FanoutContender[] = ["perilink", "undici", "http"];

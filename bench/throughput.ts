@@ -1,15 +1,15 @@
 import os from "node:os";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
-import type { RunRequest } from "./children/client.ts";
-import { CONTENDER_NAMES, loadContender } from "./contenders/index.ts";
+import type { RunRequest } from "./lib/children/client.ts";
+import { CONTENDER_NAMES, loadContender } from "./lib/contenders/index.ts";
 import type { GcCounts } from "./lib/gc.ts";
 import type { LoadResult } from "./lib/load.ts";
 import { Child } from "./lib/proc.ts";
 import { environment, writeResults } from "./lib/results.ts";
 import { median, per100k } from "./lib/stats.ts";
 import { formatTable, num } from "./lib/table.ts";
-import { measureIdleRss, measureSessionRss, type IdleRss, type SessionRss } from "./memory.ts";
+import { measureIdleRss, measureSessionRss, type IdleRss, type SessionRss } from "./lib/memory.ts";
 
 /**
  * Request/response throughput over loopback, client and server in separate
@@ -19,8 +19,8 @@ import { measureIdleRss, measureSessionRss, type IdleRss, type SessionRss } from
  * HTTP/1.1 and node:http2. Plus idle memory figures.
  */
 
-const SERVER_CHILD = fileURLToPath(new URL("./children/server.ts", import.meta.url));
-const CLIENT_CHILD = fileURLToPath(new URL("./children/client.ts", import.meta.url));
+const SERVER_CHILD = fileURLToPath(new URL("./lib/children/server.ts", import.meta.url));
+const CLIENT_CHILD = fileURLToPath(new URL("./lib/children/client.ts", import.meta.url));
 const BASELINE = "raw";
 /** The second baseline: raw RPC with one write per event-loop turn each way. */
 const BATCHED = "raw-batched";

@@ -2,16 +2,16 @@ import os from "node:os";
 import path from "node:path";
 import { parseArgs } from "node:util";
 import { environment, writeResults } from "./lib/results.ts";
-import { ATTACKS } from "./torture/attacks/index.ts";
-import { loadProfile } from "./torture/bundles.ts";
-import { runPhase, type PhaseSettings } from "./torture/phase.ts";
-import { formatProfile, P99_OVER_QUIET, RSS_BUDGET_MIB, verdicts, type ProfileResult } from "./torture/report.ts";
+import { ATTACKS } from "./lib/torture/attacks/index.ts";
+import { loadProfile } from "./lib/torture/bundles.ts";
+import { runPhase, type PhaseSettings } from "./lib/torture/phase.ts";
+import { formatProfile, P99_OVER_QUIET, RSS_BUDGET_MIB, verdicts, type ProfileResult } from "./lib/torture/report.ts";
 
 /**
  * The server under attack: per build target, one `perilink serve` (the
  * target's bundle) with legitimate perilink clients sending requests all
  * along, first alone (the quiet run), then, on a fresh server and for the
- * same time, alongside every attack of torture/attacks/ (random bytes,
+ * same time, alongside every attack of lib/torture/attacks/ (random bytes,
  * never-reading PING floods, slow-loris handshakes, handshake floods past the
  * session limits, probe floods from 1,000 loopback sources) while it is
  * upgraded 5 times and one more upgrade's new process is killed with

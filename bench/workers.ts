@@ -7,8 +7,8 @@ import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import { AcceptSemaphore } from "../src/supervisor/accept_semaphore.ts";
 import { freePort } from "../test/helpers/free_port.ts";
-import type { LoadDone, StartLoad } from "./children/handoff_load.ts";
-import { ensureFreshBundle, HTTP_APP } from "./handoff/services.ts";
+import type { LoadDone, StartLoad } from "./lib/children/handoff_load.ts";
+import { ensureFreshBundle, HTTP_APP } from "./lib/handoff/services.ts";
 import { readLoadRecords, OUTCOME_OK } from "./lib/load_records.ts";
 import { Child, sleep, stopProcess } from "./lib/proc.ts";
 import { environment, writeResults } from "./lib/results.ts";
@@ -16,7 +16,7 @@ import { median, percentile } from "./lib/stats.ts";
 import { formatTable, num } from "./lib/table.ts";
 
 /**
- * Service processes (S5): the same node:http app (handoff/http_app.mjs)
+ * Service processes (S5): the same node:http app (lib/handoff/http_app.mjs)
  * served by `perilink serve --workers N` in both dispatch modes and by
  * node:cluster round-robin, under connection-per-request HTTP clients (the
  * load where dispatch happens for every request). Per row: req/s, p50 and
@@ -27,8 +27,8 @@ import { formatTable, num } from "./lib/table.ts";
  *   npm run bench -- workers [--clients 32] [--warmup-ms 2000] [--window-ms 8000] [--rounds 1] [--workers 1,2,4]
  */
 
-const LOAD_CHILD = fileURLToPath(new URL("./children/handoff_load.ts", import.meta.url));
-const CLUSTER_SERVER = fileURLToPath(new URL("./workers/cluster_server.mjs", import.meta.url));
+const LOAD_CHILD = fileURLToPath(new URL("./lib/children/handoff_load.ts", import.meta.url));
+const CLUSTER_SERVER = fileURLToPath(new URL("./lib/workers/cluster_server.mjs", import.meta.url));
 const MAX_REQUESTS = 4_000_000;
 const TICK_US = 1_000_000 / 100; // USER_HZ is 100 on Linux
 

@@ -1,6 +1,6 @@
 import { once } from "node:events";
 import type net from "node:net";
-import { checkEcho, type Contender } from "../contenders/types.ts";
+import { checkEcho, type Contender } from "./contenders/types.ts";
 
 /** A client of the length-prefixed echo RPC. */
 export interface RpcClient {
@@ -9,7 +9,7 @@ export interface RpcClient {
 }
 
 /**
- * A contender on the length-prefixed echo RPC (bench/raw_rpc.ts and its
+ * A contender on the length-prefixed echo RPC (bench/lib/raw_rpc.ts and its
  * variants): `createServer` makes the echo server, served on 127.0.0.1; each
  * client is one connection from `connect`.
  */

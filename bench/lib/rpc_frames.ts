@@ -1,6 +1,6 @@
 /**
- * The frames of the length-prefixed echo RPC (bench/raw_rpc.ts and
- * bench/raw_rpc_batched.ts): a 4-byte big-endian payload length, a 4-byte
+ * The frames of the length-prefixed echo RPC (bench/lib/raw_rpc.ts and
+ * bench/lib/raw_rpc_batched.ts): a 4-byte big-endian payload length, a 4-byte
  * request id, then the payload.
  */
 

@@ -7,7 +7,7 @@ interface Waiter {
 }
 
 /**
- * The client side of the length-prefixed echo RPC (bench/raw_rpc.ts): request
+ * The client side of the length-prefixed echo RPC (bench/lib/raw_rpc.ts): request
  * ids, the table of answers awaited on one socket, and their settling — an
  * answer resolves its request, the socket's close rejects every one still
  * open. How a request reaches the socket is the client's (`send`).

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import type { AttackTarget, Counters } from "../../bench/torture/attack.ts";
-import { ATTACKS } from "../../bench/torture/attacks/index.ts";
+import type { AttackTarget, Counters } from "../../bench/lib/torture/attack.ts";
+import { ATTACKS } from "../../bench/lib/torture/attacks/index.ts";
 import { portOf, sleep, testServer } from "../helpers/fixtures.ts";
 import { tcpConnectionsTo } from "../helpers/os_sockets.ts";
 

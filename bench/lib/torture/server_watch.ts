@@ -1,0 +1,133 @@
+import { readFileSync } from "node:fs";
+import { controlRequest } from "../../../src/server/control_server.ts";
+import type { ServerStatus } from "../../../src/server/server.ts";
+import { readMemKiB } from "../proc.ts";
+
+/** Memory of one server process over its life, KiB. */
+export interface PidMemory {
+  pid: number;
+  /** Largest VmRSS sampled. */
+  peakRssKiB: number;
+  /** Largest VmHWM read: the kernel's own peak, which also catches spikes between samples. */
+  hwmKiB: number;
+  samples: number;
+}
+
+export interface WatchSummary {
+  pids: PidMemory[];
+  peakRssKiB: number;
+  peakHwmKiB: number;
+  /** Largest sum of the sampled VmRSS of the server processes alive at the same instant (old and new during a handover). */
+  peakSumKiB: number;
+  /** The server counters summed over every process (each one's last `status` answer). */
+  counters: Record<string, number>;
+  statusAnswered: number;
+  statusFailed: number;
+}
+
+/**
+ * Watches the processes of one perilink server from the outside: every
+ * `memEveryMs` reads VmRSS/VmHWM of each known server process from
+ * /proc/<pid>/status; every `statusEveryMs` asks the serving process for its
+ * status over the control socket, which names the serving pid and the older
+ * generations still draining (so processes started by upgrades are found too).
+ */
+export class ServerWatch {
+  #stateDir: string;
+  #mem = new Map<number, PidMemory>();
+  #counters = new Map<number, Record<string, number>>();
+  #memTimer: ReturnType<typeof setInterval> | null = null;
+  #statusTimer: ReturnType<typeof setInterval> | null = null;
+  #asking = false;
+  #peakSum = 0;
+  #answered = 0;
+  #failed = 0;
+  /** The serving pid in the last status answer. */
+  servingPid = 0;
+
+  constructor(stateDir: string) {
+    this.#stateDir = stateDir;
+  }
+
+  /** Asks the serving process for its status; learns its pid and the draining ones. Null when it does not answer in `timeoutMs`. */
+  async status(timeoutMs = 2000): Promise<ServerStatus | null> {
+    try {
+      const s = (await controlRequest(this.#stateDir, { op: "status" }, timeoutMs)) as ServerStatus;
+      this.#answered++;
+      this.adopt(s.pid);
+      for (const d of s.draining) this.adopt(d.pid);
+      this.#counters.set(s.pid, s.counters);
+      this.servingPid = s.pid;
+      return s;
+    } catch {
+      this.#failed++;
+      return null;
+    }
+  }
+
+  /** Starts watching `pid` (a server process found some other way). */
+  adopt(pid: number): void {
+    if (!this.#mem.has(pid)) this.#mem.set(pid, { pid, peakRssKiB: 0, hwmKiB: 0, samples: 0 });
+  }
+
+  /** Reads the memory of every known process that still runs; returns the sum of their VmRSS. */
+  sample(): number {
+    let sum = 0;
+    for (const m of this.#mem.values()) {
+      const now = readMemKiB(m.pid);
+      if (now === null) continue;
+      m.samples++;
+      m.peakRssKiB = Math.max(m.peakRssKiB, now.rss);
+      m.hwmKiB = Math.max(m.hwmKiB, now.hwm);
+      sum += now.rss;
+    }
+    this.#peakSum = Math.max(this.#peakSum, sum);
+    return sum;
+  }
+
+  start(memEveryMs: number, statusEveryMs: number): void {
+    this.stop();
+    this.sample();
+    this.#memTimer = setInterval(() => this.sample(), memEveryMs);
+    this.#statusTimer = setInterval(() => {
+      if (this.#asking) return;
+      this.#asking = true;
+      void this.status(Math.max(statusEveryMs, 2000)).finally(() => (this.#asking = false));
+    }, statusEveryMs);
+  }
+
+  stop(): void {
+    if (this.#memTimer) clearInterval(this.#memTimer);
+    if (this.#statusTimer) clearInterval(this.#statusTimer);
+    this.#memTimer = this.#statusTimer = null;
+  }
+
+  /** Every server process seen, for the clean-up. */
+  pids(): number[] {
+    return [...this.#mem.keys()];
+  }
+
+  /** The processes `pid` started that still run (from /proc/<pid>/task/<pid>/children); null when the kernel does not say. */
+  static children(pid: number): number[] | null {
+    try {
+      return readFileSync(`/proc/${pid}/task/${pid}/children`, "utf8").trim().split(/\s+/).filter(Boolean).map(Number);
+    } catch {
+      return null;
+    }
+  }
+
+  summary(): WatchSummary {
+    const pids = [...this.#mem.values()];
+    const counters: Record<string, number> = {};
+    for (const c of this.#counters.values()) for (const [k, v] of Object.entries(c)) counters[k] = (counters[k] ?? 0) + v;
+    return {
+      pids,
+      peakRssKiB: Math.max(0, ...pids.map((p) => p.peakRssKiB)),
+      peakHwmKiB: Math.max(0, ...pids.map((p) => p.hwmKiB)),
+      peakSumKiB: this.#peakSum,
+      counters,
+      statusAnswered: this.#answered,
+      statusFailed: this.#failed,
+    };
+  }
+}
