@@ -33,9 +33,9 @@ import { measureChurn, type ChurnResult } from "./lib/device_churn.ts";
 import { runLoad } from "./lib/load.ts";
 import { readRssKiB, sleep, stopProcess } from "./lib/proc.ts";
 import { servedPort } from "./lib/served_port.ts";
-import { environment, writeResults } from "./lib/results.ts";
+import { machineLine, startRun } from "./lib/result_file.ts";
 import { median } from "./lib/stats.ts";
-import { formatTable, num } from "./lib/table.ts";
+import { num } from "./lib/table.ts";
 import { RawRpcClient } from "./lib/raw_rpc.ts";
 
 const ROOT = fileURLToPath(new URL("../", import.meta.url));
@@ -232,7 +232,15 @@ async function armNodes(env: NodeJS.ProcessEnv): Promise<{ archs: Arch[]; note: 
 }
 
 export async function main(args: string[]): Promise<void> {
+  const run = startRun("device", args);
   const quick = args.includes("--quick");
+  console.log(
+    run.describe(
+      `device: the ${TARGETS.join(" and ")} bundles on ${os.arch()} (native)${args.includes("--no-arm") ? "" : ", and pi-zero-2w on arm64 / armv7l under qemu when set up"}, ` +
+        `each with its target's memory budget; ${quick ? "--quick: 3 timing runs, 300 idle sessions, 2 s of load, 1,000 churn cycles" : "7 timing runs, 1,000 idle sessions, 4 s of load, 4,000 churn cycles"}`,
+    ),
+  );
+  console.log(machineLine(run.machine));
   const work = await fs.mkdtemp(path.join(os.tmpdir(), "perilink-bench-device-"));
   try {
     const targetArgs = TARGETS.flatMap((t) => ["--target", t]);
@@ -247,25 +255,25 @@ export async function main(args: string[]): Promise<void> {
     const rows: Row[] = [];
     for (const a of [...native, ...archs]) rows.push(await measure(a, path.join(work, a.target, "perilink.mjs"), rawEcho, quick));
 
-    console.log(
-      formatTable(
-        ["target", "arch", "node", "bundle KiB", "version ÷ node -e 0", "serve ÷ node -e 0", "idle RSS ÷ bare node", "KiB / idle session (anonymous)", "req/s ÷ raw RPC", "RSS after churn − idle, MiB: 3 s / 10 s"],
-        rows.map((r) => [
-          r.target,
-          r.emulated ? `${r.arch} (qemu)` : `${r.arch} (native)`,
-          r.node,
-          num(r.bundleBytes / 1024, 1),
-          num(r.versionRatio, 2),
-          num(r.serveRatio, 2),
-          num(r.idleRssRatio, 2),
-          `${num(r.serverKiBPerSession, 1)} (${num(r.serverAnonKiBPerSession, 1)})`,
-          num(r.throughputRatio, 2),
-          r.churn ? `${num(r.churn.afterMinusIdleKiB / 1024, 1)} / ${num(r.churn.after10sMinusIdleKiB / 1024, 1)} (${num(r.churn.cycles)} cycles)` : "-",
-        ]),
-      ),
+    run.report.table(
+      ["target", "arch", "node", "bundle KiB", "version ÷ node -e 0", "serve ÷ node -e 0", "idle RSS ÷ bare node", "KiB / idle session (anonymous)", "req/s ÷ raw RPC", "RSS after churn − idle, MiB: 3 s / 10 s"],
+      rows.map((r) => [
+        r.target,
+        r.emulated ? `${r.arch} (qemu)` : `${r.arch} (native)`,
+        r.node,
+        num(r.bundleBytes / 1024, 1),
+        num(r.versionRatio, 2),
+        num(r.serveRatio, 2),
+        num(r.idleRssRatio, 2),
+        `${num(r.serverKiBPerSession, 1)} (${num(r.serverAnonKiBPerSession, 1)})`,
+        num(r.throughputRatio, 2),
+        r.churn ? `${num(r.churn.afterMinusIdleKiB / 1024, 1)} / ${num(r.churn.after10sMinusIdleKiB / 1024, 1)} (${num(r.churn.cycles)} cycles)` : "-",
+      ]),
     );
-    const file = writeResults("device", {
-      environment: environment(),
+    if (note) run.report.line(`no emulated rows: ${note}`);
+    console.log(run.report.toString());
+    const file = run.write({
+      quick,
       budgets: Object.fromEntries(TARGETS.map((t) => [t, { nodeOptions: budgets[t].nodeOptions, memory: budgets[t].memory }])),
       emulationNote: note,
       rows,

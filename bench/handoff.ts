@@ -19,10 +19,10 @@ import {
   type UpgradeTrigger,
 } from "./lib/handoff/services.ts";
 import { Child, sleep } from "./lib/proc.ts";
-import { environment, writeResults } from "./lib/results.ts";
+import { machineLine, startRun, type Report } from "./lib/result_file.ts";
 import { readLoadRecords, recordStats, type LoadRecords, type RecordStats } from "./lib/load_records.ts";
 import { median } from "./lib/stats.ts";
-import { formatTable, num } from "./lib/table.ts";
+import { num } from "./lib/table.ts";
 
 /**
  * Replacing the serving process under load: perilink's `upgrade` against a
@@ -315,97 +315,90 @@ function contenders(s: Settings, bundle: string): ContenderDef[] {
 
 const verdict = (ok: boolean): string => (ok ? "met" : "NOT met");
 
-function report(results: ContenderResult[], nodeStartMs: number, bundleStartMs: number, s: Settings): string {
-  const lines: string[] = [];
-  lines.push(
-    formatTable(
-      ["contender", "upgrades", "requests", "failed", "steady p99 ms", "window p99 ms", "window/steady", "window max ms", "command ms", "÷ node -e 0", "server ms", "÷ node -e 0", "1st new-pid answer ms"],
-      results.map((r) => [
-        r.label,
-        r.upgradesOk === r.upgrades ? String(r.upgrades) : `${r.upgradesOk}/${r.upgrades}`,
-        num(r.requests),
-        num(r.failed + r.non2xx),
-        num(r.steady.p99Ms, 1),
-        num(r.window.p99Ms, 1),
-        num(r.p99Ratio, 2),
-        num(r.window.maxMs, 1),
-        num(r.cmdMsMedian),
-        num(r.cmdMsMedian / nodeStartMs, 2),
-        num(r.serverMsMedian),
-        num(r.serverMsMedian / nodeStartMs, 2),
-        num(r.firstNewPidMsMedian),
-      ]),
-    ),
+function report(out: Report, results: ContenderResult[], nodeStartMs: number, bundleStartMs: number, s: Settings): void {
+  out.table(
+    ["contender", "upgrades", "requests", "failed", "steady p99 ms", "window p99 ms", "window/steady", "window max ms", "command ms", "÷ node -e 0", "server ms", "÷ node -e 0", "1st new-pid answer ms"],
+    results.map((r) => [
+      r.label,
+      r.upgradesOk === r.upgrades ? String(r.upgrades) : `${r.upgradesOk}/${r.upgrades}`,
+      num(r.requests),
+      num(r.failed + r.non2xx),
+      num(r.steady.p99Ms, 1),
+      num(r.window.p99Ms, 1),
+      num(r.p99Ratio, 2),
+      num(r.window.maxMs, 1),
+      num(r.cmdMsMedian),
+      num(r.cmdMsMedian / nodeStartMs, 2),
+      num(r.serverMsMedian),
+      num(r.serverMsMedian / nodeStartMs, 2),
+      num(r.firstNewPidMsMedian),
+    ]),
   );
-  lines.push("");
-  lines.push(
-    formatTable(
-      ["contender", "steady req/s", "steady p50 ms", "window p50 ms", "node -e 0 under load ms", "command ÷ that", "server ÷ that", "failed in windows", "failures"],
-      results.map((r) => [
-        r.label,
-        num(r.steady.reqPerSec),
-        num(r.steady.p50Ms, 2),
-        num(r.window.p50Ms, 2),
-        num(r.nodeStartUnderLoadMs),
-        num(r.cmdMsMedian / r.nodeStartUnderLoadMs, 2),
-        num(r.serverMsMedian / r.nodeStartUnderLoadMs, 2),
-        num(r.window.failed + r.window.non2xx),
-        Object.entries(r.errors)
-          .sort((a, b) => b[1] - a[1])
-          .slice(0, 2)
-          .map(([m, n]) => `${n}× ${m.slice(0, 60)}`)
-          .join("; ") || "-",
-      ]),
-    ),
+  out.line("");
+  out.table(
+    ["contender", "steady req/s", "steady p50 ms", "window p50 ms", "node -e 0 under load ms", "command ÷ that", "server ÷ that", "failed in windows", "failures"],
+    results.map((r) => [
+      r.label,
+      num(r.steady.reqPerSec),
+      num(r.steady.p50Ms, 2),
+      num(r.window.p50Ms, 2),
+      num(r.nodeStartUnderLoadMs),
+      num(r.cmdMsMedian / r.nodeStartUnderLoadMs, 2),
+      num(r.serverMsMedian / r.nodeStartUnderLoadMs, 2),
+      num(r.window.failed + r.window.non2xx),
+      Object.entries(r.errors)
+        .sort((a, b) => b[1] - a[1])
+        .slice(0, 2)
+        .map(([m, n]) => `${n}× ${m.slice(0, 60)}`)
+        .join("; ") || "-",
+    ]),
   );
   for (const r of results) {
-    if (r.loadBounded) lines.push(`WARNING: ${r.contender}: the load stopped at its bound (${num(MAX_REQUESTS)} requests or its time limit) before the run ended`);
+    if (r.loadBounded) out.line(`WARNING: ${r.contender}: the load stopped at its bound (${num(MAX_REQUESTS)} requests or its time limit) before the run ended`);
   }
-  lines.push("");
-  lines.push(
+  out.line("");
+  out.line(
     `bare node start (node -e 0, spawn to exit): median ${num(nodeStartMs, 1)} ms; node ${path.relative(process.cwd(), BUNDLE)} version: median ${num(bundleStartMs, 1)} ms ` +
       `(${num(bundleStartMs / nodeStartMs, 2)}x); "÷ node -e 0" columns divide by the idle median of this run`,
   );
   const phased = results.filter((r) => r.phases !== null);
   if (phased.length > 0) {
-    lines.push("");
-    lines.push(
-      formatTable(
-        ["perilink upgrade phase", "median ms", "÷ node -e 0", "requests", "failed", "p50 ms", "p99 ms", "max ms"],
-        phased.flatMap((r) => {
-          const tl = (r.info.timelines as Record<string, number>[] | undefined) ?? [];
-          const ms: Record<string, number> = {
-            command: median(tl.map((t, i) => t.startedAt! - r.perUpgrade[i]!.startedAt)),
-            boot: median(tl.map((t) => t.bootMs!)),
-            takeover: median(tl.map((t) => t.takeoverMs!)),
-            after: NaN,
-          };
-          return Object.entries(r.phases!).map(([phase, st]) => [
-            `${r.contender}: ${phase}`,
-            num(ms[phase] ?? NaN),
-            num((ms[phase] ?? NaN) / nodeStartMs, 2),
-            num(st.requests),
-            num(st.failed + st.non2xx),
-            num(st.p50Ms, 2),
-            num(st.p99Ms, 1),
-            num(st.maxMs, 1),
-          ]);
-        }),
-      ),
+    out.line("");
+    out.table(
+      ["perilink upgrade phase", "median ms", "÷ node -e 0", "requests", "failed", "p50 ms", "p99 ms", "max ms"],
+      phased.flatMap((r) => {
+        const tl = (r.info.timelines as Record<string, number>[] | undefined) ?? [];
+        const ms: Record<string, number> = {
+          command: median(tl.map((t, i) => t.startedAt! - r.perUpgrade[i]!.startedAt)),
+          boot: median(tl.map((t) => t.bootMs!)),
+          takeover: median(tl.map((t) => t.takeoverMs!)),
+          after: NaN,
+        };
+        return Object.entries(r.phases!).map(([phase, st]) => [
+          `${r.contender}: ${phase}`,
+          num(ms[phase] ?? NaN),
+          num((ms[phase] ?? NaN) / nodeStartMs, 2),
+          num(st.requests),
+          num(st.failed + st.non2xx),
+          num(st.p50Ms, 2),
+          num(st.p99Ms, 1),
+          num(st.maxMs, 1),
+        ]);
+      }),
     );
-    lines.push(
+    out.line(
       `phases: command = ${s.trigger === "cli" ? "`perilink upgrade` starting" : "the control request"} until the server logs upgrade_started; boot = new process until it has adopted the sockets; ` +
         "takeover = until it accepts (upgrade_handed_over); after = to the window's end. Requests by start time.",
     );
   }
   const p = results.filter((r) => r.perilink);
   if (p.length > 0) {
-    lines.push("");
-    lines.push("targets (perilink):");
+    out.line("");
+    out.line("targets (perilink):");
     const failed = p.map((r) => `${r.contender} ${num(r.failed + r.non2xx)}`).join(", ");
-    lines.push(`  0 failed requests in every perilink run: ${failed} -> ${verdict(p.every((r) => r.failed + r.non2xx === 0 && r.upgradesOk === r.upgrades))}`);
+    out.line(`  0 failed requests in every perilink run: ${failed} -> ${verdict(p.every((r) => r.failed + r.non2xx === 0 && r.upgradesOk === r.upgrades))}`);
     for (const r of p) {
-      lines.push(
+      out.line(
         `  ${r.contender}: window p99 <= 2x steady p99: ${num(r.window.p99Ms, 1)} ms vs 2 x ${num(r.steady.p99Ms, 1)} = ${num(2 * r.steady.p99Ms, 1)} ms ` +
           `(${num(r.p99Ratio, 2)}x) -> ${verdict(r.p99Ratio <= 2)}`,
       );
@@ -415,7 +408,7 @@ function report(results: ContenderResult[], nodeStartMs: number, bundleStartMs: 
       const command = r.cmdMsMedian / nodeStartMs;
       const serverLoaded = r.serverMsMedian / r.nodeStartUnderLoadMs;
       const commandLoaded = r.cmdMsMedian / r.nodeStartUnderLoadMs;
-      lines.push(
+      out.line(
         `  ${r.contender}: server-measured upgrade <= 2x and ${s.trigger === "cli" ? "`perilink upgrade` command" : "control request"} <= 3x a bare node start: ` +
           `server median ${num(r.serverMsMedian)} ms, command median ${num(r.cmdMsMedian)} ms; ` +
           `vs idle node -e 0 ${num(nodeStartMs)} ms: ${num(server, 2)}x -> ${verdict(server <= 2)}, ${num(command, 2)}x -> ${verdict(command <= 3)}; ` +
@@ -423,15 +416,15 @@ function report(results: ContenderResult[], nodeStartMs: number, bundleStartMs: 
       );
     }
   }
-  lines.push("");
-  lines.push(
+  out.line("");
+  out.line(
     `window = from the command's start to its end + ${s.tailMs} ms; a request belongs to it when its [start, end] overlaps it. ` +
       `Latency percentiles are over answered requests; failed = errors (refused, reset, timeout) + non-2xx.`,
   );
-  return lines.join("\n");
 }
 
 export async function main(args: string[]): Promise<void> {
+  const run = startRun("handoff", args);
   const { values } = parseArgs({
     args,
     options: {
@@ -490,14 +483,14 @@ export async function main(args: string[]): Promise<void> {
     .map((l) => (l === "http-close" ? "connection-per-request (Connection: close, agent: false)" : "keep-alive (one connection per client)"))
     .join(" / ");
   console.log(
-    `handoff: ${s.clients} HTTP/1.1 clients, ${http}; session mode: ${s.clients} links of one perilink client; 127.0.0.1, load in its own process; ` +
+    run.describe(
+      `handoff: ${s.clients} HTTP/1.1 clients, ${http}; session mode: ${s.clients} links of one perilink client; 127.0.0.1, load in its own process; ` +
       `upgrades by ${s.trigger === "cli" ? "`perilink upgrade`" : "requests over the control socket from this process"}; ` +
       `${s.thinkMs > 0 ? `each client pausing ${s.thinkMs} ms after each answer; ` : "closed loop, no pause; "}` +
       `${s.warmupMs} ms warm-up, ${s.steadyMs} ms steady state, then ${s.upgrades} replacements ${s.gapMs} ms apart (window = command + ${s.tailMs} ms)`,
+    ),
   );
-  const env = environment();
-  const loadAverageAtStart = os.loadavg();
-  console.log(`node ${env.node}, ${env.cpus} CPUs (${env.cpuModel}), ${env.platform}, load average ${os.loadavg().map((x) => x.toFixed(2)).join(" ")}\n`);
+  console.log(`${machineLine(run.machine)}, load average ${run.loadBefore.map((x) => x.toFixed(2)).join(" ")}\n`);
 
   const nodeStart = await startTime(["-e", "0"], 10);
   const bundleStart = await startTime([bundle, "version"], 10);
@@ -509,12 +502,9 @@ export async function main(args: string[]): Promise<void> {
     results.push(await runContender(def, s, port));
   }
 
-  console.log("\n" + report(results, nodeStart.medianMs, bundleStart.medianMs, s));
-  const file = writeResults("handoff", {
-    bench: "handoff",
-    ...env,
-    loadAverageAtStart,
-    loadAverageAtEnd: os.loadavg(),
+  report(run.report, results, nodeStart.medianMs, bundleStart.medianMs, s);
+  console.log("\n" + run.report.toString());
+  const file = run.write({
     settings: { ...s, maxRequests: MAX_REQUESTS },
     nodeStartMs: nodeStart,
     bundleStartMs: bundleStart,

@@ -19,9 +19,9 @@ import { linuxLineSystem } from "../src/client/line/line_system.ts";
 import type { Link } from "../src/client/link.ts";
 import { cliCommand, stopChild } from "../test/helpers/cli.ts";
 import { createTopology, type Line, type Topology } from "../test/helpers/netns_topology.ts";
-import { environment, writeResults } from "./lib/results.ts";
+import { machineLine, startRun } from "./lib/result_file.ts";
 import { median } from "./lib/stats.ts";
-import { formatTable, num } from "./lib/table.ts";
+import { num } from "./lib/table.ts";
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
@@ -95,8 +95,16 @@ async function until(cond: () => boolean, ms: number): Promise<number> {
 }
 
 export async function main(args: string[]): Promise<void> {
+  const run = startRun("lines", args);
   const rounds = intArg(args, "rounds", 5);
   const measures = intArg(args, "measures", 10);
+  console.log(
+    run.describe(
+      `lines: the two-line netns topology; ${measures} measures per line, then ${rounds} rounds of moving 8 links (4 in flight each) to the better line ` +
+        `and ${rounds} rounds of a silent line death under load (4 in flight)`,
+    ),
+  );
+  console.log(machineLine(run.machine));
   const t = await createTopology();
   if ("skip" in t) {
     console.log(`lines: skipped (${t.skip})`);
@@ -200,8 +208,9 @@ export async function main(args: string[]): Promise<void> {
       `failed ${deaths.reduce((s, m) => s + m.failed, 0)}`,
       `${rounds} rounds, max ${num(Math.max(...deaths.map((m) => m.ms)), 0)} ms`,
     ]);
-    console.log(formatTable(["lines", "median", "cost / volume", "figures", "notes"], rows));
-    const file = writeResults("lines", { environment: environment(), measured, moves, deaths });
+    run.report.table(["lines", "median", "cost / volume", "figures", "notes"], rows);
+    console.log(run.report.toString());
+    const file = run.write({ rounds, measures, measured, moves, deaths });
     console.log(`\nwritten ${file}`);
   } finally {
     if (child) await stopChild(child, 3000);

@@ -11,9 +11,9 @@ import { cliCommand, stopChild } from "../test/helpers/cli.ts";
 import { startDnsmasq } from "../test/helpers/name_peers.ts";
 import { createTopology, type Topology } from "../test/helpers/netns_topology.ts";
 import { tcpSocketsTo } from "./lib/os_sockets.ts";
-import { environment, writeResults } from "./lib/results.ts";
+import { machineLine, startRun } from "./lib/result_file.ts";
 import { median } from "./lib/stats.ts";
-import { formatTable, num } from "./lib/table.ts";
+import { num } from "./lib/table.ts";
 
 /**
  * Names (C6, C7) in the namespace topology (root; test/helpers/netns_topology.ts):
@@ -34,7 +34,15 @@ const ROUNDS = 20;
 const NAMES = ["perisrv.test", "peri-alias.test", "peri-3.test", "peri-4.test"];
 
 export async function main(args: string[]): Promise<void> {
+  const run = startRun("names", args);
   const rounds = Number(args[args.indexOf("--rounds") + 1]) || ROUNDS;
+  console.log(
+    run.describe(
+      `names: a perilink server and dnsmasq in namespace B of the netns topology; ${rounds} rounds of a first request by name (a cold client each round), ` +
+        `then the TCP sockets for ${NAMES.length} names × 2 addresses (+ the 2 addresses) of one server`,
+    ),
+  );
+  console.log(machineLine(run.machine));
   const made = await createTopology();
   if ("skip" in made) {
     console.log(`names benchmark skipped: ${made.skip}`);
@@ -127,21 +135,20 @@ export async function main(args: string[]): Promise<void> {
       ["first request by name: perilink (resolve + probe + session + request)", num(median(ours), 1), num(Math.max(...ours), 1)],
       ["first request by name: dns.Resolver + net.connect/handshake + request", num(median(byHand), 1), num(Math.max(...byHand), 1)],
     ];
-    console.log(`\nnames — first request by name, ${rounds} rounds, cold client each round (ms)\n`);
-    console.log(formatTable(["case", "median", "max"], rows));
-    console.log(`\nnames — TCP sockets for ${NAMES.length} names × 2 addresses (+ the 2 addresses), one server\n`);
-    console.log(
-      formatTable(
+    run.report
+      .line(`names — first request by name, ${rounds} rounds, cold client each round (ms)`, "")
+      .table(["case", "median", "max"], rows)
+      .line("", `names — TCP sockets for ${NAMES.length} names × 2 addresses (+ the 2 addresses), one server`, "")
+      .table(
         ["client", "sockets"],
         [
           ["perilink (one createClient)", String(perilinkSockets)],
           ["node:http Agent keepAlive (shared)", String(httpSockets)],
           ["undici Agent (shared)", String(undiciSockets)],
         ],
-      ),
-    );
-    const file = writeResults("names", {
-      environment: environment(),
+      );
+    console.log("\n" + run.report.toString());
+    const file = run.write({
       rounds,
       firstRequestMs: { perilink: ours, byHand },
       sockets: { hosts, perilink: perilinkSockets, http: httpSockets, undici: undiciSockets },

@@ -1,4 +1,3 @@
-import os from "node:os";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import type {
@@ -13,9 +12,9 @@ import type {
 } from "./lib/children/sessions_client.ts";
 import type { Endpoint, ServerStatsMessage } from "./lib/children/sessions_server.ts";
 import { Child } from "./lib/proc.ts";
-import { environment, writeResults } from "./lib/results.ts";
+import { loadAverage, machineLine, startRun, type Report } from "./lib/result_file.ts";
 import { median, percentile } from "./lib/stats.ts";
-import { formatTable, num } from "./lib/table.ts";
+import { num } from "./lib/table.ts";
 
 /**
  * The client session table (src/client/client.ts): one session per server
@@ -198,39 +197,35 @@ function fanoutSummary(runs: FanoutRun[], names: FanoutContender[]): FanoutSumma
   });
 }
 
-function fanoutReport(summary: FanoutSummary[], runs: FanoutRun[], s: FanoutSettings): string {
-  const lines: string[] = [];
-  lines.push(
-    formatTable(
-      ["contender", "sockets at end", "peak sockets", "distinct sockets", "server accepts", "RSS Δ KiB", "heapUsed Δ KiB", "run ms", "req/s"],
-      summary.map((x) => [
-        x.label,
-        num(x.socketsAtEnd),
-        num(x.socketsPeak),
-        num(x.socketsDistinct),
-        num(x.serverAccepted),
-        num(x.rssDeltaKiB),
-        num(x.heapDeltaKiB),
-        num(x.runMs),
-        num(x.reqPerSec),
-      ]),
-    ),
+function fanoutReport(out: Report, summary: FanoutSummary[], runs: FanoutRun[], s: FanoutSettings): void {
+  out.table(
+    ["contender", "sockets at end", "peak sockets", "distinct sockets", "server accepts", "RSS Δ KiB", "heapUsed Δ KiB", "run ms", "req/s"],
+    summary.map((x) => [
+      x.label,
+      num(x.socketsAtEnd),
+      num(x.socketsPeak),
+      num(x.socketsDistinct),
+      num(x.serverAccepted),
+      num(x.rssDeltaKiB),
+      num(x.heapDeltaKiB),
+      num(x.runMs),
+      num(x.reqPerSec),
+    ]),
   );
   const p = summary.find((x) => x.contender === "perilink");
   if (p) {
     const perRound = runs.filter((r) => r.contender === "perilink").map((r) => r.client.socketsPeak);
     const met = perRound.every((n) => n === s.servers) && runs.filter((r) => r.contender === "perilink").every((r) => r.client.socketsAtEnd === s.servers);
-    lines.push("");
-    lines.push(`perilink sockets = S: peak per round ${perRound.join(", ")}, S = ${s.servers}  (target: exactly S: ${met ? "met" : "NOT met"})`);
+    out.line("");
+    out.line(`perilink sockets = S: peak per round ${perRound.join(", ")}, S = ${s.servers}  (target: exactly S: ${met ? "met" : "NOT met"})`);
     const info = runs.filter((r) => r.contender === "perilink").map((r) => r.client.info);
-    lines.push(
+    out.line(
       `perilink session table at the end: ${info.map((i) => `${i.sessionRows} rows / ${i.servers} servers / socketsInUse ${i.socketsInUse}`).join("; ")}`,
     );
-    lines.push(`perilink UDP probes answered by the servers (median): ${num(p.serverProbes)} for ${num(s.apps * s.addresses * s.servers)} connects to ${num(s.addresses * s.servers)} addresses`);
+    out.line(`perilink UDP probes answered by the servers (median): ${num(p.serverProbes)} for ${num(s.apps * s.addresses * s.servers)} connects to ${num(s.addresses * s.servers)} addresses`);
   }
   const unfinished = summary.filter((x) => x.unfinished > 0);
-  for (const x of unfinished) lines.push(`WARNING: ${x.label}: ${x.unfinished} logical connections did not finish within ${s.maxMs} ms`);
-  return lines.join("\n");
+  for (const x of unfinished) out.line(`WARNING: ${x.label}: ${x.unfinished} logical connections did not finish within ${s.maxMs} ms`);
 }
 
 // ---------------------------------------------------------------- connect latency
@@ -288,6 +283,7 @@ function positive(name: string, v: number): number {
 }
 
 export async function main(args: string[]): Promise<void> {
+  const run = startRun("sessions", args);
   const { values } = parseArgs({
     args,
     options: {
@@ -336,13 +332,13 @@ export async function main(args: string[]): Promise<void> {
     maxRequests: 1_500_000,
   };
 
-  const env = environment();
-  const load = (): string => os.loadavg().map((x) => x.toFixed(2)).join(" ");
-  const loadAvg: Record<string, string> = { start: load() };
-  console.log(`sessions: the client session table; ${rounds} interleaved rounds, medians`);
-  console.log(`node ${env.node}, ${env.cpus} CPUs (${env.cpuModel}), ${env.platform}; load average at start ${loadAvg.start}`);
-  const results: Record<string, unknown> = { bench: "sessions", ...env, settings: { rounds, fanout, latencyTotals: totals, shared } };
-  const report: string[] = [];
+  const load = (l: number[]): string => l.map((x) => x.toFixed(2)).join(" ");
+  console.log(run.describe(`sessions: the client session table; ${rounds} interleaved rounds, medians`));
+  console.log(`${machineLine(run.machine)}; load average at start ${load(run.loadBefore)}`);
+  const results: Record<string, unknown> = { settings: { rounds, fanout, latencyTotals: totals, shared } };
+  const report = run.report;
+  /** Each scenario's part of the report, a blank line between them. */
+  const section = (title: string): Report => (report.blocks.length > 0 ? report.line("", title) : report.line(title));
 
   // 1. fanout
   if (want("fanout")) {
@@ -366,10 +362,8 @@ export async function main(args: string[]): Promise<void> {
       }
     }
     const summary = fanoutSummary(runs, FANOUT_CONTENDERS);
-    report.push(
-      `fanout: ${lc} logical connections (${fanout.apps} apps × ${fanout.addresses} addresses × ${fanout.servers} servers), medians of ${rounds} rounds\n` +
-        fanoutReport(summary, runs, fanout),
-    );
+    section(`fanout: ${lc} logical connections (${fanout.apps} apps × ${fanout.addresses} addresses × ${fanout.servers} servers), medians of ${rounds} rounds`);
+    fanoutReport(report, summary, runs, fanout);
     results.fanout = { medians: summary, runs };
   }
 
@@ -432,27 +426,25 @@ export async function main(args: string[]): Promise<void> {
     const hit = summary.find((x) => x.case === "hit")!;
     const rtt = summary.find((x) => x.case === "rtt")!;
     const rawRtt = summary.find((x) => x.case === "raw")!;
-    report.push(
-      [
-        `connect latency: client.connect() until the Link is usable (the channel open is pipelined with the first request), all rounds pooled`,
-        formatTable(
-          ["case", "n", "p50 µs", "p99 µs", "max µs", "p50 per round µs", "client CPU µs/op"],
-          summary.map((x) => [
-            x.label,
-            num(x.n),
-            num(x.p50Us, 1),
-            num(x.p99Us, 1),
-            num(x.maxUs, 1),
-            x.roundP50Us.map((v) => num(v, 1)).join(" / "),
-            num(x.cpuUsPerOp, 1),
-          ]),
-        ),
+    section(`connect latency: client.connect() until the Link is usable (the channel open is pipelined with the first request), all rounds pooled`)
+      .table(
+        ["case", "n", "p50 µs", "p99 µs", "max µs", "p50 per round µs", "client CPU µs/op"],
+        summary.map((x) => [
+          x.label,
+          num(x.n),
+          num(x.p50Us, 1),
+          num(x.p99Us, 1),
+          num(x.maxUs, 1),
+          x.roundP50Us.map((v) => num(v, 1)).join(" / "),
+          num(x.cpuUsPerOp, 1),
+        ]),
+      )
+      .line(
         "",
         `cache hit p50 = ${num(hit.p50Us, 1)} µs  (target <= 50 µs: ${hit.p50Us <= 50 ? "met" : "NOT met"})`,
         `cache hit p50 vs one request on an open link: ${num(hit.p50Us / rtt.p50Us, 2)}×; vs one raw round trip: ${num(hit.p50Us / rawRtt.p50Us, 2)}×`,
         `UDP probes answered by the server per round: ${probeCheck.map((p) => `${p.answered}/${p.expected} expected${p.dropped ? `, ${p.dropped} dropped` : ""}`).join("; ")}`,
-      ].join("\n"),
-    );
+      );
     // Per-round figures, not every sample: the samples make the file large.
     const roundSummaries = results2.map((r, i) => ({
       round: i + 1,
@@ -527,30 +519,27 @@ export async function main(args: string[]): Promise<void> {
       };
     });
     const base = summary.find((x) => x.case === "1x64");
-    report.push(
-      `shared session: ${shared.concurrency} in flight, ${payloadBytes}-byte payloads, ${shared.durationMs} ms after ${shared.warmupMs} ms warm-up, medians of ${rounds} rounds\n` +
-      formatTable(
-        ["case", "req/s", "p50 µs", "p99 µs", "client CPU µs/req", "server CPU µs/req", "client minor GC/100k", "TCP sockets", "× 1x64"],
-        summary.map((x) => [
-          x.label,
-          num(x.reqPerSec),
-          num(x.p50Us),
-          num(x.p99Us),
-          num(x.clientCpuUsPerReq, 2),
-          num(x.serverCpuUsPerReq, 2),
-          num(x.clientMinorGcPer100k, 1),
-          num(x.sockets),
-          base ? num(x.reqPerSec / base.reqPerSec, 2) : "-",
-        ]),
-      ),
+    section(
+      `shared session: ${shared.concurrency} in flight, ${payloadBytes}-byte payloads, ${shared.durationMs} ms after ${shared.warmupMs} ms warm-up, medians of ${rounds} rounds`,
+    ).table(
+      ["case", "req/s", "p50 µs", "p99 µs", "client CPU µs/req", "server CPU µs/req", "client minor GC/100k", "TCP sockets", "× 1x64"],
+      summary.map((x) => [
+        x.label,
+        num(x.reqPerSec),
+        num(x.p50Us),
+        num(x.p99Us),
+        num(x.clientCpuUsPerReq, 2),
+        num(x.serverCpuUsPerReq, 2),
+        num(x.clientMinorGcPer100k, 1),
+        num(x.sockets),
+        base ? num(x.reqPerSec / base.reqPerSec, 2) : "-",
+      ]),
     );
     results.shared = { medians: summary, runs };
   }
 
-  loadAvg.end = load();
-  results.loadAverage = loadAvg;
-  report.push(`load average (1/5/15 min): start ${loadAvg.start}, end ${loadAvg.end} (other processes on the host share its ${env.cpus} CPUs)`);
-  console.log("\n" + report.join("\n\n"));
-  const file = writeResults("sessions", results);
+  section(`load average (1/5/15 min): start ${load(run.loadBefore)}, end ${load(loadAverage())} (other processes on the host share its ${run.machine.cpus} CPUs)`);
+  console.log("\n" + report.toString());
+  const file = run.write(results);
   console.log(`\nresults: ${file}`);
 }

@@ -6,9 +6,9 @@ import { CONTENDER_NAMES, loadContender } from "./lib/contenders/index.ts";
 import type { GcCounts } from "./lib/gc.ts";
 import type { LoadResult } from "./lib/load.ts";
 import { Child } from "./lib/proc.ts";
-import { environment, writeResults } from "./lib/results.ts";
+import { machineLine, startRun, type Report } from "./lib/result_file.ts";
 import { median, per100k } from "./lib/stats.ts";
-import { formatTable, num } from "./lib/table.ts";
+import { num } from "./lib/table.ts";
 import { measureIdleRss, measureSessionRss, type IdleRss, type SessionRss } from "./lib/memory.ts";
 
 /**
@@ -118,22 +118,19 @@ async function summarize(names: string[], runs: Run[]): Promise<Summary[]> {
   return out;
 }
 
-function report(summary: Summary[], runs: Run[], idle: IdleRss | null, sessions: SessionRss | null): string {
-  const lines: string[] = [];
-  lines.push(
-    formatTable(
-      ["contender", "req/s", "p50 µs", "p99 µs", "client minor GC/100k", "server minor GC/100k", "× raw", "× batched"],
-      summary.map((s) => [
-        s.label,
-        num(s.reqPerSec),
-        num(s.p50Us),
-        num(s.p99Us),
-        num(s.clientMinorPer100k, 1),
-        num(s.serverMinorPer100k, 1),
-        num(s.vsBaseline, 2),
-        num(s.vsBatched, 2),
-      ]),
-    ),
+function report(out: Report, summary: Summary[], runs: Run[], idle: IdleRss | null, sessions: SessionRss | null): void {
+  out.table(
+    ["contender", "req/s", "p50 µs", "p99 µs", "client minor GC/100k", "server minor GC/100k", "× raw", "× batched"],
+    summary.map((s) => [
+      s.label,
+      num(s.reqPerSec),
+      num(s.p50Us),
+      num(s.p99Us),
+      num(s.clientMinorPer100k, 1),
+      num(s.serverMinorPer100k, 1),
+      num(s.vsBaseline, 2),
+      num(s.vsBatched, 2),
+    ]),
   );
   const by = (name: string): Summary | undefined => summary.find((s) => s.contender === name);
   const p = by("perilink");
@@ -142,44 +139,41 @@ function report(summary: Summary[], runs: Run[], idle: IdleRss | null, sessions:
   const undici = by("undici");
   const rawCpu = raw ? raw.clientCpuUsPerReq + raw.serverCpuUsPerReq : NaN;
   const batchedCpu = batched ? batched.clientCpuUsPerReq + batched.serverCpuUsPerReq : NaN;
-  lines.push("");
-  lines.push(
-    formatTable(
-      ["contender", "client CPU µs/req", "server CPU µs/req", "total", "× raw", "× batched"],
-      summary.map((s) => {
-        const total = s.clientCpuUsPerReq + s.serverCpuUsPerReq;
-        return [
-          s.label,
-          num(s.clientCpuUsPerReq, 2),
-          num(s.serverCpuUsPerReq, 2),
-          num(total, 2),
-          num(total / rawCpu, 2),
-          num(total / batchedCpu, 2),
-        ];
-      }),
-    ),
+  out.line("");
+  out.table(
+    ["contender", "client CPU µs/req", "server CPU µs/req", "total", "× raw", "× batched"],
+    summary.map((s) => {
+      const total = s.clientCpuUsPerReq + s.serverCpuUsPerReq;
+      return [
+        s.label,
+        num(s.clientCpuUsPerReq, 2),
+        num(s.serverCpuUsPerReq, 2),
+        num(total, 2),
+        num(total / rawCpu, 2),
+        num(total / batchedCpu, 2),
+      ];
+    }),
   );
-  lines.push("");
-  if (p && raw) lines.push(`perilink / raw    = ${num(p.reqPerSec / raw.reqPerSec, 2)}  (target >= 1.00: ${p.reqPerSec >= raw.reqPerSec ? "met" : "NOT met"})`);
+  out.line("");
+  if (p && raw) out.line(`perilink / raw    = ${num(p.reqPerSec / raw.reqPerSec, 2)}  (target >= 1.00: ${p.reqPerSec >= raw.reqPerSec ? "met" : "NOT met"})`);
   if (p && batched) {
-    lines.push(`perilink / raw batched per turn = ${num(p.reqPerSec / batched.reqPerSec, 2)}  (goal >= 0.80: ${p.reqPerSec >= 0.8 * batched.reqPerSec ? "met" : "NOT met"})`);
+    out.line(`perilink / raw batched per turn = ${num(p.reqPerSec / batched.reqPerSec, 2)}  (goal >= 0.80: ${p.reqPerSec >= 0.8 * batched.reqPerSec ? "met" : "NOT met"})`);
   }
-  if (p && undici) lines.push(`perilink / undici = ${num(p.reqPerSec / undici.reqPerSec, 2)}  (target >= 10: ${p.reqPerSec >= 10 * undici.reqPerSec ? "met" : "NOT met"})`);
+  if (p && undici) out.line(`perilink / undici = ${num(p.reqPerSec / undici.reqPerSec, 2)}  (target >= 10: ${p.reqPerSec >= 10 * undici.reqPerSec ? "met" : "NOT met"})`);
   const conns = runs.filter((r) => r.contender === "undici").map((r) => r.clientInfo.connections);
-  if (conns.length > 0) lines.push(`undici Pool connections open at the end of each run: ${conns.join(", ")}`);
+  if (conns.length > 0) out.line(`undici Pool connections open at the end of each run: ${conns.join(", ")}`);
   if (idle) {
-    lines.push("");
-    lines.push(`idle RSS, perilink serve (dist/node20 bundle): ${num(idle.perilinkServeKiB)} KiB`);
-    lines.push(`idle RSS, node -e "setInterval(()=>{},1000)": ${num(idle.nodeIdleKiB)} KiB`);
-    lines.push(`difference:                                   ${num(idle.perilinkServeKiB - idle.nodeIdleKiB)} KiB`);
+    out.line("");
+    out.line(`idle RSS, perilink serve (dist/node20 bundle): ${num(idle.perilinkServeKiB)} KiB`);
+    out.line(`idle RSS, node -e "setInterval(()=>{},1000)": ${num(idle.nodeIdleKiB)} KiB`);
+    out.line(`difference:                                   ${num(idle.perilinkServeKiB - idle.nodeIdleKiB)} KiB`);
   }
   if (sessions) {
-    lines.push(
+    out.line(
       `RSS per idle perilink session (${num(sessions.sessions)} sessions): server ${num(sessions.serverKiBPerSession, 1)} KiB` +
         ` (heap ${num(sessions.serverHeapKiBPerSession, 1)} KiB), client ${num(sessions.clientKiBPerSession, 1)} KiB`,
     );
   }
-  return lines.join("\n");
 }
 
 /** Median of each field over several measurements. */
@@ -191,6 +185,7 @@ function medianOf<T extends object>(xs: T[]): T {
 }
 
 export async function main(args: string[]): Promise<void> {
+  const run = startRun("throughput", args);
   const { values } = parseArgs({
     args,
     options: {
@@ -217,12 +212,13 @@ export async function main(args: string[]): Promise<void> {
   }
 
   console.log(
-    `throughput: ${settings.concurrency} requests in flight, ${settings.payloadBytes}-byte payloads, one connection ` +
-      `(undici: a default Pool), 127.0.0.1, client and server in separate processes; warm-up ${settings.warmupMs} ms, ` +
-      `then ${settings.durationMs} ms or ${num(settings.maxRequests)} requests; median of ${rounds} interleaved runs`,
+    run.describe(
+      `throughput: ${settings.concurrency} requests in flight, ${settings.payloadBytes}-byte payloads, one connection ` +
+        `(undici: a default Pool), 127.0.0.1, client and server in separate processes; warm-up ${settings.warmupMs} ms, ` +
+        `then ${settings.durationMs} ms or ${num(settings.maxRequests)} requests; median of ${rounds} interleaved runs`,
+    ),
   );
-  const env = environment();
-  console.log(`node ${env.node}, ${env.cpus} CPUs (${env.cpuModel}), ${env.platform}\n`);
+  console.log(`${machineLine(run.machine)}\n`);
 
   const runs: Run[] = [];
   for (let round = 1; round <= rounds; round++) {
@@ -250,10 +246,9 @@ export async function main(args: string[]): Promise<void> {
     sessions = medianOf(sessionRuns);
   }
 
-  console.log("\n" + report(summary, runs, idle, sessions));
-  const file = writeResults("throughput", {
-    bench: "throughput",
-    ...env,
+  report(run.report, summary, runs, idle, sessions);
+  console.log("\n" + run.report.toString());
+  const file = run.write({
     settings: { ...settings, rounds, baseline: BASELINE, batchedBaseline: BATCHED },
     medians: summary,
     runs,

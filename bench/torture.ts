@@ -1,7 +1,6 @@
-import os from "node:os";
 import path from "node:path";
 import { parseArgs } from "node:util";
-import { environment, writeResults } from "./lib/results.ts";
+import { machineLine, Report, startRun } from "./lib/result_file.ts";
 import { ATTACKS } from "./lib/torture/attacks/index.ts";
 import { loadProfile } from "./lib/torture/bundles.ts";
 import { runPhase, type PhaseSettings } from "./lib/torture/phase.ts";
@@ -53,6 +52,7 @@ function numberOption(name: string, raw: string | undefined, spec: { def: number
 }
 
 export async function main(args: string[]): Promise<void> {
+  const run = startRun("torture", args);
   const options: Record<string, { type: "string"; default?: string }> = { profile: { type: "string", default: "node20,pi-zero-2w" }, attacks: { type: "string", default: "all" } };
   for (const name of [...Object.keys(NUMERIC), ...Object.keys(ATTACK_NUMERIC)]) options[name] = { type: "string" };
   const { values } = parseArgs({ args, options });
@@ -68,14 +68,14 @@ export async function main(args: string[]): Promise<void> {
   if (s.killAt > s.upgrades + 1) throw new RangeError(`--kill-at must be 0 (no kill) or 1..${s.upgrades + 1}`);
 
   const profiles = (v.profile ?? "").split(",").filter(Boolean).map(loadProfile);
-  const env = environment();
-  const loadAverageAtStart = os.loadavg();
   console.log(
-    `torture: per profile a quiet run, then a torture run, ${s.durationMs} ms each on a fresh server (127.0.0.1); ${s.clients} legitimate perilink links ` +
-      `(one client, demo app "info", ${s.thinkMs} ms pause after each answer), ${s.warmupMs} ms warm-up; torture: ${attacks.join(", ")}; ` +
-      `${s.upgrades} upgrades over the control socket${s.killAt > 0 ? ` and, as attempt #${s.killAt}, one whose new process is killed with SIGKILL ${s.killDelayMs} ms after it appears` : ""}`,
+    run.describe(
+      `torture: per profile a quiet run, then a torture run, ${s.durationMs} ms each on a fresh server (127.0.0.1); ${s.clients} legitimate perilink links ` +
+        `(one client, demo app "info", ${s.thinkMs} ms pause after each answer), ${s.warmupMs} ms warm-up; torture: ${attacks.join(", ")}; ` +
+        `${s.upgrades} upgrades over the control socket${s.killAt > 0 ? ` and, as attempt #${s.killAt}, one whose new process is killed with SIGKILL ${s.killDelayMs} ms after it appears` : ""}`,
+    ),
   );
-  console.log(`node ${env.node}, ${env.cpus} CPUs (${env.cpuModel}), ${env.platform}, load average ${loadAverageAtStart.map((x) => x.toFixed(2)).join(" ")}`);
+  console.log(`${machineLine(run.machine)}, load average ${run.loadBefore.map((x) => x.toFixed(2)).join(" ")}`);
 
   const results: ProfileResult[] = [];
   for (const p of profiles) {
@@ -86,20 +86,20 @@ export async function main(args: string[]): Promise<void> {
     const torture = await runPhase("torture", p, s, console.log);
     const r: ProfileResult = { profile: p.name, bundle: p.bundle, limits: { server: p.server, probe: p.probe }, quiet, torture, verdicts: verdicts(p.name, p.probe, quiet, torture, s.upgrades) };
     results.push(r);
-    console.log("\n" + formatProfile(r));
+    const part = new Report();
+    formatProfile(part, r);
+    console.log("\n" + part.toString());
+    run.report.line(...(run.report.blocks.length > 0 ? [""] : []), `${p.name} (${path.relative(process.cwd(), p.bundle)}):`).add(part);
   }
-  console.log(
-    "\nfailed = legitimate requests that got an error (refused, reset, timeout) or a non-2xx, started in the measured window; lost to kill -9 = failed requests " +
-      `overlapping the killed upgrade (from its request to its answer + ${s.tailMs} ms). peak RSS = the larger of sampled VmRSS (every 200 ms) and VmHWM of any ` +
-      "one server process; peak sum = old and new processes together. probes answered/s = signed answers the attackers received; counted/s = the servers' probes counters. " +
-      "The attackers, the legitimate load and the server share this machine's CPUs, so the p99 also measures what the attackers take from the server's CPU.",
-  );
+  const note =
+    "failed = legitimate requests that got an error (refused, reset, timeout) or a non-2xx, started in the measured window; lost to kill -9 = failed requests " +
+    `overlapping the killed upgrade (from its request to its answer + ${s.tailMs} ms). peak RSS = the larger of sampled VmRSS (every 200 ms) and VmHWM of any ` +
+    "one server process; peak sum = old and new processes together. probes answered/s = signed answers the attackers received; counted/s = the servers' probes counters. " +
+    "The attackers, the legitimate load and the server share this machine's CPUs, so the p99 also measures what the attackers take from the server's CPU.";
+  console.log("\n" + note);
+  run.report.line("", note);
 
-  const file = writeResults("torture", {
-    bench: "torture",
-    ...env,
-    loadAverageAtStart,
-    loadAverageAtEnd: os.loadavg(),
+  const file = run.write({
     settings: s,
     targets: { failedRequests: 0, rssOverIdleMiB: RSS_BUDGET_MIB, p99OverQuiet: P99_OVER_QUIET },
     profiles: results,

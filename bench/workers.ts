@@ -11,9 +11,9 @@ import type { LoadDone, StartLoad } from "./lib/children/handoff_load.ts";
 import { ensureFreshBundle, HTTP_APP } from "./lib/handoff/services.ts";
 import { readLoadRecords, OUTCOME_OK } from "./lib/load_records.ts";
 import { Child, sleep, stopProcess } from "./lib/proc.ts";
-import { environment, writeResults } from "./lib/results.ts";
+import { machineLine, startRun } from "./lib/result_file.ts";
 import { median, percentile } from "./lib/stats.ts";
-import { formatTable, num } from "./lib/table.ts";
+import { num } from "./lib/table.ts";
 
 /**
  * Service processes (S5): the same node:http app (lib/handoff/http_app.mjs)
@@ -200,6 +200,7 @@ async function flockCostUs(n = 20): Promise<number> {
 }
 
 export async function main(argv: string[]): Promise<void> {
+  const run = startRun("workers", argv);
   const { values } = parseArgs({
     args: argv,
     options: {
@@ -218,6 +219,13 @@ export async function main(argv: string[]): Promise<void> {
     else plan.push(["perilink", "manager", n], ["perilink", "semaphore", n]);
     plan.push(["cluster", "round-robin", n]);
   }
+  console.log(
+    run.describe(
+      `workers: the handoff benchmark's node:http app served by perilink serve --workers N (manager and semaphore dispatch) and node:cluster round-robin, ` +
+        `N = ${counts.join(", ")}; ${s.clients} connection-per-request HTTP clients, ${s.warmupMs} ms warm-up, ${s.windowMs} ms window; ${values.rounds} round(s), medians`,
+    ),
+  );
+  console.log(machineLine(run.machine));
   const rows: Row[] = [];
   for (let round = 1; round <= Number(values.rounds); round++) {
     for (const [contender, dispatch, n] of plan) {
@@ -240,7 +248,7 @@ export async function main(argv: string[]): Promise<void> {
       failed: mine.reduce((a, r) => a + r.failed, 0),
     };
   });
-  const table = formatTable(
+  run.report.table(
     ["server", "dispatch", "workers", "req/s", "p50 ms", "p99 ms", "CPU µs/req", "busiest/even", "failed"],
     summary.map((x) => [
       x.contender === "cluster" ? "node:cluster" : "perilink",
@@ -254,9 +262,12 @@ export async function main(argv: string[]): Promise<void> {
       String(x.failed),
     ]),
   );
-  console.log(table);
-  console.log(`\nflock accept semaphore (util-linux flock command): ${num(flockUs)} µs per take-and-release (median of 20)`);
-  console.log(`load: ${s.clients} connection-per-request HTTP clients, ${s.warmupMs} ms warm-up, ${s.windowMs} ms window; 1-min load average at the starts: ${rows.map((r) => r.loadavg.toFixed(1)).join(", ")}`);
-  const file = writeResults("workers", { environment: environment(), settings: s, flockUsPerTakeAndRelease: flockUs, summary, rows });
+  run.report.line(
+    "",
+    `flock accept semaphore (util-linux flock command): ${num(flockUs)} µs per take-and-release (median of 20)`,
+    `load: ${s.clients} connection-per-request HTTP clients, ${s.warmupMs} ms warm-up, ${s.windowMs} ms window; 1-min load average at the starts: ${rows.map((r) => r.loadavg.toFixed(1)).join(", ")}`,
+  );
+  console.log(run.report.toString());
+  const file = run.write({ settings: s, flockUsPerTakeAndRelease: flockUs, summary, rows });
   console.log(`\nresults: ${file}`);
 }

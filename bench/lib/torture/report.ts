@@ -1,4 +1,5 @@
-import { formatTable, num } from "../table.ts";
+import type { Report } from "../result_file.ts";
+import { num } from "../table.ts";
 import type { Counters } from "./attack.ts";
 import { ATTACKS } from "./attacks/index.ts";
 import type { PhaseResult } from "./phase.ts";
@@ -62,8 +63,8 @@ function countersLine(c: Counters): string {
     .join(", ");
 }
 
-export function formatProfile(r: ProfileResult): string {
-  const lines: string[] = [];
+/** Adds one profile's tables and verdicts to `out`. */
+export function formatProfile(out: Report, r: ProfileResult): void {
   const row = (p: PhaseResult): string[] => [
     p.phase,
     num(p.legit.requests),
@@ -81,57 +82,52 @@ export function formatProfile(r: ProfileResult): string {
     num(p.probesAnsweredPerSec),
     num(p.probesCountedPerSec),
   ];
-  lines.push(
-    formatTable(
-      ["phase", "legit requests", "failed", "lost to kill -9", "req/s", "p50 ms", "p99 ms", "max ms", "p99 outside upgrades", "idle RSS MiB", "peak RSS MiB", "peak HWM MiB", "peak sum MiB", "probes answered/s", "probes counted/s"],
-      [row(r.quiet), row(r.torture)],
-    ),
+  out.table(
+    ["phase", "legit requests", "failed", "lost to kill -9", "req/s", "p50 ms", "p99 ms", "max ms", "p99 outside upgrades", "idle RSS MiB", "peak RSS MiB", "peak HWM MiB", "peak sum MiB", "probes answered/s", "probes counted/s"],
+    [row(r.quiet), row(r.torture)],
   );
-  lines.push("");
-  lines.push(
-    formatTable(
-      ["attack", "counters"],
-      Object.entries(r.torture.attacks).map(([kind, c]) => [ATTACKS[kind]?.label ?? kind, countersLine(c)]),
-    ),
+  out.line("");
+  out.table(
+    ["attack", "counters"],
+    Object.entries(r.torture.attacks).map(([kind, c]) => [ATTACKS[kind]?.label ?? kind, countersLine(c)]),
   );
   const sc = r.torture.memory.counters;
-  lines.push(
+  out.line(
     `server counters (all processes of the torture run): sessions accepted ${num(sc.sessionsAccepted ?? NaN)}, refused ${num(sc.sessionsRefused ?? NaN)}, ` +
       `protocol errors ${num(sc.protocolErrors ?? NaN)}, probes answered ${num(sc.probes ?? NaN)}, dropped ${num(sc.probesDropped ?? NaN)}; ` +
       `status answered ${r.torture.memory.statusAnswered}, unanswered ${r.torture.memory.statusFailed}; server warnings logged ${r.torture.serverWarnings}`,
   );
   const errs = Object.entries(r.torture.loadErrors).sort((a, b) => b[1] - a[1]).slice(0, 3);
-  if (errs.length > 0) lines.push(`legitimate failures by message: ${errs.map(([m, n]) => `${n}x ${m.slice(0, 100)}`).join("; ")}`);
-  if (r.quiet.loadBounded || r.torture.loadBounded) lines.push("WARNING: the legitimate load stopped at its bound before the phase ended");
+  if (errs.length > 0) out.line(`legitimate failures by message: ${errs.map(([m, n]) => `${n}x ${m.slice(0, 100)}`).join("; ")}`);
+  if (r.quiet.loadBounded || r.torture.loadBounded) out.line("WARNING: the legitimate load stopped at its bound before the phase ended");
 
   const v = r.verdicts;
-  lines.push("");
-  lines.push(`targets (${r.profile}):`);
-  lines.push(
+  out.line("");
+  out.line(`targets (${r.profile}):`);
+  out.line(
     `  0 legitimate requests failed: ${num(v.failedRequests.value)} (torture ${num(r.torture.failedOther)}, quiet ${num(r.quiet.legit.failed + r.quiet.legit.non2xx)}; ` +
       `${num(r.torture.lostToKill)} lost in the kill -9 upgrade's window reported apart) -> ${mark(v.failedRequests.met)}`,
   );
   const capped = r.torture.attacks["ping-flood"]?.capped === 1 ? " (the PING flood stopped at its byte cap with the server taking every byte: this peak is a floor)" : "";
-  lines.push(
+  out.line(
     `  peak RSS <= idle + ${v.peakRss.budgetMiB} MiB: ${num(v.peakRss.peakMiB, 1)} MiB vs ${num(v.peakRss.idleMiB, 1)} + ${v.peakRss.budgetMiB} = ` +
       `${num(v.peakRss.idleMiB + v.peakRss.budgetMiB, 1)} MiB -> ${mark(v.peakRss.met)}${capped}`,
   );
-  lines.push(
+  out.line(
     `  legitimate p99 <= ${v.p99.target}x quiet: ${num(v.p99.tortureMs, 2)} ms vs ${v.p99.target} x ${num(v.p99.quietMs, 2)} = ${num(v.p99.target * v.p99.quietMs, 2)} ms ` +
       `(${num(v.p99.ratio, 1)}x) -> ${mark(v.p99.met)}`,
   );
   if (v.probeRate) {
-    lines.push(
+    out.line(
       `  signed probes/s <= the server-wide probe budget of targets/${r.profile}.json (globalRatePerSecond + globalBurst per serving process, over the run): ` +
         `${num(v.probeRate.countedPerSec)}/s vs ${num(v.probeRate.budgetPerSec)}/s -> ${mark(v.probeRate.met)}`,
     );
   }
-  lines.push(`  ${v.upgrades.planned} upgrades under attack: ${v.upgrades.ok} ok -> ${mark(v.upgrades.met)}`);
+  out.line(`  ${v.upgrades.planned} upgrades under attack: ${v.upgrades.ok} ok -> ${mark(v.upgrades.met)}`);
   if (v.killRollback) {
-    lines.push(
+    out.line(
       `  kill -9 of the new process during an upgrade: ${v.killRollback.killed ? "killed" : "NOT killed (not found in time)"}, ` +
         `${v.killRollback.rolledBack ? "rolled back, the old process kept serving" : "NOT rolled back"} -> ${mark(v.killRollback.met)}`,
     );
   }
-  return lines.join("\n");
 }
