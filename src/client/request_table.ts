@@ -90,7 +90,9 @@ export class RequestTable {
         signal.addEventListener("abort", p.onAbort, { once: true });
       }
       if (timeoutMs > 0 && this.#sweep === null) this.#startSweep();
-      if (this.#sending && this.#sent < this.#maxInflight) this.#send(stream, p);
+      // Only past an empty queue: a slot freed in this turn belongs to the older queued
+      // request (its pump is scheduled by #settle), and stream ids must go out in order.
+      if (this.#sending && this.#sent < this.#maxInflight && this.#queueHead === this.#queue.length) this.#send(stream, p);
       else this.#queue.push(stream);
     });
   }
