@@ -6,10 +6,62 @@
  * Bad arguments to an API throw the built-in `TypeError` / `RangeError`.
  */
 
-/** Base class: every perilink error has a stable `code`. */
+/** Every `code` a perilink error can carry (docs/errors.md says what each means and what to do). */
+export const ERROR_CODES = [
+  "PERILINK_ADDRESS_IN_USE",
+  "PERILINK_ADDRESS_UNAVAILABLE",
+  "PERILINK_APP",
+  "PERILINK_CANCELLED",
+  "PERILINK_CLIENT_CLOSED",
+  "PERILINK_CONFIG",
+  "PERILINK_CONTROL",
+  "PERILINK_FRAME_TOO_LARGE",
+  "PERILINK_HANDSHAKE_TIMEOUT",
+  "PERILINK_IDENTITY",
+  "PERILINK_KEY_MISMATCH",
+  "PERILINK_LINE_DEAD",
+  "PERILINK_LISTEN",
+  "PERILINK_NAME_NOT_FOUND",
+  "PERILINK_OUTCOME_UNKNOWN",
+  "PERILINK_PIN_FILE",
+  "PERILINK_PROBE_TIMEOUT",
+  "PERILINK_PROTOCOL",
+  "PERILINK_REMOTE_APP",
+  "PERILINK_REMOTE_ERROR",
+  "PERILINK_REMOTE_INTERNAL",
+  "PERILINK_REMOTE_TIMEOUT",
+  "PERILINK_REQUEST_REFUSED",
+  "PERILINK_REQUEST_TIMEOUT",
+  "PERILINK_SEMAPHORE",
+  "PERILINK_SEMAPHORE_TIMEOUT",
+  "PERILINK_SERVER_BUSY",
+  "PERILINK_SERVER_CHANGED",
+  "PERILINK_SESSION_CLOSED",
+  "PERILINK_SIGNATURE",
+  "PERILINK_SOCKET_ACTIVATION",
+  "PERILINK_SOCKET_LIMIT",
+  "PERILINK_STATE_DIR_UNSAFE",
+  "PERILINK_UNKNOWN_CHANNEL",
+  "PERILINK_UNREACHABLE",
+  "PERILINK_UPGRADE_CANCELLED",
+  "PERILINK_UPGRADE_FAILED",
+  "PERILINK_UPGRADE_IN_PROGRESS",
+  "PERILINK_UPGRADE_UNSUPPORTED",
+] as const;
+
+export type ErrorCode = (typeof ERROR_CODES)[number];
+
+const KNOWN_CODES: ReadonlySet<string> = new Set(ERROR_CODES);
+
+/** Whether `code` (read from another process, e.g. a control-socket reply) is one of ours. */
+export function isErrorCode(code: unknown): code is ErrorCode {
+  return typeof code === "string" && KNOWN_CODES.has(code);
+}
+
+/** Base class: every perilink error has a stable `code` (one of `ERROR_CODES` when perilink throws it). */
 export class PerilinkError extends Error {
   readonly code: string;
-  constructor(code: string, message: string, options?: { cause?: unknown }) {
+  constructor(code: ErrorCode | (string & {}), message: string, options?: { cause?: unknown }) {
     super(message, options);
     this.code = code;
     this.name = new.target.name;
@@ -60,7 +112,7 @@ export class SocketActivationError extends PerilinkError {
  */
 export class ProtocolError extends PerilinkError {
   readonly wireCode: number;
-  constructor(wireCode: number, message: string, code = "PERILINK_PROTOCOL") {
+  constructor(wireCode: number, message: string, code: ErrorCode = "PERILINK_PROTOCOL") {
     super(code, message);
     this.wireCode = wireCode;
   }
@@ -122,7 +174,7 @@ export class RequestRefusedError extends PerilinkError {
 /** The server-side application threw or rejected while handling a request. */
 export class RemoteError extends PerilinkError {
   readonly wireCode: number;
-  constructor(code: string, wireCode: number, message: string) {
+  constructor(code: ErrorCode, wireCode: number, message: string) {
     super(code, message);
     this.wireCode = wireCode;
   }

@@ -1,6 +1,7 @@
 /** perilink's public API. */
 export * from "./errors.ts";
-export { startServer, PerilinkServer, type StartServerOptions, type ServerStatus } from "./server/server.ts";
+export { PerilinkServer, type ServerStatus } from "./server/server.ts";
+export { startServer, type StartServerOptions } from "./server/start_server.ts";
 export type { SessionApp, RawApp, RequestContext, ChannelContext } from "./server/app.ts";
 export type { ServerLimits } from "./server/limits.ts";
 export type { ServerConfigInput } from "./server/config.ts";

@@ -1,7 +1,7 @@
 import path from "node:path";
 import { createClient } from "../client/client.ts";
 import { parseLinePreference } from "../client/line/line_score.ts";
-import { formatHostPort } from "../server/listen_spec.ts";
+import { formatHostPort } from "../address.ts";
 import { defaultStateDir, ensurePrivateDir } from "../server/state_dir.ts";
 import { TARGET } from "../target.ts";
 import { ConfigError } from "../errors.ts";

@@ -1,16 +1,16 @@
 import { createLogger } from "../logger.ts";
 import { readConfigFile, type ServerConfigInput } from "../server/config.ts";
+import type { PerilinkServer } from "../server/server.ts";
 import type { HeapBudget } from "../runtime/heap_budget.ts";
 import { reexecWithHeapBudget } from "../runtime/heap_reexec.ts";
 import { detectRuntime } from "../runtime/runtime.ts";
-import { HANDOFF_ENV } from "../supervisor/handoff_protocol.ts";
-import { startServer, type PerilinkServer } from "../server/server.ts";
-import { readNotifyEnv, SystemdNotifier } from "../server/systemd_notify.ts";
+import { readNotifyEnv, SystemdNotifier } from "../systemd/systemd_notifier.ts";
+import { GENERATION_ENV, HANDOFF_ENV } from "../handoff/handoff_protocol.ts";
+import { WORKER_ENV } from "../group/group_protocol.ts";
+import { serveForManager } from "../group/service_process.ts";
+import { startServiceProcess, startServing } from "../serve/start_serving.ts";
 import { TARGET } from "../target.ts";
 import { parse } from "./args.ts";
-import { WORKER_ENV } from "../supervisor/group_protocol.ts";
-import { serveForManager } from "../supervisor/service_process.ts";
-import { GENERATION_ENV } from "../supervisor/handoff_protocol.ts";
 
 /**
  * `perilink serve`: runs a server until SIGINT/SIGTERM, then drains. SIGHUP
@@ -31,7 +31,7 @@ export async function runServe(args: string[]): Promise<number> {
     dispatch: { type: "string" },
   });
   // The target's heap budget needs a start of the runtime with the flag: stand in for that one.
-  const restarted = reexecWithHeapBudget({ budget: TARGET.memory as HeapBudget, args: ["serve", ...args] });
+  const restarted = reexecWithHeapBudget({ budget: TARGET.memory as HeapBudget, args: ["serve", ...args], startedByUpgrade: process.env[HANDOFF_ENV] !== undefined });
   if (restarted) return restarted;
   const input: ServerConfigInput = values.config ? await readConfigFile(values.config as string) : {};
   if (values.listen) input.listen = values.listen as string[];
@@ -48,9 +48,8 @@ export async function runServe(args: string[]): Promise<number> {
   let server!: PerilinkServer;
   const notifier = notifyEnv ? new SystemdNotifier(notifyEnv, () => server, log) : null;
   try {
-    server = await startServer({
-      ...input,
-      logger: log,
+    server = await startServing(input, {
+      log,
       respawn: { execPath: process.execPath, execArgv: detectRuntime().scriptArgs, script: process.argv[1]!, args: ["serve", ...args] },
       ...(notifier ? { events: notifier } : {}),
     });
@@ -101,7 +100,7 @@ async function runServiceProcess(input: ServerConfigInput, slot: number): Promis
   const generation = Number(process.env[GENERATION_ENV] ?? "1");
   delete process.env[GENERATION_ENV];
   const log = createLogger(input.logLevel ?? "info", undefined, { worker: slot });
-  const server = await startServer({ ...input, logger: log, control: false, listeners: false, generation: Number.isInteger(generation) && generation > 0 ? generation : 1 });
+  const server = await startServiceProcess(input, log, Number.isInteger(generation) && generation > 0 ? generation : 1);
   // The app saw which slot it runs in while it loaded; processes it starts are not service processes.
   delete process.env[WORKER_ENV];
   // SIGINT/SIGTERM reach the whole process group: the manager decides when this process drains.

@@ -1,8 +1,8 @@
 import path from "node:path";
 import { controlRequest } from "../server/control_server.ts";
-import { DEFAULT_UPGRADE_TIMEOUT_MS } from "../supervisor/handoff_protocol.ts";
+import { DEFAULT_UPGRADE_TIMEOUT_MS } from "../handoff/handoff_protocol.ts";
 import { defaultStateDir } from "../server/state_dir.ts";
-import type { UpgradeResult } from "../supervisor/upgrader.ts";
+import type { UpgradeResult } from "../handoff/upgrader.ts";
 import { intOption, parse } from "./args.ts";
 
 /**

@@ -109,8 +109,8 @@ export class PerilinkClient {
   #log: Logger;
   #book: IdentityBook;
   #limiter: SocketLimiter;
-  #entries = new Map<string, ServerEntry>();
-  #identifying = new Map<string, Promise<ServerEntry>>();
+  #entries = new Map<string, ServerEntry<Link>>();
+  #identifying = new Map<string, Promise<ServerEntry<Link>>>();
   #nextLink = 1;
   #nextSession = 1;
   #closed = false;
@@ -264,7 +264,7 @@ export class PerilinkClient {
    * answer) a TCP handshake. Concurrent connects to one address share one
    * identification, so a burst of them sends one probe and opens one session.
    */
-  #entryFor(host: string, port: number): ServerEntry | Promise<ServerEntry> {
+  #entryFor(host: string, port: number): ServerEntry<Link> | Promise<ServerEntry<Link>> {
     const known = this.#book.lookup(host, port);
     if (known) return this.#identified(host, port, this.#entry(known.serverId, known.publicKey));
     const key = `${host}|${port}`;
@@ -276,7 +276,7 @@ export class PerilinkClient {
     return p;
   }
 
-  async #identify(host: string, port: number): Promise<ServerEntry> {
+  async #identify(host: string, port: number): Promise<ServerEntry<Link>> {
     const where = `${host}:${port}`;
     const signal = this.#shutdown.signal;
     try {
@@ -322,15 +322,15 @@ export class PerilinkClient {
   }
 
   /** A signed identity proved `entry`'s server at host:port: the address list and the other entries follow. */
-  #identified(host: string, port: number, entry: ServerEntry): ServerEntry {
+  #identified(host: string, port: number, entry: ServerEntry<Link>): ServerEntry<Link> {
     this.#names.identified(host, port, entry);
     return entry;
   }
 
-  #entry(serverId: string, publicKey: Buffer): ServerEntry {
+  #entry(serverId: string, publicKey: Buffer): ServerEntry<Link> {
     let e = this.#entries.get(serverId);
     if (!e) {
-      e = new ServerEntry(this.#entryHost, serverId, publicKey);
+      e = new ServerEntry<Link>(this.#entryHost, serverId, publicKey);
       this.#entries.set(serverId, e);
     }
     return e;

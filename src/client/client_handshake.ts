@@ -4,6 +4,7 @@ import { ProtocolError, ServerBusyError, SessionClosedError, SignatureError, Tim
 import { NONCE_SIZE, PROTOCOL_VERSION, SERVER_HELLO_SIZE, WireError, wireErrorName } from "../protocol/constants.ts";
 import { decodeServerHello, encodeClientHello, tcpSignedMessage, type ServerHello } from "../protocol/handshake.ts";
 import { verifySignature } from "../protocol/keys.ts";
+import { formatHostPort } from "../address.ts";
 
 export interface HandshakeOptions {
   host: string;
@@ -33,7 +34,7 @@ export interface Handshake {
  */
 export function clientHandshake(options: HandshakeOptions): Promise<Handshake> {
   const { host, port, timeoutMs, maxFrame, signal } = options;
-  const where = host.includes(":") ? `[${host}]:${port}` : `${host}:${port}`;
+  const where = formatHostPort(host, port);
   const reason = (): Error =>
     signal?.reason instanceof Error ? signal.reason : new SessionClosedError(`Cannot open session to ${where}: the attempt was aborted`);
   if (signal?.aborted) return Promise.reject(reason());

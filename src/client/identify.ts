@@ -7,6 +7,7 @@ import { NONCE_SIZE } from "../protocol/constants.ts";
 import { bytesToUuid, keyFingerprint, verifySignature } from "../protocol/keys.ts";
 import { decodeProbeResponse, encodeProbeRequest, udpSignedMessage } from "../protocol/probe.ts";
 import { ClientSession } from "./client_session.ts";
+import { canonicalAddress, formatHostPort, stripBrackets, stripZone } from "../address.ts";
 
 /** What an identify probe learned about the server behind one address. */
 export interface Identification {
@@ -28,22 +29,6 @@ export interface IdentifyOptions {
   signal?: AbortSignal;
 }
 
-/** Strips brackets and keeps a zone: `[fe80::1%eth0]` → `fe80::1%eth0`. */
-function bare(host: string): string {
-  return host.startsWith("[") && host.endsWith("]") ? host.slice(1, -1) : host;
-}
-
-/** Strips an IPv6 zone and writes the address in its canonical form, so two spellings of one address compare equal. */
-function canonical(address: string): string {
-  const a = address.split("%")[0]!.toLowerCase();
-  if (!net.isIPv6(a)) return a;
-  try {
-    return new URL(`http://[${a}]/`).hostname;
-  } catch {
-    return a;
-  }
-}
-
 /**
  * C1 over UDP: sends a signed-identity probe (one datagram each way) and
  * verifies the signature over our fresh nonce. Resends up to `attempts`
@@ -53,16 +38,16 @@ function canonical(address: string): string {
  * the error says a bad one was seen.
  */
 export async function identifyUdp(host: string, port: number, options: IdentifyOptions = {}): Promise<Identification> {
-  let address = bare(host);
+  let address = stripBrackets(host);
   let family: 4 | 6;
-  if (net.isIP(address.split("%")[0]!) === 0) {
+  if (net.isIP(stripZone(address)) === 0) {
     const found = await dns.lookup(address);
     address = found.address;
     family = found.family === 6 ? 6 : 4;
   } else {
-    family = net.isIPv6(address.split("%")[0]!) ? 6 : 4;
+    family = net.isIPv6(stripZone(address)) ? 6 : 4;
   }
-  const expected = canonical(address);
+  const expected = canonicalAddress(address);
   const timeoutMs = options.timeoutMs ?? 1000;
   const attempts = Math.max(1, options.attempts ?? 3);
   const nonce = randomBytes(NONCE_SIZE);
@@ -100,7 +85,7 @@ export async function identifyUdp(host: string, port: number, options: IdentifyO
     signal?.addEventListener("abort", onAbort, { once: true });
     sock.on("error", (err) => finish(err));
     sock.on("message", (msg, rinfo) => {
-      if (rinfo.port !== port || canonical(rinfo.address) !== expected) return; // not the probed address: never trusted
+      if (rinfo.port !== port || canonicalAddress(rinfo.address) !== expected) return; // not the probed address: never trusted
       const r = decodeProbeResponse(msg);
       if (r === null) return;
       if (!verifySignature(udpSignedMessage(nonce, r.serverId, r.generation), r.signature, r.publicKey)) {
@@ -123,7 +108,7 @@ export async function identifyUdp(host: string, port: number, options: IdentifyO
       for (let i = 1; i < attempts; i++) timers.push(setTimeout(send, (timeoutMs * i) / attempts));
       timers.push(
         setTimeout(() => {
-          const where = `${family === 6 ? `[${address}]` : address}:${port}`;
+          const where = formatHostPort(address, port);
           finish(
             badSignature
               ? new SignatureError(`Cannot identify ${where}: a reply came but its signature does not verify`)
@@ -141,7 +126,7 @@ function abortReason(signal: AbortSignal): Error {
 
 /** C1 over TCP: the identity from a session handshake, which the session verifies. */
 export async function identifyTcp(host: string, port: number, options: IdentifyOptions = {}): Promise<Identification> {
-  const address = bare(host);
+  const address = stripBrackets(host);
   const start = performance.now();
   const session = await ClientSession.connect({ host: address, port, timeoutMs: options.timeoutMs ?? 1000 });
   const rttMs = performance.now() - start;

@@ -1,8 +1,8 @@
-import { randomBytes } from "node:crypto";
 import { readFileSync, promises as fs } from "node:fs";
 import path from "node:path";
 import { PinFileError } from "../errors.ts";
 import { isUuid } from "../protocol/keys.ts";
+import { writeFileAtomic } from "../runtime/atomic_file.ts";
 
 /** Pinned keys, least recently used first: [serverId, public key as hex]. */
 export type PinList = [serverId: string, keyHex: string][];
@@ -130,29 +130,7 @@ export class PinFile {
     const pins: PinList = [...this.read().filter(([id]) => !held.has(id)), ...mine];
     if (this.maxPins !== undefined && pins.length > this.maxPins) pins.splice(0, pins.length - this.maxPins);
     const body = JSON.stringify({ version: FILE_VERSION, pins: pins.map(([serverId, publicKey]) => ({ serverId, publicKey })) }, null, 1) + "\n";
-    const dir = path.dirname(this.file);
-    const tmp = path.join(dir, `.${path.basename(this.file)}.${randomBytes(12).toString("hex")}.tmp`);
-    const fh = await fs.open(tmp, "wx", 0o600);
-    try {
-      try {
-        await fh.writeFile(body);
-        await fh.sync();
-      } finally {
-        await fh.close();
-      }
-      await fs.rename(tmp, this.file);
-    } catch (err) {
-      await fs.unlink(tmp).catch(() => {});
-      throw err;
-    }
-    const dh = await fs.open(dir, "r");
-    try {
-      await dh.sync();
-    } catch {
-      // Some file systems cannot sync a directory; the rename is atomic all the same.
-    } finally {
-      await dh.close();
-    }
+    await writeFileAtomic(this.file, body, 0o600);
   }
 
   #error(why: string, cause?: unknown): PinFileError {

@@ -2,9 +2,20 @@ import { ClientClosedError, KeyMismatchError, PerilinkError, UnreachableError } 
 import type { Logger } from "../logger.ts";
 import { ClientSession } from "./client_session.ts";
 import type { IdentityBook } from "./identity_book.ts";
-import type { Link } from "./link.ts";
 import type { SocketLimiter } from "./socket_limiter.ts";
 import { openStaggered } from "./staggered_open.ts";
+
+/** What an entry needs of a link riding it (Link implements it; this file does not import it). */
+export interface EntryLink {
+  readonly managementNumber: number;
+  readonly app: string;
+  readonly requestedHost: string;
+  readonly requestedPort: number;
+  readonly sessionNumber: number | null;
+  /** The session the link rode went away or changed: move to the entry's current one. */
+  rebind(): void;
+  close(): void;
+}
 
 export interface Address {
   host: string;
@@ -52,11 +63,11 @@ interface Live {
  *   active ──moveTo(better line)──▶ the new session active, the old one draining
  *   active ──last link closed──▶ lingering ──lingerMs──▶ closed
  */
-export class ServerEntry {
+export class ServerEntry<L extends EntryLink = EntryLink> {
   readonly serverId: string;
   readonly publicKey: Buffer;
   readonly addresses: Address[] = [];
-  readonly links = new Set<Link>();
+  readonly links = new Set<L>();
   #host: EntryHost;
   #active: Live | null = null;
   #opening: Promise<Live> | null = null;
@@ -108,14 +119,14 @@ export class ServerEntry {
     return this.links.size === 0 && this.#active !== null;
   }
 
-  addLink(link: Link): void {
+  addLink(link: L): void {
     this.links.add(link);
     if (this.#linger) clearTimeout(this.#linger);
     this.#linger = null;
   }
 
   /** C4: the session closes only after its last link closed, and `lingerMs` later. */
-  removeLink(link: Link): void {
+  removeLink(link: L): void {
     if (!this.links.delete(link) || this.links.size > 0) return;
     if (this.#host.lingerMs <= 0) {
       this.closeIdle();

@@ -1,7 +1,7 @@
-import { PerilinkError, RemoteError, RequestRefusedError, ServerBusyError } from "../errors.ts";
+import { PerilinkError, RemoteError, RequestRefusedError, ServerBusyError, type ErrorCode } from "../errors.ts";
 import { WireError } from "../protocol/constants.ts";
 
-const REMOTE_CODES: Record<number, string> = {
+const REMOTE_CODES: Record<number, ErrorCode> = {
   [WireError.ProtocolError]: "PERILINK_PROTOCOL",
   [WireError.FrameTooLarge]: "PERILINK_FRAME_TOO_LARGE",
   [WireError.UnknownChannel]: "PERILINK_UNKNOWN_CHANNEL",

@@ -4,51 +4,24 @@ import { ConfigError } from "../errors.ts";
 import type { Logger } from "../logger.ts";
 import { detectRuntime } from "../runtime/runtime.ts";
 import type { Dispatch, ServerConfig } from "../server/config.ts";
-import type { ListenerSet } from "../server/listener_set.ts";
+import type { ConnectionService, WorkerStatus } from "../server/connection_service.ts";
+import type { Endpoint, ListenerSet } from "../server/listener_set.ts";
 import { WORKER_ENV, type WorkerToManager } from "./group_protocol.ts";
-import { GENERATION_ENV, HANDOFF_ENV, HANDOFF_TIMEOUT_ENV, PORTS_ENV } from "./handoff_protocol.ts";
+import { GENERATION_ENV, HANDOFF_ENV, HANDOFF_TIMEOUT_ENV, PORTS_ENV } from "../handoff/handoff_protocol.ts";
 import { ManagerDispatch } from "./manager_dispatch.ts";
 import { SemaphoreDispatch } from "./semaphore_dispatch.ts";
-import type { RespawnSpec } from "./upgrader.ts";
+import type { RespawnSpec } from "../handoff/upgrader.ts";
 import { WorkerPool, type Worker } from "./worker_pool.ts";
-
-/** One service process in `status`. */
-export interface WorkerStatus {
-  slot: number;
-  pid: number | null;
-  state: Worker["state"];
-  sessions: number;
-  inflight: number;
-  requests: number;
-  /** Connections passed to it (manager) or accepted by it (semaphore) and still open. */
-  connections: number;
-  restarts: number;
-}
-
-/** What the server of a manager process asks of its group (see server.ts). */
-export interface ConnectionGroup {
-  readonly dispatch: Dispatch;
-  /** The listeners are open (at start, after a takeover or a rollback). */
-  listening(listeners: ListenerSet): Promise<void>;
-  /** A connection the manager accepted. */
-  accept(socket: net.Socket): void;
-  /** Before this process's listeners close for a handoff: no service process accepts any more. */
-  stopAccepting(): Promise<void>;
-  /** Passes on what is queued, asks every service process to drain, resolves once all have exited. */
-  drain(timeoutMs: number): Promise<void>;
-  totals(): { sessions: number; inflight: number; requests: number };
-  workers(): WorkerStatus[];
-  /** Connections the manager accepted and passed on, and turns granted at the accept semaphore. */
-  counters(): { passed: number; turns: number };
-}
 
 /**
  * The manager's side of a group (S5): the service processes and how they get
  * connections. Started before the manager's listeners open, so that a group
  * taking over from an older one is ready when it starts accepting.
  */
-export class ServiceGroup implements ConnectionGroup {
+export class ServiceGroup implements ConnectionService {
   readonly dispatch: Dispatch;
+  /** Accepted sockets go to a service process unread. */
+  readonly pauseOnConnect = true;
   #pool: WorkerPool;
   #manager: ManagerDispatch;
   #semaphore: SemaphoreDispatch | null;
@@ -106,6 +79,27 @@ export class ServiceGroup implements ConnectionGroup {
     await this.#pool.drain(timeoutMs);
   }
 
+  get connections(): number {
+    return this.totals().sessions;
+  }
+
+  get inflight(): number {
+    return this.totals().inflight;
+  }
+
+  /** Frames and output are held by the service processes. */
+  bufferedBytes(): number {
+    return 0;
+  }
+
+  /** The service processes' sessions are theirs: each sees its own addresses go. */
+  addressRemoved(_ep: Endpoint): void {}
+
+  /** A manager's counters: its own (probes…), the requests its service processes served, and how connections reached them. */
+  counters(own: Record<string, number>): Record<string, number> {
+    return { ...own, requests: this.totals().requests, connectionsPassed: this.#manager.passed, semaphoreTurns: this.#semaphore?.turns ?? 0 };
+  }
+
   totals(): { sessions: number; inflight: number; requests: number } {
     let sessions = 0;
     let inflight = 0;
@@ -129,10 +123,6 @@ export class ServiceGroup implements ConnectionGroup {
       connections: w.conns,
       restarts: w.restarts,
     }));
-  }
-
-  counters(): { passed: number; turns: number } {
-    return { passed: this.#manager.passed, turns: this.#semaphore?.turns ?? 0 };
   }
 
   #onMessage(w: Worker, msg: WorkerToManager): void {

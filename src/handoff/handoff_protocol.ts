@@ -36,12 +36,9 @@ export const HANDOFF_TIMEOUT_ENV = "PERILINK_HANDOFF_TIMEOUT_MS";
 /** Default time the new program has to become ready. */
 export const DEFAULT_UPGRADE_TIMEOUT_MS = 30_000;
 
-export interface DrainingGeneration {
-  generation: number;
-  pid: number;
-  inflight: number;
-  sessions: number;
-}
+import type { DrainingGeneration } from "../server/server_handoff.ts";
+
+export type { DrainingGeneration };
 
 export type NewToOld = { t: "transfer-request" } | { t: "accepting"; pid: number; generation: number };
 

@@ -12,6 +12,7 @@ import {
   type NewToOld,
   type OldToNew,
 } from "./handoff_protocol.ts";
+import type { StartupTakeover } from "../server/server_handoff.ts";
 
 /** The part of `process` the new side talks to its parent through (an injectable seam). */
 export type ParentChannel = Pick<NodeJS.Process, "send" | "on" | "connected" | "channel">;
@@ -66,7 +67,7 @@ export interface TakeoverSeams {
  * its own progress and the older generations it still hears from), and a
  * generation whose process has exited is never listed, whoever reported it.
  */
-export class Takeover {
+export class Takeover implements StartupTakeover {
   #channel: ParentChannel;
   #log: Logger;
   #timeoutMs: number;

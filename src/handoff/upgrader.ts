@@ -3,8 +3,9 @@ import { promises as fs } from "node:fs";
 import path from "node:path";
 import { UpgradeError } from "../errors.ts";
 import type { Logger } from "../logger.ts";
-import { detectRuntime } from "../runtime/runtime.ts";
 import { ChildSteps } from "./child_steps.ts";
+import { handoffPlan, warnWithoutMigration } from "./handoff_mode.ts";
+import type { UpgradeDriver, UpgradeRequest, UpgradeResult } from "../server/server_handoff.ts";
 import {
   DEFAULT_UPGRADE_TIMEOUT_MS,
   GENERATION_ENV,
@@ -25,21 +26,7 @@ export interface RespawnSpec {
   args: string[];
 }
 
-export interface UpgradeRequest {
-  /** The new program; default: the script now running (a new bundle dropped in place is picked up). */
-  program?: string;
-  /** A new app module for the new program. */
-  app?: string;
-  /** How long the new program may take to become ready and to take over. */
-  timeoutMs?: number;
-}
-
-export interface UpgradeResult {
-  generation: number;
-  pid: number;
-  previousPid: number;
-  ms: number;
-}
+export type { UpgradeRequest, UpgradeResult };
 
 /** What the upgrader needs from the server it replaces. */
 export interface UpgradeHost {
@@ -79,7 +66,7 @@ const SCRIPT_RE = /\.(mjs|cjs|js|ts|mts)$/;
  * it is ready, then drains. At most one upgrade is under way at a time; any
  * failure before the new process accepts leaves this process serving.
  */
-export class Upgrader {
+export class Upgrader implements UpgradeDriver {
   #host: UpgradeHost;
   #respawn: RespawnSpec;
   #seams: UpgraderSeams;
@@ -177,10 +164,10 @@ export class Upgrader {
     const [cmd, argv] = SCRIPT_RE.test(program)
       ? [this.#respawn.execPath, [...this.#respawn.execArgv, program, ...args]]
       : [program, args];
-    const mode = detectRuntime().handoff;
-    // Deno cannot pass sockets: the new process binds the ports again with SO_REUSEPORT.
-    const sockets = mode === "inherit" ? this.#host.handoffSockets() : [];
-    if (mode === "reuseport") await warnWithoutMigration(log);
+    const plan = handoffPlan();
+    const mode = plan.mode;
+    const sockets = plan.passSockets ? this.#host.handoffSockets() : [];
+    if (!plan.passSockets) await warnWithoutMigration(log);
     const generation = this.#host.generation + 1;
     const env: NodeJS.ProcessEnv = {
       ...process.env,
@@ -311,15 +298,6 @@ const DRAIN_REPORT_MS = 250;
  * closes its listener, connections still queued there are reset unless the
  * kernel migrates them (net.ipv4.tcp_migrate_req=1, Linux 5.14+).
  */
-async function warnWithoutMigration(log: Logger): Promise<void> {
-  const v = await fs.readFile("/proc/sys/net/ipv4/tcp_migrate_req", "utf8").catch(() => "");
-  if (v.trim() !== "1") {
-    log.warn("upgrade_without_migration", {
-      note: "net.ipv4.tcp_migrate_req is not 1: connections queued in this process's accept queue when it stops may be reset; run: sysctl -w net.ipv4.tcp_migrate_req=1",
-    });
-  }
-}
-
 function send(child: ChildProcess, msg: OldToNew): void {
   if (child.connected) child.send(msg, () => {});
 }

@@ -1,7 +1,6 @@
 import { spawn as nodeSpawn, type ChildProcess, type SpawnOptions } from "node:child_process";
 import os from "node:os";
 import v8 from "node:v8";
-import { HANDOFF_ENV } from "../supervisor/handoff_protocol.ts";
 import { mallocTuningEnv } from "./malloc_tuning.ts";
 import { heapBudgetFlags, withNodeOptions, youngGenerationRuntimeFlag, type HeapBudget } from "./heap_budget.ts";
 import { detectRuntime } from "./runtime.ts";
@@ -24,6 +23,12 @@ export interface ReexecOptions {
   spawn?: SpawnFn;
   /** Where run-time V8 flags go (v8.setFlagsFromString). */
   setFlags?: (flag: string) => void;
+  /**
+   * This process was started by a perilink upgrade (the caller knows from its
+   * environment): its inherited descriptors and IPC channel are its own, so
+   * it serves itself.
+   */
+  startedByUpgrade?: boolean;
 }
 
 /**
@@ -47,7 +52,7 @@ export function reexecWithHeapBudget(options: ReexecOptions): Promise<number> | 
     if (flag !== null) (options.setFlags ?? v8.setFlagsFromString)(flag);
     return null;
   };
-  if (env[HEAP_BUDGET_ENV] !== undefined || env[HANDOFF_ENV] !== undefined || env.LISTEN_FDS !== undefined) return serveHere();
+  if (env[HEAP_BUDGET_ENV] !== undefined || options.startedByUpgrade === true || env.LISTEN_FDS !== undefined) return serveHere();
   const flags = heapBudgetFlags(options.budget, execArgv, env.NODE_OPTIONS);
   if (flags.length === 0) return serveHere();
   const script = options.script ?? process.argv[1];

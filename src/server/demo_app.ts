@@ -1,4 +1,4 @@
-import type { RequestContext, SessionApp } from "../server/app.ts";
+import type { RequestContext, SessionApp } from "./app.ts";
 
 /**
  * The demo application served by `npm start`: echoes every request, and

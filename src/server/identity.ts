@@ -3,7 +3,8 @@ import { promises as fs } from "node:fs";
 import path from "node:path";
 import { IdentityError } from "../errors.ts";
 import { isUuid, rawPublicKey, uuidToBytes } from "../protocol/keys.ts";
-import { ensurePrivateDir, writeFileAtomic } from "./state_dir.ts";
+import { writeFileAtomic } from "../runtime/atomic_file.ts";
+import { ensurePrivateDir } from "./state_dir.ts";
 
 /** The file, inside the state directory, that holds the server's identity. */
 export const IDENTITY_FILE = "identity.json";

@@ -1,4 +1,5 @@
 import os from "node:os";
+import { isLinkLocal, stripZone } from "../address.ts";
 
 export interface InterfaceAddress {
   /** Bindable address; IPv6 link-local carries its zone (`fe80::1%eth0`). */
@@ -19,8 +20,8 @@ export function interfaceAddresses(): InterfaceAddress[] {
       const family = e.family === "IPv6" || (e.family as unknown) === 6 ? 6 : 4;
       const addr = e.address.toLowerCase();
       if (family === 6 && /^ff/.test(addr)) continue; // multicast
-      const linkLocal = family === 6 && /^fe[89ab]/.test(addr);
-      out.push({ address: linkLocal ? `${addr.split("%")[0]}%${iface}` : addr, family, iface, linkLocal });
+      const linkLocal = family === 6 && isLinkLocal(addr);
+      out.push({ address: linkLocal ? `${stripZone(addr)}%${iface}` : addr, family, iface, linkLocal });
     }
   }
   return out;

@@ -47,8 +47,3 @@ export function parseListenSpec(entry: string): ListenSpec {
   if (!net.isIPv4(host)) throw new ConfigError(`Cannot use listen address "${entry}": "${host}" is not a numeric address; ${hint}`);
   return { kind: "address", address: host, family: 4, port };
 }
-
-/** `address:port` with IPv6 in brackets: the form users write and read. */
-export function formatHostPort(address: string, port: number): string {
-  return address.includes(":") ? `[${address}]:${port}` : `${address}:${port}`;
-}

@@ -6,8 +6,9 @@ import { detectRuntime } from "../runtime/runtime.ts";
 import { interfaceAddresses, type InterfaceAddress } from "./interface_addresses.ts";
 import { closeSync } from "node:fs";
 import { tcpServerFd, udpSocketFd } from "../runtime/handle_fds.ts";
-import { socketName, type InheritedSocket } from "../supervisor/inherited_sockets.ts";
-import { formatHostPort, type ListenSpec } from "./listen_spec.ts";
+import { socketName, type InheritedSocket } from "./inherited_socket.ts";
+import type { ListenSpec } from "./listen_spec.ts";
+import { formatHostPort } from "../address.ts";
 
 /** One address × port of the port group, with its TCP listener and UDP responder. */
 export interface Endpoint {

@@ -1,3 +1,5 @@
+import { ipv6Groups } from "../address.ts";
+
 /**
  * The key under which per-peer limits count a remote address:
  *
@@ -20,7 +22,7 @@ export function peerKey(address: string): string {
   if (address.indexOf(":") < 0) return address;
   const pct = address.indexOf("%");
   const bare = pct < 0 ? address : address.slice(0, pct);
-  const g = parseIPv6(bare);
+  const g = ipv6Groups(bare);
   if (g === null) return address;
   if (g[0] === 0 && g[1] === 0 && g[2] === 0 && g[3] === 0 && g[4] === 0 && g[5] === 0xffff) {
     return `${g[6]! >>> 8}.${g[6]! & 0xff}.${g[7]! >>> 8}.${g[7]! & 0xff}`;
@@ -31,43 +33,4 @@ export function peerKey(address: string): string {
     return `${g.map((x) => x.toString(16)).join(":")}${zone}`;
   }
   return `${g[0]!.toString(16)}:${g[1]!.toString(16)}:${g[2]!.toString(16)}:${g[3]!.toString(16)}::/64${zone}`;
-}
-
-const HEX_GROUP = /^[0-9a-fA-F]{1,4}$/;
-const DOTTED_QUAD = /^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})$/;
-
-/** The eight 16-bit groups of an IPv6 address without zone, or null. */
-function parseIPv6(text: string): number[] | null {
-  const gap = text.indexOf("::");
-  if (gap >= 0 && text.indexOf("::", gap + 1) >= 0) return null;
-  const head = gap < 0 ? text : text.slice(0, gap);
-  const tail = gap < 0 ? "" : text.slice(gap + 2);
-  const left = head === "" ? [] : groups(head, gap < 0);
-  const right = tail === "" ? [] : groups(tail, true);
-  if (left === null || right === null) return null;
-  const missing = 8 - left.length - right.length;
-  if (gap < 0 ? missing !== 0 : missing < 1) return null;
-  const out = left;
-  for (let i = 0; i < missing; i++) out.push(0);
-  for (const v of right) out.push(v);
-  return out;
-}
-
-/** Groups separated by ":"; the last may be a dotted quad when `lastMayBeIPv4`. */
-function groups(part: string, lastMayBeIPv4: boolean): number[] | null {
-  const fields = part.split(":");
-  const out: number[] = [];
-  for (let i = 0; i < fields.length; i++) {
-    const f = fields[i]!;
-    if (HEX_GROUP.test(f)) {
-      out.push(parseInt(f, 16));
-      continue;
-    }
-    const q = i === fields.length - 1 && lastMayBeIPv4 ? DOTTED_QUAD.exec(f) : null;
-    if (q === null) return null;
-    const b = [Number(q[1]), Number(q[2]), Number(q[3]), Number(q[4])];
-    if (b.some((x) => x > 255)) return null;
-    out.push((b[0]! << 8) | b[1]!, (b[2]! << 8) | b[3]!);
-  }
-  return out;
 }

@@ -1,6 +1,8 @@
 import type { IncomingMessage, ServerResponse } from "node:http";
 import type net from "node:net";
 import type { Logger } from "../logger.ts";
+import type { ConnectionService, WorkerStatus } from "./connection_service.ts";
+import type { Endpoint, ListenerSet } from "./listener_set.ts";
 import type { ServerStats } from "./server_stats.ts";
 
 /** What raw mode knows of one accepted connection: HTTP requests running, and whether it served one. */
@@ -32,7 +34,9 @@ const IDLE_GRACE_MS = 1000;
  * any other server, drain waits for its connections to close. At the
  * deadline whatever remains is destroyed.
  */
-export class RawHost {
+export class RawHost implements ConnectionService {
+  readonly pauseOnConnect = false;
+  readonly dispatch = "single";
   #server: net.Server;
   #stats: ServerStats;
   #log: Logger;
@@ -60,6 +64,33 @@ export class RawHost {
   get connections(): number {
     return this.#conns.size;
   }
+
+  /** HTTP requests whose responses have not finished. */
+  get inflight(): number {
+    let n = 0;
+    for (const c of this.#conns.values()) n += c.active;
+    return n;
+  }
+
+  /** What the hosted server buffers is its own. */
+  bufferedBytes(): number {
+    return 0;
+  }
+
+  counters(own: Record<string, number>): Record<string, number> {
+    return own;
+  }
+
+  workers(): WorkerStatus[] {
+    return [];
+  }
+
+  /** The hosted server's connections are its own; a vanished address ends them through TCP. */
+  addressRemoved(_ep: Endpoint): void {}
+
+  async listening(_listeners: ListenerSet): Promise<void> {}
+
+  async stopAccepting(): Promise<void> {}
 
   accept(socket: net.Socket): void {
     this.#conns.set(socket, { active: 0, served: false, idleSince: Date.now() });

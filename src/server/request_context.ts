@@ -1,6 +1,17 @@
 import type { ChannelOpen } from "../protocol/payloads.ts";
 import type { ChannelContext, RequestContext } from "./app.ts";
-import type { ServerSession } from "./session.ts";
+
+/** What a channel reads of the session it belongs to (ServerSession implements it). */
+export interface ChannelHost {
+  readonly localAddress: string;
+  readonly localPort: number;
+  readonly remoteAddress: string;
+  readonly remotePort: number;
+  readonly serverId: string;
+  readonly generation: number;
+  /** Sends a one-way message on a channel; ignored once the session or channel has closed. */
+  sendMessage(channel: number, payload: Uint8Array | string): void;
+}
 
 /** Abort controllers, made only for contexts whose handler asked for `signal`. */
 const controllers = new WeakMap<object, AbortController>();
@@ -25,9 +36,9 @@ export class ServerChannel implements ChannelContext {
   readonly app: string;
   readonly requestedHost: string;
   readonly requestedPort: number;
-  #session: ServerSession;
+  #session: ChannelHost;
 
-  constructor(session: ServerSession, channel: number, open: ChannelOpen) {
+  constructor(session: ChannelHost, channel: number, open: ChannelOpen) {
     this.#session = session;
     this.channel = channel;
     this.app = open.app;
@@ -48,10 +59,10 @@ export class ServerChannel implements ChannelContext {
     return this.#session.remotePort;
   }
   get serverId(): string {
-    return this.#session.host.identity.serverId;
+    return this.#session.serverId;
   }
   get generation(): number {
-    return this.#session.host.generation;
+    return this.#session.generation;
   }
   #reason: string | null = null;
 

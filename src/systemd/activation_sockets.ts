@@ -1,6 +1,7 @@
 import { SocketActivationError } from "../errors.ts";
 import { detectRuntime } from "../runtime/runtime.ts";
-import { LISTEN_FDS_START, parseSocketName, type InheritedSocket } from "../supervisor/inherited_sockets.ts";
+import { parseSocketName, type InheritedSocket } from "../server/inherited_socket.ts";
+import { LISTEN_FDS_START, takeListenFds } from "./listen_fds.ts";
 import { socketOfFd, type BoundSocket } from "./socket_of_fd.ts";
 
 /**
@@ -15,14 +16,11 @@ import { socketOfFd, type BoundSocket } from "./socket_of_fd.ts";
  * The variables are removed, so processes started later do not see them.
  */
 export function takeActivationSockets(env: NodeJS.ProcessEnv = process.env, pid = process.pid, describe: (fd: number) => BoundSocket | null = socketOfFd): InheritedSocket[] {
-  const forPid = env.LISTEN_PID;
-  const count = Number(env.LISTEN_FDS ?? "0");
-  const names = (env.LISTEN_FDNAMES ?? "").split(":");
-  if (forPid === undefined || env.LISTEN_FDS === undefined) return [];
-  delete env.LISTEN_PID;
-  delete env.LISTEN_FDS;
-  delete env.LISTEN_FDNAMES;
-  if (Number(forPid) !== pid || !Number.isInteger(count) || count <= 0) return [];
+  // systemd always sets LISTEN_PID: descriptors passed without it are not from systemd.
+  if (env.LISTEN_PID === undefined) return [];
+  const passed = takeListenFds(env, pid);
+  if (passed === null) return [];
+  const { count, names } = passed;
   if (count > MAX_ACTIVATION_FDS) {
     throw new SocketActivationError(`Cannot use the sockets systemd passed: LISTEN_FDS=${count} is more than ${MAX_ACTIVATION_FDS}; check the socket unit`);
   }

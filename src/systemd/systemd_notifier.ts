@@ -1,6 +1,6 @@
 import type { Logger } from "../logger.ts";
 import { monotonicUsec, systemdNotifySender, type NotifySender } from "../runtime/notify_sender.ts";
-import type { ServerEvents } from "./server_events.ts";
+import type { ServerEvents } from "../server/server_events.ts";
 
 /** The part of a server the notifier reads. */
 export interface NotifiedServer {

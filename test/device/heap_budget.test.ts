@@ -114,7 +114,7 @@ test("serve does not restart itself when started by an upgrade, by socket activa
   const budget = { maxOldSpaceMiB: 96 };
   const f = fakeSpawn();
   const base = { budget, args: ["serve"], execArgv: [] as string[], script: "/opt/p.mjs", spawn: f.spawn };
-  assert.equal(reexecWithHeapBudget({ ...base, env: { PERILINK_HANDOFF: "inherit" } }), null);
+  assert.equal(reexecWithHeapBudget({ ...base, env: {}, startedByUpgrade: true }), null);
   assert.equal(reexecWithHeapBudget({ ...base, env: { LISTEN_FDS: "2" } }), null);
   assert.equal(reexecWithHeapBudget({ ...base, env: { [HEAP_BUDGET_ENV]: "--max-old-space-size=96" } }), null);
   assert.equal(reexecWithHeapBudget({ ...base, env: { NODE_OPTIONS: "--max-old-space-size=300" } }), null);

@@ -4,9 +4,9 @@ import net from "node:net";
 import { after, test } from "node:test";
 import { ClientSession } from "../../src/client/client_session.ts";
 import { silentLogger } from "../../src/logger.ts";
-import { startServer } from "../../src/server/server.ts";
-import type { WorkerToManager } from "../../src/supervisor/group_protocol.ts";
-import { serveForManager, type ManagerChannel } from "../../src/supervisor/service_process.ts";
+import { startServer } from "../../src/server/start_server.ts";
+import type { WorkerToManager } from "../../src/group/group_protocol.ts";
+import { serveForManager, type ManagerChannel } from "../../src/group/service_process.ts";
 import { tempDir, waitFor } from "../helpers/fixtures.ts";
 
 /** The manager's end of the IPC channel, faked: records what the service process sends. */

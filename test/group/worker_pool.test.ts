@@ -3,7 +3,7 @@ import type { ChildProcess } from "node:child_process";
 import { EventEmitter } from "node:events";
 import { test } from "node:test";
 import { createLogger } from "../../src/logger.ts";
-import { BACKOFF_BASE_MS, CRASH_LOOP_COUNT, WorkerPool, type Worker } from "../../src/supervisor/worker_pool.ts";
+import { BACKOFF_BASE_MS, CRASH_LOOP_COUNT, WorkerPool, type Worker } from "../../src/group/worker_pool.ts";
 import { waitFor } from "../helpers/fixtures.ts";
 
 /** A fake service process: says ready when told, records what it was sent, exits on demand. */

@@ -15,7 +15,7 @@ import os from "node:os";
 import path from "node:path";
 import { after, test } from "node:test";
 import { pathToFileURL } from "node:url";
-import { AcceptSemaphore, SEMAPHORE_FILE } from "../../src/supervisor/accept_semaphore.ts";
+import { AcceptSemaphore, SEMAPHORE_FILE } from "../../src/handoff/accept_semaphore.ts";
 import { ensurePrivateDir } from "../../src/server/state_dir.ts";
 import { detectRuntime } from "../../src/runtime/runtime.ts";
 import { REPO_ROOT } from "../helpers/cli.ts";
@@ -59,7 +59,7 @@ let peerScript: string | null = null;
 function peerScriptPath(): string {
   if (peerScript) return peerScript;
   peerScript = path.join(scriptDir, "peer.mts");
-  const url = pathToFileURL(path.join(REPO_ROOT, "src/supervisor/accept_semaphore.ts")).href;
+  const url = pathToFileURL(path.join(REPO_ROOT, "src/handoff/accept_semaphore.ts")).href;
   writeFileSync(
     peerScript,
     `import { spawn } from "node:child_process";

@@ -8,9 +8,9 @@ import assert from "node:assert/strict";
 import { EventEmitter } from "node:events";
 import { test } from "node:test";
 import { createLogger } from "../../src/logger.ts";
-import { DEFAULT_UPGRADE_TIMEOUT_MS, type DrainingGeneration, type NewToOld } from "../../src/supervisor/handoff_protocol.ts";
-import { takeInheritedSockets } from "../../src/supervisor/inherited_sockets.ts";
-import { readStartContext, Takeover, type ParentChannel } from "../../src/supervisor/takeover.ts";
+import { DEFAULT_UPGRADE_TIMEOUT_MS, type DrainingGeneration, type NewToOld } from "../../src/handoff/handoff_protocol.ts";
+import { takeInheritedSockets } from "../../src/handoff/inherited_sockets.ts";
+import { readStartContext, Takeover, type ParentChannel } from "../../src/handoff/takeover.ts";
 import { sleep, waitFor } from "../helpers/fixtures.ts";
 
 /** The old process as the new one sees it over the IPC channel. */

@@ -14,8 +14,8 @@ import { test } from "node:test";
 import { UpgradeError } from "../../src/errors.ts";
 import { createLogger } from "../../src/logger.ts";
 import { detectRuntime } from "../../src/runtime/runtime.ts";
-import { GENERATION_ENV, HANDOFF_ENV, PORTS_ENV, type DrainingGeneration, type OldToNew } from "../../src/supervisor/handoff_protocol.ts";
-import { Upgrader, type UpgradeHost } from "../../src/supervisor/upgrader.ts";
+import { GENERATION_ENV, HANDOFF_ENV, PORTS_ENV, type DrainingGeneration, type OldToNew } from "../../src/handoff/handoff_protocol.ts";
+import { Upgrader, type UpgradeHost } from "../../src/handoff/upgrader.ts";
 import { sleep, waitFor } from "../helpers/fixtures.ts";
 
 /** A new process as the upgrader sees it: messages both ways, exit, kill. */

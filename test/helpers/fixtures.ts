@@ -4,7 +4,8 @@ import path from "node:path";
 import { after } from "node:test";
 import { ClientSession } from "../../src/client/client_session.ts";
 import { silentLogger } from "../../src/logger.ts";
-import { startServer, type PerilinkServer, type StartServerOptions } from "../../src/server/server.ts";
+import { type PerilinkServer } from "../../src/server/server.ts";
+import { startServer, type StartServerOptions } from "../../src/server/start_server.ts";
 
 /** A fresh temporary directory, removed after the test file. */
 export function tempDir(prefix = "perilink-test-"): string {

@@ -17,7 +17,8 @@
  */
 import { execFile, spawn, type ChildProcess, type SpawnOptions } from "node:child_process";
 import { randomBytes, randomInt } from "node:crypto";
-import { mkdirSync, rmSync, writeFileSync } from "node:fs";
+import { closeSync, mkdirSync, openSync, readFileSync, rmSync, unlinkSync, writeFileSync } from "node:fs";
+import os from "node:os";
 import path from "node:path";
 
 export interface Line {
@@ -68,6 +69,63 @@ function run(cmd: string, args: string[], timeoutMs = EXEC_TIMEOUT_MS): Promise<
   });
 }
 
+/**
+ * Claims three /24s of 198.18.0.0/15 for this process with a lock file in the
+ * temporary directory, so that topologies of test files running at the same
+ * time never share addresses or routes. A lock whose process is gone is taken over.
+ */
+function claimRange(): { o2: number; o3: number; release(): void } | null {
+  for (let attempt = 0; attempt < 400; attempt++) {
+    const o2 = randomInt(18, 20);
+    const o3 = randomInt(0, 84) * 3;
+    const lock = path.join(os.tmpdir(), `perilink-netns-198.${o2}.${o3}.lock`);
+    try {
+      const fd = openSync(lock, "wx");
+      writeFileSync(fd, String(process.pid));
+      closeSync(fd);
+    } catch {
+      const text = readLock(lock);
+      const holder = Number(text);
+      // Empty: its holder is writing its pid right now.
+      if (text === "" || (Number.isInteger(holder) && holder > 0 && alive(holder))) continue;
+      rmSync(lock, { force: true }); // its process is gone: take it over next round
+      continue;
+    }
+    let released = false;
+    return {
+      o2,
+      o3,
+      release() {
+        if (released) return;
+        released = true;
+        try {
+          unlinkSync(lock);
+        } catch {
+          // already gone
+        }
+      },
+    };
+  }
+  return null;
+}
+
+function readLock(file: string): string {
+  try {
+    return readFileSync(file, "utf8");
+  } catch {
+    return "";
+  }
+}
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === "EPERM";
+  }
+}
+
 /** Creates the topology, or returns why it cannot be made here. */
 export async function createTopology(): Promise<Topology | { skip: string }> {
   if (process.platform !== "linux" || typeof process.getuid !== "function" || process.getuid() !== 0) {
@@ -81,9 +139,11 @@ export async function createTopology(): Promise<Topology | { skip: string }> {
   const id = `${process.pid.toString(36).slice(-3)}${randomBytes(2).toString("hex")}`; // ≤ 7 chars
   const serverNs = `plkB${id}`;
   const routerNs = `plkR${id}`;
-  // IPv4: three /24s in 198.18.0.0/15; IPv6: three /64s in a random fd77:XXXX::/32.
-  const o2 = randomInt(18, 20);
-  const o3 = randomInt(0, 84) * 3;
+  // IPv4: three /24s in 198.18.0.0/15, held for this run (test files run concurrently);
+  // IPv6: three /64s in a random fd77:XXXX::/32.
+  const range = claimRange();
+  if (range === null) return { skip: "no free 198.18.0.0/15 range: every one is held by a running test" };
+  const { o2, o3 } = range;
   const v4 = (k: number, host: number): string => `198.${o2}.${o3 + k}.${host}`;
   const net6 = `fd77:${(randomBytes(2).readUInt16BE(0) | 0x1000).toString(16)}`;
   const v6 = (k: number, host: number): string => `${net6}:${k + 1}::${host}`;
@@ -118,6 +178,7 @@ export async function createTopology(): Promise<Topology | { skip: string }> {
     made.ns = [];
     for (const d of made.etc) rmSync(d, { recursive: true, force: true });
     made.etc = [];
+    range.release();
   };
 
   const veth = async (a: string, aNs: string | null, b: string, bNs: string, mtu: number): Promise<void> => {

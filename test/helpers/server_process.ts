@@ -2,7 +2,7 @@ import { spawn, type ChildProcess } from "node:child_process";
 import { readFileSync } from "node:fs";
 import path from "node:path";
 import { after } from "node:test";
-import type { StartServerOptions } from "../../src/server/server.ts";
+import type { StartServerOptions } from "../../src/server/start_server.ts";
 import { detectRuntime } from "../../src/runtime/runtime.ts";
 import { REPO_ROOT, stopChild } from "./cli.ts";
 import { tempDir } from "./fixtures.ts";

@@ -73,7 +73,7 @@ test("a ConfigError on state directories that are files", async () => {
   const dir = tempDir();
   const file = path.join(dir, "not-a-dir");
   await fs.writeFile(file, "");
-  const { startServer } = await import("../../src/server/server.ts");
+  const { startServer } = await import("../../src/server/start_server.ts");
   await assert.rejects(startServer({ listen: ["127.0.0.1:0"], stateDir: file, logger: (await import("../../src/logger.ts")).silentLogger }), ConfigError);
 });
 

@@ -9,7 +9,7 @@ import { identifyTcp, identifyUdp } from "../../src/client/identify.ts";
 import { IdentityError, SignatureError } from "../../src/errors.ts";
 import { PROBE_RESPONSE_SIZE, SERVER_HELLO_SIZE } from "../../src/protocol/constants.ts";
 import { silentLogger } from "../../src/logger.ts";
-import { startServer } from "../../src/server/server.ts";
+import { startServer } from "../../src/server/start_server.ts";
 import { tempDir, testServer } from "../helpers/fixtures.ts";
 
 test("answers with the same serverId over UDP and TCP on 127.0.0.1, 127.0.0.2 and ::1", async () => {

@@ -6,7 +6,7 @@ import { ListenError } from "../../src/errors.ts";
 import { silentLogger } from "../../src/logger.ts";
 import { detectRuntime } from "../../src/runtime/runtime.ts";
 import { interfaceAddresses, type InterfaceAddress } from "../../src/server/interface_addresses.ts";
-import { startServer } from "../../src/server/server.ts";
+import { startServer } from "../../src/server/start_server.ts";
 import { tempDir, testServer } from "../helpers/fixtures.ts";
 
 test("auto mode listens on every address of the machine's up interfaces, TCP and UDP on one port", async () => {

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { readNotifyEnv } from "../../src/server/systemd_notify.ts";
+import { readNotifyEnv } from "../../src/systemd/systemd_notifier.ts";
 
 test("readNotifyEnv: no NOTIFY_SOCKET means no notifier", () => {
   assert.equal(readNotifyEnv({ WATCHDOG_USEC: "1000000" }, 10, 1), null);

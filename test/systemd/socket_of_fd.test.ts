@@ -4,7 +4,7 @@ import net from "node:net";
 import { test } from "node:test";
 import { detectRuntime } from "../../src/runtime/runtime.ts";
 import { tcpServerFd, udpSocketFd } from "../../src/runtime/handle_fds.ts";
-import { socketOfFd } from "../../src/server/socket_of_fd.ts";
+import { socketOfFd } from "../../src/systemd/socket_of_fd.ts";
 
 const skip = detectRuntime().canInheritSockets ? false : "this runtime exposes no socket descriptors";
 

@@ -4,7 +4,7 @@ import type { ChildProcess } from "node:child_process";
 import { test } from "node:test";
 import { silentLogger } from "../../src/logger.ts";
 import { systemdNotifySender } from "../../src/runtime/notify_sender.ts";
-import { SystemdNotifier } from "../../src/server/systemd_notify.ts";
+import { SystemdNotifier } from "../../src/systemd/systemd_notifier.ts";
 
 function recorder(): { sent: string[][]; send(lines: string[]): Promise<void> } {
   const sent: string[][] = [];

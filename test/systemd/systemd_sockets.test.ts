@@ -1,8 +1,8 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import { detectRuntime } from "../../src/runtime/runtime.ts";
-import type { BoundSocket } from "../../src/server/socket_of_fd.ts";
-import { takeActivationSockets } from "../../src/server/systemd_sockets.ts";
+import type { BoundSocket } from "../../src/systemd/socket_of_fd.ts";
+import { takeActivationSockets } from "../../src/systemd/activation_sockets.ts";
 
 const node = detectRuntime().canInheritSockets;
 const kernel = (table: Record<number, BoundSocket | null>) => (fd: number): BoundSocket | null => table[fd] ?? null;

@@ -19,7 +19,7 @@ import type net from "node:net";
 import type { AddressInfo, Socket } from "node:net";
 import os from "node:os";
 import path from "node:path";
-import { startServer } from "../../../src/server/server.ts";
+import { startServer } from "../../../src/server/start_server.ts";
 import { createEchoServer } from "../raw_rpc.ts";
 import { silentLogger } from "../../../src/logger.ts";
 import type { ProbeLimits } from "../../../src/server/probe_responder.ts";

@@ -6,7 +6,7 @@ import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { controlRequest } from "../../../src/server/control_server.ts";
-import type { UpgradeResult } from "../../../src/supervisor/upgrader.ts";
+import type { UpgradeResult } from "../../../src/handoff/upgrader.ts";
 import { sleep } from "../proc.ts";
 
 /**

@@ -21,6 +21,7 @@ import { NONCE_SIZE } from "../../protocol/constants.ts";
 import { bytesToUuid, verifySignature } from "../../protocol/keys.ts";
 import { decodeProbeResponse, encodeProbeRequest, udpSignedMessage } from "../../protocol/probe.ts";
 import { detectRuntime } from "../../runtime/runtime.ts";
+import { stripZone } from "../../address.ts";
 
 export interface HopProbeResult {
   /** True when the full-TTL probe was answered. */
@@ -57,7 +58,7 @@ const MIN_WAIT_MS = 20;
 const MAX_PAD = 9000;
 
 export async function probeHops(address: string, port: number, opts: HopProbeOptions): Promise<HopProbeResult> {
-  const bare = address.split("%")[0]!;
+  const bare = stripZone(address);
   const expected = bare.toLowerCase();
   const sock = dgram.createSocket(net.isIPv6(bare) ? "udp6" : "udp4");
   let probesSent = 0;
@@ -69,7 +70,7 @@ export async function probeHops(address: string, port: number, opts: HopProbeOpt
   sock.on("message", (msg, rinfo) => {
     const now = performance.now(); // before the signature check: its cost is not the line's
     const c = current;
-    if (c === null || rinfo.port !== port || rinfo.address.split("%")[0]!.toLowerCase() !== expected) return;
+    if (c === null || rinfo.port !== port || stripZone(rinfo.address).toLowerCase() !== expected) return;
     const r = decodeProbeResponse(msg);
     if (r === null || !verifySignature(udpSignedMessage(c.nonce, r.serverId, r.generation), r.signature, r.publicKey)) return;
     if (opts.serverId !== undefined && bytesToUuid(r.serverId) !== opts.serverId) return;

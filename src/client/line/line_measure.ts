@@ -11,6 +11,7 @@ import { promises as dns } from "node:dns";
 import net from "node:net";
 import { probeHops } from "./hop_probe.ts";
 import type { LineSystem } from "./line_system.ts";
+import { stripZone } from "../../address.ts";
 
 export interface LineMeasure {
   bandwidthMbps: number | null;
@@ -37,7 +38,7 @@ export interface MeasureOptions {
 export async function measureLine(host: string, port: number, opts: MeasureOptions): Promise<LineMeasure> {
   const start = performance.now();
   let address = host.startsWith("[") && host.endsWith("]") ? host.slice(1, -1) : host;
-  if (net.isIP(address.split("%")[0]!) === 0) {
+  if (net.isIP(stripZone(address)) === 0) {
     try {
       address = (await dns.lookup(address)).address;
     } catch {
@@ -49,7 +50,7 @@ export async function measureLine(host: string, port: number, opts: MeasureOptio
     ? await Promise.all([opts.system.linkSpeedMbps(route.dev), opts.system.shaperRateMbps(route.dev), opts.system.linkMtu(route.dev)])
     : [null, null, null];
   // The full-TTL probe fills the link's MTU: a smaller MTU further on is learned by the kernel.
-  const headers = net.isIPv6(address.split("%")[0]!) ? 48 : 28;
+  const headers = net.isIPv6(stripZone(address)) ? 48 : 28;
   const padTo = (route?.pmtu ?? linkMtu ?? 0) - headers;
   const hops = await probeHops(address, port, { maxHops: opts.maxHops, timeoutMs: opts.timeoutMs, serverId: opts.serverId, signal: opts.signal, padTo });
   const bandwidthMbps = speed === null ? shaper : shaper === null ? speed : Math.min(speed, shaper);

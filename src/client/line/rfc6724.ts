@@ -5,6 +5,7 @@
  * kernel's state (1–5, 7, 9) are not applied; stable otherwise.
  */
 import net from "node:net";
+import { ipv6Groups, stripZone } from "../../address.ts";
 
 interface Policy {
   prefix: bigint;
@@ -13,13 +14,8 @@ interface Policy {
 }
 
 function v6(text: string): bigint {
-  const [head = "", tail] = text.split("::");
-  const parts = (s: string): string[] => (s === "" ? [] : s.split(":"));
-  const h = parts(head);
-  const t = tail === undefined ? [] : parts(tail);
-  const groups = tail === undefined ? h : [...h, ...Array<string>(8 - h.length - t.length).fill("0"), ...t];
   let n = 0n;
-  for (const g of groups) n = (n << 16n) | BigInt(parseInt(g, 16) || 0);
+  for (const g of ipv6Groups(text) ?? []) n = (n << 16n) | BigInt(g);
   return n;
 }
 
@@ -41,15 +37,9 @@ const TABLE: Policy[] = (
   .sort((a, b) => b.bits - a.bits);
 
 function asV6(address: string): bigint | null {
-  const a = address.split("%")[0]!;
+  const a = stripZone(address);
   if (net.isIPv4(a)) return (0xffffn << 32n) | a.split(".").reduce((n, o) => (n << 8n) | BigInt(Number(o)), 0n);
-  if (!net.isIPv6(a)) return null;
-  const dotted = /^(.*:)(\d+\.\d+\.\d+\.\d+)$/.exec(a);
-  if (dotted) {
-    const [x = 0, y = 0, z = 0, w = 0] = dotted[2]!.split(".").map(Number);
-    return v6(`${dotted[1]}${((x << 8) | y).toString(16)}:${((z << 8) | w).toString(16)}`);
-  }
-  return v6(a);
+  return ipv6Groups(a) === null ? null : v6(a);
 }
 
 function precedence(n: bigint): number {
@@ -80,5 +70,5 @@ export function compareDestinations(a: string, b: string): number {
   const px = precedence(x);
   const py = precedence(y);
   if (px !== py) return py - px;
-  return scope(x, net.isIPv4(a.split("%")[0]!)) - scope(y, net.isIPv4(b.split("%")[0]!));
+  return scope(x, net.isIPv4(stripZone(a))) - scope(y, net.isIPv4(stripZone(b)));
 }

@@ -1,4 +1,4 @@
-import { canonicalAddress } from "./dns_source.ts";
+import { canonicalAddress } from "../../address.ts";
 import type { NameRow } from "./name_resolver.ts";
 import type { SourceName } from "./name_types.ts";
 

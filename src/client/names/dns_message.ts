@@ -3,6 +3,7 @@ import { randomInt } from "node:crypto";
 import net from "node:net";
 import type { NameAnswer } from "./name_types.ts";
 import { normalizeName } from "./name_types.ts";
+import { ipv6Groups, stripZone } from "../../address.ts";
 
 /** The one DNS wire format of unicast DNS, LLMNR (RFC 4795) and mDNS (RFC 6762). */
 
@@ -88,7 +89,7 @@ export function readPointers(buf: Uint8Array, id: number, reverse: string): { na
 
 /** The reverse-lookup name of a numeric address: `4.3.2.1.in-addr.arpa`, or nibbles under `ip6.arpa`. */
 export function reverseName(address: string): string {
-  const a = address.split("%")[0]!;
+  const a = stripZone(address);
   if (net.isIPv4(a)) return `${a.split(".").reverse().join(".")}.in-addr.arpa`;
   const bytes = ipv6Bytes(a);
   const nibbles: string[] = [];
@@ -97,12 +98,7 @@ export function reverseName(address: string): string {
 }
 
 function ipv6Bytes(a: string): number[] {
-  const [head, tail] = a.includes("::") ? (a.split("::") as [string, string]) : [a, null];
-  const parse = (s: string): number[] => (s === "" ? [] : s.split(":").map((h) => parseInt(h, 16)));
-  const h = parse(head);
-  const t = tail === null ? [] : parse(tail);
-  const groups = tail === null ? h : [...h, ...new Array<number>(8 - h.length - t.length).fill(0), ...t];
-  return groups.flatMap((g) => [g >> 8, g & 0xff]);
+  return (ipv6Groups(a) ?? new Array<number>(8).fill(0)).flatMap((g) => [g >> 8, g & 0xff]);
 }
 
 function rcode(p: packet.Packet): number {

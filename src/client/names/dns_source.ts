@@ -2,6 +2,7 @@ import net from "node:net";
 import { encodeQuery, readAddresses, readPointers, reverseName, transactionId, type AddressType } from "./dns_message.ts";
 import type { Endpoint, NameAnswer, NameSource, QueryContext } from "./name_types.ts";
 import { udpExchange } from "./udp_exchange.ts";
+import { sameAddress } from "../../address.ts";
 
 /**
  * Unicast DNS (A and AAAA in parallel) against the configured name servers,
@@ -70,18 +71,4 @@ function fromServer(from: { address: string; port: number }, server: Endpoint): 
   return from.port === server.port && sameAddress(from.address, server.address);
 }
 
-/** Compares two numeric addresses, ignoring an IPv6 zone and spelling. */
-export function sameAddress(a: string, b: string): boolean {
-  return canonicalAddress(a) === canonicalAddress(b);
-}
 
-/** One spelling per address: lower case, no zone, IPv6 compressed the canonical way. */
-export function canonicalAddress(address: string): string {
-  const a = address.split("%")[0]!.toLowerCase();
-  if (!net.isIPv6(a)) return a;
-  try {
-    return new URL(`http://[${a}]/`).hostname.slice(1, -1);
-  } catch {
-    return a;
-  }
-}

@@ -4,6 +4,7 @@ import type { Route } from "./interfaces.ts";
 import type { NameAnswer, NameSource, QueryContext } from "./name_types.ts";
 import { isLocalName, isSingleLabel } from "./name_types.ts";
 import { udpExchange } from "./udp_exchange.ts";
+import { isLinkLocal, zoneOf } from "../../address.ts";
 
 /** RFC 4795: 224.0.0.252 and ff02::1:3, port 5355. */
 export const LLMNR_GROUPS = { v4: { address: "224.0.0.252", port: 5355 }, v6: { address: "ff02::1:3", port: 5355 } } as const;
@@ -66,7 +67,7 @@ export class MulticastSource implements NameSource {
         const got = readAddresses(msg, id, name, type, !mdns);
         if (!got || got.length === 0) return undefined;
         // A link-local address is only usable with the interface it was learned on.
-        return route.ifname === undefined ? got : got.map((a) => (/^fe80:/i.test(a.address) && !a.address.includes("%") ? { ...a, address: `${a.address}%${route.ifname}` } : a));
+        return route.ifname === undefined ? got : got.map((a) => (isLinkLocal(a.address) && zoneOf(a.address) === "" ? { ...a, address: `${a.address}%${route.ifname}` } : a));
       },
     });
   }

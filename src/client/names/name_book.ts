@@ -3,7 +3,7 @@ import { ClientClosedError, KeyMismatchError } from "../../errors.ts";
 import type { Logger } from "../../logger.ts";
 import type { ServerEntry } from "../server_entry.ts";
 import { AddressList, type AddressRow } from "./address_list.ts";
-import { canonicalAddress } from "./dns_source.ts";
+import { canonicalAddress, stripZone } from "../../address.ts";
 import { NameResolver, type NameRow } from "./name_resolver.ts";
 import { normalizeName } from "./name_types.ts";
 import type { ResolutionOptions } from "./resolution_options.ts";
@@ -54,7 +54,7 @@ export class NameBook {
    */
   async entryFor(host: string, port: number, identify: (address: string) => ServerEntry | Promise<ServerEntry>): Promise<{ entry: ServerEntry; address: string }> {
     const bare = host.startsWith("[") && host.endsWith("]") ? host.slice(1, -1) : host;
-    if (net.isIP(bare.split("%")[0]!) !== 0) {
+    if (net.isIP(stripZone(bare)) !== 0) {
       if (!this.#list.has(bare, "numeric")) this.#list.add([{ name: bare, address: bare, source: "numeric", ttl: null }]);
       const entry = await this.#probe(bare, port, identify);
       this.#reverse(bare, port);

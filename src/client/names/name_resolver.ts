@@ -9,6 +9,7 @@ import { normalizeName } from "./name_types.ts";
 import { NETBIOS_NS_PORT, NetbiosSource } from "./netbios_source.ts";
 import { resolveOptions, type ResolutionOptions, type ResolvedOptions } from "./resolution_options.ts";
 import { SystemSource } from "./system_source.ts";
+import { stripZone } from "../../address.ts";
 
 /** One (name, address) pair a source gave: a row of the address list before its server is known. */
 export interface NameRow {
@@ -101,7 +102,7 @@ export class NameResolver {
    * reverse lookups are off or nothing is known.
    */
   async reverse(address: string): Promise<NameRow[]> {
-    if (!this.#dns || !this.options.reverse || net.isIP(address.split("%")[0]!) === 0) return [];
+    if (!this.#dns || !this.options.reverse || net.isIP(stripZone(address)) === 0) return [];
     const ctx = { timeoutMs: this.options.timeoutMs, signal: this.#signal };
     const names = await this.#dns.reverse(address, ctx);
     const rows: NameRow[] = [];

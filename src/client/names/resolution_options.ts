@@ -1,6 +1,7 @@
 import net from "node:net";
 import type { Route } from "./interfaces.ts";
 import type { Endpoint, SourceName } from "./name_types.ts";
+import { stripZone } from "../../address.ts";
 
 /** The name sources a client may ask, by the names the address list shows. */
 export type ResolutionSource = "hosts" | "dns" | "mdns" | "llmnr" | "netbios";
@@ -80,7 +81,7 @@ export function parseNameServer(text: string): Endpoint {
   const m = bracket ?? v4;
   const address = m ? m[1]! : text;
   const port = m?.[2] === undefined ? 53 : Number(m[2]);
-  if (net.isIP(address.split("%")[0]!) === 0 || port < 1 || port > 65535) {
+  if (net.isIP(stripZone(address)) === 0 || port < 1 || port > 65535) {
     throw new RangeError(`resolution.nameServers: ${JSON.stringify(text)} is not ADDR, ADDR:PORT or [ADDR6]:PORT`);
   }
   return { address, port };

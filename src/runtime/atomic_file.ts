@@ -1,0 +1,38 @@
+import { randomBytes } from "node:crypto";
+import { constants as fsConstants, promises as fs } from "node:fs";
+import path from "node:path";
+
+/** Opening flags for a new temporary file: it must not exist yet, and a symlink is never followed. */
+const TEMP_FLAGS = fsConstants.O_WRONLY | fsConstants.O_CREAT | fsConstants.O_EXCL | (fsConstants.O_NOFOLLOW ?? 0);
+
+/**
+ * Writes a file atomically, for the identity, the pins and every other file
+ * of a state directory: a hidden temporary file with an unpredictable name,
+ * created with O_EXCL|O_NOFOLLOW (so nothing planted at that name is
+ * followed or reused), fsync, rename over `file`, fsync of the directory.
+ */
+export async function writeFileAtomic(file: string, data: string, mode: number): Promise<void> {
+  const tmp = path.join(path.dirname(file), `.${path.basename(file)}.${randomBytes(12).toString("hex")}.tmp`);
+  const fh = await fs.open(tmp, TEMP_FLAGS, mode);
+  try {
+    try {
+      await fh.writeFile(data);
+      await fh.chmod(mode); // the umask may have narrowed it
+      await fh.sync();
+    } finally {
+      await fh.close();
+    }
+    await fs.rename(tmp, file);
+  } catch (err) {
+    await fs.rm(tmp, { force: true }).catch(() => {});
+    throw err;
+  }
+  const dh = await fs.open(path.dirname(file), "r");
+  try {
+    await dh.sync();
+  } catch {
+    // Some file systems cannot fsync a directory; the rename is still atomic.
+  } finally {
+    await dh.close();
+  }
+}

@@ -1,0 +1,71 @@
+import { createLogger, type Logger } from "../logger.ts";
+import { resolveConfig, type ServerConfigInput } from "../server/config.ts";
+import type { PerilinkServer } from "../server/server.ts";
+import type { ServerEvents } from "../server/server_events.ts";
+import { openServer, startServer } from "../server/start_server.ts";
+import { takeActivationSockets } from "../systemd/activation_sockets.ts";
+import { AcceptSemaphore } from "../handoff/accept_semaphore.ts";
+import { handoffPlan } from "../handoff/handoff_mode.ts";
+import { takeInheritedSockets } from "../handoff/inherited_sockets.ts";
+import { readStartContext, Takeover } from "../handoff/takeover.ts";
+import { upgradeHostFor } from "../handoff/upgrade_host.ts";
+import { Upgrader, type RespawnSpec } from "../handoff/upgrader.ts";
+import { ServiceGroup } from "../group/service_group.ts";
+
+export interface ServingOptions {
+  log?: Logger;
+  /** How this process was started: an upgrade starts the new program, and service processes, the same way. */
+  respawn: RespawnSpec;
+  /** Told about upgrades and drains (the systemd notifier). */
+  events?: ServerEvents;
+}
+
+/**
+ * What `perilink serve` runs: the embeddable server (server/) composed with
+ * what makes it a service — the sockets an older generation handed over or
+ * systemd passed (S7), the accept semaphore and the takeover of a process
+ * started by an upgrade, the upgrader for its own successor (S4), and a
+ * manager's service processes (S5). How the ports pass is handoff_mode.ts.
+ */
+export async function startServing(input: ServerConfigInput, options: ServingOptions): Promise<PerilinkServer> {
+  const config = resolveConfig(input);
+  const log = options.log ?? createLogger(config.logLevel);
+  const ctx = readStartContext();
+  const plan = handoffPlan(ctx.handoff);
+  // An upgraded process keeps the ports the kernel chose for `…:0` entries in the old one. The
+  // config keeps port 0, so that this process in turn hands those ports on at its own upgrade.
+  const listen = config.listen.map((spec, i) => {
+    const port = ctx.ports[config.listenText[i]!];
+    return spec.port === 0 && port !== undefined ? { ...spec, port } : spec;
+  });
+  // Sockets from a perilink parent (upgrade), else from systemd (socket activation).
+  const inherited = plan.adoptInherited ? takeInheritedSockets().sockets : takeActivationSockets();
+  const gate = plan.semaphore ? AcceptSemaphore.forStateDir(config.stateDir) : null;
+  const generation = ctx.generation;
+  const respawn = options.respawn;
+  return openServer(config, {
+    log,
+    generation,
+    control: true,
+    ...(config.workers.max > 1 ? { group: (c) => ServiceGroup.start(c, respawn, generation, log) } : {}),
+    parts: {
+      listen,
+      inherited,
+      gate,
+      reusePort: plan.reusePort,
+      deferUdp: plan.deferUdp,
+      takeover: ctx.handoff ? new Takeover(process, log, ctx.timeoutMs) : null,
+      upgrades: (server, older) => new Upgrader(upgradeHostFor(server, gate, older), respawn),
+      ...(options.events ? { events: options.events } : {}),
+    },
+  });
+}
+
+/**
+ * A service process of a group (S5), started by its manager with the same
+ * arguments: no listener and no control socket of its own; it serves the
+ * connections (or the listening sockets) its manager gives it.
+ */
+export function startServiceProcess(input: ServerConfigInput, log: Logger, generation: number): Promise<PerilinkServer> {
+  return startServer({ ...input, logger: log, control: false, listeners: false, generation });
+}

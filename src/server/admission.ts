@@ -1,0 +1,73 @@
+import type net from "node:net";
+import { WireError } from "../protocol/constants.ts";
+import { encodeServerRefusal } from "../protocol/handshake.ts";
+import type { ServerLimits } from "./limits.ts";
+import { peerKey } from "./peer_key.ts";
+import { RateLimiter } from "./rate_limiter.ts";
+
+/** Which limit refused a newcomer. */
+export type Refusal = "maxSessionsPerPeer" | "maxBufferedBytes" | "sessionRatePerPeer" | "maxSessions";
+
+/** How long a refused connection may stay half-open to read the refusal. */
+const REFUSAL_LINGER_MS = 1000;
+
+/**
+ * Whether a new connection may open a session (S3), checked in this order:
+ * the peer's open sessions (`maxSessionsPerPeer`, counted by `peerKey()`:
+ * IPv4 address, IPv6 /64, link-local address with zone), the server's buffer
+ * budget, the peer's session rate (`sessionRatePerPeer`: each handshake costs
+ * a signature; off by default), then the total (`maxSessions`) — where a
+ * slot may be freed by evicting an idle session, but only for a newcomer
+ * that every other limit admits.
+ */
+export class Admission {
+  #limits: ServerLimits;
+  #perPeer = new Map<string, number>();
+  #rate: RateLimiter | null;
+
+  constructor(limits: ServerLimits, trackedSources: number) {
+    this.#limits = limits;
+    this.#rate =
+      limits.sessionRatePerPeer > 0
+        ? new RateLimiter({ ratePerSecond: limits.sessionRatePerPeer, burst: limits.sessionBurstPerPeer, maxSources: trackedSources })
+        : null;
+  }
+
+  /**
+   * The limit that refuses a session from `peer`, or null: it is admitted and
+   * counted until `released(peer)`. `room()` says whether the total has room
+   * (making it, if it can, by evicting an idle session).
+   */
+  admit(peer: string, budgetOver: boolean, room: () => boolean): Refusal | null {
+    const key = peerKey(peer);
+    const open = this.#perPeer.get(key) ?? 0;
+    const why: Refusal | null =
+      open >= this.#limits.maxSessionsPerPeer
+        ? "maxSessionsPerPeer"
+        : budgetOver
+          ? "maxBufferedBytes"
+          : this.#rate !== null && !this.#rate.take(key)
+            ? "sessionRatePerPeer"
+            : !room()
+              ? "maxSessions"
+              : null;
+    if (why === null) this.#perPeer.set(key, open + 1);
+    return why;
+  }
+
+  /** An admitted session from `peer` closed. */
+  released(peer: string): void {
+    const key = peerKey(peer);
+    const n = (this.#perPeer.get(key) ?? 1) - 1;
+    if (n <= 0) this.#perPeer.delete(key);
+    else this.#perPeer.set(key, n);
+  }
+}
+
+/** Tells a refused newcomer the server is busy (it may try another address), then closes. */
+export function refuseConnection(socket: net.Socket): void {
+  socket.on("error", () => {});
+  socket.resume();
+  socket.end(encodeServerRefusal(WireError.ServerBusy));
+  setTimeout(() => socket.destroy(), REFUSAL_LINGER_MS).unref?.();
+}

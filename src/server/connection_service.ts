@@ -1,0 +1,48 @@
+import type net from "node:net";
+import type { Dispatch } from "./config.ts";
+import type { Endpoint, ListenerSet } from "./listener_set.ts";
+
+/** One service process of a group, as `status` lists it (S5). */
+export interface WorkerStatus {
+  slot: number;
+  pid: number | null;
+  state: "starting" | "ready" | "draining" | "failed";
+  sessions: number;
+  inflight: number;
+  requests: number;
+  /** Connections passed to it (manager) or accepted by it (semaphore) and still open. */
+  connections: number;
+  restarts: number;
+}
+
+/**
+ * How a server serves the connections its listeners accept. There are three:
+ * multiplexed sessions (S3, session_service.ts), a hosted `node:net` server
+ * (S6, raw_host.ts), and a manager's service processes (S5,
+ * group/service_group.ts). The server asks this interface instead of
+ * testing its mode.
+ */
+export interface ConnectionService {
+  /** Accepted sockets are passed on unread (a manager hands them to a service process). */
+  readonly pauseOnConnect: boolean;
+  /** A connection the listeners accepted: it is served, even while the server stops accepting. */
+  accept(socket: net.Socket): void;
+  /** Connections (sessions) open now, and requests running. */
+  readonly connections: number;
+  readonly inflight: number;
+  /** Bytes held for frames in progress and unsent output (`limits.maxBufferedBytes`). */
+  bufferedBytes(): number;
+  /** `status` counters: the server's own, with what this service adds or counts elsewhere. */
+  counters(own: Record<string, number>): Record<string, number>;
+  /** How connections reach service processes, and those processes ("single" and none when this process serves alone). */
+  readonly dispatch: Dispatch | "single";
+  workers(): WorkerStatus[];
+  /** The device no longer has this address: what arrived on it cannot carry traffic any more. */
+  addressRemoved(ep: Endpoint): void;
+  /** The listeners are open (at start, after a takeover or a rollback, after a rescan). */
+  listening(listeners: ListenerSet): Promise<void>;
+  /** The listeners are about to close for a handoff: nothing more is accepted here. */
+  stopAccepting(): Promise<void>;
+  /** Serves what was started (new connections get GOAWAY), closes what is left at the deadline. */
+  drain(timeoutMs: number): Promise<void>;
+}

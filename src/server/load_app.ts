@@ -1,0 +1,45 @@
+import type net from "node:net";
+import path from "node:path";
+import { pathToFileURL } from "node:url";
+import { AppError } from "../errors.ts";
+import type { LoadedApp, SessionApp } from "./app.ts";
+import demoApp from "./demo_app.ts";
+
+/** Names of applications built into the bundle. */
+export const BUILTIN_APPS: Record<string, SessionApp> = { demo: demoApp };
+
+/** Classifies a module's exports as a session app or a raw-mode server factory. */
+export function toLoadedApp(name: string, mod: Record<string, unknown>): LoadedApp {
+  const def = mod.default as Record<string, unknown> | undefined;
+  const createServer = (mod.createServer ?? def?.createServer) as (() => net.Server) | undefined;
+  if (typeof createServer === "function") {
+    const server = createServer();
+    if (!server || typeof (server as net.Server).emit !== "function" || typeof (server as net.Server).close !== "function") {
+      throw new AppError(`Cannot load app ${name}: createServer() must return a node:net or node:http server`);
+    }
+    return { kind: "raw", name, server };
+  }
+  if (def && typeof def.request === "function") {
+    if (def.message !== undefined && typeof def.message !== "function") {
+      throw new AppError(`Cannot load app ${name}: its message export must be a function`);
+    }
+    return { kind: "session", name, app: def as unknown as SessionApp };
+  }
+  throw new AppError(
+    `Cannot load app ${name}: default-export { request(payload, ctx) } or export createServer(); see docs/apps.md`,
+  );
+}
+
+/** Loads a built-in app by name, or a module by path. */
+export async function loadApp(spec: string, cwd = process.cwd()): Promise<LoadedApp> {
+  const builtin = BUILTIN_APPS[spec];
+  if (builtin) return { kind: "session", name: spec, app: builtin };
+  const url = pathToFileURL(path.resolve(cwd, spec)).href;
+  let mod: Record<string, unknown>;
+  try {
+    mod = (await import(url)) as Record<string, unknown>;
+  } catch (err) {
+    throw new AppError(`Cannot load app ${spec}: ${(err as Error).message}`, { cause: err });
+  }
+  return toLoadedApp(spec, mod);
+}

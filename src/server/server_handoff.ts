@@ -1,0 +1,80 @@
+import type { Logger } from "../logger.ts";
+
+/**
+ * What the server offers to, and needs from, the upgrade machinery above it
+ * (src/handoff/, wired by src/serve/). The server owns these interfaces and
+ * knows nothing of semaphores, IPC or new processes: an embedded server has
+ * none of them and cannot upgrade.
+ */
+
+/** How long a process waits for the accept semaphore (held only by a process of this state directory). */
+export const SEMAPHORE_START_TIMEOUT_MS = 2000;
+
+/** An older generation that handed over to this process and is still draining (listed by `status`). */
+export interface DrainingGeneration {
+  generation: number;
+  pid: number;
+  inflight: number;
+  sessions: number;
+}
+
+export interface UpgradeRequest {
+  /** The new program; default: the script now running (a new bundle dropped in place is picked up). */
+  program?: string;
+  /** A new app module for the new program. */
+  app?: string;
+  /** How long the new program may take to become ready and to take over. */
+  timeoutMs?: number;
+}
+
+export interface UpgradeResult {
+  generation: number;
+  pid: number;
+  previousPid: number;
+  ms: number;
+}
+
+/** Exclusive accept rights on the port group (the accept semaphore, S4). */
+export interface AcceptGate {
+  acquire(timeoutMs: number): Promise<void>;
+  release(): void;
+}
+
+/** Replaces this process with a new program version (the upgrader, S4). */
+export interface UpgradeDriver {
+  upgrade(req: UpgradeRequest): Promise<UpgradeResult>;
+  /** The upgrade under way, if any. */
+  readonly inProgress: { pid: number | undefined; since: number } | null;
+  /** True once a new process accepts in this one's place. */
+  readonly handedOver: boolean;
+  /** Resolves once this process handed over and drained; rejects when a rollback could not bind the ports again. */
+  readonly done: Promise<void>;
+  /** Stops an upgrade that has not handed over yet (its process is killed). */
+  cancel(why: string): Promise<void>;
+}
+
+/** The new side of an upgrade: takes the accept rights from the old process (takeover.ts). */
+export interface StartupTakeover {
+  /** Waits for the old process to stop accepting, takes `gate`, runs `activate`, tells the old process. */
+  run(gate: AcceptGate | null, activate: () => Promise<void>, generation: number): Promise<void>;
+  /** Older generations still draining. */
+  draining(): DrainingGeneration[];
+}
+
+/** What the upgrade machinery drives in the server it replaces (PerilinkServer implements it). */
+export interface ServingProcess {
+  readonly generation: number;
+  readonly log: Logger;
+  /** The listening sockets, named (inherited_socket.ts). */
+  handoffSockets(): { name: string; fd: number }[];
+  /** Closes this process's listeners and its control socket; accepting stops. */
+  stopListening(): Promise<void>;
+  /** Opens the control socket again, if the server has one (status must answer first). */
+  reopenControl(): Promise<void>;
+  /** Binds the same ports as before (those the kernel chose for port 0 too) and accepts again; one attempt. */
+  listenAgain(): Promise<void>;
+  /** The port the kernel chose for each `…:0` listen entry, by the entry's text. */
+  resolvedPorts(): Record<string, number>;
+  drain(): Promise<void>;
+  drainReport(): DrainingGeneration;
+}

@@ -1,0 +1,110 @@
+import { ProtocolError } from "../errors.ts";
+import type { Logger } from "../logger.ts";
+import { FrameType, WireError } from "../protocol/constants.ts";
+import { decodeChannelOpen } from "../protocol/payloads.ts";
+import type { SessionApp } from "./app.ts";
+import type { ServerLimits } from "./limits.ts";
+import { ServerChannel, type ChannelHost } from "./request_context.ts";
+import type { ServerStats } from "./server_stats.ts";
+import type { SessionOutput } from "./session_output.ts";
+
+/** What the channels of every session need from the server. */
+export interface ChannelServer {
+  readonly app: SessionApp;
+  readonly limits: ServerLimits;
+  readonly stats: ServerStats;
+  readonly log: Logger;
+}
+
+/** No channel open yet: shared by every session until its first channel (never written). */
+const NO_CHANNELS: ReadonlyMap<number, ServerChannel> = new Map();
+
+/**
+ * The open channels of one server session (S3): one logical connection of one
+ * client application each, opened by CHANNEL_OPEN and bounded by
+ * `maxChannelsPerSession`; one-way messages are delivered to the app's
+ * `message` handler. A channel id used twice, or 0, is a protocol error.
+ */
+export class SessionChannels {
+  #server: ChannelServer;
+  #session: ChannelHost;
+  #out: SessionOutput;
+  #map = NO_CHANNELS as Map<number, ServerChannel>;
+
+  constructor(server: ChannelServer, session: ChannelHost, out: SessionOutput) {
+    this.#server = server;
+    this.#session = session;
+    this.#out = out;
+  }
+
+  get size(): number {
+    return this.#map.size;
+  }
+
+  get(id: number): ServerChannel | undefined {
+    return this.#map.get(id);
+  }
+
+  has(id: number): boolean {
+    return this.#map.has(id);
+  }
+
+  /** CHANNEL_OPEN: opens it, or answers why not (draining, at the limit). */
+  open(id: number, payload: Buffer, accepting: boolean): void {
+    if (id === 0 || this.#map.has(id)) {
+      throw new ProtocolError(WireError.ProtocolError, `Cannot open channel ${id}: ${id === 0 ? "0 is reserved" : "already open"}`);
+    }
+    const open = decodeChannelOpen(payload);
+    const owner = this.#server;
+    if (!accepting) {
+      this.#out.error(id, 0, WireError.ShuttingDown, "Cannot open channel: the session is draining; open it on a new session");
+      return;
+    }
+    if (this.#map.size >= owner.limits.maxChannelsPerSession) {
+      this.#out.error(id, 0, WireError.LimitExceeded, `Cannot open channel: this session has ${this.#map.size} channels, the limit`);
+      return;
+    }
+    if (this.#map === NO_CHANNELS) this.#map = new Map();
+    this.#map.set(id, new ServerChannel(this.#session, id, open));
+    owner.stats.channelsOpen++;
+    this.#out.frame(FrameType.ChannelOk, id, 0);
+  }
+
+  /** CHANNEL_CLOSE: false when it was not open. Its context's signal aborts. */
+  close(id: number): boolean {
+    const ch = this.#map.get(id);
+    if (!ch) return false;
+    this.#map.delete(id);
+    this.#server.stats.channelsOpen--;
+    ch.abort("channel closed");
+    return true;
+  }
+
+  /** MESSAGE: one-way, to the app's `message` handler; a handler's failure is logged, never answered. */
+  message(id: number, payload: Buffer): void {
+    const owner = this.#server;
+    const ch = this.#map.get(id);
+    if (!ch) {
+      this.#out.error(id, 0, WireError.UnknownChannel, `Cannot deliver message: channel ${id} is not open`);
+      return;
+    }
+    owner.stats.messages++;
+    const app = owner.app;
+    if (!app.message) return;
+    try {
+      const r = app.message(payload, ch);
+      if (r && typeof (r as Promise<void>).then === "function") {
+        (r as Promise<void>).catch((err: unknown) => owner.log.warn("message_handler_failed", { app: ch.app, error: err }));
+      }
+    } catch (err) {
+      owner.log.warn("message_handler_failed", { app: ch.app, error: err });
+    }
+  }
+
+  /** The session closed: every channel's signal aborts. */
+  closeAll(): void {
+    for (const ch of this.#map.values()) ch.abort("session closed");
+    this.#server.stats.channelsOpen -= this.#map.size;
+    this.#map.clear();
+  }
+}

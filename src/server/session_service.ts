@@ -1,0 +1,169 @@
+import type net from "node:net";
+import type { Logger } from "../logger.ts";
+import { Admission, refuseConnection } from "./admission.ts";
+import type { SessionApp } from "./app.ts";
+import { BufferBudget } from "./buffer_budget.ts";
+import type { ConnectionService, WorkerStatus } from "./connection_service.ts";
+import type { Identity } from "./identity.ts";
+import type { ServerLimits } from "./limits.ts";
+import type { Endpoint, ListenerSet } from "./listener_set.ts";
+import { ServerSession, type SessionHost } from "./session.ts";
+import type { SessionFlow } from "./session_flow.ts";
+import type { ServerStats } from "./server_stats.ts";
+import { stripZone } from "../address.ts";
+
+/** A full server gives the slot of a session that has done nothing with it for this long to a newcomer. */
+const SESSION_EVICT_AFTER_MS = 1000;
+
+/** What the sessions of a server share. */
+export interface SessionServiceParts {
+  identity: Identity;
+  generation: number;
+  limits: ServerLimits;
+  app: SessionApp;
+  log: Logger;
+  /** For events a peer can cause at will (at most one line a second each). */
+  peerLog: Logger;
+  stats: ServerStats;
+  writeSlabBytes: number;
+  /** How many sources the per-peer session rate tracks. */
+  trackedSources: number;
+}
+
+/**
+ * Multiplexed sessions (S3): each accepted connection, once admitted
+ * (admission.ts), becomes a `ServerSession`; they share the server's buffer
+ * budget; a drain sends every session GOAWAY and waits for their requests.
+ */
+export class SessionService implements ConnectionService, SessionHost {
+  readonly identity: Identity;
+  readonly generation: number;
+  readonly limits: ServerLimits;
+  readonly app: SessionApp;
+  readonly log: Logger;
+  readonly peerLog: Logger;
+  readonly stats: ServerStats;
+  readonly writeSlabBytes: number;
+  readonly budget: BufferBudget;
+  readonly pauseOnConnect = false;
+  readonly dispatch = "single";
+  #sessions = new Set<ServerSession>();
+  /** Sessions that gave up their slot to a newcomer and are closing. */
+  #evicted = new Set<ServerSession>();
+  #admission: Admission;
+  #draining = false;
+  /** Set while draining: called when the last session closes. */
+  #noSessions: (() => void) | null = null;
+
+  constructor(parts: SessionServiceParts) {
+    this.identity = parts.identity;
+    this.generation = parts.generation;
+    this.limits = parts.limits;
+    this.app = parts.app;
+    this.log = parts.log;
+    this.peerLog = parts.peerLog;
+    this.stats = parts.stats;
+    this.writeSlabBytes = parts.writeSlabBytes;
+    this.budget = new BufferBudget(parts.limits.maxBufferedBytes, () => flowsOf(this.#sessions), () => this.#sessions.size);
+    this.#admission = new Admission(parts.limits, parts.trackedSources);
+  }
+
+  get connections(): number {
+    return this.#sessions.size;
+  }
+
+  get inflight(): number {
+    return this.stats.inflight;
+  }
+
+  bufferedBytes(): number {
+    return this.budget.refresh();
+  }
+
+  counters(own: Record<string, number>): Record<string, number> {
+    return own;
+  }
+
+  workers(): WorkerStatus[] {
+    return [];
+  }
+
+  async listening(_listeners: ListenerSet): Promise<void> {}
+
+  async stopAccepting(): Promise<void> {}
+
+  accept(socket: net.Socket): void {
+    const peer = socket.remoteAddress ?? "";
+    const why = this.#admission.admit(peer, this.budget.over(), () => this.#sessions.size - this.#evicted.size < this.limits.maxSessions || this.#evictIdle());
+    if (why !== null) {
+      this.stats.sessionsRefused++;
+      this.peerLog.info("session_refused", { peer, why });
+      refuseConnection(socket);
+      return;
+    }
+    const session = new ServerSession(socket, this);
+    this.#sessions.add(session);
+    this.stats.sessionsOpen++;
+    this.stats.sessionsAccepted++;
+    // Accepted while draining: served, and told at once to move on.
+    if (this.#draining) void session.goAway();
+  }
+
+  /** SessionHost: a session's socket closed. */
+  sessionClosed(session: ServerSession): void {
+    this.#evicted.delete(session);
+    if (!this.#sessions.delete(session)) return;
+    this.stats.sessionsOpen--;
+    if (this.#sessions.size === 0) this.#noSessions?.();
+    this.#admission.released(session.remoteAddress);
+  }
+
+  /**
+   * Sessions that arrived on an address the device no longer has cannot carry
+   * traffic any more: close them now, so their clients fail over at once
+   * instead of waiting for TCP to time out.
+   */
+  addressRemoved(ep: Endpoint): void {
+    for (const s of this.#sessions) {
+      if (stripZone(s.localAddress) === stripZone(ep.address) && s.localPort === ep.port) s.destroy();
+    }
+  }
+
+  async drain(timeoutMs: number): Promise<void> {
+    this.#draining = true;
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const deadline = new Promise<void>((r) => (timer = setTimeout(r, timeoutMs)));
+    for (const s of this.#sessions) void s.goAway();
+    const allClosed = new Promise<void>((r) => (this.#noSessions = r));
+    if (this.#sessions.size === 0) this.#noSessions?.();
+    await Promise.race([allClosed, deadline]);
+    clearTimeout(timer);
+    if (this.#sessions.size > 0) {
+      this.log.warn("drain_deadline", { mode: "session", destroyed: this.#sessions.size, inflight: this.stats.inflight });
+      for (const s of this.#sessions) s.destroy();
+    }
+  }
+
+  /**
+   * The server is full: gives the slot of the oldest session that does nothing
+   * with its own (SESSION_EVICT_AFTER_MS in its handshake, or open without a
+   * channel or request) to the newcomer. Sessions doing work are never touched,
+   * so peers that hold sessions open idle cannot lock out clients that use them.
+   */
+  #evictIdle(): boolean {
+    const now = performance.now();
+    for (const s of this.#sessions) {
+      if (this.#evicted.has(s) || !s.idleSince(now, SESSION_EVICT_AFTER_MS)) continue;
+      this.#evicted.add(s);
+      this.stats.sessionsEvicted++;
+      s.evict();
+      return true;
+    }
+    return false;
+  }
+}
+
+/** The budget's holders: each session's flow control. */
+function* flowsOf(sessions: Iterable<ServerSession>): Generator<SessionFlow> {
+  for (const s of sessions) yield s.flow;
+}
