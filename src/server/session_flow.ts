@@ -158,7 +158,8 @@ export class SessionFlow implements BudgetHolder {
   #watchStall(): void {
     if (this.#stallTimer !== null) return;
     const s = this.#s;
-    if (s.socket.writableLength === 0 && !this.#owesRead()) return;
+    // Output still packed in the writer counts too: its flush comes with no update after it.
+    if (s.socket.writableLength === 0 && s.writer.pending === 0 && !this.#owesRead()) return;
     this.#sentAtStall = this.#sent();
     this.#readAtStall = s.socket.bytesRead;
     this.#stallTimer = setTimeout(this.#checkStallBound ?? this.#bindCheckStall(), s.limits.writeTimeoutMs);
