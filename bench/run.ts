@@ -1,30 +1,42 @@
 /**
  * Runs one benchmark by name: `npm run bench -- <name> [options]`.
- * With no name, lists them. Each writes bench/results/<name>.json.
+ * With no name, lists them. Each writes bench/results/<name>.json
+ * (bench/lib/result_file.ts); `npm run bench:report` (bench/report.ts)
+ * renders them all into docs/benchmarks.md, in the order of BENCHES.
  */
+import path from "node:path";
+import { fileURLToPath } from "node:url";
 
-const BENCHES: Record<string, string> = {
-  throughput: "./throughput.ts",
-  sessions: "./sessions.ts",
-  handoff: "./handoff.ts",
-  torture: "./torture.ts",
-  names: "./names.ts",
-  workers: "./workers.ts",
-  lines: "./lines.ts",
-  device: "./device.ts",
-};
+/** Every benchmark: `name` is bench/<name>.ts, whose main(args) writes bench/results/<name>.json. */
+export const BENCHES: readonly { name: string; title: string }[] = [
+  { name: "throughput", title: "Throughput" },
+  { name: "sessions", title: "Client session table" },
+  { name: "handoff", title: "Handoff: replacing the server under load" },
+  { name: "torture", title: "Torture: the server under attack" },
+  { name: "names", title: "Names" },
+  { name: "workers", title: "Service processes" },
+  { name: "lines", title: "Lines: the better line and dead-line detection" },
+  { name: "device", title: "On the device" },
+];
 
 interface Bench {
   main(args: string[]): Promise<void>;
 }
 
-const [name, ...args] = process.argv.slice(2);
-const file = name === undefined ? undefined : BENCHES[name];
-if (file === undefined) {
-  if (name !== undefined) console.error(`unknown benchmark "${name}"`);
-  console.log(`usage: npm run bench -- <name> [options]\nbenchmarks:\n${Object.keys(BENCHES).map((n) => `  ${n}`).join("\n")}`);
-  process.exitCode = name === undefined ? 0 : 2;
-} else {
-  const bench = (await import(new URL(file, import.meta.url).href)) as Bench;
+async function run(name: string | undefined, args: string[]): Promise<void> {
+  const known = BENCHES.find((b) => b.name === name);
+  if (known === undefined) {
+    if (name !== undefined) console.error(`unknown benchmark "${name}"`);
+    console.log(`usage: npm run bench -- <name> [options]\nbenchmarks:\n${BENCHES.map((b) => `  ${b.name.padEnd(11)} ${b.title}`).join("\n")}`);
+    process.exitCode = name === undefined ? 0 : 2;
+    return;
+  }
+  const bench = (await import(new URL(`./${known.name}.ts`, import.meta.url).href)) as Bench;
   await bench.main(args);
+}
+
+// Run only as the program (bench/report.ts imports BENCHES from here).
+if (process.argv[1] && path.resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
+  const [name, ...args] = process.argv.slice(2);
+  await run(name, args);
 }
