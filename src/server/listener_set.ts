@@ -245,9 +245,11 @@ export class ListenerSet {
         this.#handlers.onRemoved?.(l.endpoint);
       }
     }
-    for (const [k, { ep, spec }] of want) {
+    for (const { ep, spec } of want.values()) {
       if (this.#closed) return;
-      if (!this.#listeners.has(k)) await this.#add(ep, spec, false).catch(() => {});
+      // As in start(): an entry's port 0 is resolved by its first bind, here or earlier in this loop.
+      ep.port = spec.port;
+      await this.#add(ep, spec, false).catch(() => {}); // skips an endpoint already listening
     }
   }
 
