@@ -5,7 +5,7 @@ import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
-import { AcceptSemaphore } from "../src/supervisor/accept_semaphore.ts";
+import { AcceptSemaphore } from "../src/handoff/accept_semaphore.ts";
 import { freePort } from "../test/helpers/free_port.ts";
 import type { LoadDone, StartLoad } from "./lib/children/handoff_load.ts";
 import { ensureFreshBundle, HTTP_APP } from "./lib/handoff/services.ts";

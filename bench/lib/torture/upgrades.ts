@@ -1,5 +1,5 @@
 import { controlRequest } from "../../../src/server/control_server.ts";
-import type { UpgradeResult } from "../../../src/supervisor/upgrader.ts";
+import type { UpgradeResult } from "../../../src/handoff/upgrader.ts";
 import { now, type Service } from "../handoff/services.ts";
 import { sleep } from "../proc.ts";
 import { ServerWatch } from "./server_watch.ts";
