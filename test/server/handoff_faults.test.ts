@@ -919,9 +919,10 @@ test("generations draining at once: one that exited is dropped from status at on
     await srv.waitStatus((s) => s.generation === generation && s.accepting, `generation ${generation}`);
   };
   try {
-    const g1 = await slow(3000);
+    // Long enough that both still run after two upgrades on a loaded machine (test files run concurrently).
+    const g1 = await slow(8000);
     await upgrade(2);
-    const g2 = await slow(7000);
+    const g2 = await slow(12_000);
     await upgrade(3);
     const both = await srv.status();
     assert.deepEqual(both.draining.map((g) => [g.generation, g.pid]), [[1, g1.pid], [2, g2.pid]], "generations 1 and 2 drain");
