@@ -19,7 +19,7 @@ const STEP_TIMEOUT_MS = 5000;
  * Node cannot stop watching a listening socket without closing it, nor dup()
  * one, so the semaphore travels with fresh descriptors over IPC (SCM_RIGHTS)
  * rather than as a flock: a turn costs one message per socket each way, where
- * the flock command costs a process start (see README, Benchmarks).
+ * the flock command costs a process start (see docs/benchmark-history.md, the workers benchmark).
  */
 export class SemaphoreDispatch {
   #pool: WorkerPool;

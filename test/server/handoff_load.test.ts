@@ -106,7 +106,7 @@ test(`serves connection-per-request HTTP clients in raw mode through ${UPGRADES}
   const report = await load.stop();
   if (detectRuntime().handoff === "reuseport") {
     // Deno (SO_REUSEPORT): a connection caught mid-handshake on the closing listener can still
-    // be reset at connect (never accepted, so never processed); README states this. Count them.
+    // be reset at connect (never accepted, so never processed); docs/runtimes.md states this. Count them.
     const atConnect = report.errors.filter((e) => /^ECONNRESET connect /.test(e));
     t.diagnostic(`reuseport: ${atConnect.length} connections reset at connect over ${UPGRADES} upgrades`);
     assert.ok(atConnect.length <= UPGRADES, `at most one reset per upgrade, got ${atConnect.length}`);
