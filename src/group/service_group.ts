@@ -25,11 +25,9 @@ export class ServiceGroup implements ConnectionService {
   #pool: WorkerPool;
   #manager: ManagerDispatch;
   #semaphore: SemaphoreDispatch | null;
-  #log: Logger;
 
   private constructor(config: ServerConfig, respawn: RespawnSpec, generation: number, log: Logger) {
     this.dispatch = config.dispatch;
-    this.#log = log;
     this.#pool = new WorkerPool({
       range: config.workers,
       idleMs: config.workerIdleMs,

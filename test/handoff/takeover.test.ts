@@ -71,7 +71,7 @@ test("success: asks for the service, and only after the answer and the semaphore
 });
 
 test("the wait for the accept semaphore starts with the transfer request, before any answer, so no process start lies between the old process stopping and the new one accepting", async () => {
-  const { parent, takeover, activate } = setup();
+  const { parent, takeover } = setup();
   const events: string[] = [];
   let grant!: () => void;
   const granted = new Promise<void>((resolve) => (grant = resolve));

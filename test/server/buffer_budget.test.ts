@@ -302,7 +302,7 @@ test("release gives back the holder's bytes and ends its overdraft", () => {
 
 test("a reservation that does not fit on stale charges asks the holders afresh first, and is granted without the overdraft", () => {
   const f = three(100_000);
-  const { budget, a, b, c } = f;
+  const { a, b, c } = f;
   a.hold(90_000);
   a.held = 0; // a's output drained; its charge is stale
   f.advance(RECHECK_MS);
