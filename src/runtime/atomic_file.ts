@@ -17,7 +17,9 @@ export async function writeFileAtomic(file: string, data: string, mode: number):
   try {
     try {
       await fh.writeFile(data);
-      await fh.chmod(mode); // the umask may have narrowed it
+      // The umask may have narrowed the mode: widen it back to `mode`, never beyond. A file
+      // system that cannot (vfat, some FUSE mounts) keeps what O_CREAT gave, no more than `mode`.
+      await fh.chmod(mode).catch(() => {});
       await fh.sync();
     } finally {
       await fh.close();

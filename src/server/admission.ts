@@ -5,6 +5,14 @@ import type { ServerLimits } from "./limits.ts";
 import { peerKey } from "./peer_key.ts";
 import { RateLimiter } from "./rate_limiter.ts";
 
+/** What admission asks of the sessions it admits to. */
+export interface AdmissionHost {
+  /** The server holds more than `maxBufferedBytes`. */
+  budgetOver(): boolean;
+  /** Whether the total (`maxSessions`) has room, making it by evicting an idle session if it can. */
+  makeRoom(): boolean;
+}
+
 /** Which limit refused a newcomer. */
 export type Refusal = "maxSessionsPerPeer" | "maxBufferedBytes" | "sessionRatePerPeer" | "maxSessions";
 
@@ -22,33 +30,31 @@ const REFUSAL_LINGER_MS = 1000;
  */
 export class Admission {
   #limits: ServerLimits;
+  #host: AdmissionHost;
   #perPeer = new Map<string, number>();
   #rate: RateLimiter | null;
 
-  constructor(limits: ServerLimits, trackedSources: number) {
+  constructor(limits: ServerLimits, trackedSources: number, host: AdmissionHost) {
     this.#limits = limits;
+    this.#host = host;
     this.#rate =
       limits.sessionRatePerPeer > 0
         ? new RateLimiter({ ratePerSecond: limits.sessionRatePerPeer, burst: limits.sessionBurstPerPeer, maxSources: trackedSources })
         : null;
   }
 
-  /**
-   * The limit that refuses a session from `peer`, or null: it is admitted and
-   * counted until `released(peer)`. `room()` says whether the total has room
-   * (making it, if it can, by evicting an idle session).
-   */
-  admit(peer: string, budgetOver: boolean, room: () => boolean): Refusal | null {
+  /** The limit that refuses a session from `peer`, or null: it is admitted and counted until `released(peer)`. */
+  admit(peer: string): Refusal | null {
     const key = peerKey(peer);
     const open = this.#perPeer.get(key) ?? 0;
     const why: Refusal | null =
       open >= this.#limits.maxSessionsPerPeer
         ? "maxSessionsPerPeer"
-        : budgetOver
+        : this.#host.budgetOver()
           ? "maxBufferedBytes"
           : this.#rate !== null && !this.#rate.take(key)
             ? "sessionRatePerPeer"
-            : !room()
+            : !this.#host.makeRoom()
               ? "maxSessions"
               : null;
     if (why === null) this.#perPeer.set(key, open + 1);

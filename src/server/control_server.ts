@@ -1,7 +1,7 @@
 import { promises as fs } from "node:fs";
 import net from "node:net";
 import path from "node:path";
-import { ControlError, isErrorCode, PerilinkError } from "../errors.ts";
+import { ControlError, PerilinkError } from "../errors.ts";
 import type { Logger } from "../logger.ts";
 import { memoryFigures } from "../runtime/memory_figures.ts";
 
@@ -146,7 +146,8 @@ export function controlRequest(stateDir: string, request: Record<string, unknown
       try {
         const reply = JSON.parse(buf.slice(0, nl)) as { ok: boolean; result?: unknown; error?: { code: string; message: string } };
         if (reply.ok) resolve(reply.result);
-        else reject(new PerilinkError(isErrorCode(reply.error?.code) ? reply.error.code : "PERILINK_CONTROL", reply.error?.message ?? "request failed"));
+        // The server's code as it sent it: one of ours, or the system's (EACCES from an upgrade's spawn).
+        else reject(new PerilinkError(typeof reply.error?.code === "string" ? reply.error.code : "PERILINK_CONTROL", reply.error?.message ?? "request failed"));
       } catch (err) {
         reject(new ControlError(`Cannot read the server's answer at ${p}: ${(err as Error).message}`));
       }

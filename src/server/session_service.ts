@@ -1,6 +1,6 @@
 import type net from "node:net";
 import type { Logger } from "../logger.ts";
-import { Admission, refuseConnection } from "./admission.ts";
+import { Admission, refuseConnection, type AdmissionHost } from "./admission.ts";
 import type { SessionApp } from "./app.ts";
 import { BufferBudget } from "./buffer_budget.ts";
 import type { ConnectionService, WorkerStatus } from "./connection_service.ts";
@@ -35,7 +35,7 @@ export interface SessionServiceParts {
  * (admission.ts), becomes a `ServerSession`; they share the server's buffer
  * budget; a drain sends every session GOAWAY and waits for their requests.
  */
-export class SessionService implements ConnectionService, SessionHost {
+export class SessionService implements ConnectionService, SessionHost, AdmissionHost {
   readonly identity: Identity;
   readonly generation: number;
   readonly limits: ServerLimits;
@@ -65,7 +65,7 @@ export class SessionService implements ConnectionService, SessionHost {
     this.stats = parts.stats;
     this.writeSlabBytes = parts.writeSlabBytes;
     this.budget = new BufferBudget(parts.limits.maxBufferedBytes, () => flowsOf(this.#sessions), () => this.#sessions.size);
-    this.#admission = new Admission(parts.limits, parts.trackedSources);
+    this.#admission = new Admission(parts.limits, parts.trackedSources, this);
   }
 
   get connections(): number {
@@ -94,7 +94,7 @@ export class SessionService implements ConnectionService, SessionHost {
 
   accept(socket: net.Socket): void {
     const peer = socket.remoteAddress ?? "";
-    const why = this.#admission.admit(peer, this.budget.over(), () => this.#sessions.size - this.#evicted.size < this.limits.maxSessions || this.#evictIdle());
+    const why = this.#admission.admit(peer);
     if (why !== null) {
       this.stats.sessionsRefused++;
       this.peerLog.info("session_refused", { peer, why });
@@ -107,6 +107,16 @@ export class SessionService implements ConnectionService, SessionHost {
     this.stats.sessionsAccepted++;
     // Accepted while draining: served, and told at once to move on.
     if (this.#draining) void session.goAway();
+  }
+
+  /** AdmissionHost */
+  budgetOver(): boolean {
+    return this.budget.over();
+  }
+
+  /** AdmissionHost: room under `maxSessions`, or one made by evicting an idle session. */
+  makeRoom(): boolean {
+    return this.#sessions.size - this.#evicted.size < this.limits.maxSessions || this.#evictIdle();
   }
 
   /** SessionHost: a session's socket closed. */
