@@ -71,11 +71,10 @@ export class ServerSession implements FrameSink, ChannelHost {
   #hello: Buffer | null = null;
   #decoder: FrameDecoder | null = null;
   #out: SessionOutput;
-  #channels: SessionChannels;
+  #channels: SessionChannels | null = null; // at the first CHANNEL_OPEN or MESSAGE
   /** Whether this session reads on; the server's buffer budget holds it as one of its holders. */
   readonly flow: SessionFlow;
-  /** The requests whose handlers run, and the one answer each gets. */
-  #requests: SessionRequests;
+  #requests: SessionRequests | null = null; // at the first REQUEST
   #lastStream = 0;
   #goAwayStream = 0;
   /** When the last bytes arrived (for choosing idle sessions to evict). */
@@ -84,8 +83,7 @@ export class ServerSession implements FrameSink, ChannelHost {
   #openedMono = performance.now();
   #goAwayAfterHello: { code: number; reason: string } | null = null;
   #timer: ReturnType<typeof setTimeout> | null = null;
-  /** `closed`, made when first asked for (most sessions close without anyone waiting). */
-  #closed: Promise<void> | null = null;
+  #closed: Promise<void> | null = null; // made when first asked for: most sessions close unwatched
   #closedResolve: (() => void) | null = null;
 
   constructor(socket: net.Socket, host: SessionHost) {
@@ -96,10 +94,7 @@ export class ServerSession implements FrameSink, ChannelHost {
     this.localAddress = socket.localAddress ?? "";
     this.localPort = socket.localPort ?? 0;
     this.#out = new SessionOutput(socket, host.writeSlabBytes);
-    const view = new ServerSession.#View(this);
-    this.flow = new SessionFlow(view);
-    this.#requests = new SessionRequests(view, host);
-    this.#channels = new SessionChannels(host, this, this.#out);
+    this.flow = new SessionFlow(new ServerSession.#View(this));
     // The listeners are the same functions for every session (a closure each per session was
     // most of an idle session's JS heap); they find the session on the socket.
     (socket as SessionSocket)[SESSION] = this;
@@ -153,8 +148,8 @@ export class ServerSession implements FrameSink, ChannelHost {
     if (this.#state === HANDSHAKE) return true;
     return (
       this.#state === OPEN &&
-      this.#channels.size === 0 &&
-      this.#requests.running === 0 &&
+      (this.#channels?.size ?? 0) === 0 &&
+      this.#running() === 0 &&
       now - this.#lastReadAt >= minAgeMs &&
       this.#decoder !== null &&
       this.#decoder.idle
@@ -224,14 +219,14 @@ export class ServerSession implements FrameSink, ChannelHost {
       case FrameType.Request:
         return this.#onRequest(channel, stream, payload);
       case FrameType.Message:
-        return this.#channels.message(channel, payload);
+        return this.#chans().message(channel, payload);
       case FrameType.ChannelOpen:
-        return this.#channels.open(channel, payload, this.#state === OPEN);
+        return this.#chans().open(channel, payload, this.#state === OPEN);
       case FrameType.ChannelClose:
-        if (this.#channels.close(channel)) this.#requests.cancelChannel(channel);
+        if (this.#channels?.close(channel)) this.#requests?.cancelChannel(channel);
         return;
       case FrameType.Cancel:
-        return this.#requests.cancelStream(stream);
+        return this.#requests?.cancelStream(stream);
       case FrameType.Ping:
         this.#out.frame(FrameType.Pong, 0, stream, payload);
         return;
@@ -261,18 +256,18 @@ export class ServerSession implements FrameSink, ChannelHost {
       this.#out.error(channelId, stream, WireError.RefusedStream, "Cannot start request: the session is draining; send it again on a new session");
       return;
     }
-    const ch = this.#channels.get(channelId);
+    const ch = this.#channels?.get(channelId);
     if (!ch) {
       this.#out.error(channelId, stream, WireError.UnknownChannel, `Cannot start request: channel ${channelId} is not open`);
       return;
     }
     this.#host.stats.requests++;
-    this.#requests.run(new ServerRequest(ch, stream), payload);
+    (this.#requests ??= this.#newRequests()).run(new ServerRequest(ch, stream), payload);
   }
 
   /** Sends a one-way message on a channel; ignored once the session or channel has closed. */
   sendMessage(channelId: number, payload: Uint8Array | string): void {
-    if (this.#state === CLOSED || this.#state === HANDSHAKE || !this.#channels.has(channelId)) return;
+    if (this.#state === CLOSED || this.#state === HANDSHAKE || this.#channels?.has(channelId) !== true) return;
     this.#out.message(channelId, payload);
   }
 
@@ -289,8 +284,8 @@ export class ServerSession implements FrameSink, ChannelHost {
     get budget(): BufferBudget { return this.#s.#host.budget; }
     get remoteAddress(): string { return this.#s.remoteAddress; }
     decoder(): FrameDecoder | null { return this.#s.#decoder; }
-    running(): number { return this.#s.#requests.running; }
-    abandoned(): number { return this.#s.#requests.abandoned; }
+    running(): number { return this.#s.#running(); }
+    abandoned(): number { return this.#s.#requests?.abandoned ?? 0; }
     closed(): boolean { return this.#s.#state === CLOSED; }
     flowUpdate(): void { this.#s.flow.update(); }
     settled(): void {
@@ -321,6 +316,12 @@ export class ServerSession implements FrameSink, ChannelHost {
     end(this: SessionSocket): void { this[SESSION].#onPeerEnd(); },
   };
 
+  // Channels and the request table are made on first use (an idle session holds neither),
+  // apart from the paths that use them: a closure there would cost a context on every call.
+  #running(): number { return this.#requests === null ? 0 : this.#requests.running; }
+  #chans(): SessionChannels { return (this.#channels ??= new SessionChannels(this.#host, this, this.#out)); }
+  #newRequests(): SessionRequests { return new SessionRequests(new ServerSession.#View(this), this.#host); }
+
   /** FrameSink: memory for a frame arriving in parts. */
   reserve(bytes: number): boolean {
     return this.flow.reserve(bytes);
@@ -334,7 +335,7 @@ export class ServerSession implements FrameSink, ChannelHost {
   }
 
   #maybeFinishDrain(): void {
-    if (this.#state !== DRAINING || this.#requests.running > 0) return;
+    if (this.#state !== DRAINING || this.#running() > 0) return;
     this.#out.end(LINGER_AFTER_END_MS);
   }
 
@@ -343,7 +344,7 @@ export class ServerSession implements FrameSink, ChannelHost {
     if (socket.writableLength > 0) {
       this.#host.peerLog.info("session_stalled", { peer: this.remoteAddress, unsentBytes: socket.writableLength });
       socket.destroy();
-    } else if (this.#requests.running === 0) {
+    } else if (this.#running() === 0) {
       this.#host.log.debug("session_idle", { peer: this.remoteAddress });
       this.goAway(WireError.Timeout, "idle timeout");
     }
@@ -387,8 +388,8 @@ export class ServerSession implements FrameSink, ChannelHost {
     this.#timer = null;
     this.#state = CLOSED;
     this.flow.release();
-    this.#channels.closeAll();
-    this.#requests.close();
+    this.#channels?.closeAll();
+    this.#requests?.close();
     this.#host.sessionClosed(this);
     if (this.#closed === null) this.#closed = CLOSED_ALREADY;
     else this.#closedResolve?.();
