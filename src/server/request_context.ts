@@ -2,13 +2,7 @@ import type { ChannelOpen } from "../protocol/payloads.ts";
 import type { ChannelContext, RequestContext } from "./app.ts";
 
 /** What a channel reads of the session it belongs to (ServerSession implements it). */
-export interface ChannelHost {
-  readonly localAddress: string;
-  readonly localPort: number;
-  readonly remoteAddress: string;
-  readonly remotePort: number;
-  readonly serverId: string;
-  readonly generation: number;
+export interface ChannelHost extends Pick<ChannelContext, "localAddress" | "localPort" | "remoteAddress" | "remotePort" | "serverId" | "generation"> {
   /** Sends a one-way message on a channel; ignored once the session or channel has closed. */
   sendMessage(channel: number, payload: Uint8Array | string): void;
 }

@@ -15,18 +15,8 @@ import { stripZone } from "../address.ts";
 /** A full server gives the slot of a session that has done nothing with it for this long to a newcomer. */
 const SESSION_EVICT_AFTER_MS = 1000;
 
-/** What the sessions of a server share. */
-export interface SessionServiceParts {
-  identity: Identity;
-  generation: number;
-  limits: ServerLimits;
-  app: SessionApp;
-  log: Logger;
-  /** For events a peer can cause at will (at most one line a second each). */
-  peerLog: Logger;
-  stats: ServerStats;
-  writeSlabBytes: number;
-  /** How many sources the per-peer session rate tracks. */
+/** What the sessions of a server share: what each session reads of its host, and the sources the session rate tracks. */
+export interface SessionServiceParts extends Omit<SessionHost, "budget" | "sessionClosed"> {
   trackedSources: number;
 }
 

@@ -1,25 +1,15 @@
 import assert from "node:assert/strict";
-import { readdirSync, readFileSync, statSync } from "node:fs";
+import { readFileSync } from "node:fs";
 import path from "node:path";
 import { test } from "node:test";
 import { ERROR_CODES, isErrorCode, PerilinkError } from "../../src/errors.ts";
 import { REPO_ROOT } from "../helpers/cli.ts";
-
-/** Every .ts file under src/. */
-function sources(dir = path.join(REPO_ROOT, "src")): string[] {
-  const out: string[] = [];
-  for (const name of readdirSync(dir)) {
-    const p = path.join(dir, name);
-    if (statSync(p).isDirectory()) out.push(...sources(p));
-    else if (name.endsWith(".ts")) out.push(p);
-  }
-  return out;
-}
+import { sourceFiles } from "../helpers/source_files.ts";
 
 /** `"PERILINK_…"` literals in the sources, apart from environment variable names (`…_ENV = "PERILINK_…"`). */
 function codesUsed(): Map<string, string> {
   const used = new Map<string, string>();
-  for (const file of sources()) {
+  for (const file of sourceFiles()) {
     const text = readFileSync(file, "utf8");
     for (const line of text.split("\n")) {
       if (/_ENV\s*=\s*"PERILINK_/.test(line)) continue;
