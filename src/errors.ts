@@ -26,6 +26,7 @@ export const ERROR_CODES = [
   "PERILINK_PIN_FILE",
   "PERILINK_PROBE_TIMEOUT",
   "PERILINK_PROTOCOL",
+  "PERILINK_RECORD",
   "PERILINK_REMOTE_APP",
   "PERILINK_REMOTE_ERROR",
   "PERILINK_REMOTE_INTERNAL",
@@ -115,6 +116,21 @@ export class ProtocolError extends PerilinkError {
   constructor(wireCode: number, message: string, code: ErrorCode = "PERILINK_PROTOCOL") {
     super(code, message);
     this.wireCode = wireCode;
+  }
+}
+
+/** `WireError.ProtocolError` (protocol/constants.ts; this file is below it). */
+const WIRE_PROTOCOL_ERROR = 1;
+
+/**
+ * A sealed record (protocol v2) failed: it did not authenticate (changed,
+ * replayed, reordered, from another session), its length is out of bounds,
+ * or the connection ended inside one. The session ends; nothing of the
+ * record reaches the application.
+ */
+export class RecordError extends ProtocolError {
+  constructor(message: string) {
+    super(WIRE_PROTOCOL_ERROR, message, "PERILINK_RECORD");
   }
 }
 

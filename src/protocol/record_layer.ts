@@ -1,0 +1,239 @@
+import { createCipheriv, createDecipheriv, hkdfSync } from "node:crypto";
+import { RecordError } from "../errors.ts";
+
+/**
+ * Sealed records (protocol v2, docs/protocol.md §11): after the handshake,
+ * each direction is a sequence of AEAD records, one per write batch (at most
+ * `MAX_RECORD_PLAINTEXT` bytes of frames each, frames may span records):
+ *
+ *   length u32 (ciphertext + tag) ‖ ciphertext ‖ tag (16)
+ *
+ * The 4-byte length is the AEAD's associated data. Nonces are never sent:
+ * the n-th record of a direction is sealed with nonce n (4 zero bytes, then
+ * n as u64 big-endian), so a record replayed, reordered, dropped or changed
+ * fails authentication and ends the session. Every `REKEY_EVERY` records
+ * both sides replace the direction's key with HKDF of itself (no message
+ * needed), so no key seals more than that many records.
+ */
+
+export type CipherName = "chacha20-poly1305" | "aes-256-gcm";
+
+/** The cipher bits a client offers and a server picks one of (the client hello's `ciphers`). */
+export const CIPHER_BITS: Readonly<Record<CipherName, number>> = { "chacha20-poly1305": 1, "aes-256-gcm": 2 };
+
+export const RECORD_HEADER_SIZE = 4;
+export const TAG_SIZE = 16;
+/** Largest plaintext of one record (as TLS 1.3's): the most a receiver buffers before it can authenticate. */
+export const MAX_RECORD_PLAINTEXT = 16 * 1024;
+/** Records sealed under one key before both sides move to the next. */
+export const REKEY_EVERY = 2 ** 20;
+const REKEY_INFO = Buffer.from("perilink/2 rekey", "ascii");
+
+/** The ciphers this runtime provides, preferred first (ChaCha20-Poly1305: fast in software, as on a Raspberry Pi). */
+export function supportedCiphers(): CipherName[] {
+  return (["chacha20-poly1305", "aes-256-gcm"] as const).filter(canUse);
+}
+
+function canUse(cipher: CipherName): boolean {
+  try {
+    const c = createCipheriv(cipher, Buffer.alloc(32), Buffer.alloc(12), { authTagLength: TAG_SIZE } as never);
+    c.final();
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** A direction's key and record counter. */
+class DirectionKey {
+  readonly cipher: CipherName;
+  #key: Buffer;
+  #count = 0;
+  #nonce = Buffer.alloc(12);
+  #rekeyEvery: number;
+
+  constructor(cipher: CipherName, key: Uint8Array, rekeyEvery: number) {
+    if (key.length !== 32) throw new RangeError("a record key is 32 bytes");
+    if (!Number.isInteger(rekeyEvery) || rekeyEvery < 1) throw new RangeError("rekeyEvery must be a positive integer");
+    this.cipher = cipher;
+    this.#key = Buffer.from(key);
+    this.#rekeyEvery = rekeyEvery;
+  }
+
+  /** Records sealed (or opened) so far. */
+  get count(): number {
+    return this.#count;
+  }
+
+  /** The key and nonce for the next record; the key moves on every REKEY_EVERY records. */
+  next(): { key: Buffer; nonce: Buffer } {
+    if (this.#count >= Number.MAX_SAFE_INTEGER) throw new RecordError("Cannot seal another record: the session's record counter is used up; open a new session");
+    if (this.#count > 0 && this.#count % this.#rekeyEvery === 0) {
+      this.#key = Buffer.from(hkdfSync("sha256", this.#key, Buffer.alloc(0), REKEY_INFO, 32));
+    }
+    this.#nonce.writeBigUInt64BE(BigInt(this.#count), 4);
+    this.#count++;
+    return { key: this.#key, nonce: this.#nonce };
+  }
+}
+
+/** Options both ends of a direction must agree on; the defaults are the protocol's. */
+export interface RecordOptions {
+  /** Records under one key (`REKEY_EVERY`; tests make it small). */
+  rekeyEvery?: number;
+  /** Largest plaintext of a record the opener accepts (`MAX_RECORD_PLAINTEXT`). */
+  maxPlaintext?: number;
+}
+
+/** Seals one direction's plaintext into records. */
+export class RecordSealer {
+  #dir: DirectionKey;
+
+  constructor(cipher: CipherName, key: Uint8Array, options: RecordOptions = {}) {
+    this.#dir = new DirectionKey(cipher, key, options.rekeyEvery ?? REKEY_EVERY);
+  }
+
+  get records(): number {
+    return this.#dir.count;
+  }
+
+  /**
+   * The records for `pieces` (in order, `total` bytes in all), each ready to
+   * write: as few as `MAX_RECORD_PLAINTEXT` allows, one for a small batch.
+   */
+  seal(pieces: readonly Uint8Array[], total: number): Buffer[] {
+    const out: Buffer[] = [];
+    if (total === 0) return out;
+    let i = 0;
+    let offset = 0;
+    let left = total;
+    do {
+      const size = Math.min(left, MAX_RECORD_PLAINTEXT);
+      const { key, nonce } = this.#dir.next();
+      const cipher = createCipheriv(this.#dir.cipher, key, nonce, { authTagLength: TAG_SIZE } as never) as ReturnType<typeof createCipheriv> & { setAAD(b: Buffer): void; getAuthTag(): Buffer };
+      const record = Buffer.allocUnsafe(RECORD_HEADER_SIZE + size + TAG_SIZE);
+      record.writeUInt32BE(size + TAG_SIZE, 0);
+      cipher.setAAD(record.subarray(0, RECORD_HEADER_SIZE));
+      let at = RECORD_HEADER_SIZE;
+      let need = size;
+      while (need > 0) {
+        const piece = pieces[i]!;
+        const take = Math.min(need, piece.length - offset);
+        at += cipher.update(piece.subarray(offset, offset + take)).copy(record, at);
+        need -= take;
+        offset += take;
+        if (offset === piece.length) {
+          i++;
+          offset = 0;
+        }
+      }
+      at += cipher.final().copy(record, at);
+      cipher.getAuthTag().copy(record, at);
+      out.push(record);
+      left -= size;
+    } while (left > 0);
+    return out;
+  }
+}
+
+/**
+ * Opens one direction's records as bytes arrive, however they are split.
+ * Only whole, authenticated records come out: the frames inside are never
+ * seen before their record has been checked. At most one record's bytes are
+ * held (`buffered`).
+ */
+export class RecordOpener {
+  #dir: DirectionKey;
+  #maxPlaintext: number;
+  #held: Buffer[] = [];
+  #heldBytes = 0;
+  /** Bytes of the record in progress, header included, once its header is known. */
+  #want = 0;
+
+  constructor(cipher: CipherName, key: Uint8Array, options: RecordOptions = {}) {
+    this.#dir = new DirectionKey(cipher, key, options.rekeyEvery ?? REKEY_EVERY);
+    this.#maxPlaintext = options.maxPlaintext ?? MAX_RECORD_PLAINTEXT;
+  }
+
+  get records(): number {
+    return this.#dir.count;
+  }
+
+  /** Bytes held of a record not yet whole. */
+  get buffered(): number {
+    return this.#heldBytes;
+  }
+
+  /**
+   * Appends to `out` the plaintext of every record `chunk` completes, in
+   * order. Throws `RecordError` at the first record that does not open; the
+   * records before it were authentic and are in `out`.
+   */
+  push(chunk: Buffer, out: Buffer[]): void {
+    let data = chunk;
+    if (this.#heldBytes > 0) {
+      this.#held.push(chunk);
+      this.#heldBytes += chunk.length;
+      if (this.#want === 0 && this.#heldBytes >= RECORD_HEADER_SIZE) this.#want = this.#recordSize(this.#joinHeld(), 0);
+      if (this.#want === 0 || this.#heldBytes < this.#want) return;
+      data = this.#joinHeld();
+      this.#held = [];
+      this.#heldBytes = 0;
+      this.#want = 0;
+    }
+    // `data` starts at a record: records that arrived whole are opened where they lie.
+    let at = 0;
+    while (data.length - at >= RECORD_HEADER_SIZE) {
+      const size = this.#recordSize(data, at);
+      if (data.length - at < size) break;
+      out.push(this.#open(data.subarray(at, at + size)));
+      at += size;
+    }
+    if (at < data.length) {
+      // A copy: the partial record must not keep the whole chunk it came in alive.
+      const rest = Buffer.from(data.subarray(at));
+      this.#held.push(rest);
+      this.#heldBytes = rest.length;
+      this.#want = rest.length >= RECORD_HEADER_SIZE ? this.#recordSize(rest, 0) : 0;
+    }
+  }
+
+  /** The peer ended its side: a record it began and did not finish was cut. */
+  end(): void {
+    if (this.#heldBytes > 0) throw new RecordError(`Cannot open record ${this.#dir.count}: the connection ended ${this.#heldBytes} bytes into it (cut)`);
+  }
+
+  #joinHeld(): Buffer {
+    if (this.#held.length > 1) this.#held = [Buffer.concat(this.#held, this.#heldBytes)];
+    return this.#held[0]!;
+  }
+
+  /** The whole size of the record whose header is at `at`; a length out of bounds is a `RecordError` at once. */
+  #recordSize(b: Buffer, at: number): number {
+    const length = b.readUInt32BE(at);
+    if (length < TAG_SIZE || length - TAG_SIZE > this.#maxPlaintext) {
+      throw new RecordError(`Cannot open record ${this.#dir.count}: its length ${length} is outside ${TAG_SIZE}..${this.#maxPlaintext + TAG_SIZE}`);
+    }
+    return RECORD_HEADER_SIZE + length;
+  }
+
+  #open(record: Buffer): Buffer {
+    const n = this.#dir.count;
+    const { key, nonce } = this.#dir.next();
+    const end = record.length - TAG_SIZE;
+    try {
+      const d = createDecipheriv(this.#dir.cipher, key, nonce, { authTagLength: TAG_SIZE } as never) as ReturnType<typeof createDecipheriv> & {
+        setAAD(b: Buffer): void;
+        setAuthTag(b: Buffer): void;
+      };
+      d.setAAD(record.subarray(0, RECORD_HEADER_SIZE));
+      d.setAuthTag(record.subarray(end));
+      const plain = d.update(record.subarray(RECORD_HEADER_SIZE, end));
+      const last = d.final();
+      return last.length === 0 ? plain : Buffer.concat([plain, last]);
+    } catch {
+      throw new RecordError(`Cannot open record ${n}: it failed authentication (changed, replayed, reordered or from another session)`);
+    }
+  }
+}
+
