@@ -1,10 +1,13 @@
-import { randomBytes } from "node:crypto";
 import net from "node:net";
-import { ProtocolError, ServerBusyError, SessionClosedError, SignatureError, TimeoutError } from "../errors.ts";
-import { NONCE_SIZE, PROTOCOL_VERSION, SERVER_HELLO_SIZE, WireError, wireErrorName } from "../protocol/constants.ts";
-import { decodeServerHello, encodeClientHello, tcpSignedMessage, type ServerHello } from "../protocol/handshake.ts";
-import { verifySignature } from "../protocol/keys.ts";
+import { ProtocolError, ServerBusyError, SessionClosedError, TimeoutError } from "../errors.ts";
+import { MAGIC, WireError, wireErrorName } from "../protocol/constants.ts";
+import { supportedCiphers } from "../protocol/record_layer.ts";
+import { ClientHandshakeV2, SEALED_VERSION, SERVER_HELLO_V2_SIZE, type SealedKeys, type ServerHelloV2 } from "../protocol/sealed_handshake.ts";
 import { formatHostPort } from "../address.ts";
+import { RecordOpener } from "../protocol/record_layer.ts";
+import { clientAuth } from "../protocol/sealed_handshake.ts";
+import { SealingSink } from "../protocol/sealing_sink.ts";
+import type { ClientKey } from "./client_key.ts";
 
 export interface HandshakeOptions {
   host: string;
@@ -18,19 +21,21 @@ export interface HandshakeOptions {
   signal?: AbortSignal;
 }
 
-/** A connected socket whose server proved its identity, and the bytes that came after its hello. */
+/** A connected socket whose server proved its identity, the session's keys, and the bytes that came after its hello. */
 export interface Handshake {
   socket: net.Socket;
-  hello: ServerHello;
-  /** Frames the server sent right behind its hello, in the same read (e.g. a GOAWAY). */
+  hello: ServerHelloV2;
+  sealed: SealedKeys;
+  /** Records the server sent right behind its hello, in the same read (e.g. a GOAWAY). */
   rest: Buffer;
 }
 
 /**
- * The client half of the session handshake (docs/protocol.md §2): connect,
- * send our hello with a fresh nonce, read the server hello and verify its
- * signature over that nonce. Every failure rejects only after the socket has
- * closed, so a caller that sees the rejection holds no socket any more.
+ * The client half of the sealed handshake (protocol v2, docs/protocol.md
+ * §10): connect, send our hello with a fresh ephemeral key and the ciphers
+ * we have, read the server hello and verify its signature over both hellos.
+ * Every failure rejects only after the socket has closed, so a caller that
+ * sees the rejection holds no socket any more.
  */
 export function clientHandshake(options: HandshakeOptions): Promise<Handshake> {
   const { host, port, timeoutMs, maxFrame, signal } = options;
@@ -38,7 +43,7 @@ export function clientHandshake(options: HandshakeOptions): Promise<Handshake> {
   const reason = (): Error =>
     signal?.reason instanceof Error ? signal.reason : new SessionClosedError(`Cannot open session to ${where}: the attempt was aborted`);
   if (signal?.aborted) return Promise.reject(reason());
-  const nonce = randomBytes(NONCE_SIZE);
+  const hs = new ClientHandshakeV2({ ciphers: supportedCiphers(), maxFrame });
   return new Promise((resolve, reject) => {
     const socket = net.connect({ host, port, noDelay: true, localAddress: options.localAddress });
     let got: Buffer = Buffer.alloc(0);
@@ -75,35 +80,46 @@ export function clientHandshake(options: HandshakeOptions): Promise<Handshake> {
     );
     const onData = (chunk: Buffer): void => {
       got = got.length === 0 ? chunk : Buffer.concat([got, chunk]);
-      if (got.length < SERVER_HELLO_SIZE) return;
-      let hello: ServerHello;
+      // A protocol v1 server refuses our hello in its own 140-byte layout: tell at once.
+      if (got.length >= 8 && got.readUInt32BE(0) === MAGIC && got[4] !== SEALED_VERSION) {
+        fail(new ProtocolError(WireError.VersionUnsupported, `Cannot open session to ${where}: the server speaks protocol version ${got[4]}, not ${SEALED_VERSION}; upgrade it`));
+        return;
+      }
+      if (got.length < SERVER_HELLO_V2_SIZE) return;
+      let result: ReturnType<ClientHandshakeV2["finish"]>;
       try {
-        hello = decodeServerHello(got);
+        result = hs.finish(got);
       } catch (err) {
-        fail(err as Error);
+        const e = err as Error;
+        fail(e instanceof ProtocolError ? new ProtocolError(e.wireCode, `Cannot open session to ${where}: ${e.message}`) : e);
         return;
       }
-      if (hello.version !== PROTOCOL_VERSION) {
-        fail(new ProtocolError(WireError.VersionUnsupported, `Cannot open session to ${where}: the server speaks protocol version ${hello.version}, not ${PROTOCOL_VERSION}`));
-        return;
-      }
-      if (hello.status !== 0) {
+      const { hello, sealed } = result;
+      if (sealed === null) {
         const why = `Cannot open session to ${where}: server refused (${wireErrorName(hello.status)})`;
         fail(hello.status === WireError.ServerBusy ? new ServerBusyError(`${why}; it is at its session limit, try again later`) : new ProtocolError(hello.status, why));
         return;
       }
-      if (!verifySignature(tcpSignedMessage(nonce, hello.serverId), hello.signature, hello.publicKey)) {
-        fail(new SignatureError(`Cannot open session to ${where}: the server's signature over our nonce does not verify`));
-        return;
-      }
       cleanup();
       socket.pause(); // the session resumes it once it listens: no byte is read with no one to take it
-      resolve({ socket, hello, rest: Buffer.from(got.subarray(SERVER_HELLO_SIZE)) });
+      resolve({ socket, hello, sealed, rest: Buffer.from(got.subarray(SERVER_HELLO_V2_SIZE)) });
     };
     signal?.addEventListener("abort", onAbort, { once: true });
-    socket.once("connect", () => socket.write(encodeClientHello({ version: PROTOCOL_VERSION, maxFrame, nonce })));
+    socket.once("connect", () => socket.write(hs.hello));
     socket.on("error", onError);
     socket.on("close", onClose);
     socket.on("data", onData);
   });
+}
+
+/**
+ * Both directions sealed from here on (protocol v2): our proof of `key`
+ * goes out as the first record, then the frames through `sink`; the server's
+ * records are opened by `opener` before the frame decoder sees them.
+ */
+export function startSealed(h: Handshake, key: ClientKey): { sink: SealingSink; opener: RecordOpener } {
+  const { cipher, keys, transcript } = h.sealed;
+  const sink = new SealingSink(h.socket, cipher, keys.clientToServer);
+  sink.write(clientAuth(key.publicKey, key.sign, transcript));
+  return { sink, opener: new RecordOpener(cipher, keys.serverToClient) };
 }

@@ -4,11 +4,13 @@ import { LineDeadError, ProtocolError, RequestRefusedError, SessionClosedError }
 import { FrameType, WireError, wireErrorName } from "../protocol/constants.ts";
 import { FrameDecoder, type FrameSink } from "../protocol/frame_decoder.ts";
 import { FrameWriter } from "../protocol/frame_writer.ts";
+import type { RecordOpener } from "../protocol/record_layer.ts";
 import { bytesToUuid } from "../protocol/keys.ts";
 import { decodeCodedReason, encodeChannelOpen } from "../protocol/payloads.ts";
 import { TARGET } from "../target.ts";
 import { ClientChannel, type ChannelSession, type RequestOptions } from "./client_channel.ts";
-import { clientHandshake, type Handshake } from "./client_handshake.ts";
+import { clientHandshake, startSealed, type Handshake } from "./client_handshake.ts";
+import { processClientKey, type ClientKey } from "./client_key.ts";
 import { Liveness } from "./line/liveness.ts";
 import { RequestTable } from "./request_table.ts";
 import { errorFromWire } from "./wire_errors.ts";
@@ -36,6 +38,8 @@ export interface ClientSessionOptions {
   pingTimeoutMs?: number;
   /** Aborting it ends a handshake in progress (the socket is destroyed). */
   signal?: AbortSignal;
+  /** The key this client proves in the sealed handshake (default: one made for this process). */
+  clientKey?: ClientKey;
   /** @internal For tests only: the first stream id (default 1), to reach the end of the id range quickly. */
   firstStreamId?: number;
 }
@@ -72,6 +76,9 @@ export class ClientSession extends EventEmitter implements ChannelSession {
 
   #socket: net.Socket;
   #writer: FrameWriter;
+  /** The server's records, opened before the decoder sees their frames. */
+  #opener: RecordOpener;
+  #opened: Buffer[] = [];
   #decoder: FrameDecoder;
   #requests: RequestTable;
   #channels = new Map<number, ClientChannel>();
@@ -91,7 +98,14 @@ export class ClientSession extends EventEmitter implements ChannelSession {
   /** socket.bytesWritten when the last bytes arrived: what we sent since waits ahead of a PING. */
   #writtenAtRead = 0;
 
-  private constructor(h: Handshake, maxFrame: number, requestTimeoutMs: number, firstStreamId: number, live: { silenceMs: number; pingTimeoutMs: number }) {
+  private constructor(
+    h: Handshake,
+    key: ClientKey,
+    maxFrame: number,
+    requestTimeoutMs: number,
+    firstStreamId: number,
+    live: { silenceMs: number; pingTimeoutMs: number },
+  ) {
     super();
     const { socket, hello } = h;
     this.#socket = socket;
@@ -108,7 +122,9 @@ export class ClientSession extends EventEmitter implements ChannelSession {
     this.remotePort = socket.remotePort ?? 0;
     this.#requestTimeoutMs = requestTimeoutMs;
     this.#nextStream = firstStreamId;
-    this.#writer = new FrameWriter(socket);
+    const { sink, opener } = startSealed(h, key);
+    this.#writer = new FrameWriter(sink);
+    this.#opener = opener;
     this.#decoder = new FrameDecoder(this.#sink, maxFrame);
     const writer = this.#writer;
     this.#requests = new RequestTable(
@@ -162,7 +178,7 @@ export class ClientSession extends EventEmitter implements ChannelSession {
       localAddress: options.localAddress,
       signal: options.signal,
     });
-    return new ClientSession(h, maxFrame, options.requestTimeoutMs ?? TARGET.client.requestTimeoutMs, firstStreamId, live);
+    return new ClientSession(h, options.clientKey ?? processClientKey(), maxFrame, options.requestTimeoutMs ?? TARGET.client.requestTimeoutMs, firstStreamId, live);
   }
 
   get closed(): boolean {
@@ -287,10 +303,20 @@ export class ClientSession extends EventEmitter implements ChannelSession {
   #onData(chunk: Buffer): void {
     this.#lastRead = performance.now();
     this.#writtenAtRead = this.#socket.bytesWritten;
+    // The records before a forged one are authentic: their frames count, then the session ends.
+    let failure: unknown = null;
     try {
-      this.#decoder.push(chunk);
+      this.#opener.push(chunk, this.#opened);
+    } catch (err) {
+      failure = err;
+    }
+    try {
+      for (let i = 0; i < this.#opened.length; i++) this.#decoder.push(this.#opened[i]!);
+      if (failure !== null) throw failure;
     } catch (err) {
       this.destroy(err as Error);
+    } finally {
+      this.#opened.length = 0;
     }
   }
 

@@ -46,6 +46,15 @@ export class FrameWriter {
     this.#slab = EMPTY;
   }
 
+  /**
+   * From now on frames go to `sink` (the sealed record layer after the
+   * handshake, protocol v2). What is packed goes to the old sink first.
+   */
+  setSink(sink: WritableSink): void {
+    this.flush();
+    this.#sink = sink;
+  }
+
   /** False once the socket reported backpressure during the last flush. */
   get writable(): boolean {
     return this.#ok;

@@ -1,4 +1,4 @@
-import { createCipheriv, createDecipheriv, hkdfSync } from "node:crypto";
+import { createCipheriv, createDecipheriv, createSecretKey, hkdfSync, type KeyObject } from "node:crypto";
 import { RecordError } from "../errors.ts";
 
 /**
@@ -44,36 +44,39 @@ function canUse(cipher: CipherName): boolean {
   }
 }
 
-/** A direction's key and record counter. */
-class DirectionKey {
+/** The nonce of the record being sealed or opened: shared, since createCipheriv copies its IV and records are handled one at a time. */
+const NONCE = Buffer.alloc(12);
+
+/** A direction's cipher, key and record counter: what sealer and opener share. */
+abstract class RecordDirection {
   readonly cipher: CipherName;
-  #key: Buffer;
+  /** A KeyObject: the key's bytes live outside the JS heap, and no view keeps the handshake's output alive. */
+  #key: KeyObject;
   #count = 0;
-  #nonce = Buffer.alloc(12);
   #rekeyEvery: number;
 
   constructor(cipher: CipherName, key: Uint8Array, rekeyEvery: number) {
     if (key.length !== 32) throw new RangeError("a record key is 32 bytes");
     if (!Number.isInteger(rekeyEvery) || rekeyEvery < 1) throw new RangeError("rekeyEvery must be a positive integer");
     this.cipher = cipher;
-    this.#key = Buffer.from(key);
+    this.#key = createSecretKey(key);
     this.#rekeyEvery = rekeyEvery;
   }
 
   /** Records sealed (or opened) so far. */
-  get count(): number {
+  get records(): number {
     return this.#count;
   }
 
-  /** The key and nonce for the next record; the key moves on every REKEY_EVERY records. */
-  next(): { key: Buffer; nonce: Buffer } {
-    if (this.#count >= Number.MAX_SAFE_INTEGER) throw new RecordError("Cannot seal another record: the session's record counter is used up; open a new session");
-    if (this.#count > 0 && this.#count % this.#rekeyEvery === 0) {
-      this.#key = Buffer.from(hkdfSync("sha256", this.#key, Buffer.alloc(0), REKEY_INFO, 32));
-    }
-    this.#nonce.writeBigUInt64BE(BigInt(this.#count), 4);
-    this.#count++;
-    return { key: this.#key, nonce: this.#nonce };
+  /** The key for the next record, its nonce written to NONCE; the key moves on every `rekeyEvery` records. */
+  protected nextKey(): KeyObject {
+    const n = this.#count;
+    if (n >= Number.MAX_SAFE_INTEGER) throw new RecordError("Cannot seal another record: the session's record counter is used up; open a new session");
+    if (n > 0 && n % this.#rekeyEvery === 0) this.#key = createSecretKey(Buffer.from(hkdfSync("sha256", this.#key, EMPTY, REKEY_INFO, 32)));
+    NONCE.writeUInt32BE(Math.floor(n / 0x1_0000_0000), 4);
+    NONCE.writeUInt32BE(n >>> 0, 8);
+    this.#count = n + 1;
+    return this.#key;
   }
 }
 
@@ -86,15 +89,9 @@ export interface RecordOptions {
 }
 
 /** Seals one direction's plaintext into records. */
-export class RecordSealer {
-  #dir: DirectionKey;
-
+export class RecordSealer extends RecordDirection {
   constructor(cipher: CipherName, key: Uint8Array, options: RecordOptions = {}) {
-    this.#dir = new DirectionKey(cipher, key, options.rekeyEvery ?? REKEY_EVERY);
-  }
-
-  get records(): number {
-    return this.#dir.count;
+    super(cipher, key, options.rekeyEvery ?? REKEY_EVERY);
   }
 
   /**
@@ -109,8 +106,8 @@ export class RecordSealer {
     let left = total;
     do {
       const size = Math.min(left, MAX_RECORD_PLAINTEXT);
-      const { key, nonce } = this.#dir.next();
-      const cipher = createCipheriv(this.#dir.cipher, key, nonce, { authTagLength: TAG_SIZE } as never) as ReturnType<typeof createCipheriv> & { setAAD(b: Buffer): void; getAuthTag(): Buffer };
+      const key = this.nextKey();
+      const cipher = createCipheriv(this.cipher, key, NONCE, { authTagLength: TAG_SIZE } as never) as ReturnType<typeof createCipheriv> & { setAAD(b: Buffer): void; getAuthTag(): Buffer };
       const record = Buffer.allocUnsafe(RECORD_HEADER_SIZE + size + TAG_SIZE);
       record.writeUInt32BE(size + TAG_SIZE, 0);
       cipher.setAAD(record.subarray(0, RECORD_HEADER_SIZE));
@@ -142,26 +139,28 @@ export class RecordSealer {
  * seen before their record has been checked. At most one record's bytes are
  * held (`buffered`).
  */
-export class RecordOpener {
-  #dir: DirectionKey;
+export class RecordOpener extends RecordDirection {
   #maxPlaintext: number;
-  #held: Buffer[] = [];
+  /** A record's first parts, until it is whole (made when first needed). */
+  #held: Buffer[] | null = null;
   #heldBytes = 0;
   /** Bytes of the record in progress, header included, once its header is known. */
   #want = 0;
 
   constructor(cipher: CipherName, key: Uint8Array, options: RecordOptions = {}) {
-    this.#dir = new DirectionKey(cipher, key, options.rekeyEvery ?? REKEY_EVERY);
+    super(cipher, key, options.rekeyEvery ?? REKEY_EVERY);
     this.#maxPlaintext = options.maxPlaintext ?? MAX_RECORD_PLAINTEXT;
-  }
-
-  get records(): number {
-    return this.#dir.count;
   }
 
   /** Bytes held of a record not yet whole. */
   get buffered(): number {
     return this.#heldBytes;
+  }
+
+  /** Bytes still missing from the record in progress (its header first); 0 when none is in progress. */
+  get remaining(): number {
+    if (this.#heldBytes === 0) return 0;
+    return this.#want === 0 ? RECORD_HEADER_SIZE - this.#heldBytes : this.#want - this.#heldBytes;
   }
 
   /**
@@ -172,12 +171,12 @@ export class RecordOpener {
   push(chunk: Buffer, out: Buffer[]): void {
     let data = chunk;
     if (this.#heldBytes > 0) {
-      this.#held.push(chunk);
+      this.#held!.push(chunk);
       this.#heldBytes += chunk.length;
       if (this.#want === 0 && this.#heldBytes >= RECORD_HEADER_SIZE) this.#want = this.#recordSize(this.#joinHeld(), 0);
       if (this.#want === 0 || this.#heldBytes < this.#want) return;
       data = this.#joinHeld();
-      this.#held = [];
+      this.#held = null;
       this.#heldBytes = 0;
       this.#want = 0;
     }
@@ -192,7 +191,7 @@ export class RecordOpener {
     if (at < data.length) {
       // A copy: the partial record must not keep the whole chunk it came in alive.
       const rest = Buffer.from(data.subarray(at));
-      this.#held.push(rest);
+      this.#held = [rest];
       this.#heldBytes = rest.length;
       this.#want = rest.length >= RECORD_HEADER_SIZE ? this.#recordSize(rest, 0) : 0;
     }
@@ -200,29 +199,30 @@ export class RecordOpener {
 
   /** The peer ended its side: a record it began and did not finish was cut. */
   end(): void {
-    if (this.#heldBytes > 0) throw new RecordError(`Cannot open record ${this.#dir.count}: the connection ended ${this.#heldBytes} bytes into it (cut)`);
+    if (this.#heldBytes > 0) throw new RecordError(`Cannot open record ${this.records}: the connection ended ${this.#heldBytes} bytes into it (cut)`);
   }
 
   #joinHeld(): Buffer {
-    if (this.#held.length > 1) this.#held = [Buffer.concat(this.#held, this.#heldBytes)];
-    return this.#held[0]!;
+    const held = this.#held!;
+    if (held.length > 1) this.#held = [Buffer.concat(held, this.#heldBytes)];
+    return this.#held![0]!;
   }
 
   /** The whole size of the record whose header is at `at`; a length out of bounds is a `RecordError` at once. */
   #recordSize(b: Buffer, at: number): number {
     const length = b.readUInt32BE(at);
     if (length < TAG_SIZE || length - TAG_SIZE > this.#maxPlaintext) {
-      throw new RecordError(`Cannot open record ${this.#dir.count}: its length ${length} is outside ${TAG_SIZE}..${this.#maxPlaintext + TAG_SIZE}`);
+      throw new RecordError(`Cannot open record ${this.records}: its length ${length} is outside ${TAG_SIZE}..${this.#maxPlaintext + TAG_SIZE}`);
     }
     return RECORD_HEADER_SIZE + length;
   }
 
   #open(record: Buffer): Buffer {
-    const n = this.#dir.count;
-    const { key, nonce } = this.#dir.next();
+    const n = this.records;
+    const key = this.nextKey();
     const end = record.length - TAG_SIZE;
     try {
-      const d = createDecipheriv(this.#dir.cipher, key, nonce, { authTagLength: TAG_SIZE } as never) as ReturnType<typeof createDecipheriv> & {
+      const d = createDecipheriv(this.cipher, key, NONCE, { authTagLength: TAG_SIZE } as never) as ReturnType<typeof createDecipheriv> & {
         setAAD(b: Buffer): void;
         setAuthTag(b: Buffer): void;
       };
@@ -237,3 +237,4 @@ export class RecordOpener {
   }
 }
 
+const EMPTY = Buffer.alloc(0);

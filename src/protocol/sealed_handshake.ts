@@ -1,4 +1,4 @@
-import { ProtocolError } from "../errors.ts";
+import { ProtocolError, SignatureError } from "../errors.ts";
 import { MAGIC, MAX_MAX_FRAME, MIN_MAX_FRAME, PUBLIC_KEY_SIZE, SERVER_ID_SIZE, SIGNATURE_SIZE, WireError } from "./constants.ts";
 import {
   CLIENT_SIGNATURE_CONTEXT,
@@ -223,7 +223,7 @@ export class ClientHandshakeV2 {
     }
     const signed = signedTranscript(SERVER_SIGNATURE_CONTEXT, transcriptHash(this.hello, serverHello.subarray(0, SERVER_SIGNED_SIZE)));
     if (!verifySignature(signed, hello.signature, hello.publicKey)) {
-      throw new ProtocolError(WireError.ProtocolError, "Cannot open a sealed session: the server's signature over the handshake does not verify (changed on the way, or not the server's key)");
+      throw new SignatureError("Cannot open a sealed session: the server's signature over the handshake does not verify (changed on the way, or not the server's key)");
     }
     const transcript = transcriptHash(this.hello, serverHello.subarray(0, SERVER_HELLO_V2_SIZE));
     const secret = sharedSecret(this.#ephemeral, hello.ephemeral);

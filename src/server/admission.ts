@@ -1,6 +1,6 @@
 import type net from "node:net";
 import { WireError } from "../protocol/constants.ts";
-import { encodeServerRefusal } from "../protocol/handshake.ts";
+import { encodeServerRefusalV2 } from "../protocol/sealed_handshake.ts";
 import type { ServerLimits } from "./limits.ts";
 import { peerKey } from "./peer_key.ts";
 import { RateLimiter } from "./rate_limiter.ts";
@@ -74,6 +74,6 @@ export class Admission {
 export function refuseConnection(socket: net.Socket): void {
   socket.on("error", () => {});
   socket.resume();
-  socket.end(encodeServerRefusal(WireError.ServerBusy));
+  socket.end(encodeServerRefusalV2(WireError.ServerBusy));
   setTimeout(() => socket.destroy(), REFUSAL_LINGER_MS).unref?.();
 }

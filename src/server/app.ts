@@ -14,6 +14,8 @@ export interface ChannelContext {
   readonly remotePort: number;
   readonly serverId: string;
   readonly generation: number;
+  /** The fingerprint (`SHA256:…`) of the key the client proved in the sealed handshake. */
+  readonly clientKey: string;
   readonly channel: number;
   /** Aborted when the client cancels, closes the channel, or the session ends. */
   readonly signal: AbortSignal;

@@ -2,7 +2,7 @@ import type { ChannelOpen } from "../protocol/payloads.ts";
 import type { ChannelContext, RequestContext } from "./app.ts";
 
 /** What a channel reads of the session it belongs to (ServerSession implements it). */
-export interface ChannelHost extends Pick<ChannelContext, "localAddress" | "localPort" | "remoteAddress" | "remotePort" | "serverId" | "generation"> {
+export interface ChannelHost extends Pick<ChannelContext, "localAddress" | "localPort" | "remoteAddress" | "remotePort" | "serverId" | "generation" | "clientKey"> {
   /** Sends a one-way message on a channel; ignored once the session or channel has closed. */
   sendMessage(channel: number, payload: Uint8Array | string): void;
 }
@@ -57,6 +57,9 @@ export class ServerChannel implements ChannelContext {
   }
   get generation(): number {
     return this.#session.generation;
+  }
+  get clientKey(): string {
+    return this.#session.clientKey;
   }
   #reason: string | null = null;
 
@@ -123,6 +126,9 @@ export class ServerRequest implements RequestContext {
   }
   get generation(): number {
     return this.#channel.generation;
+  }
+  get clientKey(): string {
+    return this.#channel.clientKey;
   }
   get signal(): AbortSignal {
     return lazySignal(this, this.#reason);

@@ -1,10 +1,9 @@
 import type net from "node:net";
 import { ProtocolError } from "../errors.ts";
 import type { Logger } from "../logger.ts";
-import { CLIENT_HELLO_SIZE, FrameType, WireError } from "../protocol/constants.ts";
+import { FrameType, WireError } from "../protocol/constants.ts";
 import { FrameDecoder, type FrameSink } from "../protocol/frame_decoder.ts";
 import type { FrameWriter } from "../protocol/frame_writer.ts";
-import { encodeServerRefusal } from "../protocol/handshake.ts";
 import { decodeCodedReason, encodeCodedReason } from "../protocol/payloads.ts";
 import type { SessionApp } from "./app.ts";
 import type { BufferBudget } from "./buffer_budget.ts";
@@ -12,8 +11,9 @@ import type { ServerLimits } from "./limits.ts";
 import { ServerRequest, type ChannelHost } from "./request_context.ts";
 import { SessionChannels } from "./session_channels.ts";
 import { SessionOutput } from "./session_output.ts";
-import { SessionFlow, type FlowSession } from "./session_flow.ts";
-import { answerClientHello, type HelloSource } from "./session_handshake.ts";
+import { SessionFlow, type FlowInput, type FlowSession } from "./session_flow.ts";
+import { answerClientHello, CLIENT_HELLO_BYTES, refusalForV1, startSealed, type HelloSource } from "./session_handshake.ts";
+import type { SealedInput } from "./session_input.ts";
 import { SessionRequests, type RequestOwner } from "./session_requests.ts";
 import type { ServerStats } from "./server_stats.ts";
 
@@ -33,8 +33,7 @@ export interface SessionHost extends HelloSource {
 const SESSION = Symbol("perilink.serverSession");
 type SessionSocket = net.Socket & { [SESSION]: ServerSession };
 
-/** `closed` of a session whose socket closed before anyone asked. */
-const CLOSED_ALREADY: Promise<void> = Promise.resolve();
+const CLOSED_ALREADY: Promise<void> = Promise.resolve(); // `closed` of a session whose socket closed before anyone asked
 
 const HANDSHAKE = 0;
 const OPEN = 1;
@@ -69,7 +68,7 @@ export class ServerSession implements FrameSink, ChannelHost {
   #host: SessionHost;
   #state = HANDSHAKE;
   #hello: Buffer | null = null;
-  #decoder: FrameDecoder | null = null;
+  #input: SealedInput | null = null; // records → the client's proof → frames, from the handshake on
   #out: SessionOutput;
   #channels: SessionChannels | null = null; // at the first CHANNEL_OPEN or MESSAGE
   /** Whether this session reads on; the server's buffer budget holds it as one of its holders. */
@@ -120,6 +119,7 @@ export class ServerSession implements FrameSink, ChannelHost {
   /** ChannelHost: what the channels' contexts read. */
   get serverId(): string { return this.#host.identity.serverId; }
   get generation(): number { return this.#host.generation; }
+  get clientKey(): string { return this.#input?.fingerprint ?? ""; }
 
   /**
    * Sends GOAWAY with the last stream id this session will process, refuses
@@ -151,8 +151,8 @@ export class ServerSession implements FrameSink, ChannelHost {
       (this.#channels?.size ?? 0) === 0 &&
       this.#running() === 0 &&
       now - this.#lastReadAt >= minAgeMs &&
-      this.#decoder !== null &&
-      this.#decoder.idle
+      this.#input !== null &&
+      this.#input.idle
     );
   }
 
@@ -178,7 +178,7 @@ export class ServerSession implements FrameSink, ChannelHost {
         chunk = this.#readHello(chunk);
         if (this.#state === HANDSHAKE || chunk.length === 0) return;
       }
-      this.#decoder?.push(chunk);
+      this.#input?.take(chunk);
     } catch (err) {
       this.#protocolFailure(err);
       return;
@@ -190,7 +190,12 @@ export class ServerSession implements FrameSink, ChannelHost {
   #readHello(chunk: Buffer): Buffer {
     const have = this.#hello;
     const buf = have === null ? chunk : Buffer.concat([have, chunk]);
-    if (buf.length < CLIENT_HELLO_SIZE) {
+    const v1 = refusalForV1(buf);
+    if (v1 !== null) {
+      this.#refuse(WireError.VersionUnsupported, "client speaks protocol version 1", v1);
+      return EMPTY;
+    }
+    if (buf.length < CLIENT_HELLO_BYTES) {
       this.#hello = buf;
       return EMPTY;
     }
@@ -200,16 +205,14 @@ export class ServerSession implements FrameSink, ChannelHost {
     const host = this.#host;
     const answer = answerClientHello(buf, host);
     if (!answer.ok) {
-      this.#refuse(answer.status, answer.why);
+      this.#refuse(answer.status, answer.why, answer.reply);
       return EMPTY;
     }
-    this.#out.peerMaxFrame = answer.peerMaxFrame;
-    this.#socket.write(answer.reply);
+    this.#input = startSealed(this.#socket, this.#out, answer, new FrameDecoder(this, host.limits.maxFrameBytes));
     this.#state = OPEN;
-    this.#decoder = new FrameDecoder(this, host.limits.maxFrameBytes);
     this.#socket.setTimeout(host.limits.idleTimeoutMs);
     if (this.#goAwayAfterHello) void this.goAway(this.#goAwayAfterHello.code, this.#goAwayAfterHello.reason);
-    return buf.subarray(CLIENT_HELLO_SIZE);
+    return buf.subarray(CLIENT_HELLO_BYTES);
   }
 
   /** FrameSink: one decoded frame. */
@@ -283,7 +286,7 @@ export class ServerSession implements FrameSink, ChannelHost {
     get limits(): ServerLimits { return this.#s.#host.limits; }
     get budget(): BufferBudget { return this.#s.#host.budget; }
     get remoteAddress(): string { return this.#s.remoteAddress; }
-    decoder(): FrameDecoder | null { return this.#s.#decoder; }
+    decoder(): FlowInput | null { return this.#s.#input; }
     running(): number { return this.#s.#running(); }
     abandoned(): number { return this.#s.#requests?.abandoned ?? 0; }
     closed(): boolean { return this.#s.#state === CLOSED; }
@@ -308,10 +311,7 @@ export class ServerSession implements FrameSink, ChannelHost {
     data(this: SessionSocket, chunk: Buffer): void { this[SESSION].#onData(chunk); },
     drain(this: SessionSocket): void { this[SESSION].flow.update(); },
     timeout(this: SessionSocket): void { this[SESSION].#onTimeout(); },
-    error(this: SessionSocket, err: Error): void {
-      const s = this[SESSION];
-      s.#host.log.debug("session_socket_error", { peer: s.remoteAddress, error: err });
-    },
+    error(this: SessionSocket, err: Error): void { this[SESSION].#host.log.debug("session_socket_error", { peer: this[SESSION].remoteAddress, error: err }); },
     close(this: SessionSocket): void { this[SESSION].#onClose(); },
     end(this: SessionSocket): void { this[SESSION].#onPeerEnd(); },
   };
@@ -357,10 +357,10 @@ export class ServerSession implements FrameSink, ChannelHost {
     else this.#out.end(LINGER_AFTER_END_MS);
   }
 
-  #refuse(status: number, why: string): void {
+  #refuse(status: number, why: string, reply: Buffer): void {
     this.#host.peerLog.info("session_refused", { peer: this.remoteAddress, status, why });
     this.#state = CLOSED;
-    this.#out.end(LINGER_AFTER_END_MS, encodeServerRefusal(status));
+    this.#out.end(LINGER_AFTER_END_MS, reply);
   }
 
   #protocolFailure(err: unknown): void {
@@ -373,7 +373,7 @@ export class ServerSession implements FrameSink, ChannelHost {
     }
     this.#out.error(0, 0, e.wireCode, e.message);
     this.#state = CLOSED;
-    this.#decoder = null;
+    this.#input = null;
     this.#socket.pause(); // nothing more is read: what a broken peer still sends costs us nothing
     this.#out.end(200);
   }

@@ -7,14 +7,24 @@ import type { ServerLimits } from "./limits.ts";
 /** Least progress, per `writeTimeoutMs`, of a frame in progress (see `#checkStall`). */
 const MIN_PROGRESS_BYTES = 16 * 1024;
 
+/**
+ * The input side as flow control sees it: the frame decoder, and for a
+ * sealed session the record layer before it (a record in progress is held,
+ * and owed, like a frame in progress).
+ */
+export interface FlowInput extends Pick<FrameDecoder, "buffered" | "midFrame" | "frameRemaining" | "pause" | "resume"> {
+  /** Bytes the peer still owes to finish a record it began (0: none). */
+  readonly recordRemaining?: number;
+}
+
 /** What a session's flow control reads and reports to. */
 export interface FlowSession {
   readonly socket: net.Socket;
   readonly writer: FrameWriter;
   readonly limits: ServerLimits;
   readonly budget: BufferBudget;
-  /** The frame decoder, once the handshake is done. */
-  decoder(): FrameDecoder | null;
+  /** The input (frame decoder, records), once the handshake is done. */
+  decoder(): FlowInput | null;
   /** Handlers running, and how many of them were already answered (cancelled). */
   running(): number;
   abandoned(): number;
@@ -152,7 +162,7 @@ export class SessionFlow implements BudgetHolder {
   /** True while the peer owes us the rest of a frame that we are not holding back. */
   #owesRead(): boolean {
     const decoder = this.#s.decoder();
-    return !this.#paused && decoder !== null && decoder.midFrame;
+    return !this.#paused && decoder !== null && (decoder.midFrame || (decoder.recordRemaining ?? 0) > 0);
   }
 
   #watchStall(): void {
@@ -185,7 +195,8 @@ export class SessionFlow implements BudgetHolder {
       // A frame in progress must come on at a pace that finishes it: each period at least an
       // eighth of what it still lacks (16 KiB at the least, or all of it). A peer that trickles a
       // byte now and then would otherwise hold its frame's memory for ever.
-      const remaining = s.decoder()!.frameRemaining;
+      const input = s.decoder()!;
+      const remaining = input.midFrame ? input.frameRemaining : (input.recordRemaining ?? 0);
       const need = Math.min(remaining, Math.max(MIN_PROGRESS_BYTES, remaining / 8));
       if (s.socket.bytesRead - this.#readAtStall < need) {
         s.stalled("read_timeout", this.#charged);

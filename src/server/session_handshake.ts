@@ -1,7 +1,14 @@
-import { PROTOCOL_VERSION, WireError } from "../protocol/constants.ts";
-import { decodeClientHello, encodeServerHello, tcpSignedMessage } from "../protocol/handshake.ts";
+import { MAGIC, WireError } from "../protocol/constants.ts";
+import type { FrameDecoder } from "../protocol/frame_decoder.ts";
+import { encodeServerRefusal } from "../protocol/handshake.ts";
+import type net from "node:net";
+import { supportedCiphers, type CipherName } from "../protocol/record_layer.ts";
+import { SealingSink } from "../protocol/sealing_sink.ts";
+import { answerClientHelloV2, CLIENT_HELLO_V2_SIZE, type ServerAnswer } from "../protocol/sealed_handshake.ts";
 import type { Identity } from "./identity.ts";
 import type { ServerLimits } from "./limits.ts";
+import { SealedInput } from "./session_input.ts";
+import type { SessionOutput } from "./session_output.ts";
 
 /** What the server says about itself in its hello. */
 export interface HelloSource {
@@ -10,33 +17,55 @@ export interface HelloSource {
   readonly limits: ServerLimits;
 }
 
-/** The outcome of a whole client hello: the server hello to send, or why the client is refused. */
-export type HelloOutcome =
-  | { ok: true; reply: Buffer; peerMaxFrame: number }
-  | { ok: false; status: number; why: string };
+/** The ciphers this process offers, preferred first (looked up once). */
+let ciphers: CipherName[] | null = null;
+
+/** Bytes of a client hello the server needs before it can answer. */
+export const CLIENT_HELLO_BYTES = CLIENT_HELLO_V2_SIZE;
 
 /**
- * The session's opening exchange (docs/protocol.md §3), server side: the
- * client hello's bytes in (`CLIENT_HELLO_SIZE` of them, gathered by the
- * session), the signed server hello out. The signature covers the client's
- * nonce, so a recorded hello cannot be replayed to another client.
+ * A protocol v1 client sends a 32-byte hello and waits for a 140-byte v1
+ * answer: once its first 8 bytes show version 1, it is told in its own
+ * layout that this server speaks only v2 (instead of waiting for bytes
+ * that never come). Null when the bytes are not a v1 hello.
  */
-export function answerClientHello(hello: Buffer, server: HelloSource): HelloOutcome {
-  const h = decodeClientHello(hello);
-  if (h.version !== PROTOCOL_VERSION) return { ok: false, status: WireError.VersionUnsupported, why: `client speaks version ${h.version}` };
+export function refusalForV1(hello: Buffer): Buffer | null {
+  if (hello.length < 8 || hello.readUInt32BE(0) !== MAGIC || hello[4] !== 1) return null;
+  return encodeServerRefusal(WireError.VersionUnsupported);
+}
+
+/**
+ * The session's opening exchange (protocol v2, docs/protocol.md §10),
+ * server side: the whole client hello in (`CLIENT_HELLO_BYTES`, gathered by
+ * the session), the signed server hello and the session's keys out, or a
+ * refusal. The signature covers both hellos whole, so nothing in either can
+ * be changed on the way and the cipher cannot be downgraded.
+ */
+export function answerClientHello(hello: Buffer, server: HelloSource): ServerAnswer {
   const id = server.identity;
   const limits = server.limits;
-  const reply = encodeServerHello({
-    version: PROTOCOL_VERSION,
-    status: 0,
+  return answerClientHelloV2(hello, {
     serverId: id.serverIdBytes,
     publicKey: id.publicKey,
-    signature: id.sign(tcpSignedMessage(h.nonce, id.serverIdBytes)),
     maxFrame: limits.maxFrameBytes,
     maxChannels: limits.maxChannelsPerSession,
     maxInflight: limits.maxInflightPerSession,
     generation: server.generation,
     idleTimeoutMs: limits.idleTimeoutMs,
+    ciphers: (ciphers ??= supportedCiphers()),
+    sign: (m) => id.sign(m),
   });
-  return { ok: true, reply, peerMaxFrame: h.maxFrame };
+}
+
+/**
+ * The session is accepted: its hello goes out in the clear, and from then on
+ * both directions are sealed records. Returns the input side, which opens
+ * the client's records (its proof first) for `decoder`.
+ */
+export function startSealed(socket: net.Socket, out: SessionOutput, answer: Extract<ServerAnswer, { ok: true }>, decoder: FrameDecoder): SealedInput {
+  const { cipher, keys, transcript } = answer.sealed;
+  out.peerMaxFrame = answer.peerMaxFrame;
+  socket.write(answer.reply);
+  out.setSink(new SealingSink(socket, cipher, keys.serverToClient));
+  return new SealedInput(cipher, keys.clientToServer, transcript, decoder);
 }

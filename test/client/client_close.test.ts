@@ -16,7 +16,7 @@ for (const how of [
     const fake = await new FakeServer({
       udp: how.udp,
       onHello: (conn) => {
-        if (how.helloAfterMs >= 0) setTimeout(() => conn.socket.write(fake.identity.hello(conn.nonce)), how.helloAfterMs);
+        if (how.helloAfterMs >= 0) setTimeout(() => conn.socket.write(fake.helloFor(conn)), how.helloAfterMs);
         return true;
       },
     }).start();

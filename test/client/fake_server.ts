@@ -2,10 +2,11 @@ import { generateKeyPairSync, randomBytes, sign, type KeyObject } from "node:cry
 import dgram from "node:dgram";
 import net from "node:net";
 import { after } from "node:test";
-import { CLIENT_HELLO_SIZE, FRAME_HEADER_SIZE, FrameType, PROTOCOL_VERSION } from "../../src/protocol/constants.ts";
+import { FRAME_HEADER_SIZE, FrameType } from "../../src/protocol/constants.ts";
 import { FrameDecoder } from "../../src/protocol/frame_decoder.ts";
-import { decodeClientHello, encodeServerHello, tcpSignedMessage } from "../../src/protocol/handshake.ts";
 import { bytesToUuid, rawPublicKey } from "../../src/protocol/keys.ts";
+import { RecordOpener, RecordSealer } from "../../src/protocol/record_layer.ts";
+import { answerClientHelloV2, CLIENT_AUTH_SIZE, CLIENT_HELLO_V2_SIZE, verifyClientAuth } from "../../src/protocol/sealed_handshake.ts";
 import { decodeProbeRequest, encodeProbeResponse, udpSignedMessage } from "../../src/protocol/probe.ts";
 
 /** One frame as bytes: header and payload. */
@@ -46,29 +47,38 @@ export class FakeIdentity {
     });
   }
 
-  /** An accepting server hello, signed over the client's nonce. */
-  hello(nonce: Uint8Array, maxInflight = 64): Buffer {
-    return encodeServerHello({
-      version: PROTOCOL_VERSION,
-      status: 0,
+  /** An accepting server hello for a client hello (protocol v2), and the keys it makes. */
+  hello(clientHello: Buffer, maxInflight = 64): { reply: Buffer; sealer: RecordSealer; opener: RecordOpener; transcript: Buffer } {
+    const answer = answerClientHelloV2(clientHello, {
       serverId: this.serverIdBytes,
       publicKey: this.publicKey,
-      signature: this.sign(tcpSignedMessage(nonce, this.serverIdBytes)),
       maxFrame: 64 * 1024,
       maxChannels: 64,
       maxInflight,
       generation: 1,
       idleTimeoutMs: 60_000,
+      ciphers: ["chacha20-poly1305", "aes-256-gcm"],
+      sign: (m) => this.sign(m),
     });
+    if (!answer.ok) throw new Error(`fake server cannot answer: ${answer.why}`);
+    const { cipher, keys, transcript } = answer.sealed;
+    return { reply: answer.reply, sealer: new RecordSealer(cipher, keys.serverToClient), opener: new RecordOpener(cipher, keys.clientToServer), transcript };
   }
 }
 
 /** A connection of the fake server after the client's hello. */
 export interface FakeConnection {
   socket: net.Socket;
-  nonce: Buffer;
+  /** The client's hello, as it came. */
+  clientHello: Buffer;
   /** Frames received from the client, in order. */
   frames: { type: number; channel: number; stream: number; payload: Buffer }[];
+  /** The client's proven key, once its first record arrived. */
+  clientKey: Buffer | null;
+  /** Set once the server answered: the connection is sealed from then on. */
+  sealer: RecordSealer | null;
+  opener: RecordOpener | null;
+  transcript: Buffer | null;
 }
 
 export interface FakeServerOptions {
@@ -126,9 +136,23 @@ export class FakeServer {
     return this;
   }
 
+  /** The signed server hello for `conn` (write it, alone or followed by `sealed(conn, …)` bytes); the connection is sealed from then on. */
+  helloFor(conn: FakeConnection): Buffer {
+    const h = this.identity.hello(conn.clientHello, this.#options.maxInflight);
+    conn.sealer = h.sealer;
+    conn.opener = h.opener;
+    conn.transcript = h.transcript;
+    return h.reply;
+  }
+
+  /** `plaintext` (frames) sealed as the server's next record to `conn`. */
+  sealed(conn: FakeConnection, plaintext: Buffer): Buffer {
+    return Buffer.concat(conn.sealer!.seal([plaintext], plaintext.length));
+  }
+
   /** Sends one frame to the client of `conn`. */
   send(conn: FakeConnection, type: number, channel: number, stream: number, payload?: Uint8Array): void {
-    if (!conn.socket.destroyed) conn.socket.write(frameBytes(type, channel, stream, payload));
+    if (!conn.socket.destroyed) conn.socket.write(this.sealed(conn, frameBytes(type, channel, stream, payload)));
   }
 
   close(): void {
@@ -161,17 +185,38 @@ export class FakeServer {
       },
       64 * 1024,
     );
+    let proof = Buffer.alloc(0);
+    const opened: Buffer[] = [];
+    const fromClient = (c: FakeConnection, chunk: Buffer): void => {
+      if (c.opener === null) {
+        got = Buffer.concat([got, chunk]); // sent before the server answered: held until it does
+        return;
+      }
+      if (got.length > 0) {
+        chunk = Buffer.concat([got, chunk]);
+        got = Buffer.alloc(0);
+      }
+      c.opener.push(chunk, opened);
+      for (let plain of opened.splice(0)) {
+        if (c.clientKey === null) {
+          proof = Buffer.concat([proof, plain]);
+          if (proof.length < CLIENT_AUTH_SIZE) continue;
+          c.clientKey = verifyClientAuth(proof.subarray(0, CLIENT_AUTH_SIZE), c.transcript!);
+          plain = proof.subarray(CLIENT_AUTH_SIZE);
+        }
+        if (plain.length > 0) decoder.push(plain);
+      }
+    };
     socket.on("data", (chunk: Buffer) => {
-      if (conn) return decoder.push(chunk);
+      if (conn) return fromClient(conn, chunk);
       got = Buffer.concat([got, chunk]);
-      if (got.length < CLIENT_HELLO_SIZE) return;
-      const hello = decodeClientHello(got);
-      conn = { socket, nonce: Buffer.from(hello.nonce), frames: [] };
+      if (got.length < CLIENT_HELLO_V2_SIZE) return;
+      conn = { socket, clientHello: Buffer.from(got.subarray(0, CLIENT_HELLO_V2_SIZE)), frames: [], clientKey: null, sealer: null, opener: null, transcript: null };
+      got = Buffer.from(got.subarray(CLIENT_HELLO_V2_SIZE));
       const index = this.connections.length;
       this.connections.push(conn);
-      if (!this.#options.onHello?.(conn, index)) socket.write(this.identity.hello(conn.nonce, this.#options.maxInflight));
-      const rest = got.subarray(CLIENT_HELLO_SIZE);
-      if (rest.length > 0) decoder.push(rest);
+      if (!this.#options.onHello?.(conn, index)) socket.write(this.helloFor(conn));
+      if (conn.opener !== null && got.length > 0) fromClient(conn, Buffer.alloc(0));
     });
   }
 }

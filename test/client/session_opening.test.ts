@@ -3,7 +3,7 @@ import net from "node:net";
 import { after, test } from "node:test";
 import { createClient, type ClientOptions, type PerilinkClient } from "../../src/client/client.ts";
 import { FrameType, WireError } from "../../src/protocol/constants.ts";
-import { encodeServerRefusal } from "../../src/protocol/handshake.ts";
+import { encodeServerRefusalV2 } from "../../src/protocol/sealed_handshake.ts";
 import { encodeCodedReason } from "../../src/protocol/payloads.ts";
 import { sleep, testServer, waitFor } from "../helpers/fixtures.ts";
 import { tcpConnectionsTo } from "../helpers/os_sockets.ts";
@@ -71,7 +71,7 @@ for (const udp of [true, false]) {
       onHello: (conn, i) => {
         if (i > 0) return false;
         const goAway = frameBytes(FrameType.GoAway, 0, 0, encodeCodedReason(WireError.ShuttingDown, "replaced"));
-        conn.socket.write(Buffer.concat([fake.identity.hello(conn.nonce), goAway]));
+        conn.socket.write(Buffer.concat([fake.helloFor(conn), fake.sealed(conn, goAway)]));
         return true;
       },
     }).start();
@@ -90,7 +90,7 @@ for (const udp of [true, false]) {
     const fake = await new FakeServer({
       udp,
       onHello: (conn) => {
-        conn.socket.end(encodeServerRefusal(WireError.ServerBusy));
+        conn.socket.end(encodeServerRefusalV2(WireError.ServerBusy));
         return true;
       },
     }).start();

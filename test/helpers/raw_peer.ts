@@ -1,7 +1,8 @@
-import { randomBytes } from "node:crypto";
 import net from "node:net";
+import { processClientKey } from "../../src/client/client_key.ts";
 import { FRAME_HEADER_SIZE } from "../../src/protocol/constants.ts";
-import { encodeClientHello } from "../../src/protocol/handshake.ts";
+import { RecordOpener, RecordSealer } from "../../src/protocol/record_layer.ts";
+import { clientAuth, ClientHandshakeV2, SERVER_HELLO_V2_SIZE } from "../../src/protocol/sealed_handshake.ts";
 
 export interface RawPeer {
   sock: net.Socket;
@@ -28,8 +29,75 @@ export async function rawPeer(port: number, options: { read?: boolean; localAddr
   return { sock, data: () => Buffer.concat(chunks), closed };
 }
 
-/** A valid client hello. */
-export const hello = (maxFrame = 65536): Buffer => encodeClientHello({ version: 1, maxFrame, nonce: randomBytes(16) });
+/** A valid client hello (protocol v2), with a fresh ephemeral key. */
+export const hello = (maxFrame = 65536): Buffer => new ClientHandshakeV2({ ciphers: ["chacha20-poly1305"], maxFrame }).hello;
+
+export interface SealedPeer {
+  /** The TCP socket underneath: `destroyed`, `end()`, `pause()`… (write through `write`). */
+  sock: net.Socket;
+  /** Seals `plaintext` (frames, whole or in part) into one record and writes it; false on backpressure. */
+  write(plaintext: Buffer): boolean;
+  /** The plaintext of every record the server sent after its hello (empty for a peer that never reads). */
+  data(): Buffer;
+  closed: Promise<void>;
+  /** The status of the server's refusal (e.g. ServerBusy), or 0 when the session was accepted. */
+  refused: number;
+}
+
+/**
+ * A raw peer past the sealed handshake (protocol v2), its key proven: what
+ * it writes reaches the server's frame decoder as it is — whole frames,
+ * parts of frames, trickles — inside one record per write. `read: false`
+ * reads the server hello, then never another byte.
+ */
+export async function sealedPeer(
+  port: number,
+  options: { read?: boolean; localAddress?: string; allowHalfOpen?: boolean; maxFrame?: number } = {},
+): Promise<SealedPeer> {
+  const sock = net.connect({ port, host: "127.0.0.1", localAddress: options.localAddress, allowHalfOpen: options.allowHalfOpen });
+  sock.on("error", () => {});
+  const closed = new Promise<void>((r) => sock.once("close", () => r()));
+  const hs = new ClientHandshakeV2({ ciphers: ["chacha20-poly1305"], maxFrame: options.maxFrame ?? 65536 });
+  const got = await new Promise<Buffer>((resolve, reject) => {
+    let buf = Buffer.alloc(0);
+    const onData = (c: Buffer): void => {
+      buf = Buffer.concat([buf, c]);
+      if (buf.length < SERVER_HELLO_V2_SIZE) return;
+      sock.off("data", onData);
+      sock.pause();
+      resolve(buf);
+    };
+    sock.once("connect", () => sock.write(hs.hello));
+    sock.on("data", onData);
+    sock.once("close", () => reject(new Error("the server closed before its hello")));
+  });
+  const { sealed } = hs.finish(got.subarray(0, SERVER_HELLO_V2_SIZE));
+  // Refused (as a raw v1 peer was, silently): what it writes goes nowhere.
+  if (sealed === null) return { sock, write: () => false, data: () => Buffer.alloc(0), closed, refused: got[5]! };
+  const sealer = new RecordSealer(sealed.cipher, sealed.keys.clientToServer);
+  const opener = new RecordOpener(sealed.cipher, sealed.keys.serverToClient);
+  const chunks: Buffer[] = [];
+  const write = (plaintext: Buffer): boolean => {
+    let ok = true;
+    for (const r of sealer.seal([plaintext], plaintext.length)) ok = sock.write(r);
+    return ok;
+  };
+  const key = processClientKey();
+  write(clientAuth(key.publicKey, key.sign, sealed.transcript));
+  if (options.read !== false) {
+    const take = (c: Buffer): void => {
+      try {
+        opener.push(c, chunks);
+      } catch {
+        sock.destroy();
+      }
+    };
+    if (got.length > SERVER_HELLO_V2_SIZE) take(got.subarray(SERVER_HELLO_V2_SIZE));
+    sock.on("data", take);
+    sock.resume();
+  }
+  return { sock, write, data: () => Buffer.concat(chunks), closed, refused: 0 };
+}
 
 /** One frame with its 16-byte header; `lengthOverride` writes another length than the payload's. */
 export function frame(type: number, channel: number, stream: number, payload: Buffer, lengthOverride?: number): Buffer {

@@ -6,7 +6,7 @@ import { FrameType } from "../../src/protocol/constants.ts";
 import { createLogger } from "../../src/logger.ts";
 import type { SessionApp } from "../../src/server/app.ts";
 import { connect, portOf, sleep, testServer, waitFor } from "../helpers/fixtures.ts";
-import { channelOpen, frame, hello, rawPeer, type RawPeer } from "../helpers/raw_peer.ts";
+import { channelOpen, frame, hello, rawPeer, sealedPeer, type SealedPeer } from "../helpers/raw_peer.ts";
 import { serverProcess, type ServerProcess } from "../helpers/server_process.ts";
 
 const MiB = 1024 * 1024;
@@ -18,17 +18,17 @@ const MiB = 1024 * 1024;
  * session only by writing: after the flood it sends a small PING every
  * 100 ms (for 20 s at most).
  */
-async function flood(port: number, count: number, make: (i: number) => Buffer, localAddress?: string): Promise<RawPeer> {
-  const peer = await rawPeer(port, { read: false, localAddress });
-  peer.sock.write(Buffer.concat([hello(1024 * 1024), frame(FrameType.ChannelOpen, 1, 0, channelOpen())]));
+async function flood(port: number, count: number, make: (i: number) => Buffer, localAddress?: string): Promise<SealedPeer> {
+  const peer = await sealedPeer(port, { read: false, localAddress, maxFrame: 1024 * 1024 });
+  peer.write(frame(FrameType.ChannelOpen, 1, 0, channelOpen()));
   void (async () => {
     for (let i = 1; i <= count && !peer.sock.destroyed; i++) {
-      if (!peer.sock.write(make(i))) {
+      if (!peer.write(make(i))) {
         await Promise.race([new Promise((r) => peer.sock.once("drain", r)), peer.closed]);
       }
     }
     const ping = frame(FrameType.Ping, 0, 0, Buffer.alloc(8));
-    for (let i = 0; i < 200 && !peer.sock.destroyed; i++, await sleep(100)) peer.sock.write(ping);
+    for (let i = 0; i < 200 && !peer.sock.destroyed; i++, await sleep(100)) peer.write(ping);
   })();
   return peer;
 }
@@ -91,7 +91,7 @@ async function baselineRss(server: ServerProcess): Promise<number> {
 /** Runs `attackers` against a fresh server process while legitimate clients keep asking; returns what happened (RSS growth over the RSS before the attack). */
 async function underAttack(
   limits: Record<string, number>,
-  attackers: (port: number) => Promise<RawPeer[]>,
+  attackers: (port: number) => Promise<SealedPeer[]>,
 ): Promise<{ grewMiB: number; allClosed: boolean; legit: { ok: number; failed: string[] }[]; log: string }> {
   const server = await serverProcess({ limits });
   const legit = [steadyClient(server.port), steadyClient(server.port)];
@@ -149,11 +149,11 @@ test("8 peers flooding 1 MB requests and PINGs at once grow the server by at mos
 test("a frame header alone does not make the server allocate the frame's body", async () => {
   const server = await testServer({ limits: { maxSessionsPerPeer: 1024, maxBufferedBytes: 256 * MiB } });
   const before = process.memoryUsage().arrayBuffers;
-  const peers: RawPeer[] = [];
+  const peers: SealedPeer[] = [];
   for (let i = 0; i < 100; i++) {
-    const p = await rawPeer(portOf(server));
+    const p = await sealedPeer(portOf(server));
     // A header announcing a 1 MiB request body, and 10 bytes of it.
-    p.sock.write(Buffer.concat([hello(), frame(FrameType.ChannelOpen, 1, 0, channelOpen()), frame(FrameType.Request, 1, 1, Buffer.alloc(10), 1024 * 1024)]));
+    p.write(Buffer.concat([frame(FrameType.ChannelOpen, 1, 0, channelOpen()), frame(FrameType.Request, 1, 1, Buffer.alloc(10), 1024 * 1024)]));
     peers.push(p);
   }
   await waitFor(() => server.status().sessions === 100, "100 sessions");
@@ -169,10 +169,10 @@ test("past maxBufferedBytes the server refuses new sessions as busy, stops readi
   const port = portOf(server);
   const good = await (await connect(server)).openChannel("good");
   // Peers that each send 900 KB of a 1 MiB request and stop: 1 MiB held for each in a partial frame.
-  const hogs: RawPeer[] = [];
+  const hogs: SealedPeer[] = [];
   for (let i = 0; i < 4; i++) {
-    const p = await rawPeer(port, { read: false });
-    p.sock.write(Buffer.concat([hello(), frame(FrameType.ChannelOpen, 1, 0, channelOpen()), frame(FrameType.Request, 1, 1, Buffer.alloc(900_000), 1024 * 1024)]));
+    const p = await sealedPeer(port, { read: false });
+    p.write(Buffer.concat([frame(FrameType.ChannelOpen, 1, 0, channelOpen()), frame(FrameType.Request, 1, 1, Buffer.alloc(900_000), 1024 * 1024)]));
     hogs.push(p);
     await sleep(50);
   }
@@ -213,15 +213,13 @@ test("a handler that never settles and ignores its signal cannot stall other app
 
 test("the server writes nothing after its own FIN: a PING after GOAWAY gets no reset", async () => {
   const server = await testServer();
-  const peer = await rawPeer(portOf(server), { allowHalfOpen: true });
+  const peer = await sealedPeer(portOf(server), { allowHalfOpen: true });
   let peerError: Error | null = null;
   peer.sock.on("error", (err) => (peerError = err));
-  peer.sock.write(hello());
-  await waitFor(() => peer.data().length > 0, "the server hello");
   const ended = new Promise<void>((r) => peer.sock.once("end", () => r()));
   void server.drain(3000);
   await ended; // GOAWAY, then the server's FIN
-  peer.sock.write(frame(FrameType.Ping, 0, 1, Buffer.from("late")));
+  peer.write(frame(FrameType.Ping, 0, 1, Buffer.from("late")));
   await sleep(300);
   peer.sock.end();
   await peer.closed;
@@ -232,8 +230,7 @@ test("at maxSessions a session that has done nothing for a second gives its slot
   const server = await testServer({ limits: { maxSessions: 3 } });
   const port = portOf(server);
   const worker = await (await connect(server)).openChannel("busy");
-  const idle = [await rawPeer(port), await rawPeer(port)];
-  idle[0]!.sock.write(hello()); // open, never opens a channel
+  const idle = [await sealedPeer(port), await rawPeer(port)]; // open, never opens a channel; and:
   idle[1]!.sock.write(hello().subarray(0, 10)); // stuck in its handshake
   await waitFor(() => server.status().sessions === 3, "three sessions");
   await assert.rejects(ClientSession.connect({ host: "127.0.0.1", port, timeoutMs: 3000 }), ServerBusyError, "a fresh idle session is not evicted");
@@ -266,15 +263,15 @@ test("regression: 40 clients sending 1 MB requests at once all get answers under
 test("regression: peers that announce 1 MiB frames and send 64 KiB of each hold at most the budget, and new clients are still admitted", async () => {
   const server = await testServer();
   const port = portOf(server);
-  const peers: RawPeer[] = [];
+  const peers: SealedPeer[] = [];
   for (let i = 0; i < 96; i++) {
-    const p = await rawPeer(port, { read: false });
-    p.sock.write(Buffer.concat([hello(), frame(FrameType.ChannelOpen, 1, 0, channelOpen())]));
+    const p = await sealedPeer(port, { read: false });
+    p.write(Buffer.concat([frame(FrameType.ChannelOpen, 1, 0, channelOpen())]));
     peers.push(p);
   }
   await waitFor(() => server.status().sessions === 96, "96 sessions");
   const partial = frame(FrameType.Request, 1, 1, Buffer.alloc(64 * 1024 + 1), MiB);
-  for (const p of peers) p.sock.write(partial);
+  for (const p of peers) p.write(partial);
   await sleep(500);
   const held = server.status().bufferedBytes;
   const limit = server.limits.maxBufferedBytes;
@@ -287,14 +284,14 @@ test("regression: peers that announce 1 MiB frames and send 64 KiB of each hold 
 
 test("regression: a peer that never reads but keeps its unsent output under maxSessionOutputBytes is cut off after writeTimeoutMs", async () => {
   const server = await testServer({ limits: { writeTimeoutMs: 1000, idleTimeoutMs: 5000 } });
-  const peer = await rawPeer(portOf(server), { read: false });
-  peer.sock.write(Buffer.concat([hello(MiB), frame(FrameType.ChannelOpen, 1, 0, channelOpen())]));
+  const peer = await sealedPeer(portOf(server), { read: false, maxFrame: MiB });
+  peer.write(Buffer.concat([frame(FrameType.ChannelOpen, 1, 0, channelOpen())]));
   const body = Buffer.alloc(900_000, 1);
-  for (let i = 1; i <= 8; i++) peer.sock.write(frame(FrameType.Request, 1, i, body)); // 7.2 MB of answers it never reads
+  for (let i = 1; i <= 8; i++) peer.write(frame(FrameType.Request, 1, i, body)); // 7.2 MB of answers it never reads
   let alive = true;
   void peer.closed.then(() => (alive = false));
   const ping = frame(FrameType.Ping, 0, 0, Buffer.alloc(8));
-  for (let i = 0; i < 6 && alive; i++, await sleep(1000)) peer.sock.write(ping); // keeps the session busy
+  for (let i = 0; i < 6 && alive; i++, await sleep(1000)) peer.write(ping); // keeps the session busy
   assert.equal(alive, false, "cut off although it kept sending");
   assert.match(JSON.stringify(server.status().counters), /"sessionsCutOff":1/);
 });
@@ -356,16 +353,16 @@ test("regression: peers that trickle a byte now and then into large frames are c
   const limit = 2 * MiB;
   const server = await testServer({ limits: { maxBufferedBytes: limit, writeTimeoutMs: 1000, maxSessionsPerPeer: 64 } });
   const port = portOf(server);
-  const hogs: RawPeer[] = [];
+  const hogs: SealedPeer[] = [];
   for (let i = 0; i < 3; i++) {
-    const p = await rawPeer(port, { read: false });
+    const p = await sealedPeer(port, { read: false });
     // 256 KiB + 1 of a 1 MiB request, then a byte every 300 ms: some progress, never enough.
-    p.sock.write(Buffer.concat([hello(), frame(FrameType.ChannelOpen, 1, 0, channelOpen()), frame(FrameType.Request, 1, 1, Buffer.alloc(256 * 1024 + 1), MiB)]));
+    p.write(Buffer.concat([frame(FrameType.ChannelOpen, 1, 0, channelOpen()), frame(FrameType.Request, 1, 1, Buffer.alloc(256 * 1024 + 1), MiB)]));
     hogs.push(p);
   }
   let trickling = true;
   const trickle = (async () => {
-    for (let i = 0; trickling && i < 100; i++, await sleep(300)) for (const p of hogs) if (!p.sock.destroyed) p.sock.write(Buffer.alloc(1));
+    for (let i = 0; trickling && i < 100; i++, await sleep(300)) for (const p of hogs) if (!p.sock.destroyed) p.write(Buffer.alloc(1));
   })();
   await waitFor(() => server.status().counters.sessionsCutOff === 3, "the three tricklers to be cut off", 8000);
   trickling = false;
@@ -388,10 +385,10 @@ test("regression: REQUEST and CANCEL pairs cannot start more than twice maxInfli
     },
   };
   const server = await testServer({ appObject: app, limits: { maxInflightPerSession: 4, requestTimeoutMs: 60_000 } });
-  const peer = await rawPeer(portOf(server));
-  const frames = [hello(), frame(FrameType.ChannelOpen, 1, 0, channelOpen())];
+  const peer = await sealedPeer(portOf(server));
+  const frames = [frame(FrameType.ChannelOpen, 1, 0, channelOpen())];
   for (let s = 1; s <= 2000; s++) frames.push(frame(FrameType.Request, 1, s, Buffer.from("x")), frame(FrameType.Cancel, 1, s, Buffer.alloc(0)));
-  peer.sock.write(Buffer.concat(frames));
+  peer.write(Buffer.concat(frames));
   await sleep(500);
   assert.ok(started <= 2 * 4 + 1, `${started} handlers started for 2000 cancelled requests (bound 2 x maxInflightPerSession)`);
   assert.ok(server.status().inflight <= 9);

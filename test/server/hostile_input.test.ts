@@ -5,10 +5,12 @@ import { test } from "node:test";
 import { ClientSession } from "../../src/client/client_session.ts";
 import { ServerBusyError } from "../../src/errors.ts";
 import { CLIENT_HELLO_SIZE, FRAME_HEADER_SIZE, FrameType, PROBE_REQUEST_SIZE, SERVER_HELLO_SIZE, WireError } from "../../src/protocol/constants.ts";
+import { encodeClientHello } from "../../src/protocol/handshake.ts";
+import { CLIENT_HELLO_V2_SIZE } from "../../src/protocol/sealed_handshake.ts";
 import { encodeProbeRequest } from "../../src/protocol/probe.ts";
 import type { SessionApp } from "../../src/server/app.ts";
 import { connect, portOf, sleep, testServer, waitFor } from "../helpers/fixtures.ts";
-import { channelOpen, frame, hello, rawPeer } from "../helpers/raw_peer.ts";
+import { channelOpen, frame, hello, rawPeer, sealedPeer } from "../helpers/raw_peer.ts";
 
 /** Proves the server still serves: a fresh request on an existing session answers. */
 async function stillServes(ch: { request(p: string): Promise<Buffer> }): Promise<void> {
@@ -32,12 +34,11 @@ test("closes a session that sends random bytes, and the other sessions keep gett
 test("answers an oversized length prefix with an ERROR frame FrameTooLarge and closes the session", async () => {
   const server = await testServer({ limits: { maxFrameBytes: 4096 } });
   const good = await (await connect(server)).openChannel("good");
-  const peer = await rawPeer(portOf(server));
-  peer.sock.write(Buffer.concat([hello(), frame(FrameType.Request, 1, 1, Buffer.alloc(0), 0x7fffffff)]));
+  const peer = await sealedPeer(portOf(server));
+  peer.write(frame(FrameType.Request, 1, 1, Buffer.alloc(0), 0x7fffffff));
   await peer.closed;
-  const bytes = peer.data();
-  assert.ok(bytes.length >= SERVER_HELLO_SIZE + FRAME_HEADER_SIZE + 2, "got a hello and an error frame");
-  const errFrame = bytes.subarray(SERVER_HELLO_SIZE);
+  const errFrame = peer.data();
+  assert.ok(errFrame.length >= FRAME_HEADER_SIZE + 2, "got an error frame");
   assert.equal(errFrame[4], FrameType.Error);
   assert.equal(errFrame.readUInt16BE(FRAME_HEADER_SIZE), WireError.FrameTooLarge);
   assert.ok(server.status().counters.protocolErrors! >= 1);
@@ -49,7 +50,7 @@ test("closes a half-open peer that never finishes its hello after handshakeTimeo
   const good = await (await connect(server)).openChannel("good");
   const silent = await rawPeer(portOf(server));
   const partial = await rawPeer(portOf(server));
-  partial.sock.write(hello().subarray(0, CLIENT_HELLO_SIZE - 5));
+  partial.sock.write(hello().subarray(0, CLIENT_HELLO_V2_SIZE - 5));
   const t0 = Date.now();
   await Promise.all([silent.closed, partial.closed]);
   assert.ok(Date.now() - t0 < 2000, "closed within the handshake timeout, not the idle timeout");
@@ -60,15 +61,13 @@ test("stops reading from a peer that stops reading, buffers a bounded amount, an
   const maxSessionOutputBytes = 256 * 1024;
   const server = await testServer({ limits: { maxInflightPerSession: 8, idleTimeoutMs: 1000, maxSessionOutputBytes } });
   const good = await (await connect(server)).openChannel("good");
-  const peer = await rawPeer(portOf(server));
-  peer.sock.pause(); // never reads a byte
-  peer.sock.write(hello());
-  peer.sock.write(frame(FrameType.ChannelOpen, 1, 0, channelOpen()));
+  const peer = await sealedPeer(portOf(server), { read: false }); // reads the server hello, then never a byte
+  peer.write(frame(FrameType.ChannelOpen, 1, 0, channelOpen()));
   // 2,000 echo requests of 60 KiB: 117 MiB of answers if the server buffered them all.
   const body = Buffer.alloc(60 * 1024, 7);
   let written = 0;
   for (let s = 1; s <= 2000 && !peer.sock.destroyed; s++) {
-    if (!peer.sock.write(frame(FrameType.Request, 1, s, body))) await Promise.race([new Promise((r) => peer.sock.once("drain", r)), sleep(200)]);
+    if (!peer.write(frame(FrameType.Request, 1, s, body))) await Promise.race([new Promise((r) => peer.sock.once("drain", r)), sleep(200)]);
     written = s;
     if (peer.sock.writableLength > 8 * 1024 * 1024) break; // the server stopped reading: our side backs up
   }
@@ -159,13 +158,13 @@ test("keeps serving when an application handler throws non-Error values or retur
 test("answers requests already running when the client half-closes, then ends", async () => {
   const app: SessionApp = { request: async (p) => (await sleep(100), p) };
   const server = await testServer({ appObject: app });
-  const peer = await rawPeer(portOf(server));
-  peer.sock.write(hello());
-  peer.sock.write(frame(FrameType.ChannelOpen, 1, 0, channelOpen()));
-  peer.sock.write(frame(FrameType.Request, 1, 1, Buffer.from("one")));
-  peer.sock.end(frame(FrameType.Request, 1, 2, Buffer.from("two")));
+  const peer = await sealedPeer(portOf(server));
+  peer.write(frame(FrameType.ChannelOpen, 1, 0, channelOpen()));
+  peer.write(frame(FrameType.Request, 1, 1, Buffer.from("one")));
+  peer.write(frame(FrameType.Request, 1, 2, Buffer.from("two")));
+  peer.sock.end();
   await peer.closed;
-  const bytes = peer.data().subarray(SERVER_HELLO_SIZE);
+  const bytes = peer.data();
   const answers: string[] = [];
   for (let o = 0; o + FRAME_HEADER_SIZE <= bytes.length; ) {
     const len = bytes.readUInt32BE(o);
@@ -179,10 +178,9 @@ test("delivers nothing to the application after a protocol error on the session"
   let messages = 0;
   const app: SessionApp = { request: (p) => p, message: () => void messages++ };
   const server = await testServer({ appObject: app });
-  const peer = await rawPeer(portOf(server));
-  peer.sock.write(
+  const peer = await sealedPeer(portOf(server));
+  peer.write(
     Buffer.concat([
-      hello(),
       frame(FrameType.ChannelOpen, 1, 0, channelOpen()),
       frame(FrameType.Message, 1, 0, Buffer.from("before")),
       frame(99, 1, 0, Buffer.alloc(0)),
@@ -191,4 +189,37 @@ test("delivers nothing to the application after a protocol error on the session"
   );
   await peer.closed;
   assert.equal(messages, 1);
+});
+
+test("a protocol v1 client is refused at once, in the v1 layout, with VersionUnsupported", async () => {
+  const server = await testServer();
+  const peer = await rawPeer(portOf(server));
+  peer.sock.write(encodeClientHello({ version: 1, maxFrame: 65536, nonce: randomBytes(16) }).subarray(0, CLIENT_HELLO_SIZE));
+  await peer.closed;
+  const answer = peer.data();
+  assert.equal(answer.length, SERVER_HELLO_SIZE, "a 140-byte v1 server hello");
+  assert.equal(answer[4], 1);
+  assert.equal(answer[5], WireError.VersionUnsupported);
+});
+
+test("a record changed on the way ends that session with PERILINK_RECORD and nothing of it reaches the app; other sessions carry on", async () => {
+  let messages = 0;
+  const app: SessionApp = { request: (p) => p, message: () => void messages++ };
+  const server = await testServer({ appObject: app });
+  const good = await (await connect(server)).openChannel("good");
+  const peer = await sealedPeer(portOf(server));
+  peer.write(Buffer.concat([frame(FrameType.ChannelOpen, 1, 0, channelOpen()), frame(FrameType.Message, 1, 0, Buffer.from("genuine"))]));
+  await waitFor(() => messages === 1, "the genuine message");
+  // A record whose last byte (of its tag) was flipped, carrying a message.
+  const orig = peer.sock.write.bind(peer.sock);
+  peer.sock.write = ((chunk: Buffer) => {
+    const b = Buffer.from(chunk);
+    b[b.length - 1]! ^= 1;
+    return orig(b);
+  }) as typeof peer.sock.write;
+  peer.write(frame(FrameType.Message, 1, 0, Buffer.from("forged")));
+  await peer.closed;
+  assert.equal(messages, 1, "the message in the changed record was never delivered");
+  assert.ok(server.status().counters.protocolErrors! >= 1);
+  await stillServes(good);
 });

@@ -7,7 +7,8 @@ import { test } from "node:test";
 import { ClientSession } from "../../src/client/client_session.ts";
 import { identifyTcp, identifyUdp } from "../../src/client/identify.ts";
 import { IdentityError, SignatureError } from "../../src/errors.ts";
-import { PROBE_RESPONSE_SIZE, SERVER_HELLO_SIZE } from "../../src/protocol/constants.ts";
+import { PROBE_RESPONSE_SIZE } from "../../src/protocol/constants.ts";
+import { SERVER_HELLO_V2_SIZE } from "../../src/protocol/sealed_handshake.ts";
 import { silentLogger } from "../../src/logger.ts";
 import { startServer } from "../../src/server/start_server.ts";
 import { tempDir, testServer } from "../helpers/fixtures.ts";
@@ -104,7 +105,8 @@ test("rejects a TCP handshake whose signature was tampered with", async () => {
     let seen = 0;
     down.pipe(up);
     up.on("data", (chunk: Buffer) => {
-      if (seen < SERVER_HELLO_SIZE && seen + chunk.length > 60) chunk[60 - seen] = chunk[60 - seen]! ^ 0xff;
+      const at = SERVER_HELLO_V2_SIZE - 10; // inside the signature
+      if (seen <= at && seen + chunk.length > at) chunk[at - seen] = chunk[at - seen]! ^ 0xff;
       seen += chunk.length;
       down.write(chunk);
     });

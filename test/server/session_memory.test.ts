@@ -36,7 +36,7 @@ async function holdSessions(port: number, count: number): Promise<{ release: () 
 
 const gc = fullCollection();
 
-test("an idle session costs the server at most 3 KiB of JS heap (socket, session, flow control, writer, decoder)", { skip: gc === null && "no run-time garbage collection here" }, async (t) => {
+test("an idle sealed session costs the server at most 3.25 KiB of JS heap (socket, session, flow control, writer, decoder, the record layer's keys and counters)", { skip: gc === null && "no run-time garbage collection here" }, async (t) => {
   const server = await testServer({ limits: { maxSessions: 1200, maxSessionsPerPeer: 1200 } });
   const port = portOf(server);
   // What every session shares (compiled code, pools) is warmed up by the first ones.
@@ -52,5 +52,6 @@ test("an idle session costs the server at most 3 KiB of JS heap (socket, session
   await held.release();
   await warm.release();
   t.diagnostic(`${Math.round(perSession)} bytes of JS heap per idle session`);
-  assert.ok(perSession <= 3072, `${Math.round(perSession)} bytes of JS heap per idle session`);
+  // Plaintext v1 sessions measured 2,350 bytes; the sealed record layer adds about 760.
+  assert.ok(perSession <= 3328, `${Math.round(perSession)} bytes of JS heap per idle session`);
 });

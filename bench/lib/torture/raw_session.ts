@@ -1,8 +1,9 @@
-import { randomBytes } from "node:crypto";
 import net from "node:net";
-import { MAX_MAX_FRAME, PROTOCOL_VERSION, SERVER_HELLO_SIZE } from "../../../src/protocol/constants.ts";
+import { processClientKey } from "../../../src/client/client_key.ts";
+import { MAX_MAX_FRAME } from "../../../src/protocol/constants.ts";
 import { FrameWriter } from "../../../src/protocol/frame_writer.ts";
-import { decodeServerHello, encodeClientHello } from "../../../src/protocol/handshake.ts";
+import { RecordSealer } from "../../../src/protocol/record_layer.ts";
+import { clientAuth, ClientHandshakeV2, SERVER_HELLO_V2_SIZE } from "../../../src/protocol/sealed_handshake.ts";
 
 /**
  * Raw protocol pieces for the attacks: a client hello, one whole frame as
@@ -10,9 +11,9 @@ import { decodeServerHello, encodeClientHello } from "../../../src/protocol/hand
  * library, so an attack does exactly what it says on the wire).
  */
 
-/** A valid client hello announcing the largest frame limit (so every PONG fits) and a fresh nonce. */
+/** A valid client hello (protocol v2) announcing the largest frame limit (so every PONG fits) and a fresh ephemeral key. */
 export function clientHello(): Buffer {
-  return encodeClientHello({ version: PROTOCOL_VERSION, maxFrame: MAX_MAX_FRAME, nonce: randomBytes(16) });
+  return new ClientHandshakeV2({ ciphers: ["chacha20-poly1305"], maxFrame: MAX_MAX_FRAME }).hello;
 }
 
 /** One frame (header and payload) as a single buffer, encoded by the project's own frame writer. */
@@ -40,11 +41,13 @@ export interface OpenedSession {
   status: number;
   /** The server's maxFrame (0 in a refusal). */
   maxFrame: number;
+  /** Seals `plaintext` (frames) as one record and writes it (the attacker pays for the encryption too). */
+  send(plaintext: Buffer): boolean;
 }
 
 /**
- * Connects from `localAddress`, sends a client hello and reads the 140-byte
- * server hello. Resolves with the socket paused (nothing more is read unless
+ * Connects from `localAddress`, completes the sealed handshake (its client
+ * hello, the server hello, the proof of a key). Resolves with the socket paused (nothing more is read unless
  * the caller resumes it) and an error listener attached; rejects when the
  * connection fails or closes first, or after `timeoutMs`.
  */
@@ -65,17 +68,38 @@ export function openSession(host: string, port: number, localAddress: string, ti
         return;
       }
       socket.pause();
-      const hello = decodeServerHello(got.subarray(0, SERVER_HELLO_SIZE));
-      resolve({ socket, status: hello.status, maxFrame: hello.status === 0 ? hello.maxFrame : 0 });
+      let result: ReturnType<ClientHandshakeV2["finish"]>;
+      try {
+        result = hs.finish(got.subarray(0, SERVER_HELLO_V2_SIZE));
+      } catch (e) {
+        socket.destroy();
+        reject(e as Error);
+        return;
+      }
+      const { hello, sealed } = result;
+      if (sealed === null) {
+        resolve({ socket, status: hello.status, maxFrame: 0, send: () => false });
+        return;
+      }
+      const sealer = new RecordSealer(sealed.cipher, sealed.keys.clientToServer);
+      const send = (plaintext: Buffer): boolean => {
+        let ok = true;
+        for (const r of sealer.seal([plaintext], plaintext.length)) ok = socket.write(r);
+        return ok;
+      };
+      const key = processClientKey();
+      send(clientAuth(key.publicKey, key.sign, sealed.transcript));
+      resolve({ socket, status: 0, maxFrame: hello.maxFrame, send });
     };
     const onData = (chunk: Buffer): void => {
       got = Buffer.concat([got, chunk]);
-      if (got.length >= SERVER_HELLO_SIZE) finish(null);
+      if (got.length >= SERVER_HELLO_V2_SIZE) finish(null);
     };
     const onClose = (): void => finish(new Error("closed before the server hello"));
     const timer = setTimeout(() => finish(new Error(`no server hello within ${timeoutMs} ms`)), timeoutMs);
     socket.on("data", onData);
     socket.on("close", onClose);
-    socket.once("connect", () => socket.write(clientHello()));
+    const hs = new ClientHandshakeV2({ ciphers: ["chacha20-poly1305"], maxFrame: MAX_MAX_FRAME });
+    socket.once("connect", () => socket.write(hs.hello));
   });
 }

@@ -72,7 +72,7 @@ export const pingFloodAttack: AttackStarter = (target, o) => {
       socket.once("close", onClose);
     });
 
-  const flood = async (socket: net.Socket, next: (n: number) => Buffer): Promise<void> => {
+  const flood = async (socket: net.Socket, send: (b: Buffer) => boolean, next: (n: number) => Buffer): Promise<void> => {
     for (let n = 1; !stopper.stopped && !socket.destroyed; n++) {
       const frame = next(n);
       if (written + frame.length > capBytes) {
@@ -84,7 +84,7 @@ export const pingFloodAttack: AttackStarter = (target, o) => {
         return;
       }
       written += frame.length;
-      const ok = socket.write(frame);
+      const ok = send(frame);
       c.frames!++;
       if (!ok && !(await drained(socket))) break;
     }
@@ -102,7 +102,7 @@ export const pingFloodAttack: AttackStarter = (target, o) => {
         await stopper.pause(200);
         continue;
       }
-      const { socket, status, maxFrame } = opened;
+      const { socket, status, maxFrame, send } = opened;
       if (status !== 0) {
         c.refused!++;
         socket.destroy();
@@ -113,8 +113,8 @@ export const pingFloodAttack: AttackStarter = (target, o) => {
       c.maxFrame = maxFrame;
       const kind = kinds[(i + round++) % kinds.length]!;
       c[kind] = (c[kind] ?? 0) + 1;
-      if (kind === "echo") socket.write(encodeFrame(FrameType.ChannelOpen, 1, 0, Buffer.from([4, ...Buffer.from("echo"), 0, 0, 0])));
-      await flood(socket, (n) => chunk(kind, maxFrame, n));
+      if (kind === "echo") send(encodeFrame(FrameType.ChannelOpen, 1, 0, Buffer.from([4, ...Buffer.from("echo"), 0, 0, 0])));
+      await flood(socket, send, (n) => chunk(kind, maxFrame, n));
       if (!stopper.stopped) c.closedByServer!++;
       c.bytesTaken! += Math.max(0, socket.bytesWritten - socket.writableLength);
       socket.destroy();

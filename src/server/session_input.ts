@@ -1,0 +1,101 @@
+import type { FrameDecoder } from "../protocol/frame_decoder.ts";
+import { keyFingerprint } from "../protocol/keys.ts";
+import { RecordOpener, type CipherName } from "../protocol/record_layer.ts";
+import { CLIENT_AUTH_SIZE, verifyClientAuth } from "../protocol/sealed_handshake.ts";
+import type { FlowInput } from "./session_flow.ts";
+
+/** Plaintext of the records one read completed; shared, since a read is handled to its end before the next. */
+const OPENED: Buffer[] = [];
+
+/**
+ * A sealed session's input, between the socket and the frame decoder
+ * (protocol v2, docs/protocol.md §11): records are opened as they complete
+ * (only authenticated bytes go on), and the client's proof of its key is
+ * taken from the front of the first one before any frame.
+ */
+export class SealedInput extends RecordOpener implements FlowInput {
+  #decoder: FrameDecoder;
+  /** The handshake's transcript, until the client's proof has been checked against it. */
+  #transcript: Buffer | null;
+  /** The start of a proof that arrived split across records. */
+  #proof: Buffer | null = null;
+  /** The fingerprint (`SHA256:…`) of the client's Ed25519 key, once proven. */
+  fingerprint = "";
+
+  constructor(cipher: CipherName, key: Uint8Array, transcript: Buffer, decoder: FrameDecoder) {
+    super(cipher, key);
+    this.#transcript = transcript;
+    this.#decoder = decoder;
+  }
+
+  /** FlowInput: bytes held anywhere on the way in — a record in progress, a proof in parts, frames in the decoder. */
+  override get buffered(): number {
+    return super.buffered + (this.#proof === null ? 0 : this.#proof.length) + this.#decoder.buffered;
+  }
+
+  /** Nothing of the peer's held: no record, proof or frame in progress. */
+  get idle(): boolean {
+    return super.buffered === 0 && this.#proof === null && this.#decoder.idle;
+  }
+
+  get midFrame(): boolean {
+    return this.#decoder.midFrame;
+  }
+
+  get frameRemaining(): number {
+    return this.#decoder.frameRemaining;
+  }
+
+  /** Bytes the peer still owes to finish the record it began. */
+  get recordRemaining(): number {
+    return this.remaining;
+  }
+
+  pause(): void {
+    this.#decoder.pause();
+  }
+
+  resume(): void {
+    this.#decoder.resume();
+  }
+
+  /**
+   * Opens what `chunk` completes and passes the frames' bytes to the decoder.
+   * Throws `ProtocolError` (a `RecordError`, or a proof that does not
+   * verify); the authentic records before the fault have been passed on.
+   */
+  /** Opens `chunk` into the decoder (see `open`). */
+  take(chunk: Buffer): void {
+    const decoder = this.#decoder;
+    let failure: unknown = null;
+    try {
+      this.push(chunk, OPENED);
+    } catch (err) {
+      failure = err;
+    }
+    try {
+      for (let i = 0; i < OPENED.length; i++) {
+        const plain = this.#transcript === null ? OPENED[i]! : this.#takeProof(OPENED[i]!);
+        if (plain.length > 0) decoder.push(plain);
+      }
+    } finally {
+      OPENED.length = 0;
+    }
+    if (failure !== null) throw failure;
+  }
+
+  /** Takes the proof from the front of the plaintext; returns what follows it. */
+  #takeProof(plain: Buffer): Buffer {
+    const have = this.#proof === null ? plain : Buffer.concat([this.#proof, plain]);
+    if (have.length < CLIENT_AUTH_SIZE) {
+      this.#proof = have;
+      return EMPTY;
+    }
+    this.#proof = null;
+    this.fingerprint = keyFingerprint(verifyClientAuth(have.subarray(0, CLIENT_AUTH_SIZE), this.#transcript!));
+    this.#transcript = null;
+    return have.subarray(CLIENT_AUTH_SIZE);
+  }
+}
+
+const EMPTY = Buffer.alloc(0);
