@@ -25,6 +25,8 @@ export const RECORD_HEADER_SIZE = 4;
 export const TAG_SIZE = 16;
 /** Largest plaintext of one record (as TLS 1.3's): the most a receiver buffers before it can authenticate. */
 export const MAX_RECORD_PLAINTEXT = 16 * 1024;
+/** Records up to this size are sealed into one buffer (one socket write); larger ones go out in parts. */
+const COPY_AT_MOST = 4096;
 /** Records sealed under one key before both sides move to the next. */
 export const REKEY_EVERY = 2 ** 20;
 const REKEY_INFO = Buffer.from("perilink/2 rekey", "ascii");
@@ -95,10 +97,11 @@ export class RecordSealer extends RecordDirection {
   }
 
   /**
-   * The records for `pieces` (in order, `total` bytes in all), each ready to
-   * write: as few as `MAX_RECORD_PLAINTEXT` allows, one for a small batch.
+   * The records for `pieces` (in order, `total` bytes in all), ready to
+   * write in order: as few as `MAX_RECORD_PLAINTEXT` allows, one for a small
+   * batch. With `whole` (the default) each buffer is one record.
    */
-  seal(pieces: readonly Uint8Array[], total: number): Buffer[] {
+  seal(pieces: readonly Uint8Array[], total: number, whole = true): Buffer[] {
     const out: Buffer[] = [];
     if (total === 0) return out;
     let i = 0;
@@ -108,15 +111,21 @@ export class RecordSealer extends RecordDirection {
       const size = Math.min(left, MAX_RECORD_PLAINTEXT);
       const key = this.nextKey();
       const cipher = createCipheriv(this.cipher, key, NONCE, { authTagLength: TAG_SIZE } as never) as ReturnType<typeof createCipheriv> & { setAAD(b: Buffer): void; getAuthTag(): Buffer };
-      const record = Buffer.allocUnsafe(RECORD_HEADER_SIZE + size + TAG_SIZE);
+      // A small record is one buffer (one socket write); a large one, unless `whole`, is its
+      // header, ciphertext and tag as they come, so the ciphertext is never copied.
+      const copy = whole || size <= COPY_AT_MOST;
+      const record = Buffer.allocUnsafe(copy ? RECORD_HEADER_SIZE + size + TAG_SIZE : RECORD_HEADER_SIZE);
       record.writeUInt32BE(size + TAG_SIZE, 0);
       cipher.setAAD(record.subarray(0, RECORD_HEADER_SIZE));
+      if (!copy) out.push(record);
       let at = RECORD_HEADER_SIZE;
       let need = size;
       while (need > 0) {
         const piece = pieces[i]!;
         const take = Math.min(need, piece.length - offset);
-        at += cipher.update(piece.subarray(offset, offset + take)).copy(record, at);
+        const ct = cipher.update(piece.subarray(offset, offset + take));
+        if (copy) at += ct.copy(record, at);
+        else out.push(ct);
         need -= take;
         offset += take;
         if (offset === piece.length) {
@@ -124,9 +133,15 @@ export class RecordSealer extends RecordDirection {
           offset = 0;
         }
       }
-      at += cipher.final().copy(record, at);
-      cipher.getAuthTag().copy(record, at);
-      out.push(record);
+      const last = cipher.final();
+      if (copy) {
+        at += last.copy(record, at);
+        cipher.getAuthTag().copy(record, at);
+        out.push(record);
+      } else {
+        if (last.length > 0) out.push(last);
+        out.push(cipher.getAuthTag());
+      }
       left -= size;
     } while (left > 0);
     return out;

@@ -19,7 +19,7 @@ export class SealingSink extends RecordSealer implements WritableSink {
 
   write(chunk: Uint8Array): boolean {
     ONE[0] = chunk;
-    const records = this.seal(ONE, chunk.byteLength);
+    const records = this.seal(ONE, chunk.byteLength, false);
     ONE[0] = EMPTY;
     let ok = true;
     for (let i = 0; i < records.length; i++) ok = this.#sink.write(records[i]!);

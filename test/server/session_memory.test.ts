@@ -3,6 +3,7 @@ import { fork } from "node:child_process";
 import { test } from "node:test";
 import v8 from "node:v8";
 import vm from "node:vm";
+import { detectRuntime } from "../../src/runtime/runtime.ts";
 import { portOf, testServer } from "../helpers/fixtures.ts";
 
 /** V8's full collection, reachable at run time; null where the runtime does not allow it. */
@@ -36,7 +37,7 @@ async function holdSessions(port: number, count: number): Promise<{ release: () 
 
 const gc = fullCollection();
 
-test("an idle sealed session costs the server at most 3.25 KiB of JS heap (socket, session, flow control, writer, decoder, the record layer's keys and counters)", { skip: gc === null && "no run-time garbage collection here" }, async (t) => {
+test("an idle sealed session costs the server at most 1 KiB of JS heap more than a plaintext one did (socket, session, flow control, writer, decoder, the record layer's keys and counters)", { skip: gc === null && "no run-time garbage collection here" }, async (t) => {
   const server = await testServer({ limits: { maxSessions: 1200, maxSessionsPerPeer: 1200 } });
   const port = portOf(server);
   // What every session shares (compiled code, pools) is warmed up by the first ones.
@@ -52,6 +53,8 @@ test("an idle sealed session costs the server at most 3.25 KiB of JS heap (socke
   await held.release();
   await warm.release();
   t.diagnostic(`${Math.round(perSession)} bytes of JS heap per idle session`);
-  // Plaintext v1 sessions measured 2,350 bytes; the sealed record layer adds about 760.
-  assert.ok(perSession <= 3328, `${Math.round(perSession)} bytes of JS heap per idle session`);
+  // Plaintext v1 sessions measured 2,350 bytes on Node and 2,941 on Deno (its sockets cost more);
+  // the sealed record layer adds 650-760. The bound is each runtime's plaintext figure plus 1 KiB, rounded.
+  const bound = detectRuntime().name === "deno" ? 3968 : 3328;
+  assert.ok(perSession <= bound, `${Math.round(perSession)} bytes of JS heap per idle session (bound ${bound})`);
 });
