@@ -5,6 +5,7 @@ import { supportedCiphers } from "../protocol/record_layer.ts";
 import { ClientHandshakeV2, SEALED_VERSION, SERVER_HELLO_V2_SIZE, type SealedKeys, type ServerHelloV2 } from "../protocol/sealed_handshake.ts";
 import { formatHostPort } from "../address.ts";
 import { RecordOpener } from "../protocol/record_layer.ts";
+import type { FrameDecoder } from "../protocol/frame_decoder.ts";
 import { clientAuth } from "../protocol/sealed_handshake.ts";
 import { SealingSink } from "../protocol/sealing_sink.ts";
 import type { ClientKey } from "./client_key.ts";
@@ -32,7 +33,7 @@ export interface Handshake {
 
 /**
  * The client half of the sealed handshake (protocol v2, docs/protocol.md
- * §10): connect, send our hello with a fresh ephemeral key and the ciphers
+ * §2): connect, send our hello with a fresh ephemeral key and the ciphers
  * we have, read the server hello and verify its signature over both hellos.
  * Every failure rejects only after the socket has closed, so a caller that
  * sees the rejection holds no socket any more.
@@ -122,4 +123,27 @@ export function startSealed(h: Handshake, key: ClientKey): { sink: SealingSink; 
   const sink = new SealingSink(h.socket, cipher, keys.clientToServer);
   sink.write(clientAuth(key.publicKey, key.sign, transcript));
   return { sink, opener: new RecordOpener(cipher, keys.serverToClient) };
+}
+
+/** Plaintext of the records one read completed; shared, since a read is handled to its end before the next. */
+const OPENED: Buffer[] = [];
+
+/**
+ * Opens what `chunk` completes and passes the frames to `decoder`. Throws a
+ * `ProtocolError` (a `RecordError`: forged, replayed, cut) after the
+ * authentic records before the fault have been passed on.
+ */
+export function openRecords(opener: RecordOpener, chunk: Buffer, decoder: FrameDecoder): void {
+  let failure: unknown = null;
+  try {
+    opener.push(chunk, OPENED);
+  } catch (err) {
+    failure = err;
+  }
+  try {
+    for (let i = 0; i < OPENED.length; i++) decoder.push(OPENED[i]!);
+  } finally {
+    OPENED.length = 0;
+  }
+  if (failure !== null) throw failure;
 }

@@ -9,7 +9,7 @@ import { bytesToUuid } from "../protocol/keys.ts";
 import { decodeCodedReason, encodeChannelOpen } from "../protocol/payloads.ts";
 import { TARGET } from "../target.ts";
 import { ClientChannel, type ChannelSession, type RequestOptions } from "./client_channel.ts";
-import { clientHandshake, startSealed, type Handshake } from "./client_handshake.ts";
+import { clientHandshake, openRecords, startSealed, type Handshake } from "./client_handshake.ts";
 import { processClientKey, type ClientKey } from "./client_key.ts";
 import { Liveness } from "./line/liveness.ts";
 import { RequestTable } from "./request_table.ts";
@@ -78,7 +78,6 @@ export class ClientSession extends EventEmitter implements ChannelSession {
   #writer: FrameWriter;
   /** The server's records, opened before the decoder sees their frames. */
   #opener: RecordOpener;
-  #opened: Buffer[] = [];
   #decoder: FrameDecoder;
   #requests: RequestTable;
   #channels = new Map<number, ClientChannel>();
@@ -138,7 +137,7 @@ export class ClientSession extends EventEmitter implements ChannelSession {
     socket.on("data", (chunk: Buffer) => this.#onData(chunk));
     socket.on("error", (err) => (this.#closeError ??= err));
     socket.on("close", () => this.#onClose());
-    socket.on("end", () => socket.end());
+    socket.on("end", () => this.#onEnd());
     this.#liveness = new Liveness(
       {
         lastRead: () => this.#lastRead,
@@ -303,20 +302,20 @@ export class ClientSession extends EventEmitter implements ChannelSession {
   #onData(chunk: Buffer): void {
     this.#lastRead = performance.now();
     this.#writtenAtRead = this.#socket.bytesWritten;
-    // The records before a forged one are authentic: their frames count, then the session ends.
-    let failure: unknown = null;
     try {
-      this.#opener.push(chunk, this.#opened);
-    } catch (err) {
-      failure = err;
-    }
-    try {
-      for (let i = 0; i < this.#opened.length; i++) this.#decoder.push(this.#opened[i]!);
-      if (failure !== null) throw failure;
+      openRecords(this.#opener, chunk, this.#decoder); // authentic records before a forged one count, then it ends
     } catch (err) {
       this.destroy(err as Error);
-    } finally {
-      this.#opened.length = 0;
+    }
+  }
+
+  /** The server ended its side; a record it cut short is a protocol error. */
+  #onEnd(): void {
+    try {
+      this.#opener.end();
+      this.#socket.end();
+    } catch (err) {
+      this.destroy(err as Error);
     }
   }
 

@@ -3,7 +3,7 @@ import { ProtocolError } from "../errors.ts";
 import { WireError } from "./constants.ts";
 
 /**
- * The primitives of the sealed handshake (protocol v2, docs/protocol.md §10),
+ * The primitives of the sealed handshake (protocol v2, docs/protocol.md §2),
  * all from node:crypto: ephemeral X25519, SHA-256 over the transcript, and
  * HKDF-SHA256 for one key per direction. Nothing here is a hand-written
  * primitive; this file only fixes the encodings and the labels.

@@ -31,8 +31,40 @@ function cachedKey(rawKey: Uint8Array): KeyObject {
   return key;
 }
 
-/** Verifies an Ed25519 signature; false (never a throw) for any malformed input. */
+/** The field prime of edwards25519, 2^255 - 19. */
+const P = (1n << 255n) - 19n;
+
+/**
+ * The y coordinates of the eight points of order dividing 8 (the torsion
+ * subgroup: 0, 1, p - 1 and the two of order 8), as the canonical encodings
+ * list them. A public key there verifies signatures nobody made (with R the
+ * identity and S = 0, for instance), so it is never a key.
+ */
+const SMALL_ORDER_Y: ReadonlySet<bigint> = new Set(
+  [
+    "0000000000000000000000000000000000000000000000000000000000000000",
+    "0100000000000000000000000000000000000000000000000000000000000000",
+    "ecffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f",
+    "26e8958fc2b227b045c3f489f2ef98f0d5dfac05d3c63339b13802886d53fc05",
+    "c7176a703d4dd84fba3c0b760d10670f2a2053fa2c39ccc64ec7fd7792ac037a",
+  ].map((hex) => yOf(Buffer.from(hex, "hex"))),
+);
+
+/** The y coordinate an encoding names: the low 255 bits, little-endian, reduced mod p (so y ≥ p spellings count too). */
+function yOf(raw: Uint8Array): bigint {
+  let y = 0n;
+  for (let i = 31; i >= 0; i--) y = (y << 8n) | BigInt(i === 31 ? raw[i]! & 0x7f : raw[i]!);
+  return y % P;
+}
+
+/** Whether a raw Ed25519 public key is a point of small order, in any spelling (sign bit either way, y ≥ p). */
+export function isSmallOrderKey(rawKey: Uint8Array): boolean {
+  return rawKey.length === PUBLIC_KEY_SIZE && SMALL_ORDER_Y.has(yOf(rawKey));
+}
+
+/** Verifies an Ed25519 signature; false (never a throw) for any malformed input or small-order key. */
 export function verifySignature(message: Uint8Array, signature: Uint8Array, rawKey: Uint8Array): boolean {
+  if (isSmallOrderKey(rawKey)) return false;
   try {
     return verify(null, message, cachedKey(rawKey), signature);
   } catch {

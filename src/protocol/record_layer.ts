@@ -2,7 +2,7 @@ import { createCipheriv, createDecipheriv, createSecretKey, hkdfSync, type KeyOb
 import { RecordError } from "../errors.ts";
 
 /**
- * Sealed records (protocol v2, docs/protocol.md §11): after the handshake,
+ * Sealed records (protocol v2, docs/protocol.md §2.5): after the handshake,
  * each direction is a sequence of AEAD records, one per write batch (at most
  * `MAX_RECORD_PLAINTEXT` bytes of frames each, frames may span records):
  *
@@ -156,8 +156,12 @@ export class RecordSealer extends RecordDirection {
  */
 export class RecordOpener extends RecordDirection {
   #maxPlaintext: number;
-  /** A record's first parts, until it is whole (made when first needed). */
-  #held: Buffer[] | null = null;
+  /**
+   * The record in progress: one buffer of its whole size once its header is
+   * known (however many reads bring it, it is one allocation, never a buffer
+   * per read), or of the header's 4 bytes before that.
+   */
+  #partial: Buffer | null = null;
   #heldBytes = 0;
   /** Bytes of the record in progress, header included, once its header is known. */
   #want = 0;
@@ -186,14 +190,13 @@ export class RecordOpener extends RecordDirection {
   push(chunk: Buffer, out: Buffer[]): void {
     let data = chunk;
     if (this.#heldBytes > 0) {
-      this.#held!.push(chunk);
-      this.#heldBytes += chunk.length;
-      if (this.#want === 0 && this.#heldBytes >= RECORD_HEADER_SIZE) this.#want = this.#recordSize(this.#joinHeld(), 0);
-      if (this.#want === 0 || this.#heldBytes < this.#want) return;
-      data = this.#joinHeld();
-      this.#held = null;
+      data = this.#fill(data);
+      if (this.#heldBytes < this.#want || this.#want === 0) return;
+      const record = this.#partial!;
+      this.#partial = null;
       this.#heldBytes = 0;
       this.#want = 0;
+      out.push(this.#open(record));
     }
     // `data` starts at a record: records that arrived whole are opened where they lie.
     let at = 0;
@@ -204,23 +207,37 @@ export class RecordOpener extends RecordDirection {
       at += size;
     }
     if (at < data.length) {
-      // A copy: the partial record must not keep the whole chunk it came in alive.
-      const rest = Buffer.from(data.subarray(at));
-      this.#held = [rest];
-      this.#heldBytes = rest.length;
-      this.#want = rest.length >= RECORD_HEADER_SIZE ? this.#recordSize(rest, 0) : 0;
+      // The start of a record: copied, so that it does not keep the whole chunk alive.
+      this.#partial = Buffer.allocUnsafeSlow(RECORD_HEADER_SIZE);
+      this.#heldBytes = 0;
+      this.#want = 0;
+      this.#fill(data.subarray(at));
     }
+  }
+
+  /** Copies what `data` brings of the record in progress; returns what follows it. */
+  #fill(data: Buffer): Buffer {
+    let at = 0;
+    if (this.#want === 0) {
+      const take = Math.min(RECORD_HEADER_SIZE - this.#heldBytes, data.length);
+      data.copy(this.#partial!, this.#heldBytes, 0, take);
+      this.#heldBytes += take;
+      at = take;
+      if (this.#heldBytes < RECORD_HEADER_SIZE) return EMPTY;
+      this.#want = this.#recordSize(this.#partial!, 0);
+      const whole = Buffer.allocUnsafeSlow(this.#want);
+      this.#partial!.copy(whole, 0, 0, RECORD_HEADER_SIZE);
+      this.#partial = whole;
+    }
+    const take = Math.min(this.#want - this.#heldBytes, data.length - at);
+    data.copy(this.#partial!, this.#heldBytes, at, at + take);
+    this.#heldBytes += take;
+    return data.subarray(at + take);
   }
 
   /** The peer ended its side: a record it began and did not finish was cut. */
   end(): void {
     if (this.#heldBytes > 0) throw new RecordError(`Cannot open record ${this.records}: the connection ended ${this.#heldBytes} bytes into it (cut)`);
-  }
-
-  #joinHeld(): Buffer {
-    const held = this.#held!;
-    if (held.length > 1) this.#held = [Buffer.concat(held, this.#heldBytes)];
-    return this.#held![0]!;
   }
 
   /** The whole size of the record whose header is at `at`; a length out of bounds is a `RecordError` at once. */

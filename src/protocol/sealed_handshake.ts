@@ -16,7 +16,7 @@ import { verifySignature } from "./keys.ts";
 import { CIPHER_BITS, type CipherName } from "./record_layer.ts";
 
 /**
- * The sealed handshake (protocol v2, docs/protocol.md §10): a signed
+ * The sealed handshake (protocol v2, docs/protocol.md §2): a signed
  * transcript in the manner of SIGMA and TLS 1.3, one round trip.
  *
  *   client                                        server
@@ -137,7 +137,7 @@ export type ServerAnswer = { ok: true; reply: Buffer; sealed: SealedKeys; peerMa
  * client offered; none in common is a refusal (`VersionUnsupported`), as is
  * a version other than 2.
  */
-export function answerClientHelloV2(clientHello: Buffer, offer: ServerOffer, ephemeral: Ephemeral = newEphemeral()): ServerAnswer {
+export function answerClientHelloV2(clientHello: Buffer, offer: ServerOffer, ephemeralKey?: Ephemeral): ServerAnswer {
   const hello = decodeClientHelloV2(clientHello);
   if (hello.version !== SEALED_VERSION) {
     return { ok: false, status: WireError.VersionUnsupported, why: `client speaks version ${hello.version}`, reply: encodeServerRefusalV2(WireError.VersionUnsupported) };
@@ -146,6 +146,8 @@ export function answerClientHelloV2(clientHello: Buffer, offer: ServerOffer, eph
   if (cipher === undefined) {
     return { ok: false, status: WireError.VersionUnsupported, why: `no cipher in common (client offers bits ${hello.ciphers})`, reply: encodeServerRefusalV2(WireError.VersionUnsupported) };
   }
+  // Made only for a hello that is answered: a refused one costs no key generation.
+  const ephemeral = ephemeralKey ?? newEphemeral();
   const secret = sharedSecret(ephemeral, hello.ephemeral);
   const reply = Buffer.alloc(SERVER_HELLO_V2_SIZE);
   reply.writeUInt32BE(MAGIC, 0);

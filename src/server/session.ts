@@ -168,8 +168,6 @@ export class ServerSession implements FrameSink, ChannelHost {
     this.#socket.destroy();
   }
 
-  // ── input ────────────────────────────────────────────────────────────────
-
   #onData(chunk: Buffer): void {
     if (this.#state === CLOSED) return; // after a protocol error nothing more is read
     this.#lastReadAt = performance.now();
@@ -179,6 +177,8 @@ export class ServerSession implements FrameSink, ChannelHost {
         if (this.#state === HANDSHAKE || chunk.length === 0) return;
       }
       this.#input?.take(chunk);
+      // The handshake deadline runs until the client has proven its key, not just sent a hello.
+      if (this.#timer !== null && this.#input !== null && this.#input.fingerprint !== "") this.#clearTimer();
     } catch (err) {
       this.#protocolFailure(err);
       return;
@@ -200,8 +200,6 @@ export class ServerSession implements FrameSink, ChannelHost {
       return EMPTY;
     }
     this.#hello = null;
-    if (this.#timer) clearTimeout(this.#timer);
-    this.#timer = null;
     const host = this.#host;
     const answer = answerClientHello(buf, host);
     if (!answer.ok) {
@@ -351,7 +349,8 @@ export class ServerSession implements FrameSink, ChannelHost {
   }
 
   #onPeerEnd(): void {
-    // The client half-closed: it sends nothing more. Answer what runs, then end.
+    // The client half-closed: it sends nothing more (a record it cut short is a protocol error). Answer what runs, then end.
+    try { this.#input?.end(); } catch (err) { return this.#protocolFailure(err); }
     if (this.#state === OPEN) this.#beginDrain();
     else if (this.#state === DRAINING) this.#maybeFinishDrain();
     else this.#out.end(LINGER_AFTER_END_MS);
@@ -378,14 +377,15 @@ export class ServerSession implements FrameSink, ChannelHost {
     this.#out.end(200);
   }
 
+  #clearTimer(): void { if (this.#timer !== null) clearTimeout(this.#timer); this.#timer = null; }
+
   #abort(why: string): void {
     this.#host.log.debug("session_aborted", { peer: this.remoteAddress, why });
     this.#socket.destroy();
   }
 
   #onClose(): void {
-    if (this.#timer) clearTimeout(this.#timer);
-    this.#timer = null;
+    this.#clearTimer();
     this.#state = CLOSED;
     this.flow.release();
     this.#channels?.closeAll();

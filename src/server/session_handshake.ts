@@ -35,7 +35,7 @@ export function refusalForV1(hello: Buffer): Buffer | null {
 }
 
 /**
- * The session's opening exchange (protocol v2, docs/protocol.md §10),
+ * The session's opening exchange (protocol v2, docs/protocol.md §2),
  * server side: the whole client hello in (`CLIENT_HELLO_BYTES`, gathered by
  * the session), the signed server hello and the session's keys out, or a
  * refusal. The signature covers both hellos whole, so nothing in either can

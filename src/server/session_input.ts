@@ -9,7 +9,7 @@ const OPENED: Buffer[] = [];
 
 /**
  * A sealed session's input, between the socket and the frame decoder
- * (protocol v2, docs/protocol.md §11): records are opened as they complete
+ * (protocol v2, docs/protocol.md §2.5): records are opened as they complete
  * (only authenticated bytes go on), and the client's proof of its key is
  * taken from the front of the first one before any frame.
  */
@@ -86,6 +86,7 @@ export class SealedInput extends RecordOpener implements FlowInput {
 
   /** Takes the proof from the front of the plaintext; returns what follows it. */
   #takeProof(plain: Buffer): Buffer {
+    if (plain.length === 0) return plain;
     const have = this.#proof === null ? plain : Buffer.concat([this.#proof, plain]);
     if (have.length < CLIENT_AUTH_SIZE) {
       this.#proof = have;

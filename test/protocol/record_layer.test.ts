@@ -177,3 +177,20 @@ test("every rekeyEvery records both sides move to a new key: the same plaintext 
   // An opener that does not rotate cannot follow.
   assert.throws(() => openAll(new RecordOpener("chacha20-poly1305", key, { rekeyEvery: 1000 }), wire), RecordError);
 });
+
+test("a record trickled one byte per read is held in one buffer of its size and opens whole at its last byte", () => {
+  const key = randomBytes(32);
+  const plain = randomBytes(5000);
+  const record = new RecordSealer("chacha20-poly1305", key).seal([plain], plain.length)[0]!;
+  const opener = new RecordOpener("chacha20-poly1305", key);
+  const out: Buffer[] = [];
+  for (let i = 0; i < record.length - 1; i++) {
+    opener.push(record.subarray(i, i + 1), out);
+    assert.equal(out.length, 0);
+    assert.equal(opener.buffered, i + 1);
+    assert.equal(opener.remaining, i + 1 < RECORD_HEADER_SIZE ? RECORD_HEADER_SIZE - i - 1 : record.length - i - 1);
+  }
+  opener.push(record.subarray(record.length - 1), out);
+  assert.deepEqual(Buffer.concat(out), plain);
+  assert.equal(opener.buffered, 0);
+});

@@ -4,7 +4,7 @@ import { test } from "node:test";
 import { ProtocolError, SignatureError } from "../../src/errors.ts";
 import { WireError } from "../../src/protocol/constants.ts";
 import { newEphemeral } from "../../src/protocol/key_exchange.ts";
-import { rawPublicKey } from "../../src/protocol/keys.ts";
+import { isSmallOrderKey, rawPublicKey } from "../../src/protocol/keys.ts";
 import { RecordOpener, RecordSealer, type CipherName } from "../../src/protocol/record_layer.ts";
 import {
   answerClientHelloV2,
@@ -154,4 +154,30 @@ test("an onlooker who saw both hellos, but holds neither ephemeral private key, 
   const theirs = guess.finish(answer.reply).sealed;
   assert.ok(theirs);
   assert.notDeepEqual(theirs.keys, answer.sealed.keys);
+});
+
+test("a small-order Ed25519 key is never a key: a proof or server hello made with one does not verify, in any spelling", () => {
+  const identityPoint = Buffer.from("0100000000000000000000000000000000000000000000000000000000000000", "hex");
+  // R = the identity, S = 0: what a small-order key "signs" for any message under a cofactorless verifier.
+  const forged = Buffer.concat([identityPoint, Buffer.alloc(32)]);
+  assert.throws(() => verifyClientAuth(Buffer.concat([identityPoint, forged]), randomBytes(32)), ProtocolError);
+  const spellings = [
+    "0000000000000000000000000000000000000000000000000000000000000000",
+    "0100000000000000000000000000000000000000000000000000000000000000",
+    "ecffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f",
+    "0000000000000000000000000000000000000000000000000000000000000080",
+    "26e8958fc2b227b045c3f489f2ef98f0d5dfac05d3c63339b13802886d53fc05",
+    "26e8958fc2b227b045c3f489f2ef98f0d5dfac05d3c63339b13802886d53fc85",
+    "c7176a703d4dd84fba3c0b760d10670f2a2053fa2c39ccc64ec7fd7792ac037a",
+    "c7176a703d4dd84fba3c0b760d10670f2a2053fa2c39ccc64ec7fd7792ac03fa",
+    "edffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f", // y = p, i.e. 0
+    "eeffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f", // y = p + 1, i.e. 1
+  ];
+  for (const hex of spellings) assert.equal(isSmallOrderKey(Buffer.from(hex, "hex")), true, hex);
+  assert.equal(isSmallOrderKey(identity().publicKey), false);
+  // A server hello signed "by" the identity point is refused.
+  const client = new ClientHandshakeV2({ ciphers: ["chacha20-poly1305"], maxFrame: 65536 });
+  const answer = answerClientHelloV2(client.hello, { ...offer(), publicKey: identityPoint, sign: () => forged });
+  assert.ok(answer.ok);
+  assert.throws(() => client.finish(answer.reply), SignatureError);
 });
