@@ -1,15 +1,17 @@
 /**
- * Wire protocol v1 constants. docs/protocol.md is the specification; every
- * number here is named there.
+ * Wire protocol constants. docs/protocol.md is the specification; every
+ * number here is named there. Sessions speak version 2 (sealed_handshake.ts);
+ * the UDP identify probe is unchanged from version 1.
  */
 
 /** "PLNK" as a big-endian u32: starts every hello and every UDP probe. */
 export const MAGIC = 0x504c4e4b;
+/** The version byte of the UDP probe (§7). */
 export const PROTOCOL_VERSION = 1;
 
-/** Client hello: magic, version, flags, reserved, maxFrame, reserved, nonce. */
+/** A protocol v1 client hello (refused, in the v1 layout: handshake.ts). */
 export const CLIENT_HELLO_SIZE = 32;
-/** Server hello: see docs/protocol.md §2.2. */
+/** A protocol v1 server hello, the layout of the refusal a v1 client gets. */
 export const SERVER_HELLO_SIZE = 140;
 /** Frame header: length u32, type u8, flags u8, reserved u16, channel u32, stream u32. */
 export const FRAME_HEADER_SIZE = 16;
@@ -33,8 +35,7 @@ export const MAX_MAX_FRAME = 16 * 1024 * 1024;
 /** Largest PING payload a receiver accepts (a bigger one is a protocol error): PING costs the peer as much as it costs us. */
 export const MAX_PING_PAYLOAD = 64;
 
-/** Domain-separation prefixes for the two signed messages. */
-export const TCP_SIGNATURE_CONTEXT = "perilink/tcp/1";
+/** Domain separation of the probe's signed message (the handshake's are in key_exchange.ts). */
 export const UDP_SIGNATURE_CONTEXT = "perilink/udp/1";
 
 export const FrameType = {
