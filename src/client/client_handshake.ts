@@ -125,15 +125,12 @@ export function startSealed(h: Handshake, key: ClientKey): { sink: SealingSink; 
   return { sink, opener: new RecordOpener(cipher, keys.serverToClient) };
 }
 
-/** Plaintext of the records one read completed; shared, since a read is handled to its end before the next. */
-const OPENED: Buffer[] = [];
-
 /**
- * Opens what `chunk` completes and passes the frames to `decoder`. Throws a
+ * Opens what `chunk` completes (into the caller's scratch `OPENED`) and passes the frames to `decoder`. Throws a
  * `ProtocolError` (a `RecordError`: forged, replayed, cut) after the
  * authentic records before the fault have been passed on.
  */
-export function openRecords(opener: RecordOpener, chunk: Buffer, decoder: FrameDecoder): void {
+export function openRecords(opener: RecordOpener, chunk: Buffer, decoder: FrameDecoder, OPENED: Buffer[]): void {
   let failure: unknown = null;
   try {
     opener.push(chunk, OPENED);

@@ -78,6 +78,7 @@ export class ClientSession extends EventEmitter implements ChannelSession {
   #writer: FrameWriter;
   /** The server's records, opened before the decoder sees their frames. */
   #opener: RecordOpener;
+  #opened: Buffer[] = [];
   #decoder: FrameDecoder;
   #requests: RequestTable;
   #channels = new Map<number, ClientChannel>();
@@ -137,7 +138,7 @@ export class ClientSession extends EventEmitter implements ChannelSession {
     socket.on("data", (chunk: Buffer) => this.#onData(chunk));
     socket.on("error", (err) => (this.#closeError ??= err));
     socket.on("close", () => this.#onClose());
-    socket.on("end", () => this.#onEnd());
+    socket.on("end", () => socket.end());
     this.#liveness = new Liveness(
       {
         lastRead: () => this.#lastRead,
@@ -303,17 +304,7 @@ export class ClientSession extends EventEmitter implements ChannelSession {
     this.#lastRead = performance.now();
     this.#writtenAtRead = this.#socket.bytesWritten;
     try {
-      openRecords(this.#opener, chunk, this.#decoder); // authentic records before a forged one count, then it ends
-    } catch (err) {
-      this.destroy(err as Error);
-    }
-  }
-
-  /** The server ended its side; a record it cut short is a protocol error. */
-  #onEnd(): void {
-    try {
-      this.#opener.end();
-      this.#socket.end();
+      openRecords(this.#opener, chunk, this.#decoder, this.#opened); // authentic records before a forged one count, then it ends
     } catch (err) {
       this.destroy(err as Error);
     }

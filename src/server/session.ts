@@ -177,8 +177,6 @@ export class ServerSession implements FrameSink, ChannelHost {
         if (this.#state === HANDSHAKE || chunk.length === 0) return;
       }
       this.#input?.take(chunk);
-      // The handshake deadline runs until the client has proven its key, not just sent a hello.
-      if (this.#timer !== null && this.#input !== null && this.#input.fingerprint !== "") this.#clearTimer();
     } catch (err) {
       this.#protocolFailure(err);
       return;
@@ -200,6 +198,7 @@ export class ServerSession implements FrameSink, ChannelHost {
       return EMPTY;
     }
     this.#hello = null;
+    this.#clearTimer();
     const host = this.#host;
     const answer = answerClientHello(buf, host);
     if (!answer.ok) {
@@ -349,8 +348,7 @@ export class ServerSession implements FrameSink, ChannelHost {
   }
 
   #onPeerEnd(): void {
-    // The client half-closed: it sends nothing more (a record it cut short is a protocol error). Answer what runs, then end.
-    try { this.#input?.end(); } catch (err) { return this.#protocolFailure(err); }
+    // The client half-closed: it sends nothing more. Answer what runs, then end.
     if (this.#state === OPEN) this.#beginDrain();
     else if (this.#state === DRAINING) this.#maybeFinishDrain();
     else this.#out.end(LINGER_AFTER_END_MS);

@@ -63,6 +63,7 @@ export async function sealedPeer(
     const onData = (c: Buffer): void => {
       buf = Buffer.concat([buf, c]);
       if (buf.length < SERVER_HELLO_V2_SIZE) return;
+      clearTimeout(timer);
       sock.off("data", onData);
       sock.pause();
       resolve(buf);
@@ -70,6 +71,12 @@ export async function sealedPeer(
     sock.once("connect", () => sock.write(hs.hello));
     sock.on("data", onData);
     sock.once("close", () => reject(new Error("the server closed before its hello")));
+    // Bounded: a server that neither answers nor closes fails the test instead of hanging it.
+    const timer = setTimeout(() => {
+      sock.destroy();
+      reject(new Error(`no server hello within 10 s (${buf.length} bytes came)`));
+    }, 10_000);
+    sock.once("close", () => clearTimeout(timer));
   });
   const { sealed } = hs.finish(got.subarray(0, SERVER_HELLO_V2_SIZE));
   // Refused (as a raw v1 peer was, silently): what it writes goes nowhere.
