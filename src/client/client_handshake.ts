@@ -126,21 +126,21 @@ export function startSealed(h: Handshake, key: ClientKey): { sink: SealingSink; 
 }
 
 /**
- * Opens what `chunk` completes (into the caller's scratch `OPENED`) and passes the frames to `decoder`. Throws a
+ * Opens what `chunk` completes (into the caller's scratch array `opened`) and passes the frames to `decoder`. Throws a
  * `ProtocolError` (a `RecordError`: forged, replayed, cut) after the
  * authentic records before the fault have been passed on.
  */
-export function openRecords(opener: RecordOpener, chunk: Buffer, decoder: FrameDecoder, OPENED: Buffer[]): void {
+export function openRecords(opener: RecordOpener, chunk: Buffer, decoder: FrameDecoder, opened: Buffer[]): void {
   let failure: unknown = null;
   try {
-    opener.push(chunk, OPENED);
+    opener.push(chunk, opened);
   } catch (err) {
     failure = err;
   }
   try {
-    for (let i = 0; i < OPENED.length; i++) decoder.push(OPENED[i]!);
+    for (let i = 0; i < opened.length; i++) decoder.push(opened[i]!);
   } finally {
-    OPENED.length = 0;
+    opened.length = 0;
   }
   if (failure !== null) throw failure;
 }
