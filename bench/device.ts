@@ -111,7 +111,7 @@ async function timeMs(fn: () => Promise<unknown>, runs: number): Promise<number>
 
 /** Starts `serve` and resolves once it accepts, with its port. */
 async function startServe(a: Arch, bundle: string, stateDir: string, config: string): Promise<{ child: ChildProcess; port: number }> {
-  const child = spawn(a.node, [bundle, "serve", "--config", config, "--state-dir", stateDir, "--listen", "127.0.0.1:0", "--log-level", "info"], {
+  const child = spawn(a.node, [bundle, "serve", "--access", "open", "--config", config, "--state-dir", stateDir, "--listen", "127.0.0.1:0", "--log-level", "info"], {
     env: a.env,
     stdio: ["ignore", "ignore", "pipe"],
   });

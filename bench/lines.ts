@@ -34,7 +34,7 @@ function intArg(args: string[], name: string, dflt: number): number {
 
 async function startServer(topo: Topology, stateDir: string): Promise<{ port: number; serverId: string; child: ChildProcess }> {
   const port = randomInt(20_000, 60_000);
-  const { cmd, args } = cliCommand(["serve", "--listen", `${topo.direct.server.v4}:${port}`, "--listen", `${topo.routed.server.v4}:${port}`, "--state-dir", stateDir, "--log-level", "warn"]);
+  const { cmd, args } = cliCommand(["serve", "--access", "open", "--listen", `${topo.direct.server.v4}:${port}`, "--listen", `${topo.routed.server.v4}:${port}`, "--state-dir", stateDir, "--log-level", "warn"]);
   const child = topo.spawnInServer(cmd, args);
   child.stdout?.resume();
   child.stderr?.resume();

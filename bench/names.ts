@@ -55,7 +55,7 @@ export async function main(args: string[]): Promise<void> {
   const { direct, routed } = topo;
   const children = [];
   try {
-    const serve = cliCommand(["serve", "--listen", `${direct.server.v4}:${port}`, "--listen", `${routed.server.v4}:${port}`, "--state-dir", dir, "--log-level", "warn"]);
+    const serve = cliCommand(["serve", "--access", "open", "--listen", `${direct.server.v4}:${port}`, "--listen", `${routed.server.v4}:${port}`, "--state-dir", dir, "--log-level", "warn"]);
     children.push(topo.spawnInServer(serve.cmd, serve.args));
     const httpScript = `require("http").createServer((q,s)=>{q.resume();q.on("end",()=>s.end("ok"))}).listen(${httpPort},"0.0.0.0")`;
     children.push(topo.spawnInServer(process.execPath, ["-e", httpScript]));

@@ -101,7 +101,7 @@ async function startServer(contender: string, dispatch: string, workers: number,
     return { pid: child.pid!, stop: () => stopProcess(child, 3000) };
   }
   const stateDir = mkdtempSync(path.join(os.tmpdir(), "perilink-bench-workers-"));
-  const args = [ensureFreshBundle(), "serve", "--listen", `127.0.0.1:${port}`, "--state-dir", stateDir, "--app", HTTP_APP, "--log-level", "warn", "--workers", String(workers)];
+  const args = [ensureFreshBundle(), "serve", "--access", "open", "--listen", `127.0.0.1:${port}`, "--state-dir", stateDir, "--app", HTTP_APP, "--log-level", "warn", "--workers", String(workers)];
   if (workers > 1) args.push("--dispatch", dispatch);
   const child = spawn(process.execPath, args, { stdio: ["ignore", "ignore", "pipe"] });
   let errText = "";

@@ -20,6 +20,7 @@ import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseArgs, promisify } from "node:util";
 import { gzipSync } from "node:zlib";
+import { dnsRecordTypes } from "./dns_record_types.ts";
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
 const { values } = parseArgs({
@@ -91,6 +92,7 @@ for (const name of chosen) {
           b.onResolve({ filter: /targets[\\/]node20\.json$/ }, () => ({ path: targetPath }));
         },
       },
+      dnsRecordTypes,
     ],
   });
   await fs.chmod(outfile, 0o755);

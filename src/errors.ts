@@ -8,6 +8,7 @@
 
 /** Every `code` a perilink error can carry (docs/errors.md says what each means and what to do). */
 export const ERROR_CODES = [
+  "PERILINK_ACCESS_DENIED",
   "PERILINK_ADDRESS_IN_USE",
   "PERILINK_ADDRESS_UNAVAILABLE",
   "PERILINK_APP",
@@ -23,6 +24,7 @@ export const ERROR_CODES = [
   "PERILINK_LISTEN",
   "PERILINK_NAME_NOT_FOUND",
   "PERILINK_OUTCOME_UNKNOWN",
+  "PERILINK_PAIRING",
   "PERILINK_PIN_FILE",
   "PERILINK_PROBE_TIMEOUT",
   "PERILINK_PROTOCOL",
@@ -167,6 +169,24 @@ export class TimeoutError extends PerilinkError {
 export class ServerBusyError extends PerilinkError {
   constructor(message: string) {
     super("PERILINK_SERVER_BUSY", message);
+  }
+}
+
+/**
+ * The server does not trust this client's key for the app it asked for
+ * (server `access: "keys"`, the default). The message names the key's
+ * fingerprint and the command, on the device, that trusts it.
+ */
+export class AccessDeniedError extends PerilinkError {
+  constructor(message: string) {
+    super("PERILINK_ACCESS_DENIED", message);
+  }
+}
+
+/** Pairing with a device failed: no code is waiting, the code is wrong or expired, or its attempts are used up. */
+export class PairingError extends PerilinkError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super("PERILINK_PAIRING", message, options);
   }
 }
 

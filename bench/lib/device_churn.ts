@@ -35,7 +35,7 @@ export interface ChurnResult {
 
 export async function measureChurn(node: string, bundle: string, env: NodeJS.ProcessEnv, cycles = 4000, pauseMs = 3000): Promise<ChurnResult> {
   const stateDir = await fs.mkdtemp(path.join(os.tmpdir(), "perilink-churn-"));
-  const child = spawn(node, [bundle, "serve", "--state-dir", stateDir, "--listen", "127.0.0.1:0"], { env, stdio: ["ignore", "ignore", "pipe"] });
+  const child = spawn(node, [bundle, "serve", "--access", "open", "--state-dir", stateDir, "--listen", "127.0.0.1:0"], { env, stdio: ["ignore", "ignore", "pipe"] });
   try {
     const port = await servedPort(child, "serve", 60_000);
     const heap = async (): Promise<number> => {

@@ -44,7 +44,7 @@ export async function measureIdleRss(): Promise<IdleRss> {
   const bundle = ensureBundle();
   const stateDir = mkdtempSync(path.join(os.tmpdir(), "perilink-bench-idle-"));
   try {
-    const perilinkServeKiB = await idleRssKiB(process.execPath, [bundle, "serve", "--listen", "127.0.0.1:0", "--state-dir", stateDir]);
+    const perilinkServeKiB = await idleRssKiB(process.execPath, [bundle, "serve", "--access", "open", "--listen", "127.0.0.1:0", "--state-dir", stateDir]);
     const nodeIdleKiB = await idleRssKiB(process.execPath, ["-e", "setInterval(()=>{},1000)"]);
     return { perilinkServeKiB, nodeIdleKiB };
   } finally {

@@ -1,21 +1,21 @@
-import path from "node:path";
-import { createClient } from "../client/client.ts";
+import { CLIENT_PIN_FILE, createClient } from "../client/client.ts";
 import { parseLinePreference } from "../client/line/line_score.ts";
 import { formatHostPort } from "../address.ts";
-import { defaultStateDir, ensurePrivateDir } from "../server/state_dir.ts";
+import { defaultStateDir } from "../runtime/state_dir.ts";
 import { TARGET } from "../target.ts";
 import { ConfigError } from "../errors.ts";
 import { resolveOptions, type ResolutionOptions, type ResolutionSource } from "../client/names/resolution_options.ts";
 import { intOption, parse, parseTarget } from "./args.ts";
 
 /** The file, in the state directory, where `perilink call` keeps the server keys it pinned. */
-export const CALL_PIN_FILE = "client-pins.json";
+export const CALL_PIN_FILE = CLIENT_PIN_FILE;
 
 /**
  * `perilink call HOST:PORT …`: one client, one request to each target, then
  * the session table, so two addresses of one server visibly share one session.
- * The keys it pins are kept in the state directory, so a later call still
- * refuses a server that claims a known identifier with another key.
+ * It proves the state directory's client key (made on first use), and the
+ * keys it pins are kept there, so a later call still refuses a server that
+ * claims a known identifier with another key.
  */
 export async function runCall(args: string[]): Promise<number> {
   const { values, positionals } = parse(
@@ -29,6 +29,7 @@ export async function runCall(args: string[]): Promise<number> {
       resolve: { type: "string" },
       interface: { type: "string", multiple: true },
       prefer: { type: "string" },
+      "state-dir": { type: "string" },
     },
     true,
   );
@@ -37,13 +38,12 @@ export async function runCall(args: string[]): Promise<number> {
   const app = (values.app as string | undefined) ?? "perilink-call";
   const data = (values.data as string | undefined) ?? "info";
   const timeoutMs = intOption(values.timeout, "timeout", TARGET.client.requestTimeoutMs);
-  const stateDir = defaultStateDir();
-  await ensurePrivateDir(stateDir);
+  const stateDir = (values["state-dir"] as string | undefined) ?? defaultStateDir();
   const linePreference = values.prefer === undefined ? undefined : parseLinePreference(values.prefer as string);
   const client = createClient({
     lingerMs: 0,
     requestTimeoutMs: timeoutMs,
-    pinFile: path.join(stateDir, CALL_PIN_FILE),
+    stateDir,
     resolution: resolutionOptions(values),
     linePreference,
   });

@@ -2,6 +2,9 @@ import { PerilinkError } from "../errors.ts";
 import { CLOSED_PIPE_EXIT_CODE, handleClosedPipe, isClosedPipe } from "./closed_pipe.ts";
 import { runCall } from "./call_command.ts";
 import { runId } from "./id_command.ts";
+import { runKey } from "./key_command.ts";
+import { runPair } from "./pair_command.ts";
+import { runTrust } from "./trust_command.ts";
 import { runServe } from "./serve_command.ts";
 import { runStatus } from "./status_command.ts";
 import { runUpgrade } from "./upgrade_command.ts";
@@ -11,12 +14,18 @@ const USAGE = `perilink ${VERSION}: a runtime for network peripherals and the ho
 
 Usage:
   perilink serve  [--config FILE] [--listen HOST:PORT]... [--app MODULE] [--state-dir DIR] [--log-level LEVEL]
-                  [--workers N|auto|MIN..MAX] [--dispatch manager|semaphore]
+                  [--workers N|auto|MIN..MAX] [--dispatch manager|semaphore] [--access keys|open]
   perilink id     HOST:PORT [--tcp] [--json] [--timeout MS]
   perilink call   HOST:PORT [HOST:PORT]... [--app NAME] [--data TEXT] [--json] [--timeout MS]
                   [--name-server ADDR[:PORT]]... [--resolve hosts,dns,mdns,llmnr,netbios] [--interface IF]...
-                  [--prefer bandwidth=1,hops=1,mtu=1,rtt=1]
+                  [--prefer bandwidth=1,hops=1,mtu=1,rtt=1] [--state-dir DIR]
                   (HOST: an address or a name)
+  perilink key    [--state-dir DIR] [--json]                       this host's client key
+  perilink trust  add FINGERPRINT [--app NAME]... [--comment TEXT] | list [--json] | remove FINGERPRINT
+                  [--state-dir DIR]                                 client keys this device lets in
+  perilink pair   [--app NAME]... [--ttl SECONDS] [--json]         on the device: a one-time pairing code
+  perilink pair   HOST:PORT CODE [--json]                           on the host: pair with the device
+                  [--state-dir DIR]
   perilink status [--state-dir DIR] [--json]
   perilink upgrade [--state-dir DIR] [--program PATH] [--app MODULE] [--timeout MS] [--json]
   perilink help | version
@@ -29,6 +38,9 @@ const COMMANDS: Record<string, (args: string[]) => Promise<number>> = {
   serve: runServe,
   id: runId,
   call: runCall,
+  key: runKey,
+  trust: runTrust,
+  pair: runPair,
   status: runStatus,
   upgrade: runUpgrade,
 };

@@ -29,6 +29,7 @@ export async function runServe(args: string[]): Promise<number> {
     "log-level": { type: "string" },
     workers: { type: "string" },
     dispatch: { type: "string" },
+    access: { type: "string" },
   });
   // The target's heap budget needs a start of the runtime with the flag: stand in for that one.
   const restarted = reexecWithHeapBudget({ budget: TARGET.memory as HeapBudget, args: ["serve", ...args], startedByUpgrade: process.env[HANDOFF_ENV] !== undefined });
@@ -39,6 +40,7 @@ export async function runServe(args: string[]): Promise<number> {
   if (values["state-dir"]) input.stateDir = values["state-dir"] as string;
   if (values["log-level"]) input.logLevel = values["log-level"] as ServerConfigInput["logLevel"];
   if (values.workers) input.workers = values.workers as string;
+  if (values.access) input.access = values.access as ServerConfigInput["access"];
   if (values.dispatch) input.dispatch = values.dispatch as ServerConfigInput["dispatch"];
   const slot = process.env[WORKER_ENV];
   if (slot !== undefined) return runServiceProcess(input, Number(slot));

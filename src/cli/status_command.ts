@@ -1,7 +1,7 @@
 import { controlRequest } from "../server/control_server.ts";
 import type { MemoryFigures } from "../runtime/memory_figures.ts";
 import type { ServerStatus } from "../server/server.ts";
-import { defaultStateDir } from "../server/state_dir.ts";
+import { defaultStateDir } from "../runtime/state_dir.ts";
 import { formatHostPort } from "../address.ts";
 import { parse } from "./args.ts";
 

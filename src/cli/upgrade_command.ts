@@ -1,7 +1,7 @@
 import path from "node:path";
 import { controlRequest } from "../server/control_server.ts";
 import { DEFAULT_UPGRADE_TIMEOUT_MS } from "../handoff/handoff_protocol.ts";
-import { defaultStateDir } from "../server/state_dir.ts";
+import { defaultStateDir } from "../runtime/state_dir.ts";
 import type { UpgradeResult } from "../handoff/upgrader.ts";
 import { intOption, parse } from "./args.ts";
 

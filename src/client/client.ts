@@ -1,8 +1,11 @@
+import path from "node:path";
 import { ClientClosedError, TimeoutError } from "../errors.ts";
 import { silentLogger, type Logger } from "../logger.ts";
 import { keyFingerprint } from "../protocol/keys.ts";
 import { TARGET } from "../target.ts";
+import { defaultStateDir } from "../runtime/state_dir.ts";
 import { ClientSession } from "./client_session.ts";
+import { loadOrCreateClientKey, processClientKey, type ClientKey } from "./client_key.ts";
 import { identifyUdp } from "./identify.ts";
 import { IdentityBook } from "./identity_book.ts";
 import { LineKeeper } from "./line/line_keeper.ts";
@@ -20,16 +23,17 @@ import {
   type ClientOptions,
   type ConnectOptions,
   type SessionRow,
+  CLIENT_PIN_FILE,
 } from "./client_options.ts";
 
-export { DEFAULT_LINE_REFRESH_MS, DEFAULT_LINE_SWITCH_MARGIN, LINE_MAX_HOPS, type ClientOptions, type ConnectOptions, type SessionRow };
+export { CLIENT_PIN_FILE, DEFAULT_LINE_REFRESH_MS, DEFAULT_LINE_SWITCH_MARGIN, LINE_MAX_HOPS, type ClientOptions, type ConnectOptions, type SessionRow };
 
 /**
  * The client session table (C1–C5, C9, C10): many applications' logical
  * connections (links), one session per server — not per address or name.
  */
 export class PerilinkClient {
-  #opts: Required<Omit<ClientOptions, "logger" | "firstStreamId" | "pinFile" | "resolution" | "linePreference" | "lineRefreshMs" | "lineSwitchMargin" | "lineSystem">>;
+  #opts: Required<Omit<ClientOptions, "logger" | "firstStreamId" | "pinFile" | "stateDir" | "resolution" | "linePreference" | "lineRefreshMs" | "lineSwitchMargin" | "lineSystem">>;
   #lines: LineKeeper;
   #log: Logger;
   #book: IdentityBook;
@@ -45,6 +49,7 @@ export class PerilinkClient {
   /** connect() calls in progress: close() resolves only after they have let go of their sockets. */
   #connecting = new Set<Promise<unknown>>();
   #entryHost: EntryHost;
+  #clientKey: Promise<ClientKey>;
   #names: NameBook;
   /** The numeric address each link's requested host stood for. */
   #linkAddress = new WeakMap<Link, string>();
@@ -68,7 +73,12 @@ export class PerilinkClient {
     if (!(this.#opts.silenceMs > 0)) throw new RangeError("silenceMs must be a positive number of ms");
     if (!(this.#opts.pingTimeoutMs >= 0)) throw new RangeError("pingTimeoutMs must be ≥ 0 (0 turns dead-line detection off)");
     this.#log = options.logger ?? silentLogger;
-    this.#book = new IdentityBook(this.#opts.identityTtlMs, this.#opts.maxKnownAddresses, { pinFile: options.pinFile });
+    // The client's key and pins live in its state directory, as `perilink call`'s do (stateDir: false: neither).
+    const stateDir = options.stateDir === false ? null : path.resolve(options.stateDir ?? defaultStateDir());
+    this.#clientKey = stateDir === null ? Promise.resolve(processClientKey()) : loadOrCreateClientKey(stateDir);
+    this.#clientKey.catch(() => {}); // reported by every connect, not as an unhandled rejection
+    const pinFile = options.pinFile ?? (stateDir === null ? undefined : path.join(stateDir, CLIENT_PIN_FILE));
+    this.#book = new IdentityBook(this.#opts.identityTtlMs, this.#opts.maxKnownAddresses, { pinFile });
     this.#book.onPinFileError = (err) => this.#log.warn("client_pin_file_write_failed", { error: err });
     this.#limiter = new SocketLimiter(this.#opts.maxSessions, this.#opts.maxWaiting, this.#opts.waitTimeoutMs);
     this.#limiter.onPressure = () => this.#freeIdleSlot();
@@ -102,7 +112,7 @@ export class PerilinkClient {
       lingerMs: this.#opts.lingerMs,
       handshakeTimeoutMs: Math.max(this.#opts.probeTimeoutMs * 3, 3000),
       requestTimeoutMs: this.#opts.requestTimeoutMs,
-      liveness: { silenceMs: this.#opts.silenceMs, pingTimeoutMs: this.#opts.pingTimeoutMs },
+      sessionOptions: { silenceMs: this.#opts.silenceMs, pingTimeoutMs: this.#opts.pingTimeoutMs, clientKey: this.#clientKey },
       signal: this.#shutdown.signal,
       firstStreamId: options.firstStreamId,
       nextSessionNumber: () => self.#nextSession++,
@@ -224,7 +234,7 @@ export class PerilinkClient {
         port,
         timeoutMs: this.#entryHost.handshakeTimeoutMs,
         requestTimeoutMs: this.#opts.requestTimeoutMs,
-        ...this.#entryHost.liveness,
+        ...this.#entryHost.sessionOptions,
         signal,
         firstStreamId: this.#entryHost.firstStreamId,
       });

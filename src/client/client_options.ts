@@ -35,6 +35,15 @@ export interface ClientOptions {
    */
   pinFile?: string;
   /**
+   * Where the client's key (`client-key.json`, made on first use) and, unless
+   * `pinFile` says otherwise, its pins (`client-pins.json`) live: default the
+   * user's state directory, as for `perilink call` (`$PERILINK_STATE_DIR`,
+   * else `~/.local/state/perilink`, `/var/lib/perilink` for root). `false`:
+   * a key made for this process only and pins in memory only — a device
+   * with `access: "keys"` then refuses it.
+   */
+  stateDir?: string | false;
+  /**
    * How names are turned into addresses (C6): which sources, in what order,
    * their deadline, unicast name servers, reverse lookups, interfaces.
    */
@@ -55,6 +64,9 @@ export interface ClientOptions {
   /** @internal For tests only: the first stream id of every session (default 1). */
   firstStreamId?: number;
 }
+
+/** The file, in the state directory, where a client keeps the server keys it pinned. */
+export const CLIENT_PIN_FILE = "client-pins.json";
 
 /** Defaults of the line options (C8). */
 export const DEFAULT_LINE_REFRESH_MS = 30_000;

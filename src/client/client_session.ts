@@ -39,7 +39,7 @@ export interface ClientSessionOptions {
   /** Aborting it ends a handshake in progress (the socket is destroyed). */
   signal?: AbortSignal;
   /** The key this client proves in the sealed handshake (default: one made for this process). */
-  clientKey?: ClientKey;
+  clientKey?: ClientKey | Promise<ClientKey>;
   /** @internal For tests only: the first stream id (default 1), to reach the end of the id range quickly. */
   firstStreamId?: number;
 }
@@ -73,6 +73,10 @@ export class ClientSession extends EventEmitter implements ChannelSession {
   readonly serverLimits: { maxFrame: number; maxChannels: number; maxInflight: number; idleTimeoutMs: number };
   readonly remoteAddress: string;
   readonly remotePort: number;
+  /** The sealed handshake's transcript hash (what a pairing proof is bound to). */
+  readonly transcript: Buffer;
+  /** The fingerprint of the key this session proved. */
+  readonly clientKey: string;
 
   #socket: net.Socket;
   #writer: FrameWriter;
@@ -120,6 +124,8 @@ export class ClientSession extends EventEmitter implements ChannelSession {
     };
     this.remoteAddress = socket.remoteAddress ?? "";
     this.remotePort = socket.remotePort ?? 0;
+    this.transcript = h.sealed.transcript;
+    this.clientKey = key.fingerprint;
     this.#requestTimeoutMs = requestTimeoutMs;
     this.#nextStream = firstStreamId;
     const { sink, opener } = startSealed(h, key);
@@ -170,6 +176,7 @@ export class ClientSession extends EventEmitter implements ChannelSession {
     };
     if (!(live.silenceMs > 0) || !(live.pingTimeoutMs >= 0)) throw new RangeError("silenceMs must be > 0 and pingTimeoutMs ≥ 0");
     const maxFrame = options.maxFrame ?? TARGET.client.maxFrameBytes;
+    const key = (await options.clientKey) ?? processClientKey();
     const h = await clientHandshake({
       host: options.host,
       port: options.port,
@@ -178,7 +185,7 @@ export class ClientSession extends EventEmitter implements ChannelSession {
       localAddress: options.localAddress,
       signal: options.signal,
     });
-    return new ClientSession(h, options.clientKey ?? processClientKey(), maxFrame, options.requestTimeoutMs ?? TARGET.client.requestTimeoutMs, firstStreamId, live);
+    return new ClientSession(h, key, maxFrame, options.requestTimeoutMs ?? TARGET.client.requestTimeoutMs, firstStreamId, live);
   }
 
   get closed(): boolean {

@@ -1,4 +1,5 @@
 import { ClientClosedError, KeyMismatchError, PerilinkError, UnreachableError } from "../errors.ts";
+import type { ClientKey } from "./client_key.ts";
 import type { Logger } from "../logger.ts";
 import { ClientSession } from "./client_session.ts";
 import type { IdentityBook } from "./identity_book.ts";
@@ -30,8 +31,8 @@ export interface EntryHost {
   readonly lingerMs: number;
   readonly handshakeTimeoutMs: number;
   readonly requestTimeoutMs: number;
-  /** Dead-line detection of every session (ClientSession options). */
-  readonly liveness: { silenceMs: number; pingTimeoutMs: number };
+  /** What every session is opened with: dead-line detection and the key the client proves (ClientSession options). */
+  readonly sessionOptions: { silenceMs: number; pingTimeoutMs: number; clientKey: Promise<ClientKey> };
   /** Aborted when the client closes: ends handshakes in progress. */
   readonly signal: AbortSignal;
   /** @internal For tests only: the first stream id of every session. */
@@ -175,7 +176,7 @@ export class ServerEntry<L extends EntryLink = EntryLink> {
           port: a.port,
           timeoutMs: this.#host.handshakeTimeoutMs,
           requestTimeoutMs: this.#host.requestTimeoutMs,
-          ...this.#host.liveness,
+          ...this.#host.sessionOptions,
           signal,
           firstStreamId: this.#host.firstStreamId,
         }),
@@ -262,7 +263,7 @@ export class ServerEntry<L extends EntryLink = EntryLink> {
           port: a.port,
           timeoutMs: this.#host.handshakeTimeoutMs,
           requestTimeoutMs: this.#host.requestTimeoutMs,
-          ...this.#host.liveness,
+          ...this.#host.sessionOptions,
           signal: this.#host.signal,
           firstStreamId: this.#host.firstStreamId,
         });

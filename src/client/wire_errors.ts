@@ -1,4 +1,4 @@
-import { PerilinkError, RemoteError, RequestRefusedError, ServerBusyError, type ErrorCode } from "../errors.ts";
+import { AccessDeniedError, PerilinkError, RemoteError, RequestRefusedError, ServerBusyError, type ErrorCode } from "../errors.ts";
 import { WireError } from "../protocol/constants.ts";
 
 const REMOTE_CODES: Record<number, ErrorCode> = {
@@ -20,6 +20,8 @@ export function errorFromWire(code: number, reason: string): PerilinkError {
     case WireError.LimitExceeded:
     case WireError.ServerBusy:
       return new ServerBusyError(reason);
+    case WireError.AccessDenied:
+      return new AccessDeniedError(reason);
     default:
       return new RemoteError(REMOTE_CODES[code] ?? "PERILINK_REMOTE_ERROR", code, reason);
   }

@@ -69,6 +69,8 @@ export const WireError = {
   VersionUnsupported: 10,
   ServerBusy: 11,
   ShuttingDown: 12,
+  /** The client's key is not trusted for the channel's app (server `access: "keys"`). */
+  AccessDenied: 13,
 } as const;
 export type WireErrorValue = (typeof WireError)[keyof typeof WireError];
 

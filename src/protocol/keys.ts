@@ -1,4 +1,4 @@
-import { createHash, createPublicKey, verify, type KeyObject } from "node:crypto";
+import { createHash, createPublicKey, sign, verify, type KeyObject } from "node:crypto";
 import { PUBLIC_KEY_SIZE, SERVER_ID_SIZE } from "./constants.ts";
 
 /** DER prefix of an Ed25519 SubjectPublicKeyInfo; the raw 32-byte key follows. */
@@ -92,4 +92,26 @@ export function bytesToUuid(b: Uint8Array): string {
 
 export function isUuid(s: string): boolean {
   return UUID_RE.test(s);
+}
+
+/** A client's Ed25519 key, proven to the server in the sealed handshake (protocol v2). */
+export interface ClientKey {
+  /** The raw 32-byte public key. */
+  readonly publicKey: Buffer;
+  /** `SHA256:…`, as the server's `ctx.clientKey` and `perilink key` show it. */
+  readonly fingerprint: string;
+  sign(message: Uint8Array): Buffer;
+}
+
+/** The client key of an Ed25519 private key. */
+export function clientKeyOf(privateKey: KeyObject): ClientKey {
+  const publicKey = rawPublicKey(createPublicKey(privateKey));
+  return { publicKey, fingerprint: keyFingerprint(publicKey), sign: (m) => sign(null, m, privateKey) };
+}
+
+const FINGERPRINT_RE = /^SHA256:[A-Za-z0-9+/]{43}$/;
+
+/** Whether `s` is a key fingerprint as `keyFingerprint()` writes it. */
+export function isFingerprint(s: string): boolean {
+  return FINGERPRINT_RE.test(s);
 }

@@ -12,6 +12,20 @@ const TEMP_FLAGS = fsConstants.O_WRONLY | fsConstants.O_CREAT | fsConstants.O_EX
  * followed or reused), fsync, rename over `file`, fsync of the directory.
  */
 export async function writeFileAtomic(file: string, data: string, mode: number): Promise<void> {
+  await writeVia(file, data, mode, false);
+}
+
+/**
+ * As `writeFileAtomic()`, but never replaces a file that exists: the whole
+ * file appears at once (a hard link) or not at all. False when `file`
+ * already existed; so of two processes that create one key at once, both
+ * end up reading the one that won.
+ */
+export async function createFileAtomic(file: string, data: string, mode: number): Promise<boolean> {
+  return writeVia(file, data, mode, true);
+}
+
+async function writeVia(file: string, data: string, mode: number, exclusive: boolean): Promise<boolean> {
   const tmp = path.join(path.dirname(file), `.${path.basename(file)}.${randomBytes(12).toString("hex")}.tmp`);
   const fh = await fs.open(tmp, TEMP_FLAGS, mode);
   try {
@@ -24,9 +38,18 @@ export async function writeFileAtomic(file: string, data: string, mode: number):
     } finally {
       await fh.close();
     }
-    await fs.rename(tmp, file);
+    if (exclusive) {
+      try {
+        await fs.link(tmp, file);
+      } finally {
+        await fs.rm(tmp, { force: true }).catch(() => {});
+      }
+    } else {
+      await fs.rename(tmp, file);
+    }
   } catch (err) {
     await fs.rm(tmp, { force: true }).catch(() => {});
+    if (exclusive && (err as NodeJS.ErrnoException).code === "EEXIST") return false;
     throw err;
   }
   const dh = await fs.open(path.dirname(file), "r");
@@ -37,4 +60,5 @@ export async function writeFileAtomic(file: string, data: string, mode: number):
   } finally {
     await dh.close();
   }
+  return true;
 }

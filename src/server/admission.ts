@@ -14,7 +14,16 @@ export interface AdmissionHost {
 }
 
 /** Which limit refused a newcomer. */
-export type Refusal = "maxSessionsPerPeer" | "maxBufferedBytes" | "sessionRatePerPeer" | "maxSessions";
+export type Refusal = "maxSessionsPerPeer" | "accessDenied" | "maxBufferedBytes" | "sessionRatePerPeer" | "maxSessions";
+
+/**
+ * Access refusals a peer may collect before the server stops taking its
+ * connections (`PERILINK_ACCESS_DENIED`, counted by `peerKey()`), and how
+ * fast that allowance comes back: a stranger cannot make the device do key
+ * exchanges for it at more than this rate once it has used them up.
+ */
+export const DENIALS_BURST_PER_PEER = 8;
+export const DENIALS_PER_SECOND_PER_PEER = 0.2;
 
 /** How long a refused connection may stay half-open to read the refusal. */
 const REFUSAL_LINGER_MS = 1000;
@@ -33,6 +42,7 @@ export class Admission {
   #host: AdmissionHost;
   #perPeer = new Map<string, number>();
   #rate: RateLimiter | null;
+  #denials: RateLimiter;
 
   constructor(limits: ServerLimits, trackedSources: number, host: AdmissionHost) {
     this.#limits = limits;
@@ -41,6 +51,7 @@ export class Admission {
       limits.sessionRatePerPeer > 0
         ? new RateLimiter({ ratePerSecond: limits.sessionRatePerPeer, burst: limits.sessionBurstPerPeer, maxSources: trackedSources })
         : null;
+    this.#denials = new RateLimiter({ ratePerSecond: DENIALS_PER_SECOND_PER_PEER, burst: DENIALS_BURST_PER_PEER, maxSources: trackedSources });
   }
 
   /** The limit that refuses a session from `peer`, or null: it is admitted and counted until `released(peer)`. */
@@ -50,7 +61,9 @@ export class Admission {
     const why: Refusal | null =
       open >= this.#limits.maxSessionsPerPeer
         ? "maxSessionsPerPeer"
-        : this.#host.budgetOver()
+        : this.#denials.empty(key)
+          ? "accessDenied"
+          : this.#host.budgetOver()
           ? "maxBufferedBytes"
           : this.#rate !== null && !this.#rate.take(key)
             ? "sessionRatePerPeer"
@@ -59,6 +72,17 @@ export class Admission {
               : null;
     if (why === null) this.#perPeer.set(key, open + 1);
     return why;
+  }
+
+  /**
+   * A session from `peer` was refused access to an app: it counts against the
+   * peer's allowance of refusals, and against its session rate when that is
+   * on. False when the allowance is used up (the server then ends the session).
+   */
+  denied(peer: string): boolean {
+    const key = peerKey(peer);
+    this.#rate?.take(key);
+    return this.#denials.take(key);
   }
 
   /** An admitted session from `peer` closed. */

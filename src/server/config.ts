@@ -7,7 +7,7 @@ import { TARGET } from "../target.ts";
 import { DEFAULT_SERVER_LIMITS, type ServerLimits } from "./limits.ts";
 import { parseListenSpec, type ListenSpec } from "./listen_spec.ts";
 import type { ProbeLimits } from "./probe_responder.ts";
-import { defaultStateDir } from "./state_dir.ts";
+import { defaultStateDir } from "../runtime/state_dir.ts";
 
 /** A server's whole configuration, after defaults and validation (R5). */
 export interface ServerConfig {
@@ -32,7 +32,12 @@ export interface ServerConfig {
   workerSlots: number;
   /** A service process above `workers.min` idle this long is retired. */
   workerIdleMs: number;
+  /** Who may open channels: `keys` (default) only trusted client keys, `open` any client. Sessions are sealed either way. */
+  access: Access;
 }
+
+/** `keys`: only clients whose keys the state directory trusts (trusted_keys.ts); `open`: any client. */
+export type Access = "keys" | "open";
 
 export interface WorkerRange {
   min: number;
@@ -61,6 +66,7 @@ export interface ServerConfigInput {
   dispatch?: Dispatch;
   workerSlots?: number;
   workerIdleMs?: number;
+  access?: Access;
 }
 
 export const DEFAULT_LISTEN = ["auto:1025"];
@@ -85,6 +91,7 @@ const TOP_KEYS = [
   "dispatch",
   "workerSlots",
   "workerIdleMs",
+  "access",
 ];
 const PROBE_KEYS = Object.keys(TARGET.probe);
 /** Limits whose range is not 1…2^31−1: byte budgets too small to hold a frame's header make no sense. */
@@ -175,6 +182,9 @@ export function resolveConfig(input: ServerConfigInput, env: Record<string, stri
   if (input.dispatch !== undefined && input.dispatch !== "manager" && input.dispatch !== "semaphore") {
     throw new ConfigError(`Cannot use configuration: "dispatch" must be "manager" or "semaphore", not ${JSON.stringify(input.dispatch)}`);
   }
+  if (input.access !== undefined && input.access !== "keys" && input.access !== "open") {
+    throw new ConfigError(`Cannot use configuration: "access" must be "keys" (only trusted client keys) or "open" (any client), not ${JSON.stringify(input.access)}`);
+  }
   return {
     listen,
     listenText,
@@ -189,6 +199,7 @@ export function resolveConfig(input: ServerConfigInput, env: Record<string, stri
     dispatch: input.dispatch ?? DEFAULT_DISPATCH,
     workerSlots: input.workerSlots === undefined ? DEFAULT_WORKER_SLOTS : int(input.workerSlots, "workerSlots", 1, 1_000_000),
     workerIdleMs: input.workerIdleMs === undefined ? DEFAULT_WORKER_IDLE_MS : int(input.workerIdleMs, "workerIdleMs", 100),
+    access: input.access ?? "keys",
   };
 }
 

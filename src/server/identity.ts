@@ -1,10 +1,11 @@
-import { createPrivateKey, createPublicKey, generateKeyPairSync, randomUUID, sign, type KeyObject } from "node:crypto";
+import { createPublicKey, generateKeyPairSync, randomUUID, sign, type KeyObject } from "node:crypto";
 import { promises as fs } from "node:fs";
 import path from "node:path";
 import { IdentityError } from "../errors.ts";
 import { isUuid, rawPublicKey, uuidToBytes } from "../protocol/keys.ts";
 import { writeFileAtomic } from "../runtime/atomic_file.ts";
-import { ensurePrivateDir } from "./state_dir.ts";
+import { parseKeyFile } from "../runtime/client_key_file.ts";
+import { ensurePrivateDir } from "../runtime/state_dir.ts";
 
 /** The file, inside the state directory, that holds the server's identity. */
 export const IDENTITY_FILE = "identity.json";
@@ -71,21 +72,7 @@ function parseIdentity(file: string, text: string): Identity {
       `Cannot load identity ${file}: ${why}. Restore it from a backup, or delete it to make this device a new server with a new identifier`,
       { cause },
     );
-  let data: Partial<IdentityFile>;
-  try {
-    data = JSON.parse(text) as Partial<IdentityFile>;
-  } catch (err) {
-    throw fail("not valid JSON", err);
-  }
-  if (data === null || typeof data !== "object" || data.version !== 1) throw fail("unknown format version");
+  const { key, data } = parseKeyFile(text, fail);
   if (typeof data.serverId !== "string" || !isUuid(data.serverId)) throw fail("serverId is not a UUID");
-  if (typeof data.privateKey !== "string") throw fail("privateKey is missing");
-  let key: KeyObject;
-  try {
-    key = createPrivateKey({ key: Buffer.from(data.privateKey, "base64"), format: "der", type: "pkcs8" });
-  } catch (err) {
-    throw fail("privateKey is not a PKCS#8 key", err);
-  }
-  if (key.asymmetricKeyType !== "ed25519") throw fail(`privateKey is ${key.asymmetricKeyType}, not ed25519`);
   return new Identity(data.serverId, key);
 }

@@ -70,6 +70,14 @@ export class RateLimiter {
     return this.#buckets.has(source);
   }
 
+  /** Whether `source`'s bucket is empty now (a source not in the table is not). Takes nothing, moves nothing. */
+  empty(source: string): boolean {
+    const b = this.#buckets.get(source);
+    if (b === undefined) return false;
+    const now = this.#now();
+    return now > b.at ? b.tokens + (now - b.at) * this.#rate < 1 : b.tokens < 1;
+  }
+
   /** Takes one token for `source`; false when its bucket or the shared one is empty. */
   take(source: string): boolean {
     const now = this.#now();

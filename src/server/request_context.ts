@@ -3,6 +3,8 @@ import type { ChannelContext, RequestContext } from "./app.ts";
 
 /** What a channel reads of the session it belongs to (ServerSession implements it). */
 export interface ChannelHost extends Pick<ChannelContext, "localAddress" | "localPort" | "remoteAddress" | "remotePort" | "serverId" | "generation" | "clientKey"> {
+  /** The sealed handshake's transcript hash (pairing proofs are bound to it); null before the handshake. */
+  readonly transcript: Buffer | null;
   /** Sends a one-way message on a channel; ignored once the session or channel has closed. */
   sendMessage(channel: number, payload: Uint8Array | string): void;
 }
@@ -60,6 +62,10 @@ export class ServerChannel implements ChannelContext {
   }
   get clientKey(): string {
     return this.#session.clientKey;
+  }
+  /** @internal For pairing: the session's transcript hash. */
+  get transcript(): Buffer | null {
+    return this.#session.transcript;
   }
   #reason: string | null = null;
 
@@ -129,6 +135,10 @@ export class ServerRequest implements RequestContext {
   }
   get clientKey(): string {
     return this.#channel.clientKey;
+  }
+  /** @internal For pairing: the session's transcript hash. */
+  get transcript(): Buffer | null {
+    return this.#channel.transcript;
   }
   get signal(): AbortSignal {
     return lazySignal(this, this.#reason);

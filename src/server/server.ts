@@ -29,6 +29,7 @@ import {
 } from "./server_handoff.ts";
 import type { ListenerStatus, ServerStatus } from "./server_status.ts";
 import { ServerStats } from "./server_stats.ts";
+import { TrustedKeys } from "./trusted_keys.ts";
 import { SessionService } from "./session_service.ts";
 
 export type { ListenerStatus, ServerStatus };
@@ -109,6 +110,8 @@ export class PerilinkServer implements ServingProcess {
             stats: this.stats,
             writeSlabBytes: TARGET.writeSlabBytes,
             trackedSources: config.probe.trackedSources,
+            access: config.access === "keys" ? new TrustedKeys(config.stateDir, log) : null,
+            stateDir: config.stateDir,
           }));
     this.#probes = new ProbeResponder(identity, () => this.generation, config.probe, this.stats, log);
     this.#parts = parts;

@@ -3,6 +3,8 @@ export class ServerStats {
   sessionsOpen = 0;
   sessionsAccepted = 0;
   sessionsRefused = 0;
+  /** Channels refused because the client's key is not trusted for their app. */
+  accessDenied = 0;
   channelsOpen = 0;
   requests = 0;
   inflight = 0;

@@ -1,29 +1,21 @@
 import type net from "node:net";
 import { ProtocolError } from "../errors.ts";
-import type { Logger } from "../logger.ts";
 import { FrameType, WireError } from "../protocol/constants.ts";
 import { FrameDecoder, type FrameSink } from "../protocol/frame_decoder.ts";
 import type { FrameWriter } from "../protocol/frame_writer.ts";
 import { decodeCodedReason, encodeCodedReason } from "../protocol/payloads.ts";
-import type { SessionApp } from "./app.ts";
 import type { BufferBudget } from "./buffer_budget.ts";
 import type { ServerLimits } from "./limits.ts";
 import { ServerRequest, type ChannelHost } from "./request_context.ts";
-import { SessionChannels } from "./session_channels.ts";
+import { SessionChannels, type ChannelServer } from "./session_channels.ts";
 import { SessionOutput } from "./session_output.ts";
 import { SessionFlow, type FlowInput, type FlowSession } from "./session_flow.ts";
 import { answerClientHello, CLIENT_HELLO_BYTES, refusalForV1, startSealed, type HelloSource } from "./session_handshake.ts";
 import type { SealedInput } from "./session_input.ts";
-import { SessionRequests, type RequestOwner } from "./session_requests.ts";
-import type { ServerStats } from "./server_stats.ts";
+import { SessionRequests, type RequestHost, type RequestOwner } from "./session_requests.ts";
 
 /** What a session needs from the server that owns it. */
-export interface SessionHost extends HelloSource {
-  readonly app: SessionApp;
-  readonly log: Logger;
-  /** For events a peer can cause at will: at most one line a second each. */
-  readonly peerLog: Logger;
-  readonly stats: ServerStats;
+export interface SessionHost extends HelloSource, ChannelServer, RequestHost {
   readonly writeSlabBytes: number;
   readonly budget: BufferBudget;
   sessionClosed(session: ServerSession): void;
@@ -120,6 +112,7 @@ export class ServerSession implements FrameSink, ChannelHost {
   get serverId(): string { return this.#host.identity.serverId; }
   get generation(): number { return this.#host.generation; }
   get clientKey(): string { return this.#input?.fingerprint ?? ""; }
+  get transcript(): Buffer | null { return this.#input?.transcript ?? null; }
 
   /**
    * Sends GOAWAY with the last stream id this session will process, refuses

@@ -1,12 +1,14 @@
 import { ProtocolError } from "../errors.ts";
 import type { Logger } from "../logger.ts";
 import { FrameType, WireError } from "../protocol/constants.ts";
+import { PAIR_APP } from "../protocol/pairing_code.ts";
 import { decodeChannelOpen } from "../protocol/payloads.ts";
 import type { SessionApp } from "./app.ts";
 import type { ServerLimits } from "./limits.ts";
 import { ServerChannel, type ChannelHost } from "./request_context.ts";
 import type { ServerStats } from "./server_stats.ts";
 import type { SessionOutput } from "./session_output.ts";
+import type { TrustedKeys } from "./trusted_keys.ts";
 
 /** What the channels of every session need from the server. */
 export interface ChannelServer {
@@ -14,6 +16,10 @@ export interface ChannelServer {
   readonly limits: ServerLimits;
   readonly stats: ServerStats;
   readonly log: Logger;
+  /** Who may open channels (`access: "keys"`); null when any client may (`access: "open"`). */
+  readonly access: TrustedKeys | null;
+  /** A channel of `session` was refused access: false when its peer has used up its refusals (the session then ends). */
+  accessDenied(session: ChannelHost, app: string): boolean;
 }
 
 /** No channel open yet: shared by every session until its first channel (never written). */
@@ -58,6 +64,20 @@ export class SessionChannels {
     const owner = this.#server;
     if (!accepting) {
       this.#out.error(id, 0, WireError.ShuttingDown, "Cannot open channel: the session is draining; open it on a new session");
+      return;
+    }
+    const fp = this.#session.clientKey;
+    if (owner.access !== null && open.app !== PAIR_APP && !owner.access.allows(fp, open.app)) {
+      const also = owner.access.knows(fp) ? ` for app "${open.app}"` : "";
+      this.#out.error(
+        id,
+        0,
+        WireError.AccessDenied,
+        `Cannot open channel for app "${open.app}": this server does not trust the client key ${fp}${also}; on the device run "perilink trust add ${fp}${also ? ` --app ${open.app}` : ""}", or pair this host with "perilink pair"`,
+      );
+      if (!owner.accessDenied(this.#session, open.app)) {
+        throw new ProtocolError(WireError.AccessDenied, "Cannot go on: this host was refused access too often; wait, or have its key trusted on the device");
+      }
       return;
     }
     if (this.#map.size >= owner.limits.maxChannelsPerSession) {

@@ -15,8 +15,9 @@ const OPENED: Buffer[] = [];
  */
 export class SealedInput extends RecordOpener implements FlowInput {
   #decoder: FrameDecoder;
-  /** The handshake's transcript, until the client's proof has been checked against it. */
-  #transcript: Buffer | null;
+  /** The handshake's transcript hash: the client's proof is checked against it, and a pairing proof is bound to it. */
+  readonly transcript: Buffer;
+  #proven = false;
   /** The start of a proof that arrived split across records. */
   #proof: Buffer | null = null;
   /** The fingerprint (`SHA256:…`) of the client's Ed25519 key, once proven. */
@@ -24,7 +25,7 @@ export class SealedInput extends RecordOpener implements FlowInput {
 
   constructor(cipher: CipherName, key: Uint8Array, transcript: Buffer, decoder: FrameDecoder) {
     super(cipher, key);
-    this.#transcript = transcript;
+    this.transcript = transcript;
     this.#decoder = decoder;
   }
 
@@ -75,7 +76,7 @@ export class SealedInput extends RecordOpener implements FlowInput {
     }
     try {
       for (let i = 0; i < OPENED.length; i++) {
-        const plain = this.#transcript === null ? OPENED[i]! : this.#takeProof(OPENED[i]!);
+        const plain = this.#proven ? OPENED[i]! : this.#takeProof(OPENED[i]!);
         if (plain.length > 0) decoder.push(plain);
       }
     } finally {
@@ -93,8 +94,8 @@ export class SealedInput extends RecordOpener implements FlowInput {
       return EMPTY;
     }
     this.#proof = null;
-    this.fingerprint = keyFingerprint(verifyClientAuth(have.subarray(0, CLIENT_AUTH_SIZE), this.#transcript!));
-    this.#transcript = null;
+    this.fingerprint = keyFingerprint(verifyClientAuth(have.subarray(0, CLIENT_AUTH_SIZE), this.transcript));
+    this.#proven = true;
     return have.subarray(CLIENT_AUTH_SIZE);
   }
 }

@@ -5,6 +5,8 @@ import { InflightRequests } from "./inflight_requests.ts";
 import type { ServerLimits } from "./limits.ts";
 import type { ServerRequest } from "./request_context.ts";
 import type { ServerStats } from "./server_stats.ts";
+import type { Pairing } from "./pairing.ts";
+import { PAIR_APP } from "../protocol/pairing_code.ts";
 import type { SessionOutput } from "./session_output.ts";
 
 /** What the requests of every session need from the server. */
@@ -15,6 +17,8 @@ export interface RequestHost {
   readonly log: Logger;
   /** For events a peer can cause at will (throttled). */
   readonly peerLog: Logger;
+  /** Answers the reserved app `perilink.pair` (pairing.ts). */
+  readonly pairing: Pairing | null;
 }
 
 /** What the requests of one session need from it. */
@@ -77,7 +81,7 @@ export class SessionRequests {
     const host = this.#host;
     let result: AppResult | Promise<AppResult>;
     try {
-      result = host.app.request(payload, req);
+      result = req.app === PAIR_APP && host.pairing !== null ? host.pairing.answer(payload, req) : host.app.request(payload, req);
     } catch (err) {
       this.#answer(req, undefined, err);
       owner.flowUpdate();

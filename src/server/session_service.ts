@@ -10,13 +10,18 @@ import type { Endpoint, ListenerSet } from "./listener_set.ts";
 import { ServerSession, type SessionHost } from "./session.ts";
 import type { SessionFlow } from "./session_flow.ts";
 import type { ServerStats } from "./server_stats.ts";
+import type { ChannelHost } from "./request_context.ts";
+import type { TrustedKeys } from "./trusted_keys.ts";
+import { Pairing } from "./pairing.ts";
 import { stripZone } from "../address.ts";
 
 /** A full server gives the slot of a session that has done nothing with it for this long to a newcomer. */
 const SESSION_EVICT_AFTER_MS = 1000;
 
 /** What the sessions of a server share: what each session reads of its host, and the sources the session rate tracks. */
-export interface SessionServiceParts extends Omit<SessionHost, "budget" | "sessionClosed"> {
+export interface SessionServiceParts extends Omit<SessionHost, "budget" | "sessionClosed" | "accessDenied" | "pairing"> {
+  /** Where the trusted keys and a pairing offer live; null: no pairing. */
+  stateDir: string | null;
   trackedSources: number;
 }
 
@@ -37,6 +42,8 @@ export class SessionService implements ConnectionService, SessionHost, Admission
   readonly budget: BufferBudget;
   readonly pauseOnConnect = false;
   readonly dispatch = "single";
+  readonly access: TrustedKeys | null;
+  readonly pairing: Pairing | null;
   #sessions = new Set<ServerSession>();
   /** Sessions that gave up their slot to a newcomer and are closing. */
   #evicted = new Set<ServerSession>();
@@ -54,6 +61,8 @@ export class SessionService implements ConnectionService, SessionHost, Admission
     this.peerLog = parts.peerLog;
     this.stats = parts.stats;
     this.writeSlabBytes = parts.writeSlabBytes;
+    this.access = parts.access;
+    this.pairing = parts.stateDir === null ? null : new Pairing(parts.stateDir, parts.identity, parts.log, (peer) => void this.#admission.denied(peer));
     this.budget = new BufferBudget(parts.limits.maxBufferedBytes, () => flowsOf(this.#sessions), () => this.#sessions.size);
     this.#admission = new Admission(parts.limits, parts.trackedSources, this);
   }
@@ -107,6 +116,14 @@ export class SessionService implements ConnectionService, SessionHost, Admission
   /** AdmissionHost: room under `maxSessions`, or one made by evicting an idle session. */
   makeRoom(): boolean {
     return this.#sessions.size - this.#evicted.size < this.limits.maxSessions || this.#evictIdle();
+  }
+
+  /** SessionHost: a channel was refused access; it counts against its peer's refusals. */
+  accessDenied(session: ChannelHost, app: string): boolean {
+    this.stats.accessDenied++;
+    const more = this.#admission.denied(session.remoteAddress);
+    this.peerLog.info("access_denied", { peer: session.remoteAddress, clientKey: session.clientKey, app, more });
+    return more;
   }
 
   /** SessionHost: a session's socket closed. */

@@ -10,7 +10,7 @@ import { tempDir, waitFor } from "../helpers/fixtures.ts";
 /** Starts `perilink serve` and waits until its control socket answers; stopped after the file. */
 async function serve(args: string[]): Promise<{ stateDir: string; stderr: () => string; stop: () => Promise<void> }> {
   const stateDir = tempDir();
-  const child = spawnCli(["serve", "--state-dir", stateDir, ...args]);
+  const child = spawnCli(["serve", "--access", "open", "--state-dir", stateDir, ...args]);
   let err = "";
   child.stderr!.setEncoding("utf8").on("data", (s: string) => (err += s));
   after(() => stopChild(child));
@@ -82,12 +82,12 @@ test("serve exits 1 with a one-line reason on a bad config, a bad address, a por
   ];
   try {
     for (const [args, re] of cases) {
-      const r = await runCli(["serve", "--state-dir", tempDir(), ...args]);
+      const r = await runCli(["serve", "--access", "open", "--state-dir", tempDir(), ...args]);
       assert.equal(r.code, 1, `${args.join(" ")}: ${r.stderr}`);
       assert.match(r.stderr, re);
       assert.equal(r.stderr.trim().split("\n").filter((l) => !l.startsWith("{")).length, 1, "one line of reason");
     }
-    const r = await runCli(["serve", "--state-dir", corrupt, "--listen", "127.0.0.1:0"]);
+    const r = await runCli(["serve", "--access", "open", "--state-dir", corrupt, "--listen", "127.0.0.1:0"]);
     assert.equal(r.code, 1);
     assert.match(r.stderr, /Cannot load identity .*PERILINK_IDENTITY/);
   } finally {
@@ -97,7 +97,7 @@ test("serve exits 1 with a one-line reason on a bad config, a bad address, a por
 
 test("a second server on the same state directory refuses to start", async () => {
   const srv = await serve(["--listen", "127.0.0.1:0"]);
-  const r = await runCli(["serve", "--state-dir", srv.stateDir, "--listen", "127.0.0.1:0"]);
+  const r = await runCli(["serve", "--access", "open", "--state-dir", srv.stateDir, "--listen", "127.0.0.1:0"]);
   assert.equal(r.code, 1);
   assert.match(r.stderr, /another perilink server is running/);
   assert.equal((await runCli(["status", "--state-dir", srv.stateDir])).code, 0, "the first one is untouched");

@@ -39,7 +39,7 @@ async function probeUntil(host: string, port: number, ms: number): Promise<strin
 }
 
 function serveInServer(t: Topology, listen: string[]): Started {
-  const { cmd, args } = cliCommand(["serve", ...listen.flatMap((l) => ["--listen", l]), "--state-dir", tempDir(), "--log-level", "warn"]);
+  const { cmd, args } = cliCommand(["serve", "--access", "open", ...listen.flatMap((l) => ["--listen", l]), "--state-dir", tempDir(), "--log-level", "warn"]);
   const child = t.spawnInServer(cmd, args, { cwd: process.cwd() });
   return { child, log: () => "" };
 }

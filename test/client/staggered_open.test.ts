@@ -7,6 +7,7 @@
 import assert from "node:assert/strict";
 import net from "node:net";
 import { after, test } from "node:test";
+import { processClientKey } from "../../src/client/client_key.ts";
 import { IdentityBook } from "../../src/client/identity_book.ts";
 import { ServerEntry, type Address, type EntryHost } from "../../src/client/server_entry.ts";
 import { SocketLimiter } from "../../src/client/socket_limiter.ts";
@@ -40,7 +41,7 @@ function entryHost(limiter: SocketLimiter, shutdown: AbortController): EntryHost
     lingerMs: 0,
     handshakeTimeoutMs: 3000,
     requestTimeoutMs: 5000,
-    liveness: { silenceMs: 500, pingTimeoutMs: 1000 },
+    sessionOptions: { silenceMs: 500, pingTimeoutMs: 1000, clientKey: Promise.resolve(processClientKey()) },
     signal: shutdown.signal,
     firstStreamId: undefined,
     nextSessionNumber: () => n++,

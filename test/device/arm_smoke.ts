@@ -44,7 +44,7 @@ const bundle = values.bundle ? path.resolve(values.bundle) : await bundleFor("pi
 const stateDir = await fs.mkdtemp(path.join(os.tmpdir(), `perilink-arm-${arch}-`));
 const pids = new Set<number>();
 let exitCode = 1;
-const serve = spawn(armNode, [bundle, "serve", "--state-dir", stateDir, "--listen", "127.0.0.1:0", "--listen", "[::1]:0"], { env, stdio: ["ignore", "ignore", "pipe"] });
+const serve = spawn(armNode, [bundle, "serve", "--access", "open", "--state-dir", stateDir, "--listen", "127.0.0.1:0", "--listen", "[::1]:0"], { env, stdio: ["ignore", "ignore", "pipe"] });
 let log = "";
 serve.stderr!.setEncoding("utf8").on("data", (s: string) => (log += s));
 try {

@@ -39,7 +39,7 @@ interface Served {
 async function serveBundle(t: TestContext, target: string, flags: string[] | "as-executable" = [], env: NodeJS.ProcessEnv = cleanEnv()): Promise<Served> {
   const bundle = await bundleFor(target);
   const stateDir = tempDir();
-  const args = ["serve", "--state-dir", stateDir, "--listen", "127.0.0.1:0"];
+  const args = ["serve", "--access", "open", "--state-dir", stateDir, "--listen", "127.0.0.1:0"];
   const [cmd, argv] = flags === "as-executable" ? [bundle, args] : [nodeBin(), [...flags, bundle, ...args]];
   const child = spawn(cmd, argv, { env, stdio: ["ignore", "pipe", "pipe"] });
   let err = "";

@@ -22,6 +22,7 @@ class FakeManager extends EventEmitter {
 
 test("a service process serves the connections its manager passes, reports their closes and its counters, and drains when told", async () => {
   const server = await startServer({
+    access: "open",
     stateDir: tempDir(),
     listeners: false,
     control: false,
@@ -53,7 +54,7 @@ test("a service process serves the connections its manager passes, reports their
 });
 
 test("a service process whose manager disappears drains and ends", async () => {
-  const server = await startServer({ stateDir: tempDir(), listeners: false, control: false, logger: silentLogger, appObject: { request: (p: Uint8Array) => p } });
+  const server = await startServer({ access: "open", stateDir: tempDir(), listeners: false, control: false, logger: silentLogger, appObject: { request: (p: Uint8Array) => p } });
   const manager = new FakeManager();
   const done = serveForManager(server, silentLogger, manager as unknown as ManagerChannel);
   manager.connected = false;

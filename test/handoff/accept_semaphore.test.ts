@@ -16,7 +16,7 @@ import path from "node:path";
 import { after, test } from "node:test";
 import { pathToFileURL } from "node:url";
 import { AcceptSemaphore, SEMAPHORE_FILE } from "../../src/handoff/accept_semaphore.ts";
-import { ensurePrivateDir } from "../../src/server/state_dir.ts";
+import { ensurePrivateDir } from "../../src/runtime/state_dir.ts";
 import { detectRuntime } from "../../src/runtime/runtime.ts";
 import { REPO_ROOT } from "../helpers/cli.ts";
 import { tempDir } from "../helpers/fixtures.ts";

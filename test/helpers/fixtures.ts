@@ -7,6 +7,17 @@ import { silentLogger } from "../../src/logger.ts";
 import { type PerilinkServer } from "../../src/server/server.ts";
 import { startServer, type StartServerOptions } from "../../src/server/start_server.ts";
 
+/**
+ * Clients made without a `stateDir` keep their key and pins in the default
+ * state directory, and `perilink call` too: in a test process, one of its
+ * own (inherited by the processes it starts), never the user's.
+ */
+if (!process.env.PERILINK_STATE_DIR) {
+  const dir = mkdtempSync(path.join(os.tmpdir(), "perilink-test-home-"));
+  process.env.PERILINK_STATE_DIR = dir;
+  process.on("exit", () => rmSync(dir, { recursive: true, force: true }));
+}
+
 /** A fresh temporary directory, removed after the test file. */
 export function tempDir(prefix = "perilink-test-"): string {
   const dir = mkdtempSync(path.join(os.tmpdir(), prefix));
@@ -14,13 +25,18 @@ export function tempDir(prefix = "perilink-test-"): string {
   return dir;
 }
 
-/** Starts a server on loopback with a temporary state directory; drained after the test file. */
+/**
+ * Starts a server on loopback with a temporary state directory; drained after
+ * the test file. Any client may open channels (`access: "open"`) unless the
+ * options say otherwise: the access tests pass `access: "keys"`.
+ */
 export async function testServer(options: StartServerOptions = {}): Promise<PerilinkServer> {
   const server = await startServer({
     listen: ["127.0.0.1:0"],
     stateDir: options.stateDir ?? tempDir(),
     logger: silentLogger,
     rescanIntervalMs: 0,
+    access: "open",
     ...options,
   });
   after(() => server.drain(1000));

@@ -33,7 +33,7 @@ export async function serveGroup(args: string[], env: NodeJS.ProcessEnv = {}, li
   const stateDir = tempDir();
   const port = await freePort();
   const listenArgs = (listen ?? [`127.0.0.1:${port}`]).flatMap((l) => ["--listen", l.replace("PORT", String(port))]);
-  const child = spawnCli(["serve", "--state-dir", stateDir, ...listenArgs, ...args], { env: { ...process.env, ...env } });
+  const child = spawnCli(["serve", "--access", "open", "--state-dir", stateDir, ...listenArgs, ...args], { env: { ...process.env, ...env } });
   let log = "";
   child.stderr!.setEncoding("utf8").on("data", (s: string) => (log += s));
   after(() => stopChild(child));

@@ -23,6 +23,8 @@ export async function startLineServer(topo: Topology): Promise<LineServer> {
   const port = randomInt(20_000, 60_000);
   const { cmd, args } = cliCommand([
     "serve",
+    "--access",
+    "open",
     "--listen", `${topo.direct.server.v4}:${port}`,
     "--listen", `${topo.routed.server.v4}:${port}`,
     "--listen", `[${topo.direct.server.v6}]:${port}`,

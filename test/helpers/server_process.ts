@@ -30,7 +30,7 @@ export function rssOf(pid: number): number {
  */
 export async function serverProcess(options: Omit<StartServerOptions, "appObject" | "logger">): Promise<ServerProcess> {
   const script = path.join(REPO_ROOT, "test/fixtures/serve_child.ts");
-  const json = JSON.stringify({ stateDir: tempDir(), ...options });
+  const json = JSON.stringify({ stateDir: tempDir(), access: "open", ...options });
   const argv = detectRuntime().name === "deno" ? ["run", "-A", script, json] : ["--import", "tsx", script, json];
   const child: ChildProcess = spawn(process.execPath, argv, { cwd: REPO_ROOT, stdio: ["ignore", "pipe", "pipe"] });
   after(() => stopChild(child, 2000));

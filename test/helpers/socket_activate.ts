@@ -45,7 +45,7 @@ export function socketActivated(layers: ActivateLayer[], serveArgs: string[], en
     if (layer.fdnames) argv.push(`--fdname=${layer.fdnames.join(":")}`);
     argv.push("--");
   }
-  const { cmd, args } = cliCommand(["serve", ...serveArgs]);
+  const { cmd, args } = cliCommand(["serve", "--access", "open", ...serveArgs]);
   argv.push(cmd, ...args);
   const child = spawn(argv[0]!, argv.slice(1), { cwd: REPO_ROOT, env, stdio: ["ignore", "pipe", "pipe"] });
   let err = "";

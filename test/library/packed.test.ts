@@ -49,7 +49,7 @@ async function servePacked(t: { after(fn: () => unknown): void }): Promise<numbe
   const port = await freePort();
   const bin = path.join(scratch, "node_modules", "perilink", "dist", "node20", "perilink.mjs");
   const stateDir = await fs.mkdtemp(path.join(os.tmpdir(), "perilink-packed-state-"));
-  const child = spawn(node, [bin, "serve", "--state-dir", stateDir, "--listen", `127.0.0.1:${port}`, "--listen", `[::1]:${port}`], { stdio: ["ignore", "ignore", "pipe"] });
+  const child = spawn(node, [bin, "serve", "--access", "open", "--state-dir", stateDir, "--listen", `127.0.0.1:${port}`, "--listen", `[::1]:${port}`], { stdio: ["ignore", "ignore", "pipe"] });
   let err = "";
   child.stderr!.setEncoding("utf8").on("data", (s: string) => (err += s));
   t.after(() => stopChild(child));

@@ -6,7 +6,7 @@ import { ConfigError } from "../../src/errors.ts";
 import { readConfigFile, resolveConfig } from "../../src/server/config.ts";
 import { DEFAULT_SERVER_LIMITS } from "../../src/server/limits.ts";
 import { parseListenSpec } from "../../src/server/listen_spec.ts";
-import { defaultStateDir } from "../../src/server/state_dir.ts";
+import { defaultStateDir } from "../../src/runtime/state_dir.ts";
 import { TARGET } from "../../src/target.ts";
 import { tempDir } from "../helpers/fixtures.ts";
 

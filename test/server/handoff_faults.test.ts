@@ -134,7 +134,7 @@ interface Server {
 async function serve(args: string[]): Promise<Server> {
   const stateDir = tempDir("perilink-handoff-");
   stateDirs.add(stateDir);
-  const child = spawnCli(["serve", "--state-dir", stateDir, ...args]);
+  const child = spawnCli(["serve", "--access", "open", "--state-dir", stateDir, ...args]);
   children.add(child);
   serverPids.add(child.pid!);
   const pids = new Set<number>([child.pid!]);

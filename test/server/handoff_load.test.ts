@@ -41,7 +41,7 @@ async function status(stateDir: string): Promise<ServerStatus> {
 async function serve(app: string, env: NodeJS.ProcessEnv = {}): Promise<{ stateDir: string; port: number; log: () => string }> {
   const stateDir = tempDir();
   const port = await freePort();
-  const child = spawnCli(["serve", "--state-dir", stateDir, "--listen", `127.0.0.1:${port}`, "--listen", `[::1]:${port}`, "--app", app], {
+  const child = spawnCli(["serve", "--access", "open", "--state-dir", stateDir, "--listen", `127.0.0.1:${port}`, "--listen", `[::1]:${port}`, "--app", app], {
     env: { ...process.env, ...env },
   });
   let log = "";
@@ -150,7 +150,7 @@ test("the harness can fail: the same load through a naive stop-and-start restart
   if (nodeOnly(t)) return;
   const stateDir = tempDir();
   const port = await freePort();
-  const args = ["serve", "--state-dir", stateDir, "--listen", `127.0.0.1:${port}`, "--app", RECORDING_APP];
+  const args = ["serve", "--access", "open", "--state-dir", stateDir, "--listen", `127.0.0.1:${port}`, "--app", RECORDING_APP];
   const start = async (): Promise<ReturnType<typeof spawnCli>> => {
     const child = spawnCli(args);
     let log = "";

@@ -159,7 +159,7 @@ async function setup(): Promise<void> {
   const config = path.join(CONFIG_DIR, "config.json");
   writeFileSync(config, JSON.stringify({ rescanIntervalMs: RESCAN_MS, drainTimeoutMs: 1000 }));
   const child = spawnCli(
-    ["serve", "--listen", "auto:0", "--state-dir", stateDir, "--config", config, "--log-level", "debug"],
+    ["serve", "--access", "open", "--listen", "auto:0", "--state-dir", stateDir, "--config", config, "--log-level", "debug"],
     { prefix: ["ip", "netns", "exec", NS] },
   );
   server = child;

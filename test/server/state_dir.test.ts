@@ -11,7 +11,7 @@ import path from "node:path";
 import { test } from "node:test";
 import { StateDirError } from "../../src/errors.ts";
 import { IDENTITY_FILE, loadOrCreateIdentity } from "../../src/server/identity.ts";
-import { ensurePrivateDir } from "../../src/server/state_dir.ts";
+import { ensurePrivateDir } from "../../src/runtime/state_dir.ts";
 import { tempDir } from "../helpers/fixtures.ts";
 
 const isRoot = typeof process.getuid === "function" && process.getuid() === 0;

@@ -20,7 +20,7 @@ test("serve → upgrade → stop notifies READY, RELOADING with MONOTONIC_USEC, 
   const rx = await notifyReceiver();
   const port = await freeTcpUdpPort();
   const stateDir = tempDir();
-  const old = spawnCli(["serve", "--listen", `127.0.0.1:${port}`, "--state-dir", stateDir, "--app", APP], { env: { ...process.env, NOTIFY_SOCKET: rx.socket } });
+  const old = spawnCli(["serve", "--access", "open", "--listen", `127.0.0.1:${port}`, "--state-dir", stateDir, "--app", APP], { env: { ...process.env, NOTIFY_SOCKET: rx.socket } });
   let log = "";
   old.stderr!.setEncoding("utf8").on("data", (s: string) => (log += s));
   let oldExited = false;
@@ -85,7 +85,7 @@ test("WATCHDOG=1 every half WATCHDOG_USEC, and the upgraded process re-arms it a
   const port = await freeTcpUdpPort();
   const stateDir = tempDir();
   // systemd sets WATCHDOG_PID to the main process: the shell execs into perilink, keeping its pid.
-  const old = spawnCli(["serve", "--listen", `127.0.0.1:${port}`, "--state-dir", stateDir], {
+  const old = spawnCli(["serve", "--access", "open", "--listen", `127.0.0.1:${port}`, "--state-dir", stateDir], {
     env: { ...process.env, NOTIFY_SOCKET: rx.socket, WATCHDOG_USEC: "600000" },
     prefix: ["sh", "-c", 'WATCHDOG_PID=$$ exec "$0" "$@"'],
   });
@@ -113,7 +113,7 @@ test("a failed upgrade ends its RELOADING=1 with READY=1 and a STATUS that says 
   const rx = await notifyReceiver();
   const port = await freeTcpUdpPort();
   const stateDir = tempDir();
-  const srv = spawnCli(["serve", "--listen", `127.0.0.1:${port}`, "--state-dir", stateDir], { env: { ...process.env, NOTIFY_SOCKET: rx.socket } });
+  const srv = spawnCli(["serve", "--access", "open", "--listen", `127.0.0.1:${port}`, "--state-dir", stateDir], { env: { ...process.env, NOTIFY_SOCKET: rx.socket } });
   await rx.waitFor((n) => has(n, "READY=1"), "READY=1");
   const up = await runCli(["upgrade", "--state-dir", stateDir, "--program", path.join(stateDir, "missing.mjs")]);
   assert.equal(up.code, 1);

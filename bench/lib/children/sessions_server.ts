@@ -54,6 +54,7 @@ const listenEntry = (a: string): string => (a.includes(":") ? `[${a}]:0` : `${a}
 async function perilinkServer(addresses: string[], probe: Partial<ProbeLimits>): Promise<Running> {
   const stateDir = mkdtempSync(path.join(os.tmpdir(), "perilink-bench-sessions-"));
   const server = await startServer({
+    access: "open",
     listen: addresses.map(listenEntry),
     stateDir,
     logger: silentLogger,

@@ -12,6 +12,7 @@ export const perilink: Contender = {
   async serve(options = {}) {
     const stateDir = mkdtempSync(path.join(os.tmpdir(), "perilink-bench-"));
     const server = await startServer({
+      access: "open",
       listen: ["127.0.0.1:0"],
       stateDir,
       logger: silentLogger,

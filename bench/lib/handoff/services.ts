@@ -165,7 +165,7 @@ export type UpgradeTrigger = "cli" | "control";
  */
 export async function startPerilink(bundle: string, app: string | null, trigger: UpgradeTrigger = "cli", workers = 1): Promise<Service> {
   const stateDir = mkdtempSync(path.join(os.tmpdir(), "perilink-bench-handoff-"));
-  const args = [bundle, "serve", "--listen", "127.0.0.1:0", "--state-dir", stateDir, ...(app ? ["--app", app] : []), ...(workers > 1 ? ["--workers", String(workers)] : [])];
+  const args = [bundle, "serve", "--access", "open", "--listen", "127.0.0.1:0", "--state-dir", stateDir, ...(app ? ["--app", app] : []), ...(workers > 1 ? ["--workers", String(workers)] : [])];
   const child = spawn(process.execPath, args, { stdio: ["ignore", "ignore", "pipe"] });
   let text = "";
   let partial = "";

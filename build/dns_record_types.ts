@@ -1,0 +1,68 @@
+import { readFile } from "node:fs/promises";
+import type { Plugin } from "esbuild";
+
+/**
+ * The DNS record types the device bundles decode: the ones name resolution
+ * reads (src/client/names/dns_message.ts). dns-packet decodes some twenty
+ * types (SOA, RRSIG, NSEC3, CAA, …) from whatever a name service answers;
+ * in the bundles every other type is kept as raw bytes (dns-packet's own
+ * "unknown type" codec), so none of that parsing runs on answers from the
+ * network, and the bundle is ~9 KiB smaller. The tests run the source
+ * with the whole library; an answer's A, AAAA, PTR and CNAME records decode
+ * the same in both.
+ */
+const KEPT = ["A", "AAAA", "PTR", "CNAME"] as const;
+const CODEC_OF: Record<(typeof KEPT)[number], string> = { A: "ra", AAAA: "raaaa", PTR: "rptr", CNAME: "rptr" };
+
+/**
+ * dns-packet's UTF-8 codec (utf8-codec, written for browsers), as the
+ * runtime's own Buffer does it: the same bytes for every string, lone
+ * surrogates and malformed input replaced by U+FFFD either way.
+ */
+const UTF8_WITH_BUFFER = `
+export const name = "utf8";
+export const encodingLength = (s) => Buffer.byteLength(s, "utf8");
+export function encode(s, buf, offset) {
+  offset ??= 0;
+  buf ??= new Uint8Array(encodingLength(s) + offset);
+  encode.bytes = Buffer.from(buf.buffer, buf.byteOffset, buf.byteLength).write(s, offset, "utf8");
+  return buf;
+}
+export const decode = (buf, start, end) => Buffer.from(buf.buffer, buf.byteOffset, buf.byteLength).toString("utf8", start, end);
+`;
+
+/** The type names of the records decoded, of OPT (which dns-packet reads apart) and of ANY; others are `UNKNOWN_<n>`. */
+const TYPE_NUMBERS: Record<string, number> = { A: 1, CNAME: 5, PTR: 12, AAAA: 28, OPT: 41, ANY: 255 };
+const TYPES = `
+const N = ${JSON.stringify(TYPE_NUMBERS)};
+const S = Object.fromEntries(Object.entries(N).map(([k, v]) => [v, k]));
+export const toString = (type) => S[type] ?? "UNKNOWN_" + type;
+export function toType(name) {
+  const u = name.toUpperCase();
+  return N[u] ?? (u === "*" ? 255 : u.startsWith("UNKNOWN_") ? parseInt(name.slice(8)) : 0);
+}
+`;
+
+export const dnsRecordTypes: Plugin = {
+  name: "perilink-dns-record-types",
+  setup(b) {
+    b.onLoad({ filter: /@leichtgewicht[\\/]dns-packet[\\/]types\.mjs$/ }, () => ({ contents: TYPES, loader: "js" }));
+    b.onLoad({ filter: /[\\/]utf8-codec[\\/]index\.mjs$/ }, () => ({ contents: UTF8_WITH_BUFFER, loader: "js" }));
+    b.onLoad({ filter: /@leichtgewicht[\\/]dns-packet[\\/]index\.mjs$/ }, async (args) => {
+      let text = await readFile(args.path, "utf8");
+      const changed = (what: string): Error => new Error(`${args.path}: its ${what} has changed; update build/dns_record_types.ts`);
+      // EDNS options (OPT) too are kept as bytes: nothing here sends OPT or reads its options.
+      const opt = text.indexOf("const ropt = codec({");
+      const optEnd = text.indexOf("\n})\n", opt);
+      if (opt < 0 || optEnd < 0 || opt < text.indexOf("const runknown = codec({")) throw changed("OPT codec (ropt)");
+      text = text.slice(0, opt) + "const ropt = runknown\n" + text.slice(optEnd + 4);
+      const start = text.indexOf("function renc (type) {");
+      const end = text.indexOf("return runknown\n}", start);
+      if (start < 0 || end < 0 || !/= codec\(\{/.test(text)) throw changed("record-type switch (renc)");
+      const cases = KEPT.map((t) => `    case '${t}': return ${CODEC_OF[t]}\n`).join("");
+      text = text.slice(0, start) + `function renc (type) {\n  switch (type.toUpperCase()) {\n${cases}  }\n  ` + text.slice(end);
+      // The codecs nothing leads to any more are dropped: codec() only builds an object.
+      return { contents: text.replace(/= codec\(\{/g, "= /* @__PURE__ */ codec({"), loader: "js" };
+    });
+  },
+};

@@ -1,0 +1,196 @@
+import { promises as fs, statSync, readFileSync, type Stats } from "node:fs";
+import path from "node:path";
+import type { Logger } from "../logger.ts";
+import { isFingerprint } from "../protocol/keys.ts";
+import { writeFileAtomic } from "../runtime/atomic_file.ts";
+import { CLIENT_KEY_FILE, readClientKeyFingerprint } from "../runtime/client_key_file.ts";
+import { ensurePrivateDir } from "../runtime/state_dir.ts";
+
+/** The file, in the state directory, of the client keys the server trusts (`access: "keys"`). */
+export const TRUSTED_KEYS_FILE = "trusted-keys";
+
+/** One line of the trusted-keys file: a key, the apps it may open (null: every app), a comment. */
+export interface TrustEntry {
+  fingerprint: string;
+  apps: string[] | null;
+  comment: string;
+}
+
+/** An app name as a trust line can hold it: no white space, no comma. */
+export function isTrustableApp(app: string): boolean {
+  return app.length > 0 && app.length <= 255 && !/[\s,]/.test(app);
+}
+
+/**
+ * Parses the trusted-keys file, one key a line, in the spirit of SSH's
+ * `authorized_keys`:
+ *
+ *     # comment line
+ *     SHA256:<43 base64 chars>                       every app
+ *     SHA256:<…> apps=printer,scanner  office PC     two apps, a comment
+ *
+ * A line that cannot be read trusts nothing and is returned in `errors`
+ * (line number, why), so a typo never widens access.
+ */
+export function parseTrustedKeys(text: string): { entries: TrustEntry[]; errors: { line: number; why: string }[] } {
+  const entries: TrustEntry[] = [];
+  const errors: { line: number; why: string }[] = [];
+  const lines = text.split("\n");
+  for (let i = 0; i < lines.length; i++) {
+    const line = lines[i]!.trim();
+    if (line === "" || line.startsWith("#")) continue;
+    const words = line.split(/\s+/);
+    const fingerprint = words.shift()!;
+    if (!isFingerprint(fingerprint)) {
+      errors.push({ line: i + 1, why: `"${fingerprint.slice(0, 60)}" is not a key fingerprint (SHA256:…, as "perilink key" prints it)` });
+      continue;
+    }
+    let apps: string[] | null = null;
+    if (words[0]?.startsWith("apps=")) {
+      apps = words.shift()!.slice(5).split(",");
+      if (!apps.every(isTrustableApp)) {
+        errors.push({ line: i + 1, why: `"apps=" must list app names separated by commas` });
+        continue;
+      }
+    }
+    entries.push({ fingerprint, apps, comment: words.join(" ") });
+  }
+  return { entries, errors };
+}
+
+/** One entry as a line of the file. */
+export function formatTrustEntry(e: TrustEntry): string {
+  return [e.fingerprint, e.apps ? `apps=${e.apps.join(",")}` : "", e.comment].filter((w) => w !== "").join(" ");
+}
+
+/** The trusted-keys file's text, "" when there is none. */
+async function readTrustText(file: string): Promise<string> {
+  try {
+    return await fs.readFile(file, "utf8");
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === "ENOENT") return "";
+    throw err;
+  }
+}
+
+const isLineOf = (line: string, fp: string): boolean => line.trim().split(/\s+/)[0] === fp;
+
+/**
+ * Trusts `e.fingerprint` in `stateDir` (its line replaced if it had one;
+ * every other line, comments too, kept as it was). Written atomically: a
+ * server reads the old file or the new, never half of one.
+ */
+export async function addTrust(stateDir: string, e: TrustEntry): Promise<void> {
+  await ensurePrivateDir(stateDir);
+  const file = path.join(stateDir, TRUSTED_KEYS_FILE);
+  const kept = (await readTrustText(file)).split("\n").filter((l) => l.trim() !== "" && !isLineOf(l, e.fingerprint));
+  await writeFileAtomic(file, [...kept, formatTrustEntry(e)].join("\n") + "\n", 0o600);
+}
+
+/** Removes `fingerprint`'s lines from `stateDir`'s trusted keys; false when it had none. */
+export async function removeTrust(stateDir: string, fingerprint: string): Promise<boolean> {
+  const file = path.join(stateDir, TRUSTED_KEYS_FILE);
+  const lines = (await readTrustText(file)).split("\n");
+  const kept = lines.filter((l) => !isLineOf(l, fingerprint));
+  if (kept.length === lines.length) return false;
+  await writeFileAtomic(file, kept.join("\n").replace(/\n*$/, "\n"), 0o600);
+  return true;
+}
+
+/** The entries of `stateDir`'s trusted-keys file, and the lines that trust nothing. */
+export async function listTrust(stateDir: string): Promise<ReturnType<typeof parseTrustedKeys>> {
+  return parseTrustedKeys(await readTrustText(path.join(stateDir, TRUSTED_KEYS_FILE)));
+}
+
+/** What identifies a version of a file: a write by rename changes the inode, an edit in place the size or time. */
+function versionOf(file: string): string {
+  let st: Stats;
+  try {
+    st = statSync(file);
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code ?? "error";
+  }
+  return `${st.ino}:${st.size}:${st.mtimeMs}`;
+}
+
+/**
+ * Who may open channels on a server with `access: "keys"`: the keys in the
+ * state directory's trusted-keys file (optionally per app), and the state
+ * directory's own client key (the one `perilink call` on the device proves),
+ * for every app. Both files are looked at (one stat each) on every check, so
+ * `perilink trust add|remove` takes effect for the next channel without a
+ * restart, in every process that serves the state directory, and across
+ * upgrades. A file that cannot be read trusts nothing from it (logged).
+ */
+export class TrustedKeys {
+  readonly #keysFile: string;
+  readonly #ownFile: string;
+  readonly #stateDir: string;
+  readonly #log: Logger;
+  #keysVersion = "";
+  #ownVersion = "";
+  #byKey = new Map<string, TrustEntry>();
+  #own: string | null = null;
+
+  constructor(stateDir: string, log: Logger) {
+    this.#stateDir = stateDir;
+    this.#keysFile = path.join(stateDir, TRUSTED_KEYS_FILE);
+    this.#ownFile = path.join(stateDir, CLIENT_KEY_FILE);
+    this.#log = log;
+  }
+
+  /** Whether the client with key `fingerprint` may open a channel for `app`. */
+  allows(fingerprint: string, app: string): boolean {
+    this.#refresh();
+    if (fingerprint === "") return false;
+    if (fingerprint === this.#own) return true;
+    const e = this.#byKey.get(fingerprint);
+    return e !== undefined && (e.apps === null || e.apps.includes(app));
+  }
+
+  /** Whether `fingerprint` is trusted for any app at all (a stranger's session is not kept). */
+  knows(fingerprint: string): boolean {
+    this.#refresh();
+    return fingerprint !== "" && (fingerprint === this.#own || this.#byKey.has(fingerprint));
+  }
+
+  #refresh(): void {
+    const kv = versionOf(this.#keysFile);
+    if (kv !== this.#keysVersion) {
+      this.#keysVersion = kv;
+      this.#byKey = this.#load();
+    }
+    const ov = versionOf(this.#ownFile);
+    if (ov !== this.#ownVersion) {
+      this.#ownVersion = ov;
+      try {
+        this.#own = readClientKeyFingerprint(this.#stateDir);
+      } catch (err) {
+        this.#own = null;
+        this.#log.error("client_key_unreadable", { file: this.#ownFile, error: err });
+      }
+    }
+  }
+
+  #load(): Map<string, TrustEntry> {
+    const map = new Map<string, TrustEntry>();
+    let text: string;
+    try {
+      text = readFileSync(this.#keysFile, "utf8");
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== "ENOENT") {
+        this.#log.error("trusted_keys_unreadable", { file: this.#keysFile, error: err });
+      }
+      return map;
+    }
+    const { entries, errors } = parseTrustedKeys(text);
+    for (const e of errors) this.#log.warn("trusted_keys_line_ignored", { file: this.#keysFile, ...e });
+    for (const e of entries) {
+      const had = map.get(e.fingerprint);
+      // A key on two lines gets the union of their apps.
+      map.set(e.fingerprint, had ? { ...e, apps: had.apps === null || e.apps === null ? null : [...had.apps, ...e.apps] } : e);
+    }
+    this.#log.info("trusted_keys_loaded", { file: this.#keysFile, keys: map.size });
+    return map;
+  }
+}

@@ -1,0 +1,73 @@
+import assert from "node:assert/strict";
+import { writeFileSync } from "node:fs";
+import path from "node:path";
+import { pathToFileURL } from "node:url";
+import { test } from "node:test";
+import { build } from "esbuild";
+import * as full from "@leichtgewicht/dns-packet";
+import { dnsRecordTypes } from "../../build/dns_record_types.ts";
+import { REPO_ROOT } from "../helpers/cli.ts";
+import { tempDir } from "../helpers/fixtures.ts";
+
+/** dns-packet as the device bundles have it (build/dns_record_types.ts). */
+async function bundledCodec(): Promise<typeof full> {
+  const dir = tempDir();
+  const entry = path.join(dir, "entry.mjs");
+  writeFileSync(entry, `export * from "@leichtgewicht/dns-packet";\n`);
+  const out = path.join(dir, "codec.mjs");
+  await build({ entryPoints: [entry], outfile: out, bundle: true, platform: "node", format: "esm", minify: true, nodePaths: [path.join(REPO_ROOT, "node_modules")], plugins: [dnsRecordTypes], logLevel: "silent" });
+  return (await import(pathToFileURL(out).href)) as typeof full;
+}
+
+const answer = full.encode({
+  type: "response",
+  id: 4242,
+  flags: full.RECURSION_DESIRED | full.RECURSION_AVAILABLE,
+  questions: [{ type: "AAAA", name: "drucker-büro.local", class: "IN" }],
+  answers: [
+    { type: "CNAME", name: "drucker-büro.local", ttl: 60, data: "printer.local" },
+    { type: "AAAA", name: "printer.local", ttl: 60, data: "fe80::1" },
+    { type: "A", name: "printer.local", ttl: 60, data: "192.0.2.7" },
+    { type: "PTR", name: "7.2.0.192.in-addr.arpa", ttl: 60, data: "printer.local" },
+    { type: "TXT", name: "printer.local", ttl: 60, data: ["txtvers=1", "note=😀"] },
+    { type: "SRV", name: "_ipp._tcp.local", ttl: 60, data: { port: 631, target: "printer.local" } },
+  ],
+  additionals: [{ type: "OPT", name: ".", udpPayloadSize: 1232, extendedRcode: 0, flags: 0, options: [{ code: "PADDING", length: 4 }] }],
+});
+
+test("the device bundles' DNS codec decodes A, AAAA, CNAME and PTR records and the header as the whole library does", async () => {
+  const lean = await bundledCodec();
+  const a = full.decode(answer);
+  const b = lean.decode(answer);
+  assert.equal(b.id, a.id);
+  assert.equal(b.flags, a.flags);
+  assert.equal((lean.decode as unknown as { bytes: number }).bytes, answer.length);
+  assert.deepEqual(b.questions, a.questions, "a unicode name decodes the same");
+  const kept = (p: typeof a) => (p.answers ?? []).filter((r) => ["A", "AAAA", "CNAME", "PTR"].includes(r.type));
+  assert.deepEqual(kept(b), kept(a));
+  // Other types are kept as bytes, under their number; OPT's options too.
+  const txt = (b.answers ?? []).find((r) => (r.type as string) === "UNKNOWN_16");
+  assert.ok(txt && (txt as { data: unknown }).data instanceof Uint8Array, "TXT kept as bytes");
+  assert.equal((b.additionals ?? [])[0]?.type, "OPT");
+  // A query encodes byte for byte the same.
+  const q = { type: "query" as const, id: 7, flags: 0, questions: [{ type: "A" as const, name: "host.example", class: "IN" as const }] };
+  assert.deepEqual(Buffer.from(lean.encode(q)), Buffer.from(full.encode(q)));
+});
+
+/** "ok", or how a decoder refuses a message: it throws, or reads past its end (dns_message.ts refuses both). */
+function verdict(codec: typeof full, msg: Uint8Array): string {
+  try {
+    codec.decode(msg);
+    return (codec.decode as unknown as { bytes: number }).bytes > msg.length ? "refused" : "ok";
+  } catch {
+    return "refused";
+  }
+}
+
+test("the device bundles' DNS codec refuses every truncation of an answer that the whole library refuses", async () => {
+  const lean = await bundledCodec();
+  for (let cut = 1; cut < answer.length; cut++) {
+    const part = answer.subarray(0, cut);
+    if (verdict(full, part) === "refused") assert.equal(verdict(lean, part), "refused", `cut at ${cut} of ${answer.length}`);
+  }
+});
