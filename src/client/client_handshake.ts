@@ -1,5 +1,6 @@
 import net from "node:net";
-import { ProtocolError, ServerBusyError, SessionClosedError, TimeoutError } from "../errors.ts";
+import { KeyMismatchError, PerilinkError, ProtocolError, ServerBusyError, SessionClosedError, TimeoutError } from "../errors.ts";
+import { bytesToUuid, keyFingerprint } from "../protocol/keys.ts";
 import { MAGIC, WireError, wireErrorName } from "../protocol/constants.ts";
 import { supportedCiphers } from "../protocol/record_layer.ts";
 import { ClientHandshakeV2, SEALED_VERSION, SERVER_HELLO_V2_SIZE, type SealedKeys, type ServerHelloV2 } from "../protocol/sealed_handshake.ts";
@@ -143,4 +144,18 @@ export function openRecords(opener: RecordOpener, chunk: Buffer, decoder: FrameD
     opened.length = 0;
   }
   if (failure !== null) throw failure;
+}
+
+/** The hello is from the server `expect` names, or the socket is destroyed and the error thrown — before the client proves anything. */
+export function checkExpected(h: Handshake, expect: { serverId: string; publicKey: Buffer }, where: string): void {
+  const id = bytesToUuid(h.hello.serverId);
+  const err =
+    id !== expect.serverId
+      ? new PerilinkError("PERILINK_SERVER_CHANGED", `Cannot use ${where}: it is now server ${id}, not ${expect.serverId}`)
+      : Buffer.compare(Buffer.from(h.hello.publicKey), expect.publicKey) !== 0
+        ? new KeyMismatchError(id, `Cannot trust ${where}: server ${id} answered with key ${keyFingerprint(h.hello.publicKey)}, not the pinned ${keyFingerprint(expect.publicKey)}; this may be an impostor`)
+        : null;
+  if (err === null) return;
+  h.socket.destroy();
+  throw err;
 }

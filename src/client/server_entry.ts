@@ -178,7 +178,11 @@ export class ServerEntry<L extends EntryLink = EntryLink> {
           requestTimeoutMs: this.#host.requestTimeoutMs,
           ...this.#host.sessionOptions,
           signal,
+          expect: this,
           firstStreamId: this.#host.firstStreamId,
+        }).catch((err: unknown) => {
+          if ((err as PerilinkError).code === "PERILINK_SERVER_CHANGED") this.#host.book.forget(a.host, a.port);
+          throw err;
         }),
       install: (session, a) => this.#install(session, a),
       drained: (live) => live.session.draining,
@@ -265,6 +269,7 @@ export class ServerEntry<L extends EntryLink = EntryLink> {
           requestTimeoutMs: this.#host.requestTimeoutMs,
           ...this.#host.sessionOptions,
           signal: this.#host.signal,
+          expect: this,
           firstStreamId: this.#host.firstStreamId,
         });
       } catch (err) {

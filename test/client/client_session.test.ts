@@ -1,10 +1,12 @@
 import assert from "node:assert/strict";
+import net from "node:net";
 import { after, test } from "node:test";
 import { ClientSession } from "../../src/client/client_session.ts";
 import { FrameType, WireError } from "../../src/protocol/constants.ts";
 import { encodeCodedReason } from "../../src/protocol/payloads.ts";
 import type { SessionApp } from "../../src/server/app.ts";
-import { sleep, testServer, waitFor } from "../helpers/fixtures.ts";
+import { CLIENT_HELLO_V2_SIZE } from "../../src/protocol/sealed_handshake.ts";
+import { portOf, sleep, testServer, waitFor } from "../helpers/fixtures.ts";
 import { FakeServer } from "./fake_server.ts";
 
 async function session(host: string, port: number): Promise<ClientSession> {
@@ -61,4 +63,29 @@ test("a request whose deadline passes frees its slot at once and the next queued
   assert.equal((await slow as { code?: string }).code, "PERILINK_REQUEST_TIMEOUT");
   assert.equal(await within(queued, 1000), "settled");
   assert.equal((await queued).toString(), "queued");
+});
+
+test("a hello from another key or identifier than the one expected fails before the client proves its key", async () => {
+  const server = await testServer();
+  const sent: number[] = [];
+  const relay = net.createServer((c) => {
+    const up = net.connect(portOf(server), "127.0.0.1");
+    let n = 0;
+    c.on("data", (b: Buffer) => void (n += b.length));
+    c.on("close", () => sent.push(n));
+    c.pipe(up).pipe(c);
+    c.on("error", () => up.destroy());
+    up.on("error", () => c.destroy());
+  });
+  await new Promise<void>((r) => relay.listen(0, "127.0.0.1", r));
+  after(() => relay.close());
+  const port = (relay.address() as net.AddressInfo).port;
+  const real = { serverId: server.identity.serverId, publicKey: server.identity.publicKey };
+  const otherKey = Buffer.from(server.identity.publicKey).fill(7, 0, 1);
+  await assert.rejects(ClientSession.connect({ host: "127.0.0.1", port, timeoutMs: 3000, expect: { ...real, publicKey: otherKey } }), { code: "PERILINK_KEY_MISMATCH" });
+  await assert.rejects(ClientSession.connect({ host: "127.0.0.1", port, timeoutMs: 3000, expect: { ...real, serverId: "00000000-0000-4000-8000-000000000000" } }), { code: "PERILINK_SERVER_CHANGED" });
+  await waitFor(() => sent.length === 2, "both relayed connections to close");
+  assert.deepEqual(sent, [CLIENT_HELLO_V2_SIZE, CLIENT_HELLO_V2_SIZE], "the server got the client's hello and nothing more: no proof, no frame");
+  const ok = await ClientSession.connect({ host: "127.0.0.1", port, timeoutMs: 3000, expect: real });
+  ok.destroy();
 });

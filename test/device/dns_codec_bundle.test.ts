@@ -32,7 +32,7 @@ const answer = full.encode({
     { type: "TXT", name: "printer.local", ttl: 60, data: ["txtvers=1", "note=😀"] },
     { type: "SRV", name: "_ipp._tcp.local", ttl: 60, data: { port: 631, target: "printer.local" } },
   ],
-  additionals: [{ type: "OPT", name: ".", udpPayloadSize: 1232, extendedRcode: 0, flags: 0, options: [{ code: "PADDING", length: 4 }] }],
+  additionals: [{ type: "OPT", name: ".", udpPayloadSize: 1232, extendedRcode: 0, flags: 0, options: [{ code: "PADDING", length: 4 }] } as unknown as full.Answer],
 });
 
 test("the device bundles' DNS codec decodes A, AAAA, CNAME and PTR records and the header as the whole library does", async () => {
