@@ -15,8 +15,9 @@ import { measureIdleRss, measureSessionRss, type IdleRss, type SessionRss } from
  * Request/response throughput over loopback, client and server in separate
  * processes: perilink against two baselines — a raw length-prefixed TCP RPC,
  * and the same RPC batching its writes per event-loop turn on both sides (the
- * practical limit for Node on one connection) — and against undici over
- * HTTP/1.1 and node:http2. Plus idle memory figures.
+ * practical limit for Node on one connection) — and against that batched RPC
+ * over TLS 1.3, undici over HTTP/1.1 and over HTTPS, and node:http2. Plus idle
+ * memory figures.
  */
 
 const SERVER_CHILD = fileURLToPath(new URL("./lib/children/server.ts", import.meta.url));
@@ -24,6 +25,8 @@ const CLIENT_CHILD = fileURLToPath(new URL("./lib/children/client.ts", import.me
 const BASELINE = "raw";
 /** The second baseline: raw RPC with one write per event-loop turn each way. */
 const BATCHED = "raw-batched";
+/** The batched raw RPC over TLS 1.3: what perilink's sealed sessions are compared with. */
+const TLS = "raw-tls";
 
 interface Run {
   contender: string;
@@ -137,6 +140,8 @@ function report(out: Report, summary: Summary[], runs: Run[], idle: IdleRss | nu
   const raw = by(BASELINE);
   const batched = by(BATCHED);
   const undici = by("undici");
+  const rawTls = by(TLS);
+  const undiciHttps = by("undici-https");
   const rawCpu = raw ? raw.clientCpuUsPerReq + raw.serverCpuUsPerReq : NaN;
   const batchedCpu = batched ? batched.clientCpuUsPerReq + batched.serverCpuUsPerReq : NaN;
   out.line("");
@@ -154,14 +159,35 @@ function report(out: Report, summary: Summary[], runs: Run[], idle: IdleRss | nu
       ];
     }),
   );
+  if (p) {
+    const pCpu = p.clientCpuUsPerReq + p.serverCpuUsPerReq;
+    const others = summary.filter((s) => s !== p);
+    out.line("");
+    out.table(
+      ["perilink ÷", "req/s", "CPU per request (client + server)"],
+      others.map((s) => [s.label, num(p.reqPerSec / s.reqPerSec, 2), num(pCpu / (s.clientCpuUsPerReq + s.serverCpuUsPerReq), 2)]),
+    );
+  }
   out.line("");
   if (p && raw) out.line(`perilink / raw    = ${num(p.reqPerSec / raw.reqPerSec, 2)}  (target >= 1.00: ${p.reqPerSec >= raw.reqPerSec ? "met" : "NOT met"})`);
   if (p && batched) {
     out.line(`perilink / raw batched per turn = ${num(p.reqPerSec / batched.reqPerSec, 2)}  (goal >= 0.80: ${p.reqPerSec >= 0.8 * batched.reqPerSec ? "met" : "NOT met"})`);
   }
   if (p && undici) out.line(`perilink / undici = ${num(p.reqPerSec / undici.reqPerSec, 2)}  (target >= 10: ${p.reqPerSec >= 10 * undici.reqPerSec ? "met" : "NOT met"})`);
-  const conns = runs.filter((r) => r.contender === "undici").map((r) => r.clientInfo.connections);
-  if (conns.length > 0) out.line(`undici Pool connections open at the end of each run: ${conns.join(", ")}`);
+  if (p && rawTls) {
+    out.line(`perilink / raw batched over TLS = ${num(p.reqPerSec / rawTls.reqPerSec, 2)}  (target >= 1.00: ${p.reqPerSec >= rawTls.reqPerSec ? "met" : "NOT met"})`);
+  }
+  if (p && undiciHttps) {
+    out.line(
+      `perilink / undici HTTPS = ${num(p.reqPerSec / undiciHttps.reqPerSec, 2)}  (target >= 5: ${p.reqPerSec >= 5 * undiciHttps.reqPerSec ? "met" : "NOT met"})`,
+    );
+  }
+  for (const name of ["undici", "undici-https"]) {
+    const conns = runs.filter((r) => r.contender === name).map((r) => r.clientInfo.connections);
+    if (conns.length > 0) out.line(`${name} Pool connections open at the end of each run: ${conns.join(", ")}`);
+  }
+  const tlsRuns = runs.filter((r) => r.contender === TLS).map((r) => `${String(r.clientInfo.protocol)} ${String(r.clientInfo.cipher)}`);
+  if (tlsRuns.length > 0) out.line(`${TLS} negotiated: ${[...new Set(tlsRuns)].join("; ")}`);
   if (idle) {
     out.line("");
     out.line(`idle RSS, perilink serve (dist/node20 bundle): ${num(idle.perilinkServeKiB)} KiB`);
@@ -199,7 +225,9 @@ export async function main(args: string[]): Promise<void> {
   const rounds = Number(values.rounds);
   const names = values.only ? values.only.split(",") : [...CONTENDER_NAMES];
   for (const b of [BASELINE, BATCHED]) if (!names.includes(b)) names.push(b);
-  for (const n of names) await loadContender(n);
+  // Loads every contender now (an unknown name fails before any run) and makes
+  // what their processes share, e.g. the TLS certificate, made here and now.
+  for (const n of names) (await loadContender(n)).setup?.();
   const settings = {
     concurrency: 64,
     payloadBytes: 64,
@@ -214,7 +242,8 @@ export async function main(args: string[]): Promise<void> {
   console.log(
     run.describe(
       `throughput: ${settings.concurrency} requests in flight, ${settings.payloadBytes}-byte payloads, one connection ` +
-        `(undici: a default Pool), 127.0.0.1, client and server in separate processes; warm-up ${settings.warmupMs} ms, ` +
+        `(undici: a default Pool; TLS: 1.3, Node's defaults, a self-signed certificate made at start), 127.0.0.1, ` +
+        `client and server in separate processes; warm-up ${settings.warmupMs} ms, ` +
         `then ${settings.durationMs} ms or ${num(settings.maxRequests)} requests; median of ${rounds} interleaved runs`,
     ),
   );
@@ -228,7 +257,7 @@ export async function main(args: string[]): Promise<void> {
       const r = await runOnce(name, round, settings);
       runs.push(r);
       console.log(
-        `  round ${round} ${name.padEnd(11)} ${num(r.load.reqPerSec).padStart(9)} req/s  p50 ${num(r.load.p50Us)} µs` +
+        `  round ${round} ${name.padEnd(12)} ${num(r.load.reqPerSec).padStart(9)} req/s  p50 ${num(r.load.p50Us)} µs` +
           `  p99 ${num(r.load.p99Us)} µs  (load average ${num(r.loadavg, 2)})`,
       );
     }

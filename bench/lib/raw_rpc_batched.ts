@@ -78,20 +78,26 @@ export class BatchWriter {
   }
 }
 
+/**
+ * Echoes every request on one connected socket (TCP, or TLS over it), the
+ * answers of one turn in one write; `onAnswer` runs once per request.
+ */
+export function serveBatchedEcho(socket: net.Socket, onAnswer: () => void): void {
+  const out = new BatchWriter(socket);
+  socket.on(
+    "data",
+    messageReader((id, payload) => {
+      onAnswer();
+      out.message(id, payload);
+    }),
+  );
+  socket.on("error", () => socket.destroy());
+}
+
 /** An echo server whose answers leave once per turn; `handled` counts requests answered. */
 export function createBatchedEchoServer(): { server: net.Server; handled(): number } {
   let handled = 0;
-  const server = net.createServer({ noDelay: true }, (socket) => {
-    const out = new BatchWriter(socket);
-    socket.on(
-      "data",
-      messageReader((id, payload) => {
-        handled++;
-        out.message(id, payload);
-      }),
-    );
-    socket.on("error", () => socket.destroy());
-  });
+  const server = net.createServer({ noDelay: true }, (socket) => serveBatchedEcho(socket, () => handled++));
   return { server, handled: () => handled };
 }
 
@@ -110,6 +116,11 @@ export class BatchedRpcClient {
 
   static async connect(host: string, port: number): Promise<BatchedRpcClient> {
     return new BatchedRpcClient(await connectNoDelay(host, port));
+  }
+
+  /** A client on a socket connected already (e.g. a TLS socket after its handshake). */
+  static over(socket: net.Socket): BatchedRpcClient {
+    return new BatchedRpcClient(socket);
   }
 
   request(payload: Uint8Array): Promise<Buffer> {

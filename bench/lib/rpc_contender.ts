@@ -6,6 +6,8 @@ import { checkEcho, type Contender } from "./contenders/types.ts";
 export interface RpcClient {
   request(payload: Uint8Array): Promise<Buffer>;
   close(): Promise<void>;
+  /** Facts for the report besides the connection count (e.g. the TLS version and cipher). */
+  info?(): Record<string, unknown>;
 }
 
 /**
@@ -37,7 +39,7 @@ export function rpcContender(
       const client = await connect("127.0.0.1", port);
       return {
         send: async () => checkEcho(await client.request(payload), payload),
-        info: () => ({ connections: 1 }),
+        info: () => ({ connections: 1, ...client.info?.() }),
         close: () => client.close(),
       };
     },

@@ -26,6 +26,11 @@ export interface ServeOptions {
 export interface Contender {
   /** How the contender is described in tables. */
   label: string;
+  /**
+   * Runs once in the benchmark's own process before it forks any server or
+   * client of this contender (e.g. makes the TLS certificate they share).
+   */
+  setup?(): void;
   serve(options?: ServeOptions): Promise<BenchServer>;
   connect(port: number, payload: Buffer): Promise<BenchClient>;
 }
