@@ -12,7 +12,8 @@ import { formatProfile, P99_OVER_QUIET, RSS_BUDGET_MIB, verdicts, type ProfileRe
  * along, first alone (the quiet run), then, on a fresh server and for the
  * same time, alongside every attack of lib/torture/attacks/ (random bytes,
  * never-reading PING floods, slow-loris handshakes, handshake floods past the
- * session limits, probe floods from 1,000 loopback sources) while it is
+ * session limits, probe floods from 1,000 loopback sources, strangers whose
+ * keys it does not trust asking for channels) while it is
  * upgraded 5 times and one more upgrade's new process is killed with
  * SIGKILL while it starts. Reports legitimate requests sent, failed and lost
  * to the kill, their p99 against the quiet run, the server's peak resident
@@ -21,7 +22,7 @@ import { formatProfile, P99_OVER_QUIET, RSS_BUDGET_MIB, verdicts, type ProfileRe
  *
  *   npm run bench -- torture [--profile node20,pi-zero-2w] [--duration-ms 25000] [--clients 16]
  *     [--think-ms 5] [--upgrades 5] [--kill-at 3] [--kill-delay-ms 20] [--attacks all|name,…]
- *     [--probes-per-second 5000] [--handshakes-per-second 1000] [--ping-connections 4]
+ *     [--probes-per-second 5000] [--handshakes-per-second 1000] [--stranger-handshakes-per-second 200] [--ping-connections 4]
  *     [--ping-max-mib 1024] [--loris-connections 32] [--random-workers 4] [--probe-sources 1000]
  */
 
@@ -39,6 +40,7 @@ const ATTACK_NUMERIC: Record<string, { key: string; def: number; min: number; ma
   "probes-per-second": { key: "probesPerSecond", def: 5_000, min: 1, max: 50_000 },
   "probe-sources": { key: "probeSources", def: 1_000, min: 1, max: 1_000 },
   "handshakes-per-second": { key: "handshakesPerSecond", def: 1_000, min: 1, max: 10_000 },
+  "stranger-handshakes-per-second": { key: "strangerHandshakesPerSecond", def: 200, min: 1, max: 10_000 },
   "ping-connections": { key: "pingConnections", def: 4, min: 1, max: 64 },
   "ping-max-mib": { key: "pingMaxMiB", def: 1024, min: 1, max: 16_384 },
   "loris-connections": { key: "lorisConnections", def: 32, min: 1, max: 1_000 },

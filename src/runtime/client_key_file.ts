@@ -67,7 +67,7 @@ function parseClientKey(file: string, text: string): KeyObject {
  * A state directory's key file (`{"version":1,"privateKey":"<PKCS#8 DER, base64>",…}`):
  * its Ed25519 key and its other fields; anything else is `fail(why)`.
  */
-export function parseKeyFile(text: string, fail: (why: string, cause?: unknown) => Error): { key: KeyObject; data: Record<string, unknown> } {
+export function parseKeyFile(text: string, fail: (why: string, cause?: unknown) => Error, checkFields?: (data: Record<string, unknown>) => void): { key: KeyObject; data: Record<string, unknown> } {
   let data: { version?: unknown; privateKey?: unknown };
   try {
     data = JSON.parse(text) as typeof data;
@@ -75,6 +75,7 @@ export function parseKeyFile(text: string, fail: (why: string, cause?: unknown) 
     throw fail("not valid JSON", err);
   }
   if (data === null || typeof data !== "object" || data.version !== 1) throw fail("unknown format version");
+  checkFields?.(data);
   if (typeof data.privateKey !== "string") throw fail("privateKey is missing");
   let key: KeyObject;
   try {
@@ -83,5 +84,5 @@ export function parseKeyFile(text: string, fail: (why: string, cause?: unknown) 
     throw fail("privateKey is not a PKCS#8 key", err);
   }
   if (key.asymmetricKeyType !== "ed25519") throw fail(`privateKey is ${key.asymmetricKeyType}, not ed25519`);
-  return { key, data };
+  return { key, data: data as Record<string, unknown> };
 }

@@ -72,7 +72,8 @@ function parseIdentity(file: string, text: string): Identity {
       `Cannot load identity ${file}: ${why}. Restore it from a backup, or delete it to make this device a new server with a new identifier`,
       { cause },
     );
-  const { key, data } = parseKeyFile(text, fail);
-  if (typeof data.serverId !== "string" || !isUuid(data.serverId)) throw fail("serverId is not a UUID");
-  return new Identity(data.serverId, key);
+  const { key, data } = parseKeyFile(text, fail, (d) => {
+    if (typeof d.serverId !== "string" || !isUuid(d.serverId)) throw fail("serverId is not a UUID");
+  });
+  return new Identity(data.serverId as string, key);
 }

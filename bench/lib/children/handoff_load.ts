@@ -37,6 +37,8 @@ export interface StartLoad {
   /** Pause of each client after each answer (0: none, a closed loop at full speed). */
   thinkMs: number;
   file: string;
+  /** The perilink clients' state directory (their key and pins); default: a key of this process only. */
+  stateDir?: string;
 }
 
 export type LoadDone = {
@@ -110,7 +112,7 @@ async function run(r: StartLoad): Promise<void> {
   let senders: { send: (n: number) => Promise<Answer>; close: () => void }[];
   let closeAll = async (): Promise<void> => {};
   if (r.mode === "perilink") {
-    const client = createClient({ lingerMs: 0 });
+    const client = createClient({ lingerMs: 0, stateDir: r.stateDir ?? false });
     const links: Link[] = [];
     for (let c = 0; c < r.clients; c++) links.push(await client.connect({ host: "127.0.0.1", port: r.port, app: `load${c}` }));
     senders = links.map((link) => ({

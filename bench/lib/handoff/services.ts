@@ -160,12 +160,14 @@ export type UpgradeTrigger = "cli" | "control";
 /**
  * `perilink serve` (the bundle) on 127.0.0.1 with a fresh state directory;
  * `app` null for the built-in demo app (session mode); `workers` > 1 for a
- * manager and that many service processes (`--workers N`). Every later
+ * manager and that many service processes (`--workers N`); `access` "keys"
+ * for a server that admits only trusted keys (its own state directory's
+ * client key among them: a load given `stateDir` uses it). Every later
  * generation inherits the first one's stderr, so the whole log is read here.
  */
-export async function startPerilink(bundle: string, app: string | null, trigger: UpgradeTrigger = "cli", workers = 1): Promise<Service> {
+export async function startPerilink(bundle: string, app: string | null, trigger: UpgradeTrigger = "cli", workers = 1, access: "open" | "keys" = "open"): Promise<Service> {
   const stateDir = mkdtempSync(path.join(os.tmpdir(), "perilink-bench-handoff-"));
-  const args = [bundle, "serve", "--access", "open", "--listen", "127.0.0.1:0", "--state-dir", stateDir, ...(app ? ["--app", app] : []), ...(workers > 1 ? ["--workers", String(workers)] : [])];
+  const args = [bundle, "serve", "--access", access, "--listen", "127.0.0.1:0", "--state-dir", stateDir, ...(app ? ["--app", app] : []), ...(workers > 1 ? ["--workers", String(workers)] : [])];
   const child = spawn(process.execPath, args, { stdio: ["ignore", "ignore", "pipe"] });
   let text = "";
   let partial = "";

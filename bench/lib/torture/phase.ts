@@ -92,7 +92,8 @@ function killIfOurs(pid: number, marker: string): void {
  * before it returns, on failure too.
  */
 export async function runPhase(phase: "quiet" | "torture", profile: Profile, s: PhaseSettings, log: (line: string) => void): Promise<PhaseResult> {
-  const service: Service = await startPerilink(profile.bundle, null, "control");
+  // Only trusted keys, as a device runs by default: the load uses the state directory's own key; strangers are refused.
+  const service: Service = await startPerilink(profile.bundle, null, "control", 1, "keys");
   const stateDir = service.info().stateDir as string;
   const watch = new ServerWatch(stateDir);
   const file = path.join(os.tmpdir(), `perilink-bench-torture-${process.pid}-${profile.name}-${phase}.bin`);
@@ -118,7 +119,7 @@ export async function runPhase(phase: "quiet" | "torture", profile: Profile, s: 
     watch.start(200, 1000);
 
     const budgetMs = s.warmupMs + s.durationMs + 90_000;
-    load.send({ type: "start", mode: "perilink", port: service.port, clients: s.clients, maxMs: budgetMs, maxRequests: MAX_REQUESTS, thinkMs: s.thinkMs, file } satisfies StartLoad);
+    load.send({ type: "start", mode: "perilink", port: service.port, clients: s.clients, maxMs: budgetMs, maxRequests: MAX_REQUESTS, thinkMs: s.thinkMs, file, stateDir } satisfies StartLoad);
     await load.next("started", 30_000);
     await sleep(s.warmupMs);
 

@@ -4,6 +4,7 @@ import { pingFloodAttack } from "./ping_flood.ts";
 import { probeFloodAttack } from "./probe_flood.ts";
 import { randomBytesAttack } from "./random_bytes.ts";
 import { slowLorisAttack } from "./slow_loris.ts";
+import { strangerAttack } from "./stranger.ts";
 
 /** Every attack of the torture benchmark by name; each runs in a process of its own. */
 export const ATTACKS: Record<string, { label: string; start: AttackStarter }> = {
@@ -12,4 +13,5 @@ export const ATTACKS: Record<string, { label: string; start: AttackStarter }> = 
   "slow-loris": { label: "slow-loris handshakes", start: slowLorisAttack },
   "handshake-flood": { label: "handshake flood past the session limits", start: handshakeFloodAttack },
   "probe-flood": { label: "UDP probe flood from many sources", start: probeFloodAttack },
+  stranger: { label: "strangers: untrusted keys asking for channels", start: strangerAttack },
 };
