@@ -1,4 +1,5 @@
 import { readFile } from "node:fs/promises";
+import path from "node:path";
 import type { Plugin } from "esbuild";
 
 /**
@@ -31,22 +32,35 @@ export function encode(s, buf, offset) {
 export const decode = (buf, start, end) => Buffer.from(buf.buffer, buf.byteOffset, buf.byteLength).toString("utf8", start, end);
 `;
 
-/** The type names of the records decoded, of OPT (which dns-packet reads apart) and of ANY; others are `UNKNOWN_<n>`. */
-const TYPE_NUMBERS: Record<string, number> = { A: 1, CNAME: 5, PTR: 12, AAAA: 28, OPT: 41, ANY: 255 };
-const TYPES = `
-const N = ${JSON.stringify(TYPE_NUMBERS)};
+/**
+ * A name table of dns-packet's (types, classes, opcodes, rcodes) with only
+ * the names the bundles read: the records decoded, OPT (which dns-packet
+ * reads apart), ANY, class IN; the header's opcode and rcode, which name
+ * resolution reads as numbers from the flags. Other numbers get the names
+ * dns-packet gives numbers it does not know (`UNKNOWN_<n>`).
+ */
+function nameTable(toNumber: string, names: Record<string, number>): string {
+  return `
+const N = ${JSON.stringify(names)};
 const S = Object.fromEntries(Object.entries(N).map(([k, v]) => [v, k]));
-export const toString = (type) => S[type] ?? "UNKNOWN_" + type;
-export function toType(name) {
+export const toString = (n) => S[n] ?? "UNKNOWN_" + n;
+export function ${toNumber}(name) {
   const u = name.toUpperCase();
   return N[u] ?? (u === "*" ? 255 : u.startsWith("UNKNOWN_") ? parseInt(name.slice(8)) : 0);
 }
 `;
+}
+const TABLES: Record<string, string> = {
+  types: nameTable("toType", { A: 1, CNAME: 5, PTR: 12, AAAA: 28, OPT: 41, ANY: 255 }),
+  classes: nameTable("toClass", { IN: 1, ANY: 255 }),
+  opcodes: nameTable("toOpcode", { QUERY: 0 }),
+  rcodes: nameTable("toRcode", { NOERROR: 0, SERVFAIL: 2, NXDOMAIN: 3, REFUSED: 5 }),
+};
 
 export const dnsRecordTypes: Plugin = {
   name: "perilink-dns-record-types",
   setup(b) {
-    b.onLoad({ filter: /@leichtgewicht[\\/]dns-packet[\\/]types\.mjs$/ }, () => ({ contents: TYPES, loader: "js" }));
+    b.onLoad({ filter: /@leichtgewicht[\\/]dns-packet[\\/](types|classes|opcodes|rcodes)\.mjs$/ }, (args) => ({ contents: TABLES[path.basename(args.path, ".mjs")]!, loader: "js" }));
     b.onLoad({ filter: /[\\/]utf8-codec[\\/]index\.mjs$/ }, () => ({ contents: UTF8_WITH_BUFFER, loader: "js" }));
     b.onLoad({ filter: /@leichtgewicht[\\/]dns-packet[\\/]index\.mjs$/ }, async (args) => {
       let text = await readFile(args.path, "utf8");

@@ -12,3 +12,4 @@ export { TARGET, type Target } from "./target.ts";
 export { VERSION } from "./version.ts";
 export { createClient, PerilinkClient, type ClientOptions, type ConnectOptions, type SessionRow } from "./client/client.ts";
 export { Link, type LinkRequestOptions } from "./client/link.ts";
+export { loadOrCreateClientKey, processClientKey, type ClientKey } from "./client/client_key.ts";

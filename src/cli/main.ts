@@ -24,7 +24,7 @@ Usage:
   perilink trust  add FINGERPRINT [--app NAME]... [--comment TEXT] | list [--json] | remove FINGERPRINT
                   [--state-dir DIR]                                 client keys this device lets in
   perilink pair   [--app NAME]... [--ttl SECONDS] [--json]         on the device: a one-time pairing code
-  perilink pair   HOST:PORT CODE [--json]                           on the host: pair with the device
+  perilink pair   HOST:PORT CODE [--json] [--timeout MS]            on the host: pair with the device
                   [--state-dir DIR]
   perilink status [--state-dir DIR] [--json]
   perilink upgrade [--state-dir DIR] [--program PATH] [--app MODULE] [--timeout MS] [--json]

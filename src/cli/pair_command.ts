@@ -1,5 +1,9 @@
+import path from "node:path";
+import { CLIENT_PIN_FILE } from "../client/client_options.ts";
 import { ClientSession } from "../client/client_session.ts";
-import { ConfigError, PairingError } from "../errors.ts";
+import { IdentityBook } from "../client/identity_book.ts";
+import { PinFile } from "../client/pin_file.ts";
+import { ConfigError, KeyMismatchError, PairingError } from "../errors.ts";
 import { keyFingerprint } from "../protocol/keys.ts";
 import { newPairingCode, normalizePairingCode, PAIR_APP, pairingProof, proofMatches } from "../protocol/pairing_code.ts";
 import { loadOrCreateClientKey } from "../runtime/client_key_file.ts";
@@ -24,12 +28,19 @@ export async function runPair(args: string[]): Promise<number> {
   const stateDir = (values["state-dir"] as string | undefined) ?? defaultStateDir();
   if (positionals.length === 0) return offer(stateDir, values);
   if (positionals.length !== 2) throw new ConfigError("Cannot read arguments: on the host give HOST:PORT and the CODE the device printed; on the device give neither");
+  if (values.app !== undefined || values.ttl !== undefined) throw new ConfigError("Cannot read arguments: --app and --ttl are for the device side (perilink pair with no HOST:PORT)");
   const target = parseTarget(positionals[0]!);
   const code = normalizePairingCode(positionals[1]!);
   if (code === null) throw new ConfigError(`Cannot pair: "${positionals[1]}" is not a pairing code (16 letters and digits, as XXXX-XXXX-XXXX-XXXX)`);
   const key = await loadOrCreateClientKey(stateDir);
   const session = await ClientSession.connect({ ...target, clientKey: key, timeoutMs: intOption(values.timeout, "timeout", 10_000) });
+  const pinFile = path.join(stateDir, CLIENT_PIN_FILE);
   try {
+    // A server id this host pinned to another key: say so before proving anything to it.
+    const pinned = new PinFile(pinFile).read().find(([id]) => id === session.serverId);
+    if (pinned && pinned[1] !== session.publicKey.toString("hex")) {
+      throw new KeyMismatchError(session.serverId, `Cannot pair with ${positionals[0]}: it claims server ${session.serverId} but with another key than the one this host pinned for it; someone may be impersonating that server`);
+    }
     const proof = pairingProof(code, session.transcript, "host", key.fingerprint).toString("base64");
     const reply = (await session.openChannelNow(PAIR_APP, target.host, target.port).request(JSON.stringify({ proof }))).toString("utf8");
     const r = JSON.parse(reply) as { ok?: boolean; why?: string; apps?: string[] | null; proof?: string };
@@ -40,6 +51,10 @@ export async function runPair(args: string[]): Promise<number> {
       throw new PairingError(`Cannot pair with ${positionals[0]}: the server there did not prove it knows the code, so it is not the device that printed it`);
     }
     const apps = r.apps ?? null;
+    // The device proved the code: its key is the one this host pins for it, as perilink call would.
+    const book = new IdentityBook(30_000, 4096, { pinFile });
+    book.pin(session.serverId, session.publicKey, positionals[0]!);
+    await book.flush();
     if (values.json) process.stdout.write(JSON.stringify({ serverId: session.serverId, serverKey: device, clientKey: key.fingerprint, apps }) + "\n");
     else process.stdout.write(`paired with server ${session.serverId} (${device}): it trusts this host's key ${key.fingerprint} for ${apps ? apps.join(", ") : "every app"}\n`);
     return 0;
@@ -52,6 +67,7 @@ async function offer(stateDir: string, values: Record<string, unknown>): Promise
   const apps = (values.app as string[] | undefined) ?? null;
   for (const a of apps ?? []) if (!isTrustableApp(a)) throw new ConfigError(`Cannot pair: "${a}" is not an app name (no spaces or commas)`);
   const ttlMs = intOption(values.ttl, "ttl", PAIRING_DEFAULT_TTL_MS / 1000) * 1000;
+  if (ttlMs > 3600_000) throw new ConfigError("Cannot pair: --ttl is at most 3600 seconds; a code should not wait long");
   const identity = await loadOrCreateIdentity(stateDir);
   const code = newPairingCode();
   await offerPairing(stateDir, { version: 1, code, apps, expiresAt: Date.now() + ttlMs });

@@ -28,8 +28,8 @@ export async function runTrust(args: string[]): Promise<number> {
       const fp = fingerprintArg(positionals);
       const apps = (values.app as string[] | undefined) ?? null;
       for (const a of apps ?? []) if (!isTrustableApp(a)) throw new ConfigError(`Cannot trust: "${a}" is not an app name (no spaces or commas)`);
-      await addTrust(stateDir, { fingerprint: fp, apps, comment: ((values.comment as string | undefined) ?? "").replace(/\s+/g, " ").trim() });
-      process.stdout.write(`trusted ${fp} for ${apps ? `app${apps.length > 1 ? "s" : ""} ${apps.join(", ")}` : "every app"}\n`);
+      const now = await addTrust(stateDir, { fingerprint: fp, apps, comment: ((values.comment as string | undefined) ?? "").replace(/\s+/g, " ").trim() });
+      process.stdout.write(`trusted ${fp} for ${now.apps ? `app${now.apps.length > 1 ? "s" : ""} ${now.apps.join(", ")}` : "every app"}\n`);
       return 0;
     }
     case "remove": {

@@ -31,7 +31,8 @@ const REFUSAL_LINGER_MS = 1000;
 /**
  * Whether a new connection may open a session (S3), checked in this order:
  * the peer's open sessions (`maxSessionsPerPeer`, counted by `peerKey()`:
- * IPv4 address, IPv6 /64, link-local address with zone), the server's buffer
+ * IPv4 address, IPv6 /64, link-local address with zone), the peer's access
+ * refusals (`DENIALS_*`: a peer refused too often waits), the server's buffer
  * budget, the peer's session rate (`sessionRatePerPeer`: each handshake costs
  * a signature; off by default), then the total (`maxSessions`) — where a
  * slot may be freed by evicting an idle session, but only for a newcomer

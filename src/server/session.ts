@@ -141,7 +141,7 @@ export class ServerSession implements FrameSink, ChannelHost {
     if (this.#state === HANDSHAKE) return true;
     return (
       this.#state === OPEN &&
-      (this.#channels?.size ?? 0) === 0 &&
+      (this.#channels?.working ?? 0) === 0 &&
       this.#running() === 0 &&
       now - this.#lastReadAt >= minAgeMs &&
       this.#input !== null &&

@@ -36,6 +36,7 @@ export class SessionChannels {
   #session: ChannelHost;
   #out: SessionOutput;
   #map = NO_CHANNELS as Map<number, ServerChannel>;
+  #pairing = 0;
 
   constructor(server: ChannelServer, session: ChannelHost, out: SessionOutput) {
     this.#server = server;
@@ -45,6 +46,11 @@ export class SessionChannels {
 
   get size(): number {
     return this.#map.size;
+  }
+
+  /** Open channels other than pairing ones: what makes a session busy (a stranger's pairing channel keeps no slot). */
+  get working(): number {
+    return this.#map.size - this.#pairing;
   }
 
   get(id: number): ServerChannel | undefined {
@@ -86,6 +92,7 @@ export class SessionChannels {
     }
     if (this.#map === NO_CHANNELS) this.#map = new Map();
     this.#map.set(id, new ServerChannel(this.#session, id, open));
+    if (open.app === PAIR_APP) this.#pairing++;
     owner.stats.channelsOpen++;
     this.#out.frame(FrameType.ChannelOk, id, 0);
   }
@@ -95,6 +102,7 @@ export class SessionChannels {
     const ch = this.#map.get(id);
     if (!ch) return false;
     this.#map.delete(id);
+    if (ch.app === PAIR_APP) this.#pairing--;
     this.#server.stats.channelsOpen--;
     ch.abort("channel closed");
     return true;
@@ -110,7 +118,7 @@ export class SessionChannels {
     }
     owner.stats.messages++;
     const app = owner.app;
-    if (!app.message) return;
+    if (!app.message || ch.app === PAIR_APP) return; // pairing takes requests only: nothing of a stranger's reaches the app
     try {
       const r = app.message(payload, ch);
       if (r && typeof (r as Promise<void>).then === "function") {
@@ -126,5 +134,6 @@ export class SessionChannels {
     for (const ch of this.#map.values()) ch.abort("session closed");
     this.#server.stats.channelsOpen -= this.#map.size;
     this.#map.clear();
+    this.#pairing = 0;
   }
 }

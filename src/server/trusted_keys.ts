@@ -76,19 +76,26 @@ async function readTrustText(file: string): Promise<string> {
 const isLineOf = (line: string, fp: string): boolean => line.trim().split(/\s+/)[0] === fp;
 
 /**
- * Trusts `e.fingerprint` in `stateDir` (its line replaced if it had one;
- * every other line, comments too, kept as it was). Written atomically: a
- * server reads the old file or the new, never half of one.
+ * Trusts `e.fingerprint` in `stateDir`. A key trusted already keeps what it
+ * had and gains `e.apps` (every app if either says every app), and keeps its
+ * comment unless `e` has one; every other line of the file stays as it was.
+ * Written atomically: a server reads the old file or the new, never half of one.
  */
-export async function addTrust(stateDir: string, e: TrustEntry): Promise<void> {
+export async function addTrust(stateDir: string, e: TrustEntry): Promise<TrustEntry> {
   await ensurePrivateDir(stateDir);
   const file = path.join(stateDir, TRUSTED_KEYS_FILE);
-  const kept = (await readTrustText(file)).split("\n").filter((l) => l.trim() !== "" && !isLineOf(l, e.fingerprint));
-  await writeFileAtomic(file, [...kept, formatTrustEntry(e)].join("\n") + "\n", 0o600);
+  const lines = (await readTrustText(file)).split("\n");
+  if (lines[lines.length - 1] === "") lines.pop();
+  const had = parseTrustedKeys(lines.filter((l) => isLineOf(l, e.fingerprint)).join("\n")).entries;
+  let merged = e;
+  for (const h of had) merged = { fingerprint: e.fingerprint, apps: h.apps === null || merged.apps === null ? null : [...new Set([...h.apps, ...merged.apps])], comment: merged.comment || h.comment };
+  await writeFileAtomic(file, [...lines.filter((l) => !isLineOf(l, e.fingerprint)), formatTrustEntry(merged)].join("\n") + "\n", 0o600);
+  return merged;
 }
 
 /** Removes `fingerprint`'s lines from `stateDir`'s trusted keys; false when it had none. */
 export async function removeTrust(stateDir: string, fingerprint: string): Promise<boolean> {
+  await ensurePrivateDir(stateDir); // as the directory's owner only: a file rewritten by another user could not be read by the server
   const file = path.join(stateDir, TRUSTED_KEYS_FILE);
   const lines = (await readTrustText(file)).split("\n");
   const kept = lines.filter((l) => !isLineOf(l, fingerprint));
@@ -148,7 +155,7 @@ export class TrustedKeys {
     return e !== undefined && (e.apps === null || e.apps.includes(app));
   }
 
-  /** Whether `fingerprint` is trusted for any app at all (a stranger's session is not kept). */
+  /** Whether `fingerprint` is trusted for any app at all (how a refusal is worded). */
   knows(fingerprint: string): boolean {
     this.#refresh();
     return fingerprint !== "" && (fingerprint === this.#own || this.#byKey.has(fingerprint));

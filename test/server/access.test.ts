@@ -151,3 +151,16 @@ test("perilink call prints PERILINK_ACCESS_DENIED on stderr and exits 1", async 
   assert.match(r.stderr, /PERILINK_ACCESS_DENIED/);
   assert.match(r.stderr, /perilink trust add SHA256:/);
 });
+
+test("trust add for one more app keeps the apps a key had", async () => {
+  const stateDir = tempDir();
+  const server = await testServer({ access: "keys", appObject: echo, stateDir });
+  const host = await hostOf("two-apps");
+  assert.equal((await runCli(["trust", "add", host.key.fingerprint, "--app", "scanner", "--comment", "desk", "--state-dir", stateDir])).code, 0);
+  const second = await runCli(["trust", "add", host.key.fingerprint, "--app", "printer", "--state-dir", stateDir]);
+  assert.match(second.stdout, /for apps scanner, printer/);
+  assert.equal(await ask(server, host.stateDir, "scanner"), "hi");
+  assert.equal(await ask(server, host.stateDir, "printer"), "hi");
+  const text = await fs.readFile(path.join(stateDir, TRUSTED_KEYS_FILE), "utf8");
+  assert.equal(text, `${host.key.fingerprint} apps=scanner,printer desk\n`);
+});

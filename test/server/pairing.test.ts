@@ -145,3 +145,35 @@ test("a man in the middle during pairing does not get trusted, and the host is t
     relay.close();
   }
 });
+
+test("pairing pins the device's key for the host, and refuses a device whose id this host pinned to another key", async () => {
+  const d = await device();
+  const h = await host();
+  assert.equal((await pair(d.port, d.offer.code, h.stateDir)).code, 0);
+  const pins = JSON.parse(await fs.readFile(path.join(h.stateDir, "client-pins.json"), "utf8")) as { pins: { serverId: string; publicKey: string }[] };
+  assert.ok(pins.pins.some((p) => p.serverId === d.server.identity.serverId && p.publicKey === d.server.identity.publicKey.toString("hex")), "the device's key is pinned");
+  // Another device claiming that id: refused before a proof is sent.
+  const other = await device();
+  pins.pins = pins.pins.map((p) => ({ ...p, serverId: other.server.identity.serverId }));
+  await fs.writeFile(path.join(h.stateDir, "client-pins.json"), JSON.stringify(pins));
+  const r = await pair(other.port, other.offer.code, h.stateDir);
+  assert.equal(r.code, 1);
+  assert.match(r.stderr, /PERILINK_KEY_MISMATCH/);
+  await assert.rejects(fs.stat(path.join(other.stateDir, "pairing.attempts")), { code: "ENOENT" }, "no attempt reached the device");
+});
+
+test("a stranger's one-way messages on a pairing channel never reach the app, and options of the other side are refused", async () => {
+  const got: string[] = [];
+  const stateDir = tempDir();
+  const server = await testServer({ access: "keys", stateDir, appObject: { request: (p: Buffer) => p, message: (p: Uint8Array) => void got.push(Buffer.from(p).toString()) } });
+  const s = await ClientSession.connect({ host: "127.0.0.1", port: portOf(server), timeoutMs: 3000 });
+  const ch = s.openChannelNow(PAIR_APP, "127.0.0.1", portOf(server));
+  ch.send("hello from a stranger");
+  const reply = JSON.parse((await ch.request(JSON.stringify({ proof: "AAAA" }))).toString()) as { ok: boolean };
+  s.destroy();
+  assert.equal(reply.ok, false);
+  assert.deepEqual(got, []);
+  const r = await runCli(["pair", `127.0.0.1:${portOf(server)}`, "0000-0000-0000-0000", "--app", "x"]);
+  assert.equal(r.code, 1);
+  assert.match(r.stderr, /--app and --ttl are for the device side/);
+});
