@@ -4,6 +4,8 @@
  * (bench/lib/result_file.ts); `npm run bench:report` (bench/report.ts)
  * renders them all into docs/benchmarks.md, in the order of BENCHES.
  */
+import { mkdtempSync, rmSync } from "node:fs";
+import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 
@@ -30,6 +32,13 @@ async function run(name: string | undefined, args: string[]): Promise<void> {
     console.log(`usage: npm run bench -- <name> [options]\nbenchmarks:\n${BENCHES.map((b) => `  ${b.name.padEnd(11)} ${b.title}`).join("\n")}`);
     process.exitCode = name === undefined ? 0 : 2;
     return;
+  }
+  // Clients made without a stateDir keep their key and pins in the default state directory: for a
+  // benchmark (and the processes it starts), one of its own, never the user's or the device's.
+  if (!process.env.PERILINK_STATE_DIR) {
+    const dir = mkdtempSync(path.join(os.tmpdir(), "perilink-bench-home-"));
+    process.env.PERILINK_STATE_DIR = dir;
+    process.on("exit", () => rmSync(dir, { recursive: true, force: true }));
   }
   const bench = (await import(new URL(`./${known.name}.ts`, import.meta.url).href)) as Bench;
   await bench.main(args);
