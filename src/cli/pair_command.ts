@@ -33,14 +33,17 @@ export async function runPair(args: string[]): Promise<number> {
   const code = normalizePairingCode(positionals[1]!);
   if (code === null) throw new ConfigError(`Cannot pair: "${positionals[1]}" is not a pairing code (16 letters and digits, as XXXX-XXXX-XXXX-XXXX)`);
   const key = await loadOrCreateClientKey(stateDir);
-  const session = await ClientSession.connect({ ...target, clientKey: key, timeoutMs: intOption(values.timeout, "timeout", 10_000) });
   const pinFile = path.join(stateDir, CLIENT_PIN_FILE);
-  try {
-    // A server id this host pinned to another key: say so before proving anything to it.
-    const pinned = new PinFile(pinFile).read().find(([id]) => id === session.serverId);
-    if (pinned && pinned[1] !== session.publicKey.toString("hex")) {
-      throw new KeyMismatchError(session.serverId, `Cannot pair with ${positionals[0]}: it claims server ${session.serverId} but with another key than the one this host pinned for it; someone may be impersonating that server`);
+  // A server id this host pinned to another key: refused before this host proves its key to it.
+  const pins = new PinFile(pinFile).read();
+  const checkServer = (id: string, k: Buffer): void => {
+    const pinned = pins.find(([p]) => p === id);
+    if (pinned && pinned[1] !== k.toString("hex")) {
+      throw new KeyMismatchError(id, `Cannot pair with ${positionals[0]}: it claims server ${id} but with another key than the one this host pinned for it; someone may be impersonating that server`);
     }
+  };
+  const session = await ClientSession.connect({ ...target, clientKey: key, checkServer, timeoutMs: intOption(values.timeout, "timeout", 10_000) });
+  try {
     const proof = pairingProof(code, session.transcript, "host", key.fingerprint).toString("base64");
     const reply = (await session.openChannelNow(PAIR_APP, target.host, target.port).request(JSON.stringify({ proof }))).toString("utf8");
     const r = JSON.parse(reply) as { ok?: boolean; why?: string; apps?: string[] | null; proof?: string };

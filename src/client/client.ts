@@ -236,6 +236,7 @@ export class PerilinkClient {
         requestTimeoutMs: this.#opts.requestTimeoutMs,
         ...this.#entryHost.sessionOptions,
         signal,
+        checkServer: (id, key) => this.#book.pin(id, key, where), // an impostor of a pinned server learns nothing of us
         firstStreamId: this.#entryHost.firstStreamId,
       });
     } catch (err) {

@@ -146,16 +146,25 @@ export function openRecords(opener: RecordOpener, chunk: Buffer, decoder: FrameD
   if (failure !== null) throw failure;
 }
 
-/** The hello is from the server `expect` names, or the socket is destroyed and the error thrown — before the client proves anything. */
-export function checkExpected(h: Handshake, expect: { serverId: string; publicKey: Buffer }, where: string): void {
-  const id = bytesToUuid(h.hello.serverId);
-  const err =
-    id !== expect.serverId
-      ? new PerilinkError("PERILINK_SERVER_CHANGED", `Cannot use ${where}: it is now server ${id}, not ${expect.serverId}`)
-      : Buffer.compare(Buffer.from(h.hello.publicKey), expect.publicKey) !== 0
-        ? new KeyMismatchError(id, `Cannot trust ${where}: server ${id} answered with key ${keyFingerprint(h.hello.publicKey)}, not the pinned ${keyFingerprint(expect.publicKey)}; this may be an impostor`)
-        : null;
-  if (err === null) return;
-  h.socket.destroy();
-  throw err;
+/** What a session checks of the server's hello before the client proves its key: throws to refuse it. */
+export type ServerCheck = (serverId: string, publicKey: Buffer, where: string) => void;
+
+/** A check that the hello is from the server `expect` names (`PERILINK_SERVER_CHANGED`, `PERILINK_KEY_MISMATCH` otherwise). */
+export function expectServer(expect: { serverId: string; publicKey: Buffer }): ServerCheck {
+  return (id, key, where) => {
+    if (id !== expect.serverId) throw new PerilinkError("PERILINK_SERVER_CHANGED", `Cannot use ${where}: it is now server ${id}, not ${expect.serverId}`);
+    if (Buffer.compare(key, expect.publicKey) !== 0) {
+      throw new KeyMismatchError(id, `Cannot trust ${where}: server ${id} answered with key ${keyFingerprint(key)}, not the pinned ${keyFingerprint(expect.publicKey)}; this may be an impostor`);
+    }
+  };
+}
+
+/** Runs `check` on the hello; when it throws, the socket is destroyed and the error passed on — before the client proves anything. */
+export function checkServer(h: Handshake, check: ServerCheck, where: string): void {
+  try {
+    check(bytesToUuid(h.hello.serverId), Buffer.from(h.hello.publicKey), where);
+  } catch (err) {
+    h.socket.destroy();
+    throw err;
+  }
 }

@@ -9,7 +9,7 @@ import { bytesToUuid } from "../protocol/keys.ts";
 import { decodeCodedReason, encodeChannelOpen } from "../protocol/payloads.ts";
 import { TARGET } from "../target.ts";
 import { ClientChannel, type ChannelSession, type RequestOptions } from "./client_channel.ts";
-import { checkExpected, clientHandshake, openRecords, startSealed, type Handshake } from "./client_handshake.ts";
+import { checkServer, clientHandshake, openRecords, startSealed, type Handshake, type ServerCheck } from "./client_handshake.ts";
 import { processClientKey, type ClientKey } from "./client_key.ts";
 import { Liveness } from "./line/liveness.ts";
 import { RequestTable } from "./request_table.ts";
@@ -40,8 +40,8 @@ export interface ClientSessionOptions {
   signal?: AbortSignal;
   /** The key this client proves in the sealed handshake (default: one made for this process). */
   clientKey?: ClientKey | Promise<ClientKey>;
-  /** The server this address should be: another id or key fails before the client proves its key (client_handshake.ts). */
-  expect?: { serverId: string; publicKey: Buffer };
+  /** Checks the server's id and key before the client proves its key (client_handshake.ts): the pins, the server expected. */
+  checkServer?: ServerCheck;
   /** @internal For tests only: the first stream id (default 1), to reach the end of the id range quickly. */
   firstStreamId?: number;
 }
@@ -186,7 +186,7 @@ export class ClientSession extends EventEmitter implements ChannelSession {
       localAddress: options.localAddress,
       signal: options.signal,
     });
-    if (options.expect) checkExpected(h, options.expect, `${options.host}:${options.port}`);
+    if (options.checkServer) checkServer(h, options.checkServer, `${options.host}:${options.port}`);
     return new ClientSession(h, key, maxFrame, options.requestTimeoutMs ?? TARGET.client.requestTimeoutMs, firstStreamId, live);
   }
 

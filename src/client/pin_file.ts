@@ -1,16 +1,14 @@
-import { readFileSync, promises as fs } from "node:fs";
+import { readFileSync } from "node:fs";
 import path from "node:path";
 import { PinFileError } from "../errors.ts";
 import { isUuid } from "../protocol/keys.ts";
 import { writeFileAtomic } from "../runtime/atomic_file.ts";
+import { withFileLock } from "../runtime/file_lock.ts";
 
 /** Pinned keys, least recently used first: [serverId, public key as hex]. */
 export type PinList = [serverId: string, keyHex: string][];
 
 const FILE_VERSION = 1;
-/** How long a write waits for another client's lock on the file, and when a lock counts as left behind. */
-const LOCK_WAIT_MS = 2000;
-const LOCK_STALE_MS = 10_000;
 const KEY_HEX = /^[0-9a-f]{64}$/;
 
 /**
@@ -105,24 +103,7 @@ export class PinFile {
    */
   async #write(mine: PinList): Promise<void> {
     const lock = `${this.file}.lock`;
-    const deadline = performance.now() + LOCK_WAIT_MS;
-    for (;;) {
-      try {
-        await (await fs.open(lock, "wx", 0o600)).close();
-        break;
-      } catch (err) {
-        if ((err as NodeJS.ErrnoException).code !== "EEXIST") throw err;
-        const age = await fs.stat(lock).then((st) => Date.now() - st.mtimeMs, () => 0);
-        if (age > LOCK_STALE_MS) await fs.unlink(lock).catch(() => {});
-        else if (performance.now() > deadline) throw new PinFileError(this.file, `Cannot write pin file ${this.file}: ${lock} stays locked; if no perilink client runs, delete it`);
-        else await new Promise((r) => setTimeout(r, 10));
-      }
-    }
-    try {
-      await this.#merge(mine);
-    } finally {
-      await fs.unlink(lock).catch(() => {});
-    }
+    await withFileLock(lock, () => this.#merge(mine), () => new PinFileError(this.file, `Cannot write pin file ${this.file}: ${lock} stays locked; if no perilink client runs, delete it`));
   }
 
   async #merge(mine: PinList): Promise<void> {

@@ -1,5 +1,6 @@
 import { ClientClosedError, KeyMismatchError, PerilinkError, UnreachableError } from "../errors.ts";
 import type { ClientKey } from "./client_key.ts";
+import { expectServer, type ServerCheck } from "./client_handshake.ts";
 import type { Logger } from "../logger.ts";
 import { ClientSession } from "./client_session.ts";
 import type { IdentityBook } from "./identity_book.ts";
@@ -79,10 +80,14 @@ export class ServerEntry<L extends EntryLink = EntryLink> {
   #moving = false;
   #closed = false;
 
+  /** A hello from another server (id or key) is refused before the client proves its key. */
+  readonly #isThisServer: ServerCheck;
+
   constructor(host: EntryHost, serverId: string, publicKey: Buffer) {
     this.#host = host;
     this.serverId = serverId;
     this.publicKey = publicKey;
+    this.#isThisServer = expectServer(this);
   }
 
   /** Adds an address in designation order (first named first). */
@@ -178,7 +183,7 @@ export class ServerEntry<L extends EntryLink = EntryLink> {
           requestTimeoutMs: this.#host.requestTimeoutMs,
           ...this.#host.sessionOptions,
           signal,
-          expect: this,
+          checkServer: this.#isThisServer,
           firstStreamId: this.#host.firstStreamId,
         }).catch((err: unknown) => {
           if ((err as PerilinkError).code === "PERILINK_SERVER_CHANGED") this.#host.book.forget(a.host, a.port);
@@ -269,7 +274,7 @@ export class ServerEntry<L extends EntryLink = EntryLink> {
           requestTimeoutMs: this.#host.requestTimeoutMs,
           ...this.#host.sessionOptions,
           signal: this.#host.signal,
-          expect: this,
+          checkServer: this.#isThisServer,
           firstStreamId: this.#host.firstStreamId,
         });
       } catch (err) {

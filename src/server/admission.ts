@@ -22,7 +22,7 @@ export type Refusal = "maxSessionsPerPeer" | "accessDenied" | "maxBufferedBytes"
  * fast that allowance comes back: a stranger cannot make the device do key
  * exchanges for it at more than this rate once it has used them up.
  */
-export const DENIALS_BURST_PER_PEER = 8;
+export const DENIALS_BURST_PER_PEER = 16;
 export const DENIALS_PER_SECOND_PER_PEER = 0.2;
 
 /** How long a refused connection may stay half-open to read the refusal. */
@@ -84,6 +84,11 @@ export class Admission {
     const key = peerKey(peer);
     this.#rate?.take(key);
     return this.#denials.take(key);
+  }
+
+  /** Whether `peer` has used up its refusals (it is refused at admission until its allowance comes back). */
+  refusedTooOften(peer: string): boolean {
+    return this.#denials.empty(peerKey(peer));
   }
 
   /** An admitted session from `peer` closed. */

@@ -31,6 +31,13 @@ export async function offerPairing(stateDir: string, offer: PairingOffer): Promi
   await writeFileAtomic(path.join(stateDir, PAIRING_FILE), JSON.stringify(offer) + "\n", 0o600);
 }
 
+/** The access refusals of peers, as admission counts them. */
+export interface PairingPeers {
+  /** A wrong attempt: it counts against the peer's refusals. */
+  denied(peer: string): void;
+  refusedTooOften(peer: string): boolean;
+}
+
 /** The session a pairing request arrived on. */
 export interface PairingPeer {
   readonly clientKey: string;
@@ -52,20 +59,27 @@ export class Pairing {
   readonly #dir: string;
   readonly #identity: Identity;
   readonly #log: Logger;
-  readonly #denied: (peer: string) => void;
+  readonly #peerLog: Logger;
+  readonly #peers: PairingPeers;
 
-  constructor(stateDir: string, identity: Identity, log: Logger, denied: (peer: string) => void) {
+  constructor(stateDir: string, identity: Identity, log: Logger, peerLog: Logger, peers: PairingPeers) {
     this.#dir = stateDir;
     this.#identity = identity;
     this.#log = log;
-    this.#denied = denied;
+    this.#peerLog = peerLog;
+    this.#peers = peers;
+  }
+
+  /** Whether `peer` may make another attempt: one that used up its access refusals has its session ended instead. */
+  admits(peer: string): boolean {
+    return !this.#peers.refusedTooOften(peer);
   }
 
   /** A pairing request → its JSON answer: `{ok:true, apps, proof}` or `{ok:false, why}`. */
   async answer(payload: Uint8Array, peer: PairingPeer): Promise<string> {
     const refuse = (why: string, counts = true): string => {
-      if (counts) this.#denied(peer.remoteAddress);
-      this.#log.warn("pairing_refused", { peer: peer.remoteAddress, clientKey: peer.clientKey, why });
+      if (counts) this.#peers.denied(peer.remoteAddress);
+      this.#peerLog.warn("pairing_refused", { peer: peer.remoteAddress, clientKey: peer.clientKey, why });
       return JSON.stringify({ ok: false, why });
     };
     let proof: Buffer;
@@ -101,10 +115,11 @@ export class Pairing {
     }
     await fs.rm(claimed, { force: true });
     await fs.rm(path.join(this.#dir, PAIRING_ATTEMPTS_FILE), { force: true });
-    await addTrust(this.#dir, { fingerprint: peer.clientKey, apps: offer.apps, comment: `paired from ${peer.remoteAddress} ${new Date().toISOString()}` });
-    this.#log.info("paired", { peer: peer.remoteAddress, clientKey: peer.clientKey, apps: offer.apps ?? "*" });
+    // What the key is trusted for now: the offer's apps and any it had before.
+    const { apps } = await addTrust(this.#dir, { fingerprint: peer.clientKey, apps: offer.apps, comment: `paired from ${peer.remoteAddress} ${new Date().toISOString()}` });
+    this.#log.info("paired", { peer: peer.remoteAddress, clientKey: peer.clientKey, apps: apps ?? "*" });
     const device = keyFingerprint(this.#identity.publicKey);
-    return JSON.stringify({ ok: true, apps: offer.apps, proof: pairingProof(offer.code, peer.transcript, "device", device).toString("base64") });
+    return JSON.stringify({ ok: true, apps, proof: pairingProof(offer.code, peer.transcript, "device", device).toString("base64") });
   }
 
   /** Appends one byte to the attempts file: its size is this attempt's number, whichever process counts. */

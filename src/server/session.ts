@@ -18,6 +18,8 @@ import { SessionRequests, type RequestHost, type RequestOwner } from "./session_
 export interface SessionHost extends HelloSource, ChannelServer, RequestHost {
   readonly writeSlabBytes: number;
   readonly budget: BufferBudget;
+  /** The client proved its key (a stranger's session may be ended here). */
+  keyProven(session: ServerSession): void;
   sessionClosed(session: ServerSession): void;
 }
 
@@ -141,11 +143,11 @@ export class ServerSession implements FrameSink, ChannelHost {
     if (this.#state === HANDSHAKE) return true;
     return (
       this.#state === OPEN &&
-      (this.#channels?.working ?? 0) === 0 &&
       this.#running() === 0 &&
-      now - this.#lastReadAt >= minAgeMs &&
       this.#input !== null &&
-      this.#input.idle
+      // A stranger's session (a key the server does not know) is idle whatever it reads: pings keep no slot.
+      (this.#host.access?.knows(this.#input.fingerprint, false) === false ||
+        ((this.#channels?.working ?? 0) === 0 && now - this.#lastReadAt >= minAgeMs && this.#input.idle))
     );
   }
 
@@ -169,7 +171,11 @@ export class ServerSession implements FrameSink, ChannelHost {
         chunk = this.#readHello(chunk);
         if (this.#state === HANDSHAKE || chunk.length === 0) return;
       }
-      this.#input?.take(chunk);
+      const input = this.#input;
+      if (input === null) return;
+      const stranger = input.fingerprint === "";
+      input.take(chunk);
+      if (stranger && input.fingerprint !== "") this.#host.keyProven(this);
     } catch (err) {
       this.#protocolFailure(err);
       return;

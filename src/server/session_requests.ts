@@ -1,3 +1,4 @@
+import { ProtocolError } from "../errors.ts";
 import type { Logger } from "../logger.ts";
 import { WireError } from "../protocol/constants.ts";
 import type { AppResult, SessionApp } from "./app.ts";
@@ -80,8 +81,12 @@ export class SessionRequests {
     const owner = this.#owner;
     const host = this.#host;
     let result: AppResult | Promise<AppResult>;
+    const pairing = req.app === PAIR_APP ? host.pairing : null;
+    if (pairing !== null && !pairing.admits(owner.remoteAddress)) {
+      throw new ProtocolError(WireError.AccessDenied, "Cannot go on: this host was refused access too often; wait, or have its key trusted on the device");
+    }
     try {
-      result = req.app === PAIR_APP && host.pairing !== null ? host.pairing.answer(payload, req) : host.app.request(payload, req);
+      result = pairing !== null ? pairing.answer(payload, req) : host.app.request(payload, req);
     } catch (err) {
       this.#answer(req, undefined, err);
       owner.flowUpdate();

@@ -19,7 +19,7 @@ import { stripZone } from "../address.ts";
 const SESSION_EVICT_AFTER_MS = 1000;
 
 /** What the sessions of a server share: what each session reads of its host, and the sources the session rate tracks. */
-export interface SessionServiceParts extends Omit<SessionHost, "budget" | "sessionClosed" | "accessDenied" | "pairing"> {
+export interface SessionServiceParts extends Omit<SessionHost, "budget" | "sessionClosed" | "accessDenied" | "pairing" | "keyProven"> {
   /** Where the trusted keys and a pairing offer live; null: no pairing. */
   stateDir: string | null;
   trackedSources: number;
@@ -62,7 +62,16 @@ export class SessionService implements ConnectionService, SessionHost, Admission
     this.stats = parts.stats;
     this.writeSlabBytes = parts.writeSlabBytes;
     this.access = parts.access;
-    this.pairing = parts.stateDir === null ? null : new Pairing(parts.stateDir, parts.identity, parts.log, (peer) => void this.#admission.denied(peer));
+    this.pairing =
+      parts.stateDir === null
+        ? null
+        : new Pairing(parts.stateDir, parts.identity, parts.log, parts.peerLog, {
+            denied: (peer) => {
+              this.stats.accessDenied++;
+              this.#admission.denied(peer);
+            },
+            refusedTooOften: (peer) => this.#admission.refusedTooOften(peer),
+          });
     this.budget = new BufferBudget(parts.limits.maxBufferedBytes, () => flowsOf(this.#sessions), () => this.#sessions.size);
     this.#admission = new Admission(parts.limits, parts.trackedSources, this);
   }
@@ -124,6 +133,18 @@ export class SessionService implements ConnectionService, SessionHost, Admission
     const more = this.#admission.denied(session.remoteAddress);
     this.peerLog.info("access_denied", { peer: session.remoteAddress, clientKey: session.clientKey, app, more });
     return more;
+  }
+
+  /**
+   * SessionHost: a session's client proved its key. A key this server does not
+   * know counts against its peer's refusals as a refused channel does, so a
+   * stranger cannot make it do handshakes faster than that allowance.
+   */
+  keyProven(session: ServerSession): void {
+    if (this.access === null || this.access.knows(session.clientKey)) return;
+    if (this.#admission.denied(session.remoteAddress)) return;
+    this.peerLog.info("stranger_cut_off", { peer: session.remoteAddress, clientKey: session.clientKey });
+    session.destroy();
   }
 
   /** SessionHost: a session's socket closed. */

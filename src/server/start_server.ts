@@ -69,6 +69,12 @@ export async function openServer(config: ServerConfig, options: OpenServerOption
       ? { kind: "raw", name: "embedded", server: appObject.createServer() }
       : { kind: "session", name: "embedded", app: appObject as SessionApp }
     : await loadApp(config.app);
+  if (app.kind === "raw" && config.access === "keys") {
+    // Trusted keys are checked on sealed sessions; a raw app speaks its own protocol to whoever connects.
+    throw new ConfigError(
+      `Cannot serve raw-mode app ${app.name} with access "keys": perilink's trusted keys protect session-mode apps only, and a raw app is served to any client; make sure the app authenticates its clients (its own TLS, tokens), then set "access": "open" (--access open)`,
+    );
+  }
   // A manager (S5) starts its service processes before it accepts, or takes over, anything.
   const group = options.group ? await options.group(config) : null;
   const server = new PerilinkServer(config, identity, app, options.log, options.generation, { ...options.parts, group });

@@ -2,7 +2,9 @@ import { promises as fs, statSync, readFileSync, type Stats } from "node:fs";
 import path from "node:path";
 import type { Logger } from "../logger.ts";
 import { isFingerprint } from "../protocol/keys.ts";
+import { ConfigError } from "../errors.ts";
 import { writeFileAtomic } from "../runtime/atomic_file.ts";
+import { withFileLock } from "../runtime/file_lock.ts";
 import { CLIENT_KEY_FILE, readClientKeyFingerprint } from "../runtime/client_key_file.ts";
 import { ensurePrivateDir } from "../runtime/state_dir.ts";
 
@@ -46,7 +48,14 @@ export function parseTrustedKeys(text: string): { entries: TrustEntry[]; errors:
       continue;
     }
     let apps: string[] | null = null;
-    if (words[0]?.startsWith("apps=")) {
+    // A second word that looks like an attempt at "apps=" (any case, a space, ":" for "=", a character
+    // that does not show) is an error, not a comment: a typo must never trust a key for every app.
+    const second = words[0] ?? "";
+    if (!second.startsWith("apps=") && (/^\W*apps?(\W|$)/i.test(second) || /[=:＝：\u200b-\u200f\u2060\ufeff]/.test(second) || words[1]?.startsWith("="))) {
+      errors.push({ line: i + 1, why: `"${second.slice(0, 40)}" is not "apps=NAME,…" (a comment after a key needs no "=" or ":" in its first word)` });
+      continue;
+    }
+    if (second.startsWith("apps=")) {
       apps = words.shift()!.slice(5).split(",");
       if (!apps.every(isTrustableApp)) {
         errors.push({ line: i + 1, why: `"apps=" must list app names separated by commas` });
@@ -76,32 +85,51 @@ async function readTrustText(file: string): Promise<string> {
 const isLineOf = (line: string, fp: string): boolean => line.trim().split(/\s+/)[0] === fp;
 
 /**
- * Trusts `e.fingerprint` in `stateDir`. A key trusted already keeps what it
- * had and gains `e.apps` (every app if either says every app), and keeps its
- * comment unless `e` has one; every other line of the file stays as it was.
- * Written atomically: a server reads the old file or the new, never half of one.
+ * Trusts `e.fingerprint` in `stateDir` and returns what it is trusted for
+ * now: a key trusted already keeps what it had and gains `e.apps` (every app
+ * if either says every app), and keeps its comment unless `e` has one; every
+ * other line stays as it was. Written atomically: a server reads the old
+ * file or the new, never half of one.
  */
 export async function addTrust(stateDir: string, e: TrustEntry): Promise<TrustEntry> {
+  return editTrust(stateDir, (lines) => {
+    const had = parseTrustedKeys(lines.filter((l) => isLineOf(l, e.fingerprint)).join("\n")).entries;
+    let merged = e;
+    for (const h of had) merged = { fingerprint: e.fingerprint, apps: h.apps === null || merged.apps === null ? null : [...new Set([...h.apps, ...merged.apps])], comment: merged.comment || h.comment };
+    return { lines: [...lines.filter((l) => !isLineOf(l, e.fingerprint)), formatTrustEntry(merged)], result: merged };
+  });
+}
+
+/**
+ * A read-modify-write of `stateDir`'s trusted-keys file, as its owner, under
+ * a lock (`trusted-keys.lock`), so edits from several processes (the command
+ * line, a pairing in any service process) never lose one another. The file
+ * is never a symlink: a rename would detach it from what it points to.
+ */
+async function editTrust<T>(stateDir: string, edit: (lines: string[]) => { lines: string[]; result: T }): Promise<T> {
   await ensurePrivateDir(stateDir);
   const file = path.join(stateDir, TRUSTED_KEYS_FILE);
-  const lines = (await readTrustText(file)).split("\n");
-  if (lines[lines.length - 1] === "") lines.pop();
-  const had = parseTrustedKeys(lines.filter((l) => isLineOf(l, e.fingerprint)).join("\n")).entries;
-  let merged = e;
-  for (const h of had) merged = { fingerprint: e.fingerprint, apps: h.apps === null || merged.apps === null ? null : [...new Set([...h.apps, ...merged.apps])], comment: merged.comment || h.comment };
-  await writeFileAtomic(file, [...lines.filter((l) => !isLineOf(l, e.fingerprint)), formatTrustEntry(merged)].join("\n") + "\n", 0o600);
-  return merged;
+  return withFileLock(
+    `${file}.lock`,
+    async () => {
+      const st = await fs.lstat(file).catch(() => null);
+      if (st?.isSymbolicLink()) throw new ConfigError(`Cannot edit ${file}: it is a symlink; edit the file it points to, or make it a plain file`);
+      const lines = (await readTrustText(file)).split("\n");
+      if (lines[lines.length - 1] === "") lines.pop();
+      const out = edit(lines);
+      if (out.lines !== lines) await writeFileAtomic(file, out.lines.join("\n") + (out.lines.length > 0 ? "\n" : ""), 0o600);
+      return out.result;
+    },
+    () => new ConfigError(`Cannot edit ${file}: ${file}.lock stays locked; if no perilink command or pairing runs, delete it`),
+  );
 }
 
 /** Removes `fingerprint`'s lines from `stateDir`'s trusted keys; false when it had none. */
 export async function removeTrust(stateDir: string, fingerprint: string): Promise<boolean> {
-  await ensurePrivateDir(stateDir); // as the directory's owner only: a file rewritten by another user could not be read by the server
-  const file = path.join(stateDir, TRUSTED_KEYS_FILE);
-  const lines = (await readTrustText(file)).split("\n");
-  const kept = lines.filter((l) => !isLineOf(l, fingerprint));
-  if (kept.length === lines.length) return false;
-  await writeFileAtomic(file, kept.join("\n").replace(/\n*$/, "\n"), 0o600);
-  return true;
+  return editTrust(stateDir, (lines) => {
+    const kept = lines.filter((l) => !isLineOf(l, fingerprint));
+    return kept.length === lines.length ? { lines, result: false } : { lines: kept, result: true };
+  });
 }
 
 /** The entries of `stateDir`'s trusted-keys file, and the lines that trust nothing. */
@@ -155,9 +183,12 @@ export class TrustedKeys {
     return e !== undefined && (e.apps === null || e.apps.includes(app));
   }
 
-  /** Whether `fingerprint` is trusted for any app at all (how a refusal is worded). */
-  knows(fingerprint: string): boolean {
-    this.#refresh();
+  /**
+   * Whether `fingerprint` is trusted for any app at all. `fresh` false takes
+   * the files as last read (choosing sessions to evict looks at many at once).
+   */
+  knows(fingerprint: string, fresh = true): boolean {
+    if (fresh) this.#refresh();
     return fingerprint !== "" && (fingerprint === this.#own || this.#byKey.has(fingerprint));
   }
 
