@@ -1,5 +1,6 @@
 import { readFile } from "node:fs/promises";
 import path from "node:path";
+import { fileURLToPath } from "node:url";
 import type { Plugin } from "esbuild";
 
 /**
@@ -57,10 +58,58 @@ const TABLES: Record<string, string> = {
   rcodes: nameTable("toRcode", { NOERROR: 0, SERVFAIL: 2, NXDOMAIN: 3, REFUSED: 5 }),
 };
 
+/**
+ * dns-packet's IP codec (ip-codec) from the project's own IPv6 parser
+ * (src/address.ts, in the bundle already); decoded IPv6 addresses are
+ * written as RFC 5952 recommends (the longest run of zero groups as "::").
+ */
+const IP_WITH_ADDRESS_TS = (addressTs: string): string => `
+import { ipv6Groups } from ${JSON.stringify(addressTs)};
+export const name = "ip";
+export const v4 = {
+  name: "v4",
+  size: 4,
+  encode(ip, buf, offset = 0) {
+    buf ??= new Uint8Array(offset + 4);
+    const p = ip.split(".");
+    for (let i = 0; i < 4; i++) buf[offset + i] = Number(p[i]);
+    return buf;
+  },
+  decode: (b, o = 0) => b[o] + "." + b[o + 1] + "." + b[o + 2] + "." + b[o + 3],
+};
+export const v6 = {
+  name: "v6",
+  size: 16,
+  encode(ip, buf, offset = 0) {
+    buf ??= new Uint8Array(offset + 16);
+    const g = ipv6Groups(ip) ?? [];
+    for (let i = 0; i < 8; i++) { buf[offset + 2 * i] = (g[i] ?? 0) >> 8; buf[offset + 2 * i + 1] = (g[i] ?? 0) & 255; }
+    return buf;
+  },
+  decode(b, o = 0) {
+    const g = [];
+    for (let i = 0; i < 16; i += 2) g.push((b[o + i] << 8) | b[o + i + 1]);
+    let at = -1, len = 0;
+    for (let i = 0; i < 8; i++) {
+      let n = 0;
+      while (i + n < 8 && g[i + n] === 0) n++;
+      if (n > len && n > 1) { at = i; len = n; }
+    }
+    const hex = (a) => a.map((x) => x.toString(16)).join(":");
+    return at < 0 ? hex(g) : hex(g.slice(0, at)) + "::" + hex(g.slice(at + len));
+  },
+};
+`;
+
 export const dnsRecordTypes: Plugin = {
   name: "perilink-dns-record-types",
   setup(b) {
     b.onLoad({ filter: /@leichtgewicht[\\/]dns-packet[\\/](types|classes|opcodes|rcodes)\.mjs$/ }, (args) => ({ contents: TABLES[path.basename(args.path, ".mjs")]!, loader: "js" }));
+    b.onLoad({ filter: /@leichtgewicht[\\/]ip-codec[\\/]index\.mjs$/ }, () => ({
+      contents: IP_WITH_ADDRESS_TS(fileURLToPath(new URL("../src/address.ts", import.meta.url))),
+      loader: "js",
+      resolveDir: path.dirname(fileURLToPath(import.meta.url)),
+    }));
     b.onLoad({ filter: /[\\/]utf8-codec[\\/]index\.mjs$/ }, () => ({ contents: UTF8_WITH_BUFFER, loader: "js" }));
     b.onLoad({ filter: /@leichtgewicht[\\/]dns-packet[\\/]index\.mjs$/ }, async (args) => {
       let text = await readFile(args.path, "utf8");

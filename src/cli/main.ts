@@ -20,12 +20,10 @@ Usage:
                   [--name-server ADDR[:PORT]]... [--resolve hosts,dns,mdns,llmnr,netbios] [--interface IF]...
                   [--prefer bandwidth=1,hops=1,mtu=1,rtt=1] [--state-dir DIR]
                   (HOST: an address or a name)
-  perilink key    [--state-dir DIR] [--json]                       this host's client key
-  perilink trust  add FINGERPRINT [--app NAME]... [--comment TEXT] | list [--json] | remove FINGERPRINT
-                  [--state-dir DIR]                                 client keys this device lets in
-  perilink pair   [--app NAME]... [--ttl SECONDS] [--json]         on the device: a one-time pairing code
-  perilink pair   HOST:PORT CODE [--json] [--timeout MS]            on the host: pair with the device
-                  [--state-dir DIR]
+  perilink key    [--state-dir DIR] [--json]
+  perilink trust  add FINGERPRINT [--app NAME]... [--comment TEXT] | list [--json] | remove FINGERPRINT [--state-dir DIR]
+  perilink pair   [--app NAME]... [--ttl SECONDS] [--json] [--state-dir DIR]           (on the device: a one-time code)
+  perilink pair   HOST:PORT CODE [--json] [--timeout MS] [--state-dir DIR]            (on the host)
   perilink status [--state-dir DIR] [--json]
   perilink upgrade [--state-dir DIR] [--program PATH] [--app MODULE] [--timeout MS] [--json]
   perilink help | version

@@ -27,11 +27,11 @@ export async function runPair(args: string[]): Promise<number> {
   );
   const stateDir = (values["state-dir"] as string | undefined) ?? defaultStateDir();
   if (positionals.length === 0) return offer(stateDir, values);
-  if (positionals.length !== 2) throw new ConfigError("Cannot read arguments: on the host give HOST:PORT and the CODE the device printed; on the device give neither");
-  if (values.app !== undefined || values.ttl !== undefined) throw new ConfigError("Cannot read arguments: --app and --ttl are for the device side (perilink pair with no HOST:PORT)");
+  if (positionals.length !== 2) throw new ConfigError("Cannot read arguments: on the host give HOST:PORT and the device's CODE; on the device, neither");
+  if (values.app !== undefined || values.ttl !== undefined) throw new ConfigError("Cannot read arguments: --app and --ttl are for the device side");
   const target = parseTarget(positionals[0]!);
   const code = normalizePairingCode(positionals[1]!);
-  if (code === null) throw new ConfigError(`Cannot pair: "${positionals[1]}" is not a pairing code (16 letters and digits, as XXXX-XXXX-XXXX-XXXX)`);
+  if (code === null) throw new ConfigError(`Cannot pair: "${positionals[1]}" is not a pairing code (XXXX-XXXX-XXXX-XXXX)`);
   const key = await loadOrCreateClientKey(stateDir);
   const pinFile = path.join(stateDir, CLIENT_PIN_FILE);
   // A server id this host pinned to another key: refused before this host proves its key to it.
@@ -39,7 +39,7 @@ export async function runPair(args: string[]): Promise<number> {
   const checkServer = (id: string, k: Buffer): void => {
     const pinned = pins.find(([p]) => p === id);
     if (pinned && pinned[1] !== k.toString("hex")) {
-      throw new KeyMismatchError(id, `Cannot pair with ${positionals[0]}: it claims server ${id} but with another key than the one this host pinned for it; someone may be impersonating that server`);
+      throw new KeyMismatchError(id, `Cannot pair with ${positionals[0]}: server ${id} answered with another key than the one pinned for it; it may be an impostor`);
     }
   };
   const session = await ClientSession.connect({ ...target, clientKey: key, checkServer, timeoutMs: intOption(values.timeout, "timeout", 10_000) });
@@ -51,7 +51,7 @@ export async function runPair(args: string[]): Promise<number> {
     const device = keyFingerprint(session.publicKey);
     // The device proves the code back: a host that reached an impostor learns it here and trusts nothing.
     if (typeof r.proof !== "string" || !proofMatches(Buffer.from(r.proof, "base64"), pairingProof(code, session.transcript, "device", device))) {
-      throw new PairingError(`Cannot pair with ${positionals[0]}: the server there did not prove it knows the code, so it is not the device that printed it`);
+      throw new PairingError(`Cannot pair with ${positionals[0]}: it did not prove it knows the code, so it is not the device that printed it`);
     }
     const apps = r.apps ?? null;
     // The device proved the code: its key is the one this host pins for it, as perilink call would.
@@ -70,7 +70,7 @@ async function offer(stateDir: string, values: Record<string, unknown>): Promise
   const apps = (values.app as string[] | undefined) ?? null;
   for (const a of apps ?? []) if (!isTrustableApp(a)) throw new ConfigError(`Cannot pair: "${a}" is not an app name (no spaces or commas)`);
   const ttlMs = intOption(values.ttl, "ttl", PAIRING_DEFAULT_TTL_MS / 1000) * 1000;
-  if (ttlMs > 3600_000) throw new ConfigError("Cannot pair: --ttl is at most 3600 seconds; a code should not wait long");
+  if (ttlMs > 3600_000) throw new ConfigError("Cannot pair: --ttl is at most 3600 seconds");
   const identity = await loadOrCreateIdentity(stateDir);
   const code = newPairingCode();
   await offerPairing(stateDir, { version: 1, code, apps, expiresAt: Date.now() + ttlMs });
@@ -79,10 +79,7 @@ async function offer(stateDir: string, values: Record<string, unknown>): Promise
     process.stdout.write(JSON.stringify({ code, expiresInSeconds: ttlMs / 1000, attempts: PAIRING_MAX_ATTEMPTS, apps, serverId: identity.serverId, serverKey: device }) + "\n");
   } else {
     process.stdout.write(
-      `pairing code: ${code}\n` +
-        `valid ${Math.round(ttlMs / 1000)} s, ${PAIRING_MAX_ATTEMPTS} attempts, once; for ${apps ? `app${apps.length > 1 ? "s" : ""} ${apps.join(", ")}` : "every app"}\n` +
-        `on the host: perilink pair HOST:PORT ${code}\n` +
-        `this device: server ${identity.serverId}, key ${device}\n`,
+      `pairing code: ${code}\nvalid ${ttlMs / 1000} s, ${PAIRING_MAX_ATTEMPTS} attempts, once; for ${apps ? apps.join(", ") : "every app"}\non the host: perilink pair HOST:PORT ${code}\nthis device: server ${identity.serverId}, key ${device}\n`,
     );
   }
   return 0;

@@ -6,9 +6,7 @@ import { defaultStateDir } from "../runtime/state_dir.ts";
 import { addTrust, isTrustableApp, listTrust, removeTrust, TRUSTED_KEYS_FILE, type TrustEntry } from "../server/trusted_keys.ts";
 import { parse } from "./args.ts";
 
-const USAGE = `Usage: perilink trust add FINGERPRINT [--app NAME]... [--comment TEXT] [--state-dir DIR]
-       perilink trust list [--json] [--state-dir DIR]
-       perilink trust remove FINGERPRINT [--state-dir DIR]`;
+const USAGE = 'see "perilink help": perilink trust add FINGERPRINT [--app NAME]… | list | remove FINGERPRINT';
 
 /**
  * `perilink trust add|list|remove`: the client keys a device's server lets in
@@ -53,14 +51,14 @@ export async function runTrust(args: string[]): Promise<number> {
       return 0;
     }
     default:
-      throw new ConfigError(`Cannot read arguments: ${sub === undefined ? "give a subcommand" : `unknown subcommand "${sub}"`}\n${USAGE}`);
+      throw new ConfigError(`Cannot read arguments: ${sub === undefined ? "give a subcommand" : `unknown subcommand "${sub}"`}; ${USAGE}`);
   }
 }
 
 function fingerprintArg(positionals: string[]): string {
   const fp = positionals[0];
   if (positionals.length !== 1 || fp === undefined || !isFingerprint(fp)) {
-    throw new ConfigError(`Cannot read arguments: give one key fingerprint (SHA256:…, as "perilink key" prints it on the host)\n${USAGE}`);
+    throw new ConfigError(`Cannot read arguments: give one key fingerprint (SHA256:…, as "perilink key" prints it on the host); ${USAGE}`);
   }
   return fp;
 }

@@ -154,7 +154,7 @@ export function expectServer(expect: { serverId: string; publicKey: Buffer }): S
   return (id, key, where) => {
     if (id !== expect.serverId) throw new PerilinkError("PERILINK_SERVER_CHANGED", `Cannot use ${where}: it is now server ${id}, not ${expect.serverId}`);
     if (Buffer.compare(key, expect.publicKey) !== 0) {
-      throw new KeyMismatchError(id, `Cannot trust ${where}: server ${id} answered with key ${keyFingerprint(key)}, not the pinned ${keyFingerprint(expect.publicKey)}; this may be an impostor`);
+      throw new KeyMismatchError(id, `Cannot trust ${where}: server ${id} answered with key ${keyFingerprint(key)}, not the one pinned for it; it may be an impostor`);
     }
   };
 }

@@ -29,9 +29,7 @@ export async function loadOrCreateClientKey(stateDir: string): Promise<ClientKey
     try {
       text = await fs.readFile(file, "utf8");
     } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== "ENOENT" || tries > 0) {
-        throw new IdentityError(`Cannot read client key ${file}: ${(err as Error).message}; fix its permissions`, { cause: err });
-      }
+      if ((err as NodeJS.ErrnoException).code !== "ENOENT" || tries > 0) throw unreadable(file, err);
       const { privateKey } = generateKeyPairSync("ed25519");
       const data: ClientKeyFile = { version: 1, privateKey: privateKey.export({ format: "der", type: "pkcs8" }).toString("base64") };
       if (await createFileAtomic(file, JSON.stringify(data, null, 2) + "\n", 0o600)) return clientKeyOf(privateKey);
@@ -52,10 +50,13 @@ export function readClientKeyFingerprint(stateDir: string): string | null {
     text = readFileSync(file, "utf8");
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === "ENOENT") return null;
-    throw new IdentityError(`Cannot read client key ${file}: ${(err as Error).message}; fix its permissions`, { cause: err });
+    throw unreadable(file, err);
   }
   return clientKeyOf(parseClientKey(file, text)).fingerprint;
 }
+
+const unreadable = (file: string, err: unknown): IdentityError =>
+  new IdentityError(`Cannot read client key ${file}: ${(err as Error).message}; fix its permissions`, { cause: err });
 
 function parseClientKey(file: string, text: string): KeyObject {
   return parseKeyFile(text, (why, cause) =>

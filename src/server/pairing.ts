@@ -77,6 +77,7 @@ export class Pairing {
 
   /** A pairing request → its JSON answer: `{ok:true, apps, proof}` or `{ok:false, why}`. */
   async answer(payload: Uint8Array, peer: PairingPeer): Promise<string> {
+    const again = ': run "perilink pair" on the device for a new one';
     const refuse = (why: string, counts = true): string => {
       if (counts) this.#peers.denied(peer.remoteAddress);
       this.#peerLog.warn("pairing_refused", { peer: peer.remoteAddress, clientKey: peer.clientKey, why });
@@ -93,15 +94,15 @@ export class Pairing {
     if (peer.transcript === null || peer.clientKey === "") return refuse("the session is not sealed");
     const file = path.join(this.#dir, PAIRING_FILE);
     const offer = await readOffer(file);
-    if (offer === null) return refuse('no pairing code is waiting: run "perilink pair" on the device for a new one');
+    if (offer === null) return refuse("no pairing code is waiting" + again);
     if (Date.now() > offer.expiresAt) {
       await fs.rm(file, { force: true });
-      return refuse('the pairing code has expired: run "perilink pair" on the device for a new one');
+      return refuse("the pairing code has expired" + again);
     }
     const attempt = await this.#countAttempt();
     if (attempt > PAIRING_MAX_ATTEMPTS) {
       await fs.rm(file, { force: true });
-      return refuse(`the pairing code's ${PAIRING_MAX_ATTEMPTS} attempts are used up: run "perilink pair" on the device for a new one`);
+      return refuse(`the pairing code's ${PAIRING_MAX_ATTEMPTS} attempts are used up` + again);
     }
     if (!proofMatches(proof, pairingProof(offer.code, peer.transcript, "host", peer.clientKey))) {
       const left = PAIRING_MAX_ATTEMPTS - attempt;
@@ -111,7 +112,7 @@ export class Pairing {
     try {
       await fs.rename(file, claimed); // this attempt takes the offer: nobody else can
     } catch {
-      return refuse("the pairing code was used a moment ago: run \"perilink pair\" on the device for a new one", false);
+      return refuse("the pairing code was used a moment ago" + again, false);
     }
     await fs.rm(claimed, { force: true });
     await fs.rm(path.join(this.#dir, PAIRING_ATTEMPTS_FILE), { force: true });

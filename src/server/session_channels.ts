@@ -22,6 +22,9 @@ export interface ChannelServer {
   accessDenied(session: ChannelHost, app: string): boolean;
 }
 
+/** Why a peer's session ends once it has used up its access refusals. */
+export const REFUSED_TOO_OFTEN = "Cannot go on: this host was refused access too often; wait, or have its key trusted on the device";
+
 /** No channel open yet: shared by every session until its first channel (never written). */
 const NO_CHANNELS: ReadonlyMap<number, ServerChannel> = new Map();
 
@@ -82,7 +85,7 @@ export class SessionChannels {
         `Cannot open channel for app "${open.app}": this server does not trust the client key ${fp}${also}; on the device run "perilink trust add ${fp}${also ? ` --app ${open.app}` : ""}", or pair this host with "perilink pair"`,
       );
       if (!owner.accessDenied(this.#session, open.app)) {
-        throw new ProtocolError(WireError.AccessDenied, "Cannot go on: this host was refused access too often; wait, or have its key trusted on the device");
+        throw new ProtocolError(WireError.AccessDenied, REFUSED_TOO_OFTEN);
       }
       return;
     }

@@ -8,6 +8,7 @@ import type { ServerRequest } from "./request_context.ts";
 import type { ServerStats } from "./server_stats.ts";
 import type { Pairing } from "./pairing.ts";
 import { PAIR_APP } from "../protocol/pairing_code.ts";
+import { REFUSED_TOO_OFTEN } from "./session_channels.ts";
 import type { SessionOutput } from "./session_output.ts";
 
 /** What the requests of every session need from the server. */
@@ -83,7 +84,7 @@ export class SessionRequests {
     let result: AppResult | Promise<AppResult>;
     const pairing = req.app === PAIR_APP ? host.pairing : null;
     if (pairing !== null && !pairing.admits(owner.remoteAddress)) {
-      throw new ProtocolError(WireError.AccessDenied, "Cannot go on: this host was refused access too often; wait, or have its key trusted on the device");
+      throw new ProtocolError(WireError.AccessDenied, REFUSED_TOO_OFTEN);
     }
     try {
       result = pairing !== null ? pairing.answer(payload, req) : host.app.request(payload, req);

@@ -72,7 +72,7 @@ export async function openServer(config: ServerConfig, options: OpenServerOption
   if (app.kind === "raw" && config.access === "keys") {
     // Trusted keys are checked on sealed sessions; a raw app speaks its own protocol to whoever connects.
     throw new ConfigError(
-      `Cannot serve raw-mode app ${app.name} with access "keys": perilink's trusted keys protect session-mode apps only, and a raw app is served to any client; make sure the app authenticates its clients (its own TLS, tokens), then set "access": "open" (--access open)`,
+      `Cannot serve raw-mode app ${app.name} with access "keys": trusted keys protect session-mode apps only; once the app authenticates its own clients, set "access": "open" (--access open)`,
     );
   }
   // A manager (S5) starts its service processes before it accepts, or takes over, anything.

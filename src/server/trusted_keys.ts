@@ -44,7 +44,7 @@ export function parseTrustedKeys(text: string): { entries: TrustEntry[]; errors:
     const words = line.split(/\s+/);
     const fingerprint = words.shift()!;
     if (!isFingerprint(fingerprint)) {
-      errors.push({ line: i + 1, why: `"${fingerprint.slice(0, 60)}" is not a key fingerprint (SHA256:…, as "perilink key" prints it)` });
+      errors.push({ line: i + 1, why: `"${fingerprint.slice(0, 60)}" is not a key fingerprint (SHA256:…)` });
       continue;
     }
     let apps: string[] | null = null;
@@ -52,7 +52,7 @@ export function parseTrustedKeys(text: string): { entries: TrustEntry[]; errors:
     // that does not show) is an error, not a comment: a typo must never trust a key for every app.
     const second = words[0] ?? "";
     if (!second.startsWith("apps=") && (/^\W*apps?(\W|$)/i.test(second) || /[=:＝：\u200b-\u200f\u2060\ufeff]/.test(second) || words[1]?.startsWith("="))) {
-      errors.push({ line: i + 1, why: `"${second.slice(0, 40)}" is not "apps=NAME,…" (a comment after a key needs no "=" or ":" in its first word)` });
+      errors.push({ line: i + 1, why: `"${second.slice(0, 40)}" is not "apps=NAME,…"` });
       continue;
     }
     if (second.startsWith("apps=")) {
@@ -120,7 +120,7 @@ async function editTrust<T>(stateDir: string, edit: (lines: string[]) => { lines
       if (out.lines !== lines) await writeFileAtomic(file, out.lines.join("\n") + (out.lines.length > 0 ? "\n" : ""), 0o600);
       return out.result;
     },
-    () => new ConfigError(`Cannot edit ${file}: ${file}.lock stays locked; if no perilink command or pairing runs, delete it`),
+    () => new ConfigError(`Cannot edit ${file}: its .lock stays; if no perilink command or pairing runs, delete it`),
   );
 }
 
