@@ -18,8 +18,12 @@ const CODEC_OF: Record<(typeof KEPT)[number], string> = { A: "ra", AAAA: "raaaa"
 
 /**
  * dns-packet's UTF-8 codec (utf8-codec, written for browsers), as the
- * runtime's own Buffer does it: the same bytes for every string, lone
- * surrogates and malformed input replaced by U+FFFD either way.
+ * runtime's own Buffer does it. Encoding gives the same bytes for every
+ * string (a lone surrogate becomes U+FFFD either way), and well-formed
+ * UTF-8 decodes the same. Malformed input can decode differently: Buffer
+ * replaces malformed bytes with U+FFFD, where utf8-codec decodes some as
+ * characters (the overlong pair C0 AE as ".", an encoded lone surrogate as
+ * that surrogate).
  */
 const UTF8_WITH_BUFFER = `
 export const name = "utf8";
