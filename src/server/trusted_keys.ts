@@ -62,14 +62,15 @@ export function parseTrustedKeys(text: string): { entries: TrustEntry[]; errors:
         continue;
       }
     }
-    entries.push({ fingerprint, apps, comment: words.join(" ") });
+    entries.push({ fingerprint, apps, comment: words.join(" ").replace(/^#\s*/, "") });
   }
   return { entries, errors };
 }
 
 /** One entry as a line of the file. */
 export function formatTrustEntry(e: TrustEntry): string {
-  return [e.fingerprint, e.apps ? `apps=${e.apps.join(",")}` : "", e.comment].filter((w) => w !== "").join(" ");
+  // The comment after "#": whatever its words, it can never read as a misspelt "apps=".
+  return [e.fingerprint, e.apps ? `apps=${e.apps.join(",")}` : "", e.comment ? `# ${e.comment}` : ""].filter((w) => w !== "").join(" ");
 }
 
 /** The trusted-keys file's text, "" when there is none. */

@@ -163,5 +163,8 @@ test("trust add for one more app keeps the apps a key had", async () => {
   assert.equal(await ask(server, host.stateDir, "scanner"), "hi");
   assert.equal(await ask(server, host.stateDir, "printer"), "hi");
   const text = await fs.readFile(path.join(stateDir, TRUSTED_KEYS_FILE), "utf8");
-  assert.equal(text, `${host.key.fingerprint} apps=scanner,printer desk\n`);
+  assert.equal(text, `${host.key.fingerprint} apps=scanner,printer # desk\n`);
+  // A comment whose first word looks like an apps list stays a comment.
+  assert.equal((await runCli(["trust", "add", host.key.fingerprint, "--app", "scanner", "--comment", "app: server=1", "--state-dir", stateDir])).code, 0);
+  assert.deepEqual(parseTrustedKeys(await fs.readFile(path.join(stateDir, TRUSTED_KEYS_FILE), "utf8")).entries, [{ fingerprint: host.key.fingerprint, apps: ["scanner", "printer"], comment: "app: server=1" }]);
 });
