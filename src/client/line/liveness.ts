@@ -53,6 +53,8 @@ export class Liveness {
   /** The one timer: the next check (keepalive, silence, or a PING's deadline). */
   #timer: ReturnType<typeof setTimeout> | null = null;
   #timerAt = Infinity;
+  /** The armed timer was set at most silenceMs ahead (so it is due within silenceMs of any later moment). */
+  #soon = false;
   /** When the unanswered PING was sent, or -1. */
   #pingAt = -1;
   /** Extra time the unanswered PING is given: it waits behind what we sent before it. */
@@ -69,7 +71,8 @@ export class Liveness {
 
   /** A request was added: make sure the silence check runs soon enough. */
   busy(): void {
-    if (this.#stopped || this.#opts.pingTimeoutMs <= 0 || this.#pingAt >= 0) return;
+    // A timer armed for at most silenceMs is due soon enough for any later request: no clock read per request.
+    if (this.#soon || this.#stopped || this.#opts.pingTimeoutMs <= 0 || this.#pingAt >= 0) return;
     this.#schedule(this.#opts.silenceMs);
   }
 
@@ -98,6 +101,7 @@ export class Liveness {
     if (this.#timer && this.#timerAt <= at) return;
     if (this.#timer) clearTimeout(this.#timer);
     this.#timerAt = at;
+    this.#soon = inMs <= this.#opts.silenceMs;
     this.#timer = setTimeout(this.#check, Math.max(1, inMs));
     this.#timer.unref?.();
   }
@@ -106,6 +110,7 @@ export class Liveness {
     const due = this.#timerAt;
     this.#timer = null;
     this.#timerAt = Infinity;
+    this.#soon = false;
     if (this.#stopped) return;
     const now = performance.now();
     const o = this.#opts;
