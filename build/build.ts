@@ -82,7 +82,8 @@ for (const name of chosen) {
     target: target.esbuildTarget,
     minify: true,
     legalComments: "none",
-    banner: { js: launcher(target.memory) + "import{createRequire as __cr}from'node:module';const require=__cr(import.meta.url);" },
+    // No createRequire shim: nothing bundled calls require() (test/device checks the bundle runs).
+    banner: { js: launcher(target.memory) },
     logLevel: "warning",
     plugins: [
       {

@@ -22,8 +22,8 @@ Usage:
                   (HOST: an address or a name)
   perilink key    [--state-dir DIR] [--json]
   perilink trust  add FINGERPRINT [--app NAME]... [--comment TEXT] | list [--json] | remove FINGERPRINT [--state-dir DIR]
-  perilink pair   [--app NAME]... [--ttl SECONDS] [--json] [--state-dir DIR]           (on the device: a one-time code)
-  perilink pair   HOST:PORT CODE [--json] [--timeout MS] [--state-dir DIR]            (on the host)
+  perilink pair   [--app NAME]... [--ttl SECONDS] [--json] [--state-dir DIR]  (device: a one-time code)
+  perilink pair   HOST:PORT CODE [--json] [--timeout MS] [--state-dir DIR]   (host)
   perilink status [--state-dir DIR] [--json]
   perilink upgrade [--state-dir DIR] [--program PATH] [--app MODULE] [--timeout MS] [--json]
   perilink help | version

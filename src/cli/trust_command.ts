@@ -6,7 +6,7 @@ import { defaultStateDir } from "../runtime/state_dir.ts";
 import { addTrust, isTrustableApp, listTrust, removeTrust, TRUSTED_KEYS_FILE, type TrustEntry } from "../server/trusted_keys.ts";
 import { parse } from "./args.ts";
 
-const USAGE = 'see "perilink help": perilink trust add FINGERPRINT [--app NAME]… | list | remove FINGERPRINT';
+const USAGE = 'see "perilink help"';
 
 /**
  * `perilink trust add|list|remove`: the client keys a device's server lets in

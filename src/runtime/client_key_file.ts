@@ -60,7 +60,7 @@ const unreadable = (file: string, err: unknown): IdentityError =>
 
 function parseClientKey(file: string, text: string): KeyObject {
   return parseKeyFile(text, (why, cause) =>
-    new IdentityError(`Cannot load client key ${file}: ${why}. Restore it from a backup, or delete it to make a new key (devices that trusted the old one must then trust the new one)`, { cause }),
+    new IdentityError(`Cannot load client key ${file}: ${why}. Restore it, or delete it to make a new key (which devices must then trust)`, { cause }),
   ).key;
 }
 

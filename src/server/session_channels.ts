@@ -82,7 +82,7 @@ export class SessionChannels {
         id,
         0,
         WireError.AccessDenied,
-        `Cannot open channel for app "${open.app}": this server does not trust the client key ${fp}${also}; on the device run "perilink trust add ${fp}${also ? ` --app ${open.app}` : ""}", or pair this host with "perilink pair"`,
+        `Cannot open channel for app "${open.app}": this server does not trust the client key ${fp}${also}; on the device run "perilink trust add ${fp}${also && ` --app ${open.app}`}", or pair with "perilink pair"`,
       );
       if (!owner.accessDenied(this.#session, open.app)) {
         throw new ProtocolError(WireError.AccessDenied, REFUSED_TOO_OFTEN);

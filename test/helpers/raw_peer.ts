@@ -1,7 +1,7 @@
 import net from "node:net";
 import { processClientKey } from "../../src/client/client_key.ts";
 import { FRAME_HEADER_SIZE } from "../../src/protocol/constants.ts";
-import { RecordOpener, RecordSealer } from "../../src/protocol/record_layer.ts";
+import { RecordOpener, RecordSealer, type CipherName } from "../../src/protocol/record_layer.ts";
 import { clientAuth, ClientHandshakeV2, SERVER_HELLO_V2_SIZE } from "../../src/protocol/sealed_handshake.ts";
 
 export interface RawPeer {
@@ -42,6 +42,8 @@ export interface SealedPeer {
   closed: Promise<void>;
   /** The status of the server's refusal (e.g. ServerBusy), or 0 when the session was accepted. */
   refused: number;
+  /** The cipher the server chose, or null when it refused. */
+  cipher: CipherName | null;
 }
 
 /**
@@ -52,12 +54,12 @@ export interface SealedPeer {
  */
 export async function sealedPeer(
   port: number,
-  options: { read?: boolean; localAddress?: string; allowHalfOpen?: boolean; maxFrame?: number } = {},
+  options: { read?: boolean; localAddress?: string; allowHalfOpen?: boolean; maxFrame?: number; ciphers?: CipherName[] } = {},
 ): Promise<SealedPeer> {
   const sock = net.connect({ port, host: "127.0.0.1", localAddress: options.localAddress, allowHalfOpen: options.allowHalfOpen });
   sock.on("error", () => {});
   const closed = new Promise<void>((r) => sock.once("close", () => r()));
-  const hs = new ClientHandshakeV2({ ciphers: ["chacha20-poly1305"], maxFrame: options.maxFrame ?? 65536 });
+  const hs = new ClientHandshakeV2({ ciphers: options.ciphers ?? ["chacha20-poly1305"], maxFrame: options.maxFrame ?? 65536 });
   const got = await new Promise<Buffer>((resolve, reject) => {
     let buf = Buffer.alloc(0);
     const onData = (c: Buffer): void => {
@@ -80,7 +82,7 @@ export async function sealedPeer(
   });
   const { sealed } = hs.finish(got.subarray(0, SERVER_HELLO_V2_SIZE));
   // Refused (as a raw v1 peer was, silently): what it writes goes nowhere.
-  if (sealed === null) return { sock, write: () => false, data: () => Buffer.alloc(0), closed, refused: got[5]! };
+  if (sealed === null) return { sock, write: () => false, data: () => Buffer.alloc(0), closed, refused: got[5]!, cipher: null };
   const sealer = new RecordSealer(sealed.cipher, sealed.keys.clientToServer);
   const opener = new RecordOpener(sealed.cipher, sealed.keys.serverToClient);
   const chunks: Buffer[] = [];
@@ -103,7 +105,7 @@ export async function sealedPeer(
     sock.on("data", take);
     sock.resume();
   }
-  return { sock, write, data: () => Buffer.concat(chunks), closed, refused: 0 };
+  return { sock, write, data: () => Buffer.concat(chunks), closed, refused: 0, cipher: sealed.cipher };
 }
 
 /** One frame with its 16-byte header; `lengthOverride` writes another length than the payload's. */
