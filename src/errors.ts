@@ -54,11 +54,12 @@ export const ERROR_CODES = [
 
 export type ErrorCode = (typeof ERROR_CODES)[number];
 
-const KNOWN_CODES: ReadonlySet<string> = new Set(ERROR_CODES);
+/** Made at the first question (a bundle that never asks carries no copy of the list). */
+let knownCodes: ReadonlySet<string> | null = null;
 
 /** Whether `code` (read from another process, e.g. a control-socket reply) is one of ours. */
 export function isErrorCode(code: unknown): code is ErrorCode {
-  return typeof code === "string" && KNOWN_CODES.has(code);
+  return typeof code === "string" && (knownCodes ??= new Set(ERROR_CODES)).has(code);
 }
 
 /** Base class: every perilink error has a stable `code` (one of `ERROR_CODES` when perilink throws it). */

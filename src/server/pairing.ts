@@ -114,10 +114,16 @@ export class Pairing {
     } catch {
       return refuse("the pairing code was used a moment ago" + again, false);
     }
+    // What the key is trusted for now: the offer's apps and any it had before.
+    let apps: string[] | null;
+    try {
+      ({ apps } = await addTrust(this.#dir, { fingerprint: peer.clientKey, apps: offer.apps, comment: `paired from ${peer.remoteAddress} ${new Date().toISOString()}` }));
+    } catch (err) {
+      await fs.rename(claimed, file).catch(() => {}); // not trusted: the code waits again (its attempts as they were)
+      throw err;
+    }
     await fs.rm(claimed, { force: true });
     await fs.rm(path.join(this.#dir, PAIRING_ATTEMPTS_FILE), { force: true });
-    // What the key is trusted for now: the offer's apps and any it had before.
-    const { apps } = await addTrust(this.#dir, { fingerprint: peer.clientKey, apps: offer.apps, comment: `paired from ${peer.remoteAddress} ${new Date().toISOString()}` });
     this.#log.info("paired", { peer: peer.remoteAddress, clientKey: peer.clientKey, apps: apps ?? "*" });
     const device = keyFingerprint(this.#identity.publicKey);
     return JSON.stringify({ ok: true, apps, proof: pairingProof(offer.code, peer.transcript, "device", device).toString("base64") });

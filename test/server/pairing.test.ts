@@ -177,3 +177,18 @@ test("a stranger's one-way messages on a pairing channel never reach the app, an
   assert.equal(r.code, 1);
   assert.match(r.stderr, /--app and --ttl are for the device side/);
 });
+
+test("a right code whose trust cannot be written (the trusted-keys file locked) is not used up: once the lock is gone the same code pairs", async () => {
+  const d = await device();
+  const h = await host();
+  const lock = path.join(d.stateDir, "trusted-keys.lock");
+  await fs.writeFile(lock, "");
+  const blocked = await pair(d.port, d.offer.code, h.stateDir);
+  assert.equal(blocked.code, 1);
+  assert.match(blocked.stderr, /stays; if no perilink command or pairing runs, delete it/);
+  await assert.rejects(ask(d.port, h.stateDir), AccessDeniedError);
+  await fs.rm(lock);
+  const r = await pair(d.port, d.offer.code, h.stateDir);
+  assert.equal(r.code, 0, r.stderr);
+  assert.equal(await ask(d.port, h.stateDir), "hi");
+});
