@@ -1,3 +1,4 @@
+import { TimeoutError } from "../errors.ts";
 import { EventEmitter } from "node:events";
 
 /** Per-request options of `ClientChannel.request()`. */
@@ -43,4 +44,19 @@ export class ClientChannel extends EventEmitter {
   close(): void {
     this.#session.closeChannel(this.id);
   }
+}
+
+/**
+ * The settle functions of a channel open whose promise rejects with
+ * `PERILINK_REQUEST_TIMEOUT` when the server has answered neither OK nor
+ * ERROR within `ms` (0: it waits as long as the session lives): a server
+ * that never answers an open cannot leave its caller waiting for ever.
+ */
+export function openDeadline(resolve: (c: ClientChannel) => void, reject: (e: Error) => void, ms: number, app: string): { resolve(c: ClientChannel): void; reject(e: Error): void } {
+  const timer = ms > 0 ? setTimeout(() => reject(new TimeoutError("PERILINK_REQUEST_TIMEOUT", `Cannot open channel for app "${app}": the server did not answer in ${ms} ms`)), ms) : null;
+  timer?.unref?.();
+  const done = (): void => {
+    if (timer !== null) clearTimeout(timer);
+  };
+  return { resolve: (c) => (done(), resolve(c)), reject: (e) => (done(), reject(e)) };
 }

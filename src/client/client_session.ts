@@ -8,7 +8,7 @@ import type { RecordOpener } from "../protocol/record_layer.ts";
 import { bytesToUuid } from "../protocol/keys.ts";
 import { decodeCodedReason, encodeChannelOpen } from "../protocol/payloads.ts";
 import { TARGET } from "../target.ts";
-import { ClientChannel, type ChannelSession, type RequestOptions } from "./client_channel.ts";
+import { ClientChannel, openDeadline, type ChannelSession, type RequestOptions } from "./client_channel.ts";
 import { checkServer, clientHandshake, openRecords, startSealed, type Handshake, type ServerCheck } from "./client_handshake.ts";
 import { processClientKey, type ClientKey } from "./client_key.ts";
 import { Liveness } from "./line/liveness.ts";
@@ -228,7 +228,7 @@ export class ClientSession extends EventEmitter implements ChannelSession {
     const id = this.#nextChannel++;
     const payload = encodeChannelOpen({ app, requestedHost, requestedPort });
     let settle!: { resolve(c: ClientChannel): void; reject(e: Error): void };
-    const ready = new Promise<ClientChannel>((resolve, reject) => (settle = { resolve, reject }));
+    const ready = new Promise<ClientChannel>((resolve, reject) => (settle = openDeadline(resolve, reject, this.#requestTimeoutMs, app)));
     ready.catch(() => {}); // a refusal is reported through the requests too
     const ch = new ClientChannel(this, id, ready);
     this.#channels.set(id, ch);

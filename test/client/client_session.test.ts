@@ -90,3 +90,19 @@ test("a hello from another key or identifier than the one expected fails before 
   const ok = await ClientSession.connect({ host: "127.0.0.1", port, timeoutMs: 3000, checkServer: expectServer(real) });
   ok.destroy();
 });
+
+test("a channel open the server never answers fails with PERILINK_REQUEST_TIMEOUT after requestTimeoutMs, not never", async () => {
+  const fake = await new FakeServer({ onFrame: (_c, type) => type === FrameType.ChannelOpen }).start(); // opens never answered
+  const s = await ClientSession.connect({ host: fake.host, port: fake.port, timeoutMs: 3000, requestTimeoutMs: 300 });
+  after(() => s.destroy());
+  const t0 = performance.now();
+  await assert.rejects(s.openChannel("never-answered"), { code: "PERILINK_REQUEST_TIMEOUT", message: /did not answer in 300 ms/ });
+  assert.ok(performance.now() - t0 < 2000);
+  // An open that is answered is unaffected.
+  const ok = await new FakeServer().start();
+  const s2 = await ClientSession.connect({ host: ok.host, port: ok.port, timeoutMs: 3000, requestTimeoutMs: 300 });
+  after(() => s2.destroy());
+  const ch = await s2.openChannel("answered");
+  await sleep(400);
+  assert.equal((await ch.request("still open")).toString(), "still open");
+});
