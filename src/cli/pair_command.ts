@@ -2,8 +2,7 @@ import path from "node:path";
 import { CLIENT_PIN_FILE } from "../client/client_options.ts";
 import { ClientSession } from "../client/client_session.ts";
 import { IdentityBook } from "../client/identity_book.ts";
-import { PinFile } from "../client/pin_file.ts";
-import { ConfigError, KeyMismatchError, PairingError } from "../errors.ts";
+import { ConfigError, PairingError } from "../errors.ts";
 import { keyFingerprint } from "../protocol/keys.ts";
 import { newPairingCode, normalizePairingCode, PAIR_APP, pairingProof, proofMatches } from "../protocol/pairing_code.ts";
 import { loadOrCreateClientKey } from "../runtime/client_key_file.ts";
@@ -33,15 +32,9 @@ export async function runPair(args: string[]): Promise<number> {
   const code = normalizePairingCode(positionals[1]!);
   if (code === null) throw new ConfigError(`Cannot pair: "${positionals[1]}" is not a pairing code (XXXX-XXXX-XXXX-XXXX)`);
   const key = await loadOrCreateClientKey(stateDir);
-  const pinFile = path.join(stateDir, CLIENT_PIN_FILE);
-  // A server id this host pinned to another key: refused before this host proves its key to it.
-  const pins = new PinFile(pinFile).read();
-  const checkServer = (id: string, k: Buffer): void => {
-    const pinned = pins.find(([p]) => p === id);
-    if (pinned && pinned[1] !== k.toString("hex")) {
-      throw new KeyMismatchError(id, `Cannot pair with ${positionals[0]}: server ${id} answered with another key than the one pinned for it; it may be an impostor`);
-    }
-  };
+  const book = new IdentityBook(30_000, 4096, { pinFile: path.join(stateDir, CLIENT_PIN_FILE) });
+  // A server id this host pinned to another key is refused before this host proves its key to it; nothing is pinned yet.
+  const checkServer = (id: string, k: Buffer, where: string): void => void book.check(id, k, where);
   const session = await ClientSession.connect({ ...target, clientKey: key, checkServer, timeoutMs: intOption(values.timeout, "timeout", 10_000) });
   try {
     const proof = pairingProof(code, session.transcript, "host", key.fingerprint).toString("base64");
@@ -55,7 +48,6 @@ export async function runPair(args: string[]): Promise<number> {
     }
     const apps = r.apps ?? null;
     // The device proved the code: its key is the one this host pins for it, as perilink call would.
-    const book = new IdentityBook(30_000, 4096, { pinFile });
     book.pin(session.serverId, session.publicKey, positionals[0]!);
     await book.flush();
     if (values.json) process.stdout.write(JSON.stringify({ serverId: session.serverId, serverKey: device, clientKey: key.fingerprint, apps }) + "\n");

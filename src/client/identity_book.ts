@@ -61,22 +61,30 @@ export class IdentityBook {
 
   /** Throws `KeyMismatchError` when `serverId` is pinned to another key; pins it otherwise. */
   pin(serverId: string, publicKey: Buffer, where: string): void {
-    const hex = publicKey.toString("hex");
+    const known = this.check(serverId, publicKey, where);
+    this.#pins.delete(serverId);
+    if (!known && this.#pins.size >= this.#max) this.#pins.delete(this.#pins.keys().next().value!);
+    this.#pins.set(serverId, publicKey.toString("hex"));
+    if (!known) this.#file?.save(this.#pinList);
+  }
+
+  /**
+   * Throws `KeyMismatchError` when `serverId` is pinned to another key; pins
+   * nothing. True when it is pinned to this one already.
+   */
+  check(serverId: string, publicKey: Buffer, where: string): boolean {
     let pinned = this.#pins.get(serverId);
     if (pinned === undefined && this.#file) {
       this.#merge(this.#file.read());
       pinned = this.#pins.get(serverId);
     }
-    if (pinned !== undefined && pinned !== hex) {
+    if (pinned !== undefined && pinned !== publicKey.toString("hex")) {
       throw new KeyMismatchError(
         serverId,
         `Cannot trust ${where}: it claims server ${serverId} but with another key than the one this client pinned for it; someone may be impersonating that server`,
       );
     }
-    this.#pins.delete(serverId);
-    if (pinned === undefined && this.#pins.size >= this.#max) this.#pins.delete(this.#pins.keys().next().value!);
-    this.#pins.set(serverId, hex);
-    if (pinned === undefined) this.#file?.save(this.#pinList);
+    return pinned !== undefined;
   }
 
   /** Records what an address answered (after `pin()` accepted it). */
