@@ -70,12 +70,12 @@ export class RateLimiter {
     return this.#buckets.has(source);
   }
 
-  /** Whether `source`'s bucket is empty now (a source not in the table is not). Takes nothing, moves nothing. */
+  /** Whether `source`'s bucket is empty now (a source not in the table is not). Takes nothing; the table's order stays. */
   empty(source: string): boolean {
     const b = this.#buckets.get(source);
     if (b === undefined) return false;
-    const now = this.#now();
-    return now > b.at ? b.tokens + (now - b.at) * this.#rate < 1 : b.tokens < 1;
+    refill(b, this.#now(), this.#rate, this.#burst);
+    return b.tokens < 1;
   }
 
   /** Takes one token for `source`; false when its bucket or the shared one is empty. */

@@ -77,7 +77,7 @@ export class SessionChannels {
     }
     const fp = this.#session.clientKey;
     if (owner.access !== null && open.app !== PAIR_APP && !owner.access.allows(fp, open.app)) {
-      const also = owner.access.knows(fp) ? ` for app "${open.app}"` : "";
+      const also = owner.access.knows(fp, false) ? ` for app "${open.app}"` : ""; // allows() just read the files
       this.#out.error(
         id,
         0,
