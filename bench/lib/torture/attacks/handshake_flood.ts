@@ -3,7 +3,7 @@ import { WireError } from "../../../../src/protocol/constants.ts";
 import { between, loopbackSource, type AttackStarter, type Counters } from "../attack.ts";
 import { Pacer } from "../pacer.ts";
 import { Stopper } from "../stopper.ts";
-import { openSession } from "../raw_session.ts";
+import { pacedSession } from "../raw_session.ts";
 
 /**
  * Handshake floods past the session limits. Workers complete the handshake,
@@ -28,15 +28,9 @@ export const handshakeFloodAttack: AttackStarter = (target, o) => {
 
   const worker = async (source: string): Promise<void> => {
     for (let n = 0; n < 1_000_000 && !stopper.stopped; n++) {
-      if (!(await pacer.take()) || stopper.stopped) return;
-      c.attempts!++;
-      let opened;
-      try {
-        opened = await openSession(target.host, target.port, source, 5000, sockets);
-      } catch {
-        if (!stopper.stopped) c.noHello!++;
-        continue;
-      }
+      const opened = await pacedSession(pacer, stopper, c, target, source, sockets);
+      if (opened === false) return;
+      if (opened === null) continue;
       const { socket, status } = opened;
       if (status === 0) {
         c.accepted!++;

@@ -4,7 +4,7 @@ import { encodeChannelOpen } from "../../../../src/protocol/payloads.ts";
 import { loopbackSource, type AttackStarter, type Counters } from "../attack.ts";
 import { Pacer } from "../pacer.ts";
 import { Stopper } from "../stopper.ts";
-import { encodeFrame, openSession } from "../raw_session.ts";
+import { encodeFrame, pacedSession } from "../raw_session.ts";
 
 /** Channel opens a stranger sends in each record: more than the server lets one peer be refused before it ends the session. */
 const OPENS_PER_RECORD = 16;
@@ -31,15 +31,9 @@ export const strangerAttack: AttackStarter = (target, o) => {
 
   const worker = async (source: string): Promise<void> => {
     for (let n = 0; n < 1_000_000 && !stopper.stopped; n++) {
-      if (!(await pacer.take()) || stopper.stopped) return;
-      c.attempts!++;
-      let opened;
-      try {
-        opened = await openSession(target.host, target.port, source, 5000, sockets);
-      } catch {
-        if (!stopper.stopped) c.noHello!++;
-        continue;
-      }
+      const opened = await pacedSession(pacer, stopper, c, target, source, sockets);
+      if (opened === false) return;
+      if (opened === null) continue;
       const { socket, status, send } = opened;
       if (status !== 0) {
         if (status === 11) c.busy!++;
