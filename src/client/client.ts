@@ -1,4 +1,5 @@
 import path from "node:path";
+import { checkMs } from "../duration.ts";
 import { ClientClosedError, TimeoutError } from "../errors.ts";
 import { silentLogger, type Logger } from "../logger.ts";
 import { keyFingerprint } from "../protocol/keys.ts";
@@ -32,6 +33,9 @@ export { CLIENT_PIN_FILE, DEFAULT_LINE_REFRESH_MS, DEFAULT_LINE_SWITCH_MARGIN, L
  * The client session table (C1–C5, C9, C10): many applications' logical
  * connections (links), one session per server — not per address or name.
  */
+/** The client options that are milliseconds: each checked against what a timer can wait. */
+const MS_OPTIONS = ["waitTimeoutMs", "lingerMs", "probeTimeoutMs", "requestTimeoutMs", "silenceMs", "pingTimeoutMs", "identityTtlMs"] as const;
+
 export class PerilinkClient {
   #opts: Required<Omit<ClientOptions, "logger" | "firstStreamId" | "pinFile" | "stateDir" | "resolution" | "linePreference" | "lineRefreshMs" | "lineSwitchMargin" | "lineSystem">>;
   #lines: LineKeeper;
@@ -70,8 +74,7 @@ export class PerilinkClient {
       maxKnownAddresses: options.maxKnownAddresses ?? 4096,
     };
     if (this.#opts.maxSessionsPerServer !== 1) throw new RangeError("maxSessionsPerServer: only 1 is supported");
-    if (!(this.#opts.silenceMs > 0)) throw new RangeError("silenceMs must be a positive number of ms");
-    if (!(this.#opts.pingTimeoutMs >= 0)) throw new RangeError("pingTimeoutMs must be ≥ 0 (0 turns dead-line detection off)");
+    for (const name of MS_OPTIONS) checkMs(this.#opts[name], "client option", name, name === "silenceMs" ? 1 : 0);
     this.#log = options.logger ?? silentLogger;
     // The client's key and pins live in its state directory, as `perilink call`'s do (stateDir: false: neither).
     const stateDir = options.stateDir === false ? null : path.resolve(options.stateDir ?? defaultStateDir());
@@ -84,7 +87,7 @@ export class PerilinkClient {
     this.#limiter.onPressure = () => this.#freeIdleSlot();
     const lineRefreshMs = options.lineRefreshMs ?? DEFAULT_LINE_REFRESH_MS;
     const lineSwitchMargin = options.lineSwitchMargin ?? DEFAULT_LINE_SWITCH_MARGIN;
-    if (!(lineRefreshMs >= 0)) throw new RangeError("lineRefreshMs must be ≥ 0");
+    checkMs(lineRefreshMs, "client option", "lineRefreshMs");
     if (!(lineSwitchMargin >= 0 && lineSwitchMargin <= 100)) throw new RangeError("lineSwitchMargin must be within 0..100 score points");
     this.#lines = new LineKeeper(
       {

@@ -1,5 +1,6 @@
 import { EventEmitter } from "node:events";
 import type net from "node:net";
+import { checkMs } from "../duration.ts";
 import { LineDeadError, ProtocolError, RequestRefusedError, SessionClosedError } from "../errors.ts";
 import { FrameType, WireError, wireErrorName } from "../protocol/constants.ts";
 import { FrameDecoder, type FrameSink } from "../protocol/frame_decoder.ts";
@@ -172,22 +173,22 @@ export class ClientSession extends EventEmitter implements ChannelSession {
       throw new RangeError(`firstStreamId must be an integer in 1..${MAX_STREAM_ID}`);
     }
     const live = {
-      silenceMs: options.silenceMs ?? TARGET.client.silenceMs,
-      pingTimeoutMs: options.pingTimeoutMs ?? TARGET.client.pingTimeoutMs,
+      silenceMs: checkMs(options.silenceMs ?? TARGET.client.silenceMs, "session option", "silenceMs", 1),
+      pingTimeoutMs: checkMs(options.pingTimeoutMs ?? TARGET.client.pingTimeoutMs, "session option", "pingTimeoutMs"),
     };
-    if (!(live.silenceMs > 0) || !(live.pingTimeoutMs >= 0)) throw new RangeError("silenceMs must be > 0 and pingTimeoutMs ≥ 0");
+    const requestTimeoutMs = checkMs(options.requestTimeoutMs ?? TARGET.client.requestTimeoutMs, "session option", "requestTimeoutMs");
     const maxFrame = options.maxFrame ?? TARGET.client.maxFrameBytes;
     const key = (await options.clientKey) ?? processClientKey();
     const h = await clientHandshake({
       host: options.host,
       port: options.port,
-      timeoutMs: options.timeoutMs ?? TARGET.client.probeTimeoutMs * 5,
+      timeoutMs: checkMs(options.timeoutMs ?? TARGET.client.probeTimeoutMs * 5, "session option", "timeoutMs"),
       maxFrame,
       localAddress: options.localAddress,
       signal: options.signal,
     });
     if (options.checkServer) checkServer(h, options.checkServer, `${options.host}:${options.port}`);
-    return new ClientSession(h, key, maxFrame, options.requestTimeoutMs ?? TARGET.client.requestTimeoutMs, firstStreamId, live);
+    return new ClientSession(h, key, maxFrame, requestTimeoutMs, firstStreamId, live);
   }
 
   get closed(): boolean {

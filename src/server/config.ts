@@ -2,6 +2,7 @@ import { promises as fs } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { ConfigError } from "../errors.ts";
+import { checkMs } from "../duration.ts";
 import { isLogLevel, type LogLevel } from "../logger.ts";
 import { TARGET } from "../target.ts";
 import { DEFAULT_SERVER_LIMITS, type ServerLimits } from "./limits.ts";
@@ -117,6 +118,11 @@ function int(v: unknown, name: string, min: number, max = Number.MAX_SAFE_INTEGE
   return v;
 }
 
+/** A millisecond key: whole, and within what a timer can wait (`MAX_TIMER_MS`). */
+function ms(v: unknown, name: string, min: number): number {
+  return checkMs(v, "configuration", name, min, true);
+}
+
 function object(v: unknown, name: string): Record<string, unknown> {
   if (v === null || typeof v !== "object" || Array.isArray(v)) {
     throw new ConfigError(`Cannot use configuration: "${name}" must be an object`);
@@ -192,13 +198,13 @@ export function resolveConfig(input: ServerConfigInput, env: Record<string, stri
     stateDir: path.resolve(input.stateDir ?? defaultStateDir(env)),
     limits,
     probe,
-    rescanIntervalMs: input.rescanIntervalMs === undefined ? DEFAULT_RESCAN_INTERVAL_MS : int(input.rescanIntervalMs, "rescanIntervalMs", 0),
-    drainTimeoutMs: input.drainTimeoutMs === undefined ? DEFAULT_DRAIN_TIMEOUT_MS : int(input.drainTimeoutMs, "drainTimeoutMs", 0),
+    rescanIntervalMs: input.rescanIntervalMs === undefined ? DEFAULT_RESCAN_INTERVAL_MS : ms(input.rescanIntervalMs, "rescanIntervalMs", 0),
+    drainTimeoutMs: input.drainTimeoutMs === undefined ? DEFAULT_DRAIN_TIMEOUT_MS : ms(input.drainTimeoutMs, "drainTimeoutMs", 0),
     logLevel: input.logLevel ?? "info",
     workers: parseWorkers(input.workers ?? 1, cores),
     dispatch: input.dispatch ?? DEFAULT_DISPATCH,
     workerSlots: input.workerSlots === undefined ? DEFAULT_WORKER_SLOTS : int(input.workerSlots, "workerSlots", 1, 1_000_000),
-    workerIdleMs: input.workerIdleMs === undefined ? DEFAULT_WORKER_IDLE_MS : int(input.workerIdleMs, "workerIdleMs", 100),
+    workerIdleMs: input.workerIdleMs === undefined ? DEFAULT_WORKER_IDLE_MS : ms(input.workerIdleMs, "workerIdleMs", 100),
     access: input.access ?? "keys",
   };
 }

@@ -28,6 +28,7 @@ import {
   type UpgradeResult,
 } from "./server_handoff.ts";
 import type { ListenerStatus, ServerStatus } from "./server_status.ts";
+import { checkMs } from "../duration.ts";
 import { ServerStats } from "./server_stats.ts";
 import { TrustedKeys } from "./trusted_keys.ts";
 import { SessionService } from "./session_service.ts";
@@ -353,6 +354,13 @@ export class PerilinkServer implements ServingProcess {
    * deadline are closed. Idempotent.
    */
   drain(timeoutMs: number = this.config.drainTimeoutMs): Promise<void> {
+    if (this.#drained === null) {
+      try {
+        checkMs(timeoutMs, "drain()", "timeoutMs"); // refused before anything stops
+      } catch (err) {
+        return Promise.reject(err);
+      }
+    }
     this.#drained ??= this.#drain(timeoutMs);
     return this.#drained;
   }
@@ -385,6 +393,6 @@ function parseUpgradeRequest(req: Record<string, unknown>): UpgradeRequest {
   const out: UpgradeRequest = {};
   if (typeof req.program === "string") out.program = req.program;
   if (typeof req.app === "string") out.app = req.app;
-  if (typeof req.timeoutMs === "number" && Number.isInteger(req.timeoutMs) && req.timeoutMs > 0) out.timeoutMs = req.timeoutMs;
+  if (req.timeoutMs !== undefined) out.timeoutMs = checkMs(req.timeoutMs, "the upgrade request", "timeoutMs", 1, true);
   return out;
 }

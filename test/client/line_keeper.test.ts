@@ -87,11 +87,17 @@ test("a server with one known address costs no line probe", async () => {
   }
 });
 
-test("bad line options are RangeErrors or TypeErrors", () => {
+test("bad line options are RangeErrors or TypeErrors; millisecond options out of range are PERILINK_CONFIG", () => {
+  const config = (name: string) => (err: unknown) => (err as { code?: string }).code === "PERILINK_CONFIG" && (err as Error).message.includes(name);
   assert.throws(() => createClient({ lineSwitchMargin: -1 }), RangeError);
-  assert.throws(() => createClient({ lineRefreshMs: -5 }), RangeError);
+  assert.throws(() => createClient({ lineRefreshMs: -5 }), config("lineRefreshMs"));
   assert.throws(() => createClient({ linePreference: { hops: -1 } }), RangeError);
   assert.throws(() => createClient({ linePreference: { colour: 1 } as never }), TypeError);
-  assert.throws(() => createClient({ pingTimeoutMs: -1 }), RangeError);
-  assert.throws(() => createClient({ silenceMs: 0 }), RangeError);
+  assert.throws(() => createClient({ pingTimeoutMs: -1 }), config("pingTimeoutMs"));
+  assert.throws(() => createClient({ silenceMs: 0 }), config("silenceMs"));
+  // Past 2^31−1 ms a timer fires after 1 ms: each of these would act at once instead of never.
+  for (const name of ["waitTimeoutMs", "lingerMs", "probeTimeoutMs", "requestTimeoutMs", "silenceMs", "pingTimeoutMs", "identityTtlMs", "lineRefreshMs"]) {
+    assert.throws(() => createClient({ [name]: 3e9 }), config(name), name);
+  }
+  assert.throws(() => createClient({ resolution: { gatherMs: 3e9 } }), config("resolution.gatherMs"));
 });

@@ -94,3 +94,18 @@ test("workers: a count, auto (the cores) or MIN..MAX; dispatch manager (default)
   assert.throws(() => resolveConfig({ workerSlots: 0 }, {}), /"workerSlots" must be an integer from 1/);
   assert.throws(() => resolveConfig({ workerIdleMs: 5 }, {}), /"workerIdleMs" must be an integer from 100/);
 });
+
+test("a millisecond option past what a timer can wait (2^31−1 ms) is a PERILINK_CONFIG error that names the range", () => {
+  // Timers fire a longer delay after 1 ms: drainTimeoutMs 3e9 would cut every request in flight at once.
+  for (const key of ["drainTimeoutMs", "rescanIntervalMs", "workerIdleMs"] as const) {
+    assert.throws(
+      () => resolveConfig({ [key]: 3e9 }),
+      (err: unknown) => err instanceof ConfigError && err.code === "PERILINK_CONFIG" && err.message.includes(`"${key}"`) && err.message.includes("2147483647"),
+    );
+    assert.throws(() => resolveConfig({ [key]: 2.5 }), /must be an integer from/);
+  }
+  for (const key of ["handshakeTimeoutMs", "idleTimeoutMs", "writeTimeoutMs", "requestTimeoutMs"] as const) {
+    assert.throws(() => resolveConfig({ limits: { [key]: 2 ** 31 } }), /from 1 to 2147483647/);
+  }
+  assert.equal(resolveConfig({ drainTimeoutMs: 0x7fffffff }).drainTimeoutMs, 0x7fffffff);
+});

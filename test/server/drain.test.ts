@@ -124,3 +124,18 @@ test("a session client sees the server refuse new sessions once it drains", asyn
   await server.drain(500);
   await assert.rejects(ClientSession.connect({ host: "127.0.0.1", port, timeoutMs: 500 }));
 });
+
+test("drain() with a deadline past 2^31−1 ms is refused before anything stops: a request in flight is not cut", async () => {
+  const server = await testServer({ appObject: slowEcho(200) });
+  const session = await ClientSession.connect({ host: "127.0.0.1", port: portOf(server) });
+  try {
+    const ch = await session.openChannel("demo");
+    const inFlight = ch.request("still here");
+    await assert.rejects(server.drain(3e9), (err: Error & { code?: string }) => err.code === "PERILINK_CONFIG" && /drain\(\): "timeoutMs"/.test(err.message));
+    assert.equal((await inFlight).toString(), "still here");
+    assert.equal((await ch.request("and after")).toString(), "and after", "the server still serves");
+  } finally {
+    await session.close();
+    await server.drain(1000);
+  }
+});

@@ -2,6 +2,7 @@ import net from "node:net";
 import type { Route } from "./interfaces.ts";
 import type { Endpoint, SourceName } from "./name_types.ts";
 import { stripZone } from "../../address.ts";
+import { checkMs } from "../../duration.ts";
 
 /** The name sources a client may ask, by the names the address list shows. */
 export type ResolutionSource = "hosts" | "dns" | "mdns" | "llmnr" | "netbios";
@@ -51,7 +52,7 @@ export interface ResolvedOptions {
 
 const SOURCES = new Set<SourceName>(["hosts", "dns", "mdns", "llmnr", "netbios"]);
 
-/** Checks the options (TypeError / RangeError on bad ones) and fills in the defaults. */
+/** Checks the options (TypeError / RangeError, or `PERILINK_CONFIG` for a millisecond option out of range) and fills in the defaults. */
 export function resolveOptions(o: ResolutionOptions = {}): ResolvedOptions {
   const order = o.order ?? [...DEFAULT_RESOLUTION_ORDER];
   if (!Array.isArray(order)) throw new TypeError("resolution.order must be an array of source names");
@@ -61,9 +62,9 @@ export function resolveOptions(o: ResolutionOptions = {}): ResolvedOptions {
   const nameServers = (o.nameServers ?? []).map(parseNameServer);
   return {
     order: [...new Set(order)],
-    timeoutMs: positive(o.timeoutMs, "timeoutMs", DEFAULT_RESOLUTION_TIMEOUT_MS),
-    settleMs: nonNegative(o.settleMs, "settleMs", DEFAULT_RESOLUTION_SETTLE_MS),
-    gatherMs: nonNegative(o.gatherMs, "gatherMs", DEFAULT_RESOLUTION_GATHER_MS),
+    timeoutMs: o.timeoutMs === undefined ? DEFAULT_RESOLUTION_TIMEOUT_MS : checkMs(o.timeoutMs, "client option", "resolution.timeoutMs", 1),
+    settleMs: checkMs(o.settleMs ?? DEFAULT_RESOLUTION_SETTLE_MS, "client option", "resolution.settleMs"),
+    gatherMs: checkMs(o.gatherMs ?? DEFAULT_RESOLUTION_GATHER_MS, "client option", "resolution.gatherMs"),
     nameServers,
     reverse: o.reverse ?? nameServers.length > 0,
     interfaces: o.interfaces,
