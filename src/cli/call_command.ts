@@ -6,6 +6,7 @@ import { TARGET } from "../target.ts";
 import { ConfigError } from "../errors.ts";
 import { resolveOptions, type ResolutionOptions, type ResolutionSource } from "../client/names/resolution_options.ts";
 import { intOption, parse, parseTarget } from "./args.ts";
+import { jsonLine, printable } from "./terminal_text.ts";
 
 /** The file, in the state directory, where `perilink call` keeps the server keys it pinned. */
 export const CALL_PIN_FILE = CLIENT_PIN_FILE;
@@ -24,6 +25,7 @@ export async function runCall(args: string[]): Promise<number> {
       app: { type: "string" },
       data: { type: "string" },
       json: { type: "boolean" },
+      raw: { type: "boolean" },
       timeout: { type: "string" },
       "name-server": { type: "string", multiple: true },
       resolve: { type: "string" },
@@ -48,20 +50,25 @@ export async function runCall(args: string[]): Promise<number> {
     linePreference,
   });
   try {
-    const responses: { target: string; response: string }[] = [];
+    const answers: { target: string; response: Buffer }[] = [];
     const links = [];
     for (const t of targets) links.push(await client.connect({ host: t.host, port: t.port, app }));
     // Several addresses of one server: measure their lines first, so the requests ride the better one.
     await client.refreshLines();
-    for (const [i, link] of links.entries()) responses.push({ target: positionals[i]!, response: (await link.request(data)).toString("utf8") });
+    for (const [i, link] of links.entries()) answers.push({ target: positionals[i]!, response: await link.request(data) });
     const sessions = client.sessions();
-    if (values.json) {
-      process.stdout.write(JSON.stringify({ responses, sessions, addresses: client.addresses() }) + "\n");
+    if (values.raw) {
+      // The responses' bytes as they came, one after another: for a pipe, not a terminal.
+      for (const a of answers) process.stdout.write(a.response);
+    } else if (values.json) {
+      const responses = answers.map((a) => ({ target: a.target, response: a.response.toString("utf8") }));
+      process.stdout.write(jsonLine({ responses, sessions, addresses: client.addresses() }));
     } else {
-      for (const r of responses) process.stdout.write(`${r.target}  ${r.response}\n`);
+      // Server-supplied text is escaped: a response cannot drive the terminal (docs/operations.md).
+      for (const a of answers) process.stdout.write(`${printable(a.target)}  ${printable(a.response.toString("utf8"))}\n`);
       process.stdout.write(`\n${client.socketsInUse} session(s) for ${targets.length} target(s):\n`);
       const head = ["mgmt", "app", "requested", "address", "communication", "server", "session", "refs", "line"];
-      const rows = sessions.map((s) => [
+      const rows = sessions.map((s) => cells([
         String(s.managementNumber),
         s.app,
         formatHostPort(s.requestedHost, s.requestedPort),
@@ -71,10 +78,10 @@ export async function runCall(args: string[]): Promise<number> {
         String(s.sessionNumber ?? "-"),
         String(s.refCount),
         s.line === null ? "-" : `score ${s.line.score ?? "-"}: ${s.line.bandwidthMbps ?? "?"} Mb/s, ${s.line.routers ?? "?"} routers, MTU ${s.line.pathMtu ?? "?"}, ${s.line.rttMs ?? "?"} ms`,
-      ]);
+      ]));
       const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
       for (const r of [head, ...rows]) process.stdout.write(r.map((c, i) => c.padEnd(widths[i]!)).join("  ").trimEnd() + "\n");
-      const list = client.addresses().map((a) => [a.name, a.address, a.source, a.ttl === null ? "-" : String(a.ttl), a.serverId ?? "-"]);
+      const list = client.addresses().map((a) => cells([a.name, a.address, a.source, a.ttl === null ? "-" : String(a.ttl), a.serverId ?? "-"]));
       process.stdout.write(`\naddress list:\n`);
       const lhead = ["name", "address", "source", "ttl", "server"];
       const lw = lhead.map((h, i) => Math.max(h.length, ...list.map((r) => r[i]!.length)));
@@ -85,6 +92,11 @@ export async function runCall(args: string[]): Promise<number> {
     await client.close();
   }
   return 0;
+}
+
+/** A table row's cells, escaped for the terminal (names and app ids may come from the network). */
+function cells(row: string[]): string[] {
+  return row.map(printable);
 }
 
 /** `--name-server ADDR[:PORT]…`, `--resolve hosts,dns,…`, `--interface IF…` → the client's resolution options. */

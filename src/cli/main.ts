@@ -9,6 +9,7 @@ import { runServe } from "./serve_command.ts";
 import { runStatus } from "./status_command.ts";
 import { runUpgrade } from "./upgrade_command.ts";
 import { VERSION } from "../version.ts";
+import { printable } from "./terminal_text.ts";
 
 const USAGE = `perilink ${VERSION}: a runtime for network peripherals and the hosts that talk to them
 
@@ -16,7 +17,7 @@ Usage:
   perilink serve  [--config FILE] [--listen HOST:PORT]... [--app MODULE] [--state-dir DIR] [--log-level LEVEL]
                   [--workers N|auto|MIN..MAX] [--dispatch manager|semaphore] [--access keys|open]
   perilink id     HOST:PORT [--tcp] [--json] [--timeout MS]
-  perilink call   HOST:PORT [HOST:PORT]... [--app NAME] [--data TEXT] [--json] [--timeout MS]
+  perilink call   HOST:PORT [HOST:PORT]... [--app NAME] [--data TEXT] [--json | --raw] [--timeout MS]
                   [--name-server ADDR[:PORT]]... [--resolve hosts,dns,mdns,llmnr,netbios] [--interface IF]...
                   [--prefer bandwidth=1,hops=1,mtu=1,rtt=1] [--state-dir DIR]
                   (HOST: an address or a name)
@@ -55,7 +56,7 @@ export async function main(argv: string[]): Promise<number> {
   }
   const run = COMMANDS[cmd];
   if (!run) {
-    process.stderr.write(`perilink: unknown command "${cmd}"; run "perilink help"\n`);
+    process.stderr.write(`perilink: unknown command "${printable(cmd)}"; run "perilink help"\n`);
     return 2;
   }
   try {
@@ -64,7 +65,8 @@ export async function main(argv: string[]): Promise<number> {
     if (isClosedPipe(err)) return CLOSED_PIPE_EXIT_CODE; // a write found the reader of our output gone
     const e = err as Error;
     const code = err instanceof PerilinkError ? ` [${err.code}]` : (e as { code?: string }).code ? ` [${(e as { code?: string }).code}]` : "";
-    process.stderr.write(`perilink ${cmd}: ${e.message}${code}\n`);
+    // A message may carry a server's words (its error text, names from the network): escaped for the terminal.
+    process.stderr.write(`perilink ${cmd}: ${printable(e.message)}${printable(code)}\n`);
     return 1;
   }
 }
