@@ -182,9 +182,16 @@ export class SessionRequests {
       // Every stream gets exactly one answer, so the client can count its in-flight slots.
       owner.out.error(req.channelId, req.stream, WireError.Cancelled, "request cancelled");
     } else if (failure !== undefined) {
-      const message = failure instanceof Error ? failure.message : String(failure);
-      this.#host.log.debug("request_failed", { stream: req.stream, app: req.app, message });
-      owner.out.error(req.channelId, req.stream, WireError.ApplicationError, message);
+      // A handler's error text reaches the client only when the app says it is meant for
+      // clients (`expose: true`); otherwise it may hold paths, queries or secrets: logged here.
+      if (failure instanceof Error && (failure as { expose?: unknown }).expose === true) {
+        this.#host.log.debug("request_failed", { stream: req.stream, app: req.app, message: failure.message });
+        owner.out.error(req.channelId, req.stream, WireError.ApplicationError, failure.message);
+      } else {
+        const stack = failure instanceof Error ? failure.stack : undefined;
+        this.#host.peerLog.warn("request_failed", { stream: req.stream, app: req.app, peer: owner.remoteAddress, error: failure, stack });
+        owner.out.error(req.channelId, req.stream, WireError.ApplicationError, `the application "${req.app}" could not answer this request (its error is in the server's log)`);
+      }
     } else {
       owner.out.response(req.channelId, req.stream, value);
     }

@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
+import { createLogger } from "../../src/logger.ts";
 import { RemoteError, ServerBusyError } from "../../src/errors.ts";
 import type { RequestContext, SessionApp } from "../../src/server/app.ts";
 import { connect, portOf, sleep, testServer, waitFor } from "../helpers/fixtures.ts";
@@ -50,17 +51,33 @@ test("carries one-way messages both ways", async () => {
   assert.deepEqual(acks, ["ack:t=21.5", "ack:t=21.6"]);
 });
 
-test("reports an application's exception to the caller as PERILINK_REMOTE_APP and keeps the session", async () => {
+test("reports an application's exception to the caller as PERILINK_REMOTE_APP and keeps the session; its text only when the app exposes it", async () => {
+  const lines: string[] = [];
   const app: SessionApp = {
     request(p) {
-      if (Buffer.from(p).toString() === "boom") throw new Error("paper jam");
+      const what = Buffer.from(p).toString();
+      if (what === "boom") throw Object.assign(new Error("paper jam"), { expose: true });
+      if (what === "bug") throw new Error("ENOENT: /var/lib/printer/secret-token.json");
+      if (what === "reject") return Promise.reject("a string, not an Error");
       return p;
     },
   };
-  const server = await testServer({ appObject: app });
+  const server = await testServer({ appObject: app, logger: createLogger("warn", (l) => lines.push(l)) });
   const ch = await (await connect(server)).openChannel("printer");
   await assert.rejects(ch.request("boom"), (e: unknown) => e instanceof RemoteError && e.code === "PERILINK_REMOTE_APP" && e.message === "paper jam");
+  for (const what of ["bug", "reject"]) {
+    await assert.rejects(ch.request(what), (e: unknown) => {
+      assert.ok(e instanceof RemoteError && e.code === "PERILINK_REMOTE_APP");
+      assert.doesNotMatch(e.message, /secret-token|a string/, "the client does not see what the app did not expose");
+      assert.match(e.message, /"printer" could not answer this request/);
+      return true;
+    });
+  }
   assert.equal((await ch.request("still here")).toString(), "still here");
+  const logged = lines.map((l) => JSON.parse(l)).find((r) => r.event === "request_failed");
+  assert.ok(logged, "the hidden error is logged for the operator");
+  assert.equal(logged.error.message, "ENOENT: /var/lib/printer/secret-token.json");
+  assert.match(logged.stack, /sessions\.test\.ts/);
 });
 
 test("refuses channels beyond maxChannelsPerSession with ServerBusyError", async () => {
