@@ -32,7 +32,8 @@ export function toLoadedApp(name: string, mod: Record<string, unknown>): LoadedA
 
 /** Loads a built-in app by name, or a module by path. */
 export async function loadApp(spec: string, cwd = process.cwd()): Promise<LoadedApp> {
-  const builtin = BUILTIN_APPS[spec];
+  // Own names only: "constructor", "toString" or "__proto__" name no built-in app (they are paths then).
+  const builtin = Object.hasOwn(BUILTIN_APPS, spec) ? BUILTIN_APPS[spec] : undefined;
   if (builtin) return { kind: "session", name: spec, app: builtin };
   const url = pathToFileURL(path.resolve(cwd, spec)).href;
   let mod: Record<string, unknown>;
