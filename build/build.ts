@@ -91,6 +91,11 @@ for (const name of chosen) {
         setup(b) {
           // Every import of the default profile resolves to the chosen target's file.
           b.onResolve({ filter: /targets[\\/]node20\.json$/ }, () => ({ path: targetPath }));
+          // Only what the program reads at run time: the build's own fields stay in the file.
+          b.onLoad({ filter: /targets[\\/][^\\/]+\.json$/ }, async (args) => {
+            const { description: _d, esbuildTarget: _e, arch: _a, bundleBudgetBytes: _b, ...runtime } = JSON.parse(await fs.readFile(args.path, "utf8")) as Record<string, unknown>;
+            return { contents: JSON.stringify(runtime), loader: "json" };
+          });
         },
       },
       dnsRecordTypes,

@@ -3,7 +3,9 @@ import defaultTarget from "../targets/node20.json" with { type: "json" };
 /**
  * The build target's profile: budgets and the limits that become the
  * runtime's defaults. Running from source it is `targets/node20.json`; the
- * bundler substitutes the chosen target's file for that import (build/build.ts).
+ * bundler substitutes the chosen target's file for that import (build/build.ts),
+ * without the fields only the build reads (description, esbuildTarget, arch,
+ * bundleBudgetBytes): nothing in the program may read those.
  */
 export interface Target {
   name: string;

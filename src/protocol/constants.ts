@@ -38,47 +38,45 @@ export const MAX_PING_PAYLOAD = 64;
 /** Domain separation of the probe's signed message (the handshake's are in key_exchange.ts). */
 export const UDP_SIGNATURE_CONTEXT = "perilink/udp/1";
 
-export const FrameType = {
-  ChannelOpen: 1,
-  ChannelOk: 2,
-  ChannelClose: 3,
-  Request: 4,
-  Response: 5,
-  Message: 6,
-  Cancel: 7,
-  Ping: 8,
-  Pong: 9,
-  GoAway: 10,
-  Error: 11,
-} as const;
-export type FrameTypeValue = (typeof FrameType)[keyof typeof FrameType];
+// Enums, not objects: the bundler puts each value in place of its name (no lookup, no name
+// in the bundle), and the reverse mapping names a code (wireErrorName).
+export enum FrameType {
+  ChannelOpen = 1,
+  ChannelOk = 2,
+  ChannelClose = 3,
+  Request = 4,
+  Response = 5,
+  Message = 6,
+  Cancel = 7,
+  Ping = 8,
+  Pong = 9,
+  GoAway = 10,
+  Error = 11,
+}
+export type FrameTypeValue = FrameType;
 export const MAX_FRAME_TYPE = 11;
 
 /** Numeric error codes carried in ERROR and GOAWAY frames and in the server hello status. */
-export const WireError = {
-  None: 0,
-  ProtocolError: 1,
-  FrameTooLarge: 2,
-  LimitExceeded: 3,
-  UnknownChannel: 4,
-  ApplicationError: 5,
-  RefusedStream: 6,
-  Cancelled: 7,
-  Internal: 8,
-  Timeout: 9,
-  VersionUnsupported: 10,
-  ServerBusy: 11,
-  ShuttingDown: 12,
+export enum WireError {
+  None = 0,
+  ProtocolError = 1,
+  FrameTooLarge = 2,
+  LimitExceeded = 3,
+  UnknownChannel = 4,
+  ApplicationError = 5,
+  RefusedStream = 6,
+  Cancelled = 7,
+  Internal = 8,
+  Timeout = 9,
+  VersionUnsupported = 10,
+  ServerBusy = 11,
+  ShuttingDown = 12,
   /** The client's key is not trusted for the channel's app (server `access: "keys"`). */
-  AccessDenied: 13,
-} as const;
-export type WireErrorValue = (typeof WireError)[keyof typeof WireError];
-
-const WIRE_ERROR_NAMES: Record<number, string> = Object.fromEntries(
-  Object.entries(WireError).map(([name, value]) => [value, name]),
-);
+  AccessDenied = 13,
+}
+export type WireErrorValue = WireError;
 
 /** The name of a wire error code, or `Unknown(n)`. */
 export function wireErrorName(code: number): string {
-  return WIRE_ERROR_NAMES[code] ?? `Unknown(${code})`;
+  return WireError[code] ?? `Unknown(${code})`;
 }
