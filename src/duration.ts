@@ -17,7 +17,7 @@ export const MAX_TIMER_MS = 0x7fffffff;
 export function checkMs(value: unknown, where: string, key: string, min = 0, integer = false): number {
   if (typeof value !== "number" || !Number.isFinite(value) || value < min || value > MAX_TIMER_MS || (integer && !Number.isInteger(value))) {
     throw new ConfigError(
-      `Cannot use ${where}: "${key}" must be ${integer ? "an integer" : "a number"} from ${min} to ${MAX_TIMER_MS} ms (the longest a timer waits, about 24.8 days), not ${JSON.stringify(value) ?? String(value)}`,
+      `Cannot use ${where}: "${key}" must be ${integer ? "an integer" : "a number"} from ${min} to ${MAX_TIMER_MS} ms, not ${JSON.stringify(value) ?? String(value)}`,
     );
   }
   return value;

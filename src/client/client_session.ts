@@ -156,7 +156,7 @@ export class ClientSession extends EventEmitter implements ChannelSession {
         dead: (silentForMs) =>
           this.destroy(
             new LineDeadError(
-              `Cannot keep session to ${this.remoteAddress}:${this.remotePort}: nothing arrived for ${Math.round(silentForMs)} ms and a PING went unanswered for ${live.pingTimeoutMs} ms; the line is taken as dead`,
+              `Cannot keep session to ${this.remoteAddress}:${this.remotePort}: silent for ${Math.round(silentForMs)} ms, a PING unanswered for ${live.pingTimeoutMs} ms: the line is dead`,
             ),
           ),
       },

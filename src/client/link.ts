@@ -103,7 +103,7 @@ export class Link extends EventEmitter {
           if (!sent) continue; // the session closed under the channel open: nothing was sent
           if (options.idempotent) continue;
           throw new OutcomeUnknownError(
-            "Cannot finish request: the session failed while it was in flight, so the server may have processed it; it was not sent again because it is not marked idempotent",
+            "Cannot finish request: the session failed while it was in flight, so the server may have run it; not sent again, as it is not marked idempotent",
             { cause: err },
           );
         }

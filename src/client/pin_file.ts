@@ -117,7 +117,7 @@ export class PinFile {
   #error(why: string, cause?: unknown): PinFileError {
     return new PinFileError(
       this.file,
-      `Cannot read pin file ${this.file}: ${why}; repair it or delete it (deleting it forgets every pinned server key, so the next answer for each server is trusted as new)`,
+      `Cannot read pin file ${this.file}: ${why}; repair it, or delete it to forget every pinned key (each server's next answer is then trusted as new)`,
       cause === undefined ? undefined : { cause },
     );
   }

@@ -46,7 +46,7 @@ export async function warnWithoutMigration(log: Logger): Promise<void> {
   const v = await fs.readFile("/proc/sys/net/ipv4/tcp_migrate_req", "utf8").catch(() => "");
   if (v.trim() !== "1") {
     log.warn("upgrade_without_migration", {
-      note: "net.ipv4.tcp_migrate_req is not 1: connections queued in this process's accept queue when it stops may be reset; run: sysctl -w net.ipv4.tcp_migrate_req=1",
+      note: "net.ipv4.tcp_migrate_req is not 1: connections in this process's accept queue when it stops may be reset; run sysctl -w net.ipv4.tcp_migrate_req=1",
     });
   }
 }

@@ -72,7 +72,7 @@ export async function openServer(config: ServerConfig, options: OpenServerOption
   if (app.kind === "raw" && config.access === "keys") {
     // Trusted keys are checked on sealed sessions; a raw app speaks its own protocol to whoever connects.
     throw new ConfigError(
-      `Cannot serve raw-mode app ${app.name} with access "keys": trusted keys protect session-mode apps only; once the app authenticates its own clients, set "access": "open" (--access open)`,
+      `Cannot serve raw-mode app ${app.name} with access "keys": trusted keys protect session-mode apps only; if the app authenticates its clients, use "access": "open"`,
     );
   }
   // A manager (S5) starts its service processes before it accepts, or takes over, anything.

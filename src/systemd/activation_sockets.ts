@@ -26,7 +26,7 @@ export function takeActivationSockets(env: NodeJS.ProcessEnv = process.env, pid 
   }
   if (!detectRuntime().canInheritSockets) {
     throw new SocketActivationError(
-      `Cannot use the sockets systemd passed (LISTEN_FDS=${count}): ${detectRuntime().name === "deno" ? "Deno cannot adopt" : "this runtime cannot adopt"} a listening socket's file descriptor; run perilink on Node.js, or stop the .socket unit and let perilink bind its ports itself`,
+      `Cannot use the sockets systemd passed (LISTEN_FDS=${count}): ${detectRuntime().name === "deno" ? "Deno" : "this runtime"} cannot adopt a listening socket; run perilink on Node.js, or stop the .socket unit so perilink binds its ports`,
     );
   }
   const out: InheritedSocket[] = [];

@@ -52,7 +52,7 @@ async function assertDenoRefuses(sa: Activated, port: number): Promise<void> {
   c.destroy();
   u.close();
   assert.equal(sa.child.exitCode, 1, sa.stderr());
-  assert.match(sa.stderr(), /Cannot use the sockets systemd passed.*Deno cannot adopt.*\[PERILINK_SOCKET_ACTIVATION\]/);
+  assert.match(sa.stderr(), /Cannot use the sockets systemd passed.*Deno cannot adopt a listening socket.*\[PERILINK_SOCKET_ACTIVATION\]/);
 }
 
 test("serve under systemd-socket-activate adopts the passed TCP socket instead of binding it again (was PERILINK_ADDRESS_IN_USE); Deno refuses with PERILINK_SOCKET_ACTIVATION", { skip }, async () => {
