@@ -120,7 +120,8 @@ export class Pairing {
       ({ apps } = await addTrust(this.#dir, { fingerprint: peer.clientKey, apps: offer.apps, comment: `paired from ${peer.remoteAddress} ${new Date().toISOString()}` }));
     } catch (err) {
       await fs.rename(claimed, file).catch(() => {}); // not trusted: the code waits again (its attempts as they were)
-      throw err;
+      this.#log.warn("pairing_trust_failed", { peer: peer.remoteAddress, clientKey: peer.clientKey, error: err });
+      return refuse("the device could not record this host's key (its log says why); try the same code again", false);
     }
     await fs.rm(claimed, { force: true });
     await fs.rm(path.join(this.#dir, PAIRING_ATTEMPTS_FILE), { force: true });
