@@ -6,7 +6,7 @@ import { TARGET } from "../target.ts";
 import { ConfigError } from "../errors.ts";
 import { resolveOptions, type ResolutionOptions, type ResolutionSource } from "../client/names/resolution_options.ts";
 import { intOption, parse, parseTarget } from "./args.ts";
-import { jsonLine, printable } from "./terminal_text.ts";
+import { printable } from "./terminal_text.ts";
 
 /** The file, in the state directory, where `perilink call` keeps the server keys it pinned. */
 export const CALL_PIN_FILE = CLIENT_PIN_FILE;
@@ -62,7 +62,7 @@ export async function runCall(args: string[]): Promise<number> {
       for (const a of answers) process.stdout.write(a.response);
     } else if (values.json) {
       const responses = answers.map((a) => ({ target: a.target, response: a.response.toString("utf8") }));
-      process.stdout.write(jsonLine({ responses, sessions, addresses: client.addresses() }));
+      process.stdout.write(JSON.stringify({ responses, sessions, addresses: client.addresses() }) + "\n");
     } else {
       // Server-supplied text is escaped: a response cannot drive the terminal (docs/operations.md).
       for (const a of answers) process.stdout.write(`${printable(a.target)}  ${printable(a.response.toString("utf8"))}\n`);

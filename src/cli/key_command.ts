@@ -1,7 +1,6 @@
 import { loadOrCreateClientKey } from "../runtime/client_key_file.ts";
 import { defaultStateDir } from "../runtime/state_dir.ts";
 import { parse } from "./args.ts";
-import { jsonLine } from "./terminal_text.ts";
 
 /**
  * `perilink key [--state-dir DIR] [--json]`: this host's client key
@@ -11,6 +10,6 @@ import { jsonLine } from "./terminal_text.ts";
 export async function runKey(args: string[]): Promise<number> {
   const { values } = parse(args, { "state-dir": { type: "string" }, json: { type: "boolean" } });
   const key = await loadOrCreateClientKey((values["state-dir"] as string | undefined) ?? defaultStateDir());
-  process.stdout.write(values.json ? jsonLine({ fingerprint: key.fingerprint }) : `${key.fingerprint}\n`);
+  process.stdout.write(values.json ? JSON.stringify({ fingerprint: key.fingerprint }) + "\n" : `${key.fingerprint}\n`);
   return 0;
 }
