@@ -1,5 +1,4 @@
-import { generateKeyPairSync } from "node:crypto";
-import { clientKeyOf, type ClientKey } from "../protocol/keys.ts";
+import { clientKeyOf, newPrivateKey, type ClientKey } from "../protocol/keys.ts";
 
 export { clientKeyOf, type ClientKey } from "../protocol/keys.ts";
 export { loadOrCreateClientKey, CLIENT_KEY_FILE } from "../runtime/client_key_file.ts";
@@ -12,5 +11,5 @@ let processKey: ClientKey | null = null;
  * program runs (and trusts it only with `access: "open"`).
  */
 export function processClientKey(): ClientKey {
-  return (processKey ??= clientKeyOf(generateKeyPairSync("ed25519").privateKey));
+  return (processKey ??= clientKeyOf(newPrivateKey("Ed25519")));
 }

@@ -1,6 +1,7 @@
-import { createHash, createPublicKey, diffieHellman, generateKeyPairSync, hkdfSync, type KeyObject } from "node:crypto";
+import { createHash, createPublicKey, diffieHellman, hkdfSync, type KeyObject } from "node:crypto";
 import { ProtocolError } from "../errors.ts";
 import { WireError } from "./constants.ts";
+import { newPrivateKey, rawPublicKey } from "./keys.ts";
 
 /**
  * The primitives of the sealed handshake (protocol v2, docs/protocol.md §2),
@@ -29,9 +30,8 @@ export interface Ephemeral {
 }
 
 export function newEphemeral(): Ephemeral {
-  const { privateKey, publicKey } = generateKeyPairSync("x25519");
-  const jwk = publicKey.export({ format: "jwk" });
-  return { privateKey, publicKey: Buffer.from(jwk.x!, "base64url") };
+  const privateKey = newPrivateKey("X25519"); // not generateKeyPairSync: see newPrivateKey
+  return { privateKey, publicKey: rawPublicKey(createPublicKey(privateKey)) };
 }
 
 /**

@@ -1,19 +1,34 @@
-import { createHash, createPublicKey, sign, verify, type KeyObject } from "node:crypto";
+import { createHash, createPrivateKey, createPublicKey, randomBytes, sign, verify, type KeyObject } from "node:crypto";
 import { PUBLIC_KEY_SIZE, SERVER_ID_SIZE } from "./constants.ts";
 
-/** DER prefix of an Ed25519 SubjectPublicKeyInfo; the raw 32-byte key follows. */
-const SPKI_PREFIX = Buffer.from("302a300506032b6570032100", "hex");
 
-/** The raw 32-byte Ed25519 public key of a key object. */
+/**
+ * A new Ed25519 or X25519 private key: 32 random bytes (an RFC 8032 seed, an
+ * RFC 7748 scalar), imported as a JWK (the runtime's fast raw-key path; the
+ * public key is derived from `d`, so the `x` given is a placeholder).
+ *
+ * Not `generateKeyPairSync()`: on Node 20 the key-generation job it leaves
+ * behind locks the new key when the GC finalizes it, and a GC that happens
+ * while another call holds that lock — `export({ format: "jwk" })`, which
+ * allocates under it — hangs the process for good (seen under load: a serving
+ * process stopped answering anything, its main thread waiting on the lock in
+ * `~KeyGenJob` inside `ExportJWK`; 300,000 generate-and-export rounds with
+ * 1 MiB semi-spaces hang within seconds). An imported key has no such job.
+ */
+export function newPrivateKey(crv: "Ed25519" | "X25519"): KeyObject {
+  return createPrivateKey({ key: { kty: "OKP", crv, d: randomBytes(32).toString("base64url"), x: "" }, format: "jwk" });
+}
+
+/** The raw 32-byte public key (Ed25519 or X25519) of a key object. */
 export function rawPublicKey(key: KeyObject): Buffer {
-  const der = key.export({ format: "der", type: "spki" });
-  return der.subarray(der.length - PUBLIC_KEY_SIZE);
+  return Buffer.from(key.export({ format: "jwk" }).x!, "base64url");
 }
 
 /** A key object for a raw 32-byte Ed25519 public key. */
 export function publicKeyFromRaw(raw: Uint8Array): KeyObject {
   if (raw.length !== PUBLIC_KEY_SIZE) throw new RangeError(`Ed25519 public key must be ${PUBLIC_KEY_SIZE} bytes`);
-  return createPublicKey({ key: Buffer.concat([SPKI_PREFIX, raw]), format: "der", type: "spki" });
+  // As a JWK: the runtime's raw-key path, 8× faster here than decoding DER (13 against 108 µs).
+  return createPublicKey({ key: { kty: "OKP", crv: "Ed25519", x: Buffer.from(raw.buffer, raw.byteOffset, raw.byteLength).toString("base64url") }, format: "jwk" });
 }
 
 /** Key objects of recently seen raw keys: building one costs as much as half a verification. */

@@ -1,8 +1,8 @@
-import { createPrivateKey, generateKeyPairSync, type KeyObject } from "node:crypto";
+import { createPrivateKey, type KeyObject } from "node:crypto";
 import { promises as fs, readFileSync } from "node:fs";
 import path from "node:path";
 import { IdentityError } from "../errors.ts";
-import { clientKeyOf, type ClientKey } from "../protocol/keys.ts";
+import { clientKeyOf, newPrivateKey, type ClientKey } from "../protocol/keys.ts";
 import { createFileAtomic } from "./atomic_file.ts";
 import { ensurePrivateDir } from "./state_dir.ts";
 
@@ -30,7 +30,7 @@ export async function loadOrCreateClientKey(stateDir: string): Promise<ClientKey
       text = await fs.readFile(file, "utf8");
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== "ENOENT" || tries > 0) throw unreadable(file, err);
-      const { privateKey } = generateKeyPairSync("ed25519");
+      const privateKey = newPrivateKey("Ed25519");
       const data: ClientKeyFile = { version: 1, privateKey: privateKey.export({ format: "der", type: "pkcs8" }).toString("base64") };
       if (await createFileAtomic(file, JSON.stringify(data, null, 2) + "\n", 0o600)) return clientKeyOf(privateKey);
       continue; // another process made it first: read theirs

@@ -1,8 +1,8 @@
-import { createPublicKey, generateKeyPairSync, randomUUID, sign, type KeyObject } from "node:crypto";
+import { createPublicKey, randomUUID, sign, type KeyObject } from "node:crypto";
 import { promises as fs } from "node:fs";
 import path from "node:path";
 import { IdentityError } from "../errors.ts";
-import { isUuid, rawPublicKey, uuidToBytes } from "../protocol/keys.ts";
+import { isUuid, newPrivateKey, rawPublicKey, uuidToBytes } from "../protocol/keys.ts";
 import { writeFileAtomic } from "../runtime/atomic_file.ts";
 import { parseKeyFile } from "../runtime/client_key_file.ts";
 import { ensurePrivateDir } from "../runtime/state_dir.ts";
@@ -56,7 +56,7 @@ export async function loadOrCreateIdentity(stateDir: string): Promise<Identity> 
 }
 
 async function createIdentity(file: string): Promise<Identity> {
-  const { privateKey } = generateKeyPairSync("ed25519");
+  const privateKey = newPrivateKey("Ed25519");
   const data: IdentityFile = {
     version: 1,
     serverId: randomUUID(),
