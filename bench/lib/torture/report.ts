@@ -97,6 +97,12 @@ export function formatProfile(out: Report, r: ProfileResult): void {
       `protocol errors ${num(sc.protocolErrors ?? NaN)}, probes answered ${num(sc.probes ?? NaN)}, dropped ${num(sc.probesDropped ?? NaN)}; ` +
       `status answered ${r.torture.memory.statusAnswered}, unanswered ${r.torture.memory.statusFailed}; server warnings logged ${r.torture.serverWarnings}`,
   );
+  for (const st of [...r.quiet.memory.stalls, ...r.torture.memory.stalls]) {
+    out.line(
+      `STALL at ${st.at} (serving pid ${st.servingPid}): ` +
+        st.procs.map((p) => `pid ${p.pid} state ${p.state}, ${p.cpuTicks} CPU ticks, ${p.threads} threads, wchan ${p.wchan || "-"}${p.stack ? `, stack:\n${p.stack}\n` : ""}`).join("; "),
+    );
+  }
   const errs = Object.entries(r.torture.loadErrors).sort((a, b) => b[1] - a[1]).slice(0, 3);
   if (errs.length > 0) out.line(`legitimate failures by message: ${errs.map(([m, n]) => `${n}x ${m.slice(0, 100)}`).join("; ")}`);
   if (r.quiet.loadBounded || r.torture.loadBounded) out.line("WARNING: the legitimate load stopped at its bound before the phase ended");

@@ -1,4 +1,7 @@
-import { readFileSync } from "node:fs";
+import { spawn } from "node:child_process";
+import { readFileSync, writeFileSync } from "node:fs";
+import os from "node:os";
+import path from "node:path";
 import { controlRequest } from "../../../src/server/control_server.ts";
 import type { ServerStatus } from "../../../src/server/server.ts";
 import { readMemKiB } from "../proc.ts";
@@ -23,6 +26,15 @@ export interface WatchSummary {
   counters: Record<string, number>;
   statusAnswered: number;
   statusFailed: number;
+  /** What each server process was doing when the serving one left status unanswered twice in a row (one entry per stall). */
+  stalls: StallDump[];
+}
+
+/** One look at the server processes while the serving one does not answer: the kernel's view of each. */
+export interface StallDump {
+  at: string;
+  servingPid: number;
+  procs: { pid: number; state: string; cpuTicks: number; wchan: string; threads: number; stack?: string }[];
 }
 
 /**
@@ -42,6 +54,8 @@ export class ServerWatch {
   #peakSum = 0;
   #answered = 0;
   #failed = 0;
+  #failedInRow = 0;
+  #stalls: StallDump[] = [];
   /** The serving pid in the last status answer. */
   servingPid = 0;
 
@@ -58,11 +72,43 @@ export class ServerWatch {
       for (const d of s.draining) this.adopt(d.pid);
       this.#counters.set(s.pid, s.counters);
       this.servingPid = s.pid;
+      this.#failedInRow = 0;
       return s;
     } catch {
       this.#failed++;
+      if (++this.#failedInRow === 2) this.#dumpStall();
       return null;
     }
+  }
+
+  /**
+   * The serving process left two status requests in a row unanswered: notes
+   * each known process's state, CPU ticks, wait channel and threads from
+   * /proc, and for one that is running (state R: a busy event loop) its JS
+   * stack, through the inspector (SIGUSR1, `node inspect -p`, pause, bt),
+   * so that a stall can be explained afterwards.
+   */
+  #dumpStall(): void {
+    const procs: StallDump["procs"] = [];
+    for (const pid of this.#mem.keys()) {
+      try {
+        const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+        const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+        let wchan = "";
+        try {
+          wchan = readFileSync(`/proc/${pid}/wchan`, "utf8");
+        } catch {
+          // not readable here
+        }
+        const proc: StallDump["procs"][number] = { pid, state: f[0] ?? "?", cpuTicks: Number(f[11]) + Number(f[12]), wchan, threads: Number(f[17]) };
+        procs.push(proc);
+        if (proc.state === "R") jsStack(pid).then((t) => (proc.stack = t), () => {});
+        else nativeStacks(pid).then((file) => (proc.stack = `native stacks of every thread in ${file}`), () => {});
+      } catch {
+        // gone
+      }
+    }
+    this.#stalls.push({ at: new Date().toISOString(), servingPid: this.servingPid, procs });
   }
 
   /** Starts watching `pid` (a server process found some other way). */
@@ -128,6 +174,44 @@ export class ServerWatch {
       counters,
       statusAnswered: this.#answered,
       statusFailed: this.#failed,
+      stalls: this.#stalls,
     };
   }
+}
+
+/** Every thread's native stack of `pid` (gdb, when installed), written to a file in the temporary directory; its path. */
+function nativeStacks(pid: number): Promise<string> {
+  const file = path.join(os.tmpdir(), `perilink-stall-${pid}.txt`);
+  return new Promise((resolve, reject) => {
+    const child = spawn("gdb", ["-p", String(pid), "-batch", "-ex", "thread apply all bt"], { stdio: ["ignore", "pipe", "pipe"] });
+    let out = "";
+    child.stdout!.setEncoding("utf8").on("data", (s: string) => (out += s));
+    child.stderr!.setEncoding("utf8").on("data", (s: string) => (out += s));
+    const guard = setTimeout(() => child.kill("SIGKILL"), 30_000);
+    child.once("error", reject);
+    child.once("close", () => {
+      clearTimeout(guard);
+      writeFileSync(file, out);
+      resolve(file);
+    });
+  });
+}
+
+/** The JS stack of a busy node process `pid`, read through its inspector (bounded: 10 s). */
+function jsStack(pid: number): Promise<string> {
+  return new Promise((resolve) => {
+    const child = spawn(process.execPath, ["inspect", "-p", String(pid)], { stdio: ["pipe", "pipe", "ignore"] });
+    let out = "";
+    child.stdout!.setEncoding("utf8").on("data", (s: string) => (out += s));
+    const say = (line: string, ms: number) => setTimeout(() => child.stdin!.write(line + "\n", () => {}), ms);
+    say("pause", 2000);
+    say("bt", 3000);
+    say(".exit", 4000);
+    const guard = setTimeout(() => child.kill("SIGKILL"), 10_000);
+    child.once("close", () => {
+      clearTimeout(guard);
+      resolve(out.split("\n").filter((l) => /#\d+ /.test(l)).join("\n"));
+    });
+    child.stdin!.on("error", () => {});
+  });
 }
