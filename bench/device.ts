@@ -124,7 +124,7 @@ async function measure(a: Arch, bundle: string, rawEcho: string, quick: boolean)
   const settleMs = a.emulated ? 4000 : 1500;
   const work = await fs.mkdtemp(path.join(os.tmpdir(), `perilink-bench-device-${a.arch}-`));
   const config = path.join(work, "config.json");
-  await fs.writeFile(config, JSON.stringify({ limits: { maxSessions: 2000, maxSessionsPerPeer: 2000 } }));
+  await fs.writeFile(config, JSON.stringify({ limits: { maxSessions: 2000, maxSessionsPerPeer: 2000, sessionRatePerPeer: 0, sessionRateGlobal: 0 } }));
   const log = (what: string): void => console.error(`device ${a.target} ${a.arch}: ${what}`);
   try {
     const nodeStartMs = await timeMs(() => exec(a.node, ["-e", "0"], { env: a.env }), runs);

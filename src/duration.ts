@@ -15,10 +15,15 @@ export const MAX_TIMER_MS = 0x7fffffff;
  * whole milliseconds only (configuration files); otherwise any finite number.
  */
 export function checkMs(value: unknown, where: string, key: string, min = 0, integer = false): number {
-  if (typeof value !== "number" || !Number.isFinite(value) || value < min || value > MAX_TIMER_MS || (integer && !Number.isInteger(value))) {
-    throw new ConfigError(
-      `Cannot use ${where}: "${key}" must be ${integer ? "an integer" : "a number"} from ${min} to ${MAX_TIMER_MS} ms, not ${JSON.stringify(value) ?? String(value)}`,
-    );
-  }
-  return value;
+  const err = msError(value, where, key, min, integer);
+  if (err) throw err;
+  return value as number;
+}
+
+/** What `checkMs` would throw, or null: for callers that reject instead. */
+export function msError(value: unknown, where: string, key: string, min = 0, integer = false): ConfigError | null {
+  if (typeof value === "number" && Number.isFinite(value) && value >= min && value <= MAX_TIMER_MS && (!integer || Number.isInteger(value))) return null;
+  return new ConfigError(
+    `Cannot use ${where}: "${key}" must be ${integer ? "an integer" : "a number"} from ${min} to ${MAX_TIMER_MS} ms, not ${JSON.stringify(value) ?? String(value)}`,
+  );
 }

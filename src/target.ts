@@ -35,6 +35,9 @@ export interface Target {
     /** New sessions a peer may open per second, and in a burst (each handshake costs the server a signature). */
     sessionRatePerPeer: number;
     sessionBurstPerPeer: number;
+    /** New sessions all peers together may open per second, and in a burst (peers vouched for are not counted; 0: off). */
+    sessionRateGlobal: number;
+    sessionBurstGlobal: number;
   };
   probe: {
     ratePerSecond: number;

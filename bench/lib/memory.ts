@@ -72,7 +72,7 @@ interface ServerInfo {
  * growth per session.
  */
 export async function measureSessionRss(count = 1000): Promise<SessionRss> {
-  const limits = { maxSessions: 2000, maxSessionsPerPeer: 2000 };
+  const limits = { maxSessions: 2000, maxSessionsPerPeer: 2000, sessionRatePerPeer: 0, sessionRateGlobal: 0 };
   const server = new Child(SERVER_CHILD, ["perilink", JSON.stringify({ limits })]);
   let holder: Child | null = null;
   try {

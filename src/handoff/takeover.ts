@@ -74,6 +74,7 @@ export class Takeover implements StartupTakeover {
   #seams: TakeoverSeams;
   #draining = new Map<number, DrainingGeneration>();
   #parentGone = false;
+  #vouched: unknown = null;
 
   constructor(channel: ParentChannel, log: Logger, timeoutMs: number, seams: Partial<TakeoverSeams> = {}) {
     this.#channel = channel;
@@ -83,6 +84,10 @@ export class Takeover implements StartupTakeover {
   }
 
   /** Older generations that are still draining (their processes run), oldest first. */
+  vouched(): unknown {
+    return this.#vouched;
+  }
+
   draining(): DrainingGeneration[] {
     const out: DrainingGeneration[] = [];
     for (const [generation, g] of this.#draining) {
@@ -109,6 +114,7 @@ export class Takeover implements StartupTakeover {
       const msg = m as OldToNew;
       if (msg.t === "transfer-response") {
         answered = true;
+        this.#vouched = msg.vouched ?? null;
         wake?.();
       } else if (msg.t === "draining") {
         this.#draining = new Map([msg.report, ...msg.older].map((g) => [g.generation, g]));

@@ -41,6 +41,7 @@ export function upgradeHostFor(
     resolvedPorts: () => proc.resolvedPorts(),
     drain: () => proc.drain(),
     drainReport: () => proc.drainReport(),
+    vouchedPeers: () => proc.vouchedPeers(),
     olderGenerations,
   };
 }

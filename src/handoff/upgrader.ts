@@ -42,6 +42,8 @@ export interface UpgradeHost {
   drain(): Promise<void>;
   /** This process's drain progress, for the new process's `status`. */
   drainReport(): DrainingGeneration;
+  /** Peers vouched for (admission.ts), for the new process. */
+  vouchedPeers?(): [string, number][];
   /** Older generations this process still hears from. */
   olderGenerations(): DrainingGeneration[];
   /** The port the kernel chose for each `…:0` listen entry, by the entry's text. */
@@ -204,7 +206,7 @@ export class Upgrader implements UpgradeDriver {
       // 2. Accept rights pass through the semaphore: we stop, then the new one starts.
       await this.#host.stopAccepting();
       if (steps.cancelled) return await this.#abandon(failed, steps.cancelled, true);
-      send(child, { t: "transfer-response" });
+      send(child, { t: "transfer-response", vouched: this.#host.vouchedPeers?.() ?? [] });
       const accepting = await steps.next("accepting");
       if (accepting !== true) return await this.#abandon(failed, accepting, true);
     } finally {

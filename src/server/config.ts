@@ -101,6 +101,7 @@ const LIMIT_RANGES: Record<string, [number, number]> = {
   maxSessionOutputBytes: [16 * 1024, 0x7fffffff],
   maxBufferedBytes: [64 * 1024, 0x7fffffff],
   sessionRatePerPeer: [0, 1_000_000], // 0: no rate limit
+  sessionRateGlobal: [0, 1_000_000],
 };
 
 function checkKeys(obj: Record<string, unknown>, allowed: string[], where: string): void {

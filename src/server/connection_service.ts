@@ -45,4 +45,8 @@ export interface ConnectionService {
   stopAccepting(): Promise<void>;
   /** Serves what was started (new connections get GOAWAY), closes what is left at the deadline. */
   drain(timeoutMs: number): Promise<void>;
+  /** Peers vouched for (admission.ts), with when: handed to the process an upgrade starts. */
+  vouchedPeers?(): [string, number][];
+  /** Takes over the vouched peers of the process this one replaces. */
+  adoptVouched?(peers: unknown): void;
 }

@@ -28,7 +28,7 @@ import {
   type UpgradeResult,
 } from "./server_handoff.ts";
 import type { ListenerStatus, ServerStatus } from "./server_status.ts";
-import { checkMs } from "../duration.ts";
+import { checkMs, msError } from "../duration.ts";
 import { ServerStats } from "./server_stats.ts";
 import { TrustedKeys } from "./trusted_keys.ts";
 import { SessionService } from "./session_service.ts";
@@ -187,6 +187,7 @@ export class PerilinkServer implements ServingProcess {
     if (takeover) {
       await this.#listeners.start();
       await takeover.run(this.#gate, async () => {
+        this.#service.adoptVouched?.(takeover.vouched());
         await this.#listeners.activate();
         await this.#service.listening(this.#listeners);
         this.#accepting = true;
@@ -301,6 +302,10 @@ export class PerilinkServer implements ServingProcess {
   }
 
   /** @internal ServingProcess: drain progress, for the new process's `status`. */
+  vouchedPeers(): [string, number][] {
+    return this.#service.vouchedPeers?.() ?? [];
+  }
+
   drainReport(): DrainingGeneration {
     return { generation: this.generation, pid: process.pid, inflight: this.#service.inflight, sessions: this.#service.connections };
   }
@@ -354,13 +359,8 @@ export class PerilinkServer implements ServingProcess {
    * deadline are closed. Idempotent.
    */
   drain(timeoutMs: number = this.config.drainTimeoutMs): Promise<void> {
-    if (this.#drained === null) {
-      try {
-        checkMs(timeoutMs, "drain()", "timeoutMs"); // refused before anything stops
-      } catch (err) {
-        return Promise.reject(err);
-      }
-    }
+    const bad = this.#drained === null ? msError(timeoutMs, "drain()", "timeoutMs") : null; // refused before anything stops
+    if (bad) return Promise.reject(bad);
     this.#drained ??= this.#drain(timeoutMs);
     return this.#drained;
   }

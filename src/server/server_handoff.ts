@@ -59,6 +59,8 @@ export interface StartupTakeover {
   run(gate: AcceptGate | null, activate: () => Promise<void>, generation: number): Promise<void>;
   /** Older generations still draining. */
   draining(): DrainingGeneration[];
+  /** The peers the old process vouched for (its transfer response), once run() has it. */
+  vouched(): unknown;
 }
 
 /** What the upgrade machinery drives in the server it replaces (PerilinkServer implements it). */
@@ -77,4 +79,6 @@ export interface ServingProcess {
   resolvedPorts(): Record<string, number>;
   drain(): Promise<void>;
   drainReport(): DrainingGeneration;
+  /** Peers vouched for (admission.ts): the new process admits them under the global session rate. */
+  vouchedPeers(): [string, number][];
 }

@@ -141,10 +141,18 @@ export class SessionService implements ConnectionService, SessionHost, Admission
    * stranger cannot make it do handshakes faster than that allowance.
    */
   keyProven(session: ServerSession): void {
-    if (this.access === null || this.access.knows(session.clientKey)) return;
+    if (this.access === null || this.access.knows(session.clientKey)) return this.#admission.vouch(session.remoteAddress);
     if (this.#admission.denied(session.remoteAddress)) return;
     this.peerLog.info("stranger_cut_off", { peer: session.remoteAddress, clientKey: session.clientKey });
     session.destroy();
+  }
+
+  vouchedPeers(): [string, number][] {
+    return this.#admission.vouchedPeers();
+  }
+
+  adoptVouched(peers: unknown): void {
+    this.#admission.adoptVouched(peers);
   }
 
   /** SessionHost: a session's socket closed. */

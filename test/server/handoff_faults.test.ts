@@ -286,8 +286,8 @@ class Load {
     });
   }
 
-  async #connect(): Promise<ClientSession> {
-    return ClientSession.connect({ host: this.#host, port: this.#port, timeoutMs: this.#connectTimeoutMs, requestTimeoutMs: 5000 });
+  async #connect(localAddress?: string): Promise<ClientSession> {
+    return ClientSession.connect({ host: this.#host, port: this.#port, timeoutMs: this.#connectTimeoutMs, requestTimeoutMs: 5000, localAddress });
   }
 
   #answered(s: ClientSession): void {
@@ -345,7 +345,8 @@ class Load {
       const msg = `churn:${seq}`;
       let s: ClientSession | null = null;
       try {
-        s = await this.#connect();
+        // Many short-lived clients (a fleet of CLI calls), each well within the per-peer session rate.
+        s = await this.#connect(this.#host === "127.0.0.1" ? `127.0.0.${100 + (seq % 64)}` : undefined);
         const ch = await s.openChannel("churn");
         const reply = await ch.request(msg, { timeoutMs: 5000 });
         if (reply.toString() === msg) {

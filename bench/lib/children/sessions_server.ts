@@ -7,7 +7,7 @@
  *   ← stats               → stats {accepted, requests, probes, probesDropped, sessionsOpen}
  *   ← stop                → closes the server and exits
  *
- * perilink: the demo echo app with the default limits, or the probe rate
+ * perilink: the demo echo app with the default limits (handshake rates off), or the probe rate
  * limits given (the connect benchmark sends hundreds of probes from one source).
  * http: one node:http server per address, echoing the POST body.
  * raw: the raw length-prefixed TCP RPC echo of bench/lib/raw_rpc.ts, one per address (a latency floor).
@@ -61,6 +61,8 @@ async function perilinkServer(addresses: string[], probe: Partial<ProbeLimits>):
     rescanIntervalMs: 0,
     control: false,
     probe,
+    // The benchmarks measure what sessions cost, not the admission policy: handshake rates off.
+    limits: { sessionRatePerPeer: 0, sessionRateGlobal: 0 },
   });
   const byAddress = new Map(server.endpoints().map((e) => [e.address, e.port]));
   const endpoints = addresses.map((host) => {
