@@ -32,6 +32,7 @@ interface TargetFile {
   runtime: string;
   esbuildTarget: string;
   bundleBudgetBytes: number;
+  lineMeasures?: boolean;
   memory: { maxOldSpaceMiB: number; maxSemiSpaceMiB?: number; mallocMmapThresholdBytes?: number };
 }
 
@@ -91,6 +92,12 @@ for (const name of chosen) {
         setup(b) {
           // Every import of the default profile resolves to the chosen target's file.
           b.onResolve({ filter: /targets[\\/]node20\.json$/ }, () => ({ path: targetPath }));
+          // A device build measures no lines (src/client/line/line_keeper_off.ts says why).
+          if (target.lineMeasures === false) {
+            b.onResolve({ filter: /[\\/]line_keeper\.ts$/ }, (args) =>
+              args.importer.endsWith("line_keeper_off.ts") ? undefined : { path: path.join(root, "src/client/line/line_keeper_off.ts") },
+            );
+          }
           // Only what the program reads at run time: the build's own fields stay in the file.
           b.onLoad({ filter: /targets[\\/][^\\/]+\.json$/ }, async (args) => {
             const { description: _d, esbuildTarget: _e, arch: _a, bundleBudgetBytes: _b, ...runtime } = JSON.parse(await fs.readFile(args.path, "utf8")) as Record<string, unknown>;

@@ -14,6 +14,8 @@ export interface Target {
   esbuildTarget: string;
   arch: string[];
   bundleBudgetBytes: number;
+  /** False in a device build: the client measures no lines (C8; src/client/line/line_keeper_off.ts). */
+  lineMeasures?: boolean;
   memory: { maxOldSpaceMiB: number };
   writeSlabBytes: number;
   server: {

@@ -41,6 +41,9 @@ export async function runCall(args: string[]): Promise<number> {
   const data = (values.data as string | undefined) ?? "info";
   const timeoutMs = intOption(values.timeout, "timeout", TARGET.client.requestTimeoutMs);
   const stateDir = (values["state-dir"] as string | undefined) ?? defaultStateDir();
+  if (values.prefer !== undefined && TARGET.lineMeasures === false) {
+    throw new ConfigError(`Cannot use --prefer: the ${TARGET.name} build measures no lines (a device's); run the node20 bundle or the library on a host`);
+  }
   const linePreference = values.prefer === undefined ? undefined : parseLinePreference(values.prefer as string);
   const client = createClient({
     lingerMs: 0,

@@ -9,9 +9,8 @@ import { ClientSession } from "./client_session.ts";
 import { loadOrCreateClientKey, processClientKey, type ClientKey } from "./client_key.ts";
 import { identifyUdp } from "./identify.ts";
 import { IdentityBook } from "./identity_book.ts";
-import { LineKeeper } from "./line/line_keeper.ts";
+import { LineKeeper, type LineKeeping } from "./line/line_keeper.ts";
 import { normalizePreference } from "./line/line_score.ts";
-import { linuxLineSystem } from "./line/line_system.ts";
 import { Link } from "./link.ts";
 import { NameBook } from "./names/name_book.ts";
 import type { AddressRow } from "./names/address_list.ts";
@@ -38,7 +37,7 @@ const MS_OPTIONS = ["waitTimeoutMs", "lingerMs", "probeTimeoutMs", "requestTimeo
 
 export class PerilinkClient {
   #opts: Required<Omit<ClientOptions, "logger" | "firstStreamId" | "pinFile" | "stateDir" | "resolution" | "linePreference" | "lineRefreshMs" | "lineSwitchMargin" | "lineSystem">>;
-  #lines: LineKeeper;
+  #lines: LineKeeping;
   #log: Logger;
   #book: IdentityBook;
   #limiter: SocketLimiter;
@@ -97,7 +96,7 @@ export class PerilinkClient {
         maxHops: LINE_MAX_HOPS,
         probeTimeoutMs: this.#opts.probeTimeoutMs,
         maxAddresses: this.#opts.maxKnownAddresses,
-        system: options.lineSystem ?? linuxLineSystem,
+        system: options.lineSystem,
         log: this.#log,
       },
       () => this.#entries.values(),

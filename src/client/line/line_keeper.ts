@@ -19,7 +19,7 @@
 import type { Logger } from "../../logger.ts";
 import { measureLine, type LineMeasure } from "./line_measure.ts";
 import { lineScore, type LinePreference } from "./line_score.ts";
-import type { LineSystem } from "./line_system.ts";
+import { linuxLineSystem, type LineSystem } from "./line_system.ts";
 import { compareDestinations } from "./rfc6724.ts";
 
 export interface LineAddress {
@@ -53,8 +53,25 @@ export interface LineKeeperOptions {
   maxHops: number;
   probeTimeoutMs: number;
   maxAddresses: number;
-  system: LineSystem;
+  /** The OS seam of the measures (default: Linux's `ip`, `tc` and TTL-limited probes). */
+  system?: LineSystem;
   log: Logger;
+}
+
+/**
+ * What the client asks of its line keeper: this class, or in a device build
+ * (a target with `"lineMeasures": false`) line_keeper_off.ts, which
+ * measures nothing. Both implement it, so both stay interchangeable.
+ */
+export interface LineKeeping {
+  readonly stats: { measures: number; probesSent: number; switches: number };
+  readonly preference: LinePreference;
+  row(a: LineAddress): LineRow | null;
+  rank<A extends LineAddress>(addresses: readonly A[]): A[];
+  failed(a: LineAddress): void;
+  review(entry: LineEntry): void;
+  refresh(): Promise<void>;
+  close(): Promise<void>;
 }
 
 interface Known {
@@ -65,7 +82,7 @@ interface Known {
 const key = (a: LineAddress): string => `${a.host}|${a.port}`;
 const same = (a: LineAddress, b: LineAddress): boolean => a.host === b.host && a.port === b.port;
 
-export class LineKeeper {
+export class LineKeeper implements LineKeeping {
   #o: LineKeeperOptions;
   #entries: () => Iterable<LineEntry>;
   #known = new Map<string, Known>();
@@ -122,7 +139,7 @@ export class LineKeeper {
     }
     const slot = known;
     slot.pending = measureLine(a.host, a.port, {
-      system: this.#o.system,
+      system: this.#o.system ?? linuxLineSystem,
       maxHops: this.#o.maxHops,
       timeoutMs: this.#o.probeTimeoutMs,
       serverId,
