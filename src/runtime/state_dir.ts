@@ -24,10 +24,12 @@ export async function ensurePrivateDir(dir: string): Promise<void> {
   let st: Stats;
   try {
     await fs.mkdir(dir, { recursive: true, mode: 0o700 });
-    st = await fs.stat(dir);
+    st = await fs.lstat(dir);
   } catch (err) {
     throw new ConfigError(`Cannot use state directory ${dir}: ${(err as Error).message}`, { cause: err });
   }
+  // A link is refused, not followed: whoever may change it decides where the keys go.
+  if (st.isSymbolicLink()) throw new StateDirError(`Cannot use state directory ${dir}: it is a symbolic link; give the directory it points to, or replace the link with it`);
   if (!st.isDirectory()) throw new ConfigError(`Cannot use state directory ${dir}: it is not a directory`);
   const uid = typeof process.getuid === "function" ? process.getuid() : undefined;
   if (uid !== undefined && st.uid !== uid) {

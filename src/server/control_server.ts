@@ -1,7 +1,7 @@
 import { promises as fs } from "node:fs";
 import net from "node:net";
 import path from "node:path";
-import { ControlError, PerilinkError } from "../errors.ts";
+import { ControlError, PerilinkError, StateDirError } from "../errors.ts";
 import type { Logger } from "../logger.ts";
 import { memoryFigures } from "../runtime/memory_figures.ts";
 
@@ -126,8 +126,9 @@ function isLive(p: string): Promise<boolean> {
 }
 
 /** Sends one control request to the server of `stateDir` and returns its result. */
-export function controlRequest(stateDir: string, request: Record<string, unknown>, timeoutMs = 5000): Promise<unknown> {
+export async function controlRequest(stateDir: string, request: Record<string, unknown>, timeoutMs = 5000): Promise<unknown> {
   const p = controlSocketPath(stateDir);
+  await checkControlSocket(stateDir, p);
   return new Promise((resolve, reject) => {
     const s = net.connect(p);
     let buf = "";
@@ -159,8 +160,31 @@ export function controlRequest(stateDir: string, request: Record<string, unknown
     });
     s.once("error", (err: NodeJS.ErrnoException) => {
       clearTimeout(timer);
+      if (err.code === "EACCES") {
+        reject(new ControlError(`Cannot reach the server at ${p}: this user may not open its control socket; run the command as the server's user (or root)`, { cause: err }));
+        return;
+      }
       const why = err.code === "ENOENT" || err.code === "ECONNREFUSED" ? "no perilink server is running there" : err.message;
       reject(new ControlError(`Cannot reach the server at ${p}: ${why}; start one with "perilink serve --state-dir ${stateDir}"`, { cause: err }));
     });
   });
+}
+
+/**
+ * Before a command talks to a control socket: it must be a socket (not a
+ * link) owned by this user, or, for root, by the owner of the state
+ * directory, which must itself be no link and writable by nobody else.
+ * Otherwise someone else put it there (a fake server could report anything
+ * to `status` and `upgrade`): `PERILINK_STATE_DIR_UNSAFE`. A missing socket
+ * is left to the connect, which says that no server runs.
+ */
+async function checkControlSocket(stateDir: string, p: string): Promise<void> {
+  const uid = typeof process.getuid === "function" ? process.getuid() : undefined;
+  if (uid === undefined) return;
+  const [dir, sock] = await Promise.all([fs.lstat(stateDir).catch(() => null), fs.lstat(p).catch(() => null)]);
+  if (sock === null) return;
+  const unsafe = (why: string): StateDirError => new StateDirError(`Cannot trust the control socket ${p}: ${why}; someone else may have put it there, so nothing was sent to it`);
+  if (!sock.isSocket()) throw unsafe("it is not a socket");
+  if (sock.uid !== uid && !(uid === 0 && dir !== null && sock.uid === dir.uid)) throw unsafe(`it is owned by uid ${sock.uid}, not by this user (uid ${uid})${uid === 0 ? " or the state directory's owner" : ""}`);
+  if (dir === null || dir.isSymbolicLink() || dir.uid !== sock.uid || (dir.mode & 0o022) !== 0) throw unsafe("its state directory is a link, another user's, or writable by others");
 }
