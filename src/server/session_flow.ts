@@ -159,10 +159,17 @@ export class SessionFlow implements BudgetHolder {
     return socket.bytesWritten - socket.writableLength;
   }
 
-  /** True while the peer owes us the rest of a frame that we are not holding back. */
+  /**
+   * True while the peer owes us the rest of a frame that we are not holding
+   * back — or that holds budget it could not grow (paused on a refused
+   * reservation): that frame cannot finish until others free memory, so if
+   * nobody does within `writeTimeoutMs`, it is cut off too. Otherwise peers
+   * whose half-sent frames hold the whole budget, each paused, would keep
+   * every new client refused until their idle timeout.
+   */
   #owesRead(): boolean {
     const decoder = this.#s.decoder();
-    return !this.#paused && decoder !== null && (decoder.midFrame || (decoder.recordRemaining ?? 0) > 0);
+    return (!this.#paused || this.#growthRefused) && decoder !== null && (decoder.midFrame || (decoder.recordRemaining ?? 0) > 0);
   }
 
   #watchStall(): void {

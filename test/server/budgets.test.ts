@@ -411,3 +411,32 @@ test("regression: a peer whose handlers all outlive requestTimeoutMs costs at mo
   assert.ok(timeouts <= 2, `${timeouts} request_timeout lines for 200 expired handlers`);
   assert.equal(server.status().counters.requestTimeouts, 200);
 });
+
+test("regression: half-sent frames that the budget paused do not lock new clients out: new clients are admitted within 2 × writeTimeoutMs", async () => {
+  const server = await testServer({ limits: { maxBufferedBytes: MiB, writeTimeoutMs: 1000, maxSessionsPerPeer: 64, idleTimeoutMs: 120_000 } });
+  const port = portOf(server);
+  // 40 sessions from one address begin a 1 MiB request each, with one byte of it...
+  const hogs: SealedPeer[] = [];
+  for (let i = 0; i < 40; i++) {
+    const p = await sealedPeer(port, { read: false });
+    p.write(Buffer.concat([frame(FrameType.ChannelOpen, 1, 0, channelOpen()), frame(FrameType.Request, 1, 1, Buffer.alloc(1), MiB)]));
+    hogs.push(p);
+  }
+  await sleep(100);
+  assert.equal(server.status().sessions, 40);
+  // ...then 64 KiB more each, at once: the budget holds 16 of them; the rest are paused mid-frame.
+  for (const p of hogs) p.write(Buffer.alloc(64 * 1024));
+  await sleep(200);
+  const t0 = Date.now();
+  let admitted = false;
+  while (!admitted && Date.now() - t0 < 2500) {
+    const s = await ClientSession.connect({ host: "127.0.0.1", port, localAddress: "127.0.0.77", timeoutMs: 1000 }).catch(() => null);
+    if (s) {
+      admitted = (await (await s.openChannel("x")).request("hi", { timeoutMs: 2000 })).toString() === "hi";
+      s.destroy();
+    } else await sleep(100);
+  }
+  assert.ok(admitted, `a new client was admitted within ${Date.now() - t0} ms (bound 2 × writeTimeoutMs = 2000 ms, with 500 ms of slack)`);
+  await waitFor(() => server.status().bufferedBytes < MiB / 2, "the half-sent frames' memory to come back", 5000);
+  for (const p of hogs) p.sock.destroy();
+});
