@@ -3,6 +3,7 @@ import fc from "fast-check";
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import { readAddresses, reverseName } from "../../src/client/names/dns_message.ts";
+import { MAX_ADDRESSES_PER_NAME } from "../../src/client/names/name_types.ts";
 import { DnsSource } from "../../src/client/names/dns_source.ts";
 import { MulticastSource } from "../../src/client/names/multicast_source.ts";
 import { NameResolver } from "../../src/client/names/name_resolver.ts";
@@ -221,4 +222,34 @@ test("a cached answer reports the TTL left, and the name is asked again once it 
   now += 7_000;
   assert.equal((await r.resolve("perisrv.test"))[0]!.ttl, 10);
   assert.ok(dns.queries.length > asked, "asked again after the TTL");
+});
+
+test("one answer gives at most MAX_ADDRESSES_PER_NAME (16) addresses: a 64 KiB NetBIOS answer of ~10,900 entries and a DNS answer of 1,000 records alike", () => {
+  assert.equal(MAX_ADDRESSES_PER_NAME, 16);
+  const q = { msg: Buffer.from(encodeNbQuery(7, "perisrv")) } as unknown as Query;
+  const many = Array.from({ length: 10_900 }, (_, i) => `10.${(i >> 16) & 255}.${(i >> 8) & 255}.${i & 255}`);
+  const nb = nbAnswer(q, many);
+  assert.ok(nb.length <= 65_535 + 12);
+  const got = decodeNbAnswer(nb, 7, "perisrv");
+  assert.deepEqual(got?.addresses, many.slice(0, 16));
+  // The same address over and over is one.
+  assert.deepEqual(decodeNbAnswer(nbAnswer(q, Array(5000).fill("10.0.0.9")), 7, "perisrv")?.addresses, ["10.0.0.9"]);
+  const dns = packet.encode({
+    type: "response",
+    id: 7,
+    questions: [{ type: "A", name: "perisrv.test" }],
+    answers: Array.from({ length: 1000 }, (_, i) => ({ type: "A" as const, name: "perisrv.test", ttl: 5, data: `10.1.${i >> 8}.${i & 255}` })),
+  });
+  assert.equal(readAddresses(dns, 7, "perisrv.test", "A")?.length, 16);
+});
+
+test("a resolution keeps at most 16 addresses for a name over all its answers (A and AAAA), the first ones found", async () => {
+  const dns = await new FakeNameService().start();
+  const v4 = Array.from({ length: 12 }, (_, i) => `10.2.0.${i + 1}`);
+  const v6 = Array.from({ length: 12 }, (_, i) => `fd00:2::${i + 1}`);
+  dns.reply = (q) => [{ data: answerFrom({ "perisrv.test": [...v4, ...v6] }, q) }];
+  const r = new NameResolver({ order: ["dns"], nameServers: [dns.endpoint], timeoutMs: 500, settleMs: 300 });
+  const rows = await r.resolve("perisrv.test");
+  const distinct = new Set(rows.map((x) => x.address));
+  assert.equal(distinct.size, 16, [...distinct].join(" "));
 });

@@ -5,7 +5,7 @@ import { DnsSource } from "./dns_source.ts";
 import { broadcastRoutes, multicastRoutes } from "./interfaces.ts";
 import { LLMNR_GROUPS, MDNS_GROUPS, MulticastSource } from "./multicast_source.ts";
 import type { NameSource, SourceName } from "./name_types.ts";
-import { normalizeName } from "./name_types.ts";
+import { MAX_ADDRESSES_PER_NAME, normalizeName } from "./name_types.ts";
 import { NETBIOS_NS_PORT, NetbiosSource } from "./netbios_source.ts";
 import { resolveOptions, type ResolutionOptions, type ResolvedOptions } from "./resolution_options.ts";
 import { SystemSource } from "./system_source.ts";
@@ -151,7 +151,7 @@ export class NameResolver {
       check();
     });
     early = true;
-    const rows = got.flat();
+    const rows = capAddresses(got.flat());
     if (rows.length === 0) {
       const tried = asked.map((s) => s.name).join(", ") || "none (no source that is on answers for such a name)";
       throw new NameNotFoundError(name, `Cannot resolve ${JSON.stringify(name)}: no name service knew it (asked: ${tried}); check the name, or the resolution options (order, nameServers, interfaces)`);
@@ -168,4 +168,16 @@ export class NameResolver {
     this.#cache.set(key, { rows, storedAt: now, expiresAt: now + Math.min(ttl, 86_400) * 1000 });
     while (this.#cache.size > this.options.maxCachedNames) this.#cache.delete(this.#cache.keys().next().value!);
   }
+}
+
+/** `rows` with at most MAX_ADDRESSES_PER_NAME distinct addresses, the first ones found (by source order). */
+function capAddresses(rows: NameRow[]): NameRow[] {
+  const kept = new Set<string>();
+  return rows.filter((r) => {
+    if (!kept.has(r.address)) {
+      if (kept.size === MAX_ADDRESSES_PER_NAME) return false;
+      kept.add(r.address);
+    }
+    return true;
+  });
 }

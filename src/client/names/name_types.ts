@@ -8,6 +8,13 @@
 /** Where a row of the address list came from (Fig. 16 of the seed, plus mDNS). */
 export type SourceName = "hosts" | "dns" | "ptr" | "llmnr" | "netbios" | "mdns" | "numeric";
 
+/**
+ * The most addresses taken from one answer, and for one name from all the
+ * sources of one resolution: a name with more is not a peripheral's, and an
+ * answer listing thousands must not make the client work (or probe) for it.
+ */
+export const MAX_ADDRESSES_PER_NAME = 16;
+
 /** One address a source found for a name. */
 export interface NameAnswer {
   address: string;

@@ -3,6 +3,7 @@
  * needs: the encoded name, a broadcast NB query, and the positive answer.
  * `decodeNbAnswer` is total: any input gives a result or null, never a throw.
  */
+import { MAX_ADDRESSES_PER_NAME } from "./name_types.ts";
 
 /** NetBIOS suffix of the file/print server service (`<20>`), which every samba host registers for its names. */
 export const NB_SERVER_SUFFIX = 0x20;
@@ -88,12 +89,13 @@ export function decodeNbAnswer(buf: Uint8Array, id: number, name: string, suffix
   const rdlength = v.getUint16(off + 8);
   off += 10;
   if (rdlength % 6 !== 0 || off + rdlength > buf.length) return null;
-  const addresses: string[] = [];
-  for (let p = off; p < off + rdlength; p += 6) {
+  // Linear, and at most MAX_ADDRESSES_PER_NAME: a 64 KiB answer lists ~10,900 entries.
+  const seen = new Set<string>();
+  for (let p = off; p < off + rdlength && seen.size < MAX_ADDRESSES_PER_NAME; p += 6) {
     const a = `${buf[p + 2]}.${buf[p + 3]}.${buf[p + 4]}.${buf[p + 5]}`;
-    if (a !== "0.0.0.0" && !addresses.includes(a)) addresses.push(a);
+    if (a !== "0.0.0.0") seen.add(a);
   }
-  return addresses.length > 0 ? { ttl: ttl > 0x7fffffff ? 0 : ttl, addresses } : null;
+  return seen.size > 0 ? { ttl: ttl > 0x7fffffff ? 0 : ttl, addresses: [...seen] } : null;
 }
 
 /** The offset after the (uncompressed) name at `off`, or -1 when it overruns. */
