@@ -4,6 +4,7 @@ import assert from "node:assert/strict";
 import { test } from "node:test";
 import { readAddresses, reverseName } from "../../src/client/names/dns_message.ts";
 import { MAX_ADDRESSES_PER_NAME } from "../../src/client/names/name_types.ts";
+import { resolveOptions } from "../../src/client/names/resolution_options.ts";
 import { DnsSource } from "../../src/client/names/dns_source.ts";
 import { MulticastSource } from "../../src/client/names/multicast_source.ts";
 import { NameResolver } from "../../src/client/names/name_resolver.ts";
@@ -252,4 +253,9 @@ test("a resolution keeps at most 16 addresses for a name over all its answers (A
   const rows = await r.resolve("perisrv.test");
   const distinct = new Set(rows.map((x) => x.address));
   assert.equal(distinct.size, 16, [...distinct].join(" "));
+});
+
+test("LLMNR and NetBIOS are off unless the order names them (anyone on the link may answer them)", () => {
+  assert.deepEqual(resolveOptions().order, ["hosts", "dns", "mdns"]);
+  assert.deepEqual(resolveOptions({ order: ["hosts", "llmnr", "netbios"] }).order, ["hosts", "llmnr", "netbios"]);
 });

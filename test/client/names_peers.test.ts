@@ -98,7 +98,7 @@ function client(): PerilinkClient {
   const t = topo!;
   const c = createClient({
     lingerMs: 0,
-    resolution: { nameServers: [t.direct.server.v4], interfaces: [t.direct.clientIf, t.routed.clientIf], timeoutMs: 1500 },
+    resolution: { nameServers: [t.direct.server.v4], interfaces: [t.direct.clientIf, t.routed.clientIf], timeoutMs: 1500, order: ["hosts", "dns", "mdns", "llmnr", "netbios"] },
   });
   open.add(c);
   return c;

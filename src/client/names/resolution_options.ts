@@ -30,7 +30,13 @@ export interface ResolutionOptions {
   routes?: Partial<Record<"llmnr" | "mdns" | "netbios", Route[]>>;
 }
 
-export const DEFAULT_RESOLUTION_ORDER: readonly ResolutionSource[] = Object.freeze(["hosts", "dns", "mdns", "llmnr", "netbios"]);
+/**
+ * The sources that are on unless `order` says otherwise. LLMNR and NetBIOS
+ * are off: anyone on the link may answer them (they carry no authority), and
+ * hardened networks turn them off; `order` (or `perilink call --resolve`)
+ * turns them on.
+ */
+export const DEFAULT_RESOLUTION_ORDER: readonly ResolutionSource[] = Object.freeze(["hosts", "dns", "mdns"]);
 export const DEFAULT_RESOLUTION_TIMEOUT_MS = 1000;
 export const DEFAULT_RESOLUTION_SETTLE_MS = 50;
 export const DEFAULT_RESOLUTION_GATHER_MS = 100;
