@@ -83,11 +83,12 @@ export class Takeover implements StartupTakeover {
     this.#seams = { isAlive: pidAlive, ...seams };
   }
 
-  /** Older generations that are still draining (their processes run), oldest first. */
+  /** The peers the old process vouched for (its transfer response; admission.ts checks them). */
   vouched(): unknown {
     return this.#vouched;
   }
 
+  /** Older generations that are still draining (their processes run), oldest first. */
   draining(): DrainingGeneration[] {
     const out: DrainingGeneration[] = [];
     for (const [generation, g] of this.#draining) {

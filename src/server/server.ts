@@ -301,11 +301,12 @@ export class PerilinkServer implements ServingProcess {
     return out;
   }
 
-  /** @internal ServingProcess: drain progress, for the new process's `status`. */
+  /** @internal ServingProcess: the peers vouched for, for the new process. */
   vouchedPeers(): [string, number][] {
     return this.#service.vouchedPeers?.() ?? [];
   }
 
+  /** @internal ServingProcess: drain progress, for the new process's `status`. */
   drainReport(): DrainingGeneration {
     return { generation: this.generation, pid: process.pid, inflight: this.#service.inflight, sessions: this.#service.connections };
   }

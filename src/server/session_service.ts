@@ -136,12 +136,15 @@ export class SessionService implements ConnectionService, SessionHost, Admission
   }
 
   /**
-   * SessionHost: a session's client proved its key. A key this server does not
+   * SessionHost: a session's client proved its key. A key the server trusts
+   * vouches for its peer (admission.ts); with `access: "open"` nobody is
+   * vouched for, since any fresh key would do. A key this server does not
    * know counts against its peer's refusals as a refused channel does, so a
    * stranger cannot make it do handshakes faster than that allowance.
    */
   keyProven(session: ServerSession): void {
-    if (this.access === null || this.access.knows(session.clientKey)) return this.#admission.vouch(session.remoteAddress);
+    if (this.access === null) return;
+    if (this.access.knows(session.clientKey)) return this.#admission.vouch(session.remoteAddress);
     if (this.#admission.denied(session.remoteAddress)) return;
     this.peerLog.info("stranger_cut_off", { peer: session.remoteAddress, clientKey: session.clientKey });
     session.destroy();
