@@ -259,3 +259,22 @@ test("LLMNR and NetBIOS are off unless the order names them (anyone on the link 
   assert.deepEqual(resolveOptions().order, ["hosts", "dns", "mdns"]);
   assert.deepEqual(resolveOptions({ order: ["hosts", "llmnr", "netbios"] }).order, ["hosts", "llmnr", "netbios"]);
 });
+
+test("a flood of multicast or broadcast answers is not kept: the exchange ends at 16 answers and the source gives at most 16 addresses", async () => {
+  let n = 0;
+  const flood = (answer: (addrs: string[]) => Uint8Array) =>
+    Array.from({ length: 40 }, () => {
+      const base = n++;
+      return { data: answer(Array.from({ length: 16 }, (_, i) => `10.${(base >> 8) & 255}.${base & 255}.${i + 1}`)) };
+    });
+  const m = await new FakeNameService().start();
+  m.reply = (q) => flood((addrs) => dnsAnswer(q, addrs));
+  const mdns = await new MulticastSource("mdns", () => route(m), 2000).resolve("perisrv.local", { timeoutMs: 3000 });
+  assert.equal(mdns.length, 16);
+  const b = await new FakeNameService().start();
+  b.reply = (q) => flood((addrs) => nbAnswer(q, addrs));
+  const t0 = performance.now();
+  const nb = await new NetbiosSource(() => route(b), 2000).resolve("PERISRV", { timeoutMs: 3000 });
+  assert.equal(nb.length, 16);
+  assert.ok(performance.now() - t0 < 1500, "it ended at the 16th answer, not at the 2 s gather window");
+});

@@ -1,7 +1,7 @@
 import net from "node:net";
 import { transactionId } from "./dns_message.ts";
 import type { Route } from "./interfaces.ts";
-import type { NameAnswer, NameSource, QueryContext } from "./name_types.ts";
+import { MAX_ADDRESSES_PER_NAME, type NameAnswer, type NameSource, type QueryContext } from "./name_types.ts";
 import { decodeNbAnswer, encodeNbQuery, isNetbiosName } from "./netbios_codec.ts";
 import { udpExchange } from "./udp_exchange.ts";
 
@@ -37,6 +37,7 @@ export class NetbiosSource implements NameSource {
         targets: [route.target],
         message: encodeNbQuery(id, name),
         timeoutMs: ctx.timeoutMs,
+        maxAnswers: MAX_ADDRESSES_PER_NAME,
         attempts: 3,
         gatherMs: this.#gatherMs,
         broadcast: true,
@@ -44,10 +45,10 @@ export class NetbiosSource implements NameSource {
         accept: (msg, from) => (from.port === route.target.port ? (decodeNbAnswer(msg, id, name) ?? undefined) : undefined),
       });
     });
-    const out: NameAnswer[] = [];
+    const out = new Map<string, NameAnswer>();
     for (const list of await Promise.all(asks)) {
-      for (const a of list) for (const address of a.addresses) if (!out.some((b) => b.address === address)) out.push({ address, ttl: a.ttl });
+      for (const a of list) for (const address of a.addresses) if (out.size < MAX_ADDRESSES_PER_NAME && !out.has(address)) out.set(address, { address, ttl: a.ttl });
     }
-    return out;
+    return [...out.values()];
   }
 }

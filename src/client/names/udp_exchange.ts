@@ -17,6 +17,8 @@ export interface ExchangeOptions<T> {
   accept(msg: Buffer, from: { address: string; port: number }): T | undefined;
   /** After the first accepted answer, how long to wait for more (several responders); 0: stop at once. */
   gatherMs: number;
+  /** Accepted answers after which the exchange ends at once (default: no limit): a flood of answers is not kept. */
+  maxAnswers?: number;
   /** Datagrams sent within the timeout (first at once, the others evenly spread). */
   attempts?: number;
   broadcast?: boolean;
@@ -88,7 +90,7 @@ export function udpExchange<T>(o: ExchangeOptions<T>): Promise<T[]> {
       }
       if (value === undefined) return;
       answers.push(value);
-      if (o.gatherMs <= 0) return finish();
+      if (o.gatherMs <= 0 || answers.length >= (o.maxAnswers ?? Infinity)) return finish();
       if (!gathering) {
         gathering = true;
         later(finish, o.gatherMs);
