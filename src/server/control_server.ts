@@ -171,9 +171,10 @@ export async function controlRequest(stateDir: string, request: Record<string, u
 }
 
 /**
- * Before a command talks to a control socket: it must be a socket (not a
- * link) owned by this user, or, for root, by the owner of the state
- * directory, which must itself be no link and writable by nobody else.
+ * Before a command talks to a control socket: its state directory must be
+ * no link, writable by nobody else, and this user's or root's (any owner's
+ * when root asks), and the socket a socket (not a link) owned by this user
+ * or, for root, by the state directory's owner.
  * Otherwise someone else put it there (a fake server could report anything
  * to `status` and `upgrade`): `PERILINK_STATE_DIR_UNSAFE`. A missing socket
  * is left to the connect, which says that no server runs.
@@ -182,9 +183,13 @@ async function checkControlSocket(stateDir: string, p: string): Promise<void> {
   const uid = typeof process.getuid === "function" ? process.getuid() : undefined;
   if (uid === undefined) return;
   const [dir, sock] = await Promise.all([fs.lstat(stateDir).catch(() => null), fs.lstat(p).catch(() => null)]);
-  if (sock === null) return;
+  if (dir === null) return; // no state directory: the connect says that no server runs
   const unsafe = (why: string): StateDirError => new StateDirError(`Cannot trust the control socket ${p}: ${why}; someone else may have put it there, so nothing was sent to it`);
+  // Checked whether or not the socket is there yet: in a directory others may write, one could appear before the connect.
+  if (dir.isSymbolicLink() || (dir.mode & 0o022) !== 0 || !(dir.uid === uid || dir.uid === 0 || uid === 0)) {
+    throw unsafe("its state directory is a link, writable by others, or another user's");
+  }
+  if (sock === null) return;
   if (!sock.isSocket()) throw unsafe("it is not a socket");
-  if (sock.uid !== uid && !(uid === 0 && dir !== null && sock.uid === dir.uid)) throw unsafe(`it is owned by uid ${sock.uid}, not by this user (uid ${uid})${uid === 0 ? " or the state directory's owner" : ""}`);
-  if (dir === null || dir.isSymbolicLink() || dir.uid !== sock.uid || (dir.mode & 0o022) !== 0) throw unsafe("its state directory is a link, another user's, or writable by others");
+  if (sock.uid !== uid && !(uid === 0 && sock.uid === dir.uid)) throw unsafe(`it is owned by uid ${sock.uid}, not by this user (uid ${uid})${uid === 0 ? " or the state directory's owner" : ""}`);
 }
