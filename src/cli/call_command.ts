@@ -6,7 +6,7 @@ import { TARGET } from "../target.ts";
 import { ConfigError } from "../errors.ts";
 import { resolveOptions, type ResolutionOptions, type ResolutionSource } from "../client/names/resolution_options.ts";
 import { intOption, parse, parseTarget } from "./args.ts";
-import { printable } from "./terminal_text.ts";
+import { jsonLine, printable, printableLine } from "./terminal_text.ts";
 
 /** The file, in the state directory, where `perilink call` keeps the server keys it pinned. */
 export const CALL_PIN_FILE = CLIENT_PIN_FILE;
@@ -65,7 +65,7 @@ export async function runCall(args: string[]): Promise<number> {
       for (const a of answers) process.stdout.write(a.response);
     } else if (values.json) {
       const responses = answers.map((a) => ({ target: a.target, response: a.response.toString("utf8") }));
-      process.stdout.write(JSON.stringify({ responses, sessions, addresses: client.addresses() }) + "\n");
+      process.stdout.write(jsonLine({ responses, sessions, addresses: client.addresses() }));
     } else {
       // Server-supplied text is escaped: a response cannot drive the terminal (docs/operations.md).
       for (const a of answers) process.stdout.write(`${printable(a.target)}  ${printable(a.response.toString("utf8"))}\n`);
@@ -99,7 +99,7 @@ export async function runCall(args: string[]): Promise<number> {
 
 /** A table row's cells, escaped for the terminal (names and app ids may come from the network). */
 function cells(row: string[]): string[] {
-  return row.map(printable);
+  return row.map(printableLine);
 }
 
 /** `--name-server ADDR[:PORT]…`, `--resolve hosts,dns,…`, `--interface IF…` → the client's resolution options. */

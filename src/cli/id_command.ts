@@ -1,6 +1,7 @@
 import { identifyTcp, identifyUdp } from "../client/identify.ts";
 import { TARGET } from "../target.ts";
 import { intOption, parse, parseTarget } from "./args.ts";
+import { jsonLine } from "./terminal_text.ts";
 
 /** `perilink id HOST:PORT`: who answers there? */
 export async function runId(args: string[]): Promise<number> {
@@ -23,7 +24,7 @@ export async function runId(args: string[]): Promise<number> {
     rttMs: Math.round(r.rttMs * 1000) / 1000,
   };
   if (values.json) {
-    process.stdout.write(JSON.stringify(out) + "\n");
+    process.stdout.write(jsonLine(out));
   } else {
     process.stdout.write(
       `server ${out.serverId}\nkey    ${out.keyFingerprint}\nvia    ${out.transport} ${positionals[0]} in ${out.rttMs.toFixed(3)} ms (generation ${out.generation})\n`,

@@ -11,6 +11,7 @@ import { loadOrCreateIdentity } from "../server/identity.ts";
 import { offerPairing, PAIRING_DEFAULT_TTL_MS, PAIRING_MAX_ATTEMPTS } from "../server/pairing.ts";
 import { isTrustableApp } from "../server/trusted_keys.ts";
 import { intOption, parse, parseTarget } from "./args.ts";
+import { jsonLine, printableLine } from "./terminal_text.ts";
 
 /**
  * `perilink pair [--app NAME]… [--ttl SECONDS]` on the device: a one-time
@@ -50,8 +51,8 @@ export async function runPair(args: string[]): Promise<number> {
     // The device proved the code: its key is the one this host pins for it, as perilink call would.
     book.pin(session.serverId, session.publicKey, positionals[0]!);
     await book.flush();
-    if (values.json) process.stdout.write(JSON.stringify({ serverId: session.serverId, serverKey: device, clientKey: key.fingerprint, apps }) + "\n");
-    else process.stdout.write(`paired with server ${session.serverId} (${device}): it trusts this host's key ${key.fingerprint} for ${apps ? apps.join(", ") : "every app"}\n`);
+    if (values.json) process.stdout.write(jsonLine({ serverId: session.serverId, serverKey: device, clientKey: key.fingerprint, apps }));
+    else process.stdout.write(printableLine(`paired with server ${session.serverId} (${device}): it trusts this host's key ${key.fingerprint} for ${apps ? apps.join(", ") : "every app"}`) + "\n");
     return 0;
   } finally {
     session.destroy();
@@ -68,7 +69,7 @@ async function offer(stateDir: string, values: Record<string, unknown>): Promise
   await offerPairing(stateDir, { version: 1, code, apps, expiresAt: Date.now() + ttlMs });
   const device = keyFingerprint(identity.publicKey);
   if (values.json) {
-    process.stdout.write(JSON.stringify({ code, expiresInSeconds: ttlMs / 1000, attempts: PAIRING_MAX_ATTEMPTS, apps, serverId: identity.serverId, serverKey: device }) + "\n");
+    process.stdout.write(jsonLine({ code, expiresInSeconds: ttlMs / 1000, attempts: PAIRING_MAX_ATTEMPTS, apps, serverId: identity.serverId, serverKey: device }));
   } else {
     process.stdout.write(
       `pairing code: ${code}\nvalid ${ttlMs / 1000} s, ${PAIRING_MAX_ATTEMPTS} attempts, once; for ${apps ? apps.join(", ") : "every app"}\non the host: perilink pair HOST:PORT ${code}\nthis device: server ${identity.serverId}, key ${device}\n`,

@@ -4,7 +4,7 @@ import type { ServerStatus } from "../server/server.ts";
 import { defaultStateDir } from "../runtime/state_dir.ts";
 import { formatHostPort } from "../address.ts";
 import { parse } from "./args.ts";
-import { printable } from "./terminal_text.ts";
+import { jsonLine, printableLine } from "./terminal_text.ts";
 
 /** `perilink status`: asks the running server over its control socket. */
 export async function runStatus(args: string[]): Promise<number> {
@@ -12,7 +12,7 @@ export async function runStatus(args: string[]): Promise<number> {
   const stateDir = (values["state-dir"] as string | undefined) ?? defaultStateDir();
   const s = (await controlRequest(stateDir, { op: "status" })) as ServerStatus & { memory?: MemoryFigures };
   if (values.json) {
-    process.stdout.write(JSON.stringify(s) + "\n");
+    process.stdout.write(jsonLine(s));
     return 0;
   }
   const lines = [
@@ -34,7 +34,7 @@ export async function runStatus(args: string[]): Promise<number> {
     }
   }
   // Whatever sits at the control socket answered this: escaped, so it cannot drive the terminal.
-  process.stdout.write(lines.map(printable).join("\n") + "\n");
+  process.stdout.write(lines.map(printableLine).join("\n") + "\n");
   return 0;
 }
 

@@ -12,6 +12,11 @@ export function printable(text: string): string {
   return UNSAFE.test(text) ? text.replace(UNSAFE_ALL, escapeOne) : text;
 }
 
+/** `printable` for a one-line field (a table cell, a status value): tab and newline are escaped too, so a value cannot add lines. */
+export function printableLine(text: string): string {
+  return printable(text).replace(/[\t\n]/g, escapeOne);
+}
+
 // eslint-disable-next-line no-control-regex
 const CLASS = "[\\x00-\\x08\\x0b-\\x1f\\x7f-\\x9f\\u061c\\u200e\\u200f\\u202a-\\u202e\\u2066-\\u2069\\\\]";
 const UNSAFE = new RegExp(CLASS);
@@ -23,3 +28,14 @@ function escapeOne(c: string): string {
   return code <= 0xff ? `\\x${code.toString(16).padStart(2, "0")}` : `\\u${code.toString(16).padStart(4, "0")}`;
 }
 
+/**
+ * `value` as one line of JSON that is also safe on a terminal: JSON escapes
+ * C0 controls itself; DEL, C1 (xterm takes U+009B and U+009D as CSI and OSC)
+ * and the bidirectional controls are escaped here too (`\u009b`), which
+ * leaves the data the same for any JSON reader.
+ */
+export function jsonLine(value: unknown): string {
+  return JSON.stringify(value).replace(JSON_UNSAFE, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`) + "\n";
+}
+
+const JSON_UNSAFE = /[\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069\u2028\u2029]/g;

@@ -5,7 +5,7 @@ import { readClientKeyFingerprint } from "../runtime/client_key_file.ts";
 import { defaultStateDir } from "../runtime/state_dir.ts";
 import { addTrust, isTrustableApp, listTrust, removeTrust, TRUSTED_KEYS_FILE, type TrustEntry } from "../server/trusted_keys.ts";
 import { parse } from "./args.ts";
-import { printable } from "./terminal_text.ts";
+import { jsonLine, printable } from "./terminal_text.ts";
 
 const USAGE = 'see "perilink help"';
 
@@ -44,7 +44,7 @@ export async function runTrust(args: string[]): Promise<number> {
       const own = readClientKeyFingerprint(stateDir);
       const rows: (TrustEntry & { own?: boolean })[] = [...(own ? [{ fingerprint: own, apps: null, comment: "this state directory's own client key", own: true }] : []), ...entries];
       if (values.json) {
-        process.stdout.write(JSON.stringify({ keys: rows, ignoredLines: errors }) + "\n");
+        process.stdout.write(jsonLine({ keys: rows, ignoredLines: errors }));
       } else {
         for (const r of rows) process.stdout.write(printable(`${r.fingerprint}  ${r.apps ? r.apps.join(",") : "*"}${r.comment ? `  ${r.comment}` : ""}`) + "\n");
         for (const e of errors) process.stderr.write(`perilink trust: line ${e.line} ignored: ${printable(e.why)}\n`);

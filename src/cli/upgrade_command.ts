@@ -4,7 +4,8 @@ import { DEFAULT_UPGRADE_TIMEOUT_MS } from "../handoff/handoff_protocol.ts";
 import { defaultStateDir } from "../runtime/state_dir.ts";
 import type { UpgradeResult } from "../handoff/upgrader.ts";
 import { intOption, parse } from "./args.ts";
-import { printable } from "./terminal_text.ts";
+import { jsonLine, printable } from "./terminal_text.ts";
+import { MAX_TIMER_MS } from "../duration.ts";
 
 /**
  * `perilink upgrade`: asks the running server to replace itself with a new
@@ -24,8 +25,8 @@ export async function runUpgrade(args: string[]): Promise<number> {
   if (values.program) req.program = path.resolve(values.program as string);
   if (values.app) req.app = path.resolve(values.app as string);
   // The server answers when the new process accepts, or when it rolled back: allow for both timeouts.
-  const r = (await controlRequest(stateDir, req, 2 * timeoutMs + 5000)) as UpgradeResult;
-  if (values.json) process.stdout.write(JSON.stringify(r) + "\n");
+  const r = (await controlRequest(stateDir, req, Math.min(2 * timeoutMs + 5000, MAX_TIMER_MS))) as UpgradeResult;
+  if (values.json) process.stdout.write(jsonLine(r));
   else process.stdout.write(printable(`upgraded: generation ${r.generation} (pid ${r.pid}) is accepting; pid ${r.previousPid} drains and exits; took ${r.ms} ms`) + "\n");
   return 0;
 }

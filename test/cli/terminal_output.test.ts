@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import net from "node:net";
 import { after, test } from "node:test";
 import { controlSocketPath } from "../../src/server/control_server.ts";
-import { printable } from "../../src/cli/terminal_text.ts";
+import { jsonLine, printable, printableLine } from "../../src/cli/terminal_text.ts";
 import type { SessionApp } from "../../src/server/app.ts";
 import { runCli } from "../helpers/cli.ts";
 import { portOf, tempDir, testServer } from "../helpers/fixtures.ts";
@@ -18,6 +18,9 @@ test("printable escapes controls, C1, bidi overrides and the backslash, and leav
   assert.equal(printable("a\\x1b"), "a\\\\x1b", "a literal backslash cannot pass for an escape");
   assert.equal(printable("\u009b\u202e\x7f\r"), "\\x9b\\u202e\\x7f\\x0d");
   assert.doesNotMatch(printable(HOSTILE), CONTROLS);
+  assert.equal(printableLine("a\nfake row\tx"), "a\\x0afake row\\x09x", "a one-line field cannot add lines");
+  assert.equal(JSON.parse(jsonLine({ s: HOSTILE })).s, HOSTILE, "JSON escaping leaves the data as it was");
+  assert.doesNotMatch(jsonLine({ s: HOSTILE }), CONTROLS);
 });
 
 test("perilink call escapes a response's control characters; --raw writes its bytes as they came; --json stays JSON", async () => {
@@ -35,7 +38,7 @@ test("perilink call escapes a response's control characters; --raw writes its by
   assert.equal(raw.stdout, HOSTILE);
   const json = await runCli(["call", target, "--state-dir", stateDir, "--json"]);
   assert.equal(JSON.parse(json.stdout).responses[0].response, HOSTILE);
-  assert.doesNotMatch(json.stdout, /[\x00-\x09\x0b-\x1f]/, "JSON escapes C0 controls itself");
+  assert.doesNotMatch(json.stdout, CONTROLS, "--json escapes DEL, C1 and bidi controls as well");
 });
 
 test("perilink call escapes a handler's error text on stderr", async () => {
