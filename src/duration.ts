@@ -24,6 +24,6 @@ export function checkMs(value: unknown, where: string, key: string, min = 0, int
 export function msError(value: unknown, where: string, key: string, min = 0, integer = false): ConfigError | null {
   if (typeof value === "number" && Number.isFinite(value) && value >= min && value <= MAX_TIMER_MS && (!integer || Number.isInteger(value))) return null;
   return new ConfigError(
-    `Cannot use ${where}: "${key}" must be ${integer ? "an integer" : "a number"} from ${min} to ${MAX_TIMER_MS} ms, not ${JSON.stringify(value) ?? String(value)}`,
+    `Cannot use ${where}: "${key}" must be ${integer ? "an integer" : "a number"} from ${min} to ${MAX_TIMER_MS} ms, not ${typeof value === "bigint" ? `${value}n` : (JSON.stringify(value) ?? String(value))}`,
   );
 }

@@ -1,5 +1,5 @@
 import path from "node:path";
-import { checkMs } from "../duration.ts";
+import { checkMs, MAX_TIMER_MS } from "../duration.ts";
 import { ClientClosedError, TimeoutError } from "../errors.ts";
 import { silentLogger, type Logger } from "../logger.ts";
 import { keyFingerprint } from "../protocol/keys.ts";
@@ -32,8 +32,8 @@ export { CLIENT_PIN_FILE, DEFAULT_LINE_REFRESH_MS, DEFAULT_LINE_SWITCH_MARGIN, L
  * The client session table (C1–C5, C9, C10): many applications' logical
  * connections (links), one session per server — not per address or name.
  */
-/** The client options that are milliseconds: each checked against what a timer can wait. */
-const MS_OPTIONS = ["waitTimeoutMs", "lingerMs", "probeTimeoutMs", "requestTimeoutMs", "silenceMs", "pingTimeoutMs", "identityTtlMs"] as const;
+/** The client options that are timers: each checked against what a timer can wait (identityTtlMs is an age, compared, never a timer). */
+const MS_OPTIONS = ["waitTimeoutMs", "lingerMs", "probeTimeoutMs", "requestTimeoutMs", "silenceMs", "pingTimeoutMs"] as const;
 
 export class PerilinkClient {
   #opts: Required<Omit<ClientOptions, "logger" | "firstStreamId" | "pinFile" | "stateDir" | "resolution" | "linePreference" | "lineRefreshMs" | "lineSwitchMargin" | "lineSystem">>;
@@ -112,7 +112,7 @@ export class PerilinkClient {
       book: this.#book,
       log: this.#log,
       lingerMs: this.#opts.lingerMs,
-      handshakeTimeoutMs: Math.max(this.#opts.probeTimeoutMs * 3, 3000),
+      handshakeTimeoutMs: Math.min(Math.max(this.#opts.probeTimeoutMs * 3, 3000), MAX_TIMER_MS),
       requestTimeoutMs: this.#opts.requestTimeoutMs,
       sessionOptions: { silenceMs: this.#opts.silenceMs, pingTimeoutMs: this.#opts.pingTimeoutMs, clientKey: this.#clientKey },
       signal: this.#shutdown.signal,

@@ -1,6 +1,6 @@
 import { EventEmitter } from "node:events";
 import type net from "node:net";
-import { checkMs } from "../duration.ts";
+import { checkMs, MAX_TIMER_MS } from "../duration.ts";
 import { LineDeadError, ProtocolError, RequestRefusedError, SessionClosedError } from "../errors.ts";
 import { FrameType, WireError, wireErrorName } from "../protocol/constants.ts";
 import { FrameDecoder, type FrameSink } from "../protocol/frame_decoder.ts";
@@ -182,7 +182,7 @@ export class ClientSession extends EventEmitter implements ChannelSession {
     const h = await clientHandshake({
       host: options.host,
       port: options.port,
-      timeoutMs: checkMs(options.timeoutMs ?? TARGET.client.probeTimeoutMs * 5, "session option", "timeoutMs"),
+      timeoutMs: checkMs(options.timeoutMs ?? Math.min(TARGET.client.probeTimeoutMs * 5, MAX_TIMER_MS), "session option", "timeoutMs"),
       maxFrame,
       localAddress: options.localAddress,
       signal: options.signal,
