@@ -7,6 +7,8 @@ export interface ChannelHost extends Pick<ChannelContext, "localAddress" | "loca
   readonly transcript: Buffer | null;
   /** Sends a one-way message on a channel; ignored once the session or channel has closed. */
   sendMessage(channel: number, payload: Uint8Array | string): void;
+  /** Async message handlers started past the in-flight limit, or one settled: flow control looks again. */
+  messagesChanged?(): void;
 }
 
 /** Abort controllers, made only for contexts whose handler asked for `signal`. */

@@ -116,11 +116,7 @@ export class ServerSession implements FrameSink, ChannelHost {
   get clientKey(): string { return this.#input?.fingerprint ?? ""; }
   get transcript(): Buffer | null { return this.#input?.transcript ?? null; }
 
-  /**
-   * Sends GOAWAY with the last stream id this session will process, refuses
-   * later streams, and ends the session once every started request has
-   * answered. Resolves when the socket has closed.
-   */
+  /** Sends GOAWAY (last stream id processed), refuses later streams, ends once every started request answered; resolves on close. */
   goAway(code: number = WireError.ShuttingDown, reason = "server draining"): Promise<void> {
     if (this.#state === HANDSHAKE) {
       // Accepted, so it is served: the GOAWAY follows the hello, and the client moves on at once.
@@ -264,6 +260,9 @@ export class ServerSession implements FrameSink, ChannelHost {
     (this.#requests ??= this.#newRequests()).run(new ServerRequest(ch, stream), payload);
   }
 
+  /** ChannelHost: async message handlers started past the limit, or one settled. */
+  messagesChanged(): void { this.flow.update(); this.#maybeFinishDrain(); }
+
   /** Sends a one-way message on a channel; ignored once the session or channel has closed. */
   sendMessage(channelId: number, payload: Uint8Array | string): void {
     if (this.#state === CLOSED || this.#state === HANDSHAKE || this.#channels?.has(channelId) !== true) return;
@@ -284,6 +283,7 @@ export class ServerSession implements FrameSink, ChannelHost {
     get remoteAddress(): string { return this.#s.remoteAddress; }
     decoder(): FlowInput | null { return this.#s.#input; }
     running(): number { return this.#s.#running(); }
+    pinnedBytes(): number { return this.#s.#channels?.pendingMessageBytes ?? 0; }
     abandoned(): number { return this.#s.#requests?.abandoned ?? 0; }
     closed(): boolean { return this.#s.#state === CLOSED; }
     flowUpdate(): void { this.#s.flow.update(); }
@@ -314,7 +314,8 @@ export class ServerSession implements FrameSink, ChannelHost {
 
   // Channels and the request table are made on first use (an idle session holds neither),
   // apart from the paths that use them: a closure there would cost a context on every call.
-  #running(): number { return this.#requests === null ? 0 : this.#requests.running; }
+  /** Handlers running: requests, and async message handlers (a drain waits for both). */
+  #running(): number { return (this.#requests === null ? 0 : this.#requests.running) + (this.#channels?.pendingMessages ?? 0); }
   #chans(): SessionChannels { return (this.#channels ??= new SessionChannels(this.#host, this, this.#out)); }
   #newRequests(): SessionRequests { return new SessionRequests(new ServerSession.#View(this), this.#host); }
 

@@ -40,6 +40,9 @@ export class SessionChannels {
   #out: SessionOutput;
   #map = NO_CHANNELS as Map<number, ServerChannel>;
   #pairing = 0;
+  /** Async message handlers still running, and the payload bytes they keep: counted like requests by flow control. */
+  pendingMessages = 0;
+  pendingMessageBytes = 0;
 
   constructor(server: ChannelServer, session: ChannelHost, out: SessionOutput) {
     this.#server = server;
@@ -122,14 +125,34 @@ export class SessionChannels {
     owner.stats.messages++;
     const app = owner.app;
     if (!app.message || ch.app === PAIR_APP) return; // pairing takes requests only: nothing of a stranger's reaches the app
+    // A small payload is copied: a handler that keeps it across an await must not pin the whole record it came in.
+    const own = payload.byteLength * 4 < payload.buffer.byteLength ? Buffer.from(payload) : payload;
     try {
-      const r = app.message(payload, ch);
-      if (r && typeof (r as Promise<void>).then === "function") {
-        (r as Promise<void>).catch((err: unknown) => owner.log.warn("message_handler_failed", { app: ch.app, error: err }));
-      }
+      const r = app.message(own, ch);
+      if (r && typeof (r as Promise<void>).then === "function") this.#track(r as Promise<void>, own.byteLength, ch.app);
     } catch (err) {
       owner.log.warn("message_handler_failed", { app: ch.app, error: err });
     }
+  }
+
+  /**
+   * An async handler runs on: it holds one of the session's in-flight slots
+   * and its payload's bytes until it settles (a flood of messages to a slow
+   * handler is read no faster than the handlers finish).
+   */
+  #track(r: Promise<void>, bytes: number, app: string): void {
+    this.pendingMessages++;
+    this.pendingMessageBytes += bytes;
+    if (this.pendingMessages > this.#server.limits.maxInflightPerSession) this.#session.messagesChanged?.();
+    const done = (): void => {
+      this.pendingMessages--;
+      this.pendingMessageBytes -= bytes;
+      this.#session.messagesChanged?.();
+    };
+    r.then(done, (err: unknown) => {
+      this.#server.log.warn("message_handler_failed", { app, error: err });
+      done();
+    });
   }
 
   /** The session closed: every channel's signal aborts. */

@@ -25,8 +25,10 @@ export interface FlowSession {
   readonly budget: BufferBudget;
   /** The input (frame decoder, records), once the handshake is done. */
   decoder(): FlowInput | null;
-  /** Handlers running, and how many of them were already answered (cancelled). */
+  /** Handlers running (requests and async message handlers), and how many of them were already answered (cancelled). */
   running(): number;
+  /** Bytes that running handlers keep (message payloads): charged to the buffer budget with the rest. */
+  pinnedBytes?(): number;
   abandoned(): number;
   closed(): boolean;
   /** Held bytes decoded on resume were bad. */
@@ -78,7 +80,7 @@ export class SessionFlow implements BudgetHolder {
     const { socket, limits, budget } = s;
     const decoder = s.decoder();
     const unsent = socket.writableLength + s.writer.pending;
-    const held = unsent + (decoder === null ? 0 : decoder.buffered);
+    const held = unsent + (decoder === null ? 0 : decoder.buffered) + (s.pinnedBytes?.() ?? 0);
     budget.charge(this.#charged, held);
     this.#charged = held;
     const midFrame = decoder !== null && decoder.midFrame;
@@ -133,7 +135,7 @@ export class SessionFlow implements BudgetHolder {
     const s = this.#s;
     if (s.closed()) return 0;
     const decoder = s.decoder();
-    const held = s.socket.writableLength + s.writer.pending + (decoder === null ? 0 : decoder.buffered);
+    const held = s.socket.writableLength + s.writer.pending + (decoder === null ? 0 : decoder.buffered) + (s.pinnedBytes?.() ?? 0);
     s.budget.charge(this.#charged, held);
     this.#charged = held;
     return held;

@@ -440,3 +440,29 @@ test("regression: half-sent frames that the budget paused do not lock new client
   await waitFor(() => server.status().bufferedBytes < MiB / 2, "the half-sent frames' memory to come back", 5000);
   for (const p of hogs) p.sock.destroy();
 });
+
+test("regression: async one-way message handlers count against maxInflightPerSession: a flood to a slow handler is read no faster than handlers finish", async () => {
+  let running = 0;
+  let most = 0;
+  let done = 0;
+  const app: SessionApp = {
+    request: (p) => p,
+    async message(payload) {
+      running++;
+      most = Math.max(most, running);
+      await sleep(40);
+      void payload.byteLength; // kept across the await
+      running--;
+      done++;
+    },
+  };
+  const server = await testServer({ appObject: app, limits: { maxInflightPerSession: 8 } });
+  const s = await connect(server);
+  const ch = await s.openChannel("sensor");
+  for (let i = 0; i < 400; i++) ch.send(Buffer.alloc(512, i & 255));
+  await waitFor(() => done === 400, "every message to be handled", 20_000);
+  assert.ok(most <= 8 + 1, `${most} message handlers ran at once (bound maxInflightPerSession = 8)`);
+  assert.equal((await ch.request("still answers")).toString(), "still answers");
+  assert.equal(server.status().bufferedBytes, 0, "nothing is held once they finished");
+  s.destroy();
+});
