@@ -1,4 +1,5 @@
 import { ClientClosedError, KeyMismatchError, PerilinkError, UnreachableError } from "../errors.ts";
+import { WireError } from "../protocol/constants.ts";
 import type { ClientKey } from "./client_key.ts";
 import { expectServer, type ServerCheck } from "./client_handshake.ts";
 import type { Logger } from "../logger.ts";
@@ -243,7 +244,7 @@ export class ServerEntry<L extends EntryLink = EntryLink> {
   #attach(session: ClientSession, address: Address): Live {
     const live: Live = { session, number: this.#host.nextSessionNumber(), address };
     this.#active = live;
-    session.on("goaway", () => this.#onGoAway(live));
+    session.on("goaway", (_last: number, code: number) => this.#onGoAway(live, code));
     session.on("close", (err?: Error) => this.#onClose(live, err));
     if (session.draining) this.#onGoAway(live); // its GOAWAY was read before anyone listened
     return live;
@@ -310,14 +311,16 @@ export class ServerEntry<L extends EntryLink = EntryLink> {
   }
 
   /** C10: the server is draining this session; links move to a new one, in-flight requests finish here. */
-  #onGoAway(live: Live): void {
+  #onGoAway(live: Live, code = 0): void {
     if (this.#active !== live) return;
     this.#active = null;
     this.#draining.set(live.session, live.number);
     this.#host.log.debug("client_session_goaway", { serverId: this.serverId, session: live.number });
     // Ends it once its requests are answered; the server may keep its side open.
     live.session.close().catch(() => live.session.destroy());
-    if (this.links.size > 0) for (const link of this.links) link.rebind();
+    // A full server that evicted this quiet session (ServerBusy) gets no new one now: the links
+    // move when they next send, so quiet clients do not take turns evicting each other.
+    if (this.links.size > 0 && code !== WireError.ServerBusy) for (const link of this.links) link.rebind();
   }
 
   #onClose(live: Live, err: Error | undefined): void {

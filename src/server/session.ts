@@ -129,23 +129,24 @@ export class ServerSession implements FrameSink, ChannelHost {
   }
 
   /**
-   * Whether this session may give its slot to a newcomer when the server is
-   * full: it has held the slot `minAgeMs` and does nothing with it (still in
-   * its handshake, or open with no channel, no request, nothing unread and
-   * nothing received for `minAgeMs`).
+   * How readily this session gives its slot to a newcomer when the server is
+   * full (lower first; null: not at all). It must have held the slot
+   * `minAgeMs` and run nothing: 0 — in its handshake, or a stranger's (a key
+   * the server does not know: pings keep no slot); then, with nothing unread
+   * and nothing received for `minAgeMs`, 1 — no channel open, 2 — channels
+   * open but quiet (oldest-quiet first, see `quietSince`).
    */
-  idleSince(now: number, minAgeMs: number): boolean {
-    if (now - this.#openedMono < minAgeMs) return false;
-    if (this.#state === HANDSHAKE) return true;
-    return (
-      this.#state === OPEN &&
-      this.#running() === 0 &&
-      this.#input !== null &&
-      // A stranger's session (a key the server does not know) is idle whatever it reads: pings keep no slot.
-      (this.#host.access?.knows(this.#input.fingerprint, false) === false ||
-        ((this.#channels?.working ?? 0) === 0 && now - this.#lastReadAt >= minAgeMs && this.#input.idle))
-    );
+  evictionRank(now: number, minAgeMs: number): number | null {
+    if (now - this.#openedMono < minAgeMs) return null;
+    if (this.#state === HANDSHAKE) return 0;
+    if (this.#state !== OPEN || this.#running() > 0 || this.#input === null) return null;
+    if (this.#host.access?.knows(this.#input.fingerprint, false) === false) return 0;
+    if (now - this.#lastReadAt < minAgeMs || !this.#input.idle) return null;
+    return (this.#channels?.working ?? 0) === 0 ? 1 : 2;
   }
+
+  /** When this session last read anything (performance.now() ms). */
+  get quietSince(): number { return this.#lastReadAt; }
 
   /** Gives up the slot: a session in its handshake is closed, an open one gets GOAWAY ServerBusy. */
   evict(): void {

@@ -14,6 +14,7 @@ import type { ChannelHost } from "./request_context.ts";
 import type { TrustedKeys } from "./trusted_keys.ts";
 import { Pairing } from "./pairing.ts";
 import { stripZone } from "../address.ts";
+import { peerKey } from "./peer_key.ts";
 
 /** A full server gives the slot of a session that has done nothing with it for this long to a newcomer. */
 const SESSION_EVICT_AFTER_MS = 1000;
@@ -199,20 +200,38 @@ export class SessionService implements ConnectionService, SessionHost, Admission
    * channel or request) to the newcomer. Sessions doing work are never touched,
    * so peers that hold sessions open idle cannot lock out clients that use them.
    */
+  /**
+   * Frees a slot for a newcomer: the most readily evictable session
+   * (`evictionRank`), from the peer holding the most sessions among those
+   * (fair across peers), the quiet one longest first.
+   */
   #evictIdle(): boolean {
     const now = performance.now();
+    const held = new Map<string, number>();
+    for (const s of this.#sessions) held.set(peerKey(s.remoteAddress), (held.get(peerKey(s.remoteAddress)) ?? 0) + 1);
+    let best: ServerSession | null = null;
+    let bestKey: number[] = [];
     for (const s of this.#sessions) {
-      if (this.#evicted.has(s) || !s.idleSince(now, SESSION_EVICT_AFTER_MS)) continue;
-      this.#evicted.add(s);
-      this.stats.sessionsEvicted++;
-      s.evict();
-      return true;
+      const rank = this.#evicted.has(s) ? null : s.evictionRank(now, SESSION_EVICT_AFTER_MS);
+      if (rank === null) continue;
+      const key = [rank, -held.get(peerKey(s.remoteAddress))!, s.quietSince];
+      if (best === null || before(key, bestKey)) [best, bestKey] = [s, key];
     }
-    return false;
+    if (best === null) return false;
+    this.#evicted.add(best);
+    this.stats.sessionsEvicted++;
+    best.evict();
+    return true;
   }
 }
 
 /** The budget's holders: each session's flow control. */
 function* flowsOf(sessions: Iterable<ServerSession>): Generator<SessionFlow> {
   for (const s of sessions) yield s.flow;
+}
+
+/** Whether `a` comes before `b`, compared element by element. */
+function before(a: number[], b: number[]): boolean {
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return a[i]! < b[i]!;
+  return false;
 }

@@ -466,3 +466,30 @@ test("regression: async one-way message handlers count against maxInflightPerSes
   assert.equal(server.status().bufferedBytes, 0, "nothing is held once they finished");
   s.destroy();
 });
+
+test("at maxSessions quiet sessions with open channels give their slots too: the busiest peer's first, then the longest quiet; one running a request keeps its slot", async () => {
+  const app: SessionApp = { request: async (p) => (Buffer.from(p).toString() === "slow" ? (await sleep(4000), p) : p) };
+  const server = await testServer({ appObject: app, limits: { maxSessions: 3, maxSessionsPerPeer: 3 } });
+  const port = portOf(server);
+  const open = (localAddress: string) => ClientSession.connect({ host: "127.0.0.1", port, localAddress, timeoutMs: 3000 });
+  const a = await open("127.0.0.51");
+  const b = await open("127.0.0.52");
+  const c = await open("127.0.0.52");
+  const chA = await a.openChannel("x");
+  const chB = await b.openChannel("x");
+  const chC = await c.openChannel("x");
+  await sleep(300);
+  await chB.request("b"); // B is quiet for less long than A, but its peer holds two sessions
+  const slow = chC.request("slow", { timeoutMs: 10_000 });
+  await sleep(1200);
+  const d = await open("127.0.0.53");
+  await waitFor(() => b.draining, "B (the busiest peer's quiet session) to be told to go");
+  assert.equal(a.draining, false);
+  const e = await open("127.0.0.54");
+  await waitFor(() => a.draining, "then A");
+  await assert.rejects(open("127.0.0.55"), ServerBusyError, "C runs a request; D and E are new: nobody else gives way");
+  assert.equal((await slow).toString(), "slow", "C kept its slot and finished");
+  assert.equal(server.status().counters.sessionsEvicted, 2);
+  void chA;
+  for (const s of [a, b, c, d, e]) s.destroy();
+});
