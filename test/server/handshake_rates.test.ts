@@ -37,11 +37,13 @@ test("a handshake flood from many addresses is held to sessionRateGlobal, while 
   assert.equal((await (await first.openChannel("printer")).request("hi")).toString(), "hi");
   first.destroy();
   // Strangers from 24 addresses, one session each: the global burst (3 left) and the refill admit a few.
+  const t0 = performance.now();
   const flood = await Promise.allSettled(
     Array.from({ length: 24 }, (_, i) => ClientSession.connect({ host: "127.0.0.1", port, localAddress: `127.0.0.${40 + i}`, timeoutMs: 3000 })),
   );
+  const refilled = Math.ceil((performance.now() - t0) / 1000); // 1 a second
   const admitted = flood.filter((r) => r.status === "fulfilled").length;
-  assert.ok(admitted >= 3 && admitted <= 5, `the global burst and its refill admitted ${admitted}`);
+  assert.ok(admitted >= 3 && admitted <= 3 + refilled, `the global burst (3 left) and its refill over ${refilled} s admitted ${admitted}`);
   for (const r of flood) {
     if (r.status === "fulfilled") r.value.destroy();
     else assert.ok(r.reason instanceof ServerBusyError, String(r.reason));
