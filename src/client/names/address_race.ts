@@ -1,0 +1,64 @@
+import net from "node:net";
+import { ClientClosedError, KeyMismatchError } from "../../errors.ts";
+import { stripZone } from "../../address.ts";
+
+/** How far apart the probes of a name's addresses start (RFC 8305's connection attempt delay, at its low end). */
+export const PROBE_STAGGER_MS = 150;
+
+/**
+ * Probes a name's addresses Happy Eyeballs style (RFC 8305): families
+ * interleaved, starting with the first address's; each probe starts
+ * `PROBE_STAGGER_MS` after the one before, or at once when the one before
+ * failed; the first that identifies a server wins. So dead addresses ahead of
+ * a live one cost a stagger each, not a whole probe timeout each. A closed
+ * client or a key mismatch (an impostor of a pinned server) ends the race at
+ * once; when every probe failed, the last failure is thrown.
+ */
+export function raceAddresses<T>(addresses: readonly string[], probe: (address: string) => Promise<T>, staggerMs = PROBE_STAGGER_MS): Promise<{ value: T; address: string }> {
+  const order = interleaveFamilies(addresses);
+  return new Promise((resolve, reject) => {
+    let next = 0;
+    let failed = 0;
+    let done = false;
+    let timer: ReturnType<typeof setTimeout> | null = null;
+    const end = (): void => {
+      done = true;
+      if (timer) clearTimeout(timer);
+    };
+    const start = (): void => {
+      if (done || next >= order.length) return;
+      const address = order[next++]!;
+      if (timer) clearTimeout(timer);
+      timer = next < order.length ? setTimeout(start, staggerMs) : null;
+      probe(address).then(
+        (value) => {
+          if (done) return;
+          end();
+          resolve({ value, address });
+        },
+        (err: unknown) => {
+          if (done) return;
+          if (err instanceof ClientClosedError || err instanceof KeyMismatchError || ++failed === order.length) {
+            end();
+            reject(err);
+          } else start(); // a failure starts the next one now
+        },
+      );
+    };
+    if (order.length === 0) reject(new RangeError("no address to probe"));
+    else start();
+  });
+}
+
+/** `addresses` with IPv6 and IPv4 alternating, the first address's family first, each family in its order. */
+export function interleaveFamilies(addresses: readonly string[]): string[] {
+  const v6 = addresses.filter((a) => net.isIPv6(stripZone(a)));
+  const v4 = addresses.filter((a) => !net.isIPv6(stripZone(a)));
+  const [first, second] = v6.length > 0 && addresses[0] === v6[0] ? [v6, v4] : [v4, v6];
+  const out: string[] = [];
+  for (let i = 0; i < Math.max(first.length, second.length); i++) {
+    if (i < first.length) out.push(first[i]!);
+    if (i < second.length) out.push(second[i]!);
+  }
+  return out;
+}
