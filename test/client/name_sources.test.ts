@@ -139,7 +139,7 @@ test("the DNS and NetBIOS codecs never throw and never invent an address, whatev
   fc.assert(
     fc.property(fc.uint8Array({ maxLength: 600 }), (bytes) => {
       readAddresses(bytes, 7, "perisrv.test", "A");
-      readAddresses(bytes, 7, "perisrv.local", "A", false);
+      readAddresses(bytes, 7, "perisrv.local", "A");
       decodeNbAnswer(bytes, 7, "perisrv");
     }),
     { numRuns: 3000 },
@@ -277,4 +277,18 @@ test("a flood of multicast or broadcast answers is not kept: the exchange ends a
   const nb = await new NetbiosSource(() => route(b), 2000).resolve("PERISRV", { timeoutMs: 3000 });
   assert.equal(nb.length, 16);
   assert.ok(performance.now() - t0 < 1500, "it ended at the 16th answer, not at the 2 s gather window");
+});
+
+test("mDNS: an answer counts only with the query's id and question (RFC 6762 §6.7): id 0, no question or another question are ignored", async () => {
+  const svc = await new FakeNameService().start();
+  svc.reply = (q) => {
+    const question = q.dns!.questions![0]!;
+    const forged = (id: number, questions: packet.Question[]) =>
+      packet.encode({ type: "response", id, questions, answers: question.type === "A" ? [{ type: "A", name: question.name, ttl: 60, data: "127.6.6.6" }] : [] });
+    return [{ data: forged(0, []) }, { data: forged(0, [question]) }, { data: forged(q.dns!.id!, []) }, { data: forged(q.dns!.id!, [{ ...question, name: "other.local" }]) }];
+  };
+  const src = new MulticastSource("mdns", () => route(svc), 30);
+  assert.deepEqual(await src.resolve("perisrv.local", CTX), []);
+  svc.reply = (q) => [{ data: dnsAnswer(q, ["127.0.0.9"]) }];
+  assert.deepEqual((await src.resolve("perisrv.local", CTX)).map((a) => a.address), ["127.0.0.9"]);
 });

@@ -24,7 +24,7 @@ export function encodeQuery(id: number, name: string, type: AddressType | "PTR",
  * decodable, truncated, a query, another transaction id, another question.
  * Never throws.
  */
-function ourResponse(buf: Uint8Array, id: number, name: string, type: string, checkId: boolean): packet.Packet | null {
+function ourResponse(buf: Uint8Array, id: number, name: string, type: string): packet.Packet | null {
   let p: packet.Packet;
   try {
     p = packet.decode(buf);
@@ -34,10 +34,10 @@ function ourResponse(buf: Uint8Array, id: number, name: string, type: string, ch
   // The decoder reads past the end of a truncated message (undefined bytes) instead of failing: refuse it.
   if (((packet.decode as unknown as { bytes?: number }).bytes ?? Infinity) > buf.length) return null;
   if (p.type !== "response") return null;
-  if (p.id !== id && (checkId || p.id !== 0)) return null;
+  // Every answer must repeat the query's id and its one question (RFC 6762 §6.7 asks the same of
+  // legacy-unicast mDNS answers): one without them may be meant for anyone, or forged.
+  if (p.id !== id) return null;
   const q = p.questions ?? [];
-  // Legacy-unicast mDNS answers should repeat the question (RFC 6762 §6.7) but may not; every other answer must.
-  if (q.length === 0 && !checkId) return p;
   if (q.length !== 1 || q[0]!.type !== type || normalizeName(q[0]!.name) !== normalizeName(name)) return null;
   return p;
 }
@@ -45,12 +45,10 @@ function ourResponse(buf: Uint8Array, id: number, name: string, type: string, ch
 /**
  * The addresses in a response for `name` (A or AAAA records of that name,
  * following CNAMEs inside the message), or null when the message is not a
- * response to this query. `checkId` false is for mDNS, whose responders may
- * answer with id 0 and without the question (RFC 6762 §6.7 asks for both in
- * legacy unicast, not every responder does).
+ * response to this query (the same rule for DNS, LLMNR and mDNS).
  */
-export function readAddresses(buf: Uint8Array, id: number, name: string, type: AddressType, checkId = true): NameAnswer[] | null {
-  const p = ourResponse(buf, id, name, type, checkId);
+export function readAddresses(buf: Uint8Array, id: number, name: string, type: AddressType): NameAnswer[] | null {
+  const p = ourResponse(buf, id, name, type);
   if (!p) return null;
   if (rcode(p) !== 0) return []; // NXDOMAIN, SERVFAIL, REFUSED…: this server's answer is "none"
   const records = [...(p.answers ?? []), ...(p.additionals ?? [])];
@@ -79,7 +77,7 @@ export function readAddresses(buf: Uint8Array, id: number, name: string, type: A
 
 /** The names in a PTR response for `reverse` (an in-addr.arpa / ip6.arpa name), or null when not our response. */
 export function readPointers(buf: Uint8Array, id: number, reverse: string): { name: string; ttl: number }[] | null {
-  const p = ourResponse(buf, id, reverse, "PTR", true);
+  const p = ourResponse(buf, id, reverse, "PTR");
   if (!p) return null;
   if (rcode(p) !== 0) return [];
   const out: { name: string; ttl: number }[] = [];

@@ -65,7 +65,7 @@ export class MulticastSource implements NameSource {
       signal: ctx.signal,
       accept: (msg, from) => {
         if (from.port !== route.target.port) return undefined;
-        const got = readAddresses(msg, id, name, type, !mdns);
+        const got = readAddresses(msg, id, name, type);
         if (!got || got.length === 0) return undefined;
         // A link-local address is only usable with the interface it was learned on.
         return route.ifname === undefined ? got : got.map((a) => (isLinkLocal(a.address) && zoneOf(a.address) === "" ? { ...a, address: `${a.address}%${route.ifname}` } : a));
