@@ -2,7 +2,7 @@ import * as packet from "@leichtgewicht/dns-packet";
 import { randomInt } from "node:crypto";
 import net from "node:net";
 import type { NameAnswer } from "./name_types.ts";
-import { MAX_ADDRESSES_PER_NAME, normalizeName } from "./name_types.ts";
+import { distinctAnswers, normalizeName } from "./name_types.ts";
 import { ipv6Groups, stripZone } from "../../address.ts";
 
 /** The one DNS wire format of unicast DNS, LLMNR (RFC 4795) and mDNS (RFC 6762). */
@@ -63,16 +63,15 @@ export function readAddresses(buf: Uint8Array, id: number, name: string, type: A
     }
     if (!grew) break;
   }
-  const out: NameAnswer[] = [];
-  const seen = new Set<string>();
+  return distinctAnswers(addressRecords(records, names, type));
+}
+
+/** The address records of `type` for `names` in `records`, as they come (read lazily: an answer may list thousands). */
+function* addressRecords(records: packet.Answer[], names: Set<string>, type: AddressType): Generator<NameAnswer> {
   for (const r of records) {
     if (r.type !== type || !names.has(normalizeName(r.name)) || typeof r.data !== "string") continue;
-    if (net.isIP(r.data) !== (type === "A" ? 4 : 6) || seen.has(r.data)) continue;
-    seen.add(r.data);
-    out.push({ address: r.data, ttl: clampTtl(r.ttl) });
-    if (out.length === MAX_ADDRESSES_PER_NAME) break;
+    if (net.isIP(r.data) === (type === "A" ? 4 : 6)) yield { address: r.data, ttl: clampTtl(r.ttl) };
   }
-  return out;
 }
 
 /** The names in a PTR response for `reverse` (an in-addr.arpa / ip6.arpa name), or null when not our response. */

@@ -2,7 +2,7 @@ import net from "node:net";
 import { encodeQuery, readAddresses, transactionId, type AddressType } from "./dns_message.ts";
 import type { Route } from "./interfaces.ts";
 import type { NameAnswer, NameSource, QueryContext } from "./name_types.ts";
-import { MAX_ADDRESSES_PER_NAME, isLocalName, isSingleLabel } from "./name_types.ts";
+import { MAX_ADDRESSES_PER_NAME, distinctAnswers, isLocalName, isSingleLabel } from "./name_types.ts";
 import { udpExchange } from "./udp_exchange.ts";
 import { isLinkLocal, zoneOf } from "../../address.ts";
 
@@ -42,11 +42,7 @@ export class MulticastSource implements NameSource {
   async resolve(name: string, ctx: QueryContext): Promise<NameAnswer[]> {
     const asks: Promise<NameAnswer[][]>[] = [];
     for (const route of this.#routes()) for (const type of ["A", "AAAA"] as const) asks.push(this.#ask(name, type, route, ctx));
-    const out = new Map<string, NameAnswer>();
-    for (const list of await Promise.all(asks)) {
-      for (const answers of list) for (const a of answers) if (out.size < MAX_ADDRESSES_PER_NAME && !out.has(a.address)) out.set(a.address, a);
-    }
-    return [...out.values()];
+    return distinctAnswers((await Promise.all(asks)).flat(2));
   }
 
   #ask(name: string, type: AddressType, route: Route, ctx: QueryContext): Promise<NameAnswer[][]> {

@@ -22,6 +22,16 @@ export interface NameAnswer {
   ttl: number;
 }
 
+/** The first MAX_ADDRESSES_PER_NAME distinct addresses of `answers`, in order (the first TTL given for each); reads no further. */
+export function distinctAnswers(answers: Iterable<NameAnswer>): NameAnswer[] {
+  const out = new Map<string, NameAnswer>();
+  for (const a of answers) {
+    if (!out.has(a.address)) out.set(a.address, a);
+    if (out.size === MAX_ADDRESSES_PER_NAME) break;
+  }
+  return [...out.values()];
+}
+
 /** What every query of a source gets: its deadline and the client's shutdown signal. */
 export interface QueryContext {
   timeoutMs: number;

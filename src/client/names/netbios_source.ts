@@ -1,7 +1,7 @@
 import net from "node:net";
 import { transactionId } from "./dns_message.ts";
 import type { Route } from "./interfaces.ts";
-import { MAX_ADDRESSES_PER_NAME, type NameAnswer, type NameSource, type QueryContext } from "./name_types.ts";
+import { MAX_ADDRESSES_PER_NAME, distinctAnswers, type NameAnswer, type NameSource, type QueryContext } from "./name_types.ts";
 import { decodeNbAnswer, encodeNbQuery, isNetbiosName } from "./netbios_codec.ts";
 import { udpExchange } from "./udp_exchange.ts";
 
@@ -45,10 +45,6 @@ export class NetbiosSource implements NameSource {
         accept: (msg, from) => (from.port === route.target.port ? (decodeNbAnswer(msg, id, name) ?? undefined) : undefined),
       });
     });
-    const out = new Map<string, NameAnswer>();
-    for (const list of await Promise.all(asks)) {
-      for (const a of list) for (const address of a.addresses) if (out.size < MAX_ADDRESSES_PER_NAME && !out.has(address)) out.set(address, { address, ttl: a.ttl });
-    }
-    return [...out.values()];
+    return distinctAnswers((await Promise.all(asks)).flat().flatMap((a) => a.addresses.map((address) => ({ address, ttl: a.ttl }))));
   }
 }
