@@ -17,8 +17,10 @@ export function printableLine(text: string): string {
   return printable(text).replace(/[\t\n]/g, escapeOne);
 }
 
+/** DEL, C1 and the bidirectional marks, overrides and isolates: escaped in every output, JSON too. */
+const DEL_C1_BIDI = "\\x7f-\\x9f\\u061c\\u200e\\u200f\\u202a-\\u202e\\u2066-\\u2069";
 // eslint-disable-next-line no-control-regex
-const CLASS = "[\\x00-\\x08\\x0b-\\x1f\\x7f-\\x9f\\u061c\\u200e\\u200f\\u202a-\\u202e\\u2066-\\u2069\\\\]";
+const CLASS = `[\\x00-\\x08\\x0b-\\x1f${DEL_C1_BIDI}\\\\]`;
 const UNSAFE = new RegExp(CLASS);
 const UNSAFE_ALL = new RegExp(CLASS, "g");
 
@@ -38,4 +40,4 @@ export function jsonLine(value: unknown): string {
   return JSON.stringify(value).replace(JSON_UNSAFE, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`) + "\n";
 }
 
-const JSON_UNSAFE = /[\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069\u2028\u2029]/g;
+const JSON_UNSAFE = new RegExp(`[${DEL_C1_BIDI}\\u2028\\u2029]`, "g");

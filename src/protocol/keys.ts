@@ -1,7 +1,6 @@
 import { createHash, createPrivateKey, createPublicKey, randomBytes, sign, verify, type KeyObject } from "node:crypto";
 import { PUBLIC_KEY_SIZE, SERVER_ID_SIZE } from "./constants.ts";
 
-
 /**
  * A new Ed25519 or X25519 private key: 32 random bytes (an RFC 8032 seed, an
  * RFC 7748 scalar), imported as a JWK (the runtime's fast raw-key path; the

@@ -44,8 +44,9 @@ const REFUSAL_LINGER_MS = 1000;
  * may be freed by evicting an idle session, but only for a newcomer that
  * every other limit admits. A rate of 0 turns that rate off.
  *
- * A peer whose session proved a key the server trusts (any key, with
- * `access: "open"`) is vouched for, for an hour (at most
+ * A peer whose session proved a key the server trusts (under `access:
+ * "keys"`; with "open" nobody is, as any fresh key would do) is vouched
+ * for, for an hour (at most
  * `VOUCHED_PEERS_MAX` peers, least recently vouched out): the global rate
  * does not count its sessions, so a handshake flood from many addresses
  * cannot keep the server's own clients from reconnecting. An upgrade hands

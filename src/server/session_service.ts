@@ -195,26 +195,25 @@ export class SessionService implements ConnectionService, SessionHost, Admission
   }
 
   /**
-   * The server is full: gives the slot of the oldest session that does nothing
-   * with its own (SESSION_EVICT_AFTER_MS in its handshake, or open without a
-   * channel or request) to the newcomer. Sessions doing work are never touched,
-   * so peers that hold sessions open idle cannot lock out clients that use them.
-   */
-  /**
    * Frees a slot for a newcomer: the most readily evictable session
    * (`evictionRank`), from the peer holding the most sessions among those
    * (fair across peers), the quiet one longest first.
    */
   #evictIdle(): boolean {
     const now = performance.now();
+    const peers = new Map<ServerSession, string>();
     const held = new Map<string, number>();
-    for (const s of this.#sessions) held.set(peerKey(s.remoteAddress), (held.get(peerKey(s.remoteAddress)) ?? 0) + 1);
+    for (const s of this.#sessions) {
+      const peer = peerKey(s.remoteAddress);
+      peers.set(s, peer);
+      held.set(peer, (held.get(peer) ?? 0) + 1);
+    }
     let best: ServerSession | null = null;
     let bestKey: number[] = [];
-    for (const s of this.#sessions) {
+    for (const [s, peer] of peers) {
       const rank = this.#evicted.has(s) ? null : s.evictionRank(now, SESSION_EVICT_AFTER_MS);
       if (rank === null) continue;
-      const key = [rank, -held.get(peerKey(s.remoteAddress))!, s.quietSince];
+      const key = [rank, -held.get(peer)!, s.quietSince];
       if (best === null || before(key, bestKey)) [best, bestKey] = [s, key];
     }
     if (best === null) return false;

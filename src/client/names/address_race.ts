@@ -30,7 +30,8 @@ export function raceAddresses<T>(addresses: readonly string[], probe: (address: 
       const address = order[next++]!;
       if (timer) clearTimeout(timer);
       timer = next < order.length ? setTimeout(start, staggerMs) : null;
-      probe(address).then(
+      // Through a promise: a probe that throws at once fails like one that rejects.
+      new Promise<T>((r) => r(probe(address))).then(
         (value) => {
           if (done) return;
           end();
