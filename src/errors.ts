@@ -266,6 +266,27 @@ export class KeyMismatchError extends PerilinkError {
 }
 
 /**
+ * A name or address leads to another server than the one it led to before
+ * (the known-servers record), or than the key the caller expected: someone
+ * may be answering for it, or the server was replaced.
+ */
+export class ServerChangedError extends PerilinkError {
+  /** The name or address as the application gave it, and the port. */
+  readonly host: string;
+  readonly port: number;
+  /** The server it led to before (or the key expected); the one it leads to now. */
+  readonly expected: { serverId: string | null; keyFingerprint: string };
+  readonly found: { serverId: string; keyFingerprint: string };
+  constructor(host: string, port: number, expected: ServerChangedError["expected"], found: ServerChangedError["found"], message: string) {
+    super("PERILINK_SERVER_CHANGED", message);
+    this.host = host;
+    this.port = port;
+    this.expected = expected;
+    this.found = found;
+  }
+}
+
+/**
  * The session failed while a request was in flight and the request may have
  * been processed; it was not marked idempotent, so it was not sent again.
  */

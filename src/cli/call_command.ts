@@ -4,6 +4,7 @@ import { formatHostPort } from "../address.ts";
 import { defaultStateDir } from "../runtime/state_dir.ts";
 import { TARGET } from "../target.ts";
 import { ConfigError } from "../errors.ts";
+import { isFingerprint } from "../protocol/keys.ts";
 import { resolveOptions, type ResolutionOptions, type ResolutionSource } from "../client/names/resolution_options.ts";
 import { intOption, parse, parseTarget } from "./args.ts";
 import { jsonLine, printable, printableLine } from "./terminal_text.ts";
@@ -32,6 +33,8 @@ export async function runCall(args: string[]): Promise<number> {
       interface: { type: "string", multiple: true },
       prefer: { type: "string" },
       "state-dir": { type: "string" },
+      expect: { type: "string" },
+      "trust-new": { type: "boolean" },
     },
     true,
   );
@@ -41,6 +44,9 @@ export async function runCall(args: string[]): Promise<number> {
   const data = (values.data as string | undefined) ?? "info";
   const timeoutMs = intOption(values.timeout, "timeout", TARGET.client.requestTimeoutMs);
   const stateDir = (values["state-dir"] as string | undefined) ?? defaultStateDir();
+  const expectKey = values.expect as string | undefined;
+  if (expectKey !== undefined && !isFingerprint(expectKey)) throw new ConfigError('Cannot read arguments: --expect takes a key fingerprint, "SHA256:" and 43 base64 characters, as "perilink id" prints it');
+  if (expectKey !== undefined && values["trust-new"]) throw new ConfigError("Cannot read arguments: --expect and --trust-new do not go together (--expect already decides which server to trust)");
   if (values.prefer !== undefined && TARGET.lineMeasures === false) {
     throw new ConfigError(`Cannot use --prefer: the ${TARGET.name} build measures no lines (a device's); run the node20 bundle or the library on a host`);
   }
@@ -55,7 +61,7 @@ export async function runCall(args: string[]): Promise<number> {
   try {
     const answers: { target: string; response: Buffer }[] = [];
     const links = [];
-    for (const t of targets) links.push(await client.connect({ host: t.host, port: t.port, app }));
+    for (const t of targets) links.push(await client.connect({ host: t.host, port: t.port, app, expectKey, trustNew: values["trust-new"] === true }));
     // Several addresses of one server: measure their lines first, so the requests ride the better one.
     await client.refreshLines();
     for (const [i, link] of links.entries()) answers.push({ target: positionals[i]!, response: await link.request(data) });

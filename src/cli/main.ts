@@ -2,6 +2,7 @@ import { PerilinkError } from "../errors.ts";
 import { CLOSED_PIPE_EXIT_CODE, handleClosedPipe, isClosedPipe } from "./closed_pipe.ts";
 import { runCall } from "./call_command.ts";
 import { runId } from "./id_command.ts";
+import { runForget } from "./forget_command.ts";
 import { runKey } from "./key_command.ts";
 import { runPair } from "./pair_command.ts";
 import { runTrust } from "./trust_command.ts";
@@ -19,8 +20,9 @@ Usage:
   perilink id     HOST:PORT [--tcp] [--json] [--timeout MS]
   perilink call   HOST:PORT [HOST:PORT]... [--app NAME] [--data TEXT] [--json | --raw] [--timeout MS]
                   [--name-server ADDR[:PORT]]... [--resolve hosts,dns,mdns,llmnr,netbios] [--interface IF]...
-                  [--prefer bandwidth=1,hops=1,mtu=1,rtt=1] [--state-dir DIR]
+                  [--prefer bandwidth=1,hops=1,mtu=1,rtt=1] [--state-dir DIR] [--expect SHA256:KEY] [--trust-new]
                   (HOST: an address or a name)
+  perilink forget NAME|ADDRESS|SERVER-ID|SHA256:KEY [--state-dir DIR] [--json]  (a server replaced on purpose)
   perilink key    [--state-dir DIR] [--json]
   perilink trust  add FINGERPRINT [--app NAME]... [--comment TEXT] | list [--json] | remove FINGERPRINT [--state-dir DIR]
   perilink pair   [--app NAME]... [--ttl SECONDS] [--json] [--state-dir DIR]  (device: a one-time code)
@@ -38,6 +40,7 @@ const COMMANDS: Record<string, (args: string[]) => Promise<number>> = {
   id: runId,
   call: runCall,
   key: runKey,
+  forget: runForget,
   trust: runTrust,
   pair: runPair,
   status: runStatus,

@@ -2,13 +2,14 @@ import path from "node:path";
 import { checkMs, MAX_TIMER_MS } from "../duration.ts";
 import { ClientClosedError, TimeoutError } from "../errors.ts";
 import { silentLogger, type Logger } from "../logger.ts";
-import { keyFingerprint } from "../protocol/keys.ts";
+import { isFingerprint, keyFingerprint } from "../protocol/keys.ts";
 import { TARGET } from "../target.ts";
 import { defaultStateDir } from "../runtime/state_dir.ts";
 import { ClientSession } from "./client_session.ts";
 import { loadOrCreateClientKey, processClientKey, type ClientKey } from "./client_key.ts";
 import { identifyUdp } from "./identify.ts";
 import { IdentityBook } from "./identity_book.ts";
+import type { TrustChoice } from "./known_servers.ts";
 import { LineKeeper, type LineKeeping } from "./line/line_keeper.ts";
 import { normalizePreference } from "./line/line_score.ts";
 import { Link } from "./link.ts";
@@ -105,6 +106,7 @@ export class PerilinkClient {
     this.#names = new NameBook(options.resolution, this.#shutdown.signal, this.#opts.maxKnownAddresses, {
       entries: () => this.#entries.values(),
       isServer: (address, port) => this.#book.lookup(address, port)?.serverId ?? null,
+      prove: (address, port) => this.#prove(address, port),
       log: this.#log,
     });
     this.#entryHost = {
@@ -126,8 +128,8 @@ export class PerilinkClient {
     };
   }
 
-  /** Line measures taken and the datagrams they sent, and session moves to a better line. */
-  get lineStats(): { measures: number; probesSent: number; switches: number } {
+  /** Line measures taken, the datagrams they sent, the most that ran at once, and session moves to a better line. */
+  get lineStats(): { measures: number; probesSent: number; switches: number; mostAtOnce: number } {
     return { ...this.#lines.stats };
   }
 
@@ -152,9 +154,10 @@ export class PerilinkClient {
    */
   async connect(options: ConnectOptions): Promise<Link> {
     if (this.#closed) throw new ClientClosedError("Cannot connect: the client is closed; create a new one");
-    const { host, port, app } = options;
+    const { host, port, app, trustNew, expectKey } = options;
     if (typeof app !== "string" || app.length === 0) throw new TypeError("connect: app must be a non-empty string");
-    const attempt = this.#connect(host, port, app);
+    if (expectKey !== undefined && (typeof expectKey !== "string" || !isFingerprint(expectKey))) throw new TypeError('connect: expectKey must be a key fingerprint, "SHA256:" and 43 base64 characters, as "perilink id" prints it');
+    const attempt = this.#connect(host, port, app, { trustNew: trustNew === true, expectKey });
     const settled = attempt.then(
       () => {},
       () => {},
@@ -172,10 +175,24 @@ export class PerilinkClient {
     }
   }
 
-  async #connect(host: string, port: number, app: string): Promise<Link> {
+  async #connect(host: string, port: number, app: string, choice: TrustChoice): Promise<Link> {
     // C6/C7: a name becomes addresses first; names that share an address are one server before any socket.
-    const { entry, address } = await this.#names.entryFor(host, port, (a) => this.#entryFor(a, port));
+    // A server the known-servers record (or the expected key) rules out at an address does not win it.
+    const accept = (e: ServerEntry, address: string): ServerEntry => {
+      try {
+        this.#book.checkKnown(host, port, address, e.serverId, e.publicKey, choice);
+      } catch (err) {
+        e.closeIdle(); // a session the TCP fallback opened to it is not kept
+        this.#log.warn("client_server_ruled_out", { host, port, address, serverId: e.serverId, error: err as Error });
+        throw err;
+      }
+      return e;
+    };
+    const { entry, address } = await this.#names.entryFor(host, port, (a) => this.#entryFor(a, port), accept);
     this.#assertOpen();
+    for (const was of this.#book.recordKnown(host, address, port, entry.serverId, entry.publicKey)) {
+      this.#log.warn("client_known_server_replaced", { host, port, [was.kind]: was.host, was: was.serverId, now: entry.serverId, by: choice.expectKey ? "expectKey" : "trustNew" });
+    }
     entry.addAddress({ host: address, port });
     this.#names.joined(host, port, entry);
     const link = new Link(this.#nextLink++, app, host, port, entry);
@@ -259,6 +276,14 @@ export class PerilinkClient {
     return this.#identified(host, port, entry);
   }
 
+  /** A failover candidate's proof: a UDP probe only (no session is opened for it); pinned and remembered like any. */
+  async #prove(host: string, port: number): Promise<string> {
+    const id = await identifyUdp(host, port, { timeoutMs: this.#opts.probeTimeoutMs, signal: this.#shutdown.signal });
+    this.#book.pin(id.serverId, id.publicKey, `${host}:${port}`);
+    this.#book.remember(host, port, id.serverId, id.publicKey);
+    return id.serverId;
+  }
+
   /** A signed identity proved `entry`'s server at host:port: the address list and the other entries follow. */
   #identified(host: string, port: number, entry: ServerEntry<Link>): ServerEntry<Link> {
     this.#names.identified(host, port, entry);
@@ -320,6 +345,20 @@ export class PerilinkClient {
    */
   addresses(): AddressRow[] {
     return this.#names.rows();
+  }
+
+  /**
+   * Forgets what the client knows of `target` — a name, an address, a server
+   * identifier or a key fingerprint: which server it led to (the
+   * known-servers record, on every port) and the pinned keys of those
+   * servers, in memory and in the pin file. The next connect by it trusts
+   * the server that answers, as on first use (`perilink forget` does this
+   * for the state directory's pin file). Sessions open now stay.
+   */
+  async forget(target: string): Promise<{ records: number; pins: number }> {
+    const { records, pins } = this.#book.forgetKnown(target);
+    await this.#book.flush();
+    return { records: records.length, pins };
   }
 
   /**

@@ -80,6 +80,18 @@ export interface ConnectOptions {
   port: number;
   /** The application's id, carried in its channel. */
   app: string;
+  /**
+   * Accept the server the host leads to now even when the known-servers
+   * record says it led to another before (the server was replaced on
+   * purpose); the record then names the new one.
+   */
+  trustNew?: boolean;
+  /**
+   * The key (`SHA256:…`, as `perilink id` prints it) the server must prove,
+   * learned out of band: any other is `PERILINK_SERVER_CHANGED`, whatever
+   * the record says; the record then names this server.
+   */
+  expectKey?: string;
 }
 
 /** One row of the session table (Fig. 5 of the seed, plus reference count and state). */

@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { test } from "node:test";
 import { createClient } from "../../src/client/client.ts";
 import { interleaveFamilies, raceAddresses } from "../../src/client/names/address_race.ts";
-import { ClientClosedError, KeyMismatchError } from "../../src/errors.ts";
+import { ClientClosedError, KeyMismatchError, ServerChangedError } from "../../src/errors.ts";
 import { answerFrom, FakeNameService } from "../helpers/fake_name_service.ts";
 import { portOf, sleep, testServer } from "../helpers/fixtures.ts";
 
@@ -32,11 +32,21 @@ test("raceAddresses: probes start staggered, a failure starts the next at once, 
   assert.ok(started[2]![1] >= 90, "the third waited for the stagger");
 });
 
-test("raceAddresses: a closed client or a key mismatch ends the race at once; all failing throws the last failure", async () => {
-  for (const err of [new ClientClosedError("closed"), new KeyMismatchError("x", "another key")]) {
-    await assert.rejects(raceAddresses(["10.0.0.1", "10.0.0.2"], async (a) => (a === "10.0.0.1" ? Promise.reject(err) : sleep(500).then(() => 1)), 1000), (e) => e === err);
-  }
+test("raceAddresses: a closed client ends the race at once; all failing throws the most telling failure", async () => {
+  const closed = new ClientClosedError("closed");
+  await assert.rejects(raceAddresses(["10.0.0.1", "10.0.0.2"], async (a) => (a === "10.0.0.1" ? Promise.reject(closed) : sleep(500).then(() => 1)), 1000), (e) => e === closed);
   await assert.rejects(raceAddresses(["10.0.0.1", "10.0.0.2"], async (a) => Promise.reject(new Error(`no ${a}`)), 10), /no 10\.0\.0\.2/);
+  const mismatch = new KeyMismatchError("x", "another key");
+  const changed = new ServerChangedError("printer", 1, { serverId: null, keyFingerprint: "a" }, { serverId: "b", keyFingerprint: "c" }, "changed");
+  const fails: Record<string, Error> = { "10.0.0.1": mismatch, "10.0.0.2": changed, "10.0.0.3": new Error("dead") };
+  await assert.rejects(raceAddresses(Object.keys(fails), async (a) => Promise.reject(fails[a]), 10), (e) => e === mismatch);
+  delete fails["10.0.0.1"];
+  await assert.rejects(raceAddresses(Object.keys(fails), async (a) => Promise.reject(fails[a]), 10), (e) => e === changed);
+});
+
+test("raceAddresses: an impostor of a pinned server among the addresses costs one probe, not the race", async () => {
+  const won = await raceAddresses(["10.0.0.1", "10.0.0.2"], async (a) => (a === "10.0.0.1" ? Promise.reject(new KeyMismatchError("x", "another key")) : sleep(20).then(() => 7)), 1000);
+  assert.deepEqual(won, { value: 7, address: "10.0.0.2" });
 });
 
 test("a name whose first 8 addresses are dead connects within 1.5 s (was 9 s: one probe timeout and a TCP fallback each, in turn)", async (t) => {

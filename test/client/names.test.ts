@@ -70,7 +70,9 @@ test("two names that share an address are one server before any socket is opened
     c.connect({ host: "appserver.test", port, app: "b" }),
   ]);
   await Promise.all(links.map((l) => l.request("x")));
-  assert.equal(server.status().counters.probes! - before!, 1, "one identification for both names");
+  await waitFor(() => links[0]!.entry.addresses.length === 2, "the other address, once proved, to join as a failover address");
+  // One probe identified the server for both names; one more proved the second address before it joined.
+  assert.equal(server.status().counters.probes! - before!, 2, "one identification for both names, one proof of the other address");
   assert.equal(server.status().counters.sessionsAccepted, 1);
   assert.equal(c.socketsInUse, 1);
 });
@@ -151,4 +153,19 @@ test("a name never overrides a pinned key: an impostor among a name's addresses 
   assert.equal((await byName.request("untouched")).toString(), "untouched");
   assert.equal(impostor.status().counters.channelsOpen, 0, "no traffic was steered to the impostor");
   for (const r of c.addresses()) if (r.address === "127.0.0.2") assert.equal(r.serverId, null, "the impostor's address is never shown as the server");
+});
+
+test("a poisoned answer cannot merge servers: its unproved addresses join no server's failover addresses until a probe proves them there", async () => {
+  const { server: files, port } = await serverOn(["127.0.0.1"]);
+  const stranger = await testServer({ listen: [`127.0.0.3:${port}`] });
+  const dns = await dnsWith({ "printer.test": ["127.0.0.1", "127.0.0.3", "127.0.0.4"] });
+  const c = client({ resolution: { order: ["dns"], nameServers: [dns.endpoint], reverse: false } });
+  const fileLink = await c.connect({ host: "127.0.0.1", port, app: "files" });
+  const link = await c.connect({ host: "printer.test", port, app: "print" });
+  assert.equal(link.entry, fileLink.entry, "the address it will use was proved to be the file server");
+  assert.deepEqual(link.entry.addresses.map((a) => a.host), ["127.0.0.1"], "no address joined on the answer's word");
+  await waitFor(() => c.addresses().some((r) => r.address === "127.0.0.3" && r.serverId === stranger.serverId), "the background proof of 127.0.0.3");
+  assert.deepEqual(link.entry.addresses.map((a) => a.host), ["127.0.0.1"], "the stranger's address and a dead one never became the file server's");
+  assert.equal(files.serverId, link.entry.serverId);
+  assert.equal(stranger.status().counters.channelsOpen, 0);
 });

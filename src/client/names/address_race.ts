@@ -1,5 +1,5 @@
 import net from "node:net";
-import { ClientClosedError, KeyMismatchError } from "../../errors.ts";
+import { ClientClosedError, KeyMismatchError, ServerChangedError } from "../../errors.ts";
 import { stripZone } from "../../address.ts";
 
 /** How far apart the probes of a name's addresses start (RFC 8305's connection attempt delay, at its low end). */
@@ -11,14 +11,18 @@ export const PROBE_STAGGER_MS = 150;
  * `PROBE_STAGGER_MS` after the one before, or at once when the one before
  * failed; the first that identifies a server wins. So dead addresses ahead of
  * a live one cost a stagger each, not a whole probe timeout each. A closed
- * client or a key mismatch (an impostor of a pinned server) ends the race at
- * once; when every probe failed, the last failure is thrown.
+ * client ends the race at once. When every probe failed, the most telling
+ * failure is thrown: an impostor of a pinned server (`PERILINK_KEY_MISMATCH`),
+ * else a server the name may not lead to (`PERILINK_SERVER_CHANGED`), else
+ * the last — so a poisoned answer that lists an impostor beside the real
+ * server costs one probe, not the connect.
  */
 export function raceAddresses<T>(addresses: readonly string[], probe: (address: string) => Promise<T>, staggerMs = PROBE_STAGGER_MS): Promise<{ value: T; address: string }> {
   const order = interleaveFamilies(addresses);
   return new Promise((resolve, reject) => {
     let next = 0;
     let failed = 0;
+    let telling: unknown = null;
     let done = false;
     let timer: ReturnType<typeof setTimeout> | null = null;
     const end = (): void => {
@@ -39,9 +43,10 @@ export function raceAddresses<T>(addresses: readonly string[], probe: (address: 
         },
         (err: unknown) => {
           if (done) return;
-          if (err instanceof ClientClosedError || err instanceof KeyMismatchError || ++failed === order.length) {
+          if (rank(err) >= rank(telling)) telling = err;
+          if (err instanceof ClientClosedError || ++failed === order.length) {
             end();
-            reject(err);
+            reject(err instanceof ClientClosedError || telling === null ? err : telling);
           } else start(); // a failure starts the next one now
         },
       );
@@ -49,6 +54,10 @@ export function raceAddresses<T>(addresses: readonly string[], probe: (address: 
     if (order.length === 0) reject(new RangeError("no address to probe"));
     else start();
   });
+}
+
+function rank(err: unknown): number {
+  return err instanceof KeyMismatchError ? 2 : err instanceof ServerChangedError ? 1 : err === null ? -1 : 0;
 }
 
 /** `addresses` with IPv6 and IPv4 alternating, the first address's family first, each family in its order. */

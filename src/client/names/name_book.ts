@@ -14,7 +14,28 @@ export interface NameBookHost {
   entries(): Iterable<ServerEntry>;
   /** The server a signed probe proved at address:port, still trusted; null when unknown. */
   isServer(address: string, port: number): string | null;
+  /** A signed UDP probe of address:port (pinned and remembered): the server it proved; rejects when none answered or the proof failed. */
+  prove(address: string, port: number): Promise<string>;
   log: Logger;
+}
+
+/** Addresses proved at once in the background (failover candidates of a name), and how long one that did not answer is not asked again. */
+const PROOFS_AT_ONCE = 4;
+const UNPROVEN_FOR_MS = 60_000;
+
+/** The table's C1 identification of one address. */
+type Identify = (address: string) => ServerEntry | Promise<ServerEntry>;
+/** Returns the entry when the name (or address) the application gave may lead to its server; throws (`PERILINK_SERVER_CHANGED`) otherwise. */
+type Accept = (entry: ServerEntry, address: string) => ServerEntry;
+
+/** The entry if `accept` takes it, else null. */
+function acceptable(entry: ServerEntry | null, address: string, accept: Accept): ServerEntry | null {
+  if (entry === null) return null;
+  try {
+    return accept(entry, address);
+  } catch {
+    return null;
+  }
 }
 
 /** How long a reverse lookup of one address is not repeated. */
@@ -26,8 +47,9 @@ const REVERSE_EVERY_MS = 60_000;
  * into the address list, and a name's server is decided **before any socket
  * is opened** — an address of the name that is already proved, or being
  * probed, decides; only otherwise is an address probed. The signed
- * identifier stays the authority: a name only adds candidate addresses, and a
- * probe that shows another server at one of them removes it again.
+ * identifier stays the authority: a name only suggests addresses; one joins
+ * a server's failover addresses only once a probe proved it there, and a
+ * probe that shows another server at one removes it again.
  */
 export class NameBook {
   #resolver: NameResolver;
@@ -36,6 +58,10 @@ export class NameBook {
   #probing = new Map<string, Promise<ServerEntry>>();
   #reversed = new Map<string, number>();
   #maxRows: number;
+  /** Background proofs waiting (address|port → the entries that want it), running, and the ones that failed lately. */
+  #proofQueue = new Map<string, { address: string; port: number; for: Set<ServerEntry> }>();
+  #proofsOut = new Map<string, { address: string; port: number; for: Set<ServerEntry> }>();
+  #unproven = new Map<string, number>();
 
   constructor(options: ResolutionOptions | undefined, signal: AbortSignal, maxRows: number, host: NameBookHost) {
     this.#resolver = new NameResolver(options, signal);
@@ -52,26 +78,33 @@ export class NameBook {
    * The server entry for host:port and the numeric address chosen for it.
    * `identify(address)` is the table's C1 identification of one address.
    */
-  async entryFor(host: string, port: number, identify: (address: string) => ServerEntry | Promise<ServerEntry>): Promise<{ entry: ServerEntry; address: string }> {
+  async entryFor(host: string, port: number, identify: Identify, accept: Accept): Promise<{ entry: ServerEntry; address: string }> {
     const bare = host.startsWith("[") && host.endsWith("]") ? host.slice(1, -1) : host;
     if (net.isIP(stripZone(bare)) !== 0) {
       if (!this.#list.has(bare, "numeric")) this.#list.add([{ name: bare, address: bare, source: "numeric", ttl: null }]);
-      const entry = await this.#probe(bare, port, identify);
+      const entry = accept(await this.#probe(bare, port, identify), bare);
       this.#reverse(bare, port);
       return { entry, address: bare };
     }
     const rows = await this.#resolver.resolve(bare);
     this.#list.add(rows);
     const addresses = [...new Set(rows.map((r) => r.address))];
-    // C7: an address of this name that is already proved decides, without a probe or a socket.
-    for (const a of addresses) if (this.#host.isServer(a, port) !== null) return { entry: await identify(a), address: a };
+    // C7: an address of this name that is already proved decides, without a probe or a socket —
+    // when that server is one the name may lead to (the known-servers record, an expected key).
+    for (const a of addresses) {
+      if (this.#host.isServer(a, port) === null) continue;
+      const entry = acceptable(await identify(a), a, accept);
+      if (entry) return { entry, address: a };
+    }
     // …or one being probed right now (another name, or another application, asked for it).
     for (const a of addresses) {
       const p = this.#probing.get(`${canonicalAddress(a)}|${port}`);
-      if (p) return { entry: await p, address: a };
+      const entry = p ? acceptable(await p.catch(() => null), a, accept) : null;
+      if (entry) return { entry, address: a };
     }
-    // Several addresses: probed in parallel, staggered (a dead one costs 150 ms, not a probe timeout).
-    const won = await raceAddresses(addresses, (a) => this.#probe(a, port, identify));
+    // Several addresses: probed in parallel, staggered (a dead one costs 150 ms, not a probe timeout);
+    // one that proves a server the name may not lead to loses, and the others go on.
+    const won = await raceAddresses(addresses, async (a) => accept(await this.#probe(a, port, identify), a));
     return { entry: won.value, address: won.address };
   }
 
@@ -93,7 +126,7 @@ export class NameBook {
     return this.#list.rows();
   }
 
-  #probe(address: string, port: number, identify: (address: string) => ServerEntry | Promise<ServerEntry>): Promise<ServerEntry> {
+  #probe(address: string, port: number, identify: Identify): Promise<ServerEntry> {
     const key = `${canonicalAddress(address)}|${port}`;
     let p = this.#probing.get(key);
     if (!p) {
@@ -103,16 +136,61 @@ export class NameBook {
     return p;
   }
 
-  /** Adds the rows' addresses to entries (all, or `only`) for the ports `portsOf` gives, unless proved to be another server. */
+  /**
+   * Makes the rows' addresses failover addresses of entries (all, or `only`)
+   * for the ports `portsOf` gives — each only once a signed probe proved it
+   * to be that entry's server (C7): a name's answer alone never adds an
+   * address, so a poisoned answer cannot merge two servers or make the
+   * client measure and dial addresses it chose. Unproved ones are probed in
+   * the background, a few at a time.
+   */
   #offer(rows: readonly (NameRow | AddressRow)[], portsOf: (e: ServerEntry) => number[], only?: ServerEntry): void {
     const entries = only ? [only] : [...this.#host.entries()];
     for (const e of entries) {
       for (const port of new Set(portsOf(e))) {
         for (const r of rows) {
-          const proved = this.#host.isServer(r.address, port) ?? this.#list.serverOf(r.address);
-          if (proved === null || proved === e.serverId) e.addAddress({ host: r.address, port });
+          if (e.addresses.some((a) => a.port === port && canonicalAddress(a.host) === canonicalAddress(r.address))) continue;
+          const proved = this.#host.isServer(r.address, port);
+          if (proved === e.serverId) e.addAddress({ host: r.address, port });
+          else if (proved === null) this.#queueProof(r.address, port, e);
         }
       }
+    }
+  }
+
+  #queueProof(address: string, port: number, entry: ServerEntry): void {
+    const key = `${canonicalAddress(address)}|${port}`;
+    if ((this.#unproven.get(key) ?? 0) > Date.now()) return;
+    const queued = this.#proofQueue.get(key) ?? this.#proofsOut.get(key);
+    if (queued) {
+      queued.for.add(entry);
+      return;
+    }
+    if (this.#proofQueue.size >= this.#maxRows) return; // bounded: the next connect offers it again
+    this.#proofQueue.set(key, { address, port, for: new Set([entry]) });
+    this.#runProofs();
+  }
+
+  #runProofs(): void {
+    while (this.#proofsOut.size < PROOFS_AT_ONCE && this.#proofQueue.size > 0) {
+      const [key, job] = this.#proofQueue.entries().next().value!;
+      this.#proofQueue.delete(key);
+      this.#proofsOut.set(key, job);
+      this.#host.prove(job.address, job.port).then(
+        (serverId) => {
+          this.#list.identified(job.address, serverId);
+          for (const e of job.for) if (e.serverId === serverId) e.addAddress({ host: job.address, port: job.port });
+        },
+        (err: unknown) => {
+          this.#unproven.delete(key);
+          this.#unproven.set(key, Date.now() + UNPROVEN_FOR_MS);
+          while (this.#unproven.size > this.#maxRows) this.#unproven.delete(this.#unproven.keys().next().value!);
+          this.#host.log.debug("client_address_unproved", { address: job.address, port: job.port, error: err as Error });
+        },
+      ).finally(() => {
+        this.#proofsOut.delete(key);
+        this.#runProofs();
+      });
     }
   }
 

@@ -1,0 +1,152 @@
+import { canonicalAddress, formatHostPort, isLinkLocal, stripBrackets, zoneOf, addressFamily } from "../address.ts";
+import { ServerChangedError } from "../errors.ts";
+import { keyFingerprint } from "../protocol/keys.ts";
+import { normalizeName } from "./names/name_types.ts";
+
+/** A name or an address, as the known-servers record spells it. */
+export interface KnownPlace {
+  kind: "name" | "address";
+  /** Normalised: a name in lower case without its trailing dot; an address canonical (a link-local one with its zone). */
+  host: string;
+}
+
+/** One row of the record: the server a name or an address (on a port) led to. */
+export interface KnownRecord extends KnownPlace {
+  port: number;
+  serverId: string;
+  /** The server's public key, hex. */
+  keyHex: string;
+}
+
+/** How a connect may meet a server its host did not lead to before. */
+export interface TrustChoice {
+  /** Accept whatever server the host leads to now, and record it. */
+  trustNew?: boolean;
+  /** The key (`SHA256:…` fingerprint) the server must prove, learned out of band; the record is not consulted. */
+  expectKey?: string;
+}
+
+/** The place an application's host stands for. */
+export function placeOf(host: string): KnownPlace {
+  const bare = stripBrackets(host);
+  if (addressFamily(bare) === 0) return { kind: "name", host: normalizeName(bare) };
+  const zone = isLinkLocal(bare) ? zoneOf(bare) : "";
+  return { kind: "address", host: canonicalAddress(bare) + (zone ? `%${zone}` : "") };
+}
+
+const keyOf = (p: KnownPlace, port: number): string => `${p.kind}:${p.host}|${port}`;
+
+/**
+ * The known-servers record (in the spirit of SSH's known_hosts): which
+ * server — identifier and key — each name and each address led to, per port.
+ * A signed identity proves *which* server answers; this record says whether
+ * it is the one the name led to before. Without it an impostor with a fresh
+ * identifier, answering a name first, would be taken as a new server.
+ *
+ * Records end only by `forget` (or, past `max` records, the least recently
+ * used goes first: only hosts the application itself named are recorded, so
+ * a peer cannot fill it). Kept in memory, and in the pin file when there is
+ * one (identity_book.ts reads and writes it).
+ */
+export class KnownServers {
+  #records = new Map<string, KnownRecord>();
+  #max: number;
+  /** Keys forgotten since the last write: taken out of the file too. */
+  #removed = new Set<string>();
+
+  constructor(max: number) {
+    this.#max = max;
+  }
+
+  get(place: KnownPlace, port: number): KnownRecord | null {
+    return this.#records.get(keyOf(place, port)) ?? null;
+  }
+
+  /**
+   * Throws `ServerChangedError` unless the server (id, key) proved at
+   * `address` may be what `host`:`port` leads to: the key expected, else the
+   * record of the host, else (for a name with no record) the record of the
+   * address. A host with no record accepts any server (it is recorded after
+   * the connect), as does `trustNew`.
+   */
+  check(host: string, port: number, address: string, serverId: string, publicKey: Buffer, choice: TrustChoice): void {
+    const found = { serverId, keyFingerprint: keyFingerprint(publicKey) };
+    if (choice.expectKey !== undefined) {
+      if (found.keyFingerprint === choice.expectKey) return;
+      throw new ServerChangedError(host, port, { serverId: null, keyFingerprint: choice.expectKey }, found,
+        `Cannot trust ${formatHostPort(host, port)}: the server there (${serverId}) proved key ${found.keyFingerprint}, not ${choice.expectKey} as expected; check the fingerprint with the device's owner ("perilink id" on it)`);
+    }
+    if (choice.trustNew) return;
+    const place = placeOf(host);
+    const own = this.get(place, port);
+    const rec = own ?? (place.kind === "name" ? this.get(placeOf(address), port) : null);
+    if (rec === null || (rec.serverId === serverId && rec.keyHex === publicKey.toString("hex"))) return;
+    const before = { serverId: rec.serverId, keyFingerprint: keyFingerprint(Buffer.from(rec.keyHex, "hex")) };
+    const via = own ? "" : ` (its address ${address} led to that server before)`;
+    throw new ServerChangedError(host, port, before, found,
+      `Cannot trust ${formatHostPort(host, port)}: it now leads to server ${serverId} (key ${found.keyFingerprint}), not to server ${before.serverId} (key ${before.keyFingerprint}) as before${via}; ` +
+        `someone on the network may be answering for it. If that server was replaced on purpose, run "perilink forget ${place.host}" (or connect with trustNew)`);
+  }
+
+  /** Records that `place`:`port` leads to this server; the record it replaced (another server), if any. */
+  record(place: KnownPlace, port: number, serverId: string, publicKey: Buffer): KnownRecord | null {
+    const k = keyOf(place, port);
+    const keyHex = publicKey.toString("hex");
+    const before = this.#records.get(k) ?? null;
+    this.#records.delete(k);
+    if (before === null && this.#records.size >= this.#max) this.#records.delete(this.#records.keys().next().value!);
+    this.#records.set(k, { ...place, port, serverId, keyHex });
+    this.#removed.delete(k);
+    return before !== null && (before.serverId !== serverId || before.keyHex !== keyHex) ? before : null;
+  }
+
+  /** Whether the record would change (or is new) if `place` were recorded as this server: a write is due. */
+  differs(place: KnownPlace, port: number, serverId: string, publicKey: Buffer): boolean {
+    const r = this.get(place, port);
+    return r === null || r.serverId !== serverId || r.keyHex !== publicKey.toString("hex");
+  }
+
+  /**
+   * Forgets every record of `target` — a name, an address, a server
+   * identifier or a key fingerprint — on any port; returns the records removed.
+   */
+  forget(target: string): KnownRecord[] {
+    const place = placeOf(target);
+    const gone: KnownRecord[] = [];
+    for (const [k, r] of this.#records) {
+      const hit = (r.kind === place.kind && r.host === place.host) || r.serverId === target || keyFingerprint(Buffer.from(r.keyHex, "hex")) === target;
+      if (!hit) continue;
+      this.#records.delete(k);
+      this.#removed.add(k);
+      gone.push(r);
+    }
+    return gone;
+  }
+
+  /** Every record, least recently used first. */
+  list(): KnownRecord[] {
+    return [...this.#records.values()];
+  }
+
+  /** Keys forgotten since the last write (the write takes them out of the file), cleared. */
+  takeRemoved(): Set<string> {
+    const r = this.#removed;
+    this.#removed = new Set();
+    return r;
+  }
+
+  /** Adds records read from the file that memory does not have, as the least recently used; memory's stand. */
+  merge(fromFile: readonly KnownRecord[]): void {
+    const added = fromFile.filter((r) => !this.#records.has(keyOf(r, r.port)) && !this.#removed.has(keyOf(r, r.port)));
+    if (added.length === 0) return;
+    const merged = new Map<string, KnownRecord>(added.map((r) => [keyOf(r, r.port), r]));
+    for (const [k, r] of this.#records) merged.set(k, r);
+    while (merged.size > this.#max) merged.delete(merged.keys().next().value!);
+    this.#records = merged;
+  }
+}
+
+/** The key a record is stored under (the pin file's merge uses it). */
+export function knownRecordKey(r: KnownRecord): string {
+  return keyOf(r, r.port);
+}
