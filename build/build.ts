@@ -24,7 +24,7 @@ import { dnsRecordTypes } from "./dns_record_types.ts";
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
 const { values } = parseArgs({
-  options: { target: { type: "string", multiple: true }, outdir: { type: "string" }, lib: { type: "boolean" }, quiet: { type: "boolean" }, json: { type: "boolean" } },
+  options: { target: { type: "string", multiple: true }, outdir: { type: "string" }, lib: { type: "boolean" }, quiet: { type: "boolean" }, json: { type: "boolean" }, sizes: { type: "boolean" } },
 });
 
 interface TargetFile {
@@ -33,6 +33,7 @@ interface TargetFile {
   esbuildTarget: string;
   bundleBudgetBytes: number;
   lineMeasures?: boolean;
+  nameSources?: "all" | "system";
   memory: { maxOldSpaceMiB: number; maxSemiSpaceMiB?: number; mallocMmapThresholdBytes?: number };
 }
 
@@ -74,9 +75,10 @@ for (const name of chosen) {
   const targetPath = path.join(root, "targets", `${name}.json`);
   const target = JSON.parse(await fs.readFile(targetPath, "utf8")) as TargetFile;
   const outfile = path.join(outRoot, name, "perilink.mjs");
-  await build({
+  const built = await build({
     entryPoints: [path.join(root, "src/cli/main.ts")],
     outfile,
+    metafile: values.sizes === true,
     bundle: true,
     platform: "node",
     format: "esm",
@@ -98,9 +100,15 @@ for (const name of chosen) {
               args.importer.endsWith("line_keeper_off.ts") ? undefined : { path: path.join(root, "src/client/line/line_keeper_off.ts") },
             );
           }
+          // A device build resolves names through the system resolver only (name_sources_system.ts says why).
+          if (target.nameSources === "system") {
+            b.onResolve({ filter: /[\\/]name_sources\.ts$/ }, (args) =>
+              args.importer.endsWith("name_sources_system.ts") ? undefined : { path: path.join(root, "src/client/names/name_sources_system.ts") },
+            );
+          }
           // Only what the program reads at run time: the build's own fields stay in the file.
           b.onLoad({ filter: /targets[\\/][^\\/]+\.json$/ }, async (args) => {
-            const { description: _d, esbuildTarget: _e, arch: _a, bundleBudgetBytes: _b, ...runtime } = JSON.parse(await fs.readFile(args.path, "utf8")) as Record<string, unknown>;
+            const { description: _d, esbuildTarget: _e, arch: _a, bundleBudgetBytes: _b, nameSources: _n, ...runtime } = JSON.parse(await fs.readFile(args.path, "utf8")) as Record<string, unknown>;
             return { contents: JSON.stringify(runtime), loader: "json" };
           });
         },
@@ -109,6 +117,13 @@ for (const name of chosen) {
     ],
   });
   await fs.chmod(outfile, 0o755);
+  // --sizes: what each source file adds to the bundle, largest first (to find what to trim).
+  if (built.metafile) {
+    const inputs = Object.values(built.metafile.outputs)[0]?.inputs ?? {};
+    const rows = Object.entries(inputs).sort((a, b) => b[1].bytesInOutput - a[1].bytesInOutput);
+    console.log(`${name}:`);
+    for (const [file, v] of rows.slice(0, 40)) console.log(`${(v.bytesInOutput / 1024).toFixed(1).padStart(7)} KiB  ${file}`);
+  }
   const bytes = (await fs.stat(outfile)).size;
   const gzipBytes = gzipSync(await fs.readFile(outfile)).length;
   results.push({ target: name, bytes, gzipBytes, budget: target.bundleBudgetBytes, file: path.relative(root, outfile) });

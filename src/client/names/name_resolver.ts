@@ -1,14 +1,11 @@
 import { setMaxListeners } from "node:events";
 import net from "node:net";
 import { NameNotFoundError } from "../../errors.ts";
-import { DnsSource } from "./dns_source.ts";
-import { broadcastRoutes, multicastRoutes } from "./interfaces.ts";
-import { LLMNR_GROUPS, MDNS_GROUPS, MulticastSource } from "./multicast_source.ts";
+import type { DnsSource } from "./dns_source.ts";
+import { nameSources } from "./name_sources.ts";
 import type { NameSource, SourceName } from "./name_types.ts";
 import { MAX_ADDRESSES_PER_NAME, normalizeName } from "./name_types.ts";
-import { NETBIOS_NS_PORT, NetbiosSource } from "./netbios_source.ts";
 import { resolveOptions, type ResolutionOptions, type ResolvedOptions } from "./resolution_options.ts";
-import { SystemSource } from "./system_source.ts";
 import { stripZone } from "../../address.ts";
 
 /** One (name, address) pair a source gave: a row of the address list before its server is known. */
@@ -59,16 +56,7 @@ export class NameResolver {
     else signal?.addEventListener("abort", () => stop.abort(signal.reason), { once: true });
     this.#signal = stop.signal;
     this.#now = now;
-    this.#dns = o.nameServers.length > 0 ? new DnsSource(o.nameServers) : null;
-    const only = o.interfaces;
-    const make: Record<string, () => NameSource | null> = {
-      hosts: () => new SystemSource(o.systemTtlSeconds),
-      dns: () => this.#dns,
-      mdns: () => new MulticastSource("mdns", () => o.routes.mdns ?? multicastRoutes(MDNS_GROUPS.v4, MDNS_GROUPS.v6, only), o.gatherMs),
-      llmnr: () => new MulticastSource("llmnr", () => o.routes.llmnr ?? multicastRoutes(LLMNR_GROUPS.v4, LLMNR_GROUPS.v6, only), o.gatherMs),
-      netbios: () => new NetbiosSource(() => o.routes.netbios ?? broadcastRoutes(NETBIOS_NS_PORT, only), o.gatherMs),
-    };
-    this.#sources = o.order.map((s) => make[s]!()).filter((s): s is NameSource => s !== null);
+    ({ sources: this.#sources, dns: this.#dns } = nameSources(o, options.order !== undefined));
   }
 
   /** The rows for `name` (never empty), or `NameNotFoundError` when no source knows it. */
