@@ -103,3 +103,39 @@ test("bad line options are RangeErrors or TypeErrors; millisecond options out of
   // An age compared with, not a timer: any length is fine (the identity is kept that long).
   void createClient({ identityTtlMs: 40 * 86_400_000, stateDir: false }).close();
 });
+
+test("a server with 40 addresses is measured at most 4 lines at a time, and each interface's facts are read once, not once per address", async () => {
+  const { LineKeeper, MEASURES_AT_ONCE } = await import("../../src/client/line/line_keeper.ts");
+  const { normalizePreference } = await import("../../src/client/line/line_score.ts");
+  const { silentLogger } = await import("../../src/logger.ts");
+  let routesNow = 0;
+  let mostRoutes = 0;
+  const reads = { speed: 0, mtu: 0, shaper: 0 };
+  const system: LineSystem = {
+    route: async (a) => {
+      mostRoutes = Math.max(mostRoutes, ++routesNow);
+      await sleep(5);
+      routesNow--;
+      return { dev: Number(a.split(".")[3]) % 2 ? "eth0" : "wlan0", gateway: null, pmtu: null };
+    },
+    linkSpeedMbps: async () => (reads.speed++, 100),
+    linkMtu: async () => (reads.mtu++, 1500),
+    shaperRateMbps: async () => (reads.shaper++, null),
+  };
+  const addresses = Array.from({ length: 40 }, (_, i) => ({ host: `127.0.3.${i + 1}`, port: 9 })); // nothing answers: each measure waits out its probes
+  const entry = { serverId: "00000000-0000-4000-8000-000000000000", addresses, links: { size: 1 }, active: { address: addresses[0]! }, moveTo: async () => false };
+  const keeper = new LineKeeper(
+    { preference: normalizePreference(undefined), refreshMs: 30_000, switchMargin: 5, maxHops: 2, probeTimeoutMs: 60, maxAddresses: 4096, system, log: silentLogger },
+    () => [entry],
+  );
+  try {
+    keeper.review(entry);
+    await keeper.refresh();
+    assert.equal(keeper.stats.measures, 40);
+    assert.ok(keeper.stats.mostAtOnce <= MEASURES_AT_ONCE && MEASURES_AT_ONCE === 4, `at most 4 measures at once: ${keeper.stats.mostAtOnce}`);
+    assert.ok(mostRoutes <= 4, `route lookups at once: ${mostRoutes}`);
+    assert.deepEqual(reads, { speed: 2, mtu: 2, shaper: 2 }, "one read of each fact per interface (eth0, wlan0)");
+  } finally {
+    await keeper.close();
+  }
+});

@@ -64,7 +64,7 @@ export interface LineKeeperOptions {
  * measures nothing. Both implement it, so both stay interchangeable.
  */
 export interface LineKeeping {
-  readonly stats: { measures: number; probesSent: number; switches: number };
+  readonly stats: { measures: number; probesSent: number; switches: number; mostAtOnce: number };
   readonly preference: LinePreference;
   row(a: LineAddress): LineRow | null;
   rank<A extends LineAddress>(addresses: readonly A[]): A[];
@@ -80,6 +80,35 @@ interface Known {
 }
 
 const key = (a: LineAddress): string => `${a.host}|${a.port}`;
+
+/** Lines measured at once, over all servers: each measure sends probes and asks the OS (`ip`, `tc`), so a server listing many addresses cannot make the client do it all at once. */
+export const MEASURES_AT_ONCE = 4;
+
+/**
+ * `system` with the facts of an interface (link speed, MTU, shaper rate)
+ * kept for `ttlMs`: many addresses share few interfaces, so they cost one
+ * `tc` per interface, not one per address. Routes stay per address (the
+ * kernel's learned PMTU is per destination).
+ */
+export function cachedLinkFacts(system: LineSystem, ttlMs: number, maxDevs = 64): LineSystem {
+  const facts = new Map<string, { at: number; value: Promise<number | null> }>();
+  const cached = (kind: string, dev: string, read: () => Promise<number | null>): Promise<number | null> => {
+    const k = `${kind}|${dev}`;
+    const hit = facts.get(k);
+    if (hit && performance.now() - hit.at < ttlMs) return hit.value;
+    const value = read();
+    facts.delete(k);
+    facts.set(k, { at: performance.now(), value });
+    while (facts.size > maxDevs * 3) facts.delete(facts.keys().next().value!);
+    return value;
+  };
+  return {
+    route: (address) => system.route(address),
+    linkSpeedMbps: (dev) => cached("speed", dev, () => system.linkSpeedMbps(dev)),
+    linkMtu: (dev) => cached("mtu", dev, () => system.linkMtu(dev)),
+    shaperRateMbps: (dev) => cached("shaper", dev, () => system.shaperRateMbps(dev)),
+  };
+}
 const same = (a: LineAddress, b: LineAddress): boolean => a.host === b.host && a.port === b.port;
 
 export class LineKeeper implements LineKeeping {
@@ -91,12 +120,17 @@ export class LineKeeper implements LineKeeping {
   #running = new Set<Promise<void>>();
   #timer: ReturnType<typeof setInterval> | null = null;
   #shutdown = new AbortController();
-  /** Measures taken and datagrams they sent (for the benchmark and logs). */
-  readonly stats = { measures: 0, probesSent: 0, switches: 0 };
+  #system: LineSystem;
+  /** Measures running, and the ones waiting for a turn (MEASURES_AT_ONCE). */
+  #measuring = 0;
+  #waiting: (() => void)[] = [];
+  /** Measures taken and datagrams they sent, and the most measures that ran at once (for the benchmark and logs). */
+  readonly stats = { measures: 0, probesSent: 0, switches: 0, mostAtOnce: 0 };
 
   constructor(options: LineKeeperOptions, entries: () => Iterable<LineEntry>) {
     this.#o = options;
     this.#entries = entries;
+    this.#system = cachedLinkFacts(options.system ?? linuxLineSystem, Math.max(options.refreshMs, 1000));
     if (options.refreshMs > 0) {
       this.#timer = setInterval(() => {
         for (const e of this.#entries()) if (e.links.size > 0 && e.active) this.#spawn(e, true);
@@ -138,13 +172,15 @@ export class LineKeeper implements LineKeeping {
       if (this.#known.size > this.#o.maxAddresses) this.#known.delete(this.#known.keys().next().value!);
     }
     const slot = known;
-    slot.pending = measureLine(a.host, a.port, {
-      system: this.#o.system ?? linuxLineSystem,
-      maxHops: this.#o.maxHops,
-      timeoutMs: this.#o.probeTimeoutMs,
-      serverId,
-      signal: this.#shutdown.signal,
-    }).then((m) => {
+    slot.pending = this.#turn(() =>
+      measureLine(a.host, a.port, {
+        system: this.#system,
+        maxHops: this.#o.maxHops,
+        timeoutMs: this.#o.probeTimeoutMs,
+        serverId,
+        signal: this.#shutdown.signal,
+      }),
+    ).then((m) => {
       slot.measure = m;
       slot.pending = null;
       this.stats.measures++;
@@ -152,6 +188,19 @@ export class LineKeeper implements LineKeeping {
       return m;
     });
     return slot.pending;
+  }
+
+  /** Runs `fn` when fewer than MEASURES_AT_ONCE measures run. */
+  async #turn<T>(fn: () => Promise<T>): Promise<T> {
+    if (this.#measuring >= MEASURES_AT_ONCE) await new Promise<void>((r) => this.#waiting.push(r));
+    this.#measuring++;
+    this.stats.mostAtOnce = Math.max(this.stats.mostAtOnce, this.#measuring);
+    try {
+      return await fn();
+    } finally {
+      this.#measuring--;
+      this.#waiting.shift()?.();
+    }
   }
 
   /** Opening order: best reachable first (ties: RFC 6724, then as named), then unmeasured, then unreachable. */

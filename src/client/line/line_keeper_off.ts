@@ -12,7 +12,7 @@ import type { LineAddress, LineEntry, LineKeeperOptions, LineKeeping, LineRow } 
 import type { LinePreference } from "./line_score.ts";
 
 export class LineKeeper implements LineKeeping {
-  readonly stats = { measures: 0, probesSent: 0, switches: 0 };
+  readonly stats = { measures: 0, probesSent: 0, switches: 0, mostAtOnce: 0 };
   readonly preference: LinePreference;
 
   constructor(options: LineKeeperOptions, _entries: () => Iterable<LineEntry>) {
