@@ -292,3 +292,46 @@ test("mDNS: an answer counts only with the query's id and question (RFC 6762 §6
   svc.reply = (q) => [{ data: dnsAnswer(q, ["127.0.0.9"]) }];
   assert.deepEqual((await src.resolve("perisrv.local", CTX)).map((a) => a.address), ["127.0.0.9"]);
 });
+
+test("isOnLink: an address counts on its interface's subnets (IPv4 and IPv6 prefixes), and an IPv6 link-local one on any IPv6 interface", async () => {
+  const { isOnLink } = await import("../../src/client/names/interfaces.ts");
+  assert.equal(isOnLink("192.168.1.77", ["192.168.1.5/24"]), true);
+  assert.equal(isOnLink("192.168.2.77", ["192.168.1.5/24"]), false);
+  assert.equal(isOnLink("10.9.9.9", ["192.168.1.5/24", "10.0.0.1/8"]), true);
+  assert.equal(isOnLink("2001:db8:1::9", ["2001:db8:1::5/64"]), true);
+  assert.equal(isOnLink("2001:db8:2::9", ["2001:db8:1::5/64"]), false);
+  assert.equal(isOnLink("fe80::1%eth0", ["2001:db8:1::5/64"]), true);
+  assert.equal(isOnLink("fe80::1", ["192.168.1.5/24"]), false, "no IPv6 on the interface");
+  assert.equal(isOnLink("192.168.1.77", ["2001:db8:1::5/64"]), false);
+  assert.equal(isOnLink("not an address", ["192.168.1.5/24"]), false);
+});
+
+test("mDNS, LLMNR and NetBIOS take an answer only from a source on the link the query went out on (RFC 6762 §11): a well-formed answer from off the subnet is ignored", async () => {
+  const dgram = await import("node:dgram");
+  const svc = await new FakeNameService().start("127.0.0.1");
+  // An off-link host (127.0.0.5 is outside 127.0.0.0/30) sends from the service's port number, with the right id and question.
+  const offLink = dgram.createSocket("udp4");
+  await new Promise<void>((r) => offLink.bind(svc.port, "127.0.0.5", () => r()));
+  try {
+    let onLinkAnswers = true;
+    let netbios = false;
+    svc.reply = (q) => {
+      offLink.send(netbios ? nbAnswer(q, ["127.6.6.6"]) : dnsAnswer(q, ["127.6.6.6", "::6"]), q.from.port, q.from.address);
+      if (!onLinkAnswers) return [];
+      return [{ data: netbios ? nbAnswer(q, ["127.0.0.9"]) : dnsAnswer(q, ["127.0.0.9", "::9"]) }];
+    };
+    const onLink = () => [{ family: 4 as const, target: { address: svc.address, port: svc.port }, onLink: ["127.0.0.0/30"] }];
+    for (const make of [() => new MulticastSource("mdns", onLink, 60), () => new MulticastSource("llmnr", onLink, 60), () => new NetbiosSource(onLink, 60)]) {
+      const src = make();
+      const name = src.name === "mdns" ? "perisrv.local" : "PERISRV";
+      netbios = src.name === "netbios";
+      onLinkAnswers = true;
+      const got = (await src.resolve(name, CTX)).map((a) => a.address);
+      assert.ok(got.includes("127.0.0.9") && !got.includes("127.6.6.6"), `${src.name}: ${got.join(", ")}`);
+      onLinkAnswers = false;
+      assert.deepEqual(await src.resolve(name, CTX), [], `${src.name}: the off-link answer alone is no answer`);
+    }
+  } finally {
+    offLink.close();
+  }
+});

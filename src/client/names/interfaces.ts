@@ -1,4 +1,5 @@
 import os from "node:os";
+import { ipv6Groups, isLinkLocal, stripZone } from "../../address.ts";
 import type { Endpoint } from "./name_types.ts";
 
 /** One way out for a multicast or broadcast query: a socket family, an optional local address to bind, a destination. */
@@ -9,6 +10,36 @@ export interface Route {
   /** Binding the interface's own address makes Linux send multicast and broadcast out of that interface. */
   bind?: string;
   target: Endpoint;
+  /**
+   * The subnets of the interface (`ADDR/PREFIX`): an answer to a query sent
+   * this way counts only from a source on one of them, or (IPv6) from a
+   * link-local address (RFC 6762 §11, RFC 4795 §2.5) — a responder off the
+   * link is not one. Unset for a route to a fixed service (tests).
+   */
+  onLink?: string[];
+}
+
+/** Whether `address` is on one of `subnets` (`ADDR/PREFIX`), or an IPv6 link-local address when a subnet is IPv6. */
+export function isOnLink(address: string, subnets: readonly string[]): boolean {
+  const a = bits(stripZone(address));
+  if (a === null) return false;
+  if (a.length === 128 && isLinkLocal(address)) return subnets.some((s) => s.includes(":"));
+  for (const s of subnets) {
+    const slash = s.indexOf("/");
+    const net = bits(slash < 0 ? s : s.slice(0, slash));
+    const prefix = slash < 0 ? (net?.length ?? 0) : Number(s.slice(slash + 1));
+    if (net === null || net.length !== a.length || !(prefix >= 0 && prefix <= net.length)) continue;
+    if (a.slice(0, prefix) === net.slice(0, prefix)) return true;
+  }
+  return false;
+}
+
+/** An address as a string of 32 or 128 bits, or null. */
+function bits(address: string): string | null {
+  const quads = /^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})$/.exec(address);
+  if (quads) return quads.slice(1).map((q) => Number(q).toString(2).padStart(8, "0")).join("");
+  const g = ipv6Groups(address);
+  return g === null ? null : g.map((x) => x.toString(2).padStart(16, "0")).join("");
 }
 
 /**
@@ -25,8 +56,9 @@ export function multicastRoutes(group4: Endpoint, group6: Endpoint, only: readon
   const routes: Route[] = [];
   for (const [name, infos] of interfacesToUse(only)) {
     const v4 = infos.find((i) => i.family === "IPv4");
-    if (v4) routes.push({ family: 4, ifname: name, bind: v4.address, target: group4 });
-    if (infos.some((i) => i.family === "IPv6")) routes.push({ family: 6, ifname: name, target: { address: `${group6.address}%${name}`, port: group6.port } });
+    const cidrs = (family: string): string[] => infos.filter((i) => i.family === family && i.cidr).map((i) => i.cidr!);
+    if (v4) routes.push({ family: 4, ifname: name, bind: v4.address, target: group4, onLink: cidrs("IPv4") });
+    if (infos.some((i) => i.family === "IPv6")) routes.push({ family: 6, ifname: name, target: { address: `${group6.address}%${name}`, port: group6.port }, onLink: cidrs("IPv6") });
   }
   return routes;
 }
@@ -37,7 +69,7 @@ export function broadcastRoutes(port: number, only: readonly string[] | undefine
   for (const [name, infos] of interfacesToUse(only)) {
     for (const i of infos) {
       if (i.family !== "IPv4" || i.internal) continue;
-      routes.push({ family: 4, ifname: name, bind: i.address, target: { address: broadcastAddress(i.address, i.netmask), port } });
+      routes.push({ family: 4, ifname: name, bind: i.address, target: { address: broadcastAddress(i.address, i.netmask), port }, onLink: i.cidr ? [i.cidr] : [] });
     }
   }
   return routes;

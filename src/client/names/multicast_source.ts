@@ -1,6 +1,6 @@
 import net from "node:net";
 import { encodeQuery, readAddresses, transactionId, type AddressType } from "./dns_message.ts";
-import type { Route } from "./interfaces.ts";
+import { isOnLink, type Route } from "./interfaces.ts";
 import type { NameAnswer, NameSource, QueryContext } from "./name_types.ts";
 import { MAX_ADDRESSES_PER_NAME, distinctAnswers, isLocalName, isSingleLabel } from "./name_types.ts";
 import { udpExchange } from "./udp_exchange.ts";
@@ -19,8 +19,9 @@ export const MDNS_GROUPS = { v4: { address: "224.0.0.251", port: 5353 }, v6: { a
  * are asked on every route at once; answers are gathered for a moment after
  * the first, since several responders may answer.
  *
- * Accepted: a response from the service's port that repeats our question
- * and carries records of the name asked; for LLMNR also our transaction id.
+ * Accepted: a response from the service's port and from a source on the
+ * link the query went out on (RFC 6762 §11, RFC 4795 §2.5) that carries our
+ * transaction id, repeats our question and holds records of the name asked.
  */
 export class MulticastSource implements NameSource {
   readonly name: "llmnr" | "mdns";
@@ -60,7 +61,7 @@ export class MulticastSource implements NameSource {
       multicastTtl: mdns ? 255 : 1,
       signal: ctx.signal,
       accept: (msg, from) => {
-        if (from.port !== route.target.port) return undefined;
+        if (from.port !== route.target.port || (route.onLink && !isOnLink(from.address, route.onLink))) return undefined;
         const got = readAddresses(msg, id, name, type);
         if (!got || got.length === 0) return undefined;
         // A link-local address is only usable with the interface it was learned on.

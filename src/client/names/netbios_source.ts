@@ -1,6 +1,6 @@
 import net from "node:net";
 import { transactionId } from "./dns_message.ts";
-import type { Route } from "./interfaces.ts";
+import { isOnLink, type Route } from "./interfaces.ts";
 import { MAX_ADDRESSES_PER_NAME, distinctAnswers, type NameAnswer, type NameSource, type QueryContext } from "./name_types.ts";
 import { decodeNbAnswer, encodeNbQuery, isNetbiosName } from "./netbios_codec.ts";
 import { udpExchange } from "./udp_exchange.ts";
@@ -42,7 +42,8 @@ export class NetbiosSource implements NameSource {
         gatherMs: this.#gatherMs,
         broadcast: true,
         signal: ctx.signal,
-        accept: (msg, from) => (from.port === route.target.port ? (decodeNbAnswer(msg, id, name) ?? undefined) : undefined),
+        accept: (msg, from) =>
+          from.port === route.target.port && (!route.onLink || isOnLink(from.address, route.onLink)) ? (decodeNbAnswer(msg, id, name) ?? undefined) : undefined,
       });
     });
     return distinctAnswers((await Promise.all(asks)).flat().flatMap((a) => a.addresses.map((address) => ({ address, ttl: a.ttl }))));
