@@ -41,6 +41,7 @@ export type ManagerToWorker =
 export type WorkerToManager =
   | { t: "ready" }
   | { t: "bounced" }
-  | { t: "closed"; n: number }
+  /** `n` connections closed; `peers`: the peer keys of those the manager passed (it counts them per peer). */
+  | { t: "closed"; n: number; peers: string[] }
   | { t: "released"; accepted: number }
   | ({ t: "stats" } & WorkerStats);

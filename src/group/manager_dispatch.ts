@@ -1,43 +1,82 @@
 import type net from "node:net";
 import type { Logger } from "../logger.ts";
+import { refuseConnection } from "../server/admission.ts";
+import { peerKey } from "../server/peer_key.ts";
 import type { Worker, WorkerPool } from "./worker_pool.ts";
 
-/** Connections waiting for a free slot beyond this are refused (closed): the group is overloaded. */
+/** Connections waiting for a free slot beyond this are refused: the group is overloaded. */
 export const MAX_QUEUED_CONNECTIONS = 4096;
+
+/** What the manager enforces over the whole group, as one server would. */
+export interface GroupLimits {
+  /** Connections one peer (peer_key.ts) may hold in all service processes together. */
+  maxSessionsPerPeer: number;
+  /** How long a connection may wait for a free slot before it is refused as busy. */
+  queueWaitMs: number;
+}
+
+interface Waiting {
+  socket: net.Socket;
+  peer: string;
+  since: number;
+}
 
 /**
  * Manager dispatch (S5, seed embodiment 3): the manager accepts, and passes
  * each connection, unread, to the ready service process with the most free
  * slots (a counting semaphore of idle slots; ties go round). With no free
  * slot the connection waits in order and the pool is asked to grow.
+ *
+ * The manager counts each peer's connections over the whole group (a
+ * service process alone sees only its share), so `maxSessionsPerPeer`
+ * holds as it does for one process; a connection past it, past the queue's
+ * size, or still waiting after `queueWaitMs` is told `ServerBusy` (the
+ * refusal a single server sends) instead of being left to hang. Service
+ * processes report each passed connection's peer when it closes; a process
+ * that exits gives back all of its.
  */
 export class ManagerDispatch {
   #pool: WorkerPool;
   #slots: number;
   #log: Logger;
-  #queue: net.Socket[] = [];
-  /** Connections the manager accepted and passed on. */
+  #limits: GroupLimits;
+  #queue: Waiting[] = [];
+  #perPeer = new Map<string, number>();
+  #byWorker = new Map<Worker, Map<string, number>>();
+  #timer: ReturnType<typeof setInterval> | null = null;
+  /** Connections the manager accepted and passed on, and the ones it refused (per peer, queue full or waited too long). */
   passed = 0;
+  refused = 0;
 
-  constructor(pool: WorkerPool, slots: number, log: Logger) {
+  constructor(pool: WorkerPool, slots: number, log: Logger, limits: GroupLimits) {
     this.#pool = pool;
     this.#slots = slots;
     this.#log = log;
+    this.#limits = limits;
   }
 
   get queued(): number {
     return this.#queue.length;
   }
 
+  /** Connections `peer` (an address) holds in the group: passed and not closed, or waiting. */
+  heldBy(address: string): number {
+    return this.#perPeer.get(peerKey(address)) ?? 0;
+  }
+
   accept(socket: net.Socket): void {
-    if (this.#queue.length >= MAX_QUEUED_CONNECTIONS) {
-      this.#log.warn("connection_refused", { why: "queue full", queued: this.#queue.length });
-      socket.destroy();
+    const peer = peerKey(socket.remoteAddress ?? "");
+    const held = this.#perPeer.get(peer) ?? 0;
+    const why = held >= this.#limits.maxSessionsPerPeer ? "maxSessionsPerPeer" : this.#queue.length >= MAX_QUEUED_CONNECTIONS ? "queue full" : null;
+    if (why !== null) {
+      this.#refuse(socket, why);
       return;
     }
     socket.on("error", () => {});
-    this.#queue.push(socket);
+    this.#perPeer.set(peer, held + 1);
+    this.#queue.push({ socket, peer, since: performance.now() });
     this.pump();
+    if (this.#queue.length > 0) this.#watchQueue();
   }
 
   /** Passes queued connections to free slots; called whenever a slot frees or a worker becomes ready. */
@@ -48,18 +87,41 @@ export class ManagerDispatch {
         this.#pool.grow();
         return;
       }
-      const socket = this.#queue.shift()!;
-      if (socket.destroyed) continue;
+      const job = this.#queue.shift()!;
+      if (job.socket.destroyed) {
+        this.#release(job.peer);
+        continue;
+      }
       w.conns++;
       this.passed++;
-      w.child.send({ t: "conn" }, socket, { keepOpen: false }, (err) => {
+      const mine = this.#byWorker.get(w) ?? new Map<string, number>();
+      this.#byWorker.set(w, mine);
+      mine.set(job.peer, (mine.get(job.peer) ?? 0) + 1);
+      w.child.send({ t: "conn" }, job.socket, { keepOpen: false }, (err) => {
         if (!err) return;
         // The process went away while the socket was on its way: another one takes it.
         w.conns = Math.max(0, w.conns - 1);
-        if (!socket.destroyed) this.#queue.unshift(socket);
+        this.#take(mine, job.peer);
+        if (!job.socket.destroyed) {
+          this.#queue.unshift(job);
+          this.#watchQueue();
+        } else this.#release(job.peer);
         setImmediate(() => this.pump());
       });
     }
+  }
+
+  /** A service process says these passed connections closed (their peers' keys). */
+  closed(w: Worker, peers: readonly string[]): void {
+    const mine = this.#byWorker.get(w);
+    for (const p of peers) if (mine && this.#take(mine, p)) this.#release(p);
+  }
+
+  /** A service process exited: the connections it held are gone. */
+  exited(w: Worker): void {
+    const mine = this.#byWorker.get(w);
+    this.#byWorker.delete(w);
+    if (mine) for (const [p, n] of mine) for (let i = 0; i < n; i++) this.#release(p);
   }
 
   /** The ready service process with the most free slots; null when none has one. */
@@ -70,11 +132,55 @@ export class ManagerDispatch {
   /** Resolves once every queued connection was passed on (or its client left), or at the deadline. */
   async flush(timeoutMs: number): Promise<void> {
     const end = Date.now() + timeoutMs;
-    while (this.#queue.some((s) => !s.destroyed) && Date.now() < end) {
+    while (this.#queue.some((j) => !j.socket.destroyed) && Date.now() < end) {
       this.pump();
       await new Promise((r) => setTimeout(r, 10));
     }
-    for (const s of this.#queue) s.destroy();
+    for (const j of this.#queue) {
+      j.socket.destroy();
+      this.#release(j.peer);
+    }
     this.#queue = [];
+    this.#stopWatching();
+  }
+
+  /** While connections wait: the ones that waited `queueWaitMs` are refused as busy. */
+  #watchQueue(): void {
+    if (this.#timer) return;
+    const every = Math.max(10, Math.min(this.#limits.queueWaitMs / 4, 250));
+    this.#timer = setInterval(() => {
+      const now = performance.now();
+      while (this.#queue.length > 0 && now - this.#queue[0]!.since >= this.#limits.queueWaitMs) {
+        const job = this.#queue.shift()!;
+        this.#release(job.peer);
+        if (!job.socket.destroyed) this.#refuse(job.socket, "waited too long for a free slot");
+      }
+      if (this.#queue.length === 0) this.#stopWatching();
+    }, every);
+    this.#timer.unref?.();
+  }
+
+  #stopWatching(): void {
+    if (this.#timer) clearInterval(this.#timer);
+    this.#timer = null;
+  }
+
+  #refuse(socket: net.Socket, why: string): void {
+    this.refused++;
+    if (this.refused <= 10 || this.refused % 1000 === 0) this.#log.warn("connection_refused", { why, peer: socket.remoteAddress, refused: this.refused, queued: this.#queue.length });
+    refuseConnection(socket);
+  }
+
+  /** One less connection of `peer` in `counts`; false when it had none. */
+  #take(counts: Map<string, number>, peer: string): boolean {
+    const n = counts.get(peer) ?? 0;
+    if (n <= 0) return false;
+    if (n === 1) counts.delete(peer);
+    else counts.set(peer, n - 1);
+    return true;
+  }
+
+  #release(peer: string): void {
+    this.#take(this.#perPeer, peer);
   }
 }

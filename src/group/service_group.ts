@@ -36,13 +36,17 @@ export class ServiceGroup implements ConnectionService {
       events: {
         ready: () => this.#wake(),
         exit: (w) => {
+          this.#manager.exited(w);
           this.#semaphore?.exited(w);
           this.#wake();
         },
         message: (w, msg) => this.#onMessage(w, msg),
       },
     });
-    this.#manager = new ManagerDispatch(this.#pool, config.workerSlots, log);
+    this.#manager = new ManagerDispatch(this.#pool, config.workerSlots, log, {
+      maxSessionsPerPeer: config.limits.maxSessionsPerPeer,
+      queueWaitMs: config.limits.handshakeTimeoutMs,
+    });
     this.#semaphore = config.dispatch === "semaphore" ? new SemaphoreDispatch(this.#pool, config.workerSlots, log) : null;
   }
 
@@ -95,7 +99,7 @@ export class ServiceGroup implements ConnectionService {
 
   /** A manager's counters: its own (probes…), the requests its service processes served, and how connections reached them. */
   counters(own: Record<string, number>): Record<string, number> {
-    return { ...own, requests: this.totals().requests, connectionsPassed: this.#manager.passed, semaphoreTurns: this.#semaphore?.turns ?? 0 };
+    return { ...own, requests: this.totals().requests, connectionsPassed: this.#manager.passed, connectionsRefused: this.#manager.refused, semaphoreTurns: this.#semaphore?.turns ?? 0 };
   }
 
   totals(): { sessions: number; inflight: number; requests: number } {
@@ -126,6 +130,7 @@ export class ServiceGroup implements ConnectionService {
   #onMessage(w: Worker, msg: WorkerToManager): void {
     switch (msg.t) {
       case "closed":
+        this.#manager.closed(w, msg.peers ?? []);
         w.conns = Math.max(0, w.conns - msg.n);
         if (w.conns === 0) w.idleSince = Date.now();
         this.#wake();

@@ -1,5 +1,6 @@
 import net from "node:net";
 import type { Logger } from "../logger.ts";
+import { peerKey } from "../server/peer_key.ts";
 import type { PerilinkServer } from "../server/server.ts";
 import { STATS_INTERVAL_MS, type ManagerToWorker, type WorkerToManager } from "./group_protocol.ts";
 
@@ -14,6 +15,7 @@ export type ManagerChannel = Pick<NodeJS.Process, "send" | "on" | "off" | "conne
  */
 export function serveForManager(server: PerilinkServer, log: Logger, channel: ManagerChannel = process): Promise<void> {
   let closed = 0;
+  let closedPeers: string[] = [];
   let flushing = false;
   // Semaphore dispatch: one turn at the accept semaphore.
   let handles: (object | undefined)[] = [];
@@ -30,11 +32,15 @@ export function serveForManager(server: PerilinkServer, log: Logger, channel: Ma
   const flushClosed = (): void => {
     // The manager counts a turn's connections when it hears `released`: their closes come after it.
     if (closed === 0 || turn) return;
-    send({ t: "closed", n: closed });
+    send({ t: "closed", n: closed, peers: closedPeers });
     closed = 0;
+    closedPeers = [];
   };
   const onClose = (): void => {
     closed++;
+    schedule();
+  };
+  const schedule = (): void => {
     if (flushing) return;
     flushing = true;
     setImmediate(() => {
@@ -42,8 +48,14 @@ export function serveForManager(server: PerilinkServer, log: Logger, channel: Ma
       flushClosed();
     });
   };
-  const serve = (socket: net.Socket): void => {
-    socket.once("close", onClose);
+  const serve = (socket: net.Socket, passed = false): void => {
+    if (passed) {
+      const peer = peerKey(socket.remoteAddress ?? "");
+      socket.once("close", () => {
+        closedPeers.push(peer);
+        onClose();
+      });
+    } else socket.once("close", onClose);
     server.serveConnection(socket);
   };
 
@@ -92,7 +104,7 @@ export function serveForManager(server: PerilinkServer, log: Logger, channel: Ma
           if (handle instanceof net.Socket) {
             // A socket from IPC is never half-open; a session answers what runs after the client's FIN.
             (handle as { allowHalfOpen: boolean }).allowHalfOpen = server.allowHalfOpen;
-            serve(handle);
+            serve(handle, true);
           }
           break;
         case "lead":
