@@ -11,7 +11,7 @@ import { jsonLine, printable } from "./terminal_text.ts";
  * takes a server out of the state directory's known-servers record and pins
  * (client-pins.json), after a device was replaced on purpose; the next
  * connect by that name or address trusts the server that answers, as on
- * first use. Clients running now keep what they verified until they restart.
+ * first use — in running clients too, which read the file before refusing a server.
  */
 export async function runForget(args: string[]): Promise<number> {
   const { values, positionals } = parse(args, { "state-dir": { type: "string" }, json: { type: "boolean" } }, true);
@@ -22,13 +22,9 @@ export async function runForget(args: string[]): Promise<number> {
   const stateDir = (values["state-dir"] as string | undefined) ?? defaultStateDir();
   const file = path.join(stateDir, CLIENT_PIN_FILE);
   const book = new IdentityBook(30_000, 4096, { pinFile: file });
-  let failed: Error | null = null;
-  book.onPinFileError = (err) => {
-    failed = err;
-  };
   const { records, pins } = book.forgetKnown(target);
   await book.flush();
-  if (failed) throw failed;
+  if (book.writeError) throw book.writeError;
   if (values.json) {
     process.stdout.write(jsonLine({ target, records: records.map((r) => ({ [r.kind]: r.host, port: r.port, serverId: r.serverId })), pins }));
   } else if (records.length === 0 && pins === 0) {

@@ -1,14 +1,13 @@
 import path from "node:path";
 import { checkMs, MAX_TIMER_MS } from "../duration.ts";
-import { ClientClosedError, TimeoutError } from "../errors.ts";
+import { ClientClosedError } from "../errors.ts";
 import { silentLogger, type Logger } from "../logger.ts";
 import { isFingerprint, keyFingerprint } from "../protocol/keys.ts";
 import { TARGET } from "../target.ts";
 import { defaultStateDir } from "../runtime/state_dir.ts";
-import { ClientSession } from "./client_session.ts";
 import { loadOrCreateClientKey, processClientKey, type ClientKey } from "./client_key.ts";
-import { identifyUdp } from "./identify.ts";
 import { IdentityBook } from "./identity_book.ts";
+import { ServerIdentifier, type ServerWanted } from "./server_identifier.ts";
 import type { TrustChoice } from "./known_servers.ts";
 import { LineKeeper, type LineKeeping } from "./line/line_keeper.ts";
 import { normalizePreference } from "./line/line_score.ts";
@@ -43,7 +42,7 @@ export class PerilinkClient {
   #book: IdentityBook;
   #limiter: SocketLimiter;
   #entries = new Map<string, ServerEntry<Link>>();
-  #identifying = new Map<string, Promise<ServerEntry<Link>>>();
+  #identifier: ServerIdentifier<Link>;
   #nextLink = 1;
   #nextSession = 1;
   #closed = false;
@@ -106,7 +105,7 @@ export class PerilinkClient {
     this.#names = new NameBook(options.resolution, this.#shutdown.signal, this.#opts.maxKnownAddresses, {
       entries: () => this.#entries.values(),
       isServer: (address, port) => this.#book.lookup(address, port)?.serverId ?? null,
-      prove: (address, port) => this.#prove(address, port),
+      prove: (address, port) => this.#identifier.prove(address, port),
       log: this.#log,
     });
     this.#entryHost = {
@@ -126,6 +125,14 @@ export class PerilinkClient {
       rank: (addresses) => self.#lines.rank(addresses),
       lineFailed: (a) => self.#lines.failed(a),
     };
+    this.#identifier = new ServerIdentifier<Link>({
+      book: this.#book,
+      entryHost: this.#entryHost,
+      probeTimeoutMs: this.#opts.probeTimeoutMs,
+      assertOpen: () => this.#assertOpen(),
+      entry: (id, key) => this.#entry(id, key),
+      identified: (host, port, entry) => this.#names.identified(host, port, entry),
+    });
   }
 
   /** Line measures taken, the datagrams they sent, the most that ran at once, and session moves to a better line. */
@@ -188,10 +195,12 @@ export class PerilinkClient {
       }
       return e;
     };
-    const { entry, address } = await this.#names.entryFor(host, port, (a) => this.#entryFor(a, port), accept);
+    const wants = (a: string): ServerWanted => (id, key) => this.#book.checkKnown(host, port, a, id, key, choice);
+    const { entry, address } = await this.#names.entryFor(host, port, (a) => this.#identifier.entryFor(a, port, wants(a)), accept);
     this.#assertOpen();
     for (const was of this.#book.recordKnown(host, address, port, entry.serverId, entry.publicKey)) {
-      this.#log.warn("client_known_server_replaced", { host, port, [was.kind]: was.host, was: was.serverId, now: entry.serverId, by: choice.expectKey ? "expectKey" : "trustNew" });
+      const by = choice.expectKey ? "expectKey" : choice.trustNew ? "trustNew" : "the name's own record";
+      this.#log.warn("client_known_server_replaced", { host, port, [was.kind]: was.host, was: was.serverId, now: entry.serverId, by });
     }
     entry.addAddress({ host: address, port });
     this.#names.joined(host, port, entry);
@@ -211,83 +220,6 @@ export class PerilinkClient {
 
   #assertOpen(): void {
     if (this.#closed) throw new ClientClosedError("Cannot connect: the client was closed while connecting");
-  }
-
-  /**
-   * C1: who is at host:port — from the cache, a UDP probe, or (if UDP gets no
-   * answer) a TCP handshake. Concurrent connects to one address share one
-   * identification, so a burst of them sends one probe and opens one session.
-   */
-  #entryFor(host: string, port: number): ServerEntry<Link> | Promise<ServerEntry<Link>> {
-    const known = this.#book.lookup(host, port);
-    if (known) return this.#identified(host, port, this.#entry(known.serverId, known.publicKey));
-    const key = `${host}|${port}`;
-    let p = this.#identifying.get(key);
-    if (!p) {
-      p = this.#identify(host, port).finally(() => this.#identifying.delete(key));
-      this.#identifying.set(key, p);
-    }
-    return p;
-  }
-
-  async #identify(host: string, port: number): Promise<ServerEntry<Link>> {
-    const where = `${host}:${port}`;
-    const signal = this.#shutdown.signal;
-    try {
-      const id = await identifyUdp(host, port, { timeoutMs: this.#opts.probeTimeoutMs, signal });
-      this.#assertOpen();
-      this.#book.pin(id.serverId, id.publicKey, where);
-      this.#book.remember(host, port, id.serverId, id.publicKey);
-      return this.#identified(host, port, this.#entry(id.serverId, id.publicKey));
-    } catch (err) {
-      if (!(err instanceof TimeoutError)) throw err;
-    }
-    // UDP filtered or lost: the session handshake tells (and proves) the identity too.
-    this.#assertOpen();
-    await this.#limiter.acquire();
-    let session: ClientSession;
-    try {
-      this.#assertOpen();
-      session = await ClientSession.connect({
-        host,
-        port,
-        timeoutMs: this.#entryHost.handshakeTimeoutMs,
-        requestTimeoutMs: this.#opts.requestTimeoutMs,
-        ...this.#entryHost.sessionOptions,
-        signal,
-        checkServer: (id, key) => this.#book.pin(id, key, where), // an impostor of a pinned server learns nothing of us
-        firstStreamId: this.#entryHost.firstStreamId,
-      });
-    } catch (err) {
-      this.#limiter.release();
-      throw err;
-    }
-    try {
-      this.#assertOpen();
-      this.#book.pin(session.serverId, session.publicKey, where);
-    } catch (err) {
-      session.destroy(); // an impostor's socket is never kept
-      this.#limiter.release();
-      throw err;
-    }
-    this.#book.remember(host, port, session.serverId, session.publicKey);
-    const entry = this.#entry(session.serverId, session.publicKey);
-    entry.adopt(session, { host, port }); // one session per server: the entry keeps one of the two if it has one
-    return this.#identified(host, port, entry);
-  }
-
-  /** A failover candidate's proof: a UDP probe only (no session is opened for it); pinned and remembered like any. */
-  async #prove(host: string, port: number): Promise<string> {
-    const id = await identifyUdp(host, port, { timeoutMs: this.#opts.probeTimeoutMs, signal: this.#shutdown.signal });
-    this.#book.pin(id.serverId, id.publicKey, `${host}:${port}`);
-    this.#book.remember(host, port, id.serverId, id.publicKey);
-    return id.serverId;
-  }
-
-  /** A signed identity proved `entry`'s server at host:port: the address list and the other entries follow. */
-  #identified(host: string, port: number, entry: ServerEntry<Link>): ServerEntry<Link> {
-    this.#names.identified(host, port, entry);
-    return entry;
   }
 
   #entry(serverId: string, publicKey: Buffer): ServerEntry<Link> {
@@ -358,6 +290,8 @@ export class PerilinkClient {
   async forget(target: string): Promise<{ records: number; pins: number }> {
     const { records, pins } = this.#book.forgetKnown(target);
     await this.#book.flush();
+    const failed = this.#book.writeError;
+    if (failed) throw failed; // forgotten in memory, not in the file: a restarted client would still refuse
     return { records: records.length, pins };
   }
 

@@ -1,7 +1,8 @@
 import { KeyMismatchError } from "../errors.ts";
 import { keyFingerprint } from "../protocol/keys.ts";
 import { KnownServers, placeOf, type KnownRecord, type TrustChoice } from "./known_servers.ts";
-import { PinFile, type PinData, type PinRemovals } from "./pin_file.ts";
+import { PinFile, type PinChanges, type PinData } from "./pin_file.ts";
+import { SyncedTable } from "./synced_table.ts";
 
 export interface KnownIdentity {
   serverId: string;
@@ -34,8 +35,8 @@ export class IdentityBook {
   #ttlMs: number;
   #max: number;
   #byAddress = new Map<string, KnownIdentity>();
-  #pins = new Map<string, string>();
-  #removedPins = new Set<string>();
+  /** Server id → public key (hex). */
+  #pins: SyncedTable<string>;
   #file: PinFile | null;
   /** Which server each name and address led to (known_servers.ts), kept in the same file. */
   readonly known: KnownServers;
@@ -44,9 +45,10 @@ export class IdentityBook {
     if (!Number.isInteger(maxEntries) || maxEntries < 1) throw new RangeError("maxKnownAddresses must be an integer ≥ 1");
     this.#ttlMs = ttlMs;
     this.#max = maxEntries;
+    this.#pins = new SyncedTable(maxEntries);
     this.known = new KnownServers(maxEntries);
     this.#file = options.pinFile === undefined ? null : new PinFile(options.pinFile, maxEntries);
-    if (this.#file) this.#merge(this.#file.read());
+    this.#reread();
   }
 
   /** Called when writing the pin file fails (the pins stay in memory). */
@@ -67,28 +69,32 @@ export class IdentityBook {
 
   /** Throws `KeyMismatchError` when `serverId` is pinned to another key; pins it otherwise. */
   pin(serverId: string, publicKey: Buffer, where: string): void {
-    const known = this.check(serverId, publicKey, where);
-    this.#pins.delete(serverId);
-    if (!known && this.#pins.size >= this.#max) this.#pins.delete(this.#pins.keys().next().value!);
+    if (this.check(serverId, publicKey, where)) {
+      this.#pins.touch(serverId);
+      return;
+    }
     this.#pins.set(serverId, publicKey.toString("hex"));
-    this.#removedPins.delete(serverId);
-    if (!known) this.#save();
+    this.#save();
   }
 
   /**
    * Throws `KeyMismatchError` when `serverId` is pinned to another key; pins
-   * nothing. True when it is pinned to this one already.
+   * nothing. True when it is pinned to this one already. A server this
+   * client has no pin for is looked up in the pin file first (another client
+   * may have pinned it since), and so is one pinned to another key (the pin
+   * may have been forgotten since).
    */
   check(serverId: string, publicKey: Buffer, where: string): boolean {
+    const hex = publicKey.toString("hex");
     let pinned = this.#pins.get(serverId);
-    if (pinned === undefined && this.#file) {
-      this.#merge(this.#file.read());
+    if (pinned !== hex && this.#file) {
+      this.#reread();
       pinned = this.#pins.get(serverId);
     }
-    if (pinned !== undefined && pinned !== publicKey.toString("hex")) {
+    if (pinned !== undefined && pinned !== hex) {
       throw new KeyMismatchError(
         serverId,
-        `Cannot trust ${where}: it claims server ${serverId} but with another key than the one this client pinned for it; someone may be impersonating that server`,
+        `Cannot trust ${where}: it claims server ${serverId} but with another key than the one this client pinned for it; someone may be impersonating that server. If the server's key was changed on purpose, run "perilink forget ${serverId}"`,
       );
     }
     return pinned !== undefined;
@@ -108,23 +114,35 @@ export class IdentityBook {
 
   /**
    * Throws `ServerChangedError` unless this server may be what `host`:`port`
-   * leads to (KnownServers.check). With a pin file and no record of the host
-   * in memory, the file is read first: another client may have recorded it.
+   * leads to (KnownServers.check). With a pin file, the file is read first
+   * when memory has no record of the host (another client may have made
+   * one), and again before refusing (the record may have been forgotten or
+   * changed since).
    */
   checkKnown(host: string, port: number, address: string, serverId: string, publicKey: Buffer, choice: TrustChoice): void {
-    if (this.#file && this.known.get(placeOf(host), port) === null && this.known.get(placeOf(address), port) === null) this.#merge(this.#file.read());
-    this.known.check(host, port, address, serverId, publicKey, choice);
+    if (this.#file && this.known.get(placeOf(host), port) === null && this.known.get(placeOf(address), port) === null) this.#reread();
+    try {
+      this.known.check(host, port, address, serverId, publicKey, choice);
+    } catch (err) {
+      if (!this.#file) throw err;
+      this.#reread();
+      this.known.check(host, port, address, serverId, publicKey, choice);
+    }
   }
 
   /**
    * Records that `host` (a name or an address the application named) and
    * the `address` it used, on `port`, lead to this server; written to the
    * pin file when something changed. Returns the records it replaced (the
-   * caller accepted another server: trustNew, expectKey).
+   * caller accepted another server: trustNew, expectKey, or the name's own
+   * record over its address's).
    */
   recordKnown(host: string, address: string, port: number, serverId: string, publicKey: Buffer): KnownRecord[] {
     const places = [placeOf(host), placeOf(address)].filter((p, i, all) => i === 0 || p.host !== all[0]!.host || p.kind !== all[0]!.kind);
-    if (!places.some((p) => this.known.differs(p, port, serverId, publicKey))) return [];
+    if (!places.some((p) => this.known.differs(p, port, serverId, publicKey))) {
+      for (const p of places) this.known.touch(p, port);
+      return [];
+    }
     const replaced: KnownRecord[] = [];
     for (const p of places) {
       const before = this.known.record(p, port, serverId, publicKey);
@@ -136,23 +154,27 @@ export class IdentityBook {
 
   /**
    * Forgets what is known of `target` — a name, an address, a server
-   * identifier or a key fingerprint: its known-servers records, and the pins
-   * and cached identities of the servers they named (or of that server).
-   * The next connect by it trusts what answers, as on first use. Returns the records removed.
+   * identifier or a key fingerprint: the known-servers records of the
+   * servers it led to (all their names and addresses), and their pins and
+   * cached identities. The next connect by it trusts what answers, as on
+   * first use. Returns the records removed and the pins dropped; the pin
+   * file is written at once (`flush()`, then `writeError`).
    */
   forgetKnown(target: string): { records: KnownRecord[]; pins: number } {
-    if (this.#file) this.#merge(this.#file.read());
+    this.#reread();
     const records = this.known.forget(target);
     const servers = new Set(records.map((r) => r.serverId));
-    for (const [id, hex] of this.#pins) if (id === target || keyFingerprint(Buffer.from(hex, "hex")) === target) servers.add(id);
+    for (const [id, hex] of this.#pins.entries()) if (id === target || keyFingerprint(Buffer.from(hex, "hex")) === target) servers.add(id);
     let pins = 0;
-    for (const id of servers) {
-      if (this.#pins.delete(id)) pins++;
-      this.#removedPins.add(id);
-    }
+    for (const id of servers) if (this.#pins.delete(id)) pins++;
     for (const [k, e] of this.#byAddress) if (servers.has(e.serverId)) this.#byAddress.delete(k);
     if (records.length > 0 || pins > 0) this.#save();
     return { records, pins };
+  }
+
+  /** The failure of the pin file's last write (the changes stay and are written with the next one), or null. */
+  get writeError(): Error | null {
+    return this.#file?.lastError ?? null;
   }
 
   get size(): number {
@@ -165,29 +187,24 @@ export class IdentityBook {
   }
 
   #save(): void {
-    this.#file?.save(this.#snapshot, this.#removals);
+    this.#file?.save(this.#changes, this.#written);
   }
 
-  #snapshot = (): PinData => ({ pins: [...this.#pins], known: this.known.list() });
+  #changes = (): PinChanges => ({ pins: this.#pins.changes(), known: this.known.changes() });
 
-  #removals = (): PinRemovals => {
-    const pins = this.#removedPins;
-    this.#removedPins = new Set();
-    return { pins, known: this.known.takeRemoved() };
+  #written = (c: PinChanges, now: PinData): void => {
+    this.#pins.written(c.pins);
+    this.known.written(c.known);
+    this.#adopt(now);
   };
 
-  /**
-   * Adds pins and records read from the file that memory does not have, as
-   * the least recently used ones. For an identifier both know, memory's key
-   * stands: it is the one this client verified.
-   */
-  #merge(fromFile: PinData): void {
-    this.known.merge(fromFile.known);
-    const added = fromFile.pins.filter(([id]) => !this.#pins.has(id) && !this.#removedPins.has(id));
-    if (added.length === 0) return;
-    const merged = new Map<string, string>(added);
-    for (const [id, hex] of this.#pins) merged.set(id, hex);
-    while (merged.size > this.#max) merged.delete(merged.keys().next().value!);
-    this.#pins = merged;
+  /** The file's pins and records, for everything this client has not changed since its last write. */
+  #reread(): void {
+    if (this.#file) this.#adopt(this.#file.read());
+  }
+
+  #adopt(file: PinData): void {
+    this.#pins.adopt(file.pins);
+    this.known.adopt(file.known);
   }
 }

@@ -1,7 +1,8 @@
-import { canonicalAddress, formatHostPort, isLinkLocal, stripBrackets, zoneOf, addressFamily } from "../address.ts";
+import { addressFamily, canonicalAddress, formatHostPort, ipv6Groups, isLinkLocal, stripBrackets, zoneOf } from "../address.ts";
 import { ServerChangedError } from "../errors.ts";
 import { keyFingerprint } from "../protocol/keys.ts";
 import { normalizeName } from "./names/name_types.ts";
+import { SyncedTable, type TableChanges } from "./synced_table.ts";
 
 /** A name or an address, as the known-servers record spells it. */
 export interface KnownPlace {
@@ -26,12 +27,22 @@ export interface TrustChoice {
   expectKey?: string;
 }
 
-/** The place an application's host stands for. */
+/**
+ * The place an application's host stands for. A name is spelled as the
+ * record keeps it (lower case, no trailing dot), and one that is an address
+ * (`127.0.0.1.`) is that address; an address canonical, an IPv4-mapped one
+ * (`::ffff:192.0.2.1`) as its IPv4 address, a link-local one with its zone.
+ */
 export function placeOf(host: string): KnownPlace {
-  const bare = stripBrackets(host);
-  if (addressFamily(bare) === 0) return { kind: "name", host: normalizeName(bare) };
+  const bare = normalizeName(stripBrackets(host));
+  if (addressFamily(bare) === 0) return { kind: "name", host: bare };
   const zone = isLinkLocal(bare) ? zoneOf(bare) : "";
-  return { kind: "address", host: canonicalAddress(bare) + (zone ? `%${zone}` : "") };
+  const canonical = canonicalAddress(bare);
+  const g = ipv6Groups(canonical);
+  if (g !== null && g[0] === 0 && g[1] === 0 && g[2] === 0 && g[3] === 0 && g[4] === 0 && g[5] === 0xffff) {
+    return { kind: "address", host: `${g[6]! >>> 8}.${g[6]! & 0xff}.${g[7]! >>> 8}.${g[7]! & 0xff}` };
+  }
+  return { kind: "address", host: canonical + (zone ? `%${zone}` : "") };
 }
 
 const keyOf = (p: KnownPlace, port: number): string => `${p.kind}:${p.host}|${port}`;
@@ -49,17 +60,14 @@ const keyOf = (p: KnownPlace, port: number): string => `${p.kind}:${p.host}|${po
  * one (identity_book.ts reads and writes it).
  */
 export class KnownServers {
-  #records = new Map<string, KnownRecord>();
-  #max: number;
-  /** Keys forgotten since the last write: taken out of the file too. */
-  #removed = new Set<string>();
+  #table: SyncedTable<KnownRecord>;
 
   constructor(max: number) {
-    this.#max = max;
+    this.#table = new SyncedTable(max);
   }
 
   get(place: KnownPlace, port: number): KnownRecord | null {
-    return this.#records.get(keyOf(place, port)) ?? null;
+    return this.#table.get(keyOf(place, port)) ?? null;
   }
 
   /**
@@ -79,24 +87,22 @@ export class KnownServers {
     if (choice.trustNew) return;
     const place = placeOf(host);
     const own = this.get(place, port);
-    const rec = own ?? (place.kind === "name" ? this.get(placeOf(address), port) : null);
+    const addressPlace = placeOf(address);
+    const rec = own ?? (place.kind === "name" ? this.get(addressPlace, port) : null);
     if (rec === null || (rec.serverId === serverId && rec.keyHex === publicKey.toString("hex"))) return;
     const before = { serverId: rec.serverId, keyFingerprint: keyFingerprint(Buffer.from(rec.keyHex, "hex")) };
     const via = own ? "" : ` (its address ${address} led to that server before)`;
     throw new ServerChangedError(host, port, before, found,
       `Cannot trust ${formatHostPort(host, port)}: it now leads to server ${serverId} (key ${found.keyFingerprint}), not to server ${before.serverId} (key ${before.keyFingerprint}) as before${via}; ` +
-        `someone on the network may be answering for it. If that server was replaced on purpose, run "perilink forget ${place.host}" (or connect with trustNew)`);
+        `someone on the network may be answering for it. If that server was replaced on purpose, run "perilink forget ${(own ? place : addressPlace).host}" (or connect with trustNew)`);
   }
 
   /** Records that `place`:`port` leads to this server; the record it replaced (another server), if any. */
   record(place: KnownPlace, port: number, serverId: string, publicKey: Buffer): KnownRecord | null {
     const k = keyOf(place, port);
     const keyHex = publicKey.toString("hex");
-    const before = this.#records.get(k) ?? null;
-    this.#records.delete(k);
-    if (before === null && this.#records.size >= this.#max) this.#records.delete(this.#records.keys().next().value!);
-    this.#records.set(k, { ...place, port, serverId, keyHex });
-    this.#removed.delete(k);
+    const before = this.#table.get(k) ?? null;
+    this.#table.set(k, { ...place, port, serverId, keyHex });
     return before !== null && (before.serverId !== serverId || before.keyHex !== keyHex) ? before : null;
   }
 
@@ -106,18 +112,27 @@ export class KnownServers {
     return r === null || r.serverId !== serverId || r.keyHex !== publicKey.toString("hex");
   }
 
+  /** A connect used the record of `place`:`port`: it is the most recently used. */
+  touch(place: KnownPlace, port: number): void {
+    this.#table.touch(keyOf(place, port));
+  }
+
   /**
-   * Forgets every record of `target` — a name, an address, a server
-   * identifier or a key fingerprint — on any port; returns the records removed.
+   * Forgets `target` — a name, an address, a server identifier or a key
+   * fingerprint — on any port, and with it every record of the servers it
+   * led to (a replaced device's other names and addresses go too, so the
+   * replacement is not refused by one of them); returns the records removed.
    */
   forget(target: string): KnownRecord[] {
     const place = placeOf(target);
+    const servers = new Set<string>();
+    for (const [, r] of this.#table.entries()) {
+      if ((r.kind === place.kind && r.host === place.host) || r.serverId === target || keyFingerprint(Buffer.from(r.keyHex, "hex")) === target) servers.add(r.serverId);
+    }
     const gone: KnownRecord[] = [];
-    for (const [k, r] of this.#records) {
-      const hit = (r.kind === place.kind && r.host === place.host) || r.serverId === target || keyFingerprint(Buffer.from(r.keyHex, "hex")) === target;
-      if (!hit) continue;
-      this.#records.delete(k);
-      this.#removed.add(k);
+    for (const [k, r] of [...this.#table.entries()]) {
+      if (!servers.has(r.serverId)) continue;
+      this.#table.delete(k);
       gone.push(r);
     }
     return gone;
@@ -125,24 +140,18 @@ export class KnownServers {
 
   /** Every record, least recently used first. */
   list(): KnownRecord[] {
-    return [...this.#records.values()];
+    return [...this.#table.entries()].map(([, r]) => r);
   }
 
-  /** Keys forgotten since the last write (the write takes them out of the file), cleared. */
-  takeRemoved(): Set<string> {
-    const r = this.#removed;
-    this.#removed = new Set();
-    return r;
+  /** The record's side of a pin file write (synced_table.ts). */
+  changes(): TableChanges<KnownRecord> {
+    return this.#table.changes();
   }
-
-  /** Adds records read from the file that memory does not have, as the least recently used; memory's stand. */
-  merge(fromFile: readonly KnownRecord[]): void {
-    const added = fromFile.filter((r) => !this.#records.has(keyOf(r, r.port)) && !this.#removed.has(keyOf(r, r.port)));
-    if (added.length === 0) return;
-    const merged = new Map<string, KnownRecord>(added.map((r) => [keyOf(r, r.port), r]));
-    for (const [k, r] of this.#records) merged.set(k, r);
-    while (merged.size > this.#max) merged.delete(merged.keys().next().value!);
-    this.#records = merged;
+  written(c: TableChanges<KnownRecord>): void {
+    this.#table.written(c);
+  }
+  adopt(fromFile: readonly KnownRecord[]): void {
+    this.#table.adopt(fromFile.map((r) => [keyOf(r, r.port), r]));
   }
 }
 

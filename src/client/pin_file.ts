@@ -3,6 +3,7 @@ import path from "node:path";
 import { PinFileError } from "../errors.ts";
 import { isUuid } from "../protocol/keys.ts";
 import { knownRecordKey, placeOf, type KnownRecord } from "./known_servers.ts";
+import type { TableChanges } from "./synced_table.ts";
 import { writeFileAtomic } from "../runtime/atomic_file.ts";
 import { withFileLock } from "../runtime/file_lock.ts";
 
@@ -15,10 +16,10 @@ export interface PinData {
   known: KnownRecord[];
 }
 
-/** What a write takes out of the file (forgotten since the last write), beside writing what memory holds. */
-export interface PinRemovals {
-  pins: Set<string>;
-  known: Set<string>;
+/** What a write changes in the file: the pins and records set and deleted since the last write (synced_table.ts). */
+export interface PinChanges {
+  pins: TableChanges<string>;
+  known: TableChanges<KnownRecord>;
 }
 
 const FILE_VERSION = 1;
@@ -39,12 +40,14 @@ export class PinFile {
   readonly file: string;
   #writing: Promise<void> | null = null;
   #again = false;
-  #snapshot: () => PinData = () => ({ pins: [], known: [] });
-  #removals: () => PinRemovals = () => ({ pins: new Set(), known: new Set() });
+  #changes: (() => PinChanges) | null = null;
+  #written: (c: PinChanges, now: PinData) => void = () => {};
   /** Most pins, and most known-servers records, the file keeps (least recently used dropped first); unbounded when undefined. */
   maxPins: number | undefined;
-  /** Called with a write's failure (the pins stay in memory). */
+  /** Called with a write's failure (the pins stay in memory, and the changes are written again with the next save). */
   onWriteError: ((err: PinFileError) => void) | null = null;
+  /** The failure of the last write, or null when it succeeded. */
+  lastError: PinFileError | null = null;
 
   constructor(file: string, maxPins?: number) {
     if (typeof file !== "string" || file.length === 0) throw new TypeError("pinFile must be a non-empty path");
@@ -89,12 +92,13 @@ export class PinFile {
   }
 
   /**
-   * Writes `snapshot()` soon, taking `removals()` out of what the file holds;
-   * calls made while a write runs are folded into one more write.
+   * Writes `changes()` soon: the file keeps what other clients wrote, with
+   * these changes made to it; `written(changes, content)` follows a write
+   * that succeeded. Calls made while a write runs are folded into one more write.
    */
-  save(snapshot: () => PinData, removals: () => PinRemovals): void {
-    this.#snapshot = snapshot;
-    this.#removals = removals;
+  save(changes: () => PinChanges, written: (c: PinChanges, now: PinData) => void): void {
+    this.#changes = changes;
+    this.#written = written;
     if (this.#writing) {
       this.#again = true;
       return;
@@ -112,9 +116,12 @@ export class PinFile {
       do {
         this.#again = false;
         try {
-          await this.#write(this.#snapshot(), this.#removals());
+          const c = this.#changes!();
+          this.#written(c, await this.#write(c));
+          this.lastError = null;
         } catch (err) {
-          this.onWriteError?.(err instanceof PinFileError ? err : new PinFileError(this.file, `Cannot write pin file ${this.file}: ${(err as Error).message}; check that its directory exists and is writable`, { cause: err }));
+          this.lastError = err instanceof PinFileError ? err : new PinFileError(this.file, `Cannot write pin file ${this.file}: ${(err as Error).message}; check that its directory exists and is writable`, { cause: err });
+          this.onWriteError?.(this.lastError);
         }
       } while (this.#again);
     } finally {
@@ -124,21 +131,21 @@ export class PinFile {
 
   /**
    * Another client may share the file: under a lock file (created with O_EXCL; one left by a
-   * crashed writer is taken over after LOCK_STALE_MS), keep the pins and records it wrote that we
-   * do not hold (ours win where both have one), so that none is lost to our rename; what we
-   * forgot goes.
+   * crashed writer is taken over after LOCK_STALE_MS), read what it holds now and make only our
+   * changes to it, so that nothing another client wrote (or deleted) is undone by our rename.
    */
-  async #write(mine: PinData, removed: PinRemovals): Promise<void> {
+  async #write(c: PinChanges): Promise<PinData> {
     const lock = `${this.file}.lock`;
-    await withFileLock(lock, () => this.#merge(mine, removed), () => new PinFileError(this.file, `Cannot write pin file ${this.file}: ${lock} stays locked; if no perilink client runs, delete it`));
+    return withFileLock(lock, () => this.#merge(c), () => new PinFileError(this.file, `Cannot write pin file ${this.file}: ${lock} stays locked; if no perilink client runs, delete it`));
   }
 
-  async #merge(mine: PinData, removed: PinRemovals): Promise<void> {
+  async #merge(c: PinChanges): Promise<PinData> {
     const file = this.read();
-    const held = new Set(mine.pins.map(([id]) => id));
-    const pins: PinList = [...file.pins.filter(([id]) => !held.has(id) && !removed.pins.has(id)), ...mine.pins];
-    const heldKnown = new Set(mine.known.map(knownRecordKey));
-    const known = [...file.known.filter((r) => !heldKnown.has(knownRecordKey(r)) && !removed.known.has(knownRecordKey(r))), ...mine.known];
+    const touched = <V>(t: TableChanges<V>): Set<string> => new Set([...t.deleted, ...t.set.map(([k]) => k)]);
+    const pinKeys = touched(c.pins);
+    const pins: PinList = [...file.pins.filter(([id]) => !pinKeys.has(id)), ...c.pins.set];
+    const knownKeys = touched(c.known);
+    const known = [...file.known.filter((r) => !knownKeys.has(knownRecordKey(r))), ...c.known.set.map(([, r]) => r)];
     if (this.maxPins !== undefined) {
       if (pins.length > this.maxPins) pins.splice(0, pins.length - this.maxPins);
       if (known.length > this.maxPins) known.splice(0, known.length - this.maxPins);
@@ -149,6 +156,7 @@ export class PinFile {
       known: known.map((r) => ({ [r.kind]: r.host, port: r.port, serverId: r.serverId, publicKey: r.keyHex })),
     }, null, 1) + "\n";
     await writeFileAtomic(this.file, body, 0o600);
+    return { pins, known };
   }
 
   #error(why: string, cause?: unknown): PinFileError {
@@ -171,7 +179,7 @@ function readKnown(v: unknown): KnownRecord | null {
   if (typeof serverId !== "string" || !isUuid(serverId) || typeof publicKey !== "string" || !KEY_HEX.test(publicKey)) return null;
   const text = typeof e.name === "string" && e.address === undefined ? e.name : typeof e.address === "string" && e.name === undefined ? e.address : null;
   if (text === null || !NAME_TEXT.test(text)) return null;
-  const place = placeOf(text); // as the record spells it: a name in lower case, an address canonical
-  if (place.kind !== (e.name === undefined ? "address" : "name")) return null;
-  return { ...place, port, serverId, keyHex: publicKey };
+  // As the record spells it now (a name in lower case, an address canonical): a spelling an older
+  // client kept under the other key (`"name": "127.0.0.1"`) reads as what it is, not as corruption.
+  return { ...placeOf(text), port, serverId, keyHex: publicKey };
 }

@@ -6,7 +6,7 @@ import { createClient, type ClientOptions, type PerilinkClient } from "../../src
 import { ServerChangedError } from "../../src/errors.ts";
 import type { PerilinkServer } from "../../src/server/server.ts";
 import { runCli } from "../helpers/cli.ts";
-import { tempDir, testServer } from "../helpers/fixtures.ts";
+import { tempDir, testServer, waitFor } from "../helpers/fixtures.ts";
 import { answerFrom, FakeNameService } from "../helpers/fake_name_service.ts";
 import { freePort } from "../helpers/free_port.ts";
 
@@ -173,4 +173,109 @@ test("perilink call --expect refuses a server with another key, perilink forget 
   const nothing = await runCli(["forget", "nowhere.test", "--state-dir", stateDir]);
   assert.equal(nothing.code, 0);
   assert.match(nothing.stdout, /nothing was known of nowhere\.test/);
+});
+
+test("a name that now leads to a server behind filtered UDP is refused in the TCP handshake, before the client proves its key", async () => {
+  const { printer, port } = await printerAndStranger();
+  // The stranger is reached through a TCP relay on 127.0.0.3, where no UDP probe is answered: the client falls back to a handshake.
+  const net = await import("node:net");
+  let clientBytes = 0;
+  const relay = net.createServer((inbound) => {
+    const out = net.connect(port, "127.0.0.2");
+    inbound.on("data", (d: Buffer) => (clientBytes += d.length));
+    inbound.pipe(out).pipe(inbound);
+    inbound.on("error", () => out.destroy());
+    out.on("error", () => inbound.destroy());
+  });
+  await new Promise<void>((r) => relay.listen(port, "127.0.0.3", () => r()));
+  after(() => relay.close());
+  const table: Record<string, string[]> = { "printer.test": ["127.0.0.1"] };
+  const dns = await dnsOf(table);
+  const pinFile = path.join(tempDir(), "pins.json");
+  const day1 = clientOf(dns, { probeTimeoutMs: 200, pinFile });
+  (await day1.connect({ host: "printer.test", port, app: "a" })).close();
+  await day1.close();
+  table["printer.test"] = ["127.0.0.3"];
+  const day2 = clientOf(dns, { probeTimeoutMs: 200, pinFile });
+  const err = await day2.connect({ host: "printer.test", port, app: "a" }).catch((e: unknown) => e);
+  assert.ok(changed(err), String(err));
+  assert.equal((err as ServerChangedError).expected.serverId, printer.serverId);
+  assert.equal(clientBytes, 48, "only the client hello reached the stranger: no proof of the client's key");
+  assert.equal(day2.socketsInUse, 0);
+});
+
+test("forget NAME lets in a replacement that kept the old device's address: the name's server's address records go too", async () => {
+  const port = await freePort();
+  const old = await testServer({ listen: [`127.0.0.1:${port}`] });
+  const dns = await dnsOf({ "printer.test": ["127.0.0.1"] });
+  const pinFile = path.join(tempDir(), "pins.json");
+  const c1 = clientOf(dns, { pinFile });
+  (await c1.connect({ host: "printer.test", port, app: "a" })).close();
+  await c1.close();
+  await old.drain(500);
+  const replacement = await testServer({ listen: [`127.0.0.1:${port}`] });
+  const c2 = clientOf(dns, { pinFile });
+  await assert.rejects(c2.connect({ host: "printer.test", port, app: "a" }), changed);
+  assert.deepEqual(await c2.forget("printer.test"), { records: 2, pins: 1 }, "the name's record and its address's");
+  assert.equal((await c2.connect({ host: "printer.test", port, app: "a" })).entry.serverId, replacement.serverId);
+});
+
+test("a forget in one process sticks: another running client neither writes the record back nor keeps refusing the replacement", async () => {
+  const { printer, stranger, port } = await printerAndStranger();
+  const table: Record<string, string[]> = { "printer.test": ["127.0.0.1"], "other.test": ["127.0.0.2"] };
+  const dns = await dnsOf(table);
+  const pinFile = path.join(tempDir(), "pins.json");
+  const daemon = clientOf(dns, { pinFile }); // a long-running client that recorded the printer
+  (await daemon.connect({ host: "printer.test", port, app: "a" })).close();
+  await daemon.connect({ host: "127.0.0.2", port, app: "b" }).then((l) => l.close());
+  await waitFor(async () => ((JSON.parse(await fs.readFile(pinFile, "utf8").catch(() => "{}")) as { known?: unknown[] }).known?.length ?? 0) === 3, "the daemon's records in the file");
+  const admin = clientOf(dns, { pinFile }); // `perilink forget` in another process
+  assert.equal((await admin.forget("printer.test")).records, 2);
+  await admin.close();
+  // The daemon records something else (a write): the forgotten records stay out of the file.
+  await daemon.connect({ host: "other.test", port, app: "c" }).then((l) => l.close());
+  await daemon.close();
+  const saved = JSON.parse(await fs.readFile(pinFile, "utf8")) as { known: { serverId: string }[] };
+  assert.ok(!saved.known.some((k) => k.serverId === printer.serverId), "the printer's records were not written back");
+  // And a running client that still held the record takes the replaced server once the file no longer has it.
+  const daemon2 = clientOf(dns, { pinFile, identityTtlMs: 0 });
+  (await daemon2.connect({ host: "127.0.0.2", port, app: "d" })).close();
+  await waitFor(async () => (await fs.readFile(pinFile, "utf8")).includes(stranger.serverId), "daemon2's record in the file");
+  const admin2 = clientOf(dns, { pinFile });
+  await admin2.forget("127.0.0.2");
+  await admin2.close();
+  await stranger.drain(500);
+  const replacement = await testServer({ listen: [`127.0.0.2:${port}`] }); // another device took 127.0.0.2
+  assert.equal((await daemon2.connect({ host: "127.0.0.2", port, app: "e" })).entry.serverId, replacement.serverId, "the running client read the forget");
+});
+
+test("a forget whose write fails reports it (PERILINK_PIN_FILE) and is written with the next change", async () => {
+  const { port } = await printerAndStranger();
+  const pinFile = path.join(tempDir(), "pins.json");
+  const c = createClient({ lingerMs: 0, stateDir: false, pinFile });
+  after(() => c.close());
+  (await c.connect({ host: "127.0.0.1", port, app: "a" })).close();
+  await c.forget("nothing-yet.test"); // nothing known: no write
+  const { writeFileSync, unlinkSync } = await import("node:fs");
+  writeFileSync(`${pinFile}.lock`, "another writer"); // fresh: waited for, not taken over
+  await assert.rejects(c.forget("127.0.0.1"), { code: "PERILINK_PIN_FILE" });
+  unlinkSync(`${pinFile}.lock`);
+  (await c.connect({ host: "127.0.0.2", port, app: "b" })).close();
+  await c.close();
+  const saved = JSON.parse(await fs.readFile(pinFile, "utf8")) as { known: { address?: string }[] };
+  assert.deepEqual(saved.known.map((k) => k.address), ["127.0.0.2"], "the forgotten record went with the next write");
+});
+
+test("spellings: a name that is an address (127.0.0.1.) and an IPv4-mapped address are the address; a file written either way reads", async () => {
+  const { placeOf } = await import("../../src/client/known_servers.ts");
+  assert.deepEqual(placeOf("127.0.0.1."), { kind: "address", host: "127.0.0.1" });
+  assert.deepEqual(placeOf("::ffff:127.0.0.1"), { kind: "address", host: "127.0.0.1" });
+  assert.deepEqual(placeOf("[::FFFF:7F00:1]"), { kind: "address", host: "127.0.0.1" });
+  assert.deepEqual(placeOf("Printer.Test."), { kind: "name", host: "printer.test" });
+  assert.deepEqual(placeOf("[fe80::1%eth0]"), { kind: "address", host: "fe80::1%eth0" });
+  const pinFile = path.join(tempDir(), "pins.json");
+  const id = "00000000-0000-4000-8000-000000000001";
+  await fs.writeFile(pinFile, JSON.stringify({ version: 1, pins: [], known: [{ name: "127.0.0.1", port: 9, serverId: id, publicKey: "ab".repeat(32) }] }));
+  const c = createClient({ stateDir: false, pinFile });
+  await c.close();
 });

@@ -4,7 +4,7 @@ import path from "node:path";
 import { after, test } from "node:test";
 import { createClient, type ClientOptions, type PerilinkClient } from "../../src/client/client.ts";
 import type { PerilinkServer } from "../../src/server/server.ts";
-import { tempDir, testServer, waitFor } from "../helpers/fixtures.ts";
+import { sleep, tempDir, testServer, waitFor } from "../helpers/fixtures.ts";
 import { answerFrom, FakeNameService } from "../helpers/fake_name_service.ts";
 import { freePort } from "../helpers/free_port.ts";
 import { tcpConnectionsTo } from "../helpers/os_sockets.ts";
@@ -159,12 +159,13 @@ test("a poisoned answer cannot merge servers: its unproved addresses join no ser
   const { server: files, port } = await serverOn(["127.0.0.1"]);
   const stranger = await testServer({ listen: [`127.0.0.3:${port}`] });
   const dns = await dnsWith({ "printer.test": ["127.0.0.1", "127.0.0.3", "127.0.0.4"] });
-  const c = client({ resolution: { order: ["dns"], nameServers: [dns.endpoint], reverse: false } });
+  const c = client({ probeTimeoutMs: 200, resolution: { order: ["dns"], nameServers: [dns.endpoint], reverse: false } });
   const fileLink = await c.connect({ host: "127.0.0.1", port, app: "files" });
   const link = await c.connect({ host: "printer.test", port, app: "print" });
   assert.equal(link.entry, fileLink.entry, "the address it will use was proved to be the file server");
   assert.deepEqual(link.entry.addresses.map((a) => a.host), ["127.0.0.1"], "no address joined on the answer's word");
   await waitFor(() => c.addresses().some((r) => r.address === "127.0.0.3" && r.serverId === stranger.serverId), "the background proof of 127.0.0.3");
+  await sleep(400); // the dead 127.0.0.4's proof has timed out (200 ms) by now
   assert.deepEqual(link.entry.addresses.map((a) => a.host), ["127.0.0.1"], "the stranger's address and a dead one never became the file server's");
   assert.equal(files.serverId, link.entry.serverId);
   assert.equal(stranger.status().counters.channelsOpen, 0);

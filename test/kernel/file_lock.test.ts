@@ -57,3 +57,12 @@ test("a holder whose lock was replaced meanwhile does not delete the other's loc
   }, busy);
   assert.ok(existsSync(lock), "the replacing lock stays");
 });
+
+test("a takeover guard left by a waiter that crashed goes once stale, and the stale lock is taken over", async () => {
+  const lock = staleLock();
+  writeFileSync(`${lock}.takeover`, "");
+  const then = Date.now() / 1000 - 60;
+  utimesSync(`${lock}.takeover`, then, then);
+  assert.equal(await withFileLock(lock, async () => "mine", busy), "mine");
+  assert.ok(!existsSync(`${lock}.takeover`) && !existsSync(lock));
+});

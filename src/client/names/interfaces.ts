@@ -19,11 +19,18 @@ export interface Route {
   onLink?: string[];
 }
 
-/** Whether `address` is on one of `subnets` (`ADDR/PREFIX`), or an IPv6 link-local address when a subnet is IPv6. */
-export function isOnLink(address: string, subnets: readonly string[]): boolean {
+/**
+ * Whether `address` is on one of `subnets` (`ADDR/PREFIX`), or an IPv6
+ * link-local address when a subnet is IPv6 — and then, when both zones are
+ * known, of this interface (`ifname`): a link-local source on another link is not on this one.
+ */
+export function isOnLink(address: string, subnets: readonly string[], ifname?: string): boolean {
   const a = bits(stripZone(address));
   if (a === null) return false;
-  if (a.length === 128 && isLinkLocal(address)) return subnets.some((s) => s.includes(":"));
+  if (a.length === 128 && isLinkLocal(address)) {
+    const zone = address.includes("%") ? address.slice(address.indexOf("%") + 1) : "";
+    return subnets.some((s) => s.includes(":")) && (zone === "" || ifname === undefined || zone === ifname);
+  }
   for (const s of subnets) {
     const slash = s.indexOf("/");
     const net = bits(slash < 0 ? s : s.slice(0, slash));

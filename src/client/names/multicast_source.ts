@@ -61,7 +61,7 @@ export class MulticastSource implements NameSource {
       multicastTtl: mdns ? 255 : 1,
       signal: ctx.signal,
       accept: (msg, from) => {
-        if (from.port !== route.target.port || (route.onLink && !isOnLink(from.address, route.onLink))) return undefined;
+        if (from.port !== route.target.port || (route.onLink && !isOnLink(from.address, route.onLink, route.ifname))) return undefined;
         const got = readAddresses(msg, id, name, type);
         if (!got || got.length === 0) return undefined;
         // A link-local address is only usable with the interface it was learned on.

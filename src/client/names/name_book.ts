@@ -5,7 +5,7 @@ import { AddressList, type AddressRow } from "./address_list.ts";
 import { raceAddresses } from "./address_race.ts";
 import { canonicalAddress, stripZone } from "../../address.ts";
 import { NameResolver, type NameRow } from "./name_resolver.ts";
-import { normalizeName } from "./name_types.ts";
+import { MAX_ADDRESSES_PER_NAME, normalizeName } from "./name_types.ts";
 import type { ResolutionOptions } from "./resolution_options.ts";
 
 /** What the name book needs from the client's session table. */
@@ -108,10 +108,20 @@ export class NameBook {
     return { entry: won.value, address: won.address };
   }
 
-  /** After a link joined `entry` by `host`: every address of that name not proved to be another server is a failover address. */
+  /**
+   * After a link joined `entry` by `host`: the name's other addresses (of
+   * answers not expired, the first 16) become failover addresses once proved.
+   */
   joined(host: string, port: number, entry: ServerEntry): void {
     const name = normalizeName(host);
-    const rows = this.#list.rows().filter((r) => r.source !== "numeric" && normalizeName(r.name) === name);
+    const seen = new Set<string>();
+    const rows = this.#list.rows().filter((r) => {
+      if (r.source === "numeric" || r.ttl === 0 || normalizeName(r.name) !== name) return false;
+      const a = canonicalAddress(r.address);
+      if (!seen.has(a) && seen.size >= MAX_ADDRESSES_PER_NAME) return false;
+      seen.add(a);
+      return true;
+    });
     this.#offer(rows, () => [port], entry);
   }
 

@@ -43,7 +43,7 @@ export class NetbiosSource implements NameSource {
         broadcast: true,
         signal: ctx.signal,
         accept: (msg, from) =>
-          from.port === route.target.port && (!route.onLink || isOnLink(from.address, route.onLink)) ? (decodeNbAnswer(msg, id, name) ?? undefined) : undefined,
+          from.port === route.target.port && (!route.onLink || isOnLink(from.address, route.onLink, route.ifname)) ? (decodeNbAnswer(msg, id, name) ?? undefined) : undefined,
       });
     });
     return distinctAnswers((await Promise.all(asks)).flat().flatMap((a) => a.addresses.map((address) => ({ address, ttl: a.ttl }))));
