@@ -13,7 +13,10 @@ import { formatProfile, P99_OVER_QUIET, RSS_BUDGET_MIB, verdicts, type ProfileRe
  * same time, alongside every attack of lib/torture/attacks/ (random bytes,
  * never-reading PING floods, slow-loris handshakes, handshake floods past the
  * session limits, probe floods from 1,000 loopback sources, strangers whose
- * keys it does not trust asking for channels) while it is
+ * keys it does not trust asking for channels; and, from a trusted host gone
+ * bad, a one-way message flood at an app whose handler awaits, half-sent
+ * frames at the memory budget, every slot held by sessions with channels
+ * from many addresses; and a poisoned name answer aimed at a client) while it is
  * upgraded 5 times and one more upgrade's new process is killed with
  * SIGKILL while it starts. Reports legitimate requests sent, failed and lost
  * to the kill, their p99 against the quiet run, the server's peak resident

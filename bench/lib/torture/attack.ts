@@ -11,6 +11,10 @@ export interface AttackTarget {
   maxSessions: number;
   maxSessionsPerPeer: number;
   handshakeTimeoutMs: number;
+  maxFrameBytes: number;
+  maxBufferedBytes: number;
+  /** The server's state directory: its own client key is trusted, so the insider attacks (a trusted host gone bad) prove it. */
+  stateDir: string;
 }
 
 /** Per-attack settings, from the command line; every attack reads the ones it knows. */

@@ -9,7 +9,7 @@ const ROOT = fileURLToPath(new URL("../../../", import.meta.url));
 export interface Profile {
   name: string;
   bundle: string;
-  server: { maxSessions: number; maxSessionsPerPeer: number; maxFrameBytes: number; handshakeTimeoutMs: number };
+  server: { maxSessions: number; maxSessionsPerPeer: number; maxFrameBytes: number; handshakeTimeoutMs: number; maxBufferedBytes: number; writeTimeoutMs: number };
   probe: Record<string, number>;
 }
 

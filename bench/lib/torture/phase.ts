@@ -15,6 +15,7 @@ import { killedUpgrade, plainUpgrade, type UpgradeAttempt } from "./upgrades.ts"
 
 const LOAD_CHILD = fileURLToPath(new URL("../children/handoff_load.ts", import.meta.url));
 const ATTACKER_CHILD = fileURLToPath(new URL("../children/torture_attacker.ts", import.meta.url));
+const TORTURE_APP = fileURLToPath(new URL("./torture_app.mjs", import.meta.url));
 const MAX_REQUESTS = 2_000_000;
 
 export interface PhaseSettings {
@@ -93,7 +94,7 @@ function killIfOurs(pid: number, marker: string): void {
  */
 export async function runPhase(phase: "quiet" | "torture", profile: Profile, s: PhaseSettings, log: (line: string) => void): Promise<PhaseResult> {
   // Only trusted keys, as a device runs by default: the load uses the state directory's own key; strangers are refused.
-  const service: Service = await startPerilink(profile.bundle, null, "control", 1, "keys");
+  const service: Service = await startPerilink(profile.bundle, TORTURE_APP, "control", 1, "keys");
   const stateDir = service.info().stateDir as string;
   const watch = new ServerWatch(stateDir);
   const file = path.join(os.tmpdir(), `perilink-bench-torture-${process.pid}-${profile.name}-${phase}.bin`);
@@ -130,6 +131,9 @@ export async function runPhase(phase: "quiet" | "torture", profile: Profile, s: 
         maxSessions: profile.server.maxSessions,
         maxSessionsPerPeer: profile.server.maxSessionsPerPeer,
         handshakeTimeoutMs: profile.server.handshakeTimeoutMs,
+        maxFrameBytes: profile.server.maxFrameBytes,
+        maxBufferedBytes: profile.server.maxBufferedBytes,
+        stateDir,
       };
       const deadline = Date.now() + s.durationMs + 60_000;
       for (const kind of s.attacks) {

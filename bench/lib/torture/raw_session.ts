@@ -1,5 +1,5 @@
 import net from "node:net";
-import { processClientKey } from "../../../src/client/client_key.ts";
+import { processClientKey, type ClientKey } from "../../../src/client/client_key.ts";
 import { MAX_MAX_FRAME } from "../../../src/protocol/constants.ts";
 import { FrameWriter } from "../../../src/protocol/frame_writer.ts";
 import { RecordSealer } from "../../../src/protocol/record_layer.ts";
@@ -47,11 +47,12 @@ export interface OpenedSession {
 
 /**
  * Connects from `localAddress`, completes the sealed handshake (its client
- * hello, the server hello, the proof of a key). Resolves with the socket paused (nothing more is read unless
+ * hello, the server hello, the proof of `key`: by default one made for this
+ * process, which a device with `access: "keys"` does not trust). Resolves with the socket paused (nothing more is read unless
  * the caller resumes it) and an error listener attached; rejects when the
  * connection fails or closes first, or after `timeoutMs`.
  */
-export function openSession(host: string, port: number, localAddress: string, timeoutMs: number, track?: Set<net.Socket>): Promise<OpenedSession> {
+export function openSession(host: string, port: number, localAddress: string, timeoutMs: number, track?: Set<net.Socket>, key: ClientKey = processClientKey()): Promise<OpenedSession> {
   return new Promise((resolve, reject) => {
     const socket = net.connect({ host, port, localAddress });
     track?.add(socket);
@@ -87,7 +88,6 @@ export function openSession(host: string, port: number, localAddress: string, ti
         for (const r of sealer.seal([plaintext], plaintext.length)) ok = socket.write(r);
         return ok;
       };
-      const key = processClientKey();
       send(clientAuth(key.publicKey, key.sign, sealed.transcript));
       resolve({ socket, status: 0, maxFrame: hello.maxFrame, send });
     };

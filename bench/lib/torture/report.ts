@@ -26,6 +26,8 @@ export interface Verdicts {
   /** Signed probe answers per second against the target's server-wide probe budget (rate + burst spread over the run). */
   probeRate: { countedPerSec: number; budgetPerSec: number; met: boolean } | null;
   killRollback: { killed: boolean; rolledBack: boolean; met: boolean } | null;
+  /** The poisoned-name client: requests and channels that reached the rogue server (target 0). */
+  poisonedName: { toRogue: number; refused: number; viaDevice: number; met: boolean } | null;
 }
 
 const MiB = (kib: number): number => kib / 1024;
@@ -50,6 +52,13 @@ export function verdicts(profile: string, probeLimits: Record<string, number>, q
     peakRss: { peakMiB: peak, idleMiB: idle, budgetMiB: budget, met: peak <= idle + budget },
     p99: { tortureMs: torture.legit.p99Ms, quietMs: quiet.legit.p99Ms, ratio, target: P99_OVER_QUIET, met: ratio <= P99_OVER_QUIET },
     upgrades: { ok: plain.filter((u) => u.ok).length, planned: plannedUpgrades, met: plain.filter((u) => u.ok).length === plannedUpgrades },
+    poisonedName: torture.attacks["poisoned-name"]
+      ? (() => {
+          const p = torture.attacks["poisoned-name"]!;
+          const toRogue = (p.answeredByRogue ?? 0) + (p.rogueChannels ?? 0);
+          return { toRogue, refused: p.refusedChanged ?? 0, viaDevice: p.okViaDevice ?? 0, met: toRogue === 0 && (p.refusedChanged ?? 0) > 0 };
+        })()
+      : null,
     killRollback: kill ? { killed: kill.killedPid !== null, rolledBack: kill.rolledBack === true, met: kill.killedPid !== null && kill.rolledBack === true } : null,
   };
 }
@@ -130,6 +139,12 @@ export function formatProfile(out: Report, r: ProfileResult): void {
     );
   }
   out.line(`  ${v.upgrades.planned} upgrades under attack: ${v.upgrades.ok} ok -> ${mark(v.upgrades.met)}`);
+  if (v.poisonedName) {
+    out.line(
+      `  a poisoned name gets the rogue server nothing: ${num(v.poisonedName.toRogue)} requests or channels reached it; ` +
+        `${num(v.poisonedName.refused)} connects refused as PERILINK_SERVER_CHANGED, ${num(v.poisonedName.viaDevice)} reached the device -> ${mark(v.poisonedName.met)}`,
+    );
+  }
   if (v.killRollback) {
     out.line(
       `  kill -9 of the new process during an upgrade: ${v.killRollback.killed ? "killed" : "NOT killed (not found in time)"}, ` +

@@ -1,4 +1,8 @@
 import type { AttackStarter } from "../attack.ts";
+import { asyncMessagesAttack } from "./async_messages.ts";
+import { channelHoldersAttack } from "./channel_holders.ts";
+import { halfFramesAttack } from "./half_frames.ts";
+import { poisonedNameAttack } from "./poisoned_name.ts";
 import { handshakeFloodAttack } from "./handshake_flood.ts";
 import { pingFloodAttack } from "./ping_flood.ts";
 import { probeFloodAttack } from "./probe_flood.ts";
@@ -14,4 +18,8 @@ export const ATTACKS: Record<string, { label: string; start: AttackStarter }> = 
   "handshake-flood": { label: "handshake flood past the session limits", start: handshakeFloodAttack },
   "probe-flood": { label: "UDP probe flood from many sources", start: probeFloodAttack },
   stranger: { label: "strangers: untrusted keys asking for channels", start: strangerAttack },
+  "async-messages": { label: "a trusted host's message flood at an app that awaits", start: asyncMessagesAttack },
+  "half-frames": { label: "half-sent frames at the memory budget", start: halfFramesAttack },
+  "channel-holders": { label: "a trusted host holding every slot with channels, from many addresses", start: channelHoldersAttack },
+  "poisoned-name": { label: "a poisoned name answer aimed at a client (the rogue must get nothing)", start: poisonedNameAttack },
 };

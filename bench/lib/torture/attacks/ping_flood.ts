@@ -1,6 +1,7 @@
 import net from "node:net";
 import { FRAME_HEADER_SIZE, FrameType } from "../../../../src/protocol/constants.ts";
 import { loopbackSource, type AttackStarter, type Counters } from "../attack.ts";
+import { drained } from "../insider.ts";
 import { Stopper } from "../stopper.ts";
 import { encodeFrame, openSession } from "../raw_session.ts";
 
@@ -54,24 +55,6 @@ export const pingFloodAttack: AttackStarter = (target, o) => {
     return f;
   };
 
-  /** Resolves true on 'drain', false on close or stop. */
-  const drained = (socket: net.Socket): Promise<boolean> =>
-    new Promise((resolve) => {
-      const t0 = Date.now();
-      const done = (ok: boolean): void => {
-        socket.off("drain", onDrain);
-        socket.off("close", onClose);
-        clearInterval(poll);
-        if (Date.now() - t0 > 1000) c.stalls!++;
-        resolve(ok);
-      };
-      const onDrain = (): void => done(true);
-      const onClose = (): void => done(false);
-      const poll = setInterval(() => stopper.stopped && done(false), 100);
-      socket.once("drain", onDrain);
-      socket.once("close", onClose);
-    });
-
   const flood = async (socket: net.Socket, send: (b: Buffer) => boolean, next: (n: number) => Buffer): Promise<void> => {
     for (let n = 1; !stopper.stopped && !socket.destroyed; n++) {
       const frame = next(n);
@@ -86,7 +69,7 @@ export const pingFloodAttack: AttackStarter = (target, o) => {
       written += frame.length;
       const ok = send(frame);
       c.frames!++;
-      if (!ok && !(await drained(socket))) break;
+      if (!ok && !(await drained(socket, stopper, c))) break;
     }
   };
 
