@@ -26,7 +26,7 @@ import { formatProfile, P99_OVER_QUIET, RSS_BUDGET_MIB, verdicts, type ProfileRe
  *   npm run bench -- torture [--profile node20,pi-zero-2w] [--duration-ms 25000] [--clients 16]
  *     [--think-ms 5] [--upgrades 5] [--kill-at 3] [--kill-delay-ms 20] [--attacks all|name,…]
  *     [--probes-per-second 5000] [--handshakes-per-second 1000] [--stranger-handshakes-per-second 200] [--ping-connections 4]
- *     [--ping-max-mib 1024] [--loris-connections 32] [--random-workers 4] [--probe-sources 1000]
+ *     [--ping-max-mib 1024] [--loris-connections 32] [--random-workers 4] [--probe-sources 1000] [--message-bytes 1024]
  */
 
 const NUMERIC: Record<string, { key: string; def: number; min: number; max: number }> = {
@@ -48,6 +48,7 @@ const ATTACK_NUMERIC: Record<string, { key: string; def: number; min: number; ma
   "ping-max-mib": { key: "pingMaxMiB", def: 1024, min: 1, max: 16_384 },
   "loris-connections": { key: "lorisConnections", def: 32, min: 1, max: 1_000 },
   "random-workers": { key: "randomWorkers", def: 4, min: 1, max: 64 },
+  "message-bytes": { key: "messageBytes", def: 1024, min: 1, max: 16 * 1024 * 1024 },
 };
 
 function numberOption(name: string, raw: string | undefined, spec: { def: number; min: number; max: number }): number {

@@ -10,9 +10,11 @@ import { encodeFrame } from "../raw_session.ts";
  * A trusted host floods one-way messages at an app whose message handler
  * awaits (bench/lib/torture/torture_app.mjs waits 50 ms, then reads the
  * payload): 4 sessions from 4 addresses (127.0.50.x), each with a channel
- * open, write MESSAGE frames of a quarter of the server's maxFrame, 16 to a
- * record, as fast as the socket takes them; the messages count against the
- * session's in-flight and buffer budgets, so the server stops reading. A
+ * open, write MESSAGE frames of `messageBytes` (default 1,024; at most the
+ * server's maxFrame), as many as fit a 16 KiB record, as fast as the socket
+ * takes them — many small payloads in each read, the case where a payload
+ * kept across an `await` could pin a whole read buffer. The messages count
+ * against the session's in-flight and buffer budgets. A
  * session the server ends is opened again after 200 ms. Bounded by the
  * deadline and by `pingMaxMiB` (default 1024) written in all.
  *
@@ -33,7 +35,9 @@ export const asyncMessagesAttack: AttackStarter = (target, o) => {
         continue;
       }
       s.socket.resume();
-      const record = Buffer.concat(Array.from({ length: 16 }, () => encodeFrame(FrameType.Message, 1, 0, Buffer.alloc(Math.max(1, s.maxFrame >> 2), 0x6d))));
+      const size = Math.max(1, Math.min(o.messageBytes ?? 1024, s.maxFrame));
+      const perRecord = Math.max(1, Math.floor(16_384 / size));
+      const record = Buffer.concat(Array.from({ length: perRecord }, () => encodeFrame(FrameType.Message, 1, 0, Buffer.alloc(size, 0x6d))));
       while (!stopper.stopped && !s.socket.destroyed) {
         if (c.bytesWritten! >= capBytes) {
           c.capped = 1;
@@ -41,7 +45,7 @@ export const asyncMessagesAttack: AttackStarter = (target, o) => {
           break;
         }
         const ok = s.send(record);
-        c.messages! += 16;
+        c.messages! += perRecord;
         c.bytesWritten! += record.length;
         if (!ok && !(await drained(s.socket, stopper, c))) break;
       }
