@@ -43,11 +43,43 @@ export async function ensurePrivateDir(dir: string): Promise<void> {
       `Cannot use state directory ${dir}: it is writable by ${who} (mode ${(st.mode & 0o7777).toString(8).padStart(4, "0")}); check what is in it, then "chmod 700" it, or choose another --state-dir`,
     );
   }
+  await checkAncestors(dir, uid);
   if ((st.mode & 0o777) !== 0o700) {
     try {
       await fs.chmod(dir, 0o700);
     } catch (err) {
       throw new ConfigError(`Cannot use state directory ${dir}: ${(err as Error).message}`, { cause: err });
     }
+  }
+}
+
+/**
+ * Whoever may rename or replace a directory above the state directory can
+ * swap the state directory itself: every one of them must be owned by root
+ * or this user, and not writable by others unless sticky (as /tmp is, where
+ * only an entry's owner may rename it). Group-writable parents are allowed
+ * (user-private groups are common); links are resolved first.
+ */
+async function checkAncestors(dir: string, uid: number | undefined): Promise<void> {
+  if (uid === undefined) return;
+  let at: string;
+  try {
+    at = path.dirname(await fs.realpath(dir));
+  } catch {
+    return; // the directory was just made: its own check above holds
+  }
+  for (let i = 0; i < 64; i++) {
+    const st = await fs.stat(at).catch(() => null);
+    if (st !== null) {
+      if (st.uid !== 0 && st.uid !== uid) {
+        throw new StateDirError(`Cannot use state directory ${dir}: ${at} above it is owned by uid ${st.uid}, who could replace the state directory; choose a --state-dir under directories of root or this user`);
+      }
+      if ((st.mode & 0o002) !== 0 && (st.mode & 0o1000) === 0) {
+        throw new StateDirError(`Cannot use state directory ${dir}: ${at} above it is writable by everyone and not sticky, so anyone could replace the state directory; "chmod o-w ${at}" (or +t), or choose another --state-dir`);
+      }
+    }
+    const up = path.dirname(at);
+    if (up === at) return;
+    at = up;
   }
 }

@@ -48,6 +48,29 @@ test("a group-writable or world-writable state directory is refused, not silentl
   }
 });
 
+test("a state directory under a parent anyone may write (not sticky) or another user owns is refused; a sticky parent like /tmp is fine", async (t) => {
+  const open = path.join(tempDir(), "shared");
+  await fs.mkdir(open);
+  await fs.chmod(open, 0o777);
+  await assert.rejects(ensurePrivateDir(path.join(open, "state")), (err: unknown) => {
+    assert.ok(err instanceof StateDirError);
+    assert.match(err.message, /shared above it is writable by everyone and not sticky/);
+    return true;
+  });
+  await fs.chmod(open, 0o1777); // sticky: only an entry's owner may rename it
+  await ensurePrivateDir(path.join(open, "state2"));
+  if (!isRoot) {
+    t.diagnostic("the other-owner case needs root to chown a directory to another user");
+    return;
+  }
+  const theirs = path.join(tempDir(), "theirs");
+  await fs.mkdir(theirs, { mode: 0o755 });
+  const mine = path.join(theirs, "state");
+  await fs.mkdir(mine, { mode: 0o700 });
+  await fs.chown(theirs, 65534, 65534);
+  await assert.rejects(ensurePrivateDir(mine), /theirs above it is owned by uid 65534/);
+});
+
 test("a state directory only readable by others is tightened to 0700", async () => {
   const dir = path.join(tempDir(), "state");
   await fs.mkdir(dir);
