@@ -26,8 +26,10 @@ const IDLE_GRACE_MS = 1000;
  * the managed listeners. Accepted sockets are handed to it as 'connection'
  * events.
  *
- * Drain never cuts a request short. For an HTTP server: responses sent during
- * drain carry `Connection: close` (Node then ends the connection after them);
+ * Drain never cuts a request short. For an HTTP server: every response whose
+ * head is sent after drain begins carries `Connection: close` (Node then ends
+ * the connection after it), whatever the handler's shape — synchronous,
+ * async or streaming;
  * keep-alive connections that stay idle for a grace period are closed; a
  * connection that has not sent its first request yet is left to send it (it
  * was accepted, so its request will be served). For
@@ -47,19 +49,26 @@ export class RawHost implements ConnectionService {
     this.#server = server;
     this.#stats = stats;
     this.#log = log;
-    server.on("request", (req: IncomingMessage, res: ServerResponse) => {
+    // Ahead of the app's own listener: a synchronous handler (a typical Express route) writes its
+    // response within its call, so a drain that has begun must be known before it runs.
+    server.prependListener("request", (req: IncomingMessage, res: ServerResponse) => {
       const conn = this.#conns.get(req.socket);
       if (!conn) return;
       conn.active++;
       conn.served = true;
       this.#stats.requests++;
       if (this.#draining) res.shouldKeepAlive = false;
+      else this.#open.add(res);
       res.once("close", () => {
+        this.#open.delete(res);
         conn.active--;
         conn.idleSince = Date.now();
       });
     });
   }
+
+  /** Responses under way that have not been told to close their connection (a drain tells them). */
+  #open = new Set<ServerResponse>();
 
   get connections(): number {
     return this.#conns.size;
@@ -105,6 +114,9 @@ export class RawHost implements ConnectionService {
   /** Resolves once every connection has closed, or at the deadline after destroying the rest. */
   async drain(timeoutMs: number): Promise<void> {
     this.#draining = true;
+    // A response already under way whose head is not sent yet closes its connection after it too.
+    for (const res of this.#open) if (!res.headersSent) res.shouldKeepAlive = false;
+    this.#open.clear();
     const deadline = Date.now() + timeoutMs;
     while (this.#conns.size > 0 && Date.now() < deadline) {
       const now = Date.now();

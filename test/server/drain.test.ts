@@ -139,3 +139,53 @@ test("drain() with a deadline past 2^31−1 ms is refused before anything stops:
     await server.drain(1000);
   }
 });
+
+for (const shape of ["synchronous", "async", "streaming"] as const) {
+  test(`raw mode: once a drain begins, every response of a ${shape} handler says Connection: close, and a busy keep-alive client moves on at once`, async () => {
+    const handler = (_req: http.IncomingMessage, res: http.ServerResponse): void => {
+      if (shape === "synchronous") res.end("ok");
+      else if (shape === "async") void Promise.resolve().then(() => res.end("ok"));
+      else {
+        res.write("o");
+        setImmediate(() => res.end("k"));
+      }
+    };
+    const server = await testServer({ appObject: { createServer: () => http.createServer(handler) } });
+    const port = portOf(server);
+    const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
+    const get = (): Promise<{ body: string; connection: string | undefined }> =>
+      new Promise((resolve, reject) => {
+        http.get({ host: "127.0.0.1", port, agent }, (res) => {
+          let body = "";
+          res.setEncoding("utf8");
+          res.on("data", (c: string) => (body += c));
+          res.on("end", () => resolve({ body, connection: res.headers.connection }));
+          res.on("error", reject);
+        }).on("error", reject);
+      });
+    // A client that keeps its one connection busy.
+    const seen: { connection: string | undefined; afterDrain: boolean }[] = [];
+    let draining = false;
+    let stop = false;
+    const busy = (async () => {
+      for (let i = 0; i < 2000 && !stop; i++) {
+        const r = await get().catch(() => null);
+        if (r === null) break;
+        assert.equal(r.body, "ok");
+        seen.push({ connection: r.connection, afterDrain: draining });
+      }
+    })();
+    await waitFor(() => seen.length >= 20, "the busy client's first responses");
+    const t0 = performance.now();
+    draining = true;
+    await server.drain(5000);
+    const drainMs = performance.now() - t0;
+    stop = true;
+    await busy;
+    agent.destroy();
+    const after = seen.filter((s) => s.afterDrain);
+    assert.ok(after.length >= 1, "a response came during the drain");
+    assert.equal(after[after.length - 1]!.connection, "close", "the last response told the client to close");
+    assert.ok(drainMs < 1000, `the drain ended when the busy connection closed, not at the deadline: ${Math.round(drainMs)} ms`);
+  });
+}
