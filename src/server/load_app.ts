@@ -8,17 +8,35 @@ import demoApp from "./demo_app.ts";
 /** Names of applications built into the bundle. */
 export const BUILTIN_APPS: Record<string, SessionApp> = { demo: demoApp };
 
-/** Classifies a module's exports as a session app or a raw-mode server factory. */
-export function toLoadedApp(name: string, mod: Record<string, unknown>): LoadedApp {
-  const def = mod.default as Record<string, unknown> | undefined;
-  const createServer = (mod.createServer ?? def?.createServer) as (() => net.Server) | undefined;
-  if (typeof createServer === "function") {
-    const server = createServer();
-    if (!server || typeof (server as net.Server).emit !== "function" || typeof (server as net.Server).close !== "function") {
-      throw new AppError(`Cannot load app ${name}: createServer() must return a node:net or node:http server`);
-    }
-    return { kind: "raw", name, server };
+/** A raw-mode app's factory: returns its server, or a promise of it (`await app.ready(); return app.server`). */
+export type CreateServer = () => net.Server | Promise<net.Server>;
+
+/**
+ * The server of a raw-mode app (S6): `createServer()` awaited, and refused
+ * when it is not a server, or when it listens already — perilink listens
+ * for it, and a server the app opened itself would keep the process alive
+ * after every drain (it is closed).
+ */
+export async function rawServer(name: string, createServer: CreateServer): Promise<net.Server> {
+  const server = (await createServer()) as net.Server | undefined;
+  if (!server || typeof server.emit !== "function" || typeof server.close !== "function") {
+    throw new AppError(`Cannot load app ${name}: createServer() must return (or resolve to) a node:net or node:http server`);
   }
+  await new Promise((r) => setImmediate(r)); // a listen() with a host name binds a moment later
+  if (server.listening) {
+    server.close();
+    throw new AppError(
+      `Cannot load app ${name}: the server createServer() returned listens already (it called listen() itself); return it without listening: perilink listens for it on the configured addresses`,
+    );
+  }
+  return server;
+}
+
+/** Classifies a module's exports as a session app or a raw-mode server factory. */
+export async function toLoadedApp(name: string, mod: Record<string, unknown>): Promise<LoadedApp> {
+  const def = mod.default as Record<string, unknown> | undefined;
+  const createServer = (mod.createServer ?? def?.createServer) as CreateServer | undefined;
+  if (typeof createServer === "function") return { kind: "raw", name, server: await rawServer(name, createServer) };
   if (def && typeof def.request === "function") {
     if (def.message !== undefined && typeof def.message !== "function") {
       throw new AppError(`Cannot load app ${name}: its message export must be a function`);

@@ -1,17 +1,16 @@
-import type net from "node:net";
 import { ConfigError } from "../errors.ts";
 import { createLogger, type Logger } from "../logger.ts";
 import type { LoadedApp, SessionApp } from "./app.ts";
 import { resolveConfig, type ServerConfig, type ServerConfigInput } from "./config.ts";
 import { loadOrCreateIdentity } from "./identity.ts";
 import type { InterfaceAddress } from "./interface_addresses.ts";
-import { loadApp } from "./load_app.ts";
+import { loadApp, rawServer, type CreateServer } from "./load_app.ts";
 import { PerilinkServer, type ServerParts } from "./server.ts";
 import type { ServerEvents } from "./server_events.ts";
 
 export interface StartServerOptions extends ServerConfigInput {
   /** A loaded app object instead of a name or path (embedding, tests). */
-  appObject?: SessionApp | { createServer(): net.Server };
+  appObject?: SessionApp | { createServer: CreateServer };
   logger?: Logger;
   /** Generation number of this process; 1 for a fresh start. */
   generation?: number;
@@ -66,7 +65,7 @@ export async function openServer(config: ServerConfig, options: OpenServerOption
   const appObject = options.appObject;
   const app: LoadedApp = appObject
     ? "createServer" in appObject && typeof appObject.createServer === "function"
-      ? { kind: "raw", name: "embedded", server: appObject.createServer() }
+      ? { kind: "raw", name: "embedded", server: await rawServer("embedded", appObject.createServer) }
       : { kind: "session", name: "embedded", app: appObject as SessionApp }
     : await loadApp(config.app);
   if (app.kind === "raw" && config.access === "keys") {

@@ -12,3 +12,16 @@ test("loadApp: the built-in demo app by name; an Object.prototype name is a path
     await assert.rejects(loadApp(name, cwd), (err: Error & { code?: string }) => err.code === "PERILINK_APP" && err.message.includes(`Cannot load app ${name}`), name);
   }
 });
+
+test("raw mode: createServer() may resolve to the server (Fastify's shape), and one that listens already is refused and closed", async () => {
+  const http = await import("node:http");
+  const { rawServer } = await import("../../src/server/load_app.ts");
+  const later = http.createServer();
+  assert.equal(await rawServer("later", async () => later), later);
+  const listening = http.createServer();
+  await new Promise<void>((r) => listening.listen(0, "127.0.0.1", () => r()));
+  await assert.rejects(rawServer("mine", () => listening), (err: Error & { code?: string }) => err.code === "PERILINK_APP" && /listens already \(it called listen\(\) itself\)/.test(err.message));
+  await new Promise((r) => setTimeout(r, 20));
+  assert.equal(listening.listening, false, "the server it opened is closed, so nothing keeps the process alive");
+  await assert.rejects(rawServer("nothing", async () => undefined as unknown as import("node:net").Server), /must return \(or resolve to\) a node:net or node:http server/);
+});
