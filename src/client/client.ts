@@ -189,7 +189,8 @@ export class PerilinkClient {
       try {
         this.#book.checkKnown(host, port, address, e.serverId, e.publicKey, choice);
       } catch (err) {
-        e.closeIdle(); // a session the TCP fallback opened to it is not kept
+        // No session is closed here: a TCP fallback stops before proving our key unless a connect wanted
+        // that server, and an idle session of a server ruled out only for this host is still that server's.
         this.#log.warn("client_server_ruled_out", { host, port, address, serverId: e.serverId, error: err as Error });
         throw err;
       }
