@@ -50,6 +50,7 @@ export const ERROR_CODES = [
   "PERILINK_UPGRADE_FAILED",
   "PERILINK_UPGRADE_IN_PROGRESS",
   "PERILINK_UPGRADE_UNSUPPORTED",
+  "PERILINK_USAGE",
 ] as const;
 
 export type ErrorCode = (typeof ERROR_CODES)[number];
@@ -76,6 +77,13 @@ export class PerilinkError extends Error {
 export class ConfigError extends PerilinkError {
   constructor(message: string, options?: { cause?: unknown }) {
     super("PERILINK_CONFIG", message, options);
+  }
+}
+
+/** A command line that does not say what to do: an unknown option, a missing or malformed argument (`perilink` exits 2). */
+export class UsageError extends PerilinkError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super("PERILINK_USAGE", message, options);
   }
 }
 

@@ -1,7 +1,7 @@
 import { parseArgs, type ParseArgsConfig } from "node:util";
-import { ConfigError } from "../errors.ts";
+import { UsageError } from "../errors.ts";
 
-/** `parseArgs` with strict checking, turning its errors into one-line `ConfigError`s. */
+/** `parseArgs` with strict checking, turning its errors into one-line `UsageError`s (exit 2). */
 export function parse<T extends NonNullable<ParseArgsConfig["options"]>>(
   args: string[],
   options: T,
@@ -11,7 +11,7 @@ export function parse<T extends NonNullable<ParseArgsConfig["options"]>>(
     const r = parseArgs({ args, options, strict: true, allowPositionals });
     return { values: r.values as Record<string, string | boolean | string[] | undefined>, positionals: r.positionals };
   } catch (err) {
-    throw new ConfigError(`Cannot read arguments: ${(err as Error).message}`);
+    throw new UsageError(`Cannot read arguments: ${(err as Error).message}`);
   }
 }
 
@@ -19,7 +19,7 @@ export function parse<T extends NonNullable<ParseArgsConfig["options"]>>(
 export function intOption(v: unknown, name: string, dflt: number): number {
   if (v === undefined) return dflt;
   const n = Number(v);
-  if (!Number.isInteger(n) || n <= 0) throw new ConfigError(`Cannot read arguments: --${name} must be a positive integer`);
+  if (!Number.isInteger(n) || n <= 0) throw new UsageError(`Cannot read arguments: --${name} must be a positive integer`);
   return n;
 }
 
@@ -27,7 +27,7 @@ export function intOption(v: unknown, name: string, dflt: number): number {
 export function parseTarget(text: string): { host: string; port: number } {
   const m = /^\[([^\]]+)\]:(\d{1,5})$/.exec(text) ?? /^([^:[\]]+):(\d{1,5})$/.exec(text);
   if (!m || Number(m[2]) > 65535 || Number(m[2]) === 0) {
-    throw new ConfigError(`Cannot use target "${text}": write HOST:PORT, e.g. 127.0.0.1:1025 or [::1]:1025`);
+    throw new UsageError(`Cannot use target "${text}": write HOST:PORT, e.g. 127.0.0.1:1025 or [::1]:1025`);
   }
   return { host: m[1]!, port: Number(m[2]) };
 }

@@ -3,7 +3,7 @@ import { parseLinePreference } from "../client/line/line_score.ts";
 import { formatHostPort } from "../address.ts";
 import { defaultStateDir } from "../runtime/state_dir.ts";
 import { TARGET } from "../target.ts";
-import { ConfigError } from "../errors.ts";
+import { ConfigError, UsageError } from "../errors.ts";
 import { isFingerprint } from "../protocol/keys.ts";
 import { resolveOptions, type ResolutionOptions, type ResolutionSource } from "../client/names/resolution_options.ts";
 import { intOption, parse, parseTarget } from "./args.ts";
@@ -38,26 +38,27 @@ export async function runCall(args: string[]): Promise<number> {
     },
     true,
   );
-  if (positionals.length === 0) throw new Error("Cannot call: give at least one HOST:PORT");
+  if (positionals.length === 0) throw new UsageError("Cannot call: give at least one HOST:PORT");
   const targets = positionals.map(parseTarget);
   const app = (values.app as string | undefined) ?? "perilink-call";
   const data = (values.data as string | undefined) ?? "info";
   const timeoutMs = intOption(values.timeout, "timeout", TARGET.client.requestTimeoutMs);
   const stateDir = (values["state-dir"] as string | undefined) ?? defaultStateDir();
   const expectKey = values.expect as string | undefined;
-  if (expectKey !== undefined && !isFingerprint(expectKey)) throw new ConfigError('Cannot read arguments: --expect takes a key fingerprint, "SHA256:" and 43 base64 characters, as "perilink id" prints it');
-  if (expectKey !== undefined && values["trust-new"]) throw new ConfigError("Cannot read arguments: --expect and --trust-new do not go together (--expect already decides which server to trust)");
+  if (expectKey !== undefined && !isFingerprint(expectKey)) throw new UsageError('Cannot read arguments: --expect takes a key fingerprint, "SHA256:" and 43 base64 characters, as "perilink id" prints it');
+  if (expectKey !== undefined && values["trust-new"]) throw new UsageError("Cannot read arguments: --expect and --trust-new do not go together (--expect already decides which server to trust)");
   if (values.prefer !== undefined && TARGET.lineMeasures === false) {
-    throw new ConfigError(`Cannot use --prefer: the ${TARGET.name} build measures no lines (a device's); run the node20 bundle or the library on a host`);
+    throw new UsageError(`Cannot use --prefer: the ${TARGET.name} build measures no lines (a device's); run the node20 bundle or the library on a host`);
   }
   const linePreference = values.prefer === undefined ? undefined : parseLinePreference(values.prefer as string);
-  const client = createClient({
-    lingerMs: 0,
-    requestTimeoutMs: timeoutMs,
-    stateDir,
-    resolution: resolutionOptions(values),
-    linePreference,
-  });
+  let client: ReturnType<typeof createClient>;
+  try {
+    client = createClient({ lingerMs: 0, requestTimeoutMs: timeoutMs, stateDir, resolution: resolutionOptions(values), linePreference });
+  } catch (err) {
+    // What the options asked for cannot be done (a name source this build lacks): the command line's fault.
+    if (err instanceof ConfigError) throw new UsageError(err.message, { cause: err });
+    throw err;
+  }
   try {
     const answers: { target: string; response: Buffer }[] = [];
     const links = [];
@@ -120,7 +121,7 @@ function resolutionOptions(values: Record<string, unknown>): ResolutionOptions {
     if (ifs) out.interfaces = ifs;
     resolveOptions(out);
   } catch (err) {
-    throw new ConfigError(`Cannot read arguments: ${(err as Error).message}`);
+    throw new UsageError(`Cannot read arguments: ${(err as Error).message}`);
   }
   return out;
 }

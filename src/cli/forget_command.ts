@@ -1,7 +1,7 @@
 import path from "node:path";
 import { CLIENT_PIN_FILE } from "../client/client_options.ts";
 import { IdentityBook } from "../client/identity_book.ts";
-import { ConfigError } from "../errors.ts";
+import { UsageError } from "../errors.ts";
 import { defaultStateDir } from "../runtime/state_dir.ts";
 import { parse } from "./args.ts";
 import { jsonLine, printable } from "./terminal_text.ts";
@@ -17,7 +17,7 @@ export async function runForget(args: string[]): Promise<number> {
   const { values, positionals } = parse(args, { "state-dir": { type: "string" }, json: { type: "boolean" } }, true);
   const target = positionals[0];
   if (positionals.length !== 1 || target === undefined || target.length === 0) {
-    throw new ConfigError('Cannot read arguments: give one name, address, server id or key fingerprint to forget; see "perilink help"');
+    throw new UsageError('Cannot read arguments: give one name, address, server id or key fingerprint to forget; see "perilink help"');
   }
   const stateDir = (values["state-dir"] as string | undefined) ?? defaultStateDir();
   const file = path.join(stateDir, CLIENT_PIN_FILE);

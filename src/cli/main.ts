@@ -1,4 +1,4 @@
-import { PerilinkError } from "../errors.ts";
+import { ConfigError, PerilinkError, UsageError } from "../errors.ts";
 import { CLOSED_PIPE_EXIT_CODE, handleClosedPipe, isClosedPipe } from "./closed_pipe.ts";
 import { runCall } from "./call_command.ts";
 import { runId } from "./id_command.ts";
@@ -11,6 +11,14 @@ import { runStatus } from "./status_command.ts";
 import { runUpgrade } from "./upgrade_command.ts";
 import { VERSION } from "../version.ts";
 import { printable } from "./terminal_text.ts";
+
+const FOOTER = `HOST:PORT is 127.0.0.1:1025, [::1]:1025, [fe80::1%eth0]:1025, or auto:1025 (serve only).
+"perilink COMMAND --help" shows one command's usage.
+Exit status: 0 done, 1 failed, 2 a usage error (an unknown option, a missing
+or malformed argument), 78 a configuration that cannot be used (serve; the
+service unit does not restart on it).
+See README.md and docs/ for configuration and the wire protocol.
+`;
 
 const USAGE = `perilink ${VERSION}: a runtime for network peripherals and the hosts that talk to them
 
@@ -31,9 +39,7 @@ Usage:
   perilink upgrade [--state-dir DIR] [--program PATH] [--app MODULE] [--timeout MS] [--json]
   perilink help | version
 
-HOST:PORT is 127.0.0.1:1025, [::1]:1025, [fe80::1%eth0]:1025, or auto:1025 (serve only).
-See README.md and docs/ for configuration and the wire protocol.
-`;
+${FOOTER}`;
 
 const COMMANDS: Record<string, (args: string[]) => Promise<number>> = {
   serve: runServe,
@@ -47,11 +53,46 @@ const COMMANDS: Record<string, (args: string[]) => Promise<number>> = {
   upgrade: runUpgrade,
 };
 
+/** Exit codes (documented in `perilink help`): a command line that says nothing sensible, a configuration that cannot be used (sysexits' EX_CONFIG: systemd does not restart on it), anything else that failed. */
+export const EXIT_USAGE = 2;
+export const EXIT_CONFIG = 78;
+
+/** The lines of USAGE about `cmd` (its synopsis and continuation lines), or null for a command USAGE does not list. */
+export function commandUsage(cmd: string): string | null {
+  const lines = USAGE.split("\n");
+  const out: string[] = [];
+  for (let i = 0; i < lines.length; i++) {
+    if (!lines[i]!.startsWith(`  perilink ${cmd} `) && lines[i] !== `  perilink ${cmd}`) continue;
+    out.push(lines[i]!);
+    while (i + 1 < lines.length && /^ {10,}\S/.test(lines[i + 1]!)) out.push(lines[++i]!);
+  }
+  return out.length === 0 ? null : `Usage:\n${out.join("\n")}\n\n${FOOTER}`;
+}
+
+/** Whether the arguments ask for help (`--help` or `-h` before any `--`). */
+function asksForHelp(args: string[]): boolean {
+  for (const a of args) {
+    if (a === "--") return false;
+    if (a === "--help" || a === "-h") return true;
+  }
+  return false;
+}
+
 export async function main(argv: string[]): Promise<number> {
   const [cmd, ...rest] = argv;
   if (cmd === undefined || cmd === "help" || cmd === "--help" || cmd === "-h") {
-    process.stdout.write(USAGE);
-    return cmd === undefined ? 2 : 0;
+    const topic = cmd === "help" ? rest[0] : undefined;
+    const text = topic === undefined ? USAGE : commandUsage(topic);
+    if (text === null) {
+      process.stderr.write(`perilink: no help for "${printable(topic!)}": it is not a command; run "perilink help"\n`);
+      return EXIT_USAGE;
+    }
+    (cmd === undefined ? process.stderr : process.stdout).write(text);
+    return cmd === undefined ? EXIT_USAGE : 0;
+  }
+  if (COMMANDS[cmd] && asksForHelp(rest)) {
+    process.stdout.write(commandUsage(cmd) ?? USAGE);
+    return 0;
   }
   if (cmd === "version" || cmd === "--version") {
     process.stdout.write(`${VERSION}\n`);
@@ -60,7 +101,7 @@ export async function main(argv: string[]): Promise<number> {
   const run = COMMANDS[cmd];
   if (!run) {
     process.stderr.write(`perilink: unknown command "${printable(cmd)}"; run "perilink help"\n`);
-    return 2;
+    return EXIT_USAGE;
   }
   try {
     return await run(rest);
@@ -69,8 +110,10 @@ export async function main(argv: string[]): Promise<number> {
     const e = err as Error;
     const code = err instanceof PerilinkError ? ` [${err.code}]` : (e as { code?: string }).code ? ` [${(e as { code?: string }).code}]` : "";
     // A message may carry a server's words (its error text, names from the network): escaped for the terminal.
-    process.stderr.write(`perilink ${cmd}: ${printable(e.message)}${printable(code)}\n`);
-    return 1;
+    const hint = err instanceof UsageError ? ` (usage: "perilink ${cmd} --help")` : "";
+    process.stderr.write(`perilink ${cmd}: ${printable(e.message)}${printable(code)}${hint}\n`);
+    if (err instanceof UsageError) return EXIT_USAGE;
+    return err instanceof ConfigError ? EXIT_CONFIG : 1;
   }
 }
 

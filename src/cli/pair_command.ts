@@ -2,7 +2,7 @@ import path from "node:path";
 import { CLIENT_PIN_FILE } from "../client/client_options.ts";
 import { ClientSession } from "../client/client_session.ts";
 import { IdentityBook } from "../client/identity_book.ts";
-import { ConfigError, PairingError } from "../errors.ts";
+import { UsageError, PairingError } from "../errors.ts";
 import { keyFingerprint } from "../protocol/keys.ts";
 import { newPairingCode, normalizePairingCode, PAIR_APP, pairingProof, proofMatches } from "../protocol/pairing_code.ts";
 import { loadOrCreateClientKey } from "../runtime/client_key_file.ts";
@@ -27,11 +27,11 @@ export async function runPair(args: string[]): Promise<number> {
   );
   const stateDir = (values["state-dir"] as string | undefined) ?? defaultStateDir();
   if (positionals.length === 0) return offer(stateDir, values);
-  if (positionals.length !== 2) throw new ConfigError("Cannot read arguments: on the host give HOST:PORT and the device's CODE; on the device, neither");
-  if (values.app !== undefined || values.ttl !== undefined) throw new ConfigError("Cannot read arguments: --app and --ttl are for the device side");
+  if (positionals.length !== 2) throw new UsageError("Cannot read arguments: on the host give HOST:PORT and the device's CODE; on the device, neither");
+  if (values.app !== undefined || values.ttl !== undefined) throw new UsageError("Cannot read arguments: --app and --ttl are for the device side");
   const target = parseTarget(positionals[0]!);
   const code = normalizePairingCode(positionals[1]!);
-  if (code === null) throw new ConfigError(`Cannot pair: "${positionals[1]}" is not a pairing code (XXXX-XXXX-XXXX-XXXX)`);
+  if (code === null) throw new UsageError(`Cannot pair: "${positionals[1]}" is not a pairing code (XXXX-XXXX-XXXX-XXXX)`);
   const key = await loadOrCreateClientKey(stateDir);
   const book = new IdentityBook(30_000, 4096, { pinFile: path.join(stateDir, CLIENT_PIN_FILE) });
   // A server id this host pinned to another key is refused before this host proves its key to it; nothing is pinned yet.
@@ -61,9 +61,9 @@ export async function runPair(args: string[]): Promise<number> {
 
 async function offer(stateDir: string, values: Record<string, unknown>): Promise<number> {
   const apps = (values.app as string[] | undefined) ?? null;
-  for (const a of apps ?? []) if (!isTrustableApp(a)) throw new ConfigError(`Cannot pair: "${a}" is not an app name (no spaces or commas)`);
+  for (const a of apps ?? []) if (!isTrustableApp(a)) throw new UsageError(`Cannot pair: "${a}" is not an app name (no spaces or commas)`);
   const ttlMs = intOption(values.ttl, "ttl", PAIRING_DEFAULT_TTL_MS / 1000) * 1000;
-  if (ttlMs > 3600_000) throw new ConfigError("Cannot pair: --ttl is at most 3600 seconds");
+  if (ttlMs > 3600_000) throw new UsageError("Cannot pair: --ttl is at most 3600 seconds");
   const identity = await loadOrCreateIdentity(stateDir);
   const code = newPairingCode();
   await offerPairing(stateDir, { version: 1, code, apps, expiresAt: Date.now() + ttlMs });

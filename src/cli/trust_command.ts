@@ -1,5 +1,5 @@
 import path from "node:path";
-import { ConfigError } from "../errors.ts";
+import { UsageError } from "../errors.ts";
 import { isFingerprint } from "../protocol/keys.ts";
 import { readClientKeyFingerprint } from "../runtime/client_key_file.ts";
 import { defaultStateDir } from "../runtime/state_dir.ts";
@@ -26,7 +26,7 @@ export async function runTrust(args: string[]): Promise<number> {
     case "add": {
       const fp = fingerprintArg(positionals);
       const apps = (values.app as string[] | undefined) ?? null;
-      for (const a of apps ?? []) if (!isTrustableApp(a)) throw new ConfigError(`Cannot trust: "${a}" is not an app name (no spaces or commas)`);
+      for (const a of apps ?? []) if (!isTrustableApp(a)) throw new UsageError(`Cannot trust: "${a}" is not an app name (no spaces or commas)`);
       const now = await addTrust(stateDir, { fingerprint: fp, apps, comment: ((values.comment as string | undefined) ?? "").replace(/\s+/g, " ").trim() });
       process.stdout.write(`trusted ${fp} for ${now.apps ? `app${now.apps.length > 1 ? "s" : ""} ${now.apps.join(", ")}` : "every app"}\n`);
       return 0;
@@ -34,7 +34,7 @@ export async function runTrust(args: string[]): Promise<number> {
     case "remove": {
       const fp = fingerprintArg(positionals);
       if (!(await removeTrust(stateDir, fp))) {
-        throw new ConfigError(`Cannot remove ${fp}: it is not in ${path.join(stateDir, TRUSTED_KEYS_FILE)}; "perilink trust list" shows the keys trusted there`);
+        throw new UsageError(`Cannot remove ${fp}: it is not in ${path.join(stateDir, TRUSTED_KEYS_FILE)}; "perilink trust list" shows the keys trusted there`);
       }
       process.stdout.write(`no longer trusted: ${fp}\n`);
       return 0;
@@ -52,14 +52,14 @@ export async function runTrust(args: string[]): Promise<number> {
       return 0;
     }
     default:
-      throw new ConfigError(`Cannot read arguments: ${sub === undefined ? "give a subcommand" : `unknown subcommand "${sub}"`}; ${USAGE}`);
+      throw new UsageError(`Cannot read arguments: ${sub === undefined ? "give a subcommand" : `unknown subcommand "${sub}"`}; ${USAGE}`);
   }
 }
 
 function fingerprintArg(positionals: string[]): string {
   const fp = positionals[0];
   if (positionals.length !== 1 || fp === undefined || !isFingerprint(fp)) {
-    throw new ConfigError(`Cannot read arguments: give one key fingerprint (SHA256:…, as "perilink key" prints it on the host); ${USAGE}`);
+    throw new UsageError(`Cannot read arguments: give one key fingerprint (SHA256:…, as "perilink key" prints it on the host); ${USAGE}`);
   }
   return fp;
 }

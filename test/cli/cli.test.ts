@@ -65,7 +65,7 @@ test("id exits 1 with a clear message when nothing answers", async () => {
   assert.match(r.stderr, /no UDP answer in 300 ms.*PERILINK_PROBE_TIMEOUT/);
 });
 
-test("serve exits 1 with a one-line reason on a bad config, a bad address, a port in use, a corrupt identity", async () => {
+test("serve exits with a one-line reason: 78 on a bad config or address, 1 on a port in use or a corrupt identity, 2 on an unknown option", async () => {
   const dir = tempDir();
   const cfg = path.join(dir, "bad.json");
   await fs.writeFile(cfg, JSON.stringify({ listen: ["127.0.0.1:0"], limits: { maxSesions: 1 } }));
@@ -74,16 +74,16 @@ test("serve exits 1 with a one-line reason on a bad config, a bad address, a por
   const busy = (blocker.address() as net.AddressInfo).port;
   const corrupt = tempDir();
   await fs.writeFile(path.join(corrupt, "identity.json"), "{}");
-  const cases: [string[], RegExp][] = [
-    [["--config", cfg], /unknown key "limits.maxSesions"/],
-    [["--listen", "printer.local:1025"], /not a numeric address/],
-    [["--listen", `127.0.0.1:${busy}`], /address in use.*PERILINK_ADDRESS_IN_USE/],
-    [["--listen", "127.0.0.1:0", "--bogus"], /Unknown option '--bogus'/],
+  const cases: [string[], RegExp, number][] = [
+    [["--config", cfg], /unknown key "limits.maxSesions".*PERILINK_CONFIG/, 78],
+    [["--listen", "printer.local:1025"], /not a numeric address/, 78],
+    [["--listen", `127.0.0.1:${busy}`], /address in use.*PERILINK_ADDRESS_IN_USE/, 1],
+    [["--listen", "127.0.0.1:0", "--bogus"], /Unknown option '--bogus'.*PERILINK_USAGE.*perilink serve --help/, 2],
   ];
   try {
-    for (const [args, re] of cases) {
+    for (const [args, re, exit] of cases) {
       const r = await runCli(["serve", "--access", "open", "--state-dir", tempDir(), ...args]);
-      assert.equal(r.code, 1, `${args.join(" ")}: ${r.stderr}`);
+      assert.equal(r.code, exit, `${args.join(" ")}: ${r.stderr}`);
       assert.match(r.stderr, re);
       assert.equal(r.stderr.trim().split("\n").filter((l) => !l.startsWith("{")).length, 1, "one line of reason");
     }
@@ -101,4 +101,27 @@ test("a second server on the same state directory refuses to start", async () =>
   assert.equal(r.code, 1);
   assert.match(r.stderr, /another perilink server is running/);
   assert.equal((await runCli(["status", "--state-dir", srv.stateDir])).code, 0, "the first one is untouched");
+});
+
+test("help: perilink help, help COMMAND, COMMAND --help and -h print usage on stdout and exit 0; no arguments, an unknown command or topic exit 2", async () => {
+  const all = await runCli(["help"]);
+  assert.equal(all.code, 0);
+  assert.match(all.stdout, /^perilink \S+: a runtime/);
+  assert.match(all.stdout, /Exit status: 0 done, 1 failed, 2 a usage error/);
+  for (const cmd of ["serve", "id", "call", "key", "trust", "forget", "pair", "status", "upgrade"]) {
+    for (const args of [["help", cmd], [cmd, "--help"], [cmd, "-h"]]) {
+      const r = await runCli(args);
+      assert.equal(r.code, 0, `${args.join(" ")}: ${r.stderr}`);
+      assert.match(r.stdout, new RegExp(`^Usage:\\n  perilink ${cmd}\\b`), args.join(" "));
+      assert.doesNotMatch(r.stdout + r.stderr, /Unknown option|parseArgs|ERR_PARSE_ARGS/, args.join(" "));
+    }
+  }
+  const bare = await runCli([]);
+  assert.equal(bare.code, 2);
+  assert.match(bare.stderr, /^perilink \S+: a runtime/);
+  assert.equal((await runCli(["nonsense"])).code, 2);
+  assert.equal((await runCli(["help", "nonsense"])).code, 2);
+  const usage = await runCli(["call"]);
+  assert.equal(usage.code, 2);
+  assert.match(usage.stderr, /give at least one HOST:PORT \[PERILINK_USAGE\] \(usage: "perilink call --help"\)/);
 });

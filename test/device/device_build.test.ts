@@ -10,7 +10,7 @@ function runBundle(bundle: string, args: string[]): Promise<{ code: number; stdo
   });
 }
 
-test("the device build (pi-zero-2w) measures no lines: none of the measuring code is in it, and call --prefer is refused with PERILINK_CONFIG", async () => {
+test("the device build (pi-zero-2w) measures no lines: none of the measuring code is in it, and call --prefer is a usage error", async () => {
   const device = await fs.readFile(await bundleFor("pi-zero-2w"), "utf8");
   const host = await fs.readFile(await bundleFor("node20"), "utf8");
   for (const mark of ["client_line_review_failed", "qdisc"]) {
@@ -18,11 +18,11 @@ test("the device build (pi-zero-2w) measures no lines: none of the measuring cod
     assert.ok(!device.includes(mark), `the device build does not (${mark})`);
   }
   const r = await runBundle(await bundleFor("pi-zero-2w"), ["call", "127.0.0.1:9", "--prefer", "rtt=1"]);
-  assert.equal(r.code, 1);
-  assert.match(r.stderr, /Cannot use --prefer: the pi-zero-2w build measures no lines.*\[PERILINK_CONFIG\]/);
+  assert.equal(r.code, 2);
+  assert.match(r.stderr, /Cannot use --prefer: the pi-zero-2w build measures no lines.*\[PERILINK_USAGE\]/);
 });
 
-test("the device build resolves names through the system resolver only: no DNS codec or multicast source in it, another source is refused with PERILINK_CONFIG", async () => {
+test("the device build resolves names through the system resolver only: no DNS codec or multicast source in it, another source is a usage error", async () => {
   const device = await fs.readFile(await bundleFor("pi-zero-2w"), "utf8");
   const host = await fs.readFile(await bundleFor("node20"), "utf8");
   for (const mark of ["in-addr.arpa", "224.0.0.251", "ff02::fb"]) {
@@ -31,9 +31,9 @@ test("the device build resolves names through the system resolver only: no DNS c
   }
   for (const args of [["--resolve", "hosts,mdns"], ["--name-server", "127.0.0.1"]]) {
     const r = await runBundle(await bundleFor("pi-zero-2w"), ["call", "printer.test:9", ...args]);
-    assert.equal(r.code, 1);
-    assert.match(r.stderr, /the pi-zero-2w build resolves names through the system resolver only.*\[PERILINK_CONFIG\]/);
+    assert.equal(r.code, 2);
+    assert.match(r.stderr, /the pi-zero-2w build resolves names through the system resolver only.*\[PERILINK_USAGE\]/);
   }
   const byHosts = await runBundle(await bundleFor("pi-zero-2w"), ["call", "localhost:9", "--timeout", "500"]);
-  assert.doesNotMatch(byHosts.stderr, /PERILINK_CONFIG|PERILINK_NAME_NOT_FOUND/, "localhost resolves through the system resolver");
+  assert.doesNotMatch(byHosts.stderr, /PERILINK_USAGE|PERILINK_CONFIG|PERILINK_NAME_NOT_FOUND/, "localhost resolves through the system resolver");
 });

@@ -220,6 +220,6 @@ test("on a runtime that cannot pass sockets (Deno), --workers 2 is refused with 
     return;
   }
   const r = await runCli(["serve", "--state-dir", tempDir(), "--listen", "127.0.0.1:0", "--workers", "2"], { timeoutMs: 30_000 });
-  assert.equal(r.code, 1);
+  assert.equal(r.code, 78, "EX_CONFIG: the service unit does not restart on it");
   assert.match(r.stderr, /Cannot start 2 service processes: deno cannot pass a connection or a listening socket to another process; use "workers": 1 .*\[PERILINK_CONFIG\]/);
 });

@@ -67,7 +67,7 @@ test("trust add lets a key in without a restart, and trust remove refuses its ne
   assert.equal(rm.code, 0, rm.stderr);
   await assert.rejects(ask(server, host.stateDir), AccessDeniedError);
   const again = await runCli(["trust", "remove", host.key.fingerprint, "--state-dir", stateDir]);
-  assert.equal(again.code, 1);
+  assert.equal(again.code, 2, "a usage error: that key is not there to remove");
   assert.match(again.stderr, /is not in/);
 });
 
