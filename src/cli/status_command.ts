@@ -15,9 +15,11 @@ export async function runStatus(args: string[]): Promise<number> {
     process.stdout.write(jsonLine(s));
     return 0;
   }
+  const last = s.lastUpgrade;
   const lines = [
     `server     ${s.serverId}`,
     `key        ${s.keyFingerprint}`,
+    `version    ${s.version ?? "unknown (an older program)"}  up ${duration(s.uptimeMs)}`,
     `pid        ${s.pid}  generation ${s.generation}  ${s.runtime}  target ${s.target}`,
     `app        ${s.app} (${s.mode})  ${s.accepting ? "accepting" : "not accepting"}`,
     `sessions   ${s.sessions}  in flight ${s.inflight}  requests ${s.counters.requests ?? 0}  probes ${s.counters.probes ?? 0}`,
@@ -25,6 +27,9 @@ export async function runStatus(args: string[]): Promise<number> {
     `listeners  ${s.listeners.filter((l) => l.transport === "tcp").length} addresses (tcp+udp each):`,
     ...s.listeners.filter((l) => l.transport === "tcp").map((l) => `  ${formatHostPort(l.address, l.port)}`),
   ];
+  if (last) lines.push(`upgrade    last: ${last.outcome} (generation ${last.generation}, ${last.at})${last.error ? `: ${last.error}` : ""}`);
+  if (s.upgrade) lines.push(`upgrade    under way: new pid ${s.upgrade.pid ?? "-"} for ${duration(s.upgrade.forMs)}`);
+  for (const d of s.draining ?? []) lines.push(`draining   generation ${d.generation} pid ${d.pid}: ${d.sessions} sessions, ${d.inflight} in flight`);
   if (s.workers?.length) {
     lines.push(`workers    ${s.workers.length} service processes, ${s.dispatch} dispatch:`);
     for (const w of s.workers) {
@@ -40,4 +45,18 @@ export async function runStatus(args: string[]): Promise<number> {
 
 function mib(bytes: number): string {
   return `${(bytes / 1048576).toFixed(1)} MiB`;
+}
+
+/** A duration in its two largest units: 93784000 → "1 d 2 h", 4200 → "4 s". */
+function duration(ms: number): string {
+  const units: [string, number][] = [["d", 86_400_000], ["h", 3_600_000], ["min", 60_000], ["s", 1000]];
+  const parts: string[] = [];
+  let rest = Math.max(0, ms);
+  for (const [name, size] of units) {
+    const n = Math.floor(rest / size);
+    rest -= n * size;
+    if (n > 0 || (name === "s" && parts.length === 0)) parts.push(`${n} ${name}`);
+    if (parts.length === 2) break;
+  }
+  return parts.join(" ");
 }

@@ -26,8 +26,10 @@ import {
   type UpgradeDriver,
   type UpgradeRequest,
   type UpgradeResult,
+  reportedUpgrade,
 } from "./server_handoff.ts";
-import type { ListenerStatus, ServerStatus } from "./server_status.ts";
+import type { LastUpgrade, ListenerStatus, ServerStatus } from "./server_status.ts";
+import { VERSION } from "../version.ts";
 import { checkMs, msError } from "../duration.ts";
 import { ServerStats } from "./server_stats.ts";
 import { TrustedKeys } from "./trusted_keys.ts";
@@ -83,6 +85,7 @@ export class PerilinkServer implements ServingProcess {
   #rescanTimer: ReturnType<typeof setInterval> | null = null;
   #drained: Promise<void> | null = null;
   #startedAt = Date.now();
+  #lastUpgrade: LastUpgrade | null = null;
   #parts: ServerParts;
   #gate: AcceptGate | null;
   #upgrader: UpgradeDriver | null;
@@ -118,6 +121,7 @@ export class PerilinkServer implements ServingProcess {
     this.#parts = parts;
     this.#gate = parts.gate ?? null;
     this.#takeover = parts.takeover ?? null;
+    if (this.#takeover) this.#lastUpgrade = { outcome: "started this process", at: new Date().toISOString(), generation: this.generation };
     this.#upgrader = parts.upgrades ? parts.upgrades(this, () => this.#takeover?.draining() ?? []) : null;
     this.#listeners = this.#newListenerSet(parts.inherited ?? []);
   }
@@ -239,20 +243,10 @@ export class PerilinkServer implements ServingProcess {
     if (this.#drained && !this.#upgrader.handedOver) {
       return Promise.reject(new UpgradeError("PERILINK_UPGRADE_FAILED", "Cannot upgrade: the server is shutting down"));
     }
-    const events = this.#parts.events;
+    const upgrader = this.#upgrader;
     // A request refused at once (one under way, or handed over) starts nothing to report.
-    if (!events || this.#upgrader.inProgress || this.#upgrader.handedOver) return this.#upgrader.upgrade(req);
-    events.upgradeStarted?.({ generation: this.generation + 1 });
-    return this.#upgrader.upgrade(req).then(
-      (result) => {
-        events.upgradeFinished?.(result);
-        return result;
-      },
-      (err: Error) => {
-        events.upgradeFailed?.(err);
-        throw err;
-      },
-    );
+    if (upgrader.inProgress || upgrader.handedOver) return upgrader.upgrade(req);
+    return reportedUpgrade(() => upgrader.upgrade(req), this.generation + 1, this.#parts.events, (u) => (this.#lastUpgrade = u));
   }
 
   /** Resolves once this process has handed over to a new one and finished draining. */
@@ -329,6 +323,7 @@ export class PerilinkServer implements ServingProcess {
       listeners.push({ address: ep.address, port: ep.port, transport: "tcp" }, { address: ep.address, port: ep.port, transport: "udp" });
     }
     return {
+      version: VERSION,
       pid: process.pid,
       generation: this.generation,
       serverId: this.serverId,
@@ -349,6 +344,7 @@ export class PerilinkServer implements ServingProcess {
         ? { pid: this.#upgrader.inProgress.pid ?? null, forMs: Date.now() - this.#upgrader.inProgress.since }
         : null,
       handedOver: this.#upgrader?.handedOver ?? false,
+      lastUpgrade: this.#lastUpgrade,
       dispatch: this.#service.dispatch,
       workers: this.#service.workers(),
     };

@@ -1,4 +1,5 @@
 import type { Logger } from "../logger.ts";
+import type { ServerEvents } from "./server_events.ts";
 
 /**
  * What the server offers to, and needs from, the upgrade machinery above it
@@ -82,3 +83,33 @@ export interface ServingProcess {
   /** Peers vouched for (admission.ts): the new process admits them under the global session rate. */
   vouchedPeers(): [string, number][];
 }
+
+/** How the last upgrade this process took part in ended: one it ran (ok, or failed and rolled back), or the one that started it. */
+export interface LastUpgrade {
+  outcome: "ok" | "failed" | "started this process";
+  /** ISO time it ended. */
+  at: string;
+  /** The generation it made (or tried to). */
+  generation: number;
+  error?: string;
+}
+
+/** Runs an upgrade to `generation`, telling `events` as it goes and `record` how it ended (`status().lastUpgrade`). */
+export function reportedUpgrade(run: () => Promise<UpgradeResult>, generation: number, events: ServerEvents | undefined, record: (u: LastUpgrade) => void): Promise<UpgradeResult> {
+  const ended = (outcome: LastUpgrade["outcome"], error?: Error): void =>
+    record({ outcome, at: new Date().toISOString(), generation, ...(error ? { error: error.message } : {}) });
+  events?.upgradeStarted?.({ generation });
+  return run().then(
+    (result) => {
+      ended("ok");
+      events?.upgradeFinished?.(result);
+      return result;
+    },
+    (err: Error) => {
+      ended("failed", err);
+      events?.upgradeFailed?.(err);
+      throw err;
+    },
+  );
+}
+

@@ -1,6 +1,8 @@
 import type { Dispatch } from "./config.ts";
 import type { WorkerStatus } from "./connection_service.ts";
-import type { DrainingGeneration } from "./server_handoff.ts";
+import type { DrainingGeneration, LastUpgrade } from "./server_handoff.ts";
+
+export type { LastUpgrade };
 
 /** What `status` reports (R4): `PerilinkServer.status()`, the control socket, `perilink status --json`. */
 export interface ListenerStatus {
@@ -10,6 +12,8 @@ export interface ListenerStatus {
 }
 
 export interface ServerStatus {
+  /** The running program's version (package.json's, built in). */
+  version: string;
   pid: number;
   generation: number;
   serverId: string;
@@ -32,6 +36,7 @@ export interface ServerStatus {
   upgrade: { pid: number | null; forMs: number } | null;
   /** True once this process has handed over to a newer generation. */
   handedOver: boolean;
+  lastUpgrade: LastUpgrade | null;
   /** How service processes get connections (S5); "single" when this process serves alone. */
   dispatch: Dispatch | "single";
   /** The group's service processes (S5); empty when this process serves alone. */

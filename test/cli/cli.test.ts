@@ -125,3 +125,33 @@ test("help: perilink help, help COMMAND, COMMAND --help and -h print usage on st
   assert.equal(usage.code, 2);
   assert.match(usage.stderr, /give at least one HOST:PORT \[PERILINK_USAGE\] \(usage: "perilink call --help"\)/);
 });
+
+test("status reports the program's version, its uptime, and how the last upgrade ended: a failed one in the old process, 'started this process' in the new one", async () => {
+  const srv = await serve(["--listen", "127.0.0.1:0"]);
+  const status = async (): Promise<Record<string, unknown> & { lastUpgrade: { outcome: string; generation: number; error?: string } | null; pid: number }> =>
+    JSON.parse((await runCli(["status", "--state-dir", srv.stateDir, "--json"])).stdout);
+  const first = await status();
+  const { VERSION } = await import("../../src/version.ts");
+  assert.equal(first.version, VERSION);
+  assert.equal(first.lastUpgrade, null);
+  const missing = await runCli(["upgrade", "--state-dir", srv.stateDir, "--app", path.join(tempDir(), "no-such-app.mjs"), "--timeout", "10000"]);
+  assert.equal(missing.code, 1, missing.stderr);
+  const failed = await status();
+  assert.equal(failed.lastUpgrade?.outcome, "failed");
+  assert.equal(failed.lastUpgrade?.generation, 2);
+  assert.match(failed.lastUpgrade?.error ?? "", /\S/);
+  const human = await runCli(["status", "--state-dir", srv.stateDir]);
+  assert.match(human.stdout, new RegExp(`version    ${VERSION.replace(/\./g, "\\.")}  up \\d+ (s|min)`));
+  assert.match(human.stdout, /upgrade    last: failed \(generation 2, /);
+  const ok = await runCli(["upgrade", "--state-dir", srv.stateDir, "--timeout", "20000"]);
+  assert.equal(ok.code, 0, ok.stderr);
+  const now = await status();
+  after(() => {
+    try {
+      process.kill(now.pid, "SIGTERM");
+    } catch {
+      // gone already
+    }
+  });
+  assert.deepEqual([now.lastUpgrade?.outcome, now.lastUpgrade?.generation], ["started this process", 2]);
+});
