@@ -23,7 +23,7 @@ See README.md and docs/ for configuration and the wire protocol.
 const USAGE = `perilink ${VERSION}: a runtime for network peripherals and the hosts that talk to them
 
 Usage:
-  perilink serve  [--config FILE] [--listen HOST:PORT]... [--app MODULE] [--state-dir DIR] [--log-level LEVEL]
+  perilink serve  [--config FILE] [--listen HOST:PORT]... [--app MODULE] [--state-dir DIR] [--log-level LEVEL] [--log-format text|json]
                   [--workers N|auto|MIN..MAX] [--dispatch manager|semaphore] [--access keys|open]
   perilink id     HOST:PORT [--tcp] [--json] [--timeout MS]
   perilink call   HOST:PORT [HOST:PORT]... [--app NAME] [--data TEXT] [--json | --raw] [--timeout MS]

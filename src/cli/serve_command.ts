@@ -1,4 +1,6 @@
-import { createLogger } from "../logger.ts";
+import { UsageError } from "../errors.ts";
+import { createLogger, isLogFormat, type LogFields, type Logger, type LogLevel } from "../logger.ts";
+import { stderrIsJournal } from "../systemd/journal_stream.ts";
 import { readConfigFile, type ServerConfigInput } from "../server/config.ts";
 import type { PerilinkServer } from "../server/server.ts";
 import type { HeapBudget } from "../runtime/heap_budget.ts";
@@ -15,8 +17,9 @@ import { parse } from "./args.ts";
 /**
  * `perilink serve`: runs a server until SIGINT/SIGTERM, then drains. SIGHUP
  * re-scans the device's addresses; SIGUSR2 replaces the process with the
- * program now in place (as `perilink upgrade` does). Logs one JSON line per
- * event to stderr. A process that handed over exits once it has drained.
+ * program now in place (as `perilink upgrade` does). Logs one line per event
+ * to stderr: text at a terminal, JSON otherwise (`--log-format`), each with
+ * the pid and generation, and under journald with its syslog priority. A process that handed over exits once it has drained.
  * Started without the target's heap budget, it starts itself again with it
  * (runtime/heap_reexec.ts) and passes signals and the exit code through.
  */
@@ -27,6 +30,7 @@ export async function runServe(args: string[]): Promise<number> {
     app: { type: "string" },
     "state-dir": { type: "string" },
     "log-level": { type: "string" },
+    "log-format": { type: "string" },
     workers: { type: "string" },
     dispatch: { type: "string" },
     access: { type: "string" },
@@ -42,9 +46,12 @@ export async function runServe(args: string[]): Promise<number> {
   if (values.workers) input.workers = values.workers as string;
   if (values.access) input.access = values.access as ServerConfigInput["access"];
   if (values.dispatch) input.dispatch = values.dispatch as ServerConfigInput["dispatch"];
+  const format = values["log-format"] as string | undefined;
+  if (format !== undefined && !isLogFormat(format)) throw new UsageError(`Cannot read arguments: --log-format is text or json, not "${format}"`);
+  const logTo = (base: LogFields): Logger => serveLogger(input.logLevel ?? "info", format, base);
   const slot = process.env[WORKER_ENV];
-  if (slot !== undefined) return runServiceProcess(input, Number(slot));
-  const log = createLogger(input.logLevel ?? "info");
+  if (slot !== undefined) return runServiceProcess(input, Number(slot), logTo);
+  const log = logTo({ pid: process.pid, generation: generationOf(process.env[GENERATION_ENV]) });
   // Under systemd (NOTIFY_SOCKET): readiness, reload, stop and watchdog notifications.
   const notifyEnv = readNotifyEnv(process.env, process.pid, process.ppid, process.env[HANDOFF_ENV] !== undefined);
   let server!: PerilinkServer;
@@ -98,11 +105,11 @@ export async function runServe(args: string[]): Promise<number> {
  * arguments: no listener, no control socket; it serves what the manager
  * gives it and exits once told to drain (or once the manager is gone).
  */
-async function runServiceProcess(input: ServerConfigInput, slot: number): Promise<number> {
-  const generation = Number(process.env[GENERATION_ENV] ?? "1");
+async function runServiceProcess(input: ServerConfigInput, slot: number, logTo: (base: LogFields) => Logger): Promise<number> {
+  const generation = generationOf(process.env[GENERATION_ENV]);
   delete process.env[GENERATION_ENV];
-  const log = createLogger(input.logLevel ?? "info", undefined, { worker: slot });
-  const server = await startServiceProcess(input, log, Number.isInteger(generation) && generation > 0 ? generation : 1);
+  const log = logTo({ pid: process.pid, generation, worker: slot });
+  const server = await startServiceProcess(input, log, generation);
   // The app saw which slot it runs in while it loaded; processes it starts are not service processes.
   delete process.env[WORKER_ENV];
   // SIGINT/SIGTERM reach the whole process group: the manager decides when this process drains.
@@ -117,3 +124,21 @@ async function runServiceProcess(input: ServerConfigInput, slot: number): Promis
   process.disconnect?.();
   return 0;
 }
+
+/** The generation an upgrade gave this process (`PERILINK_GENERATION`), 1 for a fresh start. */
+function generationOf(text: string | undefined): number {
+  const n = Number(text ?? "1");
+  return Number.isInteger(n) && n > 0 ? n : 1;
+}
+
+/**
+ * serve's logger: text when stderr is a terminal and JSON otherwise, unless
+ * `--log-format` says; lines carry `base` (pid, generation: an old and a new
+ * process tell apart after an upgrade), and a syslog priority prefix when
+ * stderr is journald's stream.
+ */
+function serveLogger(level: LogLevel, format: string | undefined, base: LogFields): Logger {
+  const chosen = format === "text" || format === "json" ? format : process.stderr.isTTY ? "text" : "json";
+  return createLogger(level, undefined, base, { format: chosen, priorityPrefix: stderrIsJournal() });
+}
+
