@@ -131,6 +131,11 @@ for (const name of chosen) {
 }
 
 if (values.lib || !values.target) await buildLibrary(path.join(outRoot, "lib"));
+// The npm package's `perilink`: a few lines that run the build made for this machine (build/choose_target.mjs).
+if (!values.target) {
+  for (const f of ["launcher.mjs", "choose_target.mjs"]) await fs.copyFile(path.join(root, "build", f), path.join(outRoot, f === "launcher.mjs" ? "perilink.mjs" : f));
+  await fs.chmod(path.join(outRoot, "perilink.mjs"), 0o755);
+}
 
 /** The library: one ESM file for the runtime, declarations from tsc for the types. */
 async function buildLibrary(dir: string): Promise<void> {
