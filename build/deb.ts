@@ -7,7 +7,8 @@
  * Contents: the target's bundle as /usr/bin/perilink (default target
  * pi-zero-2w; its first lines apply the target's heap budget, see
  * build/build.ts), a default configuration /etc/perilink/config.json
- * (a conffile), the maintainer scripts of packaging/debian/ (a `perilink`
+ * (a conffile), perilink(1) and a bash completion made from `perilink help`
+ * (build/man_page.ts), the maintainer scripts of packaging/debian/ (a `perilink`
  * system user and its 0700 state directory /var/lib/perilink), and the
  * systemd units in targets/systemd/ when there are any. Architecture `all`:
  * the bundle is JavaScript; it depends on nodejs (>= 20). The maintainer is
@@ -20,6 +21,7 @@ import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseArgs, promisify } from "node:util";
 import { gzipSync } from "node:zlib";
+import { bashCompletion, manPage } from "./man_page.ts";
 
 const run = promisify(execFile);
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
@@ -58,6 +60,11 @@ try {
   await put("usr/share/doc/perilink/README.md.gz", gzipSync(await fs.readFile(path.join(root, "README.md")), { level: 9 }), 0o644);
   await put("usr/share/doc/perilink/copyright", copyright(pkg.license), 0o644);
   await put("usr/share/doc/perilink/changelog.gz", gzipSync(changelog(version), { level: 9 }), 0o644);
+  // perilink(1) and the bash completion, from the text `perilink help` prints (build/man_page.ts).
+  const help = (await run(process.execPath, [path.join(work, target, "perilink.mjs"), "help"])).stdout;
+  const date = new Date((Number(process.env.SOURCE_DATE_EPOCH) || Date.now() / 1000) * 1000).toISOString().slice(0, 10);
+  await put("usr/share/man/man1/perilink.1.gz", gzipSync(manPage(help, version, date), { level: 9 }), 0o644);
+  await put("usr/share/bash-completion/completions/perilink", bashCompletion(help), 0o644);
 
   const units = await fs.readdir(path.join(root, "targets", "systemd")).catch(() => [] as string[]);
   const unitFiles = units.filter((f) => /\.(service|socket)$/.test(f));

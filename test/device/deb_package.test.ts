@@ -118,6 +118,27 @@ test("purge removes the state directory and keeps the service user", { skip }, a
   assert.match(await fs.readFile(path.join(scratch, "etc/passwd"), "utf8"), /^perilink:/m);
 });
 
+test("the package has perilink(1) and a bash completion, both made from perilink help: the man page renders without warnings and lists every command", { skip }, async () => {
+  const list = (await run("dpkg-deb", ["-c", deb])).stdout;
+  assert.match(list, /^-rw-r--r-- root\/root +\d+ .* \.\/usr\/share\/man\/man1\/perilink\.1\.gz$/m);
+  assert.match(list, /^-rw-r--r-- root\/root +\d+ .* \.\/usr\/share\/bash-completion\/completions\/perilink$/m);
+  // Taken from the package itself: a dpkg configured to leave out manuals (container images are) skips them on install.
+  const unpacked = await fs.mkdtemp(path.join(os.tmpdir(), "perilink-deb-x-"));
+  await run("dpkg-deb", ["-x", deb, unpacked]);
+  const page = path.join(unpacked, "usr/share/man/man1/perilink.1.gz");
+  const rendered = await run("man", ["--warnings", "-l", page], { env: { ...process.env, MANWIDTH: "100", LC_ALL: "C.UTF-8" } }).catch((e: { stderr?: string; stdout?: string }) => e);
+  assert.equal((rendered as { stderr?: string }).stderr ?? "", "", "no warnings from man/groff");
+  const text = (rendered as { stdout?: string }).stdout ?? "";
+  for (const cmd of ["serve", "id", "call", "forget", "key", "trust", "pair", "status", "upgrade"]) assert.match(text, new RegExp(`perilink ${cmd}\\b`), cmd);
+  assert.match(text, /EXIT STATUS/);
+  const completionFile = path.join(unpacked, "usr/share/bash-completion/completions/perilink");
+  const completion = await fs.readFile(completionFile, "utf8");
+  const words = (await run("bash", ["-c", `source "$0"; COMP_WORDS=(perilink call --exp); COMP_CWORD=2; _perilink; echo "\${COMPREPLY[@]}"`, completionFile])).stdout.trim();
+  assert.equal(words, "--expect");
+  assert.match(completion, /complete -F _perilink perilink/);
+  await fs.rm(unpacked, { recursive: true, force: true });
+});
+
 test("lintian finds no error in the package", { skip: skip || (await run("lintian", ["--version"]).then(() => false, () => "lintian is not installed")) }, async () => {
   const r = await run("lintian", ["--no-tag-display-limit", deb]).catch((e: { stdout?: string; code?: number }) => ({ stdout: e.stdout ?? "", code: e.code }));
   const errors = r.stdout.split("\n").filter((l) => l.startsWith("E: "));
