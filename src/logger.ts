@@ -42,7 +42,8 @@ export function createLogger(
   const text = options.format === "text";
   const emit = (lvl: Exclude<LogLevel, "silent">, event: string, fields?: LogFields): void => {
     if (RANK[lvl] < min) return;
-    const rec: LogFields = { time: new Date().toISOString(), level: lvl, event, ...base, ...fields };
+    // The writer's own fields (pid, generation) last: an event's fields never share their names.
+    const rec: LogFields = { time: new Date().toISOString(), level: lvl, event, ...fields, ...base };
     for (const k in rec) if (rec[k] instanceof Error) rec[k] = errorFields(rec[k] as Error);
     const line = text ? textLine(rec) : JSON.stringify(rec);
     write(`${options.priorityPrefix ? `<${PRIORITY[lvl]}>` : ""}${line}\n`);

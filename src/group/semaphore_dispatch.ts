@@ -57,7 +57,7 @@ export class SemaphoreDispatch {
     await Promise.race([released, new Promise<void>((r) => (timer = setTimeout(r, STEP_TIMEOUT_MS)))]);
     clearTimeout(timer);
     if (this.#holder === holder) {
-      this.#log.error("semaphore_revoke_timeout", { slot: holder.slot, pid: holder.pid, note: "killed: it held the accept semaphore and did not give it back" });
+      this.#log.error("semaphore_revoke_timeout", { slot: holder.slot, workerPid: holder.pid, note: "killed: it held the accept semaphore and did not give it back" });
       holder.child.kill("SIGKILL");
       this.#holder = null;
     }

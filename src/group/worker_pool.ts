@@ -113,7 +113,7 @@ export class WorkerPool {
     const live = this.#workers.filter((w) => w.state !== "failed" && w.state !== "draining");
     if (live.length >= this.#range.max || live.some((w) => w.state === "starting")) return;
     const w = this.#add();
-    this.#log.info("worker_added", { slot: w.slot, pid: w.pid, workers: live.length + 1, why: "all busy" });
+    this.#log.info("worker_added", { slot: w.slot, workerPid: w.pid, workers: live.length + 1, why: "all busy" });
   }
 
   /** Stops restarting and adding; asks every process to drain; resolves once all have exited. */
@@ -199,7 +199,7 @@ export class WorkerPool {
     }
     const now = Date.now();
     w.crashes = [...w.crashes.filter((t) => now - t < CRASH_LOOP_WINDOW_MS), now];
-    this.#log.warn("worker_exited", { slot: w.slot, pid: child.pid, code, signal, crashes: w.crashes.length });
+    this.#log.warn("worker_exited", { slot: w.slot, workerPid: child.pid, code, signal, crashes: w.crashes.length });
     if (w.crashes.length >= CRASH_LOOP_COUNT) {
       w.state = "failed";
       this.#log.error("worker_crash_loop", {
@@ -231,7 +231,7 @@ export class WorkerPool {
     const idle = live.filter((w) => w.conns === 0 && w.stats.sessions === 0 && now - w.idleSince >= this.#idleMs);
     const w = idle.sort((a, b) => b.slot - a.slot)[0];
     if (!w) return;
-    this.#log.info("worker_retired", { slot: w.slot, pid: w.pid, workers: all - 1, idleMs: now - w.idleSince });
+    this.#log.info("worker_retired", { slot: w.slot, workerPid: w.pid, workers: all - 1, idleMs: now - w.idleSince });
     void this.#retire(w);
   }
 

@@ -184,7 +184,7 @@ export class Upgrader implements UpgradeDriver {
     if (this.#cancelled) {
       throw new UpgradeError("PERILINK_UPGRADE_CANCELLED", `Cannot upgrade: ${this.#cancelled}; the new program was not started`);
     }
-    log.info("upgrade_started", { program, generation, sockets: sockets.length, timeoutMs });
+    log.info("upgrade_started", { program, newGeneration: generation, sockets: sockets.length, timeoutMs });
 
     let child: ChildProcess;
     try {
@@ -214,7 +214,7 @@ export class Upgrader implements UpgradeDriver {
     }
     this.#handedOver = true;
     const ms = Date.now() - started;
-    log.info("upgrade_handed_over", { generation, pid: child.pid, ms });
+    log.info("upgrade_handed_over", { newGeneration: generation, newPid: child.pid, ms });
 
     // 3. Drain what was started here, telling the new process how it goes; then we are done.
     void this.#drain(child, steps);
@@ -239,24 +239,24 @@ export class Upgrader implements UpgradeDriver {
     f.steps.dispose();
     if (f.steps.cancelled) {
       const msg = `Cannot upgrade: ${why}; the new program (pid ${f.child.pid ?? "none"}) was stopped`;
-      log.warn("upgrade_cancelled", { program: f.program, generation: f.generation, why: msg });
+      log.warn("upgrade_cancelled", { program: f.program, newGeneration: f.generation, why: msg });
       throw new UpgradeError("PERILINK_UPGRADE_CANCELLED", msg);
     }
     if (!stoppedAccepting) {
       const msg = `Cannot upgrade: the new program ${why}; the running process (generation ${this.#host.generation}) keeps serving`;
-      log.warn("upgrade_rolled_back", { program: f.program, generation: f.generation, why: msg });
+      log.warn("upgrade_rolled_back", { program: f.program, newGeneration: f.generation, why: msg });
       throw new UpgradeError("PERILINK_UPGRADE_FAILED", msg);
     }
     try {
       await this.#host.resumeAccepting();
     } catch (err) {
       const msg = `Cannot upgrade, and cannot serve any more: the new program ${why} after the handover began, and binding the ports again failed (${(err as Error).message})`;
-      log.error("upgrade_rollback_failed", { program: f.program, generation: f.generation, why: msg });
+      log.error("upgrade_rollback_failed", { program: f.program, newGeneration: f.generation, why: msg });
       this.#fail(new UpgradeError("PERILINK_UPGRADE_FAILED", msg, { cause: err }));
       throw new UpgradeError("PERILINK_UPGRADE_FAILED", msg, { cause: err });
     }
     const msg = `Cannot upgrade: the new program ${why} after the handover began; the running process bound its ports again and keeps serving (connections queued in between were lost)`;
-    log.error("upgrade_rolled_back", { program: f.program, generation: f.generation, why: msg });
+    log.error("upgrade_rolled_back", { program: f.program, newGeneration: f.generation, why: msg });
     throw new UpgradeError("PERILINK_UPGRADE_FAILED", msg);
   }
 

@@ -239,9 +239,9 @@ export async function startPerilink(bundle: string, app: string | null, trigger:
 function upgradeTimelines(events: LogEvent[]): Record<string, number>[] {
   const out: Record<string, number>[] = [];
   for (const s of events.filter((e) => e.event === "upgrade_started")) {
-    const generation = Number(s.fields.generation);
+    const generation = Number(s.fields.newGeneration);
     const adopted = events.find((e) => e.event === "listener_adopted" && e.t >= s.t);
-    const handed = events.find((e) => e.event === "upgrade_handed_over" && Number(e.fields.generation) === generation);
+    const handed = events.find((e) => e.event === "upgrade_handed_over" && Number(e.fields.newGeneration) === generation);
     if (!adopted || !handed) continue;
     out.push({
       generation,
