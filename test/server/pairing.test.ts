@@ -174,7 +174,7 @@ test("a stranger's one-way messages on a pairing channel never reach the app, an
   assert.equal(reply.ok, false);
   assert.deepEqual(got, []);
   const r = await runCli(["pair", `127.0.0.1:${portOf(server)}`, "0000-0000-0000-0000", "--app", "x"]);
-  assert.equal(r.code, 1);
+  assert.equal(r.code, 2, "a usage error");
   assert.match(r.stderr, /--app and --ttl are for the device side/);
 });
 
