@@ -24,7 +24,7 @@ import { dnsRecordTypes } from "./dns_record_types.ts";
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
 const { values } = parseArgs({
-  options: { target: { type: "string", multiple: true }, outdir: { type: "string" }, lib: { type: "boolean" }, quiet: { type: "boolean" }, json: { type: "boolean" }, sizes: { type: "boolean" } },
+  options: { target: { type: "string", multiple: true }, outdir: { type: "string" }, lib: { type: "boolean" }, quiet: { type: "boolean" }, json: { type: "boolean" }, sizes: { type: "boolean" }, version: { type: "string" } },
 });
 
 interface TargetFile {
@@ -105,6 +105,10 @@ for (const name of chosen) {
             b.onResolve({ filter: /[\\/]name_sources\.ts$/ }, (args) =>
               args.importer.endsWith("name_sources_system.ts") ? undefined : { path: path.join(root, "src/client/names/name_sources_system.ts") },
             );
+          }
+          // --version: the program reports another version (a package test builds N and N+1).
+          if (values.version !== undefined) {
+            b.onLoad({ filter: /[\\/]src[\\/]version\.ts$/ }, () => ({ contents: `export const VERSION = ${JSON.stringify(values.version)};\n`, loader: "ts" }));
           }
           // Only what the program reads at run time: the build's own fields stay in the file.
           b.onLoad({ filter: /targets[\\/][^\\/]+\.json$/ }, async (args) => {

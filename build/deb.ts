@@ -2,7 +2,7 @@
  * Builds the Debian package a Raspberry Pi (or any Debian with Node.js ≥ 20)
  * installs: dist/perilink_<version>_all.deb.
  *
- *   tsx build/deb.ts [--target NAME] [--outdir DIR]      (npm run package)
+ *   tsx build/deb.ts [--target NAME] [--outdir DIR] [--version V]      (npm run package)
  *
  * Contents: the target's bundle as /usr/bin/perilink (default target
  * pi-zero-2w; its first lines apply the target's heap budget, see
@@ -25,11 +25,12 @@ import { bashCompletion, manPage } from "./man_page.ts";
 
 const run = promisify(execFile);
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
-const { values } = parseArgs({ options: { target: { type: "string" }, outdir: { type: "string" } } });
+const { values } = parseArgs({ options: { target: { type: "string" }, outdir: { type: "string" }, version: { type: "string" } } });
 const target = values.target ?? "pi-zero-2w";
 const outdir = values.outdir ? path.resolve(values.outdir) : path.join(root, "dist");
 const pkg = JSON.parse(await fs.readFile(path.join(root, "package.json"), "utf8")) as { version: string; description: string; license: string; author?: string };
-const version = pkg.version;
+// --version: another version for the package and the program (a test builds N and N+1).
+const version = values.version ?? pkg.version;
 // Who signs the package: Debian's DEBFULLNAME and DEBEMAIL, else package.json's author.
 const maintainer =
   process.env.DEBEMAIL && process.env.DEBFULLNAME ? `${process.env.DEBFULLNAME} <${process.env.DEBEMAIL}>` : (pkg.author ?? "perilink maintainers <perilink@localhost>");
@@ -54,7 +55,7 @@ const put = async (rel: string, content: string | Buffer, mode: number): Promise
 };
 
 try {
-  await run(process.execPath, [path.join(root, "node_modules", "tsx", "dist", "cli.mjs"), path.join(root, "build", "build.ts"), "--quiet", "--target", target, "--outdir", work], { cwd: root });
+  await run(process.execPath, [path.join(root, "node_modules", "tsx", "dist", "cli.mjs"), path.join(root, "build", "build.ts"), "--quiet", "--target", target, "--outdir", work, ...(values.version ? ["--version", values.version] : [])], { cwd: root });
   await put("usr/bin/perilink", await fs.readFile(path.join(work, target, "perilink.mjs")), 0o755);
   await put("etc/perilink/config.json", await fs.readFile(path.join(root, "packaging", "debian", "config.json")), 0o644);
   await put("usr/share/doc/perilink/README.md.gz", gzipSync(await fs.readFile(path.join(root, "README.md")), { level: 9 }), 0o644);
@@ -79,7 +80,7 @@ try {
       "Architecture: all",
       `Maintainer: ${maintainer}`,
       `Installed-Size: ${installedKiB}`,
-      "Depends: nodejs (>= 20), passwd",
+      "Depends: nodejs (>= 20), passwd, init-system-helpers (>= 1.52)",
       "Section: net",
       "Priority: optional",
       "Description: runtime for network peripherals and the hosts that talk to them",
@@ -90,7 +91,7 @@ try {
     0o644,
   );
   await put("DEBIAN/conffiles", "/etc/perilink/config.json\n", 0o644);
-  for (const s of ["postinst", "postrm"]) await put(`DEBIAN/${s}`, await fs.readFile(path.join(root, "packaging", "debian", s)), 0o755);
+  for (const s of ["postinst", "prerm", "postrm"]) await put(`DEBIAN/${s}`, await fs.readFile(path.join(root, "packaging", "debian", s)), 0o755);
 
   await fs.mkdir(outdir, { recursive: true });
   const deb = path.join(outdir, `perilink_${version}_all.deb`);

@@ -37,18 +37,27 @@ before(async () => {
   const env = { ...process.env, DEBFULLNAME: "Perilink Packaging Test", DEBEMAIL: "packaging-test@perilink.example.org" };
   await run(nodeBin(), ["--import", "tsx", path.join(REPO_ROOT, "build", "deb.ts"), "--outdir", out], { cwd: REPO_ROOT, env });
   deb = path.join(out, `perilink_${version}_all.deb`);
-  // An empty root with what dpkg and useradd need: a dpkg database and the account files.
-  scratch = await fs.mkdtemp(path.join(os.tmpdir(), "perilink-root-"));
-  await fs.chmod(scratch, 0o755);
-  for (const d of ["etc", "var/lib/dpkg/info", "var/lib/dpkg/updates"]) await fs.mkdir(path.join(scratch, d), { recursive: true });
-  for (const f of ["var/lib/dpkg/status", "var/lib/dpkg/available"]) await fs.writeFile(path.join(scratch, f), "");
-  await fs.writeFile(path.join(scratch, "etc/passwd"), "root:x:0:0:root:/root:/bin/sh\n");
-  await fs.writeFile(path.join(scratch, "etc/group"), "root:x:0:\n");
-  await fs.writeFile(path.join(scratch, "etc/shadow"), "root:*:19000:0:99999:7:::\n", { mode: 0o640 });
-  await fs.writeFile(path.join(scratch, "etc/gshadow"), "root:*::\n", { mode: 0o640 });
-  // nodejs is not in the scratch root's database (node runs from the host): that dependency alone is forced.
-  await run("dpkg", [`--root=${scratch}`, "--force-script-chrootless", "--force-depends", "-i", deb]);
+  scratch = await scratchRoot();
+  await install(scratch, deb);
 });
+
+/** An empty root with what dpkg and useradd need: a dpkg database and the account files. */
+async function scratchRoot(): Promise<string> {
+  const root = await fs.mkdtemp(path.join(os.tmpdir(), "perilink-root-"));
+  await fs.chmod(root, 0o755);
+  for (const d of ["etc", "var/lib/dpkg/info", "var/lib/dpkg/updates"]) await fs.mkdir(path.join(root, d), { recursive: true });
+  for (const f of ["var/lib/dpkg/status", "var/lib/dpkg/available"]) await fs.writeFile(path.join(root, f), "");
+  await fs.writeFile(path.join(root, "etc/passwd"), "root:x:0:0:root:/root:/bin/sh\n");
+  await fs.writeFile(path.join(root, "etc/group"), "root:x:0:\n");
+  await fs.writeFile(path.join(root, "etc/shadow"), "root:*:19000:0:99999:7:::\n", { mode: 0o640 });
+  await fs.writeFile(path.join(root, "etc/gshadow"), "root:*::\n", { mode: 0o640 });
+  return root;
+}
+
+/** dpkg -i into `root`; nodejs and init-system-helpers are not in its database (the host's run): those dependencies alone are forced. */
+async function install(root: string, file: string, env: NodeJS.ProcessEnv = process.env): Promise<void> {
+  await run("dpkg", [`--root=${root}`, "--force-script-chrootless", "--force-depends", "-i", file], { env });
+}
 
 test("npm run package makes an architecture-all .deb: the bundle as /usr/bin/perilink, a conffile in /etc/perilink, root-owned, nodejs (>= 20) as dependency", { skip }, async () => {
   const info = (await run("dpkg-deb", ["-f", deb, "Package", "Version", "Architecture", "Depends"])).stdout;
@@ -137,6 +146,95 @@ test("the package has perilink(1) and a bash completion, both made from perilink
   assert.equal(words, "--expect");
   assert.match(completion, /complete -F _perilink perilink/);
   await fs.rm(unpacked, { recursive: true, force: true });
+});
+
+test("installing version N+1 over a running server upgrades it in place (generation up, new version, 0 requests failed), and removing the package stops it", { skip }, async (t) => {
+  // N+1: the same program reporting a later version, in a package of that version.
+  const next = `${version}+test1`;
+  const out = await fs.mkdtemp(path.join(os.tmpdir(), "perilink-deb-next-"));
+  const pkgEnv = { ...process.env, DEBFULLNAME: "Perilink Packaging Test", DEBEMAIL: "packaging-test@perilink.example.org" };
+  await run(nodeBin(), ["--import", "tsx", path.join(REPO_ROOT, "build", "deb.ts"), "--outdir", out, "--version", next], { cwd: REPO_ROOT, env: pkgEnv });
+  // A root where systemd runs, with stand-ins that record what the maintainer scripts ask and do what the unit would:
+  // ExecReload is `perilink upgrade`, stop is SIGTERM.
+  const root = await scratchRoot();
+  await fs.mkdir(path.join(root, "run/systemd/system"), { recursive: true });
+  const standIns = path.join(root, "stand-ins");
+  await fs.mkdir(standIns);
+  const calls = path.join(root, "calls.log");
+  await fs.writeFile(path.join(standIns, "systemctl"), '#!/bin/sh\necho "systemctl $*" >> "$CALLS"\n', { mode: 0o755 });
+  await fs.writeFile(
+    path.join(standIns, "deb-systemd-invoke"),
+    [
+      "#!/bin/sh",
+      'echo "deb-systemd-invoke $*" >> "$CALLS"',
+      'case "$1" in',
+      '  try-reload-or-restart) exec "$PERILINK_BIN" upgrade --state-dir "$PERILINK_STATE" --timeout 60000 ;;',
+      '  stop) pid=$("$PERILINK_BIN" status --state-dir "$PERILINK_STATE" --json | sed -n \'s/^{"version":"[^"]*","pid":\\([0-9]*\\).*/\\1/p\'); [ -n "$pid" ] && kill -TERM "$pid" ;;',
+      "esac",
+      "",
+    ].join("\n"),
+    { mode: 0o755 },
+  );
+  const state = await fs.mkdtemp(path.join(os.tmpdir(), "perilink-deb-state-"));
+  const bin = path.join(root, "usr/bin/perilink");
+  const env: NodeJS.ProcessEnv = { ...process.env, PATH: `${standIns}:${process.env.PATH}`, CALLS: calls, PERILINK_BIN: bin, PERILINK_STATE: state };
+  delete env.NODE_OPTIONS;
+  await install(root, deb, env); // version N, a fresh install: no service to upgrade
+  const child = spawn(bin, ["serve", "--access", "open", "--state-dir", state, "--listen", "127.0.0.1:0"], { env, stdio: ["ignore", "ignore", "pipe"] });
+  let err = "";
+  child.stderr!.setEncoding("utf8").on("data", (s: string) => (err += s));
+  t.after(() => stopChild(child));
+  await waitFor(() => err.includes('"server_started"') || child.exitCode !== null, "the installed server to start", 20000);
+  const status = async (): Promise<{ pid: number; generation: number; version: string; listeners: { port: number }[] }> => JSON.parse((await run(bin, ["status", "--state-dir", state, "--json"], { env })).stdout);
+  const before = await status();
+  assert.equal(before.version, version);
+  const { createClient } = await import("../../src/client/client.ts");
+  const client = createClient({ stateDir: false, lingerMs: 0 });
+  t.after(() => client.close());
+  const link = await client.connect({ host: "127.0.0.1", port: before.listeners[0]!.port, app: "apt" });
+  let sent = 0;
+  let failed = 0;
+  let stop = false;
+  const load = (async () => {
+    for (let i = 0; i < 100_000 && !stop; i++) {
+      sent++;
+      await link.request(`r${i}`).catch(() => failed++);
+    }
+  })();
+  await install(root, path.join(out, `perilink_${next}_all.deb`), env); // N+1 over the running server
+  await waitFor(async () => (await status()).generation === 2, "the running server to be upgraded", 30_000);
+  await new Promise((r) => setTimeout(r, 300));
+  stop = true;
+  await load;
+  const after = await status();
+  assert.equal(after.version, next, "the running program is the new version");
+  assert.notEqual(after.pid, before.pid);
+  assert.ok(sent > 50, `requests during the upgrade: ${sent}`);
+  assert.equal(failed, 0, `${failed} of ${sent} requests failed`);
+  await client.close();
+  const alive = (pid: number): boolean => {
+    try {
+      process.kill(pid, 0);
+      return true;
+    } catch {
+      return false;
+    }
+  };
+  t.after(() => {
+    if (alive(after.pid)) process.kill(after.pid, "SIGKILL");
+  });
+  await run("dpkg", [`--root=${root}`, "--force-script-chrootless", "-r", "perilink"], { env });
+  await waitFor(() => !alive(after.pid), "removing the package to stop the server", 20_000);
+  const asked = (await fs.readFile(calls, "utf8")).trim().split("\n");
+  assert.deepEqual(asked, [
+    "systemctl --system daemon-reload", // N's postinst (a fresh install: nothing to upgrade)
+    "systemctl --system daemon-reload", // N's postrm, upgrade
+    "systemctl --system daemon-reload", // N+1's postinst, then the seamless upgrade of the running service
+    "deb-systemd-invoke try-reload-or-restart perilink.service",
+    "deb-systemd-invoke stop perilink.socket perilink.service", // prerm, remove
+    "systemctl --system daemon-reload", // postrm, remove
+  ]);
+  await fs.rm(out, { recursive: true, force: true });
 });
 
 test("lintian finds no error in the package", { skip: skip || (await run("lintian", ["--version"]).then(() => false, () => "lintian is not installed")) }, async () => {
