@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import http from "node:http";
+import { detectRuntime } from "../../src/runtime/runtime.ts";
 import net from "node:net";
 import { test } from "node:test";
 import { ClientSession } from "../../src/client/client_session.ts";
@@ -141,7 +142,12 @@ test("drain() with a deadline past 2^31−1 ms is refused before anything stops:
 });
 
 for (const shape of ["synchronous", "async", "streaming"] as const) {
-  test(`raw mode: once a drain begins, every response of a ${shape} handler says Connection: close, and a busy keep-alive client moves on at once`, async () => {
+  test(`raw mode: once a drain begins, every response of a ${shape} handler says Connection: close, and a busy keep-alive client moves on at once`, async (t) => {
+    if (detectRuntime().name === "deno") {
+      // Seen here: Deno's node:http client opens a new connection for each request even with a keep-alive agent.
+      t.skip("on Deno each request of a keep-alive agent comes on a new connection: there is no busy keep-alive connection to move");
+      return;
+    }
     const handler = (_req: http.IncomingMessage, res: http.ServerResponse): void => {
       if (shape === "synchronous") res.end("ok");
       else if (shape === "async") void Promise.resolve().then(() => res.end("ok"));
