@@ -23,6 +23,8 @@ export function chooseTarget(facts) {
 
 /** This machine's facts. */
 export async function machineFacts() {
+  // Under Deno the build is known without asking the system (which would need --allow-sys).
+  if (typeof globalThis.Deno !== "undefined") return { env: process.env, isDeno: true, arch: process.arch, totalMemBytes: 0, model: "" };
   const os = await import("node:os");
   const { readFileSync } = await import("node:fs");
   let model = "";

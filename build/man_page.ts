@@ -1,7 +1,7 @@
 /**
  * The man page perilink(1) and the bash completion of the Debian package,
- * both made from `perilink help` — the text `--help` prints — so the three
- * cannot drift apart.
+ * both made from `perilink help` — the text `--help` prints, its synopsis
+ * and its exit status lines included — so the three cannot drift apart.
  */
 
 /** Text as roff takes it: backslashes and hyphens escaped, no line starting with a control character. */
@@ -37,19 +37,7 @@ export function manPage(help: string, version: string, date: string): string {
     ".BR \\-\\-help .",
     ...notes.flatMap((l) => [".PP", roff(l)]),
     ".SH EXIT STATUS",
-    ".TP",
-    ".B 0",
-    "The command did what it was asked.",
-    ".TP",
-    ".B 1",
-    "It failed: a server that does not answer, a refused key, an address in use.",
-    ".TP",
-    ".B 2",
-    "A usage error: an unknown option, a missing or malformed argument.",
-    ".TP",
-    ".B 78",
-    "A configuration that cannot be used (EX_CONFIG); the service unit does not",
-    "restart on it.",
+    ...exitStatus(rest).flatMap(([code, meaning]) => [".TP", `.B ${code}`, roff(meaning)]),
     ".SH FILES",
     ".TP",
     ".I /etc/perilink/config.json",
@@ -63,6 +51,18 @@ export function manPage(help: string, version: string, date: string): string {
     "/usr/share/doc/perilink/README.md.gz",
     "",
   ].join("\n");
+}
+
+/** The footer's "Exit status: 0 done, 1 failed, 2 …" as [code, meaning] pairs, in order. */
+function exitStatus(lines: string[]): [string, string][] {
+  const from = lines.findIndex((l) => l.startsWith("Exit status:"));
+  if (from < 0) throw new Error("perilink help has no exit status paragraph");
+  const to = lines.findIndex((l, i) => i > from && (l.trim() === "" || /^See /.test(l)));
+  const text = lines.slice(from, to < 0 ? undefined : to).join(" ").replace(/^Exit status:\s*/, "").replace(/\s+/g, " ").replace(/\.$/, "");
+  return text.split(/,\s(?=\d+ )/).map((item) => {
+    const [, code = "", meaning = ""] = /^(\d+) (.*)$/.exec(item.trim()) ?? [];
+    return [code, meaning.charAt(0).toUpperCase() + meaning.slice(1) + "."];
+  });
 }
 
 /** Each command of the usage text and the options its lines name. */

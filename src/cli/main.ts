@@ -1,4 +1,4 @@
-import { ConfigError, PerilinkError, UsageError } from "../errors.ts";
+import { ConfigError, PerilinkError, StateDirError, UsageError } from "../errors.ts";
 import { CLOSED_PIPE_EXIT_CODE, handleClosedPipe, isClosedPipe } from "./closed_pipe.ts";
 import { runCall } from "./call_command.ts";
 import { runId } from "./id_command.ts";
@@ -15,8 +15,8 @@ import { printable } from "./terminal_text.ts";
 const FOOTER = `HOST:PORT is 127.0.0.1:1025, [::1]:1025, [fe80::1%eth0]:1025, or auto:1025 (serve only).
 "perilink COMMAND --help" shows one command's usage.
 Exit status: 0 done, 1 failed, 2 a usage error (an unknown option, a missing
-or malformed argument), 78 a configuration that cannot be used (serve; the
-service unit does not restart on it).
+or malformed argument), 78 a configuration, option value or state directory
+that cannot be used (the service unit restarts on neither 2 nor 78).
 See README.md and docs/ for configuration and the wire protocol.
 `;
 
@@ -69,11 +69,26 @@ export function commandUsage(cmd: string): string | null {
   return out.length === 0 ? null : `Usage:\n${out.join("\n")}\n\n${FOOTER}`;
 }
 
-/** Whether the arguments ask for help (`--help` or `-h` before any `--`). */
-function asksForHelp(args: string[]): boolean {
-  for (const a of args) {
+/** The options of `cmd` that take a value (`--data TEXT`: an upper-case word follows), from USAGE. */
+function valueOptions(cmd: string): Set<string> {
+  const out = new Set<string>();
+  for (const m of (commandUsage(cmd) ?? "").matchAll(/(--[a-z][a-z-]*)[ =](?:[A-Z]|SHA256)/g)) out.add(m[1]!);
+  for (const m of (commandUsage(cmd) ?? "").matchAll(/(--[a-z][a-z-]*) [a-z]+\|/g)) out.add(m[1]!); // --log-format text|json
+  return out;
+}
+
+/**
+ * Whether the arguments ask for help: `--help` or `-h` as an argument of its
+ * own — not the value of an option that takes one (`--data -h` sends "-h"),
+ * not after `--`.
+ */
+function asksForHelp(cmd: string, args: string[]): boolean {
+  const takesValue = valueOptions(cmd);
+  for (let i = 0; i < args.length; i++) {
+    const a = args[i]!;
     if (a === "--") return false;
     if (a === "--help" || a === "-h") return true;
+    if (takesValue.has(a)) i++;
   }
   return false;
 }
@@ -90,7 +105,7 @@ export async function main(argv: string[]): Promise<number> {
     (cmd === undefined ? process.stderr : process.stdout).write(text);
     return cmd === undefined ? EXIT_USAGE : 0;
   }
-  if (COMMANDS[cmd] && asksForHelp(rest)) {
+  if (COMMANDS[cmd] && asksForHelp(cmd, rest)) {
     process.stdout.write(commandUsage(cmd) ?? USAGE);
     return 0;
   }
@@ -113,7 +128,7 @@ export async function main(argv: string[]): Promise<number> {
     const hint = err instanceof UsageError ? ` (usage: "perilink ${cmd} --help")` : "";
     process.stderr.write(`perilink ${cmd}: ${printable(e.message)}${printable(code)}${hint}\n`);
     if (err instanceof UsageError) return EXIT_USAGE;
-    return err instanceof ConfigError ? EXIT_CONFIG : 1;
+    return err instanceof ConfigError || err instanceof StateDirError ? EXIT_CONFIG : 1;
   }
 }
 

@@ -32,7 +32,8 @@ export interface WorkerStats {
 }
 
 export type ManagerToWorker =
-  | { t: "conn" }
+  /** A connection (the handle beside it) and the peer key the manager counts it under, to be given back at its close. */
+  | { t: "conn"; peer?: string }
   | { t: "lead"; i: number; of: number }
   | { t: "revoke" }
   | { t: "bounce" }

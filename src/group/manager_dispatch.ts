@@ -97,7 +97,8 @@ export class ManagerDispatch {
       const mine = this.#byWorker.get(w) ?? new Map<string, number>();
       this.#byWorker.set(w, mine);
       mine.set(job.peer, (mine.get(job.peer) ?? 0) + 1);
-      w.child.send({ t: "conn" }, job.socket, { keepOpen: false }, (err) => {
+      // The key goes with it: the service process may not learn the address (a client that reset meanwhile).
+      w.child.send({ t: "conn", peer: job.peer }, job.socket, { keepOpen: false }, (err) => {
         if (!err) return;
         // The process went away while the socket was on its way: another one takes it.
         w.conns = Math.max(0, w.conns - 1);

@@ -48,9 +48,10 @@ export function serveForManager(server: PerilinkServer, log: Logger, channel: Ma
       flushClosed();
     });
   };
-  const serve = (socket: net.Socket, passed = false): void => {
-    if (passed) {
-      const peer = peerKey(socket.remoteAddress ?? "");
+  /** `passedAs`: the key the manager counts a passed connection under (given back at its close). */
+  const serve = (socket: net.Socket, passedAs?: string): void => {
+    if (passedAs !== undefined) {
+      const peer = passedAs;
       socket.once("close", () => {
         closedPeers.push(peer);
         onClose();
@@ -104,7 +105,7 @@ export function serveForManager(server: PerilinkServer, log: Logger, channel: Ma
           if (handle instanceof net.Socket) {
             // A socket from IPC is never half-open; a session answers what runs after the client's FIN.
             (handle as { allowHalfOpen: boolean }).allowHalfOpen = server.allowHalfOpen;
-            serve(handle, true);
+            serve(handle, msg.peer ?? peerKey(handle.remoteAddress ?? ""));
           }
           break;
         case "lead":

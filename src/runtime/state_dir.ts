@@ -57,24 +57,29 @@ export async function ensurePrivateDir(dir: string): Promise<void> {
  * Whoever may rename or replace a directory above the state directory can
  * swap the state directory itself: every one of them must be owned by root
  * or this user, and not writable by others unless sticky (as /tmp is, where
- * only an entry's owner may rename it). Group-writable parents are allowed
- * (user-private groups are common); links are resolved first.
+ * only an entry's owner may rename it) — along the path as given (a link on
+ * it must be root's or this user's, in a directory that passes too) and
+ * along the directories it leads to. Group-writable parents are allowed:
+ * user-private groups are common, and a group one shares is trusted here.
  */
 async function checkAncestors(dir: string, uid: number | undefined): Promise<void> {
   if (uid === undefined) return;
-  let at: string;
-  try {
-    at = path.dirname(await fs.realpath(dir));
-  } catch {
-    return; // the directory was just made: its own check above holds
-  }
+  // The path as given (a link on the way can be replaced by whoever may write beside it), then the
+  // directories it leads to.
+  await checkChain(path.dirname(path.resolve(dir)), dir, uid, fs.lstat);
+  const real = await fs.realpath(dir).catch(() => null);
+  if (real !== null) await checkChain(path.dirname(real), dir, uid, fs.stat);
+}
+
+async function checkChain(from: string, dir: string, uid: number, look: (p: string) => Promise<Stats>): Promise<void> {
+  let at = from;
   for (let i = 0; i < 64; i++) {
-    const st = await fs.stat(at).catch(() => null);
+    const st = await look(at).catch(() => null);
     if (st !== null) {
       if (st.uid !== 0 && st.uid !== uid) {
         throw new StateDirError(`Cannot use state directory ${dir}: ${at} above it is owned by uid ${st.uid}, who could replace the state directory; choose a --state-dir under directories of root or this user`);
       }
-      if ((st.mode & 0o002) !== 0 && (st.mode & 0o1000) === 0) {
+      if (st.isDirectory() && (st.mode & 0o002) !== 0 && (st.mode & 0o1000) === 0) {
         throw new StateDirError(`Cannot use state directory ${dir}: ${at} above it is writable by everyone and not sticky, so anyone could replace the state directory; "chmod o-w ${at}" (or +t), or choose another --state-dir`);
       }
     }

@@ -129,6 +129,10 @@ export class RawHost implements ConnectionService {
       this.#log.warn("drain_deadline", { mode: "raw", destroyed: this.#conns.size });
       for (const s of this.#conns.keys()) s.destroy();
     }
-    this.#server.emit("close");
+    if (this.#server.listening) {
+      // The app made it listen itself after all (a listen() by host name binds late): closed, or it would keep the process alive.
+      this.#log.warn("raw_server_was_listening", { note: "the app's server listened on its own; perilink closed it. Return it from createServer() without calling listen()" });
+      this.#server.close();
+    } else this.#server.emit("close");
   }
 }

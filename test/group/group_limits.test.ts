@@ -75,3 +75,25 @@ test("manager dispatch: a connection that finds no free slot is told ServerBusy 
     for (const h of holders) h.destroy();
   }
 });
+
+test("manager dispatch: connections whose client reset while they waited for a slot give their peer's count back (was: the address locked out)", async (t) => {
+  if (nodeOnly(t)) return;
+  const g = await groupWith({ workers: 2, workerSlots: 1, limits: { maxSessionsPerPeer: 4, handshakeTimeoutMs: 5000 } });
+  const holders = [silentConnection(g.port), silentConnection(g.port)]; // both slots, from 127.0.0.1
+  await sleep(200);
+  for (let i = 0; i < 4; i++) {
+    const s = net.connect({ port: g.port, host: "127.0.0.1", localAddress: "127.0.0.2" });
+    s.on("error", () => {});
+    s.on("connect", () => setTimeout(() => s.resetAndDestroy(), 50)); // queued, then reset by its client
+  }
+  await sleep(500);
+  for (const h of holders) h.socket.destroy(); // the slots free: the dead sockets are passed on, and close there
+  await sleep(1500);
+  const again = net.connect({ port: g.port, host: "127.0.0.1", localAddress: "127.0.0.2" });
+  let got = Buffer.alloc(0);
+  again.on("data", (d: Buffer) => (got = Buffer.concat([got, d])));
+  again.on("error", () => {});
+  await sleep(500);
+  assert.ok(!isBusyRefusal(got), "127.0.0.2 holds nothing now: not refused for maxSessionsPerPeer");
+  again.destroy();
+});

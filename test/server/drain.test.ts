@@ -195,3 +195,19 @@ for (const shape of ["synchronous", "async", "streaming"] as const) {
     assert.ok(drainMs < 1000, `the drain ended when the busy connection closed, not at the deadline: ${Math.round(drainMs)} ms`);
   });
 }
+
+test("raw mode: a server the app made listen by host name (bound after the load check) is closed at the drain, so nothing keeps the process alive", async () => {
+  let appServer: http.Server | null = null;
+  const server = await testServer({
+    appObject: {
+      createServer: () => {
+        appServer = http.createServer((_req, res) => res.end("ok"));
+        appServer.listen(0, "localhost");
+        return appServer;
+      },
+    },
+  });
+  await waitFor(() => appServer?.listening === true, "the app's own listen to bind");
+  await server.drain(1000);
+  await waitFor(() => appServer?.listening === false, "the drain to close it");
+});

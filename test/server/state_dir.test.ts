@@ -57,6 +57,11 @@ test("a state directory under a parent anyone may write (not sticky) or another 
     assert.match(err.message, /shared above it is writable by everyone and not sticky/);
     return true;
   });
+  // A link that anyone may replace, on the way to a private directory: the path as given is checked too.
+  const privateDir = path.join(tempDir(), "private");
+  await fs.mkdir(privateDir, { mode: 0o700 });
+  await fs.symlink(privateDir, path.join(open, "link"));
+  await assert.rejects(ensurePrivateDir(path.join(open, "link", "state")), /shared above it is writable by everyone and not sticky/);
   await fs.chmod(open, 0o1777); // sticky: only an entry's owner may rename it
   await ensurePrivateDir(path.join(open, "state2"));
   if (!isRoot) {
