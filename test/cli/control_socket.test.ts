@@ -30,7 +30,7 @@ test("status and upgrade refuse a control socket that is another user's, sending
   await fs.chown(controlSocketPath(stateDir), 65534, 65534);
   for (const cmd of [["status"], ["upgrade"]]) {
     const r = await runCli([...cmd, "--state-dir", stateDir]);
-    assert.equal(r.code, 1, r.stdout);
+    assert.equal(r.code, 78, r.stdout);
     assert.match(r.stderr, /Cannot trust the control socket .*owned by uid 65534.*\[PERILINK_STATE_DIR_UNSAFE\]/);
   }
   assert.equal(fake.asked(), false);
@@ -42,7 +42,7 @@ test("a command refuses a link in place of the control socket, and a state direc
   const stateDir = tempDir();
   await fs.symlink(path.join(real, "elsewhere.sock"), controlSocketPath(stateDir));
   const r = await runCli(["status", "--state-dir", stateDir]);
-  assert.equal(r.code, 1);
+  assert.equal(r.code, 78, "EX_CONFIG: a state directory that cannot be used");
   assert.match(r.stderr, /Cannot trust the control socket .*it is not a socket.*\[PERILINK_STATE_DIR_UNSAFE\]/);
   const open = tempDir();
   await fakeServer(controlSocketPath(open));
@@ -58,7 +58,7 @@ test("the server refuses a state directory that is a symbolic link (PERILINK_STA
   await fs.symlink(real, link);
   await assert.rejects(ensurePrivateDir(link), (e: Error & { code?: string }) => e.code === "PERILINK_STATE_DIR_UNSAFE" && /symbolic link/.test(e.message));
   const r = await runCli(["serve", "--access", "open", "--listen", "127.0.0.1:0", "--state-dir", link]);
-  assert.equal(r.code, 1);
+  assert.equal(r.code, 78, "EX_CONFIG: systemd does not restart it");
   assert.match(r.stderr, /symbolic link.*\[PERILINK_STATE_DIR_UNSAFE\]/);
 });
 
