@@ -75,6 +75,7 @@ export class Takeover implements StartupTakeover {
   #draining = new Map<number, DrainingGeneration>();
   #parentGone = false;
   #vouched: unknown = null;
+  #counters: unknown = null;
 
   constructor(channel: ParentChannel, log: Logger, timeoutMs: number, seams: Partial<TakeoverSeams> = {}) {
     this.#channel = channel;
@@ -86,6 +87,11 @@ export class Takeover implements StartupTakeover {
   /** The peers the old process vouched for (its transfer response; admission.ts checks them). */
   vouched(): unknown {
     return this.#vouched;
+  }
+
+  /** The old process's counters when it handed over (its transfer response; server_stats.ts checks them). */
+  counters(): unknown {
+    return this.#counters;
   }
 
   /** Older generations that are still draining (their processes run), oldest first. */
@@ -116,6 +122,7 @@ export class Takeover implements StartupTakeover {
       if (msg.t === "transfer-response") {
         answered = true;
         this.#vouched = msg.vouched ?? null;
+        this.#counters = msg.counters ?? null;
         wake?.();
       } else if (msg.t === "draining") {
         this.#draining = new Map([msg.report, ...msg.older].map((g) => [g.generation, g]));

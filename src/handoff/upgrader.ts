@@ -44,6 +44,8 @@ export interface UpgradeHost {
   drainReport(): DrainingGeneration;
   /** Peers vouched for (admission.ts), for the new process. */
   vouchedPeers?(): [string, number][];
+  /** The totals the new process continues (server_stats.ts). */
+  counters?(): Record<string, number>;
   /** Older generations this process still hears from. */
   olderGenerations(): DrainingGeneration[];
   /** The port the kernel chose for each `…:0` listen entry, by the entry's text. */
@@ -206,7 +208,7 @@ export class Upgrader implements UpgradeDriver {
       // 2. Accept rights pass through the semaphore: we stop, then the new one starts.
       await this.#host.stopAccepting();
       if (steps.cancelled) return await this.#abandon(failed, steps.cancelled, true);
-      send(child, { t: "transfer-response", vouched: this.#host.vouchedPeers?.() ?? [] });
+      send(child, { t: "transfer-response", vouched: this.#host.vouchedPeers?.() ?? [], counters: this.#host.counters?.() ?? {} });
       const accepting = await steps.next("accepting");
       if (accepting !== true) return await this.#abandon(failed, accepting, true);
     } finally {

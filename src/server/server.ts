@@ -192,6 +192,7 @@ export class PerilinkServer implements ServingProcess {
       await this.#listeners.start();
       await takeover.run(this.#gate, async () => {
         this.#service.adoptVouched?.(takeover.vouched());
+        this.stats.carryOver(takeover.counters());
         await this.#listeners.activate();
         await this.#service.listening(this.#listeners);
         this.#accepting = true;

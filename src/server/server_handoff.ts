@@ -62,6 +62,8 @@ export interface StartupTakeover {
   draining(): DrainingGeneration[];
   /** The peers the old process vouched for (its transfer response), once run() has it. */
   vouched(): unknown;
+  /** The old process's counters when it handed over, once run() has them. */
+  counters(): unknown;
 }
 
 /** What the upgrade machinery drives in the server it replaces (PerilinkServer implements it). */
@@ -82,6 +84,8 @@ export interface ServingProcess {
   drainReport(): DrainingGeneration;
   /** Peers vouched for (admission.ts): the new process admits them under the global session rate. */
   vouchedPeers(): [string, number][];
+  /** This process's counters, which the new process continues. */
+  readonly stats: { snapshot(): Record<string, number> };
 }
 
 /** How the last upgrade this process took part in ended: one it ran (ok, or failed and rolled back), or the one that started it. */

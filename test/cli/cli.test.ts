@@ -143,9 +143,18 @@ test("status reports the program's version, its uptime, and how the last upgrade
   const human = await runCli(["status", "--state-dir", srv.stateDir]);
   assert.match(human.stdout, new RegExp(`version    ${VERSION.replace(/\./g, "\\.")}  up \\d+ (s|min)`));
   assert.match(human.stdout, /upgrade    last: failed \(generation 2, /);
+  const port = (first as unknown as { listeners: { port: number }[] }).listeners[0]!.port;
+  for (let i = 0; i < 3; i++) assert.equal((await runCli(["call", `127.0.0.1:${port}`, "--state-dir", tempDir()])).code, 0);
+  const counted = ((await status()) as unknown as { counters: Record<string, number> }).counters;
+  assert.ok(counted.requests! >= 3);
   const ok = await runCli(["upgrade", "--state-dir", srv.stateDir, "--timeout", "20000"]);
   assert.equal(ok.code, 0, ok.stderr);
   const now = await status();
+  const carried = (now as unknown as { counters: Record<string, number> }).counters;
+  assert.ok(carried.requests! >= counted.requests!, `the new process continues the totals: ${carried.requests} requests after ${counted.requests}`);
+  assert.ok(carried.sessionsAccepted! >= counted.sessionsAccepted!);
+  assert.equal(carried.handoffs, 1, "one handoff");
+  assert.equal(carried.sessionsOpen, 0, "levels are the new process's own");
   after(() => {
     try {
       process.kill(now.pid, "SIGTERM");
