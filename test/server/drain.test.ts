@@ -196,14 +196,15 @@ for (const shape of ["synchronous", "async", "streaming"] as const) {
   });
 }
 
-test("raw mode: a server the app made listen by host name (bound after the load check) is closed at the drain, so nothing keeps the process alive", async () => {
+test("raw mode: a server the app made listen late (as a listen() by host name binds after its lookup, past the load check) is closed at the drain, so nothing keeps the process alive", async () => {
   let appServer: http.Server | null = null;
   const server = await testServer({
     appObject: {
       createServer: () => {
-        appServer = http.createServer((_req, res) => res.end("ok"));
-        appServer.listen(0, "localhost");
-        return appServer;
+        const s = http.createServer((_req, res) => res.end("ok"));
+        appServer = s;
+        setTimeout(() => s.listen(0, "127.0.0.1"), 50); // a late bind, whatever the resolver's speed
+        return s;
       },
     },
   });
