@@ -22,6 +22,13 @@ export function trustedKey(target: AttackTarget): Promise<ClientKey> {
  * (`noHello`); the caller pauses and tries again.
  */
 export async function insiderSession(target: AttackTarget, source: string, key: ClientKey, c: Counters, sockets: Set<net.Socket>): Promise<OpenedSession | null> {
+  const s = await admittedSession(target, source, key, c, sockets);
+  s?.send(encodeFrame(FrameType.ChannelOpen, 1, 0, encodeChannelOpen({ app: "torture", requestedHost: target.host, requestedPort: target.port })));
+  return s;
+}
+
+/** One session from `source` proving `key`, counted in `sessions`; null when refused (`refused`) or given no hello (`noHello`). */
+export async function admittedSession(target: AttackTarget, source: string, key: ClientKey, c: Counters, sockets: Set<net.Socket>): Promise<OpenedSession | null> {
   let s: OpenedSession;
   try {
     s = await openSession(target.host, target.port, source, 5000, sockets, key);
@@ -35,7 +42,6 @@ export async function insiderSession(target: AttackTarget, source: string, key: 
     return null;
   }
   c.sessions!++;
-  s.send(encodeFrame(FrameType.ChannelOpen, 1, 0, encodeChannelOpen({ app: "torture", requestedHost: target.host, requestedPort: target.port })));
   return s;
 }
 

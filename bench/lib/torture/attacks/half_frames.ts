@@ -2,7 +2,9 @@ import type net from "node:net";
 import { FRAME_HEADER_SIZE, FrameType } from "../../../../src/protocol/constants.ts";
 import { loopbackSource, type AttackStarter, type Counters } from "../attack.ts";
 import { Stopper } from "../stopper.ts";
-import { openSession } from "../raw_session.ts";
+import { processClientKey } from "../../../../src/client/client_key.ts";
+import { admittedSession } from "../insider.ts";
+import { loopingAttack } from "../looping_attack.ts";
 
 /**
  * Half-sent frames at the memory budget: sessions (strangers: no channel is
@@ -25,23 +27,14 @@ export const halfFramesAttack: AttackStarter = (target, o) => {
   // As many as fill the budget (pi-zero-2w: maxSessions × maxFrame is under it, so half the slots instead).
   const count = Math.min(Math.ceil((target.maxBufferedBytes * 1.25) / half), Math.floor(target.maxSessions / 2), 1000);
   const perAddress = Math.max(1, Math.min(target.maxSessionsPerPeer, 4));
+  const key = processClientKey(); // a stranger's
   const worker = async (source: string): Promise<void> => {
     for (let n = 0; n < 100_000 && !stopper.stopped; n++) {
-      let s;
-      try {
-        s = await openSession(target.host, target.port, source, 5000, sockets);
-      } catch {
-        c.noHello!++;
+      const s = await admittedSession(target, source, key, c, sockets);
+      if (!s) {
         await stopper.pause(200);
         continue;
       }
-      if (s.status !== 0) {
-        c.refused!++;
-        s.socket.destroy();
-        await stopper.pause(200);
-        continue;
-      }
-      c.sessions!++;
       const frame = Buffer.alloc(FRAME_HEADER_SIZE + half, 0x68);
       frame.writeUInt32BE(target.maxFrameBytes, 0); // the payload length the header claims: the whole frame
       frame[4] = FrameType.Ping;
@@ -58,13 +51,5 @@ export const halfFramesAttack: AttackStarter = (target, o) => {
   };
   const addresses = Math.ceil(count / perAddress);
   c.addresses = addresses;
-  const running = Promise.all(Array.from({ length: count }, (_, i) => worker(loopbackSource(51, i % addresses))));
-  return {
-    async stop() {
-      stopper.stop();
-      for (const s of sockets) s.destroy();
-      await running;
-      return c;
-    },
-  };
+  return loopingAttack(stopper, sockets, count, (i) => worker(loopbackSource(51, i % addresses)), c);
 };
