@@ -55,6 +55,12 @@ export function isLinkLocal(address: string): boolean {
   return g !== null && (g[0]! & 0xffc0) === 0xfe80;
 }
 
+/** The IPv4 address an IPv4-mapped IPv6 address (`::ffff:a.b.c.d`, as groups) stands for, or null for any other. */
+export function mappedIPv4(g: readonly number[]): string | null {
+  if (g[0] !== 0 || g[1] !== 0 || g[2] !== 0 || g[3] !== 0 || g[4] !== 0 || g[5] !== 0xffff) return null;
+  return `${g[6]! >>> 8}.${g[6]! & 0xff}.${g[7]! >>> 8}.${g[7]! & 0xff}`;
+}
+
 const HEX_GROUP = /^[0-9a-fA-F]{1,4}$/;
 const DOTTED_QUAD = /^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})$/;
 

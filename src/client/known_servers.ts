@@ -1,4 +1,4 @@
-import { addressFamily, canonicalAddress, formatHostPort, ipv6Groups, isLinkLocal, stripBrackets, zoneOf } from "../address.ts";
+import { addressFamily, canonicalAddress, formatHostPort, ipv6Groups, isLinkLocal, mappedIPv4, stripBrackets, zoneOf } from "../address.ts";
 import { ServerChangedError } from "../errors.ts";
 import { keyFingerprint } from "../protocol/keys.ts";
 import { normalizeName } from "./names/name_types.ts";
@@ -39,9 +39,8 @@ export function placeOf(host: string): KnownPlace {
   const zone = isLinkLocal(bare) ? zoneOf(bare) : "";
   const canonical = canonicalAddress(bare);
   const g = ipv6Groups(canonical);
-  if (g !== null && g[0] === 0 && g[1] === 0 && g[2] === 0 && g[3] === 0 && g[4] === 0 && g[5] === 0xffff) {
-    return { kind: "address", host: `${g[6]! >>> 8}.${g[6]! & 0xff}.${g[7]! >>> 8}.${g[7]! & 0xff}` };
-  }
+  const v4 = g === null ? null : mappedIPv4(g);
+  if (v4 !== null) return { kind: "address", host: v4 };
   return { kind: "address", host: canonical + (zone ? `%${zone}` : "") };
 }
 

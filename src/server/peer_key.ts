@@ -1,4 +1,4 @@
-import { ipv6Groups } from "../address.ts";
+import { ipv6Groups, mappedIPv4 } from "../address.ts";
 
 /**
  * The key under which per-peer limits count a remote address:
@@ -24,9 +24,8 @@ export function peerKey(address: string): string {
   const bare = pct < 0 ? address : address.slice(0, pct);
   const g = ipv6Groups(bare);
   if (g === null) return address;
-  if (g[0] === 0 && g[1] === 0 && g[2] === 0 && g[3] === 0 && g[4] === 0 && g[5] === 0xffff) {
-    return `${g[6]! >>> 8}.${g[6]! & 0xff}.${g[7]! >>> 8}.${g[7]! & 0xff}`;
-  }
+  const v4 = mappedIPv4(g);
+  if (v4 !== null) return v4;
   const zone = pct < 0 ? "" : address.slice(pct);
   if ((g[0]! & 0xffc0) === 0xfe80) {
     // Link-local: every host on a link shares fe80::/64, so the prefix says nothing about who it is.
