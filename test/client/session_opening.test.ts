@@ -10,7 +10,8 @@ import { tcpConnectionsTo } from "../helpers/os_sockets.ts";
 import { FakeServer, frameBytes } from "./fake_server.ts";
 
 function client(options: ClientOptions = {}): PerilinkClient {
-  const c = createClient({ lingerMs: 0, probeTimeoutMs: 100, ...options });
+  // stateDir false: no known-servers record shared with other files (Deno runs them in one process, one state dir)
+  const c = createClient({ lingerMs: 0, probeTimeoutMs: 100, stateDir: false, ...options });
   after(() => c.close());
   return c;
 }
