@@ -12,10 +12,12 @@ export const ERROR_CODES = [
   "PERILINK_ADDRESS_IN_USE",
   "PERILINK_ADDRESS_UNAVAILABLE",
   "PERILINK_APP",
+  "PERILINK_BODY_TOO_LARGE",
   "PERILINK_CANCELLED",
   "PERILINK_CLIENT_CLOSED",
   "PERILINK_CONFIG",
   "PERILINK_CONTROL",
+  "PERILINK_FLOW_CONTROL",
   "PERILINK_FRAME_TOO_LARGE",
   "PERILINK_HANDSHAKE_TIMEOUT",
   "PERILINK_IDENTITY",
@@ -355,5 +357,21 @@ export class NameNotFoundError extends PerilinkError {
   constructor(hostname: string, message: string, options?: { cause?: unknown }) {
     super("PERILINK_NAME_NOT_FOUND", message, options);
     this.hostname = hostname;
+  }
+}
+
+/** A streamed body was larger than the reader asked to hold whole (`bytes()`, or a request without `streams: true`). */
+export class BodyTooLargeError extends PerilinkError {
+  readonly limit: number;
+  constructor(limit: number, what: string) {
+    super("PERILINK_BODY_TOO_LARGE", `Cannot take ${what} whole: it is larger than ${limit} bytes; read it as a stream instead`);
+    this.limit = limit;
+  }
+}
+
+/** A streamed body ended before its end: the other side cancelled it, or its session ended. */
+export class CancelledError extends PerilinkError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super("PERILINK_CANCELLED", message, options);
   }
 }

@@ -1,17 +1,21 @@
 import { TimeoutError } from "../errors.ts";
 import { EventEmitter } from "node:events";
+import type { BodySource, OutgoingBody } from "../protocol/outgoing_body.ts";
+import type { ResponseBody, Want } from "./request_table.ts";
 
 /** Per-request options of `ClientChannel.request()`. */
 export interface RequestOptions {
   /** Aborting it cancels the request: the caller sees the signal's reason, the in-flight slot is free at once. */
   signal?: AbortSignal;
-  /** Deadline in ms (default: the session's `requestTimeoutMs`); 0 for none. */
+  /** Deadline in ms (default: the session's `requestTimeoutMs`); 0 for none. A streamed body's deadline starts again whenever bytes move. */
   timeoutMs?: number;
+  /** The most a response read whole may hold (default 16 × the client's maxFrame); past it PERILINK_BODY_TOO_LARGE. */
+  maxBytes?: number;
 }
 
 /** What a channel needs from the session it lives on. */
 export interface ChannelSession {
-  request(channel: number, payload: Uint8Array | string, options?: RequestOptions): Promise<Buffer>;
+  request(channel: number, payload: BodySource | OutgoingBody, options?: RequestOptions, want?: Want): Promise<Buffer | ResponseBody>;
   send(channel: number, payload: Uint8Array | string): void;
   closeChannel(channel: number): void;
 }
@@ -32,9 +36,16 @@ export class ClientChannel extends EventEmitter {
     this.ready = ready;
   }
 
-  request(payload: Uint8Array | string, options?: RequestOptions): Promise<Buffer> {
+  /** Sends a request (bytes, text, or a streamed body) and resolves with the whole response. */
+  request(payload: BodySource | OutgoingBody, options?: RequestOptions): Promise<Buffer> {
     if (this.failure) return Promise.reject(this.failure);
-    return this.#session.request(this.id, payload, options);
+    return this.#session.request(this.id, payload, options) as Promise<Buffer>;
+  }
+
+  /** Sends a request and resolves, once the response starts, with its body to read as it arrives. */
+  stream(payload: BodySource | OutgoingBody, options?: RequestOptions): Promise<ResponseBody> {
+    if (this.failure) return Promise.reject(this.failure);
+    return this.#session.request(this.id, payload, options, "body") as Promise<ResponseBody>;
   }
 
   send(payload: Uint8Array | string): void {

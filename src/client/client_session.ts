@@ -2,50 +2,30 @@ import { EventEmitter } from "node:events";
 import type net from "node:net";
 import { checkMs, MAX_TIMER_MS } from "../duration.ts";
 import { LineDeadError, ProtocolError, RequestRefusedError, SessionClosedError } from "../errors.ts";
-import { FrameType, WireError, wireErrorName } from "../protocol/constants.ts";
+import { FrameFlag, FrameType, WireError, wireErrorName } from "../protocol/constants.ts";
 import { FrameDecoder, type FrameSink } from "../protocol/frame_decoder.ts";
 import { FrameWriter } from "../protocol/frame_writer.ts";
+import { isStreamSource, OutgoingBody, type BodySource } from "../protocol/outgoing_body.ts";
 import type { RecordOpener } from "../protocol/record_layer.ts";
 import { bytesToUuid } from "../protocol/keys.ts";
 import { decodeCodedReason, encodeChannelOpen } from "../protocol/payloads.ts";
 import { TARGET } from "../target.ts";
 import { ClientChannel, openDeadline, type ChannelSession, type RequestOptions } from "./client_channel.ts";
-import { checkServer, clientHandshake, openRecords, startSealed, type Handshake, type ServerCheck } from "./client_handshake.ts";
+import { checkServer, clientHandshake, openRecords, startSealed, type Handshake } from "./client_handshake.ts";
 import { processClientKey, type ClientKey } from "./client_key.ts";
+import { ClientStreams } from "./client_streams.ts";
 import { Liveness } from "./line/liveness.ts";
-import { RequestTable } from "./request_table.ts";
+import { RequestTable, type ResponseBody, type Want } from "./request_table.ts";
+import type { ClientSessionOptions } from "./client_session_options.ts";
 import { errorFromWire } from "./wire_errors.ts";
 
 export { ClientChannel, type RequestOptions } from "./client_channel.ts";
 export { errorFromWire } from "./wire_errors.ts";
+export type { ClientSessionOptions } from "./client_session_options.ts";
 
 /** The largest stream or channel id (u32). A session that has used it up retires (docs/protocol.md §4.1). */
 export const MAX_STREAM_ID = 0xffff_ffff;
 
-export interface ClientSessionOptions {
-  host: string;
-  port: number;
-  /** Handshake deadline (connect + hello), ms. */
-  timeoutMs?: number;
-  /** Largest frame payload we accept. */
-  maxFrame?: number;
-  /** Default per-request deadline, ms; 0 for none. */
-  requestTimeoutMs?: number;
-  /** Local address to connect from. */
-  localAddress?: string;
-  /** With requests outstanding, how long the session may read nothing before it sends a PING. */
-  silenceMs?: number;
-  /** How long a PING may go unanswered before the line is taken as dead and the session destroyed; 0 for never. */
-  pingTimeoutMs?: number;
-  /** Aborting it ends a handshake in progress (the socket is destroyed). */
-  signal?: AbortSignal;
-  /** The key this client proves in the sealed handshake (default: one made for this process). */
-  clientKey?: ClientKey | Promise<ClientKey>;
-  /** Checks the server's id and key before the client proves its key (client_handshake.ts): the pins, the server expected. */
-  checkServer?: ServerCheck;
-  /** @internal For tests only: the first stream id (default 1), to reach the end of the id range quickly. */
-  firstStreamId?: number;
-}
 
 /** The default of `request()`'s options: shared, so a call without options allocates nothing for them. */
 const NO_OPTIONS: RequestOptions = Object.freeze({});
@@ -87,6 +67,8 @@ export class ClientSession extends EventEmitter implements ChannelSession {
   #opened: Buffer[] = [];
   #decoder: FrameDecoder;
   #requests: RequestTable;
+  #streams: ClientStreams | null = null; // at the first streamed body
+  #maxFrame: number;
   #channels = new Map<number, ClientChannel>();
   #opening = new Map<number, { resolve(c: ClientChannel): void; reject(e: Error): void }>();
   #nextChannel = 1;
@@ -135,10 +117,14 @@ export class ClientSession extends EventEmitter implements ChannelSession {
     this.#opener = opener;
     this.#decoder = new FrameDecoder(this.#sink, maxFrame);
     const writer = this.#writer;
+    this.#maxFrame = maxFrame;
     this.#requests = new RequestTable(
       {
-        request: (channel, stream, payload) => writer.frame(FrameType.Request, channel, stream, payload),
+        request: (channel, stream, payload) =>
+          payload instanceof OutgoingBody ? this.#strm().send(channel, stream, payload) : writer.frame(FrameType.Request, channel, stream, payload),
         cancel: (channel, stream) => writer.frame(FrameType.Cancel, channel, stream),
+        openResponse: (stream, limit) => this.#strm().openResponse(stream, limit),
+        stopStream: (stream, err) => this.#streams?.stop(stream, err),
         timedOut: () => this.#liveness.timedOut(),
       },
       hello.maxInflight,
@@ -211,12 +197,8 @@ export class ClientSession extends EventEmitter implements ChannelSession {
   }
 
   /** Opens a channel (a logical connection of `app`) and waits for the server's OK. */
-  openChannel(app: string, requestedHost = "", requestedPort = 0): Promise<ClientChannel> {
-    try {
-      return this.openChannelNow(app, requestedHost, requestedPort).ready;
-    } catch (err) {
-      return Promise.reject(err);
-    }
+  async openChannel(app: string, requestedHost = "", requestedPort = 0): Promise<ClientChannel> {
+    return this.openChannelNow(app, requestedHost, requestedPort).ready; // sent before the first await
   }
 
   /**
@@ -239,15 +221,20 @@ export class ClientSession extends EventEmitter implements ChannelSession {
     return ch;
   }
 
-  /** @internal used by ClientChannel */
-  request(channel: number, payload: Uint8Array | string, options: RequestOptions = NO_OPTIONS): Promise<Buffer> {
+  /**
+   * @internal used by ClientChannel. A body that is a stream source, or bytes
+   * larger than the server's frame limit, goes as a streamed body (§4.7).
+   * Resolves with the response's bytes, or (`want` "body") its body.
+   */
+  request(channel: number, payload: BodySource | OutgoingBody, options: RequestOptions = NO_OPTIONS, want: Want = "bytes"): Promise<Buffer | ResponseBody> {
     if (this.#closed || this.draining) return Promise.reject(this.#unusable());
-    const size = typeof payload === "string" ? Buffer.byteLength(payload) : payload.byteLength;
-    if (size > this.serverLimits.maxFrame) {
-      return Promise.reject(new RangeError(`Cannot send request: ${size} bytes exceed the server's frame limit of ${this.serverLimits.maxFrame}`));
-    }
+    let sent: Uint8Array | string | OutgoingBody;
+    if (payload instanceof OutgoingBody) sent = payload;
+    else if (isStreamSource(payload)) sent = new OutgoingBody(payload, Infinity);
+    else sent = (typeof payload === "string" ? Buffer.byteLength(payload) : payload.byteLength) > this.serverLimits.maxFrame ? new OutgoingBody(payload, 0) : payload;
     const stream = this.#nextStream++;
-    const result = this.#requests.add(channel, stream, payload, options.timeoutMs ?? this.#requestTimeoutMs, options.signal);
+    const maxBytes = options.maxBytes ?? 16 * this.#maxFrame;
+    const result = this.#requests.add(channel, stream, sent, options.timeoutMs ?? this.#requestTimeoutMs, options.signal, want, maxBytes);
     this.#liveness.busy();
     if (this.#nextStream > MAX_STREAM_ID) this.#retire("stream ids used up");
     return result;
@@ -321,10 +308,14 @@ export class ClientSession extends EventEmitter implements ChannelSession {
   }
 
   #sink: FrameSink = {
-    onFrame: (type, _flags, channel, stream, payload) => {
+    onFrame: (type, flags, channel, stream, payload) => {
       switch (type) {
         case FrameType.Response:
-          return this.#requests.answer(stream, payload);
+          return this.#requests.answer(stream, payload, (flags & FrameFlag.Streamed) !== 0);
+        case FrameType.Data:
+          return this.#strm().data(stream, flags, payload);
+        case FrameType.Window:
+          return this.#strm().windowFrame(stream, payload);
         case FrameType.Error:
           return this.#onError(channel, stream, payload);
         case FrameType.Message:
@@ -380,9 +371,16 @@ export class ClientSession extends EventEmitter implements ChannelSession {
     this.emit("goaway", lastStream, code, reason);
   }
 
+  #strm(): ClientStreams {
+    const requests = this.#requests;
+    const events = { finished: (s: number) => requests.finish(s), cancel: (s: number, e: Error) => requests.abort(s, e), progress: (s: number) => requests.touch(s) };
+    return (this.#streams ??= new ClientStreams(this.#socket, this.#writer, events, this.serverLimits.maxFrame, this.#maxFrame));
+  }
+
   #onClose(): void {
     this.#closed = true;
     this.#liveness.stop();
+    this.#streams?.close();
     const goAway = this.#goAwayStream;
     this.#requests.failAll((stream, sent) =>
       !sent

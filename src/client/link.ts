@@ -1,6 +1,8 @@
 import { EventEmitter } from "node:events";
 import { OutcomeUnknownError, RequestRefusedError, SessionClosedError } from "../errors.ts";
+import { isStreamSource, OutgoingBody, type BodySource } from "../protocol/outgoing_body.ts";
 import type { ClientChannel, ClientSession, RequestOptions } from "./client_session.ts";
+import type { ResponseBody, Want } from "./request_table.ts";
 import type { ServerEntry } from "./server_entry.ts";
 
 export interface LinkRequestOptions extends RequestOptions {
@@ -89,26 +91,52 @@ export class Link extends EventEmitter {
     });
   }
 
-  async request(payload: Uint8Array | string, options: LinkRequestOptions = NO_OPTIONS): Promise<Buffer> {
-    for (let moves = 0; ; moves++) {
-      let sent = false;
-      try {
-        const ch = await this.bind();
-        sent = true;
-        return await ch.request(payload, options);
-      } catch (err) {
-        if (this.#closed || moves >= MAX_MOVES) throw err;
-        if (err instanceof RequestRefusedError) continue; // never started: safe to send again
-        if (err instanceof SessionClosedError) {
-          if (!sent) continue; // the session closed under the channel open: nothing was sent
-          if (options.idempotent) continue;
-          throw new OutcomeUnknownError(
-            "Cannot finish request: the session failed while it was in flight, so the server may have run it; not sent again, as it is not marked idempotent",
-            { cause: err },
-          );
+  /**
+   * Sends a request and resolves with the whole response (at most
+   * `maxBytes`). The body may be bytes, text, or a stream source (an async
+   * iterable of chunks, a ReadableStream, a Blob), sent as a streamed body.
+   */
+  request(payload: BodySource, options: LinkRequestOptions = NO_OPTIONS): Promise<Buffer> {
+    return this.#call(payload, options, "bytes") as Promise<Buffer>;
+  }
+
+  /** Like `request`, but resolves once the response starts, with its body to read as it arrives (docs/client.md, "Streams"). */
+  stream(payload: BodySource, options: LinkRequestOptions = NO_OPTIONS): Promise<ResponseBody> {
+    return this.#call(payload, options, "body") as Promise<ResponseBody>;
+  }
+
+  async #call(payload: BodySource, options: LinkRequestOptions, want: Want): Promise<Buffer | ResponseBody> {
+    // A stream source is read once: wrapped here, so a move to another session can send it again from what it kept.
+    const body = isStreamSource(payload) ? new OutgoingBody(payload, Infinity) : null;
+    try {
+      for (let moves = 0; ; moves++) {
+        let sent = false;
+        try {
+          const ch = await this.bind();
+          sent = true;
+          return await (want === "bytes" ? ch.request(body ?? payload, options) : ch.stream(body ?? payload, options));
+        } catch (err) {
+          if (this.#closed || moves >= MAX_MOVES) throw err;
+          const again = body === null || body.rewind();
+          if (err instanceof RequestRefusedError) {
+            if (again) continue; // never started: safe to send again
+            throw new RequestRefusedError(`${err.message} (its body was a stream the server had begun to read, so it is not sent again)`);
+          }
+          if (err instanceof SessionClosedError) {
+            if (!sent) continue; // the session closed under the channel open: nothing was sent
+            if (options.idempotent && again) continue;
+            throw new OutcomeUnknownError(
+              options.idempotent
+                ? "Cannot finish request: the session failed while it was in flight, and its body was a stream that cannot be sent again"
+                : "Cannot finish request: the session failed while it was in flight, so the server may have run it; not sent again, as it is not marked idempotent",
+              { cause: err },
+            );
+          }
+          throw err;
         }
-        throw err;
       }
+    } finally {
+      if (want === "bytes") body?.dispose();
     }
   }
 

@@ -1,23 +1,43 @@
 import { TimeoutError } from "../errors.ts";
+import { WholeBody, type IncomingBody } from "../protocol/incoming_body.ts";
+import type { OutgoingBody } from "../protocol/outgoing_body.ts";
 
-/** What the table needs from its session: the two frames it sends. */
+/** What the table needs from its session: the frames it sends, the bodies it reads. */
 export interface RequestWire {
-  request(channel: number, stream: number, payload: Uint8Array | string): void;
+  /** Sends REQUEST (a streamed body: REQUEST, then its DATA). */
+  request(channel: number, stream: number, payload: Uint8Array | string | OutgoingBody): void;
   cancel(channel: number, stream: number): void;
+  /** A RESPONSE said its body follows in DATA: the body to read it from. */
+  openResponse(stream: number, defaultLimit: number): IncomingBody;
+  /** The request is over: its bodies stop (a response still arriving fails with `err`). */
+  stopStream(stream: number, err: Error | null): void;
   /** A request passed its deadline (the line may be dead: the session checks it). */
   timedOut?(): void;
 }
 
+/** What a request resolves with: the response's bytes, or its body to read as it arrives. */
+export type Want = "bytes" | "body";
+/** A response read as a body: streamed, or whole behind the same interface. */
+export type ResponseBody = IncomingBody | WholeBody;
+
 interface Pending {
-  resolve(value: Buffer): void;
+  resolve(value: Buffer | ResponseBody): void;
   reject(err: Error): void;
   channel: number;
   /** Absolute deadline (performance.now() ms, monotonic), or Infinity. */
   deadline: number;
+  timeoutMs: number;
   /** Not yet sent (waiting for a slot) while set; null once on the wire. */
-  payload: Uint8Array | string | null;
+  payload: Uint8Array | string | OutgoingBody | null;
   signal: AbortSignal | undefined;
   onAbort: (() => void) | undefined;
+  want: Want;
+  /** The most a response taken as bytes may hold. */
+  maxBytes: number;
+  /** A streamed response, once its RESPONSE came: the request ends with its body. */
+  body: IncomingBody | null;
+  /** It sends a streamed body or reads one: the session's streams hear when it ends. */
+  streams: boolean;
 }
 
 /** How often deadlines are checked while a request with one is pending. */
@@ -72,17 +92,22 @@ export class RequestTable {
    * Adds a request: sent now if a slot is free, else queued. Settles once,
    * through one of the paths listed on the class.
    */
-  add(channel: number, stream: number, payload: Uint8Array | string, timeoutMs: number, signal: AbortSignal | undefined): Promise<Buffer> {
+  add(channel: number, stream: number, payload: Uint8Array | string | OutgoingBody, timeoutMs: number, signal: AbortSignal | undefined, want: Want = "bytes", maxBytes = Infinity): Promise<Buffer | ResponseBody> {
     if (signal?.aborted) return Promise.reject(abortReason(signal));
-    return new Promise<Buffer>((resolve, reject) => {
+    return new Promise<Buffer | ResponseBody>((resolve, reject) => {
       const p: Pending = {
         resolve,
         reject,
         channel,
         deadline: timeoutMs > 0 ? performance.now() + timeoutMs : Infinity, // monotonic: immune to clock steps
+        timeoutMs,
         payload,
         signal,
         onAbort: undefined,
+        want,
+        maxBytes,
+        body: null,
+        streams: typeof payload === "object" && !(payload instanceof Uint8Array),
       };
       this.#pending.set(stream, p);
       if (signal) {
@@ -97,10 +122,37 @@ export class RequestTable {
     });
   }
 
-  /** The server's RESPONSE for `stream`. An answer for a stream no longer pending (cancelled) is ignored. */
-  answer(stream: number, value: Buffer): void {
+  /**
+   * The server's RESPONSE for `stream`. An answer for a stream no longer
+   * pending (cancelled) is ignored. A streamed one hands its body to the
+   * caller (or gathers it, up to `maxBytes`); the request stays in flight
+   * until the body ends (`finish`) or fails.
+   */
+  answer(stream: number, value: Buffer, streamed = false): void {
     const p = this.#pending.get(stream);
-    if (p) this.#settle(stream, p, null, value);
+    if (!p || p.body !== null) return;
+    if (!streamed) return this.#settle(stream, p, null, value);
+    const body = (p.body = this.#wire.openResponse(stream, p.maxBytes));
+    p.streams = true;
+    if (p.want === "body") p.resolve(body);
+    else body.bytes(p.maxBytes, "the response").then(p.resolve, p.reject);
+  }
+
+  /** A streamed response's body ended: the request is over. */
+  finish(stream: number): void {
+    const p = this.#pending.get(stream);
+    if (p && p.body !== null) this.#settle(stream, p, null);
+  }
+
+  /** Bytes of `stream`'s bodies moved: its deadline starts again. */
+  touch(stream: number): void {
+    const p = this.#pending.get(stream);
+    if (p && p.timeoutMs > 0) p.deadline = performance.now() + p.timeoutMs;
+  }
+
+  /** The caller gave up on `stream` (its body's source failed, or it stopped reading the response). */
+  abort(stream: number, err: Error): void {
+    this.#cancel(stream, err);
   }
 
   /** The server's ERROR for `stream`. */
@@ -142,8 +194,11 @@ export class RequestTable {
     if (p.onAbort) p.signal!.removeEventListener("abort", p.onAbort);
     if (p.payload === null) this.#sent--;
     p.payload = null;
-    if (err) p.reject(err);
-    else p.resolve(value!);
+    if (p.streams) this.#wire.stopStream(stream, err);
+    if (p.body !== null) {
+      // The caller has the body (or its gatherer does): the error reaches it there.
+    } else if (err) p.reject(err);
+    else p.resolve(p.want === "body" ? new WholeBody(value!) : value!);
     if (this.#queueHead < this.#queue.length && !this.#pumpScheduled) {
       // After the current turn: one abort signal may cancel many requests in a row, and
       // a freed slot must not carry a queued request that is about to be cancelled too.

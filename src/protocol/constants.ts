@@ -52,9 +52,35 @@ export enum FrameType {
   Pong = 9,
   GoAway = 10,
   Error = 11,
+  /** A chunk of a streamed request or response body (§4.7). */
+  Data = 12,
+  /** Flow-control credit for DATA: stream 0 for the session, else that stream (§4.7). */
+  Window = 13,
 }
 export type FrameTypeValue = FrameType;
-export const MAX_FRAME_TYPE = 11;
+export const MAX_FRAME_TYPE = 13;
+
+/** Frame flags (§3.1). */
+export enum FrameFlag {
+  /** On REQUEST or RESPONSE: the body goes on in DATA frames of the same stream. */
+  Streamed = 0x01,
+  /** On DATA: the last chunk of its body. */
+  End = 0x02,
+}
+
+/** A WINDOW payload: one u32 increment. */
+export const WINDOW_PAYLOAD_SIZE = 4;
+/** The largest window a receiver may open, per stream or per session (2^31 − 1, as in HTTP/2). */
+export const MAX_WINDOW = 0x7fff_ffff;
+
+/** What a stream may send before any WINDOW: the receiver's announced maxFrame (§4.7). */
+export function initialStreamWindow(receiverMaxFrame: number): number {
+  return receiverMaxFrame;
+}
+/** What all the streams of a session together may send before any WINDOW: four of the receiver's frames. */
+export function initialSessionWindow(receiverMaxFrame: number): number {
+  return 4 * receiverMaxFrame;
+}
 
 /** Numeric error codes carried in ERROR and GOAWAY frames and in the server hello status. */
 export enum WireError {
@@ -73,6 +99,8 @@ export enum WireError {
   ShuttingDown = 12,
   /** The client's key is not trusted for the channel's app (server `access: "keys"`). */
   AccessDenied = 13,
+  /** DATA beyond the credit the receiver gave, or a WINDOW past 2^31 − 1 (§4.7). */
+  FlowControl = 14,
 }
 export type WireErrorValue = WireError;
 

@@ -63,3 +63,10 @@ export function decodeCodedReason(b: Buffer): CodedReason {
   if (b.length < 2) throw bad("error payload: too short");
   return { code: b.readUInt16BE(0), reason: b.toString("utf8", 2) };
 }
+
+/** A WINDOW payload (§4.7): the u32 increment. */
+export function windowPayload(increment: number): Buffer {
+  const b = Buffer.allocUnsafe(4);
+  b.writeUInt32BE(increment, 0);
+  return b;
+}

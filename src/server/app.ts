@@ -23,14 +23,38 @@ export interface ChannelContext {
   send(payload: Uint8Array | string): void;
 }
 
-export interface RequestContext extends ChannelContext {
-  readonly stream: number;
+/** A request's body: whole, or streamed in chunks of any total size (docs/apps.md, "Streams"). Read it once. */
+export interface RequestBody extends AsyncIterable<Uint8Array> {
+  /** True when the client streamed it (then the handler's `payload` is empty). */
+  readonly streamed: boolean;
+  /** The whole body, at most `limit` bytes (default 16 × maxFrameBytes); past it PERILINK_BODY_TOO_LARGE. */
+  bytes(limit?: number): Promise<Uint8Array>;
+  text(limit?: number): Promise<string>;
+  /** The body as a web ReadableStream. */
+  readable(): ReadableStream<Uint8Array>;
 }
 
-export type AppResult = Uint8Array | string | void | null | undefined;
+export interface RequestContext extends ChannelContext {
+  readonly stream: number;
+  /**
+   * The request's body. With `streams: true` on the app, a streamed request
+   * reaches the handler at once and its bytes arrive here; otherwise the
+   * server gathers a streamed body (up to maxFrameBytes) into `payload`.
+   */
+  readonly body: RequestBody;
+}
+
+/**
+ * What a request handler answers: bytes or text (one frame), nothing, or a
+ * streamed body — an async iterable of chunks, a ReadableStream or a Blob —
+ * sent within the client's flow-control credit.
+ */
+export type AppResult = Uint8Array | string | void | null | undefined | AsyncIterable<Uint8Array | string> | ReadableStream<Uint8Array> | Blob;
 
 /** A perilink application: request/response and, optionally, one-way messages. */
 export interface SessionApp {
+  /** True when the handler reads streamed request bodies from `ctx.body` itself (else they are gathered into `payload`). */
+  readonly streams?: boolean;
   request(payload: Uint8Array, ctx: RequestContext): AppResult | Promise<AppResult>;
   message?(payload: Uint8Array, ctx: ChannelContext): void | Promise<void>;
 }

@@ -46,6 +46,17 @@ export class InflightRequests {
     if (this.#timer === null && !this.#stopped && !this.#expiring) this.#arm(this.#timeoutMs);
   }
 
+  /**
+   * `req`'s body moved (a streamed request or response): its deadline starts
+   * again, and it goes to the end of the map, which stays oldest first.
+   */
+  touch(req: ServerRequest): void {
+    if (this.#byStream.get(req.stream) !== req) return;
+    req.startedAt = performance.now();
+    this.#byStream.delete(req.stream);
+    this.#byStream.set(req.stream, req);
+  }
+
   /** Removes `req`; false when it is no longer in flight (it expired, or the session closed). */
   take(req: ServerRequest): boolean {
     if (this.#byStream.get(req.stream) !== req) return false;

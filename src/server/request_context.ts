@@ -1,5 +1,6 @@
+import { WholeBody, type IncomingBody } from "../protocol/incoming_body.ts";
 import type { ChannelOpen } from "../protocol/payloads.ts";
-import type { ChannelContext, RequestContext } from "./app.ts";
+import type { ChannelContext, RequestBody, RequestContext } from "./app.ts";
 
 /** What a channel reads of the session it belongs to (ServerSession implements it). */
 export interface ChannelHost extends Pick<ChannelContext, "localAddress" | "localPort" | "remoteAddress" | "remotePort" | "serverId" | "generation" | "clientKey"> {
@@ -94,12 +95,21 @@ export class ServerRequest implements RequestContext {
   dropped = false;
   /** Its one answer went out before its handler returned (cancelled): what the handler returns is dropped. */
   answered = false;
-  /** When its handler started, for the session's request deadline (set only for handlers that run on). */
+  /** When its handler started or its body last moved, for the session's request deadline (set only for handlers that run on). */
   startedAt = 0;
+  /** The body, streamed (DATA frames) or whole (the REQUEST's payload). */
+  #body: IncomingBody | WholeBody | Buffer;
 
-  constructor(channel: ServerChannel, stream: number) {
+  constructor(channel: ServerChannel, stream: number, body: IncomingBody | Buffer) {
     this.#channel = channel;
     this.stream = stream;
+    this.#body = body;
+  }
+
+  /** Made on first use for a whole body: most handlers read `payload`. */
+  get body(): RequestBody {
+    const b = this.#body;
+    return b instanceof Uint8Array ? (this.#body = new WholeBody(b)) : b;
   }
 
   get channelId(): number {

@@ -1,6 +1,6 @@
 import type net from "node:net";
 import { ProtocolError } from "../errors.ts";
-import { FrameType, WireError } from "../protocol/constants.ts";
+import { FrameFlag, FrameType, WireError } from "../protocol/constants.ts";
 import { FrameDecoder, type FrameSink } from "../protocol/frame_decoder.ts";
 import type { FrameWriter } from "../protocol/frame_writer.ts";
 import { decodeCodedReason, encodeCodedReason } from "../protocol/payloads.ts";
@@ -13,6 +13,7 @@ import { SessionFlow, type FlowInput, type FlowSession } from "./session_flow.ts
 import { answerClientHello, CLIENT_HELLO_BYTES, refusalForV1, startSealed, type HelloSource } from "./session_handshake.ts";
 import type { SealedInput } from "./session_input.ts";
 import { SessionRequests, type RequestHost, type RequestOwner } from "./session_requests.ts";
+import { SessionStreams } from "./session_streams.ts";
 
 /** What a session needs from the server that owns it. */
 export interface SessionHost extends HelloSource, ChannelServer, RequestHost {
@@ -29,10 +30,7 @@ type SessionSocket = net.Socket & { [SESSION]: ServerSession };
 
 const CLOSED_ALREADY: Promise<void> = Promise.resolve(); // `closed` of a session whose socket closed before anyone asked
 
-const HANDSHAKE = 0;
-const OPEN = 1;
-const DRAINING = 2;
-const CLOSED = 3;
+const HANDSHAKE = 0, OPEN = 1, DRAINING = 2, CLOSED = 3;
 const STATE_NAMES = ["handshake", "open", "draining", "closed"] as const;
 
 /** How long a session that sent GOAWAY and ended its side waits for the peer to close. */
@@ -68,6 +66,7 @@ export class ServerSession implements FrameSink, ChannelHost {
   /** Whether this session reads on; the server's buffer budget holds it as one of its holders. */
   readonly flow: SessionFlow;
   #requests: SessionRequests | null = null; // at the first REQUEST
+  #streams: SessionStreams | null = null; // at the first streamed body or WINDOW
   #lastStream = 0;
   #goAwayStream = 0;
   /** When the last bytes arrived (for choosing idle sessions to evict). */
@@ -91,13 +90,7 @@ export class ServerSession implements FrameSink, ChannelHost {
     // The listeners are the same functions for every session (a closure each per session was
     // most of an idle session's JS heap); they find the session on the socket.
     (socket as SessionSocket)[SESSION] = this;
-    const on = ServerSession.#listeners;
-    socket.on("data", on.data);
-    socket.on("drain", on.drain);
-    socket.on("timeout", on.timeout);
-    socket.on("error", on.error);
-    socket.on("close", on.close);
-    socket.on("end", on.end);
+    for (const [event, listener] of ServerSession.#listenerList) socket.on(event, listener);
     this.#timer = setTimeout(() => this.#abort("handshake_timeout"), host.limits.handshakeTimeoutMs);
     this.#timer.unref?.();
   }
@@ -209,11 +202,15 @@ export class ServerSession implements FrameSink, ChannelHost {
   }
 
   /** FrameSink: one decoded frame. */
-  onFrame(type: number, _flags: number, channel: number, stream: number, payload: Buffer): void {
+  onFrame(type: number, flags: number, channel: number, stream: number, payload: Buffer): void {
     this.flow.frameDone();
     switch (type) {
       case FrameType.Request:
-        return this.#onRequest(channel, stream, payload);
+        return this.#onRequest(channel, stream, payload, flags);
+      case FrameType.Data:
+        return this.#strm().data(stream, this.#lastStream, flags, payload);
+      case FrameType.Window:
+        return this.#strm().windowFrame(stream, payload);
       case FrameType.Message:
         return this.#chans().message(channel, payload);
       case FrameType.ChannelOpen:
@@ -243,7 +240,7 @@ export class ServerSession implements FrameSink, ChannelHost {
     }
   }
 
-  #onRequest(channelId: number, stream: number, payload: Buffer): void {
+  #onRequest(channelId: number, stream: number, payload: Buffer, flags: number): void {
     if (stream <= this.#lastStream) {
       throw new ProtocolError(WireError.ProtocolError, `Cannot accept request: stream id ${stream} is not above ${this.#lastStream}`);
     }
@@ -258,7 +255,8 @@ export class ServerSession implements FrameSink, ChannelHost {
       return;
     }
     this.#host.stats.requests++;
-    (this.#requests ??= this.#newRequests()).run(new ServerRequest(ch, stream), payload);
+    const body = (flags & FrameFlag.Streamed) !== 0 ? this.#strm().openBody(stream, payload) : null;
+    (this.#requests ??= this.#newRequests()).run(new ServerRequest(ch, stream, body ?? payload), payload, body);
   }
 
   /** ChannelHost: async message handlers started past the limit, or one settled. */
@@ -284,7 +282,7 @@ export class ServerSession implements FrameSink, ChannelHost {
     get remoteAddress(): string { return this.#s.remoteAddress; }
     decoder(): FlowInput | null { return this.#s.#input; }
     running(): number { return this.#s.#running(); }
-    pinnedBytes(): number { return this.#s.#channels?.pendingMessageBytes ?? 0; }
+    pinnedBytes(): number { return (this.#s.#channels?.pendingMessageBytes ?? 0) + (this.#s.#streams?.bufferedBytes ?? 0); }
     abandoned(): number { return this.#s.#requests?.abandoned ?? 0; }
     closed(): boolean { return this.#s.#state === CLOSED; }
     flowUpdate(): void { this.#s.flow.update(); }
@@ -292,9 +290,9 @@ export class ServerSession implements FrameSink, ChannelHost {
       this.#s.flow.update();
       this.#s.#maybeFinishDrain();
     }
-    resumeFailed(err: unknown): void {
-      this.#s.#protocolFailure(err);
-    }
+    resumeFailed(err: unknown): void { this.#s.#protocolFailure(err); }
+    streams(): SessionStreams { return this.#s.#strm(); }
+    streamDone(stream: number, why: string): void { this.#s.#streams?.endStream(stream, why); }
     stalled(reason: "write_timeout" | "read_timeout", heldBytes: number): void {
       const s = this.#s;
       s.#host.stats.sessionsCutOff++;
@@ -312,6 +310,7 @@ export class ServerSession implements FrameSink, ChannelHost {
     close(this: SessionSocket): void { this[SESSION].#onClose(); },
     end(this: SessionSocket): void { this[SESSION].#onPeerEnd(); },
   };
+  static #listenerList = Object.entries(ServerSession.#listeners) as [string, (...args: any[]) => void][];
 
   // Channels and the request table are made on first use (an idle session holds neither),
   // apart from the paths that use them: a closure there would cost a context on every call.
@@ -319,6 +318,7 @@ export class ServerSession implements FrameSink, ChannelHost {
   #running(): number { return (this.#requests === null ? 0 : this.#requests.running) + (this.#channels?.pendingMessages ?? 0); }
   #chans(): SessionChannels { return (this.#channels ??= new SessionChannels(this.#host, this, this.#out)); }
   #newRequests(): SessionRequests { return new SessionRequests(new ServerSession.#View(this), this.#host); }
+  #strm(): SessionStreams { return (this.#streams ??= new SessionStreams(this.#socket, this.#out, this.#host.limits)); }
 
   /** FrameSink: memory for a frame arriving in parts. */
   reserve(bytes: number): boolean {
@@ -389,6 +389,7 @@ export class ServerSession implements FrameSink, ChannelHost {
     this.flow.release();
     this.#channels?.closeAll();
     this.#requests?.close();
+    this.#streams?.close();
     this.#host.sessionClosed(this);
     if (this.#closed === null) this.#closed = CLOSED_ALREADY;
     else this.#closedResolve?.();

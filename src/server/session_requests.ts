@@ -1,4 +1,6 @@
-import { ProtocolError } from "../errors.ts";
+import { BodyTooLargeError, ProtocolError } from "../errors.ts";
+import type { IncomingBody } from "../protocol/incoming_body.ts";
+import { isStreamSource, type StreamSource } from "../protocol/outgoing_body.ts";
 import type { Logger } from "../logger.ts";
 import { WireError } from "../protocol/constants.ts";
 import type { AppResult, SessionApp } from "./app.ts";
@@ -10,6 +12,7 @@ import type { Pairing } from "./pairing.ts";
 import { PAIR_APP } from "../protocol/pairing_code.ts";
 import { REFUSED_TOO_OFTEN } from "./session_channels.ts";
 import type { SessionOutput } from "./session_output.ts";
+import type { SessionStreams } from "./session_streams.ts";
 
 /** What the requests of every session need from the server. */
 export interface RequestHost {
@@ -34,6 +37,10 @@ export interface RequestOwner {
   flowUpdate(): void;
   /** A handler that ran on has left the table: flow control and a drain look again. */
   settled(): void;
+  /** The session's streamed bodies (made on first use). */
+  streams(): SessionStreams;
+  /** The request on `stream` is over: its body and response body stop (no-op when it streamed nothing). */
+  streamDone(stream: number, why: string): void;
 }
 
 /** No handler running yet: shared by every session until its first (never added to). */
@@ -77,8 +84,12 @@ export class SessionRequests {
     return this.#abandoned;
   }
 
-  /** Runs the app's handler; the answer goes out now, or when the handler settles. */
-  run(req: ServerRequest, payload: Buffer): void {
+  /**
+   * Runs the app's handler; the answer goes out now, or when the handler
+   * settles, or — a streamed response — when its body has gone out.
+   * `body` is the request's streamed body, or null when it came whole.
+   */
+  run(req: ServerRequest, payload: Buffer, body: IncomingBody | null): void {
     const owner = this.#owner;
     const host = this.#host;
     let result: AppResult | Promise<AppResult>;
@@ -87,13 +98,22 @@ export class SessionRequests {
       throw new ProtocolError(WireError.AccessDenied, REFUSED_TOO_OFTEN);
     }
     try {
-      result = pairing !== null ? pairing.answer(payload, req) : host.app.request(payload, req);
+      if (body !== null && (pairing !== null || host.app.streams !== true)) {
+        // The app takes whole requests: gather the body, within the frame limit it was written for.
+        body.onProgress = () => this.#inflight.touch(req);
+        result = body.bytes(host.limits.maxFrameBytes, `this request (app "${req.app}" takes whole requests)`).then((whole) =>
+          pairing !== null ? pairing.answer(whole, req) : host.app.request(whole, req),
+        );
+      } else {
+        if (body !== null) body.onProgress = () => this.#inflight.touch(req);
+        result = pairing !== null ? pairing.answer(payload, req) : host.app.request(payload, req);
+      }
     } catch (err) {
       this.#answer(req, undefined, err);
       owner.flowUpdate();
       return;
     }
-    if (result === null || typeof result !== "object" || typeof (result as Promise<AppResult>).then !== "function") {
+    if (result === null || typeof result !== "object" || (typeof (result as Promise<AppResult>).then !== "function" && !isStreamSource(result))) {
       this.#answer(req, result as AppResult, undefined);
       owner.flowUpdate(); // only the check that the peer still reads what we write
       return;
@@ -135,6 +155,7 @@ export class SessionRequests {
     req.abort(why);
     req.answered = true;
     this.#abandoned++;
+    this.#owner.streamDone(req.stream, why);
     this.#owner.out.error(req.channelId, req.stream, WireError.Cancelled, "request cancelled");
   }
 
@@ -151,7 +172,35 @@ export class SessionRequests {
     } catch (err) {
       failure = err ?? new Error("request handler rejected");
     }
+    if (failure === undefined && isStreamSource(value) && !req.answered && this.#inflight.get(req.stream) === req) {
+      return this.#respondStreamed(req, value);
+    }
     if (this.#inflight.take(req)) this.#settle(req, value, failure); // else: its deadline passed, or the session closed
+  }
+
+  /**
+   * A streamed response: RESPONSE (streamed), then its body as DATA within
+   * the client's credit. The request stays in the table, its deadline
+   * renewed at each chunk, until the body has gone out (DATA with END) or
+   * failed (ERROR ApplicationError after what was sent).
+   */
+  async #respondStreamed(req: ServerRequest, source: StreamSource): Promise<void> {
+    const owner = this.#owner;
+    let complete = false;
+    let failure: unknown;
+    if (!owner.closed()) {
+      try {
+        complete = await owner.streams().respond(req.channelId, req.stream, source, () => this.#inflight.touch(req));
+      } catch (err) {
+        failure = err ?? new Error("response body failed");
+      }
+    }
+    if (!this.#inflight.take(req)) return; // its deadline passed (answered Timeout), or the session closed
+    this.#host.stats.inflight--;
+    if (req.answered) this.#abandoned--;
+    else if (!complete) this.#answer(req, undefined, failure ?? new Error("response body stopped"));
+    else owner.streamDone(req.stream, "the request was answered");
+    owner.settled();
   }
 
   /** The handler outlived `requestTimeoutMs` (already out of the table): answer for it, abort its signal. */
@@ -160,6 +209,7 @@ export class SessionRequests {
     host.stats.requestTimeouts++;
     req.abort("request timed out");
     host.peerLog.info("request_timeout", { peer: this.#owner.remoteAddress, app: req.app, stream: req.stream, ms: host.limits.requestTimeoutMs });
+    this.#owner.streamDone(req.stream, "the request timed out");
     this.#settle(req, undefined, TIMED_OUT);
   }
 
@@ -175,12 +225,15 @@ export class SessionRequests {
   #answer(req: ServerRequest, value: AppResult, failure: unknown): void {
     const owner = this.#owner;
     if (owner.closed()) return;
+    owner.streamDone(req.stream, "the request was answered");
     if (failure === TIMED_OUT) {
       const ms = this.#host.limits.requestTimeoutMs;
       owner.out.error(req.channelId, req.stream, WireError.Timeout, `Cannot answer request: its handler ran longer than requestTimeoutMs (${ms} ms)`);
     } else if (req.dropped) {
       // Every stream gets exactly one answer, so the client can count its in-flight slots.
       owner.out.error(req.channelId, req.stream, WireError.Cancelled, "request cancelled");
+    } else if (failure instanceof BodyTooLargeError) {
+      owner.out.error(req.channelId, req.stream, WireError.FrameTooLarge, failure.message);
     } else if (failure !== undefined) {
       // A handler's error text reaches the client only when the app says it is meant for
       // clients (`expose: true`); otherwise it may hold paths, queries or secrets: logged here.

@@ -9,9 +9,13 @@ class RecordingWire implements RequestWire {
   /** "REQUEST c/s payload" and "CANCEL c/s", in the order the table asked for them. */
   log: string[] = [];
   timeouts = 0;
-  request(channel: number, stream: number, payload: Uint8Array | string): void {
-    this.log.push(`REQUEST ${channel}/${stream} ${typeof payload === "string" ? payload : Buffer.from(payload).toString()}`);
+  request(channel: number, stream: number, payload: Uint8Array | string | object): void {
+    this.log.push(`REQUEST ${channel}/${stream} ${typeof payload === "string" ? payload : Buffer.from(payload as Uint8Array).toString()}`);
   }
+  openResponse(): never {
+    throw new Error("no streamed responses in these tests");
+  }
+  stopStream(): void {}
   cancel(channel: number, stream: number): void {
     this.log.push(`CANCEL ${channel}/${stream}`);
   }
@@ -26,7 +30,7 @@ class RecordingWire implements RequestWire {
 
 /** What a request's promise settled to, without letting a rejection go unhandled. */
 type Outcome = { value: string } | { error: Error };
-function outcome(p: Promise<Buffer>): Promise<Outcome> {
+function outcome(p: Promise<Buffer | object>): Promise<Outcome> {
   return p.then(
     (v) => ({ value: v.toString() }),
     (e: unknown) => ({ error: e as Error }),
