@@ -9,6 +9,7 @@ const REMOTE_CODES: Record<number, ErrorCode> = {
   [WireError.Cancelled]: "PERILINK_CANCELLED",
   [WireError.Internal]: "PERILINK_REMOTE_INTERNAL",
   [WireError.Timeout]: "PERILINK_REMOTE_TIMEOUT",
+  [WireError.FlowControl]: "PERILINK_FLOW_CONTROL",
 };
 
 /** Maps a wire error code from the server to the error class and `code` a caller sees. */

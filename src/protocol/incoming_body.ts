@@ -113,19 +113,22 @@ export class IncomingBody implements AsyncIterable<Buffer> {
     this.#signal();
   }
 
-  /** The body will not complete: the reader sees `err` at once; what it had not read is given back. */
-  fail(err: Error): void {
+  /**
+   * The body will not complete: the reader gets what already arrived, then
+   * `err` (or `err` at once with `drop`, and what it had not read is given back).
+   */
+  fail(err: Error, drop = false): void {
     if (this.finished) return;
     this.#failure = err;
     this.#onCancel = null;
-    this.#drop();
+    if (drop) this.#drop();
     this.#signal();
   }
 
   async next(): Promise<IteratorResult<Buffer, undefined>> {
     for (;;) {
-      if (this.#failure !== null) throw this.#failure;
       if (this.#head < this.#chunks.length) return { done: false, value: this.#take() };
+      if (this.#failure !== null) throw this.#failure;
       if (this.#ended) return DONE;
       await new Promise<void>((r) => (this.#wake = r));
     }
@@ -141,7 +144,7 @@ export class IncomingBody implements AsyncIterable<Buffer> {
   cancel(reason = "the reader stopped reading the body"): void {
     if (this.finished) return;
     const onCancel = this.#onCancel;
-    this.fail(new CancelledError(`Cannot read body: ${reason}`));
+    this.fail(new CancelledError(`Cannot read body: ${reason}`), true);
     onCancel?.();
   }
 

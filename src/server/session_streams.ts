@@ -95,7 +95,7 @@ export class SessionStreams {
     const body = this.#bodies.get(stream);
     if (body !== undefined) {
       this.#bodies.delete(stream);
-      body.fail(new CancelledError(`Cannot read request body: ${why}`));
+      body.fail(new CancelledError(`Cannot read request body: ${why}`), true); // unread bytes go back to the session's window
     }
     this.#credit.close(stream);
   }
