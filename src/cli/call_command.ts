@@ -8,6 +8,7 @@ import { isFingerprint } from "../protocol/keys.ts";
 import { resolveOptions, type ResolutionOptions, type ResolutionSource } from "../client/names/resolution_options.ts";
 import { intOption, parse, parseTarget } from "./args.ts";
 import { jsonLine, printable, printableLine } from "./terminal_text.ts";
+import { checkDataFile, transfer } from "./transfer.ts";
 
 /** The file, in the state directory, where `perilink call` keeps the server keys it pinned. */
 export const CALL_PIN_FILE = CLIENT_PIN_FILE;
@@ -25,6 +26,8 @@ export async function runCall(args: string[]): Promise<number> {
     {
       app: { type: "string" },
       data: { type: "string" },
+      "data-file": { type: "string" },
+      output: { type: "string" },
       json: { type: "boolean" },
       raw: { type: "boolean" },
       timeout: { type: "string" },
@@ -50,6 +53,13 @@ export async function runCall(args: string[]): Promise<number> {
   if (values.prefer !== undefined && TARGET.lineMeasures === false) {
     throw new UsageError(`Cannot use --prefer: the ${TARGET.name} build measures no lines (a device's); run the node20 bundle or the library on a host`);
   }
+  const dataFile = values["data-file"] as string | undefined;
+  const output = values.output as string | undefined;
+  if ((dataFile !== undefined || output !== undefined) && (targets.length > 1 || values.json || values.raw)) {
+    throw new UsageError("Cannot read arguments: --data-file and --output stream to one HOST:PORT, without --json or --raw");
+  }
+  if (dataFile !== undefined && values.data !== undefined) throw new UsageError("Cannot read arguments: give --data or --data-file, not both");
+  if (dataFile !== undefined && dataFile !== "-") checkDataFile(dataFile);
   const linePreference = values.prefer === undefined ? undefined : parseLinePreference(values.prefer as string);
   let client: ReturnType<typeof createClient>;
   try {
@@ -60,6 +70,13 @@ export async function runCall(args: string[]): Promise<number> {
     throw err;
   }
   try {
+    if (dataFile !== undefined || output !== undefined) {
+      const t = targets[0]!;
+      const link = await client.connect({ host: t.host, port: t.port, app, expectKey, trustNew: values["trust-new"] === true });
+      await transfer(link, dataFile, data, output ?? "-", timeoutMs);
+      link.close();
+      return 0;
+    }
     const answers: { target: string; response: Buffer }[] = [];
     const links = [];
     for (const t of targets) links.push(await client.connect({ host: t.host, port: t.port, app, expectKey, trustNew: values["trust-new"] === true }));

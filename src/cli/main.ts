@@ -27,6 +27,7 @@ Usage:
                   [--workers N|auto|MIN..MAX] [--dispatch manager|semaphore] [--access keys|open]
   perilink id     HOST:PORT [--tcp] [--json] [--timeout MS]
   perilink call   HOST:PORT [HOST:PORT]... [--app NAME] [--data TEXT] [--json | --raw] [--timeout MS]
+                  [--data-file FILE|-] [--output FILE|-]  (one HOST:PORT: a streamed request and response)
                   [--name-server ADDR[:PORT]]... [--resolve hosts,dns,mdns,llmnr,netbios] [--interface IF]...
                   [--prefer bandwidth=1,hops=1,mtu=1,rtt=1] [--state-dir DIR] [--expect SHA256:KEY] [--trust-new]
                   (HOST: an address or a name)
