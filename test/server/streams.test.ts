@@ -194,7 +194,8 @@ test("a slow reader stalls only its own stream: another on the same session fini
 });
 
 test("an app without `streams: true` gets a streamed body gathered into its payload, up to its frame limit", async () => {
-  const server = await testServer({ limits: { maxFrameBytes: 32 * 1024 } });
+  const plainEcho: SessionApp = { request: (payload) => payload };
+  const server = await testServer({ appObject: plainEcho, limits: { maxFrameBytes: 32 * 1024 } });
   const client = createClient({ lingerMs: 0, stateDir: false });
   after(() => client.close());
   const link = await client.connect({ host: "127.0.0.1", port: portOf(server), app: "echo" });
