@@ -19,6 +19,7 @@ export const BENCHES: readonly { name: string; title: string }[] = [
   { name: "workers", title: "Service processes" },
   { name: "lines", title: "Lines: the better line and dead-line detection" },
   { name: "device", title: "On the device" },
+  { name: "streams", title: "Streams: bodies of any size" },
 ];
 
 interface Bench {

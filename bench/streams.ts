@@ -1,0 +1,225 @@
+/**
+ * Streams (docs/protocol.md §4.7), side by side in one run:
+ *
+ * 1. One upload of --mib MiB (default 256) over loopback, both ends in this
+ *    process, each contender's receiver counting the bytes and answering
+ *    with the count: a raw TCP pipe (`net` + `pipeline`), a chunked upload
+ *    through `node:https` (TLS 1.3, the self-signed bench certificate), and
+ *    a perilink sealed session (`link.request(asyncIterable)` to a
+ *    `streams: true` app). --rounds rounds, order rotated; medians of MB/s.
+ * 2. 8 concurrent 64 MiB uploads (--concurrent-mib) to a pi-zero-2w server
+ *    process (the device bundle), one of whose readers is 100× slower: the
+ *    fast ones' rate, and the server's peak RSS against its idle RSS.
+ *
+ * Targets (issue): perilink ≥ 0.5× raw TCP, ≥ 1.0× https; the fast streams
+ * finish at their rate; server RSS ≤ idle + 16 MiB.
+ */
+import { spawn, spawnSync } from "node:child_process";
+import https from "node:https";
+import net from "node:net";
+import os from "node:os";
+import path from "node:path";
+import { pipeline } from "node:stream/promises";
+import { fileURLToPath } from "node:url";
+import { existsSync, mkdtempSync } from "node:fs";
+import { createClient } from "../src/client/client.ts";
+import { startServer } from "../src/server/start_server.ts";
+import type { RequestContext } from "../src/server/app.ts";
+import { silentLogger } from "../src/logger.ts";
+import { readRssKiB, sleep } from "./lib/proc.ts";
+import { machineLine, startRun } from "./lib/result_file.ts";
+import { servedPort } from "./lib/served_port.ts";
+import { median } from "./lib/stats.ts";
+import { num } from "./lib/table.ts";
+import { makeSelfSignedCert } from "./lib/tls_cert.ts";
+
+const CHUNK = 64 * 1024;
+const ROOT = fileURLToPath(new URL("../", import.meta.url));
+
+/** dist/<target>/perilink.mjs, built first when missing. */
+function ensureBundleOf(target: string): string {
+  const bundle = path.join(ROOT, "dist", target, "perilink.mjs");
+  if (!existsSync(bundle)) spawnSync("npm", ["run", "build"], { cwd: ROOT, stdio: "inherit" });
+  if (!existsSync(bundle)) throw new Error(`npm run build failed; ${bundle} is missing`);
+  return bundle;
+}
+
+function flag(args: string[], name: string, dflt: number): number {
+  const i = args.indexOf(`--${name}`);
+  return i >= 0 ? Number(args[i + 1]) : dflt;
+}
+
+/** `total` bytes in 64 KiB chunks of one reused buffer (the senders copy or seal it). */
+async function* source(total: number): AsyncGenerator<Uint8Array> {
+  const buf = Buffer.alloc(CHUNK, 0x5a);
+  for (let left = total; left > 0; left -= CHUNK) yield left >= CHUNK ? buf : buf.subarray(0, left);
+}
+
+async function rawTcp(total: number): Promise<number> {
+  const server = net.createServer((s) => {
+    let n = 0;
+    s.on("data", (c: Buffer) => (n += c.length));
+    s.on("end", () => s.end(String(n)));
+  });
+  await new Promise<void>((r) => server.listen(0, "127.0.0.1", () => r()));
+  const port = (server.address() as net.AddressInfo).port;
+  const t0 = performance.now();
+  const sock = net.connect({ port, host: "127.0.0.1", allowHalfOpen: true });
+  let answer = "";
+  sock.setEncoding("utf8").on("data", (s: string) => (answer += s));
+  const closed = new Promise<void>((r) => sock.once("close", () => r()));
+  await pipeline(source(total), sock);
+  await closed;
+  const ms = performance.now() - t0;
+  server.close();
+  if (Number(answer) !== total) throw new Error(`raw TCP counted ${answer}`);
+  return ms;
+}
+
+async function httpsUpload(total: number, tls: { key: string; cert: string }): Promise<number> {
+  const server = https.createServer({ key: tls.key, cert: tls.cert }, (req, res) => {
+    let n = 0;
+    req.on("data", (c: Buffer) => (n += c.length));
+    req.on("end", () => res.end(String(n)));
+  });
+  await new Promise<void>((r) => server.listen(0, "127.0.0.1", () => r()));
+  const port = (server.address() as net.AddressInfo).port;
+  const t0 = performance.now();
+  const answer = await new Promise<string>((resolve, reject) => {
+    const req = https.request({ host: "127.0.0.1", port, method: "POST", path: "/", ca: tls.cert, agent: false }, (res) => {
+      let s = "";
+      res.setEncoding("utf8").on("data", (d: string) => (s += d));
+      res.on("end", () => resolve(s));
+    });
+    req.on("error", reject);
+    pipeline(source(total), req).catch(reject);
+  });
+  const ms = performance.now() - t0;
+  server.close();
+  if (Number(answer) !== total) throw new Error(`https counted ${answer}`);
+  return ms;
+}
+
+async function perilinkUpload(total: number, stateDir: string): Promise<number> {
+  const app = {
+    streams: true,
+    async request(_p: Uint8Array, ctx: RequestContext) {
+      let n = 0;
+      for await (const chunk of ctx.body) n += chunk.length;
+      return String(n);
+    },
+  };
+  const server = await startServer({ listen: ["127.0.0.1:0"], stateDir, logger: silentLogger, rescanIntervalMs: 0, access: "open", appObject: app });
+  const client = createClient({ lingerMs: 0, stateDir: false, requestTimeoutMs: 600_000 });
+  try {
+    const link = await client.connect({ host: "127.0.0.1", port: server.endpoints()[0]!.port, app: "bench" });
+    await link.request("warm");
+    const t0 = performance.now();
+    const answer = (await link.request(source(total))).toString();
+    const ms = performance.now() - t0;
+    if (Number(answer) !== total) throw new Error(`perilink counted ${answer}`);
+    return ms;
+  } finally {
+    await client.close();
+    await server.drain(1000);
+  }
+}
+
+/** Part 2: 8 concurrent uploads to the device bundle, one reader slow. */
+async function concurrent(mib: number): Promise<{ fastMBps: number[]; slowMiBDone: number; idleKiB: number; peakKiB: number; serverPid: number; launcherPid: number }> {
+  const bundle = ensureBundleOf("pi-zero-2w");
+  const work = mkdtempSync(path.join(os.tmpdir(), "perilink-bench-streams-"));
+  const appPath = fileURLToPath(new URL("./lib/streams/sink_app.mjs", import.meta.url));
+  const child = spawn(process.execPath, [bundle, "serve", "--access", "open", "--state-dir", work, "--listen", "127.0.0.1:0", "--app", appPath, "--log-format", "json"], { stdio: ["ignore", "ignore", "pipe"] });
+  try {
+    let log = "";
+    child.stderr!.on("data", (d: Buffer) => (log += d.toString("utf8")));
+    const port = await servedPort(child, "the pi-zero-2w server", 30_000);
+    // The serving process, not the launcher: the device bundle may start node again with its heap budget.
+    const pid = Number(/"event":"server_started"[^\n]*"pid":(\d+)|"pid":(\d+)[^\n]*"event":"server_started"/.exec(log)?.slice(1).find(Boolean) ?? child.pid);
+    await sleep(1000);
+    const idleKiB = readRssKiB(pid);
+    let peakKiB = idleKiB;
+    const poll = setInterval(() => (peakKiB = Math.max(peakKiB, readRssKiB(pid))), 50);
+    const total = mib * 1024 * 1024;
+    const clients = Array.from({ length: 8 }, () => createClient({ lingerMs: 0, stateDir: false, requestTimeoutMs: 600_000 }));
+    let slowDone = 0;
+    const fastMBps: number[] = [];
+    try {
+      const runs = clients.map(async (c, i) => {
+        const link = await c.connect({ host: "127.0.0.1", port, app: i === 0 ? "slow" : "fast" });
+        const t0 = performance.now();
+        if (i === 0) {
+          // The slow one: counted while the fast ones run, then cancelled.
+          const ac = new AbortController();
+          const counting = (async function* () {
+            for await (const chunk of source(total)) {
+              slowDone += chunk.length;
+              yield chunk;
+            }
+          })();
+          const p = link.request(counting, { signal: ac.signal }).catch(() => "");
+          return { ac, p };
+        }
+        await link.request(source(total));
+        fastMBps.push(total / 1e6 / ((performance.now() - t0) / 1000));
+        return null;
+      });
+      const results = await Promise.all(runs.slice(1));
+      void results;
+      const slow = await runs[0]!;
+      slow!.ac.abort();
+      await slow!.p;
+    } finally {
+      clearInterval(poll);
+      await Promise.all(clients.map((c) => c.close()));
+    }
+    return { fastMBps, slowMiBDone: slowDone / 1048576, idleKiB, peakKiB, serverPid: pid, launcherPid: child.pid! };
+  } finally {
+    child.kill("SIGKILL");
+  }
+}
+
+export async function main(args: string[]): Promise<void> {
+  const mib = flag(args, "mib", 256);
+  const rounds = flag(args, "rounds", 3);
+  const cmib = flag(args, "concurrent-mib", 64);
+  const run = startRun("streams", args);
+  console.log(`streams: ${mib} MiB over loopback x ${rounds} rounds (raw TCP, https, perilink); 8 x ${cmib} MiB to a pi-zero-2w server, one reader 100x slower`);
+  const total = mib * 1024 * 1024;
+  const tls = makeSelfSignedCert();
+  const stateDir = mkdtempSync(path.join(os.tmpdir(), "perilink-bench-streams-"));
+  const times: Record<string, number[]> = { raw: [], https: [], perilink: [] };
+  const order = ["raw", "https", "perilink"] as const;
+  for (let r = 0; r < rounds; r++) {
+    for (let k = 0; k < order.length; k++) {
+      const name = order[(k + r) % order.length]!;
+      const ms = name === "raw" ? await rawTcp(total) : name === "https" ? await httpsUpload(total, tls) : await perilinkUpload(total, stateDir);
+      times[name]!.push(ms);
+    }
+  }
+  const mbps = (name: string): number => total / 1e6 / (median(times[name]!) / 1000);
+  const rows = order.map((n) => [n, num(median(times[n]!)), num(mbps(n), 1), times[n]!.map((t) => num(t)).join(" ")]);
+  const vsRaw = mbps("perilink") / mbps("raw");
+  const vsHttps = mbps("perilink") / mbps("https");
+  console.log(machineLine(run.machine));
+  run.report.table(["one upload", "median ms", "MB/s", "runs (ms)"], rows);
+  run.report.line(`perilink / raw TCP = ${vsRaw.toFixed(2)} (target >= 0.50: ${vsRaw >= 0.5 ? "met" : "MISSED"})`);
+  run.report.line(`perilink / https = ${vsHttps.toFixed(2)} (target >= 1.00: ${vsHttps >= 1 ? "met" : "MISSED"})`);
+  const c = await concurrent(cmib);
+  const grew = (c.peakKiB - c.idleKiB) / 1024;
+  run.report.table(
+    ["8 concurrent uploads (pi-zero-2w server)", "value"],
+    [
+      ["fast streams, median MB/s", num(median(c.fastMBps), 1)],
+      ["fast streams, slowest MB/s", num(Math.min(...c.fastMBps), 1)],
+      ["slow stream, MiB sent meanwhile", num(c.slowMiBDone, 1)],
+      [`server idle RSS, MiB (pid ${c.serverPid}${c.serverPid === c.launcherPid ? "" : `, started by ${c.launcherPid}`})`, num(c.idleKiB / 1024, 1)],
+      ["server peak RSS, MiB", num(c.peakKiB / 1024, 1)],
+    ],
+  );
+  run.report.line(`server RSS grew ${grew.toFixed(1)} MiB (target <= 16: ${grew <= 16 ? "met" : "MISSED"})`);
+  console.log("\n" + run.report.toString());
+  const file = run.write({ settings: { mib, rounds, concurrentMiB: cmib }, timesMs: times, mbps: { raw: mbps("raw"), https: mbps("https"), perilink: mbps("perilink") }, ratios: { vsRaw, vsHttps }, concurrent: c });
+  console.log(`wrote ${file}`);
+}
