@@ -380,7 +380,6 @@ export class ClientSession extends EventEmitter implements ChannelSession {
   #onClose(): void {
     this.#closed = true;
     this.#liveness.stop();
-    this.#streams?.close();
     const goAway = this.#goAwayStream;
     this.#requests.failAll((stream, sent) =>
       !sent
@@ -389,6 +388,7 @@ export class ClientSession extends EventEmitter implements ChannelSession {
           ? new RequestRefusedError("Cannot finish request: the server closed the session before starting it; send it again")
           : new SessionClosedError("Cannot finish request: the session closed while it was in flight", { cause: this.#closeError }),
     );
+    this.#streams?.close(); // after the requests: each streamed body got its own request's error first
     for (const [, o] of this.#opening) o.reject(new SessionClosedError("Cannot open channel: the session closed"));
     this.#opening.clear();
     for (const ch of this.#channels.values()) ch.emit("close");

@@ -1,5 +1,5 @@
 import type net from "node:net";
-import { ProtocolError } from "../errors.ts";
+import { ProtocolError, SessionClosedError } from "../errors.ts";
 import { FrameFlag, FrameType, initialSessionWindow, initialStreamWindow, WINDOW_PAYLOAD_SIZE, WireError } from "../protocol/constants.ts";
 import type { FrameWriter } from "../protocol/frame_writer.ts";
 import { IncomingBody, ReceiveWindow } from "../protocol/incoming_body.ts";
@@ -108,8 +108,10 @@ export class ClientStreams {
     if (err !== null) body.fail(err);
   }
 
+  /** The session closed: senders stop, and a body still arriving (none should be left) fails. */
   close(): void {
     this.#credit.closeAll();
+    for (const body of this.#responses.values()) body.fail(new SessionClosedError("Cannot read response: the session closed"));
     this.#responses.clear();
   }
 

@@ -108,13 +108,16 @@ export class Link extends EventEmitter {
   async #call(payload: BodySource, options: LinkRequestOptions, want: Want): Promise<Buffer | ResponseBody> {
     // A stream source is read once: wrapped here, so a move to another session can send it again from what it kept.
     const body = isStreamSource(payload) ? new OutgoingBody(payload, Infinity) : null;
+    let failed = true;
     try {
       for (let moves = 0; ; moves++) {
         let sent = false;
         try {
           const ch = await this.bind();
           sent = true;
-          return await (want === "bytes" ? ch.request(body ?? payload, options) : ch.stream(body ?? payload, options));
+          const answer = await (want === "bytes" ? ch.request(body ?? payload, options) : ch.stream(body ?? payload, options));
+          failed = false;
+          return answer;
         } catch (err) {
           if (this.#closed || moves >= MAX_MOVES) throw err;
           const again = body === null || body.rewind();
@@ -136,7 +139,7 @@ export class Link extends EventEmitter {
         }
       }
     } finally {
-      if (want === "bytes") body?.dispose();
+      if (want === "bytes" || failed) body?.dispose(); // a body still sending beside its response stops by itself
     }
   }
 

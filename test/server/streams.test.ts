@@ -3,7 +3,7 @@ import crypto from "node:crypto";
 import { after, test } from "node:test";
 import { createClient } from "../../src/client/client.ts";
 import type { RequestContext, SessionApp } from "../../src/server/app.ts";
-import { portOf, sleep, testServer, waitFor } from "../helpers/fixtures.ts";
+import { connect, portOf, sleep, testServer, waitFor } from "../helpers/fixtures.ts";
 
 /** What the app saw, for the tests to read. */
 const seen = { generatorsClosed: 0, bodyErrors: [] as string[], aborted: 0 };
@@ -203,4 +203,20 @@ test("an app without `streams: true` gets a streamed body gathered into its payl
   assert.ok((await link.request(chunksOf(small, [3000]))).equals(small));
   await assert.rejects(link.request(chunksOf(crypto.randomBytes(100_000), [8192])), (e: unknown) => (e as { code?: string }).code === "PERILINK_FRAME_TOO_LARGE" && /takes whole requests/.test((e as Error).message));
   assert.ok((await link.request(small)).equals(small), "the session carries on");
+});
+
+test("a session that ends under a streamed response fails its reader (PERILINK_SESSION_CLOSED) instead of leaving it waiting", async () => {
+  const server = await testServer({ appObject: streamingApp });
+  const s = await connect(server);
+  const ch = await s.openChannel("s");
+  const body = await ch.stream("gen:50000000");
+  const it = body[Symbol.asyncIterator]();
+  await it.next();
+  s.destroy();
+  await assert.rejects(
+    (async () => {
+      for (;;) if ((await it.next()).done) return;
+    })(),
+    (e: unknown) => (e as { code?: string }).code === "PERILINK_SESSION_CLOSED",
+  );
 });
