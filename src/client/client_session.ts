@@ -230,8 +230,8 @@ export class ClientSession extends EventEmitter implements ChannelSession {
     if (this.#closed || this.draining) return Promise.reject(this.#unusable());
     let sent: Uint8Array | string | OutgoingBody;
     if (payload instanceof OutgoingBody) sent = payload;
-    else if (isStreamSource(payload)) sent = new OutgoingBody(payload, Infinity);
-    else sent = (typeof payload === "string" ? Buffer.byteLength(payload) : payload.byteLength) > this.serverLimits.maxFrame ? new OutgoingBody(payload, 0) : payload;
+    else if (isStreamSource(payload)) sent = new OutgoingBody(payload, 0, true);
+    else sent = (typeof payload === "string" ? Buffer.byteLength(payload) : payload.byteLength) > this.serverLimits.maxFrame ? new OutgoingBody(payload, 0, true) : payload;
     const stream = this.#nextStream++;
     const maxBytes = options.maxBytes ?? 16 * this.#maxFrame;
     const result = this.#requests.add(channel, stream, sent, options.timeoutMs ?? this.#requestTimeoutMs, options.signal, want, maxBytes);

@@ -139,7 +139,9 @@ export class Link extends EventEmitter {
         }
       }
     } finally {
-      if (want === "bytes" || failed) body?.dispose(); // a body still sending beside its response stops by itself
+      // Over: the source is let go of — now, or once a body still sending beside its response ends.
+      if (want === "bytes" || failed) body?.dispose();
+      else body?.finish();
     }
   }
 

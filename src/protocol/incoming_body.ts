@@ -53,6 +53,9 @@ export class ReceiveWindow {
 }
 
 const DONE: IteratorReturnResult<undefined> = Object.freeze({ done: true, value: undefined });
+/** DATA payloads below this are copied together into a tail buffer of TAIL_SIZE. */
+const SMALL_CHUNK = 2048;
+const TAIL_SIZE = 16 * 1024;
 
 /**
  * A body arriving in DATA frames, read once, in order, as an async iterable
@@ -78,6 +81,12 @@ export class IncomingBody implements AsyncIterable<Buffer> {
   #failure: Error | null = null;
   #wake: (() => void) | null = null;
   #taken = false;
+  /** Where small chunks are copied together (see `push`). */
+  #tail: Buffer | null = null;
+  #tailStart = 0;
+  #tailEnd = 0;
+  /** The last queued chunk is the tail's, from #tailStart: small chunks extend it. */
+  #tailQueued = false;
   /** Set when the reader takes progress: the owner's deadline looks again. */
   onProgress: (() => void) | null = null;
 
@@ -93,20 +102,32 @@ export class IncomingBody implements AsyncIterable<Buffer> {
     return this.#ended || this.#failure !== null;
   }
 
-  /** A DATA frame for this stream (a view, kept as it is). Past the stream's credit: fatal FlowControl. */
+  /**
+   * A DATA frame for this stream. Past the stream's credit: fatal
+   * FlowControl; after the END: fatal ProtocolError. A chunk is kept as the
+   * view it is only when that holds little more than its own bytes: small
+   * chunks are copied together into a shared tail, and a chunk that is a
+   * small part of a larger buffer (a record's plaintext) is copied out, so
+   * what the body holds stays within about twice what it counts.
+   */
   push(chunk: Buffer, end: boolean): void {
     const n = chunk.length;
+    if (this.#ended) throw new ProtocolError(WireError.ProtocolError, `Cannot accept DATA: stream ${this.stream}'s body already ended`);
     if (n > this.#left) {
       throw new ProtocolError(WireError.FlowControl, `Cannot accept DATA: ${n} bytes exceed stream ${this.stream}'s remaining window of ${this.#left}`, "PERILINK_FLOW_CONTROL");
     }
     this.#window.received(n);
     this.#left -= n;
-    if (this.finished) {
+    if (this.#failure !== null) {
       this.#window.consumed(n); // cancelled or failed: nobody reads it
       return;
     }
     if (n > 0) {
-      this.#chunks.push(chunk);
+      if (n < SMALL_CHUNK) this.#append(chunk);
+      else {
+        this.#chunks.push(chunk.buffer.byteLength > 2 * n ? Buffer.from(chunk) : chunk);
+        this.#tailQueued = false;
+      }
       this.#window.buffered += n;
     }
     if (end) this.#ended = true;
@@ -115,17 +136,20 @@ export class IncomingBody implements AsyncIterable<Buffer> {
 
   /**
    * The body will not complete: the reader gets what already arrived, then
-   * `err` (or `err` at once with `drop`, and what it had not read is given back).
+   * `err` (or `err` at once with `drop`, and what it had not read is given
+   * back to the window — also when the body had ended, or failed before).
    */
   fail(err: Error, drop = false): void {
-    if (this.finished) return;
-    this.#failure = err;
-    this.#onCancel = null;
+    if (this.#failure === null) {
+      this.#failure = err;
+      this.#onCancel = null;
+    }
     if (drop) this.#drop();
     this.#signal();
   }
 
   async next(): Promise<IteratorResult<Buffer, undefined>> {
+    if (this.#wake !== null) throw new TypeError("Cannot read body: a read of it is already waiting (read a body from one place)");
     for (;;) {
       if (this.#head < this.#chunks.length) return { done: false, value: this.#take() };
       if (this.#failure !== null) throw this.#failure;
@@ -142,10 +166,9 @@ export class IncomingBody implements AsyncIterable<Buffer> {
 
   /** Stops the body here: the other side is told (CANCEL or ERROR), and buffered bytes are given back. */
   cancel(reason = "the reader stopped reading the body"): void {
-    if (this.finished) return;
     const onCancel = this.#onCancel;
     this.fail(new CancelledError(`Cannot read body: ${reason}`), true);
-    onCancel?.();
+    if (!this.#ended) onCancel?.(); // a body that arrived whole needs no word to the sender
   }
 
   [Symbol.asyncIterator](): AsyncIterator<Buffer, undefined> {
@@ -186,12 +209,32 @@ export class IncomingBody implements AsyncIterable<Buffer> {
     return (await this.bytes(limit)).toString("utf8");
   }
 
+  /** Copies a small chunk onto the tail: onto the last queued one when that is the tail's. */
+  #append(chunk: Buffer): void {
+    const n = chunk.length;
+    let tail = this.#tail;
+    if (tail === null || this.#tailEnd + n > tail.length) {
+      tail = this.#tail = Buffer.allocUnsafe(TAIL_SIZE);
+      this.#tailEnd = 0;
+      this.#tailQueued = false;
+    }
+    if (!this.#tailQueued) {
+      this.#tailStart = this.#tailEnd;
+      this.#chunks.push(EMPTY);
+      this.#tailQueued = true;
+    }
+    chunk.copy(tail, this.#tailEnd);
+    this.#tailEnd += n;
+    this.#chunks[this.#chunks.length - 1] = tail.subarray(this.#tailStart, this.#tailEnd);
+  }
+
   #take(): Buffer {
     const chunk = this.#chunks[this.#head]!;
     this.#chunks[this.#head++] = EMPTY;
     if (this.#head === this.#chunks.length) {
       this.#chunks.length = 0;
       this.#head = 0;
+      this.#tailQueued = false; // the reader has the tail's view: later bytes start a new one
     }
     const n = chunk.length;
     this.#window.buffered -= n;
@@ -214,6 +257,7 @@ export class IncomingBody implements AsyncIterable<Buffer> {
     for (let i = this.#head; i < this.#chunks.length; i++) n += this.#chunks[i]!.length;
     this.#chunks = [];
     this.#head = 0;
+    this.#tailQueued = false;
     this.#window.buffered -= n;
     this.#window.consumed(n);
   }

@@ -11,6 +11,25 @@ export function isStreamSource(value: unknown): value is StreamSource {
   return typeof (value as AsyncIterable<unknown>)[Symbol.asyncIterator] === "function" || value instanceof Blob || (typeof ReadableStream !== "undefined" && value instanceof ReadableStream);
 }
 
+/**
+ * Lets go of a stream source that will not be sent (its request was
+ * answered or cancelled before the handler returned it): an async
+ * generator's `finally` runs, a Node.js stream is destroyed, a
+ * ReadableStream cancelled.
+ */
+export function discardSource(source: StreamSource): void {
+  try {
+    if (source instanceof Blob) return;
+    if (typeof ReadableStream !== "undefined" && source instanceof ReadableStream) {
+      if (!source.locked) void source.cancel().catch(() => {});
+      return;
+    }
+    void (source as AsyncIterable<unknown>)[Symbol.asyncIterator]().return?.()?.catch(() => {});
+  } catch {
+    // a source that cannot even be stopped holds nothing of ours
+  }
+}
+
 /** Where an outgoing body's DATA frames go, and how the socket says "wait". */
 export interface DataWire {
   data(stream: number, chunk: Uint8Array, end: boolean): void;
@@ -47,9 +66,20 @@ export class OutgoingBody {
   /** Bytes handed to the wire by the current send. */
   sent = 0;
 
-  constructor(source: BodySource, keepLimit: number) {
+  /** No send follows the one running: the source is let go of when it ends. */
+  #final: boolean;
+
+  /** `once`: it is sent once (no rewind), and its source let go of when that send ends. */
+  constructor(source: BodySource, keepLimit: number, once = false) {
     this.#source = typeof source === "string" ? Buffer.from(source, "utf8") : source;
-    this.#keepLimit = keepLimit;
+    this.#keepLimit = once ? 0 : keepLimit;
+    this.#final = once;
+  }
+
+  /** The request is over: the source is let go of now, or when the send still running ends. */
+  finish(): void {
+    this.#final = true;
+    if (this.#running === null) this.dispose();
   }
 
   /** Bytes, text and Blobs: they can always be sent again. */
@@ -91,6 +121,12 @@ export class OutgoingBody {
       return this.#send(stream, credit, maxFrame, wire, progress);
     })();
     this.#running = run;
+    const ended = (): void => {
+      if (this.#running !== run) return;
+      this.#running = null;
+      if (this.#final) this.dispose();
+    };
+    run.then(ended, ended);
     return run;
   }
 
@@ -128,7 +164,7 @@ export class OutgoingBody {
   dispose(): void {
     this.#kept = null;
     this.#replay = [];
-    void this.#iterator?.return?.().catch(() => {});
+    void this.#iterator?.return?.()?.catch(() => {});
     this.#iterator = null;
   }
 

@@ -1,6 +1,6 @@
 import { BodyTooLargeError, ProtocolError } from "../errors.ts";
 import type { IncomingBody } from "../protocol/incoming_body.ts";
-import { isStreamSource, type StreamSource } from "../protocol/outgoing_body.ts";
+import { discardSource, isStreamSource, type StreamSource } from "../protocol/outgoing_body.ts";
 import type { Logger } from "../logger.ts";
 import { WireError } from "../protocol/constants.ts";
 import type { AppResult, SessionApp } from "./app.ts";
@@ -172,8 +172,9 @@ export class SessionRequests {
     } catch (err) {
       failure = err ?? new Error("request handler rejected");
     }
-    if (failure === undefined && isStreamSource(value) && !req.answered && this.#inflight.get(req.stream) === req) {
-      return this.#respondStreamed(req, value);
+    if (failure === undefined && isStreamSource(value)) {
+      if (!req.answered && this.#inflight.get(req.stream) === req) return this.#respondStreamed(req, value);
+      discardSource(value); // cancelled, timed out or the session closed before the handler returned it
     }
     if (this.#inflight.take(req)) this.#settle(req, value, failure); // else: its deadline passed, or the session closed
   }

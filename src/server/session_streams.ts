@@ -75,8 +75,7 @@ export class SessionStreams {
       this.#window.discard(payload.length); // answered, refused or cancelled: nobody reads it
       return;
     }
-    body.push(payload, (flags & FrameFlag.End) !== 0);
-    if (body.finished) this.#bodies.delete(stream);
+    body.push(payload, (flags & FrameFlag.End) !== 0); // kept after its END: endStream() gives back what its handler left unread
   }
 
   /** A WINDOW frame: credit for our response bodies. */

@@ -20,6 +20,7 @@ const streamingApp: SessionApp = {
     if (text.startsWith("gen:")) return generate(Number(text.slice(4)), 8191);
     if (text.startsWith("fail:")) return failing(Number(text.slice(5)));
     if (ctx.app === "dropper") return "dropped";
+    if (ctx.app === "late-dropper") return sleep(30).then(() => "dropped"); // the body has ended by then, unread
     return echo(ctx.body);
   },
 };
@@ -219,4 +220,15 @@ test("a session that ends under a streamed response fails its reader (PERILINK_S
     })(),
     (e: unknown) => (e as { code?: string }).code === "PERILINK_SESSION_CLOSED",
   );
+});
+
+test("bodies that arrived whole but were never read give their bytes back: the session's window does not shrink", async () => {
+  const { link, client, server } = await setup(16 * 1024); // a session window of 64 KiB
+  const late = await client.connect({ host: "127.0.0.1", port: portOf(server), app: "late-dropper" });
+  for (let i = 0; i < 20; i++) {
+    // 12 KiB each, 240 KiB in all: four times the session's window, none of it read.
+    assert.equal((await late.request(chunksOf(Buffer.alloc(12 * 1024, i), [4096]))).toString(), "dropped");
+  }
+  const big = crypto.randomBytes(512 * 1024);
+  assert.ok((await link.request(chunksOf(big, [16 * 1024]), { timeoutMs: 5000 })).equals(big), "a streamed upload still flows");
 });
