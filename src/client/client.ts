@@ -124,6 +124,7 @@ export class PerilinkClient {
       },
       rank: (addresses) => self.#lines.rank(addresses),
       lineFailed: (a) => self.#lines.failed(a),
+      serverAddresses: (e, list, via) => self.#names.fromServer(e, list, via),
     };
     this.#identifier = new ServerIdentifier<Link>({
       book: this.#book,

@@ -8,7 +8,7 @@ import { FrameWriter } from "../protocol/frame_writer.ts";
 import { isStreamSource, OutgoingBody, type BodySource } from "../protocol/outgoing_body.ts";
 import type { RecordOpener } from "../protocol/record_layer.ts";
 import { bytesToUuid } from "../protocol/keys.ts";
-import { decodeCodedReason, encodeChannelOpen } from "../protocol/payloads.ts";
+import { decodeAddresses, decodeCodedReason, encodeChannelOpen, type AdvertisedAddress } from "../protocol/payloads.ts";
 import { TARGET } from "../target.ts";
 import { ClientChannel, openDeadline, type ChannelSession, type RequestOptions } from "./client_channel.ts";
 import { checkServer, clientHandshake, openRecords, startSealed, type Handshake } from "./client_handshake.ts";
@@ -47,7 +47,7 @@ const NO_OPTIONS: RequestOptions = Object.freeze({});
  * Draining and retiring sessions take no new channel or request.
  *
  * Events: `goaway` (lastStream, code, reason) — also when the session retires;
- * `close` (error | undefined).
+ * `addresses` (the server's listening addresses, §5.4); `close` (error | undefined).
  */
 export class ClientSession extends EventEmitter implements ChannelSession {
   readonly serverId: string;
@@ -59,6 +59,8 @@ export class ClientSession extends EventEmitter implements ChannelSession {
   /** The sealed handshake's transcript hash (a pairing proof is bound to it), and the fingerprint of the key this session proved. */
   readonly transcript: Buffer;
   readonly clientKey: string;
+  /** Where the server says it listens (its last ADDRESSES frame, §5.4): candidates to prove, not proven. */
+  serverAddresses: AdvertisedAddress[] = [];
 
   #socket: net.Socket;
   #writer: FrameWriter;
@@ -177,9 +179,7 @@ export class ClientSession extends EventEmitter implements ChannelSession {
     return new ClientSession(h, key, maxFrame, requestTimeoutMs, firstStreamId, live);
   }
 
-  get closed(): boolean {
-    return this.#closed;
-  }
+  get closed(): boolean { return this.#closed; }
   /** True once the server sent GOAWAY, the session retired or close() was called: no new channel or request is accepted here. */
   get draining(): boolean {
     return this.#goAwayStream >= 0 || this.#retiring || this.#ending;
@@ -192,9 +192,7 @@ export class ClientSession extends EventEmitter implements ChannelSession {
   get rttMs(): number | null {
     return this.#liveness.rttMs;
   }
-  get channelCount(): number {
-    return this.#channels.size;
-  }
+  get channelCount(): number { return this.#channels.size; }
 
   /** Opens a channel (a logical connection of `app`) and waits for the server's OK. */
   async openChannel(app: string, requestedHost = "", requestedPort = 0): Promise<ClientChannel> {
@@ -335,6 +333,8 @@ export class ClientSession extends EventEmitter implements ChannelSession {
           return this.#liveness.pong(payload);
         case FrameType.GoAway:
           return this.#onGoAway(stream, payload);
+        case FrameType.Addresses: // where else this server listens (§5.4), kept: the first may come with the hello
+          return void this.emit("addresses", (this.serverAddresses = decodeAddresses(payload)));
         default:
           throw new ProtocolError(WireError.ProtocolError, `Cannot accept frame type ${type} from a server`);
       }

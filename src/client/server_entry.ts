@@ -45,6 +45,8 @@ export interface EntryHost {
   rank<A extends Address>(addresses: readonly A[]): A[];
   /** A session on this address failed (its line is measured again before it is trusted). */
   lineFailed(address: Address): void;
+  /** A session of `entry` said where else its server listens (ADDRESSES): candidates, proven before use. */
+  serverAddresses?(entry: ServerEntry, list: readonly Address[], via: string): void;
 }
 
 interface Live {
@@ -245,6 +247,8 @@ export class ServerEntry<L extends EntryLink = EntryLink> {
     const live: Live = { session, number: this.#host.nextSessionNumber(), address };
     this.#active = live;
     session.on("goaway", (_last: number, code: number) => this.#onGoAway(live, code));
+    session.on("addresses", (list: Address[]) => this.#host.serverAddresses?.(this, list, address.host));
+    if (session.serverAddresses.length > 0) this.#host.serverAddresses?.(this, session.serverAddresses, address.host);
     session.on("close", (err?: Error) => this.#onClose(live, err));
     if (session.draining) this.#onGoAway(live); // its GOAWAY was read before anyone listened
     return live;

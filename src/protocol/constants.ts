@@ -56,9 +56,13 @@ export enum FrameType {
   Data = 12,
   /** Flow-control credit for DATA: stream 0 for the session, else that stream (§4.7). */
   Window = 13,
+  /** S→C: the addresses the server listens on for this port group (§5.4). */
+  Addresses = 14,
 }
 export type FrameTypeValue = FrameType;
-export const MAX_FRAME_TYPE = 13;
+export const MAX_FRAME_TYPE = 14;
+/** The most addresses one ADDRESSES frame lists. */
+export const MAX_ADVERTISED = 16;
 
 /** Frame flags (§3.1). */
 export enum FrameFlag {

@@ -1,5 +1,7 @@
+import net from "node:net";
+import { canonicalAddress, ipv6Groups } from "../address.ts";
 import { ProtocolError } from "../errors.ts";
-import { WireError } from "./constants.ts";
+import { MAX_ADVERTISED, WireError } from "./constants.ts";
 
 /** What a CHANNEL_OPEN frame carries: the application and the address it asked for. */
 export interface ChannelOpen {
@@ -69,4 +71,50 @@ export function windowPayload(increment: number): Buffer {
   const b = Buffer.allocUnsafe(4);
   b.writeUInt32BE(increment, 0);
   return b;
+}
+
+/** An address the server listens on, as ADDRESSES carries it (§5.4). */
+export interface AdvertisedAddress {
+  host: string;
+  port: number;
+}
+
+/** ADDRESSES payload (numeric IPv4 or IPv6 hosts, no zone): u8 count ‖ count × (u8 family 4|6 ‖ 4|16 address bytes ‖ u16 port); at most MAX_ADVERTISED. */
+export function encodeAddresses(list: readonly AdvertisedAddress[]): Buffer {
+  const parts: Buffer[] = [Buffer.from([Math.min(list.length, MAX_ADVERTISED)])];
+  for (const a of list.slice(0, MAX_ADVERTISED)) {
+    const v4 = net.isIPv4(a.host);
+    const b = Buffer.alloc(v4 ? 7 : 19);
+    b[0] = v4 ? 4 : 6;
+    if (v4) a.host.split(".").forEach((o, i) => (b[1 + i] = Number(o)));
+    else ipv6Groups(a.host)!.forEach((g, i) => b.writeUInt16BE(g, 1 + 2 * i));
+    b.writeUInt16BE(a.port, v4 ? 5 : 17);
+    parts.push(b);
+  }
+  return Buffer.concat(parts);
+}
+
+/** Reads an ADDRESSES payload; anything malformed (a count above MAX_ADVERTISED, a bad family, a length that does not match) is a ProtocolError. */
+export function decodeAddresses(b: Buffer): AdvertisedAddress[] {
+  const bad = (why: string): never => {
+    throw new ProtocolError(WireError.ProtocolError, `Cannot accept ADDRESSES: ${why}`);
+  };
+  if (b.length < 1) bad("empty payload");
+  const count = b[0]!;
+  if (count > MAX_ADVERTISED) bad(`${count} addresses, more than ${MAX_ADVERTISED}`);
+  const out: AdvertisedAddress[] = [];
+  let off = 1;
+  for (let i = 0; i < count; i++) {
+    const family = b[off];
+    const size = family === 4 ? 4 : family === 6 ? 16 : bad(`address family ${family}`);
+    if (off + 1 + size + 2 > b.length) bad("payload shorter than its count");
+    const raw = b.subarray(off + 1, off + 1 + size);
+    const host = family === 4 ? [...raw].join(".") : canonicalAddress(Array.from({ length: 8 }, (_, g) => raw.readUInt16BE(2 * g).toString(16)).join(":"));
+    const port = b.readUInt16BE(off + 1 + size);
+    if (port === 0) bad("port 0");
+    out.push({ host, port });
+    off += 1 + size + 2;
+  }
+  if (off !== b.length) bad("trailing bytes");
+  return out;
 }

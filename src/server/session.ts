@@ -21,6 +21,8 @@ export interface SessionHost extends HelloSource, ChannelServer, RequestHost {
   readonly budget: BufferBudget;
   /** The client proved its key (a stranger's session may be ended here). */
   keyProven(session: ServerSession): void;
+  /** The ADDRESSES payload for a session that arrived on `localAddress` (advertised.ts), or null: none to tell. */
+  advertised?(localAddress: string): Buffer | null;
   sessionClosed(session: ServerSession): void;
 }
 
@@ -51,10 +53,8 @@ const LINGER_AFTER_END_MS = 2000;
  * session ended its side.
  */
 export class ServerSession implements FrameSink, ChannelHost {
-  readonly remoteAddress: string;
-  readonly remotePort: number;
-  readonly localAddress: string;
-  readonly localPort: number;
+  readonly remoteAddress: string; readonly remotePort: number;
+  readonly localAddress: string; readonly localPort: number;
 
   #socket: net.Socket;
   #host: SessionHost;
@@ -96,13 +96,9 @@ export class ServerSession implements FrameSink, ChannelHost {
   }
 
   /** Resolves when the socket has closed. */
-  get closed(): Promise<void> {
-    return (this.#closed ??= new Promise((r) => (this.#closedResolve = r)));
-  }
+  get closed(): Promise<void> { return (this.#closed ??= new Promise((r) => (this.#closedResolve = r))); }
 
-  get state(): (typeof STATE_NAMES)[number] {
-    return STATE_NAMES[this.#state]!;
-  }
+  get state(): (typeof STATE_NAMES)[number] { return STATE_NAMES[this.#state]!; }
   /** ChannelHost: what the channels' contexts read. */
   get serverId(): string { return this.#host.identity.serverId; }
   get generation(): number { return this.#host.generation; }
@@ -149,8 +145,12 @@ export class ServerSession implements FrameSink, ChannelHost {
   }
 
   /** Closes the socket now; running requests see their signal abort. */
-  destroy(): void {
-    this.#socket.destroy();
+  destroy(): void { this.#socket.destroy(); }
+
+  /** Sends the addresses the server listens on for this session's port group (docs/protocol.md §5.4), if there are any to tell. */
+  advertise(): void {
+    const list = this.#state === OPEN ? this.#host.advertised?.(this.localAddress) : null;
+    if (list) this.#out.frame(FrameType.Addresses, 0, 0, list);
   }
 
   #onData(chunk: Buffer): void {
@@ -196,6 +196,7 @@ export class ServerSession implements FrameSink, ChannelHost {
     }
     this.#input = startSealed(this.#socket, this.#out, answer, new FrameDecoder(this, host.limits.maxFrameBytes));
     this.#state = OPEN;
+    this.advertise();
     this.#socket.setTimeout(host.limits.idleTimeoutMs);
     if (this.#goAwayAfterHello) void this.goAway(this.#goAwayAfterHello.code, this.#goAwayAfterHello.reason);
     return buf.subarray(CLIENT_HELLO_BYTES);
@@ -378,10 +379,7 @@ export class ServerSession implements FrameSink, ChannelHost {
 
   #clearTimer(): void { if (this.#timer !== null) clearTimeout(this.#timer); this.#timer = null; }
 
-  #abort(why: string): void {
-    this.#host.log.debug("session_aborted", { peer: this.remoteAddress, why });
-    this.#socket.destroy();
-  }
+  #abort(why: string): void { this.#host.log.debug("session_aborted", { peer: this.remoteAddress, why }); this.#socket.destroy(); }
 
   #onClose(): void {
     this.#clearTimer();

@@ -15,6 +15,7 @@ import type { TrustedKeys } from "./trusted_keys.ts";
 import { Pairing } from "./pairing.ts";
 import { stripZone } from "../address.ts";
 import { peerKey } from "./peer_key.ts";
+import { advertisedFor } from "./advertised.ts";
 
 /** A full server gives the slot of a session that has done nothing with it for this long to a newcomer. */
 const SESSION_EVICT_AFTER_MS = 1000;
@@ -46,6 +47,9 @@ export class SessionService implements ConnectionService, SessionHost, Admission
   readonly access: TrustedKeys | null;
   readonly pairing: Pairing | null;
   #sessions = new Set<ServerSession>();
+  /** What the listeners listen on now, and the ADDRESSES payload made for each local address. */
+  #endpoints: Endpoint[] = [];
+  #advertised = new Map<string, Buffer | null>();
   /** Sessions that gave up their slot to a newcomer and are closing. */
   #evicted = new Set<ServerSession>();
   #admission: Admission;
@@ -97,7 +101,24 @@ export class SessionService implements ConnectionService, SessionHost, Admission
     return [];
   }
 
-  async listening(_listeners: ListenerSet): Promise<void> {}
+  /** The listeners opened or changed: sessions learn the addresses they may fail over to (docs/protocol.md §5.4). */
+  async listening(listeners: ListenerSet): Promise<void> {
+    const endpoints = listeners.endpoints();
+    const changed = this.#endpoints.length !== endpoints.length || endpoints.some((e, i) => e.address !== this.#endpoints[i]?.address || e.port !== this.#endpoints[i]?.port);
+    this.#endpoints = endpoints;
+    this.#advertised.clear();
+    if (changed) for (const s of this.#sessions) s.advertise();
+  }
+
+  /** SessionHost: the ADDRESSES payload for a session on `localAddress` (one per local address, made once per listener set). */
+  advertised(localAddress: string): Buffer | null {
+    let b = this.#advertised.get(localAddress);
+    if (b === undefined) {
+      b = advertisedFor(this.#endpoints, localAddress);
+      if (this.#advertised.size < 64) this.#advertised.set(localAddress, b);
+    }
+    return b;
+  }
 
   async stopAccepting(): Promise<void> {}
 

@@ -38,7 +38,7 @@ test("applications connecting by two DNS names and by each numeric address of on
   replies.forEach((r, i) => assert.equal(r.toString(), `r${i}`));
   assert.equal(tcpConnectionsTo([port]), 1, "one socket, counted by the OS");
   assert.equal(server.status().sessions, 1);
-  const rows = c.addresses().map((r) => `${r.name} ${r.address} ${r.source} ${r.serverId}`).sort();
+  const rows = c.addresses().filter((r) => r.source !== "server").map((r) => `${r.name} ${r.address} ${r.source} ${r.serverId}`).sort();
   assert.deepEqual(rows, [
     `127.0.0.1 127.0.0.1 numeric ${server.serverId}`,
     `127.0.0.2 127.0.0.2 numeric ${server.serverId}`,
@@ -113,7 +113,7 @@ test("reverse lookup of a numeric address teaches the server's other addresses b
   const c = client({ resolution: { order: ["dns"], nameServers: [dns.endpoint] } });
   const link = await c.connect({ host: "127.0.0.1", port, app: "x" });
   await waitFor(() => link.entry.addresses.length === 2, "the PTR name's other address to join the server's addresses");
-  const rows = c.addresses().map((r) => `${r.name} ${r.address} ${r.source}`).sort();
+  const rows = c.addresses().filter((r) => r.source !== "server").map((r) => `${r.name} ${r.address} ${r.source}`).sort();
   assert.deepEqual(rows, ["127.0.0.1 127.0.0.1 numeric", "perisrv.test 127.0.0.1 ptr", "perisrv.test 127.0.0.2 ptr"]);
   assert.equal(link.entry.serverId, server.serverId);
 });

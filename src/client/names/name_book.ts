@@ -3,7 +3,7 @@ import type { Logger } from "../../logger.ts";
 import type { ServerEntry } from "../server_entry.ts";
 import { AddressList, type AddressRow } from "./address_list.ts";
 import { raceAddresses } from "./address_race.ts";
-import { canonicalAddress, stripZone } from "../../address.ts";
+import { canonicalAddress, isLinkLocal, stripZone } from "../../address.ts";
 import { NameResolver, type NameRow } from "./name_resolver.ts";
 import { MAX_ADDRESSES_PER_NAME, normalizeName } from "./name_types.ts";
 import type { ResolutionOptions } from "./resolution_options.ts";
@@ -136,6 +136,22 @@ export class NameBook {
     return this.#list.rows();
   }
 
+  /**
+   * The server's own list of where it listens (ADDRESSES, docs/protocol.md
+   * §5.4), from a session of `entry`: rows of source `server`, and each
+   * address a failover address of `entry` once a signed probe there proves
+   * the same server — as a name's answer, since a server may name addresses
+   * that are not its own (at most MAX_ADVERTISED a frame).
+   */
+  fromServer(entry: ServerEntry, announced: readonly { host: string; port: number }[], via: string): void {
+    // Unicast only, and loopback only from a session that is itself over loopback: an announcement
+    // cannot make this client probe multicast groups or its own host's ports.
+    const list = announced.filter((a) => isUnicast(a.host) && (isLoopback(a.host) === isLoopback(stripZone(via))));
+    const rows = list.map((a) => ({ name: a.host, address: a.host, source: "server" as const, ttl: null }));
+    this.#list.add(rows);
+    for (const port of new Set(list.map((a) => a.port))) this.#offer(rows.filter((_, i) => list[i]!.port === port), () => [port], entry);
+  }
+
   #probe(address: string, port: number, identify: Identify): Promise<ServerEntry> {
     const key = `${canonicalAddress(address)}|${port}`;
     let p = this.#probing.get(key);
@@ -221,4 +237,18 @@ export class NameBook {
       (err: unknown) => this.#host.log.debug("client_reverse_lookup_failed", { address, error: err as Error }),
     );
   }
+}
+
+function isLoopback(address: string): boolean {
+  return address === "::1" || address.startsWith("127.") || address.startsWith("::ffff:127.");
+}
+
+/** Not the unspecified address, multicast, broadcast, the reserved 240/4 or link-local. */
+function isUnicast(address: string): boolean {
+  if (net.isIPv4(address)) {
+    const first = Number(address.split(".")[0]);
+    return first !== 0 && first < 224 && !address.startsWith("169.254.");
+  }
+  const a = address.toLowerCase();
+  return net.isIPv6(a) && a !== "::" && !a.startsWith("ff") && !isLinkLocal(a);
 }

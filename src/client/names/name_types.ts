@@ -5,8 +5,8 @@
  * late answers are ignored, and a silent service is an empty answer.
  */
 
-/** Where a row of the address list came from (Fig. 16 of the seed, plus mDNS). */
-export type SourceName = "hosts" | "dns" | "ptr" | "llmnr" | "netbios" | "mdns" | "numeric";
+/** Where a row of the address list came from (Fig. 16 of the seed, plus mDNS; `server`: the server's own ADDRESSES frame). */
+export type SourceName = "hosts" | "dns" | "ptr" | "llmnr" | "netbios" | "mdns" | "numeric" | "server";
 
 /**
  * The most addresses taken from one answer, and for one name from all the

@@ -1,0 +1,74 @@
+import assert from "node:assert/strict";
+import { after, test } from "node:test";
+import { createClient } from "../../src/client/client.ts";
+import type { InterfaceAddress } from "../../src/server/interface_addresses.ts";
+import { advertisedFor } from "../../src/server/advertised.ts";
+import { decodeAddresses, encodeAddresses } from "../../src/protocol/payloads.ts";
+import { FrameType } from "../../src/protocol/constants.ts";
+import { FakeServer } from "./fake_server.ts";
+import { testServer, waitFor } from "../helpers/fixtures.ts";
+
+const lo = (address: string, family: 4 | 6): InterfaceAddress => ({ address, family, iface: "lo", linkLocal: false });
+
+test("a link to one address fails over to another the server itself announced, when no name knows it (C5)", async () => {
+  let addrs = [lo("127.0.0.1", 4), lo("::1", 6)];
+  const server = await testServer({ listen: ["auto:0"], interfaces: () => addrs });
+  const port = server.endpoints()[0]!.port;
+  const client = createClient({ lingerMs: 0, stateDir: false });
+  after(() => client.close());
+  const link = await client.connect({ host: "127.0.0.1", port, app: "a" });
+  assert.equal((await link.request("one")).toString(), "one");
+  // The session's ADDRESSES named ::1; a signed probe there proved it: it is a failover address now.
+  await waitFor(() => client.addresses().some((r) => r.source === "server" && r.address === "::1" && r.serverId === server.serverId), "::1 to be announced and proved");
+  addrs = [lo("::1", 6)]; // 127.0.0.1 leaves the device: its listener closes, its sessions end
+  await server.rescan();
+  assert.equal((await link.request("two", { idempotent: true })).toString(), "two");
+  assert.equal(client.sessions()[0]!.communicationAddress, "::1");
+});
+
+test("what a server announces: its own address first, no loopback to a remote session, no link-local, at most 16", () => {
+  const eps = [
+    { address: "192.168.1.20", port: 1025 },
+    { address: "127.0.0.1", port: 1025 },
+    { address: "fe80::1%eth0", port: 1025 },
+    { address: "2001:db8::20", port: 1025 },
+    { address: "169.254.3.4", port: 1025 },
+    ...Array.from({ length: 30 }, (_, i) => ({ address: `10.0.0.${i + 1}`, port: 1025 })),
+  ];
+  const list = decodeAddresses(advertisedFor(eps, "2001:db8::20")!);
+  assert.equal(list.length, 16);
+  assert.deepEqual(list.slice(0, 3), [
+    { host: "2001:db8::20", port: 1025 },
+    { host: "192.168.1.20", port: 1025 },
+    { host: "10.0.0.1", port: 1025 },
+  ]);
+  assert.ok(!list.some((a) => a.host.startsWith("127.") || a.host.startsWith("fe80") || a.host.startsWith("169.254")));
+  assert.deepEqual(decodeAddresses(advertisedFor(eps, "::ffff:127.0.0.1")!), [{ host: "127.0.0.1", port: 1025 }]);
+});
+
+test("a server's announcement cannot point the client at multicast, broadcast, unspecified or (from afar) loopback addresses", async () => {
+  const fake = await new FakeServer({
+    onFrame: (conn, type, channel, stream) => {
+      if (type !== FrameType.ChannelOpen) return false;
+      fake.send(conn, FrameType.ChannelOk, channel, stream);
+      const announced = ["224.0.0.251", "255.255.255.255", "0.0.0.0", "ff02::1", "::", "169.254.1.1", "240.0.0.1", "127.0.0.1"].map((host) => ({ host, port: fake.port }));
+      fake.send(conn, FrameType.Addresses, 0, 0, encodeAddresses([...announced, { host: "::1", port: fake.port }]));
+      return true;
+    },
+  }).start();
+  const client = createClient({ lingerMs: 0, stateDir: false });
+  after(() => client.close());
+  const link = await client.connect({ host: "127.0.0.1", port: fake.port, app: "a" });
+  assert.equal((await link.request("x")).toString(), "x");
+  await waitFor(() => client.addresses().some((r) => r.source === "server"), "the announcement to be read");
+  // Over loopback, only the loopback addresses are taken (127.0.0.1, ::1); nothing else.
+  assert.deepEqual(client.addresses().filter((r) => r.source === "server").map((r) => r.address).sort(), ["127.0.0.1", "::1"]);
+});
+
+test("a malformed ADDRESSES frame (a count past 16, a bad family, trailing bytes) ends the session as a protocol error", () => {
+  const ok = encodeAddresses([{ host: "10.0.0.1", port: 1 }]);
+  assert.throws(() => decodeAddresses(Buffer.from([17])), /more than 16/);
+  assert.throws(() => decodeAddresses(Buffer.from([1, 5, 0, 0, 0, 0, 0, 1])), /family 5/);
+  assert.throws(() => decodeAddresses(Buffer.concat([ok, Buffer.from([0])])), /trailing/);
+  assert.throws(() => decodeAddresses(ok.subarray(0, 4)), /shorter/);
+});
