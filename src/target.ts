@@ -40,6 +40,8 @@ export interface Target {
     /** New sessions all peers together may open per second, and in a burst (peers vouched for are not counted; 0: off). */
     sessionRateGlobal: number;
     sessionBurstGlobal: number;
+    /** A drain sends GOAWAY to its sessions spread over this long (at most a quarter of the drain deadline), not all at once; 0: at once. */
+    goAwaySpreadMs: number;
   };
   probe: {
     ratePerSecond: number;

@@ -102,6 +102,7 @@ const LIMIT_RANGES: Record<string, [number, number]> = {
   maxBufferedBytes: [64 * 1024, 0x7fffffff],
   sessionRatePerPeer: [0, 1_000_000], // 0: no rate limit
   sessionRateGlobal: [0, 1_000_000],
+  goAwaySpreadMs: [0, 60_000], // 0: every GOAWAY at once
 };
 
 function checkKeys(obj: Record<string, unknown>, allowed: string[], where: string): void {

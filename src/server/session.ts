@@ -136,6 +136,8 @@ export class ServerSession implements FrameSink, ChannelHost {
 
   /** When this session last read anything (performance.now() ms). */
   get quietSince(): number { return this.#lastReadAt; }
+  /** Whether handlers run here now (a drain tells such sessions first). */
+  get busy(): boolean { return this.#running() > 0; }
 
   /** Gives up the slot: a session in its handshake is closed, an open one gets GOAWAY ServerBusy. */
   evict(): void {

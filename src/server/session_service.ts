@@ -19,6 +19,8 @@ import { advertisedFor } from "./advertised.ts";
 
 /** A full server gives the slot of a session that has done nothing with it for this long to a newcomer. */
 const SESSION_EVICT_AFTER_MS = 1000;
+/** Up to this many sessions get their GOAWAY at once, however long `goAwaySpreadMs` is. */
+const GOAWAY_AT_ONCE = 8;
 
 /** What the sessions of a server share: what each session reads of its host, and the sources the session rate tracks. */
 export interface SessionServiceParts extends Omit<SessionHost, "budget" | "sessionClosed" | "accessDenied" | "pairing" | "keyProven"> {
@@ -204,15 +206,34 @@ export class SessionService implements ConnectionService, SessionHost, Admission
     this.#draining = true;
     let timer: ReturnType<typeof setTimeout> | undefined;
     const deadline = new Promise<void>((r) => (timer = setTimeout(r, timeoutMs)));
-    for (const s of this.#sessions) void s.goAway();
+    const spreading = this.#spreadGoAways(timeoutMs);
     const allClosed = new Promise<void>((r) => (this.#noSessions = r));
     if (this.#sessions.size === 0) this.#noSessions?.();
     await Promise.race([allClosed, deadline]);
     clearTimeout(timer);
+    for (const t of spreading) clearTimeout(t);
     if (this.#sessions.size > 0) {
       this.log.warn("drain_deadline", { mode: "session", destroyed: this.#sessions.size, inflight: this.stats.inflight });
       for (const s of this.#sessions) s.destroy();
     }
+  }
+
+  /**
+   * GOAWAY to every session: at once for a few, else spread evenly over
+   * `limits.goAwaySpreadMs` (at most a quarter of the drain deadline), as
+   * HAProxy's close-spread-time does, so their clients do not all open new
+   * sessions — a signature and a key exchange each — in the same moment.
+   * Sessions with requests running go first: they have the most to finish.
+   */
+  #spreadGoAways(timeoutMs: number): ReturnType<typeof setTimeout>[] {
+    const sessions = [...this.#sessions];
+    const window = sessions.length > GOAWAY_AT_ONCE ? Math.min(this.limits.goAwaySpreadMs, timeoutMs / 4) : 0;
+    if (window <= 0) {
+      for (const s of sessions) void s.goAway();
+      return [];
+    }
+    sessions.sort((a, b) => Number(a.busy) - Number(b.busy)).reverse();
+    return sessions.map((s, i) => setTimeout(() => void s.goAway(), (i * window) / sessions.length));
   }
 
   /**
