@@ -171,8 +171,8 @@ export class SignatureError extends PerilinkError {
 
 /** Nothing answered an identify probe or a handshake in time. */
 export class TimeoutError extends PerilinkError {
-  constructor(code: "PERILINK_PROBE_TIMEOUT" | "PERILINK_HANDSHAKE_TIMEOUT" | "PERILINK_REQUEST_TIMEOUT", message: string) {
-    super(code, message);
+  constructor(code: "PERILINK_PROBE_TIMEOUT" | "PERILINK_HANDSHAKE_TIMEOUT" | "PERILINK_REQUEST_TIMEOUT", message: string, options?: { cause?: unknown }) {
+    super(code, message, options);
   }
 }
 

@@ -2,7 +2,7 @@
 export * from "./errors.ts";
 export { PerilinkServer, type ServerStatus } from "./server/server.ts";
 export { startServer, type StartServerOptions } from "./server/start_server.ts";
-export type { SessionApp, RawApp, RequestContext, ChannelContext } from "./server/app.ts";
+export type { SessionApp, RawApp, RequestContext, ChannelContext, RequestBody, AppResult } from "./server/app.ts";
 export type { ServerLimits } from "./server/limits.ts";
 export type { ServerConfigInput } from "./server/config.ts";
 export { ClientSession, ClientChannel, type ClientSessionOptions, type RequestOptions } from "./client/client_session.ts";
@@ -11,5 +11,7 @@ export { createLogger, type Logger } from "./logger.ts";
 export { TARGET, type Target } from "./target.ts";
 export { VERSION } from "./version.ts";
 export { createClient, PerilinkClient, type ClientOptions, type ConnectOptions, type SessionRow } from "./client/client.ts";
-export { Link, type LinkRequestOptions } from "./client/link.ts";
+export { Link, type LinkRequestOptions, type LinkState, type LinkMove, type LinkPlace, type MoveReason } from "./client/link.ts";
 export { loadOrCreateClientKey, processClientKey, type ClientKey } from "./client/client_key.ts";
+export type { BodySource, StreamSource } from "./protocol/outgoing_body.ts";
+export type { ResponseBody } from "./client/request_table.ts";

@@ -63,6 +63,8 @@ export interface Target {
     silenceMs: number;
     /** How long that PING (or a keepalive PING) may go unanswered before the line is dead. */
     pingTimeoutMs: number;
+    /** The longest wait between a link's tries to reach a server whose every address is down (backoff from 100 ms, doubling, with jitter). */
+    reconnectMaxMs: number;
   };
 }
 

@@ -3,7 +3,10 @@ import { OutcomeUnknownError, RequestRefusedError, SessionClosedError } from "..
 import { isStreamSource, OutgoingBody, type BodySource } from "../protocol/outgoing_body.ts";
 import type { ClientChannel, ClientSession, RequestOptions } from "./client_session.ts";
 import type { ResponseBody, Want } from "./request_table.ts";
+import { LinkLifecycle, worthRetrying, type LinkState, type MoveReason } from "./link_lifecycle.ts";
 import type { ServerEntry } from "./server_entry.ts";
+
+export type { LinkMove, LinkPlace, LinkState, MoveReason } from "./link_lifecycle.ts";
 
 export interface LinkRequestOptions extends RequestOptions {
   /**
@@ -12,6 +15,13 @@ export interface LinkRequestOptions extends RequestOptions {
    * another fails with `PERILINK_OUTCOME_UNKNOWN`.
    */
   idempotent?: boolean;
+  /**
+   * When the server cannot be reached (every address down — a device
+   * rebooting for a firmware update), wait for it to come back, up to the
+   * request's deadline (`timeoutMs`), instead of failing at once (as grpc-js's
+   * waitForReady).
+   */
+  waitForReady?: boolean;
 }
 
 const NO_OPTIONS: LinkRequestOptions = Object.freeze({});
@@ -24,7 +34,11 @@ const MAX_MOVES = 8;
  * table): a channel on the server's shared session. When that session is
  * drained (GOAWAY) or fails, the link moves to the server's next session by
  * itself; requests the server never started are sent again there.
- * Emits `message` (payload) for one-way messages from the server.
+ * Events: `message` (payload) for one-way messages from the server;
+ * `statechange` (state, previous) — `connecting`, `ready`, `moving`,
+ * `offline`, `closed`; `moved` ({ from, to, reason }) when it rides a new
+ * session — `failover`, `line`, `upgrade`, `goaway` — so that an
+ * application can subscribe again; `close`.
  */
 export class Link extends EventEmitter {
   readonly managementNumber: number;
@@ -36,6 +50,9 @@ export class Link extends EventEmitter {
   #on: ClientSession | null = null;
   #binding: Promise<ClientChannel> | null = null;
   #closed = false;
+  /** The session number of the session `#on`, when the channel was opened there. */
+  #onNumber = 0;
+  #life: LinkLifecycle = new LinkLifecycle(this, () => this.bind());
   #onMessage = (payload: Buffer): void => void this.emit("message", payload);
 
   constructor(managementNumber: number, app: string, requestedHost: string, requestedPort: number, entry: ServerEntry) {
@@ -49,6 +66,11 @@ export class Link extends EventEmitter {
 
   get closed(): boolean {
     return this.#closed;
+  }
+
+  /** `connecting`, `ready`, `moving` (to a new session), `offline` (the server unreachable: tried again with backoff), `closed`. */
+  get state(): LinkState {
+    return this.#life.state;
   }
 
   /** The session number the link rides now, or null while it moves. */
@@ -65,7 +87,13 @@ export class Link extends EventEmitter {
       return Promise.resolve(this.#channel);
     }
     this.#binding ??= (async () => {
-      const live = await this.entry.session();
+      let live;
+      try {
+        live = await this.entry.session();
+      } catch (err) {
+        this.#life.failed(err);
+        throw err;
+      }
       // No wait for the server's OK: requests follow the open on the same session, in order.
       const ch = live.session.openChannelNow(this.app, this.requestedHost, this.requestedPort);
       if (this.#closed) {
@@ -75,7 +103,9 @@ export class Link extends EventEmitter {
       this.#channel?.off("message", this.#onMessage);
       this.#channel = ch;
       this.#on = live.session;
+      this.#onNumber = live.number;
       ch.on("message", this.#onMessage);
+      this.#life.bound({ address: live.address.host, port: live.address.port, sessionNumber: live.number });
       return ch;
     })().finally(() => {
       this.#binding = null;
@@ -83,11 +113,17 @@ export class Link extends EventEmitter {
     return this.#binding;
   }
 
-  /** Moves the link to the server's next session now (after a GOAWAY or a failure). */
-  rebind(): void {
+  /**
+   * The session the link rode went away (`reason`): with `eager`, moves to
+   * the server's next session now; else at the next use.
+   */
+  rebind(reason: MoveReason = "goaway", eager = true): void {
     if (this.#closed) return;
+    const on = this.#on;
+    this.#life.lost(reason, on === null ? null : { address: on.remoteAddress, port: on.remotePort, sessionNumber: this.#onNumber }, eager);
+    if (!eager) return;
     this.bind().catch(() => {
-      // The next request reports the failure.
+      // Offline now, tried again by the lifecycle; the next request reports the failure.
     });
   }
 
@@ -108,6 +144,8 @@ export class Link extends EventEmitter {
   async #call(payload: BodySource, options: LinkRequestOptions, want: Want): Promise<Buffer | ResponseBody> {
     // A stream source is read once: wrapped here, so a move to another session can send it again from what it kept.
     const body = isStreamSource(payload) ? new OutgoingBody(payload, Infinity) : null;
+    const timeoutMs = options.timeoutMs ?? this.entry.requestTimeoutMs;
+    const deadline = timeoutMs > 0 ? performance.now() + timeoutMs : Infinity;
     let failed = true;
     try {
       for (let moves = 0; ; moves++) {
@@ -119,7 +157,13 @@ export class Link extends EventEmitter {
           failed = false;
           return answer;
         } catch (err) {
-          if (this.#closed || moves >= MAX_MOVES) throw err;
+          if (this.#closed) throw err;
+          if (!sent && options.waitForReady && worthRetrying(err)) {
+            await this.#life.whenReady(deadline, err); // the server may come back: wait for it, within the deadline
+            moves--;
+            continue;
+          }
+          if (moves >= MAX_MOVES) throw err;
           const again = body === null || body.rewind();
           if (err instanceof RequestRefusedError) {
             if (again) continue; // never started: safe to send again
@@ -154,6 +198,7 @@ export class Link extends EventEmitter {
   close(): void {
     if (this.#closed) return;
     this.#closed = true;
+    this.#life.close();
     this.#channel?.off("message", this.#onMessage);
     this.#channel?.close();
     this.#channel = null;

@@ -15,8 +15,8 @@ export interface EntryLink {
   readonly requestedHost: string;
   readonly requestedPort: number;
   readonly sessionNumber: number | null;
-  /** The session the link rode went away or changed: move to the entry's current one. */
-  rebind(): void;
+  /** The session the link rode went away or changed (`reason`): move to the entry's current one, now (`eager`) or at the next use. */
+  rebind(reason?: "failover" | "line" | "upgrade" | "goaway", eager?: boolean): void;
   close(): void;
 }
 
@@ -112,6 +112,11 @@ export class ServerEntry<L extends EntryLink = EntryLink> {
    */
   adopt(session: ClientSession, address: Address): void {
     this.#install(session, address);
+  }
+
+  /** The client's default request deadline (a link's waitForReady waits up to it). */
+  get requestTimeoutMs(): number {
+    return this.#host.requestTimeoutMs;
   }
 
   get active(): Live | null {
@@ -307,7 +312,7 @@ export class ServerEntry<L extends EntryLink = EntryLink> {
         old.session.close().catch(() => old.session.destroy());
       }
       this.#host.log.info("client_session_moved", { serverId: this.serverId, from: `${from.address.host}:${from.address.port}`, to: `${a.host}:${a.port}` });
-      for (const link of this.links) link.rebind();
+      for (const link of this.links) link.rebind("line");
       return true;
     } finally {
       this.#moving = false;
@@ -324,7 +329,8 @@ export class ServerEntry<L extends EntryLink = EntryLink> {
     live.session.close().catch(() => live.session.destroy());
     // A full server that evicted this quiet session (ServerBusy) gets no new one now: the links
     // move when they next send, so quiet clients do not take turns evicting each other.
-    if (this.links.size > 0 && code !== WireError.ServerBusy) for (const link of this.links) link.rebind();
+    const reason = code === WireError.ShuttingDown ? "upgrade" : "goaway";
+    for (const link of this.links) link.rebind(reason, code !== WireError.ServerBusy);
   }
 
   #onClose(live: Live, err: Error | undefined): void {
@@ -339,12 +345,13 @@ export class ServerEntry<L extends EntryLink = EntryLink> {
     }
     this.#active = null;
     if (err) {
-      // C5: the communication address failed; the next use fails over (links move lazily or now).
+      // C5: the communication address failed: it goes last, and its line is measured again.
       this.#lastFailed = live.address;
       this.#host.lineFailed(live.address);
       this.#host.log.info("client_session_failed", { serverId: this.serverId, session: live.number, error: err });
-      for (const link of this.links) link.rebind();
     }
+    // Closed under us, with or without an error (the server closed it without GOAWAY): the links move now.
+    for (const link of this.links) link.rebind("failover");
     this.#maybeIdle();
   }
 

@@ -19,6 +19,11 @@ import { sleep, tempDir, waitFor } from "../helpers/fixtures.ts";
 const lines = twoLinesPerFile();
 
 const onAddress = (c: PerilinkClient): (string | null)[] => [...new Set(c.sessions().map((r) => r.communicationAddress))];
+/** Whether the client's session rides `line` — over its IPv4 or its IPv6 address (the server announces both, §5.4). */
+const onLine = (c: PerilinkClient, line: { server: { v4: string; v6: string } }): boolean => {
+  const at = onAddress(c)[0];
+  return at === line.server.v4 || at === line.server.v6;
+};
 
 test("with the default preference the session moves to the direct line though the routed address was named first, and no request fails on the way", async (t) => {
   const { topo, server } = lines;
@@ -28,10 +33,15 @@ test("with the default preference the session moves to the direct line though th
   try {
     const a = await client.connect({ host: routed.server.v4, port: server.port, app: "a" });
     assert.deepEqual(onAddress(client), [routed.server.v4], "the first session is on the only address known");
+    const moves: { reason: string; to: { address: string } }[] = [];
+    a.on("moved", (m: { reason: string; to: { address: string } }) => moves.push(m));
     const run = pacedRequests(a, { everyMs: 20, maxMs: 4000, idempotent: false });
     await sleep(300);
     await client.connect({ host: direct.server.v4, port: server.port, app: "b" });
-    await waitFor(() => onAddress(client)[0] === direct.server.v4, "the session to move to the direct line", 5000);
+    await waitFor(() => onLine(client, direct), "the session to move to the direct line", 5000);
+    await waitFor(() => moves.length > 0, "the link's moved event", 2000);
+    assert.equal(moves[0]!.reason, "line", "the application is told: a better line");
+    assert.ok([direct.server.v4, direct.server.v6].includes(moves[0]!.to.address));
     const records = await run.stop(3000);
     const row = client.sessions()[0]!;
     t.diagnostic(`line ${JSON.stringify(row.line)}; ${records.length} requests; measures ${JSON.stringify(client.lineStats)}`);
@@ -95,7 +105,7 @@ test("taking the better line down moves the links to the other with no error see
     await topo.setLineUp(direct, false);
     let upAt = 0;
     try {
-      await waitFor(() => onAddress(client)[0] === routed.server.v4, "the links to move to the routed line", 5000);
+      await waitFor(() => onLine(client, routed), "the links to move to the routed line", 5000);
       t.diagnostic(`moved to the routed line ${Date.now() - downAt} ms after the direct line went down`);
       await sleep(1000);
     } finally {
@@ -104,7 +114,7 @@ test("taking the better line down moves the links to the other with no error see
     }
     // From here on, requests that are not idempotent: the move back must not fail any.
     const strict = pacedRequests(a, { everyMs: 20, maxMs: 8000, idempotent: false });
-    await waitFor(() => onAddress(client)[0] === direct.server.v4, "the links to move back to the direct line", 8000);
+    await waitFor(() => onLine(client, direct), "the links to move back to the direct line", 8000);
     t.diagnostic(`moved back ${Date.now() - upAt} ms after the direct line came up`);
     await sleep(500);
     const records = await run.stop(3000);
