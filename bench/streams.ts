@@ -130,6 +130,7 @@ async function concurrent(mib: number): Promise<{ fastMBps: number[]; slowMiBDon
   const bundle = ensureBundleOf("pi-zero-2w");
   const work = mkdtempSync(path.join(os.tmpdir(), "perilink-bench-streams-"));
   const appPath = fileURLToPath(new URL("./lib/streams/sink_app.mjs", import.meta.url));
+  let serving: number | null = null;
   const child = spawn(process.execPath, [bundle, "serve", "--access", "open", "--state-dir", work, "--listen", "127.0.0.1:0", "--app", appPath, "--log-format", "json"], { stdio: ["ignore", "ignore", "pipe"] });
   try {
     let log = "";
@@ -137,6 +138,7 @@ async function concurrent(mib: number): Promise<{ fastMBps: number[]; slowMiBDon
     const port = await servedPort(child, "the pi-zero-2w server", 30_000);
     // The serving process, not the launcher: the device bundle may start node again with its heap budget.
     const pid = Number(/"event":"server_started"[^\n]*"pid":(\d+)|"pid":(\d+)[^\n]*"event":"server_started"/.exec(log)?.slice(1).find(Boolean) ?? child.pid);
+    serving = pid;
     await sleep(1000);
     const idleKiB = readRssKiB(pid);
     let peakKiB = idleKiB;
@@ -176,6 +178,14 @@ async function concurrent(mib: number): Promise<{ fastMBps: number[]; slowMiBDon
     }
     return { fastMBps, slowMiBDone: slowDone / 1048576, idleKiB, peakKiB, serverPid: pid, launcherPid: child.pid! };
   } finally {
+    // The serving process too: the device bundle may have started it apart from its launcher.
+    if (serving !== null && serving !== child.pid) {
+      try {
+        process.kill(serving, "SIGKILL");
+      } catch {
+        // gone already
+      }
+    }
     child.kill("SIGKILL");
   }
 }
