@@ -53,7 +53,7 @@ export class ClientStreams {
     const writer = this.#writer;
     writer.frame(FrameType.Request, channel, stream, undefined, FrameFlag.Streamed);
     const wire: DataWire = {
-      data: (s, chunk, end) => writer.frame(FrameType.Data, channel, s, chunk, end ? FrameFlag.End : 0),
+      data: (s, chunk, end) => writer.frameAlone(FrameType.Data, channel, s, chunk, end ? FrameFlag.End : 0),
       writable: () => this.#writable(),
     };
     this.#credit.open(stream);

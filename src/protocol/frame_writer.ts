@@ -8,6 +8,8 @@ export interface WritableSink {
   readonly destroyed: boolean;
   /** True once `end()` was called: nothing may be written after our own FIN. */
   readonly writableEnded: boolean;
+  /** Writes `pieces` (`total` bytes) as one unit: a sealing sink makes them one record. */
+  writev?(pieces: readonly Uint8Array[], total: number): boolean;
 }
 
 /** Default largest slab: frames are packed into it and written in one call per flush. */
@@ -95,6 +97,29 @@ export class FrameWriter {
     sink.uncork();
   }
 
+  /**
+   * Queues one frame as a write of its own — after what is packed, header
+   * and payload together — so that a sealing sink makes it one record and
+   * the receiver reads it in place, with no copy to put its parts together.
+   * For DATA chunks sized to fill a record. Falls back to `frame()` on a
+   * sink that cannot take pieces.
+   */
+  frameAlone(type: number, channel: number, stream: number, payload: Uint8Array, flags = 0): void {
+    const sink = this.#sink;
+    if (sink.writev === undefined || payload.byteLength === 0) return this.frame(type, channel, stream, payload, flags);
+    this.flush();
+    if (this.#closed()) return;
+    const h = ALONE_HEADER;
+    h.writeUInt32BE(payload.byteLength, 0);
+    h[4] = type;
+    h[5] = flags;
+    h.writeUInt32BE(channel >>> 0, 8);
+    h.writeUInt32BE(stream >>> 0, 12);
+    ALONE[1] = payload;
+    this.#ok = sink.writev(ALONE, FRAME_HEADER_SIZE + payload.byteLength) && this.#ok;
+    ALONE[1] = EMPTY;
+  }
+
   /** Hands every packed byte to the socket now. */
   flush(): void {
     this.#scheduled = false;
@@ -168,3 +193,6 @@ export class FrameWriter {
 }
 
 const EMPTY = Buffer.alloc(0);
+/** frameAlone()'s header and pieces: shared, as a sealing sink has encrypted them before the call returns. */
+const ALONE_HEADER = Buffer.alloc(FRAME_HEADER_SIZE);
+const ALONE: Uint8Array[] = [ALONE_HEADER, EMPTY];

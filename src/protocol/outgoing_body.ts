@@ -1,4 +1,14 @@
+import { FRAME_HEADER_SIZE } from "./constants.ts";
+import { MAX_RECORD_PLAINTEXT } from "./record_layer.ts";
 import type { SendCredit } from "./send_credit.ts";
+
+/**
+ * The largest DATA payload sent: with its header it fills one sealed record,
+ * so the receiver finds each chunk whole in one record and reads it in place
+ * (a larger frame spans records, and the receiver allocates and copies to
+ * put it together: most of a streaming server's garbage).
+ */
+export const DATA_CHUNK_BYTES = MAX_RECORD_PLAINTEXT - FRAME_HEADER_SIZE;
 
 /** What may be sent as a streamed body: chunks from an async iterable or a ReadableStream, or a Blob. */
 export type StreamSource = AsyncIterable<Uint8Array | string> | ReadableStream<Uint8Array> | Blob;
@@ -138,7 +148,7 @@ export class OutgoingBody {
       let off = 0;
       while (off < chunk.length) {
         if (!credit.isOpen(stream)) return false;
-        const n = Math.min(credit.available(stream), maxFrame, chunk.length - off);
+        const n = Math.min(credit.available(stream), maxFrame, DATA_CHUNK_BYTES, chunk.length - off);
         if (n === 0) {
           await credit.wait(stream);
           continue;

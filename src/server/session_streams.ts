@@ -109,7 +109,7 @@ export class SessionStreams {
     owner.out.frame(FrameType.Response, channel, stream, undefined, FrameFlag.Streamed);
     const body = new OutgoingBody(source, 0);
     const wire: DataWire = {
-      data: (s, chunk, end) => owner.out.frame(FrameType.Data, channel, s, chunk, end ? FrameFlag.End : 0),
+      data: (s, chunk, end) => owner.out.frameAlone(FrameType.Data, channel, s, chunk, end ? FrameFlag.End : 0),
       writable: () => this.#writable(),
     };
     this.#credit.open(stream);
