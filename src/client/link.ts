@@ -52,7 +52,7 @@ export class Link extends EventEmitter {
   #closed = false;
   /** The session number of the session `#on`, when the channel was opened there. */
   #onNumber = 0;
-  #life: LinkLifecycle = new LinkLifecycle(this, () => this.bind());
+  #life: LinkLifecycle = new LinkLifecycle(this, () => this.entry.retryLater());
   #onMessage = (payload: Buffer): void => void this.emit("message", payload);
 
   constructor(managementNumber: number, app: string, requestedHost: string, requestedPort: number, entry: ServerEntry) {
@@ -111,6 +111,11 @@ export class Link extends EventEmitter {
       this.#binding = null;
     });
     return this.#binding;
+  }
+
+  /** The entry has a session again after the server was unreachable: take it. */
+  retryNow(): void {
+    if (!this.#closed) this.bind().catch(() => {});
   }
 
   /**

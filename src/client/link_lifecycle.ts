@@ -1,6 +1,5 @@
 import type { EventEmitter } from "node:events";
 import { ServerBusyError, SessionClosedError, TimeoutError, UnreachableError, RequestRefusedError, LineDeadError } from "../errors.ts";
-import { TARGET } from "../target.ts";
 
 /** Where a link stands (docs/client.md, "What a link tells its application"). */
 export type LinkState = "connecting" | "ready" | "moving" | "offline" | "closed";
@@ -21,9 +20,6 @@ export interface LinkMove {
   reason: MoveReason;
 }
 
-/** The first wait before trying an unreachable server again; doubled each try up to the target's reconnectMaxMs. */
-const RECONNECT_FIRST_MS = 100;
-
 /** Failures that a later try may not meet: the server may come back. */
 export function worthRetrying(err: unknown): boolean {
   return (
@@ -37,27 +33,22 @@ export function worthRetrying(err: unknown): boolean {
 }
 
 /**
- * A link's state and its `statechange` / `moved` events, and the tries to
- * reach a server whose every address is down: exponential backoff from
- * 100 ms up to the target's `reconnectMaxMs`, each wait drawn between half
- * and all of its bound (jitter, so many hosts do not come back in step).
- * `rebind` is the link's own "open my channel on the current session";
- * timers never keep the process alive.
+ * A link's state and its `statechange` / `moved` events. When its server
+ * cannot be reached, `retry` asks the server's entry to try again later —
+ * one schedule per server, with backoff, however many links wait
+ * (server_entry.ts `retryLater`) — and the entry moves the links when a
+ * session is back.
  */
 export class LinkLifecycle {
   #emitter: EventEmitter;
-  #rebind: () => Promise<unknown>;
+  #retry: () => void;
   #state: LinkState = "connecting";
   #reason: MoveReason | null = null;
   #from: LinkPlace | null = null;
-  #attempt = 0;
-  #timer: ReturnType<typeof setTimeout> | null = null;
-  #maxMs: number;
 
-  constructor(emitter: EventEmitter, rebind: () => Promise<unknown>, maxMs = TARGET.client.reconnectMaxMs) {
+  constructor(emitter: EventEmitter, retry: () => void) {
     this.#emitter = emitter;
-    this.#rebind = rebind;
-    this.#maxMs = maxMs;
+    this.#retry = retry;
   }
 
   get state(): LinkState {
@@ -75,8 +66,6 @@ export class LinkLifecycle {
   /** The link's channel is open on a session (`place`): ready, and `moved` when it came from another. */
   bound(place: LinkPlace): void {
     if (this.#state === "closed") return;
-    this.#attempt = 0;
-    this.#clearTimer();
     const from = this.#from;
     const reason = this.#reason ?? "goaway";
     this.#from = null;
@@ -89,27 +78,14 @@ export class LinkLifecycle {
   failed(err: unknown): void {
     if (this.#state === "closed" || this.#state === "connecting") return;
     this.#set("offline");
-    if (worthRetrying(err)) this.retrySoon();
-  }
-
-  /** Schedules the next try (no-op when one is scheduled). */
-  retrySoon(now = false): void {
-    if (this.#state === "closed" || this.#timer !== null) return;
-    const bound = Math.min(this.#maxMs, RECONNECT_FIRST_MS * 2 ** Math.min(this.#attempt, 20));
-    const wait = now ? 0 : bound / 2 + Math.random() * (bound / 2);
-    this.#attempt++;
-    this.#timer = setTimeout(() => {
-      this.#timer = null;
-      void this.#rebind().catch((err: unknown) => this.failed(err));
-    }, wait);
-    this.#timer.unref?.();
+    if (worthRetrying(err)) this.#retry();
   }
 
   /** Resolves once ready; rejects with PERILINK_REQUEST_TIMEOUT at `deadline` (performance.now() ms), or when the link closes. */
   whenReady(deadline: number, cause: unknown): Promise<void> {
     if (this.#state === "ready") return Promise.resolve();
     if (this.#state === "closed") return Promise.reject(new SessionClosedError("Cannot use link: it is closed"));
-    this.retrySoon(this.#state !== "offline");
+    this.#retry();
     return new Promise<void>((resolve, reject) => {
       const onState = (s: LinkState): void => {
         if (s === "ready") done(null);
@@ -133,7 +109,6 @@ export class LinkLifecycle {
   }
 
   close(): void {
-    this.#clearTimer();
     this.#set("closed");
   }
 
@@ -144,8 +119,4 @@ export class LinkLifecycle {
     this.#emitter.emit("statechange", s, previous);
   }
 
-  #clearTimer(): void {
-    if (this.#timer !== null) clearTimeout(this.#timer);
-    this.#timer = null;
-  }
 }

@@ -3,6 +3,7 @@ import { WireError } from "../protocol/constants.ts";
 import type { ClientKey } from "./client_key.ts";
 import { expectServer, type ServerCheck } from "./client_handshake.ts";
 import type { Logger } from "../logger.ts";
+import { TARGET } from "../target.ts";
 import { ClientSession } from "./client_session.ts";
 import type { IdentityBook } from "./identity_book.ts";
 import type { SocketLimiter } from "./socket_limiter.ts";
@@ -17,8 +18,13 @@ export interface EntryLink {
   readonly sessionNumber: number | null;
   /** The session the link rode went away or changed (`reason`): move to the entry's current one, now (`eager`) or at the next use. */
   rebind(reason?: "failover" | "line" | "upgrade" | "goaway", eager?: boolean): void;
+  /** The server is reachable again: open the channel on the new session. */
+  retryNow(): void;
   close(): void;
 }
+
+/** The first wait before trying an unreachable server again (retryLater). */
+const RECONNECT_FIRST_MS = 100;
 
 export interface Address {
   host: string;
@@ -82,6 +88,9 @@ export class ServerEntry<L extends EntryLink = EntryLink> {
   #lastFailed: Address | null = null;
   #moving = false;
   #closed = false;
+  /** The next try to reach the server while every address was down, and how many tries failed in a row. */
+  #retryTimer: ReturnType<typeof setTimeout> | null = null;
+  #retries = 0;
 
   /** A hello from another server (id or key) is refused before the client proves its key. */
   readonly #isThisServer: ServerCheck;
@@ -114,6 +123,33 @@ export class ServerEntry<L extends EntryLink = EntryLink> {
     this.#install(session, address);
   }
 
+  /**
+   * Every address of the server was down: try again later — one schedule
+   * for all of its links, after 100 ms, then twice as long each time up to
+   * the target's reconnectMaxMs, each wait drawn between half and all of
+   * that (jitter, so that many hosts do not come back in step). When a
+   * session is up, its links take it. The timer keeps no process alive.
+   */
+  retryLater(): void {
+    if (this.#retryTimer !== null || this.#closed || this.links.size === 0) return;
+    const bound = Math.min(TARGET.client.reconnectMaxMs, RECONNECT_FIRST_MS * 2 ** Math.min(this.#retries, 20));
+    this.#retryTimer = setTimeout(() => {
+      this.#retryTimer = null;
+      if (this.#closed || this.links.size === 0) return;
+      this.session().then(
+        () => {
+          this.#retries = 0;
+          for (const link of this.links) link.retryNow();
+        },
+        () => {
+          this.#retries++;
+          this.retryLater();
+        },
+      );
+    }, bound / 2 + Math.random() * (bound / 2));
+    this.#retryTimer.unref?.();
+  }
+
   /** The client's default request deadline (a link's waitForReady waits up to it). */
   get requestTimeoutMs(): number {
     return this.#host.requestTimeoutMs;
@@ -122,9 +158,7 @@ export class ServerEntry<L extends EntryLink = EntryLink> {
   get active(): Live | null {
     return this.#active;
   }
-  get sessionCount(): number {
-    return (this.#active ? 1 : 0) + this.#draining.size;
-  }
+  get sessionCount(): number { return (this.#active ? 1 : 0) + this.#draining.size; }
   get draining(): { session: ClientSession; number: number }[] {
     return [...this.#draining].map(([session, number]) => ({ session, number }));
   }
@@ -184,16 +218,7 @@ export class ServerEntry<L extends EntryLink = EntryLink> {
       limiter: this.#host.limiter,
       signal: this.#host.signal,
       connect: (a, signal) =>
-        ClientSession.connect({
-          host: a.host,
-          port: a.port,
-          timeoutMs: this.#host.handshakeTimeoutMs,
-          requestTimeoutMs: this.#host.requestTimeoutMs,
-          ...this.#host.sessionOptions,
-          signal,
-          checkServer: this.#isThisServer,
-          firstStreamId: this.#host.firstStreamId,
-        }).catch((err: unknown) => {
+        this.#connect(a, signal).catch((err: unknown) => {
           if ((err as PerilinkError).code === "PERILINK_SERVER_CHANGED") this.#host.book.forget(a.host, a.port);
           throw err;
         }),
@@ -212,6 +237,12 @@ export class ServerEntry<L extends EntryLink = EntryLink> {
       `Cannot reach server ${this.serverId}: none of its ${order.length} known addresses answered (${order.map((a) => `${a.host}:${a.port}`).join(", ")})`,
       { cause: out.lastErr },
     );
+  }
+
+  /** A session to `a` that refuses, before proving our key, any server but this one. */
+  #connect(a: Address, signal: AbortSignal): Promise<ClientSession> {
+    const h = this.#host;
+    return ClientSession.connect({ host: a.host, port: a.port, timeoutMs: h.handshakeTimeoutMs, requestTimeoutMs: h.requestTimeoutMs, ...h.sessionOptions, signal, checkServer: this.#isThisServer, firstStreamId: h.firstStreamId });
   }
 
   /**
@@ -277,16 +308,7 @@ export class ServerEntry<L extends EntryLink = EntryLink> {
     try {
       let session: ClientSession;
       try {
-        session = await ClientSession.connect({
-          host: a.host,
-          port: a.port,
-          timeoutMs: this.#host.handshakeTimeoutMs,
-          requestTimeoutMs: this.#host.requestTimeoutMs,
-          ...this.#host.sessionOptions,
-          signal: this.#host.signal,
-          checkServer: this.#isThisServer,
-          firstStreamId: this.#host.firstStreamId,
-        });
+        session = await this.#connect(a, this.#host.signal);
       } catch (err) {
         limiter.release();
         this.#host.log.debug("client_line_move_failed", { serverId: this.serverId, host: a.host, port: a.port, error: err as Error });
@@ -363,6 +385,7 @@ export class ServerEntry<L extends EntryLink = EntryLink> {
   async close(): Promise<void> {
     this.#closed = true;
     if (this.#linger) clearTimeout(this.#linger);
+    if (this.#retryTimer) clearTimeout(this.#retryTimer);
     const all = [...(this.#active ? [this.#active.session] : []), ...this.#draining.keys()];
     this.#active = null;
     await Promise.all(all.map((s) => s.close().catch(() => s.destroy())));

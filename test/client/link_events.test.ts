@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import net from "node:net";
 import { after, test } from "node:test";
 import { createClient } from "../../src/client/client.ts";
 import type { LinkMove, LinkState } from "../../src/client/link.ts";
@@ -81,4 +82,27 @@ test("waitForReady gives up at the request's deadline with PERILINK_REQUEST_TIME
   await assert.rejects(link.request("x", { waitForReady: true, timeoutMs: 800 }), (e: unknown) => (e as { code?: string }).code === "PERILINK_REQUEST_TIMEOUT");
   const ms = performance.now() - t0;
   assert.ok(ms >= 700 && ms < 3000, `gave up after ${ms.toFixed(0)} ms`);
+});
+
+test("20 links of an unreachable server share one reconnect schedule: a handful of tries, not 20 times as many", async () => {
+  const port = await freePort();
+  const server = await testServer({ listen: [`127.0.0.1:${port}`] });
+  const client = createClient({ lingerMs: 0, stateDir: false });
+  after(() => client.close());
+  const links = [];
+  for (let i = 0; i < 20; i++) links.push(await client.connect({ host: "127.0.0.1", port, app: `app${i}` }));
+  await server.drain(500);
+  // Something that accepts and hangs up at once: each try of the client is one connection here.
+  let tries = 0;
+  const sink = net.createServer((s) => {
+    tries++;
+    s.destroy();
+  });
+  await new Promise<void>((r) => sink.listen(port, "127.0.0.1", () => r()));
+  after(() => sink.close());
+  tries = 0;
+  await sleep(2500);
+  const seen = tries;
+  assert.ok(links.every((l) => l.state === "offline"), "every link offline");
+  assert.ok(seen >= 2 && seen <= 12, `${seen} tries in 2.5 s for 20 links`);
 });
