@@ -165,6 +165,7 @@ export class Link extends EventEmitter {
           if (this.#closed) throw err;
           if (!sent && options.waitForReady && worthRetrying(err)) {
             await this.#life.whenReady(deadline, err); // the server may come back: wait for it, within the deadline
+            if (deadline !== Infinity) options = { ...options, timeoutMs: Math.max(1, Math.ceil(deadline - performance.now())) }; // what is left of it
             moves--;
             continue;
           }

@@ -45,6 +45,10 @@ export class LinkLifecycle {
   #state: LinkState = "connecting";
   #reason: MoveReason | null = null;
   #from: LinkPlace | null = null;
+  /** The last reason the server could not be reached (what a waitForReady timeout names). */
+  #lastError: unknown = null;
+  /** Requests waiting for ready (waitForReady): settled by the next ready or close. */
+  #waiters = new Set<(err: Error | null) => void>();
 
   constructor(emitter: EventEmitter, retry: () => void) {
     this.#emitter = emitter;
@@ -77,34 +81,34 @@ export class LinkLifecycle {
   /** Opening the channel failed: offline, and tried again later when the failure may pass. */
   failed(err: unknown): void {
     if (this.#state === "closed" || this.#state === "connecting") return;
+    this.#lastError = err;
     this.#set("offline");
     if (worthRetrying(err)) this.#retry();
   }
 
-  /** Resolves once ready; rejects with PERILINK_REQUEST_TIMEOUT at `deadline` (performance.now() ms), or when the link closes. */
+  /**
+   * Resolves once ready; rejects with PERILINK_REQUEST_TIMEOUT at `deadline`
+   * (performance.now() ms; its cause the last reason the server could not be
+   * reached), or when the link closes. A wait with no deadline keeps the
+   * process alive, as a request in flight does, until the link or client closes.
+   */
   whenReady(deadline: number, cause: unknown): Promise<void> {
     if (this.#state === "ready") return Promise.resolve();
     if (this.#state === "closed") return Promise.reject(new SessionClosedError("Cannot use link: it is closed"));
     this.#retry();
     return new Promise<void>((resolve, reject) => {
-      const onState = (s: LinkState): void => {
-        if (s === "ready") done(null);
-        else if (s === "closed") done(new SessionClosedError("Cannot use link: it is closed"));
-      };
-      // Not unref'd: a request that waits keeps the process alive (and so the tries go on), as one in flight does.
       const timer = Number.isFinite(deadline)
-        ? setTimeout(
-            () => done(new TimeoutError("PERILINK_REQUEST_TIMEOUT", "Cannot finish request: the server did not come back before the request's deadline (waitForReady)", { cause })),
-            Math.max(0, deadline - performance.now()),
-          )
+        ? setTimeout(() => {
+            done(new TimeoutError("PERILINK_REQUEST_TIMEOUT", "Cannot finish request: the server did not come back before the request's deadline (waitForReady)", { cause: this.#lastError ?? cause }));
+          }, Math.max(0, deadline - performance.now()))
         : setInterval(() => {}, 3_600_000);
       const done = (err: Error | null): void => {
         clearTimeout(timer);
-        this.#emitter.off("statechange", onState);
+        this.#waiters.delete(done);
         if (err) reject(err);
         else resolve();
       };
-      this.#emitter.on("statechange", onState);
+      this.#waiters.add(done);
     });
   }
 
@@ -117,6 +121,10 @@ export class LinkLifecycle {
     const previous = this.#state;
     this.#state = s;
     this.#emitter.emit("statechange", s, previous);
+    if ((s === "ready" || s === "closed") && this.#waiters.size > 0) {
+      const err = s === "closed" ? new SessionClosedError("Cannot use link: it is closed") : null;
+      for (const done of [...this.#waiters]) done(err);
+    }
   }
 
 }

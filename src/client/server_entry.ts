@@ -3,7 +3,7 @@ import { WireError } from "../protocol/constants.ts";
 import type { ClientKey } from "./client_key.ts";
 import { expectServer, type ServerCheck } from "./client_handshake.ts";
 import type { Logger } from "../logger.ts";
-import { TARGET } from "../target.ts";
+import { ReconnectSchedule } from "./reconnect_schedule.ts";
 import { ClientSession } from "./client_session.ts";
 import type { IdentityBook } from "./identity_book.ts";
 import type { SocketLimiter } from "./socket_limiter.ts";
@@ -23,8 +23,8 @@ export interface EntryLink {
   close(): void;
 }
 
-/** The first wait before trying an unreachable server again (retryLater). */
-const RECONNECT_FIRST_MS = 100;
+/** A session that ends sooner than this after it became active counts as a failed try (backoff), not a line that failed. */
+const YOUNG_SESSION_MS = 5000;
 
 export interface Address {
   host: string;
@@ -60,6 +60,8 @@ interface Live {
   number: number;
   /** The address it was opened to (the communication address). */
   address: Address;
+  /** When it became active (performance.now() ms). */
+  since: number;
 }
 
 /**
@@ -88,9 +90,12 @@ export class ServerEntry<L extends EntryLink = EntryLink> {
   #lastFailed: Address | null = null;
   #moving = false;
   #closed = false;
-  /** The next try to reach the server while every address was down, and how many tries failed in a row. */
-  #retryTimer: ReturnType<typeof setTimeout> | null = null;
-  #retries = 0;
+  #reconnect = new ReconnectSchedule({
+    attempt: () => this.session(),
+    up: () => { for (const link of this.links) link.retryNow(); },
+    gaveUp: () => { for (const link of this.links) link.retryNow(); }, // each link goes offline with the error, not tried again
+    wanted: () => !this.#closed && this.links.size > 0,
+  });
 
   /** A hello from another server (id or key) is refused before the client proves its key. */
   readonly #isThisServer: ServerCheck;
@@ -123,31 +128,9 @@ export class ServerEntry<L extends EntryLink = EntryLink> {
     this.#install(session, address);
   }
 
-  /**
-   * Every address of the server was down: try again later — one schedule
-   * for all of its links, after 100 ms, then twice as long each time up to
-   * the target's reconnectMaxMs, each wait drawn between half and all of
-   * that (jitter, so that many hosts do not come back in step). When a
-   * session is up, its links take it. The timer keeps no process alive.
-   */
+  /** Every address of the server was down, or its session died young: try again later (one schedule for all its links). */
   retryLater(): void {
-    if (this.#retryTimer !== null || this.#closed || this.links.size === 0) return;
-    const bound = Math.min(TARGET.client.reconnectMaxMs, RECONNECT_FIRST_MS * 2 ** Math.min(this.#retries, 20));
-    this.#retryTimer = setTimeout(() => {
-      this.#retryTimer = null;
-      if (this.#closed || this.links.size === 0) return;
-      this.session().then(
-        () => {
-          this.#retries = 0;
-          for (const link of this.links) link.retryNow();
-        },
-        () => {
-          this.#retries++;
-          this.retryLater();
-        },
-      );
-    }, bound / 2 + Math.random() * (bound / 2));
-    this.#retryTimer.unref?.();
+    this.#reconnect.later();
   }
 
   /** The client's default request deadline (a link's waitForReady waits up to it). */
@@ -280,7 +263,7 @@ export class ServerEntry<L extends EntryLink = EntryLink> {
 
   /** Takes a connected session as the active one. */
   #attach(session: ClientSession, address: Address): Live {
-    const live: Live = { session, number: this.#host.nextSessionNumber(), address };
+    const live: Live = { session, number: this.#host.nextSessionNumber(), address, since: performance.now() };
     this.#active = live;
     session.on("goaway", (_last: number, code: number) => this.#onGoAway(live, code));
     session.on("addresses", (list: Address[]) => this.#host.serverAddresses?.(this, list, address.host));
@@ -372,8 +355,13 @@ export class ServerEntry<L extends EntryLink = EntryLink> {
       this.#host.lineFailed(live.address);
       this.#host.log.info("client_session_failed", { serverId: this.serverId, session: live.number, error: err });
     }
-    // Closed under us, with or without an error (the server closed it without GOAWAY): the links move now.
-    for (const link of this.links) link.rebind("failover");
+    // Closed under us, with or without an error (the server closed it without GOAWAY): the links move
+    // now — unless it died young, as a crash-looping or overloaded server's sessions do: then they
+    // wait for the entry's next try, with backoff, so that no client reconnects in a tight loop.
+    const young = performance.now() - live.since < YOUNG_SESSION_MS;
+    if (!young) this.#reconnect.reset();
+    for (const link of this.links) link.rebind("failover", !young);
+    if (young) this.#reconnect.died();
     this.#maybeIdle();
   }
 
@@ -385,7 +373,7 @@ export class ServerEntry<L extends EntryLink = EntryLink> {
   async close(): Promise<void> {
     this.#closed = true;
     if (this.#linger) clearTimeout(this.#linger);
-    if (this.#retryTimer) clearTimeout(this.#retryTimer);
+    this.#reconnect.stop();
     const all = [...(this.#active ? [this.#active.session] : []), ...this.#draining.keys()];
     this.#active = null;
     await Promise.all(all.map((s) => s.close().catch(() => s.destroy())));

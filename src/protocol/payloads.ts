@@ -1,5 +1,5 @@
 import net from "node:net";
-import { canonicalAddress, ipv6Groups } from "../address.ts";
+import { canonicalAddress, ipv6Groups, mappedIPv4 } from "../address.ts";
 import { ProtocolError } from "../errors.ts";
 import { MAX_ADVERTISED, WireError } from "./constants.ts";
 
@@ -109,7 +109,9 @@ export function decodeAddresses(b: Buffer): AdvertisedAddress[] {
     const size = family === 4 ? 4 : family === 6 ? 16 : bad(`address family ${family}`);
     if (off + 1 + size + 2 > b.length) bad("payload shorter than its count");
     const raw = b.subarray(off + 1, off + 1 + size);
-    const host = family === 4 ? [...raw].join(".") : canonicalAddress(Array.from({ length: 8 }, (_, g) => raw.readUInt16BE(2 * g).toString(16)).join(":"));
+    const groups = family === 6 ? Array.from({ length: 8 }, (_, g) => raw.readUInt16BE(2 * g)) : null;
+    // An IPv4-mapped address is read as the IPv4 address it stands for, so the IPv4 checks apply to it.
+    const host = groups === null ? [...raw].join(".") : (mappedIPv4(groups) ?? canonicalAddress(groups.map((g) => g.toString(16)).join(":")));
     const port = b.readUInt16BE(off + 1 + size);
     if (port === 0) bad("port 0");
     out.push({ host, port });

@@ -19,7 +19,7 @@ import { advertisedFor } from "./advertised.ts";
 
 /** A full server gives the slot of a session that has done nothing with it for this long to a newcomer. */
 const SESSION_EVICT_AFTER_MS = 1000;
-/** Up to this many sessions get their GOAWAY at once, however long `goAwaySpreadMs` is. */
+/** A drain of at most this many sessions sends every GOAWAY at once; of more, spreads them all. */
 const GOAWAY_AT_ONCE = 8;
 
 /** What the sessions of a server share: what each session reads of its host, and the sources the session rate tracks. */

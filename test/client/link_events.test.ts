@@ -3,6 +3,8 @@ import net from "node:net";
 import { after, test } from "node:test";
 import { createClient } from "../../src/client/client.ts";
 import type { LinkMove, LinkState } from "../../src/client/link.ts";
+import { FrameType } from "../../src/protocol/constants.ts";
+import { FakeServer } from "./fake_server.ts";
 import type { InterfaceAddress } from "../../src/server/interface_addresses.ts";
 import { freePort } from "../helpers/free_port.ts";
 import { portOf, sleep, tempDir, testServer, waitFor } from "../helpers/fixtures.ts";
@@ -105,4 +107,20 @@ test("20 links of an unreachable server share one reconnect schedule: a handful 
   const seen = tries;
   assert.ok(links.every((l) => l.state === "offline"), "every link offline");
   assert.ok(seen >= 2 && seen <= 12, `${seen} tries in 2.5 s for 20 links`);
+});
+
+test("a server whose sessions die young (it closes each one at once) is tried again with backoff, not in a tight loop", async () => {
+  const fake = await new FakeServer({
+    onFrame: (conn, type) => {
+      if (type === FrameType.ChannelOpen) conn.socket.destroy(); // accepts, shakes hands, then hangs up
+      return type === FrameType.ChannelOpen;
+    },
+  }).start();
+  const client = createClient({ lingerMs: 0, stateDir: false });
+  after(() => client.close());
+  await client.connect({ host: "127.0.0.1", port: fake.port, app: "a" });
+  const before = fake.connections.length;
+  await sleep(2500);
+  const tries = fake.connections.length - before;
+  assert.ok(tries <= 15, `${tries} sessions in 2.5 s`);
 });

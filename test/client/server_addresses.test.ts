@@ -26,7 +26,7 @@ test("a link to one address fails over to another the server itself announced, w
   assert.equal(client.sessions()[0]!.communicationAddress, "::1");
 });
 
-test("what a server announces: its own address first, no loopback to a remote session, no link-local, at most 16", () => {
+test("what a server announces: its own address first, no loopback to a remote session, no link-local, at most 16, nothing when it would only name the session's own", () => {
   const eps = [
     { address: "192.168.1.20", port: 1025 },
     { address: "127.0.0.1", port: 1025 },
@@ -43,7 +43,9 @@ test("what a server announces: its own address first, no loopback to a remote se
     { host: "10.0.0.1", port: 1025 },
   ]);
   assert.ok(!list.some((a) => a.host.startsWith("127.") || a.host.startsWith("fe80") || a.host.startsWith("169.254")));
-  assert.deepEqual(decodeAddresses(advertisedFor(eps, "::ffff:127.0.0.1")!), [{ host: "127.0.0.1", port: 1025 }]);
+  // Over loopback only loopback addresses — here only the session's own, which tells the client nothing: no frame.
+  assert.equal(advertisedFor(eps, "::ffff:127.0.0.1"), null);
+  assert.deepEqual(decodeAddresses(advertisedFor([...eps, { address: "::1", port: 1025 }], "127.0.0.1")!), [{ host: "127.0.0.1", port: 1025 }, { host: "::1", port: 1025 }]);
 });
 
 test("a server's announcement cannot point the client at multicast, broadcast, unspecified or (from afar) loopback addresses", async () => {
@@ -71,4 +73,6 @@ test("a malformed ADDRESSES frame (a count past 16, a bad family, trailing bytes
   assert.throws(() => decodeAddresses(Buffer.from([1, 5, 0, 0, 0, 0, 0, 1])), /family 5/);
   assert.throws(() => decodeAddresses(Buffer.concat([ok, Buffer.from([0])])), /trailing/);
   assert.throws(() => decodeAddresses(ok.subarray(0, 4)), /shorter/);
+  // An IPv4-mapped address reads as its IPv4 address, so the loopback and multicast checks see it.
+  assert.deepEqual(decodeAddresses(encodeAddresses([{ host: "::ffff:7f00:1", port: 9 }, { host: "::ffff:e000:fb", port: 9 }])), [{ host: "127.0.0.1", port: 9 }, { host: "224.0.0.251", port: 9 }]);
 });

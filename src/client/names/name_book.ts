@@ -132,6 +132,9 @@ export class NameBook {
     for (const e of this.#host.entries()) if (e !== entry) e.dropAddress({ host: address, port });
   }
 
+  /** The last list each server announced (ADDRESSES), and when it was acted on. */
+  #announced = new WeakMap<ServerEntry, { list: string; at: number[] }>();
+
   rows(): AddressRow[] {
     return this.#list.rows();
   }
@@ -144,6 +147,15 @@ export class NameBook {
    * that are not its own (at most MAX_ADVERTISED a frame).
    */
   fromServer(entry: ServerEntry, announced: readonly { host: string; port: number }[], via: string): void {
+    // A list is acted on when it changed, and at most ANNOUNCEMENTS_PER_MINUTE times a minute per
+    // server: a server that keeps sending new lists cannot fill the address list or the proof queue.
+    const key = announced.map((a) => `${a.host} ${a.port}`).join(",");
+    const seen = this.#announced.get(entry);
+    if (seen?.list === key) return;
+    const now = Date.now();
+    const recent = (seen?.at ?? []).filter((t) => now - t < 60_000);
+    if (recent.length >= ANNOUNCEMENTS_PER_MINUTE) return;
+    this.#announced.set(entry, { list: key, at: [...recent, now] });
     // Unicast only, and loopback only from a session that is itself over loopback: an announcement
     // cannot make this client probe multicast groups or its own host's ports.
     const list = announced.filter((a) => isUnicast(a.host) && (isLoopback(a.host) === isLoopback(stripZone(via))));
@@ -238,6 +250,9 @@ export class NameBook {
     );
   }
 }
+
+/** Announced lists (ADDRESSES) one server may have acted on in a minute. */
+const ANNOUNCEMENTS_PER_MINUTE = 4;
 
 function isLoopback(address: string): boolean {
   return address === "::1" || address.startsWith("127.") || address.startsWith("::ffff:127.");
