@@ -120,12 +120,14 @@ export class Link extends EventEmitter {
 
   /**
    * The session the link rode went away (`reason`): with `eager`, moves to
-   * the server's next session now; else at the next use.
+   * the server's next session now; else at the next use (or when its entry
+   * reaches the server again). `gone`: it has no session meanwhile (state
+   * `moving`); a GOAWAY ServerBusy leaves it `ready` until it next sends.
    */
-  rebind(reason: MoveReason = "goaway", eager = true): void {
+  rebind(reason: MoveReason = "goaway", eager = true, gone = eager): void {
     if (this.#closed) return;
     const on = this.#on;
-    this.#life.lost(reason, on === null ? null : { address: on.remoteAddress, port: on.remotePort, sessionNumber: this.#onNumber }, eager);
+    this.#life.lost(reason, on === null ? null : { address: on.remoteAddress, port: on.remotePort, sessionNumber: this.#onNumber }, gone);
     if (!eager) return;
     this.bind().catch(() => {
       // Offline now, tried again by the lifecycle; the next request reports the failure.

@@ -17,7 +17,7 @@ export interface EntryLink {
   readonly requestedPort: number;
   readonly sessionNumber: number | null;
   /** The session the link rode went away or changed (`reason`): move to the entry's current one, now (`eager`) or at the next use. */
-  rebind(reason?: "failover" | "line" | "upgrade" | "goaway", eager?: boolean): void;
+  rebind(reason?: "failover" | "line" | "upgrade" | "goaway", eager?: boolean, gone?: boolean): void;
   /** The server is reachable again: open the channel on the new session. */
   retryNow(): void;
   close(): void;
@@ -360,7 +360,7 @@ export class ServerEntry<L extends EntryLink = EntryLink> {
     // wait for the entry's next try, with backoff, so that no client reconnects in a tight loop.
     const young = performance.now() - live.since < YOUNG_SESSION_MS;
     if (!young) this.#reconnect.reset();
-    for (const link of this.links) link.rebind("failover", !young);
+    for (const link of this.links) link.rebind("failover", !young, true); // its session is gone either way: moving
     if (young) this.#reconnect.died();
     this.#maybeIdle();
   }
