@@ -5,7 +5,8 @@ import { LineDeadError, ProtocolError, RequestRefusedError, SessionClosedError }
 import { FrameFlag, FrameType, WireError, wireErrorName } from "../protocol/constants.ts";
 import { FrameDecoder, type FrameSink } from "../protocol/frame_decoder.ts";
 import { FrameWriter } from "../protocol/frame_writer.ts";
-import { isStreamSource, OutgoingBody, type BodySource } from "../protocol/outgoing_body.ts";
+import { gatherSource, isStreamSource, OutgoingBody, type BodySource } from "../protocol/outgoing_body.ts";
+import { Feature } from "../protocol/sealed_handshake.ts";
 import type { RecordOpener } from "../protocol/record_layer.ts";
 import { bytesToUuid } from "../protocol/keys.ts";
 import { decodeAddresses, decodeCodedReason, encodeChannelOpen, type AdvertisedAddress } from "../protocol/payloads.ts";
@@ -71,6 +72,7 @@ export class ClientSession extends EventEmitter implements ChannelSession {
   #requests: RequestTable;
   #streams: ClientStreams | null = null; // at the first streamed body
   #maxFrame: number;
+  #serverStreams: boolean; // the server announced streamed bodies (Feature.Streams): a first-release one takes them whole
   #channels = new Map<number, ClientChannel>();
   #opening = new Map<number, { resolve(c: ClientChannel): void; reject(e: Error): void }>();
   #nextChannel = 1;
@@ -120,6 +122,7 @@ export class ClientSession extends EventEmitter implements ChannelSession {
     this.#decoder = new FrameDecoder(this.#sink, maxFrame);
     const writer = this.#writer;
     this.#maxFrame = maxFrame;
+    this.#serverStreams = (hello.features & Feature.Streams) !== 0;
     this.#requests = new RequestTable(
       {
         request: (channel, stream, payload) =>
@@ -185,13 +188,9 @@ export class ClientSession extends EventEmitter implements ChannelSession {
     return this.#goAwayStream >= 0 || this.#retiring || this.#ending;
   }
   /** Requests waiting for an answer (sent or queued for a slot). */
-  get inflight(): number {
-    return this.#requests.size;
-  }
+  get inflight(): number { return this.#requests.size; }
   /** The latest round-trip time a PING measured on this session, ms (null before the first PONG). */
-  get rttMs(): number | null {
-    return this.#liveness.rttMs;
-  }
+  get rttMs(): number | null { return this.#liveness.rttMs; }
   get channelCount(): number { return this.#channels.size; }
 
   /** Opens a channel (a logical connection of `app`) and waits for the server's OK. */
@@ -230,6 +229,7 @@ export class ClientSession extends EventEmitter implements ChannelSession {
     if (payload instanceof OutgoingBody) sent = payload;
     else if (isStreamSource(payload)) sent = new OutgoingBody(payload, 0, true);
     else sent = (typeof payload === "string" ? Buffer.byteLength(payload) : payload.byteLength) > this.serverLimits.maxFrame ? new OutgoingBody(payload, 0, true) : payload;
+    if (typeof sent === "object" && !(sent instanceof Uint8Array) && !this.#serverStreams) return gatherSource(sent, this.serverLimits.maxFrame, "the request (this server takes no streamed bodies)").then((whole) => this.request(channel, whole, options, want));
     const stream = this.#nextStream++;
     const maxBytes = options.maxBytes ?? 16 * this.#maxFrame;
     const result = this.#requests.add(channel, stream, sent, options.timeoutMs ?? this.#requestTimeoutMs, options.signal, want, maxBytes);

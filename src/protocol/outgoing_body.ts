@@ -1,3 +1,4 @@
+import { BodyTooLargeError } from "../errors.ts";
 import { FRAME_HEADER_SIZE } from "./constants.ts";
 import { MAX_RECORD_PLAINTEXT } from "./record_layer.ts";
 import type { SendCredit } from "./send_credit.ts";
@@ -38,6 +39,12 @@ export function discardSource(source: StreamSource): void {
   } catch {
     // a source that cannot even be stopped holds nothing of ours
   }
+}
+
+/** A stream source read whole, at most `limit` bytes (else BodyTooLargeError naming `what`): for a peer that takes no streamed bodies. */
+export async function gatherSource(source: StreamSource | OutgoingBody, limit: number, what: string): Promise<Buffer> {
+  const body = source instanceof OutgoingBody ? source : new OutgoingBody(source, 0, true);
+  return body.gather(limit, what);
 }
 
 /** Where an outgoing body's DATA frames go, and how the socket says "wait". */
@@ -168,6 +175,23 @@ export class OutgoingBody {
     if (!credit.isOpen(stream)) return false;
     wire.data(stream, EMPTY, true);
     return true;
+  }
+
+  /** Reads the whole body (from its start, as a send would), at most `limit` bytes. */
+  async gather(limit: number, what: string): Promise<Buffer> {
+    const parts: Uint8Array[] = [];
+    let size = 0;
+    this.#started = true;
+    try {
+      for (let chunk = await this.#next(); chunk !== null; chunk = await this.#next()) {
+        size += chunk.byteLength;
+        if (size > limit) throw new BodyTooLargeError(limit, what);
+        parts.push(chunk);
+      }
+    } finally {
+      if (this.#final) this.dispose();
+    }
+    return Buffer.concat(parts, size);
   }
 
   /** Stops reading the source (the request is over). */

@@ -36,6 +36,20 @@ import { CIPHER_BITS, type CipherName } from "./record_layer.ts";
  */
 
 export const SEALED_VERSION = 2;
+
+/**
+ * What a side of version 2 understands beyond the first release of it,
+ * announced in its hello (§2.1, §2.2), so that peers of different releases
+ * talk: a side never sends what the other did not announce.
+ */
+export enum Feature {
+  /** DATA, WINDOW and streamed REQUEST/RESPONSE (§4.7). */
+  Streams = 0x01,
+  /** ADDRESSES (§5.4). */
+  Addresses = 0x02,
+}
+/** Everything this release understands. */
+export const OUR_FEATURES = Feature.Streams | Feature.Addresses;
 /** magic, version, ciphers, reserved u16, maxFrame, reserved u32, ephemeral key. */
 export const CLIENT_HELLO_V2_SIZE = 16 + X25519_KEY_SIZE;
 /** magic, version, status, cipher, reserved, server id, identity key, ephemeral key, 5 × u32, signature. */
@@ -51,6 +65,8 @@ export interface ClientHelloV2 {
   ciphers: number;
   maxFrame: number;
   ephemeral: Buffer;
+  /** Feature bits (offset 12; 0 from a first-release client). */
+  features: number;
 }
 
 export interface ServerHelloV2 {
@@ -67,6 +83,8 @@ export interface ServerHelloV2 {
   generation: number;
   idleTimeoutMs: number;
   signature: Buffer;
+  /** Feature bits (offset 7; 0 from a first-release server). */
+  features: number;
 }
 
 /** What the server announces about itself in its hello. */
@@ -82,6 +100,8 @@ export interface ServerOffer {
   ciphers: readonly CipherName[];
   /** Signs with the server's Ed25519 identity key. */
   sign(message: Uint8Array): Uint8Array;
+  /** Feature bits to announce (default: this release's, OUR_FEATURES). */
+  features?: number;
 }
 
 /** A handshake both sides have finished: the keys for each direction, the cipher, and the transcript hash. */
@@ -110,6 +130,7 @@ export function encodeClientHelloV2(hello: ClientHelloV2): Buffer {
   b[4] = hello.version;
   b[5] = hello.ciphers;
   b.writeUInt32BE(hello.maxFrame, 8);
+  b.writeUInt32BE(hello.features >>> 0, 12);
   b.set(hello.ephemeral.subarray(0, X25519_KEY_SIZE), 16);
   return b;
 }
@@ -118,7 +139,7 @@ export function encodeClientHelloV2(hello: ClientHelloV2): Buffer {
 export function decodeClientHelloV2(b: Buffer): ClientHelloV2 {
   if (b.length < CLIENT_HELLO_V2_SIZE) throw bad(`${b.length} of ${CLIENT_HELLO_V2_SIZE} bytes`);
   if (b.readUInt32BE(0) !== MAGIC) throw bad("bad magic (not a perilink client)");
-  const hello: ClientHelloV2 = { version: b[4]!, ciphers: b[5]!, maxFrame: b.readUInt32BE(8), ephemeral: b.subarray(16, 16 + X25519_KEY_SIZE) };
+  const hello: ClientHelloV2 = { version: b[4]!, ciphers: b[5]!, maxFrame: b.readUInt32BE(8), features: b.readUInt32BE(12), ephemeral: b.subarray(16, 16 + X25519_KEY_SIZE) };
   if (hello.maxFrame < MIN_MAX_FRAME || hello.maxFrame > MAX_MAX_FRAME) throw bad(`maxFrame ${hello.maxFrame} outside ${MIN_MAX_FRAME}..${MAX_MAX_FRAME}`);
   return hello;
 }
@@ -130,7 +151,7 @@ function bad(why: string): ProtocolError {
 // ── server side ───────────────────────────────────────────────────────────
 
 /** The server's answer to a whole v2 client hello: the signed hello to send and the session's keys, or a refusal. */
-export type ServerAnswer = { ok: true; reply: Buffer; sealed: SealedKeys; peerMaxFrame: number } | { ok: false; status: number; why: string; reply: Buffer };
+export type ServerAnswer = { ok: true; reply: Buffer; sealed: SealedKeys; peerMaxFrame: number; peerFeatures: number } | { ok: false; status: number; why: string; reply: Buffer };
 
 /**
  * Answers a client hello. The cipher is the server's most preferred one the
@@ -154,6 +175,7 @@ export function answerClientHelloV2(clientHello: Buffer, offer: ServerOffer, eph
   reply[4] = SEALED_VERSION;
   reply[5] = 0;
   reply[6] = CIPHER_BITS[cipher];
+  reply[7] = offer.features ?? OUR_FEATURES;
   let o = 8;
   reply.set(offer.serverId, o);
   o += SERVER_ID_SIZE;
@@ -170,7 +192,7 @@ export function answerClientHelloV2(clientHello: Buffer, offer: ServerOffer, eph
   const signed = signedTranscript(SERVER_SIGNATURE_CONTEXT, transcriptHash(clientPart, reply.subarray(0, SERVER_SIGNED_SIZE)));
   reply.set(offer.sign(signed), SERVER_SIGNED_SIZE);
   const transcript = transcriptHash(clientPart, reply);
-  return { ok: true, reply, sealed: { cipher, keys: deriveSessionKeys(secret, transcript), transcript }, peerMaxFrame: hello.maxFrame };
+  return { ok: true, reply, sealed: { cipher, keys: deriveSessionKeys(secret, transcript), transcript }, peerMaxFrame: hello.maxFrame, peerFeatures: hello.features };
 }
 
 /** A refusal in the v2 layout: status set, every other field zero (unsigned: a peer may forge one, as it may reset the connection). */
@@ -204,9 +226,9 @@ export class ClientHandshakeV2 {
   readonly hello: Buffer;
   #ephemeral: Ephemeral;
 
-  constructor(options: { ciphers: readonly CipherName[]; maxFrame: number }, ephemeral: Ephemeral = newEphemeral()) {
+  constructor(options: { ciphers: readonly CipherName[]; maxFrame: number; features?: number }, ephemeral: Ephemeral = newEphemeral()) {
     this.#ephemeral = ephemeral;
-    this.hello = encodeClientHelloV2({ version: SEALED_VERSION, ciphers: cipherBits(options.ciphers), maxFrame: options.maxFrame, ephemeral: ephemeral.publicKey });
+    this.hello = encodeClientHelloV2({ version: SEALED_VERSION, ciphers: cipherBits(options.ciphers), maxFrame: options.maxFrame, features: options.features ?? OUR_FEATURES, ephemeral: ephemeral.publicKey });
   }
 
   /**
@@ -261,6 +283,7 @@ export function decodeServerHelloV2(b: Buffer): ServerHelloV2 {
     generation: b.readUInt32BE(o + 12),
     idleTimeoutMs: b.readUInt32BE(o + 16),
     signature: b.subarray(SERVER_SIGNED_SIZE, SERVER_HELLO_V2_SIZE),
+    features: b[7]!,
   };
   if (hello.status === 0 && (hello.maxFrame < MIN_MAX_FRAME || hello.maxFrame > MAX_MAX_FRAME)) {
     throw new ProtocolError(WireError.ProtocolError, `Cannot decode server hello: maxFrame ${hello.maxFrame} outside ${MIN_MAX_FRAME}..${MAX_MAX_FRAME}`);

@@ -11,6 +11,7 @@ import { SessionChannels, type ChannelServer } from "./session_channels.ts";
 import { SessionOutput } from "./session_output.ts";
 import { SessionFlow, type FlowInput, type FlowSession } from "./session_flow.ts";
 import { answerClientHello, CLIENT_HELLO_BYTES, refusalForV1, startSealed, type HelloSource } from "./session_handshake.ts";
+import { Feature } from "../protocol/sealed_handshake.ts";
 import type { SealedInput } from "./session_input.ts";
 import { SessionRequests, type RequestHost, type RequestOwner } from "./session_requests.ts";
 import { SessionStreams } from "./session_streams.ts";
@@ -151,7 +152,7 @@ export class ServerSession implements FrameSink, ChannelHost {
 
   /** Sends the addresses the server listens on for this session's port group (docs/protocol.md §5.4), if there are any to tell. */
   advertise(): void {
-    const list = this.#state === OPEN ? this.#host.advertised?.(this.localAddress) : null;
+    const list = this.#state === OPEN && (this.#out.peerFeatures & Feature.Addresses) !== 0 ? this.#host.advertised?.(this.localAddress) : null;
     if (list) this.#out.frame(FrameType.Addresses, 0, 0, list);
   }
 

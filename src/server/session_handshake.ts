@@ -75,6 +75,7 @@ export function answerClientHello(hello: Buffer, server: HelloSource): ServerAns
 export function startSealed(socket: net.Socket, out: SessionOutput, answer: Extract<ServerAnswer, { ok: true }>, decoder: FrameDecoder): SealedInput {
   const { cipher, keys, transcript } = answer.sealed;
   out.peerMaxFrame = answer.peerMaxFrame;
+  out.peerFeatures = answer.peerFeatures;
   socket.write(answer.reply);
   out.setSink(new SealingSink(socket, cipher, keys.serverToClient));
   return new SealedInput(cipher, keys.clientToServer, transcript, decoder);

@@ -15,6 +15,8 @@ export class SessionOutput extends FrameWriter {
   #socket: net.Socket;
   /** The client's largest frame, from its hello (0 until then: nothing is sent before it). */
   peerMaxFrame = 0;
+  /** What the client announced it understands (sealed_handshake.ts Feature): 0 for a first-release client. */
+  peerFeatures = 0;
   #ended = false;
 
   constructor(socket: net.Socket, slabBytes: number) {

@@ -1,6 +1,7 @@
 import { BodyTooLargeError, ProtocolError } from "../errors.ts";
 import type { IncomingBody } from "../protocol/incoming_body.ts";
-import { discardSource, isStreamSource, type StreamSource } from "../protocol/outgoing_body.ts";
+import { discardSource, gatherSource, isStreamSource, type StreamSource } from "../protocol/outgoing_body.ts";
+import { Feature } from "../protocol/sealed_handshake.ts";
 import type { Logger } from "../logger.ts";
 import { WireError } from "../protocol/constants.ts";
 import type { AppResult, SessionApp } from "./app.ts";
@@ -173,7 +174,17 @@ export class SessionRequests {
       failure = err ?? new Error("request handler rejected");
     }
     if (failure === undefined && isStreamSource(value)) {
-      if (!req.answered && this.#inflight.get(req.stream) === req) return this.#respondStreamed(req, value);
+      if (!req.answered && this.#inflight.get(req.stream) === req) {
+        // A first-release client reads no DATA: it gets the body gathered into one RESPONSE, within its frame limit.
+        if ((this.#owner.out.peerFeatures & Feature.Streams) !== 0) return this.#respondStreamed(req, value);
+        try {
+          value = await gatherSource(value, this.#owner.out.peerMaxFrame, "the response (this client takes no streamed bodies)");
+        } catch (err) {
+          failure = err ?? new Error("response body failed");
+        }
+        if (this.#inflight.take(req)) this.#settle(req, value, failure);
+        return;
+      }
       discardSource(value); // cancelled, timed out or the session closed before the handler returned it
     }
     if (this.#inflight.take(req)) this.#settle(req, value, failure); // else: its deadline passed, or the session closed

@@ -48,7 +48,7 @@ export class FakeIdentity {
   }
 
   /** An accepting server hello for a client hello (protocol v2), and the keys it makes. */
-  hello(clientHello: Buffer, maxInflight = 64): { reply: Buffer; sealer: RecordSealer; opener: RecordOpener; transcript: Buffer } {
+  hello(clientHello: Buffer, maxInflight = 64, features?: number): { reply: Buffer; sealer: RecordSealer; opener: RecordOpener; transcript: Buffer } {
     const answer = answerClientHelloV2(clientHello, {
       serverId: this.serverIdBytes,
       publicKey: this.publicKey,
@@ -59,6 +59,7 @@ export class FakeIdentity {
       idleTimeoutMs: 60_000,
       ciphers: ["chacha20-poly1305", "aes-256-gcm"],
       sign: (m) => this.sign(m),
+      features,
     });
     if (!answer.ok) throw new Error(`fake server cannot answer: ${answer.why}`);
     const { cipher, keys, transcript } = answer.sealed;
@@ -93,6 +94,8 @@ export interface FakeServerOptions {
   /** Called per frame after the hello; the default answers CHANNEL_OPEN with OK, REQUEST with its payload, PING with PONG. */
   onFrame?: (conn: FakeConnection, type: number, channel: number, stream: number, payload: Buffer) => boolean;
   maxInflight?: number;
+  /** Feature bits its hello announces (default: this release's; 0: a first-release server). */
+  features?: number;
 }
 
 /**
@@ -138,7 +141,7 @@ export class FakeServer {
 
   /** The signed server hello for `conn` (write it, alone or followed by `sealed(conn, …)` bytes); the connection is sealed from then on. */
   helloFor(conn: FakeConnection): Buffer {
-    const h = this.identity.hello(conn.clientHello, this.#options.maxInflight);
+    const h = this.identity.hello(conn.clientHello, this.#options.maxInflight, this.#options.features);
     conn.sealer = h.sealer;
     conn.opener = h.opener;
     conn.transcript = h.transcript;

@@ -54,12 +54,12 @@ export interface SealedPeer {
  */
 export async function sealedPeer(
   port: number,
-  options: { read?: boolean; localAddress?: string; allowHalfOpen?: boolean; maxFrame?: number; ciphers?: CipherName[] } = {},
+  options: { read?: boolean; localAddress?: string; allowHalfOpen?: boolean; maxFrame?: number; ciphers?: CipherName[]; features?: number } = {},
 ): Promise<SealedPeer> {
   const sock = net.connect({ port, host: "127.0.0.1", localAddress: options.localAddress, allowHalfOpen: options.allowHalfOpen });
   sock.on("error", () => {});
   const closed = new Promise<void>((r) => sock.once("close", () => r()));
-  const hs = new ClientHandshakeV2({ ciphers: options.ciphers ?? ["chacha20-poly1305"], maxFrame: options.maxFrame ?? 65536 });
+  const hs = new ClientHandshakeV2({ ciphers: options.ciphers ?? ["chacha20-poly1305"], maxFrame: options.maxFrame ?? 65536, features: options.features });
   const got = await new Promise<Buffer>((resolve, reject) => {
     let buf = Buffer.alloc(0);
     const onData = (c: Buffer): void => {
