@@ -275,9 +275,7 @@ export class ServerSession implements FrameSink, ChannelHost {
   /** What flow control and the request table see of this session: one small object, its methods shared. */
   static #View = class implements FlowSession, RequestOwner {
     #s: ServerSession;
-    constructor(s: ServerSession) {
-      this.#s = s;
-    }
+    constructor(s: ServerSession) { this.#s = s; }
     get socket(): net.Socket { return this.#s.#socket; }
     get writer(): FrameWriter { return this.#s.#out; }
     get out(): SessionOutput { return this.#s.#out; }
