@@ -123,18 +123,7 @@ export class OutgoingBody {
     const before = this.#running;
     const run = (async () => {
       if (before !== null) await before.catch(() => false); // one reader of the source at a time
-      if (this.#rewound) {
-        this.#rewound = false;
-        this.sent = 0;
-        if (this.replayable) {
-          void this.#iterator?.return?.()?.catch(() => {});
-          this.#iterator = null;
-        } else if (this.#kept === null) {
-          throw new Error("Cannot send body again: it was a stream, and the server had read part of it");
-        } else {
-          this.#replay = this.#kept.slice();
-        }
-      }
+      this.#restart();
       return this.#send(stream, credit, maxFrame, wire, progress);
     })();
     this.#running = run;
@@ -181,6 +170,8 @@ export class OutgoingBody {
   async gather(limit: number, what: string): Promise<Buffer> {
     const parts: Uint8Array[] = [];
     let size = 0;
+    await this.#running?.catch(() => false);
+    this.#restart();
     this.#started = true;
     try {
       for (let chunk = await this.#next(); chunk !== null; chunk = await this.#next()) {
@@ -192,6 +183,21 @@ export class OutgoingBody {
       if (this.#final) this.dispose();
     }
     return Buffer.concat(parts, size);
+  }
+
+  /** After a rewind: the next read starts from the body's start (a replay of what was kept, for a stream). */
+  #restart(): void {
+    if (!this.#rewound) return;
+    this.#rewound = false;
+    this.sent = 0;
+    if (this.replayable) {
+      void this.#iterator?.return?.()?.catch(() => {});
+      this.#iterator = null;
+    } else if (this.#kept === null) {
+      throw new Error("Cannot send body again: it was a stream, and the server had read part of it");
+    } else {
+      this.#replay = this.#kept.slice();
+    }
   }
 
   /** Stops reading the source (the request is over). */

@@ -1,8 +1,8 @@
 import assert from "node:assert/strict";
 import { after, test } from "node:test";
 import { createClient } from "../../src/client/client.ts";
-import { FrameType } from "../../src/protocol/constants.ts";
-import { encodeChannelOpen } from "../../src/protocol/payloads.ts";
+import { FrameType, WireError } from "../../src/protocol/constants.ts";
+import { encodeChannelOpen, encodeCodedReason } from "../../src/protocol/payloads.ts";
 import type { InterfaceAddress } from "../../src/server/interface_addresses.ts";
 import type { RequestContext, SessionApp } from "../../src/server/app.ts";
 import { FakeServer } from "../client/fake_server.ts";
@@ -67,4 +67,23 @@ test("against a first-release server (no feature bits) a stream source goes whol
   const conn = fake.connections.at(-1)!;
   assert.ok(!conn.frames.some((f) => f.type === FrameType.Data), "no DATA frame reached the old server");
   await assert.rejects(link.request(new Blob([Buffer.alloc(70_000)])), (e: unknown) => (e as { code?: string }).code === "PERILINK_BODY_TOO_LARGE" && /takes no streamed bodies/.test((e as Error).message));
+});
+
+test("a body refused by a first-release server and sent again is gathered whole again, from its start", async () => {
+  let refused = 0;
+  const fake: FakeServer = await new FakeServer({
+    features: 0,
+    onFrame: (conn, type, channel, stream) => {
+      if (type !== FrameType.Request || refused > 0) return false;
+      refused++;
+      fake.send(conn, FrameType.Error, channel, stream, encodeCodedReason(WireError.RefusedStream, "draining"));
+      return true;
+    },
+  }).start();
+  const client = createClient({ lingerMs: 0, stateDir: false });
+  after(() => client.close());
+  const link = await client.connect({ host: "127.0.0.1", port: fake.port, app: "a" });
+  const body = Buffer.from("the whole job, twice if need be");
+  assert.equal((await link.request(new Blob([body]))).toString(), body.toString());
+  assert.equal(refused, 1);
 });
