@@ -1,4 +1,5 @@
 import fs from "node:fs";
+import path from "node:path";
 import { pipeline } from "node:stream/promises";
 import { Readable, Writable } from "node:stream";
 import type { Link } from "../client/link.ts";
@@ -11,7 +12,7 @@ const PROGRESS_EVERY_MS = 250;
 /**
  * `perilink call HOST:PORT --data-file FILE|- --output FILE|-`: the request
  * streamed from a file or stdin, the response streamed to a file or stdout,
- * neither held whole. On a terminal, a transfer that takes longer than a
+ * neither held whole; a file is renamed into place only once whole. On a terminal, a transfer that takes longer than a
  * second shows a progress line on stderr (bytes each way, rate, and the ETA
  * when the file's size is known).
  */
@@ -25,10 +26,17 @@ export async function transfer(link: Link, dataFile: string | undefined, data: s
   }
   const progress = new Progress(total);
   const counted = typeof source === "string" ? source : progress.countUp(source);
-  const out: Writable = output === "-" ? process.stdout : fs.createWriteStream(output, { flags: "w", mode: 0o644 });
+  // A file is written beside itself and renamed into place once the response is whole:
+  // a call that fails leaves an existing file as it was, and no half of a new one.
+  const part = output === "-" ? null : path.join(path.dirname(output), `.${path.basename(output)}.${process.pid}.part`);
   try {
     const body = await link.stream(counted, { timeoutMs });
+    const out: Writable = part === null ? process.stdout : fs.createWriteStream(part, { flags: "wx", mode: 0o644 });
     await pipeline(Readable.from(progress.countDown(body)), out);
+    if (part !== null) fs.renameSync(part, output);
+  } catch (err) {
+    if (part !== null) fs.rmSync(part, { force: true });
+    throw err;
   } finally {
     progress.stop();
   }

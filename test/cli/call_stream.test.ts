@@ -36,3 +36,15 @@ test("call --data-file with two targets, with --json, or a missing file is a usa
     assert.match(r.stderr, /PERILINK_USAGE/);
   }
 });
+
+test("a call --output FILE that fails leaves an existing FILE as it was and no part file behind", async () => {
+  const server = await testServer({ access: "keys" }); // this client's key is not trusted: the channel is refused
+  const dir = tempDir();
+  const output = path.join(dir, "scan.png");
+  await fs.writeFile(output, "the previous scan");
+  const r = await runCli(["call", `127.0.0.1:${portOf(server)}`, "--data", "x", "--output", output, "--state-dir", tempDir()], { timeoutMs: 60_000 });
+  assert.equal(r.code, 1, r.stderr);
+  assert.match(r.stderr, /PERILINK_ACCESS_DENIED/);
+  assert.equal(await fs.readFile(output, "utf8"), "the previous scan");
+  assert.deepEqual(await fs.readdir(dir), ["scan.png"]);
+});
