@@ -5,6 +5,7 @@ import type { FrameWriter } from "../protocol/frame_writer.ts";
 import { IncomingBody, ReceiveWindow } from "../protocol/incoming_body.ts";
 import type { DataWire, OutgoingBody } from "../protocol/outgoing_body.ts";
 import { windowPayload } from "../protocol/payloads.ts";
+import { OutputGate } from "../protocol/output_gate.ts";
 import { SendCredit } from "../protocol/send_credit.ts";
 
 /** What the streams of a client session tell its request table. */
@@ -24,7 +25,6 @@ export interface StreamEvents {
  * streamed request or response.
  */
 export class ClientStreams {
-  #socket: net.Socket;
   #writer: FrameWriter;
   #events: StreamEvents;
   #serverMaxFrame: number;
@@ -33,10 +33,11 @@ export class ClientStreams {
   #responses = new Map<number, IncomingBody>();
   /** Request bodies still sending, to let go of what they keep once the server reads (its first WINDOW). */
   #sending = new Map<number, OutgoingBody>();
-  #drained: Promise<void> | null = null;
+  /** Request bodies wait while the socket holds more than two of the server's frames unsent. */
+  #gate: OutputGate;
 
   constructor(socket: net.Socket, writer: FrameWriter, events: StreamEvents, serverMaxFrame: number, maxFrame: number) {
-    this.#socket = socket;
+    this.#gate = new OutputGate(socket, () => writer.pending, 2 * serverMaxFrame);
     this.#writer = writer;
     this.#events = events;
     this.#serverMaxFrame = serverMaxFrame;
@@ -54,7 +55,7 @@ export class ClientStreams {
     writer.frame(FrameType.Request, channel, stream, undefined, FrameFlag.Streamed);
     const wire: DataWire = {
       data: (s, chunk, end) => writer.frameAlone(FrameType.Data, channel, s, chunk, end ? FrameFlag.End : 0),
-      writable: () => this.#writable(),
+      writable: () => this.#gate.writable(),
     };
     this.#credit.open(stream);
     this.#sending.set(stream, body);
@@ -119,19 +120,4 @@ export class ClientStreams {
     if (this.#sending.get(stream) === body) this.#sending.delete(stream);
   }
 
-  /** Waits while the socket holds more than two of the server's frames unsent. */
-  #writable(): Promise<void> | null {
-    const socket = this.#socket;
-    if (socket.destroyed || socket.writableLength + this.#writer.pending <= 2 * this.#serverMaxFrame) return null;
-    return (this.#drained ??= new Promise<void>((resolve) => {
-      const done = (): void => {
-        socket.off("drain", done);
-        socket.off("close", done);
-        this.#drained = null;
-        resolve();
-      };
-      socket.on("drain", done);
-      socket.on("close", done);
-    }));
-  }
 }

@@ -4,20 +4,18 @@ import { FrameFlag, FrameType, initialSessionWindow, initialStreamWindow, WINDOW
 import { IncomingBody, ReceiveWindow } from "../protocol/incoming_body.ts";
 import { OutgoingBody, type DataWire, type StreamSource } from "../protocol/outgoing_body.ts";
 import { windowPayload } from "../protocol/payloads.ts";
+import { OutputGate } from "../protocol/output_gate.ts";
 import { SendCredit } from "../protocol/send_credit.ts";
 import type { ServerLimits } from "./limits.ts";
 import type { SessionOutput } from "./session_output.ts";
 
 /** What the streams of one session read of it. */
 interface StreamOwner {
-  readonly socket: net.Socket;
   readonly out: SessionOutput;
   /** Our own frame limit (the client's credit on each stream starts at it). */
   readonly maxFrame: number;
   /** The client's frame limit, from its hello. */
   readonly peerMaxFrame: number;
-  /** Unsent output above which a body waits for the socket to drain. */
-  readonly maxOutputBytes: number;
 }
 
 /**
@@ -35,13 +33,15 @@ export class SessionStreams {
   #credit: SendCredit;
   #window: ReceiveWindow;
   #bodies = new Map<number, IncomingBody>();
-  #drained: Promise<void> | null = null;
+  /** Response bodies wait while the session's unsent output is over maxSessionOutputBytes. */
+  #gate: OutputGate;
   /** What `ctx.body.bytes()` takes whole when the handler names no limit. */
   #bodyLimit: number;
 
   constructor(socket: net.Socket, out: SessionOutput, limits: ServerLimits) {
-    const owner: StreamOwner = { socket, out, maxFrame: limits.maxFrameBytes, peerMaxFrame: out.peerMaxFrame, maxOutputBytes: limits.maxSessionOutputBytes };
+    const owner: StreamOwner = { out, maxFrame: limits.maxFrameBytes, peerMaxFrame: out.peerMaxFrame };
     this.#owner = owner;
+    this.#gate = new OutputGate(socket, () => out.pending, limits.maxSessionOutputBytes);
     this.#bodyLimit = 16 * limits.maxFrameBytes;
     this.#credit = new SendCredit(initialSessionWindow(owner.peerMaxFrame), initialStreamWindow(owner.peerMaxFrame));
     this.#window = new ReceiveWindow(
@@ -110,7 +110,7 @@ export class SessionStreams {
     const body = new OutgoingBody(source, 0);
     const wire: DataWire = {
       data: (s, chunk, end) => owner.out.frameAlone(FrameType.Data, channel, s, chunk, end ? FrameFlag.End : 0),
-      writable: () => this.#writable(),
+      writable: () => this.#gate.writable(),
     };
     this.#credit.open(stream);
     try {
@@ -126,21 +126,5 @@ export class SessionStreams {
     for (const body of this.#bodies.values()) body.fail(new CancelledError("Cannot read request body: the session closed"));
     this.#bodies.clear();
     this.#credit.closeAll();
-  }
-
-  #writable(): Promise<void> | null {
-    const socket = this.#owner.socket;
-    if (socket.destroyed) return null;
-    if (socket.writableLength + this.#owner.out.pending <= this.#owner.maxOutputBytes) return null;
-    return (this.#drained ??= new Promise<void>((resolve) => {
-      const done = (): void => {
-        socket.off("drain", done);
-        socket.off("close", done);
-        this.#drained = null;
-        resolve();
-      };
-      socket.on("drain", done);
-      socket.on("close", done);
-    }));
   }
 }
