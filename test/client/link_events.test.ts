@@ -5,11 +5,10 @@ import { createClient } from "../../src/client/client.ts";
 import type { LinkMove, LinkState } from "../../src/client/link.ts";
 import { FrameType } from "../../src/protocol/constants.ts";
 import { FakeServer } from "./fake_server.ts";
-import type { InterfaceAddress } from "../../src/server/interface_addresses.ts";
 import { freePort } from "../helpers/free_port.ts";
 import { portOf, sleep, tempDir, testServer, waitFor } from "../helpers/fixtures.ts";
+import { twoAddresses } from "../helpers/two_addresses.ts";
 
-const lo = (address: string, family: 4 | 6): InterfaceAddress => ({ address, family, iface: "lo", linkLocal: false });
 
 test("a link says where it stands: connecting, ready, moving on a drain, ready again; `moved` names the reason (upgrade)", async () => {
   const stateDir = tempDir();
@@ -37,16 +36,9 @@ test("a link says where it stands: connecting, ready, moving on a drain, ready a
 });
 
 test("moved fires with reason failover when the link's address goes and another of the server's carries on", async () => {
-  let addrs = [lo("127.0.0.1", 4), lo("::1", 6)];
-  const server = await testServer({ listen: ["auto:0"], interfaces: () => addrs });
-  const port = server.endpoints()[0]!.port;
-  const client = createClient({ lingerMs: 0, stateDir: false });
-  after(() => client.close());
-  const link = await client.connect({ host: "127.0.0.1", port, app: "a" });
-  await waitFor(() => client.addresses().some((r) => r.source === "server" && r.address === "::1" && r.serverId !== null), "::1 proved");
+  const { link, dropFirst } = await twoAddresses();
   const moved = new Promise<LinkMove>((r) => link.once("moved", r));
-  addrs = [lo("::1", 6)];
-  await server.rescan();
+  await dropFirst();
   const m = await moved;
   assert.equal(m.reason, "failover");
   assert.equal(m.from.address, "127.0.0.1");

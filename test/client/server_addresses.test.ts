@@ -1,27 +1,19 @@
 import assert from "node:assert/strict";
 import { after, test } from "node:test";
 import { createClient } from "../../src/client/client.ts";
-import type { InterfaceAddress } from "../../src/server/interface_addresses.ts";
 import { advertisedFor } from "../../src/server/advertised.ts";
 import { decodeAddresses, encodeAddresses } from "../../src/protocol/payloads.ts";
 import { FrameType } from "../../src/protocol/constants.ts";
 import { FakeServer } from "./fake_server.ts";
-import { testServer, waitFor } from "../helpers/fixtures.ts";
+import { waitFor } from "../helpers/fixtures.ts";
+import { twoAddresses } from "../helpers/two_addresses.ts";
 
-const lo = (address: string, family: 4 | 6): InterfaceAddress => ({ address, family, iface: "lo", linkLocal: false });
 
 test("a link to one address fails over to another the server itself announced, when no name knows it (C5)", async () => {
-  let addrs = [lo("127.0.0.1", 4), lo("::1", 6)];
-  const server = await testServer({ listen: ["auto:0"], interfaces: () => addrs });
-  const port = server.endpoints()[0]!.port;
-  const client = createClient({ lingerMs: 0, stateDir: false });
-  after(() => client.close());
-  const link = await client.connect({ host: "127.0.0.1", port, app: "a" });
-  assert.equal((await link.request("one")).toString(), "one");
   // The session's ADDRESSES named ::1; a signed probe there proved it: it is a failover address now.
-  await waitFor(() => client.addresses().some((r) => r.source === "server" && r.address === "::1" && r.serverId === server.serverId), "::1 to be announced and proved");
-  addrs = [lo("::1", 6)]; // 127.0.0.1 leaves the device: its listener closes, its sessions end
-  await server.rescan();
+  const { client, link, dropFirst } = await twoAddresses();
+  assert.equal((await link.request("one")).toString(), "one");
+  await dropFirst(); // 127.0.0.1 leaves the device: its listener closes, its sessions end
   assert.equal((await link.request("two", { idempotent: true })).toString(), "two");
   assert.equal(client.sessions()[0]!.communicationAddress, "::1");
 });

@@ -1,12 +1,9 @@
 import assert from "node:assert/strict";
 import crypto from "node:crypto";
-import { after, test } from "node:test";
-import { createClient } from "../../src/client/client.ts";
+import { test } from "node:test";
 import type { RequestContext, SessionApp } from "../../src/server/app.ts";
-import type { InterfaceAddress } from "../../src/server/interface_addresses.ts";
-import { sleep, testServer, waitFor } from "../helpers/fixtures.ts";
-
-const lo = (address: string, family: 4 | 6): InterfaceAddress => ({ address, family, iface: "lo", linkLocal: false });
+import { sleep } from "../helpers/fixtures.ts";
+import { twoAddresses as onTwoAddresses } from "../helpers/two_addresses.ts";
 
 /** Reads a streamed body slowly and answers with its length and hash. */
 const slowSink: SessionApp = {
@@ -23,21 +20,8 @@ const slowSink: SessionApp = {
   },
 };
 
-/** A server on 127.0.0.1 and ::1, and a client whose link rides 127.0.0.1 and knows ::1 (announced, proved). */
-async function twoAddresses() {
-  let addrs = [lo("127.0.0.1", 4), lo("::1", 6)];
-  const server = await testServer({ appObject: slowSink, listen: ["auto:0"], interfaces: () => addrs, limits: { maxFrameBytes: 16 * 1024 } });
-  const port = server.endpoints()[0]!.port;
-  const client = createClient({ lingerMs: 0, stateDir: false });
-  after(() => client.close());
-  const link = await client.connect({ host: "127.0.0.1", port, app: "sink" });
-  await waitFor(() => client.addresses().some((r) => r.source === "server" && r.address === "::1" && r.serverId !== null), "::1 to be proved");
-  const dropFirst = async (): Promise<void> => {
-    addrs = [lo("::1", 6)]; // 127.0.0.1 leaves: its sessions end under the upload
-    await server.rescan();
-  };
-  return { link, dropFirst };
-}
+/** The two-address server of the helper, with the slow sink and small frames. */
+const twoAddresses = (): ReturnType<typeof onTwoAddresses> => onTwoAddresses({ appObject: slowSink, limits: { maxFrameBytes: 16 * 1024 } }, "sink");
 
 test("a streamed upload cut by a failed session is not sent again unless idempotent: a one-shot stream fails PERILINK_OUTCOME_UNKNOWN", async () => {
   const { link, dropFirst } = await twoAddresses();

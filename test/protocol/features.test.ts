@@ -3,15 +3,14 @@ import { after, test } from "node:test";
 import { createClient } from "../../src/client/client.ts";
 import { FrameType, WireError } from "../../src/protocol/constants.ts";
 import { encodeChannelOpen, encodeCodedReason } from "../../src/protocol/payloads.ts";
-import type { InterfaceAddress } from "../../src/server/interface_addresses.ts";
 import type { RequestContext, SessionApp } from "../../src/server/app.ts";
 import { FakeServer } from "../client/fake_server.ts";
 import { testServer, waitFor } from "../helpers/fixtures.ts";
+import { loopback as lo } from "../helpers/two_addresses.ts";
 import { frame, sealedPeer } from "../helpers/raw_peer.ts";
 
 // Peers of different releases talk: a side never sends what the other's hello did not announce (docs/protocol.md §2.1, §2.2).
 
-const lo = (address: string, family: 4 | 6): InterfaceAddress => ({ address, family, iface: "lo", linkLocal: false });
 
 const app: SessionApp = {
   streams: true,
