@@ -20,6 +20,7 @@ import { ensurePrivateDir } from "../../src/runtime/state_dir.ts";
 import { detectRuntime } from "../../src/runtime/runtime.ts";
 import { REPO_ROOT } from "../helpers/cli.ts";
 import { tempDir } from "../helpers/fixtures.ts";
+import { killPids } from "../helpers/pid_alive.ts";
 
 const NOBODY = 65534;
 
@@ -41,13 +42,7 @@ const children = new Set<ChildProcess>();
 const grandchildren = new Set<number>();
 after(() => {
   for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill("SIGKILL");
-  for (const pid of grandchildren) {
-    try {
-      process.kill(pid, "SIGKILL");
-    } catch {
-      // gone
-    }
-  }
+  killPids(grandchildren);
 });
 
 /** Holds the peer script for the whole file (an after() registered inside a test runs after that test). */

@@ -5,6 +5,7 @@ import { controlRequest } from "../../src/server/control_server.ts";
 import type { ServerStatus } from "../../src/server/server.ts";
 import { spawnCli, stopChild } from "./cli.ts";
 import { freePort } from "./free_port.ts";
+import { pidsKilledAfterFile } from "./pid_alive.ts";
 import { tempDir, waitFor } from "./fixtures.ts";
 
 export interface ServedGroup {
@@ -17,16 +18,7 @@ export interface ServedGroup {
 }
 
 /** Every pid a test saw serving: killed after the file (later generations are not our children). */
-export const seenPids = new Set<number>();
-after(() => {
-  for (const pid of seenPids) {
-    try {
-      process.kill(pid, "SIGKILL");
-    } catch {
-      // gone already
-    }
-  }
-});
+export const seenPids = pidsKilledAfterFile();
 
 /** `perilink serve ARGS` on 127.0.0.1 at a free port; ready once the manager logged server_started. */
 export async function serveGroup(args: string[], env: NodeJS.ProcessEnv = {}, listen?: string[]): Promise<ServedGroup> {

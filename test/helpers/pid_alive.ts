@@ -1,3 +1,5 @@
+import { after } from "node:test";
+
 /** Whether a process `pid` exists that this process may signal (signal 0; a zombie counts as alive). */
 export function pidAlive(pid: number): boolean {
   try {
@@ -6,4 +8,22 @@ export function pidAlive(pid: number): boolean {
   } catch {
     return false;
   }
+}
+
+/** SIGKILL to each pid that still exists (gone ones are skipped). */
+export function killPids(pids: Iterable<number>): void {
+  for (const pid of pids) {
+    try {
+      process.kill(pid, "SIGKILL");
+    } catch {
+      // gone already
+    }
+  }
+}
+
+/** A set of pids killed after the test file: for serving processes a test saw but did not start (later generations). */
+export function pidsKilledAfterFile(): Set<number> {
+  const pids = new Set<number>();
+  after(() => killPids(pids));
+  return pids;
 }

@@ -12,6 +12,7 @@ import { sleep, tempDir, waitFor } from "../helpers/fixtures.ts";
 import { freePort } from "../helpers/free_port.ts";
 import { httpLoad, perilinkLoad } from "../helpers/load.ts";
 import { skipUnlessHandoff } from "../helpers/migration.ts";
+import { pidsKilledAfterFile } from "../helpers/pid_alive.ts";
 
 const UPGRADES = 20;
 const CLIENTS = 64;
@@ -19,16 +20,7 @@ const RECORDING_APP = path.join(REPO_ROOT, "test/fixtures/recording_app.ts");
 const HTTP_APP = path.join(REPO_ROOT, "test/fixtures/http_app.ts");
 
 /** Every pid a test saw serving, killed after the file (later generations are not our children). */
-const pids = new Set<number>();
-after(() => {
-  for (const pid of pids) {
-    try {
-      process.kill(pid, "SIGKILL");
-    } catch {
-      // gone already
-    }
-  }
-});
+const pids = pidsKilledAfterFile();
 
 /** The server's status over its control socket (in-process: a CLI start per poll would be too slow). */
 async function status(stateDir: string): Promise<ServerStatus> {

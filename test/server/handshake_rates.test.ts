@@ -13,6 +13,7 @@ import type { ServerStatus } from "../../src/server/server.ts";
 import { REPO_ROOT, runCli, spawnCli, stopChild } from "../helpers/cli.ts";
 import { portOf, tempDir, testServer, waitFor } from "../helpers/fixtures.ts";
 import { skipUnlessHandoff } from "../helpers/migration.ts";
+import { killPids } from "../helpers/pid_alive.ts";
 
 const echo = { request: (p: Buffer) => p };
 
@@ -97,13 +98,7 @@ test("after an upgrade the new process still admits the peers the old one vouche
   child.stderr!.setEncoding("utf8").on("data", (s: string) => (log += s));
   const pids = new Set<number>([child.pid!]);
   after(async () => {
-    for (const pid of pids) {
-      try {
-        process.kill(pid, "SIGKILL");
-      } catch {
-        // gone
-      }
-    }
+    killPids(pids);
     await stopChild(child, 2000);
   });
   await waitFor(() => log.includes('"server_started"') || child.exitCode !== null, "the server to start", 20_000);

@@ -8,17 +8,9 @@ import { runCli, spawnCli, stopChild } from "../helpers/cli.ts";
 import { sleep, tempDir, waitFor } from "../helpers/fixtures.ts";
 import { freePort } from "../helpers/free_port.ts";
 import { skipUnlessHandoff } from "../helpers/migration.ts";
+import { pidsKilledAfterFile } from "../helpers/pid_alive.ts";
 
-const pids = new Set<number>();
-after(() => {
-  for (const pid of pids) {
-    try {
-      process.kill(pid, "SIGKILL");
-    } catch {
-      // gone already
-    }
-  }
-});
+const pids = pidsKilledAfterFile();
 
 async function* chunks(buf: Buffer, size: number): AsyncGenerator<Uint8Array> {
   for (let off = 0; off < buf.length; off += size) {
