@@ -8,6 +8,7 @@ import { runPair } from "./pair_command.ts";
 import { runTrust } from "./trust_command.ts";
 import { runServe } from "./serve_command.ts";
 import { runStatus } from "./status_command.ts";
+import { runMetrics } from "./metrics_command.ts";
 import { runUpgrade } from "./upgrade_command.ts";
 import { VERSION } from "../version.ts";
 import { printable } from "./terminal_text.ts";
@@ -37,6 +38,7 @@ Usage:
   perilink pair   [--app NAME]... [--ttl SECONDS] [--json] [--state-dir DIR]  (device: a one-time code)
   perilink pair   HOST:PORT CODE [--json] [--timeout MS] [--state-dir DIR]   (host)
   perilink status [--state-dir DIR] [--json]
+  perilink metrics [--state-dir DIR]  (OpenMetrics text, as /metrics serves it)
   perilink upgrade [--state-dir DIR] [--program PATH] [--app MODULE] [--timeout MS] [--json]
   perilink help | version
 
@@ -51,6 +53,7 @@ const COMMANDS: Record<string, (args: string[]) => Promise<number>> = {
   trust: runTrust,
   pair: runPair,
   status: runStatus,
+  metrics: runMetrics,
   upgrade: runUpgrade,
 };
 

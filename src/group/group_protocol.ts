@@ -29,6 +29,9 @@ export interface WorkerStats {
   inflight: number;
   requests: number;
   connections: number;
+  /** The service process's `status` counters and latency buckets (metrics), since it started. */
+  counters?: Record<string, number>;
+  latency?: unknown;
 }
 
 export type ManagerToWorker =

@@ -11,7 +11,8 @@ import { GENERATION_ENV, HANDOFF_ENV, HANDOFF_TIMEOUT_ENV, PORTS_ENV } from "../
 import { ManagerDispatch } from "./manager_dispatch.ts";
 import { SemaphoreDispatch } from "./semaphore_dispatch.ts";
 import type { RespawnSpec } from "../handoff/upgrader.ts";
-import { WorkerPool, type Worker } from "./worker_pool.ts";
+import { SUMMED, WorkerPool, type Worker } from "./worker_pool.ts";
+import { LatencyHistogram } from "../open_metrics.ts";
 
 /**
  * The manager's side of a group (S5): the service processes and how they get
@@ -99,13 +100,29 @@ export class ServiceGroup implements ConnectionService {
 
   /** A manager's counters: its own (probes…), the requests its service processes served, and how connections reached them. */
   counters(own: Record<string, number>): Record<string, number> {
-    return { ...own, requests: this.totals().requests, connectionsPassed: this.#manager.passed, connectionsRefused: this.#manager.refused, semaphoreTurns: this.#semaphore?.turns ?? 0 };
+    const out: Record<string, number> = { ...own };
+    for (const k of SUMMED) {
+      // Levels (channels, raw connections open) of exited processes are gone; events are kept.
+      let n = k === "channelsOpen" || k === "rawConnections" ? 0 : (this.#pool.retired.counters[k] ?? 0);
+      for (const w of this.#pool.workers) n += k === "requests" ? w.stats.requests : (w.stats.counters?.[k] ?? 0);
+      out[k] = (own[k] ?? 0) + n;
+    }
+    return { ...out, connectionsPassed: this.#manager.passed, connectionsRefused: this.#manager.refused, semaphoreTurns: this.#semaphore?.turns ?? 0 };
+  }
+
+  /** The manager's own buckets (none: it runs no requests) with the service processes'. */
+  latency(own: LatencyHistogram): LatencyHistogram {
+    const h = new LatencyHistogram();
+    h.add(own.snapshot());
+    h.add(this.#pool.retired.latency.snapshot());
+    for (const w of this.#pool.workers) h.add(w.stats.latency);
+    return h;
   }
 
   totals(): { sessions: number; inflight: number; requests: number } {
     let sessions = 0;
     let inflight = 0;
-    let requests = 0;
+    let requests = this.#pool.retired.counters.requests ?? 0;
     for (const w of this.#pool.workers) {
       sessions += w.stats.sessions;
       inflight += w.stats.inflight;
@@ -139,7 +156,7 @@ export class ServiceGroup implements ConnectionService {
         this.#semaphore?.released(w, msg.accepted);
         break;
       case "stats":
-        w.stats = { sessions: msg.sessions, inflight: msg.inflight, requests: msg.requests, connections: msg.connections };
+        w.stats = { sessions: msg.sessions, inflight: msg.inflight, requests: msg.requests, connections: msg.connections, counters: msg.counters, latency: msg.latency };
         break;
       default:
         break;

@@ -87,7 +87,7 @@ export function serveForManager(server: PerilinkServer, log: Logger, channel: Ma
 
   const report = setInterval(() => {
     const st = server.status();
-    send({ t: "stats", sessions: st.sessions, inflight: st.inflight, requests: st.counters.requests ?? 0, connections: st.sessions });
+    send({ t: "stats", sessions: st.sessions, inflight: st.inflight, requests: st.counters.requests ?? 0, connections: st.sessions, counters: st.counters, latency: server.stats.latency.snapshot() });
   }, STATS_INTERVAL_MS);
   report.unref?.();
 

@@ -1,5 +1,6 @@
 import type { ChildProcess } from "node:child_process";
 import type { Logger } from "../logger.ts";
+import { LatencyHistogram } from "../open_metrics.ts";
 import type { WorkerRange } from "../server/config.ts";
 import type { WorkerStats, WorkerToManager } from "./group_protocol.ts";
 
@@ -51,6 +52,9 @@ export const WORKER_START_TIMEOUT_MS = 30_000;
  * adds one while all are busy (up to `range.max`) and retires one that stays
  * idle above `range.min`. It knows nothing of connections: the dispatch does.
  */
+/** The service processes' counters a group adds up (the manager counts probes and connections itself). */
+export const SUMMED = ["requests", "requestErrors", "requestTimeouts", "messages", "sessionsAccepted", "sessionsRefused", "accessDenied", "protocolErrors", "sessionsCutOff", "sessionsEvicted", "bytesIn", "bytesOut", "channelsOpen", "rawConnections"] as const;
+
 export class WorkerPool {
   /** Where the next `freest()` starts looking, so equally free workers take turns. */
   #next = 0;
@@ -60,6 +64,8 @@ export class WorkerPool {
   #events: PoolEvents;
   #idleMs: number;
   #workers: Worker[] = [];
+  /** What service processes that have exited counted, so the group's totals never go down. */
+  readonly retired = { counters: {} as Record<string, number>, latency: new LatencyHistogram() };
   #stopping = false;
   #timers = new Set<ReturnType<typeof setTimeout>>();
   #idleTimer: ReturnType<typeof setInterval> | null = null;
@@ -73,6 +79,14 @@ export class WorkerPool {
   }
 
   /** Every slot, failed ones included (status lists them). */
+  /** Adds an exited service process's last report to the retired totals. */
+  retire(stats: WorkerStats): void {
+    const into = this.retired.counters;
+    into.requests = (into.requests ?? 0) + stats.requests;
+    for (const k of SUMMED) if (k !== "requests") into[k] = (into[k] ?? 0) + (stats.counters?.[k] ?? 0);
+    this.retired.latency.add(stats.latency);
+  }
+
   get workers(): readonly Worker[] {
     return this.#workers;
   }
@@ -191,7 +205,8 @@ export class WorkerPool {
     if (w.child !== child) return;
     const wasDraining = w.state === "draining";
     w.conns = 0;
-    w.stats = { sessions: 0, inflight: 0, requests: w.stats.requests, connections: 0 };
+    this.retire(w.stats);
+    w.stats = { sessions: 0, inflight: 0, requests: 0, connections: 0 };
     this.#events.exit(w);
     if (wasDraining || this.#stopping) {
       if (!this.#stopping) this.#workers = this.#workers.filter((x) => x !== w);

@@ -43,7 +43,7 @@ export type { DrainingGeneration };
 export type NewToOld = { t: "transfer-request" } | { t: "accepting"; pid: number; generation: number };
 
 export type OldToNew =
-  | { t: "transfer-response"; vouched?: [string, number][]; counters?: Record<string, number> }
+  | { t: "transfer-response"; vouched?: [string, number][]; counters?: Record<string, unknown> }
   | { t: "draining"; report: DrainingGeneration; older: DrainingGeneration[] }
   | { t: "drained"; generation: number };
 

@@ -45,7 +45,7 @@ export interface UpgradeHost {
   /** Peers vouched for (admission.ts), for the new process. */
   vouchedPeers?(): [string, number][];
   /** The totals the new process continues (server_stats.ts). */
-  counters?(): Record<string, number>;
+  counters?(): Record<string, unknown>;
   /** Older generations this process still hears from. */
   olderGenerations(): DrainingGeneration[];
   /** The port the kernel chose for each `…:0` listen entry, by the entry's text. */

@@ -35,6 +35,16 @@ export interface ServerConfig {
   workerIdleMs: number;
   /** Who may open channels: `keys` (default) only trusted client keys, `open` any client. Sessions are sealed either way. */
   access: Access;
+  /** The HTTP listener for `/metrics` and `/healthz`, if one is configured (`metrics.listen`). */
+  metrics: MetricsEndpoint | null;
+}
+
+/** Where `/metrics` and `/healthz` are served: one address (never `auto`), one port. */
+export interface MetricsEndpoint {
+  address: string;
+  port: number;
+  /** As written, for messages. */
+  text: string;
 }
 
 /** `keys`: only clients whose keys the state directory trusts (trusted_keys.ts); `open`: any client. */
@@ -68,6 +78,7 @@ export interface ServerConfigInput {
   workerSlots?: number;
   workerIdleMs?: number;
   access?: Access;
+  metrics?: { listen?: string };
 }
 
 export const DEFAULT_LISTEN = ["auto:1025"];
@@ -93,6 +104,7 @@ const TOP_KEYS = [
   "workerSlots",
   "workerIdleMs",
   "access",
+  "metrics",
 ];
 const PROBE_KEYS = Object.keys(TARGET.probe);
 /** Limits whose range is not 1…2^31−1: byte budgets too small to hold a frame's header make no sense. */
@@ -208,7 +220,28 @@ export function resolveConfig(input: ServerConfigInput, env: Record<string, stri
     workerSlots: input.workerSlots === undefined ? DEFAULT_WORKER_SLOTS : int(input.workerSlots, "workerSlots", 1, 1_000_000),
     workerIdleMs: input.workerIdleMs === undefined ? DEFAULT_WORKER_IDLE_MS : ms(input.workerIdleMs, "workerIdleMs", 100),
     access: input.access ?? "keys",
+    metrics: metricsEndpoint(input.metrics, listen),
   };
+}
+
+/** `metrics.listen`: an address and a port of its own, not one of the port group's. */
+function metricsEndpoint(v: unknown, listen: ListenSpec[]): MetricsEndpoint | null {
+  if (v === undefined) return null;
+  const m = object(v, "metrics");
+  checkKeys(m, ["listen"], "metrics.");
+  if (m.listen === undefined) return null;
+  const bad = (why: string): ConfigError => new ConfigError(`Cannot use configuration: "metrics.listen" ${why}; write e.g. "127.0.0.1:9464" or "[::1]:9464"`);
+  if (typeof m.listen !== "string") throw bad("must be a string");
+  let spec: ListenSpec;
+  try {
+    spec = parseListenSpec(m.listen);
+  } catch (err) {
+    throw bad(`is malformed (${(err as Error).message})`);
+  }
+  if (spec.kind !== "address") throw bad("must name one address, not auto");
+  if (spec.port === 0) throw bad("must name a port, not 0");
+  if (listen.some((l) => l.port === spec.port && (l.kind === "auto" || l.address === spec.address))) throw bad(`uses port ${spec.port}, which the port group listens on`);
+  return { address: spec.address, port: spec.port, text: m.listen };
 }
 
 /** `workers`: a count, "auto" (`cores`), or "MIN..MAX" (either end may be "auto"). */

@@ -1,3 +1,4 @@
+import type { LatencyHistogram } from "../open_metrics.ts";
 import type net from "node:net";
 import type { Dispatch } from "./config.ts";
 import type { Endpoint, ListenerSet } from "./listener_set.ts";
@@ -34,6 +35,8 @@ export interface ConnectionService {
   bufferedBytes(): number;
   /** `status` counters: the server's own, with what this service adds or counts elsewhere. */
   counters(own: Record<string, number>): Record<string, number>;
+  /** Request latency: the server's own, or with its service processes' (S5). */
+  latency(own: LatencyHistogram): LatencyHistogram;
   /** How connections reach service processes, and those processes ("single" and none when this process serves alone). */
   readonly dispatch: Dispatch | "single";
   workers(): WorkerStatus[];

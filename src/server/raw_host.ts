@@ -1,6 +1,7 @@
 import type { IncomingMessage, ServerResponse } from "node:http";
 import type net from "node:net";
 import type { Logger } from "../logger.ts";
+import type { LatencyHistogram } from "../open_metrics.ts";
 import type { ConnectionService, WorkerStatus } from "./connection_service.ts";
 import type { Endpoint, ListenerSet } from "./listener_set.ts";
 import type { ServerStats } from "./server_stats.ts";
@@ -57,10 +58,13 @@ export class RawHost implements ConnectionService {
       conn.active++;
       conn.served = true;
       this.#stats.requests++;
+      const arrived = performance.now();
       if (this.#draining) res.shouldKeepAlive = false;
       else this.#open.add(res);
       res.once("close", () => {
         this.#open.delete(res);
+        this.#stats.latency.observe(performance.now() - arrived);
+        if (!res.writableFinished || res.statusCode >= 500) this.#stats.requestErrors++;
         conn.active--;
         conn.idleSince = Date.now();
       });
@@ -86,7 +90,18 @@ export class RawHost implements ConnectionService {
     return 0;
   }
 
+  /** The counters, with the bytes of the connections still open added to those of the closed ones. */
   counters(own: Record<string, number>): Record<string, number> {
+    let bytesIn = own.bytesIn ?? 0;
+    let bytesOut = own.bytesOut ?? 0;
+    for (const s of this.#conns.keys()) {
+      bytesIn += s.bytesRead;
+      bytesOut += s.bytesWritten;
+    }
+    return { ...own, bytesIn, bytesOut };
+  }
+
+  latency(own: LatencyHistogram): LatencyHistogram {
     return own;
   }
 
@@ -107,6 +122,8 @@ export class RawHost implements ConnectionService {
     socket.once("close", () => {
       this.#conns.delete(socket);
       this.#stats.rawConnections--;
+      this.#stats.bytesIn += socket.bytesRead;
+      this.#stats.bytesOut += socket.bytesWritten;
     });
     this.#server.emit("connection", socket);
   }

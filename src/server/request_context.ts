@@ -97,6 +97,8 @@ export class ServerRequest implements RequestContext {
   answered = false;
   /** When its handler started or its body last moved, for the session's request deadline (set only for handlers that run on). */
   startedAt = 0;
+  /** When it arrived, for the latency histogram. */
+  readonly arrivedAt = performance.now();
   /** The body, streamed (DATA frames) or whole (the REQUEST's payload). */
   #body: IncomingBody | WholeBody | Buffer;
 

@@ -7,7 +7,10 @@ import { UpgradeError } from "../errors.ts";
 import type { LoadedApp, SessionApp } from "./app.ts";
 import type { ServerConfig } from "./config.ts";
 import type { ConnectionService } from "./connection_service.ts";
-import { ControlServer, type ControlHandler } from "./control_server.ts";
+import type { ControlHandler } from "./control_server.ts";
+import { ControlPlane } from "./control_plane.ts";
+import { memoryFigures } from "../runtime/memory_figures.ts";
+import { renderServerMetrics } from "./server_metrics.ts";
 import type { Identity } from "./identity.ts";
 import type { InheritedSocket } from "./inherited_socket.ts";
 import type { InterfaceAddress } from "./interface_addresses.ts";
@@ -17,20 +20,11 @@ import type { ListenSpec } from "./listen_spec.ts";
 import { ProbeResponder } from "./probe_responder.ts";
 import { RawHost } from "./raw_host.ts";
 import type { ServerEvents } from "./server_events.ts";
-import {
-  SEMAPHORE_START_TIMEOUT_MS,
-  type AcceptGate,
-  type DrainingGeneration,
-  type ServingProcess,
-  type StartupTakeover,
-  type UpgradeDriver,
-  type UpgradeRequest,
-  type UpgradeResult,
-  reportedUpgrade,
-} from "./server_handoff.ts";
+import { SEMAPHORE_START_TIMEOUT_MS, parseUpgradeRequest, reportedUpgrade } from "./server_handoff.ts";
+import type { AcceptGate, DrainingGeneration, ServingProcess, StartupTakeover, UpgradeDriver, UpgradeRequest, UpgradeResult } from "./server_handoff.ts";
 import type { LastUpgrade, ListenerStatus, ServerStatus } from "./server_status.ts";
 import { VERSION } from "../version.ts";
-import { checkMs, msError } from "../duration.ts";
+import { msError } from "../duration.ts";
 import { ServerStats } from "./server_stats.ts";
 import { TrustedKeys } from "./trusted_keys.ts";
 import { SessionService } from "./session_service.ts";
@@ -80,7 +74,9 @@ export class PerilinkServer implements ServingProcess {
   #service: ConnectionService;
   #listeners: ListenerSet;
   #probes: ProbeResponder;
-  #control: ControlServer | null = null;
+  /** The control socket and the metrics listener, once start() opened them. */
+  #plane: ControlPlane | null = null;
+  #metricsSocket: InheritedSocket | null;
   #accepting = false;
   #rescanTimer: ReturnType<typeof setInterval> | null = null;
   #drained: Promise<void> | null = null;
@@ -90,7 +86,6 @@ export class PerilinkServer implements ServingProcess {
   #gate: AcceptGate | null;
   #upgrader: UpgradeDriver | null;
   #takeover: StartupTakeover | null;
-  #controlHandlers: Record<string, ControlHandler> | null = null;
 
   /** Use `startServer()`. */
   constructor(config: ServerConfig, identity: Identity, app: LoadedApp, log: Logger, generation: number, parts: ServerParts = {}) {
@@ -123,7 +118,9 @@ export class PerilinkServer implements ServingProcess {
     this.#takeover = parts.takeover ?? null;
     if (this.#takeover) this.#lastUpgrade = { outcome: "started this process", at: new Date().toISOString(), generation: this.generation };
     this.#upgrader = parts.upgrades ? parts.upgrades(this, () => this.#takeover?.draining() ?? []) : null;
-    this.#listeners = this.#newListenerSet(parts.inherited ?? []);
+    const inherited = parts.inherited ?? [];
+    this.#metricsSocket = ControlPlane.metricsSocket(config.metrics, inherited);
+    this.#listeners = this.#newListenerSet(inherited.filter((i) => i !== this.#metricsSocket));
   }
 
   #newListenerSet(inherited: InheritedSocket[], specs = this.#parts.listen ?? this.config.listen): ListenerSet {
@@ -186,29 +183,37 @@ export class PerilinkServer implements ServingProcess {
     const handlers: Record<string, ControlHandler> = {
       status: () => this.status(),
       upgrade: (req) => this.upgrade(parseUpgradeRequest(req)),
+      metrics: () => this.metrics(),
     };
-    this.#controlHandlers = control ? handlers : null;
+    const plane = new ControlPlane(
+      { control: control ? { stateDir: this.config.stateDir, handlers } : null, metrics: this.config.metrics, render: () => this.metrics(), healthy: () => this.#accepting, log: this.log },
+      this.#metricsSocket,
+    );
+    this.#plane = plane;
     if (takeover) {
       await this.#listeners.start();
       await takeover.run(this.#gate, async () => {
         this.#service.adoptVouched?.(takeover.vouched());
-        this.stats.carryOver(takeover.counters());
+        this.stats.carryOver(takeover.counters(), performance.now());
         await this.#listeners.activate();
         await this.#service.listening(this.#listeners);
         this.#accepting = true;
         // The old process closed its control socket before answering; the path is ours now.
-        if (control) this.#control = await ControlServer.listen(this.config.stateDir, handlers, this.log, { replace: true });
+        await plane.openControl(true);
+        await plane.openMetrics(true);
       }, this.generation);
     } else {
-      if (control) this.#control = await ControlServer.listen(this.config.stateDir, handlers, this.log);
+      await plane.openControl(false);
       try {
         await this.#gate?.acquire(SEMAPHORE_START_TIMEOUT_MS);
         await this.#listeners.start();
         await this.#listeners.activate(); // sockets systemd passed, if any
         await this.#service.listening(this.#listeners);
+        await plane.openMetrics(false);
       } catch (err) {
         this.#gate?.release();
-        await this.#control?.close();
+        await this.#listeners.close();
+        await plane.close();
         throw err;
       }
     }
@@ -257,7 +262,12 @@ export class PerilinkServer implements ServingProcess {
 
   /** @internal ServingProcess: the listening sockets, named, for a new process. */
   handoffSockets(): { name: string; fd: number }[] {
-    return this.#listeners.handoffSockets();
+    return [...this.#listeners.handoffSockets(), ...(this.#plane?.handoffSockets() ?? [])];
+  }
+
+  /** The server's metrics as OpenMetrics text (`perilink metrics`, `/metrics`). */
+  metrics(): string {
+    return renderServerMetrics({ status: this.status(), memory: memoryFigures(), latency: this.#service.latency(this.stats.latency), refusedBy: this.stats.refusedBy, limits: this.limits });
   }
 
   /** @internal ServingProcess: closes the listeners and the control socket (its path is unlinked before a new process binds it). */
@@ -266,15 +276,12 @@ export class PerilinkServer implements ServingProcess {
     await this.#service.stopAccepting();
     if (this.#rescanTimer) clearInterval(this.#rescanTimer);
     await this.#listeners.close();
-    await this.#control?.close();
-    this.#control = null;
+    await this.#plane?.close();
   }
 
   /** @internal ServingProcess: opens the control socket again after `stopListening()`. */
   async reopenControl(): Promise<void> {
-    if (this.#controlHandlers && !this.#control) {
-      this.#control = await ControlServer.listen(this.config.stateDir, this.#controlHandlers, this.log, { replace: true });
-    }
+    await this.#plane?.openControl(true);
   }
 
   /** @internal ServingProcess: binds the same ports as before, including those the kernel chose for port 0. */
@@ -284,6 +291,8 @@ export class PerilinkServer implements ServingProcess {
     await this.#service.listening(this.#listeners);
     this.#accepting = true;
     this.#startRescan();
+    // Metrics are not worth failing a rollback for: the port group serves again either way.
+    await this.#plane?.openMetrics(true).catch((err: unknown) => this.log.warn("metrics_listener_failed", { error: err }));
   }
 
   /** @internal ServingProcess: the port the kernel chose for each `…:0` entry, by the entry's text. */
@@ -380,17 +389,9 @@ export class PerilinkServer implements ServingProcess {
     this.log.info("drain_started", { sessions: service.connections, inflight: service.inflight, timeoutMs });
     this.#parts.events?.drainStarted?.({ sessions: service.connections, inflight: service.inflight, timeoutMs, handedOver: this.#upgrader?.handedOver ?? false });
     await service.drain(timeoutMs);
-    await this.#control?.close();
+    await this.#plane?.close();
     this.#gate?.release();
     this.#parts.events?.drainFinished?.();
     this.log.info("drain_finished", { ms: Date.now() - started });
   }
-}
-
-function parseUpgradeRequest(req: Record<string, unknown>): UpgradeRequest {
-  const out: UpgradeRequest = {};
-  if (typeof req.program === "string") out.program = req.program;
-  if (typeof req.app === "string") out.app = req.app;
-  if (req.timeoutMs !== undefined) out.timeoutMs = checkMs(req.timeoutMs, "the upgrade request", "timeoutMs", 1, true);
-  return out;
 }

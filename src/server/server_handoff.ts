@@ -1,3 +1,4 @@
+import { checkMs } from "../duration.ts";
 import type { Logger } from "../logger.ts";
 import type { ServerEvents } from "./server_events.ts";
 
@@ -85,7 +86,7 @@ export interface ServingProcess {
   /** Peers vouched for (admission.ts): the new process admits them under the global session rate. */
   vouchedPeers(): [string, number][];
   /** This process's counters, which the new process continues. */
-  readonly stats: { snapshot(): Record<string, number> };
+  readonly stats: { handoffState(): Record<string, unknown> };
 }
 
 /** How the last upgrade this process took part in ended: one it ran (ok, or failed and rolled back), or the one that started it. */
@@ -117,3 +118,11 @@ export function reportedUpgrade(run: () => Promise<UpgradeResult>, generation: n
   );
 }
 
+/** The control socket's `upgrade` request, checked. */
+export function parseUpgradeRequest(req: Record<string, unknown>): UpgradeRequest {
+  const out: UpgradeRequest = {};
+  if (typeof req.program === "string") out.program = req.program;
+  if (typeof req.app === "string") out.app = req.app;
+  if (req.timeoutMs !== undefined) out.timeoutMs = checkMs(req.timeoutMs, "the upgrade request", "timeoutMs", 1, true);
+  return out;
+}

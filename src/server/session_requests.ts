@@ -211,7 +211,10 @@ export class SessionRequests {
     this.#host.stats.inflight--;
     if (req.answered) this.#abandoned--;
     else if (!complete) this.#answer(req, undefined, failure ?? new Error("response body stopped"));
-    else owner.streamDone(req.stream, "the request was answered");
+    else {
+      owner.streamDone(req.stream, "the request was answered");
+      this.#host.stats.latency.observe(performance.now() - req.arrivedAt);
+    }
     owner.settled();
   }
 
@@ -238,6 +241,9 @@ export class SessionRequests {
     const owner = this.#owner;
     if (owner.closed()) return;
     owner.streamDone(req.stream, "the request was answered");
+    const stats = this.#host.stats;
+    stats.latency.observe(performance.now() - req.arrivedAt);
+    if (failure !== undefined || req.dropped) stats.requestErrors++;
     if (failure === TIMED_OUT) {
       const ms = this.#host.limits.requestTimeoutMs;
       owner.out.error(req.channelId, req.stream, WireError.Timeout, `Cannot answer request: its handler ran longer than requestTimeoutMs (${ms} ms)`);

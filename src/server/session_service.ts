@@ -1,5 +1,6 @@
 import type net from "node:net";
 import type { Logger } from "../logger.ts";
+import type { LatencyHistogram } from "../open_metrics.ts";
 import { Admission, refuseConnection, type AdmissionHost } from "./admission.ts";
 import type { SessionApp } from "./app.ts";
 import { BufferBudget } from "./buffer_budget.ts";
@@ -49,6 +50,8 @@ export class SessionService implements ConnectionService, SessionHost, Admission
   readonly access: TrustedKeys | null;
   readonly pairing: Pairing | null;
   #sessions = new Set<ServerSession>();
+  /** The sessions' sockets, for the bytes they moved (counters()). */
+  #sockets = new Set<net.Socket>();
   /** What the listeners listen on now, and the ADDRESSES payload made for each local address. */
   #endpoints: Endpoint[] = [];
   #advertised = new Map<string, Buffer | null>();
@@ -95,7 +98,18 @@ export class SessionService implements ConnectionService, SessionHost, Admission
     return this.budget.refresh();
   }
 
+  /** The counters, with the bytes of the sessions still open added to those of the closed ones. */
   counters(own: Record<string, number>): Record<string, number> {
+    let bytesIn = own.bytesIn ?? 0;
+    let bytesOut = own.bytesOut ?? 0;
+    for (const s of this.#sockets) {
+      bytesIn += s.bytesRead;
+      bytesOut += s.bytesWritten;
+    }
+    return { ...own, bytesIn, bytesOut };
+  }
+
+  latency(own: LatencyHistogram): LatencyHistogram {
     return own;
   }
 
@@ -128,13 +142,19 @@ export class SessionService implements ConnectionService, SessionHost, Admission
     const peer = socket.remoteAddress ?? "";
     const why = this.#admission.admit(peer);
     if (why !== null) {
-      this.stats.sessionsRefused++;
+      this.stats.refused(why);
       this.peerLog.info("session_refused", { peer, why });
       refuseConnection(socket);
       return;
     }
     const session = new ServerSession(socket, this);
     this.#sessions.add(session);
+    this.#sockets.add(socket);
+    socket.once("close", () => {
+      this.#sockets.delete(socket);
+      this.stats.bytesIn += socket.bytesRead;
+      this.stats.bytesOut += socket.bytesWritten;
+    });
     this.stats.sessionsOpen++;
     this.stats.sessionsAccepted++;
     // Accepted while draining: served, and told at once to move on.

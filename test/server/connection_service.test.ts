@@ -3,6 +3,7 @@ import type net from "node:net";
 import { test } from "node:test";
 import { silentLogger } from "../../src/logger.ts";
 import { resolveConfig } from "../../src/server/config.ts";
+import type { LatencyHistogram } from "../../src/open_metrics.ts";
 import type { ConnectionService, WorkerStatus } from "../../src/server/connection_service.ts";
 import { openServer } from "../../src/server/start_server.ts";
 import { SystemdNotifier } from "../../src/systemd/systemd_notifier.ts";
@@ -25,6 +26,9 @@ class FakeGroup implements ConnectionService {
   }
   counters(own: Record<string, number>): Record<string, number> {
     return { ...own, requests: 41, connectionsPassed: 5, semaphoreTurns: 0 };
+  }
+  latency(own: LatencyHistogram): LatencyHistogram {
+    return own;
   }
   workers(): WorkerStatus[] {
     return [
