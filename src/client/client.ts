@@ -1,3 +1,5 @@
+import { ClientStats } from "./client_stats.ts";
+import { renderClientMetrics } from "./client_metrics.ts";
 import path from "node:path";
 import { checkMs, MAX_TIMER_MS } from "../duration.ts";
 import { ClientClosedError } from "../errors.ts";
@@ -52,6 +54,7 @@ export class PerilinkClient {
   /** connect() calls in progress: close() resolves only after they have let go of their sockets. */
   #connecting = new Set<Promise<unknown>>();
   #entryHost: EntryHost;
+  #stats = new ClientStats();
   #clientKey: Promise<ClientKey>;
   #names: NameBook;
   /** The numeric address each link's requested host stood for. */
@@ -115,6 +118,7 @@ export class PerilinkClient {
       lingerMs: this.#opts.lingerMs,
       handshakeTimeoutMs: Math.min(Math.max(this.#opts.probeTimeoutMs * 3, 3000), MAX_TIMER_MS),
       requestTimeoutMs: this.#opts.requestTimeoutMs,
+      stats: this.#stats,
       sessionOptions: { silenceMs: this.#opts.silenceMs, pingTimeoutMs: this.#opts.pingTimeoutMs, clientKey: this.#clientKey },
       signal: this.#shutdown.signal,
       firstStreamId: options.firstStreamId,
@@ -148,6 +152,13 @@ export class PerilinkClient {
    */
   refreshLines(): Promise<void> {
     return this.#lines.refresh();
+  }
+
+  /** The client's metrics as OpenMetrics text (docs/client.md, "Metrics"); a host exposes them as it likes. */
+  metrics(): string {
+    let links = 0;
+    for (const e of this.#entries.values()) links += e.links.size;
+    return renderClientMetrics({ stats: this.#stats, servers: this.#entries.size, links, sockets: this.#limiter.used, maxSockets: this.#limiter.max, addresses: this.addresses().length, line: this.#lines.stats });
   }
 
   /** Sockets held now (sessions, active and draining). */

@@ -52,7 +52,7 @@ export class Link extends EventEmitter {
   #closed = false;
   /** The session number of the session `#on`, when the channel was opened there. */
   #onNumber = 0;
-  #life: LinkLifecycle = new LinkLifecycle(this, () => this.entry.retryLater());
+  #life: LinkLifecycle = new LinkLifecycle(this, () => this.entry.retryLater(), (reason) => this.entry.stats.moves[reason]++);
   #onMessage = (payload: Buffer): void => void this.emit("message", payload);
 
   constructor(managementNumber: number, app: string, requestedHost: string, requestedPort: number, entry: ServerEntry) {
@@ -152,7 +152,10 @@ export class Link extends EventEmitter {
     // A stream source is read once: wrapped here, so a move to another session can send it again from what it kept.
     const body = isStreamSource(payload) ? new OutgoingBody(payload, Infinity) : null;
     const timeoutMs = options.timeoutMs ?? this.entry.requestTimeoutMs;
-    const deadline = timeoutMs > 0 ? performance.now() + timeoutMs : Infinity;
+    const started = performance.now();
+    const deadline = timeoutMs > 0 ? started + timeoutMs : Infinity;
+    const stats = this.entry.stats;
+    stats.requests++;
     let failed = true;
     try {
       for (let moves = 0; ; moves++) {
@@ -190,7 +193,11 @@ export class Link extends EventEmitter {
           throw err;
         }
       }
+    } catch (err) {
+      stats.failed(err);
+      throw err;
     } finally {
+      stats.latency.observe(performance.now() - started);
       // Over: the source is let go of — now, or once a body still sending beside its response ends.
       if (want === "bytes" || failed) body?.dispose();
       else body?.finish();

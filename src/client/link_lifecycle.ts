@@ -50,9 +50,12 @@ export class LinkLifecycle {
   /** Requests waiting for ready (waitForReady): settled by the next ready or close. */
   #waiters = new Set<(err: Error | null) => void>();
 
-  constructor(emitter: EventEmitter, retry: () => void) {
+  #moved: (reason: MoveReason) => void;
+
+  constructor(emitter: EventEmitter, retry: () => void, moved: (reason: MoveReason) => void) {
     this.#emitter = emitter;
     this.#retry = retry;
+    this.#moved = moved;
   }
 
   get state(): LinkState {
@@ -75,7 +78,10 @@ export class LinkLifecycle {
     this.#from = null;
     this.#reason = null;
     this.#set("ready");
-    if (from !== null && (from.sessionNumber !== place.sessionNumber || from.address !== place.address)) this.#emitter.emit("moved", { from, to: place, reason } satisfies LinkMove);
+    if (from !== null && (from.sessionNumber !== place.sessionNumber || from.address !== place.address)) {
+      this.#moved(reason);
+      this.#emitter.emit("moved", { from, to: place, reason } satisfies LinkMove);
+    }
   }
 
   /** Opening the channel failed: offline, and tried again later when the failure may pass. */

@@ -1,3 +1,4 @@
+import type { ClientStats } from "./client_stats.ts";
 import { ClientClosedError, KeyMismatchError, PerilinkError, UnreachableError } from "../errors.ts";
 import { WireError } from "../protocol/constants.ts";
 import type { ClientKey } from "./client_key.ts";
@@ -39,6 +40,7 @@ export interface EntryHost {
   readonly lingerMs: number;
   readonly handshakeTimeoutMs: number;
   readonly requestTimeoutMs: number;
+  readonly stats: ClientStats;
   /** What every session is opened with: dead-line detection and the key the client proves (ClientSession options). */
   readonly sessionOptions: { silenceMs: number; pingTimeoutMs: number; clientKey: Promise<ClientKey> };
   /** Aborted when the client closes: ends handshakes in progress. */
@@ -138,6 +140,10 @@ export class ServerEntry<L extends EntryLink = EntryLink> {
     return this.#host.requestTimeoutMs;
   }
 
+  get stats(): ClientStats {
+    return this.#host.stats;
+  }
+
   get active(): Live | null {
     return this.#active;
   }
@@ -225,7 +231,9 @@ export class ServerEntry<L extends EntryLink = EntryLink> {
   /** A session to `a` that refuses, before proving our key, any server but this one. */
   #connect(a: Address, signal: AbortSignal): Promise<ClientSession> {
     const h = this.#host;
-    return ClientSession.connect({ host: a.host, port: a.port, timeoutMs: h.handshakeTimeoutMs, requestTimeoutMs: h.requestTimeoutMs, ...h.sessionOptions, signal, checkServer: this.#isThisServer, firstStreamId: h.firstStreamId });
+    const opening = ClientSession.connect({ host: a.host, port: a.port, timeoutMs: h.handshakeTimeoutMs, requestTimeoutMs: h.requestTimeoutMs, ...h.sessionOptions, signal, checkServer: this.#isThisServer, firstStreamId: h.firstStreamId });
+    opening.then(() => h.stats.sessionsOpened++, () => h.stats.sessionAttemptsFailed++);
+    return opening;
   }
 
   /**

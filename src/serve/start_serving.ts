@@ -63,9 +63,11 @@ export async function startServing(input: ServerConfigInput, options: ServingOpt
 
 /**
  * A service process of a group (S5), started by its manager with the same
- * arguments: no listener and no control socket of its own; it serves the
- * connections (or the listening sockets) its manager gives it.
+ * arguments: no listener, no control socket and no metrics listener of its
+ * own (the manager's add up its reports); it serves the connections (or the
+ * listening sockets) its manager gives it.
  */
 export function startServiceProcess(input: ServerConfigInput, log: Logger, generation: number): Promise<PerilinkServer> {
-  return startServer({ ...input, logger: log, control: false, listeners: false, generation });
+  const { metrics: _metrics, ...own } = input;
+  return startServer({ ...own, logger: log, control: false, listeners: false, generation });
 }

@@ -4,6 +4,7 @@
  * once when it failed), as in Happy Eyeballs (RFC 8305); the first that
  * answers as the server wins and the others are let go.
  */
+import { ClientStats } from "../../src/client/client_stats.ts";
 import assert from "node:assert/strict";
 import net from "node:net";
 import { after, test } from "node:test";
@@ -36,6 +37,7 @@ function entryHost(limiter: SocketLimiter, shutdown: AbortController): EntryHost
   let n = 1;
   return {
     limiter,
+    stats: new ClientStats(),
     book: new IdentityBook(30_000, 64),
     log: silentLogger,
     lingerMs: 0,

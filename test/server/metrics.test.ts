@@ -4,6 +4,7 @@ import http from "node:http";
 import path from "node:path";
 import { after, test } from "node:test";
 import { ClientSession } from "../../src/client/client_session.ts";
+import { detectRuntime } from "../../src/runtime/runtime.ts";
 import { runCli, spawnCli, stopChild } from "../helpers/cli.ts";
 import { connect, portOf, tempDir, testServer, waitFor } from "../helpers/fixtures.ts";
 import { freePort } from "../helpers/free_port.ts";
@@ -145,4 +146,26 @@ test("counters continue across an upgrade, and the metrics port answers all thro
       // gone already
     }
   });
+});
+
+test("a group's metrics add up its service processes' requests and latency", { skip: missing ?? (detectRuntime().name === "deno" ? "service processes need Node.js (docs/runtimes.md)" : false) }, async () => {
+  const stateDir = tempDir();
+  const port = await freePort();
+  const config = path.join(tempDir(), "config.json");
+  writeFileSync(config, JSON.stringify({ listen: ["127.0.0.1:0"], access: "open", workers: 2, metrics: { listen: `127.0.0.1:${port}` } }));
+  const child = spawnCli(["serve", "--config", config, "--state-dir", stateDir]);
+  let err = "";
+  child.stderr!.setEncoding("utf8").on("data", (s: string) => (err += s));
+  after(() => stopChild(child));
+  await waitFor(() => err.includes('"server_started"') || child.exitCode !== null, "the group to start", 30000);
+  const status = JSON.parse((await runCli(["status", "--state-dir", stateDir, "--json"])).stdout) as { listeners: { port: number }[] };
+  for (let i = 0; i < 4; i++) assert.equal((await runCli(["call", `127.0.0.1:${status.listeners[0]!.port}`, "--state-dir", tempDir()])).code, 0);
+  let m: ParsedMetrics = {};
+  await waitFor(async () => {
+    m = parseOpenMetrics((await get(port, "/metrics")).body);
+    return total(m, "perilink_requests") === 4 && sampleValue(m, "perilink_request_duration_seconds", "perilink_request_duration_seconds_count") === 4;
+  }, "the service processes' reports", 5000);
+  assert.ok(total(m, "perilink_received_bytes") > 0);
+  assert.equal(sampleValue(m, "perilink_service_processes", "perilink_service_processes", { state: "ready" }), 2);
+  assert.equal(total(m, "perilink_connections_passed"), 4);
 });
