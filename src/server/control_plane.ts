@@ -8,6 +8,15 @@ import type { MetricsEndpoint } from "./config.ts";
 import { ControlServer, type ControlHandler } from "./control_server.ts";
 import { socketName, type InheritedSocket } from "./inherited_socket.ts";
 
+/**
+ * A scrape is one small GET: a peer slower than this with its headers, or
+ * with its whole request, is cut off; at most this many connections at once
+ * (a scraper or two, a health check), the rest refused.
+ */
+const HEADERS_TIMEOUT_MS = 3000;
+const REQUEST_TIMEOUT_MS = 5000;
+const MAX_METRICS_CONNECTIONS = 16;
+
 /** How long a process taking over waits for the old one to let go of the metrics port (where it cannot be handed over). */
 const METRICS_BIND_WAIT_MS = 5000;
 
@@ -60,7 +69,11 @@ export class ControlPlane {
   async openMetrics(waitForPort: boolean): Promise<void> {
     const m = this.#parts.metrics;
     if (!m || this.#http) return;
-    const server = http.createServer((req, res) => this.#serve(req, res));
+    const server = http.createServer(
+      { headersTimeout: HEADERS_TIMEOUT_MS, requestTimeout: REQUEST_TIMEOUT_MS, keepAliveTimeout: HEADERS_TIMEOUT_MS, connectionsCheckingInterval: 500, maxHeaderSize: 8192 },
+      (req, res) => this.#serve(req, res),
+    );
+    server.maxConnections = MAX_METRICS_CONNECTIONS;
     server.on("error", (err) => this.#parts.log.warn("metrics_listener_error", { error: err }));
     const inherited = this.#inherited;
     this.#inherited = null;

@@ -169,3 +169,20 @@ test("a group's metrics add up its service processes' requests and latency", { s
   assert.equal(sampleValue(m, "perilink_service_processes", "perilink_service_processes", { state: "ready" }), 2);
   assert.equal(total(m, "perilink_connections_passed"), 4);
 });
+
+test("the metrics listener cuts off a peer that never finishes its request, and still answers scrapes meanwhile", async () => {
+  const port = await freePort();
+  await testServer({ metrics: { listen: `127.0.0.1:${port}` } });
+  const net = await import("node:net");
+  const slow = net.connect(port, "127.0.0.1");
+  slow.on("error", () => {});
+  slow.resume(); // read what the server says (its 408), so its close is seen
+  await new Promise((r) => slow.once("connect", r));
+  slow.write("GET /metr"); // and nothing more
+  const closed = new Promise<number>((r) => slow.once("close", () => r(Date.now())));
+  const t0 = Date.now();
+  assert.equal((await get(port, "/healthz")).status, 200, "another scrape is answered while it hangs");
+  const at = await Promise.race([closed, new Promise<number>((r) => setTimeout(() => r(-1), 10_000))]);
+  assert.ok(at > 0, "the stalled peer is closed");
+  assert.ok(at - t0 < 6000, `closed after ${at - t0} ms (headers timeout 3 s)`);
+});
