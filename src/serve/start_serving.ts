@@ -67,5 +67,6 @@ export async function startServing(input: ServerConfigInput, options: ServingOpt
  * connections (or the listening sockets) its manager gives it.
  */
 export function startServiceProcess(input: ServerConfigInput, log: Logger, generation: number): Promise<PerilinkServer> {
-  return startServer({ ...input, logger: log, control: false, listeners: false, generation });
+  // Its manager advertises the group (DNS-SD): a service process never does.
+  return startServer({ ...input, discovery: { advertise: "off" }, logger: log, control: false, listeners: false, generation });
 }

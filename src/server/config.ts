@@ -9,6 +9,7 @@ import { DEFAULT_SERVER_LIMITS, type ServerLimits } from "./limits.ts";
 import { parseListenSpec, type ListenSpec } from "./listen_spec.ts";
 import type { ProbeLimits } from "./probe_responder.ts";
 import { defaultStateDir } from "../runtime/state_dir.ts";
+import { ADVERTISE_MODES, type DiscoveryConfig } from "./discovery.ts";
 
 /** A server's whole configuration, after defaults and validation (R5). */
 export interface ServerConfig {
@@ -35,6 +36,8 @@ export interface ServerConfig {
   workerIdleMs: number;
   /** Who may open channels: `keys` (default) only trusted client keys, `open` any client. Sessions are sealed either way. */
   access: Access;
+  /** DNS-SD advertising (discovery.ts); off unless configured. */
+  discovery: DiscoveryConfig;
 }
 
 /** `keys`: only clients whose keys the state directory trusts (trusted_keys.ts); `open`: any client. */
@@ -68,6 +71,7 @@ export interface ServerConfigInput {
   workerSlots?: number;
   workerIdleMs?: number;
   access?: Access;
+  discovery?: Partial<DiscoveryConfig>;
 }
 
 export const DEFAULT_LISTEN = ["auto:1025"];
@@ -93,6 +97,7 @@ const TOP_KEYS = [
   "workerSlots",
   "workerIdleMs",
   "access",
+  "discovery",
 ];
 const PROBE_KEYS = Object.keys(TARGET.probe);
 /** Limits whose range is not 1…2^31−1: byte budgets too small to hold a frame's header make no sense. */
@@ -208,7 +213,20 @@ export function resolveConfig(input: ServerConfigInput, env: Record<string, stri
     workerSlots: input.workerSlots === undefined ? DEFAULT_WORKER_SLOTS : int(input.workerSlots, "workerSlots", 1, 1_000_000),
     workerIdleMs: input.workerIdleMs === undefined ? DEFAULT_WORKER_IDLE_MS : ms(input.workerIdleMs, "workerIdleMs", 100),
     access: input.access ?? "keys",
+    discovery: parseDiscovery(input.discovery),
   };
+}
+
+/** `discovery`: `{"advertise": "off" | "builtin" | "avahi" | "auto"}`, off by default (a host does not multicast unasked). */
+function parseDiscovery(v: unknown): DiscoveryConfig {
+  if (v === undefined) return { advertise: "off" };
+  const d = object(v, "discovery");
+  checkKeys(d, ["advertise"], "discovery.");
+  const advertise = d.advertise ?? "off";
+  if (!ADVERTISE_MODES.includes(advertise as DiscoveryConfig["advertise"])) {
+    throw new ConfigError(`Cannot use configuration: "discovery.advertise" must be ${ADVERTISE_MODES.map((m) => `"${m}"`).join(", ")}, not ${JSON.stringify(advertise)}`);
+  }
+  return { advertise: advertise as DiscoveryConfig["advertise"] };
 }
 
 /** `workers`: a count, "auto" (`cores`), or "MIN..MAX" (either end may be "auto"). */

@@ -8,6 +8,7 @@ import type { LoadedApp, SessionApp } from "./app.ts";
 import type { ServerConfig } from "./config.ts";
 import type { ConnectionService } from "./connection_service.ts";
 import { ControlServer, type ControlHandler } from "./control_server.ts";
+import { startDiscovery, type Advertiser } from "./discovery.ts";
 import type { Identity } from "./identity.ts";
 import type { InheritedSocket } from "./inherited_socket.ts";
 import type { InterfaceAddress } from "./interface_addresses.ts";
@@ -26,11 +27,12 @@ import {
   type UpgradeDriver,
   type UpgradeRequest,
   type UpgradeResult,
+  parseUpgradeRequest,
   reportedUpgrade,
 } from "./server_handoff.ts";
 import type { LastUpgrade, ListenerStatus, ServerStatus } from "./server_status.ts";
 import { VERSION } from "../version.ts";
-import { checkMs, msError } from "../duration.ts";
+import { msError } from "../duration.ts";
 import { ServerStats } from "./server_stats.ts";
 import { TrustedKeys } from "./trusted_keys.ts";
 import { SessionService } from "./session_service.ts";
@@ -91,6 +93,7 @@ export class PerilinkServer implements ServingProcess {
   #upgrader: UpgradeDriver | null;
   #takeover: StartupTakeover | null;
   #controlHandlers: Record<string, ControlHandler> | null = null;
+  #discovery: Advertiser | null = null;
 
   /** Use `startServer()`. */
   constructor(config: ServerConfig, identity: Identity, app: LoadedApp, log: Logger, generation: number, parts: ServerParts = {}) {
@@ -214,6 +217,7 @@ export class PerilinkServer implements ServingProcess {
     }
     this.#accepting = true;
     this.#startRescan();
+    this.#discovery = await startDiscovery(this.config.discovery, this); // DNS-SD (discovery.ts)
     this.log.info("server_started", {
       serverId: this.serverId,
       generation: this.generation,
@@ -265,6 +269,7 @@ export class PerilinkServer implements ServingProcess {
     this.#accepting = false;
     await this.#service.stopAccepting();
     if (this.#rescanTimer) clearInterval(this.#rescanTimer);
+    await this.#discovery?.close(false); // no goodbye: the new process takes the advertising over
     await this.#listeners.close();
     await this.#control?.close();
     this.#control = null;
@@ -284,6 +289,7 @@ export class PerilinkServer implements ServingProcess {
     await this.#service.listening(this.#listeners);
     this.#accepting = true;
     this.#startRescan();
+    this.#discovery = await startDiscovery(this.config.discovery, this);
   }
 
   /** @internal ServingProcess: the port the kernel chose for each `…:0` entry, by the entry's text. */
@@ -314,6 +320,7 @@ export class PerilinkServer implements ServingProcess {
   /** Looks for new and vanished addresses now (also done periodically, and on SIGHUP by the CLI). */
   async rescan(): Promise<void> {
     await this.#listeners.rescan();
+    this.#discovery?.changed();
     // Semaphore dispatch: listeners for new addresses are parked too (only service processes accept).
     if (this.#accepting) await this.#service.listening(this.#listeners);
   }
@@ -375,6 +382,7 @@ export class PerilinkServer implements ServingProcess {
     await this.#upgrader?.cancel("the server is shutting down");
     this.#accepting = false;
     if (this.#rescanTimer) clearInterval(this.#rescanTimer);
+    await this.#discovery?.close(!(this.#upgrader?.handedOver ?? false));
     await this.#listeners.close();
     const service = this.#service;
     this.log.info("drain_started", { sessions: service.connections, inflight: service.inflight, timeoutMs });
@@ -385,12 +393,4 @@ export class PerilinkServer implements ServingProcess {
     this.#parts.events?.drainFinished?.();
     this.log.info("drain_finished", { ms: Date.now() - started });
   }
-}
-
-function parseUpgradeRequest(req: Record<string, unknown>): UpgradeRequest {
-  const out: UpgradeRequest = {};
-  if (typeof req.program === "string") out.program = req.program;
-  if (typeof req.app === "string") out.app = req.app;
-  if (req.timeoutMs !== undefined) out.timeoutMs = checkMs(req.timeoutMs, "the upgrade request", "timeoutMs", 1, true);
-  return out;
 }

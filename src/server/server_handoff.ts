@@ -1,3 +1,4 @@
+import { checkMs } from "../duration.ts";
 import type { Logger } from "../logger.ts";
 import type { ServerEvents } from "./server_events.ts";
 
@@ -117,3 +118,11 @@ export function reportedUpgrade(run: () => Promise<UpgradeResult>, generation: n
   );
 }
 
+/** The `upgrade` request of the control socket, checked. */
+export function parseUpgradeRequest(req: Record<string, unknown>): UpgradeRequest {
+  const out: UpgradeRequest = {};
+  if (typeof req.program === "string") out.program = req.program;
+  if (typeof req.app === "string") out.app = req.app;
+  if (req.timeoutMs !== undefined) out.timeoutMs = checkMs(req.timeoutMs, "the upgrade request", "timeoutMs", 1, true);
+  return out;
+}
