@@ -24,6 +24,10 @@ export interface ResponderLimits {
 export const DEFAULT_RESPONDER_LIMITS: ResponderLimits = { maxDatagramBytes: 9000, maxQuestions: 8, answersPerSecond: 20, multicastIntervalMs: 1000 };
 
 export interface ResponderCounters {
+  /** Every datagram read, each then counted once more: dropped (oversize, malformed), a response (ignored) or a query. */
+  datagrams: number;
+  /** Other responders' answers: read, not used (no conflict handling). */
+  responses: number;
   queries: number;
   answers: number;
   dropped: { oversize: number; malformed: number; offLink: number; rateLimited: number };
@@ -64,7 +68,7 @@ export class DnssdResponder {
   #rate: RateLimiter;
   #timers = new Set<ReturnType<typeof setTimeout>>();
   #closed = false;
-  readonly counters: ResponderCounters = { queries: 0, answers: 0, dropped: { oversize: 0, malformed: 0, offLink: 0, rateLimited: 0 } };
+  readonly counters: ResponderCounters = { datagrams: 0, responses: 0, queries: 0, answers: 0, dropped: { oversize: 0, malformed: 0, offLink: 0, rateLimited: 0 } };
 
   constructor(o: DnssdResponderOptions) {
     this.#o = o;
@@ -186,6 +190,7 @@ export class DnssdResponder {
 
   #onDatagram(sock: dgram.Socket, family: 4 | 6, msg: Buffer, rinfo: dgram.RemoteInfo): void {
     if (this.#closed) return;
+    this.counters.datagrams++;
     if (msg.length > this.#limits.maxDatagramBytes) {
       this.counters.dropped.oversize++;
       return;
@@ -199,7 +204,10 @@ export class DnssdResponder {
       this.counters.dropped.malformed++;
       return;
     }
-    if (q.type !== "query") return; // another responder's answer: no conflict handling here
+    if (q.type !== "query") {
+      this.counters.responses++; // another responder's answer: no conflict handling here
+      return;
+    }
     this.counters.queries++;
     const links = addressesFor(rinfo.address, this.#addresses);
     if (links.length === 0) {
