@@ -52,10 +52,13 @@ const MAX_PROBES = 128;
 export async function browseServers(o: BrowseServersOptions = {}): Promise<BrowsedServer[]> {
   const routes = o.routes ?? multicastRoutes(MDNS_GROUPS.v4, MDNS_GROUPS.v6, o.interfaces);
   const instances = await browseInstances(routes, { timeoutMs: o.timeoutMs ?? DEFAULT_BROWSE_TIMEOUT_MS, ...(o.maxInstances ? { maxInstances: o.maxInstances } : {}), ...(o.signal ? { signal: o.signal } : {}) });
-  const probes: { inst: FoundInstance; address: string; port: number }[] = [];
+  // Each address and port probed once, for every instance that names it.
+  const probes: { insts: FoundInstance[]; address: string; port: number }[] = [];
   for (const inst of instances) {
     for (const address of inst.addresses) {
-      if (probes.length < MAX_PROBES && !probes.some((p) => p.address === address && p.port === inst.port)) probes.push({ inst, address, port: inst.port });
+      const same = probes.find((p) => p.address === address && p.port === inst.port);
+      if (same) same.insts.push(inst);
+      else if (probes.length < MAX_PROBES) probes.push({ insts: [inst], address, port: inst.port });
     }
   }
   const results = await Promise.all(
@@ -69,20 +72,28 @@ export async function browseServers(o: BrowseServersOptions = {}): Promise<Brows
   const byId = new Map<string, BrowsedServer>();
   for (const r of results) {
     if (!r) continue;
-    const [{ inst, address, port }, id] = r;
+    const [{ insts, address, port }, id] = r;
     let s = byId.get(id.serverId);
     if (!s) {
       s = { serverId: id.serverId, keyFingerprint: id.keyFingerprint, generation: id.generation, names: [], addresses: [], ports: [], version: null, txt: "missing" };
       byId.set(id.serverId, s);
     }
-    if (!s.names.includes(inst.name)) s.names.push(inst.name);
     const where = formatHostPort(address, port);
     if (!s.addresses.includes(where)) s.addresses.push(where);
-    for (const p of [port, ...(inst.txt.ports ?? [])]) if (!s.ports.includes(p)) s.ports.push(p);
-    s.version ??= inst.txt.ver ?? null;
-    if (inst.txt.id === undefined && inst.txt.fp === undefined) continue;
-    if (inst.txt.id !== id.serverId || inst.txt.fp !== id.keyFingerprint) s.txt = "differs";
-    else if (s.txt === "missing") s.txt = "matches";
+    for (const inst of insts) merge(s, inst, port, id);
   }
   return [...byId.values()].sort((a, b) => (a.names[0] ?? "").localeCompare(b.names[0] ?? ""));
+}
+
+/** What one instance adds to the server its address proved to be. */
+function merge(s: BrowsedServer, inst: FoundInstance, port: number, id: Identification): void {
+  if (!s.names.includes(inst.name)) s.names.push(inst.name);
+  for (const p of [port, ...(inst.txt.ports ?? [])]) if (!s.ports.includes(p)) s.ports.push(p);
+  const claims = inst.txt.id !== undefined || inst.txt.fp !== undefined;
+  const honest = inst.txt.id === id.serverId && inst.txt.fp === id.keyFingerprint;
+  if (claims && !honest) s.txt = "differs";
+  else if (honest && s.txt === "missing") s.txt = "matches";
+  // The version of a TXT that told the truth about the id wins over one that did not.
+  if (honest && inst.txt.ver) s.version = inst.txt.ver;
+  else if (s.version === null) s.version = inst.txt.ver ?? null;
 }
