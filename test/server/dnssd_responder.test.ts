@@ -117,3 +117,42 @@ test("decodeTxt keeps the first of a key given twice and drops malformed values"
   assert.deepEqual(decodeTxt([Buffer.from("ports=1025,1026")]), { ports: [1025, 1026] });
   assert.deepEqual(decodeTxt(42), {});
 });
+
+/** What arrives on the mDNS group at `port` over loopback (a listener joined there, as a browser on the link would be). */
+async function groupListener(port: number): Promise<{ packets: packet.Packet[]; close(): void }> {
+  const sock = dgram.createSocket({ type: "udp4", reuseAddr: true });
+  const packets: packet.Packet[] = [];
+  sock.on("message", (m) => packets.push(packet.decode(m)));
+  await new Promise<void>((resolve) => sock.bind(port, "0.0.0.0", resolve));
+  sock.addMembership("224.0.0.251", "127.0.0.1");
+  return { packets, close: () => sock.close() };
+}
+
+test("the responder announces twice a second apart, then says goodbye (TTL 0) on close(true) and nothing on close(false), as after a handover", async () => {
+  for (const goodbye of [true, false]) {
+    const port = 30_000 + Math.floor(Math.random() * 20_000);
+    const heard = await groupListener(port);
+    try {
+      const r = new DnssdResponder({ records: records(4246), addresses: () => LOOPBACK, log, port });
+      await r.start();
+      await sleep(1300);
+      const responses = () => heard.packets.filter((p) => p.type === "response");
+      assert.equal(responses().length, 2, "two announcements (RFC 6762 §8.3)");
+      for (const p of responses()) {
+        assert.deepEqual(p.answers?.map((a) => a.type), ["PTR", "SRV", "TXT", "A"]);
+        assert.ok(p.answers!.every((a) => (a.ttl ?? 0) > 0));
+      }
+      await r.close(goodbye);
+      await sleep(200);
+      const after = responses().slice(2);
+      if (goodbye) {
+        assert.equal(after.length, 1);
+        assert.ok(after[0]!.answers!.every((a) => a.ttl === 0), "every record withdrawn");
+      } else {
+        assert.equal(after.length, 0, "no goodbye: the new process advertises on");
+      }
+    } finally {
+      heard.close();
+    }
+  }
+});
