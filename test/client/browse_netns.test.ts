@@ -64,7 +64,7 @@ before(async () => {
   }
   topo = made;
   const v4 = topo.direct.server.v4;
-  serveInServer(topo, { listen: [`${v4}:${PORT}`], discovery: { advertise: "builtin" } });
+  serveInServer(topo, { listen: [`${v4}:${PORT}`, `[${topo.direct.server.v6}]:${PORT}`], discovery: { advertise: "builtin" } });
   serveInServer(topo, { listen: [`${v4}:${PORT2}`] }); // not advertised: only a third-party responder names it
   advertised = await probeUntil(v4, PORT, 20_000);
   plain = await probeUntil(v4, PORT2, 20_000);
@@ -82,7 +82,7 @@ test("perilink browse --json finds the server the built-in responder advertises,
   assert.ok(row, JSON.stringify(rows));
   assert.equal(row.keyFingerprint, advertised.keyFingerprint);
   assert.deepEqual(row.names, [instanceLabel(os.hostname())]);
-  assert.deepEqual(row.addresses, [`${topo!.direct.server.v4}:${PORT}`]);
+  assert.deepEqual(row.addresses, [`${topo!.direct.server.v4}:${PORT}`, `[${topo!.direct.server.v6}]:${PORT}`], "A and AAAA, each probed");
   assert.deepEqual(row.ports, [PORT]);
   assert.equal(row.version, VERSION);
   assert.equal(row.txt, "matches");
@@ -98,7 +98,7 @@ test("a python3-zeroconf browser sees the built-in responder's service with the 
   const s = Object.entries(found).find(([n]) => n.toLowerCase() === name.toLowerCase())?.[1];
   assert.ok(s, `zeroconf saw ${JSON.stringify(found)}`);
   assert.equal(s.port, PORT);
-  assert.deepEqual(s.addresses, [topo!.direct.server.v4]);
+  assert.ok(s.addresses.includes(topo!.direct.server.v4), JSON.stringify(s.addresses));
   assert.deepEqual(s.txt, { id: advertised.serverId, fp: advertised.keyFingerprint, ver: VERSION, ports: String(PORT) });
 });
 
