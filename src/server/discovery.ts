@@ -57,9 +57,22 @@ export function serviceRecords(ctx: DiscoveryContext): ServiceRecords | null {
   };
 }
 
-/** Starts what `config.advertise` asks for; null when it asks for nothing or cannot (a warning says why and what to do). */
+/**
+ * Starts what `config.advertise` asks for; null when it asks for nothing or
+ * cannot (a warning says why and what to do). Never rejects: a server that
+ * cannot advertise still serves.
+ */
 export async function startDiscovery(config: DiscoveryConfig, ctx: DiscoveryContext): Promise<Advertiser | null> {
   if (config.advertise === "off") return null;
+  try {
+    return await advertise(config, ctx);
+  } catch (err) {
+    ctx.log.warn("discovery_unavailable", { advertise: config.advertise, reason: (err as Error).message });
+    return null;
+  }
+}
+
+async function advertise(config: DiscoveryConfig, ctx: DiscoveryContext): Promise<Advertiser | null> {
   const records = serviceRecords(ctx);
   if (!records) return null;
   const dir = ctx.avahiDir ?? AVAHI_SERVICES_DIR;
