@@ -105,6 +105,8 @@ for (const name of chosen) {
             b.onResolve({ filter: /[\\/]name_sources\.ts$/ }, (args) =>
               args.importer.endsWith("name_sources_system.ts") ? undefined : { path: path.join(root, "src/client/names/name_sources_system.ts") },
             );
+            // …and does not browse (browse_command_system.ts says why).
+            b.onResolve({ filter: /[\\/]browse_command\.ts$/ }, () => ({ path: path.join(root, "src/cli/browse_command_system.ts") }));
           }
           // --version: the program reports another version (a package test builds N and N+1).
           if (values.version !== undefined) {

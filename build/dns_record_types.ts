@@ -4,17 +4,19 @@ import { fileURLToPath } from "node:url";
 import type { Plugin } from "esbuild";
 
 /**
- * The DNS record types the device bundles decode: the ones name resolution
- * reads (src/client/names/dns_message.ts). dns-packet decodes some twenty
+ * The DNS record types the bundles decode: the ones name resolution
+ * reads (src/client/names/dns_message.ts), and SRV and TXT, which DNS-SD
+ * browsing reads and the mDNS responder writes (src/client/names/service_browser.ts,
+ * src/server/dnssd_records.ts). dns-packet decodes some twenty
  * types (SOA, RRSIG, NSEC3, CAA, …) from whatever a name service answers;
  * in the bundles every other type is kept as raw bytes (dns-packet's own
  * "unknown type" codec), so none of that parsing runs on answers from the
  * network, and the bundle is ~9 KiB smaller. The tests run the source
- * with the whole library; an answer's A, AAAA, PTR and CNAME records decode
+ * with the whole library; an answer's A, AAAA, PTR, CNAME, SRV and TXT records decode
  * the same in both.
  */
-const KEPT = ["A", "AAAA", "PTR", "CNAME"] as const;
-const CODEC_OF: Record<(typeof KEPT)[number], string> = { A: "ra", AAAA: "raaaa", PTR: "rptr", CNAME: "rptr" };
+const KEPT = ["A", "AAAA", "PTR", "CNAME", "SRV", "TXT"] as const;
+const CODEC_OF: Record<(typeof KEPT)[number], string> = { A: "ra", AAAA: "raaaa", PTR: "rptr", CNAME: "rptr", SRV: "rsrv", TXT: "rtxt" };
 
 /**
  * dns-packet's UTF-8 codec (utf8-codec, written for browsers), as the
@@ -56,7 +58,7 @@ export function ${toNumber}(name) {
 `;
 }
 const TABLES: Record<string, string> = {
-  types: nameTable("toType", { A: 1, CNAME: 5, PTR: 12, AAAA: 28, OPT: 41, ANY: 255 }),
+  types: nameTable("toType", { A: 1, CNAME: 5, PTR: 12, TXT: 16, AAAA: 28, SRV: 33, OPT: 41, ANY: 255 }),
   classes: nameTable("toClass", { IN: 1, ANY: 255 }),
   opcodes: nameTable("toOpcode", { QUERY: 0 }),
   rcodes: nameTable("toRcode", { NOERROR: 0, SERVFAIL: 2, NXDOMAIN: 3, REFUSED: 5 }),

@@ -102,3 +102,33 @@ function groups(part: string, lastMayBeIPv4: boolean): number[] | null {
   }
   return out;
 }
+
+/**
+ * Whether `address` is on one of `subnets` (`ADDR/PREFIX`), or an IPv6
+ * link-local address when a subnet is IPv6 — and then, when both zones are
+ * known, of this interface (`ifname`): a link-local source on another link is not on this one.
+ */
+export function isOnLink(address: string, subnets: readonly string[], ifname?: string): boolean {
+  const a = bits(stripZone(address));
+  if (a === null) return false;
+  if (a.length === 128 && isLinkLocal(address)) {
+    const zone = address.includes("%") ? address.slice(address.indexOf("%") + 1) : "";
+    return subnets.some((s) => s.includes(":")) && (zone === "" || ifname === undefined || zone === ifname);
+  }
+  for (const s of subnets) {
+    const slash = s.indexOf("/");
+    const net = bits(slash < 0 ? s : s.slice(0, slash));
+    const prefix = slash < 0 ? (net?.length ?? 0) : Number(s.slice(slash + 1));
+    if (net === null || net.length !== a.length || !(prefix >= 0 && prefix <= net.length)) continue;
+    if (a.slice(0, prefix) === net.slice(0, prefix)) return true;
+  }
+  return false;
+}
+
+/** An address as a string of 32 or 128 bits, or null. */
+function bits(address: string): string | null {
+  const quads = /^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})$/.exec(address);
+  if (quads) return quads.slice(1).map((q) => Number(q).toString(2).padStart(8, "0")).join("");
+  const g = ipv6Groups(address);
+  return g === null ? null : g.map((x) => x.toString(2).padStart(16, "0")).join("");
+}

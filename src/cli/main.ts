@@ -1,5 +1,6 @@
 import { ConfigError, PerilinkError, StateDirError, UsageError } from "../errors.ts";
 import { CLOSED_PIPE_EXIT_CODE, handleClosedPipe, isClosedPipe } from "./closed_pipe.ts";
+import { runBrowse } from "./browse_command.ts";
 import { runCall } from "./call_command.ts";
 import { runId } from "./id_command.ts";
 import { runForget } from "./forget_command.ts";
@@ -32,6 +33,7 @@ Usage:
                   [--name-server ADDR[:PORT]]... [--resolve hosts,dns,mdns,llmnr,netbios] [--interface IF]...
                   [--prefer bandwidth=1,hops=1,mtu=1,rtt=1] [--state-dir DIR] [--expect SHA256:KEY] [--trust-new]
                   (HOST: an address or a name)
+  perilink browse [--json] [--timeout MS] [--interface IF]...  (the devices on the LAN: mDNS, then a signed probe of each)
   perilink forget NAME|ADDRESS|SERVER-ID|SHA256:KEY [--state-dir DIR] [--json]  (a server replaced on purpose)
   perilink key    [--state-dir DIR] [--json]
   perilink trust  add FINGERPRINT [--app NAME]... [--comment TEXT] | list [--json] | remove FINGERPRINT [--state-dir DIR]
@@ -48,6 +50,7 @@ const COMMANDS: Record<string, (args: string[]) => Promise<number>> = {
   serve: runServe,
   id: runId,
   call: runCall,
+  browse: runBrowse,
   key: runKey,
   forget: runForget,
   trust: runTrust,

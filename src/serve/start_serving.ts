@@ -68,6 +68,7 @@ export async function startServing(input: ServerConfigInput, options: ServingOpt
  * listening sockets) its manager gives it.
  */
 export function startServiceProcess(input: ServerConfigInput, log: Logger, generation: number): Promise<PerilinkServer> {
+  // Its manager serves the group's metrics and advertises the group (DNS-SD): a service process does neither.
   const { metrics: _metrics, ...own } = input;
-  return startServer({ ...own, logger: log, control: false, listeners: false, generation });
+  return startServer({ ...own, discovery: { advertise: "off" }, logger: log, control: false, listeners: false, generation });
 }

@@ -9,6 +9,7 @@ import { DEFAULT_SERVER_LIMITS, type ServerLimits } from "./limits.ts";
 import { parseListenSpec, type ListenSpec } from "./listen_spec.ts";
 import type { ProbeLimits } from "./probe_responder.ts";
 import { defaultStateDir } from "../runtime/state_dir.ts";
+import { ADVERTISE_MODES, type DiscoveryConfig } from "./discovery.ts";
 
 /** A server's whole configuration, after defaults and validation (R5). */
 export interface ServerConfig {
@@ -35,6 +36,8 @@ export interface ServerConfig {
   workerIdleMs: number;
   /** Who may open channels: `keys` (default) only trusted client keys, `open` any client. Sessions are sealed either way. */
   access: Access;
+  /** DNS-SD advertising (discovery.ts); off unless configured. */
+  discovery: DiscoveryConfig;
   /** The HTTP listener for `/metrics` and `/healthz`, if one is configured (`metrics.listen`). */
   metrics: MetricsEndpoint | null;
 }
@@ -79,6 +82,7 @@ export interface ServerConfigInput {
   workerIdleMs?: number;
   access?: Access;
   metrics?: { listen?: string };
+  discovery?: Partial<DiscoveryConfig>;
 }
 
 export const DEFAULT_LISTEN = ["auto:1025"];
@@ -105,6 +109,7 @@ const TOP_KEYS = [
   "workerIdleMs",
   "access",
   "metrics",
+  "discovery",
 ];
 const PROBE_KEYS = Object.keys(TARGET.probe);
 /** Limits whose range is not 1…2^31−1: byte budgets too small to hold a frame's header make no sense. */
@@ -221,6 +226,7 @@ export function resolveConfig(input: ServerConfigInput, env: Record<string, stri
     workerIdleMs: input.workerIdleMs === undefined ? DEFAULT_WORKER_IDLE_MS : ms(input.workerIdleMs, "workerIdleMs", 100),
     access: input.access ?? "keys",
     metrics: metricsEndpoint(input.metrics, listen),
+    discovery: parseDiscovery(input.discovery),
   };
 }
 
@@ -242,6 +248,18 @@ function metricsEndpoint(v: unknown, listen: ListenSpec[]): MetricsEndpoint | nu
   if (spec.port === 0) throw bad("must name a port, not 0");
   if (listen.some((l) => l.port === spec.port && (l.kind === "auto" || l.address === spec.address))) throw bad(`uses port ${spec.port}, which the port group listens on`);
   return { address: spec.address, port: spec.port, text: m.listen };
+}
+
+/** `discovery`: `{"advertise": "off" | "builtin" | "avahi" | "auto"}`, off by default (a host does not multicast unasked). */
+function parseDiscovery(v: unknown): DiscoveryConfig {
+  if (v === undefined) return { advertise: "off" };
+  const d = object(v, "discovery");
+  checkKeys(d, ["advertise"], "discovery.");
+  const advertise = d.advertise ?? "off";
+  if (!ADVERTISE_MODES.includes(advertise as DiscoveryConfig["advertise"])) {
+    throw new ConfigError(`Cannot use configuration: "discovery.advertise" must be ${ADVERTISE_MODES.map((m) => `"${m}"`).join(", ")}, not ${JSON.stringify(advertise)}`);
+  }
+  return { advertise: advertise as DiscoveryConfig["advertise"] };
 }
 
 /** `workers`: a count, "auto" (`cores`), or "MIN..MAX" (either end may be "auto"). */

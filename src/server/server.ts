@@ -11,6 +11,7 @@ import type { ControlHandler } from "./control_server.ts";
 import { ControlPlane } from "./control_plane.ts";
 import { memoryFigures } from "../runtime/memory_figures.ts";
 import { renderServerMetrics } from "./server_metrics.ts";
+import { startDiscovery, type Advertiser } from "./discovery.ts";
 import type { Identity } from "./identity.ts";
 import type { InheritedSocket } from "./inherited_socket.ts";
 import type { InterfaceAddress } from "./interface_addresses.ts";
@@ -86,6 +87,7 @@ export class PerilinkServer implements ServingProcess {
   #gate: AcceptGate | null;
   #upgrader: UpgradeDriver | null;
   #takeover: StartupTakeover | null;
+  #discovery: Advertiser | null = null;
 
   /** Use `startServer()`. */
   constructor(config: ServerConfig, identity: Identity, app: LoadedApp, log: Logger, generation: number, parts: ServerParts = {}) {
@@ -219,15 +221,9 @@ export class PerilinkServer implements ServingProcess {
     }
     this.#accepting = true;
     this.#startRescan();
-    this.log.info("server_started", {
-      serverId: this.serverId,
-      generation: this.generation,
-      pid: process.pid,
-      app: this.#app.name,
-      mode: this.#app.kind,
-      listeners: this.#listeners.endpoints().length,
-      takeover: takeover !== null,
-    });
+    this.#discovery = await startDiscovery(this.config.discovery, this); // DNS-SD (discovery.ts)
+    const started = { serverId: this.serverId, generation: this.generation, pid: process.pid, app: this.#app.name, mode: this.#app.kind };
+    this.log.info("server_started", { ...started, listeners: this.#listeners.endpoints().length, takeover: takeover !== null });
   }
 
   #startRescan(): void {
@@ -275,6 +271,7 @@ export class PerilinkServer implements ServingProcess {
     this.#accepting = false;
     await this.#service.stopAccepting();
     if (this.#rescanTimer) clearInterval(this.#rescanTimer);
+    await this.#discovery?.close(false); // no goodbye: the new process takes the advertising over
     await this.#listeners.close();
     await this.#plane?.close();
   }
@@ -293,6 +290,7 @@ export class PerilinkServer implements ServingProcess {
     this.#startRescan();
     // Metrics are not worth failing a rollback for: the port group serves again either way.
     await this.#plane?.openMetrics(true).catch((err: unknown) => this.log.warn("metrics_listener_failed", { error: err }));
+    this.#discovery = await startDiscovery(this.config.discovery, this);
   }
 
   /** @internal ServingProcess: the port the kernel chose for each `…:0` entry, by the entry's text. */
@@ -323,6 +321,7 @@ export class PerilinkServer implements ServingProcess {
   /** Looks for new and vanished addresses now (also done periodically, and on SIGHUP by the CLI). */
   async rescan(): Promise<void> {
     await this.#listeners.rescan();
+    this.#discovery?.changed();
     // Semaphore dispatch: listeners for new addresses are parked too (only service processes accept).
     if (this.#accepting) await this.#service.listening(this.#listeners);
   }
@@ -384,6 +383,7 @@ export class PerilinkServer implements ServingProcess {
     await this.#upgrader?.cancel("the server is shutting down");
     this.#accepting = false;
     if (this.#rescanTimer) clearInterval(this.#rescanTimer);
+    await this.#discovery?.close(!(this.#upgrader?.handedOver ?? false));
     await this.#listeners.close();
     const service = this.#service;
     this.log.info("drain_started", { sessions: service.connections, inflight: service.inflight, timeoutMs });

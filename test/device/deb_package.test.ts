@@ -45,7 +45,8 @@ before(async () => {
 async function scratchRoot(): Promise<string> {
   const root = await fs.mkdtemp(path.join(os.tmpdir(), "perilink-root-"));
   await fs.chmod(root, 0o755);
-  for (const d of ["etc", "var/lib/dpkg/info", "var/lib/dpkg/updates"]) await fs.mkdir(path.join(root, d), { recursive: true });
+  // etc/avahi/services: avahi-daemon is installed there (postinst makes the DNS-SD service file).
+  for (const d of ["etc/avahi/services", "var/lib/dpkg/info", "var/lib/dpkg/updates"]) await fs.mkdir(path.join(root, d), { recursive: true });
   for (const f of ["var/lib/dpkg/status", "var/lib/dpkg/available"]) await fs.writeFile(path.join(root, f), "");
   await fs.writeFile(path.join(root, "etc/passwd"), "root:x:0:0:root:/root:/bin/sh\n");
   await fs.writeFile(path.join(root, "etc/group"), "root:x:0:\n");
@@ -93,6 +94,12 @@ test("installed into a scratch root: a perilink system user owns the 0700 state 
   assert.deepEqual(JSON.parse(await fs.readFile(path.join(scratch, "etc/perilink/config.json"), "utf8")).stateDir, "/var/lib/perilink");
   const status = (await run("dpkg", [`--root=${scratch}`, "-s", "perilink"])).stdout;
   assert.match(status, /^Status: install ok installed$/m);
+  // avahi is there: the service file the server may rewrite, owned by the service user, readable by avahi.
+  const avahi = await fs.stat(path.join(scratch, "etc/avahi/services/perilink.service"));
+  assert.equal(avahi.uid, uid);
+  assert.equal(avahi.mode & 0o777, 0o644);
+  assert.match(await fs.readFile(path.join(scratch, "etc/avahi/services/perilink.service"), "utf8"), /<type>_perilink\._tcp<\/type>/);
+  assert.equal(JSON.parse(await fs.readFile(path.join(scratch, "etc/perilink/config.json"), "utf8")).discovery.advertise, "auto");
 });
 
 test("the installed perilink runs: version, and serve as the service user with the default config and the target's heap budget", { skip }, async (t) => {
@@ -124,6 +131,7 @@ test("purge removes the state directory and keeps the service user", { skip }, a
   await run("dpkg", [`--root=${scratch}`, "--force-script-chrootless", "--purge", "perilink"]);
   await assert.rejects(fs.stat(path.join(scratch, "var/lib/perilink")));
   await assert.rejects(fs.stat(path.join(scratch, "usr/bin/perilink")));
+  await assert.rejects(fs.stat(path.join(scratch, "etc/avahi/services/perilink.service")), "the avahi service file goes with the package");
   assert.match(await fs.readFile(path.join(scratch, "etc/passwd"), "utf8"), /^perilink:/m);
 });
 

@@ -36,11 +36,12 @@ const answer = full.encode({
     { type: "PTR", name: "7.2.0.192.in-addr.arpa", ttl: 60, data: "printer.local" },
     { type: "TXT", name: "printer.local", ttl: 60, data: ["txtvers=1", "note=😀"] },
     { type: "SRV", name: "_ipp._tcp.local", ttl: 60, data: { port: 631, target: "printer.local" } },
+    { type: "HINFO", name: "printer.local", ttl: 60, data: { cpu: "arm", os: "linux" } },
   ],
   additionals: [{ type: "OPT", name: ".", udpPayloadSize: 1232, extendedRcode: 0, flags: 0, options: [{ code: "PADDING", length: 4 }] } as unknown as full.Answer],
 });
 
-test("the device bundles' DNS codec decodes A, AAAA, CNAME and PTR records and the header as the whole library does", async () => {
+test("the bundles' DNS codec decodes A, AAAA, CNAME, PTR, SRV and TXT records and the header as the whole library does", async () => {
   const lean = await bundledCodec();
   const a = full.decode(answer);
   const b = lean.decode(answer);
@@ -48,7 +49,7 @@ test("the device bundles' DNS codec decodes A, AAAA, CNAME and PTR records and t
   assert.equal(b.flags, a.flags);
   assert.equal((lean.decode as unknown as { bytes: number }).bytes, answer.length);
   assert.deepEqual(b.questions, a.questions, "a unicode name decodes the same");
-  const kept = (p: typeof a) => (p.answers ?? []).filter((r) => ["A", "AAAA", "CNAME", "PTR"].includes(r.type));
+  const kept = (p: typeof a) => (p.answers ?? []).filter((r) => ["A", "AAAA", "CNAME", "PTR", "SRV", "TXT"].includes(r.type));
   // Addresses as the same 16 bytes (the bundle writes IPv6 as RFC 5952 recommends: the longest zero run as "::").
   const norm = (p: typeof a) => kept(p).map((r) => (r.type === "AAAA" ? { ...r, data: ipv6Groups(r.data as string) } : r));
   assert.deepEqual(norm(b), norm(a));
@@ -56,8 +57,11 @@ test("the device bundles' DNS codec decodes A, AAAA, CNAME and PTR records and t
   const aaaa = { type: "response" as const, id: 1, answers: [{ type: "AAAA" as const, name: "x", ttl: 1, data: "2001:db8::1" }, { type: "A" as const, name: "x", ttl: 1, data: "192.0.2.33" }] };
   assert.deepEqual(Buffer.from(lean.encode(aaaa)), Buffer.from(full.encode(aaaa)), "addresses encode the same");
   // Other types are kept as bytes, under their number; OPT's options too.
-  const txt = (b.answers ?? []).find((r) => (r.type as string) === "UNKNOWN_16");
-  assert.ok(txt && (txt as { data: unknown }).data instanceof Uint8Array, "TXT kept as bytes");
+  const hinfo = (b.answers ?? []).find((r) => (r.type as string) === "UNKNOWN_13");
+  assert.ok(hinfo && (hinfo as { data: unknown }).data instanceof Uint8Array, "HINFO kept as bytes");
+  // What the mDNS responder sends (SRV, TXT, the cache-flush bit) encodes byte for byte the same.
+  const srv = { type: "response" as const, id: 0, answers: [{ type: "SRV" as const, name: "pi._perilink._tcp.local", ttl: 120, flush: true, data: { port: 1025, target: "pi.local" } }, { type: "TXT" as const, name: "pi._perilink._tcp.local", ttl: 4500, data: ["id=x", "ports=1025"] }] as full.Answer[] };
+  assert.deepEqual(Buffer.from(lean.encode(srv)), Buffer.from(full.encode(srv)), "SRV and TXT encode the same");
   assert.equal((b.additionals ?? [])[0]?.type, "OPT");
   // A query encodes byte for byte the same.
   const q = { type: "query" as const, id: 7, flags: 0, questions: [{ type: "A" as const, name: "host.example", class: "IN" as const }] };

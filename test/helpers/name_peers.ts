@@ -4,7 +4,7 @@
  * python3-zeroconf responder (mDNS). Each start returns the child, or a
  * one-line reason to skip when its program is missing.
  */
-import { execFileSync, type ChildProcess } from "node:child_process";
+import { execFile, execFileSync, type ChildProcess } from "node:child_process";
 import { existsSync, mkdirSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import type { Topology } from "./netns_topology.ts";
@@ -106,4 +106,77 @@ while True:
     time.sleep(60)
 `;
   return started(topo.spawnInServer(py, ["-u", "-c", script]));
+}
+
+/** python3 with the zeroconf module, or a reason to skip. */
+export function zeroconfPython(): string | { skip: string } {
+  const py = existsSync("/usr/bin/python3") ? "/usr/bin/python3" : which("python3");
+  if (!py) return { skip: "python3 is not installed" };
+  try {
+    execFileSync(py, ["-c", "import zeroconf"], { stdio: "ignore" });
+  } catch {
+    return { skip: "python3-zeroconf is not installed" };
+  }
+  return py;
+}
+
+export interface ZeroconfService {
+  /** The instance label (`zc-good`). */
+  instance: string;
+  host: string;
+  address: string;
+  port: number;
+  txt: Record<string, string>;
+}
+
+/** A python3-zeroconf responder in the server namespace registering DNS-SD `_perilink._tcp` services, bound to `bind`. */
+export function startZeroconfServices(topo: Topology, bind: string, services: ZeroconfService[]): Started {
+  const py = zeroconfPython();
+  if (typeof py !== "string") return py;
+  const script = `
+import json, time
+from zeroconf import Zeroconf, ServiceInfo, IPVersion
+zc = Zeroconf(interfaces=[${JSON.stringify(bind)}], ip_version=IPVersion.V4Only)
+for s in json.loads(${JSON.stringify(JSON.stringify(services))}):
+    zc.register_service(ServiceInfo("_perilink._tcp.local.", s["instance"] + "._perilink._tcp.local.", port=s["port"],
+                        server=s["host"] + ".", parsed_addresses=[s["address"]], properties=s["txt"]))
+print("ready", flush=True)
+while True:
+    time.sleep(60)
+`;
+  return started(topo.spawnInServer(py, ["-u", "-c", script]));
+}
+
+/**
+ * A python3-zeroconf ServiceBrowser in this namespace on `bind` only, for
+ * `seconds`: the `_perilink._tcp` services it resolved, by name, with port,
+ * TXT and addresses. Rejects when python fails.
+ */
+export function zeroconfBrowse(py: string, bind: string, seconds: number): Promise<Record<string, { port: number; txt: Record<string, string>; addresses: string[] }>> {
+  const script = `
+import json, time
+from zeroconf import Zeroconf, ServiceBrowser, IPVersion
+zc = Zeroconf(interfaces=[${JSON.stringify(bind)}], ip_version=IPVersion.V4Only)
+found = {}
+class Listener:
+    def add_service(self, zc, type_, name):
+        info = zc.get_service_info(type_, name, timeout=2000)
+        if info:
+            found[name] = {"port": info.port, "addresses": info.parsed_addresses(),
+                           "txt": {k.decode(): (v or b"").decode() for k, v in info.properties.items()}}
+    def update_service(self, zc, type_, name):
+        self.add_service(zc, type_, name)
+    def remove_service(self, zc, type_, name):
+        found.pop(name, None)
+ServiceBrowser(zc, "_perilink._tcp.local.", Listener())
+time.sleep(${seconds})
+print(json.dumps(found), flush=True)
+zc.close()
+`;
+  return new Promise((resolve, reject) => {
+    execFile(py, ["-u", "-c", script], { timeout: (seconds + 10) * 1000, killSignal: "SIGKILL" }, (err, stdout, stderr) => {
+      if (err) reject(new Error(`zeroconf browser: ${String(stderr).trim() || err.message}`));
+      else resolve(JSON.parse(String(stdout).trim().split("\n").pop() ?? "{}"));
+    });
+  });
 }

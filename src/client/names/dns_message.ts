@@ -87,6 +87,17 @@ export function readPointers(buf: Uint8Array, id: number, reverse: string): { na
   return out;
 }
 
+/**
+ * The records (answers, then additionals, at most `maxRecords`) of a
+ * response to our query for `name`/`type`, or null when it is not one. For
+ * DNS-SD browsing, which reads PTR, SRV, TXT and address records together.
+ */
+export function readRecords(buf: Uint8Array, id: number, name: string, type: string, maxRecords: number): packet.Answer[] | null {
+  const p = ourResponse(buf, id, name, type);
+  if (!p || rcode(p) !== 0) return p ? [] : null;
+  return [...(p.answers ?? []), ...(p.additionals ?? [])].slice(0, maxRecords);
+}
+
 /** The reverse-lookup name of a numeric address: `4.3.2.1.in-addr.arpa`, or nibbles under `ip6.arpa`. */
 export function reverseName(address: string): string {
   const a = stripZone(address);
