@@ -11,6 +11,8 @@ export const ERROR_CODES = [
   "PERILINK_ACCESS_DENIED",
   "PERILINK_ADDRESS_IN_USE",
   "PERILINK_ADDRESS_UNAVAILABLE",
+  "PERILINK_AGENT",
+  "PERILINK_AGENT_LIMIT",
   "PERILINK_APP",
   "PERILINK_BODY_TOO_LARGE",
   "PERILINK_CANCELLED",
@@ -321,6 +323,24 @@ export class LineDeadError extends PerilinkError {
 export class UnreachableError extends PerilinkError {
   constructor(message: string, options?: { cause?: unknown }) {
     super("PERILINK_UNREACHABLE", message, options);
+  }
+}
+
+/**
+ * The host agent cannot be used: none answers where one is required
+ * (`agent: true`), its socket is not this user's, or the connection to it
+ * ended while something was in progress.
+ */
+export class AgentError extends PerilinkError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super("PERILINK_AGENT", message, options);
+  }
+}
+
+/** This process reached one of the agent's per-process limits (links, requests in flight, bytes unread). */
+export class AgentLimitError extends PerilinkError {
+  constructor(message: string) {
+    super("PERILINK_AGENT_LIMIT", message);
   }
 }
 

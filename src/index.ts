@@ -10,8 +10,11 @@ export { identifyUdp, identifyTcp, type Identification } from "./client/identify
 export { createLogger, type Logger } from "./logger.ts";
 export { TARGET, type Target } from "./target.ts";
 export { VERSION } from "./version.ts";
-export { createClient, PerilinkClient, type ClientOptions, type ConnectOptions, type SessionRow } from "./client/client.ts";
-export { Link, type LinkRequestOptions, type LinkState, type LinkMove, type LinkPlace, type MoveReason } from "./client/link.ts";
+export { PerilinkClient, type ClientOptions, type ConnectOptions, type SessionRow } from "./client/client.ts";
+export { createClient, HostClient, type HostClientOptions } from "./agent/host_client.ts";
+export { HostAgent, type HostAgentOptions, type AgentTable, type AgentLinkRow } from "./agent/host_agent.ts";
+export type { LinkApi as Link } from "./client/link_api.ts";
+export type { LinkRequestOptions, LinkState, LinkMove, LinkPlace, MoveReason } from "./client/link.ts";
 export { loadOrCreateClientKey, processClientKey, type ClientKey } from "./client/client_key.ts";
 export type { BodySource, StreamSource } from "./protocol/outgoing_body.ts";
 export type { ResponseBody } from "./client/request_table.ts";

@@ -66,6 +66,15 @@ export interface Target {
     /** The longest wait between a link's tries to reach a server whose every address is down (backoff from 100 ms, doubling, with jitter). */
     reconnectMaxMs: number;
   };
+  /** The host agent's per-process bounds (src/agent/): one local process cannot starve the others or grow the agent. */
+  agent: {
+    /** Application processes connected at once. */
+    maxProcesses: number;
+    maxLinksPerProcess: number;
+    maxInflightPerProcess: number;
+    /** Bytes of answers a process may leave unread before the agent stops reading its requests; four times this, and it is cut off. */
+    maxUnreadBytesPerProcess: number;
+  };
 }
 
 export const TARGET: Readonly<Target> = defaultTarget as Target;

@@ -10,6 +10,8 @@ import { runTrust } from "./trust_command.ts";
 import { runServe } from "./serve_command.ts";
 import { runStatus } from "./status_command.ts";
 import { runMetrics } from "./metrics_command.ts";
+import { runAgent } from "./agent_command.ts";
+import { runSessions } from "./sessions_command.ts";
 import { runUpgrade } from "./upgrade_command.ts";
 import { VERSION } from "../version.ts";
 import { printable } from "./terminal_text.ts";
@@ -41,6 +43,8 @@ Usage:
   perilink pair   HOST:PORT CODE [--json] [--timeout MS] [--state-dir DIR]   (host)
   perilink status [--state-dir DIR] [--json]
   perilink metrics [--state-dir DIR]  (OpenMetrics text, as /metrics serves it)
+  perilink agent  [--socket PATH] [--state-dir DIR] [--log-level LEVEL]  (host: one session table for this user's apps)
+  perilink sessions [--socket PATH] [--json]  (the agent's table)
   perilink upgrade [--state-dir DIR] [--program PATH] [--app MODULE] [--timeout MS] [--json]
   perilink help | version
 
@@ -57,6 +61,8 @@ const COMMANDS: Record<string, (args: string[]) => Promise<number>> = {
   pair: runPair,
   status: runStatus,
   metrics: runMetrics,
+  agent: runAgent,
+  sessions: runSessions,
   upgrade: runUpgrade,
 };
 

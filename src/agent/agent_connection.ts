@@ -1,0 +1,160 @@
+import net from "node:net";
+import { AgentError } from "../errors.ts";
+import { TARGET } from "../target.ts";
+import { reviveError } from "./agent_errors.ts";
+import { encodeFrame, FrameReader, idOf, type Header } from "./agent_wire.ts";
+
+interface Pending {
+  resolve: (v: { header: Header; payload: Buffer }) => void;
+  reject: (err: Error) => void;
+}
+
+/** What a link through the agent hears about itself (agent_link.ts). */
+export interface LinkEvents {
+  message(payload: Buffer): void;
+  state(state: string): void;
+  moved(move: unknown): void;
+  /** The connection to the agent ended. */
+  lost(err: Error): void;
+}
+
+/**
+ * This process's one connection to the host agent (agent_wire.ts): every
+ * link of the process rides it, each named by a number chosen here, and
+ * every request and connect waits for its answer by number.
+ */
+export class AgentConnection {
+  readonly path: string;
+  #socket: net.Socket;
+  #reader: FrameReader;
+  #next = 1;
+  #pending = new Map<number, Pending>();
+  #links = new Map<number, LinkEvents>();
+  #closed: Error | null = null;
+
+  private constructor(path: string, socket: net.Socket) {
+    this.path = path;
+    this.#socket = socket;
+    this.#reader = new FrameReader(16 * TARGET.client.maxFrameBytes + 1024, (h, p) => this.#onFrame(h, p));
+    socket.on("data", (chunk: Buffer) => {
+      try {
+        this.#reader.push(chunk);
+      } catch (err) {
+        this.#end(new AgentError(`The host agent at ${path} sent a malformed frame: ${(err as Error).message}`));
+      }
+    });
+    socket.on("error", (err) => this.#end(new AgentError(`The connection to the host agent at ${path} failed: ${err.message}`, { cause: err })));
+    socket.once("close", () => this.#end(new AgentError(`The connection to the host agent at ${path} ended (did it stop?)`)));
+  }
+
+  /** Connects and says hello; rejects with the socket's error (ENOENT, ECONNREFUSED: no agent there). */
+  static open(path: string, timeoutMs: number): Promise<AgentConnection> {
+    return new Promise((resolve, reject) => {
+      const socket = net.connect(path);
+      const timer = setTimeout(() => {
+        socket.destroy();
+        reject(new AgentError(`Cannot reach the host agent at ${path}: no answer in ${timeoutMs} ms`));
+      }, timeoutMs);
+      socket.once("error", (err) => {
+        clearTimeout(timer);
+        reject(err);
+      });
+      socket.once("connect", () => {
+        const conn = new AgentConnection(path, socket);
+        conn.call({ t: "hello", pid: process.pid }).then(
+          () => {
+            clearTimeout(timer);
+            socket.unref();
+            resolve(conn);
+          },
+          (err: Error) => {
+            clearTimeout(timer);
+            reject(err);
+          },
+        );
+      });
+    });
+  }
+
+  get closed(): boolean {
+    return this.#closed !== null;
+  }
+
+  /** Sends `header` (+ payload) with a fresh id and resolves with the answer of that id. */
+  call(header: Omit<Header, "id"> & { t: string }, payload?: Uint8Array): Promise<{ header: Header; payload: Buffer }> {
+    if (this.#closed) return Promise.reject(this.#closed);
+    const id = this.#next++;
+    return new Promise((resolve, reject) => {
+      this.#pending.set(id, { resolve, reject });
+      this.#ref();
+      this.#write({ ...header, id }, payload);
+    });
+  }
+
+  /** The id the next call will take (a cancel names it). */
+  peekId(): number {
+    return this.#next;
+  }
+
+  /** Sends without waiting for an answer (close, cancel). */
+  notify(header: Header, payload?: Uint8Array): void {
+    if (!this.#closed) this.#write(header, payload);
+  }
+
+  addLink(id: number, events: LinkEvents): void {
+    this.#links.set(id, events);
+  }
+
+  removeLink(id: number): void {
+    this.#links.delete(id);
+  }
+
+  /** A fresh link number. */
+  linkId(): number {
+    return this.#next++;
+  }
+
+  close(): void {
+    this.#socket.destroy();
+  }
+
+  #write(header: Header, payload?: Uint8Array): void {
+    const s = this.#socket;
+    s.cork();
+    for (const b of encodeFrame(header, payload)) s.write(b);
+    s.uncork();
+  }
+
+  /** Keeps the process alive while something waits for the agent (the socket is unref'd otherwise). */
+  #ref(): void {
+    if (this.#pending.size === 1) this.#socket.ref();
+  }
+
+  #onFrame(h: Header, payload: Buffer): void {
+    if (h.t === "message" || h.t === "state" || h.t === "moved") {
+      const l = this.#links.get(idOf(h.link) ?? 0);
+      if (!l) return;
+      if (h.t === "message") l.message(payload);
+      else if (h.t === "state") l.state(String(h.state));
+      else l.moved(h.move);
+      return;
+    }
+    const id = idOf(h.id);
+    const p = id === null ? undefined : this.#pending.get(id);
+    if (!p) return;
+    this.#pending.delete(id!);
+    if (this.#pending.size === 0) this.#socket.unref();
+    if (h.t === "error") p.reject(reviveError(h));
+    else p.resolve({ header: h, payload });
+  }
+
+  #end(err: Error): void {
+    if (this.#closed) return;
+    this.#closed = err;
+    this.#socket.destroy();
+    for (const p of this.#pending.values()) p.reject(err);
+    this.#pending.clear();
+    for (const l of this.#links.values()) l.lost(err);
+    this.#links.clear();
+  }
+}

@@ -1,0 +1,58 @@
+import {
+  AccessDeniedError,
+  AgentError,
+  AgentLimitError,
+  CancelledError,
+  ClientClosedError,
+  KeyMismatchError,
+  LineDeadError,
+  NameNotFoundError,
+  OutcomeUnknownError,
+  PerilinkError,
+  RemoteError,
+  RequestRefusedError,
+  ServerBusyError,
+  SessionClosedError,
+  SocketLimitError,
+  TimeoutError,
+  UnreachableError,
+  isErrorCode,
+} from "../errors.ts";
+
+type ByMessage = new (message: string) => PerilinkError;
+
+/** The classes an application catches by `instanceof`, made again from the code the agent sent. */
+const BY_CODE: Record<string, ByMessage> = {
+  PERILINK_ACCESS_DENIED: AccessDeniedError,
+  PERILINK_AGENT: AgentError,
+  PERILINK_AGENT_LIMIT: AgentLimitError,
+  PERILINK_CANCELLED: CancelledError,
+  PERILINK_CLIENT_CLOSED: ClientClosedError,
+  PERILINK_LINE_DEAD: LineDeadError,
+  PERILINK_OUTCOME_UNKNOWN: OutcomeUnknownError,
+  PERILINK_REQUEST_REFUSED: RequestRefusedError,
+  PERILINK_SERVER_BUSY: ServerBusyError,
+  PERILINK_SESSION_CLOSED: SessionClosedError,
+  PERILINK_SOCKET_LIMIT: SocketLimitError,
+  PERILINK_UNREACHABLE: UnreachableError,
+};
+
+/**
+ * An error the agent sent (`{code, name, message, wireCode}`) as the
+ * application would have had it in-process: the same class for the codes
+ * applications match on, else a PerilinkError with the same code and name.
+ */
+export function reviveError(h: Record<string, unknown>): Error {
+  const code = typeof h.code === "string" ? h.code : "PERILINK_AGENT";
+  const message = typeof h.message === "string" ? h.message : "the agent gave no reason";
+  let err: PerilinkError;
+  const cls = BY_CODE[code];
+  if (cls) err = new cls(message);
+  else if (code === "PERILINK_NAME_NOT_FOUND") err = new NameNotFoundError(typeof h.hostname === "string" ? h.hostname : "", message);
+  else if (code === "PERILINK_KEY_MISMATCH") err = new KeyMismatchError(typeof h.serverId === "string" ? h.serverId : "", message);
+  else if (code === "PERILINK_PROBE_TIMEOUT" || code === "PERILINK_HANDSHAKE_TIMEOUT" || code === "PERILINK_REQUEST_TIMEOUT") err = new TimeoutError(code, message);
+  else if (code.startsWith("PERILINK_REMOTE") && isErrorCode(code)) err = new RemoteError(code, typeof h.wireCode === "number" ? h.wireCode : 0, message);
+  else err = new PerilinkError(isErrorCode(code) ? code : "PERILINK_AGENT", message);
+  if (typeof h.name === "string" && /^[A-Za-z]{1,40}$/.test(h.name)) err.name = h.name;
+  return err;
+}

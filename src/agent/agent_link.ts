@@ -1,0 +1,165 @@
+import { EventEmitter } from "node:events";
+import { AgentError, ClientClosedError, OutcomeUnknownError } from "../errors.ts";
+import { TARGET } from "../target.ts";
+import { gatherSource, isStreamSource, type BodySource } from "../protocol/outgoing_body.ts";
+import type { LinkApi } from "../client/link_api.ts";
+import type { LinkRequestOptions } from "../client/link.ts";
+import type { LinkState } from "../client/link_lifecycle.ts";
+import type { ResponseBody } from "../client/request_table.ts";
+import type { AgentConnection } from "./agent_connection.ts";
+
+/** Where a link through the agent opens its session again once the agent it used is gone (host_client.ts). */
+export interface AgentLinkHost {
+  agent(): Promise<AgentConnection>;
+}
+
+/** The largest body a request through the agent carries (streams are gathered to it in this process). */
+const MAX_BODY = 16 * TARGET.client.maxFrameBytes;
+
+const NO_OPTIONS: LinkRequestOptions = Object.freeze({});
+
+/**
+ * A link whose session is the host agent's (C11): the same requests,
+ * messages and events as an in-process link (link.ts), its session shared
+ * with every other process of this user that talks to the same server.
+ * If the agent goes away (restarted, upgraded), the link opens again through
+ * the next one at its next use; a request that was in flight then fails
+ * `PERILINK_OUTCOME_UNKNOWN`, or is sent again if it is idempotent.
+ */
+export class AgentLink extends EventEmitter implements LinkApi {
+  readonly app: string;
+  readonly requestedHost: string;
+  readonly requestedPort: number;
+  managementNumber = 0;
+  serverId = "";
+  #state: LinkState = "connecting";
+  #sessionNumber: number | null = null;
+  #conn: AgentConnection | null = null;
+  #id = 0;
+  #host: AgentLinkHost;
+  #connect: Record<string, unknown>;
+  #opening: Promise<void> | null = null;
+  #closed = false;
+
+  constructor(host: AgentLinkHost, options: { host: string; port: number; app: string; trustNew?: boolean; expectKey?: string }) {
+    super();
+    this.#host = host;
+    this.app = options.app;
+    this.requestedHost = options.host;
+    this.requestedPort = options.port;
+    this.#connect = { t: "connect", host: options.host, port: options.port, app: options.app, trustNew: options.trustNew === true, ...(options.expectKey ? { expectKey: options.expectKey } : {}) };
+  }
+
+  get state(): LinkState {
+    return this.#state;
+  }
+
+  get sessionNumber(): number | null {
+    return this.#sessionNumber;
+  }
+
+  get closed(): boolean {
+    return this.#closed;
+  }
+
+  /** Opens the link through the agent (again, after the agent it used went away). */
+  open(): Promise<void> {
+    this.#opening ??= this.#open().finally(() => (this.#opening = null));
+    return this.#opening;
+  }
+
+  async #open(): Promise<void> {
+    const conn = await this.#host.agent();
+    const id = conn.linkId();
+    conn.addLink(id, {
+      message: (p) => this.emit("message", p),
+      state: (s) => this.#set(s as LinkState),
+      moved: (m) => this.emit("moved", m),
+      lost: () => {
+        if (this.#conn !== conn) return;
+        this.#conn = null;
+        if (!this.#closed) this.#set("moving");
+      },
+    });
+    try {
+      const { header } = await conn.call({ ...this.#connect, t: "connect", linkId: id });
+      this.#conn = conn;
+      this.#id = id;
+      this.managementNumber = typeof header.managementNumber === "number" ? header.managementNumber : 0;
+      this.serverId = typeof header.serverId === "string" ? header.serverId : "";
+      this.#sessionNumber = typeof header.sessionNumber === "number" ? header.sessionNumber : null;
+      this.#set(typeof header.state === "string" ? (header.state as LinkState) : "ready");
+    } catch (err) {
+      conn.removeLink(id);
+      throw err;
+    }
+  }
+
+  #set(state: LinkState): void {
+    if (state === this.#state || this.#closed) return;
+    const prev = this.#state;
+    this.#state = state;
+    this.emit("statechange", state, prev);
+  }
+
+  async #ready(): Promise<AgentConnection> {
+    if (this.#closed) throw new ClientClosedError("Cannot use the link: it is closed");
+    if (this.#conn === null || this.#conn.closed) await this.open();
+    return this.#conn!;
+  }
+
+  async request(payload: BodySource, options: LinkRequestOptions = NO_OPTIONS): Promise<Buffer> {
+    const body = isStreamSource(payload) ? await gatherSource(payload, MAX_BODY, "a request body sent through the host agent") : typeof payload === "string" ? Buffer.from(payload) : payload;
+    for (let tries = 0; ; tries++) {
+      const conn = await this.#ready();
+      const header: Record<string, unknown> & { t: string } = { t: "request", link: this.#id };
+      if (options.timeoutMs !== undefined) header.timeoutMs = options.timeoutMs;
+      if (options.maxBytes !== undefined) header.maxBytes = options.maxBytes;
+      if (options.idempotent) header.idempotent = true;
+      if (options.waitForReady) header.waitForReady = true;
+      const signal = options.signal;
+      if (signal) {
+        signal.throwIfAborted();
+        header.cancellable = true;
+      }
+      const id = conn.peekId();
+      const onAbort = (): void => conn.notify({ t: "cancel", id });
+      signal?.addEventListener("abort", onAbort, { once: true });
+      try {
+        const { payload: answer } = await conn.call(header, body);
+        return answer;
+      } catch (err) {
+        if (signal?.aborted) throw signal.reason;
+        if (!(err instanceof AgentError) || !conn.closed) throw err;
+        // The agent went away with the request in flight: it may have run.
+        if (!options.idempotent || tries >= 2) {
+          throw new OutcomeUnknownError(`Cannot finish request: the host agent went away while it was in flight, so the server may have run it${options.idempotent ? "" : "; not sent again, as it is not marked idempotent"}`, { cause: err });
+        }
+      } finally {
+        signal?.removeEventListener("abort", onAbort);
+      }
+    }
+  }
+
+  stream(_payload: BodySource, _options?: LinkRequestOptions): Promise<ResponseBody> {
+    return Promise.reject(new AgentError('Cannot stream a response through the host agent (not built yet): use link.request(), or createClient({ agent: false }) for streamed responses'));
+  }
+
+  async send(payload: Uint8Array | string): Promise<void> {
+    const conn = await this.#ready();
+    await conn.call({ t: "send", link: this.#id }, typeof payload === "string" ? Buffer.from(payload) : payload);
+  }
+
+  close(): void {
+    if (this.#closed) return;
+    const conn = this.#conn;
+    if (conn && !conn.closed) {
+      conn.notify({ t: "close", link: this.#id });
+      conn.removeLink(this.#id);
+    }
+    this.#set("closed");
+    this.#closed = true;
+    this.#conn = null;
+    this.emit("close");
+  }
+}

@@ -1,0 +1,231 @@
+import { readFileSync } from "node:fs";
+import type net from "node:net";
+import { AgentLimitError, CancelledError, PerilinkError } from "../errors.ts";
+import type { Logger } from "../logger.ts";
+import type { PerilinkClient } from "../client/client.ts";
+import type { Link, LinkMove, LinkRequestOptions, LinkState } from "../client/link.ts";
+import type { Target } from "../target.ts";
+import { encodeFrame, FrameReader, idOf, type Header } from "./agent_wire.ts";
+
+export type AgentLimits = Target["agent"];
+
+/** An error as it crosses the agent's socket: the application's side makes the same class again (agent_errors.ts). */
+export function wireError(err: unknown): Record<string, unknown> {
+  const e = err as { code?: unknown; name?: unknown; message?: unknown; wireCode?: unknown; hostname?: unknown; serverId?: unknown };
+  return {
+    code: typeof e?.code === "string" ? e.code : "PERILINK_AGENT",
+    name: typeof e?.name === "string" ? e.name : "Error",
+    message: typeof e?.message === "string" ? e.message : String(err),
+    ...(typeof e?.wireCode === "number" ? { wireCode: e.wireCode } : {}),
+    ...(typeof e?.hostname === "string" ? { hostname: e.hostname } : {}),
+    ...(typeof e?.serverId === "string" ? { serverId: e.serverId } : {}),
+  };
+}
+
+/**
+ * One application process connected to the agent: its links (named by the
+ * numbers it chose), its requests in flight, and the answers it has not
+ * read yet. Its limits hold whatever it sends: past its links or requests
+ * in flight, it is answered `PERILINK_AGENT_LIMIT`; while its unread answers
+ * are over `maxUnreadBytesPerProcess` the agent reads nothing more from it,
+ * and at four times that it is cut off. When its connection closes (it
+ * exited, or was killed) its links close at once.
+ */
+export class AgentPeer {
+  readonly socket: net.Socket;
+  pid = 0;
+  command = "";
+  readonly links = new Map<number, Link>();
+  #inflight = 0;
+  /** Requests the application may cancel (it said so), by id. */
+  #aborts = new Map<number, AbortController>();
+  #client: PerilinkClient;
+  #limits: AgentLimits;
+  #log: Logger;
+  #reader: FrameReader;
+  #paused = false;
+  #closed = false;
+  #onClose: (peer: AgentPeer) => void;
+  #sessions: () => unknown;
+
+  constructor(socket: net.Socket, client: PerilinkClient, limits: AgentLimits, maxPayload: number, log: Logger, hooks: { closed: (peer: AgentPeer) => void; sessions: () => unknown }) {
+    this.socket = socket;
+    this.#client = client;
+    this.#limits = limits;
+    this.#log = log;
+    this.#onClose = hooks.closed;
+    this.#sessions = hooks.sessions;
+    this.#reader = new FrameReader(maxPayload, (h, p) => this.#onFrame(h, p));
+    socket.on("data", (chunk: Buffer) => {
+      try {
+        this.#reader.push(chunk);
+      } catch (err) {
+        this.#log.warn("agent_peer_protocol_error", { pid: this.pid, error: err });
+        socket.destroy();
+      }
+    });
+    socket.on("drain", () => this.#resume());
+    socket.on("error", () => {});
+    socket.once("close", () => this.#close());
+  }
+
+  get inflight(): number {
+    return this.#inflight;
+  }
+
+  #send(header: Header, payload?: Uint8Array): void {
+    if (this.#closed || this.socket.destroyed) return;
+    const s = this.socket;
+    s.cork();
+    for (const b of encodeFrame(header, payload)) s.write(b);
+    s.uncork();
+    const unread = s.writableLength;
+    if (unread > 4 * this.#limits.maxUnreadBytesPerProcess) {
+      this.#log.warn("agent_peer_cut_off", { pid: this.pid, unreadBytes: unread, why: "it does not read what the agent sends" });
+      s.destroy();
+    } else if (unread > this.#limits.maxUnreadBytesPerProcess && !this.#paused) {
+      this.#paused = true;
+      s.pause(); // nothing more is read from it until it reads its answers
+      this.#log.info("agent_peer_held", { pid: this.pid, unreadBytes: unread });
+    }
+  }
+
+  #resume(): void {
+    if (this.#paused && this.socket.writableLength <= this.#limits.maxUnreadBytesPerProcess) {
+      this.#paused = false;
+      this.socket.resume();
+    }
+  }
+
+  #onFrame(h: Header, payload: Buffer): void {
+    switch (h.t) {
+      case "hello":
+        this.pid = idOf(h.pid) ?? 0;
+        this.command = this.pid > 0 ? commandOf(this.pid) : "";
+        this.#send({ t: "hello", id: idOf(h.id) ?? 0, pid: process.pid });
+        return;
+      case "connect":
+        void this.#connect(h);
+        return;
+      case "request":
+        void this.#request(h, payload);
+        return;
+      case "send": {
+        const link = this.links.get(idOf(h.link) ?? 0);
+        const id = idOf(h.id);
+        if (!link) {
+          if (id) this.#send({ t: "error", id, ...wireError(new PerilinkError("PERILINK_CLIENT_CLOSED", "Cannot send: the link is closed")) });
+          return;
+        }
+        link.send(payload).then(
+          () => id && this.#send({ t: "sent", id }),
+          (err: unknown) => id && this.#send({ t: "error", id, ...wireError(err) }),
+        );
+        return;
+      }
+      case "close": {
+        const id = idOf(h.link) ?? 0;
+        const link = this.links.get(id);
+        if (link !== undefined && link !== PENDING) link.close();
+        this.links.delete(id); // one still opening is closed when it opens
+        return;
+      }
+      case "cancel":
+        this.#aborts.get(idOf(h.id) ?? 0)?.abort(new CancelledError("Request cancelled by the application"));
+        return;
+      case "sessions":
+        this.#send({ t: "sessions", id: idOf(h.id) ?? 0, table: this.#sessions() });
+        return;
+      default:
+        this.#log.debug("agent_peer_unknown_frame", { pid: this.pid, t: h.t });
+    }
+  }
+
+  async #connect(h: Header): Promise<void> {
+    const id = idOf(h.id);
+    const linkId = idOf(h.linkId);
+    if (id === null || linkId === null || this.links.has(linkId)) return void this.socket.destroy();
+    if (this.links.size >= this.#limits.maxLinksPerProcess) {
+      this.#send({ t: "error", id, ...wireError(new AgentLimitError(`Cannot open link: this process holds ${this.links.size} links through the agent, its most (maxLinksPerProcess); close some`)) });
+      return;
+    }
+    this.links.set(linkId, PENDING);
+    try {
+      if (typeof h.host !== "string" || typeof h.app !== "string" || typeof h.port !== "number") throw new PerilinkError("PERILINK_USAGE", "Cannot open link: host, port and app are required");
+      const link = await this.#client.connect({
+        host: h.host,
+        port: h.port,
+        app: h.app,
+        ...(h.trustNew === true ? { trustNew: true } : {}),
+        ...(typeof h.expectKey === "string" ? { expectKey: h.expectKey } : {}),
+      });
+      if (this.#closed || this.links.get(linkId) !== PENDING) {
+        link.close(); // the process went away, or closed the link, while it opened
+        return;
+      }
+      this.links.set(linkId, link);
+      link.on("message", (p: Buffer) => this.#send({ t: "message", link: linkId }, p));
+      link.on("statechange", (state: LinkState) => this.#send({ t: "state", link: linkId, state }));
+      link.on("moved", (move: LinkMove) => this.#send({ t: "moved", link: linkId, move }));
+      this.#send({ t: "connected", id, managementNumber: link.managementNumber, serverId: link.entry.serverId, state: link.state, sessionNumber: link.sessionNumber });
+    } catch (err) {
+      if (this.links.get(linkId) === PENDING) this.links.delete(linkId);
+      this.#send({ t: "error", id, ...wireError(err) });
+    }
+  }
+
+  async #request(h: Header, payload: Buffer): Promise<void> {
+    const id = idOf(h.id);
+    if (id === null) return void this.socket.destroy();
+    const link = this.links.get(idOf(h.link) ?? 0);
+    if (!link || link === PENDING) {
+      this.#send({ t: "error", id, ...wireError(new PerilinkError("PERILINK_CLIENT_CLOSED", "Cannot send request: the link is closed")) });
+      return;
+    }
+    if (this.#inflight >= this.#limits.maxInflightPerProcess) {
+      this.#send({ t: "error", id, ...wireError(new AgentLimitError(`Cannot send request: this process has ${this.#inflight} requests in flight through the agent, its most (maxInflightPerProcess)`)) });
+      return;
+    }
+    const options: LinkRequestOptions = {};
+    if (typeof h.timeoutMs === "number") options.timeoutMs = h.timeoutMs;
+    if (typeof h.maxBytes === "number") options.maxBytes = h.maxBytes;
+    if (h.idempotent === true) options.idempotent = true;
+    if (h.waitForReady === true) options.waitForReady = true;
+    if (h.cancellable === true) {
+      const ac = new AbortController();
+      this.#aborts.set(id, ac);
+      options.signal = ac.signal;
+    }
+    this.#inflight++;
+    try {
+      const answer = await link.request(payload, options);
+      this.#send({ t: "response", id }, answer);
+    } catch (err) {
+      this.#send({ t: "error", id, ...wireError(err) });
+    } finally {
+      this.#inflight--;
+      if (h.cancellable === true) this.#aborts.delete(id);
+    }
+  }
+
+  #close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    for (const ac of this.#aborts.values()) ac.abort(new CancelledError("The application's process went away"));
+    for (const link of this.links.values()) if (link !== PENDING) link.close();
+    this.links.clear();
+    this.#onClose(this);
+  }
+}
+
+/** A link being opened: its number is taken. */
+const PENDING = {} as Link;
+
+/** The process's command name (Linux `/proc/PID/comm`), for `perilink sessions`; "" where there is none. */
+function commandOf(pid: number): string {
+  try {
+    return readFileSync(`/proc/${pid}/comm`, "utf8").trim().slice(0, 64);
+  } catch {
+    return "";
+  }
+}

@@ -1,0 +1,157 @@
+import { AgentError, ClientClosedError } from "../errors.ts";
+import { createClient as createLocalClient, type PerilinkClient } from "../client/client.ts";
+import type { ClientOptions, ConnectOptions, SessionRow } from "../client/client_options.ts";
+import type { AddressRow } from "../client/names/address_list.ts";
+import type { LinkApi } from "../client/link_api.ts";
+import { AgentConnection } from "./agent_connection.ts";
+import { AgentLink } from "./agent_link.ts";
+import { agentSocketPath, checkAgentSocket } from "./agent_socket.ts";
+import type { AgentTable } from "./host_agent.ts";
+
+export interface HostClientOptions extends ClientOptions {
+  /**
+   * Whether links go through the host agent (`perilink agent`), so that
+   * every process of this user shares one session per server (C11):
+   * `"auto"` (default) when an agent answers, in-process otherwise; `true`
+   * always (`PERILINK_AGENT` when none answers); `false` never.
+   */
+  agent?: "auto" | boolean;
+  /** The agent's socket (default: `PERILINK_AGENT_SOCKET`, else `$XDG_RUNTIME_DIR/perilink/agent.sock`). */
+  agentSocket?: string;
+}
+
+/** How long finding and greeting the agent may take. */
+const AGENT_OPEN_MS = 2000;
+
+/**
+ * The client an application creates (`createClient`): its links ride the
+ * host agent when one runs for this user (C11: one session per server for
+ * every application on the host), else a session table in this process
+ * (client.ts), with the same API either way. The choice is made at the
+ * first connect and kept: `usesAgent` says which it was.
+ */
+export class HostClient {
+  #options: HostClientOptions;
+  #socketPath: string;
+  #mode: Promise<"agent" | "local"> | null = null;
+  #local: PerilinkClient | null = null;
+  #conn: Promise<AgentConnection> | null = null;
+  #links = new Set<AgentLink>();
+  #closed = false;
+
+  constructor(options: HostClientOptions = {}) {
+    this.#options = options;
+    this.#socketPath = options.agentSocket ?? agentSocketPath();
+    if (options.agent === false) this.#useLocal();
+  }
+
+  /** True once links go through the agent, false once they stay in this process, null before the first connect. */
+  get usesAgent(): boolean | null {
+    return this.#local !== null ? false : this.#conn !== null ? true : null;
+  }
+
+  #useLocal(): PerilinkClient {
+    const { agent: _a, agentSocket: _s, ...local } = this.#options;
+    this.#local ??= createLocalClient(local);
+    this.#mode = Promise.resolve("local");
+    return this.#local;
+  }
+
+  #choose(): Promise<"agent" | "local"> {
+    this.#mode ??= (async () => {
+      const want = this.#options.agent ?? "auto";
+      try {
+        if (!(await checkAgentSocket(this.#socketPath))) throw new AgentError(`Cannot use the host agent: none runs at ${this.#socketPath}; start one with "perilink agent"`);
+        await this.agent();
+        return "agent";
+      } catch (err) {
+        // An agent that is there but not ours (another user's socket) is refused even in "auto".
+        if (want === true || (err instanceof AgentError && err.message.includes("someone else"))) {
+          this.#mode = null;
+          this.#conn = null;
+          throw err;
+        }
+        this.#conn = null;
+        this.#useLocal();
+        return "local";
+      }
+    })();
+    return this.#mode;
+  }
+
+  /** The connection to the agent, opened again if the last one ended. */
+  agent(): Promise<AgentConnection> {
+    const open = (): Promise<AgentConnection> =>
+      AgentConnection.open(this.#socketPath, AGENT_OPEN_MS).catch((err: NodeJS.ErrnoException) => {
+        throw err instanceof AgentError ? err : new AgentError(`Cannot reach the host agent at ${this.#socketPath}: ${err.message}; start one with "perilink agent"`, { cause: err });
+      });
+    const current = this.#conn;
+    this.#conn = (current ?? open()).then((c) => (c.closed ? open() : c));
+    this.#conn.catch(() => {});
+    return this.#conn;
+  }
+
+  async connect(options: ConnectOptions): Promise<LinkApi> {
+    if (this.#closed) throw new ClientClosedError("Cannot connect: the client is closed; create a new one");
+    if ((await this.#choose()) === "local") return this.#local!.connect(options);
+    const link = new AgentLink({ agent: () => this.agent() }, options);
+    await link.open();
+    this.#links.add(link);
+    link.once("close", () => this.#links.delete(link));
+    return link;
+  }
+
+  /** This process's links: from the table here, or (through the agent) as the agent described them. */
+  sessions(): SessionRow[] {
+    if (this.#local) return this.#local.sessions();
+    return [...this.#links].map((l) => ({
+      managementNumber: l.managementNumber,
+      app: l.app,
+      requestedHost: l.requestedHost,
+      requestedAddress: l.requestedHost,
+      requestedPort: l.requestedPort,
+      communicationAddress: null,
+      communicationPort: null,
+      serverId: l.serverId,
+      keyFingerprint: "",
+      sessionNumber: l.sessionNumber,
+      refCount: 0,
+      state: l.state === "ready" ? "active" : l.state === "closed" ? "closed" : "moving",
+      line: null,
+    }));
+  }
+
+  /** The agent's whole table: every process's links and the sessions under them (`perilink sessions`). */
+  async agentTable(): Promise<AgentTable> {
+    const { header } = await (await this.agent()).call({ t: "sessions" });
+    return header.table as AgentTable;
+  }
+
+  addresses(): AddressRow[] {
+    return this.#local?.addresses() ?? [];
+  }
+
+  /** This process's client metrics (through the agent, the agent's own are its business). */
+  metrics(): string {
+    return this.#local?.metrics() ?? "# EOF\n";
+  }
+
+  async forget(target: string): Promise<{ records: number; pins: number }> {
+    if ((await this.#choose()) === "local") return this.#local!.forget(target);
+    throw new AgentError('Cannot forget through the host agent from a library client: run "perilink forget" for the agent\'s state directory');
+  }
+
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    for (const l of this.#links) l.close();
+    this.#links.clear();
+    if (this.#conn) (await this.#conn.catch(() => null))?.close();
+    await this.#local?.close();
+  }
+}
+
+/** Creates a client (docs/client.md): through the host agent when one runs, else in this process. */
+export function createClient(options: HostClientOptions = {}): HostClient {
+  return new HostClient(options);
+}

@@ -1,0 +1,163 @@
+import assert from "node:assert/strict";
+import { fork, type ChildProcess } from "node:child_process";
+import { chmodSync, mkdirSync } from "node:fs";
+import net from "node:net";
+import path from "node:path";
+import { after, test } from "node:test";
+import { fileURLToPath } from "node:url";
+import { HostAgent } from "../../src/agent/host_agent.ts";
+import { HostClient } from "../../src/agent/host_client.ts";
+import { encodeFrame } from "../../src/agent/agent_wire.ts";
+import { silentLogger } from "../../src/logger.ts";
+import { runCli, spawnCli, stopChild } from "../helpers/cli.ts";
+import { portOf, sleep, tempDir, testServer, waitFor } from "../helpers/fixtures.ts";
+import { rssOf } from "../helpers/server_process.ts";
+
+const APP = path.join(path.dirname(fileURLToPath(import.meta.url)), "../fixtures/agent_app.ts");
+
+/** A host agent in its own process (`perilink agent`), on a socket in a fresh private directory. */
+async function agentProcess(): Promise<{ socket: string; child: ChildProcess; stderr: () => string }> {
+  const dir = tempDir();
+  const socket = path.join(dir, "run", "agent.sock");
+  const child = spawnCli(["agent", "--socket", socket, "--state-dir", path.join(dir, "state")]);
+  let err = "";
+  child.stderr!.setEncoding("utf8").on("data", (s: string) => (err += s));
+  after(() => stopChild(child));
+  await waitFor(() => err.includes('"agent_started"') || child.exitCode !== null, "the agent to start", 20000);
+  assert.equal(child.exitCode, null, err);
+  return { socket, child, stderr: () => err };
+}
+
+interface AppProcess {
+  child: ChildProcess;
+  ready: { ready: number[]; usesAgent: boolean };
+  ask(what: "report" | "stop"): Promise<{ ok: number; failures: string[] }>;
+}
+
+async function appProcess(socket: string, port: number, apps: string): Promise<AppProcess> {
+  const child = fork(APP, [socket, String(port), apps], { execArgv: ["--import", "tsx"], stdio: ["ignore", "ignore", "inherit", "ipc"] });
+  after(() => {
+    if (child.exitCode === null) child.kill("SIGKILL");
+  });
+  const ready = await new Promise<AppProcess["ready"]>((resolve, reject) => {
+    child.once("message", (m) => resolve(m as AppProcess["ready"]));
+    child.once("exit", (code) => reject(new Error(`the app process exited with ${code} before it was ready`)));
+  });
+  return {
+    child,
+    ready,
+    ask: (what) =>
+      new Promise((resolve) => {
+        child.once("message", (m) => resolve(m as { ok: number; failures: string[] }));
+        child.send(what);
+      }),
+  };
+}
+
+test("two processes share one session through the agent; kill -9 of one frees its links at once and the other goes on with 0 failures", async () => {
+  const server = await testServer();
+  const agent = await agentProcess();
+  const a = await appProcess(agent.socket, portOf(server), "spooler,monitor");
+  const b = await appProcess(agent.socket, portOf(server), "scanner");
+  assert.equal(a.ready.usesAgent, true);
+  await waitFor(() => server.status().sessions === 1 && server.status().counters.channelsOpen === 3, "3 channels on 1 session");
+  await sleep(200);
+  assert.equal(server.status().sessions, 1, "the device sees one session for both processes");
+  const table = JSON.parse((await runCli(["sessions", "--socket", agent.socket, "--json"])).stdout) as { links: Record<string, unknown>[]; sessions: unknown[] };
+  assert.equal(table.links.length, 3);
+  assert.equal(table.sessions.length, 1);
+  assert.deepEqual(new Set(table.links.map((l) => l.pid)), new Set([a.child.pid, b.child.pid]));
+  for (const l of table.links) {
+    for (const k of ["pid", "app", "requestedHost", "address", "serverId", "sessionNumber", "state"]) assert.ok(k in l, `link row has ${k}`);
+    assert.equal(l.serverId, server.serverId);
+    assert.equal(l.refCount, 3, "the session is counted by every process's links");
+  }
+  const human = await runCli(["sessions", "--socket", agent.socket]);
+  assert.match(human.stdout, /MGMT +PID +COMMAND +APP/);
+  const before = (await b.ask("report")).ok;
+  a.child.kill("SIGKILL");
+  const killedAt = Date.now();
+  await waitFor(() => server.status().counters.channelsOpen === 1, "the killed process's channels to close", 3000);
+  assert.ok(Date.now() - killedAt < 1000, `its links went in ${Date.now() - killedAt} ms`);
+  await sleep(300);
+  const end = await b.ask("stop");
+  assert.deepEqual(end.failures, []);
+  assert.ok(end.ok > before, `the other process's requests went on: ${before} → ${end.ok}`);
+  assert.equal(server.status().sessions, 1);
+});
+
+test('agent: "auto" works in-process when no agent answers; true says how to start one', async () => {
+  const server = await testServer();
+  const socket = path.join(tempDir(), "none", "agent.sock");
+  const auto = new HostClient({ agentSocket: socket, stateDir: false, lingerMs: 0 });
+  after(() => auto.close());
+  const link = await auto.connect({ host: "127.0.0.1", port: portOf(server), app: "a" });
+  assert.equal(auto.usesAgent, false);
+  assert.equal((await link.request("x")).toString(), "x");
+  const must = new HostClient({ agent: true, agentSocket: socket });
+  await assert.rejects(must.connect({ host: "127.0.0.1", port: portOf(server), app: "a" }), { code: "PERILINK_AGENT", message: /perilink agent/ });
+});
+
+test("an agent socket in a directory others may write is refused, even with agent: auto", async () => {
+  const server = await testServer();
+  const dir = path.join(tempDir(), "shared");
+  mkdirSync(dir);
+  const agent = await HostAgent.start({ socketPath: path.join(dir, "agent.sock"), client: { stateDir: false }, log: silentLogger });
+  after(() => agent.close());
+  chmodSync(dir, 0o777);
+  const client = new HostClient({ agentSocket: agent.socketPath });
+  await assert.rejects(client.connect({ host: "127.0.0.1", port: portOf(server), app: "a" }), { code: "PERILINK_AGENT", message: /someone else may have put it there/ });
+  chmodSync(dir, 0o700);
+});
+
+test("a process's links and requests in flight are bounded; errors cross with their code", async () => {
+  const server = await testServer({ appObject: { request: (p: Buffer) => (p.toString() === "slow" ? new Promise((r) => setTimeout(() => r("late"), 400)) : p) } });
+  const agent = await HostAgent.start({ socketPath: path.join(tempDir(), "a", "agent.sock"), client: { stateDir: false }, limits: { maxLinksPerProcess: 2, maxInflightPerProcess: 3 }, log: silentLogger });
+  after(() => agent.close());
+  const client = new HostClient({ agent: true, agentSocket: agent.socketPath });
+  after(() => client.close());
+  const port = portOf(server);
+  const l1 = await client.connect({ host: "127.0.0.1", port, app: "a" });
+  await client.connect({ host: "127.0.0.1", port, app: "b" });
+  await assert.rejects(client.connect({ host: "127.0.0.1", port, app: "c" }), { code: "PERILINK_AGENT_LIMIT", message: /maxLinksPerProcess/ });
+  const slow = Array.from({ length: 5 }, () => l1.request("slow").then(() => "ok", (e: { code: string }) => e.code));
+  const results = await Promise.all(slow);
+  assert.equal(results.filter((r) => r === "ok").length, 3);
+  assert.equal(results.filter((r) => r === "PERILINK_AGENT_LIMIT").length, 2);
+  await assert.rejects(client.connect({ host: "127.0.0.1", port: 1, app: "x" }), (err: Error & { code: string }) => err.code === "PERILINK_AGENT_LIMIT" || err.code === "PERILINK_UNREACHABLE");
+});
+
+test("a process that floods the agent and never reads is held (it reads nothing more from it); the agent stays small and serves the others", async () => {
+  const server = await testServer();
+  const agent = await agentProcess();
+  const pid = agent.child.pid!;
+  const good = await appProcess(agent.socket, portOf(server), "good");
+  const idle = rssOf(pid);
+  const flood = net.connect(agent.socket);
+  flood.on("error", () => {});
+  await new Promise((r) => flood.once("connect", r));
+  flood.pause(); // never reads
+  const write = (h: Record<string, unknown> & { t: string }, p?: Buffer): boolean => encodeFrame(h, p).map((b) => flood.write(b)).every(Boolean);
+  write({ t: "hello", id: 1, pid: process.pid });
+  write({ t: "connect", id: 2, linkId: 1, host: "127.0.0.1", port: portOf(server), app: "flood" });
+  await sleep(300);
+  const body = Buffer.alloc(60_000, 1);
+  let sent = 0;
+  const until = Date.now() + 8000;
+  let peak = idle;
+  while (!flood.destroyed && Date.now() < until && sent < 20_000) {
+    // As fast as the agent takes them; what it does not take stays here (bounded: 1 MiB unsent).
+    if (flood.writableLength < 1048576) for (let i = 0; i < 50; i++) write({ t: "request", id: 10 + sent++, link: 1 }, body);
+    await sleep(10);
+    peak = Math.max(peak, rssOf(pid));
+  }
+  await sleep(500);
+  peak = Math.max(peak, rssOf(pid));
+  const end = await good.ask("stop");
+  assert.deepEqual(end.failures, [], "the well-behaved process was served throughout");
+  assert.ok(end.ok > 0);
+  const grew = (peak - idle) / 1048576;
+  assert.ok(grew < 64, `agent RSS grew ${grew.toFixed(1)} MiB while ${sent} requests of 60 KB went unread`);
+  assert.match(agent.stderr(), /"agent_peer_held"/, "the agent stopped reading the flooding process");
+  flood.destroy();
+});
