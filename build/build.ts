@@ -107,6 +107,8 @@ for (const name of chosen) {
             );
             // …and does not browse (browse_command_system.ts says why).
             b.onResolve({ filter: /[\\/]browse_command\.ts$/ }, () => ({ path: path.join(root, "src/cli/browse_command_system.ts") }));
+            // …and has no host agent (agent_commands_system.ts says why).
+            b.onResolve({ filter: /[\\/](agent|sessions)_command\.ts$/ }, () => ({ path: path.join(root, "src/cli/agent_commands_system.ts") }));
           }
           // --version: the program reports another version (a package test builds N and N+1).
           if (values.version !== undefined) {
