@@ -99,12 +99,12 @@ export class ServerSession implements FrameSink, ChannelHost {
   /** Resolves when the socket has closed. */
   get closed(): Promise<void> { return (this.#closed ??= new Promise((r) => (this.#closedResolve = r))); }
 
-  get state(): (typeof STATE_NAMES)[number] { return STATE_NAMES[this.#state]!; }
-  /** ChannelHost: what the channels' contexts read. */
+  get state(): (typeof STATE_NAMES)[number] { return STATE_NAMES[this.#state]!; } // ChannelHost: it and below, what the channels' contexts read
   get serverId(): string { return this.#host.identity.serverId; }
   get generation(): number { return this.#host.generation; }
   get clientKey(): string { return this.#input?.fingerprint ?? ""; }
   get transcript(): Buffer | null { return this.#input?.transcript ?? null; }
+  get bytesMoved(): readonly [number, number] { return [this.#socket.bytesRead, this.#socket.bytesWritten]; } // metrics: bytes read, written
 
   /** Sends GOAWAY (last stream id processed), refuses later streams, ends once every started request answered; resolves on close. */
   goAway(code: number = WireError.ShuttingDown, reason = "server draining"): Promise<void> {

@@ -50,8 +50,6 @@ export class SessionService implements ConnectionService, SessionHost, Admission
   readonly access: TrustedKeys | null;
   readonly pairing: Pairing | null;
   #sessions = new Set<ServerSession>();
-  /** The sessions' sockets, for the bytes they moved (counters()). */
-  #sockets = new Set<net.Socket>();
   /** What the listeners listen on now, and the ADDRESSES payload made for each local address. */
   #endpoints: Endpoint[] = [];
   #advertised = new Map<string, Buffer | null>();
@@ -102,9 +100,10 @@ export class SessionService implements ConnectionService, SessionHost, Admission
   counters(own: Record<string, number>): Record<string, number> {
     let bytesIn = own.bytesIn ?? 0;
     let bytesOut = own.bytesOut ?? 0;
-    for (const s of this.#sockets) {
-      bytesIn += s.bytesRead;
-      bytesOut += s.bytesWritten;
+    for (const s of this.#sessions) {
+      const [read, written] = s.bytesMoved;
+      bytesIn += read;
+      bytesOut += written;
     }
     return { ...own, bytesIn, bytesOut };
   }
@@ -149,12 +148,6 @@ export class SessionService implements ConnectionService, SessionHost, Admission
     }
     const session = new ServerSession(socket, this);
     this.#sessions.add(session);
-    this.#sockets.add(socket);
-    socket.once("close", () => {
-      this.#sockets.delete(socket);
-      this.stats.bytesIn += socket.bytesRead;
-      this.stats.bytesOut += socket.bytesWritten;
-    });
     this.stats.sessionsOpen++;
     this.stats.sessionsAccepted++;
     // Accepted while draining: served, and told at once to move on.
@@ -207,6 +200,9 @@ export class SessionService implements ConnectionService, SessionHost, Admission
     this.#evicted.delete(session);
     if (!this.#sessions.delete(session)) return;
     this.stats.sessionsOpen--;
+    const [read, written] = session.bytesMoved;
+    this.stats.bytesIn += read;
+    this.stats.bytesOut += written;
     if (this.#sessions.size === 0) this.#noSessions?.();
     this.#admission.released(session.remoteAddress);
   }
