@@ -10,7 +10,8 @@
  * (a conffile), perilink(1) and a bash completion made from `perilink help`
  * (build/man_page.ts), the maintainer scripts of packaging/debian/ (a `perilink`
  * system user and its 0700 state directory /var/lib/perilink), and the
- * systemd units in targets/systemd/ when there are any. Architecture `all`:
+ * systemd units in targets/systemd/ when there are any (and, for a host
+ * target, the agent's user units of targets/systemd/user/). Architecture `all`:
  * the bundle is JavaScript; it depends on nodejs (>= 20). The maintainer is
  * DEBFULLNAME <DEBEMAIL> from the environment, else package.json's author.
  */
@@ -70,6 +71,10 @@ try {
   const units = await fs.readdir(path.join(root, "targets", "systemd")).catch(() => [] as string[]);
   const unitFiles = units.filter((f) => /\.(service|socket)$/.test(f));
   for (const f of unitFiles) await put(`lib/systemd/system/${f}`, await fs.readFile(path.join(root, "targets", "systemd", f)), 0o644);
+  // The host agent's user units, for a build that has the agent (a host package; the device build has none).
+  const hostBuild = (JSON.parse(await fs.readFile(path.join(root, "targets", `${target}.json`), "utf8")) as { nameSources?: string }).nameSources !== "system";
+  const userUnits = hostBuild ? (await fs.readdir(path.join(root, "targets", "systemd", "user")).catch(() => [] as string[])).filter((f) => /\.(service|socket)$/.test(f)) : [];
+  for (const f of userUnits) await put(`usr/lib/systemd/user/${f}`, await fs.readFile(path.join(root, "targets", "systemd", "user", f)), 0o644);
 
   const installedKiB = Math.ceil((await du(stage)) / 1024);
   await put(

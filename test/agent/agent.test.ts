@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { fork, type ChildProcess } from "node:child_process";
+import { fork, spawn, type ChildProcess } from "node:child_process";
 import { chmodSync, mkdirSync } from "node:fs";
 import net from "node:net";
 import path from "node:path";
@@ -9,7 +9,9 @@ import { HostAgent } from "../../src/agent/host_agent.ts";
 import { HostClient } from "../../src/agent/host_client.ts";
 import { encodeFrame } from "../../src/agent/agent_wire.ts";
 import { silentLogger } from "../../src/logger.ts";
-import { runCli, spawnCli, stopChild } from "../helpers/cli.ts";
+import { cliCommand, REPO_ROOT, runCli, spawnCli, stopChild } from "../helpers/cli.ts";
+import { SKIP_NO_SOCKET_ACTIVATE, SOCKET_ACTIVATE } from "../helpers/socket_activate.ts";
+import { detectRuntime } from "../../src/runtime/runtime.ts";
 import { portOf, sleep, tempDir, testServer, waitFor } from "../helpers/fixtures.ts";
 import { rssOf } from "../helpers/server_process.ts";
 
@@ -160,4 +162,23 @@ test("a process that floods the agent and never reads is held (it reads nothing 
   assert.ok(grew < 64, `agent RSS grew ${grew.toFixed(1)} MiB while ${sent} requests of 60 KB went unread`);
   assert.match(agent.stderr(), /"agent_peer_held"/, "the agent stopped reading the flooding process");
   flood.destroy();
+});
+
+test("under socket activation the agent serves the socket systemd passes, started by the first application", { skip: SKIP_NO_SOCKET_ACTIVATE || (detectRuntime().name === "deno" ? "Deno cannot listen on a passed descriptor" : false) }, async () => {
+  const server = await testServer();
+  const dir = tempDir();
+  mkdirSync(path.join(dir, "run"), { mode: 0o700 });
+  const socket = path.join(dir, "run", "agent.sock");
+  const { cmd, args } = cliCommand(["agent", "--state-dir", path.join(dir, "state")]);
+  const child = spawn(SOCKET_ACTIVATE!, ["-l", socket, "--", cmd, ...args], { cwd: REPO_ROOT, env: { ...process.env, PERILINK_AGENT_SOCKET: socket }, stdio: ["ignore", "ignore", "pipe"] });
+  let err = "";
+  child.stderr!.setEncoding("utf8").on("data", (s: string) => (err += s));
+  after(() => stopChild(child, 3000));
+  await waitFor(() => /Listening on /.test(err), "systemd-socket-activate to listen", 10_000);
+  assert.doesNotMatch(err, /"agent_started"/, "nothing runs before an application connects");
+  const client = new HostClient({ agent: true, agentSocket: socket });
+  after(() => client.close());
+  const link = await client.connect({ host: "127.0.0.1", port: portOf(server), app: "a" });
+  assert.equal((await link.request("through the passed socket")).toString(), "through the passed socket");
+  assert.match(err, /"agent_started".*"fromSystemd":true/);
 });

@@ -3,7 +3,7 @@ import { execFile, spawn } from "node:child_process";
 import { promises as fs } from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import { before, test } from "node:test";
+import { after, before, test } from "node:test";
 import { promisify } from "node:util";
 import { detectRuntime } from "../../src/runtime/runtime.ts";
 import { REPO_ROOT, stopChild } from "../helpers/cli.ts";
@@ -74,6 +74,16 @@ test("npm run package makes an architecture-all .deb: the bundle as /usr/bin/per
   // targets/systemd/ has no units yet: the package has none, and says nothing about systemd it does not ship.
   const units = await fs.readdir(path.join(REPO_ROOT, "targets", "systemd")).catch(() => [] as string[]);
   if (units.length === 0) assert.doesNotMatch(list, /systemd/);
+  // The device package has no host agent, so none of its user units.
+  assert.doesNotMatch(list, /systemd\/user/);
+});
+
+test("a host package (--target node20) also carries the host agent's systemd user units", { skip }, async () => {
+  const out = await fs.mkdtemp(path.join(os.tmpdir(), "perilink-deb-host-"));
+  after(() => fs.rm(out, { recursive: true, force: true }));
+  await run(nodeBin(), ["--import", "tsx", path.join(REPO_ROOT, "build", "deb.ts"), "--target", "node20", "--outdir", out], { cwd: REPO_ROOT });
+  const list = (await run("dpkg-deb", ["-c", path.join(out, `perilink_${version}_all.deb`)])).stdout;
+  for (const unit of ["perilink-agent.socket", "perilink-agent.service"]) assert.match(list, new RegExp(`^-rw-r--r-- root/root +\\d+ .* \\./usr/lib/systemd/user/${unit.replace(".", "\\.")}$`, "m"));
 });
 
 test("installed into a scratch root: a perilink system user owns the 0700 state directory; files have their modes", { skip }, async () => {
