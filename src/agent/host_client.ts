@@ -22,6 +22,8 @@ export interface HostClientOptions extends ClientOptions {
 
 /** How long finding and greeting the agent may take. */
 const AGENT_OPEN_MS = 2000;
+/** How long links wait for an agent to come back after the one they used went away. */
+const AGENT_BACK_MS = 5000;
 
 /**
  * The client an application creates (`createClient`): its links ride the
@@ -79,14 +81,30 @@ export class HostClient {
     return this.#mode;
   }
 
-  /** The connection to the agent, opened again if the last one ended. */
+  /**
+   * The connection to the agent, opened again if the last one ended. Once
+   * links used an agent, a new one is waited for (up to AGENT_BACK_MS: a
+   * restart by systemd, a replacement) before links give up on it.
+   */
   agent(): Promise<AgentConnection> {
-    const open = (): Promise<AgentConnection> =>
-      AgentConnection.open(this.#socketPath, AGENT_OPEN_MS).catch((err: NodeJS.ErrnoException) => {
-        throw err instanceof AgentError ? err : new AgentError(`Cannot reach the host agent at ${this.#socketPath}: ${err.message}; start one with "perilink agent"`, { cause: err });
-      });
+    const open = async (wait: boolean): Promise<AgentConnection> => {
+      const deadline = Date.now() + (wait ? AGENT_BACK_MS : 0);
+      for (;;) {
+        try {
+          if (wait && !(await checkAgentSocket(this.#socketPath))) throw Object.assign(new Error("no socket"), { code: "ENOENT" });
+          return await AgentConnection.open(this.#socketPath, AGENT_OPEN_MS);
+        } catch (err) {
+          const code = (err as NodeJS.ErrnoException).code;
+          if ((code === "ENOENT" || code === "ECONNREFUSED") && Date.now() < deadline) {
+            await new Promise((r) => setTimeout(r, 100));
+            continue;
+          }
+          throw err instanceof AgentError ? err : new AgentError(`Cannot reach the host agent at ${this.#socketPath}: ${(err as Error).message}; start one with "perilink agent"`, { cause: err });
+        }
+      }
+    };
     const current = this.#conn;
-    this.#conn = (current ?? open()).then((c) => (c.closed ? open() : c));
+    this.#conn = current === null ? open(false) : current.then((c) => (c.closed ? open(true) : c), () => open(true));
     this.#conn.catch(() => {});
     return this.#conn;
   }

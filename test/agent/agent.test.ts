@@ -182,3 +182,27 @@ test("under socket activation the agent serves the socket systemd passes, starte
   assert.equal((await link.request("through the passed socket")).toString(), "through the passed socket");
   assert.match(err, /"agent_started".*"fromSystemd":true/);
 });
+
+test("when the agent is replaced, links open again through the new one at their next use; a request in flight fails OUTCOME_UNKNOWN unless idempotent", async () => {
+  const server = await testServer({ appObject: { request: (p: Buffer) => (p.toString() === "slow" ? new Promise((r) => setTimeout(() => r("late"), 300)) : p) } });
+  const socketPath = path.join(tempDir(), "a", "agent.sock");
+  const stateDir = tempDir();
+  let agent = await HostAgent.start({ socketPath, client: { stateDir }, log: silentLogger });
+  after(() => agent.close());
+  const client = new HostClient({ agent: true, agentSocket: socketPath });
+  after(() => client.close());
+  const link = await client.connect({ host: "127.0.0.1", port: portOf(server), app: "a" });
+  const states: string[] = [];
+  link.on("statechange", (s: string) => states.push(s));
+  assert.equal((await link.request("one")).toString(), "one");
+  const inflight = link.request("slow").then(() => "answered", (e: { code: string }) => e.code);
+  const again = link.request("slow", { idempotent: true }).then((b) => b.toString(), (e: { code: string }) => e.code);
+  await sleep(50);
+  await agent.close();
+  agent = await HostAgent.start({ socketPath, client: { stateDir }, log: silentLogger });
+  assert.equal(await inflight, "PERILINK_OUTCOME_UNKNOWN");
+  assert.equal(await again, "late", "the idempotent one was sent again through the new agent");
+  assert.equal((await link.request("two")).toString(), "two");
+  assert.ok(states.includes("moving"), states.join(" → "));
+  assert.equal(link.state, "ready");
+});
