@@ -14,6 +14,8 @@ export interface LinkEvents {
   message(payload: Buffer): void;
   state(state: string): void;
   moved(move: unknown): void;
+  /** The agent was replaced (GOAWAY): open the link again through the new one; requests in flight finish here. */
+  goAway(): void;
   /** The connection to the agent ended. */
   lost(err: Error): void;
 }
@@ -31,6 +33,7 @@ export class AgentConnection {
   #pending = new Map<number, Pending>();
   #links = new Map<number, LinkEvents>();
   #closed: Error | null = null;
+  #draining = false;
 
   private constructor(path: string, socket: net.Socket) {
     this.path = path;
@@ -78,6 +81,11 @@ export class AgentConnection {
 
   get closed(): boolean {
     return this.#closed !== null;
+  }
+
+  /** Told GOAWAY: a new agent serves; nothing new goes here. */
+  get draining(): boolean {
+    return this.#draining;
   }
 
   /** Sends `header` (+ payload) with a fresh id and resolves with the answer of that id. */
@@ -131,6 +139,11 @@ export class AgentConnection {
   }
 
   #onFrame(h: Header, payload: Buffer): void {
+    if (h.t === "goaway") {
+      this.#draining = true;
+      for (const l of [...this.#links.values()]) l.goAway();
+      return;
+    }
     if (h.t === "message" || h.t === "state" || h.t === "moved") {
       const l = this.#links.get(idOf(h.link) ?? 0);
       if (!l) return;

@@ -40,6 +40,12 @@ export class AgentLink extends EventEmitter implements LinkApi {
   #connect: Record<string, unknown>;
   #opening: Promise<void> | null = null;
   #closed = false;
+  /** Requests in flight on the current connection; and the link on an agent that was replaced, until its requests end. */
+  #pending = 0;
+  #old: { conn: AgentConnection; id: number; pending: number } | null = null;
+  #place: unknown = null;
+  /** Where it was when its agent was replaced, for the `moved` event once it is open again. */
+  #movedFrom: unknown = null;
 
   constructor(host: AgentLinkHost, options: { host: string; port: number; app: string; trustNew?: boolean; expectKey?: string }) {
     super();
@@ -75,6 +81,16 @@ export class AgentLink extends EventEmitter implements LinkApi {
       message: (p) => this.emit("message", p),
       state: (s) => this.#set(s as LinkState),
       moved: (m) => this.emit("moved", m),
+      goAway: () => {
+        if (this.#conn !== conn || this.#closed) return;
+        this.#old = { conn, id, pending: this.#pending };
+        this.#movedFrom = this.#place;
+        this.#pending = 0;
+        this.#conn = null;
+        this.#set("moving");
+        if (this.#old.pending === 0) this.#closeOld();
+        this.open().catch(() => {}); // at once, so that its messages and `moved` do not wait for a request
+      },
       lost: () => {
         if (this.#conn !== conn) return;
         this.#conn = null;
@@ -83,8 +99,12 @@ export class AgentLink extends EventEmitter implements LinkApi {
     });
     try {
       const { header } = await conn.call({ ...this.#connect, t: "connect", linkId: id });
+      const from = this.#movedFrom;
+      this.#movedFrom = null;
       this.#conn = conn;
       this.#id = id;
+      this.#place = header.place ?? null;
+      if (from !== null && this.#place !== null) this.emit("moved", { from, to: this.#place, reason: "upgrade" });
       this.managementNumber = typeof header.managementNumber === "number" ? header.managementNumber : 0;
       this.serverId = typeof header.serverId === "string" ? header.serverId : "";
       this.#sessionNumber = typeof header.sessionNumber === "number" ? header.sessionNumber : null;
@@ -125,6 +145,7 @@ export class AgentLink extends EventEmitter implements LinkApi {
       const id = conn.peekId();
       const onAbort = (): void => conn.notify({ t: "cancel", id });
       signal?.addEventListener("abort", onAbort, { once: true });
+      this.#pending++;
       try {
         const { payload: answer } = await conn.call(header, body);
         return answer;
@@ -137,8 +158,25 @@ export class AgentLink extends EventEmitter implements LinkApi {
         }
       } finally {
         signal?.removeEventListener("abort", onAbort);
+        this.#settled(conn);
       }
     }
+  }
+
+  /** A request on `conn` ended: on a replaced agent, the last one lets the link there go. */
+  #settled(conn: AgentConnection): void {
+    const old = this.#old;
+    if (old !== null && old.conn === conn) {
+      if (--old.pending <= 0) this.#closeOld();
+    } else if (conn === this.#conn) this.#pending--;
+  }
+
+  #closeOld(): void {
+    const old = this.#old;
+    if (old === null) return;
+    this.#old = null;
+    old.conn.notify({ t: "close", link: old.id });
+    old.conn.removeLink(old.id);
   }
 
   stream(_payload: BodySource, _options?: LinkRequestOptions): Promise<ResponseBody> {
@@ -157,6 +195,7 @@ export class AgentLink extends EventEmitter implements LinkApi {
       conn.notify({ t: "close", link: this.#id });
       conn.removeLink(this.#id);
     }
+    this.#closeOld();
     this.#set("closed");
     this.#closed = true;
     this.#conn = null;

@@ -47,14 +47,18 @@ export class AgentPeer {
   #closed = false;
   #onClose: (peer: AgentPeer) => void;
   #sessions: () => unknown;
+  #upgrade: () => Promise<number>;
+  /** Told to move to a new agent (GOAWAY): it ends once its links are gone and nothing is in flight. */
+  #leaving = false;
 
-  constructor(socket: net.Socket, client: PerilinkClient, limits: AgentLimits, maxPayload: number, log: Logger, hooks: { closed: (peer: AgentPeer) => void; sessions: () => unknown }) {
+  constructor(socket: net.Socket, client: PerilinkClient, limits: AgentLimits, maxPayload: number, log: Logger, hooks: { closed: (peer: AgentPeer) => void; sessions: () => unknown; upgrade: () => Promise<number> }) {
     this.socket = socket;
     this.#client = client;
     this.#limits = limits;
     this.#log = log;
     this.#onClose = hooks.closed;
     this.#sessions = hooks.sessions;
+    this.#upgrade = hooks.upgrade;
     this.#reader = new FrameReader(maxPayload, (h, p) => this.#onFrame(h, p));
     socket.on("data", (chunk: Buffer) => {
       try {
@@ -71,6 +75,17 @@ export class AgentPeer {
 
   get inflight(): number {
     return this.#inflight;
+  }
+
+  /** A new agent serves now: the process opens its links there; this connection ends once it left. */
+  goAway(): void {
+    this.#leaving = true;
+    this.#send({ t: "goaway" });
+    this.#endIfLeft();
+  }
+
+  #endIfLeft(): void {
+    if (this.#leaving && this.links.size === 0 && this.#inflight === 0) this.socket.end();
   }
 
   #send(header: Header, payload?: Uint8Array): void {
@@ -128,11 +143,26 @@ export class AgentPeer {
         const link = this.links.get(id);
         if (link !== undefined && link !== PENDING) link.close();
         this.links.delete(id); // one still opening is closed when it opens
+        this.#endIfLeft();
         return;
       }
       case "cancel":
         this.#aborts.get(idOf(h.id) ?? 0)?.abort(new CancelledError("Request cancelled by the application"));
         return;
+      case "upgrade": {
+        const id = idOf(h.id) ?? 0;
+        this.#inflight++; // its answer goes out before a GOAWAY ends this connection
+        this.#upgrade()
+          .then(
+            (pid) => this.#send({ t: "upgraded", id, pid }),
+            (err: unknown) => this.#send({ t: "error", id, ...wireError(err) }),
+          )
+          .finally(() => {
+            this.#inflight--;
+            this.#endIfLeft();
+          });
+        return;
+      }
       case "sessions":
         this.#send({ t: "sessions", id: idOf(h.id) ?? 0, table: this.#sessions() });
         return;
@@ -167,7 +197,9 @@ export class AgentPeer {
       link.on("message", (p: Buffer) => this.#send({ t: "message", link: linkId }, p));
       link.on("statechange", (state: LinkState) => this.#send({ t: "state", link: linkId, state }));
       link.on("moved", (move: LinkMove) => this.#send({ t: "moved", link: linkId, move }));
-      this.#send({ t: "connected", id, managementNumber: link.managementNumber, serverId: link.entry.serverId, state: link.state, sessionNumber: link.sessionNumber });
+      const row = this.#client.sessions().find((r) => r.managementNumber === link.managementNumber);
+      const place = row && row.communicationAddress !== null ? { address: row.communicationAddress, port: row.communicationPort, sessionNumber: row.sessionNumber } : null;
+      this.#send({ t: "connected", id, managementNumber: link.managementNumber, serverId: link.entry.serverId, state: link.state, sessionNumber: link.sessionNumber, place });
     } catch (err) {
       if (this.links.get(linkId) === PENDING) this.links.delete(linkId);
       this.#send({ t: "error", id, ...wireError(err) });
@@ -205,6 +237,7 @@ export class AgentPeer {
     } finally {
       this.#inflight--;
       if (h.cancellable === true) this.#aborts.delete(id);
+      this.#endIfLeft();
     }
   }
 

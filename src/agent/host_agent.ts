@@ -1,9 +1,11 @@
-import { promises as fs } from "node:fs";
+import { spawn } from "node:child_process";
+import { linkSync, promises as fs, renameSync, rmSync } from "node:fs";
 import net from "node:net";
 import path from "node:path";
 import { AgentError } from "../errors.ts";
 import type { Logger } from "../logger.ts";
 import { ensurePrivateDir } from "../runtime/state_dir.ts";
+import { tcpServerFd } from "../runtime/handle_fds.ts";
 import { TARGET } from "../target.ts";
 import { createClient, type PerilinkClient } from "../client/client.ts";
 import type { ClientOptions } from "../client/client_options.ts";
@@ -19,7 +21,16 @@ export interface HostAgentOptions {
   client?: ClientOptions;
   limits?: Partial<AgentLimits>;
   log: Logger;
+  /** How to start this program again for an upgrade (`perilink agent upgrade`, SIGUSR2); without it the agent cannot replace itself. */
+  respawn?: { cmd: string; args: string[] };
+  /** This process was started by an upgrade: its socket came from the old agent, whose path it removes at its own end. */
+  takeover?: boolean;
+  /** How long an agent that handed over lets its processes' requests in flight finish. */
+  drainTimeoutMs?: number;
 }
+
+/** The environment variable that tells a new agent it takes over from an old one. */
+export const AGENT_HANDOFF_ENV = "PERILINK_AGENT_HANDOFF";
 
 /** The agent's table: links with the processes holding them, and the sessions under them (`perilink sessions --json`). */
 export interface AgentTable {
@@ -51,9 +62,17 @@ export class HostAgent {
   #log: Logger;
   #ino = 0;
   #closed: Promise<void> | null = null;
+  #options: HostAgentOptions;
+  #upgrading: Promise<number> | null = null;
+  #noPeers: (() => void) | null = null;
+  /** Resolves once this agent handed over to a new one and its processes left (or the drain deadline passed). */
+  readonly handedOver: Promise<void>;
+  #handedOver!: () => void;
 
   private constructor(options: HostAgentOptions) {
     this.socketPath = options.socketPath;
+    this.#options = options;
+    this.handedOver = new Promise((r) => (this.#handedOver = r));
     this.#limits = { ...TARGET.agent, ...options.limits };
     this.#log = options.log;
     this.client = createClient(options.client);
@@ -65,8 +84,12 @@ export class HostAgent {
         return;
       }
       const peer = new AgentPeer(socket, this.client, this.#limits, maxPayload, this.#log, {
-        closed: (p) => this.#peers.delete(p),
+        closed: (p) => {
+          this.#peers.delete(p);
+          if (this.#peers.size === 0) this.#noPeers?.();
+        },
         sessions: () => this.table(),
+        upgrade: () => this.upgrade(),
       });
       this.#peers.add(peer);
     });
@@ -94,10 +117,9 @@ export class HostAgent {
         resolve();
       });
     });
-    if (fd === undefined) {
-      await fs.chmod(p, 0o600);
-      this.#ino = (await fs.stat(p)).ino;
-    }
+    if (fd === undefined) await fs.chmod(p, 0o600);
+    // systemd's socket is systemd's to remove; ours, or one an old agent handed over, is ours.
+    if (fd === undefined || this.#options.takeover) this.#ino = (await fs.stat(p).catch(() => ({ ino: 0 }))).ino;
     this.#log.info("agent_started", { socket: p, pid: process.pid, fromSystemd: fd !== undefined });
   }
 
@@ -128,6 +150,77 @@ export class HostAgent {
   close(): Promise<void> {
     this.#closed ??= this.#close();
     return this.#closed;
+  }
+
+  /**
+   * Replaces this agent with a new process of the same program, seamlessly:
+   * the listening socket is handed over open (no application finds it
+   * closed), and once the new agent serves, every process is told to move
+   * (GOAWAY); their requests in flight finish here. Resolves with the new
+   * agent's pid. Node.js only (Deno cannot pass a descriptor).
+   */
+  upgrade(): Promise<number> {
+    this.#upgrading ??= this.#upgrade().finally(() => (this.#upgrading = null));
+    return this.#upgrading;
+  }
+
+  async #upgrade(): Promise<number> {
+    const respawn = this.#options.respawn;
+    if (!respawn || this.#closed) throw new AgentError("Cannot upgrade the agent: it was not started by perilink agent, or it is stopping");
+    const fd = tcpServerFd(this.#server);
+    const child = spawn(respawn.cmd, respawn.args, {
+      stdio: ["ignore", "inherit", "inherit", fd, "ipc"],
+      env: { ...process.env, LISTEN_FDS: "1", LISTEN_FDNAMES: "agent", [AGENT_HANDOFF_ENV]: "1" },
+      detached: false,
+    });
+    const ready = await new Promise<boolean>((resolve) => {
+      const timer = setTimeout(() => resolve(false), 20_000);
+      child.once("message", (m: unknown) => {
+        clearTimeout(timer);
+        resolve((m as { t?: string })?.t === "ready");
+      });
+      child.once("exit", () => {
+        clearTimeout(timer);
+        resolve(false);
+      });
+    });
+    if (!ready) {
+      child.kill("SIGKILL");
+      throw new AgentError("Cannot upgrade the agent: the new agent did not start (see its log lines); this one carries on");
+    }
+    child.disconnect();
+    child.unref();
+    this.#log.info("agent_handed_over", { to: child.pid, processes: this.#peers.size });
+    this.#ino = 0; // the path is the new agent's now
+    this.#stopAccepting();
+    const drained = new Promise<void>((r) => (this.#noPeers = r));
+    for (const p of this.#peers) p.goAway();
+    if (this.#peers.size === 0) this.#noPeers?.();
+    const timer = setTimeout(() => this.#noPeers?.(), this.#options.drainTimeoutMs ?? 30_000);
+    void drained.then(() => {
+      clearTimeout(timer);
+      this.#handedOver();
+    });
+    return child.pid ?? 0;
+  }
+
+  /**
+   * Stops accepting on the socket the new agent now serves too. Closing a
+   * listening Unix socket removes its path (libuv unlinks it): a second name
+   * for the same socket keeps it, and takes the path back at once.
+   */
+  #stopAccepting(): void {
+    const keep = `${this.socketPath}.handover`;
+    let linked = false;
+    try {
+      rmSync(keep, { force: true });
+      linkSync(this.socketPath, keep);
+      linked = true;
+    } catch (err) {
+      this.#log.warn("agent_handover_link_failed", { error: err });
+    }
+    this.#server.close();
+    if (linked) renameSync(keep, this.socketPath);
   }
 
   async #close(): Promise<void> {

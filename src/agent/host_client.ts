@@ -104,7 +104,7 @@ export class HostClient {
       }
     };
     const current = this.#conn;
-    this.#conn = current === null ? open(false) : current.then((c) => (c.closed ? open(true) : c), () => open(true));
+    this.#conn = current === null ? open(false) : current.then((c) => (c.closed || c.draining ? open(true) : c), () => open(true));
     this.#conn.catch(() => {});
     return this.#conn;
   }

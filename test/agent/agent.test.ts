@@ -33,7 +33,7 @@ async function agentProcess(): Promise<{ socket: string; child: ChildProcess; st
 interface AppProcess {
   child: ChildProcess;
   ready: { ready: number[]; usesAgent: boolean };
-  ask(what: "report" | "stop"): Promise<{ ok: number; failures: string[] }>;
+  ask(what: "report" | "stop"): Promise<{ ok: number; failures: string[]; moves: string[] }>;
 }
 
 async function appProcess(socket: string, port: number, apps: string): Promise<AppProcess> {
@@ -50,7 +50,7 @@ async function appProcess(socket: string, port: number, apps: string): Promise<A
     ready,
     ask: (what) =>
       new Promise((resolve) => {
-        child.once("message", (m) => resolve(m as { ok: number; failures: string[] }));
+        child.once("message", (m) => resolve(m as { ok: number; failures: string[]; moves: string[] }));
         child.send(what);
       }),
   };
@@ -205,4 +205,34 @@ test("when the agent is replaced, links open again through the new one at their 
   assert.equal((await link.request("two")).toString(), "two");
   assert.ok(states.includes("moving"), states.join(" → "));
   assert.equal(link.state, "ready");
+});
+
+test("perilink agent upgrade replaces the agent under load from 4 processes: its socket stays open, 0 requests fail, links move (reason upgrade)", { skip: detectRuntime().name === "deno" ? "Deno cannot pass the listening socket to a new process" : false }, async () => {
+  const server = await testServer();
+  const agent = await agentProcess();
+  const apps = await Promise.all([1, 2, 3, 4].map((i) => appProcess(agent.socket, portOf(server), `app${i}`)));
+  await sleep(300);
+  const before = await Promise.all(apps.map((a) => a.ask("report")));
+  const up = await runCli(["agent", "upgrade", "--socket", agent.socket, "--json"]);
+  assert.equal(up.code, 0, up.stderr);
+  const newPid = (JSON.parse(up.stdout) as { pid: number }).pid;
+  assert.ok(newPid > 0 && newPid !== agent.child.pid);
+  after(() => {
+    try {
+      process.kill(newPid, "SIGTERM");
+    } catch {
+      // gone already
+    }
+  });
+  await waitFor(() => agent.child.exitCode !== null, "the old agent to exit once its processes moved", 15_000);
+  await sleep(300);
+  const ends = await Promise.all(apps.map((a) => a.ask("stop")));
+  ends.forEach((e, i) => {
+    assert.deepEqual(e.failures, [], `process ${i + 1}`);
+    assert.ok(e.ok > before[i]!.ok, `process ${i + 1} went on: ${before[i]!.ok} → ${e.ok}`);
+    assert.deepEqual(e.moves, ["upgrade"], `process ${i + 1}'s link moved once, reason upgrade`);
+  });
+  assert.match(agent.stderr(), /"agent_handed_over"/);
+  const table = JSON.parse((await runCli(["sessions", "--socket", agent.socket, "--json"])).stdout) as { links: { pid: number }[] };
+  assert.equal(table.links.length, 0, "the apps closed their links on the new agent");
 });
