@@ -21,6 +21,9 @@ export interface ResponderLimits {
   multicastIntervalMs: number;
 }
 
+/** Known answers (and other records) a query may carry before it is dropped unread (§7.1 lists what the asker holds). */
+const MAX_KNOWN_ANSWERS = 32;
+
 export const DEFAULT_RESPONDER_LIMITS: ResponderLimits = { maxDatagramBytes: 9000, maxQuestions: 8, answersPerSecond: 20, multicastIntervalMs: 1000 };
 
 export interface ResponderCounters {
@@ -66,6 +69,8 @@ export class DnssdResponder {
   #joined = new Set<string>();
   #lastMulticast = new Map<string, number>();
   #rate: RateLimiter;
+  /** Queries decoded, per source and in all: the decoder's work is bounded before it starts. */
+  #reads: RateLimiter;
   #timers = new Set<ReturnType<typeof setTimeout>>();
   #closed = false;
   readonly counters: ResponderCounters = { datagrams: 0, responses: 0, queries: 0, answers: 0, dropped: { oversize: 0, malformed: 0, offLink: 0, rateLimited: 0 } };
@@ -74,6 +79,7 @@ export class DnssdResponder {
     this.#o = o;
     this.#limits = { ...DEFAULT_RESPONDER_LIMITS, ...o.limits };
     const rate = this.#limits.answersPerSecond;
+    this.#reads = new RateLimiter({ ratePerSecond: Math.max(1, rate), burst: Math.max(1, rate), maxSources: 256, globalRatePerSecond: 5 * rate, globalBurst: 5 * rate });
     this.#rate = new RateLimiter({ ratePerSecond: Math.max(1, rate / 5), burst: Math.max(1, rate / 5), maxSources: 256, globalRatePerSecond: rate, globalBurst: rate });
   }
 
@@ -84,8 +90,15 @@ export class DnssdResponder {
   /** Binds the mDNS port (shared: SO_REUSEADDR) for each family with an address, joins the groups and announces. */
   async start(): Promise<void> {
     this.#addresses = this.#o.addresses();
+    await this.#bindFamilies();
+    this.#join();
+    this.#announce();
+  }
+
+  /** A socket for each family the addresses have and no socket has yet (an address may come after start: DHCP, SLAAC). */
+  async #bindFamilies(): Promise<void> {
     for (const family of [4, 6] as const) {
-      if (!this.#addresses.some((a) => a.family === family)) continue;
+      if (!this.#addresses.some((a) => a.family === family) || this.#sockets.some((s) => s.family === family)) continue;
       const sock = dgram.createSocket({ type: family === 4 ? "udp4" : "udp6", reuseAddr: true, ...(family === 6 ? { ipv6Only: true } : {}) });
       try {
         await new Promise<void>((resolve, reject) => {
@@ -107,10 +120,12 @@ export class DnssdResponder {
       } catch {
         // the default TTL still reaches the link
       }
+      if (this.#closed) {
+        sock.close();
+        return;
+      }
       this.#sockets.push({ family, sock });
     }
-    this.#join();
-    this.#announce();
   }
 
   /** The addresses may have changed (a listener came or went): join new links and announce again. */
@@ -119,8 +134,11 @@ export class DnssdResponder {
     const before = this.#addresses.map((a) => a.address).sort().join(" ");
     this.#addresses = this.#o.addresses();
     if (this.#addresses.map((a) => a.address).sort().join(" ") === before) return;
-    this.#join();
-    this.#announce();
+    void this.#bindFamilies().then(() => {
+      if (this.#closed) return;
+      this.#join();
+      this.#announce();
+    });
   }
 
   /** Stops answering; with `goodbye`, first tells the links the records are gone (not after a handover: the new process advertises). */
@@ -195,6 +213,31 @@ export class DnssdResponder {
       this.counters.dropped.oversize++;
       return;
     }
+    // Everything that costs nothing first, decoding last (a name of many compression pointers costs
+    // the decoder time): the header's QR bit and counts, the source's link, the datagram budget.
+    if (msg.length < 12) {
+      this.counters.dropped.malformed++;
+      return;
+    }
+    if ((msg[2]! & 0x80) !== 0) {
+      this.counters.responses++; // another responder's answer: no conflict handling here
+      return;
+    }
+    const links = addressesFor(rinfo.address, this.#addresses);
+    if (links.length === 0) {
+      this.counters.dropped.offLink++;
+      return;
+    }
+    const qd = msg.readUInt16BE(4);
+    const records = msg.readUInt16BE(6) + msg.readUInt16BE(8) + msg.readUInt16BE(10);
+    if (qd === 0 || qd > this.#limits.maxQuestions || records > MAX_KNOWN_ANSWERS) {
+      this.counters.dropped.malformed++;
+      return;
+    }
+    if (!this.#reads.take(rinfo.address)) {
+      this.counters.dropped.rateLimited++;
+      return;
+    }
     let q: packet.Packet;
     try {
       q = packet.decode(msg);
@@ -204,16 +247,7 @@ export class DnssdResponder {
       this.counters.dropped.malformed++;
       return;
     }
-    if (q.type !== "query") {
-      this.counters.responses++; // another responder's answer: no conflict handling here
-      return;
-    }
     this.counters.queries++;
-    const links = addressesFor(rinfo.address, this.#addresses);
-    if (links.length === 0) {
-      this.counters.dropped.offLink++;
-      return;
-    }
     const questions = (q.questions ?? []).slice(0, this.#limits.maxQuestions);
     const legacy = rinfo.port !== this.#port;
     const { answers, additionals } = answersFor(questions, this.#o.records, links, { legacy });
@@ -223,19 +257,20 @@ export class DnssdResponder {
     if (fresh.length === 0) return;
     // The QU bit (§5.4) is the top bit of the class, which the decoder leaves in the class name.
     const qu = questions.some((x) => /^UNKNOWN_(\d+)$/.test(String(x.class)) && (Number(String(x.class).slice(8)) & 0x8000) !== 0);
-    if (!legacy && !qu) {
-      const key = `${links[0]!.iface} ${family} ${fresh.map((a) => `${a.type} ${a.name}`).join(",")}`;
-      const now = Date.now();
-      if (now - (this.#lastMulticast.get(key) ?? -Infinity) < this.#limits.multicastIntervalMs) {
-        this.counters.dropped.rateLimited++;
-        return;
-      }
-      if (this.#lastMulticast.size > 256) this.#lastMulticast.clear();
-      this.#lastMulticast.set(key, now);
+    const key = !legacy && !qu ? `${links[0]!.iface} ${family} ${fresh.map((a) => `${a.type} ${a.name}`).join(",")}` : null;
+    const now = Date.now();
+    if (key !== null && now - (this.#lastMulticast.get(key) ?? -Infinity) < this.#limits.multicastIntervalMs) {
+      this.counters.dropped.rateLimited++;
+      return;
     }
     if (!this.#rate.take(`${rinfo.address}`)) {
       this.counters.dropped.rateLimited++;
       return;
+    }
+    // Stamped only once the answer goes: one the limiter dropped does not silence the next asker.
+    if (key !== null) {
+      if (this.#lastMulticast.size > 256) this.#lastMulticast.clear();
+      this.#lastMulticast.set(key, now);
     }
     this.counters.answers++;
     const reply: packet.Packet = {

@@ -156,3 +156,59 @@ test("the responder announces twice a second apart, then says goodbye (TTL 0) on
     }
   }
 });
+
+/** A query whose names are chains of compression pointers, each to the one before: cheap to send, costly to decode. */
+function pointerChainQuery(questions: number): Buffer {
+  const parts: Buffer[] = [Buffer.alloc(12)];
+  parts[0]!.writeUInt16BE(questions, 4);
+  let at = 12;
+  parts.push(Buffer.from([1, 0x61, 0]), Buffer.from([0, 12, 0, 1])); // "a." PTR IN at offset 12
+  let prev = at;
+  at += 7;
+  for (let i = 1; i < questions; i++) {
+    parts.push(Buffer.from([1, 0x62, 0xc0 | (prev >> 8), prev & 0xff, 0, 12, 0, 1]));
+    prev = at;
+    at += 8;
+  }
+  return Buffer.concat(parts);
+}
+
+test("costly datagrams are dropped before they are decoded: off-link ones, too many questions, over the read budget", async () => {
+  const offLink = await responder(records(4250), [{ address: "10.99.0.1", family: 4, iface: "lo", cidr: "10.99.0.1/16" }]);
+  const onLink = await responder(records(4251));
+  const sock = dgram.createSocket("udp4");
+  after(() => sock.close());
+  const heavy = pointerChainQuery(1000);
+  const cpu0 = process.cpuUsage();
+  for (let i = 0; i < 200; i++) {
+    sock.send(heavy, offLink.route.target.port, "127.0.0.1");
+    sock.send(heavy, onLink.route.target.port, "127.0.0.1");
+    if (i % 20 === 0) await sleep(5);
+  }
+  await sleep(300);
+  const cpu = process.cpuUsage(cpu0);
+  // Loopback may lose some of a burst; every one that arrived was dropped unread.
+  assert.ok(offLink.r.counters.datagrams >= 50);
+  // (Its own announcements, looped back, count as responses.)
+  assert.equal(offLink.r.counters.dropped.offLink + offLink.r.counters.responses, offLink.r.counters.datagrams, "off the link: dropped unread");
+  assert.ok(onLink.r.counters.datagrams >= 50);
+  assert.equal(onLink.r.counters.dropped.malformed + onLink.r.counters.responses, onLink.r.counters.datagrams, "1000 questions (at most 8): dropped unread");
+  assert.equal(onLink.r.counters.queries + offLink.r.counters.queries, 0);
+  assert.ok((cpu.user + cpu.system) / 1000 < 400, `400 heavy datagrams cost ${((cpu.user + cpu.system) / 1000).toFixed(0)} ms of CPU`);
+  // A good query still gets its answer.
+  assert.equal((await browseInstances([onLink.route], { timeoutMs: 300 })).length, 1);
+});
+
+test("a responder started before the device had an address answers once one comes", async () => {
+  const addresses: LinkAddress[] = [];
+  const port = 30_000 + Math.floor(Math.random() * 20_000);
+  const r = new DnssdResponder({ records: records(4252), addresses: () => [...addresses], log, port });
+  await r.start();
+  responders.push(r);
+  const route: Route = { family: 4, target: { address: "127.0.0.1", port }, onLink: ["127.0.0.0/8"] };
+  assert.deepEqual(await browseInstances([route], { timeoutMs: 200 }), []);
+  addresses.push(...LOOPBACK);
+  r.changed();
+  await sleep(100);
+  assert.equal((await browseInstances([route], { timeoutMs: 300 })).length, 1);
+});
