@@ -41,6 +41,8 @@ export interface BrowseServersOptions {
 export const DEFAULT_BROWSE_TIMEOUT_MS = 1500;
 /** Probes sent at most, however many addresses the answers hold. */
 const MAX_PROBES = 128;
+/** Probes aimed by what one responder answered (its instances' addresses). */
+const PROBES_PER_SOURCE = 8;
 
 /**
  * `perilink browse`: finds `_perilink._tcp` instances by mDNS, then probes
@@ -53,12 +55,17 @@ export async function browseServers(o: BrowseServersOptions = {}): Promise<Brows
   const routes = o.routes ?? multicastRoutes(MDNS_GROUPS.v4, MDNS_GROUPS.v6, o.interfaces);
   const instances = await browseInstances(routes, { timeoutMs: o.timeoutMs ?? DEFAULT_BROWSE_TIMEOUT_MS, ...(o.maxInstances ? { maxInstances: o.maxInstances } : {}), ...(o.signal ? { signal: o.signal } : {}) });
   // Each address and port probed once, for every instance that names it.
+  // At most PROBES_PER_SOURCE for what one responder answered: one host cannot aim many probes.
   const probes: { insts: FoundInstance[]; address: string; port: number }[] = [];
+  const perSource = new Map<string, number>();
   for (const inst of instances) {
     for (const address of inst.addresses) {
       const same = probes.find((p) => p.address === address && p.port === inst.port);
       if (same) same.insts.push(inst);
-      else if (probes.length < MAX_PROBES) probes.push({ insts: [inst], address, port: inst.port });
+      else if (probes.length < MAX_PROBES && (perSource.get(inst.from) ?? 0) < PROBES_PER_SOURCE) {
+        probes.push({ insts: [inst], address, port: inst.port });
+        perSource.set(inst.from, (perSource.get(inst.from) ?? 0) + 1);
+      }
     }
   }
   const results = await Promise.all(

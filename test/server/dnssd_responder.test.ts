@@ -212,3 +212,34 @@ test("a responder started before the device had an address answers once one come
   await sleep(100);
   assert.equal((await browseInstances([route], { timeoutMs: 300 })).length, 1);
 });
+
+test("an answer cannot aim browse's probes: off-link addresses are dropped, and one responder gets at most 8 probes", async () => {
+  const victim = dgram.createSocket("udp4");
+  await new Promise<void>((r) => victim.bind(0, "0.0.0.0", () => r()));
+  after(() => victim.close());
+  const victimPort = victim.address().port;
+  let probed = 0;
+  victim.on("message", () => probed++);
+  const hostile = dgram.createSocket("udp4");
+  await new Promise<void>((r) => hostile.bind(0, "127.0.0.1", () => r()));
+  after(() => hostile.close());
+  hostile.on("message", (msg, rinfo) => {
+    const q = packet.decode(msg);
+    const answers: packet.Answer[] = [];
+    for (let i = 0; i < 40; i++) {
+      const inst = `n${i}.${SERVICE_TYPE}`;
+      answers.push({ type: "PTR", name: SERVICE_TYPE, ttl: 120, data: inst }, { type: "SRV", name: inst, ttl: 120, data: { port: victimPort, target: `h${i}.local` } });
+      for (let j = 0; j < 8; j++) answers.push({ type: "A", name: `h${i}.local`, ttl: 120, data: j % 2 === 0 ? `127.0.${i + 1}.${j + 1}` : `10.${i}.0.${j}` });
+    }
+    hostile.send(packet.encode({ type: "response", id: q.id, flags: packet.AUTHORITATIVE_ANSWER, questions: q.questions, answers }), rinfo.port, rinfo.address);
+  });
+  const route: Route = { family: 4, target: { address: "127.0.0.1", port: hostile.address().port }, onLink: ["127.0.0.0/8"] };
+  const found = await browseInstances([route], { timeoutMs: 300 });
+  assert.ok(found.length > 0);
+  for (const f of found) for (const a of f.addresses) assert.match(a, /^127\./, "no off-link address kept");
+  const rows = await browseServers({ routes: [route], timeoutMs: 300, probeTimeoutMs: 300 });
+  assert.deepEqual(rows, []);
+  await sleep(100);
+  assert.ok(probed <= 16, `${probed} probe datagrams reached the victim (8 probes, 2 attempts each, at most)`);
+  assert.ok(probed > 0);
+});

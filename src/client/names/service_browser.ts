@@ -59,7 +59,7 @@ export async function browseInstances(routes: readonly Route[], o: BrowseOptions
         accept: (msg, from) => {
           if (from.port !== route.target.port || (route.onLink && !isOnLink(from.address, route.onLink, route.ifname))) return undefined;
           const records = readRecords(msg, id, SERVICE_TYPE, "PTR", MAX_RECORDS_PER_ANSWER);
-          return records ? instancesIn(records, from.address, route.ifname) : undefined;
+          return records ? instancesIn(records, from.address, route.ifname, route.onLink) : undefined;
         },
       });
     }),
@@ -75,7 +75,7 @@ export async function browseInstances(routes: readonly Route[], o: BrowseOptions
 }
 
 /** The instances one answer describes: PTR → SRV (+ TXT) → A/AAAA, all inside the answer. */
-function instancesIn(records: packet.Answer[], from: string, ifname: string | undefined): FoundInstance[] {
+function instancesIn(records: packet.Answer[], from: string, ifname: string | undefined, onLink: string[] | undefined): FoundInstance[] {
   const out: FoundInstance[] = [];
   const suffix = `.${SERVICE_TYPE}`;
   for (const ptr of records) {
@@ -90,6 +90,8 @@ function instancesIn(records: packet.Answer[], from: string, ifname: string | un
     for (const r of records) {
       if ((r.type !== "A" && r.type !== "AAAA") || normalizeName(r.name) !== host || typeof r.data !== "string" || net.isIP(r.data) === 0) continue;
       const a = isLinkLocal(r.data) && zoneOf(r.data) === "" && ifname ? `${r.data}%${ifname}` : r.data;
+      // Only addresses on the link the answer came from: an answer cannot send the probes elsewhere (a scan, a reflection).
+      if (onLink && !isOnLink(a, onLink, ifname)) continue;
       if (!addresses.includes(a) && addresses.length < MAX_ADDRESSES_PER_INSTANCE) addresses.push(a);
     }
     if (addresses.length === 0) continue;
