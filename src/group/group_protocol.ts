@@ -32,6 +32,7 @@ export interface WorkerStats {
   /** The service process's `status` counters and latency buckets (metrics), since it started. */
   counters?: Record<string, number>;
   latency?: unknown;
+  refusedBy?: Record<string, number>;
 }
 
 export type ManagerToWorker =

@@ -5,6 +5,7 @@ import type { Logger } from "../logger.ts";
 import { detectRuntime } from "../runtime/runtime.ts";
 import type { Dispatch, ServerConfig } from "../server/config.ts";
 import type { ConnectionService, WorkerStatus } from "../server/connection_service.ts";
+import type { Refusal } from "../server/admission.ts";
 import type { Endpoint, ListenerSet } from "../server/listener_set.ts";
 import { WORKER_ENV, type WorkerToManager } from "./group_protocol.ts";
 import { GENERATION_ENV, HANDOFF_ENV, HANDOFF_TIMEOUT_ENV, PORTS_ENV } from "../handoff/handoff_protocol.ts";
@@ -110,6 +111,17 @@ export class ServiceGroup implements ConnectionService {
     return { ...out, connectionsPassed: this.#manager.passed, connectionsRefused: this.#manager.refused, semaphoreTurns: this.#semaphore?.turns ?? 0 };
   }
 
+  /** The manager's refusals with the service processes' (admission runs there), those that exited included. */
+  refusedBy(own: Partial<Record<Refusal, number>>): Partial<Record<Refusal, number>> {
+    const out: Record<string, number> = { ...own };
+    const add = (from: Record<string, number> | undefined): void => {
+      for (const [k, v] of Object.entries(from ?? {})) if (typeof v === "number" && v >= 0) out[k] = (out[k] ?? 0) + v;
+    };
+    add(this.#pool.retired.refusedBy);
+    for (const w of this.#pool.workers) add(w.stats.refusedBy);
+    return out as Partial<Record<Refusal, number>>;
+  }
+
   /** The manager's own buckets (none: it runs no requests) with the service processes'. */
   latency(own: LatencyHistogram): LatencyHistogram {
     const h = new LatencyHistogram();
@@ -156,7 +168,7 @@ export class ServiceGroup implements ConnectionService {
         this.#semaphore?.released(w, msg.accepted);
         break;
       case "stats":
-        w.stats = { sessions: msg.sessions, inflight: msg.inflight, requests: msg.requests, connections: msg.connections, counters: msg.counters, latency: msg.latency };
+        w.stats = { sessions: msg.sessions, inflight: msg.inflight, requests: msg.requests, connections: msg.connections, counters: msg.counters, latency: msg.latency, refusedBy: msg.refusedBy };
         break;
       default:
         break;

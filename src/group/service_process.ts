@@ -85,18 +85,24 @@ export function serveForManager(server: PerilinkServer, log: Logger, channel: Ma
     }
   };
 
-  const report = setInterval(() => {
+  const sendReport = (): void => {
     const st = server.status();
-    send({ t: "stats", sessions: st.sessions, inflight: st.inflight, requests: st.counters.requests ?? 0, connections: st.sessions, counters: st.counters, latency: server.stats.latency.snapshot() });
-  }, STATS_INTERVAL_MS);
+    send({ t: "stats", sessions: st.sessions, inflight: st.inflight, requests: st.counters.requests ?? 0, connections: st.sessions, counters: st.counters, latency: server.stats.latency.snapshot(), refusedBy: { ...server.stats.refusedBy } });
+  };
+  const report = setInterval(sendReport, STATS_INTERVAL_MS);
   report.unref?.();
 
   return new Promise<void>((resolve) => {
     const finish = (): void => {
-      clearInterval(report);
       channel.off("message", onMessage);
       endTurn();
-      void server.drain().then(resolve, resolve);
+      // Reports go on while it drains, and a last one after: what it served meanwhile is counted.
+      const done = (): void => {
+        clearInterval(report);
+        sendReport();
+        resolve();
+      };
+      void server.drain().then(done, done);
     };
     const onMessage = (m: unknown, handle: unknown): void => {
       const msg = m as ManagerToWorker;

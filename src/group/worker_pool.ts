@@ -65,7 +65,7 @@ export class WorkerPool {
   #idleMs: number;
   #workers: Worker[] = [];
   /** What service processes that have exited counted, so the group's totals never go down. */
-  readonly retired = { counters: {} as Record<string, number>, latency: new LatencyHistogram() };
+  readonly retired = { counters: {} as Record<string, number>, latency: new LatencyHistogram(), refusedBy: {} as Record<string, number> };
   #stopping = false;
   #timers = new Set<ReturnType<typeof setTimeout>>();
   #idleTimer: ReturnType<typeof setInterval> | null = null;
@@ -85,6 +85,7 @@ export class WorkerPool {
     into.requests = (into.requests ?? 0) + stats.requests;
     for (const k of SUMMED) if (k !== "requests") into[k] = (into[k] ?? 0) + (stats.counters?.[k] ?? 0);
     this.retired.latency.add(stats.latency);
+    for (const [k, v] of Object.entries(stats.refusedBy ?? {})) if (typeof v === "number" && v >= 0) this.retired.refusedBy[k] = (this.retired.refusedBy[k] ?? 0) + v;
   }
 
   get workers(): readonly Worker[] {

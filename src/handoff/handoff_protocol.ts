@@ -45,7 +45,8 @@ export type NewToOld = { t: "transfer-request" } | { t: "accepting"; pid: number
 export type OldToNew =
   | { t: "transfer-response"; vouched?: [string, number][]; counters?: Record<string, unknown> }
   | { t: "draining"; report: DrainingGeneration; older: DrainingGeneration[] }
-  | { t: "drained"; generation: number };
+  /** `counters`: the old process's totals once drained, so the new one adds what it counted after the handover. */
+  | { t: "drained"; generation: number; counters?: Record<string, unknown> };
 
 export function isMessage<T extends { t: string }>(m: unknown, t: T["t"]): m is T {
   return typeof m === "object" && m !== null && (m as { t?: unknown }).t === t;

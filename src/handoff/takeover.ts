@@ -76,6 +76,7 @@ export class Takeover implements StartupTakeover {
   #parentGone = false;
   #vouched: unknown = null;
   #counters: unknown = null;
+  #lateCounters: ((final: unknown, atHandover: unknown) => void) | null = null;
 
   constructor(channel: ParentChannel, log: Logger, timeoutMs: number, seams: Partial<TakeoverSeams> = {}) {
     this.#channel = channel;
@@ -92,6 +93,11 @@ export class Takeover implements StartupTakeover {
   /** The old process's counters when it handed over (its transfer response; server_stats.ts checks them). */
   counters(): unknown {
     return this.#counters;
+  }
+
+  /** Called once with the old process's totals when it has drained: what it counted after the handover is the difference. */
+  onDrainedCounters(listener: (final: unknown, atHandover: unknown) => void): void {
+    this.#lateCounters = listener;
   }
 
   /** Older generations that are still draining (their processes run), oldest first. */
@@ -128,6 +134,7 @@ export class Takeover implements StartupTakeover {
         this.#draining = new Map([msg.report, ...msg.older].map((g) => [g.generation, g]));
       } else if (msg.t === "drained") {
         this.#draining.delete(msg.generation);
+        if (msg.counters !== undefined && answered) this.#lateCounters?.(msg.counters, this.#counters);
       }
     };
     const onDisconnect = (): void => {

@@ -42,7 +42,7 @@ export function upgradeHostFor(
     drain: () => proc.drain(),
     drainReport: () => proc.drainReport(),
     vouchedPeers: () => proc.vouchedPeers(),
-    counters: () => proc.stats.handoffState(),
+    counters: () => proc.handoffCounters(),
     olderGenerations,
   };
 }

@@ -274,7 +274,7 @@ export class Upgrader implements UpgradeDriver {
     } finally {
       clearInterval(timer);
     }
-    send(child, { t: "drained", generation: host.generation });
+    send(child, { t: "drained", generation: host.generation, counters: host.counters?.() ?? {} });
     steps.dispose();
     if (child.connected) child.disconnect();
     child.unref();

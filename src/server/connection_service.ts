@@ -1,4 +1,6 @@
 import type { LatencyHistogram } from "../open_metrics.ts";
+import type { Refusal } from "./admission.ts";
+import type { ServerStats } from "./server_stats.ts";
 import type net from "node:net";
 import type { Dispatch } from "./config.ts";
 import type { Endpoint, ListenerSet } from "./listener_set.ts";
@@ -37,6 +39,8 @@ export interface ConnectionService {
   counters(own: Record<string, number>): Record<string, number>;
   /** Request latency: the server's own, or with its service processes' (S5). */
   latency(own: LatencyHistogram): LatencyHistogram;
+  /** Sessions refused by reason: the server's own, or with its service processes'. */
+  refusedBy(own: Partial<Record<Refusal, number>>): Partial<Record<Refusal, number>>;
   /** How connections reach service processes, and those processes ("single" and none when this process serves alone). */
   readonly dispatch: Dispatch | "single";
   workers(): WorkerStatus[];
@@ -52,4 +56,9 @@ export interface ConnectionService {
   vouchedPeers?(): [string, number][];
   /** Takes over the vouched peers of the process this one replaces. */
   adoptVouched?(peers: unknown): void;
+}
+
+/** The totals of a server and its service, as metrics show them and a new process continues them. */
+export function serviceTotals(service: ConnectionService, stats: ServerStats): { counters: Record<string, number>; latency: LatencyHistogram; refusedBy: Partial<Record<Refusal, number>> } {
+  return { counters: service.counters(stats.snapshot()), latency: service.latency(stats.latency), refusedBy: service.refusedBy(stats.refusedBy) };
 }

@@ -7,6 +7,7 @@ import { tcpServerFd } from "../runtime/handle_fds.ts";
 import type { MetricsEndpoint } from "./config.ts";
 import { ControlServer, type ControlHandler } from "./control_server.ts";
 import { socketName, type InheritedSocket } from "./inherited_socket.ts";
+import { parseUpgradeRequest, type UpgradeRequest } from "./server_handoff.ts";
 
 /**
  * A scrape is one small GET: a peer slower than this with its headers, or
@@ -15,10 +16,25 @@ import { socketName, type InheritedSocket } from "./inherited_socket.ts";
  */
 const HEADERS_TIMEOUT_MS = 3000;
 const REQUEST_TIMEOUT_MS = 5000;
-const MAX_METRICS_CONNECTIONS = 16;
+const MAX_METRICS_CONNECTIONS = 64;
+/** Connections from one address at once: one peer cannot take every slot from the scrapers. */
+const MAX_CONNECTIONS_PER_SOURCE = 8;
+/** Requests one connection may make (keep-alive), and how long a rendered text is served again. */
+const MAX_REQUESTS_PER_CONNECTION = 16;
+const RENDER_CACHE_MS = 1000;
 
 /** How long a process taking over waits for the old one to let go of the metrics port (where it cannot be handed over). */
 const METRICS_BIND_WAIT_MS = 5000;
+
+/** What the plane asks of its server (server.ts). */
+export interface PlaneServer {
+  readonly config: { stateDir: string; metrics: MetricsEndpoint | null };
+  readonly log: Logger;
+  status(): unknown;
+  upgrade(req: UpgradeRequest): Promise<unknown>;
+  metrics(): string;
+  healthy(): boolean;
+}
 
 export interface ControlPlaneParts {
   /** The control socket's state directory and requests; null: no control socket (an embedded server). */
@@ -43,10 +59,23 @@ export class ControlPlane {
   #http: http.Server | null = null;
   /** A metrics listener handed over by the old process, adopted at the first open. */
   #inherited: InheritedSocket | null;
+  /** The last text rendered, served again for RENDER_CACHE_MS: a flood of scrapes renders once a second. */
+  #cache: { at: number; text: string } | null = null;
 
   constructor(parts: ControlPlaneParts, inherited: InheritedSocket | null) {
     this.#parts = parts;
     this.#inherited = inherited;
+  }
+
+  /** A server's plane: `status`, `upgrade` and `metrics` on the control socket (when `control`), `/metrics` and `/healthz`. */
+  static forServer(server: PlaneServer, control: boolean, inherited: InheritedSocket | null): ControlPlane {
+    const handlers: Record<string, ControlHandler> = {
+      status: () => server.status(),
+      upgrade: (req) => server.upgrade(parseUpgradeRequest(req)),
+      metrics: () => server.metrics(),
+    };
+    const c = server.config;
+    return new ControlPlane({ control: control ? { stateDir: c.stateDir, handlers } : null, metrics: c.metrics, render: () => server.metrics(), healthy: () => server.healthy(), log: server.log }, inherited);
   }
 
   /** The inherited socket that is the metrics listener, if any: it belongs here, not to the port group. */
@@ -74,6 +103,19 @@ export class ControlPlane {
       (req, res) => this.#serve(req, res),
     );
     server.maxConnections = MAX_METRICS_CONNECTIONS;
+    server.maxRequestsPerSocket = MAX_REQUESTS_PER_CONNECTION;
+    const perSource = new Map<string, number>();
+    server.on("connection", (socket: net.Socket) => {
+      const from = socket.remoteAddress ?? "";
+      const n = (perSource.get(from) ?? 0) + 1;
+      if (n > MAX_CONNECTIONS_PER_SOURCE) return void socket.destroy();
+      perSource.set(from, n);
+      socket.once("close", () => {
+        const left = (perSource.get(from) ?? 1) - 1;
+        if (left <= 0) perSource.delete(from);
+        else perSource.set(from, left);
+      });
+    });
     server.on("error", (err) => this.#parts.log.warn("metrics_listener_error", { error: err }));
     const inherited = this.#inherited;
     this.#inherited = null;
@@ -125,7 +167,9 @@ export class ControlPlane {
     } else if (url === "/metrics") {
       let body: string;
       try {
-        body = this.#parts.render();
+        const now = performance.now();
+        if (this.#cache === null || now - this.#cache.at > RENDER_CACHE_MS) this.#cache = { at: now, text: this.#parts.render() };
+        body = this.#cache.text;
       } catch (err) {
         this.#parts.log.error("metrics_failed", { error: err });
         res.writeHead(500, { "Content-Type": "text/plain" }).end("metrics failed; see the server's log\n");

@@ -2,6 +2,7 @@ import type { IncomingMessage, ServerResponse } from "node:http";
 import type net from "node:net";
 import type { Logger } from "../logger.ts";
 import type { LatencyHistogram } from "../open_metrics.ts";
+import type { Refusal } from "./admission.ts";
 import type { ConnectionService, WorkerStatus } from "./connection_service.ts";
 import type { Endpoint, ListenerSet } from "./listener_set.ts";
 import type { ServerStats } from "./server_stats.ts";
@@ -102,6 +103,10 @@ export class RawHost implements ConnectionService {
   }
 
   latency(own: LatencyHistogram): LatencyHistogram {
+    return own;
+  }
+
+  refusedBy(own: Partial<Record<Refusal, number>>): Partial<Record<Refusal, number>> {
     return own;
   }
 

@@ -6,8 +6,7 @@ import { TARGET } from "../target.ts";
 import { UpgradeError } from "../errors.ts";
 import type { LoadedApp, SessionApp } from "./app.ts";
 import type { ServerConfig } from "./config.ts";
-import type { ConnectionService } from "./connection_service.ts";
-import type { ControlHandler } from "./control_server.ts";
+import { serviceTotals, type ConnectionService } from "./connection_service.ts";
 import { ControlPlane } from "./control_plane.ts";
 import { memoryFigures } from "../runtime/memory_figures.ts";
 import { renderServerMetrics } from "./server_metrics.ts";
@@ -21,7 +20,7 @@ import type { ListenSpec } from "./listen_spec.ts";
 import { ProbeResponder } from "./probe_responder.ts";
 import { RawHost } from "./raw_host.ts";
 import type { ServerEvents } from "./server_events.ts";
-import { SEMAPHORE_START_TIMEOUT_MS, parseUpgradeRequest, reportedUpgrade } from "./server_handoff.ts";
+import { SEMAPHORE_START_TIMEOUT_MS, reportedUpgrade } from "./server_handoff.ts";
 import type { AcceptGate, DrainingGeneration, ServingProcess, StartupTakeover, UpgradeDriver, UpgradeRequest, UpgradeResult } from "./server_handoff.ts";
 import type { LastUpgrade, ListenerStatus, ServerStatus } from "./server_status.ts";
 import { VERSION } from "../version.ts";
@@ -182,21 +181,13 @@ export class PerilinkServer implements ServingProcess {
    */
   async start(control: boolean): Promise<void> {
     const takeover = this.#takeover;
-    const handlers: Record<string, ControlHandler> = {
-      status: () => this.status(),
-      upgrade: (req) => this.upgrade(parseUpgradeRequest(req)),
-      metrics: () => this.metrics(),
-    };
-    const plane = new ControlPlane(
-      { control: control ? { stateDir: this.config.stateDir, handlers } : null, metrics: this.config.metrics, render: () => this.metrics(), healthy: () => this.#accepting, log: this.log },
-      this.#metricsSocket,
-    );
-    this.#plane = plane;
+    const plane = (this.#plane = ControlPlane.forServer(this, control, this.#metricsSocket));
     if (takeover) {
       await this.#listeners.start();
       await takeover.run(this.#gate, async () => {
         this.#service.adoptVouched?.(takeover.vouched());
         this.stats.carryOver(takeover.counters(), performance.now());
+        takeover.onDrainedCounters?.((final, first) => this.stats.addGrowth(final, first));
         await this.#listeners.activate();
         await this.#service.listening(this.#listeners);
         this.#accepting = true;
@@ -263,7 +254,14 @@ export class PerilinkServer implements ServingProcess {
 
   /** The server's metrics as OpenMetrics text (`perilink metrics`, `/metrics`). */
   metrics(): string {
-    return renderServerMetrics({ status: this.status(), memory: memoryFigures(), latency: this.#service.latency(this.stats.latency), refusedBy: this.stats.refusedBy, limits: this.limits });
+    const { latency, refusedBy } = serviceTotals(this.#service, this.stats);
+    return renderServerMetrics({ status: this.status(), memory: memoryFigures(), latency, refusedBy, limits: this.limits });
+  }
+
+  /** @internal ServingProcess: the totals a new process continues (those of the service processes too). */
+  handoffCounters(): Record<string, unknown> {
+    const t = serviceTotals(this.#service, this.stats);
+    return { ...t.counters, latency: t.latency.snapshot(), refusedBy: t.refusedBy };
   }
 
   /** @internal ServingProcess: closes the listeners and the control socket (its path is unlinked before a new process binds it). */
@@ -311,6 +309,11 @@ export class PerilinkServer implements ServingProcess {
   /** @internal ServingProcess: drain progress, for the new process's `status`. */
   drainReport(): DrainingGeneration {
     return { generation: this.generation, pid: process.pid, inflight: this.#service.inflight, sessions: this.#service.connections };
+  }
+
+  /** Accepting, and (with service processes) one of them ready to serve: `/healthz`. */
+  healthy(): boolean {
+    return this.#accepting && (this.#service.dispatch === "single" || this.#service.workers().some((w) => w.state === "ready"));
   }
 
   /** The endpoints listening now (each has TCP and UDP on the same address and port). */

@@ -65,6 +65,8 @@ export interface StartupTakeover {
   vouched(): unknown;
   /** The old process's counters when it handed over, once run() has them. */
   counters(): unknown;
+  /** The old process's totals once it drained, with those it handed over (what it counted since is the difference). */
+  onDrainedCounters?(listener: (final: unknown, atHandover: unknown) => void): void;
 }
 
 /** What the upgrade machinery drives in the server it replaces (PerilinkServer implements it). */
@@ -86,7 +88,8 @@ export interface ServingProcess {
   /** Peers vouched for (admission.ts): the new process admits them under the global session rate. */
   vouchedPeers(): [string, number][];
   /** This process's counters, which the new process continues. */
-  readonly stats: { handoffState(): Record<string, unknown> };
+  /** The totals a new process continues: the server's counters with its service's (open sessions' bytes, service processes'). */
+  handoffCounters(): Record<string, unknown>;
 }
 
 /** How the last upgrade this process took part in ended: one it ran (ok, or failed and rolled back), or the one that started it. */

@@ -86,6 +86,28 @@ export class ServerStats {
     this.handoffMs += Math.max(0, Math.round(handoffMs));
   }
 
+  /**
+   * What the old process counted after it handed over (requests it still
+   * served, bytes of its draining sessions): its final totals less those it
+   * handed over. Nothing is added for a counter that went down or is not a count.
+   */
+  addGrowth(final: unknown, atHandover: unknown): void {
+    if (typeof final !== "object" || final === null || typeof atHandover !== "object" || atHandover === null) return;
+    const f = final as Record<string, unknown>;
+    const a = atHandover as Record<string, unknown>;
+    for (const k of CARRIED) {
+      if (k === "handoffs" || k === "handoffMs") continue;
+      const d = typeof f[k] === "number" && typeof a[k] === "number" ? (f[k] as number) - (a[k] as number) : 0;
+      if (Number.isSafeInteger(d) && d > 0) this[k] += d;
+    }
+    const fl = f.latency as { counts?: unknown; sumSeconds?: unknown } | undefined;
+    const al = a.latency as { counts?: unknown; sumSeconds?: unknown } | undefined;
+    if (Array.isArray(fl?.counts) && Array.isArray(al?.counts) && fl.counts.length === al.counts.length && typeof fl.sumSeconds === "number" && typeof al.sumSeconds === "number") {
+      const counts = fl.counts.map((c, i) => (c as number) - (al.counts as number[])[i]!);
+      if (counts.every((c) => Number.isSafeInteger(c) && c >= 0)) this.latency.add({ counts, sumSeconds: Math.max(0, fl.sumSeconds - al.sumSeconds) });
+    }
+  }
+
   /** The plain counters (`status`). */
   snapshot(): Record<string, number> {
     const out: Record<string, number> = {};

@@ -1,7 +1,7 @@
 import type net from "node:net";
 import type { Logger } from "../logger.ts";
 import type { LatencyHistogram } from "../open_metrics.ts";
-import { Admission, refuseConnection, type AdmissionHost } from "./admission.ts";
+import { Admission, refuseConnection, type AdmissionHost, type Refusal } from "./admission.ts";
 import type { SessionApp } from "./app.ts";
 import { BufferBudget } from "./buffer_budget.ts";
 import type { ConnectionService, WorkerStatus } from "./connection_service.ts";
@@ -109,6 +109,10 @@ export class SessionService implements ConnectionService, SessionHost, Admission
   }
 
   latency(own: LatencyHistogram): LatencyHistogram {
+    return own;
+  }
+
+  refusedBy(own: Partial<Record<Refusal, number>>): Partial<Record<Refusal, number>> {
     return own;
   }
 

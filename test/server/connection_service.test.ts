@@ -30,10 +30,14 @@ class FakeGroup implements ConnectionService {
   latency(own: LatencyHistogram): LatencyHistogram {
     return own;
   }
+  refusedBy(own: Record<string, number>): Record<string, number> {
+    return own;
+  }
+  state: WorkerStatus["state"] = "ready";
   workers(): WorkerStatus[] {
     return [
-      { slot: 1, pid: 101, state: "ready", sessions: 2, inflight: 1, requests: 20, connections: 2, restarts: 0 },
-      { slot: 2, pid: 102, state: "ready", sessions: 1, inflight: 1, requests: 21, connections: 1, restarts: 0 },
+      { slot: 1, pid: 101, state: this.state, sessions: 2, inflight: 1, requests: 20, connections: 2, restarts: 0 },
+      { slot: 2, pid: 102, state: this.state, sessions: 1, inflight: 1, requests: 21, connections: 1, restarts: 0 },
     ];
   }
   addressRemoved(): void {}
@@ -60,6 +64,10 @@ test("a manager's status and its stop status count its service processes' sessio
   assert.deepEqual(status.workers.map((w) => w.pid), [101, 102]);
   assert.equal(status.counters.requests, 41, "the requests the service processes served");
   assert.equal(status.counters.connectionsPassed, 5);
+  assert.equal(server.healthy(), true);
+  group.state = "failed";
+  assert.equal(server.healthy(), false, "/healthz: 503 while no service process is ready (a crash loop)");
+  group.state = "ready";
   await server.drain(1234);
   await notifier.flush();
   notifier.close();

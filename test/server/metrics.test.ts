@@ -6,7 +6,7 @@ import { after, test } from "node:test";
 import { ClientSession } from "../../src/client/client_session.ts";
 import { detectRuntime } from "../../src/runtime/runtime.ts";
 import { runCli, spawnCli, stopChild } from "../helpers/cli.ts";
-import { connect, portOf, tempDir, testServer, waitFor } from "../helpers/fixtures.ts";
+import { connect, portOf, sleep, tempDir, testServer, waitFor } from "../helpers/fixtures.ts";
 import { freePort } from "../helpers/free_port.ts";
 import { openMetricsParserMissing, parseOpenMetrics, sampleValue, type ParsedMetrics } from "../helpers/open_metrics_parser.ts";
 
@@ -133,6 +133,7 @@ test("counters continue across an upgrade, and the metrics port answers all thro
   assert.deepEqual(failures, [], `${scrapes} scrapes during the upgrade`);
   assert.ok(scrapes >= 3, `${scrapes} scrapes`);
   const afterUp = parseOpenMetrics((await get(port, "/metrics")).body);
+  assert.ok(total(afterUp, "perilink_received_bytes") >= total(before, "perilink_received_bytes"), "bytes do not go back");
   assert.equal(sampleValue(afterUp, "perilink_generation", "perilink_generation"), 2);
   assert.equal(total(afterUp, "perilink_requests"), 3, "the new process continues the totals");
   assert.equal(sampleValue(afterUp, "perilink_request_duration_seconds", "perilink_request_duration_seconds_count"), 3, "and the latency buckets");
@@ -168,6 +169,23 @@ test("a group's metrics add up its service processes' requests and latency", { s
   assert.ok(total(m, "perilink_received_bytes") > 0);
   assert.equal(sampleValue(m, "perilink_service_processes", "perilink_service_processes", { state: "ready" }), 2);
   assert.equal(total(m, "perilink_connections_passed"), 4);
+  // An upgrade of the group: the new manager continues what the old group's service processes counted.
+  const up = await runCli(["upgrade", "--state-dir", stateDir, "--timeout", "30000"]);
+  assert.equal(up.code, 0, up.stderr);
+  const now = JSON.parse((await runCli(["status", "--state-dir", stateDir, "--json"])).stdout) as { pid: number };
+  after(() => {
+    try {
+      process.kill(now.pid, "SIGTERM");
+    } catch {
+      // gone already
+    }
+  });
+  const next = parseOpenMetrics((await get(port, "/metrics")).body);
+  assert.equal(sampleValue(next, "perilink_generation", "perilink_generation"), 2);
+  assert.equal(total(next, "perilink_requests"), 4, "requests continue across a group upgrade");
+  assert.equal(sampleValue(next, "perilink_request_duration_seconds", "perilink_request_duration_seconds_count"), 4);
+  assert.ok(total(next, "perilink_received_bytes") >= total(m, "perilink_received_bytes"), "and bytes");
+  assert.ok(total(next, "perilink_sessions_accepted") >= 4);
 });
 
 test("the metrics listener cuts off a peer that never finishes its request, and still answers scrapes meanwhile", async () => {
@@ -185,4 +203,38 @@ test("the metrics listener cuts off a peer that never finishes its request, and 
   const at = await Promise.race([closed, new Promise<number>((r) => setTimeout(() => r(-1), 10_000))]);
   assert.ok(at > 0, "the stalled peer is closed");
   assert.ok(at - t0 < 6000, `closed after ${at - t0} ms (headers timeout 3 s)`);
+});
+
+test("the metrics listener holds one peer to 8 connections and 16 requests on one connection", async () => {
+  const port = await freePort();
+  const server = await testServer({ metrics: { listen: `127.0.0.1:${port}` } });
+  const net = await import("node:net");
+  const held: import("node:net").Socket[] = [];
+  after(() => held.forEach((s) => s.destroy()));
+  const open = async (): Promise<{ s: import("node:net").Socket; closed: Promise<void> }> => {
+    const s = net.connect({ port, host: "127.0.0.1" });
+    s.on("error", () => {});
+    s.resume();
+    held.push(s);
+    const closed = new Promise<void>((r) => s.once("close", () => r()));
+    await new Promise((r) => s.once("connect", r));
+    return { s, closed };
+  };
+  const eight = await Promise.all(Array.from({ length: 8 }, () => open()));
+  const ninth = await open();
+  const cut = await Promise.race([ninth.closed.then(() => true), new Promise<boolean>((r) => setTimeout(() => r(false), 1000))]);
+  assert.ok(cut, "a ninth connection from the same address is closed");
+  assert.ok(!eight[0]!.s.destroyed, "the first eight stay");
+  eight.forEach(({ s }) => s.destroy());
+  await sleep(100);
+  // One connection pipelining 100 scrapes gets at most 16 answers, then is closed.
+  const { s, closed } = await open();
+  let text = "";
+  s.setEncoding("utf8").on("data", (d: string) => (text += d));
+  s.write("GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n".repeat(100));
+  await Promise.race([closed, sleep(5000)]);
+  const answers = text.match(/^HTTP\/1\.1 200/gm)?.length ?? 0;
+  assert.ok(answers >= 1 && answers <= 16, `${answers} answers on one connection`);
+  assert.ok(s.destroyed || s.readableEnded, "then it is closed");
+  void server;
 });
