@@ -2,6 +2,7 @@ import { HostClient } from "../agent/host_client.ts";
 import type { AgentLinkRow } from "../agent/host_agent.ts";
 import { agentSocketPath, checkAgentSocket } from "../agent/agent_socket.ts";
 import { AgentError } from "../errors.ts";
+import { formatHostPort } from "../address.ts";
 import { parse } from "./args.ts";
 import { jsonLine, printableLine } from "./terminal_text.ts";
 
@@ -32,8 +33,8 @@ function render(rows: AgentLinkRow[]): string {
     String(r.pid),
     r.command,
     String(r.app),
-    `${r.requestedHost}:${r.requestedPort}`,
-    r.communicationAddress === null ? "-" : `${r.communicationAddress}:${r.communicationPort}`,
+    formatHostPort(String(r.requestedHost), Number(r.requestedPort)),
+    r.communicationAddress === null ? "-" : formatHostPort(String(r.communicationAddress), Number(r.communicationPort)),
     String(r.serverId).slice(0, 8),
     r.sessionNumber === null ? "-" : String(r.sessionNumber),
     String(r.refCount),
