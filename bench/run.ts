@@ -13,6 +13,7 @@ import { fileURLToPath } from "node:url";
 export const BENCHES: readonly { name: string; title: string }[] = [
   { name: "throughput", title: "Throughput" },
   { name: "sessions", title: "Client session table" },
+  { name: "agent", title: "Host agent: one session table for every process" },
   { name: "handoff", title: "Handoff: replacing the server under load" },
   { name: "torture", title: "Torture: the server under attack" },
   { name: "names", title: "Names" },

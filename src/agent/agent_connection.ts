@@ -126,12 +126,22 @@ export class AgentConnection {
     this.#socket.destroy();
   }
 
+  /** Frames written in one turn of the event loop go out in one system call (corked until the next tick). */
   #write(header: Header, payload?: Uint8Array): void {
     const s = this.#socket;
-    s.cork();
+    if (!this.#corked) {
+      this.#corked = true;
+      s.cork();
+      process.nextTick(this.#uncork);
+    }
     for (const b of encodeFrame(header, payload)) s.write(b);
-    s.uncork();
   }
+
+  #corked = false;
+  #uncork = (): void => {
+    this.#corked = false;
+    this.#socket.uncork();
+  };
 
   /** Keeps the process alive while something waits for the agent (the socket is unref'd otherwise). */
   #ref(): void {

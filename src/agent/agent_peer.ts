@@ -50,6 +50,11 @@ export class AgentPeer {
   #upgrade: () => Promise<number>;
   /** Told to move to a new agent (GOAWAY): it ends once its links are gone and nothing is in flight. */
   #leaving = false;
+  #corked = false;
+  #uncork = (): void => {
+    this.#corked = false;
+    this.socket.uncork();
+  };
 
   constructor(socket: net.Socket, client: PerilinkClient, limits: AgentLimits, maxPayload: number, log: Logger, hooks: { closed: (peer: AgentPeer) => void; sessions: () => unknown; upgrade: () => Promise<number> }) {
     this.socket = socket;
@@ -91,9 +96,13 @@ export class AgentPeer {
   #send(header: Header, payload?: Uint8Array): void {
     if (this.#closed || this.socket.destroyed) return;
     const s = this.socket;
-    s.cork();
+    // Frames of one turn of the event loop go out in one system call (corked until the next tick).
+    if (!this.#corked) {
+      this.#corked = true;
+      s.cork();
+      process.nextTick(this.#uncork);
+    }
     for (const b of encodeFrame(header, payload)) s.write(b);
-    s.uncork();
     const unread = s.writableLength;
     if (unread > 4 * this.#limits.maxUnreadBytesPerProcess) {
       this.#log.warn("agent_peer_cut_off", { pid: this.pid, unreadBytes: unread, why: "it does not read what the agent sends" });

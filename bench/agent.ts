@@ -1,0 +1,165 @@
+import { spawn, spawnSync, type ChildProcess } from "node:child_process";
+import { mkdirSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+import { parseArgs } from "node:util";
+import type { Endpoint } from "./lib/children/sessions_server.ts";
+import { Child, readRssKiB, sleep, stopProcess } from "./lib/proc.ts";
+import { startRun } from "./lib/result_file.ts";
+import { median } from "./lib/stats.ts";
+import { num } from "./lib/table.ts";
+
+/**
+ * The host agent (C11, src/agent/): the session table shared by every
+ * process of a user, against a session table in each process.
+ *
+ * 1. load — one link, 64 requests of 64 B in flight, for a few seconds:
+ *    through the agent against in-process, alternating, medians of rounds.
+ * 2. connect — client.connect() to a server whose session is open (a cached
+ *    connect): through the agent against in-process.
+ * 3. fanout — 8 processes × 8 links over 3 addresses of one server: TCP
+ *    connections the server has (counted from the OS side), through the agent
+ *    against 8 in-process clients.
+ * 4. memory — the agent's RSS idle against a bare node process, and per link held.
+ *
+ * Server, agent and applications are separate processes; traffic on 127.0.0.0/8 and ::1.
+ */
+
+const ROOT = fileURLToPath(new URL("../", import.meta.url));
+const SERVER = fileURLToPath(new URL("./lib/children/sessions_server.ts", import.meta.url));
+const CLIENT = fileURLToPath(new URL("./lib/children/agent_client.ts", import.meta.url));
+
+/** ESTABLISHED TCP connections whose local port is one of `ports` (the server's side), from /proc/net/tcp{,6}. */
+function establishedTo(ports: Set<number>): number {
+  let n = 0;
+  for (const f of ["/proc/net/tcp", "/proc/net/tcp6"]) {
+    for (const line of readFileSync(f, "utf8").split("\n").slice(1)) {
+      const cols = line.trim().split(/\s+/);
+      if (cols.length < 4 || cols[3] !== "01") continue;
+      if (ports.has(parseInt(cols[1]!.split(":")[1]!, 16))) n++;
+    }
+  }
+  return n;
+}
+
+async function startAgent(dir: string): Promise<{ child: ChildProcess; socket: string }> {
+  const socket = path.join(dir, "run", "agent.sock");
+  mkdirSync(path.dirname(socket), { recursive: true, mode: 0o700 });
+  // The agent as users run it: the node20 bundle, built now from the working tree.
+  const built = spawnSync("npx", ["tsx", "build/build.ts", "--quiet", "--target", "node20"], { cwd: ROOT, stdio: "inherit" });
+  if (built.status !== 0) throw new Error("npm run build failed");
+  const child = spawn(process.execPath, [path.join(ROOT, "dist/node20/perilink.mjs"), "agent", "--socket", socket, "--state-dir", path.join(dir, "state"), "--log-level", "warn"], { cwd: ROOT, stdio: ["ignore", "ignore", "inherit"] });
+  for (let i = 0; i < 200; i++) {
+    try {
+      readFileSync(socket); // a socket: EOPNOTSUPP/ENXIO once it exists
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== "ENOENT") return { child, socket };
+    }
+    await sleep(50);
+  }
+  throw new Error("the agent did not start");
+}
+
+async function client<T>(socket: string, mode: string, o: object, wait: string, timeoutMs: number): Promise<{ child: Child; msg: T }> {
+  const child = new Child(CLIENT, [socket, mode, JSON.stringify(o)]);
+  return { child, msg: (await child.next(wait, timeoutMs)) as T };
+}
+
+export async function main(args: string[]): Promise<void> {
+  const { values } = parseArgs({ args, options: { rounds: { type: "string" }, seconds: { type: "string" }, connects: { type: "string" } } });
+  const rounds = Number(values.rounds ?? 3);
+  const seconds = Number(values.seconds ?? 3);
+  const connects = Number(values.connects ?? 2000);
+  const run = startRun("agent", args);
+  console.log(`host agent: load ${rounds} rounds × ${seconds} s (64 in flight, 64 B), ${connects} cached connects, 8 processes × 8 links × 3 addresses`);
+  const dir = mkdtempSync(path.join(os.tmpdir(), "perilink-bench-agent-"));
+  const server = new Child(SERVER, ["perilink", JSON.stringify(["127.0.0.1", "127.0.0.2", "::1"]), JSON.stringify({ ratePerSecond: 1_000_000, burst: 1_000_000 })]);
+  const endpoints = (await server.next<{ type: string; endpoints: Endpoint[] }>("ready", 30_000)).endpoints;
+  const ep = endpoints[0]!;
+  const ports = new Set(endpoints.map((e) => e.port));
+  const agent = await startAgent(dir);
+  try {
+    await sleep(500);
+    const bare = spawn(process.execPath, ["-e", "setInterval(() => {}, 1000)"], { stdio: "ignore" });
+    await sleep(500);
+    const idle = { agentKiB: readRssKiB(agent.child.pid!), bareKiB: readRssKiB(bare.pid!) };
+    await stopProcess(bare);
+
+    // 1. load
+    const rates: Record<"agent" | "inProcess", number[]> = { agent: [], inProcess: [] };
+    for (let r = 0; r < rounds; r++) {
+      for (const [name, socket] of [["inProcess", "none"], ["agent", agent.socket]] as const) {
+        const { child, msg } = await client<{ requests: number; ms: number }>(socket, "load", { host: ep.host, port: ep.port, seconds, inflight: 64, bytes: 64 }, "done", (seconds + 30) * 1000);
+        rates[name].push(msg.requests / (msg.ms / 1000));
+        await child.stop();
+      }
+    }
+    // 2. connect
+    const us: Record<"agent" | "inProcess", number> = { agent: 0, inProcess: 0 };
+    for (const [name, socket] of [["inProcess", "none"], ["agent", agent.socket]] as const) {
+      const { child, msg } = await client<{ us: number[] }>(socket, "connect", { host: ep.host, port: ep.port, count: connects }, "done", 120_000);
+      us[name] = median(msg.us.slice(Math.floor(connects / 10)));
+      await child.stop();
+    }
+    // 3. fanout
+    const fan: Record<"agent" | "inProcess", number> = { agent: 0, inProcess: 0 };
+    const hold = async (socket: string, processes: number, links: number): Promise<Child[]> =>
+      (await Promise.all(Array.from({ length: processes }, () => client(socket, "hold", { endpoints, links }, "ready", 60_000)))).map((a) => a.child);
+    const release = async (apps: Child[]): Promise<void> => {
+      for (const a of apps) a.send({ type: "stop" });
+      await Promise.all(apps.map((a) => a.stop()));
+      await sleep(2500); // the agent's session lingers (lingerMs), then closes
+    };
+    for (const [name, socket] of [["agent", agent.socket], ["inProcess", "none"]] as const) {
+      const apps = await hold(socket, 8, 8);
+      await sleep(300);
+      fan[name] = establishedTo(ports);
+      await release(apps);
+    }
+    // 4. memory per link: 8 processes × 100 links through the agent, against its RSS with one link held.
+    const one = await hold(agent.socket, 1, 1);
+    await sleep(1000);
+    const base = readRssKiB(agent.child.pid!);
+    const many = await hold(agent.socket, 8, 100);
+    await sleep(1000);
+    const heldKiB = readRssKiB(agent.child.pid!) - base;
+    await release([...many, ...one]);
+    const m = { agent: median(rates.agent), inProcess: median(rates.inProcess) };
+    run.report.table(
+      ["64 in flight, 64 B, one link", "req/s (median)", "rounds"],
+      [
+        ["in-process client (agent: false)", num(m.inProcess), rates.inProcess.map((x) => num(x)).join(" ")],
+        ["through the host agent", num(m.agent), rates.agent.map((x) => num(x)).join(" ")],
+      ],
+    );
+    run.report.line(`agent / in-process = ${(m.agent / m.inProcess).toFixed(2)} (target >= 0.60: ${m.agent / m.inProcess >= 0.6 ? "met" : "MISSED"})`, "");
+    run.report.table(
+      ["cached connect (session open)", "median µs"],
+      [
+        ["in-process", num(us.inProcess, 1)],
+        ["through the host agent", num(us.agent, 1)],
+      ],
+    );
+    run.report.line(`through the agent: ${num(us.agent, 1)} µs (target <= 100: ${us.agent <= 100 ? "met" : "MISSED"})`, "");
+    run.report.table(
+      ["8 processes × 8 links × 3 addresses", "TCP connections at the server (OS)"],
+      [
+        ["through the host agent", String(fan.agent)],
+        ["8 in-process clients", String(fan.inProcess)],
+      ],
+    );
+    run.report.line(
+      "",
+      `agent idle RSS ${num(idle.agentKiB / 1024, 1)} MiB, bare node ${num(idle.bareKiB / 1024, 1)} MiB: ${(idle.agentKiB / idle.bareKiB).toFixed(2)}× (target <= 1.3: ${idle.agentKiB / idle.bareKiB <= 1.3 ? "met" : "MISSED"})`,
+      `agent RSS with 800 more links held (8 processes × 100): +${num(heldKiB)} KiB, ${(heldKiB / 800).toFixed(2)} KiB per link (target <= 4: ${heldKiB / 800 <= 4 ? "met" : "MISSED"})`,
+    );
+    console.log(run.report.toString());
+    run.write({ settings: { rounds, seconds, connects }, load: { rates, medians: m }, connectUs: us, fanout: fan, memory: { ...idle, heldKiB, perLinkKiB: heldKiB / 800 } });
+  } finally {
+    await stopProcess(agent.child, 3000);
+    server.send({ type: "stop" });
+    await server.stop();
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
