@@ -47,6 +47,7 @@ export class AgentPeer {
   #closed = false;
   #onClose: (peer: AgentPeer) => void;
   #sessions: () => unknown;
+  #metrics: () => string;
   #upgrade: () => Promise<number>;
   /** Told to move to a new agent (GOAWAY): it ends once its links are gone and nothing is in flight. */
   #leaving = false;
@@ -56,7 +57,7 @@ export class AgentPeer {
     this.socket.uncork();
   };
 
-  constructor(socket: net.Socket, client: PerilinkClient, limits: AgentLimits, maxPayload: number, log: Logger, hooks: { closed: (peer: AgentPeer) => void; sessions: () => unknown; upgrade: () => Promise<number> }) {
+  constructor(socket: net.Socket, client: PerilinkClient, limits: AgentLimits, maxPayload: number, log: Logger, hooks: { closed: (peer: AgentPeer) => void; sessions: () => unknown; metrics: () => string; upgrade: () => Promise<number> }) {
     this.socket = socket;
     this.#client = client;
     this.#limits = limits;
@@ -64,6 +65,7 @@ export class AgentPeer {
     this.#onClose = hooks.closed;
     this.#sessions = hooks.sessions;
     this.#upgrade = hooks.upgrade;
+    this.#metrics = hooks.metrics;
     this.#reader = new FrameReader(maxPayload, (h, p) => this.#onFrame(h, p));
     socket.on("data", (chunk: Buffer) => {
       try {
@@ -172,6 +174,9 @@ export class AgentPeer {
           });
         return;
       }
+      case "metrics":
+        this.#send({ t: "metrics", id: idOf(h.id) ?? 0, text: this.#metrics() });
+        return;
       case "sessions":
         this.#send({ t: "sessions", id: idOf(h.id) ?? 0, table: this.#sessions() });
         return;

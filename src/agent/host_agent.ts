@@ -7,6 +7,7 @@ import type { Logger } from "../logger.ts";
 import { ensurePrivateDir } from "../runtime/state_dir.ts";
 import { tcpServerFd } from "../runtime/handle_fds.ts";
 import { TARGET } from "../target.ts";
+import { MetricsText } from "../open_metrics.ts";
 import { createClient, type PerilinkClient } from "../client/client.ts";
 import type { ClientOptions } from "../client/client_options.ts";
 import { AgentPeer, type AgentLimits } from "./agent_peer.ts";
@@ -89,6 +90,7 @@ export class HostAgent {
           if (this.#peers.size === 0) this.#noPeers?.();
         },
         sessions: () => this.table(),
+        metrics: () => this.metrics(),
         upgrade: () => this.upgrade(),
       });
       this.#peers.add(peer);
@@ -121,6 +123,22 @@ export class HostAgent {
     // systemd's socket is systemd's to remove; ours, or one an old agent handed over, is ours.
     if (fd === undefined || this.#options.takeover) this.#ino = (await fs.stat(p).catch(() => ({ ino: 0 }))).ino;
     this.#log.info("agent_started", { socket: p, pid: process.pid, fromSystemd: fd !== undefined });
+  }
+
+  /** The agent's session table's client metrics (client_metrics.ts), with the agent's own processes and links. */
+  metrics(): string {
+    let links = 0;
+    let inflight = 0;
+    for (const p of this.#peers) {
+      links += p.links.size;
+      inflight += p.inflight;
+    }
+    const own = new MetricsText()
+      .gauge("perilink_agent_processes", "Application processes connected to the agent", this.#peers.size)
+      .gauge("perilink_agent_links", "Links the processes hold through the agent", links)
+      .gauge("perilink_agent_requests_inflight", "Requests in flight through the agent", inflight)
+      .text();
+    return own.slice(0, -"# EOF\n".length) + this.client.metrics();
   }
 
   /** Processes connected now. */

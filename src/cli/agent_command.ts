@@ -19,6 +19,7 @@ import { jsonLine } from "./terminal_text.ts";
  */
 export async function runAgent(args: string[]): Promise<number> {
   if (args[0] === "upgrade") return upgradeAgent(args.slice(1));
+  if (args[0] === "metrics") return agentMetrics(args.slice(1));
   const { values } = parse(args, { socket: { type: "string" }, "state-dir": { type: "string" }, "log-level": { type: "string" } });
   const level = (values["log-level"] as string | undefined) ?? "info";
   if (!isLogLevel(level)) throw new UsageError(`Cannot start the agent: --log-level must be debug, info, warn, error or silent, not "${level}"`);
@@ -60,6 +61,19 @@ export async function runAgent(args: string[]): Promise<number> {
   await notify?.send(["STOPPING=1"]);
   await agent.close();
   return 0;
+}
+
+/** `perilink agent metrics`: the agent's counters as OpenMetrics text (docs/client.md, "Metrics"). */
+async function agentMetrics(args: string[]): Promise<number> {
+  const { values } = parse(args, { socket: { type: "string" } });
+  const client = new HostClient({ agent: true, agentSocket: (values.socket as string | undefined) ?? agentSocketPath() });
+  try {
+    const { header } = await (await client.agent()).call({ t: "metrics" });
+    process.stdout.write(String(header.text));
+    return 0;
+  } finally {
+    await client.close();
+  }
 }
 
 async function upgradeAgent(args: string[]): Promise<number> {

@@ -45,6 +45,7 @@ Usage:
   perilink metrics [--state-dir DIR]  (OpenMetrics text, as /metrics serves it)
   perilink agent  [--socket PATH] [--state-dir DIR] [--log-level LEVEL]  (host: one session table for this user's apps)
   perilink agent upgrade [--socket PATH] [--json]  (replace the running agent, its socket kept open)
+  perilink agent metrics [--socket PATH]  (the agent's counters, OpenMetrics text)
   perilink sessions [--socket PATH] [--json]  (the agent's table)
   perilink upgrade [--state-dir DIR] [--program PATH] [--app MODULE] [--timeout MS] [--json]
   perilink help | version

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { fork, spawn, type ChildProcess } from "node:child_process";
-import { chmodSync, mkdirSync } from "node:fs";
+import { chmodSync, chownSync, mkdirSync } from "node:fs";
 import net from "node:net";
 import path from "node:path";
 import { after, test } from "node:test";
@@ -14,6 +14,7 @@ import { SKIP_NO_SOCKET_ACTIVATE, SOCKET_ACTIVATE } from "../helpers/socket_acti
 import { detectRuntime } from "../../src/runtime/runtime.ts";
 import { portOf, sleep, tempDir, testServer, waitFor } from "../helpers/fixtures.ts";
 import { rssOf } from "../helpers/server_process.ts";
+import { openMetricsParserMissing, parseOpenMetrics, sampleValue } from "../helpers/open_metrics_parser.ts";
 
 const APP = path.join(path.dirname(fileURLToPath(import.meta.url)), "../fixtures/agent_app.ts");
 
@@ -235,4 +236,34 @@ test("perilink agent upgrade replaces the agent under load from 4 processes: its
   assert.match(agent.stderr(), /"agent_handed_over"/);
   const table = JSON.parse((await runCli(["sessions", "--socket", agent.socket, "--json"])).stdout) as { links: { pid: number }[] };
   assert.equal(table.links.length, 0, "the apps closed their links on the new agent");
+});
+
+test("perilink agent metrics: the agent's processes and links and its session table's counters, as OpenMetrics", { skip: openMetricsParserMissing() ?? false }, async () => {
+  const server = await testServer();
+  const agent = await HostAgent.start({ socketPath: path.join(tempDir(), "m", "agent.sock"), client: { stateDir: false }, log: silentLogger });
+  after(() => agent.close());
+  const client = new HostClient({ agent: true, agentSocket: agent.socketPath });
+  after(() => client.close());
+  const link = await client.connect({ host: "127.0.0.1", port: portOf(server), app: "a" });
+  for (let i = 0; i < 3; i++) await link.request("x");
+  const r = await runCli(["agent", "metrics", "--socket", agent.socketPath]);
+  assert.equal(r.code, 0, r.stderr);
+  const m = parseOpenMetrics(r.stdout);
+  assert.equal(sampleValue(m, "perilink_agent_links", "perilink_agent_links"), 1);
+  assert.ok((sampleValue(m, "perilink_agent_processes", "perilink_agent_processes") ?? 0) >= 1);
+  assert.equal(sampleValue(m, "perilink_client_requests", "perilink_client_requests_total"), 3);
+  assert.equal(sampleValue(m, "perilink_client_sessions_opened", "perilink_client_sessions_opened_total"), 1);
+});
+
+test("an agent socket owned by another user is refused", { skip: process.getuid?.() === 0 ? false : "needs root (to give the socket to another user)" }, async () => {
+  const server = await testServer();
+  const dir = path.join(tempDir(), "own");
+  mkdirSync(dir, { mode: 0o700 });
+  const socket = path.join(dir, "agent.sock");
+  const impostor = net.createServer((s) => s.destroy());
+  await new Promise<void>((r) => impostor.listen(socket, () => r()));
+  after(() => impostor.close());
+  chownSync(socket, 65534, 65534);
+  const client = new HostClient({ agentSocket: socket });
+  await assert.rejects(client.connect({ host: "127.0.0.1", port: portOf(server), app: "a" }), { code: "PERILINK_AGENT", message: /owned by uid 65534/ });
 });
