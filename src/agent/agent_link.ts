@@ -1,12 +1,12 @@
 import { EventEmitter } from "node:events";
-import { AgentError, ClientClosedError, OutcomeUnknownError } from "../errors.ts";
+import { AgentError, BodyTooLargeError, ClientClosedError, OutcomeUnknownError } from "../errors.ts";
 import { TARGET } from "../target.ts";
 import { gatherSource, isStreamSource, type BodySource } from "../protocol/outgoing_body.ts";
 import type { LinkApi } from "../client/link_api.ts";
 import type { LinkRequestOptions } from "../client/link.ts";
 import type { LinkState } from "../client/link_lifecycle.ts";
 import type { ResponseBody } from "../client/request_table.ts";
-import type { AgentConnection } from "./agent_connection.ts";
+import type { AgentConnection, LinkEvents } from "./agent_connection.ts";
 
 /** Where a link through the agent opens its session again once the agent it used is gone (host_client.ts). */
 export interface AgentLinkHost {
@@ -46,6 +46,7 @@ export class AgentLink extends EventEmitter implements LinkApi {
   #place: unknown = null;
   /** Where it was when its agent was replaced, for the `moved` event once it is open again. */
   #movedFrom: unknown = null;
+  #movedWhy: "upgrade" | "failover" = "upgrade";
 
   constructor(host: AgentLinkHost, options: { host: string; port: number; app: string; trustNew?: boolean; expectKey?: string }) {
     super();
@@ -77,7 +78,7 @@ export class AgentLink extends EventEmitter implements LinkApi {
   async #open(): Promise<void> {
     const conn = await this.#host.agent();
     const id = conn.linkId();
-    conn.addLink(id, {
+    const events: LinkEvents = {
       message: (p) => this.emit("message", p),
       state: (s) => this.#set(s as LinkState),
       moved: (m) => this.emit("moved", m),
@@ -85,6 +86,7 @@ export class AgentLink extends EventEmitter implements LinkApi {
         if (this.#conn !== conn || this.#closed) return;
         this.#old = { conn, id, pending: this.#pending };
         this.#movedFrom = this.#place;
+        this.#movedWhy = "upgrade";
         this.#pending = 0;
         this.#conn = null;
         this.#set("moving");
@@ -94,21 +96,35 @@ export class AgentLink extends EventEmitter implements LinkApi {
       lost: () => {
         if (this.#conn !== conn) return;
         this.#conn = null;
-        if (!this.#closed) this.#set("moving");
+        if (this.#closed) return;
+        this.#movedFrom = this.#place;
+        this.#movedWhy = "failover";
+        this.#set("moving");
+        // At once, as a link of this process's own table does: one that only listens gets its messages again.
+        this.open().catch(() => this.#set("offline"));
       },
-    });
+    };
+    conn.addLink(id, events);
     try {
       const { header } = await conn.call({ ...this.#connect, t: "connect", linkId: id });
+      if (this.#closed) {
+        // Closed while it opened: the agent lets go of it too.
+        conn.notify({ t: "close", link: id });
+        conn.removeLink(id);
+        return;
+      }
       const from = this.#movedFrom;
       this.#movedFrom = null;
       this.#conn = conn;
       this.#id = id;
       this.#place = header.place ?? null;
-      if (from !== null && this.#place !== null) this.emit("moved", { from, to: this.#place, reason: "upgrade" });
+      if (from !== null && this.#place !== null) this.emit("moved", { from, to: this.#place, reason: this.#movedWhy });
       this.managementNumber = typeof header.managementNumber === "number" ? header.managementNumber : 0;
       this.serverId = typeof header.serverId === "string" ? header.serverId : "";
       this.#sessionNumber = typeof header.sessionNumber === "number" ? header.sessionNumber : null;
       this.#set(typeof header.state === "string" ? (header.state as LinkState) : "ready");
+      // A GOAWAY that came while it opened: it moves on to the new agent now.
+      if (conn.draining) events.goAway();
     } catch (err) {
       conn.removeLink(id);
       throw err;
@@ -130,6 +146,7 @@ export class AgentLink extends EventEmitter implements LinkApi {
 
   async request(payload: BodySource, options: LinkRequestOptions = NO_OPTIONS): Promise<Buffer> {
     const body = isStreamSource(payload) ? await gatherSource(payload, MAX_BODY, "a request body sent through the host agent") : typeof payload === "string" ? Buffer.from(payload) : payload;
+    if (body.byteLength > MAX_BODY) throw new BodyTooLargeError(MAX_BODY, "a request body sent through the host agent");
     for (let tries = 0; ; tries++) {
       const conn = await this.#ready();
       const header: Record<string, unknown> & { t: string } = { t: "request", link: this.#id };
@@ -184,8 +201,10 @@ export class AgentLink extends EventEmitter implements LinkApi {
   }
 
   async send(payload: Uint8Array | string): Promise<void> {
+    const body = typeof payload === "string" ? Buffer.from(payload) : payload;
+    if (body.byteLength > MAX_BODY) throw new BodyTooLargeError(MAX_BODY, "a message sent through the host agent");
     const conn = await this.#ready();
-    await conn.call({ t: "send", link: this.#id }, typeof payload === "string" ? Buffer.from(payload) : payload);
+    await conn.call({ t: "send", link: this.#id }, body);
   }
 
   close(): void {

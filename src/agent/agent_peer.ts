@@ -11,7 +11,7 @@ export type AgentLimits = Target["agent"];
 
 /** An error as it crosses the agent's socket: the application's side makes the same class again (agent_errors.ts). */
 export function wireError(err: unknown): Record<string, unknown> {
-  const e = err as { code?: unknown; name?: unknown; message?: unknown; wireCode?: unknown; hostname?: unknown; serverId?: unknown };
+  const e = err as { code?: unknown; name?: unknown; message?: unknown; wireCode?: unknown; hostname?: unknown; serverId?: unknown; limit?: unknown; host?: unknown; port?: unknown; expected?: unknown; found?: unknown };
   return {
     code: typeof e?.code === "string" ? e.code : "PERILINK_AGENT",
     name: typeof e?.name === "string" ? e.name : "Error",
@@ -19,6 +19,8 @@ export function wireError(err: unknown): Record<string, unknown> {
     ...(typeof e?.wireCode === "number" ? { wireCode: e.wireCode } : {}),
     ...(typeof e?.hostname === "string" ? { hostname: e.hostname } : {}),
     ...(typeof e?.serverId === "string" ? { serverId: e.serverId } : {}),
+    ...(typeof e?.limit === "number" ? { limit: e.limit } : {}),
+    ...(typeof e?.host === "string" && typeof e?.port === "number" ? { host: e.host, port: e.port, expected: e.expected, found: e.found } : {}),
   };
 }
 
@@ -51,6 +53,8 @@ export class AgentPeer {
   #upgrade: () => Promise<number>;
   /** Told to move to a new agent (GOAWAY): it ends once its links are gone and nothing is in flight. */
   #leaving = false;
+  #maxPayload: number;
+  #deadline: ReturnType<typeof setTimeout> | null = null;
   #corked = false;
   #uncork = (): void => {
     this.#corked = false;
@@ -66,14 +70,24 @@ export class AgentPeer {
     this.#sessions = hooks.sessions;
     this.#upgrade = hooks.upgrade;
     this.#metrics = hooks.metrics;
+    this.#maxPayload = maxPayload;
     this.#reader = new FrameReader(maxPayload, (h, p) => this.#onFrame(h, p));
+    // It says hello at once, and a frame it begins is whole within FRAME_MS: a process holds a slot only while it talks.
+    this.#deadline = setTimeout(() => this.#timedOut("it said no hello"), HELLO_MS);
     socket.on("data", (chunk: Buffer) => {
       try {
         this.#reader.push(chunk);
       } catch (err) {
         this.#log.warn("agent_peer_protocol_error", { pid: this.pid, error: err });
         socket.destroy();
+        return;
       }
+      if (this.#reader.buffered === 0) {
+        if (this.pid !== 0 && this.#deadline) {
+          clearTimeout(this.#deadline);
+          this.#deadline = null;
+        }
+      } else if (this.#deadline === null) this.#deadline = setTimeout(() => this.#timedOut("a frame it began stayed unfinished"), FRAME_MS);
     });
     socket.on("drain", () => this.#resume());
     socket.on("error", () => {});
@@ -82,6 +96,11 @@ export class AgentPeer {
 
   get inflight(): number {
     return this.#inflight;
+  }
+
+  #timedOut(why: string): void {
+    this.#log.warn("agent_peer_timed_out", { pid: this.pid, why });
+    this.socket.destroy();
   }
 
   /** A new agent serves now: the process opens its links there; this connection ends once it left. */
@@ -106,7 +125,8 @@ export class AgentPeer {
     }
     for (const b of encodeFrame(header, payload)) s.write(b);
     const unread = s.writableLength;
-    if (unread > 4 * this.#limits.maxUnreadBytesPerProcess) {
+    // Cut off past four times the bound and one whole answer: answers in flight when it paused still go out.
+    if (unread > 4 * this.#limits.maxUnreadBytesPerProcess + this.#maxPayload) {
       this.#log.warn("agent_peer_cut_off", { pid: this.pid, unreadBytes: unread, why: "it does not read what the agent sends" });
       s.destroy();
     } else if (unread > this.#limits.maxUnreadBytesPerProcess && !this.#paused) {
@@ -124,9 +144,14 @@ export class AgentPeer {
   }
 
   #onFrame(h: Header, payload: Buffer): void {
+    if (this.#closed || this.socket.destroyed) return; // the rest of a read after a cut-off
     switch (h.t) {
       case "hello":
         this.pid = idOf(h.pid) ?? 0;
+        if (this.#deadline !== null && this.#reader.buffered === 0) {
+          clearTimeout(this.#deadline);
+          this.#deadline = null;
+        }
         this.command = this.pid > 0 ? commandOf(this.pid) : "";
         this.#send({ t: "hello", id: idOf(h.id) ?? 0, pid: process.pid });
         return;
@@ -138,22 +163,37 @@ export class AgentPeer {
         return;
       case "send": {
         const link = this.links.get(idOf(h.link) ?? 0);
-        const id = idOf(h.id);
-        if (!link) {
-          if (id) this.#send({ t: "error", id, ...wireError(new PerilinkError("PERILINK_CLIENT_CLOSED", "Cannot send: the link is closed")) });
+        const id = idOf(h.id) ?? 0;
+        if (!link || link === PENDING || link === CLOSING) {
+          this.#send({ t: "error", id, ...wireError(new PerilinkError("PERILINK_CLIENT_CLOSED", "Cannot send: the link is closed or not open yet")) });
           return;
         }
-        link.send(payload).then(
-          () => id && this.#send({ t: "sent", id }),
-          (err: unknown) => id && this.#send({ t: "error", id, ...wireError(err) }),
-        );
+        // A message waits while its session's socket is full (link.send): counted as in flight, as requests are.
+        if (this.#inflight >= this.#limits.maxInflightPerProcess) {
+          this.#send({ t: "error", id, ...wireError(new AgentLimitError(`Cannot send: this process has ${this.#inflight} requests and messages in flight through the agent, its most (maxInflightPerProcess)`)) });
+          return;
+        }
+        this.#inflight++;
+        link
+          .send(payload)
+          .then(
+            () => this.#send({ t: "sent", id }),
+            (err: unknown) => this.#send({ t: "error", id, ...wireError(err) }),
+          )
+          .finally(() => {
+            this.#inflight--;
+            this.#endIfLeft();
+          });
         return;
       }
       case "close": {
         const id = idOf(h.link) ?? 0;
         const link = this.links.get(id);
-        if (link !== undefined && link !== PENDING) link.close();
-        this.links.delete(id); // one still opening is closed when it opens
+        if (link === PENDING) this.links.set(id, CLOSING); // closed when it opens; its number stays taken till then
+        else {
+          if (link !== undefined && link !== CLOSING) link.close();
+          if (link !== CLOSING) this.links.delete(id);
+        }
         this.#endIfLeft();
         return;
       }
@@ -178,7 +218,8 @@ export class AgentPeer {
         this.#send({ t: "metrics", id: idOf(h.id) ?? 0, text: this.#metrics() });
         return;
       case "sessions":
-        this.#send({ t: "sessions", id: idOf(h.id) ?? 0, table: this.#sessions() });
+        // The table is the payload: it may be larger than a header may be.
+        this.#send({ t: "sessions", id: idOf(h.id) ?? 0 }, Buffer.from(JSON.stringify(this.#sessions())));
         return;
       default:
         this.#log.debug("agent_peer_unknown_frame", { pid: this.pid, t: h.t });
@@ -205,6 +246,9 @@ export class AgentPeer {
       });
       if (this.#closed || this.links.get(linkId) !== PENDING) {
         link.close(); // the process went away, or closed the link, while it opened
+        if (this.links.get(linkId) === CLOSING) this.links.delete(linkId);
+        this.#send({ t: "error", id, ...wireError(new PerilinkError("PERILINK_CLIENT_CLOSED", "Cannot open link: it was closed while it opened")) });
+        this.#endIfLeft();
         return;
       }
       this.links.set(linkId, link);
@@ -224,7 +268,7 @@ export class AgentPeer {
     const id = idOf(h.id);
     if (id === null) return void this.socket.destroy();
     const link = this.links.get(idOf(h.link) ?? 0);
-    if (!link || link === PENDING) {
+    if (!link || link === PENDING || link === CLOSING) {
       this.#send({ t: "error", id, ...wireError(new PerilinkError("PERILINK_CLIENT_CLOSED", "Cannot send request: the link is closed")) });
       return;
     }
@@ -234,7 +278,9 @@ export class AgentPeer {
     }
     const options: LinkRequestOptions = {};
     if (typeof h.timeoutMs === "number") options.timeoutMs = h.timeoutMs;
-    if (typeof h.maxBytes === "number") options.maxBytes = h.maxBytes;
+    // No answer larger than one frame of this wire carries (the application's reader takes no more).
+    if (typeof h.maxBytes === "number") options.maxBytes = Math.min(h.maxBytes, this.#maxPayload);
+    else options.maxBytes = this.#maxPayload;
     if (h.idempotent === true) options.idempotent = true;
     if (h.waitForReady === true) options.waitForReady = true;
     if (h.cancellable === true) {
@@ -259,7 +305,8 @@ export class AgentPeer {
     if (this.#closed) return;
     this.#closed = true;
     for (const ac of this.#aborts.values()) ac.abort(new CancelledError("The application's process went away"));
-    for (const link of this.links.values()) if (link !== PENDING) link.close();
+    if (this.#deadline) clearTimeout(this.#deadline);
+    for (const link of this.links.values()) if (link !== PENDING && link !== CLOSING) link.close();
     this.links.clear();
     this.#onClose(this);
   }
@@ -267,6 +314,11 @@ export class AgentPeer {
 
 /** A link being opened: its number is taken. */
 const PENDING = {} as Link;
+/** A link the process closed while it opened: closed once it opens. */
+const CLOSING = {} as Link;
+/** How long a process has to say hello, and to finish a frame it began. */
+const HELLO_MS = 2000;
+const FRAME_MS = 10_000;
 
 /** The process's command name (Linux `/proc/PID/comm`), for `perilink sessions`; "" where there is none. */
 function commandOf(pid: number): string {

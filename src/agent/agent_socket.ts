@@ -1,7 +1,7 @@
 import { promises as fs } from "node:fs";
-import os from "node:os";
 import path from "node:path";
 import { AgentError } from "../errors.ts";
+import { defaultStateDir } from "../runtime/state_dir.ts";
 
 /** Overrides the agent's socket path, for the agent and the applications alike. */
 export const AGENT_SOCKET_ENV = "PERILINK_AGENT_SOCKET";
@@ -9,13 +9,13 @@ export const AGENT_SOCKET_ENV = "PERILINK_AGENT_SOCKET";
 /**
  * Where this user's agent listens: `$PERILINK_AGENT_SOCKET`, else
  * `$XDG_RUNTIME_DIR/perilink/agent.sock` (systemd's per-user runtime
- * directory), else `<tmp>/perilink-<uid>/agent.sock`.
+ * directory), else `run/agent.sock` in the user's state directory (not in
+ * /tmp, where another user could make the directory first).
  */
 export function agentSocketPath(env: Record<string, string | undefined> = process.env): string {
   if (env[AGENT_SOCKET_ENV]) return path.resolve(env[AGENT_SOCKET_ENV]!);
   if (env.XDG_RUNTIME_DIR) return path.join(env.XDG_RUNTIME_DIR, "perilink", "agent.sock");
-  const uid = typeof process.getuid === "function" ? process.getuid() : "user";
-  return path.join(os.tmpdir(), `perilink-${uid}`, "agent.sock");
+  return path.join(defaultStateDir(env), "run", "agent.sock");
 }
 
 /**

@@ -33,7 +33,10 @@ export function encodeFrame(header: Header, payload: Uint8Array = EMPTY): Buffer
  * carry, so a peer can make the decoder hold at most one frame of that size.
  */
 export class FrameReader {
-  #pending: Buffer = EMPTY;
+  /** Bytes of a frame not yet whole, as read: joined once, when the frame is (a copy per read would cost the square of its size). */
+  #pieces: Buffer[] = [];
+  #held = 0;
+  #need = 0;
   #maxPayload: number;
   #onFrame: (header: Header, payload: Buffer) => void;
 
@@ -44,19 +47,31 @@ export class FrameReader {
 
   /** Bytes held for a frame not yet whole. */
   get buffered(): number {
-    return this.#pending.length;
+    return this.#held;
   }
 
   /** Throws ProtocolError on a malformed or oversized frame: the caller ends the connection. */
   push(chunk: Buffer): void {
-    let buf = this.#pending.length === 0 ? chunk : Buffer.concat([this.#pending, chunk]);
+    if (this.#held > 0) {
+      this.#pieces.push(chunk);
+      this.#held += chunk.length;
+      if (this.#held < 8 || (this.#need > 0 && this.#held < this.#need)) return;
+      chunk = Buffer.concat(this.#pieces, this.#held);
+      this.#pieces = [];
+      this.#held = 0;
+    }
+    this.#need = 0;
+    const buf = chunk;
     let at = 0;
     while (buf.length - at >= 8) {
       const hl = buf.readUInt32BE(at);
       const pl = buf.readUInt32BE(at + 4);
       if (hl === 0 || hl > MAX_HEADER_BYTES) throw new ProtocolError(1, `agent frame header of ${hl} bytes (at most ${MAX_HEADER_BYTES})`);
       if (pl > this.#maxPayload) throw new ProtocolError(1, `agent frame payload of ${pl} bytes (at most ${this.#maxPayload})`);
-      if (buf.length - at < 8 + hl + pl) break;
+      if (buf.length - at < 8 + hl + pl) {
+        this.#need = 8 + hl + pl;
+        break;
+      }
       let header: unknown;
       try {
         header = JSON.parse(buf.toString("utf8", at + 8, at + 8 + hl));
@@ -68,9 +83,12 @@ export class FrameReader {
       at += 8 + hl + pl;
       this.#onFrame(header as Header, payload);
     }
-    buf = at === buf.length ? EMPTY : buf.subarray(at);
+    if (at === buf.length) return;
+    const rest = buf.subarray(at);
     // What stays held is a copy only when it is a small part of a large read.
-    this.#pending = buf.length > 0 && buf.buffer.byteLength > 4 * buf.length + 65536 ? Buffer.from(buf) : buf;
+    const kept = rest.buffer.byteLength > 4 * rest.length + 65536 ? Buffer.from(rest) : rest;
+    this.#pieces = [kept];
+    this.#held = kept.length;
   }
 }
 

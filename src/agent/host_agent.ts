@@ -2,7 +2,7 @@ import { spawn } from "node:child_process";
 import { linkSync, promises as fs, renameSync, rmSync } from "node:fs";
 import net from "node:net";
 import path from "node:path";
-import { AgentError } from "../errors.ts";
+import { AgentError, StateDirError } from "../errors.ts";
 import type { Logger } from "../logger.ts";
 import { ensurePrivateDir } from "../runtime/state_dir.ts";
 import { tcpServerFd } from "../runtime/handle_fds.ts";
@@ -106,8 +106,11 @@ export class HostAgent {
   async #listen(fd: number | undefined): Promise<void> {
     const p = this.socketPath;
     if (fd === undefined) {
-      await ensurePrivateDir(path.dirname(p));
-      if (await checkAgentSocket(p).catch(() => true)) {
+      await privateSocketDir(path.dirname(p));
+      const there = await fs.lstat(p).catch(() => null);
+      if (there !== null) {
+        if (!there.isSocket()) throw new AgentError(`Cannot start the agent: ${p} is there and is not a socket; remove it, or choose another --socket`);
+        await checkAgentSocket(p);
         if (await answers(p)) throw new AgentError(`Cannot start the agent: another one answers at ${p}; stop it, or set PERILINK_AGENT_SOCKET`);
         await fs.rm(p, { force: true }); // stale: its agent is gone
       }
@@ -251,6 +254,21 @@ export class HostAgent {
     if (st && st.ino === this.#ino) await fs.rm(this.socketPath, { force: true }).catch(() => {});
     this.#log.info("agent_stopped", { pid: process.pid });
   }
+}
+
+/**
+ * The socket's directory: made 0700 if it is not there; if it is, it must
+ * already be this user's alone (0700, no link) — it is refused, not changed
+ * (`--socket ~/agent.sock` must not make the home directory private).
+ */
+async function privateSocketDir(dir: string): Promise<void> {
+  const st = await fs.lstat(dir).catch(() => null);
+  if (st === null) return ensurePrivateDir(dir);
+  const uid = typeof process.getuid === "function" ? process.getuid() : undefined;
+  if (st.isSymbolicLink() || !st.isDirectory() || (st.mode & 0o077) !== 0 || (uid !== undefined && st.uid !== uid)) {
+    throw new StateDirError(`Cannot start the agent in ${dir}: the socket's directory must be this user's alone (mode 0700, not a link); give the socket a directory of its own (--socket DIR/agent.sock)`);
+  }
+  await ensurePrivateDir(dir); // and the directories above it
 }
 
 function answers(p: string): Promise<boolean> {

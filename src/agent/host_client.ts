@@ -67,12 +67,13 @@ export class HostClient {
         await this.agent();
         return "agent";
       } catch (err) {
-        // An agent that is there but not ours (another user's socket) is refused even in "auto".
-        if (want === true || (err instanceof AgentError && err.message.includes("someone else"))) {
+        if (want === true) {
           this.#mode = null;
           this.#conn = null;
           throw err;
         }
+        // "auto": no agent, or one that is not ours (another user's socket: never talked to) — in-process, said once.
+        if (err instanceof AgentError && err.message.includes("someone else")) process.emitWarning(err.message, { code: "PERILINK_AGENT" });
         this.#conn = null;
         this.#useLocal();
         return "local";
@@ -141,8 +142,8 @@ export class HostClient {
 
   /** The agent's whole table: every process's links and the sessions under them (`perilink sessions`). */
   async agentTable(): Promise<AgentTable> {
-    const { header } = await (await this.agent()).call({ t: "sessions" });
-    return header.table as AgentTable;
+    const { payload } = await (await this.agent()).call({ t: "sessions" });
+    return JSON.parse(payload.toString("utf8")) as AgentTable;
   }
 
   addresses(): AddressRow[] {

@@ -17,6 +17,8 @@ export interface RequestOptions {
 export interface ChannelSession {
   request(channel: number, payload: BodySource | OutgoingBody, options?: RequestOptions, want?: Want): Promise<Buffer | ResponseBody>;
   send(channel: number, payload: Uint8Array | string): void;
+  /** A promise while the session's socket holds too much unsent output, else null. */
+  writable?(): Promise<void> | null;
   closeChannel(channel: number): void;
 }
 
@@ -46,6 +48,11 @@ export class ClientChannel extends EventEmitter {
   stream(payload: BodySource | OutgoingBody, options?: RequestOptions): Promise<ResponseBody> {
     if (this.failure) return Promise.reject(this.failure);
     return this.#session.request(this.id, payload, options, "body") as Promise<ResponseBody>;
+  }
+
+  /** A promise while its session's socket holds too much unsent output (a sender waits for it), else null. */
+  writable(): Promise<void> | null {
+    return this.#session.writable?.() ?? null;
   }
 
   send(payload: Uint8Array | string): void {

@@ -15,6 +15,7 @@ import { ClientChannel, openDeadline, type ChannelSession, type RequestOptions }
 import { checkServer, clientHandshake, openRecords, startSealed, type Handshake } from "./client_handshake.ts";
 import { processClientKey, type ClientKey } from "./client_key.ts";
 import { ClientStreams } from "./client_streams.ts";
+import { OutputGate } from "../protocol/output_gate.ts";
 import { Liveness } from "./line/liveness.ts";
 import { RequestTable, type ResponseBody, type Want } from "./request_table.ts";
 import type { ClientSessionOptions } from "./client_session_options.ts";
@@ -71,6 +72,7 @@ export class ClientSession extends EventEmitter implements ChannelSession {
   #decoder: FrameDecoder;
   #requests: RequestTable;
   #streams: ClientStreams | null = null; // at the first streamed body
+  #gate: OutputGate | null = null; // at the first one-way message
   #maxFrame: number;
   #serverStreams: boolean; // the server announced streamed bodies (Feature.Streams): a first-release one takes them whole
   #channels = new Map<number, ClientChannel>();
@@ -238,13 +240,13 @@ export class ClientSession extends EventEmitter implements ChannelSession {
     return result;
   }
 
+  /** @internal A promise while the socket holds more unsent output than two of the server's frames, else null. */
+  writable(): Promise<void> | null { return (this.#gate ??= new OutputGate(this.#socket, () => this.#writer.pending, 2 * this.serverLimits.maxFrame)).writable(); }
   /** @internal */
   send(channel: number, payload: Uint8Array | string): void {
     if (this.#closed || this.draining) throw this.#unusable();
     const size = typeof payload === "string" ? Buffer.byteLength(payload) : payload.byteLength;
-    if (size > this.serverLimits.maxFrame) {
-      throw new RangeError(`Cannot send message: ${size} bytes exceed the server's frame limit of ${this.serverLimits.maxFrame}`);
-    }
+    if (size > this.serverLimits.maxFrame) throw new RangeError(`Cannot send message: ${size} bytes exceed the server's frame limit of ${this.serverLimits.maxFrame}`);
     this.#writer.frame(FrameType.Message, channel, 0, payload);
   }
 

@@ -205,8 +205,14 @@ export class Link extends EventEmitter {
   }
 
   /** Sends a one-way message on the link's current session. */
+  /** Sends a one-way message; resolves once it is handed to the session, waiting while its socket holds too much unsent output (a server that stopped reading). */
   async send(payload: Uint8Array | string): Promise<void> {
-    (await this.bind()).send(payload);
+    let ch = await this.bind();
+    for (let wait = ch.writable(); wait !== null; wait = ch.writable()) {
+      await wait;
+      ch = await this.bind(); // a session that closed meanwhile: the link's next one
+    }
+    ch.send(payload);
   }
 
   /** C4: closes this application's link; the session stays while other links use it. */

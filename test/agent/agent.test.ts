@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { fork, spawn, type ChildProcess } from "node:child_process";
-import { chmodSync, chownSync, mkdirSync } from "node:fs";
+import { chmodSync, chownSync, mkdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import net from "node:net";
 import path from "node:path";
 import { after, test } from "node:test";
@@ -101,16 +101,37 @@ test('agent: "auto" works in-process when no agent answers; true says how to sta
   await assert.rejects(must.connect({ host: "127.0.0.1", port: portOf(server), app: "a" }), { code: "PERILINK_AGENT", message: /perilink agent/ });
 });
 
-test("an agent socket in a directory others may write is refused, even with agent: auto", async () => {
+test("an agent socket in a directory others may write is never talked to: agent: true refuses, auto works in-process and warns", async () => {
   const server = await testServer();
   const dir = path.join(tempDir(), "shared");
-  mkdirSync(dir);
+  mkdirSync(dir, { mode: 0o700 });
   const agent = await HostAgent.start({ socketPath: path.join(dir, "agent.sock"), client: { stateDir: false }, log: silentLogger });
   after(() => agent.close());
   chmodSync(dir, 0o777);
-  const client = new HostClient({ agentSocket: agent.socketPath });
-  await assert.rejects(client.connect({ host: "127.0.0.1", port: portOf(server), app: "a" }), { code: "PERILINK_AGENT", message: /someone else may have put it there/ });
+  const strict = new HostClient({ agent: true, agentSocket: agent.socketPath });
+  await assert.rejects(strict.connect({ host: "127.0.0.1", port: portOf(server), app: "a" }), { code: "PERILINK_AGENT", message: /someone else may have put it there/ });
+  const warned = new Promise<Error>((r) => process.once("warning", r));
+  const auto = new HostClient({ agentSocket: agent.socketPath, stateDir: false });
+  after(() => auto.close());
+  const link = await auto.connect({ host: "127.0.0.1", port: portOf(server), app: "a" });
+  assert.equal(auto.usesAgent, false);
+  assert.equal((await link.request("x")).toString(), "x");
+  assert.match((await warned).message, /someone else may have put it there/);
+  assert.equal(agent.processes, 0, "nothing was sent to it");
   chmodSync(dir, 0o700);
+});
+
+test("the agent refuses a socket directory that is not its user's alone, and a path that is not a socket, and changes neither", async () => {
+  const open = path.join(tempDir(), "open");
+  mkdirSync(open, { mode: 0o755 });
+  chmodSync(open, 0o755);
+  await assert.rejects(HostAgent.start({ socketPath: path.join(open, "agent.sock"), client: { stateDir: false }, log: silentLogger }), { code: "PERILINK_STATE_DIR_UNSAFE" });
+  assert.equal(statSync(open).mode & 0o777, 0o755, "its mode is left as it was");
+  const dir = path.join(tempDir(), "mine");
+  mkdirSync(dir, { mode: 0o700 });
+  writeFileSync(path.join(dir, "agent.sock"), "not a socket");
+  await assert.rejects(HostAgent.start({ socketPath: path.join(dir, "agent.sock"), client: { stateDir: false }, log: silentLogger }), { code: "PERILINK_AGENT", message: /not a socket/ });
+  assert.equal(readFileSync(path.join(dir, "agent.sock"), "utf8"), "not a socket");
 });
 
 test("a process's links and requests in flight are bounded; errors cross with their code", async () => {
@@ -264,6 +285,6 @@ test("an agent socket owned by another user is refused", { skip: process.getuid?
   await new Promise<void>((r) => impostor.listen(socket, () => r()));
   after(() => impostor.close());
   chownSync(socket, 65534, 65534);
-  const client = new HostClient({ agentSocket: socket });
+  const client = new HostClient({ agent: true, agentSocket: socket });
   await assert.rejects(client.connect({ host: "127.0.0.1", port: portOf(server), app: "a" }), { code: "PERILINK_AGENT", message: /owned by uid 65534/ });
 });

@@ -170,7 +170,9 @@ test("success: the new process is started in its own group with the sockets, tak
   assert.equal(done, false, "not done while draining");
   h.finishDrain();
   await h.upgrader.done;
-  assert.deepEqual(await h.child.next("drained"), { t: "drained", generation: 1 });
+  const drained = (await h.child.next("drained")) as { t: string; generation: number; counters?: unknown };
+  assert.deepEqual({ t: drained.t, generation: drained.generation }, { t: "drained", generation: 1 });
+  assert.equal(typeof drained.counters, "object", "with the old process's final totals, for the new one to add what it served since");
   assert.equal(h.child.connected, false, "the IPC channel is closed after the last report");
   await assert.rejects(h.upgrader.upgrade(), rejectsWith("PERILINK_UPGRADE_IN_PROGRESS", /already handed over/));
 });

@@ -28,8 +28,20 @@ function records(port: number, id = randomUUID()): ServiceRecords {
   return { instanceName: `test-pi.${SERVICE_TYPE}`, host: "test-pi.local", port, txt: encodeTxt({ id, fp: "SHA256:abc", ver: "9.9.9", ports: [port] }) };
 }
 
+/**
+ * A UDP port free now on 127.0.0.1 (an exclusive bind, then closed): the responder binds with
+ * SO_REUSEADDR, so a port another test's socket holds would split the datagrams between them.
+ */
+async function freeUdpPort(): Promise<number> {
+  const s = dgram.createSocket("udp4");
+  await new Promise<void>((resolve) => s.bind({ port: 0, address: "127.0.0.1", exclusive: true }, () => resolve()));
+  const port = s.address().port;
+  await new Promise<void>((resolve) => s.close(() => resolve()));
+  return port;
+}
+
 async function responder(rec: ServiceRecords, addresses = LOOPBACK): Promise<{ r: DnssdResponder; route: Route }> {
-  const port = 30_000 + Math.floor(Math.random() * 20_000);
+  const port = await freeUdpPort();
   const r = new DnssdResponder({ records: rec, addresses: () => addresses, log, port, limits: { answersPerSecond: 20 } });
   await r.start();
   responders.push(r);
@@ -88,6 +100,13 @@ test("browse leaves out an instance whose address does not answer the signed pro
 test("a flood of malformed, oversized and many-question datagrams stays inside the answer rate, and a good query is still answered", async () => {
   const { r, route } = await responder(records(4245));
   const flooder = dgram.createSocket("udp4");
+  after(() => {
+    try {
+      flooder.close();
+    } catch {
+      // closed already
+    }
+  });
   let answersToFlooder = 0;
   flooder.on("message", () => answersToFlooder++);
   await new Promise<void>((resolve) => flooder.bind(0, "127.0.0.1", resolve));
@@ -130,7 +149,7 @@ async function groupListener(port: number): Promise<{ packets: packet.Packet[]; 
 
 test("the responder announces twice a second apart, then says goodbye (TTL 0) on close(true) and nothing on close(false), as after a handover", async () => {
   for (const goodbye of [true, false]) {
-    const port = 30_000 + Math.floor(Math.random() * 20_000);
+    const port = await freeUdpPort();
     const heard = await groupListener(port);
     try {
       const r = new DnssdResponder({ records: records(4246), addresses: () => LOOPBACK, log, port });
@@ -201,7 +220,7 @@ test("costly datagrams are dropped before they are decoded: off-link ones, too m
 
 test("a responder started before the device had an address answers once one comes", async () => {
   const addresses: LinkAddress[] = [];
-  const port = 30_000 + Math.floor(Math.random() * 20_000);
+  const port = await freeUdpPort();
   const r = new DnssdResponder({ records: records(4252), addresses: () => [...addresses], log, port });
   await r.start();
   responders.push(r);
