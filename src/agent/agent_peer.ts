@@ -39,6 +39,8 @@ export class AgentPeer {
   command = "";
   readonly links = new Map<number, Link>();
   #inflight = 0;
+  /** Bytes of one-way messages waiting for their session's socket to take them. */
+  #sendBytes = 0;
   /** Requests the application may cancel (it said so), by id. */
   #aborts = new Map<number, AbortController>();
   #client: PerilinkClient;
@@ -169,11 +171,12 @@ export class AgentPeer {
           return;
         }
         // A message waits while its session's socket is full (link.send): counted as in flight, as requests are.
-        if (this.#inflight >= this.#limits.maxInflightPerProcess) {
-          this.#send({ t: "error", id, ...wireError(new AgentLimitError(`Cannot send: this process has ${this.#inflight} requests and messages in flight through the agent, its most (maxInflightPerProcess)`)) });
+        if (this.#inflight >= this.#limits.maxInflightPerProcess || this.#sendBytes + payload.length > this.#limits.maxUnreadBytesPerProcess) {
+          this.#send({ t: "error", id, ...wireError(new AgentLimitError(`Cannot send: this process has ${this.#inflight} requests and messages (${this.#sendBytes} bytes of messages) waiting in the agent, its most (maxInflightPerProcess, maxUnreadBytesPerProcess); the server is not reading`)) });
           return;
         }
         this.#inflight++;
+        this.#sendBytes += payload.length;
         link
           .send(payload)
           .then(
@@ -182,6 +185,7 @@ export class AgentPeer {
           )
           .finally(() => {
             this.#inflight--;
+            this.#sendBytes -= payload.length;
             this.#endIfLeft();
           });
         return;

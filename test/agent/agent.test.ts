@@ -13,7 +13,7 @@ import { cliCommand, REPO_ROOT, runCli, spawnCli, stopChild } from "../helpers/c
 import { SKIP_NO_SOCKET_ACTIVATE, SOCKET_ACTIVATE } from "../helpers/socket_activate.ts";
 import { detectRuntime } from "../../src/runtime/runtime.ts";
 import { portOf, sleep, tempDir, testServer, waitFor } from "../helpers/fixtures.ts";
-import { rssOf } from "../helpers/server_process.ts";
+import { rssOf, serverProcess } from "../helpers/server_process.ts";
 import { openMetricsParserMissing, parseOpenMetrics, sampleValue } from "../helpers/open_metrics_parser.ts";
 
 const APP = path.join(path.dirname(fileURLToPath(import.meta.url)), "../fixtures/agent_app.ts");
@@ -287,4 +287,66 @@ test("an agent socket owned by another user is refused", { skip: process.getuid?
   chownSync(socket, 65534, 65534);
   const client = new HostClient({ agent: true, agentSocket: socket });
   await assert.rejects(client.connect({ host: "127.0.0.1", port: portOf(server), app: "a" }), { code: "PERILINK_AGENT", message: /owned by uid 65534/ });
+});
+
+test("one-way messages to a server that stopped reading wait, count against the process's bounds, and do not grow the agent", { skip: detectRuntime().name === "deno" ? "SIGSTOP of the server child: Node's process handling" : false }, async () => {
+  const srv = await serverProcess({ listen: ["127.0.0.1:0"] });
+  const agent = await agentProcess();
+  const client = new HostClient({ agent: true, agentSocket: agent.socket });
+  after(() => client.close());
+  const link = await client.connect({ host: "127.0.0.1", port: srv.port, app: "telemetry" });
+  await link.request("x");
+  const idle = rssOf(agent.child.pid!);
+  process.kill(srv.pid, "SIGSTOP");
+  after(() => {
+    try {
+      process.kill(srv.pid, "SIGCONT");
+    } catch {
+      // gone already
+    }
+  });
+  const body = Buffer.alloc(512 * 1024, 3);
+  const results: string[] = [];
+  const sends: Promise<void>[] = [];
+  for (let i = 0; i < 150; i++) sends.push(link.send(body).then(() => void results.push("sent"), (e: { code: string }) => void results.push(e.code)));
+  await waitFor(() => results.filter((r) => r === "PERILINK_AGENT_LIMIT").length > 0, "the process's bound to refuse sends", 10_000);
+  await sleep(500);
+  const grew = (rssOf(agent.child.pid!) - idle) / 1048576;
+  assert.ok(grew < 48, `the agent grew ${grew.toFixed(1)} MiB for 75 MiB of messages to a stopped server`);
+  assert.ok(results.filter((r) => r === "sent").length < 40, `${results.filter((r) => r === "sent").length} were taken before the bound`);
+  process.kill(srv.pid, "SIGCONT");
+  await Promise.all(sends);
+  assert.equal((await link.request("after")).toString(), "after", "the link carries on once the server reads again");
+});
+
+test("through the agent: a body too large is refused in the process alone, the table holds many links, a silent process is let go", async () => {
+  const server = await testServer();
+  const agent = await HostAgent.start({ socketPath: path.join(tempDir(), "t", "agent.sock"), client: { stateDir: false }, log: silentLogger });
+  after(() => agent.close());
+  const client = new HostClient({ agent: true, agentSocket: agent.socketPath });
+  after(() => client.close());
+  const port = portOf(server);
+  const links = await Promise.all(Array.from({ length: 60 }, (_, i) => client.connect({ host: "127.0.0.1", port, app: `app-with-a-long-name-${i}` })));
+  await assert.rejects(links[0]!.request(Buffer.alloc(17 * 1024 * 1024)), { code: "PERILINK_BODY_TOO_LARGE" });
+  assert.equal((await links[1]!.request("still here")).toString(), "still here", "the other links' connection was not touched");
+  const table = await client.agentTable();
+  assert.equal(table.links.length, 60, "a table larger than a frame header");
+  const silent = net.connect(agent.socketPath);
+  silent.on("error", () => {});
+  await new Promise((r) => silent.once("connect", r));
+  await waitFor(() => agent.processes === 2, "the silent process to count", 1000);
+  await waitFor(() => silent.destroyed || silent.readableEnded, "the agent to let a process that says no hello go", 4000);
+});
+
+test("a link that only listens opens again on its own when the agent comes back", async () => {
+  const server = await testServer();
+  const socketPath = path.join(tempDir(), "l", "agent.sock");
+  let agent = await HostAgent.start({ socketPath, client: { stateDir: false }, log: silentLogger });
+  after(() => agent.close());
+  const client = new HostClient({ agent: true, agentSocket: socketPath });
+  after(() => client.close());
+  const link = await client.connect({ host: "127.0.0.1", port: portOf(server), app: "monitor" });
+  await agent.close();
+  agent = await HostAgent.start({ socketPath, client: { stateDir: false }, log: silentLogger });
+  await waitFor(() => agent.table().links.length === 1 && link.state === "ready", "the link to be open on the new agent without a request", 6000);
 });
