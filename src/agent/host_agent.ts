@@ -156,14 +156,17 @@ export class HostAgent {
     const rows = this.client.sessions();
     const links: AgentLinkRow[] = [];
     for (const r of rows) {
+      if (r.managementNumber === 0) continue; // a session no link rides: in `sessions` below
       const o = owner.get(r.managementNumber);
       links.push({ pid: o?.peer.pid ?? 0, command: o?.peer.command ?? "", link: o?.link ?? 0, ...r, address: r.communicationAddress });
     }
+    // Every session: active (links ride it), lingering (kept for lingerMs after its last link), draining (finishing after a move).
     const sessions = new Map<string, unknown>();
     for (const r of rows) {
-      if (r.sessionNumber !== null && !sessions.has(`${r.serverId}/${r.sessionNumber}`)) {
-        sessions.set(`${r.serverId}/${r.sessionNumber}`, { serverId: r.serverId, keyFingerprint: r.keyFingerprint, sessionNumber: r.sessionNumber, address: r.communicationAddress, port: r.communicationPort, links: r.refCount, line: r.line, state: "active" });
-      }
+      const key = `${r.serverId}/${r.sessionNumber}`;
+      if (r.sessionNumber === null || sessions.has(key)) continue;
+      const state = r.managementNumber === 0 ? r.state : "active";
+      sessions.set(key, { serverId: r.serverId, keyFingerprint: r.keyFingerprint, sessionNumber: r.sessionNumber, address: r.communicationAddress, port: r.communicationPort, links: r.managementNumber === 0 ? 0 : r.refCount, line: r.line, state });
     }
     return { links, sessions: [...sessions.values()] };
   }

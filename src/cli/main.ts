@@ -46,7 +46,7 @@ Usage:
   perilink agent  [--socket PATH] [--state-dir DIR] [--log-level LEVEL]  (host: one session table for this user's apps)
   perilink agent upgrade [--socket PATH] [--json]  (replace the running agent, its socket kept open)
   perilink agent metrics [--socket PATH]  (the agent's counters, OpenMetrics text)
-  perilink sessions [--socket PATH] [--json]  (the agent's table)
+  perilink sessions [--socket PATH] [--json] [--watch] [--interval MS] [--count N]  (the agent's table)
   perilink upgrade [--state-dir DIR] [--program PATH] [--app MODULE] [--timeout MS] [--json]
   perilink help | version
 

@@ -279,8 +279,15 @@ export class PerilinkClient {
           state: l.sessionNumber === null ? "moving" : "active",
         });
       }
+      // Sessions no link rides: one kept for lingerMs after its last link, and those finishing after a move.
+      const none = { managementNumber: 0, app: "", requestedHost: "", requestedAddress: "", requestedPort: 0 };
+      if (live && e.links.size === 0) rows.push({ ...none, ...base, sessionNumber: live.number, state: "lingering" });
+      for (const d of e.draining) {
+        rows.push({ ...none, ...base, communicationAddress: d.session.remoteAddress, communicationPort: d.session.remotePort, refCount: 0, line: null, sessionNumber: d.number, state: "draining" });
+      }
     }
-    return rows.sort((a, b) => a.managementNumber - b.managementNumber);
+    // Links first, by number; then the sessions without links.
+    return rows.sort((a, b) => (a.managementNumber || Infinity) - (b.managementNumber || Infinity));
   }
 
   /**

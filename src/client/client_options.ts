@@ -109,7 +109,8 @@ export interface SessionRow {
   keyFingerprint: string;
   sessionNumber: number | null;
   refCount: number;
-  state: "active" | "moving" | "closed";
+  /** A link's: active, moving, closed; a row with no link (managementNumber 0, app ""): lingering (kept for lingerMs) or draining (finishing after a move). */
+  state: "active" | "moving" | "closed" | "lingering" | "draining";
   /** The measured line of the communication address (Fig. 25), or null before its first measure. */
   line: LineRow | null;
 }

@@ -350,3 +350,23 @@ test("a link that only listens opens again on its own when the agent comes back"
   agent = await HostAgent.start({ socketPath, client: { stateDir: false }, log: silentLogger });
   await waitFor(() => agent.table().links.length === 1 && link.state === "ready", "the link to be open on the new agent without a request", 6000);
 });
+
+test("the table lists lingering sessions too; sessions --watch draws it again, --count times", async () => {
+  const server = await testServer();
+  const agent = await HostAgent.start({ socketPath: path.join(tempDir(), "w", "agent.sock"), client: { stateDir: false, lingerMs: 10_000 }, log: silentLogger });
+  after(() => agent.close());
+  const client = new HostClient({ agent: true, agentSocket: agent.socketPath });
+  after(() => client.close());
+  const link = await client.connect({ host: "127.0.0.1", port: portOf(server), app: "a" });
+  await link.request("x");
+  link.close();
+  await waitFor(() => agent.table().links.length === 0, "the link to close");
+  const table = agent.table();
+  assert.deepEqual(table.sessions.map((s) => (s as { state: string; links: number }).state), ["lingering"]);
+  assert.equal(server.status().sessions, 1, "kept for lingerMs");
+  const watch = await runCli(["sessions", "--socket", agent.socketPath, "--watch", "--count", "2", "--interval", "100"]);
+  assert.equal(watch.code, 0, watch.stderr);
+  assert.equal(watch.stdout.match(/^no links: /gm)?.length, 2, watch.stdout);
+  assert.equal(watch.stdout.match(/^SESSION +SERVER +ADDRESS +LINKS +STATE$/gm)?.length, 2);
+  assert.match(watch.stdout, /lingering/);
+});

@@ -217,3 +217,16 @@ test("connect does not wait for the server's channel OK; a refused channel fails
   assert.equal((await b!.request("b")).toString(), "b");
   await assert.rejects(extra!.request("c"), (e: unknown) => (e as { code?: string }).code === "PERILINK_SERVER_BUSY");
 });
+
+test("sessions() lists a session no link rides as a row of its own: lingering, then gone after lingerMs", async () => {
+  const server = await testServer();
+  const c = client({ lingerMs: 400 });
+  const link = await c.connect({ host: "127.0.0.1", port: server.endpoints()[0]!.port, app: "a" });
+  await link.request("x");
+  assert.deepEqual(c.sessions().map((r) => r.state), ["active"]);
+  link.close();
+  const rows = c.sessions();
+  assert.equal(rows.length, 1);
+  assert.deepEqual([rows[0]!.managementNumber, rows[0]!.app, rows[0]!.state, rows[0]!.refCount, rows[0]!.communicationAddress], [0, "", "lingering", 0, "127.0.0.1"]);
+  await waitFor(() => c.sessions().length === 0, "the session to close after lingerMs", 3000);
+});
