@@ -55,6 +55,7 @@ export class AgentPeer {
   #upgrade: () => Promise<number>;
   /** Told to move to a new agent (GOAWAY): it ends once its links are gone and nothing is in flight. */
   #leaving = false;
+  #helloed = false;
   #maxPayload: number;
   #deadline: ReturnType<typeof setTimeout> | null = null;
   #corked = false;
@@ -85,7 +86,7 @@ export class AgentPeer {
         return;
       }
       if (this.#reader.buffered === 0) {
-        if (this.pid !== 0 && this.#deadline) {
+        if (this.#helloed && this.#deadline) {
           clearTimeout(this.#deadline);
           this.#deadline = null;
         }
@@ -149,6 +150,7 @@ export class AgentPeer {
     if (this.#closed || this.socket.destroyed) return; // the rest of a read after a cut-off
     switch (h.t) {
       case "hello":
+        this.#helloed = true;
         this.pid = idOf(h.pid) ?? 0;
         if (this.#deadline !== null && this.#reader.buffered === 0) {
           clearTimeout(this.#deadline);
