@@ -336,6 +336,7 @@ test("through the agent: a body too large is refused in the process alone, the t
   await new Promise((r) => silent.once("connect", r));
   await waitFor(() => agent.processes === 2, "the silent process to count", 1000);
   await waitFor(() => silent.destroyed || silent.readableEnded, "the agent to let a process that says no hello go", 4000);
+  silent.destroy(); // this side of it: an open handle would keep the test process alive
 });
 
 test("a link that only listens opens again on its own when the agent comes back", async () => {
