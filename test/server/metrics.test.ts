@@ -8,6 +8,7 @@ import { detectRuntime } from "../../src/runtime/runtime.ts";
 import { runCli, spawnCli, stopChild } from "../helpers/cli.ts";
 import { connect, portOf, sleep, tempDir, testServer, waitFor } from "../helpers/fixtures.ts";
 import { freePort } from "../helpers/free_port.ts";
+import { pidAlive } from "../helpers/pid_alive.ts";
 import { openMetricsParserMissing, parseOpenMetrics, sampleValue, type ParsedMetrics } from "../helpers/open_metrics_parser.ts";
 
 const missing = openMetricsParserMissing();
@@ -22,6 +23,25 @@ function get(port: number, p: string, method = "GET"): Promise<{ status: number;
     req.on("error", reject);
     req.end();
   });
+}
+
+/**
+ * The process an upgrade started is not the test's child: `checks` run, then it is stopped in the
+ * test itself, whether or not they passed, and waited for. (Stopped from an `after` hook instead, it
+ * was seen left running after Deno runs of this file; why is not known.)
+ */
+async function thenStop(stateDir: string, checks: () => Promise<void>): Promise<void> {
+  const { pid } = JSON.parse((await runCli(["status", "--state-dir", stateDir, "--json"])).stdout) as { pid: number };
+  try {
+    await checks();
+  } finally {
+    try {
+      process.kill(pid, "SIGTERM");
+    } catch {
+      // gone already
+    }
+    await waitFor(() => !pidAlive(pid), "the upgraded server to stop", 10_000).catch(() => process.kill(pid, "SIGKILL"));
+  }
 }
 
 const total = (m: ParsedMetrics, family: string, labels: Record<string, string> = {}): number => sampleValue(m, family, `${family}_total`, labels) ?? NaN;
@@ -130,22 +150,16 @@ test("counters continue across an upgrade, and the metrics port answers all thro
   upgrading = false;
   await scraper;
   assert.equal(up.code, 0, up.stderr);
-  assert.deepEqual(failures, [], `${scrapes} scrapes during the upgrade`);
-  assert.ok(scrapes >= 3, `${scrapes} scrapes`);
-  const afterUp = parseOpenMetrics((await get(port, "/metrics")).body);
-  assert.ok(total(afterUp, "perilink_received_bytes") >= total(before, "perilink_received_bytes"), "bytes do not go back");
-  assert.equal(sampleValue(afterUp, "perilink_generation", "perilink_generation"), 2);
-  assert.equal(total(afterUp, "perilink_requests"), 3, "the new process continues the totals");
-  assert.equal(sampleValue(afterUp, "perilink_request_duration_seconds", "perilink_request_duration_seconds_count"), 3, "and the latency buckets");
-  assert.equal(sampleValue(afterUp, "perilink_handoff_duration_seconds", "perilink_handoff_duration_seconds_count"), 1);
-  assert.ok((sampleValue(afterUp, "perilink_handoff_duration_seconds", "perilink_handoff_duration_seconds_sum") ?? 0) > 0);
-  const now = JSON.parse((await runCli(["status", "--state-dir", stateDir, "--json"])).stdout) as { pid: number };
-  after(() => {
-    try {
-      process.kill(now.pid, "SIGTERM");
-    } catch {
-      // gone already
-    }
+  await thenStop(stateDir, async () => {
+    assert.deepEqual(failures, [], `${scrapes} scrapes during the upgrade`);
+    assert.ok(scrapes >= 3, `${scrapes} scrapes`);
+    const afterUp = parseOpenMetrics((await get(port, "/metrics")).body);
+    assert.ok(total(afterUp, "perilink_received_bytes") >= total(before, "perilink_received_bytes"), "bytes do not go back");
+    assert.equal(sampleValue(afterUp, "perilink_generation", "perilink_generation"), 2);
+    assert.equal(total(afterUp, "perilink_requests"), 3, "the new process continues the totals");
+    assert.equal(sampleValue(afterUp, "perilink_request_duration_seconds", "perilink_request_duration_seconds_count"), 3, "and the latency buckets");
+    assert.equal(sampleValue(afterUp, "perilink_handoff_duration_seconds", "perilink_handoff_duration_seconds_count"), 1);
+    assert.ok((sampleValue(afterUp, "perilink_handoff_duration_seconds", "perilink_handoff_duration_seconds_sum") ?? 0) > 0);
   });
 });
 
@@ -172,20 +186,14 @@ test("a group's metrics add up its service processes' requests and latency", { s
   // An upgrade of the group: the new manager continues what the old group's service processes counted.
   const up = await runCli(["upgrade", "--state-dir", stateDir, "--timeout", "30000"]);
   assert.equal(up.code, 0, up.stderr);
-  const now = JSON.parse((await runCli(["status", "--state-dir", stateDir, "--json"])).stdout) as { pid: number };
-  after(() => {
-    try {
-      process.kill(now.pid, "SIGTERM");
-    } catch {
-      // gone already
-    }
+  await thenStop(stateDir, async () => {
+    const next = parseOpenMetrics((await get(port, "/metrics")).body);
+    assert.equal(sampleValue(next, "perilink_generation", "perilink_generation"), 2);
+    assert.equal(total(next, "perilink_requests"), 4, "requests continue across a group upgrade");
+    assert.equal(sampleValue(next, "perilink_request_duration_seconds", "perilink_request_duration_seconds_count"), 4);
+    assert.ok(total(next, "perilink_received_bytes") >= total(m, "perilink_received_bytes"), "and bytes");
+    assert.ok(total(next, "perilink_sessions_accepted") >= 4);
   });
-  const next = parseOpenMetrics((await get(port, "/metrics")).body);
-  assert.equal(sampleValue(next, "perilink_generation", "perilink_generation"), 2);
-  assert.equal(total(next, "perilink_requests"), 4, "requests continue across a group upgrade");
-  assert.equal(sampleValue(next, "perilink_request_duration_seconds", "perilink_request_duration_seconds_count"), 4);
-  assert.ok(total(next, "perilink_received_bytes") >= total(m, "perilink_received_bytes"), "and bytes");
-  assert.ok(total(next, "perilink_sessions_accepted") >= 4);
 });
 
 test("the metrics listener cuts off a peer that never finishes its request, and still answers scrapes meanwhile", async () => {
