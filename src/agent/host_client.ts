@@ -62,8 +62,10 @@ export class HostClient {
   #choose(): Promise<"agent" | "local"> {
     this.#mode ??= (async () => {
       const want = this.#options.agent ?? "auto";
+      let present = false;
       try {
         if (!(await checkAgentSocket(this.#socketPath))) throw new AgentError(`Cannot use the host agent: none runs at ${this.#socketPath}; start one with "perilink agent"`);
+        present = true;
         await this.agent();
         return "agent";
       } catch (err) {
@@ -72,8 +74,9 @@ export class HostClient {
           this.#conn = null;
           throw err;
         }
-        // "auto": no agent, or one that is not ours (another user's socket: never talked to) — in-process, said once.
-        if (err instanceof AgentError && err.message.includes("someone else")) process.emitWarning(err.message, { code: "PERILINK_AGENT" });
+        // "auto": no agent — in-process, silently; one that is not ours (never talked to) or that did not
+        // answer (stale, full) — in-process too, with a warning: this process's sessions are not shared.
+        if (present || (err instanceof AgentError && err.message.includes("someone else"))) process.emitWarning(`${(err as Error).message} (working in-process: this process's sessions are not shared)`, { code: "PERILINK_AGENT" });
         this.#conn = null;
         this.#useLocal();
         return "local";
