@@ -11,6 +11,7 @@ import { MetricsText } from "../open_metrics.ts";
 import { createClient, type PerilinkClient } from "../client/client.ts";
 import type { ClientOptions } from "../client/client_options.ts";
 import { AgentPeer, type AgentLimits } from "./agent_peer.ts";
+import { isLive } from "../server/control_server.ts";
 import { checkAgentSocket } from "./agent_socket.ts";
 
 export interface HostAgentOptions {
@@ -111,7 +112,7 @@ export class HostAgent {
       if (there !== null) {
         if (!there.isSocket()) throw new AgentError(`Cannot start the agent: ${p} is there and is not a socket; remove it, or choose another --socket`);
         await checkAgentSocket(p);
-        if (await answers(p)) throw new AgentError(`Cannot start the agent: another one answers at ${p}; stop it, or set PERILINK_AGENT_SOCKET`);
+        if (await isLive(p)) throw new AgentError(`Cannot start the agent: another one answers at ${p}; stop it, or set PERILINK_AGENT_SOCKET`);
         await fs.rm(p, { force: true }); // stale: its agent is gone
       }
     }
@@ -272,15 +273,4 @@ async function privateSocketDir(dir: string): Promise<void> {
     throw new StateDirError(`Cannot start the agent in ${dir}: the socket's directory must be this user's alone (mode 0700, not a link); give the socket a directory of its own (--socket DIR/agent.sock)`);
   }
   await ensurePrivateDir(dir); // and the directories above it
-}
-
-function answers(p: string): Promise<boolean> {
-  return new Promise((resolve) => {
-    const s = net.connect(p);
-    s.once("connect", () => {
-      s.destroy();
-      resolve(true);
-    });
-    s.once("error", () => resolve(false));
-  });
 }

@@ -114,7 +114,8 @@ export class ControlServer {
   }
 }
 
-function isLive(p: string): Promise<boolean> {
+/** Whether something accepts a connection on the Unix socket `p` now (a stale socket file refuses it). */
+export function isLive(p: string): Promise<boolean> {
   return new Promise((resolve) => {
     const s = net.connect(p);
     s.once("connect", () => {

@@ -86,13 +86,8 @@ export function startNmbd(topo: Topology, dir: string, name: string, alias: stri
 
 /** A python3-zeroconf responder for `host`.local with these addresses, bound to `bind`. */
 export function startZeroconf(topo: Topology, host: string, addresses: string[], bind: string): Started {
-  const py = existsSync("/usr/bin/python3") ? "/usr/bin/python3" : which("python3");
-  if (!py) return { skip: "python3 is not installed" };
-  try {
-    execFileSync(py, ["-c", "import zeroconf"], { stdio: "ignore" });
-  } catch {
-    return { skip: "python3-zeroconf is not installed" };
-  }
+  const py = zeroconfPython();
+  if (typeof py !== "string") return py;
   const script = `
 import socket, sys, time
 from zeroconf import Zeroconf, ServiceInfo, IPVersion
