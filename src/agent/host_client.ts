@@ -37,7 +37,9 @@ export class HostClient {
   #socketPath: string;
   #mode: Promise<"agent" | "local"> | null = null;
   #local: PerilinkClient | null = null;
-  #conn: Promise<AgentConnection> | null = null;
+  /** The connection to the agent (the last one opened), and the attempt to open one under way. */
+  #current: AgentConnection | null = null;
+  #opening: Promise<AgentConnection> | null = null;
   #links = new Set<AgentLink>();
   #closed = false;
 
@@ -49,7 +51,7 @@ export class HostClient {
 
   /** True once links go through the agent, false once they stay in this process, null before the first connect. */
   get usesAgent(): boolean | null {
-    return this.#local !== null ? false : this.#conn !== null ? true : null;
+    return this.#local !== null ? false : this.#current !== null ? true : null;
   }
 
   #useLocal(): PerilinkClient {
@@ -71,13 +73,11 @@ export class HostClient {
       } catch (err) {
         if (want === true) {
           this.#mode = null;
-          this.#conn = null;
           throw err;
         }
         // "auto": no agent — in-process, silently; one that is not ours (never talked to) or that did not
         // answer (stale, full) — in-process too, with a warning: this process's sessions are not shared.
         if (present || (err instanceof AgentError && err.message.includes("someone else"))) process.emitWarning(`${(err as Error).message} (working in-process: this process's sessions are not shared)`, { code: "PERILINK_AGENT" });
-        this.#conn = null;
         this.#useLocal();
         return "local";
       }
@@ -91,26 +91,38 @@ export class HostClient {
    * restart by systemd, a replacement) before links give up on it.
    */
   agent(): Promise<AgentConnection> {
-    const open = async (wait: boolean): Promise<AgentConnection> => {
-      const deadline = Date.now() + (wait ? AGENT_BACK_MS : 0);
-      for (;;) {
-        try {
-          if (wait && !(await checkAgentSocket(this.#socketPath))) throw Object.assign(new Error("no socket"), { code: "ENOENT" });
-          return await AgentConnection.open(this.#socketPath, AGENT_OPEN_MS);
-        } catch (err) {
-          const code = (err as NodeJS.ErrnoException).code;
-          if ((code === "ENOENT" || code === "ECONNREFUSED") && Date.now() < deadline) {
-            await new Promise((r) => setTimeout(r, 100));
-            continue;
-          }
-          throw err instanceof AgentError ? err : new AgentError(`Cannot reach the host agent at ${this.#socketPath}: ${(err as Error).message}; start one with "perilink agent"`, { cause: err });
+    if (this.#closed) return Promise.reject(new ClientClosedError("Cannot reach the host agent: the client is closed; create a new one"));
+    const current = this.#current;
+    if (current !== null && !current.closed && !current.draining) return Promise.resolve(current);
+    // One attempt at a time, shared by every link that asks meanwhile: sixty links that lost their
+    // agent wait for one new one together, not sixty times AGENT_BACK_MS one after another.
+    this.#opening ??= this.#open(this.#current !== null).finally(() => (this.#opening = null));
+    return this.#opening;
+  }
+
+  async #open(wait: boolean): Promise<AgentConnection> {
+    const deadline = Date.now() + (wait ? AGENT_BACK_MS : 0);
+    for (;;) {
+      let conn: AgentConnection;
+      try {
+        if (wait && !(await checkAgentSocket(this.#socketPath))) throw Object.assign(new Error("no socket"), { code: "ENOENT" });
+        conn = await AgentConnection.open(this.#socketPath, AGENT_OPEN_MS);
+      } catch (err) {
+        const code = (err as NodeJS.ErrnoException).code;
+        if ((code === "ENOENT" || code === "ECONNREFUSED") && Date.now() < deadline && !this.#closed) {
+          await new Promise((r) => setTimeout(r, 100));
+          continue;
         }
+        if (this.#closed) throw new ClientClosedError("Cannot reach the host agent: the client was closed meanwhile");
+        throw err instanceof AgentError ? err : new AgentError(`Cannot reach the host agent at ${this.#socketPath}: ${(err as Error).message}; start one with "perilink agent"`, { cause: err });
       }
-    };
-    const current = this.#conn;
-    this.#conn = current === null ? open(false) : current.then((c) => (c.closed || c.draining ? open(true) : c), () => open(true));
-    this.#conn.catch(() => {});
-    return this.#conn;
+      if (this.#closed) {
+        conn.close();
+        throw new ClientClosedError("Cannot reach the host agent: the client was closed meanwhile");
+      }
+      this.#current = conn;
+      return conn;
+    }
   }
 
   async connect(options: ConnectOptions): Promise<LinkApi> {
@@ -168,7 +180,8 @@ export class HostClient {
     this.#closed = true;
     for (const l of this.#links) l.close();
     this.#links.clear();
-    if (this.#conn) (await this.#conn.catch(() => null))?.close();
+    // An attempt to reach an agent under way gives up at its next step (it sees #closed); it is not waited for.
+    this.#current?.close();
     await this.#local?.close();
   }
 }

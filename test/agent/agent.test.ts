@@ -352,6 +352,26 @@ test("a link that only listens opens again on its own when the agent comes back"
   await waitFor(() => agent.table().links.length === 1 && link.state === "ready", "the link to be open on the new agent without a request", 6000);
 });
 
+test("when the agent is gone for good, a process's links wait for a new one together and go offline; closing the client does not wait", async () => {
+  const server = await testServer();
+  const agent = await HostAgent.start({ socketPath: path.join(tempDir(), "g", "agent.sock"), client: { stateDir: false }, log: silentLogger });
+  after(() => agent.close());
+  const clients = [new HostClient({ agent: true, agentSocket: agent.socketPath }), new HostClient({ agent: true, agentSocket: agent.socketPath })];
+  const [waits, closes] = clients;
+  const links = await Promise.all(Array.from({ length: 30 }, (_, i) => waits!.connect({ host: "127.0.0.1", port: portOf(server), app: `w${i}` })));
+  await Promise.all(Array.from({ length: 30 }, (_, i) => closes!.connect({ host: "127.0.0.1", port: portOf(server), app: `c${i}` })));
+  const gone = Date.now();
+  await agent.close();
+  const started = Date.now();
+  await closes!.close();
+  assert.ok(Date.now() - started < 500, `close took ${Date.now() - started} ms with its links waiting for an agent`);
+  // One shared wait of 5 s (AGENT_BACK_MS), not thirty in a row.
+  await waitFor(() => links.every((l) => l.state === "offline"), "every link to give up on the agent", 9000);
+  assert.ok(Date.now() - gone < 8000, `the links gave up after ${Date.now() - gone} ms`);
+  await assert.rejects(links[0]!.request("x"), { code: "PERILINK_AGENT" });
+  await waits!.close();
+});
+
 test("the table lists lingering sessions too; sessions --watch draws it again, --count times", async () => {
   const server = await testServer();
   const agent = await HostAgent.start({ socketPath: path.join(tempDir(), "w", "agent.sock"), client: { stateDir: false, lingerMs: 10_000 }, log: silentLogger });
