@@ -14,12 +14,13 @@ const LAYERS = [
   ["handoff", "^src/handoff/"],
   ["group", "^src/group/"],
   ["agent", "^src/agent/"],
+  ["http", "^src/http/"],
   ["serve", "^src/serve/"],
   ["cli", "^src/cli/"],
-  ["library", "^src/index\\.ts$"],
+  ["library", "^src/(index|http)\\.ts$"],
 ];
 /** server and client share a rank: side by side, above runtime, below systemd. */
-const RANK = { kernel: 0, protocol: 1, runtime: 2, server: 3, client: 3, systemd: 4, handoff: 5, group: 6, agent: 6, serve: 7, cli: 8, library: 8 };
+const RANK = { kernel: 0, protocol: 1, runtime: 2, server: 3, client: 3, systemd: 4, handoff: 5, group: 6, agent: 6, http: 6, serve: 7, cli: 8, library: 8 };
 
 const upward = LAYERS.map(([name, path]) => ({
   name: `no-upward-from-${name}`,

@@ -4,7 +4,7 @@
  * python3-zeroconf responder (mDNS). Each start returns the child, or a
  * one-line reason to skip when its program is missing.
  */
-import { execFile, execFileSync, type ChildProcess } from "node:child_process";
+import { execFile, execFileSync, spawn, type ChildProcess } from "node:child_process";
 import { existsSync, mkdirSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import type { Topology } from "./netns_topology.ts";
@@ -42,8 +42,19 @@ function started(child: ChildProcess): Started {
 export function startDnsmasq(topo: Topology, listen: string, records: string[]): Started {
   const exe = which("dnsmasq");
   if (!exe) return { skip: "dnsmasq is not installed (Debian: dnsmasq-base)" };
-  const args = ["--keep-in-foreground", "--log-facility=-", "--conf-file=/dev/null", "--no-resolv", "--no-hosts", "--user=root", "--pid-file=", "--bind-interfaces", `--listen-address=${listen}`, "--local-ttl=60", ...records.map((r) => `--host-record=${r}`)];
-  return started(topo.spawnInServer(exe, args));
+  return started(topo.spawnInServer(exe, dnsmasqArgs(listen, records)));
+}
+
+/** dnsmasq on 127.0.0.1:`port` in this namespace (names of loopback addresses), as startDnsmasq. */
+export function startDnsmasqOnLoopback(port: number, records: string[]): Started {
+  const exe = which("dnsmasq");
+  if (!exe) return { skip: "dnsmasq is not installed (Debian: dnsmasq-base)" };
+  if (process.getuid?.() !== 0) return { skip: "needs root (dnsmasq is run as root, without its user switch)" };
+  return started(spawn(exe, [...dnsmasqArgs("127.0.0.1", records), `--port=${port}`], { stdio: ["ignore", "pipe", "pipe"] }));
+}
+
+function dnsmasqArgs(listen: string, records: string[]): string[] {
+  return ["--keep-in-foreground", "--log-facility=-", "--conf-file=/dev/null", "--no-resolv", "--no-hosts", "--user=root", "--pid-file=", "--bind-interfaces", `--listen-address=${listen}`, "--local-ttl=60", ...records.map((r) => `--host-record=${r}`)];
 }
 
 /** llmnrd answering `name` on `iface` (IPv4 and IPv6). */

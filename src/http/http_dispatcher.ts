@@ -1,0 +1,211 @@
+import path from "node:path";
+import { Dispatcher, type Pool } from "undici";
+import { checkMs } from "../duration.ts";
+import { ClientClosedError } from "../errors.ts";
+import { TARGET } from "../target.ts";
+import { defaultStateDir } from "../runtime/state_dir.ts";
+import { CLIENT_PIN_FILE } from "../client/client_options.ts";
+import { IdentityBook } from "../client/identity_book.ts";
+import { NameResolver } from "../client/names/name_resolver.ts";
+import type { ResolutionOptions } from "../client/names/resolution_options.ts";
+import { SocketLimiter } from "../client/socket_limiter.ts";
+import { STAGGER_MS } from "../client/staggered_open.ts";
+import { FailoverHandler } from "./failover_handler.ts";
+import { withHost } from "./host_header.ts";
+import { HttpRoute, type RouteHost } from "./http_route.ts";
+import { ServerLocator } from "./server_locator.ts";
+
+export interface DispatcherOptions {
+  /** Connections one server's pool may hold (default 1: one keep-alive connection per server). */
+  connections?: number;
+  /** TCP sockets the dispatcher holds at most, every server together (default: the target's client maxSessions). */
+  maxSockets?: number;
+  /** Connections that may wait for a socket when all are in use, and for how long (then `PERILINK_SOCKET_LIMIT`). */
+  maxWaiting?: number;
+  waitTimeoutMs?: number;
+  /** Ask each address for a perilink server's signed identity (C1; default true). Off: servers are known by their names' addresses only. */
+  probe?: boolean;
+  /** How long an address may take to answer the identity probe (default 250 ms; a silent one is taken for a plain HTTP device and not asked again for 5 minutes). */
+  probeTimeoutMs?: number;
+  /** How long what an origin led to is kept before its name is asked again (default 30 s). */
+  identityTtlMs?: number;
+  connectTimeoutMs?: number;
+  /** Name sources, as `createClient`'s `resolution` (docs/client.md). */
+  resolution?: ResolutionOptions;
+  /** Where the pins and the known-servers record are kept (shared with `createClient`'s); false: in memory only. */
+  stateDir?: string | false;
+  /** Accept a perilink server other than the one a name or address led to before (`PERILINK_SERVER_CHANGED` otherwise). */
+  trustNew?: boolean;
+  /** Servers with a pool at once (the least recently used idle one is closed beyond it; default 256). */
+  maxServers?: number;
+  /** undici Pool options every server's pool gets: headersTimeout, bodyTimeout, keepAliveTimeout, connect (TLS)… */
+  pool?: Omit<Pool.Options, "connections" | "factory">;
+}
+
+/** One row per server the dispatcher has a pool for. */
+export interface HttpServerRow {
+  key: string;
+  serverId: string | null;
+  addresses: string[];
+  sockets: number;
+  opened: number;
+}
+
+type Handler = Dispatcher.DispatchHandler;
+
+/**
+ * An undici Dispatcher keyed by server identity (C3–C5, C9 for HTTP): one
+ * keep-alive pool per server, not per origin. `fetch("http://printer.local/")`
+ * and `fetch("http://192.168.1.20/")` ride one connection when both lead to
+ * the same server; the `Host` header stays what each URL says.
+ */
+export class PerilinkDispatcher extends Dispatcher {
+  #locator: ServerLocator;
+  #routes = new Map<string, HttpRoute>();
+  #host: RouteHost;
+  #shutdown = new AbortController();
+  #maxServers: number;
+  #closed = false;
+
+  constructor(options: DispatcherOptions = {}) {
+    super();
+    const d = TARGET.client;
+    const probeTimeoutMs = options.probeTimeoutMs ?? 250;
+    const ttlMs = options.identityTtlMs ?? 30_000;
+    const waitTimeoutMs = options.waitTimeoutMs ?? d.waitTimeoutMs;
+    const connectTimeoutMs = options.connectTimeoutMs ?? 3000;
+    for (const [name, v] of Object.entries({ probeTimeoutMs, identityTtlMs: ttlMs, waitTimeoutMs, connectTimeoutMs })) checkMs(v, "dispatcher option", name);
+    const connections = options.connections ?? 1;
+    if (!Number.isInteger(connections) || connections < 1) throw new RangeError("connections must be an integer ≥ 1");
+    this.#maxServers = options.maxServers ?? 256;
+    if (!Number.isInteger(this.#maxServers) || this.#maxServers < 1) throw new RangeError("maxServers must be an integer ≥ 1");
+    const stateDir = options.stateDir === false ? null : path.resolve(options.stateDir ?? defaultStateDir());
+    const book = new IdentityBook(ttlMs, 4096, stateDir === null ? {} : { pinFile: path.join(stateDir, CLIENT_PIN_FILE) });
+    this.#locator = new ServerLocator({
+      resolver: new NameResolver(options.resolution, this.#shutdown.signal),
+      book,
+      probe: options.probe !== false,
+      probeTimeoutMs,
+      ttlMs,
+      trustNew: options.trustNew === true,
+      maxOrigins: 4096,
+    });
+    this.#host = {
+      limiter: new SocketLimiter(options.maxSockets ?? d.maxSessions, options.maxWaiting ?? d.maxWaiting, waitTimeoutMs),
+      connectTimeoutMs,
+      staggerMs: STAGGER_MS,
+      signal: this.#shutdown.signal,
+      poolOptions: { ...options.pool },
+      connections,
+    };
+  }
+
+  /** The servers with a pool, their addresses and sockets. */
+  servers(): HttpServerRow[] {
+    return [...this.#routes.values()].map((r) => ({ key: r.key, serverId: r.serverId, addresses: [...r.addresses], sockets: r.sockets, opened: r.opened }));
+  }
+
+  /** TCP sockets held now, every server together. */
+  get socketsInUse(): number {
+    return this.#host.limiter.used;
+  }
+
+  override dispatch(opts: Dispatcher.DispatchOptions, handler: Handler): boolean {
+    if (this.#closed) {
+      fail(handler, new ClientClosedError("Cannot send the request: the dispatcher is closed; create a new one"));
+      return false;
+    }
+    let url: URL;
+    try {
+      url = new URL(String(opts.origin));
+      if (url.protocol !== "http:" && url.protocol !== "https:") throw new TypeError(`the perilink dispatcher speaks http: and https:, not ${url.protocol}`);
+    } catch (err) {
+      fail(handler, err as Error);
+      return false;
+    }
+    const port = Number(url.port) || (url.protocol === "https:" ? 443 : 80);
+    const sent = { ...opts, headers: withHost(opts.headers, url.host) };
+    this.#route(url, port).then(
+      (route) => {
+        const again = (h: FailoverHandler): void => void route.pool.dispatch(sent, h);
+        again(new FailoverHandler(handler, sent, again, () => this.#locator.invalidate(url.hostname, port)));
+      },
+      (err: Error) => fail(handler, err),
+    );
+    return true;
+  }
+
+  async #route(url: URL, port: number): Promise<HttpRoute> {
+    const located = await this.#locator.locate(url.hostname, port);
+    if (this.#closed) throw new ClientClosedError("Cannot send the request: the dispatcher was closed meanwhile");
+    // TLS is verified against the name: an https pool is one server's, for one name.
+    const suffix = `|${port}|${url.protocol}${url.protocol === "https:" ? url.hostname : ""}`;
+    const key = located.key + suffix;
+    let route = this.#routes.get(key);
+    if (route === undefined) {
+      if (this.#routes.size >= this.#maxServers) this.#evict();
+      route = new HttpRoute(key, located.serverId, url, this.#host);
+      this.#routes.set(key, route);
+    } else {
+      this.#routes.delete(key);
+      this.#routes.set(key, route); // the most recently used last
+    }
+    route.addAddresses(located.addresses);
+    for (const m of located.merged) {
+      const old = this.#routes.get(m + suffix);
+      if (old === undefined) continue;
+      route.addAddresses(old.addresses);
+      this.#routes.delete(m + suffix);
+      void old.close();
+    }
+    return route;
+  }
+
+  /** The least recently used server's pool goes (its requests in flight finish first). */
+  #evict(): void {
+    const [key, route] = this.#routes.entries().next().value!;
+    this.#routes.delete(key);
+    void route.close();
+  }
+
+  override close(): Promise<void>;
+  override close(callback: () => void): void;
+  override close(callback?: () => void): Promise<void> | void {
+    const done = this.#end(false);
+    if (callback) void done.then(() => callback());
+    else return done;
+  }
+
+  override destroy(): Promise<void>;
+  override destroy(err: Error | null): Promise<void>;
+  override destroy(callback: () => void): void;
+  override destroy(err: Error | null, callback: () => void): void;
+  override destroy(a?: Error | null | (() => void), b?: () => void): Promise<void> | void {
+    const callback = typeof a === "function" ? a : b;
+    const done = this.#end(true, typeof a === "function" ? null : (a ?? null));
+    if (callback) void done.then(() => callback());
+    else return done;
+  }
+
+  async #end(destroy: boolean, err: Error | null = null): Promise<void> {
+    this.#closed = true;
+    const routes = [...this.#routes.values()];
+    this.#routes.clear();
+    await Promise.all(routes.map((r) => (destroy ? r.destroy(err ?? undefined) : r.close())));
+    const closed = new ClientClosedError("Cannot open a connection: the dispatcher is closed");
+    this.#shutdown.abort(closed);
+    this.#host.limiter.close(closed);
+  }
+}
+
+/** Delivers an error to a handler of either of undici's handler interfaces. */
+function fail(handler: Handler, err: Error): void {
+  const h = handler as Handler & { onError?: (e: Error) => void };
+  if (typeof h.onResponseError === "function") h.onResponseError(null as never, err);
+  else h.onError?.(err);
+}
+
+/** Creates a dispatcher for undici's `request`/`fetch`, or the global `fetch()` through `setGlobalDispatcher` (docs/client.md). */
+export function createDispatcher(options: DispatcherOptions = {}): PerilinkDispatcher {
+  return new PerilinkDispatcher(options);
+}
