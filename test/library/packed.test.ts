@@ -133,3 +133,28 @@ test("the packed package's TypeScript declarations type-check a consumer and rej
   const tsc = path.join(REPO_ROOT, "node_modules", "typescript", "bin", "tsc");
   await runIn(node, [tsc, "-p", scratch]);
 });
+
+test("perilink/http from the packed package: fetch() through the dispatcher, two names of one HTTP device on one connection", async () => {
+  // undici is a peer dependency the application brings; npm's cache has it from the clone's `npm ci`.
+  await exec("npm", ["install", "--prefer-offline", "--no-audit", "--no-fund", "undici@7"], { cwd: scratch });
+  await fs.writeFile(
+    path.join(scratch, "http.mjs"),
+    [
+      'import http from "node:http";',
+      'import { fetch } from "undici";',
+      'import { createDispatcher } from "perilink/http";',
+      "let connections = 0;",
+      "const device = http.createServer((req, res) => res.end(req.headers.host)).on(\"connection\", () => connections++);",
+      'await new Promise((r) => device.listen(0, "127.0.0.1", r));',
+      "const port = device.address().port;",
+      "const dispatcher = createDispatcher({ stateDir: false, probeTimeoutMs: 100 });",
+      "for (const host of [\"127.0.0.1\", \"localhost\"]) console.log(await (await fetch(`http://${host}:${port}/`, { dispatcher })).text());",
+      "console.log(`connections ${connections}`);",
+      "await dispatcher.close();",
+      "device.close();",
+      "",
+    ].join("\n"),
+  );
+  const out = await runIn(node, ["http.mjs"]);
+  assert.match(out, /^127\.0\.0\.1:\d+\nlocalhost:\d+\nconnections 1$/m, out);
+});
