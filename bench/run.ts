@@ -21,6 +21,7 @@ export const BENCHES: readonly { name: string; title: string }[] = [
   { name: "lines", title: "Lines: the better line and dead-line detection" },
   { name: "device", title: "On the device" },
   { name: "streams", title: "Streams: bodies of any size" },
+  { name: "http", title: "HTTP: fetch() through the session table" },
 ];
 
 interface Bench {
