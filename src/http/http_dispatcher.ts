@@ -53,6 +53,9 @@ export interface HttpServerRow {
 
 type Handler = Dispatcher.DispatchHandler;
 
+/** Origins whose pool is remembered for the fast path (the least recently found one goes). */
+const KNOWN_ORIGINS = 1024;
+
 /**
  * An undici Dispatcher keyed by server identity (C3–C5, C9 for HTTP): one
  * keep-alive pool per server, not per origin. `fetch("http://printer.local/")`
@@ -66,12 +69,15 @@ export class PerilinkDispatcher extends Dispatcher {
   #shutdown = new AbortController();
   #maxServers: number;
   #closed = false;
+  /** Origins (as requests name them) whose server was found, until identityTtlMs has passed. */
+  #known = new Map<string, { route: HttpRoute; until: number }>();
+  #ttlMs: number;
 
   constructor(options: DispatcherOptions = {}) {
     super();
     const d = TARGET.client;
     const probeTimeoutMs = options.probeTimeoutMs ?? 250;
-    const ttlMs = options.identityTtlMs ?? 30_000;
+    const ttlMs = (this.#ttlMs = options.identityTtlMs ?? 30_000);
     const waitTimeoutMs = options.waitTimeoutMs ?? d.waitTimeoutMs;
     const connectTimeoutMs = options.connectTimeoutMs ?? 3000;
     for (const [name, v] of Object.entries({ probeTimeoutMs, identityTtlMs: ttlMs, waitTimeoutMs, connectTimeoutMs })) checkMs(v, "dispatcher option", name);
@@ -115,9 +121,10 @@ export class PerilinkDispatcher extends Dispatcher {
       fail(handler, new ClientClosedError("Cannot send the request: the dispatcher is closed; create a new one"));
       return false;
     }
+    const origin = String(opts.origin);
     let url: URL;
     try {
-      url = new URL(String(opts.origin));
+      url = new URL(origin);
       if (url.protocol !== "http:" && url.protocol !== "https:") throw new TypeError(`the perilink dispatcher speaks http: and https:, not ${url.protocol}`);
     } catch (err) {
       fail(handler, err as Error);
@@ -125,14 +132,31 @@ export class PerilinkDispatcher extends Dispatcher {
     }
     const port = Number(url.port) || (url.protocol === "https:" ? 443 : 80);
     const sent = { ...opts, headers: withHost(opts.headers, url.host) };
+    const send = (route: HttpRoute): void => {
+      const again = (h: FailoverHandler): void => void route.pool.dispatch(sent, h);
+      again(new FailoverHandler(handler, sent, again, () => this.#unreachable(origin, url.hostname, port)));
+    };
+    // An origin whose server was found lately goes straight to its pool.
+    const known = this.#known.get(origin);
+    if (known !== undefined && known.until > Date.now() && this.#routes.get(known.route.key) === known.route) {
+      send(known.route);
+      return true;
+    }
     this.#route(url, port).then(
       (route) => {
-        const again = (h: FailoverHandler): void => void route.pool.dispatch(sent, h);
-        again(new FailoverHandler(handler, sent, again, () => this.#locator.invalidate(url.hostname, port)));
+        if (this.#known.size >= KNOWN_ORIGINS) this.#known.delete(this.#known.keys().next().value!);
+        this.#known.set(origin, { route, until: Date.now() + this.#ttlMs });
+        send(route);
       },
       (err: Error) => fail(handler, err),
     );
     return true;
+  }
+
+  /** Every address failed: the name is asked again, and the origin's server found again, at the next request. */
+  #unreachable(origin: string, host: string, port: number): void {
+    this.#known.delete(origin);
+    this.#locator.invalidate(host, port);
   }
 
   async #route(url: URL, port: number): Promise<HttpRoute> {
