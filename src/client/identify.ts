@@ -5,7 +5,7 @@ import net from "node:net";
 import { SignatureError, TimeoutError } from "../errors.ts";
 import { NONCE_SIZE } from "../protocol/constants.ts";
 import { bytesToUuid, keyFingerprint, verifySignature } from "../protocol/keys.ts";
-import { decodeProbeResponse, encodeProbeRequest, udpSignedMessage } from "../protocol/probe.ts";
+import { decodeProbeResponse, encodeProbeRequest, udpBoundMessage, udpSignedMessage } from "../protocol/probe.ts";
 import { ClientSession } from "./client_session.ts";
 import { canonicalAddress, formatHostPort, stripBrackets, stripZone } from "../address.ts";
 
@@ -19,6 +19,8 @@ export interface Identification {
   port: number;
   transport: "udp" | "tcp";
   rttMs: number;
+  /** The server signed the address and port it was probed at (UDP, when asked with `bound`): no relay elsewhere can have answered it (protocol.md §7.7). */
+  bound: boolean;
 }
 
 export interface IdentifyOptions {
@@ -27,6 +29,8 @@ export interface IdentifyOptions {
   attempts?: number;
   /** UDP only: aborting it ends the probe (the socket is closed) with the signal's reason. */
   signal?: AbortSignal;
+  /** UDP only: ask for an answer bound to the probed address (§7.7); a server that cannot bind it answers unbound (`bound: false`). */
+  bound?: boolean;
 }
 
 /**
@@ -51,7 +55,7 @@ export async function identifyUdp(host: string, port: number, options: IdentifyO
   const timeoutMs = options.timeoutMs ?? 1000;
   const attempts = Math.max(1, options.attempts ?? 3);
   const nonce = randomBytes(NONCE_SIZE);
-  const request = encodeProbeRequest(nonce);
+  const request = encodeProbeRequest(nonce, options.bound === true);
   const signal = options.signal;
   if (signal?.aborted) return Promise.reject(abortReason(signal));
   const sock = dgram.createSocket(family === 6 ? "udp6" : "udp4");
@@ -88,7 +92,8 @@ export async function identifyUdp(host: string, port: number, options: IdentifyO
       if (rinfo.port !== port || canonicalAddress(rinfo.address) !== expected) return; // not the probed address: never trusted
       const r = decodeProbeResponse(msg);
       if (r === null) return;
-      if (!verifySignature(udpSignedMessage(nonce, r.serverId, r.generation), r.signature, r.publicKey)) {
+      const signed = r.bound ? udpBoundMessage(nonce, r.serverId, r.generation, expected, port) : udpSignedMessage(nonce, r.serverId, r.generation);
+      if (signed === null || !verifySignature(signed, r.signature, r.publicKey)) {
         badSignature = true;
         return;
       }
@@ -101,6 +106,7 @@ export async function identifyUdp(host: string, port: number, options: IdentifyO
         port,
         transport: "udp",
         rttMs: performance.now() - start,
+        bound: r.bound === true,
       });
     });
     sock.bind(0, () => {
@@ -140,5 +146,6 @@ export async function identifyTcp(host: string, port: number, options: IdentifyO
     port,
     transport: "tcp",
     rttMs,
+    bound: false, // a session proves who holds the key, not where: a relay could carry it
   };
 }

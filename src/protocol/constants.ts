@@ -37,6 +37,10 @@ export const MAX_PING_PAYLOAD = 64;
 
 /** Domain separation of the probe's signed message (the handshake's are in key_exchange.ts). */
 export const UDP_SIGNATURE_CONTEXT = "perilink/udp/1";
+/** The context of a probe answer bound to the address and port it was received on (§7.7). */
+export const UDP_BOUND_SIGNATURE_CONTEXT = "perilink/udp/2";
+/** Probe request and response flag (byte 6): the answer is bound to the address probed (§7.7). */
+export const PROBE_FLAG_BOUND = 0x01;
 
 // Enums, not objects: the bundler puts each value in place of its name (no lookup, no name
 // in the bundle), and the reverse mapping names a code (wireErrorName).

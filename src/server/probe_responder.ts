@@ -1,7 +1,7 @@
 import type dgram from "node:dgram";
 import type { Logger } from "../logger.ts";
 import type { Target } from "../target.ts";
-import { decodeProbeRequest, encodeProbeResponse, udpSignedMessage } from "../protocol/probe.ts";
+import { decodeProbeRequest, encodeProbeResponse, udpBoundMessage, udpSignedMessage, wantsBound } from "../protocol/probe.ts";
 import type { Identity } from "./identity.ts";
 import { peerKey } from "./peer_key.ts";
 import { RateLimiter } from "./rate_limiter.ts";
@@ -47,14 +47,33 @@ export class ProbeResponder {
     this.#stats.probes++;
     const id = this.#identity;
     const generation = this.#generation();
+    // Bound to where it was received when asked, and when the socket has one address (not a wildcard).
+    const bound = wantsBound(msg) ? this.#boundMessage(udp, nonce, id.serverIdBytes, generation) : null;
     const reply = encodeProbeResponse({
       serverId: id.serverIdBytes,
       publicKey: id.publicKey,
-      signature: id.sign(udpSignedMessage(nonce, id.serverIdBytes, generation)),
+      signature: id.sign(bound ?? udpSignedMessage(nonce, id.serverIdBytes, generation)),
       generation,
+      bound: bound !== null,
     });
     udp.send(reply, rinfo.port, rinfo.address, (err) => {
       if (err) this.#log.debug("probe_send_failed", { peer: rinfo.address, error: err });
     });
+  }
+
+  #local = new WeakMap<dgram.Socket, { address: string; port: number } | null>();
+
+  #boundMessage(udp: dgram.Socket, nonce: Buffer, serverId: Uint8Array, generation: number): Buffer | null {
+    let local = this.#local.get(udp);
+    if (local === undefined) {
+      try {
+        const a = udp.address();
+        local = a.address === "0.0.0.0" || a.address === "::" ? null : { address: a.address, port: a.port };
+      } catch {
+        local = null;
+      }
+      this.#local.set(udp, local);
+    }
+    return local === null ? null : udpBoundMessage(nonce, serverId, generation, local.address, local.port);
   }
 }
