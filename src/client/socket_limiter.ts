@@ -22,7 +22,11 @@ export class SocketLimiter {
   /** Called when a slot is wanted and none is free: lets the owner close an idle session. */
   onPressure: (() => void) | null = null;
 
-  constructor(max: number, maxWaiting: number, waitTimeoutMs: number) {
+  #words: { what: string; hint: string; hintWait: string };
+
+  /** `words` name what a slot opens and what to do, for the errors (the session table's by default). */
+  constructor(max: number, maxWaiting: number, waitTimeoutMs: number, words: { what: string; hint: string } = { what: "session", hint: "raise maxSessions or maxWaiting, or close links" }) {
+    this.#words = { ...words, hintWait: words.hint.replace(" or maxWaiting", "") };
     if (!Number.isInteger(max) || max < 1) throw new RangeError("maxSessions must be an integer ≥ 1");
     if (!Number.isInteger(maxWaiting) || maxWaiting < 0) throw new RangeError("maxWaiting must be an integer ≥ 0");
     if (!Number.isFinite(waitTimeoutMs) || waitTimeoutMs < 0) throw new RangeError("waitTimeoutMs must be a number of ms ≥ 0");
@@ -49,7 +53,7 @@ export class SocketLimiter {
     if (this.tryAcquire()) return Promise.resolve();
     if (this.#queue.length >= this.#maxWaiting) {
       return Promise.reject(
-        new SocketLimitError(`Cannot open a session: all ${this.max} sockets are in use and ${this.#queue.length} requests already wait; raise maxSessions or maxWaiting, or close links`),
+        new SocketLimitError(`Cannot open a ${this.#words.what}: all ${this.max} sockets are in use and ${this.#queue.length} requests already wait; ${this.#words.hint}`),
       );
     }
     const p = new Promise<void>((resolve, reject) => {
@@ -59,7 +63,7 @@ export class SocketLimiter {
         timer: setTimeout(() => {
           const i = this.#queue.indexOf(w);
           if (i >= 0) this.#queue.splice(i, 1);
-          reject(new SocketLimitError(`Cannot open a session: no socket freed within ${this.#waitTimeoutMs} ms (limit ${this.max}); raise maxSessions or close links`));
+          reject(new SocketLimitError(`Cannot open a ${this.#words.what}: no socket freed within ${this.#waitTimeoutMs} ms (limit ${this.max}); ${this.#words.hintWait}`));
         }, this.#waitTimeoutMs),
       };
       this.#queue.push(w);

@@ -69,9 +69,10 @@ export class PerilinkDispatcher extends Dispatcher {
   #shutdown = new AbortController();
   #maxServers: number;
   #closed = false;
-  /** Origins (as requests name them) whose server was found, until identityTtlMs has passed. */
+  /** Origins (as requests name them) and the pool each led to, until identityTtlMs has passed. */
   #known = new Map<string, { route: HttpRoute; until: number }>();
   #ttlMs: number;
+  #book: IdentityBook;
 
   constructor(options: DispatcherOptions = {}) {
     super();
@@ -81,6 +82,7 @@ export class PerilinkDispatcher extends Dispatcher {
     const waitTimeoutMs = options.waitTimeoutMs ?? d.waitTimeoutMs;
     const connectTimeoutMs = options.connectTimeoutMs ?? 3000;
     for (const [name, v] of Object.entries({ probeTimeoutMs, identityTtlMs: ttlMs, waitTimeoutMs, connectTimeoutMs })) checkMs(v, "dispatcher option", name);
+    if (typeof options.pool?.connect === "function") throw new TypeError("pool.connect must be undici's TLS options (an object): perilink/http makes the connections itself");
     const connections = options.connections ?? 1;
     if (!Number.isInteger(connections) || connections < 1) throw new RangeError("connections must be an integer ≥ 1");
     this.#maxServers = options.maxServers ?? 256;
@@ -96,8 +98,14 @@ export class PerilinkDispatcher extends Dispatcher {
       trustNew: options.trustNew === true,
       maxOrigins: 4096,
     });
+    const limiter = new SocketLimiter(options.maxSockets ?? d.maxSessions, options.maxWaiting ?? d.maxWaiting, waitTimeoutMs, {
+      what: "connection",
+      hint: "raise maxSockets or maxWaiting, or use fewer servers at once",
+    });
+    limiter.onPressure = () => this.#freeIdleSocket();
+    this.#book = book;
     this.#host = {
-      limiter: new SocketLimiter(options.maxSockets ?? d.maxSessions, options.maxWaiting ?? d.maxWaiting, waitTimeoutMs),
+      limiter,
       connectTimeoutMs,
       staggerMs: STAGGER_MS,
       signal: this.#shutdown.signal,
@@ -132,25 +140,27 @@ export class PerilinkDispatcher extends Dispatcher {
     }
     const port = Number(url.port) || (url.protocol === "https:" ? 443 : 80);
     const sent = { ...opts, headers: withHost(opts.headers, url.host) };
-    const send = (route: HttpRoute): void => {
-      const again = (h: FailoverHandler): void => void route.pool.dispatch(sent, h);
-      again(new FailoverHandler(handler, sent, again, () => this.#unreachable(origin, url.hostname, port)));
+    // A resend goes where the origin leads now: its server's pool (which connects elsewhere), or a plain device's next address.
+    const again = (h: FailoverHandler): void => {
+      const known = this.#fresh(origin);
+      if (known !== null) return void known.pool.dispatch(sent, h);
+      this.#route(origin, url, port).then(
+        (route) => void route.pool.dispatch(sent, h),
+        (err: Error) => h.onResponseError(null as never, err),
+      );
     };
-    // An origin whose server was found lately goes straight to its pool.
-    const known = this.#known.get(origin);
-    if (known !== undefined && known.until > Date.now() && this.#routes.get(known.route.key) === known.route) {
-      send(known.route);
-      return true;
-    }
-    this.#route(url, port).then(
-      (route) => {
-        if (this.#known.size >= KNOWN_ORIGINS) this.#known.delete(this.#known.keys().next().value!);
-        this.#known.set(origin, { route, until: Date.now() + this.#ttlMs });
-        send(route);
-      },
-      (err: Error) => fail(handler, err),
-    );
+    const h = new FailoverHandler(handler, sent, again, () => this.#unreachable(origin, url.hostname, port));
+    again(h);
     return true;
+  }
+
+  /** The pool an origin led to lately, still open and its address not failed: the request goes there at once. */
+  #fresh(origin: string): HttpRoute | null {
+    const known = this.#known.get(origin);
+    if (known === undefined || known.until <= Date.now() || this.#routes.get(known.route.key) !== known.route || known.route.dead) return null;
+    this.#routes.delete(known.route.key);
+    this.#routes.set(known.route.key, known.route); // the most recently used last
+    return known.route;
   }
 
   /** Every address failed: the name is asked again, and the origin's server found again, at the next request. */
@@ -159,37 +169,55 @@ export class PerilinkDispatcher extends Dispatcher {
     this.#locator.invalidate(host, port);
   }
 
-  async #route(url: URL, port: number): Promise<HttpRoute> {
+  async #route(origin: string, url: URL, port: number): Promise<HttpRoute> {
     const located = await this.#locator.locate(url.hostname, port);
     if (this.#closed) throw new ClientClosedError("Cannot send the request: the dispatcher was closed meanwhile");
     // TLS is verified against the name: an https pool is one server's, for one name.
     const suffix = `|${port}|${url.protocol}${url.protocol === "https:" ? url.hostname : ""}`;
-    const key = located.key + suffix;
+    let route: HttpRoute;
+    if (located.kind === "server") {
+      route = this.#routeFor(`id:${located.serverId}${suffix}`, located.serverId, url);
+      route.addAddresses(located.addresses);
+    } else {
+      // A plain device is reached only at its origin's own addresses: the first with a pool that works, else the first that did not fail.
+      const keyOf = (a: string): string => `http:${a}${suffix}`;
+      const live = (a: string): boolean => !(this.#routes.get(keyOf(a))?.dead ?? false);
+      const address = located.addresses.find((a) => this.#routes.has(keyOf(a)) && live(a)) ?? located.addresses.find(live) ?? located.addresses[0]!;
+      route = this.#routeFor(keyOf(address), null, url);
+      route.addAddresses([address]);
+    }
+    if (this.#known.size >= KNOWN_ORIGINS) this.#known.delete(this.#known.keys().next().value!);
+    this.#known.delete(origin);
+    this.#known.set(origin, { route, until: Date.now() + this.#ttlMs });
+    return route;
+  }
+
+  #routeFor(key: string, serverId: string | null, url: URL): HttpRoute {
     let route = this.#routes.get(key);
     if (route === undefined) {
       if (this.#routes.size >= this.#maxServers) this.#evict();
-      route = new HttpRoute(key, located.serverId, url, this.#host);
+      route = new HttpRoute(key, serverId, url, this.#host);
       this.#routes.set(key, route);
     } else {
       this.#routes.delete(key);
       this.#routes.set(key, route); // the most recently used last
     }
-    route.addAddresses(located.addresses);
-    for (const m of located.merged) {
-      const old = this.#routes.get(m + suffix);
-      if (old === undefined) continue;
-      route.addAddresses(old.addresses);
-      this.#routes.delete(m + suffix);
-      void old.close();
-    }
     return route;
   }
 
-  /** The least recently used server's pool goes (its requests in flight finish first). */
+  /** The least recently used idle pool goes; none idle: the bound waits (sockets stay bounded by maxSockets). */
   #evict(): void {
-    const [key, route] = this.#routes.entries().next().value!;
-    this.#routes.delete(key);
-    void route.close();
+    for (const [key, route] of this.#routes) {
+      if (!route.idle) continue;
+      this.#routes.delete(key);
+      void route.close();
+      return;
+    }
+  }
+
+  /** Another connection needs a socket slot and none is free: the least recently used idle pool's sockets go. */
+  #freeIdleSocket(): void {
+    for (const route of this.#routes.values()) if (route.dropIdleSockets()) return;
   }
 
   override close(): Promise<void>;
@@ -219,6 +247,7 @@ export class PerilinkDispatcher extends Dispatcher {
     const closed = new ClientClosedError("Cannot open a connection: the dispatcher is closed");
     this.#shutdown.abort(closed);
     this.#host.limiter.close(closed);
+    await this.#book.flush(); // pins and known servers outlive the process
   }
 }
 

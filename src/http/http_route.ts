@@ -19,6 +19,8 @@ export interface RouteHost {
 
 /** An address whose connection failed is tried after the others for this long. */
 const DEAD_MS = 30_000;
+/** An address not seen leading to the server for this long (no name answered it, no proof) is no longer used. */
+const ADDRESS_MS = 10 * 60_000;
 
 type Connector = buildConnector.connector;
 type ConnectOptions = buildConnector.Options;
@@ -39,10 +41,14 @@ export class HttpRoute {
   readonly pool: Pool;
   #host: RouteHost;
   #addresses: string[] = [];
+  /** When each address was last seen leading here (a name's answer, a bound proof); it is dropped ADDRESS_MS after. */
+  #seen = new Map<string, number>();
   #dead = new Map<string, number>();
+  /** Sockets open now: under socket pressure an idle route's go first. */
+  #sockets = new Set<net.Socket>();
+  #destroyed = false;
   #last: string | null = null;
   #tls: Connector | null;
-  #closed = false;
   /** Sockets this route holds open now, and connections it opened in all. */
   sockets = 0;
   opened = 0;
@@ -61,13 +67,45 @@ export class HttpRoute {
     return this.#addresses;
   }
 
-  /** Adds addresses (proven to be this server, or named with it) after those known already. */
-  addAddresses(list: readonly string[]): void {
-    for (const a of list) if (!this.#addresses.includes(a)) this.#addresses.push(a);
+  /** Adds addresses (proven to be this server) after those known already, and marks them seen now. */
+  addAddresses(list: readonly string[], now = Date.now()): void {
+    for (const a of list) {
+      if (!this.#seen.has(a)) this.#addresses.push(a);
+      this.#seen.set(a, now);
+    }
+    if (this.#addresses.length > 4 * list.length + 16) this.#expire(now);
+  }
+
+  #expire(now: number): void {
+    this.#addresses = this.#addresses.filter((a) => {
+      const keep = (this.#seen.get(a) ?? 0) + ADDRESS_MS > now;
+      if (!keep) this.#seen.delete(a), this.#dead.delete(a);
+      return keep;
+    });
+  }
+
+  /** Whether a new connection would find this route's addresses failed lately (a plain device's one address). */
+  get dead(): boolean {
+    const now = Date.now();
+    return this.#addresses.every((a) => (this.#dead.get(a) ?? 0) > now);
+  }
+
+  /** No request queued or running: its sockets may go. */
+  get idle(): boolean {
+    const s = this.pool.stats;
+    return s.queued === 0 && s.running === 0 && s.pending === 0;
+  }
+
+  /** Closes the idle keep-alive sockets (another server needs a socket slot); false when there were none. */
+  dropIdleSockets(): boolean {
+    if (!this.idle || this.#sockets.size === 0) return false;
+    for (const s of this.#sockets) s.destroy();
+    return true;
   }
 
   /** The addresses in the order a new connection tries them: the last that worked, the others, those that failed lately. */
   order(now = Date.now()): string[] {
+    this.#expire(now);
     const live = this.#addresses.filter((a) => (this.#dead.get(a) ?? 0) <= now);
     const dead = this.#addresses.filter((a) => (this.#dead.get(a) ?? 0) > now).sort((a, b) => this.#dead.get(a)! - this.#dead.get(b)!);
     if (this.#last !== null && live.includes(this.#last)) live.splice(live.indexOf(this.#last), 1), live.unshift(this.#last);
@@ -80,7 +118,8 @@ export class HttpRoute {
   }
 
   #connect(opts: ConnectOptions, cb: Parameters<Connector>[1]): void {
-    if (this.#closed) return cb(new ClientClosedError("Cannot connect: the dispatcher is closed"), null);
+    // A route that is closing still connects for the requests queued on it: its pool closes once they are done.
+    if (this.#destroyed || this.#host.signal.aborted) return cb(new ClientClosedError("Cannot connect: the dispatcher is closed"), null);
     const order = this.order().map((host) => ({ host, port: this.port }));
     if (order.length === 0) return cb(new UnreachableError(`Cannot connect to ${opts.hostname}: no address of this server is known`), null);
     const limiter = this.#host.limiter;
@@ -99,7 +138,7 @@ export class HttpRoute {
           return socket;
         },
         drained: () => false,
-        closed: () => this.#closed || this.#host.signal.aborted,
+        closed: () => this.#destroyed || this.#host.signal.aborted,
         isFatal: (err) => err instanceof SocketLimitError,
         closedError: (cause) => new ClientClosedError("Cannot connect: the dispatcher is closed", { cause }),
         failed: (a) => this.failed(a.host),
@@ -115,7 +154,14 @@ export class HttpRoute {
         }
         this.#held(socket);
         if (this.#tls === null) return cb(null, socket);
-        this.#tls({ ...opts, hostname: socket.remoteAddress ?? opts.hostname, servername: opts.servername ?? opts.hostname, httpSocket: socket }, cb);
+        // SNI carries a name, never an address (RFC 6066 §3).
+        const name = opts.servername || opts.hostname;
+        try {
+          this.#tls({ ...opts, hostname: socket.remoteAddress ?? opts.hostname, servername: net.isIP(name) === 0 ? name : "", httpSocket: socket }, cb);
+        } catch (err) {
+          socket.destroy();
+          cb(err as Error, null);
+        }
       },
       (err: Error) => cb(err, null),
     );
@@ -127,23 +173,24 @@ export class HttpRoute {
     this.#last = address;
     this.sockets++;
     this.opened++;
+    this.#sockets.add(socket);
     socket.setNoDelay(true);
     socket.setKeepAlive(true, 1000);
     socket.once("close", (hadError) => {
       this.sockets--;
+      this.#sockets.delete(socket);
       this.#host.limiter.release();
-      if (hadError && address !== null && !this.#closed) this.failed(address);
+      if (hadError && address !== null && !this.#destroyed) this.failed(address);
     });
   }
 
-  /** Lets requests in flight finish, then closes the pool's connections. */
+  /** Lets the requests queued and in flight finish (connecting for them as needed), then closes the pool's connections. */
   async close(): Promise<void> {
-    this.#closed = true;
     await this.pool.close();
   }
 
   async destroy(err?: Error): Promise<void> {
-    this.#closed = true;
+    this.#destroyed = true;
     await this.pool.destroy(err ?? null);
   }
 }

@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import dgram from "node:dgram";
 import http from "node:http";
 import net from "node:net";
 import { after, test } from "node:test";
@@ -6,7 +7,8 @@ import { fetch as undiciFetch, request } from "undici";
 import { createDispatcher, type DispatcherOptions } from "../../src/http.ts";
 import { detectRuntime } from "../../src/runtime/runtime.ts";
 import { loopback } from "../helpers/two_addresses.ts";
-import { sleep, testServer, waitFor } from "../helpers/fixtures.ts";
+import { sleep, tempDir, testServer, waitFor } from "../helpers/fixtures.ts";
+import { freePort } from "../helpers/free_port.ts";
 import { startDnsmasqOnLoopback } from "../helpers/name_peers.ts";
 import type { PerilinkServer } from "../../src/server/server.ts";
 
@@ -171,16 +173,32 @@ test("a POST cut by a broken line fails PERILINK_OUTCOME_UNKNOWN; one that never
   assert.equal(arrived, 2);
 });
 
-test("the socket limit holds across servers: a third server waits for a slot, then fails PERILINK_SOCKET_LIMIT", { skip: COUNTS }, async () => {
-  const servers = await Promise.all([rawServer(), rawServer(), rawServer()]);
+test("the socket limit holds across servers: an idle server's keep-alive socket is given up for another, busy ones are not (PERILINK_SOCKET_LIMIT after the wait)", { skip: COUNTS }, async () => {
+  const release: (() => void)[] = [];
+  const hold: http.RequestListener = (req, res) => {
+    req.resume();
+    if (req.url === "/hold") release.push(() => res.end("{}"));
+    else res.end("{}");
+  };
+  const servers = await Promise.all([rawServer(hold), rawServer(hold), rawServer(hold)]);
   const d = dispatcher({ maxSockets: 2, maxWaiting: 1, waitTimeoutMs: 300, pool: { keepAliveTimeout: 60_000 } });
-  await get(`http://127.0.0.1:${servers[0]!.port}/`, d);
-  await get(`http://127.0.0.1:${servers[1]!.port}/`, d);
+  const url = (i: number, p = "/"): string => `http://127.0.0.1:${servers[i]!.port}${p}`;
+  await get(url(0), d);
+  await get(url(1), d);
   assert.equal(d.socketsInUse, 2);
+  // Both idle: the third server takes the least recently used one's socket at once.
+  assert.equal((await get(url(2), d)).status, 200);
+  assert.equal(d.socketsInUse, 2);
+  assert.equal(servers[0]!.connections(), 1);
+  // Two requests held on servers 1 and 2: server 0 waits for a slot, then gives up.
+  const held = [request(url(1, "/hold"), { dispatcher: d }), request(url(2, "/hold"), { dispatcher: d })];
+  await waitFor(() => release.length === 2, "the held requests to arrive");
   const started = Date.now();
-  await assert.rejects(get(`http://127.0.0.1:${servers[2]!.port}/`, d), { code: "PERILINK_SOCKET_LIMIT" });
+  await assert.rejects(get(url(0), d), { code: "PERILINK_SOCKET_LIMIT", message: /raise maxSockets/ });
   assert.ok(Date.now() - started >= 250, "it waited for a slot first");
   assert.equal(d.socketsInUse, 2);
+  for (const r of release) r();
+  for (const r of await Promise.all(held)) assert.equal(r.statusCode, 200), await r.body.dump();
 });
 
 test("a name or address that led to one perilink server and now leads to another fails PERILINK_SERVER_CHANGED", async () => {
@@ -194,4 +212,95 @@ test("a name or address that led to one perilink server and now leads to another
   await assert.rejects(get(`http://127.0.0.1:${port}/`, d), { code: "PERILINK_SERVER_CHANGED" });
   const trusting = dispatcher({ identityTtlMs: 0, trustNew: true });
   assert.equal((await get(`http://127.0.0.1:${port}/`, trusting)).status, 200);
+});
+
+/** dnsmasq on loopback with these records (`name,address…`): the resolution option for it, or a reason to skip. */
+async function dnsFor(records: string[]): Promise<{ resolution: DispatcherOptions["resolution"] } | { skip: string }> {
+  const port = await freePort();
+  const dns = startDnsmasqOnLoopback(port, records);
+  if ("skip" in dns) return dns;
+  after(() => dns.child.kill());
+  await sleep(300);
+  return { resolution: { nameServers: [`127.0.0.1:${port}`], order: ["dns"] } };
+}
+
+/** A plain HTTP server answering with its own name, counting requests. */
+async function plainHttp(name: string, host: string, port = 0): Promise<{ port: number; seen: string[] }> {
+  const seen: string[] = [];
+  const s = http.createServer((req, res) => {
+    seen.push(req.url ?? "");
+    res.end(JSON.stringify({ by: name, host: req.headers.host }));
+  });
+  await new Promise<void>((r) => s.listen(port, host, r));
+  after(() => new Promise((r) => s.close(r)));
+  return { port: (s.address() as net.AddressInfo).port, seen };
+}
+
+test("a relay that passes the server's probe on cannot join its pool: no request, by name or by the server's own address, reaches the relay's HTTP server", async (t) => {
+  const first = await testServer({ listen: ["127.0.0.1:0"], appObject: { createServer: () => http.createServer((_q, s) => s.end(JSON.stringify({ by: "server" }))) } });
+  const port = first.endpoints()[0]!.port;
+  const names = await dnsFor([`printer.test,127.0.0.3`, `printer.test,127.0.0.1`]);
+  if ("skip" in names) return t.skip(names.skip);
+  // The attacker at 127.0.0.3: its own HTTP server, and a UDP relay to the real server's probe port.
+  const evil = await plainHttp("attacker", "127.0.0.3", port);
+  const relay = dgram.createSocket("udp4");
+  const back = dgram.createSocket("udp4");
+  after(() => (relay.close(), back.close()));
+  let asker: dgram.RemoteInfo | null = null;
+  relay.on("message", (m, r) => ((asker = r), back.send(m, port, "127.0.0.1")));
+  back.on("message", (m) => asker && relay.send(m, asker.port, asker.address));
+  await new Promise<void>((r) => relay.bind(port, "127.0.0.3", r));
+  await new Promise<void>((r) => back.bind(0, "127.0.0.1", r));
+  const d = dispatcher({ ...names });
+  for (const url of [`http://printer.test:${port}/job`, `http://127.0.0.1:${port}/secret`, `http://printer.test:${port}/job2`]) {
+    assert.equal((await get(url, d)).body.by, "server", url);
+  }
+  assert.deepEqual(evil.seen, []);
+  assert.deepEqual(d.servers().map((r) => r.addresses), [["127.0.0.1"]]);
+});
+
+test("plain HTTP devices: a request for an address goes to that address only, whatever names share it", { skip: COUNTS }, async (t) => {
+  const v4 = await plainHttp("v4", "127.0.0.1");
+  const v6 = await plainHttp("v6", "::1", v4.port).catch(() => null);
+  if (v6 === null) return t.skip("the port is taken on ::1");
+  const names = await dnsFor([`both.test,127.0.0.1,::1`]);
+  if ("skip" in names) return t.skip(names.skip);
+  const d = dispatcher({ ...names, probeTimeoutMs: 100 });
+  await get(`http://both.test:${v4.port}/`, d);
+  assert.equal((await get(`http://127.0.0.1:${v4.port}/`, d)).body.by, "v4");
+  assert.equal((await get(`http://[::1]:${v4.port}/`, d)).body.by, "v6");
+  assert.equal((await get(`http://127.0.0.1:${v4.port}/`, d)).body.by, "v4");
+});
+
+test("a name the known-servers record ties to a perilink server is refused when it leads to a plain HTTP server (pins kept across dispatchers by close)", async (t) => {
+  const server = await testServer({ listen: ["127.0.0.1:0"], appObject: { createServer: () => http.createServer((_q, s) => s.end(JSON.stringify({ by: "server" }))) } });
+  const port = server.endpoints()[0]!.port;
+  const stateDir = tempDir();
+  const day1 = await dnsFor([`printer.test,127.0.0.1`]);
+  if ("skip" in day1) return t.skip(day1.skip);
+  const d1 = createDispatcher({ stateDir, ...day1 });
+  assert.equal((await get(`http://printer.test:${port}/`, d1)).body.by, "server");
+  await d1.close();
+  const evil = await plainHttp("attacker", "127.0.0.3", port);
+  const day2 = await dnsFor([`printer.test,127.0.0.3`]);
+  if ("skip" in day2) return t.skip(day2.skip);
+  const d2 = dispatcher({ stateDir, ...day2, probeTimeoutMs: 100 });
+  await assert.rejects(get(`http://printer.test:${port}/print-job`, d2), { code: "PERILINK_SERVER_CHANGED", message: /no perilink server proves itself at 127\.0\.0\.3.*perilink forget printer\.test/ });
+  assert.deepEqual(evil.seen, []);
+});
+
+test("close() lets queued requests finish, also on a server that closes every connection, and resolves", async () => {
+  const srv = await rawServer((req, res) => {
+    req.resume();
+    res.setHeader("connection", "close");
+    setTimeout(() => res.end(JSON.stringify({ url: req.url })), 20);
+  });
+  const d = createDispatcher({ stateDir: false });
+  const all = [1, 2, 3].map((i) => get(`http://127.0.0.1:${srv.port}/${i}`, d));
+  await sleep(5);
+  const closed = d.close();
+  const results = await Promise.all(all);
+  assert.deepEqual(results.map((r) => r.body.url), ["/1", "/2", "/3"]);
+  await Promise.race([closed, sleep(3000).then(() => assert.fail("close() did not resolve"))]);
+  await assert.rejects(get(`http://127.0.0.1:${srv.port}/late`, d), { code: "PERILINK_CLIENT_CLOSED" });
 });
