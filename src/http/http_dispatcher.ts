@@ -73,6 +73,8 @@ export class PerilinkDispatcher extends Dispatcher {
   #known = new Map<string, { route: HttpRoute; until: number }>();
   #ttlMs: number;
   #book: IdentityBook;
+  /** Origins as requests spell them, parsed once. */
+  #parsed = new Map<string, { url: URL; port: number }>();
 
   constructor(options: DispatcherOptions = {}) {
     super();
@@ -130,23 +132,28 @@ export class PerilinkDispatcher extends Dispatcher {
       return false;
     }
     const origin = String(opts.origin);
-    let url: URL;
-    try {
-      url = new URL(origin);
-      if (url.protocol !== "http:" && url.protocol !== "https:") throw new TypeError(`the perilink dispatcher speaks http: and https:, not ${url.protocol}`);
-    } catch (err) {
-      fail(handler, err as Error);
-      return false;
+    let parsed = this.#parsed.get(origin);
+    if (parsed === undefined) {
+      try {
+        const url = new URL(origin);
+        if (url.protocol !== "http:" && url.protocol !== "https:") throw new TypeError(`the perilink dispatcher speaks http: and https:, not ${url.protocol}`);
+        parsed = { url, port: Number(url.port) || (url.protocol === "https:" ? 443 : 80) };
+      } catch (err) {
+        fail(handler, err as Error);
+        return false;
+      }
+      if (this.#parsed.size >= KNOWN_ORIGINS) this.#parsed.delete(this.#parsed.keys().next().value!);
+      this.#parsed.set(origin, parsed);
     }
-    const port = Number(url.port) || (url.protocol === "https:" ? 443 : 80);
+    const { url, port } = parsed;
     const sent = { ...opts, headers: withHost(opts.headers, url.host) };
     // A resend goes where the origin leads now: its server's pool (which connects elsewhere), or a plain device's next address.
     const again = (h: FailoverHandler): void => {
       const known = this.#fresh(origin);
-      if (known !== null) return void known.pool.dispatch(sent, h);
+      if (known !== null) return void known.pool.dispatch(sent, h as Handler);
       this.#route(origin, url, port).then(
-        (route) => void route.pool.dispatch(sent, h),
-        (err: Error) => h.onResponseError(null as never, err),
+        (route) => void route.pool.dispatch(sent, h as Handler),
+        (err: Error) => h.onError(err),
       );
     };
     const h = new FailoverHandler(handler, sent, again, () => this.#unreachable(origin, url.hostname, port));

@@ -304,3 +304,38 @@ test("close() lets queued requests finish, also on a server that closes every co
   await Promise.race([closed, sleep(3000).then(() => assert.fail("close() did not resolve"))]);
   await assert.rejects(get(`http://127.0.0.1:${srv.port}/late`, d), { code: "PERILINK_CLIENT_CLOSED" });
 });
+
+test("handlers of undici's newer form get one onRequestStart, parsed headers and the body; an abort ends the request", async () => {
+  let arrived = 0;
+  const srv = await rawServer((req, res) => {
+    req.resume();
+    arrived++;
+    if (req.url === "/slow") return void setTimeout(() => res.end("late"), 2000);
+    res.setHeader("x-test", "yes");
+    res.end("body");
+  });
+  const d = dispatcher();
+  const seen: string[] = [];
+  let body = "";
+  await new Promise<void>((resolve, reject) => {
+    d.dispatch(
+      { origin: `http://127.0.0.1:${srv.port}`, path: "/", method: "GET" },
+      {
+        onRequestStart: () => void seen.push("start"),
+        onResponseStart: (_c, status, headers) => void seen.push(`${status} ${headers["x-test"]}`),
+        onResponseData: (_c, chunk) => void (body += chunk.toString()),
+        onResponseEnd: () => resolve(),
+        onResponseError: (_c, err) => reject(err),
+      },
+    );
+  });
+  assert.deepEqual(seen, ["start", "200 yes"]);
+  assert.equal(body, "body");
+  const ac = new AbortController();
+  const slow = request(`http://127.0.0.1:${srv.port}/slow`, { dispatcher: d, signal: ac.signal });
+  await waitFor(() => arrived === 2, "the slow request to arrive");
+  ac.abort();
+  await assert.rejects(slow, { name: "AbortError" });
+  await sleep(100);
+  assert.equal(arrived, 2, "an aborted request is not sent again");
+});
