@@ -65,15 +65,17 @@ export async function main(args: string[]): Promise<void> {
   const dnsPort = await freePort();
   const dns = startDnsmasqOnLoopback(dnsPort, [...NAMES, LATE].map((n) => `${n},127.0.0.1,::1`));
   try {
+    const probe = new Agent();
     for (let i = 0; ; i++) {
       try {
-        await (await request(`http://127.0.0.1:${port}/`)).body.dump();
+        await (await request(`http://127.0.0.1:${port}/`, { dispatcher: probe })).body.dump();
         break;
       } catch (err) {
         if (i > 100) throw err;
         await sleep(100);
       }
     }
+    await probe.close(); // its socket would count below
     const settings = { rounds, requests, inflight: 32 };
     let sockets: Record<string, number> | null = null;
     let lateOpened: number | null = null;

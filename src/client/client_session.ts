@@ -255,7 +255,7 @@ export class ClientSession extends EventEmitter implements ChannelSession {
     if (!this.#channels.delete(channel) || this.#closed) return;
     this.#writer.frame(FrameType.ChannelClose, channel, 0);
     // The server cancels what runs on the channel; the callers hear it now.
-    this.#requests.failChannel(channel, new SessionClosedError("Cannot finish request: its channel was closed"));
+    this.#requests.failChannel(channel, () => new SessionClosedError("Cannot finish request: its channel was closed"));
   }
 
   /** Tells the server we are done, waits for pending requests, then closes. Idempotent. */
@@ -356,7 +356,7 @@ export class ClientSession extends EventEmitter implements ChannelSession {
     if (!ch) return;
     this.#channels.delete(channel);
     ch.failure = err;
-    this.#requests.failChannel(channel, err);
+    this.#requests.failChannel(channel, () => err);
     ch.emit("close");
   }
 

@@ -292,7 +292,7 @@ test("failChannel fails every request of that channel, sent or queued, leaves ot
   const a3 = outcome(table.add(1, 3, "a3", 0, undefined));
   const b4 = outcome(table.add(2, 4, "b4", 0, undefined));
   const err = new SessionClosedError("channel closed");
-  table.failChannel(1, err);
+  table.failChannel(1, () => err);
   for (const o of [await a1, await a3]) assert.equal((o as { error: Error }).error, err);
   await tick();
   assert.deepEqual(wire.requested(), [1, 2, 4], "stream 3 was failed while queued and is never sent");
