@@ -152,7 +152,7 @@ export class RawHost implements ConnectionService {
       for (const s of this.#conns.keys()) s.destroy();
     }
     if (this.#server.listening) {
-      // The app made it listen itself after all (a listen() by host name binds late): closed, or it would keep the process alive.
+      // The app made it listen itself after all (a listen() after createServer() returned): closed, or it would keep the process alive.
       this.#log.warn("raw_server_was_listening", { note: "the app's server listened on its own; perilink closed it. Return it from createServer() without calling listen()" });
       this.#server.close();
     } else this.#server.emit("close");

@@ -196,14 +196,14 @@ for (const shape of ["synchronous", "async", "streaming"] as const) {
   });
 }
 
-test("raw mode: a server the app made listen late (as a listen() by host name binds after its lookup, past the load check) is closed at the drain, so nothing keeps the process alive", async () => {
+test("raw mode: a server the app made listen late (after createServer() returned, past the load check) is closed at the drain, so nothing keeps the process alive", async () => {
   let appServer: http.Server | null = null;
   const server = await testServer({
     appObject: {
       createServer: () => {
         const s = http.createServer((_req, res) => res.end("ok"));
         appServer = s;
-        setTimeout(() => s.listen(0, "127.0.0.1"), 50); // a late bind, whatever the resolver's speed
+        setTimeout(() => s.listen(0, "127.0.0.1"), 50); // after the load check
         return s;
       },
     },

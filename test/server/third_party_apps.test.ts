@@ -171,7 +171,7 @@ for (const [name, app] of Object.entries(APPS)) {
 }
 
 for (const [name, app] of Object.entries(APPS)) {
-  for (const host of ["127.0.0.1"]) {
+  for (const host of ["127.0.0.1", "localhost"]) {
     test(`${name} app that calls listen() itself (on ${host}) is refused at load with PERILINK_APP, and the process exits`, async () => {
       const stateDir = tempDir();
       const port = await freePort();
