@@ -2,6 +2,7 @@ import type { IncomingMessage, ServerResponse } from "node:http";
 import type net from "node:net";
 import type { Logger } from "../logger.ts";
 import type { LatencyHistogram } from "../open_metrics.ts";
+import { detectRuntime } from "../runtime/runtime.ts";
 import type { Refusal } from "./admission.ts";
 import type { ConnectionService, WorkerStatus } from "./connection_service.ts";
 import type { Endpoint, ListenerSet } from "./listener_set.ts";
@@ -60,7 +61,8 @@ export class RawHost implements ConnectionService {
       conn.served = true;
       this.#stats.requests++;
       const arrived = performance.now();
-      if (this.#draining) res.shouldKeepAlive = false;
+      // Where the runtime ends a handed connection after each response, every response says so.
+      if (this.#draining || !detectRuntime().keepsHandedHttpConnections) res.shouldKeepAlive = false;
       else this.#open.add(res);
       res.once("close", () => {
         this.#open.delete(res);
