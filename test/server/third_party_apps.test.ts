@@ -164,6 +164,7 @@ for (const [name, app] of Object.entries(APPS)) {
       assert.ok(streamed.headAt < drainAt && streamed.endedAt > drainAt, `the stream was under way when the drain began (head ${streamed.headAt - drainAt} ms, end ${streamed.endedAt - drainAt} ms from it)`);
       assert.equal(await srv.exited, 0, "the old process exited with 0");
       assert.deepEqual(events(srv.log(), old.pid, "drain_deadline"), [], "nothing was left for the drain deadline");
+      if (name === "Fastify") assert.ok(srv.log().includes(`fastify onClose ${old.pid}\n`), "Fastify's onClose hooks ran at the end of the drain");
       assert.equal(streamed.headers.connection, "keep-alive", "the stream's head went out before the drain");
       assert.ok(goneAt - streamed.endedAt < 4000, `the old process exited ${goneAt - streamed.endedAt} ms after the stream ended (it closes a keep-alive connection idle for a second)`);
       t.diagnostic(`${load.records.length} responses; drain began ${drainAt - streamed.headAt} ms into the long stream; old process gone ${goneAt - drainAt} ms after the drain began, ${goneAt - streamed.endedAt} ms after the stream ended`);
