@@ -28,6 +28,13 @@ export interface RuntimeInfo {
    * measure there cannot count routers.
    */
   canLimitIpv6Hops: boolean;
+  /**
+   * Whether a node:http server handed a socket through a 'connection' event
+   * keeps it open after a keep-alive response, for the client's next request.
+   * Deno's ends it after each response, though the response said
+   * `Connection: keep-alive`: a client's next request on it is reset.
+   */
+  keepsHandedHttpConnections: boolean;
   /** Arguments between the runtime executable and a script, to start another process like this one. */
   scriptArgs: string[];
 }
@@ -42,7 +49,7 @@ export function detectRuntime(): RuntimeInfo {
   if (cached) return cached;
   const deno = (globalThis as { Deno?: DenoGlobal }).Deno;
   cached = deno
-    ? { name: "deno", version: deno.version.deno, canListenLinkLocal: false, canInheritSockets: false, canLimitIpv6Hops: false, handoff: "reuseport", scriptArgs: ["run", "-A"] }
-    : { name: "node", version: process.versions.node, canListenLinkLocal: true, canInheritSockets: true, canLimitIpv6Hops: true, handoff: "inherit", scriptArgs: process.execArgv };
+    ? { name: "deno", version: deno.version.deno, canListenLinkLocal: false, canInheritSockets: false, canLimitIpv6Hops: false, keepsHandedHttpConnections: false, handoff: "reuseport", scriptArgs: ["run", "-A"] }
+    : { name: "node", version: process.versions.node, canListenLinkLocal: true, canInheritSockets: true, canLimitIpv6Hops: true, keepsHandedHttpConnections: true, handoff: "inherit", scriptArgs: process.execArgv };
   return cached;
 }

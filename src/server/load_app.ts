@@ -1,4 +1,4 @@
-import type net from "node:net";
+import net from "node:net";
 import path from "node:path";
 import { pathToFileURL } from "node:url";
 import { AppError } from "../errors.ts";
@@ -12,18 +12,35 @@ export const BUILTIN_APPS: Record<string, SessionApp> = { demo: demoApp };
 export type CreateServer = () => net.Server | Promise<net.Server>;
 
 /**
+ * How many listen() and close() calls a new server has seen: net.Server counts them in
+ * `_listeningId` (Node.js, and Deno's node:net), and a pending listen() by host name checks the
+ * count when its lookup returns, binding only if no close() came in between.
+ */
+const FRESH_LISTENING_ID = (new net.Server() as unknown as { _listeningId?: unknown })._listeningId;
+
+/**
+ * Whether listen() was called on `server`: bound, or still looking up the host name it was given
+ * (`app.listen(3000, "localhost")`), when `listening` is false yet.
+ */
+function listenCalled(server: net.Server): boolean {
+  const id = (server as unknown as { _listeningId?: unknown })._listeningId;
+  return server.listening || (typeof id === "number" && typeof FRESH_LISTENING_ID === "number" && id !== FRESH_LISTENING_ID);
+}
+
+/**
  * The server of a raw-mode app (S6): `createServer()` awaited, and refused
- * when it is not a server, or when it listens already — perilink listens
- * for it, and a server the app opened itself would keep the process alive
- * after every drain (it is closed).
+ * when it is not a server, or when listen() was called on it — perilink
+ * listens for it, and a server the app opened itself would take connections
+ * perilink does not see and keep the process alive after every drain (it is
+ * closed; one still looking up its host name then never binds).
  */
 export async function rawServer(name: string, createServer: CreateServer): Promise<net.Server> {
   const server = (await createServer()) as net.Server | undefined;
   if (!server || typeof server.emit !== "function" || typeof server.close !== "function") {
     throw new AppError(`Cannot load app ${name}: createServer() must return (or resolve to) a node:net or node:http server`);
   }
-  await new Promise((r) => setImmediate(r)); // a listen() with a host name binds a moment later
-  if (server.listening) {
+  await new Promise((r) => setImmediate(r)); // a listen() may bind a moment later
+  if (listenCalled(server)) {
     server.close();
     throw new AppError(
       `Cannot load app ${name}: the server createServer() returned listens already (it called listen() itself); return it without listening: perilink listens for it on the configured addresses`,

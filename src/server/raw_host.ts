@@ -2,6 +2,7 @@ import type { IncomingMessage, ServerResponse } from "node:http";
 import type net from "node:net";
 import type { Logger } from "../logger.ts";
 import type { LatencyHistogram } from "../open_metrics.ts";
+import { detectRuntime } from "../runtime/runtime.ts";
 import type { Refusal } from "./admission.ts";
 import type { ConnectionService, WorkerStatus } from "./connection_service.ts";
 import type { Endpoint, ListenerSet } from "./listener_set.ts";
@@ -60,7 +61,8 @@ export class RawHost implements ConnectionService {
       conn.served = true;
       this.#stats.requests++;
       const arrived = performance.now();
-      if (this.#draining) res.shouldKeepAlive = false;
+      // Where the runtime ends a handed connection after each response, every response says so.
+      if (this.#draining || !detectRuntime().keepsHandedHttpConnections) res.shouldKeepAlive = false;
       else this.#open.add(res);
       res.once("close", () => {
         this.#open.delete(res);
@@ -152,7 +154,7 @@ export class RawHost implements ConnectionService {
       for (const s of this.#conns.keys()) s.destroy();
     }
     if (this.#server.listening) {
-      // The app made it listen itself after all (a listen() by host name binds late): closed, or it would keep the process alive.
+      // The app made it listen itself after all (a listen() after createServer() returned): closed, or it would keep the process alive.
       this.#log.warn("raw_server_was_listening", { note: "the app's server listened on its own; perilink closed it. Return it from createServer() without calling listen()" });
       this.#server.close();
     } else this.#server.emit("close");

@@ -103,3 +103,85 @@ export function httpLoad(host: string, port: number, clients: number, opts: { ma
     },
   };
 }
+
+/** One response of a keep-alive load: when its request went out, what it said, and on which connection. */
+export interface KeepAliveRecord {
+  client: number;
+  path: string;
+  /** Date.now() when the request was sent. */
+  sentAt: number;
+  endedAt: number;
+  headers: http.IncomingHttpHeaders;
+  /** Which connection carried it (numbered in order of first use). */
+  socket: number;
+  body: string;
+}
+
+export interface KeepAliveRun {
+  records: KeepAliveRecord[];
+  errors: string[];
+  /** Stops sending and waits for the loops' last responses. */
+  stop(): Promise<void>;
+}
+
+/**
+ * `clients` loops of GETs, each sending its next request (`path(client, n)`)
+ * `pauseMs` after the last one ended, each on a keep-alive connection of its
+ * own (an agent with one socket: it sends on the same connection as long as
+ * the server keeps it open). Every response is recorded, and every failure or body other
+ * than `expect(path)` is an error. Bounded: at most `maxMs` and
+ * `maxRequests` per client.
+ */
+export function keepAliveLoad(
+  host: string,
+  port: number,
+  opts: { clients: number; path: (client: number, n: number) => string; expect: (path: string) => string; pauseMs: number; maxMs: number; maxRequests: number },
+): KeepAliveRun {
+  const agents = Array.from({ length: opts.clients }, () => new http.Agent({ keepAlive: true, maxSockets: 1 }));
+  const sockets = new WeakMap<object, number>();
+  let nextSocket = 0;
+  const records: KeepAliveRecord[] = [];
+  const errors: string[] = [];
+  const end = Date.now() + opts.maxMs;
+  let stopping = false;
+  const get = (client: number, path: string): Promise<KeepAliveRecord> =>
+    new Promise((resolve, reject) => {
+      const sentAt = Date.now();
+      let socket = -1;
+      const req = http.get({ host, port, path, agent: agents[client], timeout: 10_000 }, (res) => {
+        let body = "";
+        res.setEncoding("utf8");
+        res.on("data", (c: string) => (body += c));
+        res.on("end", () => resolve({ client, path, sentAt, endedAt: Date.now(), headers: res.headers, socket, body }));
+        res.on("error", reject);
+      });
+      req.on("socket", (s) => {
+        if (!sockets.has(s)) sockets.set(s, nextSocket++);
+        socket = sockets.get(s)!;
+      });
+      req.on("timeout", () => req.destroy(new Error("timeout")));
+      req.on("error", reject);
+    });
+  const loops = Array.from({ length: opts.clients }, async (_, c) => {
+    for (let n = 0; n < opts.maxRequests && !stopping && Date.now() < end; n++) {
+      const path = opts.path(c, n);
+      try {
+        const r = await get(c, path);
+        records.push(r);
+        if (r.body !== opts.expect(path)) errors.push(`${path}: wrong body ${JSON.stringify(r.body.slice(0, 80))}`);
+      } catch (err) {
+        errors.push(`${path}: ${(err as { code?: string }).code ?? ""} ${(err as Error).message}`);
+      }
+      await new Promise((r) => setTimeout(r, opts.pauseMs));
+    }
+  });
+  return {
+    records,
+    errors,
+    stop: async () => {
+      stopping = true;
+      await Promise.all(loops);
+      for (const a of agents) a.destroy();
+    },
+  };
+}
