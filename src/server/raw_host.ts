@@ -52,6 +52,7 @@ export class RawHost implements ConnectionService {
     this.#server = server;
     this.#stats = stats;
     this.#log = log;
+    enforceHttpTimeouts(server);
     // Ahead of the app's own listener: a synchronous handler (a typical Express route) writes its
     // response within its call, so a drain that has begun must be known before it runs.
     server.prependListener("request", (req: IncomingMessage, res: ServerResponse) => {
@@ -159,4 +160,19 @@ export class RawHost implements ConnectionService {
       this.#server.close();
     } else this.#server.emit("close");
   }
+}
+
+/**
+ * An http.Server checks `headersTimeout` and `requestTimeout` only once it
+ * has listened (Node.js starts the checks on 'listening'), and a raw-mode
+ * app's server never listens: perilink hands it connections. Without the
+ * checks a client that sends its headers a byte at a time holds its
+ * connection for ever. The check is started as listening would start it
+ * (the same function of the server's, on Node.js and Deno); a server
+ * without one (a plain net.Server) keeps its own deadlines.
+ */
+function enforceHttpTimeouts(server: net.Server): void {
+  if (server.listening) return;
+  const start = server.listeners("listening").find((f) => f.name === "setupConnectionsTracking");
+  (start as ((this: net.Server) => void) | undefined)?.call(server);
 }
