@@ -13,15 +13,13 @@ import { renderServerMetrics } from "./server_metrics.ts";
 import { startDiscovery, type Advertiser } from "./discovery.ts";
 import type { Identity } from "./identity.ts";
 import type { InheritedSocket } from "./inherited_socket.ts";
-import type { InterfaceAddress } from "./interface_addresses.ts";
 import type { ServerLimits } from "./limits.ts";
 import { ListenerSet, type Endpoint } from "./listener_set.ts";
-import type { ListenSpec } from "./listen_spec.ts";
 import { ProbeResponder } from "./probe_responder.ts";
 import { RawHost } from "./raw_host.ts";
-import type { ServerEvents } from "./server_events.ts";
-import { SEMAPHORE_START_TIMEOUT_MS, reportedUpgrade } from "./server_handoff.ts";
-import type { AcceptGate, DrainingGeneration, ServingProcess, StartupTakeover, UpgradeDriver, UpgradeRequest, UpgradeResult } from "./server_handoff.ts";
+import { SEMAPHORE_START_TIMEOUT_MS, reportedUpgrade, type AcceptGate, type DrainingGeneration, type ServingProcess } from "./server_handoff.ts";
+import type { StartupTakeover, UpgradeDriver, UpgradeRequest, UpgradeResult } from "./server_handoff.ts";
+import type { ServerParts } from "./server_parts.ts";
 import type { LastUpgrade, ListenerStatus, ServerStatus } from "./server_status.ts";
 import { VERSION } from "../version.ts";
 import { msError } from "../duration.ts";
@@ -29,32 +27,8 @@ import { ServerStats } from "./server_stats.ts";
 import { TrustedKeys } from "./trusted_keys.ts";
 import { SessionService } from "./session_service.ts";
 
-export type { ListenerStatus, ServerStatus };
+export type { ListenerStatus, ServerStatus, ServerParts };
 
-/**
- * @internal What the layers above wire into a server (src/serve/): sockets
- * handed over or passed by systemd, the accept semaphore, the upgrade
- * machinery, a manager's service processes. An embedded server has none.
- */
-export interface ServerParts {
-  /** The listen entries with the ports an older generation chose for `…:0` (default: `config.listen`). */
-  listen?: ListenSpec[];
-  interfaces?: () => InterfaceAddress[];
-  /** Bind TCP with SO_REUSEPORT (Deno: how an upgrade binds the ports alongside the old process). */
-  reusePort?: boolean;
-  /** Bind the UDP responders only once the old process has let go of them. */
-  deferUdp?: boolean;
-  inherited?: InheritedSocket[];
-  /** Exclusive accept rights on the port group (S4). */
-  gate?: AcceptGate | null;
-  /** This process was started by an upgrade: it takes over from the old one. */
-  takeover?: StartupTakeover | null;
-  /** Makes this server replaceable by a new program version (S4). */
-  upgrades?: (server: ServingProcess, olderGenerations: () => DrainingGeneration[]) => UpgradeDriver;
-  /** Serves connections through service processes instead of here (S5). */
-  group?: ConnectionService | null;
-  events?: ServerEvents;
-}
 
 /**
  * A perilink server: identity (S1), multi-address listeners with UDP identify
@@ -183,6 +157,7 @@ export class PerilinkServer implements ServingProcess {
     const takeover = this.#takeover;
     const plane = (this.#plane = ControlPlane.forServer(this, control, this.#metricsSocket));
     if (takeover) {
+      await this.#parts.lifecycle?.ready(this.limits.readyTimeoutMs); // the old process serves meanwhile
       await this.#listeners.start();
       await takeover.run(this.#gate, async () => {
         this.#service.adoptVouched?.(takeover.vouched());
@@ -198,6 +173,7 @@ export class PerilinkServer implements ServingProcess {
     } else {
       await plane.openControl(false);
       try {
+        await this.#parts.lifecycle?.ready(this.limits.readyTimeoutMs);
         await this.#gate?.acquire(SEMAPHORE_START_TIMEOUT_MS);
         await this.#listeners.start();
         await this.#listeners.activate(); // sockets systemd passed, if any
@@ -330,10 +306,7 @@ export class PerilinkServer implements ServingProcess {
   }
 
   status(): ServerStatus {
-    const listeners: ListenerStatus[] = [];
-    for (const ep of this.#listeners.endpoints()) {
-      listeners.push({ address: ep.address, port: ep.port, transport: "tcp" }, { address: ep.address, port: ep.port, transport: "udp" });
-    }
+    const listeners: ListenerStatus[] = this.#listeners.endpoints().flatMap((ep) => (["tcp", "udp"] as const).map((transport) => ({ address: ep.address, port: ep.port, transport })));
     return {
       version: VERSION,
       pid: process.pid,
@@ -391,7 +364,7 @@ export class PerilinkServer implements ServingProcess {
     const service = this.#service;
     this.log.info("drain_started", { sessions: service.connections, inflight: service.inflight, timeoutMs });
     this.#parts.events?.drainStarted?.({ sessions: service.connections, inflight: service.inflight, timeoutMs, handedOver: this.#upgrader?.handedOver ?? false });
-    await service.drain(timeoutMs);
+    await Promise.all([service.drain(timeoutMs), this.#parts.lifecycle?.drain(timeoutMs, this.#upgrader?.handedOver ?? false)]);
     await this.#plane?.close();
     this.#gate?.release();
     this.#parts.events?.drainFinished?.();
