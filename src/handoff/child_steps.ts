@@ -35,6 +35,11 @@ export class ChildSteps {
     this.#wake?.();
   };
 
+  /** True once the new process said it cannot start (it exits by itself). */
+  get startFailed(): boolean {
+    return this.#messages.some((m) => isMessage(m, "start-failed"));
+  }
+
   /** Set once `cancel()` was called: why. */
   get cancelled(): string | null {
     return this.#cancelled;
@@ -57,6 +62,8 @@ export class ChildSteps {
         this.#messages.splice(i, 1);
         return true;
       }
+      const failed = this.#messages.find((m) => isMessage(m, "start-failed")) as { why?: unknown } | undefined;
+      if (failed) return `could not start: ${typeof failed.why === "string" ? failed.why.slice(0, 1000) : "no reason given"}`;
       if (this.#exit) return `${this.#exit} before it was ${what} (see its log lines)`;
       const left = deadline - Date.now();
       if (left <= 0) return `was not ${what} within ${this.#timeoutMs} ms and was killed`;

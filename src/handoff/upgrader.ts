@@ -7,11 +7,14 @@ import { ChildSteps } from "./child_steps.ts";
 import { handoffPlan, warnWithoutMigration } from "./handoff_mode.ts";
 import type { UpgradeDriver, UpgradeRequest, UpgradeResult } from "../server/server_handoff.ts";
 import {
+  APP_FD_PREFIX,
+  APP_STATE_ENV,
   DEFAULT_UPGRADE_TIMEOUT_MS,
   GENERATION_ENV,
   HANDOFF_ENV,
   HANDOFF_TIMEOUT_ENV,
   PORTS_ENV,
+  isMessage,
   type DrainingGeneration,
   type OldToNew,
 } from "./handoff_protocol.ts";
@@ -50,6 +53,10 @@ export interface UpgradeHost {
   olderGenerations(): DrainingGeneration[];
   /** The port the kernel chose for each `…:0` listen entry, by the entry's text. */
   resolvedPorts(): Record<string, number>;
+  /** The descriptors the app put for the next generation (docs/apps.md); throws when one is no longer open. */
+  appDescriptors?(): { name: string; fd: number }[];
+  /** The state the app put for the next generation (JSON text), or null. */
+  appState?(): string | null;
 }
 
 /** Starts the new process. */
@@ -172,11 +179,18 @@ export class Upgrader implements UpgradeDriver {
     const mode = plan.mode;
     const sockets = plan.passSockets ? this.#host.handoffSockets() : [];
     if (!plan.passSockets) await warnWithoutMigration(log);
+    let appFds: { name: string; fd: number }[];
+    try {
+      appFds = plan.passSockets ? (this.#host.appDescriptors?.() ?? []) : [];
+    } catch (err) {
+      throw new UpgradeError("PERILINK_UPGRADE_FAILED", `Cannot upgrade: the app's handoff: ${(err as Error).message}; nothing was changed`, { cause: err });
+    }
     const generation = this.#host.generation + 1;
     const env: NodeJS.ProcessEnv = {
       ...process.env,
-      LISTEN_FDS: String(sockets.length),
-      LISTEN_FDNAMES: sockets.map((s) => s.name).join(":"),
+      LISTEN_FDS: String(sockets.length + appFds.length),
+      LISTEN_FDNAMES: [...sockets.map((s) => s.name), ...appFds.map((a) => APP_FD_PREFIX + a.name)].join(":"),
+      [APP_STATE_ENV]: "1",
       [HANDOFF_ENV]: mode,
       [GENERATION_ENV]: String(generation),
       [HANDOFF_TIMEOUT_ENV]: String(timeoutMs),
@@ -186,12 +200,12 @@ export class Upgrader implements UpgradeDriver {
     if (this.#cancelled) {
       throw new UpgradeError("PERILINK_UPGRADE_CANCELLED", `Cannot upgrade: ${this.#cancelled}; the new program was not started`);
     }
-    log.info("upgrade_started", { program, newGeneration: generation, sockets: sockets.length, timeoutMs });
+    log.info("upgrade_started", { program, newGeneration: generation, sockets: sockets.length, appDescriptors: appFds.map((a) => a.name), timeoutMs });
 
     let child: ChildProcess;
     try {
       // Its own process group, so a rollback also stops whatever a launcher script started.
-      child = this.#seams.spawn(cmd!, argv as string[], { stdio: ["ignore", "inherit", "inherit", ...sockets.map((s) => s.fd), "ipc"], env, detached: true });
+      child = this.#seams.spawn(cmd!, argv as string[], { stdio: ["ignore", "inherit", "inherit", ...sockets.map((s) => s.fd), ...appFds.map((a) => a.fd), "ipc"], env, detached: true });
     } catch (err) {
       throw new UpgradeError("PERILINK_UPGRADE_FAILED", `Cannot upgrade: cannot start ${program}: ${(err as Error).message}`, { cause: err });
     }
@@ -200,6 +214,11 @@ export class Upgrader implements UpgradeDriver {
     this.#steps = steps;
     if (this.#cancelled) steps.cancel(this.#cancelled);
     const failed = { program, generation, child, steps };
+    // Asked for just before the new app's ready(): the state as late as it can be.
+    const onAppState = (m: unknown): void => {
+      if (isMessage(m, "app-state-request")) send(child, { t: "app-state", state: this.#host.appState?.() ?? null });
+    };
+    child.on("message", onAppState);
     try {
       // 1. The new program gets ready and asks for the service.
       const ready = await steps.next("transfer-request");
@@ -213,6 +232,7 @@ export class Upgrader implements UpgradeDriver {
       if (accepting !== true) return await this.#abandon(failed, accepting, true);
     } finally {
       this.#steps = null;
+      child.off("message", onAppState);
     }
     this.#handedOver = true;
     const ms = Date.now() - started;
@@ -235,6 +255,8 @@ export class Upgrader implements UpgradeDriver {
     stoppedAccepting: boolean,
   ): Promise<never> {
     const log = this.#host.log;
+    // One that said why it cannot start is exiting: its last log lines come first.
+    if (f.steps.startFailed) await f.steps.exited(START_FAILED_EXIT_MS);
     this.#seams.killGroup(f.child);
     // Its copies of the sockets must be gone before we bind the ports again or report it stopped.
     await f.steps.exited(KILL_WAIT_MS);
@@ -284,6 +306,8 @@ export class Upgrader implements UpgradeDriver {
 
 /** How long a rollback waits for the killed new process to be gone. */
 const KILL_WAIT_MS = 5000;
+/** How long a new process that said it cannot start has to exit by itself before it is killed. */
+const START_FAILED_EXIT_MS = 1000;
 
 /** Kills the new process and anything it started (it leads its own process group). */
 function killGroup(child: ChildProcess): void {

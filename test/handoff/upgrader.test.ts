@@ -14,7 +14,7 @@ import { test } from "node:test";
 import { UpgradeError } from "../../src/errors.ts";
 import { createLogger } from "../../src/logger.ts";
 import { detectRuntime } from "../../src/runtime/runtime.ts";
-import { GENERATION_ENV, HANDOFF_ENV, PORTS_ENV, type DrainingGeneration, type OldToNew } from "../../src/handoff/handoff_protocol.ts";
+import { APP_STATE_ENV, GENERATION_ENV, HANDOFF_ENV, PORTS_ENV, type DrainingGeneration, type OldToNew } from "../../src/handoff/handoff_protocol.ts";
 import { Upgrader, type UpgradeHost } from "../../src/handoff/upgrader.ts";
 import { sleep, waitFor } from "../helpers/fixtures.ts";
 
@@ -73,7 +73,17 @@ interface Harness {
   finishDrain(): void;
 }
 
-function harness(options: { exitOnKill?: boolean; resumeFails?: boolean; spawnThrows?: boolean; script?: string } = {}): Harness {
+interface HarnessOptions {
+  exitOnKill?: boolean;
+  resumeFails?: boolean;
+  spawnThrows?: boolean;
+  script?: string;
+  /** What the app put for the next generation: descriptors (or a throw, as for a closed one) and the state. */
+  appDescriptors?: () => { name: string; fd: number }[];
+  appState?: () => string | null;
+}
+
+function harness(options: HarnessOptions = {}): Harness {
   const calls: string[] = [];
   const spawned: Harness["spawned"] = [];
   const killed: number[] = [];
@@ -98,6 +108,8 @@ function harness(options: { exitOnKill?: boolean; resumeFails?: boolean; spawnTh
     drainReport: () => report,
     olderGenerations: () => [],
     resolvedPorts: () => ({ "127.0.0.1:0": 40000 }),
+    ...(options.appDescriptors ? { appDescriptors: options.appDescriptors } : {}),
+    ...(options.appState ? { appState: options.appState } : {}),
   };
   const upgrader = new Upgrader(
     host,
@@ -302,4 +314,56 @@ test("a second upgrade while one is under way is refused; a program that does no
   const broken = harness({ spawnThrows: true });
   await assert.rejects(broken.upgrader.upgrade(), rejectsWith("PERILINK_UPGRADE_FAILED", /cannot start .*: EAGAIN/));
   assert.equal(broken.upgrader.inProgress, null);
+});
+
+test("what the app put: its descriptors follow the sockets, named app@NAME; its state answers the new process's request, as it is then", async () => {
+  let state = '{"n":1}';
+  const h = harness({ appDescriptors: () => [{ name: "journal", fd: 30 }], appState: () => state });
+  const up = h.upgrader.upgrade({ timeoutMs: 2000 });
+  await waitFor(() => h.spawned.length === 1, "the spawn");
+  const { options } = h.spawned[0]!;
+  assert.equal(options.env![APP_STATE_ENV], "1", "the new process may ask for the state");
+  if (detectRuntime().handoff === "inherit") {
+    assert.deepEqual(options.stdio, ["ignore", "inherit", "inherit", 20, 21, 30, "ipc"]);
+    assert.equal(options.env!.LISTEN_FDS, "3");
+    assert.equal(options.env!.LISTEN_FDNAMES, "tcp@127.0.0.1@1025:udp@127.0.0.1@1025:app@journal");
+  } else {
+    assert.deepEqual(options.stdio, ["ignore", "inherit", "inherit", "ipc"], "no descriptors pass (the app cannot put any there)");
+  }
+  state = '{"n":2}';
+  h.child.say({ t: "app-state-request" });
+  const answer = await h.child.next("app-state");
+  assert.deepEqual(answer, { t: "app-state", state: '{"n":2}' }, "the state when asked, not when the upgrade began");
+  h.child.say({ t: "transfer-request" });
+  await h.child.next("transfer-response");
+  h.child.say({ t: "accepting", pid: 4242, generation: 2 });
+  await up;
+  h.finishDrain();
+  await h.upgrader.done;
+});
+
+test("a descriptor the app put that is closed now: the upgrade is refused before anything starts", async (t) => {
+  if (detectRuntime().handoff !== "inherit") return t.skip("descriptors pass only where sockets do (Node.js)");
+  const h = harness({
+    appDescriptors: () => {
+      throw new Error('Cannot hand on "journal": descriptor 30 is not open');
+    },
+  });
+  await assert.rejects(h.upgrader.upgrade(), rejectsWith("PERILINK_UPGRADE_FAILED", /^Cannot upgrade: the app's handoff: Cannot hand on "journal": descriptor 30 is not open; nothing was changed$/));
+  assert.equal(h.spawned.length, 0);
+});
+
+test("a new process that says it cannot start: rolled back with its reason, given a moment to exit by itself", async () => {
+  const h = harness({ exitOnKill: false });
+  const up = h.upgrader.upgrade({ timeoutMs: 5000 });
+  await waitFor(() => h.spawned.length === 1, "the spawn");
+  h.child.say({ t: "start-failed", why: "Cannot start app a.mjs: its ready() failed: disk full" });
+  await sleep(50);
+  assert.deepEqual(h.killed, [], "not killed while it exits");
+  h.child.exit(1);
+  await assert.rejects(
+    up,
+    rejectsWith("PERILINK_UPGRADE_FAILED", /^Cannot upgrade: the new program could not start: Cannot start app a\.mjs: its ready\(\) failed: disk full; the running process \(generation 1\) keeps serving$/),
+  );
+  assert.deepEqual(h.calls, [], "it never stopped accepting");
 });
