@@ -6,10 +6,14 @@
  *    │ spawn(program, fds 3.., ipc) ───────▶ │ load config and app
  *    │ ◀─────────────── app-state-request ── │ (if PERILINK_APP_STATE says it may ask)
  *    │ ── app-state {state} ───────────────▶ │ the app's ready(); then adopt sockets
- *    │ ◀──────────────── transfer-request ── │ (ready)
+ *    │ ◀──────────────── transfer-request ── │ (ready; `park`: it echoes park)
+ *    │ ── park + TCP handle ───────────────▶ │ (with probation: once per listener,
+ *    │ ◀──────────────── parked + handle ─── │  a copy this process keeps unwatched)
  *    │ stop accepting, release semaphore     │
  *    │ ── transfer-response ───────────────▶ │ take semaphore, start accepting
  *    │ ◀────────────────────── accepting ─── │
+ *    │ probation: if it dies now, accept     │
+ *    │ again on the kept sockets             │
  *    │ drain: GOAWAY, finish requests        │
  *    │ ── draining {inflight, sessions} ───▶ │ (listed by `status`)
  *    │ ── drained ─────────────────────────▶ │
@@ -53,7 +57,10 @@ import type { DrainingGeneration } from "../server/server_handoff.ts";
 export type { DrainingGeneration };
 
 export type NewToOld =
-  | { t: "transfer-request" }
+  /** `park`: this process sends back the handle of every `park` message (a version that does not, says nothing). */
+  | { t: "transfer-request"; park?: boolean }
+  /** With the handle `park` came with. */
+  | { t: "parked" }
   | { t: "accepting"; pid: number; generation: number }
   | { t: "app-state-request" }
   /** The new process cannot start (its app's ready() failed, a configuration error): why, before it exits. */
@@ -62,6 +69,8 @@ export type NewToOld =
 export type OldToNew =
   /** The app's state (JSON text, docs/apps.md), or null when it put none. */
   | { t: "app-state"; state: string | null }
+  /** With a listening TCP socket's bare handle, to be sent back (`parked`): the sender keeps a copy nothing watches. */
+  | { t: "park" }
   | { t: "transfer-response"; vouched?: [string, number][]; counters?: Record<string, unknown> }
   | { t: "draining"; report: DrainingGeneration; older: DrainingGeneration[] }
   /** `counters`: the old process's totals once drained, so the new one adds what it counted after the handover. */

@@ -176,10 +176,14 @@ export class Takeover implements StartupTakeover {
     const ch = this.#channel;
     let answered = false;
     let wake: (() => void) | null = null;
-    const onMessage = (m: unknown): void => {
+    const onMessage = (m: unknown, handle?: unknown): void => {
       if (typeof m !== "object" || m === null) return;
       const msg = m as OldToNew;
-      if (msg.t === "transfer-response") {
+      if (msg.t === "park") {
+        // Back to the old process, which keeps it unwatched; our copy closes once it is on its way.
+        const h = handle as { close?: () => void } | undefined;
+        if (h) this.#send({ t: "parked" }, h, () => h.close?.());
+      } else if (msg.t === "transfer-response") {
         answered = true;
         this.#vouched = msg.vouched ?? null;
         this.#counters = msg.counters ?? null;
@@ -198,7 +202,7 @@ export class Takeover implements StartupTakeover {
     };
     ch.on("message", onMessage);
     ch.on("disconnect", onDisconnect);
-    this.#send({ t: "transfer-request" });
+    this.#send({ t: "transfer-request", park: true });
     // Started after the request, so the old process stops accepting while the wait is set up.
     const taking = semaphore ? semaphore.acquire(this.#timeoutMs).then(() => null, (err: unknown) => ({ err })) : Promise.resolve(null);
     const deadline = Date.now() + this.#timeoutMs;
@@ -226,10 +230,11 @@ export class Takeover implements StartupTakeover {
     ch.channel?.unref();
   }
 
-  #send(msg: NewToOld): void {
+  #send(msg: NewToOld, handle?: object, sent: () => void = () => {}): void {
     if (this.#channel.connected === false || !this.#channel.send) return;
     try {
-      this.#channel.send(msg, () => {});
+      if (handle) this.#channel.send(msg, handle as never, sent);
+      else this.#channel.send(msg, sent);
     } catch {
       // the parent is gone: the disconnect handler takes it from here
     }

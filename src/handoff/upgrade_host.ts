@@ -19,13 +19,16 @@ export function upgradeHostFor(
   semaphore: Pick<AcceptSemaphore, "acquire" | "release"> | null,
   olderGenerations: () => DrainingGeneration[],
   handoff: Pick<AppHandoff, "outgoing" | "outgoingState"> | null = null,
+  probationMs = 0,
 ): UpgradeHost {
   return {
     generation: proc.generation,
+    probationMs,
+    closeKept: () => proc.closeKept(),
     log: proc.log,
     handoffSockets: () => proc.handoffSockets(),
-    stopAccepting: async () => {
-      await proc.stopListening();
+    stopAccepting: async (keep) => {
+      await proc.stopListening(keep);
       semaphore?.release();
     },
     resumeAccepting: async () => {
@@ -33,8 +36,7 @@ export function upgradeHostFor(
       await semaphore?.acquire(SEMAPHORE_START_TIMEOUT_MS);
       for (let attempt = 1; ; attempt++) {
         try {
-          await proc.listenAgain();
-          return;
+          return await proc.listenAgain();
         } catch (err) {
           if (attempt >= REBIND_ATTEMPTS) throw err;
           await new Promise((r) => setTimeout(r, REBIND_PAUSE_MS));

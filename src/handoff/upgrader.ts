@@ -1,11 +1,14 @@
 import { spawn, type ChildProcess, type SpawnOptions } from "node:child_process";
 import { promises as fs } from "node:fs";
+import type net from "node:net";
 import path from "node:path";
 import { UpgradeError } from "../errors.ts";
 import type { Logger } from "../logger.ts";
 import { ChildSteps } from "./child_steps.ts";
 import { handoffPlan, warnWithoutMigration } from "./handoff_mode.ts";
 import type { UpgradeDriver, UpgradeRequest, UpgradeResult } from "../server/server_handoff.ts";
+import type { ParkedSocket } from "../server/listener_sockets.ts";
+import { parkThrough } from "./park_through.ts";
 import {
   APP_FD_PREFIX,
   APP_STATE_ENV,
@@ -37,10 +40,18 @@ export interface UpgradeHost {
   readonly log: Logger;
   /** The listening sockets to hand over, named (inherited_sockets.ts). */
   handoffSockets(): { name: string; fd: number }[];
-  /** Stops accepting (closes this process's copies of the listeners) and releases the accept semaphore. */
-  stopAccepting(): Promise<void>;
-  /** Rollback after `stopAccepting()`: bind the port group again and take the semaphore. */
-  resumeAccepting(): Promise<void>;
+  /**
+   * Stops accepting (closes this process's copies of the listeners) and
+   * releases the accept semaphore. With `keep`, the TCP sockets stay open
+   * here unwatched (a copy of each from `keep`), for a rollback to take back.
+   */
+  stopAccepting(keep?: (server: net.Server) => Promise<ParkedSocket>): Promise<void>;
+  /** Rollback after `stopAccepting()`: accept on the kept sockets, or bind the port group again, and take the semaphore. True when it took kept sockets back. */
+  resumeAccepting(): Promise<boolean | void>;
+  /** The new process passed its probation: close the kept sockets. */
+  closeKept?(): void;
+  /** After the new process accepts, how long this one can still take the port group back if it dies (`probationMs`; 0: not at all). */
+  readonly probationMs?: number;
   /** Drains everything started here (GOAWAY, finish started requests, close). */
   drain(): Promise<void>;
   /** This process's drain progress, for the new process's `status`. */
@@ -214,6 +225,7 @@ export class Upgrader implements UpgradeDriver {
     this.#steps = steps;
     if (this.#cancelled) steps.cancel(this.#cancelled);
     const failed = { program, generation, child, steps };
+    let ms = 0;
     // Asked for just before the new app's ready(): the state as late as it can be.
     const onAppState = (m: unknown): void => {
       if (isMessage(m, "app-state-request")) send(child, { t: "app-state", state: this.#host.appState?.() ?? null });
@@ -224,19 +236,29 @@ export class Upgrader implements UpgradeDriver {
       const ready = await steps.next("transfer-request");
       if (ready !== true) return await this.#abandon(failed, ready, false);
 
-      // 2. Accept rights pass through the semaphore: we stop, then the new one starts.
-      await this.#host.stopAccepting();
+      // 2. Accept rights pass through the semaphore: we stop, then the new one starts. With a
+      // probation we keep the TCP sockets open (a copy by way of the new process), unwatched.
+      const probationMs = this.#host.probationMs ?? 0;
+      const park = probationMs > 0 && plan.passSockets && steps.taken("transfer-request")?.park === true;
+      await this.#host.stopAccepting(park ? (server) => parkThrough(child, server, PARK_TIMEOUT_MS) : undefined);
       if (steps.cancelled) return await this.#abandon(failed, steps.cancelled, true);
       send(child, { t: "transfer-response", vouched: this.#host.vouchedPeers?.() ?? [], counters: this.#host.counters?.() ?? {} });
       const accepting = await steps.next("accepting");
       if (accepting !== true) return await this.#abandon(failed, accepting, true);
+      ms = Date.now() - started;
+
+      // 3. Probation: this process still serves its sessions; should the new one crash now, we accept again.
+      if (park) {
+        const crashed = await steps.crashedWithin(probationMs);
+        if (crashed) return await this.#abandon(failed, `${crashed} ${Date.now() - started - ms} ms after it began accepting (probationMs ${probationMs})`, true, "probation");
+        this.#host.closeKept?.();
+      }
     } finally {
       this.#steps = null;
       child.off("message", onAppState);
     }
     this.#handedOver = true;
-    const ms = Date.now() - started;
-    log.info("upgrade_handed_over", { newGeneration: generation, newPid: child.pid, ms });
+    log.info("upgrade_handed_over", { newGeneration: generation, newPid: child.pid, ms, probationMs: this.#host.probationMs ?? 0 });
 
     // 3. Drain what was started here, telling the new process how it goes; then we are done.
     void this.#drain(child, steps);
@@ -253,6 +275,7 @@ export class Upgrader implements UpgradeDriver {
     f: { program: string; generation: number; child: ChildProcess; steps: ChildSteps },
     why: string,
     stoppedAccepting: boolean,
+    phase: "handover" | "probation" = "handover",
   ): Promise<never> {
     const log = this.#host.log;
     // One that said why it cannot start is exiting: its last log lines come first.
@@ -271,15 +294,19 @@ export class Upgrader implements UpgradeDriver {
       log.warn("upgrade_rolled_back", { program: f.program, newGeneration: f.generation, why: msg });
       throw new UpgradeError("PERILINK_UPGRADE_FAILED", msg);
     }
+    const when = phase === "probation" ? "" : " after the handover began";
+    let tookBack: boolean | void;
     try {
-      await this.#host.resumeAccepting();
+      tookBack = await this.#host.resumeAccepting();
     } catch (err) {
-      const msg = `Cannot upgrade, and cannot serve any more: the new program ${why} after the handover began, and binding the ports again failed (${(err as Error).message})`;
+      const msg = `Cannot upgrade, and cannot serve any more: the new program ${why}${when}, and binding the ports again failed (${(err as Error).message})`;
       log.error("upgrade_rollback_failed", { program: f.program, newGeneration: f.generation, why: msg });
       this.#fail(new UpgradeError("PERILINK_UPGRADE_FAILED", msg, { cause: err }));
       throw new UpgradeError("PERILINK_UPGRADE_FAILED", msg, { cause: err });
     }
-    const msg = `Cannot upgrade: the new program ${why} after the handover began; the running process bound its ports again and keeps serving (connections queued in between were lost)`;
+    const msg = tookBack
+      ? `Cannot upgrade: the new program ${why}${when}; the running process took its listening sockets back and keeps serving`
+      : `Cannot upgrade: the new program ${why}${when}; the running process bound its ports again and keeps serving (connections queued in between were lost)`;
     log.error("upgrade_rolled_back", { program: f.program, newGeneration: f.generation, why: msg });
     throw new UpgradeError("PERILINK_UPGRADE_FAILED", msg);
   }
@@ -303,6 +330,9 @@ export class Upgrader implements UpgradeDriver {
     this.#handedOverResolve();
   }
 }
+
+/** How long a listening socket's handle may take to come back from the new process (`#park`). */
+const PARK_TIMEOUT_MS = 2000;
 
 /** How long a rollback waits for the killed new process to be gone. */
 const KILL_WAIT_MS = 5000;

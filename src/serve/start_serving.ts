@@ -64,7 +64,9 @@ export async function startServing(input: ServerConfigInput, options: ServingOpt
         reusePort: plan.reusePort,
         deferUdp: plan.deferUdp,
         takeover,
-        upgrades: (server, older) => new Upgrader(upgradeHostFor(server, gate, older, config.workers.max > 1 ? null : handoff), respawn),
+        // With service processes nothing of the app passes, and the manager keeps no sockets for a probation.
+        upgrades: (server, older) =>
+          new Upgrader(config.workers.max > 1 ? upgradeHostFor(server, gate, older) : upgradeHostFor(server, gate, older, handoff, config.probationMs), respawn),
         ...(options.events ? { events: options.events } : {}),
       },
     });

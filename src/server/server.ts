@@ -14,7 +14,7 @@ import { startDiscovery, type Advertiser } from "./discovery.ts";
 import type { Identity } from "./identity.ts";
 import type { InheritedSocket } from "./inherited_socket.ts";
 import type { ServerLimits } from "./limits.ts";
-import { ListenerSet, type Endpoint } from "./listener_set.ts";
+import { ListenerSet, type Endpoint, type ParkedSocket } from "./listener_set.ts";
 import { ProbeResponder } from "./probe_responder.ts";
 import { RawHost } from "./raw_host.ts";
 import { SEMAPHORE_START_TIMEOUT_MS, reportedUpgrade, type AcceptGate, type DrainingGeneration, type ServingProcess } from "./server_handoff.ts";
@@ -51,6 +51,8 @@ export class PerilinkServer implements ServingProcess {
   /** The control socket and the metrics listener, once start() opened them. */
   #plane: ControlPlane | null = null;
   #metricsSocket: InheritedSocket | null;
+  /** TCP sockets kept open after handing over, while the new process is on probation. */
+  #kept: InheritedSocket[] = [];
   #accepting = false;
   #rescanTimer: ReturnType<typeof setInterval> | null = null;
   #drained: Promise<void> | null = null;
@@ -240,14 +242,20 @@ export class PerilinkServer implements ServingProcess {
     return { ...t.counters, latency: t.latency.snapshot(), refusedBy: t.refusedBy };
   }
 
-  /** @internal ServingProcess: closes the listeners and the control socket (its path is unlinked before a new process binds it). */
-  async stopListening(): Promise<void> {
+  /** @internal ServingProcess: closes the listeners (`keep`: keeps their TCP sockets) and the control socket (its path is unlinked before a new process binds it). */
+  async stopListening(keep?: (server: net.Server) => Promise<ParkedSocket>): Promise<void> {
     this.#accepting = false;
     await this.#service.stopAccepting();
     if (this.#rescanTimer) clearInterval(this.#rescanTimer);
     await this.#discovery?.close(false); // no goodbye: the new process takes the advertising over
-    await this.#listeners.close();
+    this.#kept = keep ? await this.#listeners.closeKeeping(keep) : [];
+    if (!keep) await this.#listeners.close();
     await this.#plane?.close();
+  }
+
+  /** @internal ServingProcess: closes the sockets `stopListening(keep)` kept. */
+  closeKept(): void {
+    for (const k of this.#kept.splice(0)) k.handle?.close();
   }
 
   /** @internal ServingProcess: opens the control socket again after `stopListening()`. */
@@ -255,16 +263,19 @@ export class PerilinkServer implements ServingProcess {
     await this.#plane?.openControl(true);
   }
 
-  /** @internal ServingProcess: binds the same ports as before, including those the kernel chose for port 0. */
-  async listenAgain(): Promise<void> {
-    this.#listeners = this.#newListenerSet([], this.#listeners.resolvedSpecs());
+  /** @internal ServingProcess: accepts again on the kept sockets, and binds the rest on the same ports as before (those the kernel chose for port 0 too). */
+  async listenAgain(): Promise<boolean> {
+    const kept = this.#kept.splice(0); // a failed start closes them: a retry binds anew
+    this.#listeners = this.#newListenerSet(kept, this.#listeners.resolvedSpecs());
     await this.#listeners.start();
+    await this.#listeners.activate();
     await this.#service.listening(this.#listeners);
     this.#accepting = true;
     this.#startRescan();
     // Metrics are not worth failing a rollback for: the port group serves again either way.
     await this.#plane?.openMetrics(true).catch((err: unknown) => this.log.warn("metrics_listener_failed", { error: err }));
     this.#discovery = await startDiscovery(this.config.discovery, this);
+    return kept.length > 0;
   }
 
   /** @internal ServingProcess: the port the kernel chose for each `…:0` entry, by the entry's text. */

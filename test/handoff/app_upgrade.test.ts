@@ -14,6 +14,7 @@
 import assert from "node:assert/strict";
 import { execFile, type ChildProcess } from "node:child_process";
 import { readdirSync, readFileSync, readlinkSync, statSync, writeFileSync } from "node:fs";
+import net from "node:net";
 import path from "node:path";
 import { after, test } from "node:test";
 import { ClientSession } from "../../src/client/client_session.ts";
@@ -296,6 +297,79 @@ test("a ready() that never resolves: the new program gives up after limits.ready
     await sleep(300);
     assertLoadClean(await load.stop(), srv.log());
     assert.equal(flocksOn(srv.journal), 1);
+  } finally {
+    await srv.stop();
+  }
+});
+
+/** Opens a TCP connection to `port` every few ms until stopped; counts those made and the refusals. */
+function connectLoop(port: number): { stop(): Promise<{ connected: number; refused: number; other: string[] }> } {
+  let stopping = false;
+  const out = { connected: 0, refused: 0, other: [] as string[] };
+  const loop = (async () => {
+    while (!stopping) {
+      await new Promise<void>((resolve) => {
+        const s = net.connect({ host: "127.0.0.1", port });
+        s.once("connect", () => {
+          out.connected++;
+          s.destroy();
+          resolve();
+        });
+        s.once("error", (err: NodeJS.ErrnoException) => {
+          if (err.code === "ECONNREFUSED") out.refused++;
+          else out.other.push(err.code ?? err.message);
+          resolve();
+        });
+      });
+      await sleep(5);
+    }
+  })();
+  return {
+    stop: async () => {
+      stopping = true;
+      await loop;
+      return out;
+    },
+  };
+}
+
+test("probation: a new generation that crashes right after it began accepting hands the port group back; no connection is refused and the old one never stopped serving its sessions", async (t) => {
+  if (SKIP) return t.skip(SKIP);
+  const srv = await serve({ probationMs: 4000 });
+  try {
+    const first = await srv.whoami();
+    const load = perilinkLoad("127.0.0.1", srv.port, 4, { maxMs: 60_000 });
+    const connects = connectLoop(srv.port);
+    const watch = lockWatcher(srv.journal);
+    await sleep(300);
+    srv.control({ exitAfterMs: 800 });
+    const r = await srv.upgrade();
+    assert.equal(r.code, 1, r.stderr);
+    assert.match(
+      r.stderr.trim().split("\n").pop()!,
+      /^perilink upgrade: Cannot upgrade: the new program exited with code 7 \d+ ms after it began accepting \(probationMs 4000\); the running process took its listening sockets back and keeps serving \[PERILINK_UPGRADE_FAILED\]$/,
+    );
+    const now = await srv.status();
+    assert.equal(now.pid, first.pid);
+    assert.equal(now.generation, 1);
+    assert.equal(now.accepting, true);
+    await sleep(500);
+    const made = await connects.stop();
+    const report = await load.stop();
+    const locking = await watch.stop();
+    assert.equal(made.refused, 0, `connections refused: ${JSON.stringify(made)}`);
+    assert.deepEqual(made.other, []);
+    assert.ok(made.connected > 50, `connections made: ${made.connected}`);
+    assertLoadClean(report, srv.log());
+    assert.equal(locking.got, 0, "the journal stayed locked");
+    assert.ok(openedBy(first.pid, srv.journal), "the old generation holds the journal");
+    assert.match(srv.log(), /"upgrade_rolled_back"/);
+    t.diagnostic(`connections ${made.connected}, refused ${made.refused}; requests ${report.answered.size}, failed ${report.errors.length}`);
+
+    srv.control({});
+    const again = await srv.upgrade();
+    assert.equal(again.code, 0, again.stderr);
+    assert.equal((await srv.whoami()).generation, 2, "a later upgrade succeeds");
   } finally {
     await srv.stop();
   }

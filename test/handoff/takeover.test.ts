@@ -60,7 +60,7 @@ test("success: asks for the service, and only after the answer and the semaphore
   const { parent, order, takeover, semaphore, activate } = setup();
   const run = takeover.run(semaphore, activate, 7);
   await waitFor(() => parent.received.length === 1, "the transfer request");
-  assert.deepEqual(parent.received[0], { t: "transfer-request" });
+  assert.deepEqual(parent.received[0], { t: "transfer-request", park: true }, "it says it sends parked sockets back");
   await sleep(20);
   assert.deepEqual(order, ["acquire 2000"], "the wait for the semaphore runs, nothing accepts before the old process answers");
   parent.say({ t: "transfer-response" });
@@ -248,4 +248,28 @@ test("failed(): tells the old process why this one cannot start", async () => {
   parent.connected = false;
   await takeover.failed("again"); // nobody to tell: at once
   assert.equal(parent.received.length, 1);
+});
+
+test("park: the old process's listening socket comes back with the same handle, and this process's copy closes once it is sent", async () => {
+  const { parent, takeover, semaphore, activate } = setup();
+  const sent: { msg: unknown; handle: unknown }[] = [];
+  parent.send = ((msg: NewToOld, handle?: unknown, cb?: unknown): boolean => {
+    parent.received.push(msg);
+    sent.push({ msg, handle: typeof handle === "function" ? undefined : handle });
+    (typeof handle === "function" ? handle : (cb as (() => void) | undefined))?.();
+    return true;
+  }) as typeof parent.send;
+  const run = takeover.run(semaphore, activate, 2);
+  let closed = 0;
+  const handle = { fd: 99, close: (): void => void closed++ };
+  setImmediate(() => parent.emit("message", { t: "park" }, handle));
+  await waitFor(() => sent.some((s) => (s.msg as NewToOld).t === "parked"), "the handle sent back");
+  const back = sent.find((s) => (s.msg as NewToOld).t === "parked")!;
+  assert.equal(back.handle, handle, "the very handle it got");
+  assert.equal(closed, 1, "its copy is closed once sent");
+  parent.emit("message", { t: "park" }); // no handle: nothing to send back
+  await sleep(5);
+  assert.equal(sent.filter((s) => (s.msg as NewToOld).t === "parked").length, 1);
+  parent.say({ t: "transfer-response" });
+  await run;
 });

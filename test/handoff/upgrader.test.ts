@@ -81,6 +81,8 @@ interface HarnessOptions {
   /** What the app put for the next generation: descriptors (or a throw, as for a closed one) and the state. */
   appDescriptors?: () => { name: string; fd: number }[];
   appState?: () => string | null;
+  /** The host's probation (0: none). */
+  probationMs?: number;
 }
 
 function harness(options: HarnessOptions = {}): Harness {
@@ -96,11 +98,14 @@ function harness(options: HarnessOptions = {}): Harness {
     generation: 1,
     log: createLogger("debug", (line) => logs.push(line)),
     handoffSockets: () => [{ name: "tcp@127.0.0.1@1025", fd: 20 }, { name: "udp@127.0.0.1@1025", fd: 21 }],
-    stopAccepting: async () => void calls.push("stopAccepting"),
+    stopAccepting: async (keep) => void calls.push(keep ? "stopAccepting keeping its sockets" : "stopAccepting"),
     resumeAccepting: async () => {
       calls.push("resumeAccepting");
       if (options.resumeFails) throw new Error("EADDRINUSE");
+      return calls.includes("stopAccepting keeping its sockets");
     },
+    closeKept: () => void calls.push("closeKept"),
+    probationMs: options.probationMs ?? 0,
     drain: async () => {
       calls.push("drain");
       await drained;
@@ -366,4 +371,72 @@ test("a new process that says it cannot start: rolled back with its reason, give
     rejectsWith("PERILINK_UPGRADE_FAILED", /^Cannot upgrade: the new program could not start: Cannot start app a\.mjs: its ready\(\) failed: disk full; the running process \(generation 1\) keeps serving$/),
   );
   assert.deepEqual(h.calls, [], "it never stopped accepting");
+});
+
+/** Runs an upgrade to the point where the new process accepts, with a probation of `probationMs`. */
+async function toAccepting(probationMs: number, park = true): Promise<{ h: Harness; up: Promise<unknown>; acceptedAt: number }> {
+  const h = harness({ probationMs });
+  const up = h.upgrader.upgrade({ timeoutMs: 5000 });
+  void up.catch(() => {});
+  await waitFor(() => h.spawned.length === 1, "the spawn");
+  h.child.say(park ? { t: "transfer-request", park: true } : { t: "transfer-request" });
+  await h.child.next("transfer-response");
+  h.child.say({ t: "accepting", pid: 4242, generation: 2 });
+  await sleep(5);
+  return { h, up, acceptedAt: Date.now() };
+}
+
+test("probation: this process keeps its sockets until the new one has accepted for probationMs, then lets them go and drains", async (t) => {
+  if (detectRuntime().handoff !== "inherit") return t.skip("with SO_REUSEPORT (Deno) there are no sockets to keep");
+  const { h, up, acceptedAt } = await toAccepting(200);
+  assert.deepEqual(h.calls, ["stopAccepting keeping its sockets"]);
+  assert.equal(h.upgrader.handedOver, false, "not handed over during the probation");
+  assert.ok(!h.calls.includes("drain"), "its sessions are served on, not drained, meanwhile");
+  const r = (await up) as { generation: number };
+  assert.equal(r.generation, 2);
+  assert.ok(Date.now() - acceptedAt >= 180, "the upgrade reports once the probation passed");
+  assert.deepEqual(h.calls.slice(0, 2), ["stopAccepting keeping its sockets", "closeKept"]);
+  await waitFor(() => h.calls.includes("drain"), "the drain");
+  h.finishDrain();
+  await h.upgrader.done;
+});
+
+test("probation: a new process that crashes within it hands the port group back: this process accepts again on the kept sockets", async (t) => {
+  if (detectRuntime().handoff !== "inherit") return t.skip("with SO_REUSEPORT (Deno) there are no sockets to keep");
+  const { h, up } = await toAccepting(2000);
+  h.child.exit(7);
+  await assert.rejects(
+    up,
+    rejectsWith("PERILINK_UPGRADE_FAILED", /^Cannot upgrade: the new program exited with code 7 \d+ ms after it began accepting \(probationMs 2000\); the running process took its listening sockets back and keeps serving$/),
+  );
+  assert.deepEqual(h.calls, ["stopAccepting keeping its sockets", "resumeAccepting"]);
+  assert.equal(h.upgrader.handedOver, false);
+  assert.match(h.logs.join(""), /"upgrade_rolled_back"/);
+});
+
+test("probation: a clean exit (code 0: stopped on purpose) or a shutdown of this process ends it as handed over; a new process that does not echo park gets none", async (t) => {
+  if (detectRuntime().handoff !== "inherit") return t.skip("with SO_REUSEPORT (Deno) there are no sockets to keep");
+  {
+    const { h, up } = await toAccepting(5000);
+    h.child.exit(0);
+    await up;
+    assert.equal(h.upgrader.handedOver, true);
+    assert.ok(!h.calls.includes("resumeAccepting"));
+    h.finishDrain();
+  }
+  {
+    const { h, up } = await toAccepting(5000);
+    const t0 = Date.now();
+    await h.upgrader.cancel("the server is shutting down");
+    await up;
+    assert.ok(Date.now() - t0 < 1000, "the shutdown does not wait out the probation");
+    assert.equal(h.upgrader.handedOver, true, "the new process accepts: it keeps the service");
+    h.finishDrain();
+  }
+  {
+    const { h, up } = await toAccepting(5000, false);
+    await up;
+    assert.deepEqual(h.calls.slice(0, 1), ["stopAccepting"], "an older new program cannot send sockets back: nothing kept, no probation");
+    h.finishDrain();
+  }
 });
