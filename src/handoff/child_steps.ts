@@ -67,18 +67,11 @@ export class ChildSteps {
         return true;
       }
       const failed = this.#messages.find((m) => isMessage(m, "start-failed")) as { why?: unknown } | undefined;
-      if (failed) return `could not start: ${typeof failed.why === "string" ? failed.why.slice(0, 1000) : "no reason given"}`;
+      if (failed) return `could not start: ${String(failed.why).slice(0, 1000)}`;
       if (this.#exit) return `${this.#exit} before it was ${what} (see its log lines)`;
       const left = deadline - Date.now();
       if (left <= 0) return `was not ${what} within ${this.#timeoutMs} ms and was killed`;
-      await new Promise<void>((resolve) => {
-        const timer = setTimeout(resolve, left);
-        this.#wake = () => {
-          clearTimeout(timer);
-          this.#wake = null;
-          resolve();
-        };
-      });
+      await this.#nap(left);
     }
   }
 
@@ -99,15 +92,20 @@ export class ChildSteps {
       if (this.#exit) return this.#crashed ? this.#exit : null;
       const left = deadline - Date.now();
       if (left <= 0) return null;
-      await new Promise<void>((resolve) => {
-        const timer = setTimeout(resolve, left);
-        this.#wake = () => {
-          clearTimeout(timer);
-          this.#wake = null;
-          resolve();
-        };
-      });
+      await this.#nap(left);
     }
+  }
+
+  /** Sleeps `ms`, or until a message, the exit or a cancellation wakes it. */
+  #nap(ms: number): Promise<void> {
+    return new Promise<void>((resolve) => {
+      const timer = setTimeout(resolve, ms);
+      this.#wake = () => {
+        clearTimeout(timer);
+        this.#wake = null;
+        resolve();
+      };
+    });
   }
 
   /** Resolves once the child has exited (at once if it has), or after `maxMs`. */

@@ -127,7 +127,7 @@ export class Takeover implements StartupTakeover {
       };
       const onGone = (): void => done(null);
       const timer = setTimeout(() => {
-        this.#log.warn("app_state_timeout", { ms: this.#timeoutMs, note: "the old process did not send its app's state; the app starts without it" });
+        this.#log.warn("app_state_timeout", { ms: this.#timeoutMs });
         done(null);
       }, this.#timeoutMs);
       ch.on("message", onMessage);
@@ -138,19 +138,12 @@ export class Takeover implements StartupTakeover {
 
   /** Tells the old process why this one cannot start (it rolls back at once); resolves once sent, or after a second. */
   failed(why: string): Promise<void> {
-    const send = this.#channel.send?.bind(this.#channel);
-    if (this.#channel.connected === false || !send) return Promise.resolve();
     return new Promise((resolve) => {
-      const timer = setTimeout(resolve, 1000);
-      try {
-        send({ t: "start-failed", why } satisfies NewToOld, () => {
-          clearTimeout(timer);
-          resolve();
-        });
-      } catch {
+      const timer = setTimeout(resolve, this.#channel.connected === false ? 0 : 1000);
+      this.#send({ t: "start-failed", why }, undefined, () => {
         clearTimeout(timer);
         resolve();
-      }
+      });
     });
   }
 

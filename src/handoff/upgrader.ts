@@ -244,13 +244,13 @@ export class Upgrader implements UpgradeDriver {
       if (steps.cancelled) return await this.#abandon(failed, steps.cancelled, true);
       send(child, { t: "transfer-response", vouched: this.#host.vouchedPeers?.() ?? [], counters: this.#host.counters?.() ?? {} });
       const accepting = await steps.next("accepting");
-      if (accepting !== true) return await this.#abandon(failed, accepting, true);
+      if (accepting !== true) return await this.#abandon(failed, `${accepting} after the handover began`, true);
       ms = Date.now() - started;
 
       // 3. Probation: this process still serves its sessions; should the new one crash now, we accept again.
       if (park) {
         const crashed = await steps.crashedWithin(probationMs);
-        if (crashed) return await this.#abandon(failed, `${crashed} ${Date.now() - started - ms} ms after it began accepting (probationMs ${probationMs})`, true, "probation");
+        if (crashed) return await this.#abandon(failed, `${crashed} ${Date.now() - started - ms} ms after it began accepting (probationMs ${probationMs})`, true);
         this.#host.closeKept?.();
       }
     } finally {
@@ -275,7 +275,6 @@ export class Upgrader implements UpgradeDriver {
     f: { program: string; generation: number; child: ChildProcess; steps: ChildSteps },
     why: string,
     stoppedAccepting: boolean,
-    phase: "handover" | "probation" = "handover",
   ): Promise<never> {
     const log = this.#host.log;
     // One that said why it cannot start is exiting: its last log lines come first.
@@ -294,19 +293,17 @@ export class Upgrader implements UpgradeDriver {
       log.warn("upgrade_rolled_back", { program: f.program, newGeneration: f.generation, why: msg });
       throw new UpgradeError("PERILINK_UPGRADE_FAILED", msg);
     }
-    const when = phase === "probation" ? "" : " after the handover began";
     let tookBack: boolean | void;
     try {
       tookBack = await this.#host.resumeAccepting();
     } catch (err) {
-      const msg = `Cannot upgrade, and cannot serve any more: the new program ${why}${when}, and binding the ports again failed (${(err as Error).message})`;
+      const msg = `Cannot upgrade, and cannot serve any more: the new program ${why}, and binding the ports again failed (${(err as Error).message})`;
       log.error("upgrade_rollback_failed", { program: f.program, newGeneration: f.generation, why: msg });
       this.#fail(new UpgradeError("PERILINK_UPGRADE_FAILED", msg, { cause: err }));
       throw new UpgradeError("PERILINK_UPGRADE_FAILED", msg, { cause: err });
     }
-    const msg = tookBack
-      ? `Cannot upgrade: the new program ${why}${when}; the running process took its listening sockets back and keeps serving`
-      : `Cannot upgrade: the new program ${why}${when}; the running process bound its ports again and keeps serving (connections queued in between were lost)`;
+    const how = tookBack ? "took its listening sockets back" : "bound its ports again";
+    const msg = `Cannot upgrade: the new program ${why}; the running process ${how} and keeps serving${tookBack ? "" : " (connections queued in between were lost)"}`;
     log.error("upgrade_rolled_back", { program: f.program, newGeneration: f.generation, why: msg });
     throw new UpgradeError("PERILINK_UPGRADE_FAILED", msg);
   }

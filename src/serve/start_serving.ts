@@ -11,7 +11,6 @@ import { readStartContext, Takeover } from "../handoff/takeover.ts";
 import { upgradeHostFor } from "../handoff/upgrade_host.ts";
 import { Upgrader, type RespawnSpec } from "../handoff/upgrader.ts";
 import { ServiceGroup } from "../group/service_group.ts";
-import { detectRuntime } from "../runtime/runtime.ts";
 import { AppHandoff } from "../server/app_handoff.ts";
 
 export interface ServingOptions {
@@ -48,7 +47,7 @@ export async function startServing(input: ServerConfigInput, options: ServingOpt
   const takeover = ctx.handoff ? new Takeover(process, log, ctx.timeoutMs) : null;
   const handoff = new AppHandoff(
     { fds: passed.app, ...(takeover ? { state: () => takeover.appState(ctx.appState) } : {}) },
-    plan.passSockets ? {} : { fds: `${detectRuntime().name} cannot pass descriptors to a new process (only the state passes)` },
+    plan.passSockets ? {} : { fds: "this runtime cannot pass descriptors to a new process (a state passes)" },
   );
   try {
     return await openServer(config, {

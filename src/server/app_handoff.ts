@@ -1,5 +1,4 @@
 import { closeSync, fstatSync } from "node:fs";
-import type dgram from "node:dgram";
 import net from "node:net";
 import { HandoffError } from "../errors.ts";
 import { tcpServerFd, udpSocketFd } from "../runtime/handle_fds.ts";
@@ -7,6 +6,8 @@ import type { Handoff, HandoffItem } from "./app.ts";
 
 /** The most a state may take as JSON text (UTF-8 bytes). */
 export const MAX_HANDOFF_STATE_BYTES = 64 * 1024;
+
+const HANDOFF = "PERILINK_HANDOFF";
 
 /** What a descriptor may be named: it travels in `LISTEN_FDNAMES`, whose names cannot hold ':'. */
 const NAME_RE = /^[A-Za-z0-9._-]{1,64}$/;
@@ -33,15 +34,13 @@ export class AppHandoff implements Handoff {
   #taking = true;
   #outgoing = new Map<string, HandoffItem>();
   #outState: string | null = null;
-  #refuseFds: string | null;
-  #refuseState: string | null;
+  #refusal: { fds?: string | null; state?: string | null };
   #handedOver = false;
 
   constructor(received: HandoffReceived = {}, refusal: { fds?: string | null; state?: string | null } = {}) {
     for (const { name, fd } of received.fds ?? []) this.#incoming.set(name, fd);
     this.#fetch = received.state ?? null;
-    this.#refuseFds = refusal.fds ?? null;
-    this.#refuseState = refusal.state ?? null;
+    this.#refusal = refusal;
   }
 
   take(name: string): number | undefined {
@@ -56,42 +55,30 @@ export class AppHandoff implements Handoff {
   }
 
   put(name: string, item: HandoffItem | null): void {
-    if (typeof name !== "string" || !NAME_RE.test(name)) {
-      throw new HandoffError("PERILINK_HANDOFF", `Cannot hand on ${JSON.stringify(name)}: a name is 1 to 64 of A-Z a-z 0-9 . _ -`);
-    }
+    if (typeof name !== "string" || !NAME_RE.test(name)) throw new HandoffError(HANDOFF, `Cannot hand on ${JSON.stringify(name)}: a name is 1 to 64 of A-Z a-z 0-9 . _ -`);
     if (item === null) {
       this.#outgoing.delete(name);
       return;
     }
-    if (this.#refuseFds) throw new HandoffError("PERILINK_HANDOFF", `Cannot hand on descriptor "${name}": ${this.#refuseFds}`);
-    if (typeof item === "number") descriptorOf(name, item);
-    else if (!(item instanceof net.Server || item instanceof net.Socket || isUdpSocket(item))) {
-      throw new HandoffError("PERILINK_HANDOFF", `Cannot hand on "${name}": put a descriptor number, a net.Server, a net.Socket or a dgram.Socket`);
-    }
+    if (this.#refusal.fds) throw new HandoffError(HANDOFF, `Cannot hand on "${name}": ${this.#refusal.fds}`);
+    if (typeof item === "number") descriptorOf(name, item); // a socket's descriptor is read at the upgrade
     this.#outgoing.set(name, item);
   }
 
   putState(value: unknown): void {
-    if (this.#refuseState) throw new HandoffError("PERILINK_HANDOFF", `Cannot hand on a state: ${this.#refuseState}`);
-    if (value === undefined) {
-      this.#outState = null;
-      return;
-    }
+    if (this.#refusal.state) throw new HandoffError(HANDOFF, `Cannot hand on a state: ${this.#refusal.state}`);
     let text: string | undefined;
     try {
-      text = JSON.stringify(value);
-    } catch (err) {
-      throw new HandoffError("PERILINK_HANDOFF", `Cannot hand on a state: it is not JSON (${(err as Error).message})`, { cause: err });
+      text = value === undefined ? undefined : JSON.stringify(value);
+    } catch {
+      // a cycle, a BigInt: not JSON
     }
-    if (text === undefined) throw new HandoffError("PERILINK_HANDOFF", "Cannot hand on a state: it is not JSON (a function or a symbol)");
-    const bytes = Buffer.byteLength(text);
+    if (text === undefined && value !== undefined) throw new HandoffError(HANDOFF, "Cannot hand on a state: it is not JSON");
+    const bytes = Buffer.byteLength(text ?? "");
     if (bytes > MAX_HANDOFF_STATE_BYTES) {
-      throw new HandoffError(
-        "PERILINK_HANDOFF_TOO_LARGE",
-        `Cannot hand on a state of ${bytes} bytes as JSON: at most ${MAX_HANDOFF_STATE_BYTES} pass; put larger data in a file and hand on its descriptor`,
-      );
+      throw new HandoffError("PERILINK_HANDOFF_TOO_LARGE", `Cannot hand on a state of ${bytes} bytes as JSON: at most ${MAX_HANDOFF_STATE_BYTES} pass; hand on a file instead`);
     }
-    this.#outState = text;
+    this.#outState = text ?? null;
   }
 
   get handedOver(): boolean {
@@ -141,28 +128,18 @@ export class AppHandoff implements Handoff {
   }
 }
 
-function isUdpSocket(item: unknown): item is dgram.Socket {
-  return typeof item === "object" && item !== null && typeof (item as dgram.Socket).send === "function" && typeof (item as dgram.Socket).bind === "function";
-}
-
-/** The open descriptor behind `item`; stdin, stdout and stderr pass to every process anyway and are refused. */
+/** The open descriptor behind `item` (stdin, stdout and stderr pass to every process anyway); throws `HandoffError`. */
 function descriptorOf(name: string, item: HandoffItem): number {
-  let fd: number;
+  let fd = -1;
   try {
-    if (typeof item === "number") fd = item;
-    else if (item instanceof net.Server) fd = tcpServerFd(item);
-    else if (item instanceof net.Socket) fd = tcpServerFd(item as unknown as net.Server); // the same `_handle.fd`
-    else fd = udpSocketFd(item);
-  } catch (err) {
-    throw new HandoffError("PERILINK_HANDOFF", `Cannot hand on "${name}": its socket is not open`, { cause: err });
+    fd = typeof item === "number" ? item : item instanceof net.Server || item instanceof net.Socket ? tcpServerFd(item as net.Server) : udpSocketFd(item);
+    if (fd > 2) fstatSync(fd);
+  } catch {
+    fd = -1;
   }
   if (!Number.isInteger(fd) || fd < 3) {
-    throw new HandoffError("PERILINK_HANDOFF", `Cannot hand on "${name}": ${fd} is not a descriptor above stderr (2)`);
-  }
-  try {
-    fstatSync(fd);
-  } catch (err) {
-    throw new HandoffError("PERILINK_HANDOFF", `Cannot hand on "${name}": descriptor ${fd} is not open (put("${name}", null) withdraws what was closed)`, { cause: err });
+    const what = typeof item === "number" ? `descriptor ${item}` : "it";
+    throw new HandoffError(HANDOFF, `Cannot hand on "${name}": ${what} is not an open descriptor above 2, socket or server (put("${name}", null) withdraws one that was closed)`);
   }
   return fd;
 }

@@ -33,14 +33,14 @@ export class AppLifecycle {
       if (outcome === "late") {
         throw new AppError(`Cannot start app ${this.#name}: its ready() did not settle within ${timeoutMs} ms (limits.readyTimeoutMs)`, { code: NOT_READY });
       }
-      if (outcome !== "done") {
+      if (outcome) {
         const why = outcome.error instanceof Error ? outcome.error.message : String(outcome.error);
         throw new AppError(`Cannot start app ${this.#name}: its ready() failed: ${why}`, { cause: outcome.error, code: NOT_READY });
       }
       this.#log.info("app_ready", { app: this.#name, ms: Date.now() - started });
     } finally {
       const closed = this.handoff.closeUntaken();
-      if (closed.length > 0) this.#log.info("handoff_untaken_closed", { names: closed, note: "the previous generation passed these and the app did not take them" });
+      if (closed.length > 0) this.#log.info("handoff_untaken_closed", { names: closed });
     }
   }
 
@@ -50,28 +50,23 @@ export class AppLifecycle {
     const hook = this.#hooks.drain;
     if (!hook) return;
     const outcome = await within(() => hook(this.handoff), timeoutMs);
-    if (outcome === "late") this.#log.warn("app_drain_timeout", { app: this.#name, ms: timeoutMs, note: "its drain() had not settled at the drain deadline" });
-    else if (outcome !== "done") this.#log.warn("app_drain_failed", { app: this.#name, error: outcome.error });
+    if (outcome === "late") this.#log.warn("app_drain_timeout", { app: this.#name, ms: timeoutMs });
+    else if (outcome) this.#log.warn("app_drain_failed", { app: this.#name, error: outcome.error });
   }
 }
 
 const NOT_READY = "PERILINK_APP_NOT_READY";
 
-/** Runs `fn` and waits at most `ms` for it to settle. */
-async function within(fn: () => unknown, ms: number): Promise<"done" | "late" | { error: unknown }> {
+/** Runs `fn` and waits at most `ms` for it to settle: undefined when it resolved. */
+function within(fn: () => unknown, ms: number): Promise<"late" | { error: unknown } | undefined> {
   let timer: ReturnType<typeof setTimeout> | undefined;
-  const late = new Promise<"late">((resolve) => (timer = setTimeout(() => resolve("late"), ms)));
-  try {
-    return await Promise.race([
-      Promise.resolve()
-        .then(fn)
-        .then(
-          () => "done" as const,
-          (error: unknown) => ({ error }),
-        ),
-      late,
-    ]);
-  } finally {
-    clearTimeout(timer);
-  }
+  return Promise.race([
+    Promise.resolve()
+      .then(fn)
+      .then(
+        () => undefined,
+        (error: unknown) => ({ error }),
+      ),
+    new Promise<"late">((resolve) => (timer = setTimeout(resolve, ms, "late"))),
+  ]).finally(() => clearTimeout(timer));
 }

@@ -52,7 +52,7 @@ export async function startServer(options: StartServerOptions = {}): Promise<Per
   });
 }
 
-const SERVICE_PROCESS_REFUSAL = "a service process (--workers) hands nothing to the next generation of its group";
+const SERVICE_PROCESS_REFUSAL = "a service process (--workers) hands nothing on";
 
 /** @internal How the serve layer opens a server from a resolved configuration. */
 export interface OpenServerOptions {

@@ -351,10 +351,10 @@ test("a descriptor the app put that is closed now: the upgrade is refused before
   if (detectRuntime().handoff !== "inherit") return t.skip("descriptors pass only where sockets do (Node.js)");
   const h = harness({
     appDescriptors: () => {
-      throw new Error('Cannot hand on "journal": descriptor 30 is not open');
+      throw new Error('Cannot hand on "journal": descriptor 30 is not an open descriptor above 2, socket or server');
     },
   });
-  await assert.rejects(h.upgrader.upgrade(), rejectsWith("PERILINK_UPGRADE_FAILED", /^Cannot upgrade: the app's handoff: Cannot hand on "journal": descriptor 30 is not open; nothing was changed$/));
+  await assert.rejects(h.upgrader.upgrade(), rejectsWith("PERILINK_UPGRADE_FAILED", /^Cannot upgrade: the app's handoff: Cannot hand on "journal": descriptor 30 is not an open descriptor above 2, socket or server; nothing was changed$/));
   assert.equal(h.spawned.length, 0);
 });
 

@@ -62,15 +62,17 @@ test("put(): names are checked, a closed or standard descriptor is refused, null
   assert.throws(() => h.put("a:b", fd), code("PERILINK_HANDOFF", /a name is 1 to 64 of/));
   assert.throws(() => h.put("", fd), code("PERILINK_HANDOFF"));
   assert.throws(() => h.put("x".repeat(65), fd), code("PERILINK_HANDOFF"));
-  assert.throws(() => h.put("out", 1), code("PERILINK_HANDOFF", /not a descriptor above stderr/));
-  assert.throws(() => h.put("closed", 100_000), code("PERILINK_HANDOFF", /descriptor 100000 is not open/));
-  assert.throws(() => h.put("what", "7" as unknown as number), code("PERILINK_HANDOFF", /put a descriptor number, a net.Server/));
+  assert.throws(() => h.put("out", 1), code("PERILINK_HANDOFF", /descriptor 1 is not an open descriptor above 2/));
+  assert.throws(() => h.put("closed", 100_000), code("PERILINK_HANDOFF", /^Cannot hand on "closed": descriptor 100000 is not an open descriptor above 2, socket or server \(put\("closed", null\) withdraws one that was closed\)$/));
+  h.put("what", "7" as unknown as number); // not a descriptor: refused at the upgrade
+  assert.throws(() => h.outgoing(), code("PERILINK_HANDOFF", /"what": it is not an open descriptor/));
+  h.put("what", null);
   h.put("gone", null);
   assert.deepEqual(h.outgoing(), [{ name: "journal.v1_x-y", fd }]);
   if (!detectRuntime().canInheritSockets) return; // Deno exposes no socket descriptors (and refuses put() in perilink serve)
   const server = net.createServer();
   h.put("listener", server); // not listening yet: its descriptor is read at the upgrade
-  assert.throws(() => h.outgoing(), code("PERILINK_HANDOFF", /"listener": its socket is not open/));
+  assert.throws(() => h.outgoing(), code("PERILINK_HANDOFF", /"listener": it is not an open descriptor above 2, socket or server/));
   await new Promise<void>((r) => server.listen(0, "127.0.0.1", () => r()));
   try {
     const out = h.outgoing();
@@ -94,11 +96,11 @@ test("putState(): a JSON copy taken at once, at most 64 KiB as UTF-8; past it PE
   const fits = "x".repeat(MAX_HANDOFF_STATE_BYTES - 2); // with its quotes: exactly the bound
   h.putState(fits);
   assert.equal(Buffer.byteLength(h.outgoingState()!), MAX_HANDOFF_STATE_BYTES);
-  assert.throws(() => h.putState(`${fits}x`), code("PERILINK_HANDOFF_TOO_LARGE", /^Cannot hand on a state of 65537 bytes as JSON: at most 65536 pass/));
+  assert.throws(() => h.putState(`${fits}x`), code("PERILINK_HANDOFF_TOO_LARGE", /^Cannot hand on a state of 65537 bytes as JSON: at most 65536 pass; hand on a file instead$/));
   assert.throws(() => h.putState("é".repeat(MAX_HANDOFF_STATE_BYTES / 2)), code("PERILINK_HANDOFF_TOO_LARGE"), "counted in UTF-8 bytes");
   const cyclic: Record<string, unknown> = {};
   cyclic.self = cyclic;
-  assert.throws(() => h.putState(cyclic), code("PERILINK_HANDOFF", /not JSON/));
+  assert.throws(() => h.putState(cyclic), code("PERILINK_HANDOFF", /^Cannot hand on a state: it is not JSON$/));
   assert.throws(() => h.putState(() => 1), code("PERILINK_HANDOFF", /not JSON/));
   assert.throws(() => h.putState(10n), code("PERILINK_HANDOFF", /not JSON/));
   assert.equal(Buffer.byteLength(h.outgoingState()!), MAX_HANDOFF_STATE_BYTES, "a refused state leaves the last one");
@@ -116,8 +118,8 @@ test("receive(): the previous generation's state, parsed; none, malformed or ove
 });
 
 test("a process that cannot pass descriptors refuses put() with the reason; a state still passes unless refused too", () => {
-  const h = new AppHandoff({}, { fds: "deno cannot pass descriptors to a new process" });
-  assert.throws(() => h.put("j", openTemp("j")), code("PERILINK_HANDOFF", /^Cannot hand on descriptor "j": deno cannot pass descriptors/));
+  const h = new AppHandoff({}, { fds: "this runtime cannot pass descriptors to a new process (a state passes)" });
+  assert.throws(() => h.put("j", openTemp("j")), code("PERILINK_HANDOFF", /^Cannot hand on "j": this runtime cannot pass descriptors/));
   h.putState({ ok: true });
   assert.equal(h.outgoingState(), '{"ok":true}');
   const w = new AppHandoff({}, { fds: "no", state: "a service process (--workers) hands nothing on" });
