@@ -238,7 +238,7 @@ export class Upgrader implements UpgradeDriver {
 
       // 2. Accept rights pass through the semaphore: we stop, then the new one starts. With a
       // probation we keep the TCP sockets open (a copy by way of the new process), unwatched.
-      const probationMs = this.#host.probationMs ?? 0;
+      const probationMs = Math.min(this.#host.probationMs ?? 0, timeoutMs);
       const park = probationMs > 0 && plan.passSockets && steps.taken("transfer-request")?.park === true;
       await this.#host.stopAccepting(park ? (server) => parkThrough(child, server, PARK_TIMEOUT_MS) : undefined);
       if (steps.cancelled) return await this.#abandon(failed, steps.cancelled, true);
@@ -258,7 +258,7 @@ export class Upgrader implements UpgradeDriver {
       child.off("message", onAppState);
     }
     this.#handedOver = true;
-    log.info("upgrade_handed_over", { newGeneration: generation, newPid: child.pid, ms, probationMs: this.#host.probationMs ?? 0 });
+    log.info("upgrade_handed_over", { newGeneration: generation, newPid: child.pid, ms });
 
     // 3. Drain what was started here, telling the new process how it goes; then we are done.
     void this.#drain(child, steps);
