@@ -170,8 +170,9 @@ export class Upgrader implements UpgradeDriver {
 
   /**
    * The handoff, top to bottom: start the new program; wait until it is
-   * ready; stop accepting and let it take over; wait until it accepts. Every
-   * way out before that last step goes through `#abandon()`.
+   * ready; stop accepting and let it take over; wait until it accepts, and
+   * through its probation. Every way out before the drain goes through
+   * `#abandon()`.
    */
   async #run(req: UpgradeRequest, started: number): Promise<UpgradeResult> {
     const log = this.#host.log;
@@ -260,7 +261,7 @@ export class Upgrader implements UpgradeDriver {
     this.#handedOver = true;
     log.info("upgrade_handed_over", { newGeneration: generation, newPid: child.pid, ms });
 
-    // 3. Drain what was started here, telling the new process how it goes; then we are done.
+    // 4. Drain what was started here, telling the new process how it goes; then we are done.
     void this.#drain(child, steps);
     return { generation, pid: child.pid!, previousPid: process.pid, ms };
   }
