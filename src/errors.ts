@@ -14,6 +14,7 @@ export const ERROR_CODES = [
   "PERILINK_AGENT",
   "PERILINK_AGENT_LIMIT",
   "PERILINK_APP",
+  "PERILINK_APP_NOT_READY",
   "PERILINK_BODY_TOO_LARGE",
   "PERILINK_CANCELLED",
   "PERILINK_CLIENT_CLOSED",
@@ -21,6 +22,8 @@ export const ERROR_CODES = [
   "PERILINK_CONTROL",
   "PERILINK_FLOW_CONTROL",
   "PERILINK_FRAME_TOO_LARGE",
+  "PERILINK_HANDOFF",
+  "PERILINK_HANDOFF_TOO_LARGE",
   "PERILINK_HANDSHAKE_TIMEOUT",
   "PERILINK_IDENTITY",
   "PERILINK_KEY_MISMATCH",
@@ -236,20 +239,23 @@ export class ControlError extends PerilinkError {
   }
 }
 
-/** An application module could not be loaded or has the wrong shape. */
+/** An application module could not be loaded or has the wrong shape; or (PERILINK_APP_NOT_READY) its `ready()` hook failed or timed out. */
 export class AppError extends PerilinkError {
-  constructor(message: string, options?: { cause?: unknown }) {
-    super("PERILINK_APP", message, options);
+  constructor(message: string, options?: { cause?: unknown; code?: "PERILINK_APP" | "PERILINK_APP_NOT_READY" }) {
+    super(options?.code ?? "PERILINK_APP", message, options);
+  }
+}
+
+/** What an app hands to its next generation at an upgrade was refused (docs/apps.md, "Upgrades"). */
+export class HandoffError extends PerilinkError {
+  constructor(code: "PERILINK_HANDOFF" | "PERILINK_HANDOFF_TOO_LARGE", message: string, options?: { cause?: unknown }) {
+    super(code, message, options);
   }
 }
 
 /** An upgrade (seamless replacement) was refused, rolled back (the running process keeps serving) or cancelled (it is shutting down). */
 export class UpgradeError extends PerilinkError {
-  constructor(
-    code: "PERILINK_UPGRADE_IN_PROGRESS" | "PERILINK_UPGRADE_FAILED" | "PERILINK_UPGRADE_UNSUPPORTED" | "PERILINK_UPGRADE_CANCELLED",
-    message: string,
-    options?: { cause?: unknown },
-  ) {
+  constructor(code: "PERILINK_UPGRADE_IN_PROGRESS" | "PERILINK_UPGRADE_FAILED" | "PERILINK_UPGRADE_UNSUPPORTED" | "PERILINK_UPGRADE_CANCELLED", message: string, options?: { cause?: unknown }) {
     super(code, message, options);
   }
 }
@@ -277,11 +283,7 @@ export class KeyMismatchError extends PerilinkError {
   }
 }
 
-/**
- * A name or address leads to another server than the one it led to before
- * (the known-servers record), or than the key the caller expected: someone
- * may be answering for it, or the server was replaced.
- */
+/** A name or address leads to another server than before (the known-servers record) or than the key expected: an impostor, or a replaced server. */
 export class ServerChangedError extends PerilinkError {
   /** The name or address as the application gave it, and the port. */
   readonly host: string;

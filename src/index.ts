@@ -2,7 +2,7 @@
 export * from "./errors.ts";
 export { PerilinkServer, type ServerStatus } from "./server/server.ts";
 export { startServer, type StartServerOptions } from "./server/start_server.ts";
-export type { SessionApp, RawApp, RequestContext, ChannelContext, RequestBody, AppResult } from "./server/app.ts";
+export type { SessionApp, RawApp, RequestContext, ChannelContext, RequestBody, AppResult, AppHooks, Handoff, HandoffItem } from "./server/app.ts";
 export type { ServerLimits } from "./server/limits.ts";
 export type { ServerConfigInput } from "./server/config.ts";
 export { ClientSession, ClientChannel, type ClientSessionOptions, type RequestOptions } from "./client/client_session.ts";

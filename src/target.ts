@@ -42,6 +42,8 @@ export interface Target {
     sessionBurstGlobal: number;
     /** A drain sends GOAWAY to its sessions spread over this long (at most a quarter of the drain deadline), not all at once; 0: at once. */
     goAwaySpreadMs: number;
+    /** How long an app's `ready()` hook may take before the server (or the new process of an upgrade) gives up starting. */
+    readyTimeoutMs: number;
   };
   probe: {
     ratePerSecond: number;

@@ -24,8 +24,8 @@ export async function runUpgrade(args: string[]): Promise<number> {
   const req: Record<string, unknown> = { op: "upgrade", timeoutMs };
   if (values.program) req.program = path.resolve(values.program as string);
   if (values.app) req.app = path.resolve(values.app as string);
-  // The server answers when the new process accepts, or when it rolled back: allow for both timeouts.
-  const r = (await controlRequest(stateDir, req, Math.min(2 * timeoutMs + 5000, MAX_TIMER_MS))) as UpgradeResult;
+  // The server answers once the new process accepted and passed its probation (at most the timeout too), or rolled back.
+  const r = (await controlRequest(stateDir, req, Math.min(3 * timeoutMs + 5000, MAX_TIMER_MS))) as UpgradeResult;
   if (values.json) process.stdout.write(jsonLine(r));
   else process.stdout.write(printable(`upgraded: generation ${r.generation} (pid ${r.pid}) is accepting; pid ${r.previousPid} drains and exits; took ${r.ms} ms`) + "\n");
   return 0;

@@ -11,6 +11,9 @@ export class ChildSteps {
   #timeoutMs: number;
   #messages: NewToOld[] = [];
   #exit: string | null = null;
+  /** The exit was not a clean one (code 0): a crash, a kill. */
+  #crashed = false;
+  #taken = new Map<string, NewToOld>();
   #cancelled: string | null = null;
   #wake: (() => void) | null = null;
 
@@ -27,6 +30,7 @@ export class ChildSteps {
     this.#wake?.();
   };
   #onExit = (code: number | null, signal: string | null): void => {
+    if (this.#exit === null) this.#crashed = signal !== null || code !== 0;
     this.#exit ??= signal ? `was killed by ${signal}` : `exited with code ${code}`;
     this.#wake?.();
   };
@@ -34,6 +38,11 @@ export class ChildSteps {
     this.#exit ??= `could not be started (${(err as NodeJS.ErrnoException).code ?? err.message})`;
     this.#wake?.();
   };
+
+  /** True once the new process said it cannot start (it exits by itself). */
+  get startFailed(): boolean {
+    return this.#messages.some((m) => isMessage(m, "start-failed"));
+  }
 
   /** Set once `cancel()` was called: why. */
   get cancelled(): string | null {
@@ -54,21 +63,49 @@ export class ChildSteps {
       if (this.#cancelled) return this.#cancelled;
       const i = this.#messages.findIndex((m) => isMessage(m, t));
       if (i >= 0) {
-        this.#messages.splice(i, 1);
+        this.#taken.set(t, this.#messages.splice(i, 1)[0]!);
         return true;
       }
+      const failed = this.#messages.find((m) => isMessage(m, "start-failed")) as { why?: unknown } | undefined;
+      if (failed) return `could not start: ${String(failed.why).slice(0, 1000)}`;
       if (this.#exit) return `${this.#exit} before it was ${what} (see its log lines)`;
       const left = deadline - Date.now();
       if (left <= 0) return `was not ${what} within ${this.#timeoutMs} ms and was killed`;
-      await new Promise<void>((resolve) => {
-        const timer = setTimeout(resolve, left);
-        this.#wake = () => {
-          clearTimeout(timer);
-          this.#wake = null;
-          resolve();
-        };
-      });
+      await this.#nap(left);
     }
+  }
+
+  /** The message of type `t` that `next(t)` last returned true for. */
+  taken<T extends NewToOld["t"]>(t: T): Extract<NewToOld, { t: T }> | undefined {
+    return this.#taken.get(t) as Extract<NewToOld, { t: T }> | undefined;
+  }
+
+  /**
+   * Waits `ms` for the child to crash (exit other than with code 0, or be
+   * killed): how it ended if it did; null once `ms` passed, the child exited
+   * cleanly (stopped on purpose), or on `cancel()`.
+   */
+  async crashedWithin(ms: number): Promise<string | null> {
+    const deadline = Date.now() + ms;
+    for (;;) {
+      if (this.#cancelled) return null;
+      if (this.#exit) return this.#crashed ? this.#exit : null;
+      const left = deadline - Date.now();
+      if (left <= 0) return null;
+      await this.#nap(left);
+    }
+  }
+
+  /** Sleeps `ms`, or until a message, the exit or a cancellation wakes it. */
+  #nap(ms: number): Promise<void> {
+    return new Promise<void>((resolve) => {
+      const timer = setTimeout(resolve, ms);
+      this.#wake = () => {
+        clearTimeout(timer);
+        this.#wake = null;
+        resolve();
+      };
+    });
   }
 
   /** Resolves once the child has exited (at once if it has), or after `maxMs`. */

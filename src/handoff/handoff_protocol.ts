@@ -3,17 +3,25 @@
  * the private control channel (a Node IPC pipe after the inherited sockets):
  *
  *   old                                   new
- *    │ spawn(program, fds 3.., ipc) ───────▶ │ adopt sockets, load config and app
- *    │ ◀──────────────── transfer-request ── │ (ready)
+ *    │ spawn(program, fds 3.., ipc) ───────▶ │ load config and app
+ *    │ ◀─────────────── app-state-request ── │ (if PERILINK_APP_STATE says it may ask)
+ *    │ ── app-state {state} ───────────────▶ │ the app's ready(); then adopt sockets
+ *    │ ◀──────────────── transfer-request ── │ (ready; `park`: it echoes park)
+ *    │ ── park + TCP handle ───────────────▶ │ (with probation: once per listener,
+ *    │ ◀──────────────── parked + handle ─── │  a copy this process keeps unwatched)
  *    │ stop accepting, release semaphore     │
  *    │ ── transfer-response ───────────────▶ │ take semaphore, start accepting
  *    │ ◀────────────────────── accepting ─── │
+ *    │ probation: if it dies now, accept     │
+ *    │ again on the kept sockets             │
  *    │ drain: GOAWAY, finish requests        │
  *    │ ── draining {inflight, sessions} ───▶ │ (listed by `status`)
  *    │ ── drained ─────────────────────────▶ │
  *    ╳ exit                                  │ (pipe EOF: old is gone)
  *
- * Every wait has a timeout; see upgrader.ts (old) and takeover.ts (new).
+ * A new process that cannot start (its app's ready() failed) says why
+ * (start-failed) before it exits. Every wait has a timeout; see
+ * upgrader.ts (old) and takeover.ts (new).
  */
 
 /**
@@ -33,6 +41,14 @@ export const PORTS_ENV = "PERILINK_PORTS";
 /** How long the new process may wait for each step, in ms. */
 export const HANDOFF_TIMEOUT_ENV = "PERILINK_HANDOFF_TIMEOUT_MS";
 
+/** Set to "1" by a parent that answers `app-state-request` (an older perilink does not). */
+export const APP_STATE_ENV = "PERILINK_APP_STATE";
+/**
+ * Descriptors an app put for the next generation (docs/apps.md) follow the
+ * listening sockets from fd 3, named `app@NAME` in `LISTEN_FDNAMES`.
+ */
+export const APP_FD_PREFIX = "app@";
+
 /** Default time the new program has to become ready. */
 export const DEFAULT_UPGRADE_TIMEOUT_MS = 30_000;
 
@@ -40,9 +56,21 @@ import type { DrainingGeneration } from "../server/server_handoff.ts";
 
 export type { DrainingGeneration };
 
-export type NewToOld = { t: "transfer-request" } | { t: "accepting"; pid: number; generation: number };
+export type NewToOld =
+  /** `park`: this process sends back the handle of every `park` message (a version that does not, says nothing). */
+  | { t: "transfer-request"; park?: boolean }
+  /** With the handle `park` came with. */
+  | { t: "parked" }
+  | { t: "accepting"; pid: number; generation: number }
+  | { t: "app-state-request" }
+  /** The new process cannot start (its app's ready() failed, a configuration error): why, before it exits. */
+  | { t: "start-failed"; why: string };
 
 export type OldToNew =
+  /** The app's state (JSON text, docs/apps.md), or null when it put none. */
+  | { t: "app-state"; state: string | null }
+  /** With a listening TCP socket's bare handle, to be sent back (`parked`): the sender keeps a copy nothing watches. */
+  | { t: "park" }
   | { t: "transfer-response"; vouched?: [string, number][]; counters?: Record<string, unknown> }
   | { t: "draining"; report: DrainingGeneration; older: DrainingGeneration[] }
   /** `counters`: the old process's totals once drained, so the new one adds what it counted after the handover. */

@@ -2,6 +2,7 @@ import { readFileSync } from "node:fs";
 import type { Logger } from "../logger.ts";
 import type { AcceptSemaphore } from "./accept_semaphore.ts";
 import {
+  APP_STATE_ENV,
   DEFAULT_UPGRADE_TIMEOUT_MS,
   GENERATION_ENV,
   HANDOFF_ENV,
@@ -9,13 +10,14 @@ import {
   PORTS_ENV,
   type DrainingGeneration,
   type HandoffMode,
+  isMessage,
   type NewToOld,
   type OldToNew,
 } from "./handoff_protocol.ts";
 import type { StartupTakeover } from "../server/server_handoff.ts";
 
 /** The part of `process` the new side talks to its parent through (an injectable seam). */
-export type ParentChannel = Pick<NodeJS.Process, "send" | "on" | "connected" | "channel">;
+export type ParentChannel = Pick<NodeJS.Process, "send" | "on" | "connected" | "channel"> & Partial<Pick<NodeJS.Process, "off">>;
 
 /** What a process learns from its environment about how it was started. */
 export interface StartContext {
@@ -25,6 +27,8 @@ export interface StartContext {
   timeoutMs: number;
   /** Ports the old process's kernel chose for `…:0` entries, by entry text. */
   ports: Record<string, number>;
+  /** The parent answers a request for the app's state (handoff_protocol.ts). */
+  appState: boolean;
 }
 
 export function readStartContext(env: NodeJS.ProcessEnv = process.env, channel: ParentChannel = process): StartContext {
@@ -40,6 +44,8 @@ export function readStartContext(env: NodeJS.ProcessEnv = process.env, channel: 
   } catch {
     // not from a perilink parent: ignore
   }
+  const appState = env[APP_STATE_ENV] === "1";
+  delete env[APP_STATE_ENV];
   delete env[PORTS_ENV];
   delete env[HANDOFF_ENV];
   delete env[GENERATION_ENV];
@@ -49,6 +55,7 @@ export function readStartContext(env: NodeJS.ProcessEnv = process.env, channel: 
     generation: Number.isInteger(generation) && generation > 0 ? generation : 1,
     timeoutMs: Number.isInteger(timeoutMs) && timeoutMs > 0 ? timeoutMs : DEFAULT_UPGRADE_TIMEOUT_MS,
     ports: handoff ? ports : {},
+    appState: handoff !== null && appState,
   };
 }
 
@@ -100,6 +107,46 @@ export class Takeover implements StartupTakeover {
     this.#lateCounters = listener;
   }
 
+  /**
+   * Asks the old process for its app's state (docs/apps.md), just before
+   * this process's app gets ready: JSON text, or null when it put none, the
+   * parent does not answer such a request, or it does not answer in time.
+   */
+  async appState(askable: boolean): Promise<string | null> {
+    const ch = this.#channel;
+    if (!askable || ch.connected === false) return null;
+    return new Promise((resolve) => {
+      const done = (state: string | null): void => {
+        clearTimeout(timer);
+        ch.off?.("message", onMessage);
+        ch.off?.("disconnect", onGone);
+        resolve(state);
+      };
+      const onMessage = (m: unknown): void => {
+        if (isMessage<Extract<OldToNew, { t: "app-state" }>>(m, "app-state")) done(typeof m.state === "string" ? m.state : null);
+      };
+      const onGone = (): void => done(null);
+      const timer = setTimeout(() => {
+        this.#log.warn("app_state_timeout", { ms: this.#timeoutMs });
+        done(null);
+      }, this.#timeoutMs);
+      ch.on("message", onMessage);
+      ch.on("disconnect", onGone);
+      this.#send({ t: "app-state-request" });
+    });
+  }
+
+  /** Tells the old process why this one cannot start (it rolls back at once); resolves once sent, or after a second. */
+  failed(why: string): Promise<void> {
+    return new Promise((resolve) => {
+      const timer = setTimeout(resolve, this.#channel.connected === false ? 0 : 1000);
+      this.#send({ t: "start-failed", why }, undefined, () => {
+        clearTimeout(timer);
+        resolve();
+      });
+    });
+  }
+
   /** Older generations that are still draining (their processes run), oldest first. */
   draining(): DrainingGeneration[] {
     const out: DrainingGeneration[] = [];
@@ -122,10 +169,14 @@ export class Takeover implements StartupTakeover {
     const ch = this.#channel;
     let answered = false;
     let wake: (() => void) | null = null;
-    const onMessage = (m: unknown): void => {
+    const onMessage = (m: unknown, handle?: unknown): void => {
       if (typeof m !== "object" || m === null) return;
       const msg = m as OldToNew;
-      if (msg.t === "transfer-response") {
+      if (msg.t === "park") {
+        // Back to the old process, which keeps it unwatched; our copy closes once it is on its way.
+        const h = handle as { close?: () => void } | undefined;
+        if (h) this.#send({ t: "parked" }, h, () => h.close?.());
+      } else if (msg.t === "transfer-response") {
         answered = true;
         this.#vouched = msg.vouched ?? null;
         this.#counters = msg.counters ?? null;
@@ -144,7 +195,7 @@ export class Takeover implements StartupTakeover {
     };
     ch.on("message", onMessage);
     ch.on("disconnect", onDisconnect);
-    this.#send({ t: "transfer-request" });
+    this.#send({ t: "transfer-request", park: true });
     // Started after the request, so the old process stops accepting while the wait is set up.
     const taking = semaphore ? semaphore.acquire(this.#timeoutMs).then(() => null, (err: unknown) => ({ err })) : Promise.resolve(null);
     const deadline = Date.now() + this.#timeoutMs;
@@ -172,10 +223,11 @@ export class Takeover implements StartupTakeover {
     ch.channel?.unref();
   }
 
-  #send(msg: NewToOld): void {
+  #send(msg: NewToOld, handle?: object, sent: () => void = () => {}): void {
     if (this.#channel.connected === false || !this.#channel.send) return;
     try {
-      this.#channel.send(msg, () => {});
+      if (handle) this.#channel.send(msg, handle as never, sent);
+      else this.#channel.send(msg, sent);
     } catch {
       // the parent is gone: the disconnect handler takes it from here
     }

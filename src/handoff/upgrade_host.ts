@@ -1,4 +1,5 @@
 import type { AcceptSemaphore } from "./accept_semaphore.ts";
+import type { AppHandoff } from "../server/app_handoff.ts";
 import { SEMAPHORE_START_TIMEOUT_MS, type DrainingGeneration, type ServingProcess } from "../server/server_handoff.ts";
 import type { UpgradeHost } from "./upgrader.ts";
 
@@ -10,19 +11,24 @@ export const REBIND_PAUSE_MS = 200;
  * The old side's hooks into the serving process: accept rights pass through
  * the semaphore (stop, then release), and a rollback takes the semaphore
  * and binds the ports again, retrying while the killed new process's copies
- * of the sockets go away.
+ * of the sockets go away. What the app puts for its successor comes from
+ * `handoff`.
  */
 export function upgradeHostFor(
   proc: ServingProcess,
   semaphore: Pick<AcceptSemaphore, "acquire" | "release"> | null,
   olderGenerations: () => DrainingGeneration[],
+  handoff: Pick<AppHandoff, "outgoing" | "outgoingState"> | null = null,
+  probationMs = 0,
 ): UpgradeHost {
   return {
     generation: proc.generation,
+    probationMs,
+    closeKept: () => proc.closeKept(),
     log: proc.log,
     handoffSockets: () => proc.handoffSockets(),
-    stopAccepting: async () => {
-      await proc.stopListening();
+    stopAccepting: async (keep) => {
+      await proc.stopListening(keep);
       semaphore?.release();
     },
     resumeAccepting: async () => {
@@ -30,8 +36,7 @@ export function upgradeHostFor(
       await semaphore?.acquire(SEMAPHORE_START_TIMEOUT_MS);
       for (let attempt = 1; ; attempt++) {
         try {
-          await proc.listenAgain();
-          return;
+          return await proc.listenAgain();
         } catch (err) {
           if (attempt >= REBIND_ATTEMPTS) throw err;
           await new Promise((r) => setTimeout(r, REBIND_PAUSE_MS));
@@ -44,5 +49,7 @@ export function upgradeHostFor(
     vouchedPeers: () => proc.vouchedPeers(),
     counters: () => proc.handoffCounters(),
     olderGenerations,
+    appDescriptors: () => handoff?.outgoing() ?? [],
+    appState: () => handoff?.outgoingState() ?? null,
   };
 }

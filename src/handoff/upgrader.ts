@@ -1,17 +1,23 @@
 import { spawn, type ChildProcess, type SpawnOptions } from "node:child_process";
 import { promises as fs } from "node:fs";
+import type net from "node:net";
 import path from "node:path";
 import { UpgradeError } from "../errors.ts";
 import type { Logger } from "../logger.ts";
 import { ChildSteps } from "./child_steps.ts";
 import { handoffPlan, warnWithoutMigration } from "./handoff_mode.ts";
 import type { UpgradeDriver, UpgradeRequest, UpgradeResult } from "../server/server_handoff.ts";
+import type { ParkedSocket } from "../server/listener_sockets.ts";
+import { parkThrough } from "./park_through.ts";
 import {
+  APP_FD_PREFIX,
+  APP_STATE_ENV,
   DEFAULT_UPGRADE_TIMEOUT_MS,
   GENERATION_ENV,
   HANDOFF_ENV,
   HANDOFF_TIMEOUT_ENV,
   PORTS_ENV,
+  isMessage,
   type DrainingGeneration,
   type OldToNew,
 } from "./handoff_protocol.ts";
@@ -34,10 +40,18 @@ export interface UpgradeHost {
   readonly log: Logger;
   /** The listening sockets to hand over, named (inherited_sockets.ts). */
   handoffSockets(): { name: string; fd: number }[];
-  /** Stops accepting (closes this process's copies of the listeners) and releases the accept semaphore. */
-  stopAccepting(): Promise<void>;
-  /** Rollback after `stopAccepting()`: bind the port group again and take the semaphore. */
-  resumeAccepting(): Promise<void>;
+  /**
+   * Stops accepting (closes this process's copies of the listeners) and
+   * releases the accept semaphore. With `keep`, the TCP sockets stay open
+   * here unwatched (a copy of each from `keep`), for a rollback to take back.
+   */
+  stopAccepting(keep?: (server: net.Server) => Promise<ParkedSocket>): Promise<void>;
+  /** Rollback after `stopAccepting()`: accept on the kept sockets, or bind the port group again, and take the semaphore. True when it took kept sockets back. */
+  resumeAccepting(): Promise<boolean | void>;
+  /** The new process passed its probation: close the kept sockets. */
+  closeKept?(): void;
+  /** After the new process accepts, how long this one can still take the port group back if it dies (`probationMs`; 0: not at all). */
+  readonly probationMs?: number;
   /** Drains everything started here (GOAWAY, finish started requests, close). */
   drain(): Promise<void>;
   /** This process's drain progress, for the new process's `status`. */
@@ -50,6 +64,10 @@ export interface UpgradeHost {
   olderGenerations(): DrainingGeneration[];
   /** The port the kernel chose for each `…:0` listen entry, by the entry's text. */
   resolvedPorts(): Record<string, number>;
+  /** The descriptors the app put for the next generation (docs/apps.md); throws when one is no longer open. */
+  appDescriptors?(): { name: string; fd: number }[];
+  /** The state the app put for the next generation (JSON text), or null. */
+  appState?(): string | null;
 }
 
 /** Starts the new process. */
@@ -152,8 +170,9 @@ export class Upgrader implements UpgradeDriver {
 
   /**
    * The handoff, top to bottom: start the new program; wait until it is
-   * ready; stop accepting and let it take over; wait until it accepts. Every
-   * way out before that last step goes through `#abandon()`.
+   * ready; stop accepting and let it take over; wait until it accepts, and
+   * through its probation. Every way out before the drain goes through
+   * `#abandon()`.
    */
   async #run(req: UpgradeRequest, started: number): Promise<UpgradeResult> {
     const log = this.#host.log;
@@ -172,11 +191,18 @@ export class Upgrader implements UpgradeDriver {
     const mode = plan.mode;
     const sockets = plan.passSockets ? this.#host.handoffSockets() : [];
     if (!plan.passSockets) await warnWithoutMigration(log);
+    let appFds: { name: string; fd: number }[];
+    try {
+      appFds = plan.passSockets ? (this.#host.appDescriptors?.() ?? []) : [];
+    } catch (err) {
+      throw new UpgradeError("PERILINK_UPGRADE_FAILED", `Cannot upgrade: the app's handoff: ${(err as Error).message}; nothing was changed`, { cause: err });
+    }
     const generation = this.#host.generation + 1;
     const env: NodeJS.ProcessEnv = {
       ...process.env,
-      LISTEN_FDS: String(sockets.length),
-      LISTEN_FDNAMES: sockets.map((s) => s.name).join(":"),
+      LISTEN_FDS: String(sockets.length + appFds.length),
+      LISTEN_FDNAMES: [...sockets.map((s) => s.name), ...appFds.map((a) => APP_FD_PREFIX + a.name)].join(":"),
+      [APP_STATE_ENV]: "1",
       [HANDOFF_ENV]: mode,
       [GENERATION_ENV]: String(generation),
       [HANDOFF_TIMEOUT_ENV]: String(timeoutMs),
@@ -186,12 +212,12 @@ export class Upgrader implements UpgradeDriver {
     if (this.#cancelled) {
       throw new UpgradeError("PERILINK_UPGRADE_CANCELLED", `Cannot upgrade: ${this.#cancelled}; the new program was not started`);
     }
-    log.info("upgrade_started", { program, newGeneration: generation, sockets: sockets.length, timeoutMs });
+    log.info("upgrade_started", { program, newGeneration: generation, sockets: sockets.length, appDescriptors: appFds.map((a) => a.name), timeoutMs });
 
     let child: ChildProcess;
     try {
       // Its own process group, so a rollback also stops whatever a launcher script started.
-      child = this.#seams.spawn(cmd!, argv as string[], { stdio: ["ignore", "inherit", "inherit", ...sockets.map((s) => s.fd), "ipc"], env, detached: true });
+      child = this.#seams.spawn(cmd!, argv as string[], { stdio: ["ignore", "inherit", "inherit", ...sockets.map((s) => s.fd), ...appFds.map((a) => a.fd), "ipc"], env, detached: true });
     } catch (err) {
       throw new UpgradeError("PERILINK_UPGRADE_FAILED", `Cannot upgrade: cannot start ${program}: ${(err as Error).message}`, { cause: err });
     }
@@ -200,25 +226,42 @@ export class Upgrader implements UpgradeDriver {
     this.#steps = steps;
     if (this.#cancelled) steps.cancel(this.#cancelled);
     const failed = { program, generation, child, steps };
+    let ms = 0;
+    // Asked for just before the new app's ready(): the state as late as it can be.
+    const onAppState = (m: unknown): void => {
+      if (isMessage(m, "app-state-request")) send(child, { t: "app-state", state: this.#host.appState?.() ?? null });
+    };
+    child.on("message", onAppState);
     try {
       // 1. The new program gets ready and asks for the service.
       const ready = await steps.next("transfer-request");
       if (ready !== true) return await this.#abandon(failed, ready, false);
 
-      // 2. Accept rights pass through the semaphore: we stop, then the new one starts.
-      await this.#host.stopAccepting();
+      // 2. Accept rights pass through the semaphore: we stop, then the new one starts. With a
+      // probation we keep the TCP sockets open (a copy by way of the new process), unwatched.
+      const probationMs = Math.min(this.#host.probationMs ?? 0, timeoutMs);
+      const park = probationMs > 0 && plan.passSockets && steps.taken("transfer-request")?.park === true;
+      await this.#host.stopAccepting(park ? (server) => parkThrough(child, server, PARK_TIMEOUT_MS) : undefined);
       if (steps.cancelled) return await this.#abandon(failed, steps.cancelled, true);
       send(child, { t: "transfer-response", vouched: this.#host.vouchedPeers?.() ?? [], counters: this.#host.counters?.() ?? {} });
       const accepting = await steps.next("accepting");
-      if (accepting !== true) return await this.#abandon(failed, accepting, true);
+      if (accepting !== true) return await this.#abandon(failed, `${accepting} after the handover began`, true);
+      ms = Date.now() - started;
+
+      // 3. Probation: this process still serves its sessions; should the new one crash now, we accept again.
+      if (park) {
+        const crashed = await steps.crashedWithin(probationMs);
+        if (crashed) return await this.#abandon(failed, `${crashed} ${Date.now() - started - ms} ms after it began accepting (probationMs ${probationMs})`, true);
+        this.#host.closeKept?.();
+      }
     } finally {
       this.#steps = null;
+      child.off("message", onAppState);
     }
     this.#handedOver = true;
-    const ms = Date.now() - started;
     log.info("upgrade_handed_over", { newGeneration: generation, newPid: child.pid, ms });
 
-    // 3. Drain what was started here, telling the new process how it goes; then we are done.
+    // 4. Drain what was started here, telling the new process how it goes; then we are done.
     void this.#drain(child, steps);
     return { generation, pid: child.pid!, previousPid: process.pid, ms };
   }
@@ -235,6 +278,8 @@ export class Upgrader implements UpgradeDriver {
     stoppedAccepting: boolean,
   ): Promise<never> {
     const log = this.#host.log;
+    // One that said why it cannot start is exiting: its last log lines come first.
+    if (f.steps.startFailed) await f.steps.exited(START_FAILED_EXIT_MS);
     this.#seams.killGroup(f.child);
     // Its copies of the sockets must be gone before we bind the ports again or report it stopped.
     await f.steps.exited(KILL_WAIT_MS);
@@ -249,15 +294,17 @@ export class Upgrader implements UpgradeDriver {
       log.warn("upgrade_rolled_back", { program: f.program, newGeneration: f.generation, why: msg });
       throw new UpgradeError("PERILINK_UPGRADE_FAILED", msg);
     }
+    let tookBack: boolean | void;
     try {
-      await this.#host.resumeAccepting();
+      tookBack = await this.#host.resumeAccepting();
     } catch (err) {
-      const msg = `Cannot upgrade, and cannot serve any more: the new program ${why} after the handover began, and binding the ports again failed (${(err as Error).message})`;
+      const msg = `Cannot upgrade, and cannot serve any more: the new program ${why}, and binding the ports again failed (${(err as Error).message})`;
       log.error("upgrade_rollback_failed", { program: f.program, newGeneration: f.generation, why: msg });
       this.#fail(new UpgradeError("PERILINK_UPGRADE_FAILED", msg, { cause: err }));
       throw new UpgradeError("PERILINK_UPGRADE_FAILED", msg, { cause: err });
     }
-    const msg = `Cannot upgrade: the new program ${why} after the handover began; the running process bound its ports again and keeps serving (connections queued in between were lost)`;
+    const how = tookBack ? "took its listening sockets back" : "bound its ports again";
+    const msg = `Cannot upgrade: the new program ${why}; the running process ${how} and keeps serving${tookBack ? "" : " (connections queued in between were lost)"}`;
     log.error("upgrade_rolled_back", { program: f.program, newGeneration: f.generation, why: msg });
     throw new UpgradeError("PERILINK_UPGRADE_FAILED", msg);
   }
@@ -282,8 +329,13 @@ export class Upgrader implements UpgradeDriver {
   }
 }
 
+/** How long a listening socket's handle may take to come back from the new process (`#park`). */
+const PARK_TIMEOUT_MS = 2000;
+
 /** How long a rollback waits for the killed new process to be gone. */
 const KILL_WAIT_MS = 5000;
+/** How long a new process that said it cannot start has to exit by itself before it is killed. */
+const START_FAILED_EXIT_MS = 1000;
 
 /** Kills the new process and anything it started (it leads its own process group). */
 function killGroup(child: ChildProcess): void {

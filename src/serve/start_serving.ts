@@ -11,6 +11,7 @@ import { readStartContext, Takeover } from "../handoff/takeover.ts";
 import { upgradeHostFor } from "../handoff/upgrade_host.ts";
 import { Upgrader, type RespawnSpec } from "../handoff/upgrader.ts";
 import { ServiceGroup } from "../group/service_group.ts";
+import { AppHandoff } from "../server/app_handoff.ts";
 
 export interface ServingOptions {
   log?: Logger;
@@ -38,27 +39,41 @@ export async function startServing(input: ServerConfigInput, options: ServingOpt
     const port = ctx.ports[config.listenText[i]!];
     return spec.port === 0 && port !== undefined ? { ...spec, port } : spec;
   });
-  // Sockets from a perilink parent (upgrade), else from systemd (socket activation).
-  const inherited = plan.adoptInherited ? takeInheritedSockets().sockets : takeActivationSockets();
+  // Sockets from a perilink parent (upgrade), else from systemd (socket activation); and what its app put.
+  const passed = plan.adoptInherited ? takeInheritedSockets() : { sockets: takeActivationSockets(), app: [] };
   const gate = plan.semaphore ? AcceptSemaphore.forStateDir(config.stateDir) : null;
   const generation = ctx.generation;
   const respawn = options.respawn;
-  return openServer(config, {
-    log,
-    generation,
-    control: true,
-    ...(config.workers.max > 1 ? { group: (c) => ServiceGroup.start(c, respawn, generation, log) } : {}),
-    parts: {
-      listen,
-      inherited,
-      gate,
-      reusePort: plan.reusePort,
-      deferUdp: plan.deferUdp,
-      takeover: ctx.handoff ? new Takeover(process, log, ctx.timeoutMs) : null,
-      upgrades: (server, older) => new Upgrader(upgradeHostFor(server, gate, older), respawn),
-      ...(options.events ? { events: options.events } : {}),
-    },
-  });
+  const takeover = ctx.handoff ? new Takeover(process, log, ctx.timeoutMs) : null;
+  const handoff = new AppHandoff(
+    { fds: passed.app, ...(takeover ? { state: () => takeover.appState(ctx.appState) } : {}) },
+    plan.passSockets ? {} : { fds: "this runtime cannot pass descriptors to a new process (a state passes)" },
+  );
+  try {
+    return await openServer(config, {
+      log,
+      generation,
+      control: true,
+      handoff,
+      ...(config.workers.max > 1 ? { group: (c) => ServiceGroup.start(c, respawn, generation, log) } : {}),
+      parts: {
+        listen,
+        inherited: passed.sockets,
+        gate,
+        reusePort: plan.reusePort,
+        deferUdp: plan.deferUdp,
+        takeover,
+        // With service processes nothing of the app passes, and the manager keeps no sockets for a probation.
+        upgrades: (server, older) =>
+          new Upgrader(config.workers.max > 1 ? upgradeHostFor(server, gate, older) : upgradeHostFor(server, gate, older, handoff, config.probationMs), respawn),
+        ...(options.events ? { events: options.events } : {}),
+      },
+    });
+  } catch (err) {
+    // The old process rolls back at once, with the reason, rather than at its timeout.
+    await takeover?.failed((err as Error).message ?? String(err));
+    throw err;
+  }
 }
 
 /**

@@ -1,3 +1,4 @@
+import type dgram from "node:dgram";
 import type net from "node:net";
 
 /** What an application learns about the channel a request or message arrived on. */
@@ -51,8 +52,51 @@ export interface RequestContext extends ChannelContext {
  */
 export type AppResult = Uint8Array | string | void | null | undefined | AsyncIterable<Uint8Array | string> | ReadableStream<Uint8Array> | Blob;
 
+/** Something whose descriptor `handoff.put()` passes on: a descriptor number, a TCP server or socket, a UDP socket. */
+export type HandoffItem = number | net.Server | net.Socket | dgram.Socket;
+
+/**
+ * What an application passes from one generation of its server process to
+ * the next at an upgrade (docs/apps.md, "Upgrades"): named descriptors and
+ * one small JSON state. Given to the `ready()` and `drain()` hooks.
+ */
+export interface Handoff {
+  /**
+   * The descriptor the previous generation put under `name`, once: the app
+   * owns it from then on. Undefined when there is none, when it was taken
+   * already, and after `ready()` has settled (what was not taken by then is
+   * closed).
+   */
+  take(name: string): number | undefined;
+  /** The state the previous generation put (parsed JSON), or undefined. */
+  state(): unknown;
+  /**
+   * Passes `item`'s descriptor to the next generation under `name` at every
+   * later upgrade (it stays this process's too; `null` withdraws it). Names
+   * are 1 to 64 of `A-Z a-z 0-9 . _ -`.
+   */
+  put(name: string, item: HandoffItem | null): void;
+  /** The state the next generation's `state()` returns: JSON, at most 64 KiB as text; a copy is taken now. */
+  putState(value: unknown): void;
+  /** True once a new generation accepts in this one's place (in `drain()`: what was put went to it). */
+  readonly handedOver: boolean;
+}
+
+/**
+ * Optional hooks of an app's life across upgrades. `ready()` runs before
+ * the process accepts (at a fresh start, and in the new process of an
+ * upgrade while the old one still serves); a rejection or a timeout
+ * (`limits.readyTimeoutMs`) stops the start, and an upgrade rolls back.
+ * `drain()` runs when the process drains, alongside the requests it
+ * finishes, within the drain deadline.
+ */
+export interface AppHooks {
+  ready?(handoff: Handoff): void | Promise<void>;
+  drain?(handoff: Handoff): void | Promise<void>;
+}
+
 /** A perilink application: request/response and, optionally, one-way messages. */
-export interface SessionApp {
+export interface SessionApp extends AppHooks {
   /** True when the handler reads streamed request bodies from `ctx.body` itself (else they are gathered into `payload`). */
   readonly streams?: boolean;
   request(payload: Uint8Array, ctx: RequestContext): AppResult | Promise<AppResult>;
@@ -60,8 +104,8 @@ export interface SessionApp {
 }
 
 /** Raw mode (S6): any `node:net` server, e.g. an `http.Server`, hosted on the managed listeners. */
-export interface RawApp {
+export interface RawApp extends AppHooks {
   createServer(): net.Server;
 }
 
-export type LoadedApp = { kind: "session"; name: string; app: SessionApp } | { kind: "raw"; name: string; server: net.Server };
+export type LoadedApp = ({ kind: "session"; name: string; app: SessionApp } | { kind: "raw"; name: string; server: net.Server }) & { hooks?: AppHooks };

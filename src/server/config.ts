@@ -25,6 +25,8 @@ export interface ServerConfig {
   rescanIntervalMs: number;
   /** How long `drain()` lets started requests finish before closing what is left. */
   drainTimeoutMs: number;
+  /** After an upgrade handed over, how long this process can still take its sockets back if the new one dies; 0: not at all. */
+  probationMs: number;
   logLevel: LogLevel;
   /** Service processes (S5): 1..1 is one process serving alone, with no manager. */
   workers: WorkerRange;
@@ -74,6 +76,7 @@ export interface ServerConfigInput {
   probe?: Partial<ProbeLimits>;
   rescanIntervalMs?: number;
   drainTimeoutMs?: number;
+  probationMs?: number;
   logLevel?: LogLevel;
   /** A count, "auto" (the machine's cores) or "MIN..MAX". */
   workers?: number | string;
@@ -88,6 +91,7 @@ export interface ServerConfigInput {
 export const DEFAULT_LISTEN = ["auto:1025"];
 export const DEFAULT_RESCAN_INTERVAL_MS = 5000;
 export const DEFAULT_DRAIN_TIMEOUT_MS = 30000;
+export const DEFAULT_PROBATION_MS = 1000;
 export const DEFAULT_DISPATCH: Dispatch = "manager";
 export const DEFAULT_WORKER_SLOTS = 64;
 export const DEFAULT_WORKER_IDLE_MS = 30000;
@@ -102,6 +106,7 @@ const TOP_KEYS = [
   "probe",
   "rescanIntervalMs",
   "drainTimeoutMs",
+  "probationMs",
   "logLevel",
   "workers",
   "dispatch",
@@ -219,6 +224,7 @@ export function resolveConfig(input: ServerConfigInput, env: Record<string, stri
     probe,
     rescanIntervalMs: input.rescanIntervalMs === undefined ? DEFAULT_RESCAN_INTERVAL_MS : ms(input.rescanIntervalMs, "rescanIntervalMs", 0),
     drainTimeoutMs: input.drainTimeoutMs === undefined ? DEFAULT_DRAIN_TIMEOUT_MS : ms(input.drainTimeoutMs, "drainTimeoutMs", 0),
+    probationMs: input.probationMs === undefined ? DEFAULT_PROBATION_MS : ms(input.probationMs, "probationMs", 0),
     logLevel: input.logLevel ?? "info",
     workers: parseWorkers(input.workers ?? 1, cores),
     dispatch: input.dispatch ?? DEFAULT_DISPATCH,

@@ -17,6 +17,11 @@ export interface InheritedSocket {
   port: number;
   /** Passed by systemd (socket activation) rather than by a perilink parent. */
   fromSystemd?: boolean;
+  /**
+   * The handle that owns `fd`, for a socket this process kept open unwatched
+   * (listener_set.ts `closeKeeping()`): listened on as it is, closed through it.
+   */
+  handle?: { readonly fd: number; close(): void };
 }
 
 export function socketName(transport: Transport, address: string, port: number): string {

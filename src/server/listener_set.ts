@@ -107,7 +107,8 @@ export class ListenerSet {
       for (const i of this.#inherited) {
         if (!this.#isAdopted(i.fd)) {
           try {
-            closeSync(i.fd);
+            if (i.handle) i.handle.close();
+            else closeSync(i.fd);
           } catch {
             // already closed
           }
@@ -147,7 +148,8 @@ export class ListenerSet {
         const fd = fds.tcp;
         await new Promise<void>((resolve, reject) => {
           l.tcp.once("error", reject);
-          l.tcp.listen({ fd }, () => {
+          // A kept socket's handle is listened on itself: a second handle on its descriptor would be closed by the first.
+          l.tcp.listen(fds.tcpHandle ?? { fd }, () => {
             l.tcp.off("error", reject);
             resolve();
           });
@@ -193,6 +195,27 @@ export class ListenerSet {
       out.push(l.parked);
     }
     return out;
+  }
+
+  /**
+   * Closes every listener, as `close()`, but keeps each TCP socket open here,
+   * unwatched (`copy`, as `park()`): the port group is another process's now,
+   * and a new listener set given these sockets takes it back without a
+   * connection in their queues being lost (upgrade probation, S4). A socket
+   * `copy` fails for is closed.
+   */
+  async closeKeeping(copy: (server: net.Server) => Promise<ParkedSocket>): Promise<InheritedSocket[]> {
+    const kept: InheritedSocket[] = [];
+    for (const l of this.#listeners.values()) {
+      if (l.adopted || l.udpPending) continue; // never accepted here: nothing to keep
+      const handle = l.parked ?? (await copy(l.tcp).catch((err: unknown) => void this.#log.warn("listener_not_kept", { address: l.endpoint.address, port: l.endpoint.port, error: err })));
+      if (!handle) continue;
+      l.parked = null;
+      l.tcp.close();
+      kept.push({ fd: handle.fd, handle, transport: "tcp", address: l.endpoint.address, port: l.endpoint.port });
+    }
+    await this.close();
+    return kept;
   }
 
   /** Opens listeners for new addresses and closes those whose address vanished. */
@@ -321,7 +344,8 @@ export class ListenerSet {
     if (!tcpIn && !udpIn) return null;
     const endpoint: Endpoint = { ...ep };
     const { tcp, udp } = this.#handles(endpoint);
-    const l: Listener = { endpoint, tcp, udp, adopted: { tcp: tcpIn?.fd ?? null, udp: udpIn?.fd ?? null }, udpPending: false };
+    const adopted = { tcp: tcpIn?.fd ?? null, udp: udpIn?.fd ?? null, ...(tcpIn?.handle ? { tcpHandle: tcpIn.handle } : {}) };
+    const l: Listener = { endpoint, tcp, udp, adopted, udpPending: false };
     try {
       if (!tcpIn) await listenTcp(tcp, ep, this.#backlog, this.#reusePort);
       if (!udpIn) await bindUdp(udp, ep.address, ep.port);

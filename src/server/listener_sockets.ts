@@ -25,7 +25,7 @@ export interface Listener {
    * Inherited descriptors not yet listened on (until `activate()`); null for
    * a transport that had no inherited socket and was bound here instead.
    */
-  adopted: { tcp: number | null; udp: number | null } | null;
+  adopted: { tcp: number | null; udp: number | null; tcpHandle?: ParkedSocket } | null;
   /** A UDP responder not yet bound (until `activate()`). */
   udpPending: boolean;
   /** The TCP socket held open but watched by no one here (`park()`): others accept on it. */
@@ -63,12 +63,13 @@ export function bindUdp(udp: dgram.Socket, address: string, port: number): Promi
 
 export async function closeListener(l: Listener): Promise<void> {
   if (l.adopted) {
-    const { tcp, udp } = l.adopted;
+    const { tcp, udp, tcpHandle } = l.adopted;
     l.adopted = null;
     for (const fd of [tcp, udp]) {
       if (fd === null) continue;
       try {
-        closeSync(fd);
+        if (fd === tcp && tcpHandle) tcpHandle.close();
+        else closeSync(fd);
       } catch {
         // already closed
       }

@@ -2,7 +2,7 @@ import net from "node:net";
 import path from "node:path";
 import { pathToFileURL } from "node:url";
 import { AppError } from "../errors.ts";
-import type { LoadedApp, SessionApp } from "./app.ts";
+import type { AppHooks, Handoff, LoadedApp, SessionApp } from "./app.ts";
 import demoApp from "./demo_app.ts";
 
 /** Names of applications built into the bundle. */
@@ -49,16 +49,38 @@ export async function rawServer(name: string, createServer: CreateServer): Promi
   return server;
 }
 
+const HOOKS = ["ready", "drain"] as const;
+
+/**
+ * The `ready` and `drain` hooks (docs/apps.md, "Upgrades") of the first
+ * holder that has each: a raw-mode module's named exports, then its default
+ * export; a session app's object. Called as methods of their holder.
+ */
+export function appHooks(name: string, holders: (Record<string, unknown> | undefined)[]): AppHooks {
+  const hooks: AppHooks = {};
+  for (const hook of HOOKS) {
+    const holder = holders.find((h) => h?.[hook] !== undefined);
+    if (!holder) continue;
+    const fn = holder[hook];
+    if (typeof fn !== "function") throw new AppError(`Cannot load app ${name}: its ${hook} export must be a function`);
+    hooks[hook] = (handoff: Handoff) => (fn as (h: Handoff) => void | Promise<void>).call(holder, handoff);
+  }
+  return hooks;
+}
+
 /** Classifies a module's exports as a session app or a raw-mode server factory. */
 export async function toLoadedApp(name: string, mod: Record<string, unknown>): Promise<LoadedApp> {
   const def = mod.default as Record<string, unknown> | undefined;
   const createServer = (mod.createServer ?? def?.createServer) as CreateServer | undefined;
-  if (typeof createServer === "function") return { kind: "raw", name, server: await rawServer(name, createServer) };
+  if (typeof createServer === "function") {
+    const hooks = appHooks(name, [mod, def]);
+    return { kind: "raw", name, server: await rawServer(name, createServer), hooks };
+  }
   if (def && typeof def.request === "function") {
     if (def.message !== undefined && typeof def.message !== "function") {
       throw new AppError(`Cannot load app ${name}: its message export must be a function`);
     }
-    return { kind: "session", name, app: def as unknown as SessionApp };
+    return { kind: "session", name, app: def as unknown as SessionApp, hooks: appHooks(name, [def]) };
   }
   throw new AppError(
     `Cannot load app ${name}: default-export { request(payload, ctx) } or export createServer(); see docs/apps.md`,
@@ -69,7 +91,7 @@ export async function toLoadedApp(name: string, mod: Record<string, unknown>): P
 export async function loadApp(spec: string, cwd = process.cwd()): Promise<LoadedApp> {
   // Own names only: "constructor", "toString" or "__proto__" name no built-in app (they are paths then).
   const builtin = Object.hasOwn(BUILTIN_APPS, spec) ? BUILTIN_APPS[spec] : undefined;
-  if (builtin) return { kind: "session", name: spec, app: builtin };
+  if (builtin) return { kind: "session", name: spec, app: builtin, hooks: {} };
   const url = pathToFileURL(path.resolve(cwd, spec)).href;
   let mod: Record<string, unknown>;
   try {

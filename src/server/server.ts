@@ -13,15 +13,13 @@ import { renderServerMetrics } from "./server_metrics.ts";
 import { startDiscovery, type Advertiser } from "./discovery.ts";
 import type { Identity } from "./identity.ts";
 import type { InheritedSocket } from "./inherited_socket.ts";
-import type { InterfaceAddress } from "./interface_addresses.ts";
 import type { ServerLimits } from "./limits.ts";
-import { ListenerSet, type Endpoint } from "./listener_set.ts";
-import type { ListenSpec } from "./listen_spec.ts";
+import { ListenerSet, type Endpoint, type ParkedSocket } from "./listener_set.ts";
 import { ProbeResponder } from "./probe_responder.ts";
 import { RawHost } from "./raw_host.ts";
-import type { ServerEvents } from "./server_events.ts";
-import { SEMAPHORE_START_TIMEOUT_MS, reportedUpgrade } from "./server_handoff.ts";
-import type { AcceptGate, DrainingGeneration, ServingProcess, StartupTakeover, UpgradeDriver, UpgradeRequest, UpgradeResult } from "./server_handoff.ts";
+import { SEMAPHORE_START_TIMEOUT_MS, reportedUpgrade, type AcceptGate, type DrainingGeneration, type ServingProcess } from "./server_handoff.ts";
+import type { StartupTakeover, UpgradeDriver, UpgradeRequest, UpgradeResult } from "./server_handoff.ts";
+import type { ServerParts } from "./server_parts.ts";
 import type { LastUpgrade, ListenerStatus, ServerStatus } from "./server_status.ts";
 import { VERSION } from "../version.ts";
 import { msError } from "../duration.ts";
@@ -29,32 +27,8 @@ import { ServerStats } from "./server_stats.ts";
 import { TrustedKeys } from "./trusted_keys.ts";
 import { SessionService } from "./session_service.ts";
 
-export type { ListenerStatus, ServerStatus };
+export type { ListenerStatus, ServerStatus, ServerParts };
 
-/**
- * @internal What the layers above wire into a server (src/serve/): sockets
- * handed over or passed by systemd, the accept semaphore, the upgrade
- * machinery, a manager's service processes. An embedded server has none.
- */
-export interface ServerParts {
-  /** The listen entries with the ports an older generation chose for `…:0` (default: `config.listen`). */
-  listen?: ListenSpec[];
-  interfaces?: () => InterfaceAddress[];
-  /** Bind TCP with SO_REUSEPORT (Deno: how an upgrade binds the ports alongside the old process). */
-  reusePort?: boolean;
-  /** Bind the UDP responders only once the old process has let go of them. */
-  deferUdp?: boolean;
-  inherited?: InheritedSocket[];
-  /** Exclusive accept rights on the port group (S4). */
-  gate?: AcceptGate | null;
-  /** This process was started by an upgrade: it takes over from the old one. */
-  takeover?: StartupTakeover | null;
-  /** Makes this server replaceable by a new program version (S4). */
-  upgrades?: (server: ServingProcess, olderGenerations: () => DrainingGeneration[]) => UpgradeDriver;
-  /** Serves connections through service processes instead of here (S5). */
-  group?: ConnectionService | null;
-  events?: ServerEvents;
-}
 
 /**
  * A perilink server: identity (S1), multi-address listeners with UDP identify
@@ -77,6 +51,8 @@ export class PerilinkServer implements ServingProcess {
   /** The control socket and the metrics listener, once start() opened them. */
   #plane: ControlPlane | null = null;
   #metricsSocket: InheritedSocket | null;
+  /** TCP sockets kept open after handing over, while the new process is on probation. */
+  #kept: InheritedSocket[] = [];
   #accepting = false;
   #rescanTimer: ReturnType<typeof setInterval> | null = null;
   #drained: Promise<void> | null = null;
@@ -183,6 +159,7 @@ export class PerilinkServer implements ServingProcess {
     const takeover = this.#takeover;
     const plane = (this.#plane = ControlPlane.forServer(this, control, this.#metricsSocket));
     if (takeover) {
+      await this.#parts.lifecycle?.ready(this.limits.readyTimeoutMs); // the old process serves meanwhile
       await this.#listeners.start();
       await takeover.run(this.#gate, async () => {
         this.#service.adoptVouched?.(takeover.vouched());
@@ -198,6 +175,7 @@ export class PerilinkServer implements ServingProcess {
     } else {
       await plane.openControl(false);
       try {
+        await this.#parts.lifecycle?.ready(this.limits.readyTimeoutMs);
         await this.#gate?.acquire(SEMAPHORE_START_TIMEOUT_MS);
         await this.#listeners.start();
         await this.#listeners.activate(); // sockets systemd passed, if any
@@ -264,14 +242,20 @@ export class PerilinkServer implements ServingProcess {
     return { ...t.counters, latency: t.latency.snapshot(), refusedBy: t.refusedBy };
   }
 
-  /** @internal ServingProcess: closes the listeners and the control socket (its path is unlinked before a new process binds it). */
-  async stopListening(): Promise<void> {
+  /** @internal ServingProcess: closes the listeners (`keep`: keeps their TCP sockets) and the control socket (its path is unlinked before a new process binds it). */
+  async stopListening(keep?: (server: net.Server) => Promise<ParkedSocket>): Promise<void> {
     this.#accepting = false;
     await this.#service.stopAccepting();
     if (this.#rescanTimer) clearInterval(this.#rescanTimer);
     await this.#discovery?.close(false); // no goodbye: the new process takes the advertising over
-    await this.#listeners.close();
+    this.#kept = keep ? await this.#listeners.closeKeeping(keep) : [];
+    if (!keep) await this.#listeners.close();
     await this.#plane?.close();
+  }
+
+  /** @internal ServingProcess: closes the sockets `stopListening(keep)` kept. */
+  closeKept(): void {
+    for (const k of this.#kept.splice(0)) k.handle?.close();
   }
 
   /** @internal ServingProcess: opens the control socket again after `stopListening()`. */
@@ -279,16 +263,19 @@ export class PerilinkServer implements ServingProcess {
     await this.#plane?.openControl(true);
   }
 
-  /** @internal ServingProcess: binds the same ports as before, including those the kernel chose for port 0. */
-  async listenAgain(): Promise<void> {
-    this.#listeners = this.#newListenerSet([], this.#listeners.resolvedSpecs());
+  /** @internal ServingProcess: accepts again on the kept sockets, and binds the rest on the same ports as before (those the kernel chose for port 0 too). */
+  async listenAgain(): Promise<boolean> {
+    const kept = this.#kept.splice(0); // a failed start closes them: a retry binds anew
+    this.#listeners = this.#newListenerSet(kept, this.#listeners.resolvedSpecs());
     await this.#listeners.start();
+    await this.#listeners.activate();
     await this.#service.listening(this.#listeners);
     this.#accepting = true;
     this.#startRescan();
     // Metrics are not worth failing a rollback for: the port group serves again either way.
     await this.#plane?.openMetrics(true).catch((err: unknown) => this.log.warn("metrics_listener_failed", { error: err }));
     this.#discovery = await startDiscovery(this.config.discovery, this);
+    return kept.length > 0;
   }
 
   /** @internal ServingProcess: the port the kernel chose for each `…:0` entry, by the entry's text. */
@@ -330,10 +317,7 @@ export class PerilinkServer implements ServingProcess {
   }
 
   status(): ServerStatus {
-    const listeners: ListenerStatus[] = [];
-    for (const ep of this.#listeners.endpoints()) {
-      listeners.push({ address: ep.address, port: ep.port, transport: "tcp" }, { address: ep.address, port: ep.port, transport: "udp" });
-    }
+    const listeners: ListenerStatus[] = this.#listeners.endpoints().flatMap((ep) => (["tcp", "udp"] as const).map((transport) => ({ address: ep.address, port: ep.port, transport })));
     return {
       version: VERSION,
       pid: process.pid,
@@ -391,7 +375,7 @@ export class PerilinkServer implements ServingProcess {
     const service = this.#service;
     this.log.info("drain_started", { sessions: service.connections, inflight: service.inflight, timeoutMs });
     this.#parts.events?.drainStarted?.({ sessions: service.connections, inflight: service.inflight, timeoutMs, handedOver: this.#upgrader?.handedOver ?? false });
-    await service.drain(timeoutMs);
+    await Promise.all([service.drain(timeoutMs), this.#parts.lifecycle?.drain(timeoutMs, this.#upgrader?.handedOver ?? false)]);
     await this.#plane?.close();
     this.#gate?.release();
     this.#parts.events?.drainFinished?.();

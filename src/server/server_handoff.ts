@@ -1,5 +1,7 @@
+import type net from "node:net";
 import { checkMs } from "../duration.ts";
 import type { Logger } from "../logger.ts";
+import type { ParkedSocket } from "./listener_sockets.ts";
 import type { ServerEvents } from "./server_events.ts";
 
 /**
@@ -75,12 +77,23 @@ export interface ServingProcess {
   readonly log: Logger;
   /** The listening sockets, named (inherited_socket.ts). */
   handoffSockets(): { name: string; fd: number }[];
-  /** Closes this process's listeners and its control socket; accepting stops. */
-  stopListening(): Promise<void>;
+  /**
+   * Closes this process's listeners and its control socket; accepting stops.
+   * With `keep`, each TCP socket stays open here unwatched (a descriptor
+   * `keep` returns): `listenAgain()` accepts on it again, `closeKept()` lets
+   * it go (upgrade probation).
+   */
+  stopListening(keep?: (server: net.Server) => Promise<ParkedSocket>): Promise<void>;
   /** Opens the control socket again, if the server has one (status must answer first). */
   reopenControl(): Promise<void>;
-  /** Binds the same ports as before (those the kernel chose for port 0 too) and accepts again; one attempt. */
-  listenAgain(): Promise<void>;
+  /**
+   * Accepts again on the kept sockets, binding the rest (and all of them when
+   * none were kept) on the same ports as before, those the kernel chose for
+   * port 0 too; one attempt. True when it took kept sockets back.
+   */
+  listenAgain(): Promise<boolean>;
+  /** Closes the sockets `stopListening(keep)` kept. */
+  closeKept(): void;
   /** The port the kernel chose for each `…:0` listen entry, by the entry's text. */
   resolvedPorts(): Record<string, number>;
   drain(): Promise<void>;

@@ -1,16 +1,18 @@
 import { ConfigError } from "../errors.ts";
 import { createLogger, type Logger } from "../logger.ts";
-import type { LoadedApp, SessionApp } from "./app.ts";
+import type { AppHooks, LoadedApp, SessionApp } from "./app.ts";
 import { resolveConfig, type ServerConfig, type ServerConfigInput } from "./config.ts";
 import { loadOrCreateIdentity } from "./identity.ts";
 import type { InterfaceAddress } from "./interface_addresses.ts";
-import { loadApp, rawServer, type CreateServer } from "./load_app.ts";
+import { AppHandoff } from "./app_handoff.ts";
+import { AppLifecycle } from "./app_lifecycle.ts";
+import { appHooks, loadApp, rawServer, type CreateServer } from "./load_app.ts";
 import { PerilinkServer, type ServerParts } from "./server.ts";
 import type { ServerEvents } from "./server_events.ts";
 
 export interface StartServerOptions extends ServerConfigInput {
   /** A loaded app object instead of a name or path (embedding, tests). */
-  appObject?: SessionApp | { createServer: CreateServer };
+  appObject?: SessionApp | ({ createServer: CreateServer } & AppHooks);
   logger?: Logger;
   /** Generation number of this process; 1 for a fresh start. */
   generation?: number;
@@ -44,9 +46,13 @@ export async function startServer(options: StartServerOptions = {}): Promise<Per
     generation: generation ?? 1,
     control: control ?? true,
     ...(appObject ? { appObject } : {}),
+    // A service process's next generation is a whole new group: nothing passes to it.
+    ...(listeners ? {} : { handoff: new AppHandoff({}, { fds: SERVICE_PROCESS_REFUSAL, state: SERVICE_PROCESS_REFUSAL }) }),
     parts: { ...(listeners ? {} : { listen: [] }), ...(interfaces ? { interfaces } : {}), ...(events ? { events } : {}) },
   });
 }
+
+const SERVICE_PROCESS_REFUSAL = "a service process (--workers) hands nothing on";
 
 /** @internal How the serve layer opens a server from a resolved configuration. */
 export interface OpenServerOptions {
@@ -54,6 +60,8 @@ export interface OpenServerOptions {
   generation: number;
   control: boolean;
   appObject?: StartServerOptions["appObject"];
+  /** What the previous generation handed to the app, and where the app puts what goes to the next (default: nothing passed). */
+  handoff?: AppHandoff;
   /** Made once the identity and app are loaded, before the server exists (a manager's service processes). */
   group?: (config: ServerConfig) => Promise<ServerParts["group"]>;
   parts: ServerParts;
@@ -65,8 +73,8 @@ export async function openServer(config: ServerConfig, options: OpenServerOption
   const appObject = options.appObject;
   const app: LoadedApp = appObject
     ? "createServer" in appObject && typeof appObject.createServer === "function"
-      ? { kind: "raw", name: "embedded", server: await rawServer("embedded", appObject.createServer) }
-      : { kind: "session", name: "embedded", app: appObject as SessionApp }
+      ? { kind: "raw", name: "embedded", server: await rawServer("embedded", appObject.createServer), hooks: appHooks("embedded", [appObject as unknown as Record<string, unknown>]) }
+      : { kind: "session", name: "embedded", app: appObject as SessionApp, hooks: appHooks("embedded", [appObject as unknown as Record<string, unknown>]) }
     : await loadApp(config.app);
   if (app.kind === "raw" && config.access === "keys") {
     // Trusted keys are checked on sealed sessions; a raw app speaks its own protocol to whoever connects.
@@ -76,7 +84,9 @@ export async function openServer(config: ServerConfig, options: OpenServerOption
   }
   // A manager (S5) starts its service processes before it accepts, or takes over, anything.
   const group = options.group ? await options.group(config) : null;
-  const server = new PerilinkServer(config, identity, app, options.log, options.generation, { ...options.parts, group });
+  // With service processes, the app's hooks run in each of them, not in the manager.
+  const lifecycle = group ? null : new AppLifecycle(app.name, app.hooks ?? {}, options.handoff ?? new AppHandoff(), options.log);
+  const server = new PerilinkServer(config, identity, app, options.log, options.generation, { ...options.parts, group, lifecycle });
   try {
     await server.start(options.control);
   } catch (err) {

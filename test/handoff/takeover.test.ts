@@ -60,7 +60,7 @@ test("success: asks for the service, and only after the answer and the semaphore
   const { parent, order, takeover, semaphore, activate } = setup();
   const run = takeover.run(semaphore, activate, 7);
   await waitFor(() => parent.received.length === 1, "the transfer request");
-  assert.deepEqual(parent.received[0], { t: "transfer-request" });
+  assert.deepEqual(parent.received[0], { t: "transfer-request", park: true }, "it says it sends parked sockets back");
   await sleep(20);
   assert.deepEqual(order, ["acquire 2000"], "the wait for the semaphore runs, nothing accepts before the old process answers");
   parent.say({ t: "transfer-response" });
@@ -173,9 +173,10 @@ test("readStartContext: a handoff only with a perilink parent's variables and an
     PERILINK_GENERATION: "5",
     PERILINK_HANDOFF_TIMEOUT_MS: "1234",
     PERILINK_PORTS: JSON.stringify({ "127.0.0.1:0": 40000, "[::1]:0": 70000, bad: "x" }),
+    PERILINK_APP_STATE: "1",
     OTHER: "kept",
   };
-  assert.deepEqual(readStartContext(env, channel), { handoff: "inherit", generation: 5, timeoutMs: 1234, ports: { "127.0.0.1:0": 40000 } });
+  assert.deepEqual(readStartContext(env, channel), { handoff: "inherit", generation: 5, timeoutMs: 1234, ports: { "127.0.0.1:0": 40000 }, appState: true });
   assert.deepEqual(env, { OTHER: "kept" }, "not passed on to processes started later");
 
   const noChannel = { on: () => {} } as unknown as ParentChannel;
@@ -184,25 +185,91 @@ test("readStartContext: a handoff only with a perilink parent's variables and an
     generation: 2,
     timeoutMs: DEFAULT_UPGRADE_TIMEOUT_MS,
     ports: {},
+    appState: false,
   });
-  assert.deepEqual(readStartContext({ PERILINK_GENERATION: "-1", PERILINK_PORTS: "{not json" }, channel), {
+  assert.deepEqual(readStartContext({ PERILINK_GENERATION: "-1", PERILINK_PORTS: "{not json", PERILINK_APP_STATE: "1" }, channel), {
     handoff: null,
     generation: 1,
     timeoutMs: DEFAULT_UPGRADE_TIMEOUT_MS,
     ports: {},
+    appState: false,
   });
+  assert.equal(readStartContext({ PERILINK_HANDOFF: "inherit" }, channel).appState, false, "a parent that does not say it answers is not asked");
 });
 
-test("takeInheritedSockets: named sockets from fd 3, unnamed ones reported, none for another process; the variables are removed", () => {
-  const env: NodeJS.ProcessEnv = { LISTEN_FDS: "3", LISTEN_FDNAMES: "tcp@127.0.0.1@1025:udp@%3A%3A1@1025:stray", LISTEN_PID: "4242" };
+test("takeInheritedSockets: named sockets from fd 3, then the app's descriptors (app@NAME), unnamed ones reported, none for another process; the variables are removed", () => {
+  const env: NodeJS.ProcessEnv = { LISTEN_FDS: "5", LISTEN_FDNAMES: "tcp@127.0.0.1@1025:udp@%3A%3A1@1025:app@journal:stray:app@", LISTEN_PID: "4242" };
   assert.deepEqual(takeInheritedSockets(env, 4242), {
     sockets: [
       { fd: 3, transport: "tcp", address: "127.0.0.1", port: 1025 },
       { fd: 4, transport: "udp", address: "::1", port: 1025 },
     ],
-    unknown: [5],
+    app: [{ name: "journal", fd: 5 }],
+    unknown: [6, 7],
   });
   assert.deepEqual(env, {});
-  assert.deepEqual(takeInheritedSockets({ LISTEN_FDS: "1", LISTEN_FDNAMES: "tcp@127.0.0.1@1025", LISTEN_PID: "1" }, 4242), { sockets: [], unknown: [] });
-  assert.deepEqual(takeInheritedSockets({ LISTEN_FDS: "lots" }, 4242), { sockets: [], unknown: [] });
+  const none = { sockets: [], app: [], unknown: [] };
+  assert.deepEqual(takeInheritedSockets({ LISTEN_FDS: "1", LISTEN_FDNAMES: "tcp@127.0.0.1@1025", LISTEN_PID: "1" }, 4242), none);
+  assert.deepEqual(takeInheritedSockets({ LISTEN_FDS: "lots" }, 4242), none);
+});
+
+test("appState(): asks the old process once and waits for its answer; null without a parent that answers, on its death, or at the timeout", async () => {
+  {
+    const { parent, takeover } = setup();
+    const asked = takeover.appState(true);
+    await waitFor(() => parent.received.length === 1, "the request");
+    assert.deepEqual(parent.received[0], { t: "app-state-request" });
+    parent.say({ t: "draining", report: gen(1, 1), older: [] }); // not the answer
+    parent.say({ t: "app-state", state: '{"n":1}' });
+    assert.equal(await asked, '{"n":1}');
+  }
+  {
+    const { parent, takeover } = setup();
+    assert.equal(await takeover.appState(false), null, "an older parent: not asked");
+    assert.deepEqual(parent.received, []);
+  }
+  {
+    const { parent, takeover } = setup();
+    const asked = takeover.appState(true);
+    parent.die();
+    assert.equal(await asked, null);
+  }
+  {
+    const { takeover, logs } = setup(50);
+    assert.equal(await takeover.appState(true), null);
+    assert.match(logs.join(""), /"app_state_timeout"/);
+  }
+});
+
+test("failed(): tells the old process why this one cannot start", async () => {
+  const { parent, takeover } = setup();
+  await takeover.failed("Cannot start app a: its ready() failed: no");
+  assert.deepEqual(parent.received, [{ t: "start-failed", why: "Cannot start app a: its ready() failed: no" }]);
+  parent.connected = false;
+  await takeover.failed("again"); // nobody to tell: at once
+  assert.equal(parent.received.length, 1);
+});
+
+test("park: the old process's listening socket comes back with the same handle, and this process's copy closes once it is sent", async () => {
+  const { parent, takeover, semaphore, activate } = setup();
+  const sent: { msg: unknown; handle: unknown }[] = [];
+  parent.send = ((msg: NewToOld, handle?: unknown, cb?: unknown): boolean => {
+    parent.received.push(msg);
+    sent.push({ msg, handle: typeof handle === "function" ? undefined : handle });
+    (typeof handle === "function" ? handle : (cb as (() => void) | undefined))?.();
+    return true;
+  }) as typeof parent.send;
+  const run = takeover.run(semaphore, activate, 2);
+  let closed = 0;
+  const handle = { fd: 99, close: (): void => void closed++ };
+  setImmediate(() => parent.emit("message", { t: "park" }, handle));
+  await waitFor(() => sent.some((s) => (s.msg as NewToOld).t === "parked"), "the handle sent back");
+  const back = sent.find((s) => (s.msg as NewToOld).t === "parked")!;
+  assert.equal(back.handle, handle, "the very handle it got");
+  assert.equal(closed, 1, "its copy is closed once sent");
+  parent.emit("message", { t: "park" }); // no handle: nothing to send back
+  await sleep(5);
+  assert.equal(sent.filter((s) => (s.msg as NewToOld).t === "parked").length, 1);
+  parent.say({ t: "transfer-response" });
+  await run;
 });

@@ -14,7 +14,7 @@ import { test } from "node:test";
 import { UpgradeError } from "../../src/errors.ts";
 import { createLogger } from "../../src/logger.ts";
 import { detectRuntime } from "../../src/runtime/runtime.ts";
-import { GENERATION_ENV, HANDOFF_ENV, PORTS_ENV, type DrainingGeneration, type OldToNew } from "../../src/handoff/handoff_protocol.ts";
+import { APP_STATE_ENV, GENERATION_ENV, HANDOFF_ENV, PORTS_ENV, type DrainingGeneration, type OldToNew } from "../../src/handoff/handoff_protocol.ts";
 import { Upgrader, type UpgradeHost } from "../../src/handoff/upgrader.ts";
 import { sleep, waitFor } from "../helpers/fixtures.ts";
 
@@ -73,7 +73,19 @@ interface Harness {
   finishDrain(): void;
 }
 
-function harness(options: { exitOnKill?: boolean; resumeFails?: boolean; spawnThrows?: boolean; script?: string } = {}): Harness {
+interface HarnessOptions {
+  exitOnKill?: boolean;
+  resumeFails?: boolean;
+  spawnThrows?: boolean;
+  script?: string;
+  /** What the app put for the next generation: descriptors (or a throw, as for a closed one) and the state. */
+  appDescriptors?: () => { name: string; fd: number }[];
+  appState?: () => string | null;
+  /** The host's probation (0: none). */
+  probationMs?: number;
+}
+
+function harness(options: HarnessOptions = {}): Harness {
   const calls: string[] = [];
   const spawned: Harness["spawned"] = [];
   const killed: number[] = [];
@@ -86,11 +98,14 @@ function harness(options: { exitOnKill?: boolean; resumeFails?: boolean; spawnTh
     generation: 1,
     log: createLogger("debug", (line) => logs.push(line)),
     handoffSockets: () => [{ name: "tcp@127.0.0.1@1025", fd: 20 }, { name: "udp@127.0.0.1@1025", fd: 21 }],
-    stopAccepting: async () => void calls.push("stopAccepting"),
+    stopAccepting: async (keep) => void calls.push(keep ? "stopAccepting keeping its sockets" : "stopAccepting"),
     resumeAccepting: async () => {
       calls.push("resumeAccepting");
       if (options.resumeFails) throw new Error("EADDRINUSE");
+      return calls.includes("stopAccepting keeping its sockets");
     },
+    closeKept: () => void calls.push("closeKept"),
+    probationMs: options.probationMs ?? 0,
     drain: async () => {
       calls.push("drain");
       await drained;
@@ -98,6 +113,8 @@ function harness(options: { exitOnKill?: boolean; resumeFails?: boolean; spawnTh
     drainReport: () => report,
     olderGenerations: () => [],
     resolvedPorts: () => ({ "127.0.0.1:0": 40000 }),
+    ...(options.appDescriptors ? { appDescriptors: options.appDescriptors } : {}),
+    ...(options.appState ? { appState: options.appState } : {}),
   };
   const upgrader = new Upgrader(
     host,
@@ -302,4 +319,124 @@ test("a second upgrade while one is under way is refused; a program that does no
   const broken = harness({ spawnThrows: true });
   await assert.rejects(broken.upgrader.upgrade(), rejectsWith("PERILINK_UPGRADE_FAILED", /cannot start .*: EAGAIN/));
   assert.equal(broken.upgrader.inProgress, null);
+});
+
+test("what the app put: its descriptors follow the sockets, named app@NAME; its state answers the new process's request, as it is then", async () => {
+  let state = '{"n":1}';
+  const h = harness({ appDescriptors: () => [{ name: "journal", fd: 30 }], appState: () => state });
+  const up = h.upgrader.upgrade({ timeoutMs: 2000 });
+  await waitFor(() => h.spawned.length === 1, "the spawn");
+  const { options } = h.spawned[0]!;
+  assert.equal(options.env![APP_STATE_ENV], "1", "the new process may ask for the state");
+  if (detectRuntime().handoff === "inherit") {
+    assert.deepEqual(options.stdio, ["ignore", "inherit", "inherit", 20, 21, 30, "ipc"]);
+    assert.equal(options.env!.LISTEN_FDS, "3");
+    assert.equal(options.env!.LISTEN_FDNAMES, "tcp@127.0.0.1@1025:udp@127.0.0.1@1025:app@journal");
+  } else {
+    assert.deepEqual(options.stdio, ["ignore", "inherit", "inherit", "ipc"], "no descriptors pass (the app cannot put any there)");
+  }
+  state = '{"n":2}';
+  h.child.say({ t: "app-state-request" });
+  const answer = await h.child.next("app-state");
+  assert.deepEqual(answer, { t: "app-state", state: '{"n":2}' }, "the state when asked, not when the upgrade began");
+  h.child.say({ t: "transfer-request" });
+  await h.child.next("transfer-response");
+  h.child.say({ t: "accepting", pid: 4242, generation: 2 });
+  await up;
+  h.finishDrain();
+  await h.upgrader.done;
+});
+
+test("a descriptor the app put that is closed now: the upgrade is refused before anything starts", async (t) => {
+  if (detectRuntime().handoff !== "inherit") return t.skip("descriptors pass only where sockets do (Node.js)");
+  const h = harness({
+    appDescriptors: () => {
+      throw new Error('Cannot hand on "journal": descriptor 30 is not an open descriptor above 2, socket or server');
+    },
+  });
+  await assert.rejects(h.upgrader.upgrade(), rejectsWith("PERILINK_UPGRADE_FAILED", /^Cannot upgrade: the app's handoff: Cannot hand on "journal": descriptor 30 is not an open descriptor above 2, socket or server; nothing was changed$/));
+  assert.equal(h.spawned.length, 0);
+});
+
+test("a new process that says it cannot start: rolled back with its reason, given a moment to exit by itself", async () => {
+  const h = harness({ exitOnKill: false });
+  const up = h.upgrader.upgrade({ timeoutMs: 5000 });
+  await waitFor(() => h.spawned.length === 1, "the spawn");
+  h.child.say({ t: "start-failed", why: "Cannot start app a.mjs: its ready() failed: disk full" });
+  await sleep(50);
+  assert.deepEqual(h.killed, [], "not killed while it exits");
+  h.child.exit(1);
+  await assert.rejects(
+    up,
+    rejectsWith("PERILINK_UPGRADE_FAILED", /^Cannot upgrade: the new program could not start: Cannot start app a\.mjs: its ready\(\) failed: disk full; the running process \(generation 1\) keeps serving$/),
+  );
+  assert.deepEqual(h.calls, [], "it never stopped accepting");
+});
+
+/** Runs an upgrade to the point where the new process accepts, with a probation of `probationMs`. */
+async function toAccepting(probationMs: number, park = true): Promise<{ h: Harness; up: Promise<unknown>; acceptedAt: number }> {
+  const h = harness({ probationMs });
+  const up = h.upgrader.upgrade({ timeoutMs: 5000 });
+  void up.catch(() => {});
+  await waitFor(() => h.spawned.length === 1, "the spawn");
+  h.child.say(park ? { t: "transfer-request", park: true } : { t: "transfer-request" });
+  await h.child.next("transfer-response");
+  h.child.say({ t: "accepting", pid: 4242, generation: 2 });
+  await sleep(5);
+  return { h, up, acceptedAt: Date.now() };
+}
+
+test("probation: this process keeps its sockets until the new one has accepted for probationMs, then lets them go and drains", async (t) => {
+  if (detectRuntime().handoff !== "inherit") return t.skip("with SO_REUSEPORT (Deno) there are no sockets to keep");
+  const { h, up, acceptedAt } = await toAccepting(200);
+  assert.deepEqual(h.calls, ["stopAccepting keeping its sockets"]);
+  assert.equal(h.upgrader.handedOver, false, "not handed over during the probation");
+  assert.ok(!h.calls.includes("drain"), "its sessions are served on, not drained, meanwhile");
+  const r = (await up) as { generation: number };
+  assert.equal(r.generation, 2);
+  assert.ok(Date.now() - acceptedAt >= 180, "the upgrade reports once the probation passed");
+  assert.deepEqual(h.calls.slice(0, 2), ["stopAccepting keeping its sockets", "closeKept"]);
+  await waitFor(() => h.calls.includes("drain"), "the drain");
+  h.finishDrain();
+  await h.upgrader.done;
+});
+
+test("probation: a new process that crashes within it hands the port group back: this process accepts again on the kept sockets", async (t) => {
+  if (detectRuntime().handoff !== "inherit") return t.skip("with SO_REUSEPORT (Deno) there are no sockets to keep");
+  const { h, up } = await toAccepting(2000);
+  h.child.exit(7);
+  await assert.rejects(
+    up,
+    rejectsWith("PERILINK_UPGRADE_FAILED", /^Cannot upgrade: the new program exited with code 7 \d+ ms after it began accepting \(probationMs 2000\); the running process took its listening sockets back and keeps serving$/),
+  );
+  assert.deepEqual(h.calls, ["stopAccepting keeping its sockets", "resumeAccepting"]);
+  assert.equal(h.upgrader.handedOver, false);
+  assert.match(h.logs.join(""), /"upgrade_rolled_back"/);
+});
+
+test("probation: a clean exit (code 0: stopped on purpose) or a shutdown of this process ends it as handed over; a new process that does not echo park gets none", async (t) => {
+  if (detectRuntime().handoff !== "inherit") return t.skip("with SO_REUSEPORT (Deno) there are no sockets to keep");
+  {
+    const { h, up } = await toAccepting(5000);
+    h.child.exit(0);
+    await up;
+    assert.equal(h.upgrader.handedOver, true);
+    assert.ok(!h.calls.includes("resumeAccepting"));
+    h.finishDrain();
+  }
+  {
+    const { h, up } = await toAccepting(5000);
+    const t0 = Date.now();
+    await h.upgrader.cancel("the server is shutting down");
+    await up;
+    assert.ok(Date.now() - t0 < 1000, "the shutdown does not wait out the probation");
+    assert.equal(h.upgrader.handedOver, true, "the new process accepts: it keeps the service");
+    h.finishDrain();
+  }
+  {
+    const { h, up } = await toAccepting(5000, false);
+    await up;
+    assert.deepEqual(h.calls.slice(0, 1), ["stopAccepting"], "an older new program cannot send sockets back: nothing kept, no probation");
+    h.finishDrain();
+  }
 });

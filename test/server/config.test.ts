@@ -97,15 +97,24 @@ test("workers: a count, auto (the cores) or MIN..MAX; dispatch manager (default)
 
 test("a millisecond option past what a timer can wait (2^31−1 ms) is a PERILINK_CONFIG error that names the range", () => {
   // Timers fire a longer delay after 1 ms: drainTimeoutMs 3e9 would cut every request in flight at once.
-  for (const key of ["drainTimeoutMs", "rescanIntervalMs", "workerIdleMs"] as const) {
+  for (const key of ["drainTimeoutMs", "rescanIntervalMs", "workerIdleMs", "probationMs"] as const) {
     assert.throws(
       () => resolveConfig({ [key]: 3e9 }),
       (err: unknown) => err instanceof ConfigError && err.code === "PERILINK_CONFIG" && err.message.includes(`"${key}"`) && err.message.includes("2147483647"),
     );
     assert.throws(() => resolveConfig({ [key]: 2.5 }), /must be an integer from/);
   }
-  for (const key of ["handshakeTimeoutMs", "idleTimeoutMs", "writeTimeoutMs", "requestTimeoutMs"] as const) {
+  for (const key of ["handshakeTimeoutMs", "idleTimeoutMs", "writeTimeoutMs", "requestTimeoutMs", "readyTimeoutMs"] as const) {
     assert.throws(() => resolveConfig({ limits: { [key]: 2 ** 31 } }), /from 1 to 2147483647/);
   }
   assert.equal(resolveConfig({ drainTimeoutMs: 0x7fffffff }).drainTimeoutMs, 0x7fffffff);
+});
+
+test("an upgrade's probation and an app's ready() timeout: defaults (the latter from the target), 0 turns the probation off", () => {
+  const c = resolveConfig({}, {});
+  assert.equal(c.probationMs, 1000);
+  assert.equal(c.limits.readyTimeoutMs, TARGET.server.readyTimeoutMs);
+  assert.equal(resolveConfig({ probationMs: 0 }, {}).probationMs, 0);
+  assert.throws(() => resolveConfig({ probationMs: -1 }, {}), /"probationMs" must be an integer from 0/);
+  assert.throws(() => resolveConfig({ limits: { readyTimeoutMs: 0 } }, {}), /"limits.readyTimeoutMs" must be an integer from 1/);
 });

@@ -566,7 +566,7 @@ test("kill -9 of the old process during the handoff: the new one takes over anyw
 test("the upgrade command exits 1 at once when its server dies during the upgrade", async (t) => {
   if (skipped(t)) return;
   // Regression guard: controlRequest() had no "close" handler, so the command waited
-  // for its whole timeout (2 × --timeout + 5 s) when its server died.
+  // for its whole timeout (now 3 × --timeout + 5 s) when its server died.
   const { hang } = programs();
   const srv = await serve(["--listen", "127.0.0.1:0"]);
   try {

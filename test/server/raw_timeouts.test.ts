@@ -10,7 +10,7 @@ test("raw mode: an HTTP app's headersTimeout holds although perilink, not the ap
       const s = http.createServer((_req, res) => res.end("ok"));
       s.headersTimeout = 400;
       s.requestTimeout = 600;
-      s.connectionsCheckingInterval = 100;
+      (s as http.Server & { connectionsCheckingInterval: number }).connectionsCheckingInterval = 100;
       return s;
     },
   };
