@@ -26,19 +26,18 @@ test("raw mode: createServer() may resolve to the server (Fastify's shape), and 
   await assert.rejects(rawServer("nothing", async () => undefined as unknown as import("node:net").Server), /must return \(or resolve to\) a node:net or node:http server/);
 });
 
-test("raw mode: a server createServer() made listen on a host name is refused while its lookup runs (Express's app.listen(port, \"localhost\")), and never binds", async () => {
+test("raw mode: a server createServer() made listen on a host name is refused while its lookup runs (Express's app.listen(port, \"localhost\")), and is not left listening", async () => {
   const http = await import("node:http");
   const { rawServer } = await import("../../src/server/load_app.ts");
   const server = http.createServer();
-  let bound = false;
-  server.once("listening", () => (bound = true));
   try {
     await assert.rejects(
       rawServer("by-name", () => server.listen(0, "localhost")),
       (err: Error & { code?: string }) => err.code === "PERILINK_APP" && /listens already \(it called listen\(\) itself\)/.test(err.message),
     );
-    await new Promise((r) => setTimeout(r, 200)); // longer than a lookup of localhost takes
-    assert.equal(bound, false, "the lookup's bind was called off");
+    // Longer than a lookup of localhost takes: a lookup still running when the server was closed never
+    // binds, and one that finished first (a loaded machine) was bound and is closed.
+    await new Promise((r) => setTimeout(r, 200));
     assert.equal(server.listening, false);
   } finally {
     server.close();
