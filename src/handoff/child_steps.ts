@@ -1,6 +1,9 @@
 import type { ChildProcess } from "node:child_process";
 import { isMessage, type NewToOld } from "./handoff_protocol.ts";
 
+/** The messages of the new program's steps (handoff_protocol.ts) that this side waits for. */
+const STEPS = new Set<string>(["transfer-request", "accepting", "start-failed"]);
+
 /**
  * The old side's view of the new process during a handoff: waits for its
  * next handoff message, its exit, the timeout, or a cancellation, whichever
@@ -25,7 +28,13 @@ export class ChildSteps {
     child.on("error", this.#onError);
   }
 
+  /**
+   * Kept: the first of each step's messages, nothing else. A new program that
+   * sends junk or the same message again and again grows this process by nothing.
+   */
   #onMessage = (m: unknown): void => {
+    const t = (m as { t?: unknown } | null)?.t;
+    if (typeof t !== "string" || !STEPS.has(t) || this.#taken.has(t as NewToOld["t"]) || this.#messages.some((x) => x.t === t)) return;
     this.#messages.push(m as NewToOld);
     this.#wake?.();
   };

@@ -81,6 +81,12 @@ export class Takeover implements StartupTakeover {
   #seams: TakeoverSeams;
   #draining = new Map<number, DrainingGeneration>();
   #parentGone = false;
+  #settled = false;
+
+  /** The old process is past its probation (it reports its drain) or gone: an upgrade of this one cannot cross its rollback. */
+  predecessorSettled(): boolean {
+    return this.#settled || this.#parentGone;
+  }
   #vouched: unknown = null;
   #counters: unknown = null;
   #lateCounters: ((final: unknown, atHandover: unknown) => void) | null = null;
@@ -182,6 +188,7 @@ export class Takeover implements StartupTakeover {
         this.#counters = msg.counters ?? null;
         wake?.();
       } else if (msg.t === "draining") {
+        this.#settled = true; // sent once its probation passed
         this.#draining = new Map([msg.report, ...msg.older].map((g) => [g.generation, g]));
       } else if (msg.t === "drained") {
         this.#draining.delete(msg.generation);

@@ -228,8 +228,13 @@ export class Upgrader implements UpgradeDriver {
     const failed = { program, generation, child, steps };
     let ms = 0;
     // Asked for just before the new app's ready(): the state as late as it can be.
+    // Answered once: a new program that asks again and again gets nothing more (each answer may be 64 KiB).
+    let stateSent = false;
     const onAppState = (m: unknown): void => {
-      if (isMessage(m, "app-state-request")) send(child, { t: "app-state", state: this.#host.appState?.() ?? null });
+      if (!stateSent && isMessage(m, "app-state-request")) {
+        stateSent = true;
+        send(child, { t: "app-state", state: this.#host.appState?.() ?? null });
+      }
     };
     child.on("message", onAppState);
     try {

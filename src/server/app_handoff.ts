@@ -61,9 +61,16 @@ export class AppHandoff implements Handoff {
       return;
     }
     if (this.#refusal.fds) throw new HandoffError(HANDOFF, `Cannot hand on "${name}": ${this.#refusal.fds}`);
-    if (typeof item === "number") descriptorOf(name, item); // a socket's descriptor is read at the upgrade
+    if (!this.#outgoing.has(name) && this.#outgoing.size >= MAX_HANDED_ON) throw new HandoffError(HANDOFF, `Cannot hand on "${name}": ${MAX_HANDED_ON} descriptors are handed on already, the most; withdraw one with put(name, null)`);
+    if (typeof item === "number") {
+      // What the number names now: a number closed and given to another file later is refused, not passed on as this one.
+      this.#files.set(name, fileOf(descriptorOf(name, item)));
+    } else this.#files.delete(name); // a socket's descriptor is read at the upgrade
     this.#outgoing.set(name, item);
   }
+
+  /** Device and inode of each numbered descriptor when it was put. */
+  #files = new Map<string, string>();
 
   putState(value: unknown): void {
     if (this.#refusal.state) throw new HandoffError(HANDOFF, `Cannot hand on a state: ${this.#refusal.state}`);
@@ -114,7 +121,14 @@ export class AppHandoff implements Handoff {
 
   /** @internal The descriptors to pass at an upgrade now; throws `HandoffError` naming one that is no longer open. */
   outgoing(): { name: string; fd: number }[] {
-    return [...this.#outgoing].map(([name, item]) => ({ name, fd: descriptorOf(name, item) }));
+    return [...this.#outgoing].map(([name, item]) => {
+      const fd = descriptorOf(name, item);
+      const was = this.#files.get(name);
+      if (was !== undefined && fileOf(fd) !== was) {
+        throw new HandoffError(HANDOFF, `Cannot hand on "${name}": descriptor ${fd} is another file than the one put under that name (it was closed and the number reused); put("${name}", null) when you close it`);
+      }
+      return { name, fd };
+    });
   }
 
   /** @internal The state to pass (JSON text), or null. */
@@ -126,6 +140,15 @@ export class AppHandoff implements Handoff {
   markHandedOver(value: boolean): void {
     this.#handedOver = value;
   }
+}
+
+/** Handed-on descriptors one process may put, at most. */
+const MAX_HANDED_ON = 64;
+
+/** What an open descriptor is: device and inode (another file under the same number differs). */
+function fileOf(fd: number): string {
+  const st = fstatSync(fd);
+  return `${st.dev}:${st.ino}`;
 }
 
 /** The open descriptor behind `item` (stdin, stdout and stderr pass to every process anyway); throws `HandoffError`. */

@@ -80,7 +80,7 @@ export async function toLoadedApp(name: string, mod: Record<string, unknown>): P
     if (def.message !== undefined && typeof def.message !== "function") {
       throw new AppError(`Cannot load app ${name}: its message export must be a function`);
     }
-    return { kind: "session", name, app: def as unknown as SessionApp, hooks: appHooks(name, [def]) };
+    return { kind: "session", name, app: def as unknown as SessionApp, hooks: appHooks(name, [def, mod]) };
   }
   throw new AppError(
     `Cannot load app ${name}: default-export { request(payload, ctx) } or export createServer(); see docs/apps.md`,

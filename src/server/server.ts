@@ -54,6 +54,8 @@ export class PerilinkServer implements ServingProcess {
   /** TCP sockets kept open after handing over, while the new process is on probation. */
   #kept: InheritedSocket[] = [];
   #accepting = false;
+  /** start() finished: the app is ready and the listeners accept. */
+  #started = false;
   #rescanTimer: ReturnType<typeof setInterval> | null = null;
   #drained: Promise<void> | null = null;
   #startedAt = Date.now();
@@ -189,6 +191,7 @@ export class PerilinkServer implements ServingProcess {
       }
     }
     this.#accepting = true;
+    this.#started = true;
     this.#startRescan();
     this.#discovery = await startDiscovery(this.config.discovery, this); // DNS-SD (discovery.ts)
     const started = { serverId: this.serverId, generation: this.generation, pid: process.pid, app: this.#app.name, mode: this.#app.kind };
@@ -215,6 +218,11 @@ export class PerilinkServer implements ServingProcess {
       return Promise.reject(new UpgradeError("PERILINK_UPGRADE_FAILED", "Cannot upgrade: the server is shutting down"));
     }
     const upgrader = this.#upgrader;
+    // Not while this process starts (its app's ready() runs), nor while the one before it may still take the ports back.
+    if (!this.#started && !this.#drained) return Promise.reject(new UpgradeError("PERILINK_UPGRADE_IN_PROGRESS", "Cannot upgrade: the server is still starting (its app's ready() runs); try again once it accepts"));
+    if (this.#takeover?.predecessorSettled && !this.#takeover.predecessorSettled()) {
+      return Promise.reject(new UpgradeError("PERILINK_UPGRADE_IN_PROGRESS", "Cannot upgrade: the previous process is still on probation (probationMs) and may take the ports back; try again in a moment"));
+    }
     // A request refused at once (one under way, or handed over) starts nothing to report.
     if (upgrader.inProgress || upgrader.handedOver) return upgrader.upgrade(req);
     return reportedUpgrade(() => upgrader.upgrade(req), this.generation + 1, this.#parts.events, (u) => (this.#lastUpgrade = u));
@@ -271,6 +279,7 @@ export class PerilinkServer implements ServingProcess {
     await this.#listeners.activate();
     await this.#service.listening(this.#listeners);
     this.#accepting = true;
+    this.#started = true;
     this.#startRescan();
     // Metrics are not worth failing a rollback for: the port group serves again either way.
     await this.#plane?.openMetrics(true).catch((err: unknown) => this.log.warn("metrics_listener_failed", { error: err }));

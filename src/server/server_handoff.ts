@@ -69,6 +69,8 @@ export interface StartupTakeover {
   counters(): unknown;
   /** The old process's totals once it drained, with those it handed over (what it counted since is the difference). */
   onDrainedCounters?(listener: (final: unknown, atHandover: unknown) => void): void;
+  /** True once the old process is past its probation (it reports its drain, or is gone): until then it may still take the ports back. */
+  predecessorSettled?(): boolean;
 }
 
 /** What the upgrade machinery drives in the server it replaces (PerilinkServer implements it). */

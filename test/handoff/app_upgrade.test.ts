@@ -374,3 +374,24 @@ test("probation: a new generation that crashes right after it began accepting ha
     await srv.stop();
   }
 });
+
+test("an upgrade asked of the new generation while the old one is on probation is refused (the old one may still take the ports back); once it settled, it goes", async (t) => {
+  if (SKIP) return t.skip(SKIP);
+  const srv = await serve({ probationMs: 3000 });
+  try {
+    const first = await srv.upgrade(); // generation 2; it reports once the probation passed
+    // Start generation 3, then at once ask it for generation 4 while generation 2 is on probation.
+    const second = srv.upgrade();
+    await waitFor(async () => (await srv.status().catch(() => null))?.generation === 3, "generation 3 to accept", 30_000);
+    const nested = await srv.upgrade();
+    assert.equal(nested.code, 1, nested.stderr);
+    assert.match(nested.stderr, /still on probation \(probationMs\).*\[PERILINK_UPGRADE_IN_PROGRESS\]/);
+    assert.equal(first.code, 0, first.stderr);
+    assert.equal((await second).code, 0);
+    const later = await srv.upgrade();
+    assert.equal(later.code, 0, later.stderr);
+    assert.equal((await srv.whoami()).generation, 4);
+  } finally {
+    await srv.stop();
+  }
+});

@@ -213,3 +213,27 @@ test("an embedded server accepts only once ready() resolved, and drains through 
   assert.deepEqual(events, ["ready started", "ready done", "drain handedOver=false"]);
   assert.equal(typeof TARGET.server.readyTimeoutMs, "number", "the default comes from the target");
 });
+
+test("put(): a descriptor closed and its number given to another file is refused at the upgrade, not passed on as the first; at most 64 names", async () => {
+  const { closeSync } = await import("node:fs");
+  const h = new AppHandoff();
+  const fd = openTemp("first");
+  h.put("journal", fd);
+  closeSync(fd);
+  const other = openTemp("second"); // the kernel gives the lowest free number: the same one
+  assert.equal(other, fd);
+  assert.throws(() => h.outgoing(), code("PERILINK_HANDOFF", /"journal": descriptor \d+ is another file than the one put/));
+  h.put("journal", null);
+  for (let i = 0; i < 64; i++) h.put(`n${i}`, other);
+  assert.throws(() => h.put("one-more", other), code("PERILINK_HANDOFF", /64 descriptors are handed on already/));
+  h.put("n0", other); // a name put again is no new one
+  closeSync(other);
+});
+
+test("hooks: a session-mode module's named ready/drain exports count when its default export has none", async () => {
+  const { toLoadedApp } = await import("../../src/server/load_app.ts");
+  const ready = async (): Promise<void> => {};
+  const loaded = await toLoadedApp("named", { default: { request: () => "x" }, ready });
+  assert.equal(loaded.kind, "session");
+  assert.equal(typeof (loaded as { hooks?: { ready?: unknown } }).hooks?.ready, "function");
+});
