@@ -203,7 +203,7 @@ test("status shows the dispatch mode and every service process, in JSON and as t
   }
   const text = await runCli(["status", "--state-dir", g.stateDir]);
   assert.match(text.stdout, /workers {4}2 service processes, semaphore dispatch:/);
-  assert.match(text.stdout, /#0 pid \d+ {2}ready {2}sessions 0 {2}in flight 0 {2}requests \d+ {2}connections 0 {2}restarts 0/);
+  assert.match(text.stdout, /#0 pid \d+ {2}ready {2}sessions 0 {2}in flight 0 {2}requests \d+ {2}connections \d+ {2}restarts 0/);
 });
 
 test("a single process (workers 1) has no manager: status says dispatch single and lists no workers", async () => {
