@@ -1,4 +1,5 @@
 import { after } from "node:test";
+import { waitFor } from "./fixtures.ts";
 
 /** Whether a process `pid` exists that this process may signal (signal 0; a zombie counts as alive). */
 export function pidAlive(pid: number): boolean {
@@ -26,4 +27,22 @@ export function pidsKilledAfterFile(): Set<number> {
   const pids = new Set<number>();
   after(() => killPids(pids));
   return pids;
+}
+
+/**
+ * Runs `checks`, then, whether or not they passed, stops the process `pid`
+ * (one an upgrade started: not a child of the test) with SIGTERM and waits
+ * for it to go, SIGKILL after 10 s.
+ */
+export async function stopPidAfter(pid: number, checks: () => Promise<void>, what = "the new process"): Promise<void> {
+  try {
+    await checks();
+  } finally {
+    try {
+      process.kill(pid, "SIGTERM");
+    } catch {
+      // gone already
+    }
+    await waitFor(() => !pidAlive(pid), `${what} to stop`, 10_000).catch(() => process.kill(pid, "SIGKILL"));
+  }
 }

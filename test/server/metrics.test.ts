@@ -8,7 +8,7 @@ import { detectRuntime } from "../../src/runtime/runtime.ts";
 import { runCli, spawnCli, stopChild } from "../helpers/cli.ts";
 import { connect, portOf, sleep, tempDir, testServer, waitFor } from "../helpers/fixtures.ts";
 import { freePort } from "../helpers/free_port.ts";
-import { pidAlive } from "../helpers/pid_alive.ts";
+import { stopPidAfter } from "../helpers/pid_alive.ts";
 import { openMetricsParserMissing, parseOpenMetrics, sampleValue, type ParsedMetrics } from "../helpers/open_metrics_parser.ts";
 
 const missing = openMetricsParserMissing();
@@ -32,16 +32,7 @@ function get(port: number, p: string, method = "GET"): Promise<{ status: number;
  */
 async function thenStop(stateDir: string, checks: () => Promise<void>): Promise<void> {
   const { pid } = JSON.parse((await runCli(["status", "--state-dir", stateDir, "--json"])).stdout) as { pid: number };
-  try {
-    await checks();
-  } finally {
-    try {
-      process.kill(pid, "SIGTERM");
-    } catch {
-      // gone already
-    }
-    await waitFor(() => !pidAlive(pid), "the upgraded server to stop", 10_000).catch(() => process.kill(pid, "SIGKILL"));
-  }
+  await stopPidAfter(pid, checks, "the upgraded server");
 }
 
 const total = (m: ParsedMetrics, family: string, labels: Record<string, string> = {}): number => sampleValue(m, family, `${family}_total`, labels) ?? NaN;

@@ -9,7 +9,7 @@ import { REPO_ROOT, runCli, spawnCli, stopChild } from "../helpers/cli.ts";
 import { tempDir, waitFor } from "../helpers/fixtures.ts";
 import { freePort } from "../helpers/free_port.ts";
 import { keepAliveLoad, type KeepAliveRecord } from "../helpers/load.ts";
-import { pidAlive, pidsKilledAfterFile } from "../helpers/pid_alive.ts";
+import { pidAlive, pidsKilledAfterFile, stopPidAfter } from "../helpers/pid_alive.ts";
 
 /**
  * Raw mode with real Express 5 and Fastify 5 apps (test/fixtures/*_app.ts),
@@ -91,19 +91,6 @@ function timedGet(port: number, p: string, agent: http.Agent): Promise<KeepAlive
   });
 }
 
-/** Stops the process an upgrade started (not our child) and waits for it, whatever `checks` found. */
-async function thenStop(pid: number, checks: () => Promise<void>): Promise<void> {
-  try {
-    await checks();
-  } finally {
-    try {
-      process.kill(pid, "SIGTERM");
-    } catch {
-      // gone already
-    }
-    await waitFor(() => !pidAlive(pid), "the new process to stop", 10_000).catch(() => process.kill(pid, "SIGKILL"));
-  }
-}
 
 /** Two clients on each route: whatever a handler's shape, some response of it has its head sent after the drain began. */
 const ROUTES = ["/sync", "/async", "/stream"];
@@ -126,7 +113,7 @@ for (const [name, app] of Object.entries(APPS)) {
     assert.equal(up.code, 0, `upgrade failed: ${up.stderr}`);
     const newPid = String((JSON.parse(up.stdout) as { pid: number }).pid);
     pids.add(Number(newPid));
-    await thenStop(Number(newPid), async () => {
+    await stopPidAfter(Number(newPid), async () => {
       await waitFor(() => events(srv.log(), old.pid, "drain_started").length > 0, "the old process to log drain_started", 10_000);
       // Log times have millisecond resolution: a head stamped in a later millisecond went out from a draining server.
       const drainAt = Date.parse(String(events(srv.log(), old.pid, "drain_started")[0]!.time));
