@@ -11,6 +11,7 @@ import type { ResolutionOptions } from "../client/names/resolution_options.ts";
 import { SocketLimiter } from "../client/socket_limiter.ts";
 import { STAGGER_MS } from "../client/staggered_open.ts";
 import { FailoverHandler } from "./failover_handler.ts";
+import { legacyHandler } from "./legacy_handler.ts";
 import { withHost } from "./host_header.ts";
 import { HttpRoute, type RouteHost } from "./http_route.ts";
 import { ServerLocator } from "./server_locator.ts";
@@ -260,9 +261,10 @@ export class PerilinkDispatcher extends Dispatcher {
 
 /** Delivers an error to a handler of either of undici's handler interfaces. */
 function fail(handler: Handler, err: Error): void {
-  const h = handler as Handler & { onError?: (e: Error) => void };
-  if (typeof h.onResponseError === "function") h.onResponseError(null as never, err);
-  else h.onError?.(err);
+  // As FailoverHandler does for a request that never reached a connection: its abort first, then the error.
+  const h = legacyHandler(handler);
+  h.onConnect?.(() => {}, {});
+  h.onError?.(err);
 }
 
 /** Creates a dispatcher for undici's `request`/`fetch`, or the global `fetch()` through `setGlobalDispatcher` (docs/client.md). */

@@ -339,3 +339,13 @@ test("handlers of undici's newer form get one onRequestStart, parsed headers and
   await sleep(100);
   assert.equal(arrived, 2, "an aborted request is not sent again");
 });
+
+test("a closed dispatcher fails a request at once, for handlers of either form", async () => {
+  const d = createDispatcher({ stateDir: false });
+  await d.close();
+  await assert.rejects(request("http://127.0.0.1:9/", { dispatcher: d }), { code: "PERILINK_CLIENT_CLOSED" });
+  const err = await new Promise<Error>((resolve) => {
+    d.dispatch({ origin: "http://127.0.0.1:9", path: "/", method: "GET" }, { onRequestStart: () => {}, onResponseError: (_c, e) => resolve(e) });
+  });
+  assert.equal((err as Error & { code?: string }).code, "PERILINK_CLIENT_CLOSED");
+});
