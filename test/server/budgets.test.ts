@@ -340,18 +340,23 @@ test("regression: a request the client cancels is answered at once and stops cou
 test("a peer that opens sessions faster than sessionRatePerPeer is refused as busy (each handshake costs a signature); another peer is admitted", async () => {
   const server = await testServer({ limits: { sessionRatePerPeer: 5, sessionBurstPerPeer: 5, maxSessionsPerPeer: 100 } });
   const port = portOf(server);
+  const t0 = performance.now();
   const results = await Promise.allSettled(
     Array.from({ length: 20 }, () => ClientSession.connect({ host: "127.0.0.1", port, localAddress: "127.0.0.20", timeoutMs: 3000 })),
   );
+  const elapsedS = (performance.now() - t0) / 1000;
   const admitted = results.filter((r) => r.status === "fulfilled").length;
-  assert.ok(admitted >= 5 && admitted <= 6, `the burst of 5 (and what refilled meanwhile) admitted: ${admitted}`);
+  // The burst of 5, and at most what 5 tokens a second refilled while the 20 handshakes ran (a loaded machine runs them slower).
+  const bound = 5 + Math.ceil(5 * elapsedS);
+  assert.ok(admitted >= 5 && admitted <= bound, `admitted ${admitted}: the burst of 5 plus at most ${bound - 5} refilled in ${elapsedS.toFixed(2)} s`);
+  assert.ok(admitted < 20, "the peer was held to its rate");
   for (const r of results) {
     if (r.status === "fulfilled") r.value.destroy();
     else assert.ok(r.reason instanceof ServerBusyError, String(r.reason));
   }
   const other = await ClientSession.connect({ host: "127.0.0.1", port, localAddress: "127.0.0.21", timeoutMs: 3000 });
   other.destroy();
-  assert.match(JSON.stringify(server.status().counters), /"sessionsRefused":1[45]/);
+  assert.equal(server.status().counters.sessionsRefused, 20 - admitted, "every handshake past the budget was counted as refused");
 });
 
 test("regression: peers that trickle a byte now and then into large frames are cut off, and the budget they held serves others", async () => {
