@@ -44,6 +44,12 @@ export interface Target {
     goAwaySpreadMs: number;
     /** How long an app's `ready()` hook may take before the server (or the new process of an upgrade) gives up starting. */
     readyTimeoutMs: number;
+    /**
+     * An upgrade with service processes (`--workers`): how many the new group starts beside the
+     * old group's before one of those has exited; each that exits lets one more start. 1 keeps a
+     * device's peak memory near one group's; `MAX_WORKERS` starts the whole new group at once.
+     */
+    upgradeSurge: number;
   };
   probe: {
     ratePerSecond: number;

@@ -8,11 +8,11 @@ import type { ConnectionService, WorkerStatus } from "../server/connection_servi
 import type { Refusal } from "../server/admission.ts";
 import type { Endpoint, ListenerSet } from "../server/listener_set.ts";
 import { WORKER_ENV, type WorkerToManager } from "./group_protocol.ts";
-import { GENERATION_ENV, HANDOFF_ENV, HANDOFF_TIMEOUT_ENV, PORTS_ENV } from "../handoff/handoff_protocol.ts";
+import { DRAINING_PIDS_ENV, GENERATION_ENV, HANDOFF_ENV, HANDOFF_TIMEOUT_ENV, PORTS_ENV } from "../handoff/handoff_protocol.ts";
 import { ManagerDispatch } from "./manager_dispatch.ts";
 import { SemaphoreDispatch } from "./semaphore_dispatch.ts";
 import type { RespawnSpec } from "../handoff/upgrader.ts";
-import { SUMMED, WorkerPool, type Worker } from "./worker_pool.ts";
+import { SUMMED, WorkerPool, type RollingStart, type Worker } from "./worker_pool.ts";
 import { LatencyHistogram } from "../open_metrics.ts";
 
 /**
@@ -28,9 +28,10 @@ export class ServiceGroup implements ConnectionService {
   #manager: ManagerDispatch;
   #semaphore: SemaphoreDispatch | null;
 
-  private constructor(config: ServerConfig, respawn: RespawnSpec, generation: number, log: Logger) {
+  private constructor(config: ServerConfig, respawn: RespawnSpec, generation: number, log: Logger, draining: readonly number[]) {
     this.dispatch = config.dispatch;
     this.#pool = new WorkerPool({
+      ...(draining.length > 0 ? { rolling: { drainingPids: draining, surge: config.limits.upgradeSurge, deadlineMs: Date.now() + config.drainTimeoutMs + ROLL_MARGIN_MS } satisfies RollingStart } : {}),
       range: config.workers,
       idleMs: config.workerIdleMs,
       log,
@@ -52,14 +53,18 @@ export class ServiceGroup implements ConnectionService {
     this.#semaphore = config.dispatch === "semaphore" ? new SemaphoreDispatch(this.#pool, config.workerSlots, log) : null;
   }
 
-  /** Starts the group's service processes; resolves once `workers.min` of them are ready. */
-  static async start(config: ServerConfig, respawn: RespawnSpec, generation: number, log: Logger): Promise<ServiceGroup> {
+  /**
+   * Starts the group's service processes; resolves once `workers.min` of them
+   * are ready, or in an upgrade (`drainingPids`: the old group's), once those
+   * that `limits.upgradeSurge` lets run beside the old group are.
+   */
+  static async start(config: ServerConfig, respawn: RespawnSpec, generation: number, log: Logger, drainingPids: readonly number[] = []): Promise<ServiceGroup> {
     if (!detectRuntime().canInheritSockets) {
       throw new ConfigError(
         `Cannot start ${config.workers.max} service processes: ${detectRuntime().name} cannot pass a connection or a listening socket to another process; use "workers": 1 (the default) or run on Node.js`,
       );
     }
-    const group = new ServiceGroup(config, respawn, generation, log);
+    const group = new ServiceGroup(config, respawn, generation, log, drainingPids.filter((p) => p !== process.pid));
     await group.#pool.start();
     log.info("group_started", { dispatch: config.dispatch, workers: group.#pool.ready().map((w) => w.pid), min: config.workers.min, max: config.workers.max });
     return group;
@@ -182,9 +187,12 @@ export class ServiceGroup implements ConnectionService {
   }
 }
 
+/** A rolling start waits for the old group this much longer than a drain may last (the old manager kills stragglers 2 s after it). */
+const ROLL_MARGIN_MS = 10_000;
+
 /** The same program and arguments as the manager, told by the environment that it serves for a manager. */
 export function spawnWorker(respawn: RespawnSpec, slot: number, generation: number): ChildProcess {
   const env: NodeJS.ProcessEnv = { ...process.env, [WORKER_ENV]: String(slot), [GENERATION_ENV]: String(generation) };
-  for (const k of [HANDOFF_ENV, HANDOFF_TIMEOUT_ENV, PORTS_ENV, "LISTEN_FDS", "LISTEN_FDNAMES", "LISTEN_PID"]) delete env[k];
+  for (const k of [HANDOFF_ENV, HANDOFF_TIMEOUT_ENV, PORTS_ENV, DRAINING_PIDS_ENV, "LISTEN_FDS", "LISTEN_FDNAMES", "LISTEN_PID"]) delete env[k];
   return spawn(respawn.execPath, [...respawn.execArgv, respawn.script, ...respawn.args], { stdio: ["ignore", "inherit", "inherit", "ipc"], env });
 }

@@ -45,6 +45,30 @@ export const CRASH_LOOP_COUNT = 5;
 export const CRASH_LOOP_WINDOW_MS = 30_000;
 /** How long a service process may take to load and say it is ready. */
 export const WORKER_START_TIMEOUT_MS = 30_000;
+/** How often a rolling start looks whether the old group's processes have exited. */
+export const ROLL_POLL_MS = 50;
+
+/**
+ * A rolling start (an upgrade of a group, `limits.upgradeSurge`): the old
+ * group's service processes drain beside this one; this pool runs at most
+ * `surge` more than have exited, so that the two groups together hold about
+ * one group's memory. At `deadlineMs` (ms since the epoch) it stops waiting.
+ */
+export interface RollingStart {
+  drainingPids: readonly number[];
+  surge: number;
+  deadlineMs: number;
+}
+
+/** Whether a process id still names a process (EPERM: one of another user's, so yes). */
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === "EPERM";
+  }
+}
 
 /**
  * The manager's service processes (S5): starts `range.min` of them, restarts
@@ -69,8 +93,12 @@ export class WorkerPool {
   #stopping = false;
   #timers = new Set<ReturnType<typeof setTimeout>>();
   #idleTimer: ReturnType<typeof setInterval> | null = null;
+  /** While a rolling start waits for the old group: the old processes still running, and how many have exited. */
+  #roll: { pids: Set<number>; exited: number; surge: number; deadlineMs: number; timer: ReturnType<typeof setInterval> | null } | null = null;
 
-  constructor(opts: { range: WorkerRange; idleMs: number; spawn: (slot: number) => ChildProcess; log: Logger; events: PoolEvents }) {
+  constructor(opts: { range: WorkerRange; idleMs: number; spawn: (slot: number) => ChildProcess; log: Logger; events: PoolEvents; rolling?: RollingStart }) {
+    const r = opts.rolling;
+    if (r && r.drainingPids.length > 0) this.#roll = { pids: new Set(r.drainingPids), exited: 0, surge: Math.max(1, r.surge), deadlineMs: r.deadlineMs, timer: null };
     this.#range = opts.range;
     this.#idleMs = opts.idleMs;
     this.#spawn = opts.spawn;
@@ -112,10 +140,19 @@ export class WorkerPool {
     return best;
   }
 
-  /** Starts `range.min` service processes and resolves once all are ready; throws if one cannot start. */
+  /**
+   * Starts `range.min` service processes (in a rolling start, as many as it
+   * allows now, the rest as the old group's exit) and resolves once those
+   * are ready; throws if one cannot start.
+   */
   async start(): Promise<void> {
-    const started = Array.from({ length: this.#range.min }, () => this.#add());
+    const started = Array.from({ length: Math.min(this.#range.min, this.#allowed()) }, () => this.#add());
     await Promise.all(started.map((w) => this.#whenReady(w)));
+    if (this.#roll) {
+      this.#log.info("group_rolling", { drainingPids: [...this.#roll.pids], surge: this.#roll.surge, started: started.length, min: this.#range.min });
+      this.#roll.timer = setInterval(() => this.#rollOn(), ROLL_POLL_MS);
+      this.#roll.timer.unref?.();
+    }
     if (this.#range.max > this.#range.min) {
       this.#idleTimer = setInterval(() => this.#retireIdle(), Math.min(1000, Math.max(100, this.#idleMs / 4)));
       this.#idleTimer.unref?.();
@@ -125,8 +162,8 @@ export class WorkerPool {
   /** All ready ones are busy: add one if the range allows and none is starting. */
   grow(): void {
     if (this.#stopping) return;
-    const live = this.#workers.filter((w) => w.state !== "failed" && w.state !== "draining");
-    if (live.length >= this.#range.max || live.some((w) => w.state === "starting")) return;
+    const live = this.#live();
+    if (live.length >= Math.min(this.#range.max, this.#allowed()) || live.some((w) => w.state === "starting")) return;
     const w = this.#add();
     this.#log.info("worker_added", { slot: w.slot, workerPid: w.pid, workers: live.length + 1, why: "all busy" });
   }
@@ -134,6 +171,7 @@ export class WorkerPool {
   /** Stops restarting and adding; asks every process to drain; resolves once all have exited. */
   async drain(timeoutMs: number): Promise<void> {
     this.#stopping = true;
+    this.#endRoll();
     if (this.#idleTimer) clearInterval(this.#idleTimer);
     for (const t of this.#timers) clearTimeout(t);
     this.#timers.clear();
@@ -143,6 +181,43 @@ export class WorkerPool {
     await Promise.race([Promise.all(exits), deadline]);
     clearTimeout(timer);
     for (const w of this.#workers) if (w.child.exitCode === null && w.child.signalCode === null) w.child.kill("SIGKILL");
+  }
+
+  #live(): Worker[] {
+    return this.#workers.filter((w) => w.state !== "failed" && w.state !== "draining");
+  }
+
+  /** How many live service processes the rolling start allows now (no limit once it is over). */
+  #allowed(): number {
+    return this.#roll ? this.#roll.surge + this.#roll.exited : Infinity;
+  }
+
+  /** A rolling start's tick: count the old processes that exited, and start one of ours for each, up to `range.min`. */
+  #rollOn(): void {
+    const roll = this.#roll;
+    if (!roll || this.#stopping) return;
+    for (const pid of roll.pids) {
+      if (alive(pid)) continue;
+      roll.pids.delete(pid);
+      roll.exited++;
+    }
+    const over = roll.pids.size === 0 || Date.now() >= roll.deadlineMs;
+    if (over) {
+      if (roll.pids.size > 0) this.#log.warn("group_rolling_timeout", { stillRunning: [...roll.pids], note: "the old group's service processes outlived the drain; the rest of this group starts now" });
+      this.#endRoll();
+    }
+    const live = this.#live().length;
+    const want = Math.min(this.#range.min, this.#allowed()) - live;
+    for (let i = 0; i < want; i++) {
+      const w = this.#add();
+      this.#log.info("worker_added", { slot: w.slot, workerPid: w.pid, workers: live + i + 1, why: "an old service process exited (rolling upgrade)" });
+    }
+    if (over) this.#log.info("group_rolled", { workers: this.#live().length });
+  }
+
+  #endRoll(): void {
+    if (this.#roll?.timer) clearInterval(this.#roll.timer);
+    this.#roll = null;
   }
 
   #add(slot = this.#freeSlot()): Worker {

@@ -38,6 +38,12 @@ export const GENERATION_ENV = "PERILINK_GENERATION";
  * process keeps the ports the kernel chose for the old one.
  */
 export const PORTS_ENV = "PERILINK_PORTS";
+/**
+ * The old group's service process ids, comma-separated (an upgrade with
+ * `--workers`): they drain while the new group starts, and a rolling start
+ * (`limits.upgradeSurge`) adds a service process of its own as each exits.
+ */
+export const DRAINING_PIDS_ENV = "PERILINK_DRAINING_PIDS";
 /** How long the new process may wait for each step, in ms. */
 export const HANDOFF_TIMEOUT_ENV = "PERILINK_HANDOFF_TIMEOUT_MS";
 

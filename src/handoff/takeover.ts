@@ -4,6 +4,7 @@ import type { AcceptSemaphore } from "./accept_semaphore.ts";
 import {
   APP_STATE_ENV,
   DEFAULT_UPGRADE_TIMEOUT_MS,
+  DRAINING_PIDS_ENV,
   GENERATION_ENV,
   HANDOFF_ENV,
   HANDOFF_TIMEOUT_ENV,
@@ -29,6 +30,8 @@ export interface StartContext {
   ports: Record<string, number>;
   /** The parent answers a request for the app's state (handoff_protocol.ts). */
   appState: boolean;
+  /** The old group's service processes, which drain while this process's group starts (`--workers`). */
+  drainingPids: number[];
 }
 
 export function readStartContext(env: NodeJS.ProcessEnv = process.env, channel: ParentChannel = process): StartContext {
@@ -45,6 +48,8 @@ export function readStartContext(env: NodeJS.ProcessEnv = process.env, channel: 
     // not from a perilink parent: ignore
   }
   const appState = env[APP_STATE_ENV] === "1";
+  const drainingPids = (env[DRAINING_PIDS_ENV] ?? "").split(",").map(Number).filter((n) => Number.isSafeInteger(n) && n > 1).slice(0, 1024);
+  delete env[DRAINING_PIDS_ENV];
   delete env[APP_STATE_ENV];
   delete env[PORTS_ENV];
   delete env[HANDOFF_ENV];
@@ -56,6 +61,7 @@ export function readStartContext(env: NodeJS.ProcessEnv = process.env, channel: 
     timeoutMs: Number.isInteger(timeoutMs) && timeoutMs > 0 ? timeoutMs : DEFAULT_UPGRADE_TIMEOUT_MS,
     ports: handoff ? ports : {},
     appState: handoff !== null && appState,
+    drainingPids: handoff ? drainingPids : [],
   };
 }
 

@@ -47,6 +47,7 @@ export function upgradeHostFor(
     drain: () => proc.drain(),
     drainReport: () => proc.drainReport(),
     vouchedPeers: () => proc.vouchedPeers(),
+    servicePids: () => proc.servicePids(),
     counters: () => proc.handoffCounters(),
     olderGenerations,
     appDescriptors: () => handoff?.outgoing() ?? [],

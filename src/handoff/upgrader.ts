@@ -16,6 +16,7 @@ import {
   GENERATION_ENV,
   HANDOFF_ENV,
   HANDOFF_TIMEOUT_ENV,
+  DRAINING_PIDS_ENV,
   PORTS_ENV,
   isMessage,
   type DrainingGeneration,
@@ -68,6 +69,8 @@ export interface UpgradeHost {
   appDescriptors?(): { name: string; fd: number }[];
   /** The state the app put for the next generation (JSON text), or null. */
   appState?(): string | null;
+  /** The ids of this process's service processes (`--workers`), which drain while the new group starts. */
+  servicePids?(): number[];
 }
 
 /** Starts the new process. */
@@ -209,6 +212,9 @@ export class Upgrader implements UpgradeDriver {
       [PORTS_ENV]: JSON.stringify(this.#host.resolvedPorts()),
     };
     delete env.LISTEN_PID;
+    const pids = this.#host.servicePids?.() ?? [];
+    if (pids.length > 0) env[DRAINING_PIDS_ENV] = pids.join(",");
+    else delete env[DRAINING_PIDS_ENV];
     if (this.#cancelled) {
       throw new UpgradeError("PERILINK_UPGRADE_CANCELLED", `Cannot upgrade: ${this.#cancelled}; the new program was not started`);
     }

@@ -55,7 +55,7 @@ export async function startServing(input: ServerConfigInput, options: ServingOpt
       generation,
       control: true,
       handoff,
-      ...(config.workers.max > 1 ? { group: (c) => ServiceGroup.start(c, respawn, generation, log) } : {}),
+      ...(config.workers.max > 1 ? { group: (c) => ServiceGroup.start(c, respawn, generation, log, ctx.drainingPids) } : {}),
       parts: {
         listen,
         inherited: passed.sockets,

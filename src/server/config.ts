@@ -125,6 +125,7 @@ const LIMIT_RANGES: Record<string, [number, number]> = {
   sessionRatePerPeer: [0, 1_000_000], // 0: no rate limit
   sessionRateGlobal: [0, 1_000_000],
   goAwaySpreadMs: [0, 60_000], // 0: every GOAWAY at once
+  upgradeSurge: [1, MAX_WORKERS],
 };
 
 function checkKeys(obj: Record<string, unknown>, allowed: string[], where: string): void {

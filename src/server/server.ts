@@ -302,6 +302,11 @@ export class PerilinkServer implements ServingProcess {
     return this.#service.vouchedPeers?.() ?? [];
   }
 
+  /** @internal ServingProcess: the service processes' ids (`--workers`), which drain as a new group starts. */
+  servicePids(): number[] {
+    return this.#service.workers().flatMap((w) => (w.pid !== null && w.state !== "failed" ? [w.pid] : []));
+  }
+
   /** @internal ServingProcess: drain progress, for the new process's `status`. */
   drainReport(): DrainingGeneration {
     return { generation: this.generation, pid: process.pid, inflight: this.#service.inflight, sessions: this.#service.connections };

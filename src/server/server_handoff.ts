@@ -102,6 +102,8 @@ export interface ServingProcess {
   drainReport(): DrainingGeneration;
   /** Peers vouched for (admission.ts): the new process admits them under the global session rate. */
   vouchedPeers(): [string, number][];
+  /** The ids of the service processes (`--workers`; none without), which drain while a new group starts. */
+  servicePids(): number[];
   /** This process's counters, which the new process continues. */
   /** The totals a new process continues: the server's counters with its service's (open sessions' bytes, service processes'). */
   handoffCounters(): Record<string, unknown>;

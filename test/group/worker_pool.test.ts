@@ -1,10 +1,10 @@
 import assert from "node:assert/strict";
-import type { ChildProcess } from "node:child_process";
+import { spawn, type ChildProcess } from "node:child_process";
 import { EventEmitter } from "node:events";
 import { test } from "node:test";
 import { createLogger } from "../../src/logger.ts";
-import { BACKOFF_BASE_MS, CRASH_LOOP_COUNT, WorkerPool, type Worker } from "../../src/group/worker_pool.ts";
-import { waitFor } from "../helpers/fixtures.ts";
+import { BACKOFF_BASE_MS, CRASH_LOOP_COUNT, WorkerPool, type RollingStart, type Worker } from "../../src/group/worker_pool.ts";
+import { sleep, waitFor } from "../helpers/fixtures.ts";
 
 /** A fake service process: says ready when told, records what it was sent, exits on demand. */
 class FakeChild extends EventEmitter {
@@ -36,10 +36,11 @@ class FakeChild extends EventEmitter {
   }
 }
 
-function pool(range: { min: number; max: number }, idleMs = 60_000): { pool: WorkerPool; children: FakeChild[]; log: string[] } {
+function pool(range: { min: number; max: number }, idleMs = 60_000, rolling?: RollingStart): { pool: WorkerPool; children: FakeChild[]; log: string[] } {
   const children: FakeChild[] = [];
   const log: string[] = [];
   const p = new WorkerPool({
+    ...(rolling ? { rolling } : {}),
     range,
     idleMs,
     log: createLogger("debug", (l) => log.push(l)),
@@ -111,4 +112,58 @@ test("drain() asks every process to drain and does not restart them when they ex
   assert.ok(children.every((c) => c.sent.some((m) => (m as { t: string }).t === "drain")));
   await new Promise((r) => setTimeout(r, 300));
   assert.equal(children.length, 2);
+});
+
+/** Real processes standing in for an old group's service processes: each exits when killed. */
+function oldGroup(n: number): ChildProcess[] {
+  return Array.from({ length: n }, () => spawn("sleep", ["60"], { stdio: "ignore" }));
+}
+
+async function kill(c: ChildProcess): Promise<void> {
+  const exited = new Promise((r) => c.once("exit", r));
+  c.kill("SIGKILL");
+  await exited;
+}
+
+test("a rolling start runs upgradeSurge processes beside the old group and one more as each old one exits, up to min; grow() keeps within it", async () => {
+  const old = oldGroup(4);
+  try {
+    const { pool: p, log } = pool({ min: 4, max: 6 }, 60_000, { drainingPids: old.map((c) => c.pid!), surge: 1, deadlineMs: Date.now() + 30_000 });
+    await p.start();
+    assert.equal(p.workers.length, 1, "one beside the four old ones");
+    p.ready()[0]!.conns = 99;
+    p.grow();
+    assert.equal(p.workers.length, 1, "all busy, but the old group still holds its memory: no second");
+    await kill(old[0]!);
+    await waitFor(() => p.ready().length === 2, "a second once an old one exited", 2000);
+    await sleep(200);
+    assert.equal(p.workers.length, 2, "no more while three old ones run");
+    await kill(old[1]!);
+    await kill(old[2]!);
+    await waitFor(() => p.ready().length === 4, "two more for the next two", 2000);
+    await kill(old[3]!);
+    await waitFor(() => log.some((l) => l.includes('"group_rolled"')), "the roll to end", 2000);
+    assert.equal(p.workers.length, 4, "min, not beyond, when the last old one exits");
+    for (const w of p.ready()) w.conns = 99;
+    p.grow();
+    assert.equal(p.workers.length, 5, "after the roll the group grows to max as before");
+    assert.equal(log.filter((l) => l.includes("rolling upgrade")).length, 3, "each addition is logged with why");
+    await p.drain(1000);
+  } finally {
+    for (const c of old) c.kill("SIGKILL");
+  }
+});
+
+test("a rolling start stops waiting at its deadline: an old process that never exits holds the group back only until then", async () => {
+  const old = oldGroup(2);
+  try {
+    const { pool: p, log } = pool({ min: 3, max: 3 }, 60_000, { drainingPids: old.map((c) => c.pid!), surge: 1, deadlineMs: Date.now() + 400 });
+    await p.start();
+    assert.equal(p.workers.length, 1);
+    await waitFor(() => p.ready().length === 3, "the rest of the group once the deadline passed", 3000);
+    assert.ok(log.some((l) => l.includes('"group_rolling_timeout"')), "the timeout is logged with the processes still running");
+    await p.drain(1000);
+  } finally {
+    for (const c of old) c.kill("SIGKILL");
+  }
 });

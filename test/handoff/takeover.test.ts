@@ -174,9 +174,10 @@ test("readStartContext: a handoff only with a perilink parent's variables and an
     PERILINK_HANDOFF_TIMEOUT_MS: "1234",
     PERILINK_PORTS: JSON.stringify({ "127.0.0.1:0": 40000, "[::1]:0": 70000, bad: "x" }),
     PERILINK_APP_STATE: "1",
+    PERILINK_DRAINING_PIDS: "4001,x,1,-3,4002",
     OTHER: "kept",
   };
-  assert.deepEqual(readStartContext(env, channel), { handoff: "inherit", generation: 5, timeoutMs: 1234, ports: { "127.0.0.1:0": 40000 }, appState: true });
+  assert.deepEqual(readStartContext(env, channel), { handoff: "inherit", generation: 5, timeoutMs: 1234, ports: { "127.0.0.1:0": 40000 }, appState: true, drainingPids: [4001, 4002] });
   assert.deepEqual(env, { OTHER: "kept" }, "not passed on to processes started later");
 
   const noChannel = { on: () => {} } as unknown as ParentChannel;
@@ -186,6 +187,7 @@ test("readStartContext: a handoff only with a perilink parent's variables and an
     timeoutMs: DEFAULT_UPGRADE_TIMEOUT_MS,
     ports: {},
     appState: false,
+    drainingPids: [],
   });
   assert.deepEqual(readStartContext({ PERILINK_GENERATION: "-1", PERILINK_PORTS: "{not json", PERILINK_APP_STATE: "1" }, channel), {
     handoff: null,
@@ -193,6 +195,7 @@ test("readStartContext: a handoff only with a perilink parent's variables and an
     timeoutMs: DEFAULT_UPGRADE_TIMEOUT_MS,
     ports: {},
     appState: false,
+    drainingPids: [],
   });
   assert.equal(readStartContext({ PERILINK_HANDOFF: "inherit" }, channel).appState, false, "a parent that does not say it answers is not asked");
 });
