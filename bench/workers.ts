@@ -14,6 +14,7 @@ import { Child, sleep, stopProcess } from "./lib/proc.ts";
 import { machineLine, startRun } from "./lib/result_file.ts";
 import { median, percentile } from "./lib/stats.ts";
 import { num } from "./lib/table.ts";
+import { upgradeMemoryOnce, type UpgradeMemoryRow } from "./lib/workers/group_upgrade_memory.ts";
 
 /**
  * Service processes (S5): the same node:http app (lib/handoff/http_app.mjs)
@@ -22,9 +23,12 @@ import { num } from "./lib/table.ts";
  * load where dispatch happens for every request). Per row: req/s, p50 and
  * p99 latency, CPU of the whole process tree per request, and balance (the
  * busiest process's share of the requests against an even share).
- * Also: what one take-and-release of the flock accept semaphore costs.
+ * Also: what one take-and-release of the flock accept semaphore costs, and
+ * (part `upgrade`) the process tree's peak memory through a `--workers 4`
+ * group upgrade, the whole new group at once against a rolling one
+ * (`limits.upgradeSurge` 4 and 1), side by side.
  *
- *   npm run bench -- workers [--clients 32] [--warmup-ms 2000] [--window-ms 8000] [--rounds 1] [--workers 1,2,4]
+ *   npm run bench -- workers [--clients 32] [--warmup-ms 2000] [--window-ms 8000] [--rounds 1] [--workers 1,2,4] [--part dispatch|upgrade|all]
  */
 
 const LOAD_CHILD = fileURLToPath(new URL("./lib/children/handoff_load.ts", import.meta.url));
@@ -209,12 +213,15 @@ export async function main(argv: string[]): Promise<void> {
       "window-ms": { type: "string", default: "8000" },
       rounds: { type: "string", default: "1" },
       workers: { type: "string", default: "1,2,4" },
+      part: { type: "string", default: "all" },
     },
   });
+  const part = String(values.part);
+  if (!["dispatch", "upgrade", "all"].includes(part)) throw new Error(`--part must be dispatch, upgrade or all, not ${part}`);
   const s = { clients: Number(values.clients), warmupMs: Number(values["warmup-ms"]), windowMs: Number(values["window-ms"]) };
   const counts = String(values.workers).split(",").map(Number);
   const plan: [string, string, number][] = [];
-  for (const n of counts) {
+  for (const n of part === "upgrade" ? [] : counts) {
     if (n === 1) plan.push(["perilink", "single", 1]);
     else plan.push(["perilink", "manager", n], ["perilink", "semaphore", n]);
     plan.push(["cluster", "round-robin", n]);
@@ -222,7 +229,8 @@ export async function main(argv: string[]): Promise<void> {
   console.log(
     run.describe(
       `workers: the handoff benchmark's node:http app served by perilink serve --workers N (manager and semaphore dispatch) and node:cluster round-robin, ` +
-        `N = ${counts.join(", ")}; ${s.clients} connection-per-request HTTP clients, ${s.warmupMs} ms warm-up, ${s.windowMs} ms window; ${values.rounds} round(s), medians`,
+        `N = ${counts.join(", ")}; ${s.clients} connection-per-request HTTP clients, ${s.warmupMs} ms warm-up, ${s.windowMs} ms window; ` +
+        `then the process tree's memory through a --workers 4 group upgrade with upgradeSurge 4 and 1 (16 clients); parts: ${part}; ${values.rounds} round(s), medians`,
     ),
   );
   console.log(machineLine(run.machine));
@@ -231,6 +239,13 @@ export async function main(argv: string[]): Promise<void> {
     for (const [contender, dispatch, n] of plan) {
       process.stderr.write(`workers: ${contender} ${dispatch} ×${n}, round ${round}…\n`);
       rows.push(await runOnce(contender, dispatch, n, round, s));
+    }
+  }
+  const upgrades: UpgradeMemoryRow[] = [];
+  for (let round = 1; part !== "dispatch" && round <= Number(values.rounds); round++) {
+    for (const surge of [4, 1]) {
+      process.stderr.write(`workers: group upgrade --workers 4, upgradeSurge ${surge}, round ${round}…\n`);
+      upgrades.push(await upgradeMemoryOnce(surge, 4, round, LOAD_CHILD, Math.min(s.clients, 16)));
     }
   }
   const flockUs = await flockCostUs();
@@ -248,7 +263,7 @@ export async function main(argv: string[]): Promise<void> {
       failed: mine.reduce((a, r) => a + r.failed, 0),
     };
   });
-  run.report.table(
+  if (summary.length > 0) run.report.table(
     ["server", "dispatch", "workers", "req/s", "p50 ms", "p99 ms", "CPU µs/req", "busiest/even", "failed"],
     summary.map((x) => [
       x.contender === "cluster" ? "node:cluster" : "perilink",
@@ -262,12 +277,45 @@ export async function main(argv: string[]): Promise<void> {
       String(x.failed),
     ]),
   );
+  const bySurge = [4, 1].map((surge) => {
+    const mine = upgrades.filter((u) => u.surge === surge);
+    return {
+      surge,
+      beforeMiB: median(mine.map((u) => u.beforeMiB)),
+      peakMiB: median(mine.map((u) => u.peakMiB)),
+      peakProcesses: Math.max(...mine.map((u) => u.peakProcesses)),
+      handoverMs: median(mine.map((u) => u.handoverMs)),
+      wholeMs: median(mine.map((u) => u.wholeMs)),
+      failed: mine.reduce((a, u) => a + u.failed, 0),
+      requests: mine.reduce((a, u) => a + u.requests, 0),
+    };
+  });
+  if (upgrades.length > 0) {
+    const whole = bySurge[0]!;
+    const rolling = bySurge[1]!;
+    run.report.line("", "Group upgrade of --workers 4 under load: the process tree's RSS (sum of VmRSS, every 20 ms)");
+    run.report.table(
+      ["upgradeSurge", "tree RSS before MiB", "peak MiB", "peak ÷ before", "most processes in the tree", "handover ms", "group whole ms", "requests", "failed"],
+      bySurge.map((x) => [
+        x.surge === 1 ? "1 (rolling)" : `${x.surge} (whole group)`,
+        num(x.beforeMiB, 1),
+        num(x.peakMiB, 1),
+        num(x.peakMiB / x.beforeMiB, 2),
+        String(x.peakProcesses),
+        num(x.handoverMs),
+        num(x.wholeMs),
+        String(x.requests),
+        String(x.failed),
+      ]),
+    );
+    run.report.line(`rolling ÷ whole group, peak tree RSS: ${num(rolling.peakMiB / whole.peakMiB, 2)}× (medians of ${values.rounds} round(s))`);
+  }
   run.report.line(
     "",
     `flock accept semaphore (util-linux flock command): ${num(flockUs)} µs per take-and-release (median of 20)`,
-    `load: ${s.clients} connection-per-request HTTP clients, ${s.warmupMs} ms warm-up, ${s.windowMs} ms window; 1-min load average at the starts: ${rows.map((r) => r.loadavg.toFixed(1)).join(", ")}`,
+    rows.length === 0 ? "" : `load: ${s.clients} connection-per-request HTTP clients, ${s.warmupMs} ms warm-up, ${s.windowMs} ms window; 1-min load average at the starts: ${rows.map((r) => r.loadavg.toFixed(1)).join(", ")}`,
   );
   console.log(run.report.toString());
-  const file = run.write({ settings: s, flockUsPerTakeAndRelease: flockUs, summary, rows });
+  const file = run.write({ settings: s, flockUsPerTakeAndRelease: flockUs, summary, rows, groupUpgrade: { summary: bySurge, rows: upgrades } });
   console.log(`\nresults: ${file}`);
 }

@@ -3,6 +3,7 @@ import type { Logger } from "../logger.ts";
 import { LatencyHistogram } from "../open_metrics.ts";
 import type { WorkerRange } from "../server/config.ts";
 import type { WorkerStats, WorkerToManager } from "./group_protocol.ts";
+import { pidAlive } from "../handoff/takeover.ts";
 
 /** One service process of the group, as the manager sees it. */
 export class Worker {
@@ -58,16 +59,6 @@ export interface RollingStart {
   drainingPids: readonly number[];
   surge: number;
   deadlineMs: number;
-}
-
-/** Whether a process id still names a process (EPERM: one of another user's, so yes). */
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === "EPERM";
-  }
 }
 
 /**
@@ -197,20 +188,20 @@ export class WorkerPool {
     const roll = this.#roll;
     if (!roll || this.#stopping) return;
     for (const pid of roll.pids) {
-      if (alive(pid)) continue;
+      if (pidAlive(pid)) continue;
       roll.pids.delete(pid);
       roll.exited++;
     }
     const over = roll.pids.size === 0 || Date.now() >= roll.deadlineMs;
     if (over) {
-      if (roll.pids.size > 0) this.#log.warn("group_rolling_timeout", { stillRunning: [...roll.pids], note: "the old group's service processes outlived the drain; the rest of this group starts now" });
+      if (roll.pids.size > 0) this.#log.warn("group_rolling_timeout", { stillRunning: [...roll.pids] });
       this.#endRoll();
     }
     const live = this.#live().length;
     const want = Math.min(this.#range.min, this.#allowed()) - live;
     for (let i = 0; i < want; i++) {
       const w = this.#add();
-      this.#log.info("worker_added", { slot: w.slot, workerPid: w.pid, workers: live + i + 1, why: "an old service process exited (rolling upgrade)" });
+      this.#log.info("worker_added", { slot: w.slot, workerPid: w.pid, workers: live + i + 1, why: "rolling upgrade" });
     }
     if (over) this.#log.info("group_rolled", { workers: this.#live().length });
   }

@@ -248,7 +248,7 @@ export class Takeover implements StartupTakeover {
 }
 
 /** `kill(pid, 0)`, and on Linux the process state: a zombie has exited. */
-function pidAlive(pid: number): boolean {
+export function pidAlive(pid: number): boolean {
   try {
     process.kill(pid, 0);
   } catch (err) {
