@@ -21,21 +21,23 @@ export function xmlText(s: string): string {
  * An avahi service file (avahi.service(5)) for the server: the instance is
  * the host name (avahi's `%h`, renamed by avahi on a conflict), the type
  * `_perilink._tcp`, the main port, and the same TXT strings the built-in
- * responder sends.
+ * responder sends. Without a port, the file of a stopped server: a group
+ * with no `<service>`. avahi-daemon accepts no file that advertises nothing
+ * (static-services.c: "service group incomplete"), and one it fails to load
+ * is one whose service it withdraws, with goodbyes; the file stays, as the
+ * unit may write it but not remove it.
  */
-export function avahiServiceXml(port: number, txt: readonly string[]): string {
+export function avahiServiceXml(port: number | null, txt: readonly string[] = []): string {
   const type = SERVICE_TYPE.replace(/\.local$/, "");
   return [
     `<?xml version="1.0" standalone="no"?>`,
     `<!DOCTYPE service-group SYSTEM "avahi-service.dtd">`,
-    `<!-- Written by perilink serve ("discovery" in its configuration); rewritten at each start. -->`,
+    `<!-- Written by perilink serve ("discovery" in its configuration); rewritten at each start${port === null ? "; stopped: nothing is advertised" : ""}. -->`,
     `<service-group>`,
     `  <name replace-wildcards="yes">%h</name>`,
-    `  <service>`,
-    `    <type>${type}</type>`,
-    `    <port>${port}</port>`,
-    ...txt.map((t) => `    <txt-record>${xmlText(t)}</txt-record>`),
-    `  </service>`,
+    ...(port === null
+      ? []
+      : [`  <service>`, `    <type>${type}</type>`, `    <port>${port}</port>`, ...txt.map((t) => `    <txt-record>${xmlText(t)}</txt-record>`), `  </service>`]),
     `</service-group>`,
     ``,
   ].join("\n");
@@ -50,6 +52,16 @@ export function avahiServiceXml(port: number, txt: readonly string[]): string {
 export async function writeAvahiService(dir: string, xml: string): Promise<string> {
   const file = path.join(dir, AVAHI_SERVICE_FILE);
   const now = await fs.readFile(file, "utf8").catch(() => null);
-  if (now !== xml) await fs.writeFile(file, xml, { mode: 0o644 });
+  if (now === xml) return file;
+  const was = Math.floor(((await fs.stat(file).catch(() => null))?.mtimeMs ?? 0) / 1000);
+  const f = await fs.open(file, "w", 0o644);
+  try {
+    await f.writeFile(xml);
+    // avahi-daemon reloads a changed file only when its mtime's second is not the one it read: a
+    // write within the same second moves the mtime on, before the close avahi is woken by.
+    if (Math.floor((await f.stat()).mtimeMs / 1000) === was) await f.utimes(new Date(), was + 1);
+  } finally {
+    await f.close();
+  }
   return file;
 }

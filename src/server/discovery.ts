@@ -100,7 +100,10 @@ async function advertise(config: DiscoveryConfig, ctx: DiscoveryContext): Promis
         const r = serviceRecords(ctx);
         if (r && (r.port !== records.port || r.txt.join() !== records.txt.join())) void write(r).then(() => Object.assign(records, r));
       },
-      close: async () => {}, // the file stays: avahi-daemon goes on advertising a stopped server, which `perilink browse` probes and leaves out
+      // A stop withdraws the service; a handover does not: the new process has written its own file by then.
+      close: async (goodbye) => {
+        if (goodbye) await writeAvahiService(dir, avahiServiceXml(null)).catch((err: Error) => ctx.log.warn("discovery_unavailable", { advertise: "avahi", reason: err.message }));
+      },
     };
   }
   const responder = new DnssdResponder({ records, addresses: () => linkAddresses(ctx.endpoints()), log: ctx.log, ...(ctx.mdnsPort ? { port: ctx.mdnsPort } : {}) });

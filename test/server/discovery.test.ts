@@ -1,17 +1,17 @@
 /**
  * The `discovery` configuration key, what each mode starts, and the avahi
- * service file (its content and escaping; avahi-daemon itself does not run
- * in the test sandbox, so whether avahi reads the file is not tested here).
+ * service file (its content and escaping; what a real avahi-daemon does with
+ * it is test/server/avahi_daemon.test.ts).
  */
 import assert from "node:assert/strict";
-import { mkdirSync, readFileSync } from "node:fs";
+import { mkdirSync, readFileSync, statSync } from "node:fs";
 import path from "node:path";
 import { test } from "node:test";
 import { ConfigError } from "../../src/errors.ts";
 import type { Logger } from "../../src/logger.ts";
 import { encodeTxt } from "../../src/protocol/dnssd.ts";
 import { keyFingerprint } from "../../src/protocol/keys.ts";
-import { avahiServiceXml, xmlText } from "../../src/server/avahi_service.ts";
+import { avahiServiceXml, writeAvahiService, xmlText } from "../../src/server/avahi_service.ts";
 import { resolveConfig } from "../../src/server/config.ts";
 import { serviceRecords, startDiscovery, type DiscoveryContext } from "../../src/server/discovery.ts";
 import { VERSION } from "../../src/version.ts";
@@ -93,8 +93,28 @@ test("auto and avahi write the service file when avahi's directory is there", as
     const xml = readFileSync(path.join(dir, "perilink.service"), "utf8");
     assert.match(xml, /<txt-record>id=11111111-2222-4333-8444-555555555555<\/txt-record>/);
     assert.match(xml, /<port>1025<\/port>/);
+    await a!.close(false);
+    assert.equal(readFileSync(path.join(dir, "perilink.service"), "utf8"), xml, "after a handover the file is the new process's: left as it is");
     await a!.close(true);
+    const stopped = readFileSync(path.join(dir, "perilink.service"), "utf8");
+    assert.equal(stopped, avahiServiceXml(null), "a stop leaves a group with no service");
+    assert.doesNotMatch(stopped, /<service>|<txt-record>/);
+    assert.match(stopped, /<name replace-wildcards="yes">%h<\/name>/);
   }
+});
+
+test("a rewrite within the second of the last write moves the mtime's second on (avahi-daemon compares whole seconds)", async () => {
+  const dir = tempDir();
+  const file = await writeAvahiService(dir, avahiServiceXml(1025, ["id=a"]));
+  const seconds = (): number => Math.floor(statSync(file).mtimeMs / 1000);
+  for (let i = 0; i < 3; i++) {
+    const before = seconds();
+    await writeAvahiService(dir, avahiServiceXml(i % 2 ? 1025 : null));
+    assert.notEqual(seconds(), before, `rewrite ${i}`);
+  }
+  const before = statSync(file).mtimeMs;
+  await writeAvahiService(dir, avahiServiceXml(null));
+  assert.equal(statSync(file).mtimeMs, before, "the same content is not written again");
 });
 
 test("auto without avahi starts the built-in responder; avahi without avahi, or with a file it cannot write, warns and advertises nothing", async () => {
