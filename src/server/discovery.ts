@@ -94,14 +94,22 @@ async function advertise(config: DiscoveryConfig, ctx: DiscoveryContext): Promis
       }
     };
     if (!(await write(records))) return null;
+    // Writes one after another, none after close(): a rescan's write still under way cannot land after the withdrawal.
+    let writing: Promise<unknown> = Promise.resolve();
+    let closed = false;
     return {
       kind: "avahi",
       changed: () => {
         const r = serviceRecords(ctx);
-        if (r && (r.port !== records.port || r.txt.join() !== records.txt.join())) void write(r).then(() => Object.assign(records, r));
+        if (closed || !r || (r.port === records.port && r.txt.join() === records.txt.join())) return;
+        writing = writing.then(async () => {
+          if (!closed && (await write(r))) Object.assign(records, r);
+        });
       },
       // A stop withdraws the service; a handover does not: the new process has written its own file by then.
       close: async (goodbye) => {
+        closed = true;
+        await writing;
         if (goodbye) await writeAvahiService(dir, avahiServiceXml(null)).catch((err: Error) => ctx.log.warn("discovery_unavailable", { advertise: "avahi", reason: err.message }));
       },
     };

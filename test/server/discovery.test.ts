@@ -103,6 +103,21 @@ test("auto and avahi write the service file when avahi's directory is there", as
   }
 });
 
+test("a rescan's rewrite under way when the server stops does not land after the withdrawal", async () => {
+  const dir = tempDir();
+  const endpoints = [{ address: "127.0.0.1", port: 1025 }];
+  const a = await startDiscovery({ advertise: "avahi" }, context(endpoints, dir).ctx);
+  assert.equal(a?.kind, "avahi");
+  endpoints.push({ address: "127.0.0.1", port: 1026 }); // a listener appeared: the TXT's ports change
+  a!.changed();
+  await a!.close(true);
+  await new Promise((r) => setTimeout(r, 50));
+  assert.equal(readFileSync(path.join(dir, "perilink.service"), "utf8"), avahiServiceXml(null), "withdrawn, not re-advertised by the rescan's write");
+  a!.changed();
+  await new Promise((r) => setTimeout(r, 50));
+  assert.equal(readFileSync(path.join(dir, "perilink.service"), "utf8"), avahiServiceXml(null), "nothing is written after close()");
+});
+
 test("a rewrite within the second of the last write moves the mtime's second on (avahi-daemon compares whole seconds)", async () => {
   const dir = tempDir();
   const file = await writeAvahiService(dir, avahiServiceXml(1025, ["id=a"]));
