@@ -54,10 +54,18 @@ export class FrameDecoder {
   #stream = 0;
   #paused = false;
   #held: Buffer | null = null;
+  /** The error for a frame over the limit, when `limit()` set one of its own. */
+  #tooLarge: ((len: number) => Error) | null = null;
 
   constructor(sink: FrameSink, maxPayload: number) {
     this.#sink = sink;
     this.#maxPayload = maxPayload;
+  }
+
+  /** Lowers the largest payload accepted from the next frame header on; a frame past it throws `tooLarge(len)`. */
+  limit(maxPayload: number, tooLarge: (len: number) => Error): void {
+    this.#maxPayload = Math.min(this.#maxPayload, maxPayload);
+    this.#tooLarge = tooLarge;
   }
 
   get paused(): boolean {
@@ -150,7 +158,7 @@ export class FrameDecoder {
       throw new ProtocolError(WireError.ProtocolError, `Cannot decode frame: unknown frame type ${type}`);
     }
     if (len > this.#maxPayload) {
-      throw new FrameTooLargeError(WireError.FrameTooLarge, len, this.#maxPayload);
+      throw this.#tooLarge?.(len) ?? new FrameTooLargeError(WireError.FrameTooLarge, len, this.#maxPayload);
     }
     if (type === FrameType.Ping && len > MAX_PING_PAYLOAD) {
       throw new ProtocolError(WireError.ProtocolError, `Cannot accept PING: its payload of ${len} bytes exceeds ${MAX_PING_PAYLOAD}`);

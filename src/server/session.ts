@@ -12,7 +12,7 @@ import { SessionOutput } from "./session_output.ts";
 import { SessionFlow, type FlowInput, type FlowSession } from "./session_flow.ts";
 import { answerClientHello, CLIENT_HELLO_BYTES, refusalForV1, startSealed, type HelloSource } from "./session_handshake.ts";
 import { Feature } from "../protocol/sealed_handshake.ts";
-import type { SealedInput } from "./session_input.ts";
+import type { KeyVerdict, SealedInput } from "./session_input.ts";
 import { SessionRequests, type RequestHost, type RequestOwner } from "./session_requests.ts";
 import { SessionStreams } from "./session_streams.ts";
 
@@ -20,8 +20,8 @@ import { SessionStreams } from "./session_streams.ts";
 export interface SessionHost extends HelloSource, ChannelServer, RequestHost {
   readonly writeSlabBytes: number;
   readonly budget: BufferBudget;
-  /** The client proved its key (a stranger's session may be ended here). */
-  keyProven(session: ServerSession): void;
+  /** The client proved its key, before any of its frames is decoded (a stranger's session may be ended here). */
+  keyProven(session: ServerSession): KeyVerdict;
   /** The ADDRESSES payload for a session that arrived on `localAddress` (advertised.ts), or null: none to tell. */
   advertised?(localAddress: string): Buffer | null;
   sessionClosed(session: ServerSession): void;
@@ -166,9 +166,7 @@ export class ServerSession implements FrameSink, ChannelHost {
       }
       const input = this.#input;
       if (input === null) return;
-      const stranger = input.fingerprint === "";
       input.take(chunk);
-      if (stranger && input.fingerprint !== "") this.#host.keyProven(this);
     } catch (err) {
       this.#protocolFailure(err);
       return;
@@ -197,7 +195,7 @@ export class ServerSession implements FrameSink, ChannelHost {
       this.#refuse(answer.status, answer.why, answer.reply);
       return EMPTY;
     }
-    this.#input = startSealed(this.#socket, this.#out, answer, new FrameDecoder(this, host.limits.maxFrameBytes));
+    this.#input = startSealed(this.#socket, this.#out, answer, new FrameDecoder(this, host.limits.maxFrameBytes), () => host.keyProven(this));
     this.#state = OPEN;
     this.advertise();
     this.#socket.setTimeout(host.limits.idleTimeoutMs);

@@ -1,3 +1,5 @@
+import { ProtocolError } from "../errors.ts";
+import { WireError } from "../protocol/constants.ts";
 import type { FrameDecoder } from "../protocol/frame_decoder.ts";
 import { keyFingerprint } from "../protocol/keys.ts";
 import { RecordOpener, type CipherName } from "../protocol/record_layer.ts";
@@ -6,6 +8,16 @@ import type { FlowInput } from "./session_flow.ts";
 
 /** Plaintext of the records one read completed; shared, since a read is handled to its end before the next. */
 const OPENED: Buffer[] = [];
+
+/**
+ * Largest frame payload a stranger's session may send (a key the server does
+ * not trust, under `access: "keys"`): what pairing needs, and PINGs. So a
+ * stranger cannot make the device open megabytes for each refusal it gets.
+ */
+export const STRANGER_MAX_FRAME = 4096;
+
+/** What the server makes of a proven key: trusted, a stranger it lets pair, or one whose session it ended. */
+export type KeyVerdict = "trusted" | "stranger" | "ended";
 
 /**
  * A sealed session's input, between the socket and the frame decoder
@@ -23,10 +35,14 @@ export class SealedInput extends RecordOpener implements FlowInput {
   /** The fingerprint (`SHA256:…`) of the client's Ed25519 key, once proven. */
   fingerprint = "";
 
-  constructor(cipher: CipherName, key: Uint8Array, transcript: Buffer, decoder: FrameDecoder) {
+  #onProven: (fingerprint: string) => KeyVerdict;
+
+  /** `onProven` runs once the client's key is proven, before any frame of its is decoded. */
+  constructor(cipher: CipherName, key: Uint8Array, transcript: Buffer, decoder: FrameDecoder, onProven: (fingerprint: string) => KeyVerdict = () => "trusted") {
     super(cipher, key);
     this.transcript = transcript;
     this.#decoder = decoder;
+    this.#onProven = onProven;
   }
 
   /** FlowInput: bytes held anywhere on the way in — a record in progress, a proof in parts, frames in the decoder. */
@@ -76,13 +92,26 @@ export class SealedInput extends RecordOpener implements FlowInput {
     }
     try {
       for (let i = 0; i < OPENED.length; i++) {
-        const plain = this.#proven ? OPENED[i]! : this.#takeProof(OPENED[i]!);
+        const proven = this.#proven;
+        const plain = proven ? OPENED[i]! : this.#takeProof(OPENED[i]!);
+        if (!proven && this.#proven && this.#verdict() === "ended") return; // nothing more of its is read
         if (plain.length > 0) decoder.push(plain);
       }
     } finally {
       OPENED.length = 0;
     }
     if (failure !== null) throw failure;
+  }
+
+  #verdict(): KeyVerdict {
+    const verdict = this.#onProven(this.fingerprint);
+    if (verdict === "stranger") {
+      this.#decoder.limit(
+        STRANGER_MAX_FRAME,
+        (len) => new ProtocolError(WireError.AccessDenied, `Cannot accept a frame of ${len} bytes from a key this server does not trust (at most ${STRANGER_MAX_FRAME} until it is paired: perilink pair, or perilink trust on the device)`, "PERILINK_ACCESS_DENIED"),
+      );
+    }
+    return verdict;
   }
 
   /** Takes the proof from the front of the plaintext; returns what follows it. */

@@ -17,6 +17,7 @@ import { Pairing } from "./pairing.ts";
 import { stripZone } from "../address.ts";
 import { peerKey } from "./peer_key.ts";
 import { advertisedFor } from "./advertised.ts";
+import type { KeyVerdict } from "./session_input.ts";
 
 /** A full server gives the slot of a session that has done nothing with it for this long to a newcomer. */
 const SESSION_EVICT_AFTER_MS = 1000;
@@ -183,12 +184,16 @@ export class SessionService implements ConnectionService, SessionHost, Admission
    * know counts against its peer's refusals as a refused channel does, so a
    * stranger cannot make it do handshakes faster than that allowance.
    */
-  keyProven(session: ServerSession): void {
-    if (this.access === null) return;
-    if (this.access.knows(session.clientKey)) return this.#admission.vouch(session.remoteAddress);
-    if (this.#admission.denied(session.remoteAddress)) return;
+  keyProven(session: ServerSession): KeyVerdict {
+    if (this.access === null) return "trusted";
+    if (this.access.knows(session.clientKey)) {
+      this.#admission.vouch(session.remoteAddress);
+      return "trusted";
+    }
+    if (this.#admission.denied(session.remoteAddress)) return "stranger";
     this.peerLog.info("stranger_cut_off", { peer: session.remoteAddress, clientKey: session.clientKey });
     session.destroy();
+    return "ended";
   }
 
   vouchedPeers(): [string, number][] {

@@ -10,7 +10,7 @@ import { PAIR_APP } from "../../src/protocol/pairing_code.ts";
 import { DENIALS_BURST_PER_PEER } from "../../src/server/admission.ts";
 import { addTrust } from "../../src/server/trusted_keys.ts";
 import { portOf, sleep, tempDir, testServer } from "../helpers/fixtures.ts";
-import { frame, sealedPeer } from "../helpers/raw_peer.ts";
+import { channelOpen, frame, sealedPeer } from "../helpers/raw_peer.ts";
 
 const echo = { request: (p: Buffer) => p };
 
@@ -81,4 +81,29 @@ test("access keys (the default) does not serve a raw-mode app to a stranger: ref
     setTimeout(() => (c.destroy(), r(b)), 3000);
   });
   assert.doesNotMatch(got, /from the app/);
+});
+
+test("a stranger's frame past 4096 bytes ends its session with AccessDenied before the server opens it: no megabytes to decrypt for a refusal", async () => {
+  const server = await testServer({ access: "keys", appObject: echo });
+  const p = await sealedPeer(portOf(server));
+  assert.equal(p.refused, 0);
+  p.write(frame(FrameType.ChannelOpen, 1, 0, channelOpen("a")));
+  const big = Buffer.alloc(64 * 1024, 1);
+  // 4 MiB of requests on the refused channel, as a flood that never reads would send them.
+  for (let i = 1; i <= 64 && !p.sock.destroyed; i++) p.write(frame(FrameType.Request, 1, i, big));
+  await Promise.race([p.closed, sleep(3000)]);
+  assert.ok(p.sock.destroyed || p.sock.readableEnded, "the server ended the session");
+  assert.match(p.data().toString("latin1"), /from a key this server does not trust \(at most 4096 until it is paired/);
+  await sleep(100);
+  const bytesIn = server.status().counters.bytesIn ?? 0;
+  assert.ok(bytesIn < 1024 * 1024, `the server read ${bytesIn} bytes of the 4 MiB: it stopped at the first frame past the limit`);
+});
+
+test("through the library, a stranger's large request fails PERILINK_ACCESS_DENIED (the channel's refusal), not a frame error", async () => {
+  const server = await testServer({ access: "keys", appObject: echo });
+  const s = await ClientSession.connect({ host: "127.0.0.1", port: portOf(server), timeoutMs: 3000 });
+  const ch = s.openChannelNow("a");
+  const err = await ch.request(Buffer.alloc(200_000, 7)).then(() => null, (e: Error & { code?: string }) => e);
+  assert.equal(err?.code, "PERILINK_ACCESS_DENIED", String(err));
+  s.destroy();
 });
