@@ -102,7 +102,7 @@ export function formatProfile(out: Report, r: ProfileResult): void {
   );
   const sc = r.torture.memory.counters;
   out.line(
-    `server counters (all processes of the torture run): sessions accepted ${num(sc.sessionsAccepted ?? NaN)}, refused ${num(sc.sessionsRefused ?? NaN)}, ` +
+    `server counters (the serving process at the end, whose totals carry every generation's): sessions accepted ${num(sc.sessionsAccepted ?? NaN)}, refused ${num(sc.sessionsRefused ?? NaN)}, ` +
       `protocol errors ${num(sc.protocolErrors ?? NaN)}, probes answered ${num(sc.probes ?? NaN)}, dropped ${num(sc.probesDropped ?? NaN)}; ` +
       `status answered ${r.torture.memory.statusAnswered}, unanswered ${r.torture.memory.statusFailed}; server warnings logged ${r.torture.serverWarnings}`,
   );

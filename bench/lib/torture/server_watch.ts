@@ -22,7 +22,11 @@ export interface WatchSummary {
   peakHwmKiB: number;
   /** Largest sum of the sampled VmRSS of the server processes alive at the same instant (old and new during a handover). */
   peakSumKiB: number;
-  /** The server counters summed over every process (each one's last `status` answer). */
+  /**
+   * The server's counters: the serving process's last `status` answer. A new
+   * process continues its predecessor's totals and adds what that one
+   * counted while it drained, so summing processes would count upgrades twice.
+   */
   counters: Record<string, number>;
   statusAnswered: number;
   statusFailed: number;
@@ -47,7 +51,7 @@ export interface StallDump {
 export class ServerWatch {
   #stateDir: string;
   #mem = new Map<number, PidMemory>();
-  #counters = new Map<number, Record<string, number>>();
+  #counters: Record<string, number> = {};
   #memTimer: ReturnType<typeof setInterval> | null = null;
   #statusTimer: ReturnType<typeof setInterval> | null = null;
   #asking = false;
@@ -70,7 +74,7 @@ export class ServerWatch {
       this.#answered++;
       this.adopt(s.pid);
       for (const d of s.draining) this.adopt(d.pid);
-      this.#counters.set(s.pid, s.counters);
+      this.#counters = s.counters;
       this.servingPid = s.pid;
       this.#failedInRow = 0;
       return s;
@@ -164,8 +168,7 @@ export class ServerWatch {
 
   summary(): WatchSummary {
     const pids = [...this.#mem.values()];
-    const counters: Record<string, number> = {};
-    for (const c of this.#counters.values()) for (const [k, v] of Object.entries(c)) counters[k] = (counters[k] ?? 0) + v;
+    const counters = { ...this.#counters };
     return {
       pids,
       peakRssKiB: Math.max(0, ...pids.map((p) => p.peakRssKiB)),
