@@ -54,18 +54,25 @@ export class FrameDecoder {
   #stream = 0;
   #paused = false;
   #held: Buffer | null = null;
-  /** The error for a frame over the limit, when `limit()` set one of its own. */
-  #tooLarge: ((len: number) => Error) | null = null;
+  /** The error for a frame over a `limit()`, or null when the limit was lifted meanwhile (`unlimit()`). */
+  #tooLarge: ((len: number) => Error | null) | null = null;
+  #fullMax: number;
 
   constructor(sink: FrameSink, maxPayload: number) {
     this.#sink = sink;
-    this.#maxPayload = maxPayload;
+    this.#maxPayload = this.#fullMax = maxPayload;
   }
 
-  /** Lowers the largest payload accepted from the next frame header on; a frame past it throws `tooLarge(len)`. */
-  limit(maxPayload: number, tooLarge: (len: number) => Error): void {
-    this.#maxPayload = Math.min(this.#maxPayload, maxPayload);
+  /** Lowers the largest payload accepted from the next frame header on; a frame past it throws `tooLarge(len)` unless that lifts the limit. */
+  limit(maxPayload: number, tooLarge: (len: number) => Error | null): void {
+    this.#maxPayload = Math.min(this.#fullMax, maxPayload);
     this.#tooLarge = tooLarge;
+  }
+
+  /** Back to the payload limit the decoder was made with. */
+  unlimit(): void {
+    this.#maxPayload = this.#fullMax;
+    this.#tooLarge = null;
   }
 
   get paused(): boolean {
@@ -158,7 +165,9 @@ export class FrameDecoder {
       throw new ProtocolError(WireError.ProtocolError, `Cannot decode frame: unknown frame type ${type}`);
     }
     if (len > this.#maxPayload) {
-      throw this.#tooLarge?.(len) ?? new FrameTooLargeError(WireError.FrameTooLarge, len, this.#maxPayload);
+      const limited = this.#tooLarge?.(len) ?? null;
+      if (limited !== null) throw limited;
+      if (len > this.#maxPayload) throw new FrameTooLargeError(WireError.FrameTooLarge, len, this.#maxPayload);
     }
     if (type === FrameType.Ping && len > MAX_PING_PAYLOAD) {
       throw new ProtocolError(WireError.ProtocolError, `Cannot accept PING: its payload of ${len} bytes exceeds ${MAX_PING_PAYLOAD}`);

@@ -22,6 +22,8 @@ export interface SessionHost extends HelloSource, ChannelServer, RequestHost {
   readonly budget: BufferBudget;
   /** The client proved its key, before any of its frames is decoded (a stranger's session may be ended here). */
   keyProven(session: ServerSession): KeyVerdict;
+  /** Whether the session's key is trusted now (a stranger's may have been paired since). */
+  keyTrusted(session: ServerSession): boolean;
   /** The ADDRESSES payload for a session that arrived on `localAddress` (advertised.ts), or null: none to tell. */
   advertised?(localAddress: string): Buffer | null;
   sessionClosed(session: ServerSession): void;
@@ -195,7 +197,7 @@ export class ServerSession implements FrameSink, ChannelHost {
       this.#refuse(answer.status, answer.why, answer.reply);
       return EMPTY;
     }
-    this.#input = startSealed(this.#socket, this.#out, answer, new FrameDecoder(this, host.limits.maxFrameBytes), () => host.keyProven(this));
+    this.#input = startSealed(this.#socket, this.#out, answer, new FrameDecoder(this, host.limits.maxFrameBytes), { proven: () => host.keyProven(this), trustedNow: () => host.keyTrusted(this) });
     this.#state = OPEN;
     this.advertise();
     this.#socket.setTimeout(host.limits.idleTimeoutMs);
@@ -363,7 +365,7 @@ export class ServerSession implements FrameSink, ChannelHost {
 
   #protocolFailure(err: unknown): void {
     const e = err instanceof ProtocolError ? err : new ProtocolError(WireError.Internal, (err as Error)?.message ?? String(err));
-    this.#host.stats.protocolErrors++;
+    this.#host.stats[e.code === "PERILINK_ACCESS_DENIED" ? "accessDenied" : "protocolErrors"]++; // a stranger past its bounds is refused access
     this.#host.peerLog.info("session_protocol_error", { peer: this.remoteAddress, error: e });
     if (this.#state === HANDSHAKE) {
       this.#socket.destroy();

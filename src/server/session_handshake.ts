@@ -8,7 +8,7 @@ import { SealingSink } from "../protocol/sealing_sink.ts";
 import { answerClientHelloV2, CLIENT_HELLO_V2_SIZE, type ServerAnswer } from "../protocol/sealed_handshake.ts";
 import type { Identity } from "./identity.ts";
 import type { ServerLimits } from "./limits.ts";
-import { SealedInput, type KeyVerdict } from "./session_input.ts";
+import { SealedInput, type KeyCheck } from "./session_input.ts";
 import type { SessionOutput } from "./session_output.ts";
 
 /** What the server says about itself in its hello. */
@@ -72,11 +72,11 @@ export function answerClientHello(hello: Buffer, server: HelloSource): ServerAns
  * both directions are sealed records. Returns the input side, which opens
  * the client's records (its proof first) for `decoder`.
  */
-export function startSealed(socket: net.Socket, out: SessionOutput, answer: Extract<ServerAnswer, { ok: true }>, decoder: FrameDecoder, onProven: (fingerprint: string) => KeyVerdict): SealedInput {
+export function startSealed(socket: net.Socket, out: SessionOutput, answer: Extract<ServerAnswer, { ok: true }>, decoder: FrameDecoder, check: KeyCheck): SealedInput {
   const { cipher, keys, transcript } = answer.sealed;
   out.peerMaxFrame = answer.peerMaxFrame;
   out.peerFeatures = answer.peerFeatures;
   socket.write(answer.reply);
   out.setSink(new SealingSink(socket, cipher, keys.serverToClient));
-  return new SealedInput(cipher, keys.clientToServer, transcript, decoder, onProven);
+  return new SealedInput(cipher, keys.clientToServer, transcript, decoder, check);
 }

@@ -15,9 +15,17 @@ const OPENED: Buffer[] = [];
  * stranger cannot make the device open megabytes for each refusal it gets.
  */
 export const STRANGER_MAX_FRAME = 4096;
+/** What a stranger's session may send in all, frames' bytes (pairing takes a few hundred). */
+export const STRANGER_MAX_BYTES = 64 * 1024;
 
 /** What the server makes of a proven key: trusted, a stranger it lets pair, or one whose session it ended. */
 export type KeyVerdict = "trusted" | "stranger" | "ended";
+
+/** The server's view of the session's key: once proven (with side effects: vouching, refusals), and whether it is trusted now. */
+export interface KeyCheck {
+  proven(fingerprint: string): KeyVerdict;
+  trustedNow(): boolean;
+}
 
 /**
  * A sealed session's input, between the socket and the frame decoder
@@ -35,14 +43,16 @@ export class SealedInput extends RecordOpener implements FlowInput {
   /** The fingerprint (`SHA256:…`) of the client's Ed25519 key, once proven. */
   fingerprint = "";
 
-  #onProven: (fingerprint: string) => KeyVerdict;
+  #keys: KeyCheck;
+  /** While the key is a stranger's: the frames' bytes it sent; -1 otherwise. */
+  #strangerBytes = -1;
 
-  /** `onProven` runs once the client's key is proven, before any frame of its is decoded. */
-  constructor(cipher: CipherName, key: Uint8Array, transcript: Buffer, decoder: FrameDecoder, onProven: (fingerprint: string) => KeyVerdict = () => "trusted") {
+  /** `keys.proven` runs once the client's key is proven, before any frame of its is decoded. */
+  constructor(cipher: CipherName, key: Uint8Array, transcript: Buffer, decoder: FrameDecoder, keys: KeyCheck = TRUSTED) {
     super(cipher, key);
     this.transcript = transcript;
     this.#decoder = decoder;
-    this.#onProven = onProven;
+    this.#keys = keys;
   }
 
   /** FlowInput: bytes held anywhere on the way in — a record in progress, a proof in parts, frames in the decoder. */
@@ -95,6 +105,9 @@ export class SealedInput extends RecordOpener implements FlowInput {
         const proven = this.#proven;
         const plain = proven ? OPENED[i]! : this.#takeProof(OPENED[i]!);
         if (!proven && this.#proven && this.#verdict() === "ended") return; // nothing more of its is read
+        if (this.#strangerBytes >= 0 && (this.#strangerBytes += plain.length) > STRANGER_MAX_BYTES && this.#stillStranger()) {
+          throw denied(`more than ${STRANGER_MAX_BYTES} bytes`);
+        }
         if (plain.length > 0) decoder.push(plain);
       }
     } finally {
@@ -104,14 +117,20 @@ export class SealedInput extends RecordOpener implements FlowInput {
   }
 
   #verdict(): KeyVerdict {
-    const verdict = this.#onProven(this.fingerprint);
+    const verdict = this.#keys.proven(this.fingerprint);
     if (verdict === "stranger") {
-      this.#decoder.limit(
-        STRANGER_MAX_FRAME,
-        (len) => new ProtocolError(WireError.AccessDenied, `Cannot accept a frame of ${len} bytes from a key this server does not trust (at most ${STRANGER_MAX_FRAME} until it is paired: perilink pair, or perilink trust on the device)`, "PERILINK_ACCESS_DENIED"),
-      );
+      this.#strangerBytes = 0;
+      this.#decoder.limit(STRANGER_MAX_FRAME, (len) => (this.#stillStranger() ? denied(`a frame of ${len} bytes (at most ${STRANGER_MAX_FRAME})`) : null));
     }
     return verdict;
+  }
+
+  /** At a stranger's bound: a key trusted since (paired, `perilink trust`) lifts the bounds; true when it is still a stranger's. */
+  #stillStranger(): boolean {
+    if (!this.#keys.trustedNow()) return true;
+    this.#strangerBytes = -1;
+    this.#decoder.unlimit();
+    return false;
   }
 
   /** Takes the proof from the front of the plaintext; returns what follows it. */
@@ -130,3 +149,8 @@ export class SealedInput extends RecordOpener implements FlowInput {
 }
 
 const EMPTY = Buffer.alloc(0);
+const TRUSTED: KeyCheck = { proven: () => "trusted", trustedNow: () => true };
+
+function denied(what: string): ProtocolError {
+  return new ProtocolError(WireError.AccessDenied, `Cannot accept ${what} from a key this server does not trust: pair it first (perilink pair), or trust it on the device (perilink trust add)`, "PERILINK_ACCESS_DENIED");
+}

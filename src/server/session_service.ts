@@ -25,7 +25,7 @@ const SESSION_EVICT_AFTER_MS = 1000;
 const GOAWAY_AT_ONCE = 8;
 
 /** What the sessions of a server share: what each session reads of its host, and the sources the session rate tracks. */
-export interface SessionServiceParts extends Omit<SessionHost, "budget" | "sessionClosed" | "accessDenied" | "pairing" | "keyProven"> {
+export interface SessionServiceParts extends Omit<SessionHost, "budget" | "sessionClosed" | "accessDenied" | "pairing" | "keyProven" | "keyTrusted"> {
   /** Where the trusted keys and a pairing offer live; null: no pairing. */
   stateDir: string | null;
   trackedSources: number;
@@ -194,6 +194,11 @@ export class SessionService implements ConnectionService, SessionHost, Admission
     this.peerLog.info("stranger_cut_off", { peer: session.remoteAddress, clientKey: session.clientKey });
     session.destroy();
     return "ended";
+  }
+
+  /** SessionHost: whether the session's key is trusted now. */
+  keyTrusted(session: ServerSession): boolean {
+    return this.access === null || this.access.knows(session.clientKey);
   }
 
   vouchedPeers(): [string, number][] {

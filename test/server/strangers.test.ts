@@ -3,7 +3,7 @@ import assert from "node:assert/strict";
 import net from "node:net";
 import { test } from "node:test";
 import { ClientSession } from "../../src/client/client_session.ts";
-import { loadOrCreateClientKey } from "../../src/client/client_key.ts";
+import { loadOrCreateClientKey, processClientKey } from "../../src/client/client_key.ts";
 import type { Logger } from "../../src/logger.ts";
 import { FrameType } from "../../src/protocol/constants.ts";
 import { PAIR_APP } from "../../src/protocol/pairing_code.ts";
@@ -93,7 +93,7 @@ test("a stranger's frame past 4096 bytes ends its session with AccessDenied befo
   for (let i = 1; i <= 64 && !p.sock.destroyed; i++) p.write(frame(FrameType.Request, 1, i, big));
   await Promise.race([p.closed, sleep(3000)]);
   assert.ok(p.sock.destroyed || p.sock.readableEnded, "the server ended the session");
-  assert.match(p.data().toString("latin1"), /from a key this server does not trust \(at most 4096 until it is paired/);
+  assert.match(p.data().toString("latin1"), /a frame of 65536 bytes \(at most 4096\) from a key this server does not trust: pair it first/);
   await sleep(100);
   const bytesIn = server.status().counters.bytesIn ?? 0;
   assert.ok(bytesIn < 1024 * 1024, `the server read ${bytesIn} bytes of the 4 MiB: it stopped at the first frame past the limit`);
@@ -106,4 +106,41 @@ test("through the library, a stranger's large request fails PERILINK_ACCESS_DENI
   const err = await ch.request(Buffer.alloc(200_000, 7)).then(() => null, (e: Error & { code?: string }) => e);
   assert.equal(err?.code, "PERILINK_ACCESS_DENIED", String(err));
   s.destroy();
+});
+
+test("a stranger may send 64 KiB in all: a body streamed to pairing in small DATA frames, or DATA on a refused stream, ends its session as refused access", async () => {
+  for (const [what, open] of [
+    ["a streamed pairing body", true],
+    ["DATA on a stream whose channel was never opened", false],
+  ] as const) {
+    const server = await testServer({ access: "keys", appObject: echo });
+    const p = await sealedPeer(portOf(server));
+    if (open) p.write(frame(FrameType.ChannelOpen, 1, 0, channelOpen(PAIR_APP)));
+    const req = frame(FrameType.Request, 1, 1, Buffer.alloc(0));
+    req[5] = 0x01; // a streamed body follows
+    p.write(req);
+    const chunk = Buffer.alloc(4000, 0x41);
+    for (let i = 0; i < 250 && !p.sock.destroyed; i++) p.write(frame(FrameType.Data, 1, 1, chunk)); // 1 MB, 4000 bytes at a time
+    await Promise.race([p.closed, sleep(3000)]);
+    assert.ok(p.sock.destroyed || p.sock.readableEnded, `${what}: the server ended the session`);
+    assert.match(p.data().toString("latin1"), /more than 65536 bytes from a key this server does not trust: pair it first/, what);
+    await sleep(100);
+    const c = server.status().counters;
+    assert.ok((c.bytesIn ?? 0) < 512 * 1024, `${what}: the server read ${c.bytesIn} bytes of 1 MB`);
+    assert.ok((c.accessDenied ?? 0) >= 1, `${what}: counted as refused access`);
+  }
+});
+
+test("a stranger's key trusted during its session lifts the stranger bounds: the next large request is answered", async () => {
+  const stateDir = tempDir();
+  const server = await testServer({ access: "keys", stateDir, appObject: echo });
+  const p = await sealedPeer(portOf(server));
+  await addTrust(stateDir, { fingerprint: processClientKey().fingerprint, apps: null, comment: "" });
+  p.write(frame(FrameType.ChannelOpen, 1, 0, channelOpen("a")));
+  p.write(frame(FrameType.Request, 1, 1, Buffer.alloc(5000, 1)));
+  const t0 = Date.now();
+  while (p.data().length < 5000 && Date.now() - t0 < 3000 && !p.sock.destroyed) await sleep(20);
+  assert.ok(p.data().length >= 5000, `the 5000-byte echo came back (${p.data().length} bytes; closed: ${p.sock.destroyed})`);
+  assert.ok(!p.sock.destroyed, "the session goes on");
+  p.sock.destroy();
 });
