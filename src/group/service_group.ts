@@ -31,7 +31,7 @@ export class ServiceGroup implements ConnectionService {
   private constructor(config: ServerConfig, respawn: RespawnSpec, generation: number, log: Logger, draining: readonly number[]) {
     this.dispatch = config.dispatch;
     this.#pool = new WorkerPool({
-      ...(draining.length > 0 ? { rolling: { drainingPids: draining, surge: config.limits.upgradeSurge, deadlineMs: Date.now() + config.drainTimeoutMs + ROLL_MARGIN_MS } satisfies RollingStart } : {}),
+      ...(draining.length > 0 ? { rolling: { drainingPids: draining, parentPid: process.ppid, surge: config.limits.upgradeSurge, windowMs: config.drainTimeoutMs + ROLL_MARGIN_MS } satisfies RollingStart } : {}),
       range: config.workers,
       idleMs: config.workerIdleMs,
       log,
@@ -71,6 +71,7 @@ export class ServiceGroup implements ConnectionService {
   }
 
   async listening(listeners: ListenerSet): Promise<void> {
+    this.#pool.handedOver();
     await this.#semaphore?.start(listeners);
   }
 
@@ -187,7 +188,7 @@ export class ServiceGroup implements ConnectionService {
   }
 }
 
-/** A rolling start waits for the old group this much longer than a drain may last (the old manager kills stragglers 2 s after it). */
+/** After the handover a rolling start waits for the old group this much longer than a drain may last (its manager kills stragglers 2 s after it). */
 const ROLL_MARGIN_MS = 10_000;
 
 /** The same program and arguments as the manager, told by the environment that it serves for a manager. */

@@ -1,4 +1,5 @@
 import type { ChildProcess } from "node:child_process";
+import { readFileSync } from "node:fs";
 import type { Logger } from "../logger.ts";
 import { LatencyHistogram } from "../open_metrics.ts";
 import type { WorkerRange } from "../server/config.ts";
@@ -51,14 +52,27 @@ export const ROLL_POLL_MS = 50;
 
 /**
  * A rolling start (an upgrade of a group, `limits.upgradeSurge`): the old
- * group's service processes drain beside this one; this pool runs at most
- * `surge` more than have exited, so that the two groups together hold about
- * one group's memory. At `deadlineMs` (ms since the epoch) it stops waiting.
+ * group's service processes (children of `parentPid`, the old manager) drain
+ * beside this one; this pool runs at most `surge` more than have exited, so
+ * that the two groups together hold about one group's memory. `windowMs`
+ * after `handedOver()` it stops waiting.
  */
 export interface RollingStart {
   drainingPids: readonly number[];
+  parentPid: number;
   surge: number;
-  deadlineMs: number;
+  windowMs: number;
+}
+
+/** Whether `pid` is still one of `parent`'s processes: alive, and (where /proc tells) its child, not a reused pid. */
+function stillChildOf(pid: number, parent: number): boolean {
+  if (!pidAlive(pid)) return false;
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+    return Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]) === parent;
+  } catch {
+    return true; // no procfs: kill(0) is all we know
+  }
 }
 
 /**
@@ -85,11 +99,11 @@ export class WorkerPool {
   #timers = new Set<ReturnType<typeof setTimeout>>();
   #idleTimer: ReturnType<typeof setInterval> | null = null;
   /** While a rolling start waits for the old group: the old processes still running, and how many have exited. */
-  #roll: { pids: Set<number>; exited: number; surge: number; deadlineMs: number; timer: ReturnType<typeof setInterval> | null } | null = null;
+  #roll: { pids: Set<number>; parent: number; exited: number; surge: number; windowMs: number; deadlineMs: number; timer: ReturnType<typeof setInterval> | null } | null = null;
 
   constructor(opts: { range: WorkerRange; idleMs: number; spawn: (slot: number) => ChildProcess; log: Logger; events: PoolEvents; rolling?: RollingStart }) {
     const r = opts.rolling;
-    if (r && r.drainingPids.length > 0) this.#roll = { pids: new Set(r.drainingPids), exited: 0, surge: Math.max(1, r.surge), deadlineMs: r.deadlineMs, timer: null };
+    if (r && r.drainingPids.length > 0) this.#roll = { pids: new Set(r.drainingPids), parent: r.parentPid, exited: 0, surge: Math.max(1, r.surge), windowMs: r.windowMs, deadlineMs: Infinity, timer: null };
     this.#range = opts.range;
     this.#idleMs = opts.idleMs;
     this.#spawn = opts.spawn;
@@ -150,6 +164,11 @@ export class WorkerPool {
     }
   }
 
+  /** The new group took the sockets, so the old one drains now: a rolling start waits `windowMs` more at most. */
+  handedOver(): void {
+    if (this.#roll && this.#roll.deadlineMs === Infinity) this.#roll.deadlineMs = Date.now() + this.#roll.windowMs; // the first time: a rescan's listening() comes again
+  }
+
   /** All ready ones are busy: add one if the range allows and none is starting. */
   grow(): void {
     if (this.#stopping) return;
@@ -188,7 +207,7 @@ export class WorkerPool {
     const roll = this.#roll;
     if (!roll || this.#stopping) return;
     for (const pid of roll.pids) {
-      if (pidAlive(pid)) continue;
+      if (stillChildOf(pid, roll.parent)) continue;
       roll.pids.delete(pid);
       roll.exited++;
     }
@@ -197,7 +216,8 @@ export class WorkerPool {
       if (roll.pids.size > 0) this.#log.warn("group_rolling_timeout", { stillRunning: [...roll.pids] });
       this.#endRoll();
     }
-    const live = this.#live().length;
+    // A slot left failed (a crash loop) stays stopped: it counts, or each tick would start another.
+    const live = this.#workers.filter((w) => w.state !== "draining").length;
     const want = Math.min(this.#range.min, this.#allowed()) - live;
     for (let i = 0; i < want; i++) {
       const w = this.#add();

@@ -128,8 +128,9 @@ async function kill(c: ChildProcess): Promise<void> {
 test("a rolling start runs upgradeSurge processes beside the old group and one more as each old one exits, up to min; grow() keeps within it", async () => {
   const old = oldGroup(4);
   try {
-    const { pool: p, log } = pool({ min: 4, max: 6 }, 60_000, { drainingPids: old.map((c) => c.pid!), surge: 1, deadlineMs: Date.now() + 30_000 });
+    const { pool: p, log } = pool({ min: 4, max: 6 }, 60_000, { drainingPids: old.map((c) => c.pid!), parentPid: process.pid, surge: 1, windowMs: 30_000 });
     await p.start();
+    p.handedOver();
     assert.equal(p.workers.length, 1, "one beside the four old ones");
     p.ready()[0]!.conns = 99;
     p.grow();
@@ -157,13 +158,63 @@ test("a rolling start runs upgradeSurge processes beside the old group and one m
 test("a rolling start stops waiting at its deadline: an old process that never exits holds the group back only until then", async () => {
   const old = oldGroup(2);
   try {
-    const { pool: p, log } = pool({ min: 3, max: 3 }, 60_000, { drainingPids: old.map((c) => c.pid!), surge: 1, deadlineMs: Date.now() + 400 });
+    const { pool: p, log } = pool({ min: 3, max: 3 }, 60_000, { drainingPids: old.map((c) => c.pid!), parentPid: process.pid, surge: 1, windowMs: 400 });
     await p.start();
     assert.equal(p.workers.length, 1);
+    await sleep(600);
+    assert.equal(p.workers.length, 1, "no deadline runs before the handover");
+    p.handedOver();
     await waitFor(() => p.ready().length === 3, "the rest of the group once the deadline passed", 3000);
     assert.ok(log.some((l) => l.includes('"group_rolling_timeout"')), "the timeout is logged with the processes still running");
     await p.drain(1000);
   } finally {
     for (const c of old) c.kill("SIGKILL");
+  }
+});
+
+test("a rolling start counts only the old group's own processes (an alive pid that is not its child counts as gone) and leaves crash-looping slots stopped", async () => {
+  const old = oldGroup(1);
+  // An alive process that is no child of ours: what a pid reused by another program looks like.
+  const sh = spawn("sh", ["-c", "sleep 60 & echo $!; wait"], { stdio: ["ignore", "pipe", "ignore"] });
+  const foreign = Number(await new Promise<string>((r) => sh.stdout!.once("data", (d: Buffer) => r(d.toString()))));
+  try {
+    const children: FakeChild[] = [];
+    const log: string[] = [];
+    const p = new WorkerPool({
+      range: { min: 3, max: 3 },
+      idleMs: 60_000,
+      rolling: { drainingPids: [old[0]!.pid!, foreign], parentPid: process.pid, surge: 1, windowMs: 60_000 },
+      log: createLogger("debug", (l) => log.push(l)),
+      spawn: (slot) => {
+        const c = new FakeChild();
+        children.push(c);
+        // Slot 0 starts; every other slot dies at once, as a new version that crashes beside another would.
+        setImmediate(() => (slot === 0 ? c.ready() : c.exit(3)));
+        return c as unknown as ChildProcess;
+      },
+      events: { ready: () => {}, exit: () => {}, message: () => {} },
+    });
+    await p.start();
+    p.handedOver();
+    assert.equal(children.length, 1);
+    await waitFor(() => children.length >= 2, "a second process: the foreign pid does not hold the group back", 2000);
+    await waitFor(() => p.workers.some((w) => w.state === "failed"), "slot 1's crash loop to be reported", 10_000);
+    await sleep(800);
+    assert.equal(p.workers.filter((w) => w.state === "failed").length, 1, "one failed slot; no fresh slot replaces it while the old process runs");
+    const spawned = children.length;
+    await sleep(1000);
+    assert.equal(children.length, spawned, `no more processes started (${children.length} in all)`);
+    await kill(old[0]!);
+    await waitFor(() => log.some((l) => l.includes('"group_rolled"')), "the roll to end", 2000);
+    assert.ok(p.workers.length <= 3, `never more slots than min: ${p.workers.map((w) => `${w.slot}:${w.state}`).join(" ")}`);
+    await p.drain(500);
+  } finally {
+    for (const c of old) c.kill("SIGKILL");
+    try {
+      process.kill(foreign, "SIGKILL");
+    } catch {
+      // gone
+    }
+    sh.kill("SIGKILL");
   }
 });
