@@ -62,10 +62,19 @@ export function serviceRecords(ctx: DiscoveryContext): ServiceRecords | null {
  * cannot (a warning says why and what to do). Never rejects: a server that
  * cannot advertise still serves.
  */
-export async function startDiscovery(config: DiscoveryConfig, ctx: DiscoveryContext): Promise<Advertiser | null> {
+/**
+ * Starts advertising as `config` says. `overtaken` is asked once it has
+ * started: null, the server still wants it; true, it stopped meanwhile (the
+ * advertising is withdrawn at once); false, it handed over (left to the new process).
+ */
+export async function startDiscovery(config: DiscoveryConfig, ctx: DiscoveryContext, overtaken: () => boolean | null = () => null): Promise<Advertiser | null> {
   if (config.advertise === "off") return null;
   try {
-    return await advertise(config, ctx);
+    const a = await advertise(config, ctx);
+    const stopped = overtaken();
+    if (a === null || stopped === null) return a;
+    await a.close(stopped);
+    return null;
   } catch (err) {
     ctx.log.warn("discovery_unavailable", { advertise: config.advertise, reason: (err as Error).message });
     return null;

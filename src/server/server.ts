@@ -65,6 +65,7 @@ export class PerilinkServer implements ServingProcess {
   #upgrader: UpgradeDriver | null;
   #takeover: StartupTakeover | null;
   #discovery: Advertiser | null = null;
+  #overtaken = (): boolean | null => (this.#accepting ? null : !(this.#upgrader?.handedOver ?? false)); // a stop or handover while discovery started
 
   /** Use `startServer()`. */
   constructor(config: ServerConfig, identity: Identity, app: LoadedApp, log: Logger, generation: number, parts: ServerParts = {}) {
@@ -193,7 +194,7 @@ export class PerilinkServer implements ServingProcess {
     this.#accepting = true;
     this.#started = true;
     this.#startRescan();
-    this.#discovery = await startDiscovery(this.config.discovery, this); // DNS-SD (discovery.ts)
+    this.#discovery = await startDiscovery(this.config.discovery, this, this.#overtaken); // DNS-SD (discovery.ts)
     const started = { serverId: this.serverId, generation: this.generation, pid: process.pid, app: this.#app.name, mode: this.#app.kind };
     this.log.info("server_started", { ...started, listeners: this.#listeners.endpoints().length, takeover: takeover !== null });
   }
@@ -283,7 +284,7 @@ export class PerilinkServer implements ServingProcess {
     this.#startRescan();
     // Metrics are not worth failing a rollback for: the port group serves again either way.
     await this.#plane?.openMetrics(true).catch((err: unknown) => this.log.warn("metrics_listener_failed", { error: err }));
-    this.#discovery = await startDiscovery(this.config.discovery, this);
+    this.#discovery = await startDiscovery(this.config.discovery, this, this.#overtaken);
     return kept.length > 0;
   }
 

@@ -103,6 +103,19 @@ test("auto and avahi write the service file when avahi's directory is there", as
   }
 });
 
+test("a stop while the avahi file is first written withdraws it at once; a handover meanwhile leaves it", async () => {
+  for (const [stopped, withdrawn] of [
+    [true, true],
+    [false, false],
+  ] as const) {
+    const dir = tempDir();
+    const a = await startDiscovery({ advertise: "avahi" }, context(undefined, dir).ctx, () => stopped);
+    assert.equal(a, null, "nothing to close later: it was closed as it started");
+    const xml = readFileSync(path.join(dir, "perilink.service"), "utf8");
+    assert.equal(xml === avahiServiceXml(null), withdrawn, stopped ? "a stop: withdrawn" : "a handover: the new process's file is left");
+  }
+});
+
 test("a rescan's rewrite under way when the server stops does not land after the withdrawal", async () => {
   const dir = tempDir();
   const endpoints = [{ address: "127.0.0.1", port: 1025 }];
