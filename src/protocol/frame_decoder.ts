@@ -54,25 +54,25 @@ export class FrameDecoder {
   #stream = 0;
   #paused = false;
   #held: Buffer | null = null;
-  /** The error for a frame over a `limit()`, or null when the limit was lifted meanwhile (`unlimit()`). */
-  #tooLarge: ((len: number) => Error | null) | null = null;
-  #fullMax: number;
+  /** A `limit()` in force: the limit the decoder was made with, and the error for a frame past the lower one (null: lifted meanwhile). */
+  #limited: { full: number; tooLarge: (len: number) => Error | null } | null = null;
 
   constructor(sink: FrameSink, maxPayload: number) {
     this.#sink = sink;
-    this.#maxPayload = this.#fullMax = maxPayload;
+    this.#maxPayload = maxPayload;
   }
 
   /** Lowers the largest payload accepted from the next frame header on; a frame past it throws `tooLarge(len)` unless that lifts the limit. */
   limit(maxPayload: number, tooLarge: (len: number) => Error | null): void {
-    this.#maxPayload = Math.min(this.#fullMax, maxPayload);
-    this.#tooLarge = tooLarge;
+    const full = this.#limited?.full ?? this.#maxPayload;
+    this.#limited = { full, tooLarge };
+    this.#maxPayload = Math.min(full, maxPayload);
   }
 
   /** Back to the payload limit the decoder was made with. */
   unlimit(): void {
-    this.#maxPayload = this.#fullMax;
-    this.#tooLarge = null;
+    if (this.#limited) this.#maxPayload = this.#limited.full;
+    this.#limited = null;
   }
 
   get paused(): boolean {
@@ -165,7 +165,7 @@ export class FrameDecoder {
       throw new ProtocolError(WireError.ProtocolError, `Cannot decode frame: unknown frame type ${type}`);
     }
     if (len > this.#maxPayload) {
-      const limited = this.#tooLarge?.(len) ?? null;
+      const limited = this.#limited?.tooLarge(len) ?? null;
       if (limited !== null) throw limited;
       if (len > this.#maxPayload) throw new FrameTooLargeError(WireError.FrameTooLarge, len, this.#maxPayload);
     }

@@ -197,7 +197,7 @@ export class ServerSession implements FrameSink, ChannelHost {
       this.#refuse(answer.status, answer.why, answer.reply);
       return EMPTY;
     }
-    this.#input = startSealed(this.#socket, this.#out, answer, new FrameDecoder(this, host.limits.maxFrameBytes), { proven: () => host.keyProven(this), trustedNow: () => host.keyTrusted(this) });
+    this.#input = startSealed(this.#socket, this.#out, answer, new FrameDecoder(this, host.limits.maxFrameBytes), host, this);
     this.#state = OPEN;
     this.advertise();
     this.#socket.setTimeout(host.limits.idleTimeoutMs);

@@ -72,11 +72,11 @@ export function answerClientHello(hello: Buffer, server: HelloSource): ServerAns
  * both directions are sealed records. Returns the input side, which opens
  * the client's records (its proof first) for `decoder`.
  */
-export function startSealed(socket: net.Socket, out: SessionOutput, answer: Extract<ServerAnswer, { ok: true }>, decoder: FrameDecoder, check: KeyCheck): SealedInput {
+export function startSealed<S>(socket: net.Socket, out: SessionOutput, answer: Extract<ServerAnswer, { ok: true }>, decoder: FrameDecoder, check: KeyCheck<S>, session: S): SealedInput {
   const { cipher, keys, transcript } = answer.sealed;
   out.peerMaxFrame = answer.peerMaxFrame;
   out.peerFeatures = answer.peerFeatures;
   socket.write(answer.reply);
   out.setSink(new SealingSink(socket, cipher, keys.serverToClient));
-  return new SealedInput(cipher, keys.clientToServer, transcript, decoder, check);
+  return new SealedInput(cipher, keys.clientToServer, transcript, decoder, check as KeyCheck, session);
 }

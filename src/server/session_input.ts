@@ -21,10 +21,10 @@ export const STRANGER_MAX_BYTES = 64 * 1024;
 /** What the server makes of a proven key: trusted, a stranger it lets pair, or one whose session it ended. */
 export type KeyVerdict = "trusted" | "stranger" | "ended";
 
-/** The server's view of the session's key: once proven (with side effects: vouching, refusals), and whether it is trusted now. */
-export interface KeyCheck {
-  proven(fingerprint: string): KeyVerdict;
-  trustedNow(): boolean;
+/** The server's view of a session's key: once proven (with side effects: vouching, refusals), and whether it is trusted now. Shared by every session. */
+export interface KeyCheck<S = unknown> {
+  keyProven(session: S): KeyVerdict;
+  keyTrusted(session: S): boolean;
 }
 
 /**
@@ -44,15 +44,17 @@ export class SealedInput extends RecordOpener implements FlowInput {
   fingerprint = "";
 
   #keys: KeyCheck;
+  #session: unknown;
   /** While the key is a stranger's: the frames' bytes it sent; -1 otherwise. */
   #strangerBytes = -1;
 
-  /** `keys.proven` runs once the client's key is proven, before any frame of its is decoded. */
-  constructor(cipher: CipherName, key: Uint8Array, transcript: Buffer, decoder: FrameDecoder, keys: KeyCheck = TRUSTED) {
+  /** `keys.keyProven(session)` runs once the client's key is proven, before any frame of its is decoded. */
+  constructor(cipher: CipherName, key: Uint8Array, transcript: Buffer, decoder: FrameDecoder, keys: KeyCheck = TRUSTED, session: unknown = null) {
     super(cipher, key);
     this.transcript = transcript;
     this.#decoder = decoder;
     this.#keys = keys;
+    this.#session = session;
   }
 
   /** FlowInput: bytes held anywhere on the way in — a record in progress, a proof in parts, frames in the decoder. */
@@ -117,7 +119,7 @@ export class SealedInput extends RecordOpener implements FlowInput {
   }
 
   #verdict(): KeyVerdict {
-    const verdict = this.#keys.proven(this.fingerprint);
+    const verdict = this.#keys.keyProven(this.#session);
     if (verdict === "stranger") {
       this.#strangerBytes = 0;
       this.#decoder.limit(STRANGER_MAX_FRAME, (len) => (this.#stillStranger() ? denied(`a frame of ${len} bytes (at most ${STRANGER_MAX_FRAME})`) : null));
@@ -127,7 +129,7 @@ export class SealedInput extends RecordOpener implements FlowInput {
 
   /** At a stranger's bound: a key trusted since (paired, `perilink trust`) lifts the bounds; true when it is still a stranger's. */
   #stillStranger(): boolean {
-    if (!this.#keys.trustedNow()) return true;
+    if (!this.#keys.keyTrusted(this.#session)) return true;
     this.#strangerBytes = -1;
     this.#decoder.unlimit();
     return false;
@@ -149,7 +151,7 @@ export class SealedInput extends RecordOpener implements FlowInput {
 }
 
 const EMPTY = Buffer.alloc(0);
-const TRUSTED: KeyCheck = { proven: () => "trusted", trustedNow: () => true };
+const TRUSTED: KeyCheck = { keyProven: () => "trusted", keyTrusted: () => true };
 
 function denied(what: string): ProtocolError {
   return new ProtocolError(WireError.AccessDenied, `Cannot accept ${what} from a key this server does not trust: pair it first (perilink pair), or trust it on the device (perilink trust add)`, "PERILINK_ACCESS_DENIED");
