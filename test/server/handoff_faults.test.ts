@@ -870,12 +870,12 @@ test("status lists an older generation as draining only while it runs, and does 
   try {
     for (let generation = 2; generation <= 3; generation++) {
       const old = await srv.status();
-      // A slow request keeps the old generation draining for a while after the upgrade (4 s: an upgrade
+      // A slow request keeps the old generation draining for a while after the upgrade (8 s: an upgrade
       // on a loaded 2-core machine can itself take more than a second).
       const session = await ClientSession.connect({ host: "127.0.0.1", port: srv.port, timeoutMs: 5000, requestTimeoutMs: 15_000 });
       try {
         const ch = await session.openChannel("slow");
-        const slow = ch.request("sleep:4000:slow", { timeoutMs: 15_000 });
+        const slow = ch.request("sleep:8000:slow", { timeoutMs: 15_000 });
         await sleep(100);
         const r = await srv.upgrade(["--timeout", "15000", "--json"]);
         assert.equal(r.code, 0, r.stderr);
@@ -885,7 +885,7 @@ test("status lists an older generation as draining only while it runs, and does 
           [[generation - 1, old.pid]],
           `only generation ${generation - 1} drains: ${JSON.stringify(during.draining)}`,
         );
-        assert.match((await slow).toString(), new RegExp(`^sleep:4000:slow\\|gen=${generation - 1}\\|`));
+        assert.match((await slow).toString(), new RegExp(`^sleep:8000:slow\\|gen=${generation - 1}\\|`));
       } finally {
         session.destroy();
       }
