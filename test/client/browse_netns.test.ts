@@ -13,11 +13,11 @@ import os from "node:os";
 import path from "node:path";
 import { after, before, test } from "node:test";
 import type { BrowsedServer } from "../../src/client/browse.ts";
-import { identifyUdp, type Identification } from "../../src/client/identify.ts";
+import type { Identification } from "../../src/client/identify.ts";
 import { instanceLabel } from "../../src/protocol/dnssd.ts";
 import { VERSION } from "../../src/version.ts";
 import { cliCommand, runCli, stopChild } from "../helpers/cli.ts";
-import { sleep, tempDir } from "../helpers/fixtures.ts";
+import { probeUntil, sleep, tempDir } from "../helpers/fixtures.ts";
 import { startZeroconfServices, zeroconfBrowse, zeroconfPython, type Started } from "../helpers/name_peers.ts";
 import { createTopology, type Topology } from "../helpers/netns_topology.ts";
 
@@ -28,18 +28,6 @@ const PORT2 = PORT + 1;
 const children: Started[] = [];
 let advertised: Identification;
 let plain: Identification;
-
-async function probeUntil(host: string, port: number, ms: number): Promise<Identification> {
-  const end = Date.now() + ms;
-  for (;;) {
-    try {
-      return await identifyUdp(host, port, { timeoutMs: 300 });
-    } catch (err) {
-      if (Date.now() > end) throw err;
-      await sleep(100);
-    }
-  }
-}
 
 /** `perilink serve` in the server namespace with this configuration. */
 function serveInServer(t: Topology, config: object): void {

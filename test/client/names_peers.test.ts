@@ -7,11 +7,10 @@ import assert from "node:assert/strict";
 import { randomInt } from "node:crypto";
 import { after, afterEach, before, test } from "node:test";
 import { createClient, type PerilinkClient } from "../../src/client/client.ts";
-import { identifyUdp } from "../../src/client/identify.ts";
 import { NetbiosSource } from "../../src/client/names/netbios_source.ts";
 import { broadcastRoutes } from "../../src/client/names/interfaces.ts";
 import { cliCommand, runCli, stopChild } from "../helpers/cli.ts";
-import { sleep, tempDir } from "../helpers/fixtures.ts";
+import { probeUntil, sleep, tempDir } from "../helpers/fixtures.ts";
 import { serverInterfaceOf, startDnsmasq, startLlmnrd, startNmbd, startZeroconf, type Started } from "../helpers/name_peers.ts";
 import { createTopology, type Topology } from "../helpers/netns_topology.ts";
 import { tcpConnectionsTo } from "../helpers/os_sockets.ts";
@@ -26,18 +25,6 @@ const peers: Record<"dns" | "llmnr" | "netbios" | "mdns", string | false> = { dn
 const children: Started[] = [];
 
 /** Waits until `host:port` answers a probe (a server starting in the namespace). */
-async function probeUntil(host: string, port: number, ms: number): Promise<string> {
-  const end = Date.now() + ms;
-  for (;;) {
-    try {
-      return (await identifyUdp(host, port, { timeoutMs: 300 })).serverId;
-    } catch (err) {
-      if (Date.now() > end) throw err;
-      await sleep(100);
-    }
-  }
-}
-
 function serveInServer(t: Topology, listen: string[]): Started {
   const { cmd, args } = cliCommand(["serve", "--access", "open", ...listen.flatMap((l) => ["--listen", l]), "--state-dir", tempDir(), "--log-level", "warn"]);
   const child = t.spawnInServer(cmd, args, { cwd: process.cwd() });
@@ -73,8 +60,8 @@ before(async () => {
     if ("skip" in s) peers[k] = s.skip;
     else children.push(s);
   }
-  serverId = await probeUntil(direct.server.v4, PORT, 20_000);
-  otherServerId = await probeUntil(otherAddress, PORT, 20_000);
+  serverId = (await probeUntil(direct.server.v4, PORT, 20_000)).serverId;
+  otherServerId = (await probeUntil(otherAddress, PORT, 20_000)).serverId;
   if (!peers.netbios) {
     // nmbd answers only once it has registered its names (about 1.5 s).
     const src = new NetbiosSource(() => broadcastRoutes(137, [topo!.direct.clientIf]), 50);

@@ -3,6 +3,7 @@ import os from "node:os";
 import path from "node:path";
 import { after } from "node:test";
 import { ClientSession } from "../../src/client/client_session.ts";
+import { identifyUdp, type Identification } from "../../src/client/identify.ts";
 import { silentLogger } from "../../src/logger.ts";
 import { type PerilinkServer } from "../../src/server/server.ts";
 import { startServer, type StartServerOptions } from "../../src/server/start_server.ts";
@@ -67,4 +68,17 @@ export async function waitFor(cond: () => boolean | Promise<boolean>, what: stri
     await sleep(20);
   }
   throw new Error(`timed out waiting for ${what}`);
+}
+
+/** A signed UDP probe of `host`:`port`, tried every 100 ms until one answers or `ms` has passed; `context` adds to the last error (a server's log, say). */
+export async function probeUntil(host: string, port: number, ms: number, context?: () => string): Promise<Identification> {
+  const end = Date.now() + ms;
+  for (;;) {
+    try {
+      return await identifyUdp(host, port, { timeoutMs: 300 });
+    } catch (err) {
+      if (Date.now() > end) throw context ? new Error(`${(err as Error).message}; ${context()}`) : err;
+      await sleep(100);
+    }
+  }
 }

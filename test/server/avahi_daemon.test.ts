@@ -16,13 +16,13 @@ import { readFileSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { after, before, test } from "node:test";
 import type { BrowsedServer } from "../../src/client/browse.ts";
-import { identifyUdp, type Identification } from "../../src/client/identify.ts";
+import type { Identification } from "../../src/client/identify.ts";
 import { multicastRoutes } from "../../src/client/names/interfaces.ts";
 import { MDNS_GROUPS } from "../../src/client/names/multicast_source.ts";
 import { browseInstances, type FoundInstance } from "../../src/client/names/service_browser.ts";
 import { VERSION } from "../../src/version.ts";
 import { cliCommand, REPO_ROOT, runCli, stopChild } from "../helpers/cli.ts";
-import { sleep, tempDir, waitFor } from "../helpers/fixtures.ts";
+import { probeUntil, sleep, tempDir, waitFor } from "../helpers/fixtures.ts";
 import { serverInterfaceOf, which, zeroconfBrowse, zeroconfPython } from "../helpers/name_peers.ts";
 import { createTopology, type Topology } from "../helpers/netns_topology.ts";
 import { killPids, pidAlive } from "../helpers/pid_alive.ts";
@@ -54,18 +54,6 @@ function serve(): ChildProcess {
   child.stderr!.setEncoding("utf8").on("data", (s: string) => (serveLog += s));
   servers.add(child.pid!);
   return child;
-}
-
-async function probeUntil(host: string, port: number, ms: number): Promise<Identification> {
-  const end = Date.now() + ms;
-  for (;;) {
-    try {
-      return await identifyUdp(host, port, { timeoutMs: 300 });
-    } catch (err) {
-      if (Date.now() > end) throw new Error(`${(err as Error).message}; the server logged:\n${serveLog}`);
-      await sleep(100);
-    }
-  }
 }
 
 /** What answers a `_perilink._tcp` PTR query on the direct line, unprobed (what avahi advertises, whether or not a server is there). */
@@ -137,7 +125,7 @@ after(async () => {
 test("avahi-daemon advertises the service file perilink serve writes: perilink browse and python3-zeroconf find it with its TXT", { timeout: 60_000 }, async (t) => {
   if (skipAll) return t.skip(skipAll);
   serving = serve();
-  id = await probeUntil(topo!.direct.server.v4, PORT, 20_000);
+  id = await probeUntil(topo!.direct.server.v4, PORT, 20_000, () => `the server logged:\n${serveLog}`);
   await avahiLogged("successfully established", 1);
   assert.match(serviceFile(), new RegExp(`<port>${PORT}</port>`));
   const rows = await browse();
@@ -192,7 +180,7 @@ test("a stop (SIGTERM) withdraws the service; a start after it advertises it aga
   assert.deepEqual(await browse(), []);
 
   serving = serve();
-  await probeUntil(topo!.direct.server.v4, PORT, 20_000);
+  await probeUntil(topo!.direct.server.v4, PORT, 20_000, () => `the server logged:\n${serveLog}`);
   await avahiLogged("successfully established", established + 1);
   assert.equal((await advertisedWithin(5000)).txt.id, id.serverId);
   await stopChild(serving, 10_000);
