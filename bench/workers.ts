@@ -1,5 +1,5 @@
 import { spawn, type ChildProcess } from "node:child_process";
-import { mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
+import { mkdtempSync, rmSync } from "node:fs";
 import net from "node:net";
 import os from "node:os";
 import path from "node:path";
@@ -10,7 +10,7 @@ import { freePort } from "../test/helpers/free_port.ts";
 import type { LoadDone, StartLoad } from "./lib/children/handoff_load.ts";
 import { ensureFreshBundle, HTTP_APP } from "./lib/handoff/services.ts";
 import { readLoadRecords, OUTCOME_OK } from "./lib/load_records.ts";
-import { Child, sleep, stopProcess } from "./lib/proc.ts";
+import { Child, procTable, sleep, stopProcess } from "./lib/proc.ts";
 import { machineLine, startRun } from "./lib/result_file.ts";
 import { median, percentile } from "./lib/stats.ts";
 import { num } from "./lib/table.ts";
@@ -34,7 +34,6 @@ import { upgradeMemoryOnce, type UpgradeMemoryRow } from "./lib/workers/group_up
 const LOAD_CHILD = fileURLToPath(new URL("./lib/children/handoff_load.ts", import.meta.url));
 const CLUSTER_SERVER = fileURLToPath(new URL("./lib/workers/cluster_server.mjs", import.meta.url));
 const MAX_REQUESTS = 4_000_000;
-const TICK_US = 1_000_000 / 100; // USER_HZ is 100 on Linux
 
 interface Row {
   contender: string;
@@ -55,24 +54,12 @@ interface Row {
 
 /** user+system CPU of `root` and every descendant, in µs (Linux /proc). */
 function treeCpuUs(root: number): number {
-  const parent = new Map<number, number>();
-  const cpu = new Map<number, number>();
-  for (const e of readdirSync("/proc")) {
-    if (!/^\d+$/.test(e)) continue;
-    try {
-      const stat = readFileSync(`/proc/${e}/stat`, "utf8");
-      const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-      parent.set(Number(e), Number(f[1]));
-      cpu.set(Number(e), (Number(f[11]) + Number(f[12])) * TICK_US);
-    } catch {
-      // exited meanwhile
-    }
-  }
+  const table = procTable();
   let total = 0;
-  for (const [pid, c] of cpu) {
-    for (let p: number | undefined = pid; p !== undefined && p > 1; p = parent.get(p)) {
+  for (const [pid, row] of table) {
+    for (let p: number | undefined = pid; p !== undefined && p > 1; p = table.get(p)?.ppid) {
       if (p === root) {
-        total += c;
+        total += row.cpuUs;
         break;
       }
     }

@@ -1,9 +1,36 @@
 import { fork, spawn, type ChildProcess } from "node:child_process";
-import { readFileSync } from "node:fs";
+import { readdirSync, readFileSync } from "node:fs";
 
 export type Message = { type: string } & Record<string, unknown>;
 
 export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+/** One process as /proc/<pid>/stat tells it: its parent, whether it has exited unreaped, user+system CPU (µs) and resident size (KiB). */
+export interface ProcRow {
+  ppid: number;
+  zombie: boolean;
+  cpuUs: number;
+  rssKiB: number;
+}
+
+const TICK_US = 1_000_000 / 100; // USER_HZ is 100 on Linux
+const PAGE_KIB = 4;
+
+/** Every process now (Linux /proc). */
+export function procTable(): Map<number, ProcRow> {
+  const out = new Map<number, ProcRow>();
+  for (const e of readdirSync("/proc")) {
+    if (!/^\d+$/.test(e)) continue;
+    try {
+      const stat = readFileSync(`/proc/${e}/stat`, "utf8");
+      const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+      out.set(Number(e), { ppid: Number(f[1]), zombie: f[0] === "Z", cpuUs: (Number(f[11]) + Number(f[12])) * TICK_US, rssKiB: Number(f[21]) * PAGE_KIB });
+    } catch {
+      // exited meanwhile
+    }
+  }
+  return out;
+}
 
 /** VmRSS of a running process, KiB, from /proc/<pid>/status. */
 export function readRssKiB(pid: number): number {

@@ -1,5 +1,5 @@
 import { spawn } from "node:child_process";
-import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { controlRequest } from "../../../src/server/control_server.ts";
@@ -8,7 +8,8 @@ import { freePort } from "../../../test/helpers/free_port.ts";
 import type { LoadDone, StartLoad } from "../children/handoff_load.ts";
 import { ensureFreshBundle, HTTP_APP } from "../handoff/services.ts";
 import { readLoadRecords, OUTCOME_OK } from "../load_records.ts";
-import { Child, sleep, stopProcess } from "../proc.ts";
+import { Child, procTable, sleep, stopProcess } from "../proc.ts";
+import { pidAlive } from "../../../src/handoff/takeover.ts";
 
 /**
  * The process tree's memory through one `--workers N` group upgrade under
@@ -34,25 +35,6 @@ export interface UpgradeMemoryRow {
   failed: number;
 }
 
-const PAGE_KIB = 4;
-
-/** pid → [ppid, rss KiB] for every process, from /proc/<pid>/stat. */
-function processTable(): Map<number, [number, number]> {
-  const out = new Map<number, [number, number]>();
-  for (const e of readdirSync("/proc")) {
-    if (!/^\d+$/.test(e)) continue;
-    try {
-      const stat = readFileSync(`/proc/${e}/stat`, "utf8");
-      const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-      if (f[0] === "Z") continue;
-      out.set(Number(e), [Number(f[1]), Number(f[21]) * PAGE_KIB]);
-    } catch {
-      // exited meanwhile
-    }
-  }
-  return out;
-}
-
 /** Follows a tree of processes: once a process is seen under it, it stays followed (reparented or not) until it exits. */
 class TreeSampler {
   #followed = new Set<number>();
@@ -64,10 +46,11 @@ class TreeSampler {
   }
 
   sample(): number {
-    const table = processTable();
+    const table = procTable();
+    for (const [pid, row] of table) if (row.zombie) table.delete(pid);
     for (let grew = true; grew; ) {
       grew = false;
-      for (const [pid, [ppid]] of table) {
+      for (const [pid, { ppid }] of table) {
         if (!this.#followed.has(pid) && this.#followed.has(ppid)) {
           this.#followed.add(pid);
           grew = true;
@@ -82,7 +65,7 @@ class TreeSampler {
         this.#followed.delete(pid);
         continue;
       }
-      kib += row[1];
+      kib += row.rssKiB;
       perilink++;
     }
     this.peakKiB = Math.max(this.peakKiB, kib);
@@ -157,18 +140,10 @@ export async function upgradeMemoryOnce(surge: number, workers: number, round: n
       } catch {
         // gone
       }
-      for (let i = 0; i < 100 && alive(s.pid); i++) await sleep(50);
-      if (alive(s.pid)) process.kill(s.pid, "SIGKILL");
+      for (let i = 0; i < 100 && pidAlive(s.pid); i++) await sleep(50);
+      if (pidAlive(s.pid)) process.kill(s.pid, "SIGKILL");
     }
     rmSync(stateDir, { recursive: true, force: true });
   }
 }
 
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
