@@ -1,5 +1,4 @@
 import type { ChildProcess } from "node:child_process";
-import { readFileSync } from "node:fs";
 import type { Logger } from "../logger.ts";
 import { LatencyHistogram } from "../open_metrics.ts";
 import type { WorkerRange } from "../server/config.ts";
@@ -62,17 +61,6 @@ export interface RollingStart {
   parentPid: number;
   surge: number;
   windowMs: number;
-}
-
-/** Whether `pid` is still one of `parent`'s processes: alive, and (where /proc tells) its child, not a reused pid. */
-function stillChildOf(pid: number, parent: number): boolean {
-  if (!pidAlive(pid)) return false;
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
-    return Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]) === parent;
-  } catch {
-    return true; // no procfs: kill(0) is all we know
-  }
 }
 
 /**
@@ -207,7 +195,7 @@ export class WorkerPool {
     const roll = this.#roll;
     if (!roll || this.#stopping) return;
     for (const pid of roll.pids) {
-      if (stillChildOf(pid, roll.parent)) continue;
+      if (pidAlive(pid, roll.parent)) continue; // still the old manager's: a reused pid is not
       roll.pids.delete(pid);
       roll.exited++;
     }

@@ -247,8 +247,12 @@ export class Takeover implements StartupTakeover {
   }
 }
 
-/** `kill(pid, 0)`, and on Linux the process state: a zombie has exited. */
-export function pidAlive(pid: number): boolean {
+/**
+ * `kill(pid, 0)`, and on Linux the process state: a zombie has exited. With
+ * `parent`, also whether the process is still that one's child (on Linux; a
+ * pid reused by another program is not).
+ */
+export function pidAlive(pid: number, parent?: number): boolean {
   try {
     process.kill(pid, 0);
   } catch (err) {
@@ -256,7 +260,8 @@ export function pidAlive(pid: number): boolean {
   }
   try {
     const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
-    return stat[stat.lastIndexOf(")") + 2] !== "Z";
+    const at = stat.lastIndexOf(")") + 2;
+    return stat[at] !== "Z" && (parent === undefined || Number(stat.slice(at).split(" ")[1]) === parent);
   } catch {
     return true; // no procfs: kill(0) is all we know
   }
