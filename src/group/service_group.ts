@@ -64,7 +64,7 @@ export class ServiceGroup implements ConnectionService {
         `Cannot start ${config.workers.max} service processes: ${detectRuntime().name} cannot pass a connection or a listening socket to another process; use "workers": 1 (the default) or run on Node.js`,
       );
     }
-    const group = new ServiceGroup(config, respawn, generation, log, drainingPids.filter((p) => p !== process.pid));
+    const group = new ServiceGroup(config, respawn, generation, log, drainingPids);
     await group.#pool.start();
     log.info("group_started", { dispatch: config.dispatch, workers: group.#pool.ready().map((w) => w.pid), min: config.workers.min, max: config.workers.max });
     return group;

@@ -48,7 +48,7 @@ export function readStartContext(env: NodeJS.ProcessEnv = process.env, channel: 
     // not from a perilink parent: ignore
   }
   const appState = env[APP_STATE_ENV] === "1";
-  const drainingPids = (env[DRAINING_PIDS_ENV] ?? "").split(",").map(Number).filter((n) => Number.isSafeInteger(n) && n > 1).slice(0, 1024);
+  const drainingPids = (env[DRAINING_PIDS_ENV] ?? "").split(",").map(Number).filter((n) => Number.isSafeInteger(n) && n > 1 && n !== process.pid).slice(0, 1024);
   delete env[DRAINING_PIDS_ENV];
   delete env[APP_STATE_ENV];
   delete env[PORTS_ENV];

@@ -185,9 +185,8 @@ export class SessionService implements ConnectionService, SessionHost, Admission
    * stranger cannot make it do handshakes faster than that allowance.
    */
   keyProven(session: ServerSession): KeyVerdict {
-    if (this.access === null) return "trusted";
-    if (this.access.knows(session.clientKey)) {
-      this.#admission.vouch(session.remoteAddress);
+    if (this.keyTrusted(session)) {
+      if (this.access !== null) this.#admission.vouch(session.remoteAddress);
       return "trusted";
     }
     if (this.#admission.denied(session.remoteAddress)) return "stranger";
