@@ -2,7 +2,7 @@ import net from "node:net";
 import { AgentError } from "../errors.ts";
 import { TARGET } from "../target.ts";
 import { reviveError } from "./agent_errors.ts";
-import { encodeFrame, FrameReader, idOf, type Header } from "./agent_wire.ts";
+import { FrameReader, idOf, WIRE_VERSION, writeFrame, type Header } from "./agent_wire.ts";
 
 interface Pending {
   resolve: (v: { header: Header; payload: Buffer }) => void;
@@ -34,6 +34,8 @@ export class AgentConnection {
   #links = new Map<number, LinkEvents>();
   #closed: Error | null = null;
   #draining = false;
+  /** The agent said `wire: 2` in its hello: request and message frames go with compact headers. */
+  #compact = false;
 
   private constructor(path: string, socket: net.Socket) {
     this.path = path;
@@ -64,9 +66,10 @@ export class AgentConnection {
       });
       socket.once("connect", () => {
         const conn = new AgentConnection(path, socket);
-        conn.call({ t: "hello", pid: process.pid }).then(
-          () => {
+        conn.call({ t: "hello", pid: process.pid, wire: WIRE_VERSION }).then(
+          ({ header }) => {
             clearTimeout(timer);
+            conn.#compact = typeof header.wire === "number" && header.wire >= 2;
             socket.unref();
             resolve(conn);
           },
@@ -88,14 +91,15 @@ export class AgentConnection {
     return this.#draining;
   }
 
-  /** Sends `header` (+ payload) with a fresh id and resolves with the answer of that id. */
+  /** Sends `header` (+ payload) with a fresh id and resolves with the answer of that id. The header is the caller's fresh object: its `id` is set here. */
   call(header: Omit<Header, "id"> & { t: string }, payload?: Uint8Array): Promise<{ header: Header; payload: Buffer }> {
     if (this.#closed) return Promise.reject(this.#closed);
     const id = this.#next++;
+    (header as Header).id = id;
     return new Promise((resolve, reject) => {
       this.#pending.set(id, { resolve, reject });
       this.#ref();
-      this.#write({ ...header, id }, payload);
+      this.#write(header as Header, payload);
     });
   }
 
@@ -134,7 +138,7 @@ export class AgentConnection {
       s.cork();
       process.nextTick(this.#uncork);
     }
-    for (const b of encodeFrame(header, payload)) s.write(b);
+    writeFrame(s, header, payload, this.#compact);
   }
 
   #corked = false;

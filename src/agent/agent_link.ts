@@ -159,9 +159,12 @@ export class AgentLink extends EventEmitter implements LinkApi {
         signal.throwIfAborted();
         header.cancellable = true;
       }
-      const id = conn.peekId();
-      const onAbort = (): void => conn.notify({ t: "cancel", id });
-      signal?.addEventListener("abort", onAbort, { once: true });
+      let onAbort: (() => void) | null = null;
+      if (signal) {
+        const id = conn.peekId();
+        onAbort = (): void => conn.notify({ t: "cancel", id });
+        signal.addEventListener("abort", onAbort, { once: true });
+      }
       this.#pending++;
       try {
         const { payload: answer } = await conn.call(header, body);
@@ -174,7 +177,7 @@ export class AgentLink extends EventEmitter implements LinkApi {
           throw new OutcomeUnknownError(`Cannot finish request: the host agent went away while it was in flight, so the server may have run it${options.idempotent ? "" : "; not sent again, as it is not marked idempotent"}`, { cause: err });
         }
       } finally {
-        signal?.removeEventListener("abort", onAbort);
+        if (onAbort) signal!.removeEventListener("abort", onAbort);
         this.#settled(conn);
       }
     }

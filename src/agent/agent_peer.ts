@@ -5,7 +5,7 @@ import type { Logger } from "../logger.ts";
 import type { PerilinkClient } from "../client/client.ts";
 import type { Link, LinkMove, LinkRequestOptions, LinkState } from "../client/link.ts";
 import type { Target } from "../target.ts";
-import { encodeFrame, FrameReader, idOf, type Header } from "./agent_wire.ts";
+import { FrameReader, idOf, WIRE_VERSION, writeFrame, type Header } from "./agent_wire.ts";
 
 export type AgentLimits = Target["agent"];
 
@@ -58,6 +58,8 @@ export class AgentPeer {
   #helloed = false;
   #maxPayload: number;
   #deadline: ReturnType<typeof setTimeout> | null = null;
+  /** The process said `wire: 2` in its hello: answers and messages go with compact headers. */
+  #compact = false;
   #corked = false;
   #uncork = (): void => {
     this.#corked = false;
@@ -126,7 +128,7 @@ export class AgentPeer {
       s.cork();
       process.nextTick(this.#uncork);
     }
-    for (const b of encodeFrame(header, payload)) s.write(b);
+    writeFrame(s, header, payload, this.#compact);
     const unread = s.writableLength;
     // Cut off past four times the bound and one whole answer: answers in flight when it paused still go out.
     if (unread > 4 * this.#limits.maxUnreadBytesPerProcess + this.#maxPayload) {
@@ -157,7 +159,8 @@ export class AgentPeer {
           this.#deadline = null;
         }
         this.command = this.pid > 0 ? commandOf(this.pid) : "";
-        this.#send({ t: "hello", id: idOf(h.id) ?? 0, pid: process.pid });
+        this.#compact = typeof h.wire === "number" && h.wire >= 2;
+        this.#send({ t: "hello", id: idOf(h.id) ?? 0, pid: process.pid, wire: WIRE_VERSION });
         return;
       case "connect":
         void this.#connect(h);
