@@ -52,19 +52,27 @@ export class AgentConnection {
     socket.once("close", () => this.#end(new AgentError(`The connection to the host agent at ${path} ended (did it stop?)`)));
   }
 
-  /** Connects and says hello; rejects with the socket's error (ENOENT, ECONNREFUSED: no agent there). */
-  static open(path: string, timeoutMs: number): Promise<AgentConnection> {
+  /**
+   * Connects and says hello; rejects with the socket's error (ENOENT,
+   * ECONNREFUSED: no agent there). The connect must succeed in `connectMs`;
+   * the hello's answer may take `helloMs`, as a socket-activated agent is
+   * only starting when the first process connects.
+   */
+  static open(path: string, connectMs: number, helloMs: number): Promise<AgentConnection> {
     return new Promise((resolve, reject) => {
       const socket = net.connect(path);
-      const timer = setTimeout(() => {
+      const giveUp = (why: string): void => {
         socket.destroy();
-        reject(new AgentError(`Cannot reach the host agent at ${path}: no answer in ${timeoutMs} ms`));
-      }, timeoutMs);
+        reject(new AgentError(`Cannot reach the host agent at ${path}: ${why}`));
+      };
+      let timer = setTimeout(() => giveUp(`no connection in ${connectMs} ms`), connectMs);
       socket.once("error", (err) => {
         clearTimeout(timer);
         reject(err);
       });
       socket.once("connect", () => {
+        clearTimeout(timer);
+        timer = setTimeout(() => giveUp(`connected, but no hello in ${helloMs} ms (is it stuck?)`), helloMs);
         const conn = new AgentConnection(path, socket);
         conn.call({ t: "hello", pid: process.pid, wire: WIRE_VERSION }).then(
           ({ header }) => {

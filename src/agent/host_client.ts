@@ -20,8 +20,9 @@ export interface HostClientOptions extends ClientOptions {
   agentSocket?: string;
 }
 
-/** How long finding and greeting the agent may take. */
-const AGENT_OPEN_MS = 2000;
+/** How long connecting to the agent's socket may take, and then its hello: a socket-activated agent starts a process first (seconds on a small device). */
+const AGENT_CONNECT_MS = 2000;
+const AGENT_HELLO_MS = 10_000;
 /** How long links wait for an agent to come back after the one they used went away. */
 const AGENT_BACK_MS = 5000;
 
@@ -106,7 +107,7 @@ export class HostClient {
       let conn: AgentConnection;
       try {
         if (wait && !(await checkAgentSocket(this.#socketPath))) throw Object.assign(new Error("no socket"), { code: "ENOENT" });
-        conn = await AgentConnection.open(this.#socketPath, AGENT_OPEN_MS);
+        conn = await AgentConnection.open(this.#socketPath, AGENT_CONNECT_MS, AGENT_HELLO_MS);
       } catch (err) {
         const code = (err as NodeJS.ErrnoException).code;
         if ((code === "ENOENT" || code === "ECONNREFUSED") && Date.now() < deadline && !this.#closed) {
