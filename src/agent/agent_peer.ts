@@ -264,8 +264,9 @@ export class AgentPeer {
       link.on("message", (p: Buffer) => this.#send({ t: "message", link: linkId }, p));
       link.on("statechange", (state: LinkState) => this.#send({ t: "state", link: linkId, state }));
       link.on("moved", (move: LinkMove) => this.#send({ t: "moved", link: linkId, move }));
-      const row = this.#client.sessions().find((r) => r.managementNumber === link.managementNumber);
-      const place = row && row.communicationAddress !== null ? { address: row.communicationAddress, port: row.communicationPort, sessionNumber: row.sessionNumber } : null;
+      // Where its session runs, from its own entry (not the whole table: that is every link of every process).
+      const live = link.entry.active;
+      const place = live !== null ? { address: live.address.host, port: live.address.port, sessionNumber: link.sessionNumber } : null;
       this.#send({ t: "connected", id, managementNumber: link.managementNumber, serverId: link.entry.serverId, state: link.state, sessionNumber: link.sessionNumber, place });
     } catch (err) {
       if (this.links.get(linkId) === PENDING) this.links.delete(linkId);
