@@ -13,8 +13,8 @@
  * A header is JSON (its first byte is `{`), or — for the frames every
  * request and message makes, once both sides said `wire: 2` in their hellos
  * — a few bytes: a kind byte (1 request, 2 response, 3 message, 4 send,
- * 5 sent), then its numbers as 48-bit unsigned integers, and for a request
- * a flags byte and the options it names. Both forms decode to the same
+ * 5 sent), a flags byte (the options a request names), then its numbers as
+ * 48-bit unsigned integers. Both forms decode to the same
  * header, so a peer of either version is understood.
  */
 
@@ -38,126 +38,78 @@ const EMPTY = Buffer.alloc(0);
 const INLINE_PAYLOAD = 4096;
 const U48 = 2 ** 48;
 
-const KIND = { request: 1, response: 2, message: 3, send: 4, sent: 5 } as const;
-const KIND_NAME = ["", "request", "response", "message", "send", "sent"] as const;
-const F_TIMEOUT = 1;
-const F_MAX_BYTES = 2;
-const F_IDEMPOTENT = 4;
-const F_WAIT = 8;
-const F_CANCELLABLE = 16;
+/** Each compact kind (its number is its place here + 1): the numbers it always has, the numbers it may have, the flags it may have. */
+const SHAPES: Record<string, readonly [number, readonly string[], readonly string[], readonly string[]]> = {
+  request: [1, ["id", "link"], ["timeoutMs", "maxBytes"], ["idempotent", "waitForReady", "cancellable"]],
+  response: [2, ["id"], [], []],
+  message: [3, ["link"], [], []],
+  send: [4, ["id", "link"], [], []],
+  sent: [5, ["id"], [], []],
+};
+const KINDS = Object.keys(SHAPES);
 
 const isU48 = (v: unknown): v is number => typeof v === "number" && Number.isInteger(v) && v >= 0 && v < U48;
 
 /**
- * The compact header's length for `h`, or 0 when `h` has no compact form
- * (another kind, a field it does not carry, a number it cannot hold): then
- * the frame goes as JSON.
+ * The compact header's bytes for `h` (kind, flags, then its numbers as
+ * 48-bit integers: those it always has, then those its flags name), or null
+ * when `h` has no compact form — another kind, a field the form has no room
+ * for, a number it cannot hold: then the frame goes as JSON.
  */
-function compactLength(h: Header): number {
-  switch (h.t) {
-    case "response":
-    case "sent":
-      return isU48(h.id) && keys(h) === 2 ? 7 : 0;
-    case "message":
-      return isU48(h.link) && keys(h) === 2 ? 7 : 0;
-    case "send":
-      return isU48(h.id) && isU48(h.link) && keys(h) === 3 ? 13 : 0;
-    case "request": {
-      if (!isU48(h.id) || !isU48(h.link)) return 0;
-      let n = 3;
-      let len = 14;
-      if (h.timeoutMs !== undefined) {
-        if (!isU48(h.timeoutMs)) return 0;
-        n++;
-        len += 6;
-      }
-      if (h.maxBytes !== undefined) {
-        if (!isU48(h.maxBytes)) return 0;
-        n++;
-        len += 6;
-      }
-      for (const f of ["idempotent", "waitForReady", "cancellable"] as const) {
-        if (h[f] === undefined) continue;
-        if (h[f] !== true) return 0;
-        n++;
-      }
-      return keys(h) === n ? len : 0;
-    }
-    default:
-      return 0;
+function compactFields(h: Header): { kind: number; flags: number; values: number[] } | null {
+  const shape = SHAPES[h.t];
+  if (shape === undefined) return null;
+  const [kind, always, optional, flagged] = shape;
+  const values: number[] = [];
+  let flags = 0;
+  let fields = 1;
+  for (const f of always) {
+    if (!isU48(h[f])) return null;
+    values.push(h[f]);
+    fields++;
   }
-}
-
-function keys(h: Header): number {
-  let n = 0;
-  for (const _ in h) n++;
-  return n;
-}
-
-function writeCompact(h: Header, b: Buffer, at: number): void {
-  b[at] = KIND[h.t as keyof typeof KIND];
-  switch (h.t) {
-    case "response":
-    case "sent":
-      b.writeUIntBE(h.id as number, at + 1, 6);
-      return;
-    case "message":
-      b.writeUIntBE(h.link as number, at + 1, 6);
-      return;
-    case "send":
-      b.writeUIntBE(h.id as number, at + 1, 6);
-      b.writeUIntBE(h.link as number, at + 7, 6);
-      return;
-    default: {
-      b.writeUIntBE(h.id as number, at + 1, 6);
-      b.writeUIntBE(h.link as number, at + 7, 6);
-      let flags = 0;
-      let p = at + 14;
-      if (h.timeoutMs !== undefined) {
-        flags |= F_TIMEOUT;
-        b.writeUIntBE(h.timeoutMs as number, p, 6);
-        p += 6;
-      }
-      if (h.maxBytes !== undefined) {
-        flags |= F_MAX_BYTES;
-        b.writeUIntBE(h.maxBytes as number, p, 6);
-      }
-      if (h.idempotent === true) flags |= F_IDEMPOTENT;
-      if (h.waitForReady === true) flags |= F_WAIT;
-      if (h.cancellable === true) flags |= F_CANCELLABLE;
-      b[at + 13] = flags;
+  let bit = 1;
+  for (const f of optional) {
+    const v = h[f];
+    if (v !== undefined) {
+      if (!isU48(v)) return null;
+      values.push(v);
+      flags |= bit;
+      fields++;
     }
+    bit <<= 1;
   }
+  for (const f of flagged) {
+    const v = h[f];
+    if (v !== undefined) {
+      if (v !== true) return null;
+      flags |= bit;
+      fields++;
+    }
+    bit <<= 1;
+  }
+  for (const _ in h) fields--;
+  return fields === 0 ? { kind, flags, values } : null;
 }
 
 function readCompact(b: Buffer, at: number, len: number): Header {
-  const kind = KIND_NAME[b[at]!];
-  const need = kind === "send" ? 13 : kind === "request" ? 14 : 7;
-  if (kind === undefined || kind === "" || len < need) throw new ProtocolError(1, `agent frame header of kind ${b[at]} and ${len} bytes is not one this wire knows`);
-  if (kind === "response" || kind === "sent") return exact({ t: kind, id: b.readUIntBE(at + 1, 6) }, len, 7);
-  if (kind === "message") return exact({ t: kind, link: b.readUIntBE(at + 1, 6) }, len, 7);
-  const h: Header = { t: kind, id: b.readUIntBE(at + 1, 6), link: b.readUIntBE(at + 7, 6) };
-  if (kind === "send") return exact(h, len, 13);
-  const flags = b[at + 13]!;
-  let p = 14;
-  if (flags & F_TIMEOUT) {
-    if (len < p + 6) throw new ProtocolError(1, "agent request header ends inside its timeout");
-    h.timeoutMs = b.readUIntBE(at + p, 6);
+  const t = KINDS[b[at]! - 1];
+  if (t === undefined || len < 2) throw new ProtocolError(1, `agent frame header of kind ${b[at]} and ${len} bytes is not one this wire knows`);
+  const [, always, optional, flagged] = SHAPES[t]!;
+  const flags = b[at + 1]!;
+  if (flags >> (optional.length + flagged.length) !== 0) throw new ProtocolError(1, `agent ${t} header has flags ${flags} it does not know`);
+  const h: Header = { t };
+  let p = at + 2;
+  const end = at + len;
+  const take = (f: string): void => {
+    if (p + 6 > end) throw new ProtocolError(1, `agent ${t} header ends inside its ${f}`);
+    h[f] = b.readUIntBE(p, 6);
     p += 6;
-  }
-  if (flags & F_MAX_BYTES) {
-    if (len < p + 6) throw new ProtocolError(1, "agent request header ends inside its byte limit");
-    h.maxBytes = b.readUIntBE(at + p, 6);
-    p += 6;
-  }
-  if (flags & F_IDEMPOTENT) h.idempotent = true;
-  if (flags & F_WAIT) h.waitForReady = true;
-  if (flags & F_CANCELLABLE) h.cancellable = true;
-  return exact(h, len, p);
-}
-
-function exact(h: Header, len: number, want: number): Header {
-  if (len !== want) throw new ProtocolError(1, `agent frame header of kind ${h.t} is ${len} bytes, not ${want}`);
+  };
+  for (const f of always) take(f);
+  optional.forEach((f, i) => flags & (1 << i) && take(f));
+  flagged.forEach((f, i) => flags & (1 << (optional.length + i)) && (h[f] = true));
+  if (p !== end) throw new ProtocolError(1, `agent ${t} header is ${len} bytes, ${end - p} more than it holds`);
   return h;
 }
 
@@ -166,16 +118,20 @@ function exact(h: Header, len: number, want: number): Header {
  * the header's and the payload as it is. `compact`: the peer said `wire: 2`.
  */
 export function writeFrame(sink: FrameSink, header: Header, payload: Uint8Array = EMPTY, compact = false): void {
-  const cl = compact ? compactLength(header) : 0;
-  const json = cl === 0 ? JSON.stringify(header) : "";
-  const hl = cl === 0 ? Buffer.byteLength(json) : cl;
+  const c = compact ? compactFields(header) : null;
+  const json = c === null ? JSON.stringify(header) : "";
+  const hl = c === null ? Buffer.byteLength(json) : 2 + 6 * c.values.length;
   const pl = payload.length;
   const inline = pl <= INLINE_PAYLOAD;
   const b = Buffer.allocUnsafe(8 + hl + (inline ? pl : 0));
   b.writeUInt32BE(hl, 0);
   b.writeUInt32BE(pl, 4);
-  if (cl === 0) b.write(json, 8, "utf8");
-  else writeCompact(header, b, 8);
+  if (c === null) b.write(json, 8, "utf8");
+  else {
+    b[8] = c.kind;
+    b[9] = c.flags;
+    for (let i = 0; i < c.values.length; i++) b.writeUIntBE(c.values[i]!, 10 + 6 * i, 6);
+  }
   if (inline) {
     if (pl > 0) b.set(payload, 8 + hl);
     sink.write(b);

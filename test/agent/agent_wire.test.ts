@@ -77,7 +77,9 @@ test("a malformed compact header is a protocol error: an unknown kind, a short o
     return b;
   };
   const six = [0, 0, 0, 0, 0, 1];
-  for (const bad of [[9, ...six], [2, 0, 0], [2, ...six, 0], [1, ...six, ...six, 1], [1, ...six, ...six, 2, 0, 0], [4, ...six]]) {
+  // [kind, flags, 48-bit numbers…]: an unknown kind, no flags byte, a number cut short, a byte too many,
+  // a flag whose number is missing, a flag the kind does not have, a send without its link.
+  for (const bad of [[9, 0, ...six], [2], [2, 0, 0, 0], [2, 0, ...six, 0], [1, 1, ...six, ...six], [1, 2, ...six, ...six, 0, 0], [2, 1, ...six], [1, 64, ...six, ...six], [4, 0, ...six]]) {
     const r = new FrameReader(1024, () => assert.fail("no frame is delivered"));
     assert.throws(() => r.push(frame(bad)), ProtocolError, JSON.stringify(bad));
   }
@@ -110,7 +112,7 @@ test("the agent answers a process that did not offer wire 2 in JSON, and one tha
     assert.deepEqual(got.find((h) => h.id === 3), { t: "response", id: 3 });
     const bytes = Buffer.concat(raw);
     // The last frame is the response: its header's first byte says which form it took.
-    const at = bytes.length - 4 - (wire ? 7 : Buffer.byteLength(JSON.stringify({ t: "response", id: 3 })));
+    const at = bytes.length - 4 - (wire ? 8 : Buffer.byteLength(JSON.stringify({ t: "response", id: 3 })));
     assert.equal(bytes[at], wire ? 2 : 0x7b, wire ? "compact for a process that offered wire 2" : "JSON for one that did not");
     s.destroy();
   }
