@@ -82,6 +82,7 @@ export class ListenerSet {
 
   /** Binds every entry. Throws `ListenError` when an explicit address, or a port, cannot be had. */
   async start(): Promise<void> {
+    const closedHere = new Set<number>();
     try {
       for (const spec of this.#specs) {
         const desired = this.#desiredFor(spec);
@@ -100,12 +101,14 @@ export class ListenerSet {
         }
       }
     } catch (err) {
+      // close() closes the adopted ones: they are not closed again below (the number may be another file's by then).
+      for (const i of this.#inherited) if (this.#isAdopted(i.fd)) closedHere.add(i.fd);
       await this.close();
       throw err;
     } finally {
       // Inherited sockets that no endpoint wants (a port the new config dropped) are closed here.
       for (const i of this.#inherited) {
-        if (!this.#isAdopted(i.fd)) {
+        if (!this.#isAdopted(i.fd) && !closedHere.has(i.fd)) {
           try {
             if (i.handle) i.handle.close();
             else closeSync(i.fd);
