@@ -1,5 +1,5 @@
 import net from "node:net";
-import { AgentError } from "../errors.ts";
+import { AgentError, ClientClosedError } from "../errors.ts";
 import { TARGET } from "../target.ts";
 import { reviveError } from "./agent_errors.ts";
 import { FrameReader, idOf, WIRE_VERSION, writeFrame, type Header } from "./agent_wire.ts";
@@ -34,7 +34,7 @@ export class AgentConnection {
   #links = new Map<number, LinkEvents>();
   #closed: Error | null = null;
   #draining = false;
-  /** The agent said `wire: 2` in its hello: request and message frames go with compact headers. */
+  /** The agent offered WIRE_VERSION in its hello: request and message frames go with compact headers. */
   #compact = false;
 
   private constructor(path: string, socket: net.Socket) {
@@ -56,35 +56,39 @@ export class AgentConnection {
    * Connects and says hello; rejects with the socket's error (ENOENT,
    * ECONNREFUSED: no agent there). The connect must succeed in `connectMs`;
    * the hello's answer may take `helloMs`, as a socket-activated agent is
-   * only starting when the first process connects.
+   * only starting when the first process connects. `signal` gives up at once
+   * (the client was closed).
    */
-  static open(path: string, connectMs: number, helloMs: number): Promise<AgentConnection> {
+  static open(path: string, connectMs: number, helloMs: number, signal?: AbortSignal): Promise<AgentConnection> {
     return new Promise((resolve, reject) => {
       const socket = net.connect(path);
-      const giveUp = (why: string): void => {
-        socket.destroy();
-        reject(new AgentError(`Cannot reach the host agent at ${path}: ${why}`));
-      };
-      let timer = setTimeout(() => giveUp(`no connection in ${connectMs} ms`), connectMs);
-      socket.once("error", (err) => {
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      const done = (): void => {
         clearTimeout(timer);
+        signal?.removeEventListener("abort", onAbort);
+      };
+      const fail = (err: Error): void => {
+        done();
+        socket.destroy();
         reject(err);
-      });
+      };
+      const onAbort = (): void => fail(new ClientClosedError("Cannot reach the host agent: the client was closed meanwhile"));
+      if (signal?.aborted) return onAbort();
+      signal?.addEventListener("abort", onAbort, { once: true });
+      timer = setTimeout(() => fail(new AgentError(`Cannot reach the host agent at ${path}: no connection in ${connectMs} ms`)), connectMs);
+      socket.once("error", fail);
       socket.once("connect", () => {
         clearTimeout(timer);
-        timer = setTimeout(() => giveUp(`connected, but no hello in ${helloMs} ms (is it stuck?)`), helloMs);
+        timer = setTimeout(() => fail(new AgentError(`Cannot reach the host agent at ${path}: connected, but no hello in ${helloMs} ms (is it stuck?)`)), helloMs);
         const conn = new AgentConnection(path, socket);
         conn.call({ t: "hello", pid: process.pid, wire: WIRE_VERSION }).then(
           ({ header }) => {
-            clearTimeout(timer);
-            conn.#compact = typeof header.wire === "number" && header.wire >= 2;
+            done();
+            conn.#compact = header.wire === WIRE_VERSION;
             socket.unref();
             resolve(conn);
           },
-          (err: Error) => {
-            clearTimeout(timer);
-            reject(err);
-          },
+          (err: Error) => fail(err),
         );
       });
     });

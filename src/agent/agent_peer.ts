@@ -58,7 +58,7 @@ export class AgentPeer {
   #helloed = false;
   #maxPayload: number;
   #deadline: ReturnType<typeof setTimeout> | null = null;
-  /** The process said `wire: 2` in its hello: answers and messages go with compact headers. */
+  /** The process offered WIRE_VERSION in its hello: answers and messages go with compact headers. */
   #compact = false;
   #corked = false;
   #uncork = (): void => {
@@ -159,7 +159,7 @@ export class AgentPeer {
           this.#deadline = null;
         }
         this.command = this.pid > 0 ? commandOf(this.pid) : "";
-        this.#compact = typeof h.wire === "number" && h.wire >= 2;
+        this.#compact = h.wire === WIRE_VERSION;
         this.#send({ t: "hello", id: idOf(h.id) ?? 0, pid: process.pid, wire: WIRE_VERSION });
         return;
       case "connect":

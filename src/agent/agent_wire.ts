@@ -11,7 +11,7 @@
  * (the receiver's limits), and a frame past them ends the connection.
  *
  * A header is JSON (its first byte is `{`), or — for the frames every
- * request and message makes, once both sides said `wire: 2` in their hellos
+ * request and message makes, once both sides said `wire: 3` in their hellos
  * — a few bytes: a kind byte (1 request, 2 response, 3 message, 4 send,
  * 5 sent), a flags byte (the options a request names), then its numbers as
  * 48-bit unsigned integers. Both forms decode to the same
@@ -23,8 +23,12 @@ import { ProtocolError } from "../errors.ts";
 /** Largest header accepted, in bytes. */
 export const MAX_HEADER_BYTES = 16 * 1024;
 
-/** The wire version a hello offers: 2 understands compact headers. */
-export const WIRE_VERSION = 2;
+/**
+ * The wire version a hello offers: 3 is the compact headers below (kind,
+ * flags, numbers). Compact frames go only to a peer that offered exactly
+ * this version; any change of their layout takes a new number.
+ */
+export const WIRE_VERSION = 3;
 
 export type Header = { t: string } & Record<string, unknown>;
 
@@ -57,8 +61,8 @@ const isU48 = (v: unknown): v is number => typeof v === "number" && Number.isInt
  * for, a number it cannot hold: then the frame goes as JSON.
  */
 function compactFields(h: Header): { kind: number; flags: number; values: number[] } | null {
-  const shape = SHAPES[h.t];
-  if (shape === undefined) return null;
+  if (!Object.hasOwn(SHAPES, h.t)) return null;
+  const shape = SHAPES[h.t]!;
   const [kind, always, optional, flagged] = shape;
   const values: number[] = [];
   let flags = 0;
@@ -115,7 +119,7 @@ function readCompact(b: Buffer, at: number, len: number): Header {
 
 /**
  * Writes one frame to `sink`: one buffer for header and a small payload, or
- * the header's and the payload as it is. `compact`: the peer said `wire: 2`.
+ * the header's and the payload as it is. `compact`: the peer offered WIRE_VERSION.
  */
 export function writeFrame(sink: FrameSink, header: Header, payload: Uint8Array = EMPTY, compact = false): void {
   const c = compact ? compactFields(header) : null;

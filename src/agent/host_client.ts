@@ -43,6 +43,8 @@ export class HostClient {
   #opening: Promise<AgentConnection> | null = null;
   #links = new Set<AgentLink>();
   #closed = false;
+  /** Aborted by close(): an attempt to reach the agent under way gives up at once. */
+  #closing = new AbortController();
 
   constructor(options: HostClientOptions = {}) {
     this.#options = options;
@@ -72,6 +74,10 @@ export class HostClient {
         await this.agent();
         return "agent";
       } catch (err) {
+        if (err instanceof ClientClosedError) {
+          this.#mode = null;
+          throw err; // closed meanwhile: not in-process either
+        }
         if (want === true) {
           this.#mode = null;
           throw err;
@@ -107,7 +113,9 @@ export class HostClient {
       let conn: AgentConnection;
       try {
         if (wait && !(await checkAgentSocket(this.#socketPath))) throw Object.assign(new Error("no socket"), { code: "ENOENT" });
-        conn = await AgentConnection.open(this.#socketPath, AGENT_CONNECT_MS, AGENT_HELLO_MS);
+        // Waiting for an agent to come back, its hello gets what is left of that wait (at least 2 s), not the full 10 s.
+        const helloMs = wait ? Math.min(AGENT_HELLO_MS, Math.max(2000, deadline - Date.now())) : AGENT_HELLO_MS;
+        conn = await AgentConnection.open(this.#socketPath, AGENT_CONNECT_MS, helloMs, this.#closing.signal);
       } catch (err) {
         const code = (err as NodeJS.ErrnoException).code;
         if ((code === "ENOENT" || code === "ECONNREFUSED") && Date.now() < deadline && !this.#closed) {
@@ -179,9 +187,10 @@ export class HostClient {
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
+    this.#closing.abort();
     for (const l of this.#links) l.close();
     this.#links.clear();
-    // An attempt to reach an agent under way gives up at its next step (it sees #closed); it is not waited for.
+    // An attempt to reach an agent under way gives up now (#closing); it is not waited for.
     this.#current?.close();
     await this.#local?.close();
   }

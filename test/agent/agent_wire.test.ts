@@ -1,17 +1,19 @@
 /**
  * The host agent's wire (src/agent/agent_wire.ts): the compact headers that
- * requests and messages take once both sides said `wire: 2`, JSON for
+ * requests and messages take once both sides said `wire: 3`, JSON for
  * everything else, and a peer that never said it is answered in JSON.
  */
 import assert from "node:assert/strict";
+import { mkdirSync } from "node:fs";
 import net from "node:net";
 import path from "node:path";
 import { after, test } from "node:test";
 import { encodeFrame, FrameReader, type Header } from "../../src/agent/agent_wire.ts";
 import { HostAgent } from "../../src/agent/host_agent.ts";
+import { HostClient } from "../../src/agent/host_client.ts";
 import { ProtocolError } from "../../src/errors.ts";
 import { silentLogger } from "../../src/logger.ts";
-import { portOf, tempDir, testServer, waitFor } from "../helpers/fixtures.ts";
+import { portOf, sleep, tempDir, testServer, waitFor } from "../helpers/fixtures.ts";
 
 function decode(chunks: Buffer[]): { header: Header; payload: Buffer }[] {
   const out: { header: Header; payload: Buffer }[] = [];
@@ -51,6 +53,9 @@ test("a header the compact form cannot carry exactly goes as JSON: another kind,
     { t: "request", id: 1, link: 2, idempotent: false },
     { t: "response", id: 1, extra: "kept" },
     { t: "error", id: 1, code: "PERILINK_X", message: "m" },
+    { t: "constructor", id: 1 },
+    { t: "__proto__", id: 1 },
+    { t: "toString", id: 1 },
   ];
   for (const h of fallbacks) {
     const chunks = encodeFrame(h, undefined, true);
@@ -85,12 +90,12 @@ test("a malformed compact header is a protocol error: an unknown kind, a short o
   }
 });
 
-test("the agent answers a process that did not offer wire 2 in JSON, and one that did with compact headers", async () => {
+test("the agent answers in compact headers only a process that offered wire 3, in JSON one that offered none or another version", async () => {
   const server = await testServer();
   const socketPath = path.join(tempDir(), "a", "agent.sock");
   const agent = await HostAgent.start({ socketPath, client: { stateDir: tempDir() }, log: silentLogger });
   after(() => agent.close());
-  for (const wire of [undefined, 2]) {
+  for (const wire of [undefined, 2, 3]) {
     const s = net.connect(socketPath);
     after(() => s.destroy());
     const raw: Buffer[] = [];
@@ -108,12 +113,38 @@ test("the agent answers a process that did not offer wire 2 in JSON, and one tha
     assert.equal(got.find((h) => h.id === 2)!.t, "connected");
     write({ t: "request", id: 3, link: 1 }, Buffer.from("ping"));
     await waitFor(() => got.some((h) => h.id === 3), "the answer", 10_000);
-    assert.equal(got[0]!.wire, 2, "the agent offers wire 2");
+    assert.equal(got[0]!.wire, 3, "the agent offers wire 3");
     assert.deepEqual(got.find((h) => h.id === 3), { t: "response", id: 3 });
     const bytes = Buffer.concat(raw);
     // The last frame is the response: its header's first byte says which form it took.
-    const at = bytes.length - 4 - (wire ? 8 : Buffer.byteLength(JSON.stringify({ t: "response", id: 3 })));
-    assert.equal(bytes[at], wire ? 2 : 0x7b, wire ? "compact for a process that offered wire 2" : "JSON for one that did not");
+    const compact = wire === 3;
+    const at = bytes.length - 4 - (compact ? 8 : Buffer.byteLength(JSON.stringify({ t: "response", id: 3 })));
+    assert.equal(bytes[at], compact ? 2 : 0x7b, compact ? "compact for a process that offered wire 3" : `JSON for one that offered ${wire}`);
     s.destroy();
   }
+});
+
+test("an agent that takes connections and never says hello: close() gives up the wait at once, and the connect fails CLIENT_CLOSED rather than going in-process", async () => {
+  const dir = path.join(tempDir(), "run");
+  mkdirSync(dir, { mode: 0o700 });
+  const socketPath = path.join(dir, "agent.sock");
+  const held = new Set<net.Socket>();
+  const mute = net.createServer((s) => void held.add(s)); // reads nothing, answers nothing
+  await new Promise<void>((r) => mute.listen(socketPath, r));
+  after(() => {
+    for (const s of held) s.destroy();
+    mute.close();
+  });
+  const client = new HostClient({ agent: "auto", agentSocket: socketPath, stateDir: false });
+  const connecting = client.connect({ host: "127.0.0.1", port: 1, app: "a" }).then(
+    () => "connected",
+    (e: { code?: string }) => e.code,
+  );
+  await waitFor(() => held.size === 1, "the client to connect to the mute agent", 5000);
+  await sleep(200);
+  const t0 = Date.now();
+  await client.close();
+  assert.equal(await connecting, "PERILINK_CLIENT_CLOSED");
+  assert.ok(Date.now() - t0 < 1000, `gave up ${Date.now() - t0} ms after close()`);
+  assert.equal(client.usesAgent, null, "nor in-process");
 });

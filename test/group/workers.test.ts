@@ -169,12 +169,13 @@ test("a service process that keeps crashing is restarted with growing delays, th
 test("--workers 1..3 adds service processes while every slot is busy and retires idle ones", async (t) => {
   if (nodeOnly(t)) return;
   const config = path.join(tempDir(), "perilink.json");
-  await fs.writeFile(config, JSON.stringify({ workers: "1..3", workerSlots: 2, workerIdleMs: 500 }));
+  // A connection waits for a slot up to handshakeTimeoutMs: long enough here for a service process started under tsx on a loaded machine.
+  await fs.writeFile(config, JSON.stringify({ workers: "1..3", workerSlots: 2, workerIdleMs: 500, limits: { handshakeTimeoutMs: 20_000 } }));
   const g = await serveGroup(["--config", config, "--app", CRASHING_APP]);
   assert.equal((await g.status()).workers.length, 1);
   const sessions: ClientSession[] = [];
   for (let i = 0; i < 5; i++) {
-    const s = await ClientSession.connect({ host: "127.0.0.1", port: g.port, timeoutMs: 10_000 });
+    const s = await ClientSession.connect({ host: "127.0.0.1", port: g.port, timeoutMs: 25_000 });
     sessions.push(s);
     await (await s.openChannel("x")).request("hello");
   }

@@ -377,7 +377,8 @@ test("probation: a new generation that crashes right after it began accepting ha
 
 test("an upgrade asked of the new generation while the old one is on probation is refused (the old one may still take the ports back); once it settled, it goes", async (t) => {
   if (SKIP) return t.skip(SKIP);
-  const srv = await serve({ probationMs: 3000 });
+  // Long enough that the nested `perilink upgrade` (a tsx process, seconds to start on a loaded machine) asks within it.
+  const srv = await serve({ probationMs: 12_000 });
   try {
     const first = await srv.upgrade(); // generation 2; it reports once the probation passed
     // Start generation 3, then at once ask it for generation 4 while generation 2 is on probation.

@@ -474,7 +474,7 @@ test("a program that never gets ready: upgrade exits 1 after the timeout and the
     const before = await srv.status();
     const t0 = Date.now();
     const up = srv.upgrade(["--program", hang, "--timeout", "1500"]);
-    const during = await srv.waitStatus((s) => typeof s.upgrade?.pid === "number", "the upgrade to start the new program", 5000);
+    const during = await srv.waitStatus((s) => typeof s.upgrade?.pid === "number", "the upgrade to start the new program", START_MS);
     const hungPid = during.upgrade!.pid!;
     assert.ok(alive(hungPid), "the new program runs");
     assert.notEqual(hungPid, before.pid);
@@ -501,7 +501,7 @@ test("kill -9 of the new process before it takes over: upgrade exits 1; the old 
   await withServer(["--listen", "127.0.0.1:0"], async (srv, load) => {
     const before = await srv.status();
     const up = srv.upgrade(["--app", slowApp, "--timeout", "15000"]);
-    const during = await srv.waitStatus((s) => typeof s.upgrade?.pid === "number", "the upgrade to start the new program", 5000);
+    const during = await srv.waitStatus((s) => typeof s.upgrade?.pid === "number", "the upgrade to start the new program", START_MS);
     const newPid = during.upgrade!.pid!;
     await sleep(300); // it is loading the slow app now
     assert.ok(alive(newPid));
@@ -534,7 +534,7 @@ test("kill -9 of the old process during the handoff: the new one takes over anyw
       children.add(up);
       up.stdout!.resume();
       up.stderr!.resume();
-      const during = await srv.waitStatus((s) => typeof s.upgrade?.pid === "number", "the upgrade to start the new program", 5000);
+      const during = await srv.waitStatus((s) => typeof s.upgrade?.pid === "number", "the upgrade to start the new program", START_MS);
       const newPid = during.upgrade!.pid!;
       await sleep(300); // the new process is loading the slow app
       assert.ok(alive(newPid), `the new process runs\nlog:\n${srv.log()}`);
@@ -576,7 +576,7 @@ test("the upgrade command exits 1 at once when its server dies during the upgrad
     up.stdout!.resume();
     up.stderr!.setEncoding("utf8").on("data", (s: string) => (upErr += s));
     const exited = new Promise<number | null>((r) => up.once("exit", (code) => r(code)));
-    await srv.waitStatus((s) => typeof s.upgrade?.pid === "number", "the upgrade to start the new program", 5000);
+    await srv.waitStatus((s) => typeof s.upgrade?.pid === "number", "the upgrade to start the new program", START_MS);
     srv.child.kill("SIGKILL");
     const code = await Promise.race([exited, sleep(3000).then(() => "still running" as const)]);
     up.kill("SIGKILL");
@@ -599,7 +599,7 @@ async function rollbackAfterHandover(
       const before = await srv.status();
       const timeoutMs = 2500;
       const up = srv.upgrade(["--program", progs[program], "--timeout", String(timeoutMs)]);
-      const during = await srv.waitStatus((s) => typeof s.upgrade?.pid === "number", "the upgrade to start the new program", 5000).catch(() => null);
+      const during = await srv.waitStatus((s) => typeof s.upgrade?.pid === "number", "the upgrade to start the new program", START_MS).catch(() => null);
       const r = await up;
       const rolledBackAt = Date.now();
       const leftOver = pidsMentioning(progs.dir);
@@ -800,7 +800,7 @@ test("SIGTERM during an upgrade cancels it: the new process group is killed, in-
     up.stdout!.resume();
     up.stderr!.setEncoding("utf8").on("data", (s: string) => (upErr += s));
     const upExited = new Promise<number | null>((r) => up.once("exit", (code) => r(code)));
-    const during = await srv.waitStatus((s) => typeof s.upgrade?.pid === "number", "the upgrade to start the new program", 5000);
+    const during = await srv.waitStatus((s) => typeof s.upgrade?.pid === "number", "the upgrade to start the new program", START_MS);
     const newPid = during.upgrade!.pid!;
     await sleep(300); // the new process is loading the slow app
     assert.ok(alive(newPid), `the new process runs\nlog:\n${srv.log()}`);
