@@ -23,7 +23,7 @@ const APPS = {
 };
 
 /** A stream started before the upgrade, long enough to be under way when the old process begins to drain. */
-const LONG_STREAM = "/stream?chunks=80&every=100";
+const LONG_STREAM = "/stream?chunks=150&every=100"; // 15 s: under way when the drain begins even when the upgrade command is slow to start
 
 /** Every pid a test saw serving, killed after the file (an upgrade's new process is not our child). */
 const pids = pidsKilledAfterFile();
@@ -102,7 +102,7 @@ for (const [name, app] of Object.entries(APPS)) {
     const srv = await serve(app);
     const old = await status(srv.stateDir);
     const oldPid = String(old.pid);
-    const load = keepAliveLoad("127.0.0.1", srv.port, { clients: CLIENTS, path: (c) => ROUTES[c % ROUTES.length]!, expect: expectedBody, pauseMs: 5, maxMs: 45_000, maxRequests: 5000 });
+    const load = keepAliveLoad("127.0.0.1", srv.port, { clients: CLIENTS, path: (c) => ROUTES[c % ROUTES.length]!, expect: expectedBody, pauseMs: 5, maxMs: 60_000, maxRequests: 15_000 });
     after(() => load.stop());
     await waitFor(() => load.records.length >= 60, "the load's first responses", 10_000);
     // Its connection stays open after the stream: the draining process closes it once idle.
