@@ -148,9 +148,8 @@ export class AgentLink extends EventEmitter implements LinkApi {
     const body = isStreamSource(payload) ? await gatherSource(payload, MAX_BODY, "a request body sent through the host agent") : typeof payload === "string" ? Buffer.from(payload) : payload;
     if (body.byteLength > MAX_BODY) throw new BodyTooLargeError(MAX_BODY, "a request body sent through the host agent");
     for (let tries = 0; ; tries++) {
-      // The link is open (the usual case): no await before the request goes out.
-      const open = this.#conn;
-      const conn = open !== null && !open.closed && !this.#closed ? open : await this.#ready();
+      // Always after an await, as in this process's own table (link.ts): a request followed at once by close() is not sent.
+      const conn = await this.#ready();
       const header: Record<string, unknown> & { t: string } = { t: "request", link: this.#id };
       if (options.timeoutMs !== undefined) header.timeoutMs = options.timeoutMs;
       if (options.maxBytes !== undefined) header.maxBytes = options.maxBytes;
