@@ -148,3 +148,27 @@ test("an agent that takes connections and never says hello: close() gives up the
   assert.ok(Date.now() - t0 < 1000, `gave up ${Date.now() - t0} ms after close()`);
   assert.equal(client.usesAgent, null, "nor in-process");
 });
+
+test("a request followed at once by close() is not sent, through the agent as in this process's own table", async () => {
+  let ran = 0;
+  const server = await testServer({ appObject: { request: (p: Buffer) => (ran++, p) } });
+  const socketPath = path.join(tempDir(), "c", "agent.sock");
+  const agent = await HostAgent.start({ socketPath, client: { stateDir: tempDir() }, log: silentLogger });
+  after(() => agent.close());
+  for (const options of [{ agent: true as const, agentSocket: socketPath }, { agent: false as const, stateDir: false as const }]) {
+    const client = new HostClient(options);
+    after(() => client.close());
+    const keep = await client.connect({ host: "127.0.0.1", port: portOf(server), app: "keep" });
+    await keep.request("warm");
+    const link = await client.connect({ host: "127.0.0.1", port: portOf(server), app: "gone" });
+    const before = ran;
+    const outcome = link.request("abandoned").then(
+      () => "answered",
+      (e: { code?: string }) => e.code ?? "error",
+    );
+    link.close();
+    assert.notEqual(await outcome, "answered", `agent: ${options.agent}`);
+    await keep.request("after"); // the session is in order behind it
+    assert.equal(ran, before + 1, `agent ${options.agent}: only "after" ran, not the abandoned request`);
+  }
+});
