@@ -906,11 +906,11 @@ test("generations draining at once: one that exited is dropped from status at on
   const srv = await serve(["--listen", "127.0.0.1:0", "--app", RECORDING_APP]);
   const sessions: ClientSession[] = [];
   const slow = async (ms: number): Promise<{ pid: number; answer: Promise<string> }> => {
-    const s = await ClientSession.connect({ host: "127.0.0.1", port: srv.port, timeoutMs: 5000, requestTimeoutMs: 20_000 });
+    const s = await ClientSession.connect({ host: "127.0.0.1", port: srv.port, timeoutMs: 5000, requestTimeoutMs: 40_000 });
     sessions.push(s);
     const ch = await s.openChannel("slow");
     const pid = (await srv.status()).pid;
-    const answer = ch.request(`sleep:${ms}:x`, { timeoutMs: 20_000 }).then((b) => b.toString());
+    const answer = ch.request(`sleep:${ms}:x`, { timeoutMs: 40_000 }).then((b) => b.toString());
     answer.catch(() => {}); // awaited later; a failure of the test before that must not surface as this rejection
     return { pid, answer };
   };
@@ -920,10 +920,10 @@ test("generations draining at once: one that exited is dropped from status at on
     await srv.waitStatus((s) => s.generation === generation && s.accepting, `generation ${generation}`);
   };
   try {
-    // Long enough that both still run after two upgrades on a loaded machine (test files run concurrently).
-    const g1 = await slow(8000);
+    // Long enough that both still run after two upgrades on a slow, loaded machine (test files run concurrently; 8 s was not).
+    const g1 = await slow(16_000);
     await upgrade(2);
-    const g2 = await slow(12_000);
+    const g2 = await slow(24_000);
     await upgrade(3);
     const both = await srv.status();
     assert.deepEqual(both.draining.map((g) => [g.generation, g.pid]), [[1, g1.pid], [2, g2.pid]], "generations 1 and 2 drain");

@@ -111,14 +111,14 @@ test(`serves connection-per-request HTTP clients in raw mode through ${UPGRADES}
   assert.equal((await status(srv.stateDir)).generation, 1 + UPGRADES);
 });
 
-test("a 4 s request started just before an upgrade completes on the old process with its full response", async (t) => {
+test("a 12 s request started just before an upgrade completes on the old process with its full response", async (t) => {
   if (nodeOnly(t)) return;
   const srv = await serve(RECORDING_APP);
   const session = await ClientSession.connect({ host: "127.0.0.1", port: srv.port });
   const ch = await session.openChannel("long");
   const oldPid = (await status(srv.stateDir)).pid;
-  // 4 s: under load an upgrade and each status call take a while, and status must still see the request running.
-  const long = ch.request("sleep:4000:payload", { timeoutMs: 15_000 });
+  // 12 s: on a slow, loaded machine the upgrade command alone takes seconds, and status must still see the request running.
+  const long = ch.request("sleep:12000:payload", { timeoutMs: 30_000 });
   await sleep(100);
   const r = await upgrade(srv.stateDir);
   assert.equal(r.generation, 2);
@@ -126,7 +126,7 @@ test("a 4 s request started just before an upgrade completes on the old process 
   assert.equal(during.generation, 2);
   await waitFor(async () => (await status(srv.stateDir)).draining.some((d) => d.generation === 1 && d.inflight === 1), "status to list generation 1 draining with its request", 5000);
   const reply = (await long).toString();
-  assert.equal(reply, `sleep:4000:payload|gen=1|pid=${oldPid}`);
+  assert.equal(reply, `sleep:12000:payload|gen=1|pid=${oldPid}`);
   session.destroy();
   await waitFor(async () => (await status(srv.stateDir)).draining.length === 0, "generation 1 to exit", 10_000);
   await waitFor(() => {
