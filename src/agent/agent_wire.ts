@@ -42,7 +42,7 @@ const EMPTY = Buffer.alloc(0);
 const INLINE_PAYLOAD = 4096;
 const U48 = 2 ** 48;
 
-/** Each compact kind (its number is its place here + 1): the numbers it always has, the numbers it may have, the flags it may have. */
+/** Each compact kind: its number on the wire, the numbers it always has, the numbers it may have, the flags it may have. */
 const SHAPES: Record<string, readonly [number, readonly string[], readonly string[], readonly string[]]> = {
   request: [1, ["id", "link"], ["timeoutMs", "maxBytes"], ["idempotent", "waitForReady", "cancellable"]],
   response: [2, ["id"], [], []],
@@ -50,7 +50,9 @@ const SHAPES: Record<string, readonly [number, readonly string[], readonly strin
   send: [4, ["id", "link"], [], []],
   sent: [5, ["id"], [], []],
 };
-const KINDS = Object.keys(SHAPES);
+/** A kind's name by its number on the wire. */
+const KINDS: (string | undefined)[] = [];
+for (const [t, [kind]] of Object.entries(SHAPES)) KINDS[kind] = t;
 
 const isU48 = (v: unknown): v is number => typeof v === "number" && Number.isInteger(v) && v >= 0 && v < U48;
 
@@ -97,7 +99,7 @@ function compactFields(h: Header): { kind: number; flags: number; values: number
 }
 
 function readCompact(b: Buffer, at: number, len: number): Header {
-  const t = KINDS[b[at]! - 1];
+  const t = KINDS[b[at]!];
   if (t === undefined || len < 2) throw new ProtocolError(1, `agent frame header of kind ${b[at]} and ${len} bytes is not one this wire knows`);
   const [, always, optional, flagged] = SHAPES[t]!;
   const flags = b[at + 1]!;
