@@ -70,6 +70,9 @@ export class PerilinkDispatcher extends Dispatcher {
   #shutdown = new AbortController();
   #maxServers: number;
   #closed = false;
+  #destroyed = false;
+  /** Requests accepted before close() whose origin is still being located: close() lets them reach their pool first. */
+  #routing = new Set<Promise<void>>();
   /** Origins (as requests name them) and the pool each led to, until identityTtlMs has passed. */
   #known = new Map<string, { route: HttpRoute; until: number }>();
   #ttlMs: number;
@@ -152,10 +155,12 @@ export class PerilinkDispatcher extends Dispatcher {
     const again = (h: FailoverHandler): void => {
       const known = this.#fresh(origin);
       if (known !== null) return void known.pool.dispatch(sent, h as Handler);
-      this.#route(origin, url, port).then(
+      const routed = this.#route(origin, url, port).then(
         (route) => void route.pool.dispatch(sent, h as Handler),
         (err: Error) => h.onError(err),
       );
+      this.#routing.add(routed);
+      void routed.finally(() => this.#routing.delete(routed));
     };
     const h = new FailoverHandler(handler, sent, again, () => this.#unreachable(origin, url.hostname, port));
     again(h);
@@ -179,7 +184,7 @@ export class PerilinkDispatcher extends Dispatcher {
 
   async #route(origin: string, url: URL, port: number): Promise<HttpRoute> {
     const located = await this.#locator.locate(url.hostname, port);
-    if (this.#closed) throw new ClientClosedError("Cannot send the request: the dispatcher was closed meanwhile");
+    if (this.#destroyed) throw new ClientClosedError("Cannot send the request: the dispatcher was destroyed meanwhile");
     // TLS is verified against the name: an https pool is one server's, for one name.
     const suffix = `|${port}|${url.protocol}${url.protocol === "https:" ? url.hostname : ""}`;
     let route: HttpRoute;
@@ -249,6 +254,9 @@ export class PerilinkDispatcher extends Dispatcher {
 
   async #end(destroy: boolean, err: Error | null = null): Promise<void> {
     this.#closed = true;
+    if (destroy) this.#destroyed = true;
+    // close() lets what it accepted finish: a request still locating its server gets its pool first (the pools' close lets it run).
+    else while (this.#routing.size > 0) await Promise.allSettled([...this.#routing]);
     const routes = [...this.#routes.values()];
     this.#routes.clear();
     await Promise.all(routes.map((r) => (destroy ? r.destroy(err ?? undefined) : r.close())));
