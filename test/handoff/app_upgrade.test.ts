@@ -290,7 +290,9 @@ test("a ready() that never resolves: the new program gives up after limits.ready
     const took = Date.now() - t0;
     assert.equal(r.code, 1, r.stderr);
     assert.match(r.stderr, /Cannot upgrade: the new program could not start: Cannot start app .*: its ready\(\) did not settle within 1500 ms \(limits\.readyTimeoutMs\); the running process \(generation 1\) keeps serving \[PERILINK_UPGRADE_FAILED\]/);
-    assert.ok(took >= 1500 && took < 12_000, `gave up after ${took} ms, well before the upgrade's own 15 s`);
+    // The message says which bound ended it; the time only has to be under the upgrade's own 15 s (it includes
+    // starting the upgrade command and the new program under tsx: 12.9 s on a slow, loaded machine).
+    assert.ok(took >= 1500 && took < 15_000, `gave up after ${took} ms, before the upgrade's own 15 s`);
     const now = await srv.status();
     assert.equal(now.pid, first.pid);
     assert.equal(now.upgrade, null);
