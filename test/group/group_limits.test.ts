@@ -5,15 +5,8 @@ import path from "node:path";
 import { test } from "node:test";
 import { ClientSession } from "../../src/client/client_session.ts";
 import { WireError } from "../../src/protocol/constants.ts";
-import { detectRuntime } from "../../src/runtime/runtime.ts";
 import { sleep, tempDir, waitFor } from "../helpers/fixtures.ts";
-import { serveGroup } from "../helpers/group.ts";
-
-const nodeOnly = (t: { skip(m?: string): void }): boolean => {
-  if (detectRuntime().canInheritSockets) return false;
-  t.skip("service processes need a runtime that passes sockets between processes (Node.js)");
-  return true;
-};
+import { nodeOnly, serveGroup } from "../helpers/group.ts";
 
 async function groupWith(config: Record<string, unknown>) {
   const file = path.join(tempDir(), "config.json");

@@ -4,10 +4,9 @@ import path from "node:path";
 import { test } from "node:test";
 import { ClientSession } from "../../src/client/client_session.ts";
 import { identifyUdp } from "../../src/client/identify.ts";
-import { detectRuntime } from "../../src/runtime/runtime.ts";
-import { REPO_ROOT, runCli } from "../helpers/cli.ts";
+import { REPO_ROOT } from "../helpers/cli.ts";
 import { sleep, tempDir, waitFor } from "../helpers/fixtures.ts";
-import { seenPids, serveGroup, type ServedGroup } from "../helpers/group.ts";
+import { nodeOnly, serveGroup, upgradeGroup } from "../helpers/group.ts";
 import { httpLoad, perilinkLoad } from "../helpers/load.ts";
 import { pidAlive } from "../helpers/pid_alive.ts";
 
@@ -16,20 +15,6 @@ const UPGRADES = Number(process.env.PERILINK_GROUP_UPGRADES ?? 5);
 const CLIENTS = 64;
 const RECORDING_APP = path.join(REPO_ROOT, "test/fixtures/recording_app.ts");
 const HTTP_APP = path.join(REPO_ROOT, "test/fixtures/http_app.ts");
-
-const nodeOnly = (t: { skip(m?: string): void }): boolean => {
-  if (detectRuntime().canInheritSockets) return false;
-  t.skip("service processes need a runtime that passes sockets between processes (Node.js)");
-  return true;
-};
-
-async function upgrade(g: ServedGroup): Promise<{ generation: number; pid: number }> {
-  const r = await runCli(["upgrade", "--state-dir", g.stateDir, "--json", "--timeout", "30000"], { timeoutMs: 60_000 });
-  assert.equal(r.code, 0, `upgrade failed: ${r.stderr}`);
-  const out = JSON.parse(r.stdout) as { generation: number; pid: number };
-  seenPids.add(out.pid);
-  return out;
-}
 
 for (const dispatch of ["manager", "semaphore"] as const) {
   test(`--workers 2 --dispatch ${dispatch}: every request of ${CLIENTS} perilink clients is answered exactly once through ${UPGRADES} group upgrades`, async (t) => {
@@ -41,7 +26,7 @@ for (const dispatch of ["manager", "semaphore"] as const) {
     await sleep(300);
     const workerPids = new Set<number>();
     for (let i = 1; i <= UPGRADES; i++) {
-      const r = await upgrade(g);
+      const r = await upgradeGroup(g);
       assert.equal(r.generation, 1 + i);
       const st = await g.status();
       assert.equal(st.workers.filter((w) => w.state === "ready").length, 2, "the new group runs two service processes");
@@ -74,7 +59,7 @@ for (const dispatch of ["manager", "semaphore"] as const) {
     const load = httpLoad("127.0.0.1", g.port, CLIENTS, { maxMs: 300_000 });
     await sleep(300);
     for (let i = 1; i <= UPGRADES; i++) {
-      await upgrade(g);
+      await upgradeGroup(g);
       await sleep(100);
     }
     const report = await load.stop();
@@ -94,7 +79,7 @@ test("a 10 s request started on a service process just before a group upgrade co
   const old = await g.status();
   const long = ch.request("sleep:10000:payload", { timeoutMs: 30_000 });
   await sleep(200);
-  await upgrade(g);
+  await upgradeGroup(g);
   await waitFor(async () => (await g.status()).draining.some((d) => d.generation === 1 && d.inflight === 1), "status to list the old group draining with its request", 5000);
   const reply = (await long).toString();
   assert.match(reply, /^sleep:10000:payload\|gen=1\|pid=(\d+)$/);

@@ -9,27 +9,12 @@ import { existsSync, promises as fs, readdirSync, readFileSync } from "node:fs";
 import path from "node:path";
 import { test } from "node:test";
 import { WORKER_ENV } from "../../src/group/group_protocol.ts";
-import { detectRuntime } from "../../src/runtime/runtime.ts";
-import { REPO_ROOT, runCli } from "../helpers/cli.ts";
+import { REPO_ROOT } from "../helpers/cli.ts";
 import { sleep, tempDir, waitFor } from "../helpers/fixtures.ts";
-import { seenPids, serveGroup, type ServedGroup } from "../helpers/group.ts";
+import { nodeOnly, serveGroup, upgradeGroup } from "../helpers/group.ts";
 import { httpLoad } from "../helpers/load.ts";
 
 const HTTP_APP = path.join(REPO_ROOT, "test/fixtures/http_app.ts");
-
-const nodeOnly = (t: { skip(m?: string): void }): boolean => {
-  if (detectRuntime().canInheritSockets) return false;
-  t.skip("service processes need a runtime that passes sockets between processes (Node.js)");
-  return true;
-};
-
-async function upgrade(g: ServedGroup): Promise<{ generation: number; pid: number }> {
-  const r = await runCli(["upgrade", "--state-dir", g.stateDir, "--json", "--timeout", "30000"], { timeoutMs: 60_000 });
-  assert.equal(r.code, 0, `upgrade failed: ${r.stderr}`);
-  const out = JSON.parse(r.stdout) as { generation: number; pid: number };
-  seenPids.add(out.pid);
-  return out;
-}
 
 /** Service processes (PERILINK_WORKER in their environment) that descend from `root`, from /proc. */
 function serviceProcessesUnder(root: number): number {
@@ -76,7 +61,7 @@ for (const [surge, peak] of [
     })();
     await sleep(300);
     const t0 = Date.now();
-    await upgrade(g);
+    await upgradeGroup(g);
     const handedOverMs = Date.now() - t0;
     await waitFor(
       async () => {

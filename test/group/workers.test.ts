@@ -6,18 +6,12 @@ import { identifyUdp } from "../../src/client/identify.ts";
 import { detectRuntime } from "../../src/runtime/runtime.ts";
 import { REPO_ROOT, runCli } from "../helpers/cli.ts";
 import { sleep, tempDir, waitFor } from "../helpers/fixtures.ts";
-import { httpGet, serveGroup, tally } from "../helpers/group.ts";
+import { httpGet, nodeOnly, serveGroup, tally } from "../helpers/group.ts";
 import { promises as fs } from "node:fs";
 
 const HTTP_APP = path.join(REPO_ROOT, "test/fixtures/http_app.ts");
 const CRASHING_APP = path.join(REPO_ROOT, "test/fixtures/crashing_app.ts");
 const RECORDING_APP = path.join(REPO_ROOT, "test/fixtures/recording_app.ts");
-
-const nodeOnly = (t: { skip(m?: string): void }): boolean => {
-  if (detectRuntime().canInheritSockets) return false;
-  t.skip("service processes need a runtime that passes sockets between processes (Node.js)");
-  return true;
-};
 
 /** `n` HTTP GETs, `concurrency` at a time; returns the pid that answered each. */
 async function httpPids(port: number, n: number, concurrency: number): Promise<number[]> {

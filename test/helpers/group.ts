@@ -3,7 +3,8 @@ import http from "node:http";
 import { after } from "node:test";
 import { controlRequest } from "../../src/server/control_server.ts";
 import type { ServerStatus } from "../../src/server/server.ts";
-import { spawnCli, stopChild } from "./cli.ts";
+import { detectRuntime } from "../../src/runtime/runtime.ts";
+import { runCli, spawnCli, stopChild } from "./cli.ts";
 import { freePort } from "./free_port.ts";
 import { pidsKilledAfterFile } from "./pid_alive.ts";
 import { tempDir, waitFor } from "./fixtures.ts";
@@ -61,4 +62,20 @@ export function tally<T>(items: T[]): Map<T, number> {
   const m = new Map<T, number>();
   for (const i of items) m.set(i, (m.get(i) ?? 0) + 1);
   return m;
+}
+
+/** Skips a test of service processes where the runtime cannot pass sockets between processes; true when skipped. */
+export function nodeOnly(t: { skip(m?: string): void }): boolean {
+  if (detectRuntime().canInheritSockets) return false;
+  t.skip("service processes need a runtime that passes sockets between processes (Node.js)");
+  return true;
+}
+
+/** `perilink upgrade --json` of the group; asserts it succeeded and returns the new generation and pid. */
+export async function upgradeGroup(g: ServedGroup): Promise<{ generation: number; pid: number }> {
+  const r = await runCli(["upgrade", "--state-dir", g.stateDir, "--json", "--timeout", "30000"], { timeoutMs: 60_000 });
+  assert.equal(r.code, 0, `upgrade failed: ${r.stderr}`);
+  const out = JSON.parse(r.stdout) as { generation: number; pid: number };
+  seenPids.add(out.pid);
+  return out;
 }
