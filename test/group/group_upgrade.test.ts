@@ -22,7 +22,9 @@ for (const dispatch of ["manager", "semaphore"] as const) {
     const record = path.join(tempDir(), "processed.txt");
     const g = await serveGroup(["--app", RECORDING_APP, "--workers", "2", "--dispatch", dispatch], { RECORD_FILE: record }, ["127.0.0.1:PORT", "[::1]:PORT"]);
     const before = await g.status();
-    const load = perilinkLoad("127.0.0.1", g.port, CLIENTS, { maxMs: 300_000 });
+    // 64 clients re-handshake at once after each upgrade; on 2 shared cores beside other test files
+    // (CI) a 5 s handshake deadline was once missed by 37 of them at one upgrade.
+    const load = perilinkLoad("127.0.0.1", g.port, CLIENTS, { maxMs: 300_000, connectMs: 15_000 });
     await sleep(300);
     const workerPids = new Set<number>();
     for (let i = 1; i <= UPGRADES; i++) {
@@ -41,7 +43,8 @@ for (const dispatch of ["manager", "semaphore"] as const) {
     assert.equal(afterAll.serverId, before.serverId);
     assert.equal(afterAll.generation, 1 + UPGRADES);
     assert.equal((await identifyUdp("::1", g.port)).generation, 1 + UPGRADES);
-    assert.deepEqual(report.errors.slice(0, 5), [], `${report.errors.length} requests failed`);
+    const trouble = g.log().split("\n").filter((l) => /"level":"(warn|error)"/.test(l)).slice(-20).join("\n");
+    assert.deepEqual(report.errors.slice(0, 5), [], `${report.errors.length} requests failed; the group's warnings and errors:\n${trouble}`);
     await waitFor(async () => (await g.status()).draining.length === 0, "old groups to finish draining", 30_000);
     const lines = (await fs.readFile(record, "utf8")).split("\n").filter(Boolean);
     const seen = new Map<string, number>();

@@ -18,7 +18,7 @@ export interface LoadReport {
  * that is the protocol's promise, so it keeps "exactly once". Any other
  * failure is recorded as an error. Bounded: at most `maxMs` and `maxRequests` per client.
  */
-export function perilinkLoad(host: string, port: number, clients: number, opts: { maxMs?: number; maxRequests?: number } = {}): { stop: () => Promise<LoadReport> } {
+export function perilinkLoad(host: string, port: number, clients: number, opts: { maxMs?: number; maxRequests?: number; connectMs?: number } = {}): { stop: () => Promise<LoadReport> } {
   const report: LoadReport = { answered: new Map(), resent: 0, errors: [] };
   const end = Date.now() + (opts.maxMs ?? 120_000);
   const maxRequests = opts.maxRequests ?? 1_000_000;
@@ -32,7 +32,7 @@ export function perilinkLoad(host: string, port: number, clients: number, opts: 
         try {
           if (!session || session.closed || session.draining) {
             session?.close().catch(() => {});
-            session = await ClientSession.connect({ host, port, timeoutMs: 5000 });
+            session = await ClientSession.connect({ host, port, timeoutMs: opts.connectMs ?? 5000 });
             channel = await session.openChannel(`load${c}`, host, port);
           }
           const reply = (await channel!.request(id, { timeoutMs: 10_000 })).toString();

@@ -597,7 +597,9 @@ async function rollbackAfterHandover(
   await withServer(["--listen", listen], async (srv, load) => {
     try {
       const before = await srv.status();
-      const timeoutMs = 2500;
+      // Long enough for a loaded machine to start the new program and reach the handover before
+      // the timeout (otherwise the upgrade fails earlier, with another message).
+      const timeoutMs = 6000;
       const up = srv.upgrade(["--program", progs[program], "--timeout", String(timeoutMs)]);
       const during = await srv.waitStatus((s) => typeof s.upgrade?.pid === "number", "the upgrade to start the new program", START_MS).catch(() => null);
       const r = await up;
@@ -610,10 +612,11 @@ async function rollbackAfterHandover(
         oneLine(r.stderr),
         new RegExp(`Cannot upgrade: the new program ${why}( \\(see its log lines\\))? after the handover began; the running process bound its ports again and keeps serving .*\\[PERILINK_UPGRADE_FAILED\\]$`),
       );
-      if (during?.upgrade?.pid) await waitFor(() => !alive(during.upgrade!.pid!), "the failed new program to be gone", 3000);
-      await waitFor(() => pidsMentioning(progs.dir).length === 0, `every process of the failed new program to be gone (${leftOver.join(", ")})`, 3000);
+      // A SIGKILLed 256 MiB process takes the kernel a while to tear down on a loaded machine.
+      if (during?.upgrade?.pid) await waitFor(() => !alive(during.upgrade!.pid!), "the failed new program to be gone", 10_000);
+      await waitFor(() => pidsMentioning(progs.dir).length === 0, `every process of the failed new program to be gone (${leftOver.join(", ")})`, 10_000);
       assert.ok(alive(before.pid), `the old process still runs\nlog:\n${srv.log()}`);
-      const now = await srv.waitStatus(() => true, "the old process to answer status again", 3000);
+      const now = await srv.waitStatus(() => true, "the old process to answer status again", 10_000);
       assert.equal(now.pid, before.pid);
       assert.equal(now.generation, 1);
       assert.equal(now.serverId, before.serverId);
