@@ -1,8 +1,18 @@
 import net from "node:net";
-import { AgentError, ClientClosedError } from "../errors.ts";
+import { AgentError, ClientClosedError, ProtocolError } from "../errors.ts";
 import { TARGET } from "../target.ts";
-import { reviveError } from "./agent_errors.ts";
-import { FrameReader, idOf, WIRE_VERSION, writeFrame, type Header } from "./agent_wire.ts";
+import { IncomingBody, ReceiveWindow, WholeBody } from "../protocol/incoming_body.ts";
+import { DATA_CHUNK_BYTES, OutgoingBody, type DataWire } from "../protocol/outgoing_body.ts";
+import { SendCredit } from "../protocol/send_credit.ts";
+import type { ResponseBody } from "../client/request_table.ts";
+import { reviveError, wireError } from "./agent_errors.ts";
+import { CONNECTION_WINDOW, FrameReader, idOf, STREAM_WINDOW, WIRE_VERSION, windowOf, writeFrame, type Header } from "./agent_wire.ts";
+
+/** A streamed exchange: its response body once it began, and what ends it here. */
+interface Exchange {
+  body: IncomingBody | null;
+  finish: () => void;
+}
 
 interface Pending {
   resolve: (v: { header: Header; payload: Buffer }) => void;
@@ -20,6 +30,9 @@ export interface LinkEvents {
   lost(err: Error): void;
 }
 
+/** Unsent bytes past which a streamed request body waits for the agent to read. */
+const WRITE_HIGH = 1024 * 1024;
+
 /**
  * This process's one connection to the host agent (agent_wire.ts): every
  * link of the process rides it, each named by a number chosen here, and
@@ -36,6 +49,27 @@ export class AgentConnection {
   #draining = false;
   /** The agent offered WIRE_VERSION in its hello: request and message frames go with compact headers. */
   #compact = false;
+  /** Streamed bodies: credit the agent gave (null: an agent without them), what it may send us, and each exchange's end. */
+  #credit: SendCredit | null = null;
+  #recv = new ReceiveWindow({ window: (stream, n) => this.notify({ t: "window", id: stream, n }) }, CONNECTION_WINDOW, STREAM_WINDOW);
+  #bodies = new Map<number, IncomingBody>();
+  #exchanges = new Map<number, Exchange>();
+  #drained: Promise<void> | null = null;
+  #wire: DataWire = {
+    data: (stream, chunk, end) => this.#write(end ? { t: "data", id: stream, end: true } : { t: "data", id: stream }, chunk),
+    writable: () => {
+      if (this.#socket.writableLength <= WRITE_HIGH || this.#closed) return null;
+      this.#drained ??= new Promise<void>((resolve) => {
+        const done = (): void => {
+          this.#socket.off("drain", done).off("close", done);
+          this.#drained = null;
+          resolve();
+        };
+        this.#socket.on("drain", done).on("close", done);
+      });
+      return this.#drained;
+    },
+  };
 
   private constructor(path: string, socket: net.Socket) {
     this.path = path;
@@ -81,10 +115,12 @@ export class AgentConnection {
         clearTimeout(timer);
         timer = setTimeout(() => fail(new AgentError(`Cannot reach the host agent at ${path}: connected, but no hello in ${helloMs} ms (is it stuck?)`)), helloMs);
         const conn = new AgentConnection(path, socket);
-        conn.call({ t: "hello", pid: process.pid, wire: WIRE_VERSION }).then(
+        conn.call({ t: "hello", pid: process.pid, wire: WIRE_VERSION, window: [STREAM_WINDOW, CONNECTION_WINDOW] }).then(
           ({ header }) => {
             done();
             conn.#compact = header.wire === WIRE_VERSION;
+            const granted = windowOf(header.window);
+            if (granted !== null) conn.#credit = new SendCredit(granted[1], granted[0]);
             socket.unref();
             resolve(conn);
           },
@@ -96,6 +132,11 @@ export class AgentConnection {
 
   get closed(): boolean {
     return this.#closed !== null;
+  }
+
+  /** The agent takes streamed bodies (its hello gave credit for them). */
+  get streams(): boolean {
+    return this.#credit !== null;
   }
 
   /** Told GOAWAY: a new agent serves; nothing new goes here. */
@@ -113,6 +154,71 @@ export class AgentConnection {
       this.#ref();
       this.#write(header as Header, payload);
     });
+  }
+
+  /**
+   * A request whose response is read as a body (link.stream()): `header`
+   * goes with the whole request body, or with `body: true` and then the
+   * body in `data` frames within the agent's credit. Resolves once the
+   * response began, with its body (filled by the agent's `data` frames).
+   * `done` runs once, when the exchange is over here: the response body
+   * ended, failed or was cancelled, or the request failed.
+   */
+  stream(header: Omit<Header, "id"> & { t: string }, body: Uint8Array | OutgoingBody, done: () => void): Promise<ResponseBody> {
+    const credit = this.#credit;
+    if (credit === null) {
+      done();
+      return Promise.reject(new AgentError("Cannot stream through the host agent: it is an older version, without streamed bodies; upgrade it (perilink agent upgrade), or use createClient({ agent: false })"));
+    }
+    const id = this.#next;
+    const outgoing = body instanceof OutgoingBody ? body : null;
+    if (outgoing) (header as Header).body = true;
+    const ex: Exchange = {
+      body: null,
+      finish: () => {
+        this.#exchanges.delete(id);
+        this.#bodies.delete(id);
+        credit.close(id);
+        this.#hold();
+        done();
+      },
+    };
+    this.#exchanges.set(id, ex);
+    const answer = this.call(header, outgoing ? undefined : (body as Uint8Array));
+    if (outgoing) {
+      credit.open(id);
+      outgoing.send(id, credit, DATA_CHUNK_BYTES, this.#wire).then(
+        () => {},
+        (err: unknown) => this.notify({ t: "bodyerror", id, ...wireError(err) }),
+      );
+    }
+    return answer.then(
+      ({ header: h, payload }) => {
+        // The body made when the response began (it may have ended, or failed, in the same read).
+        const incoming = ex.body;
+        if (h.whole === true || !incoming) {
+          this.#finish(id);
+          return new WholeBody(payload);
+        }
+        return incoming;
+      },
+      (err: Error) => {
+        this.#finish(id);
+        throw err;
+      },
+    );
+  }
+
+  /** Ends exchange `id` here: its response body (if any) fails with `err` and the agent is told to stop. */
+  cancelStream(id: number, err: Error): void {
+    if (!this.#exchanges.has(id)) return;
+    this.notify({ t: "cancel", id });
+    this.#bodies.get(id)?.fail(err, true);
+    this.#finish(id);
+  }
+
+  #finish(id: number): void {
+    this.#exchanges.get(id)?.finish();
   }
 
   /** The id the next call will take (a cancel names it). */
@@ -164,11 +270,20 @@ export class AgentConnection {
     if (this.#pending.size === 1) this.#socket.ref();
   }
 
+  /** After an answer or an exchange's end: the socket keeps the process alive only while something waits. */
+  #hold(): void {
+    if (this.#pending.size === 0 && this.#exchanges.size === 0) this.#socket.unref();
+  }
+
   #onFrame(h: Header, payload: Buffer): void {
     if (h.t === "goaway") {
       this.#draining = true;
       for (const l of [...this.#links.values()]) l.goAway();
       return;
+    }
+    if (h.t === "data" || h.t === "window" || h.t === "bodyerror" || h.t === "stopbody" || h.t === "streaming") {
+      this.#onBody(h, payload);
+      if (h.t !== "streaming") return;
     }
     if (h.t === "message" || h.t === "state" || h.t === "moved") {
       const l = this.#links.get(idOf(h.link) ?? 0);
@@ -182,9 +297,44 @@ export class AgentConnection {
     const p = id === null ? undefined : this.#pending.get(id);
     if (!p) return;
     this.#pending.delete(id!);
-    if (this.#pending.size === 0) this.#socket.unref();
+    this.#hold();
     if (h.t === "error") p.reject(reviveError(h));
     else p.resolve({ header: h, payload });
+  }
+
+  /** The frames of streamed bodies. A `data` past its credit, or a bad `window`: ProtocolError (the connection ends). */
+  #onBody(h: Header, payload: Buffer): void {
+    const id = h.id === 0 && h.t === "window" ? 0 : idOf(h.id);
+    if (id === null) throw new ProtocolError(1, `agent ${h.t} frame names no request`);
+    switch (h.t) {
+      case "streaming":
+        // Made before the answer resolves: the body's first data may be in this same read.
+        {
+          const ex = this.#exchanges.get(id);
+          if (h.whole === true || !ex || !this.#pending.has(id)) return;
+          ex.body = new IncomingBody(this.#recv, id, () => this.cancelStream(id, new Error("cancelled")));
+          this.#bodies.set(id, ex.body);
+        }
+        return;
+      case "data": {
+        const body = this.#bodies.get(id);
+        if (!body) return this.#recv.discard(payload.length); // after a cancel: counted, and given back
+        body.push(payload, h.end === true);
+        if (h.end === true) this.#finish(id);
+        return;
+      }
+      case "bodyerror":
+        this.#bodies.get(id)?.fail(reviveError(h));
+        this.#finish(id);
+        return;
+      case "stopbody":
+        this.#credit?.close(id); // the server stopped reading the request body: its sender stops
+        return;
+      case "window":
+        if (!Number.isInteger(h.n) || (h.n as number) < 1 || this.#credit === null) throw new ProtocolError(1, "agent window frame without a positive increment");
+        this.#credit.grant(id, h.n as number);
+        return;
+    }
   }
 
   #end(err: Error): void {
@@ -195,5 +345,8 @@ export class AgentConnection {
     this.#pending.clear();
     for (const l of this.#links.values()) l.lost(err);
     this.#links.clear();
+    this.#credit?.closeAll();
+    for (const body of this.#bodies.values()) body.fail(err);
+    for (const ex of [...this.#exchanges.values()]) ex.finish();
   }
 }

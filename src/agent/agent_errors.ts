@@ -64,3 +64,18 @@ export function reviveError(h: Record<string, unknown>): Error {
   if (typeof h.name === "string" && /^[A-Za-z]{1,40}$/.test(h.name)) err.name = h.name;
   return err;
 }
+
+/** An error as it crosses the agent's socket: the application's side makes the same class again (agent_errors.ts). */
+export function wireError(err: unknown): Record<string, unknown> {
+  const e = err as { code?: unknown; name?: unknown; message?: unknown; wireCode?: unknown; hostname?: unknown; serverId?: unknown; limit?: unknown; host?: unknown; port?: unknown; expected?: unknown; found?: unknown };
+  return {
+    code: typeof e?.code === "string" ? e.code : "PERILINK_AGENT",
+    name: typeof e?.name === "string" ? e.name : "Error",
+    message: typeof e?.message === "string" ? e.message : String(err),
+    ...(typeof e?.wireCode === "number" ? { wireCode: e.wireCode } : {}),
+    ...(typeof e?.hostname === "string" ? { hostname: e.hostname } : {}),
+    ...(typeof e?.serverId === "string" ? { serverId: e.serverId } : {}),
+    ...(typeof e?.limit === "number" ? { limit: e.limit } : {}),
+    ...(typeof e?.host === "string" && typeof e?.port === "number" ? { host: e.host, port: e.port, expected: e.expected, found: e.found } : {}),
+  };
+}

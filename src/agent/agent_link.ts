@@ -1,12 +1,13 @@
 import { EventEmitter } from "node:events";
 import { AgentError, BodyTooLargeError, ClientClosedError, OutcomeUnknownError } from "../errors.ts";
 import { TARGET } from "../target.ts";
-import { gatherSource, isStreamSource, type BodySource } from "../protocol/outgoing_body.ts";
+import { gatherSource, isStreamSource, OutgoingBody, type BodySource } from "../protocol/outgoing_body.ts";
 import type { LinkApi } from "../client/link_api.ts";
 import type { LinkRequestOptions } from "../client/link.ts";
 import type { LinkState } from "../client/link_lifecycle.ts";
 import type { ResponseBody } from "../client/request_table.ts";
 import type { AgentConnection, LinkEvents } from "./agent_connection.ts";
+import type { Header } from "./agent_wire.ts";
 
 /** Where a link through the agent opens its session again once the agent it used is gone (host_client.ts). */
 export interface AgentLinkHost {
@@ -145,21 +146,18 @@ export class AgentLink extends EventEmitter implements LinkApi {
   }
 
   async request(payload: BodySource, options: LinkRequestOptions = NO_OPTIONS): Promise<Buffer> {
+    if (isStreamSource(payload) && !(payload instanceof Blob && payload.size <= MAX_BODY)) {
+      // Streamed to the agent when it takes streams (any size), else gathered here.
+      const conn = await this.#ready();
+      if (conn.streams) return (await this.stream(payload, options)).bytes(options.maxBytes ?? MAX_BODY, "the response");
+    }
     const body = isStreamSource(payload) ? await gatherSource(payload, MAX_BODY, "a request body sent through the host agent") : typeof payload === "string" ? Buffer.from(payload) : payload;
     if (body.byteLength > MAX_BODY) throw new BodyTooLargeError(MAX_BODY, "a request body sent through the host agent");
     for (let tries = 0; ; tries++) {
       // Always after an await, as in this process's own table (link.ts): a request followed at once by close() is not sent.
       const conn = await this.#ready();
-      const header: Record<string, unknown> & { t: string } = { t: "request", link: this.#id };
-      if (options.timeoutMs !== undefined) header.timeoutMs = options.timeoutMs;
-      if (options.maxBytes !== undefined) header.maxBytes = options.maxBytes;
-      if (options.idempotent) header.idempotent = true;
-      if (options.waitForReady) header.waitForReady = true;
+      const header = this.#header("request", options);
       const signal = options.signal;
-      if (signal) {
-        signal.throwIfAborted();
-        header.cancellable = true;
-      }
       let onAbort: (() => void) | null = null;
       if (signal) {
         const id = conn.peekId();
@@ -172,15 +170,74 @@ export class AgentLink extends EventEmitter implements LinkApi {
         return answer;
       } catch (err) {
         if (signal?.aborted) throw signal.reason;
-        if (!(err instanceof AgentError) || !conn.closed) throw err;
-        // The agent went away with the request in flight: it may have run.
-        if (!options.idempotent || tries >= 2) {
-          throw new OutcomeUnknownError(`Cannot finish request: the host agent went away while it was in flight, so the server may have run it${options.idempotent ? "" : "; not sent again, as it is not marked idempotent"}`, { cause: err });
-        }
+        this.#retryOrThrow(err, conn, options, tries, false);
       } finally {
         if (onAbort) signal!.removeEventListener("abort", onAbort);
         this.#settled(conn);
       }
+    }
+  }
+
+  /**
+   * A request whose response is read as it arrives, as link.stream() in
+   * this process. Bytes, text and a Blob of up to MAX_BODY go whole, so the
+   * agent may send an idempotent one again; other bodies stream to the
+   * agent within its credit, and the response streams back within ours.
+   */
+  async stream(payload: BodySource, options: LinkRequestOptions = NO_OPTIONS): Promise<ResponseBody> {
+    let body: Uint8Array | OutgoingBody;
+    if (typeof payload === "string") body = Buffer.from(payload);
+    else if (payload instanceof Uint8Array) body = payload;
+    else if (payload instanceof Blob && payload.size <= MAX_BODY) body = new Uint8Array(await payload.arrayBuffer());
+    else body = new OutgoingBody(payload, 0, true);
+    if (body instanceof Uint8Array && body.byteLength > MAX_BODY) body = new OutgoingBody(body, 0, true);
+    for (let tries = 0; ; tries++) {
+      const conn = await this.#ready();
+      const header = this.#header("stream", options);
+      const signal = options.signal;
+      const id = conn.peekId();
+      // Until the exchange is over, not only until the response began: an abort stops a body under way too.
+      const onAbort = signal ? (): void => conn.cancelStream(id, signal.reason as Error) : null;
+      if (onAbort) signal!.addEventListener("abort", onAbort, { once: true });
+      this.#pending++;
+      let over = false;
+      const done = (): void => {
+        if (over) return;
+        over = true;
+        if (onAbort) signal!.removeEventListener("abort", onAbort);
+        this.#settled(conn);
+      };
+      try {
+        return await conn.stream(header, body, done);
+      } catch (err) {
+        done();
+        if (signal?.aborted) throw signal.reason;
+        this.#retryOrThrow(err, conn, options, tries, body instanceof OutgoingBody);
+      }
+    }
+  }
+
+  /** A request's header: its kind, link and the options that cross to the agent. */
+  #header(t: string, options: LinkRequestOptions): Header {
+    const header: Header = { t, link: this.#id };
+    if (options.timeoutMs !== undefined) header.timeoutMs = options.timeoutMs;
+    if (options.maxBytes !== undefined) header.maxBytes = options.maxBytes;
+    if (options.idempotent) header.idempotent = true;
+    if (options.waitForReady) header.waitForReady = true;
+    if (options.signal) {
+      options.signal.throwIfAborted();
+      header.cancellable = true;
+    }
+    return header;
+  }
+
+  /** After a failed try: returns to try again (the agent went away, the request is idempotent and its body whole), else throws. */
+  #retryOrThrow(err: unknown, conn: AgentConnection, options: LinkRequestOptions, tries: number, streamed: boolean): void {
+    if (!(err instanceof AgentError) || !conn.closed) throw err;
+    // The agent went away with the request in flight: it may have run.
+    if (!options.idempotent || tries >= 2 || streamed) {
+      const why = !options.idempotent ? "; not sent again, as it is not marked idempotent" : streamed ? "; not sent again, as its body was a stream" : "";
+      throw new OutcomeUnknownError(`Cannot finish request: the host agent went away while it was in flight, so the server may have run it${why}`, { cause: err });
     }
   }
 
@@ -198,10 +255,6 @@ export class AgentLink extends EventEmitter implements LinkApi {
     this.#old = null;
     old.conn.notify({ t: "close", link: old.id });
     old.conn.removeLink(old.id);
-  }
-
-  stream(_payload: BodySource, _options?: LinkRequestOptions): Promise<ResponseBody> {
-    return Promise.reject(new AgentError('Cannot stream a response through the host agent (not built yet): use link.request(), or createClient({ agent: false }) for streamed responses'));
   }
 
   async send(payload: Uint8Array | string): Promise<void> {

@@ -1,28 +1,15 @@
 import { readFileSync } from "node:fs";
 import type net from "node:net";
-import { AgentLimitError, CancelledError, PerilinkError } from "../errors.ts";
+import { AgentLimitError, CancelledError, PerilinkError, ProtocolError } from "../errors.ts";
 import type { Logger } from "../logger.ts";
 import type { PerilinkClient } from "../client/client.ts";
 import type { Link, LinkMove, LinkRequestOptions, LinkState } from "../client/link.ts";
 import type { Target } from "../target.ts";
-import { FrameReader, idOf, WIRE_VERSION, writeFrame, type Header } from "./agent_wire.ts";
+import { wireError } from "./agent_errors.ts";
+import { CONNECTION_WINDOW, FrameReader, idOf, STREAM_WINDOW, WIRE_VERSION, windowOf, writeFrame, type Header } from "./agent_wire.ts";
+import { PeerStreams } from "./peer_streams.ts";
 
 export type AgentLimits = Target["agent"];
-
-/** An error as it crosses the agent's socket: the application's side makes the same class again (agent_errors.ts). */
-export function wireError(err: unknown): Record<string, unknown> {
-  const e = err as { code?: unknown; name?: unknown; message?: unknown; wireCode?: unknown; hostname?: unknown; serverId?: unknown; limit?: unknown; host?: unknown; port?: unknown; expected?: unknown; found?: unknown };
-  return {
-    code: typeof e?.code === "string" ? e.code : "PERILINK_AGENT",
-    name: typeof e?.name === "string" ? e.name : "Error",
-    message: typeof e?.message === "string" ? e.message : String(err),
-    ...(typeof e?.wireCode === "number" ? { wireCode: e.wireCode } : {}),
-    ...(typeof e?.hostname === "string" ? { hostname: e.hostname } : {}),
-    ...(typeof e?.serverId === "string" ? { serverId: e.serverId } : {}),
-    ...(typeof e?.limit === "number" ? { limit: e.limit } : {}),
-    ...(typeof e?.host === "string" && typeof e?.port === "number" ? { host: e.host, port: e.port, expected: e.expected, found: e.found } : {}),
-  };
-}
 
 /**
  * One application process connected to the agent: its links (named by the
@@ -60,6 +47,9 @@ export class AgentPeer {
   #deadline: ReturnType<typeof setTimeout> | null = null;
   /** The process offered WIRE_VERSION in its hello: answers and messages go with compact headers. */
   #compact = false;
+  /** Its streamed bodies, once its hello offered credit for them. */
+  #streams: PeerStreams | null = null;
+  #drained: Promise<void> | null = null;
   #corked = false;
   #uncork = (): void => {
     this.#corked = false;
@@ -160,13 +150,30 @@ export class AgentPeer {
         }
         this.command = this.pid > 0 ? commandOf(this.pid) : "";
         this.#compact = h.wire === WIRE_VERSION;
-        this.#send({ t: "hello", id: idOf(h.id) ?? 0, pid: process.pid, wire: WIRE_VERSION });
+        {
+          const granted = windowOf(h.window);
+          if (granted !== null && this.#streams === null) this.#streams = new PeerStreams({ send: (sh, p) => this.#send(sh, p), writable: () => this.#writable() }, granted);
+        }
+        this.#send({ t: "hello", id: idOf(h.id) ?? 0, pid: process.pid, wire: WIRE_VERSION, window: [STREAM_WINDOW, CONNECTION_WINDOW] });
         return;
       case "connect":
         void this.#connect(h);
         return;
       case "request":
         void this.#request(h, payload);
+        return;
+      case "stream":
+        void this.#stream(h, payload);
+        return;
+      case "data":
+        // Bodies' frames: past their credit a ProtocolError, which ends the connection.
+        this.#streamsOrFail().data(h, payload);
+        return;
+      case "window":
+        this.#streamsOrFail().window(h);
+        return;
+      case "bodyerror":
+        this.#streamsOrFail().bodyError(h);
         return;
       case "send": {
         const link = this.links.get(idOf(h.link) ?? 0);
@@ -206,9 +213,11 @@ export class AgentPeer {
         this.#endIfLeft();
         return;
       }
-      case "cancel":
-        this.#aborts.get(idOf(h.id) ?? 0)?.abort(new CancelledError("Request cancelled by the application"));
+      case "cancel": {
+        const id = idOf(h.id) ?? 0;
+        if (!this.#streams?.cancel(id)) this.#aborts.get(id)?.abort(new CancelledError("Request cancelled by the application"));
         return;
+      }
       case "upgrade": {
         const id = idOf(h.id) ?? 0;
         this.#inflight++; // its answer goes out before a GOAWAY ends this connection
@@ -277,22 +286,11 @@ export class AgentPeer {
   async #request(h: Header, payload: Buffer): Promise<void> {
     const id = idOf(h.id);
     if (id === null) return void this.socket.destroy();
-    const link = this.links.get(idOf(h.link) ?? 0);
-    if (!link || link === PENDING || link === CLOSING) {
-      this.#send({ t: "error", id, ...wireError(new PerilinkError("PERILINK_CLIENT_CLOSED", "Cannot send request: the link is closed")) });
-      return;
-    }
-    if (this.#inflight >= this.#limits.maxInflightPerProcess) {
-      this.#send({ t: "error", id, ...wireError(new AgentLimitError(`Cannot send request: this process has ${this.#inflight} requests in flight through the agent, its most (maxInflightPerProcess)`)) });
-      return;
-    }
-    const options: LinkRequestOptions = {};
-    if (typeof h.timeoutMs === "number") options.timeoutMs = h.timeoutMs;
+    const link = this.#linkFor(h, id, "send request");
+    if (!link) return;
+    const options = this.#options(h);
     // No answer larger than one frame of this wire carries (the application's reader takes no more).
-    if (typeof h.maxBytes === "number") options.maxBytes = Math.min(h.maxBytes, this.#maxPayload);
-    else options.maxBytes = this.#maxPayload;
-    if (h.idempotent === true) options.idempotent = true;
-    if (h.waitForReady === true) options.waitForReady = true;
+    options.maxBytes = Math.min(options.maxBytes ?? Infinity, this.#maxPayload);
     if (h.cancellable === true) {
       const ac = new AbortController();
       this.#aborts.set(id, ac);
@@ -311,10 +309,72 @@ export class AgentPeer {
     }
   }
 
+  /** A request whose response (and perhaps request) body streams: it counts as in flight until both are over. */
+  async #stream(h: Header, payload: Buffer): Promise<void> {
+    const id = idOf(h.id);
+    if (id === null) return void this.socket.destroy();
+    if (this.#streams === null) {
+      this.#send({ t: "error", id, ...wireError(new ProtocolError(1, "Cannot stream: this process's hello offered no credit for bodies (window)")) });
+      return;
+    }
+    const link = this.#linkFor(h, id, "stream");
+    if (!link) return;
+    this.#inflight++;
+    try {
+      await this.#streams.run(id, link, h, payload, this.#options(h));
+    } finally {
+      this.#inflight--;
+      this.#endIfLeft();
+    }
+  }
+
+  /** The open link a request names, within this process's requests in flight; else it is answered with the error. */
+  #linkFor(h: Header, id: number, what: string): Link | null {
+    const link = this.links.get(idOf(h.link) ?? 0);
+    if (!link || link === PENDING || link === CLOSING) {
+      this.#send({ t: "error", id, ...wireError(new PerilinkError("PERILINK_CLIENT_CLOSED", `Cannot ${what}: the link is closed`)) });
+      return null;
+    }
+    if (this.#inflight >= this.#limits.maxInflightPerProcess) {
+      this.#send({ t: "error", id, ...wireError(new AgentLimitError(`Cannot ${what}: this process has ${this.#inflight} requests in flight through the agent, its most (maxInflightPerProcess)`)) });
+      return null;
+    }
+    return link;
+  }
+
+  #options(h: Header): LinkRequestOptions {
+    const options: LinkRequestOptions = {};
+    if (typeof h.timeoutMs === "number") options.timeoutMs = h.timeoutMs;
+    if (typeof h.maxBytes === "number") options.maxBytes = h.maxBytes;
+    if (h.idempotent === true) options.idempotent = true;
+    if (h.waitForReady === true) options.waitForReady = true;
+    return options;
+  }
+
+  #streamsOrFail(): PeerStreams {
+    if (this.#streams === null) throw new ProtocolError(1, "agent body frame from a process that offered no credit for bodies");
+    return this.#streams;
+  }
+
+  /** While more than half its unread bound waits for the process to read: a promise of its next drain. */
+  #writable(): Promise<void> | null {
+    if (this.socket.writableLength <= this.#limits.maxUnreadBytesPerProcess / 2 || this.socket.destroyed) return null;
+    this.#drained ??= new Promise<void>((resolve) => {
+      const done = (): void => {
+        this.socket.off("drain", done).off("close", done);
+        this.#drained = null;
+        resolve();
+      };
+      this.socket.on("drain", done).on("close", done);
+    });
+    return this.#drained;
+  }
+
   #close(): void {
     if (this.#closed) return;
     this.#closed = true;
     for (const ac of this.#aborts.values()) ac.abort(new CancelledError("The application's process went away"));
+    this.#streams?.closeAll();
     if (this.#deadline) clearTimeout(this.#deadline);
     for (const link of this.links.values()) if (link !== PENDING && link !== CLOSING) link.close();
     this.links.clear();

@@ -16,6 +16,10 @@
  * 5 sent), a flags byte (the options a request names), then its numbers as
  * 48-bit unsigned integers. Both forms decode to the same
  * header, so a peer of either version is understood.
+ *
+ * Streamed bodies (`stream`, then `streaming`, `data`, `window`, `stopbody`,
+ * `bodyerror`, `cancel`: src/agent/peer_streams.ts and agent_connection.ts)
+ * go with JSON headers, within the credit each hello's `window` grants.
  */
 
 import { ProtocolError } from "../errors.ts";
@@ -31,6 +35,24 @@ export const MAX_HEADER_BYTES = 16 * 1024;
 export const WIRE_VERSION = 3;
 
 export type Header = { t: string } & Record<string, unknown>;
+
+/**
+ * Credit for bodies streamed through the agent, as the protocol's WINDOW
+ * gives it (docs/protocol.md §4.7): what each side lets the other send per
+ * stream, and over all streams of one connection. A hello says what its
+ * sender grants (`window: [stream, connection]`); a peer whose hello says
+ * nothing streams nothing.
+ */
+export const STREAM_WINDOW = 256 * 1024;
+export const CONNECTION_WINDOW = 1024 * 1024;
+
+/** The `window` of a hello: `[stream, connection]` credit the peer grants, or null when it offered none (or nonsense). */
+export function windowOf(v: unknown): readonly [number, number] | null {
+  if (!Array.isArray(v) || v.length !== 2) return null;
+  const [stream, connection] = v as unknown[];
+  const ok = (n: unknown): n is number => typeof n === "number" && Number.isInteger(n) && n >= 1024 && n <= 0x7fff_ffff;
+  return ok(stream) && ok(connection) && connection >= stream ? [stream, connection] : null;
+}
 
 /** What frames are written to (a net.Socket). */
 export interface FrameSink {

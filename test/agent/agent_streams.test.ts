@@ -1,0 +1,185 @@
+import assert from "node:assert/strict";
+import crypto from "node:crypto";
+import net from "node:net";
+import path from "node:path";
+import { after, test } from "node:test";
+import { HostAgent } from "../../src/agent/host_agent.ts";
+import { HostClient } from "../../src/agent/host_client.ts";
+import { CONNECTION_WINDOW, encodeFrame, STREAM_WINDOW } from "../../src/agent/agent_wire.ts";
+import { silentLogger } from "../../src/logger.ts";
+import type { RequestContext, SessionApp } from "../../src/server/app.ts";
+import { portOf, sleep, tempDir, testServer, waitFor } from "../helpers/fixtures.ts";
+
+/** What the app did, for the tests to read. */
+const seen = { generated: 0, generatorsClosed: 0 };
+
+/** "gen:N" streams N bytes of a pattern; "fail:N" N bytes then an error; app "hash" answers the body's length and SHA-256; else an echo. */
+const app: SessionApp = {
+  streams: true,
+  request(payload: Uint8Array, ctx: RequestContext) {
+    const text = ctx.body.streamed ? "" : Buffer.from(payload).toString();
+    if (text.startsWith("gen:")) return generate(Number(text.slice(4)));
+    if (text.startsWith("fail:")) return failing(Number(text.slice(5)));
+    if (ctx.app === "hash") return hash(ctx.body);
+    if (ctx.app === "hold") return sleep(3000).then(() => "held"); // reads nothing of its body
+    return echo(ctx.body);
+  },
+};
+
+async function hash(body: AsyncIterable<Uint8Array>): Promise<string> {
+  const h = crypto.createHash("sha256");
+  let n = 0;
+  for await (const chunk of body) {
+    h.update(chunk);
+    n += chunk.length;
+  }
+  return `${n} ${h.digest("hex")}`;
+}
+
+async function* echo(body: AsyncIterable<Uint8Array>): AsyncGenerator<Uint8Array> {
+  for await (const chunk of body) yield chunk;
+}
+
+async function* failing(n: number): AsyncGenerator<Uint8Array> {
+  yield Buffer.alloc(n, 1);
+  throw Object.assign(new Error("the scanner jammed"), { expose: true });
+}
+
+async function* generate(total: number): AsyncGenerator<Uint8Array> {
+  try {
+    for (let left = total; left > 0; left -= 16384) {
+      const n = Math.min(16384, left);
+      seen.generated += n;
+      yield pattern(n);
+    }
+  } finally {
+    seen.generatorsClosed++;
+  }
+}
+
+const PATTERN = Buffer.from(Array.from({ length: 16384 }, (_, i) => i & 0xff));
+const pattern = (n: number): Buffer => PATTERN.subarray(0, n);
+
+/** `count` chunks of 64 KiB of random bytes, and their SHA-256. */
+function randomSource(count: number): { source: AsyncIterable<Uint8Array>; digest: string; size: number } {
+  const chunks = Array.from({ length: count }, () => crypto.randomBytes(64 * 1024));
+  const h = crypto.createHash("sha256");
+  for (const c of chunks) h.update(c);
+  return {
+    source: (async function* () {
+      for (const c of chunks) yield c;
+    })(),
+    digest: h.digest("hex"),
+    size: count * 64 * 1024,
+  };
+}
+
+async function setup(): Promise<{ port: number; agent: HostAgent; client: HostClient }> {
+  const server = await testServer({ appObject: app });
+  const agent = await HostAgent.start({ socketPath: path.join(tempDir(), "s", "agent.sock"), client: { stateDir: false }, log: silentLogger });
+  after(() => agent.close());
+  const client = new HostClient({ agent: true, agentSocket: agent.socketPath });
+  after(() => client.close());
+  return { port: portOf(server), agent, client };
+}
+
+test("through the agent a 24 MiB request body streams up and an echo streams back: the bytes arrive whole, past the 16-frame limit of whole bodies", async () => {
+  const { port, client } = await setup();
+  const link = await client.connect({ host: "127.0.0.1", port, app: "echo" });
+  const up = randomSource(384);
+  const body = await link.stream(up.source);
+  assert.equal(body.streamed, true);
+  const h = crypto.createHash("sha256");
+  let n = 0;
+  for await (const chunk of body) {
+    h.update(chunk);
+    n += chunk.length;
+  }
+  assert.equal(n, up.size);
+  assert.equal(h.digest("hex"), up.digest);
+  // request() with a stream source streams it too (it was gathered, up to 16 frames, before).
+  const again = randomSource(300);
+  const hashLink = await client.connect({ host: "127.0.0.1", port, app: "hash" });
+  assert.equal((await hashLink.request(again.source)).toString(), `${again.size} ${again.digest}`);
+  // Small bodies still go whole, and a whole answer reads through the same interface.
+  assert.equal(await (await hashLink.stream("abc")).text(), `3 ${crypto.createHash("sha256").update("abc").digest("hex")}`);
+});
+
+test("a process that does not read holds the server's stream: the agent and the server produce only their windows' worth", async (t) => {
+  const { port, client } = await setup();
+  const link = await client.connect({ host: "127.0.0.1", port, app: "gen" });
+  const before = seen.generated;
+  const body = await link.stream(`gen:${64 * 1024 * 1024}`);
+  const it = body[Symbol.asyncIterator]();
+  const first = await it.next();
+  assert.equal(first.done, false);
+  await sleep(500);
+  const produced = seen.generated - before;
+  // The server's stream window (its maxFrame, 1 MiB on node20), the agent's own stream window, socket buffers.
+  t.diagnostic(`produced for a reader that read one chunk: ${produced} bytes`);
+  assert.ok(produced < 6 * 1024 * 1024, `the server produced ${produced} bytes for a reader that read one chunk`);
+  let total = first.value!.length;
+  for (let r = await it.next(); !r.done; r = await it.next()) total += r.value.length;
+  assert.equal(total, 64 * 1024 * 1024, "then the whole body, once it reads");
+});
+
+test("through the agent: a reader that stops early cancels the server's stream; an error mid-body comes after the bytes that came, typed; an abort stops a body under way", async () => {
+  const { port, client, agent } = await setup();
+  const link = await client.connect({ host: "127.0.0.1", port, app: "gen" });
+  const closed = seen.generatorsClosed;
+  for await (const _ of await link.stream(`gen:${256 * 1024 * 1024}`)) break;
+  await waitFor(() => seen.generatorsClosed === closed + 1, "the server's generator to be closed", 5000);
+
+  const failed = await link.stream("fail:5000");
+  let got = 0;
+  await assert.rejects(
+    (async () => {
+      for await (const chunk of failed) got += chunk.length;
+    })(),
+    (err: { code?: string; message: string }) => /PERILINK_REMOTE/.test(err.code ?? "") && /scanner jammed/.test(err.message),
+  );
+  assert.equal(got, 5000, "the bytes before the error");
+
+  const ac = new AbortController();
+  const aborted = await link.stream(`gen:${256 * 1024 * 1024}`, { signal: ac.signal });
+  const it = aborted[Symbol.asyncIterator]();
+  await it.next();
+  ac.abort(new Error("the user pressed stop"));
+  await assert.rejects(async () => {
+    for (let r = await it.next(); !r.done; r = await it.next());
+  }, /pressed stop/);
+  await waitFor(() => seen.generatorsClosed === closed + 2, "the aborted stream's generator to be closed at the server", 5000);
+  await waitFor(() => agent.table().links.every((l) => l.state !== "closed") && agent.processes === 1, "the agent to settle", 2000);
+  assert.equal((await link.request("still fine")).toString(), "still fine", "the link carries on");
+});
+
+test("a process that sends a body past the agent's credit, or data for a body it never began, is cut off; the agent holds no more than its window and serves the others", async () => {
+  const { port, client, agent } = await setup();
+  const good = await client.connect({ host: "127.0.0.1", port, app: "echo" });
+  const attacker = net.connect(agent.socketPath);
+  attacker.on("error", () => {});
+  await new Promise((r) => attacker.once("connect", r));
+  const write = (h: Record<string, unknown> & { t: string }, p?: Uint8Array): void => {
+    for (const b of encodeFrame(h, p)) attacker.write(b);
+  };
+  write({ t: "hello", id: 1, pid: process.pid, window: [STREAM_WINDOW, CONNECTION_WINDOW] });
+  const closed = new Promise<void>((r) => attacker.once("close", () => r()));
+  write({ t: "connect", id: 2, linkId: 3, host: "127.0.0.1", port, app: "hold" });
+  await sleep(300);
+  write({ t: "stream", id: 4, link: 3, body: true });
+  const chunk = Buffer.alloc(16 * 1024, 7);
+  // The server reads none of it: the agent's link sends the server its window (maxFrame), then the
+  // agent's own STREAM_WINDOW is all the process may send. 8 MiB without waiting for a window is past both.
+  for (let i = 0; i < (8 * 1024 * 1024) / chunk.length; i++) write({ t: "data", id: 4 }, chunk);
+  await Promise.race([closed, sleep(5000).then(() => assert.fail("the agent did not cut off a process sending past its credit"))]);
+
+  // Data for a body that never began ends the connection too.
+  const second = net.connect(agent.socketPath);
+  second.on("error", () => {});
+  await new Promise((r) => second.once("connect", r));
+  const gone = new Promise<void>((r) => second.once("close", () => r()));
+  for (const b of [...encodeFrame({ t: "hello", id: 1, pid: process.pid, window: [STREAM_WINDOW, CONNECTION_WINDOW] }), ...encodeFrame({ t: "data", id: 99 }, chunk)]) second.write(b);
+  await Promise.race([gone, sleep(5000).then(() => assert.fail("the agent did not cut off a process sending data for no stream"))]);
+  assert.equal((await good.request("others carry on")).toString(), "others carry on");
+  await waitFor(() => agent.processes === 1, "the cut-off process to be gone from the agent", 2000);
+});
