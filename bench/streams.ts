@@ -6,7 +6,8 @@
  *    with the count: a raw TCP pipe (`net` + `pipeline`), a chunked upload
  *    through `node:https` (TLS 1.3, the self-signed bench certificate), and
  *    a perilink sealed session (`link.request(asyncIterable)` to a
- *    `streams: true` app). --rounds rounds, order rotated; medians of MB/s.
+ *    `streams: true` app), and the same through a host agent (one more hop,
+ *    over its Unix socket). --rounds rounds, order rotated; medians of MB/s.
  * 2. 8 concurrent 64 MiB uploads (--concurrent-mib) to a pi-zero-2w server
  *    process (the device bundle), one of whose readers is 100× slower: the
  *    fast ones' rate, and the server's peak RSS against its idle RSS.
@@ -22,6 +23,8 @@ import path from "node:path";
 import { pipeline } from "node:stream/promises";
 import { fileURLToPath } from "node:url";
 import { existsSync, mkdtempSync } from "node:fs";
+import { HostAgent } from "../src/agent/host_agent.ts";
+import { HostClient } from "../src/agent/host_client.ts";
 import { createClient } from "../src/client/client.ts";
 import { startServer } from "../src/server/start_server.ts";
 import type { RequestContext } from "../src/server/app.ts";
@@ -100,7 +103,7 @@ async function httpsUpload(total: number, tls: { key: string; cert: string }): P
   return ms;
 }
 
-async function perilinkUpload(total: number, stateDir: string): Promise<number> {
+async function perilinkUpload(total: number, stateDir: string, throughAgent = false): Promise<number> {
   const app = {
     streams: true,
     async request(_p: Uint8Array, ctx: RequestContext) {
@@ -110,7 +113,9 @@ async function perilinkUpload(total: number, stateDir: string): Promise<number> 
     },
   };
   const server = await startServer({ listen: ["127.0.0.1:0"], stateDir, logger: silentLogger, rescanIntervalMs: 0, access: "open", appObject: app });
-  const client = createClient({ lingerMs: 0, stateDir: false, requestTimeoutMs: 600_000 });
+  // Through the agent: a host agent in this process too, the application's link crossing its Unix socket.
+  const agent = throughAgent ? await HostAgent.start({ socketPath: path.join(mkdtempSync(path.join(os.tmpdir(), "perilink-bench-agent-")), "a", "agent.sock"), client: { stateDir: false, requestTimeoutMs: 600_000 }, log: silentLogger }) : null;
+  const client = agent ? new HostClient({ agent: true, agentSocket: agent.socketPath }) : createClient({ lingerMs: 0, stateDir: false, requestTimeoutMs: 600_000 });
   try {
     const link = await client.connect({ host: "127.0.0.1", port: server.endpoints()[0]!.port, app: "bench" });
     await link.request("warm");
@@ -121,6 +126,7 @@ async function perilinkUpload(total: number, stateDir: string): Promise<number> 
     return ms;
   } finally {
     await client.close();
+    await agent?.close();
     await server.drain(1000);
   }
 }
@@ -195,16 +201,16 @@ export async function main(args: string[]): Promise<void> {
   const rounds = flag(args, "rounds", 3);
   const cmib = flag(args, "concurrent-mib", 64);
   const run = startRun("streams", args);
-  console.log(`streams: ${mib} MiB over loopback x ${rounds} rounds (raw TCP, https, perilink); 8 x ${cmib} MiB to a pi-zero-2w server, one reader 100x slower`);
+  console.log(`streams: ${mib} MiB over loopback x ${rounds} rounds (raw TCP, https, perilink, perilink via the host agent); 8 x ${cmib} MiB to a pi-zero-2w server, one reader 100x slower`);
   const total = mib * 1024 * 1024;
   const tls = makeSelfSignedCert();
   const stateDir = mkdtempSync(path.join(os.tmpdir(), "perilink-bench-streams-"));
-  const times: Record<string, number[]> = { raw: [], https: [], perilink: [] };
-  const order = ["raw", "https", "perilink"] as const;
+  const times: Record<string, number[]> = { raw: [], https: [], perilink: [], "perilink via agent": [] };
+  const order = ["raw", "https", "perilink", "perilink via agent"] as const;
   for (let r = 0; r < rounds; r++) {
     for (let k = 0; k < order.length; k++) {
       const name = order[(k + r) % order.length]!;
-      const ms = name === "raw" ? await rawTcp(total) : name === "https" ? await httpsUpload(total, tls) : await perilinkUpload(total, stateDir);
+      const ms = name === "raw" ? await rawTcp(total) : name === "https" ? await httpsUpload(total, tls) : await perilinkUpload(total, stateDir, name !== "perilink");
       times[name]!.push(ms);
     }
   }
@@ -216,6 +222,8 @@ export async function main(args: string[]): Promise<void> {
   run.report.table(["one upload", "median ms", "MB/s", "runs (ms)"], rows);
   run.report.line(`perilink / raw TCP = ${vsRaw.toFixed(2)} (target >= 0.50: ${vsRaw >= 0.5 ? "met" : "MISSED"})`);
   run.report.line(`perilink / https = ${vsHttps.toFixed(2)} (target >= 1.00: ${vsHttps >= 1 ? "met" : "MISSED"})`);
+  const viaAgent = mbps("perilink via agent") / mbps("perilink");
+  run.report.line(`perilink via the host agent / in-process = ${viaAgent.toFixed(2)} (the same upload, one more hop over a Unix socket)`);
   const c = await concurrent(cmib);
   const grew = (c.peakKiB - c.idleKiB) / 1024;
   run.report.table(
@@ -230,6 +238,6 @@ export async function main(args: string[]): Promise<void> {
   );
   run.report.line(`server RSS grew ${grew.toFixed(1)} MiB (target <= 16: ${grew <= 16 ? "met" : "MISSED"})`);
   console.log("\n" + run.report.toString());
-  const file = run.write({ settings: { mib, rounds, concurrentMiB: cmib }, timesMs: times, mbps: { raw: mbps("raw"), https: mbps("https"), perilink: mbps("perilink") }, ratios: { vsRaw, vsHttps }, concurrent: c });
+  const file = run.write({ settings: { mib, rounds, concurrentMiB: cmib }, timesMs: times, mbps: { raw: mbps("raw"), https: mbps("https"), perilink: mbps("perilink"), viaAgent: mbps("perilink via agent") }, ratios: { vsRaw, vsHttps, viaAgent }, concurrent: c });
   console.log(`wrote ${file}`);
 }

@@ -1,11 +1,12 @@
 import assert from "node:assert/strict";
 import crypto from "node:crypto";
+import { chmodSync, mkdirSync } from "node:fs";
 import net from "node:net";
 import path from "node:path";
 import { after, test } from "node:test";
 import { HostAgent } from "../../src/agent/host_agent.ts";
 import { HostClient } from "../../src/agent/host_client.ts";
-import { CONNECTION_WINDOW, encodeFrame, STREAM_WINDOW } from "../../src/agent/agent_wire.ts";
+import { CONNECTION_WINDOW, encodeFrame, FrameReader, STREAM_WINDOW } from "../../src/agent/agent_wire.ts";
 import { silentLogger } from "../../src/logger.ts";
 import type { RequestContext, SessionApp } from "../../src/server/app.ts";
 import { portOf, sleep, tempDir, testServer, waitFor } from "../helpers/fixtures.ts";
@@ -182,4 +183,37 @@ test("a process that sends a body past the agent's credit, or data for a body it
   await Promise.race([gone, sleep(5000).then(() => assert.fail("the agent did not cut off a process sending data for no stream"))]);
   assert.equal((await good.request("others carry on")).toString(), "others carry on");
   await waitFor(() => agent.processes === 1, "the cut-off process to be gone from the agent", 2000);
+});
+
+test("an agent of an older version, whose hello offers no credit: link.stream() fails PERILINK_AGENT saying to upgrade it, and request() gathers a stream source as before", async () => {
+  const dir = path.join(tempDir(), "old");
+  mkdirSync(dir, { mode: 0o700 });
+  const socketPath = path.join(dir, "agent.sock");
+  const requests: Buffer[] = [];
+  const old = net.createServer((s) => {
+    s.on("error", () => {});
+    const reader = new FrameReader(1 << 26, (h, p) => {
+      const answer = (a: Record<string, unknown> & { t: string }, payload?: Uint8Array): void => {
+        for (const b of encodeFrame({ ...a, id: h.id }, payload)) s.write(b);
+      };
+      if (h.t === "hello") answer({ t: "hello", pid: process.pid, wire: 2 });
+      else if (h.t === "connect") answer({ t: "connected", managementNumber: 1, serverId: "old", state: "ready", sessionNumber: 1, place: null });
+      else if (h.t === "request") {
+        requests.push(Buffer.from(p));
+        answer({ t: "response" }, Buffer.from(String(p.length)));
+      }
+    });
+    s.on("data", (c: Buffer) => reader.push(c));
+  });
+  await new Promise<void>((r) => old.listen(socketPath, r));
+  chmodSync(socketPath, 0o600);
+  after(() => old.close());
+  const client = new HostClient({ agent: true, agentSocket: socketPath });
+  after(() => client.close());
+  const link = await client.connect({ host: "127.0.0.1", port: 1, app: "old" });
+  await assert.rejects(link.stream("x"), (err: { code?: string; message: string }) => err.code === "PERILINK_AGENT" && /older version.*upgrade it/.test(err.message));
+  const src = randomSource(4);
+  assert.equal((await link.request(src.source)).toString(), String(src.size));
+  assert.equal(requests.length, 1, "one whole request");
+  assert.equal(crypto.createHash("sha256").update(requests[0]!).digest("hex"), src.digest);
 });
