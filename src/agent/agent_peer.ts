@@ -49,7 +49,6 @@ export class AgentPeer {
   #compact = false;
   /** Its streamed bodies, once its hello offered credit for them. */
   #streams: PeerStreams | null = null;
-  #drained: Promise<void> | null = null;
   #corked = false;
   #uncork = (): void => {
     this.#corked = false;
@@ -152,7 +151,8 @@ export class AgentPeer {
         this.#compact = h.wire === WIRE_VERSION;
         {
           const granted = windowOf(h.window);
-          if (granted !== null && this.#streams === null) this.#streams = new PeerStreams({ send: (sh, p) => this.#send(sh, p), writable: () => this.#writable() }, granted);
+          // Responses wait while more than half its unread bound waits for it to read.
+          if (granted !== null && this.#streams === null) this.#streams = new PeerStreams({ send: (sh, p) => this.#send(sh, p), socket: this.socket, highWater: this.#limits.maxUnreadBytesPerProcess / 2 }, granted);
         }
         this.#send({ t: "hello", id: idOf(h.id) ?? 0, pid: process.pid, wire: WIRE_VERSION, window: [STREAM_WINDOW, CONNECTION_WINDOW] });
         return;
@@ -236,9 +236,19 @@ export class AgentPeer {
         this.#send({ t: "metrics", id: idOf(h.id) ?? 0, text: this.#metrics() });
         return;
       case "sessions":
+      case "addresses":
         // The table is the payload: it may be larger than a header may be.
-        this.#send({ t: "sessions", id: idOf(h.id) ?? 0 }, Buffer.from(JSON.stringify(this.#sessions())));
+        this.#send({ t: h.t, id: idOf(h.id) ?? 0 }, Buffer.from(JSON.stringify(h.t === "sessions" ? this.#sessions() : this.#client.addresses())));
         return;
+      case "forget": {
+        // The agent's known-servers record and pins are this user's, as `perilink forget` on its state directory.
+        const id = idOf(h.id) ?? 0;
+        this.#client.forget(String(h.target ?? "")).then(
+          (r) => this.#send({ t: "forgot", id, ...r }),
+          (err: unknown) => this.#send({ t: "error", id, ...wireError(err) }),
+        );
+        return;
+      }
       default:
         this.#log.debug("agent_peer_unknown_frame", { pid: this.pid, t: h.t });
     }
@@ -354,20 +364,6 @@ export class AgentPeer {
   #streamsOrFail(): PeerStreams {
     if (this.#streams === null) throw new ProtocolError(1, "agent body frame from a process that offered no credit for bodies");
     return this.#streams;
-  }
-
-  /** While more than half its unread bound waits for the process to read: a promise of its next drain. */
-  #writable(): Promise<void> | null {
-    if (this.socket.writableLength <= this.#limits.maxUnreadBytesPerProcess / 2 || this.socket.destroyed) return null;
-    this.#drained ??= new Promise<void>((resolve) => {
-      const done = (): void => {
-        this.socket.off("drain", done).off("close", done);
-        this.#drained = null;
-        resolve();
-      };
-      this.socket.on("drain", done).on("close", done);
-    });
-    return this.#drained;
   }
 
   #close(): void {

@@ -170,8 +170,16 @@ export class HostClient {
     return JSON.parse(payload.toString("utf8")) as AgentTable;
   }
 
+  /** The addresses this process's own table knows (through the agent: none; `agentAddresses()` has the agent's). */
   addresses(): AddressRow[] {
     return this.#local?.addresses() ?? [];
+  }
+
+  /** Every address the agent's table knows, with where it came from (through the agent); in-process, `addresses()`. */
+  async agentAddresses(): Promise<AddressRow[]> {
+    if ((await this.#choose()) === "local") return this.#local!.addresses();
+    const { payload } = await (await this.agent()).call({ t: "addresses" });
+    return JSON.parse(payload.toString("utf8")) as AddressRow[];
   }
 
   /** This process's client metrics (through the agent, the agent's own are its business). */
@@ -179,9 +187,11 @@ export class HostClient {
     return this.#local?.metrics() ?? "# EOF\n";
   }
 
+  /** Forgets `target` (client.ts): in this process's table, or in the agent's, which every process of this user shares. */
   async forget(target: string): Promise<{ records: number; pins: number }> {
     if ((await this.#choose()) === "local") return this.#local!.forget(target);
-    throw new AgentError('Cannot forget through the host agent from a library client: run "perilink forget" for the agent\'s state directory');
+    const { header } = await (await this.agent()).call({ t: "forget", target });
+    return { records: Number(header.records) || 0, pins: Number(header.pins) || 0 };
   }
 
   async close(): Promise<void> {

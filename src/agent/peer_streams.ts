@@ -1,3 +1,4 @@
+import type net from "node:net";
 import { CancelledError, ProtocolError } from "../errors.ts";
 import type { Link, LinkRequestOptions } from "../client/link.ts";
 import { WireError } from "../protocol/constants.ts";
@@ -10,8 +11,9 @@ import { CONNECTION_WINDOW, idOf, STREAM_WINDOW, type Header } from "./agent_wir
 /** What the streams of one process need of its connection (agent_peer.ts). */
 export interface StreamsHost {
   send(header: Header, payload?: Uint8Array): void;
-  /** A promise while the process leaves too much unread, else null. */
-  writable(): Promise<void> | null;
+  socket: net.Socket;
+  /** Unread bytes past which a response waits for the process to read. */
+  highWater: number;
 }
 
 interface Exchange {
@@ -46,8 +48,25 @@ export class PeerStreams {
     this.#credit = new SendCredit(granted[1], granted[0]);
     this.#wire = {
       data: (stream, chunk, end) => host.send(end ? { t: "data", id: stream, end: true } : { t: "data", id: stream }, chunk),
-      writable: () => host.writable(),
+      writable: () => this.#writable(),
     };
+  }
+
+  #drained: Promise<void> | null = null;
+
+  /** While the process leaves more than highWater unread: a promise of its next drain. */
+  #writable(): Promise<void> | null {
+    const socket = this.#host.socket;
+    if (socket.writableLength <= this.#host.highWater || socket.destroyed) return null;
+    this.#drained ??= new Promise<void>((resolve) => {
+      const done = (): void => {
+        socket.off("drain", done).off("close", done);
+        this.#drained = null;
+        resolve();
+      };
+      socket.on("drain", done).on("close", done);
+    });
+    return this.#drained;
   }
 
   get size(): number {

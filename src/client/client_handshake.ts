@@ -1,5 +1,5 @@
 import net from "node:net";
-import { KeyMismatchError, PerilinkError, ProtocolError, ServerBusyError, SessionClosedError, TimeoutError } from "../errors.ts";
+import { KeyMismatchError, ProtocolError, ServerBusyError, SessionClosedError, TimeoutError } from "../errors.ts";
 import { bytesToUuid, keyFingerprint } from "../protocol/keys.ts";
 import { MAGIC, WireError, wireErrorName } from "../protocol/constants.ts";
 import { supportedCiphers } from "../protocol/record_layer.ts";
@@ -10,6 +10,7 @@ import type { FrameDecoder } from "../protocol/frame_decoder.ts";
 import { clientAuth } from "../protocol/sealed_handshake.ts";
 import { SealingSink } from "../protocol/sealing_sink.ts";
 import type { ClientKey } from "./client_key.ts";
+import { serverChanged } from "./known_servers.ts";
 
 export interface HandshakeOptions {
   host: string;
@@ -147,22 +148,25 @@ export function openRecords(opener: RecordOpener, chunk: Buffer, decoder: FrameD
 }
 
 /** What a session checks of the server's hello before the client proves its key: throws to refuse it. */
-export type ServerCheck = (serverId: string, publicKey: Buffer, where: string) => void;
+export type ServerCheck = (serverId: string, publicKey: Buffer, host: string, port: number) => void;
 
 /** A check that the hello is from the server `expect` names (`PERILINK_SERVER_CHANGED`, `PERILINK_KEY_MISMATCH` otherwise). */
 export function expectServer(expect: { serverId: string; publicKey: Buffer }): ServerCheck {
-  return (id, key, where) => {
-    if (id !== expect.serverId) throw new PerilinkError("PERILINK_SERVER_CHANGED", `Cannot use ${where}: it is now server ${id}, not ${expect.serverId}`);
+  return (id, key, host, port) => {
+    if (id !== expect.serverId) {
+      // The address led to this server before (the table's entry for it): the same error as the known-servers record's.
+      throw serverChanged(host, port, { serverId: expect.serverId, keyFingerprint: keyFingerprint(expect.publicKey) }, { serverId: id, keyFingerprint: keyFingerprint(key) }, host);
+    }
     if (Buffer.compare(key, expect.publicKey) !== 0) {
-      throw new KeyMismatchError(id, `Cannot trust ${where}: server ${id} answered with key ${keyFingerprint(key)}, not the one pinned for it; it may be an impostor`);
+      throw new KeyMismatchError(id, `Cannot trust ${formatHostPort(host, port)}: server ${id} answered with key ${keyFingerprint(key)}, not the one pinned for it; it may be an impostor`);
     }
   };
 }
 
 /** Runs `check` on the hello; when it throws, the socket is destroyed and the error passed on — before the client proves anything. */
-export function checkServer(h: Handshake, check: ServerCheck, where: string): void {
+export function checkServer(h: Handshake, check: ServerCheck, host: string, port: number): void {
   try {
-    check(bytesToUuid(h.hello.serverId), Buffer.from(h.hello.publicKey), where);
+    check(bytesToUuid(h.hello.serverId), Buffer.from(h.hello.publicKey), host, port);
   } catch (err) {
     h.socket.destroy();
     throw err;

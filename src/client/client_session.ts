@@ -180,7 +180,7 @@ export class ClientSession extends EventEmitter implements ChannelSession {
       localAddress: options.localAddress,
       signal: options.signal,
     });
-    if (options.checkServer) checkServer(h, options.checkServer, `${options.host}:${options.port}`);
+    if (options.checkServer) checkServer(h, options.checkServer, options.host, options.port);
     return new ClientSession(h, key, maxFrame, requestTimeoutMs, firstStreamId, live);
   }
 

@@ -4,6 +4,13 @@ import { keyFingerprint } from "../protocol/keys.ts";
 import { normalizeName } from "./names/name_types.ts";
 import { SyncedTable, type TableChanges } from "./synced_table.ts";
 
+/** `host`:`port` now leads to `found`, not to `before`: the error says both and how to accept the change (`perilink forget FORGET`). */
+export function serverChanged(host: string, port: number, before: { serverId: string; keyFingerprint: string }, found: { serverId: string; keyFingerprint: string }, forget: string, via = ""): ServerChangedError {
+  return new ServerChangedError(host, port, before, found,
+    `Cannot trust ${formatHostPort(host, port)}: it now leads to server ${found.serverId} (key ${found.keyFingerprint}), not to server ${before.serverId} (key ${before.keyFingerprint}) as before${via}; ` +
+      `someone on the network may be answering for it. If that server was replaced on purpose, run "perilink forget ${forget}" (or connect with trustNew)`);
+}
+
 /** A name or an address, as the known-servers record spells it. */
 export interface KnownPlace {
   kind: "name" | "address";
@@ -90,10 +97,7 @@ export class KnownServers {
     const rec = own ?? (place.kind === "name" ? this.get(addressPlace, port) : null);
     if (rec === null || (rec.serverId === serverId && rec.keyHex === publicKey.toString("hex"))) return;
     const before = { serverId: rec.serverId, keyFingerprint: keyFingerprint(Buffer.from(rec.keyHex, "hex")) };
-    const via = own ? "" : ` (its address ${address} led to that server before)`;
-    throw new ServerChangedError(host, port, before, found,
-      `Cannot trust ${formatHostPort(host, port)}: it now leads to server ${serverId} (key ${found.keyFingerprint}), not to server ${before.serverId} (key ${before.keyFingerprint}) as before${via}; ` +
-        `someone on the network may be answering for it. If that server was replaced on purpose, run "perilink forget ${(own ? place : addressPlace).host}" (or connect with trustNew)`);
+    throw serverChanged(host, port, before, found, (own ? place : addressPlace).host, own ? "" : ` (its address ${address} led to that server before)`);
   }
 
   /** Records that `place`:`port` leads to this server; the record it replaced (another server), if any. */

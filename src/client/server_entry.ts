@@ -1,5 +1,5 @@
 import type { ClientStats } from "./client_stats.ts";
-import { ClientClosedError, KeyMismatchError, PerilinkError, UnreachableError } from "../errors.ts";
+import { ClientClosedError, KeyMismatchError, ServerChangedError, UnreachableError } from "../errors.ts";
 import { WireError } from "../protocol/constants.ts";
 import type { ClientKey } from "./client_key.ts";
 import { expectServer, type ServerCheck } from "./client_handshake.ts";
@@ -9,6 +9,8 @@ import { ClientSession } from "./client_session.ts";
 import type { IdentityBook } from "./identity_book.ts";
 import type { SocketLimiter } from "./socket_limiter.ts";
 import { openStaggered } from "./staggered_open.ts";
+import { serverChanged } from "./known_servers.ts";
+import { keyFingerprint } from "../protocol/keys.ts";
 
 /** What an entry needs of a link riding it (Link implements it; this file does not import it). */
 export interface EntryLink {
@@ -121,10 +123,9 @@ export class ServerEntry<L extends EntryLink = EntryLink> {
   }
 
   /**
-   * Adopts a session opened elsewhere (the TCP fallback of identification),
-   * its socket slot already counted. If the entry has a usable session by
-   * now, that one stays and the adopted one is closed (one session per
-   * server); an `open()` still in progress will find this one and drop its own.
+   * Adopts a session opened elsewhere (the TCP fallback of identification), its socket slot already
+   * counted. If the entry has a usable session by now, that one stays and the adopted one is closed
+   * (one session per server); an `open()` still in progress will find this one and drop its own.
    */
   adopt(session: ClientSession, address: Address): void {
     this.#install(session, address);
@@ -189,26 +190,28 @@ export class ServerEntry<L extends EntryLink = EntryLink> {
    * The session links should use now: the active one, else a new one on the
    * first address that answers (C5, C8: the better line first — the order
    * they were named until lines are measured — and the one that just failed
-   * last; attempts staggered as in Happy Eyeballs). Throws `ServerBusyError` when an address refused as busy,
-   * else `UnreachableError` when none answered.
+   * last; attempts staggered as in Happy Eyeballs). Throws `ServerChangedError` when an address now leads to
+   * another server, `ServerBusyError` when one refused as busy, else `UnreachableError`.
    */
   session(): Promise<Live> {
     if (this.#active && !this.#active.session.closed && !this.#active.session.draining) return Promise.resolve(this.#active);
-    this.#opening ??= this.#open().finally(() => {
-      this.#opening = null;
-    });
+    this.#opening ??= this.#open().finally(() => (this.#opening = null));
     return this.#opening;
   }
 
   async #open(): Promise<Live> {
     if (this.#closed) throw closedError();
     const order = this.#host.rank(this.addresses).sort((a, b) => Number(a === this.#lastFailed) - Number(b === this.#lastFailed));
+    let changed: ServerChangedError | null = null;
     const out = await openStaggered(order, {
       limiter: this.#host.limiter,
       signal: this.#host.signal,
       connect: (a, signal) =>
         this.#connect(a, signal).catch((err: unknown) => {
-          if ((err as PerilinkError).code === "PERILINK_SERVER_CHANGED") this.#host.book.forget(a.host, a.port);
+          if (err instanceof ServerChangedError) {
+            this.#host.book.forget(a.host, a.port);
+            changed = err;
+          }
           throw err;
         }),
       install: (session, a) => this.#install(session, a),
@@ -220,6 +223,8 @@ export class ServerEntry<L extends EntryLink = EntryLink> {
     });
     if (out.fatal) throw out.fatal;
     if (out.won) return out.won;
+    // An address of this server now leads to another: that is what the caller must hear (and how to accept it).
+    if (changed !== null) throw changed;
     // One condition, one code: a server that answered "busy" is busy, whatever else failed.
     if (out.busy) throw out.busy;
     throw new UnreachableError(
@@ -254,7 +259,7 @@ export class ServerEntry<L extends EntryLink = EntryLink> {
     if (this.#closed) drop(closedError());
     if (session.serverId !== this.serverId) {
       this.#host.book.forget(address.host, address.port);
-      drop(new PerilinkError("PERILINK_SERVER_CHANGED", `Cannot use ${where}: it is now server ${session.serverId}, not ${this.serverId}`));
+      drop(serverChanged(address.host, address.port, { serverId: this.serverId, keyFingerprint: keyFingerprint(this.publicKey) }, { serverId: session.serverId, keyFingerprint: keyFingerprint(session.publicKey) }, address.host));
     }
     try {
       this.#host.book.pin(session.serverId, session.publicKey, where);

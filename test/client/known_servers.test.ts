@@ -279,3 +279,19 @@ test("spellings: a name that is an address (127.0.0.1.) and an IPv4-mapped addre
   const c = createClient({ stateDir: false, pinFile });
   await c.close();
 });
+
+test("a device replaced at an address the table still has an entry for: the first connect fails PERILINK_SERVER_CHANGED, not UNREACHABLE", async () => {
+  // Regression: the entry tried its one address, found another server, and said none of its addresses answered.
+  const port = await freePort();
+  const printer = await testServer({ listen: [`127.0.0.1:${port}`] });
+  const c = createClient({ stateDir: false, lingerMs: 0 });
+  after(() => c.close());
+  (await c.connect({ host: "127.0.0.1", port, app: "print" })).close();
+  await printer.drain(1000);
+  const replacement = await testServer({ listen: [`127.0.0.1:${port}`] });
+  const err = await c.connect({ host: "127.0.0.1", port, app: "print" }).catch((e: unknown) => e);
+  assert.ok(changed(err), `rejected: ${String(err)}`);
+  assert.match((err as Error).message, /perilink forget 127\.0\.0\.1/);
+  await c.forget("127.0.0.1");
+  assert.equal((await c.connect({ host: "127.0.0.1", port, app: "print" })).entry.serverId, replacement.serverId);
+});
