@@ -214,6 +214,10 @@ export class AgentConnection {
     if (!this.#exchanges.has(id)) return;
     this.notify({ t: "cancel", id });
     this.#bodies.get(id)?.fail(err, true);
+    // Its answer, should one still come, finds nobody: the caller hears the cancel now, never an empty body.
+    const p = this.#pending.get(id);
+    this.#pending.delete(id);
+    p?.reject(err);
     this.#finish(id);
   }
 

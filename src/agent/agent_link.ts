@@ -1,5 +1,5 @@
 import { EventEmitter } from "node:events";
-import { AgentError, BodyTooLargeError, ClientClosedError, OutcomeUnknownError } from "../errors.ts";
+import { AgentError, BodyTooLargeError, CancelledError, ClientClosedError, OutcomeUnknownError } from "../errors.ts";
 import { TARGET } from "../target.ts";
 import { gatherSource, isStreamSource, OutgoingBody, type BodySource } from "../protocol/outgoing_body.ts";
 import type { LinkApi } from "../client/link_api.ts";
@@ -97,6 +97,7 @@ export class AgentLink extends EventEmitter implements LinkApi {
       lost: () => {
         if (this.#conn !== conn) return;
         this.#conn = null;
+        this.#pending = 0; // what was in flight there has failed with it: the next agent's count starts afresh
         if (this.#closed) return;
         this.#movedFrom = this.#place;
         this.#movedWhy = "failover";
@@ -192,12 +193,19 @@ export class AgentLink extends EventEmitter implements LinkApi {
     else body = new OutgoingBody(payload, 0, true);
     if (body instanceof Uint8Array && body.byteLength > MAX_BODY) body = new OutgoingBody(body, 0, true);
     for (let tries = 0; ; tries++) {
-      const conn = await this.#ready();
-      const header = this.#header("stream", options);
+      let conn: AgentConnection;
+      let header: Header;
+      try {
+        conn = await this.#ready();
+        header = this.#header("stream", options);
+      } catch (err) {
+        if (body instanceof OutgoingBody) body.dispose(); // the source is let go of (its finally runs), as when sent
+        throw err;
+      }
       const signal = options.signal;
       const id = conn.peekId();
       // Until the exchange is over, not only until the response began: an abort stops a body under way too.
-      const onAbort = signal ? (): void => conn.cancelStream(id, signal.reason as Error) : null;
+      const onAbort = signal ? (): void => conn.cancelStream(id, signal.reason instanceof Error ? signal.reason : new CancelledError("Request cancelled: its signal was aborted")) : null;
       if (onAbort) signal!.addEventListener("abort", onAbort, { once: true });
       this.#pending++;
       let over = false;

@@ -332,6 +332,9 @@ export class AgentPeer {
     this.#inflight++;
     try {
       await this.#streams.run(id, link, h, payload, this.#options(h));
+    } catch (err) {
+      this.#log.warn("agent_peer_protocol_error", { pid: this.pid, error: err });
+      this.socket.destroy(); // an id used again
     } finally {
       this.#inflight--;
       this.#endIfLeft();
@@ -354,7 +357,8 @@ export class AgentPeer {
 
   #options(h: Header): LinkRequestOptions {
     const options: LinkRequestOptions = {};
-    if (typeof h.timeoutMs === "number") options.timeoutMs = h.timeoutMs;
+    // No "never" (0) through the agent: a process may not hold the shared session's slots and credit for ever.
+    if (typeof h.timeoutMs === "number" && h.timeoutMs > 0) options.timeoutMs = h.timeoutMs;
     if (typeof h.maxBytes === "number") options.maxBytes = h.maxBytes;
     if (h.idempotent === true) options.idempotent = true;
     if (h.waitForReady === true) options.waitForReady = true;

@@ -80,8 +80,10 @@ export class PeerStreams {
    * `streaming` frame itself); a failure before is `error`, after, `bodyerror`.
    */
   async run(id: number, link: Link, h: Header, payload: Buffer, options: LinkRequestOptions): Promise<void> {
+    // Ids grow: one used before would leave an exchange nothing can cancel (the caller ends the connection).
+    if (id <= this.#highest) throw new ProtocolError(WireError.ProtocolError, `agent stream ${id} reuses an id`);
+    this.#highest = id;
     const ac = new AbortController();
-    if (id > this.#highest) this.#highest = id;
     const request = h.body === true ? new IncomingBody(this.#recv, id, () => this.#host.send({ t: "stopbody", id })) : null;
     this.#live.set(id, { ac, request });
     try {
@@ -93,6 +95,7 @@ export class PeerStreams {
         return;
       }
       if (!this.#live.has(id)) {
+        // Cancelled as it began: the process has given up on it (and hears nothing more of this id).
         if (body.streamed) body.cancel("the application cancelled the request");
         return;
       }

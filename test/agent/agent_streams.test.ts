@@ -154,7 +154,7 @@ test("through the agent: a reader that stops early cancels the server's stream; 
   assert.equal((await link.request("still fine")).toString(), "still fine", "the link carries on");
 });
 
-test("a process that sends a body past the agent's credit, or data for a body it never began, is cut off; the agent holds no more than its window and serves the others", async () => {
+test("a process that sends a body past the agent's credit, data for a body it never began, or a stream id twice, is cut off; the agent holds no more than its window and serves the others", async () => {
   const { port, client, agent } = await setup();
   const good = await client.connect({ host: "127.0.0.1", port, app: "echo" });
   const attacker = net.connect(agent.socketPath);
@@ -181,33 +181,70 @@ test("a process that sends a body past the agent's credit, or data for a body it
   const gone = new Promise<void>((r) => second.once("close", () => r()));
   for (const b of [...encodeFrame({ t: "hello", id: 1, pid: process.pid, window: [STREAM_WINDOW, CONNECTION_WINDOW] }), ...encodeFrame({ t: "data", id: 99 }, chunk)]) second.write(b);
   await Promise.race([gone, sleep(5000).then(() => assert.fail("the agent did not cut off a process sending data for no stream"))]);
+
+  // A stream id used twice (the first exchange could no longer be cancelled) ends the connection too.
+  const third = net.connect(agent.socketPath);
+  third.on("error", () => {});
+  await new Promise((r) => third.once("connect", r));
+  third.resume(); // what the agent sent before the cut is read, so the close is seen
+  const ended = new Promise<void>((r) => third.once("close", () => r()));
+  for (const b of encodeFrame({ t: "hello", id: 1, pid: process.pid, window: [STREAM_WINDOW, CONNECTION_WINDOW] })) third.write(b);
+  for (const b of encodeFrame({ t: "connect", id: 2, linkId: 3, host: "127.0.0.1", port, app: "gen" })) third.write(b);
+  await sleep(300);
+  for (let i = 0; i < 2; i++) for (const b of encodeFrame({ t: "stream", id: 4, link: 3 }, Buffer.from(`gen:${64 * 1024 * 1024}`))) third.write(b);
+  await Promise.race([ended, sleep(5000).then(() => assert.fail("the agent did not cut off a process that used a stream id twice"))]);
   assert.equal((await good.request("others carry on")).toString(), "others carry on");
   await waitFor(() => agent.processes === 1, "the cut-off process to be gone from the agent", 2000);
 });
 
-test("an agent of an older version, whose hello offers no credit: link.stream() fails PERILINK_AGENT saying to upgrade it, and request() gathers a stream source as before", async () => {
-  const dir = path.join(tempDir(), "old");
+/** A stand-in agent on a Unix socket of this user's: `answer(h, reply)` for each frame after the hello (whose `window` it chooses). */
+async function fakeAgent(name: string, window: unknown, answer: (h: Record<string, unknown> & { t: string }, p: Buffer, reply: (a: Record<string, unknown> & { t: string }, payload?: Uint8Array) => void) => void): Promise<string> {
+  const dir = path.join(tempDir(), name);
   mkdirSync(dir, { mode: 0o700 });
   const socketPath = path.join(dir, "agent.sock");
-  const requests: Buffer[] = [];
-  const old = net.createServer((s) => {
+  const fake = net.createServer((s) => {
     s.on("error", () => {});
     const reader = new FrameReader(1 << 26, (h, p) => {
-      const answer = (a: Record<string, unknown> & { t: string }, payload?: Uint8Array): void => {
-        for (const b of encodeFrame({ ...a, id: h.id }, payload)) s.write(b);
+      const reply = (a: Record<string, unknown> & { t: string }, payload?: Uint8Array): void => {
+        for (const b of encodeFrame({ id: h.id, ...a }, payload)) s.write(b);
       };
-      if (h.t === "hello") answer({ t: "hello", pid: process.pid, wire: 2 });
-      else if (h.t === "connect") answer({ t: "connected", managementNumber: 1, serverId: "old", state: "ready", sessionNumber: 1, place: null });
-      else if (h.t === "request") {
-        requests.push(Buffer.from(p));
-        answer({ t: "response" }, Buffer.from(String(p.length)));
-      }
+      if (h.t === "hello") reply({ t: "hello", pid: process.pid, wire: 2, ...(window ? { window } : {}) });
+      else if (h.t === "connect") reply({ t: "connected", managementNumber: 1, serverId: name, state: "ready", sessionNumber: 1, place: null });
+      else answer(h, p, reply);
     });
     s.on("data", (c: Buffer) => reader.push(c));
   });
-  await new Promise<void>((r) => old.listen(socketPath, r));
+  await new Promise<void>((r) => fake.listen(socketPath, r));
   chmodSync(socketPath, 0o600);
-  after(() => old.close());
+  after(() => fake.close());
+  return socketPath;
+}
+
+test("an abort that crosses the agent's answer: the caller hears the abort, never an empty body", async () => {
+  // Regression: cancelled as the response began, the exchange was gone when the answer came, and
+  // link.stream() resolved with an empty body (request() with "").
+  let streamId: unknown = null;
+  const socketPath = await fakeAgent("race", [STREAM_WINDOW, CONNECTION_WINDOW], (h, _p, reply) => {
+    if (h.t === "stream") streamId = h.id;
+    if (h.t === "cancel" && h.id === streamId) reply({ t: "streaming", id: streamId, whole: true }); // the answer was already on its way
+  });
+  const client = new HostClient({ agent: true, agentSocket: socketPath });
+  after(() => client.close());
+  const link = await client.connect({ host: "127.0.0.1", port: 1, app: "race" });
+  const ac = new AbortController();
+  const pending = link.stream(Buffer.from("x"), { signal: ac.signal });
+  await waitFor(() => streamId !== null, "the stream to reach the agent", 2000);
+  ac.abort(new Error("the user pressed stop"));
+  await assert.rejects(pending, /pressed stop/);
+});
+
+test("an agent of an older version, whose hello offers no credit: link.stream() fails PERILINK_AGENT saying to upgrade it, and request() gathers a stream source as before", async () => {
+  const requests: Buffer[] = [];
+  const socketPath = await fakeAgent("old", null, (h, p, reply) => {
+    if (h.t !== "request") return;
+    requests.push(Buffer.from(p));
+    reply({ t: "response" }, Buffer.from(String(p.length)));
+  });
   const client = new HostClient({ agent: true, agentSocket: socketPath });
   after(() => client.close());
   const link = await client.connect({ host: "127.0.0.1", port: 1, app: "old" });
