@@ -80,6 +80,8 @@ export interface Target {
     maxProcesses: number;
     maxLinksPerProcess: number;
     maxInflightPerProcess: number;
+    /** Streamed requests at once: each may hold a server stream window of unread response in the agent. */
+    maxStreamsPerProcess: number;
     /** Bytes of answers a process may leave unread before the agent stops reading its requests; four times this, and it is cut off. */
     maxUnreadBytesPerProcess: number;
   };

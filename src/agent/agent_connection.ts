@@ -51,7 +51,8 @@ export class AgentConnection {
   #compact = false;
   /** Streamed bodies: credit the agent gave (null: an agent without them), what it may send us, and each exchange's end. */
   #credit: SendCredit | null = null;
-  #recv = new ReceiveWindow({ window: (stream, n) => this.notify({ t: "window", id: stream, n }) }, CONNECTION_WINDOW, STREAM_WINDOW);
+  /** Connection credit comes back as data arrives: an unread body stalls only its own stream (STREAM_WINDOW bounds each). */
+  #recv = new ReceiveWindow({ window: (stream, n) => this.notify({ t: "window", id: stream, n }) }, CONNECTION_WINDOW, STREAM_WINDOW, true);
   #bodies = new Map<number, IncomingBody>();
   #exchanges = new Map<number, Exchange>();
   #drained: Promise<void> | null = null;

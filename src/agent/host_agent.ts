@@ -77,7 +77,8 @@ export class HostAgent {
     this.handedOver = new Promise((r) => (this.#handedOver = r));
     this.#limits = { ...TARGET.agent, ...options.limits };
     this.#log = options.log;
-    this.client = createClient(options.client);
+    // One session per server for every process: one process's unread body must not stall the others' streams.
+    this.client = createClient({ ...options.client, creditOnArrival: true });
     const maxPayload = 16 * TARGET.client.maxFrameBytes;
     this.#server = net.createServer((socket) => {
       if (this.#peers.size >= this.#limits.maxProcesses) {

@@ -1,5 +1,5 @@
 import type net from "node:net";
-import { CancelledError, ProtocolError } from "../errors.ts";
+import { AgentLimitError, CancelledError, ProtocolError } from "../errors.ts";
 import type { Link, LinkRequestOptions } from "../client/link.ts";
 import { WireError } from "../protocol/constants.ts";
 import { IncomingBody, ReceiveWindow } from "../protocol/incoming_body.ts";
@@ -41,9 +41,12 @@ export class PeerStreams {
   /** The highest stream id begun: data for a higher one names a body that never began. */
   #highest = 0;
 
-  /** `granted`: the credit the process's hello gives the agent, `[stream, connection]`. */
-  constructor(host: StreamsHost, granted: readonly [number, number]) {
+  #maxStreams: number;
+
+  /** `granted`: the credit the process's hello gives the agent, `[stream, connection]`; `maxStreams`: its streams at once. */
+  constructor(host: StreamsHost, granted: readonly [number, number], maxStreams: number) {
     this.#host = host;
+    this.#maxStreams = maxStreams;
     this.#recv = new ReceiveWindow({ window: (stream, n) => host.send({ t: "window", id: stream, n }) }, CONNECTION_WINDOW, STREAM_WINDOW);
     this.#credit = new SendCredit(granted[1], granted[0]);
     this.#wire = {
@@ -83,6 +86,10 @@ export class PeerStreams {
     // Ids grow: one used before would leave an exchange nothing can cancel (the caller ends the connection).
     if (id <= this.#highest) throw new ProtocolError(WireError.ProtocolError, `agent stream ${id} reuses an id`);
     this.#highest = id;
+    if (this.#live.size >= this.#maxStreams) {
+      const err = new AgentLimitError(`Cannot stream: this process has ${this.#live.size} streamed requests through the agent, its most (maxStreamsPerProcess); read or cancel one first`);
+      return this.#host.send({ t: "error", id, ...wireError(err) });
+    }
     const ac = new AbortController();
     const request = h.body === true ? new IncomingBody(this.#recv, id, () => this.#host.send({ t: "stopbody", id })) : null;
     this.#live.set(id, { ac, request });

@@ -38,7 +38,7 @@ export { CLIENT_PIN_FILE, DEFAULT_LINE_REFRESH_MS, DEFAULT_LINE_SWITCH_MARGIN, L
 const MS_OPTIONS = ["waitTimeoutMs", "lingerMs", "probeTimeoutMs", "requestTimeoutMs", "silenceMs", "pingTimeoutMs"] as const;
 
 export class PerilinkClient {
-  #opts: Required<Omit<ClientOptions, "logger" | "firstStreamId" | "pinFile" | "stateDir" | "resolution" | "linePreference" | "lineRefreshMs" | "lineSwitchMargin" | "lineSystem">>;
+  #opts: Required<Omit<ClientOptions, "logger" | "firstStreamId" | "creditOnArrival" | "pinFile" | "stateDir" | "resolution" | "linePreference" | "lineRefreshMs" | "lineSwitchMargin" | "lineSystem">>;
   #lines: LineKeeping;
   #log: Logger;
   #book: IdentityBook;
@@ -119,7 +119,7 @@ export class PerilinkClient {
       handshakeTimeoutMs: Math.min(Math.max(this.#opts.probeTimeoutMs * 3, 3000), MAX_TIMER_MS),
       requestTimeoutMs: this.#opts.requestTimeoutMs,
       stats: this.#stats,
-      sessionOptions: { silenceMs: this.#opts.silenceMs, pingTimeoutMs: this.#opts.pingTimeoutMs, clientKey: this.#clientKey },
+      sessionOptions: { silenceMs: this.#opts.silenceMs, pingTimeoutMs: this.#opts.pingTimeoutMs, clientKey: this.#clientKey, creditOnArrival: options.creditOnArrival === true },
       signal: this.#shutdown.signal,
       firstStreamId: options.firstStreamId,
       nextSessionNumber: () => self.#nextSession++,

@@ -61,6 +61,8 @@ export interface ClientOptions {
   lineSwitchMargin?: number;
   /** @internal The OS seam of line measures (tests). */
   lineSystem?: LineSystem;
+  /** @internal Sessions give response bodies' session credit back as they arrive (the host agent, whose sessions processes share). */
+  creditOnArrival?: boolean;
   /** @internal For tests only: the first stream id of every session (default 1). */
   firstStreamId?: number;
 }

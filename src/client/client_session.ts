@@ -74,6 +74,7 @@ export class ClientSession extends EventEmitter implements ChannelSession {
   #streams: ClientStreams | null = null; // at the first streamed body
   #gate: OutputGate | null = null; // at the first one-way message
   #maxFrame: number;
+  #creditOnArrival = false;
   #serverStreams: boolean; // the server announced streamed bodies (Feature.Streams): a first-release one takes them whole
   #channels = new Map<number, ClientChannel>();
   #opening = new Map<number, { resolve(c: ClientChannel): void; reject(e: Error): void }>();
@@ -181,7 +182,9 @@ export class ClientSession extends EventEmitter implements ChannelSession {
       signal: options.signal,
     });
     if (options.checkServer) checkServer(h, options.checkServer, options.host, options.port);
-    return new ClientSession(h, key, maxFrame, requestTimeoutMs, firstStreamId, live);
+    const session = new ClientSession(h, key, maxFrame, requestTimeoutMs, firstStreamId, live);
+    session.#creditOnArrival = options.creditOnArrival === true;
+    return session;
   }
 
   get closed(): boolean { return this.#closed; }
@@ -200,11 +203,7 @@ export class ClientSession extends EventEmitter implements ChannelSession {
     return this.openChannelNow(app, requestedHost, requestedPort).ready; // sent before the first await
   }
 
-  /**
-   * Opens a channel without waiting for the server's OK: requests may follow
-   * at once, since the server reads them after the open. If the server refuses
-   * the channel, `ready` rejects and so does every request made on it.
-   */
+  /** Opens a channel without waiting for the server's OK: requests may follow at once (the server reads them after the open); if the server refuses it, `ready` rejects and so does every request made on it. */
   openChannelNow(app: string, requestedHost = "", requestedPort = 0): ClientChannel {
     if (this.#closed || this.draining) throw this.#unusable();
     const id = this.#nextChannel++;
@@ -364,10 +363,7 @@ export class ClientSession extends EventEmitter implements ChannelSession {
     const { code, reason } = payload.length >= 2 ? decodeCodedReason(payload) : { code: 0, reason: "" };
     this.#goAwayStream = lastStream;
     // Requests above the mark were never started: refuse them now so callers can resend elsewhere.
-    this.#requests.failAbove(
-      lastStream,
-      new RequestRefusedError(`Cannot finish request: the server is draining (${reason || wireErrorName(code)}); send it again on a new session`),
-    );
+    this.#requests.failAbove(lastStream, new RequestRefusedError(`Cannot finish request: the server is draining (${reason || wireErrorName(code)}); send it again on a new session`));
     for (const [, o] of this.#opening) o.reject(new RequestRefusedError("Cannot open channel: the server is draining"));
     this.#opening.clear();
     this.emit("goaway", lastStream, code, reason);
@@ -376,7 +372,7 @@ export class ClientSession extends EventEmitter implements ChannelSession {
   #strm(): ClientStreams {
     const requests = this.#requests;
     const events = { finished: (s: number) => requests.finish(s), cancel: (s: number, e: Error) => requests.abort(s, e), progress: (s: number) => requests.touch(s) };
-    return (this.#streams ??= new ClientStreams(this.#socket, this.#writer, events, this.serverLimits.maxFrame, this.#maxFrame));
+    return (this.#streams ??= new ClientStreams(this.#socket, this.#writer, events, this.serverLimits.maxFrame, this.#maxFrame, this.#creditOnArrival));
   }
 
   #onClose(): void {

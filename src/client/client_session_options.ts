@@ -23,6 +23,8 @@ export interface ClientSessionOptions {
   clientKey?: ClientKey | Promise<ClientKey>;
   /** Checks the server's id and key before the client proves its key (client_handshake.ts): the pins, the server expected. */
   checkServer?: ServerCheck;
+  /** @internal The session's credit for response bodies goes back as they arrive (incoming_body.ts ReceiveWindow.onArrival): the host agent's. */
+  creditOnArrival?: boolean;
   /** @internal For tests only: the first stream id (default 1), to reach the end of the id range quickly. */
   firstStreamId?: number;
 }

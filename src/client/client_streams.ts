@@ -36,7 +36,7 @@ export class ClientStreams {
   /** Request bodies wait while the socket holds more than two of the server's frames unsent. */
   #gate: OutputGate;
 
-  constructor(socket: net.Socket, writer: FrameWriter, events: StreamEvents, serverMaxFrame: number, maxFrame: number) {
+  constructor(socket: net.Socket, writer: FrameWriter, events: StreamEvents, serverMaxFrame: number, maxFrame: number, creditOnArrival = false) {
     this.#gate = new OutputGate(socket, () => writer.pending, 2 * serverMaxFrame);
     this.#writer = writer;
     this.#events = events;
@@ -46,6 +46,7 @@ export class ClientStreams {
       { window: (stream, increment) => writer.frame(FrameType.Window, 0, stream, windowPayload(increment)) },
       initialSessionWindow(maxFrame),
       initialStreamWindow(maxFrame),
+      creditOnArrival,
     );
   }
 

@@ -44,7 +44,7 @@ export interface EntryHost {
   readonly requestTimeoutMs: number;
   readonly stats: ClientStats;
   /** What every session is opened with: dead-line detection and the key the client proves (ClientSession options). */
-  readonly sessionOptions: { silenceMs: number; pingTimeoutMs: number; clientKey: Promise<ClientKey> };
+  readonly sessionOptions: { silenceMs: number; pingTimeoutMs: number; clientKey: Promise<ClientKey>; creditOnArrival?: boolean };
   /** Aborted when the client closes: ends handshakes in progress. */
   readonly signal: AbortSignal;
   /** @internal For tests only: the first stream id of every session. */

@@ -21,8 +21,18 @@ export class ReceiveWindow {
   /** DATA held for readers who have not taken it yet, over all bodies. */
   buffered = 0;
 
-  constructor(wire: WindowWire, sessionWindow: number, streamWindow: number) {
+  /**
+   * Session credit goes back as DATA arrives, not as it is read (HTTP/2's
+   * usual way): a reader that does not read then stalls only its own
+   * stream, never the session's other streams; what is held is bounded by
+   * the stream windows alone (the host agent's table, whose sessions many
+   * processes share, works so).
+   */
+  readonly onArrival: boolean;
+
+  constructor(wire: WindowWire, sessionWindow: number, streamWindow: number, onArrival = false) {
     this.wire = wire;
+    this.onArrival = onArrival;
     this.#left = this.#size = sessionWindow;
     this.streamWindow = streamWindow;
   }
@@ -118,8 +128,9 @@ export class IncomingBody implements AsyncIterable<Buffer> {
     }
     this.#window.received(n);
     this.#left -= n;
+    if (this.#window.onArrival) this.#window.consumed(n);
     if (this.#failure !== null) {
-      this.#window.consumed(n); // cancelled or failed: nobody reads it
+      this.#giveBack(n); // cancelled or failed: nobody reads it
       return;
     }
     if (n > 0) {
@@ -238,7 +249,7 @@ export class IncomingBody implements AsyncIterable<Buffer> {
     }
     const n = chunk.length;
     this.#window.buffered -= n;
-    this.#window.consumed(n);
+    this.#giveBack(n);
     if (!this.#ended) {
       this.#unacked += n;
       if (this.#unacked * 2 >= this.#window.streamWindow) {
@@ -259,7 +270,12 @@ export class IncomingBody implements AsyncIterable<Buffer> {
     this.#head = 0;
     this.#tailQueued = false;
     this.#window.buffered -= n;
-    this.#window.consumed(n);
+    this.#giveBack(n);
+  }
+
+  /** Read or dropped: the session's credit comes back now, unless it came back on arrival. */
+  #giveBack(n: number): void {
+    if (!this.#window.onArrival) this.#window.consumed(n);
   }
 
   #signal(): void {

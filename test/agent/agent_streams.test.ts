@@ -197,6 +197,30 @@ test("a process that sends a body past the agent's credit, data for a body it ne
   await waitFor(() => agent.processes === 1, "the cut-off process to be gone from the agent", 2000);
 });
 
+test("a process that leaves streamed bodies unread stalls only its own streams: another process's stream to the same server goes on; past maxStreamsPerProcess it is refused", async (t) => {
+  // Regression: the agent's shared session gave its credit back only as bodies were read, so five
+  // unread 64 MiB bodies of one process held the whole session window and every other process's
+  // stream (and an echoed request) to that server waited until its deadline.
+  const { port, client: idle, agent } = await setup();
+  const busy = new HostClient({ agent: true, agentSocket: agent.socketPath });
+  after(() => busy.close());
+  const hog = await idle.connect({ host: "127.0.0.1", port, app: "gen" });
+  const held = [];
+  for (let i = 0; i < 8; i++) {
+    const body = await hog.stream(`gen:${64 * 1024 * 1024}`);
+    const it = body[Symbol.asyncIterator]();
+    await it.next(); // one chunk, then nothing more is read
+    held.push(it);
+  }
+  await assert.rejects(hog.stream("gen:10"), { code: "PERILINK_AGENT_LIMIT" });
+  const other = await busy.connect({ host: "127.0.0.1", port, app: "gen" });
+  const t0 = performance.now();
+  assert.equal((await (await other.stream(`gen:${4 * 1024 * 1024}`)).bytes()).length, 4 * 1024 * 1024);
+  assert.equal((await other.request("ping")).toString(), "ping");
+  t.diagnostic(`another process's 4 MiB stream beside 8 unread ones: ${Math.round(performance.now() - t0)} ms`);
+  for (const it of held) await it.return?.();
+});
+
 /** A stand-in agent on a Unix socket of this user's: `answer(h, reply)` for each frame after the hello (whose `window` it chooses). */
 async function fakeAgent(name: string, window: unknown, answer: (h: Record<string, unknown> & { t: string }, p: Buffer, reply: (a: Record<string, unknown> & { t: string }, payload?: Uint8Array) => void) => void): Promise<string> {
   const dir = path.join(tempDir(), name);
