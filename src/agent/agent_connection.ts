@@ -11,6 +11,8 @@ import { CONNECTION_WINDOW, FrameReader, idOf, STREAM_WINDOW, WIRE_VERSION, wind
 /** A streamed exchange: its response body once it began, and what ends it here. */
 interface Exchange {
   body: IncomingBody | null;
+  /** What the body's `bytes()` takes when its caller names no limit: the request's maxBytes, else 16 frames (as link.ts). */
+  limit: number;
   finish: () => void;
 }
 
@@ -176,6 +178,7 @@ export class AgentConnection {
     if (outgoing) (header as Header).body = true;
     const ex: Exchange = {
       body: null,
+      limit: typeof header.maxBytes === "number" ? header.maxBytes : 16 * TARGET.client.maxFrameBytes,
       finish: () => {
         this.#exchanges.delete(id);
         this.#bodies.delete(id);
@@ -318,6 +321,7 @@ export class AgentConnection {
           const ex = this.#exchanges.get(id);
           if (h.whole === true || !ex || !this.#pending.has(id)) return;
           ex.body = new IncomingBody(this.#recv, id, () => this.cancelStream(id, new Error("cancelled")));
+          ex.body.defaultLimit = ex.limit;
           this.#bodies.set(id, ex.body);
         }
         return;

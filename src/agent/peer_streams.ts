@@ -72,10 +72,6 @@ export class PeerStreams {
     return this.#drained;
   }
 
-  get size(): number {
-    return this.#live.size;
-  }
-
   /**
    * One `stream` request of the process: its body is `payload`, or (`body:
    * true`) the `data` frames that follow. Answers `streaming` once the
