@@ -255,8 +255,11 @@ export class HandoffError extends PerilinkError {
 
 /** An upgrade (seamless replacement) was refused, rolled back (the running process keeps serving) or cancelled (it is shutting down). */
 export class UpgradeError extends PerilinkError {
-  constructor(code: "PERILINK_UPGRADE_IN_PROGRESS" | "PERILINK_UPGRADE_FAILED" | "PERILINK_UPGRADE_UNSUPPORTED" | "PERILINK_UPGRADE_CANCELLED", message: string, options?: { cause?: unknown }) {
+  /** Why the new program could not start, when it said so with a code of ours (PERILINK_APP_NOT_READY, PERILINK_CONFIG…). */
+  readonly reason: ErrorCode | undefined;
+  constructor(code: "PERILINK_UPGRADE_IN_PROGRESS" | "PERILINK_UPGRADE_FAILED" | "PERILINK_UPGRADE_UNSUPPORTED" | "PERILINK_UPGRADE_CANCELLED", message: string, options?: { cause?: unknown; reason?: ErrorCode | undefined }) {
     super(code, message, options);
+    this.reason = options?.reason;
   }
 }
 

@@ -138,7 +138,9 @@ export async function main(argv: string[]): Promise<number> {
   } catch (err) {
     if (isClosedPipe(err)) return CLOSED_PIPE_EXIT_CODE; // a write found the reader of our output gone
     const e = err as Error;
-    const code = err instanceof PerilinkError ? ` [${err.code}]` : (e as { code?: string }).code ? ` [${(e as { code?: string }).code}]` : "";
+    // Then why, when a failed upgrade's new program said so with a code: "[PERILINK_UPGRADE_FAILED] [PERILINK_APP_NOT_READY]".
+    const reason = (e as { reason?: unknown }).reason;
+    const code = (err instanceof PerilinkError ? ` [${err.code}]` : (e as { code?: string }).code ? ` [${(e as { code?: string }).code}]` : "") + (typeof reason === "string" ? ` [${reason}]` : "");
     // A message may carry a server's words (its error text, names from the network): escaped for the terminal.
     const hint = err instanceof UsageError ? ` (usage: "perilink ${cmd} --help")` : "";
     process.stderr.write(`perilink ${cmd}: ${printable(e.message)}${printable(code)}${hint}\n`);

@@ -1,4 +1,5 @@
 import type { ChildProcess } from "node:child_process";
+import { isErrorCode, type ErrorCode } from "../errors.ts";
 import { isMessage, type NewToOld } from "./handoff_protocol.ts";
 
 /** The messages of the new program's steps (handoff_protocol.ts) that this side waits for. */
@@ -51,6 +52,12 @@ export class ChildSteps {
   /** True once the new process said it cannot start (it exits by itself). */
   get startFailed(): boolean {
     return this.#messages.some((m) => isMessage(m, "start-failed"));
+  }
+
+  /** The error code the new process gave with its start-failed (PERILINK_APP_NOT_READY…), if one of ours. */
+  get failedCode(): ErrorCode | undefined {
+    const code = (this.#messages.find((m) => isMessage(m, "start-failed")) as { code?: unknown } | undefined)?.code;
+    return typeof code === "string" && isErrorCode(code) ? code : undefined;
   }
 
   /** Set once `cancel()` was called: why. */

@@ -70,7 +70,7 @@ export type NewToOld =
   | { t: "accepting"; pid: number; generation: number }
   | { t: "app-state-request" }
   /** The new process cannot start (its app's ready() failed, a configuration error): why, before it exits. */
-  | { t: "start-failed"; why: string };
+  | { t: "start-failed"; why: string; code?: string };
 
 export type OldToNew =
   /** The app's state (JSON text, docs/apps.md), or null when it put none. */

@@ -149,10 +149,10 @@ export class Takeover implements StartupTakeover {
   }
 
   /** Tells the old process why this one cannot start (it rolls back at once); resolves once sent, or after a second. */
-  failed(why: string): Promise<void> {
+  failed(why: string, code?: string): Promise<void> {
     return new Promise((resolve) => {
       const timer = setTimeout(resolve, this.#channel.connected === false ? 0 : 1000);
-      this.#send({ t: "start-failed", why }, undefined, () => {
+      this.#send({ t: "start-failed", why, ...(code ? { code } : {}) }, undefined, () => {
         clearTimeout(timer);
         resolve();
       });

@@ -303,7 +303,7 @@ export class Upgrader implements UpgradeDriver {
     if (!stoppedAccepting) {
       const msg = `Cannot upgrade: the new program ${why}; the running process (generation ${this.#host.generation}) keeps serving`;
       log.warn("upgrade_rolled_back", { program: f.program, newGeneration: f.generation, why: msg });
-      throw new UpgradeError("PERILINK_UPGRADE_FAILED", msg);
+      throw new UpgradeError("PERILINK_UPGRADE_FAILED", msg, { reason: f.steps.failedCode });
     }
     let tookBack: boolean | void;
     try {
@@ -317,7 +317,7 @@ export class Upgrader implements UpgradeDriver {
     const how = tookBack ? "took its listening sockets back" : "bound its ports again";
     const msg = `Cannot upgrade: the new program ${why}; the running process ${how} and keeps serving${tookBack ? "" : " (connections queued in between were lost)"}`;
     log.error("upgrade_rolled_back", { program: f.program, newGeneration: f.generation, why: msg });
-    throw new UpgradeError("PERILINK_UPGRADE_FAILED", msg);
+    throw new UpgradeError("PERILINK_UPGRADE_FAILED", msg, { reason: f.steps.failedCode });
   }
 
   async #drain(child: ChildProcess, steps: ChildSteps): Promise<void> {

@@ -1,3 +1,4 @@
+import { PerilinkError } from "../errors.ts";
 import { createLogger, type Logger } from "../logger.ts";
 import { resolveConfig, type ServerConfigInput } from "../server/config.ts";
 import type { PerilinkServer } from "../server/server.ts";
@@ -71,7 +72,7 @@ export async function startServing(input: ServerConfigInput, options: ServingOpt
     });
   } catch (err) {
     // The old process rolls back at once, with the reason, rather than at its timeout.
-    await takeover?.failed((err as Error).message ?? String(err));
+    await takeover?.failed((err as Error).message ?? String(err), err instanceof PerilinkError ? err.code : undefined);
     throw err;
   }
 }

@@ -1,7 +1,7 @@
 import { promises as fs } from "node:fs";
 import net from "node:net";
 import path from "node:path";
-import { ControlError, PerilinkError, StateDirError } from "../errors.ts";
+import { ControlError, isErrorCode, PerilinkError, StateDirError } from "../errors.ts";
 import type { Logger } from "../logger.ts";
 import { memoryFigures } from "../runtime/memory_figures.ts";
 
@@ -106,8 +106,8 @@ export class ControlServer {
       // The process's memory is the runtime's business, not the server's: added here, where status leaves.
       reply = { ok: true, result: req.op === "status" && result !== null && typeof result === "object" ? { ...result, memory: memoryFigures() } : result };
     } catch (err) {
-      const e = err as { code?: string; message?: string };
-      reply = { ok: false, error: { code: e.code ?? "PERILINK_CONTROL", message: e.message ?? String(err) } };
+      const e = err as { code?: string; message?: string; reason?: unknown };
+      reply = { ok: false, error: { code: e.code ?? "PERILINK_CONTROL", message: e.message ?? String(err), ...(typeof e.reason === "string" ? { reason: e.reason } : {}) } };
       this.#log.debug("control_request_failed", { error: err });
     }
     if (!socket.destroyed) socket.write(JSON.stringify(reply) + "\n");
@@ -146,10 +146,14 @@ export async function controlRequest(stateDir: string, request: Record<string, u
       clearTimeout(timer);
       s.destroy();
       try {
-        const reply = JSON.parse(buf.slice(0, nl)) as { ok: boolean; result?: unknown; error?: { code: string; message: string } };
+        const reply = JSON.parse(buf.slice(0, nl)) as { ok: boolean; result?: unknown; error?: { code: string; message: string; reason?: unknown } };
         if (reply.ok) resolve(reply.result);
         // The server's code as it sent it: one of ours, or the system's (EACCES from an upgrade's spawn).
-        else reject(new PerilinkError(typeof reply.error?.code === "string" ? reply.error.code : "PERILINK_CONTROL", reply.error?.message ?? "request failed"));
+        else {
+          const err = new PerilinkError(typeof reply.error?.code === "string" ? reply.error.code : "PERILINK_CONTROL", reply.error?.message ?? "request failed");
+          if (typeof reply.error?.reason === "string" && isErrorCode(reply.error.reason)) Object.assign(err, { reason: reply.error.reason });
+          reject(err);
+        }
       } catch (err) {
         reject(new ControlError(`Cannot read the server's answer at ${p}: ${(err as Error).message}`));
       }

@@ -249,7 +249,7 @@ test("a ready() that rejects: the upgrade fails with its reason, the old generat
     assert.equal(r.code, 1, r.stderr);
     assert.match(
       r.stderr.trim().split("\n").pop()!,
-      /^perilink upgrade: Cannot upgrade: the new program could not start: Cannot start app .*handoff_app\.ts: its ready\(\) failed: journal check failed; the running process \(generation 1\) keeps serving \[PERILINK_UPGRADE_FAILED\]$/,
+      /^perilink upgrade: Cannot upgrade: the new program could not start: Cannot start app .*handoff_app\.ts: its ready\(\) failed: journal check failed; the running process \(generation 1\) keeps serving \[PERILINK_UPGRADE_FAILED\] \[PERILINK_APP_NOT_READY\]$/,
     );
     const failedAt = journalLines(srv.journal).length;
     const now = await srv.status();
@@ -289,7 +289,7 @@ test("a ready() that never resolves: the new program gives up after limits.ready
     const r = await srv.upgrade();
     const took = Date.now() - t0;
     assert.equal(r.code, 1, r.stderr);
-    assert.match(r.stderr, /Cannot upgrade: the new program could not start: Cannot start app .*: its ready\(\) did not settle within 1500 ms \(limits\.readyTimeoutMs\); the running process \(generation 1\) keeps serving \[PERILINK_UPGRADE_FAILED\]/);
+    assert.match(r.stderr, /Cannot upgrade: the new program could not start: Cannot start app .*: its ready\(\) did not settle within 1500 ms \(limits\.readyTimeoutMs\); the running process \(generation 1\) keeps serving \[PERILINK_UPGRADE_FAILED\] \[PERILINK_APP_NOT_READY\]/);
     // The message says which bound ended it; the time only has to be under the upgrade's own 15 s (it includes
     // starting the upgrade command and the new program under tsx: 12.9 s on a slow, loaded machine).
     assert.ok(took >= 1500 && took < 15_000, `gave up after ${took} ms, before the upgrade's own 15 s`);

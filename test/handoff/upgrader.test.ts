@@ -358,17 +358,20 @@ test("a descriptor the app put that is closed now: the upgrade is refused before
   assert.equal(h.spawned.length, 0);
 });
 
-test("a new process that says it cannot start: rolled back with its reason, given a moment to exit by itself", async () => {
+test("a new process that says it cannot start: rolled back with its reason and its code, given a moment to exit by itself", async () => {
   const h = harness({ exitOnKill: false });
   const up = h.upgrader.upgrade({ timeoutMs: 5000 });
   await waitFor(() => h.spawned.length === 1, "the spawn");
-  h.child.say({ t: "start-failed", why: "Cannot start app a.mjs: its ready() failed: disk full" });
+  h.child.say({ t: "start-failed", why: "Cannot start app a.mjs: its ready() failed: disk full", code: "PERILINK_APP_NOT_READY" });
   await sleep(50);
   assert.deepEqual(h.killed, [], "not killed while it exits");
   h.child.exit(1);
   await assert.rejects(
     up,
-    rejectsWith("PERILINK_UPGRADE_FAILED", /^Cannot upgrade: the new program could not start: Cannot start app a\.mjs: its ready\(\) failed: disk full; the running process \(generation 1\) keeps serving$/),
+    (err: Error & { code?: string; reason?: string }) =>
+      err.code === "PERILINK_UPGRADE_FAILED" &&
+      err.reason === "PERILINK_APP_NOT_READY" &&
+      /^Cannot upgrade: the new program could not start: Cannot start app a\.mjs: its ready\(\) failed: disk full; the running process \(generation 1\) keeps serving$/.test(err.message),
   );
   assert.deepEqual(h.calls, [], "it never stopped accepting");
 });
