@@ -244,10 +244,14 @@ test("appState(): asks the old process once and waits for its answer; null witho
   }
 });
 
-test("failed(): tells the old process why this one cannot start", async () => {
+test("failed(): tells the old process why this one cannot start, with the error's code when it has one", async () => {
   const { parent, takeover } = setup();
-  await takeover.failed("Cannot start app a: its ready() failed: no");
-  assert.deepEqual(parent.received, [{ t: "start-failed", why: "Cannot start app a: its ready() failed: no" }]);
+  await takeover.failed("Cannot start app a: its ready() failed: no", "PERILINK_APP_NOT_READY");
+  await takeover.failed("Cannot start: a plain error");
+  assert.deepEqual(parent.received, [
+    { t: "start-failed", why: "Cannot start app a: its ready() failed: no", code: "PERILINK_APP_NOT_READY" },
+    { t: "start-failed", why: "Cannot start: a plain error" },
+  ]);
   parent.connected = false;
   await takeover.failed("again"); // nobody to tell: at once
   assert.equal(parent.received.length, 1);
