@@ -254,7 +254,7 @@ test("failed(): tells the old process why this one cannot start, with the error'
   ]);
   parent.connected = false;
   await takeover.failed("again"); // nobody to tell: at once
-  assert.equal(parent.received.length, 1);
+  assert.equal(parent.received.length, 2);
 });
 
 test("park: the old process's listening socket comes back with the same handle, and this process's copy closes once it is sent", async () => {
