@@ -1,8 +1,6 @@
 /**
- * Every error perilink throws on purpose, in one place. Each class carries a
- * stable `code` string that callers can match on; messages read
- * "Cannot <action>: <why>" and say what to do where there is something to do.
- *
+ * Every error perilink throws on purpose, in one place. Each class carries a stable `code` string that callers
+ * can match on; messages read "Cannot <action>: <why>" and say what to do where there is something to do.
  * Bad arguments to an API throw the built-in `TypeError` / `RangeError`.
  */
 

@@ -171,7 +171,7 @@ export class AgentConnection {
     const credit = this.#credit;
     if (credit === null) {
       done();
-      return Promise.reject(new AgentError("Cannot stream through the host agent: it is an older version, without streamed bodies; upgrade it (perilink agent upgrade), or use createClient({ agent: false })"));
+      return Promise.reject(new AgentError("Cannot stream through the host agent: it is an older version; upgrade it (perilink agent upgrade), or use createClient({ agent: false })"));
     }
     const id = this.#next;
     const outgoing = body instanceof OutgoingBody ? body : null;
@@ -340,7 +340,7 @@ export class AgentConnection {
         this.#credit?.close(id); // the server stopped reading the request body: its sender stops
         return;
       case "window":
-        if (!Number.isInteger(h.n) || (h.n as number) < 1 || this.#credit === null) throw new ProtocolError(1, "agent window frame without a positive increment");
+        if (!Number.isInteger(h.n) || (h.n as number) < 1 || this.#credit === null) throw new ProtocolError(1, "agent window frame: no increment");
         this.#credit.grant(id, h.n as number);
         return;
     }

@@ -366,7 +366,7 @@ export class AgentPeer {
   }
 
   #streamsOrFail(): PeerStreams {
-    if (this.#streams === null) throw new ProtocolError(1, "agent body frame from a process that offered no credit for bodies");
+    if (this.#streams === null) throw new ProtocolError(1, "agent body frame without credit offered");
     return this.#streams;
   }
 

@@ -83,7 +83,7 @@ export class PeerStreams {
     if (id <= this.#highest) throw new ProtocolError(WireError.ProtocolError, `agent stream ${id} reuses an id`);
     this.#highest = id;
     if (this.#live.size >= this.#maxStreams) {
-      const err = new AgentLimitError(`Cannot stream: this process has ${this.#live.size} streamed requests through the agent, its most (maxStreamsPerProcess); read or cancel one first`);
+      const err = new AgentLimitError(`Cannot stream: this process has ${this.#live.size} streamed requests through the agent, its most (maxStreamsPerProcess); read or cancel one`);
       return this.#host.send({ t: "error", id, ...wireError(err) });
     }
     const ac = new AbortController();
@@ -99,7 +99,7 @@ export class PeerStreams {
       }
       if (!this.#live.has(id)) {
         // Cancelled as it began: the process has given up on it (and hears nothing more of this id).
-        if (body.streamed) body.cancel("the application cancelled the request");
+        if (body.streamed) body.cancel("the application cancelled it");
         return;
       }
       if (!body.streamed) {
@@ -134,7 +134,7 @@ export class PeerStreams {
   /** Credit from the process for a response body (`id` 0: all of them). */
   window(h: Header): void {
     const stream = h.id === 0 ? 0 : idOf(h.id);
-    if (stream === null || !Number.isInteger(h.n) || (h.n as number) < 1) throw new ProtocolError(WireError.FlowControl, "agent window frame without a stream or a positive increment");
+    if (stream === null || !Number.isInteger(h.n) || (h.n as number) < 1) throw new ProtocolError(WireError.FlowControl, "agent window frame: no stream or increment");
     this.#credit.grant(stream, h.n as number);
   }
 
