@@ -328,7 +328,7 @@ export class AgentPeer {
       return;
     }
     const link = this.#linkFor(h, id, "stream");
-    if (!link) return;
+    if (!link) return this.#streams.refused(id); // the body it may be sending meanwhile is let go of
     this.#inflight++;
     try {
       await this.#streams.run(id, link, h, payload, this.#options(h));

@@ -122,6 +122,11 @@ export class PeerStreams {
     }
   }
 
+  /** Stream `id` was answered with an error before it began: data the process sends for it meanwhile is discarded, not a protocol error. */
+  refused(id: number): void {
+    if (id > this.#highest) this.#highest = id;
+  }
+
   /** A chunk of a request body. Past its credit, or after its end: ProtocolError (the caller ends the connection). */
   data(h: Header, payload: Buffer): void {
     const id = idOf(h.id) ?? 0;

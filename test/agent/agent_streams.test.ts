@@ -154,7 +154,7 @@ test("through the agent: a reader that stops early cancels the server's stream; 
   assert.equal((await link.request("still fine")).toString(), "still fine", "the link carries on");
 });
 
-test("a process that sends a body past the agent's credit, data for a body it never began, or a stream id twice, is cut off; the agent holds no more than its window and serves the others", async () => {
+test("a process that sends a body past the agent's credit, data for a body it never began, or a stream id twice, is cut off (a refused stream's body is let go of); the agent holds no more than its window and serves the others", async () => {
   const { port, client, agent } = await setup();
   const good = await client.connect({ host: "127.0.0.1", port, app: "echo" });
   const attacker = net.connect(agent.socketPath);
@@ -193,6 +193,22 @@ test("a process that sends a body past the agent's credit, data for a body it ne
   await sleep(300);
   for (let i = 0; i < 2; i++) for (const b of encodeFrame({ t: "stream", id: 4, link: 3 }, Buffer.from(`gen:${64 * 1024 * 1024}`))) third.write(b);
   await Promise.race([ended, sleep(5000).then(() => assert.fail("the agent did not cut off a process that used a stream id twice"))]);
+
+  // A stream refused before it began (its link is not open) is an error answer, not a cut-off: the body sent meanwhile is let go of.
+  const fourth = net.connect(agent.socketPath);
+  fourth.on("error", () => {});
+  await new Promise((r) => fourth.once("connect", r));
+  const heard: string[] = [];
+  const reader = new FrameReader(1 << 24, (h) => heard.push(String(h.t)));
+  fourth.on("data", (c: Buffer) => reader.push(c));
+  for (const b of encodeFrame({ t: "hello", id: 1, pid: process.pid, window: [STREAM_WINDOW, CONNECTION_WINDOW] })) fourth.write(b);
+  for (const b of encodeFrame({ t: "stream", id: 2, link: 99, body: true })) fourth.write(b);
+  for (const b of encodeFrame({ t: "data", id: 2, end: true }, chunk)) fourth.write(b);
+  for (const b of encodeFrame({ t: "sessions", id: 3 })) fourth.write(b);
+  await waitFor(() => heard.includes("sessions"), "the agent to answer after the refused stream", 5000);
+  assert.deepEqual(heard, ["hello", "error", "sessions"]);
+  assert.equal(fourth.destroyed, false);
+  fourth.destroy();
   assert.equal((await good.request("others carry on")).toString(), "others carry on");
   await waitFor(() => agent.processes === 1, "the cut-off process to be gone from the agent", 2000);
 });
