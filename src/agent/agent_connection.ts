@@ -3,6 +3,7 @@ import { AgentError, ClientClosedError, ProtocolError } from "../errors.ts";
 import { TARGET } from "../target.ts";
 import { IncomingBody, ReceiveWindow, WholeBody } from "../protocol/incoming_body.ts";
 import { DATA_CHUNK_BYTES, OutgoingBody, type DataWire } from "../protocol/outgoing_body.ts";
+import { OutputGate } from "../protocol/output_gate.ts";
 import { SendCredit } from "../protocol/send_credit.ts";
 import type { ResponseBody } from "../client/request_table.ts";
 import { reviveError, wireError } from "./agent_errors.ts";
@@ -57,26 +58,16 @@ export class AgentConnection {
   #recv = new ReceiveWindow({ window: (stream, n) => this.notify({ t: "window", id: stream, n }) }, CONNECTION_WINDOW, STREAM_WINDOW, true);
   #bodies = new Map<number, IncomingBody>();
   #exchanges = new Map<number, Exchange>();
-  #drained: Promise<void> | null = null;
+  #gate: OutputGate;
   #wire: DataWire = {
     data: (stream, chunk, end) => this.#write(end ? { t: "data", id: stream, end: true } : { t: "data", id: stream }, chunk),
-    writable: () => {
-      if (this.#socket.writableLength <= WRITE_HIGH || this.#closed) return null;
-      this.#drained ??= new Promise<void>((resolve) => {
-        const done = (): void => {
-          this.#socket.off("drain", done).off("close", done);
-          this.#drained = null;
-          resolve();
-        };
-        this.#socket.on("drain", done).on("close", done);
-      });
-      return this.#drained;
-    },
+    writable: () => this.#gate.writable(),
   };
 
   private constructor(path: string, socket: net.Socket) {
     this.path = path;
     this.#socket = socket;
+    this.#gate = new OutputGate(socket, () => 0, WRITE_HIGH);
     this.#reader = new FrameReader(16 * TARGET.client.maxFrameBytes + 1024, (h, p) => this.#onFrame(h, p));
     socket.on("data", (chunk: Buffer) => {
       try {

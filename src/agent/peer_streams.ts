@@ -4,6 +4,7 @@ import type { Link, LinkRequestOptions } from "../client/link.ts";
 import { WireError } from "../protocol/constants.ts";
 import { IncomingBody, ReceiveWindow } from "../protocol/incoming_body.ts";
 import { DATA_CHUNK_BYTES, OutgoingBody, type DataWire } from "../protocol/outgoing_body.ts";
+import { OutputGate } from "../protocol/output_gate.ts";
 import { SendCredit } from "../protocol/send_credit.ts";
 import { reviveError, wireError } from "./agent_errors.ts";
 import { CONNECTION_WINDOW, idOf, STREAM_WINDOW, type Header } from "./agent_wire.ts";
@@ -49,27 +50,12 @@ export class PeerStreams {
     this.#maxStreams = maxStreams;
     this.#recv = new ReceiveWindow({ window: (stream, n) => host.send({ t: "window", id: stream, n }) }, CONNECTION_WINDOW, STREAM_WINDOW);
     this.#credit = new SendCredit(granted[1], granted[0]);
+    // A response waits while the process leaves more than highWater unread.
+    const gate = new OutputGate(host.socket, () => 0, host.highWater);
     this.#wire = {
       data: (stream, chunk, end) => host.send(end ? { t: "data", id: stream, end: true } : { t: "data", id: stream }, chunk),
-      writable: () => this.#writable(),
+      writable: () => gate.writable(),
     };
-  }
-
-  #drained: Promise<void> | null = null;
-
-  /** While the process leaves more than highWater unread: a promise of its next drain. */
-  #writable(): Promise<void> | null {
-    const socket = this.#host.socket;
-    if (socket.writableLength <= this.#host.highWater || socket.destroyed) return null;
-    this.#drained ??= new Promise<void>((resolve) => {
-      const done = (): void => {
-        socket.off("drain", done).off("close", done);
-        this.#drained = null;
-        resolve();
-      };
-      socket.on("drain", done).on("close", done);
-    });
-    return this.#drained;
   }
 
   /**
