@@ -60,13 +60,15 @@ export const ERROR_CODES = [
 
 export type ErrorCode = (typeof ERROR_CODES)[number];
 
-/** Made at the first question (a bundle that never asks carries no copy of the list). */
-let knownCodes: ReadonlySet<string> | null = null;
+let knownCodes: ReadonlySet<string> | null = null; // made at the first question: a bundle that never asks has no copy
 
 /** Whether `code` (read from another process, e.g. a control-socket reply) is one of ours. */
 export function isErrorCode(code: unknown): code is ErrorCode {
   return typeof code === "string" && (knownCodes ??= new Set(ERROR_CODES)).has(code);
 }
+
+/** Whether `code` has the shape of ours, without the list (which the device bundle leaves out): a reason passed on, not matched. */
+export const codeShaped = (code: unknown): code is ErrorCode => typeof code === "string" && /^PERILINK_[A-Z_]{1,48}$/.test(code);
 
 /** Base class: every perilink error has a stable `code` (one of `ERROR_CODES` when perilink throws it). */
 export class PerilinkError extends Error {
@@ -123,10 +125,7 @@ export class SocketActivationError extends PerilinkError {
   }
 }
 
-/**
- * The peer broke the wire protocol. `wireCode` is the numeric code sent in
- * (or received from) an ERROR frame; see `WireError` in protocol/constants.ts.
- */
+/** The peer broke the wire protocol. `wireCode` is the numeric code sent in (or received from) an ERROR frame; see `WireError` in protocol/constants.ts. */
 export class ProtocolError extends PerilinkError {
   readonly wireCode: number;
   constructor(wireCode: number, message: string, code: ErrorCode = "PERILINK_PROTOCOL") {
@@ -211,10 +210,7 @@ export class SessionClosedError extends PerilinkError {
   }
 }
 
-/**
- * The server refused a request without starting it (it was draining and the
- * request's stream id was above its GOAWAY mark). Always safe to send again.
- */
+/** The server refused a request without starting it (it was draining and the request's stream id was above its GOAWAY mark). Always safe to send again. */
 export class RequestRefusedError extends PerilinkError {
   constructor(message: string) {
     super("PERILINK_REQUEST_REFUSED", message);

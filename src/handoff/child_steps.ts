@@ -1,5 +1,5 @@
 import type { ChildProcess } from "node:child_process";
-import type { ErrorCode } from "../errors.ts";
+import { codeShaped, type ErrorCode } from "../errors.ts";
 import { isMessage, type NewToOld } from "./handoff_protocol.ts";
 
 /** The messages of the new program's steps (handoff_protocol.ts) that this side waits for. */
@@ -57,8 +57,7 @@ export class ChildSteps {
   /** The error code the new process gave with its start-failed (PERILINK_APP_NOT_READY…), if one of ours. */
   get failedCode(): ErrorCode | undefined {
     const code = (this.#messages.find((m) => isMessage(m, "start-failed")) as { code?: unknown } | undefined)?.code;
-    // The shape of ours, not the list (which the device bundle leaves out).
-    return typeof code === "string" && /^PERILINK_[A-Z_]{1,48}$/.test(code) ? (code as ErrorCode) : undefined;
+    return codeShaped(code) ? code : undefined;
   }
 
   /** Set once `cancel()` was called: why. */

@@ -1,7 +1,7 @@
 import { promises as fs } from "node:fs";
 import net from "node:net";
 import path from "node:path";
-import { ControlError, PerilinkError, StateDirError } from "../errors.ts";
+import { codeShaped, ControlError, PerilinkError, StateDirError } from "../errors.ts";
 import type { Logger } from "../logger.ts";
 import { memoryFigures } from "../runtime/memory_figures.ts";
 
@@ -151,7 +151,7 @@ export async function controlRequest(stateDir: string, request: Record<string, u
         // The server's code as it sent it: one of ours, or the system's (EACCES from an upgrade's spawn).
         else {
           const err = new PerilinkError(typeof reply.error?.code === "string" ? reply.error.code : "PERILINK_CONTROL", reply.error?.message ?? "request failed");
-          if (typeof reply.error?.reason === "string" && /^PERILINK_[A-Z_]{1,48}$/.test(reply.error.reason)) Object.assign(err, { reason: reply.error.reason });
+          if (codeShaped(reply.error?.reason)) Object.assign(err, { reason: reply.error.reason });
           reject(err);
         }
       } catch (err) {
