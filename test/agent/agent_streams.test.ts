@@ -154,61 +154,73 @@ test("through the agent: a reader that stops early cancels the server's stream; 
   assert.equal((await link.request("still fine")).toString(), "still fine", "the link carries on");
 });
 
+interface RawProcess {
+  socket: net.Socket;
+  write(h: Record<string, unknown> & { t: string }, p?: Uint8Array): void;
+  /** The kinds of the frames the agent sent it, in order. */
+  heard: string[];
+  closed: Promise<void>;
+}
+
+/** A process that speaks the agent's wire by hand (a hello offering credit first), reading what the agent sends. */
+async function rawProcess(socketPath: string): Promise<RawProcess> {
+  const socket = net.connect(socketPath);
+  socket.on("error", () => {});
+  await new Promise((r) => socket.once("connect", r));
+  const heard: string[] = [];
+  const reader = new FrameReader(1 << 24, (h) => heard.push(String(h.t)));
+  // Read, so that the close after what the agent sent before a cut-off is seen.
+  socket.on("data", (c: Buffer) => {
+    try {
+      reader.push(c);
+    } catch {
+      // a frame cut short by the cut-off
+    }
+  });
+  const closed = new Promise<void>((r) => socket.once("close", () => r()));
+  const write = (h: Record<string, unknown> & { t: string }, p?: Uint8Array): void => {
+    for (const b of encodeFrame(h, p)) socket.write(b);
+  };
+  write({ t: "hello", id: 1, pid: process.pid, window: [STREAM_WINDOW, CONNECTION_WINDOW] });
+  return { socket, write, heard, closed };
+}
+
 test("a process that sends a body past the agent's credit, data for a body it never began, or a stream id twice, is cut off (a refused stream's body is let go of); the agent holds no more than its window and serves the others", async () => {
   const { port, client, agent } = await setup();
   const good = await client.connect({ host: "127.0.0.1", port, app: "echo" });
-  const attacker = net.connect(agent.socketPath);
-  attacker.on("error", () => {});
-  await new Promise((r) => attacker.once("connect", r));
-  const write = (h: Record<string, unknown> & { t: string }, p?: Uint8Array): void => {
-    for (const b of encodeFrame(h, p)) attacker.write(b);
-  };
-  write({ t: "hello", id: 1, pid: process.pid, window: [STREAM_WINDOW, CONNECTION_WINDOW] });
-  const closed = new Promise<void>((r) => attacker.once("close", () => r()));
-  write({ t: "connect", id: 2, linkId: 3, host: "127.0.0.1", port, app: "hold" });
-  await sleep(300);
-  write({ t: "stream", id: 4, link: 3, body: true });
   const chunk = Buffer.alloc(16 * 1024, 7);
+  const cutOff = (p: RawProcess, what: string): Promise<void> => Promise.race([p.closed, sleep(5000).then(() => assert.fail(`the agent did not cut off a process ${what}`))]);
+
+  const attacker = await rawProcess(agent.socketPath);
+  attacker.write({ t: "connect", id: 2, linkId: 3, host: "127.0.0.1", port, app: "hold" });
+  await sleep(300);
+  attacker.write({ t: "stream", id: 4, link: 3, body: true });
   // The server reads none of it: the agent's link sends the server its window (maxFrame), then the
   // agent's own STREAM_WINDOW is all the process may send. 8 MiB without waiting for a window is past both.
-  for (let i = 0; i < (8 * 1024 * 1024) / chunk.length; i++) write({ t: "data", id: 4 }, chunk);
-  await Promise.race([closed, sleep(5000).then(() => assert.fail("the agent did not cut off a process sending past its credit"))]);
+  for (let i = 0; i < (8 * 1024 * 1024) / chunk.length; i++) attacker.write({ t: "data", id: 4 }, chunk);
+  await cutOff(attacker, "sending past its credit");
 
   // Data for a body that never began ends the connection too.
-  const second = net.connect(agent.socketPath);
-  second.on("error", () => {});
-  await new Promise((r) => second.once("connect", r));
-  const gone = new Promise<void>((r) => second.once("close", () => r()));
-  for (const b of [...encodeFrame({ t: "hello", id: 1, pid: process.pid, window: [STREAM_WINDOW, CONNECTION_WINDOW] }), ...encodeFrame({ t: "data", id: 99 }, chunk)]) second.write(b);
-  await Promise.race([gone, sleep(5000).then(() => assert.fail("the agent did not cut off a process sending data for no stream"))]);
+  const second = await rawProcess(agent.socketPath);
+  second.write({ t: "data", id: 99 }, chunk);
+  await cutOff(second, "sending data for no stream");
 
   // A stream id used twice (the first exchange could no longer be cancelled) ends the connection too.
-  const third = net.connect(agent.socketPath);
-  third.on("error", () => {});
-  await new Promise((r) => third.once("connect", r));
-  third.resume(); // what the agent sent before the cut is read, so the close is seen
-  const ended = new Promise<void>((r) => third.once("close", () => r()));
-  for (const b of encodeFrame({ t: "hello", id: 1, pid: process.pid, window: [STREAM_WINDOW, CONNECTION_WINDOW] })) third.write(b);
-  for (const b of encodeFrame({ t: "connect", id: 2, linkId: 3, host: "127.0.0.1", port, app: "gen" })) third.write(b);
+  const third = await rawProcess(agent.socketPath);
+  third.write({ t: "connect", id: 2, linkId: 3, host: "127.0.0.1", port, app: "gen" });
   await sleep(300);
-  for (let i = 0; i < 2; i++) for (const b of encodeFrame({ t: "stream", id: 4, link: 3 }, Buffer.from(`gen:${64 * 1024 * 1024}`))) third.write(b);
-  await Promise.race([ended, sleep(5000).then(() => assert.fail("the agent did not cut off a process that used a stream id twice"))]);
+  for (let i = 0; i < 2; i++) third.write({ t: "stream", id: 4, link: 3 }, Buffer.from(`gen:${64 * 1024 * 1024}`));
+  await cutOff(third, "that used a stream id twice");
 
   // A stream refused before it began (its link is not open) is an error answer, not a cut-off: the body sent meanwhile is let go of.
-  const fourth = net.connect(agent.socketPath);
-  fourth.on("error", () => {});
-  await new Promise((r) => fourth.once("connect", r));
-  const heard: string[] = [];
-  const reader = new FrameReader(1 << 24, (h) => heard.push(String(h.t)));
-  fourth.on("data", (c: Buffer) => reader.push(c));
-  for (const b of encodeFrame({ t: "hello", id: 1, pid: process.pid, window: [STREAM_WINDOW, CONNECTION_WINDOW] })) fourth.write(b);
-  for (const b of encodeFrame({ t: "stream", id: 2, link: 99, body: true })) fourth.write(b);
-  for (const b of encodeFrame({ t: "data", id: 2, end: true }, chunk)) fourth.write(b);
-  for (const b of encodeFrame({ t: "sessions", id: 3 })) fourth.write(b);
-  await waitFor(() => heard.includes("sessions"), "the agent to answer after the refused stream", 5000);
-  assert.deepEqual(heard, ["hello", "error", "sessions"]);
-  assert.equal(fourth.destroyed, false);
-  fourth.destroy();
+  const fourth = await rawProcess(agent.socketPath);
+  fourth.write({ t: "stream", id: 2, link: 99, body: true });
+  fourth.write({ t: "data", id: 2, end: true }, chunk);
+  fourth.write({ t: "sessions", id: 3 });
+  await waitFor(() => fourth.heard.includes("sessions"), "the agent to answer after the refused stream", 5000);
+  assert.deepEqual(fourth.heard, ["hello", "error", "sessions"]);
+  assert.equal(fourth.socket.destroyed, false);
+  fourth.socket.destroy();
   assert.equal((await good.request("others carry on")).toString(), "others carry on");
   await waitFor(() => agent.processes === 1, "the cut-off process to be gone from the agent", 2000);
 });
