@@ -18,6 +18,13 @@ export interface Target {
   lineMeasures?: boolean;
   memory: { maxOldSpaceMiB: number };
   writeSlabBytes: number;
+  /**
+   * False on a device: its sessions announce no large records, so a peer
+   * seals records of at most 16 KiB to it and a session in progress holds no
+   * more (docs/protocol.md §2.5). Absent: large records (68 KiB), which
+   * seal bulk bytes at a quarter of the per-record cost.
+   */
+  largeRecords?: boolean;
   server: {
     maxSessions: number;
     maxSessionsPerPeer: number;

@@ -7,7 +7,8 @@ import { ClientHandshakeV2, SEALED_VERSION, SERVER_HELLO_V2_SIZE, type SealedKey
 import { formatHostPort } from "../address.ts";
 import { RecordOpener } from "../protocol/record_layer.ts";
 import type { FrameDecoder } from "../protocol/frame_decoder.ts";
-import { clientAuth } from "../protocol/sealed_handshake.ts";
+import { clientAuth, ourFeatures, recordPlaintextFor } from "../protocol/sealed_handshake.ts";
+import { TARGET } from "../target.ts";
 import { SealingSink } from "../protocol/sealing_sink.ts";
 import type { ClientKey } from "./client_key.ts";
 import { serverChanged } from "./known_servers.ts";
@@ -33,6 +34,9 @@ export interface Handshake {
   rest: Buffer;
 }
 
+/** The feature bits the client announces: a device's target keeps records small (§2.5). */
+const FEATURES = ourFeatures(TARGET.largeRecords !== false);
+
 /**
  * The client half of the sealed handshake (protocol v2, docs/protocol.md
  * §2): connect, send our hello with a fresh ephemeral key and the ciphers
@@ -46,7 +50,7 @@ export function clientHandshake(options: HandshakeOptions): Promise<Handshake> {
   const reason = (): Error =>
     signal?.reason instanceof Error ? signal.reason : new SessionClosedError(`Cannot open session to ${where}: the attempt was aborted`);
   if (signal?.aborted) return Promise.reject(reason());
-  const hs = new ClientHandshakeV2({ ciphers: supportedCiphers(), maxFrame });
+  const hs = new ClientHandshakeV2({ ciphers: supportedCiphers(), maxFrame, features: FEATURES });
   return new Promise((resolve, reject) => {
     const socket = net.connect({ host, port, noDelay: true, localAddress: options.localAddress });
     let got: Buffer = Buffer.alloc(0);
@@ -122,9 +126,9 @@ export function clientHandshake(options: HandshakeOptions): Promise<Handshake> {
  */
 export function startSealed(h: Handshake, key: ClientKey): { sink: SealingSink; opener: RecordOpener } {
   const { cipher, keys, transcript } = h.sealed;
-  const sink = new SealingSink(h.socket, cipher, keys.clientToServer);
+  const sink = new SealingSink(h.socket, cipher, keys.clientToServer, { maxPlaintext: recordPlaintextFor(h.hello.features) });
   sink.write(clientAuth(key.publicKey, key.sign, transcript));
-  return { sink, opener: new RecordOpener(cipher, keys.serverToClient) };
+  return { sink, opener: new RecordOpener(cipher, keys.serverToClient, { maxPlaintext: recordPlaintextFor(FEATURES) }) };
 }
 
 /**

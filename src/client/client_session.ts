@@ -5,8 +5,8 @@ import { LineDeadError, ProtocolError, RequestRefusedError, SessionClosedError }
 import { FrameFlag, FrameType, WireError, wireErrorName } from "../protocol/constants.ts";
 import { FrameDecoder, type FrameSink } from "../protocol/frame_decoder.ts";
 import { FrameWriter } from "../protocol/frame_writer.ts";
-import { gatherSource, isStreamSource, OutgoingBody, type BodySource } from "../protocol/outgoing_body.ts";
-import { Feature } from "../protocol/sealed_handshake.ts";
+import { dataChunkFor, gatherSource, isStreamSource, OutgoingBody, type BodySource } from "../protocol/outgoing_body.ts";
+import { Feature, recordPlaintextFor } from "../protocol/sealed_handshake.ts";
 import type { RecordOpener } from "../protocol/record_layer.ts";
 import { bytesToUuid } from "../protocol/keys.ts";
 import { decodeAddresses, decodeCodedReason, encodeChannelOpen, type AdvertisedAddress } from "../protocol/payloads.ts";
@@ -75,6 +75,7 @@ export class ClientSession extends EventEmitter implements ChannelSession {
   #gate: OutputGate | null = null; // at the first one-way message
   #maxFrame: number;
   #creditOnArrival = false;
+  #dataChunk: number; // the largest DATA payload: one whole record to this server (§2.5)
   #serverStreams: boolean; // the server announced streamed bodies (Feature.Streams): a first-release one takes them whole
   #channels = new Map<number, ClientChannel>();
   #opening = new Map<number, { resolve(c: ClientChannel): void; reject(e: Error): void }>();
@@ -126,6 +127,7 @@ export class ClientSession extends EventEmitter implements ChannelSession {
     const writer = this.#writer;
     this.#maxFrame = maxFrame;
     this.#serverStreams = (hello.features & Feature.Streams) !== 0;
+    this.#dataChunk = dataChunkFor(recordPlaintextFor(hello.features));
     this.#requests = new RequestTable(
       {
         request: (channel, stream, payload) =>
@@ -372,7 +374,7 @@ export class ClientSession extends EventEmitter implements ChannelSession {
   #strm(): ClientStreams {
     const requests = this.#requests;
     const events = { finished: (s: number) => requests.finish(s), cancel: (s: number, e: Error) => requests.abort(s, e), progress: (s: number) => requests.touch(s) };
-    return (this.#streams ??= new ClientStreams(this.#socket, this.#writer, events, this.serverLimits.maxFrame, this.#maxFrame, this.#creditOnArrival));
+    return (this.#streams ??= new ClientStreams(this.#socket, this.#writer, events, this.serverLimits.maxFrame, this.#dataChunk, this.#maxFrame, this.#creditOnArrival));
   }
 
   #onClose(): void {

@@ -27,7 +27,7 @@ export interface StreamEvents {
 export class ClientStreams {
   #writer: FrameWriter;
   #events: StreamEvents;
-  #serverMaxFrame: number;
+  #dataChunk: number;
   #credit: SendCredit;
   #window: ReceiveWindow;
   #responses = new Map<number, IncomingBody>();
@@ -36,11 +36,12 @@ export class ClientStreams {
   /** Request bodies wait while the socket holds more than two of the server's frames unsent. */
   #gate: OutputGate;
 
-  constructor(socket: net.Socket, writer: FrameWriter, events: StreamEvents, serverMaxFrame: number, maxFrame: number, creditOnArrival = false) {
+  /** `dataChunk`: the largest DATA payload of a request body (one whole record to this server; see dataChunkFor). */
+  constructor(socket: net.Socket, writer: FrameWriter, events: StreamEvents, serverMaxFrame: number, dataChunk: number, maxFrame: number, creditOnArrival = false) {
     this.#gate = new OutputGate(socket, () => writer.pending, 2 * serverMaxFrame);
     this.#writer = writer;
     this.#events = events;
-    this.#serverMaxFrame = serverMaxFrame;
+    this.#dataChunk = Math.min(serverMaxFrame, dataChunk);
     this.#credit = new SendCredit(initialSessionWindow(serverMaxFrame), initialStreamWindow(serverMaxFrame));
     this.#window = new ReceiveWindow(
       { window: (stream, increment) => writer.frame(FrameType.Window, 0, stream, windowPayload(increment)) },
@@ -61,7 +62,7 @@ export class ClientStreams {
     this.#credit.open(stream);
     this.#sending.set(stream, body);
     const events = this.#events;
-    body.send(stream, this.#credit, this.#serverMaxFrame, wire, () => events.progress(stream)).then(
+    body.send(stream, this.#credit, this.#dataChunk, wire, () => events.progress(stream)).then(
       () => this.#sendDone(stream, body),
       (err: unknown) => {
         this.#sendDone(stream, body);

@@ -4,12 +4,17 @@ import { MAX_RECORD_PLAINTEXT } from "./record_layer.ts";
 import type { SendCredit } from "./send_credit.ts";
 
 /**
- * The largest DATA payload sent: with its header it fills one sealed record,
- * so the receiver finds each chunk whole in one record and reads it in place
- * (a larger frame spans records, and the receiver allocates and copies to
- * put it together: most of a streaming server's garbage).
+ * The largest DATA payload for records of `recordPlaintext` bytes: with its
+ * header it fills one sealed record, so the receiver finds each chunk whole
+ * in one record and reads it in place (a larger frame spans records, and the
+ * receiver allocates and copies to put it together: most of a streaming
+ * server's garbage).
  */
-export const DATA_CHUNK_BYTES = MAX_RECORD_PLAINTEXT - FRAME_HEADER_SIZE;
+export function dataChunkFor(recordPlaintext: number): number {
+  return recordPlaintext - FRAME_HEADER_SIZE;
+}
+/** The largest DATA payload in records of the default size (MAX_RECORD_PLAINTEXT); also the chunk over the agent's socket. */
+export const DATA_CHUNK_BYTES = dataChunkFor(MAX_RECORD_PLAINTEXT);
 
 /** What may be sent as a streamed body: chunks from an async iterable or a ReadableStream, or a Blob. */
 export type StreamSource = AsyncIterable<Uint8Array | string> | ReadableStream<Uint8Array> | Blob;
@@ -118,13 +123,17 @@ export class OutgoingBody {
     this.#keptBytes = 0;
   }
 
-  /** Sends the body on `stream`; returns false when the stream closed first (answered, cancelled). Throws the source's error. */
-  async send(stream: number, credit: SendCredit, maxFrame: number, wire: DataWire, progress?: () => void): Promise<boolean> {
+  /**
+   * Sends the body on `stream` in DATA payloads of at most `maxChunk` bytes
+   * (the receiver's maxFrame or less; see dataChunkFor); returns false when
+   * the stream closed first (answered, cancelled). Throws the source's error.
+   */
+  async send(stream: number, credit: SendCredit, maxChunk: number, wire: DataWire, progress?: () => void): Promise<boolean> {
     const before = this.#running;
     const run = (async () => {
       if (before !== null) await before.catch(() => false); // one reader of the source at a time
       this.#restart();
-      return this.#send(stream, credit, maxFrame, wire, progress);
+      return this.#send(stream, credit, maxChunk, wire, progress);
     })();
     this.#running = run;
     const ended = (): void => {
@@ -136,7 +145,7 @@ export class OutgoingBody {
     return run;
   }
 
-  async #send(stream: number, credit: SendCredit, maxFrame: number, wire: DataWire, progress?: () => void): Promise<boolean> {
+  async #send(stream: number, credit: SendCredit, maxChunk: number, wire: DataWire, progress?: () => void): Promise<boolean> {
     this.#started = true;
     for (;;) {
       const chunk = await this.#next();
@@ -144,7 +153,7 @@ export class OutgoingBody {
       let off = 0;
       while (off < chunk.length) {
         if (!credit.isOpen(stream)) return false;
-        const n = Math.min(credit.available(stream), maxFrame, DATA_CHUNK_BYTES, chunk.length - off);
+        const n = Math.min(credit.available(stream), maxChunk, chunk.length - off);
         if (n === 0) {
           await credit.wait(stream);
           continue;

@@ -25,6 +25,15 @@ export const RECORD_HEADER_SIZE = 4;
 export const TAG_SIZE = 16;
 /** Largest plaintext of one record (as TLS 1.3's): the most a receiver buffers before it can authenticate. */
 export const MAX_RECORD_PLAINTEXT = 16 * 1024;
+/**
+ * Largest plaintext of a record to a receiver that announced large records
+ * (Feature.LargeRecords, §2.5), after each direction's first record: a
+ * 64 KiB DATA frame and its header fit in one, and a record costs a fixed
+ * few microseconds whatever its size, so bulk bytes are sealed at a
+ * quarter of the per-record cost. The first record stays within
+ * MAX_RECORD_PLAINTEXT: before the client's proof, a server holds no more.
+ */
+export const LARGE_RECORD_PLAINTEXT = 68 * 1024;
 /** Records up to this size are sealed into one buffer (one socket write); larger ones go out in parts. */
 const COPY_AT_MOST = 4096;
 /** Records sealed under one key before both sides move to the next. */
@@ -86,14 +95,22 @@ abstract class RecordDirection {
 export interface RecordOptions {
   /** Records under one key (`REKEY_EVERY`; tests make it small). */
   rekeyEvery?: number;
-  /** Largest plaintext of a record the opener accepts (`MAX_RECORD_PLAINTEXT`). */
+  /**
+   * Largest plaintext of a record after the direction's first (which is
+   * never past `MAX_RECORD_PLAINTEXT`): what the sealer seals, what the
+   * opener accepts. Default `MAX_RECORD_PLAINTEXT`; `LARGE_RECORD_PLAINTEXT`
+   * when the receiver announced large records.
+   */
   maxPlaintext?: number;
 }
 
 /** Seals one direction's plaintext into records. */
 export class RecordSealer extends RecordDirection {
+  #maxPlaintext: number;
+
   constructor(cipher: CipherName, key: Uint8Array, options: RecordOptions = {}) {
     super(cipher, key, options.rekeyEvery ?? REKEY_EVERY);
+    this.#maxPlaintext = options.maxPlaintext ?? MAX_RECORD_PLAINTEXT;
   }
 
   /**
@@ -108,7 +125,7 @@ export class RecordSealer extends RecordDirection {
     let offset = 0;
     let left = total;
     do {
-      const size = Math.min(left, MAX_RECORD_PLAINTEXT);
+      const size = Math.min(left, this.records === 0 ? Math.min(MAX_RECORD_PLAINTEXT, this.#maxPlaintext) : this.#maxPlaintext);
       const key = this.nextKey();
       const cipher = createCipheriv(this.cipher, key, NONCE, { authTagLength: TAG_SIZE } as never) as ReturnType<typeof createCipheriv> & { setAAD(b: Buffer): void; getAuthTag(): Buffer };
       // A small record is one buffer (one socket write); a large one, unless `whole`, is its
@@ -197,6 +214,7 @@ export class RecordOpener extends RecordDirection {
       this.#heldBytes = 0;
       this.#want = 0;
       out.push(this.#open(record));
+      giveBack(record);
     }
     // `data` starts at a record: records that arrived whole are opened where they lie.
     let at = 0;
@@ -225,7 +243,7 @@ export class RecordOpener extends RecordDirection {
       at = take;
       if (this.#heldBytes < RECORD_HEADER_SIZE) return EMPTY;
       this.#want = this.#recordSize(this.#partial!, 0);
-      const whole = Buffer.allocUnsafeSlow(this.#want);
+      const whole = recordBuffer(this.#want);
       this.#partial!.copy(whole, 0, 0, RECORD_HEADER_SIZE);
       this.#partial = whole;
     }
@@ -243,8 +261,9 @@ export class RecordOpener extends RecordDirection {
   /** The whole size of the record whose header is at `at`; a length out of bounds is a `RecordError` at once. */
   #recordSize(b: Buffer, at: number): number {
     const length = b.readUInt32BE(at);
-    if (length < TAG_SIZE || length - TAG_SIZE > this.#maxPlaintext) {
-      throw new RecordError(`Cannot open record ${this.records}: its length ${length} is outside ${TAG_SIZE}..${this.#maxPlaintext + TAG_SIZE}`);
+    const most = this.records === 0 ? Math.min(MAX_RECORD_PLAINTEXT, this.#maxPlaintext) : this.#maxPlaintext;
+    if (length < TAG_SIZE || length - TAG_SIZE > most) {
+      throw new RecordError(`Cannot open record ${this.records}: its length ${length} is outside ${TAG_SIZE}..${most + TAG_SIZE}`);
     }
     return RECORD_HEADER_SIZE + length;
   }
@@ -270,3 +289,25 @@ export class RecordOpener extends RecordDirection {
 }
 
 const EMPTY = Buffer.alloc(0);
+/** A whole record of the default size, and of the large size, header and tag included. */
+const SMALL_RECORD = RECORD_HEADER_SIZE + MAX_RECORD_PLAINTEXT + TAG_SIZE;
+const LARGE_RECORD = RECORD_HEADER_SIZE + LARGE_RECORD_PLAINTEXT + TAG_SIZE;
+/**
+ * Buffers for large records that arrived in parts, given back once opened
+ * (the plaintext is a copy, so nothing refers to them): a bulk transfer
+ * reuses a few instead of allocating 68 KiB for each record, most of what it
+ * made the collector do. At most SPARE_MOST, for the whole process.
+ */
+const SPARE: Buffer[] = [];
+const SPARE_MOST = 4;
+
+/** A buffer for a record of `size` bytes that arrives in parts: a spare one for a large record. */
+function recordBuffer(size: number): Buffer {
+  if (size <= SMALL_RECORD || size > LARGE_RECORD) return Buffer.allocUnsafeSlow(size);
+  return (SPARE.pop() ?? Buffer.allocUnsafeSlow(LARGE_RECORD)).subarray(0, size);
+}
+
+/** Keeps the buffer of an opened record for the next one, when it is a large one's and few are kept. */
+function giveBack(record: Buffer): void {
+  if (record.buffer.byteLength === LARGE_RECORD && record.byteOffset === 0 && SPARE.length < SPARE_MOST) SPARE.push(Buffer.from(record.buffer));
+}

@@ -13,7 +13,7 @@ import {
   type SessionKeys,
 } from "./key_exchange.ts";
 import { verifySignature } from "./keys.ts";
-import { CIPHER_BITS, type CipherName } from "./record_layer.ts";
+import { CIPHER_BITS, LARGE_RECORD_PLAINTEXT, MAX_RECORD_PLAINTEXT, type CipherName } from "./record_layer.ts";
 
 /**
  * The sealed handshake (protocol v2, docs/protocol.md §2): a signed
@@ -47,9 +47,21 @@ export enum Feature {
   Streams = 0x01,
   /** ADDRESSES (§5.4). */
   Addresses = 0x02,
+  /** The side opens records of up to LARGE_RECORD_PLAINTEXT after the first (§2.5). */
+  LargeRecords = 0x04,
 }
 /** Everything this release understands. */
-export const OUR_FEATURES = Feature.Streams | Feature.Addresses;
+export const OUR_FEATURES = Feature.Streams | Feature.Addresses | Feature.LargeRecords;
+
+/** This side's feature bits: all of this release's, less large records where the target keeps records small (a device's memory). */
+export function ourFeatures(largeRecords: boolean): number {
+  return largeRecords ? OUR_FEATURES : OUR_FEATURES & ~Feature.LargeRecords;
+}
+
+/** The largest record plaintext for a direction whose receiver announced `features` (§2.5). */
+export function recordPlaintextFor(features: number): number {
+  return (features & Feature.LargeRecords) !== 0 ? LARGE_RECORD_PLAINTEXT : MAX_RECORD_PLAINTEXT;
+}
 /** magic, version, ciphers, reserved u16, maxFrame, reserved u32, ephemeral key. */
 export const CLIENT_HELLO_V2_SIZE = 16 + X25519_KEY_SIZE;
 /** magic, version, status, cipher, reserved, server id, identity key, ephemeral key, 5 × u32, signature. */

@@ -5,7 +5,8 @@ import type net from "node:net";
 import { supportedCiphers, type CipherName } from "../protocol/record_layer.ts";
 import { hasAesInstructions } from "../runtime/cpu_features.ts";
 import { SealingSink } from "../protocol/sealing_sink.ts";
-import { answerClientHelloV2, CLIENT_HELLO_V2_SIZE, type ServerAnswer } from "../protocol/sealed_handshake.ts";
+import { answerClientHelloV2, CLIENT_HELLO_V2_SIZE, ourFeatures, recordPlaintextFor, type ServerAnswer } from "../protocol/sealed_handshake.ts";
+import { TARGET } from "../target.ts";
 import type { Identity } from "./identity.ts";
 import type { ServerLimits } from "./limits.ts";
 import { SealedInput, type KeyCheck } from "./session_input.ts";
@@ -29,6 +30,9 @@ const preferred = (): CipherName[] => {
   const all = supportedCiphers();
   return hasAesInstructions() ? [...all.filter((c) => c === "aes-256-gcm"), ...all.filter((c) => c !== "aes-256-gcm")] : all;
 };
+
+/** The feature bits the server announces: a device's target keeps records small (§2.5). */
+const FEATURES = ourFeatures(TARGET.largeRecords !== false);
 
 /** Bytes of a client hello the server needs before it can answer. */
 export const CLIENT_HELLO_BYTES = CLIENT_HELLO_V2_SIZE;
@@ -63,6 +67,7 @@ export function answerClientHello(hello: Buffer, server: HelloSource): ServerAns
     generation: server.generation,
     idleTimeoutMs: limits.idleTimeoutMs,
     ciphers: (ciphers ??= preferred()),
+    features: FEATURES,
     sign: (m) => id.sign(m),
   });
 }
@@ -77,6 +82,6 @@ export function startSealed<S>(socket: net.Socket, out: SessionOutput, answer: E
   out.peerMaxFrame = answer.peerMaxFrame;
   out.peerFeatures = answer.peerFeatures;
   socket.write(answer.reply);
-  out.setSink(new SealingSink(socket, cipher, keys.serverToClient));
-  return new SealedInput(cipher, keys.clientToServer, transcript, decoder, check as KeyCheck, session);
+  out.setSink(new SealingSink(socket, cipher, keys.serverToClient, { maxPlaintext: recordPlaintextFor(answer.peerFeatures) }));
+  return new SealedInput(cipher, keys.clientToServer, transcript, decoder, check as KeyCheck, session, recordPlaintextFor(FEATURES));
 }

@@ -49,8 +49,9 @@ export class SealedInput extends RecordOpener implements FlowInput {
   #strangerBytes = -1;
 
   /** `keys.keyProven(session)` runs once the client's key is proven, before any frame of its is decoded. */
-  constructor(cipher: CipherName, key: Uint8Array, transcript: Buffer, decoder: FrameDecoder, keys: KeyCheck = TRUSTED, session: unknown = null) {
-    super(cipher, key);
+  /** `maxPlaintext`: the largest record after the first that this side announced it opens (§2.5). */
+  constructor(cipher: CipherName, key: Uint8Array, transcript: Buffer, decoder: FrameDecoder, keys: KeyCheck = TRUSTED, session: unknown = null, maxPlaintext?: number) {
+    super(cipher, key, { maxPlaintext });
     this.transcript = transcript;
     this.#decoder = decoder;
     this.#keys = keys;

@@ -2,7 +2,8 @@ import type net from "node:net";
 import { CancelledError, ProtocolError } from "../errors.ts";
 import { FrameFlag, FrameType, initialSessionWindow, initialStreamWindow, WINDOW_PAYLOAD_SIZE, WireError } from "../protocol/constants.ts";
 import { IncomingBody, ReceiveWindow } from "../protocol/incoming_body.ts";
-import { OutgoingBody, type DataWire, type StreamSource } from "../protocol/outgoing_body.ts";
+import { dataChunkFor, OutgoingBody, type DataWire, type StreamSource } from "../protocol/outgoing_body.ts";
+import { recordPlaintextFor } from "../protocol/sealed_handshake.ts";
 import { windowPayload } from "../protocol/payloads.ts";
 import { OutputGate } from "../protocol/output_gate.ts";
 import { SendCredit } from "../protocol/send_credit.ts";
@@ -37,12 +38,15 @@ export class SessionStreams {
   #gate: OutputGate;
   /** What `ctx.body.bytes()` takes whole when the handler names no limit. */
   #bodyLimit: number;
+  /** The largest DATA payload of a response body: one whole record to this client. */
+  #dataChunk: number;
 
   constructor(socket: net.Socket, out: SessionOutput, limits: ServerLimits) {
     const owner: StreamOwner = { out, maxFrame: limits.maxFrameBytes, peerMaxFrame: out.peerMaxFrame };
     this.#owner = owner;
     this.#gate = new OutputGate(socket, () => out.pending, limits.maxSessionOutputBytes);
     this.#bodyLimit = 16 * limits.maxFrameBytes;
+    this.#dataChunk = Math.min(owner.peerMaxFrame, dataChunkFor(recordPlaintextFor(out.peerFeatures)));
     this.#credit = new SendCredit(initialSessionWindow(owner.peerMaxFrame), initialStreamWindow(owner.peerMaxFrame));
     this.#window = new ReceiveWindow(
       { window: (stream, increment) => out.frame(FrameType.Window, 0, stream, windowPayload(increment)) },
@@ -114,7 +118,7 @@ export class SessionStreams {
     };
     this.#credit.open(stream);
     try {
-      return await body.send(stream, this.#credit, owner.peerMaxFrame, wire, progress);
+      return await body.send(stream, this.#credit, this.#dataChunk, wire, progress);
     } finally {
       this.#credit.close(stream);
       body.dispose();

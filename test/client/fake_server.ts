@@ -6,7 +6,7 @@ import { FRAME_HEADER_SIZE, FrameType } from "../../src/protocol/constants.ts";
 import { FrameDecoder } from "../../src/protocol/frame_decoder.ts";
 import { bytesToUuid, rawPublicKey } from "../../src/protocol/keys.ts";
 import { RecordOpener, RecordSealer } from "../../src/protocol/record_layer.ts";
-import { answerClientHelloV2, CLIENT_AUTH_SIZE, CLIENT_HELLO_V2_SIZE, verifyClientAuth } from "../../src/protocol/sealed_handshake.ts";
+import { answerClientHelloV2, CLIENT_AUTH_SIZE, CLIENT_HELLO_V2_SIZE, OUR_FEATURES, recordPlaintextFor, verifyClientAuth } from "../../src/protocol/sealed_handshake.ts";
 import { decodeProbeRequest, encodeProbeResponse, udpSignedMessage } from "../../src/protocol/probe.ts";
 
 /** One frame as bytes: header and payload. */
@@ -63,7 +63,9 @@ export class FakeIdentity {
     });
     if (!answer.ok) throw new Error(`fake server cannot answer: ${answer.why}`);
     const { cipher, keys, transcript } = answer.sealed;
-    return { reply: answer.reply, sealer: new RecordSealer(cipher, keys.serverToClient), opener: new RecordOpener(cipher, keys.clientToServer), transcript };
+    // Records as large as each side announced (§2.5): the client's hello for ours, our features for theirs.
+    const sealer = new RecordSealer(cipher, keys.serverToClient, { maxPlaintext: recordPlaintextFor(answer.peerFeatures) });
+    return { reply: answer.reply, sealer, opener: new RecordOpener(cipher, keys.clientToServer, { maxPlaintext: recordPlaintextFor(features ?? OUR_FEATURES) }), transcript };
   }
 }
 

@@ -6,7 +6,7 @@ import { test } from "node:test";
 import { createClient } from "../../src/client/client.ts";
 import { loadOrCreateClientKey } from "../../src/client/client_key.ts";
 import { keyFingerprint } from "../../src/protocol/keys.ts";
-import { RecordOpener } from "../../src/protocol/record_layer.ts";
+import { LARGE_RECORD_PLAINTEXT, RecordOpener } from "../../src/protocol/record_layer.ts";
 import { CLIENT_AUTH_SIZE, CLIENT_HELLO_V2_SIZE, verifyClientAuth } from "../../src/protocol/sealed_handshake.ts";
 import { Identity } from "../../src/server/identity.ts";
 import { answerClientHello } from "../../src/server/session_handshake.ts";
@@ -32,7 +32,7 @@ test("an impostor with a known server's id and another key, reached over TCP onl
         const a = answerClientHello(buf.subarray(0, CLIENT_HELLO_V2_SIZE), { identity: fake, generation: 1, limits: real.limits });
         if (!a.ok) return void s.destroy();
         s.write(a.reply);
-        opener = new RecordOpener(a.sealed.cipher, a.sealed.keys.clientToServer);
+        opener = new RecordOpener(a.sealed.cipher, a.sealed.keys.clientToServer, { maxPlaintext: LARGE_RECORD_PLAINTEXT });
         transcript = a.sealed.transcript;
         c = buf.subarray(CLIENT_HELLO_V2_SIZE);
       }

@@ -2,7 +2,7 @@ import net from "node:net";
 import { processClientKey } from "../../src/client/client_key.ts";
 import { FRAME_HEADER_SIZE } from "../../src/protocol/constants.ts";
 import { RecordOpener, RecordSealer, type CipherName } from "../../src/protocol/record_layer.ts";
-import { clientAuth, ClientHandshakeV2, SERVER_HELLO_V2_SIZE } from "../../src/protocol/sealed_handshake.ts";
+import { clientAuth, ClientHandshakeV2, OUR_FEATURES, recordPlaintextFor, SERVER_HELLO_V2_SIZE } from "../../src/protocol/sealed_handshake.ts";
 
 export interface RawPeer {
   sock: net.Socket;
@@ -39,6 +39,8 @@ export interface SealedPeer {
   write(plaintext: Buffer): boolean;
   /** The plaintext of every record the server sent after its hello (empty for a peer that never reads). */
   data(): Buffer;
+  /** The plaintext size of each record the server sent, in order. */
+  records: number[];
   closed: Promise<void>;
   /** The status of the server's refusal (e.g. ServerBusy), or 0 when the session was accepted. */
   refused: number;
@@ -82,10 +84,12 @@ export async function sealedPeer(
   });
   const { sealed } = hs.finish(got.subarray(0, SERVER_HELLO_V2_SIZE));
   // Refused (as a raw v1 peer was, silently): what it writes goes nowhere.
-  if (sealed === null) return { sock, write: () => false, data: () => Buffer.alloc(0), closed, refused: got[5]!, cipher: null };
+  if (sealed === null) return { sock, write: () => false, data: () => Buffer.alloc(0), records: [], closed, refused: got[5]!, cipher: null };
   const sealer = new RecordSealer(sealed.cipher, sealed.keys.clientToServer);
-  const opener = new RecordOpener(sealed.cipher, sealed.keys.serverToClient);
+  // Records as large as this peer announced it opens (§2.5); its own stay of the default size.
+  const opener = new RecordOpener(sealed.cipher, sealed.keys.serverToClient, { maxPlaintext: recordPlaintextFor(options.features ?? OUR_FEATURES) });
   const chunks: Buffer[] = [];
+  const records: number[] = [];
   const write = (plaintext: Buffer): boolean => {
     let ok = true;
     for (const r of sealer.seal([plaintext], plaintext.length)) ok = sock.write(r);
@@ -96,7 +100,9 @@ export async function sealedPeer(
   if (options.read !== false) {
     const take = (c: Buffer): void => {
       try {
+        const from = chunks.length;
         opener.push(c, chunks);
+        for (let i = from; i < chunks.length; i++) records.push(chunks[i]!.length);
       } catch {
         sock.destroy();
       }
@@ -105,7 +111,7 @@ export async function sealedPeer(
     sock.on("data", take);
     sock.resume();
   }
-  return { sock, write, data: () => Buffer.concat(chunks), closed, refused: 0, cipher: sealed.cipher };
+  return { sock, write, data: () => Buffer.concat(chunks), records, closed, refused: 0, cipher: sealed.cipher };
 }
 
 /** One frame with its 16-byte header; `lengthOverride` writes another length than the payload's. */

@@ -8,6 +8,8 @@ import { FakeServer } from "../client/fake_server.ts";
 import { testServer, waitFor } from "../helpers/fixtures.ts";
 import { loopback as lo } from "../helpers/two_addresses.ts";
 import { frame, sealedPeer } from "../helpers/raw_peer.ts";
+import { LARGE_RECORD_PLAINTEXT, MAX_RECORD_PLAINTEXT } from "../../src/protocol/record_layer.ts";
+import { Feature, OUR_FEATURES } from "../../src/protocol/sealed_handshake.ts";
 
 // Peers of different releases talk: a side never sends what the other's hello did not announce (docs/protocol.md §2.1, §2.2).
 
@@ -16,6 +18,7 @@ const app: SessionApp = {
   streams: true,
   async request(payload: Uint8Array, ctx: RequestContext) {
     const text = Buffer.from(payload).toString();
+    if (text.startsWith("whole:")) return Buffer.alloc(Number(text.slice(6)), 0x62);
     if (text.startsWith("gen:")) {
       const n = Number(text.slice(4));
       return (async function* () {
@@ -85,4 +88,40 @@ test("a body refused by a first-release server and sent again is gathered whole 
   const body = Buffer.from("the whole job, twice if need be");
   assert.equal((await link.request(new Blob([body]))).toString(), body.toString());
   assert.equal(refused, 1);
+});
+
+test("a client that announces large records gets a large answer in records of up to 68 KiB, one that does not in records of at most 16 KiB; the first record is small either way", async () => {
+  const server = await testServer({ appObject: app });
+  const port = server.endpoints()[0]!.port;
+  for (const large of [true, false]) {
+    const peer = await sealedPeer(port, { features: large ? OUR_FEATURES : OUR_FEATURES & ~Feature.LargeRecords });
+    after(() => peer.sock.destroy());
+    peer.write(Buffer.concat([frame(FrameType.ChannelOpen, 1, 0, encodeChannelOpen({ app: "a", requestedHost: "", requestedPort: 0 })), frame(FrameType.Request, 1, 1, Buffer.from("whole:60000"))]));
+    await waitFor(() => frames(peer.data()).some((f) => f.stream === 1), "the answer");
+    const answer = frames(peer.data()).find((f) => f.stream === 1)!;
+    assert.deepEqual([answer.type, answer.payload.length], [FrameType.Response, 60000]);
+    assert.ok(peer.records[0]! <= MAX_RECORD_PLAINTEXT, `first record ${peer.records[0]}`);
+    const most = Math.max(...peer.records);
+    if (large) assert.ok(most > MAX_RECORD_PLAINTEXT && most <= LARGE_RECORD_PLAINTEXT, `records ${peer.records}`);
+    else assert.ok(most <= MAX_RECORD_PLAINTEXT, `records ${peer.records}`);
+  }
+});
+
+test("against a server that announces no large records, the client seals at most 16 KiB a record, whole messages and streamed bodies alike", async () => {
+  const fake = await new FakeServer({ features: OUR_FEATURES & ~Feature.LargeRecords }).start(); // its opener takes no more
+  const client = createClient({ lingerMs: 0, stateDir: false });
+  after(() => client.close());
+  const link = await client.connect({ host: "127.0.0.1", port: fake.port, app: "a" });
+  const whole = Buffer.alloc(60_000, 0x63);
+  assert.deepEqual(await link.request(whole), whole);
+  // A streamed body of 60,000 bytes (within the fake's first window): every DATA frame reaches it, in 16 KiB records.
+  async function* body(): AsyncGenerator<Uint8Array> {
+    yield Buffer.alloc(60_000, 0x64);
+  }
+  void link.request(body()).catch(() => {}); // the fake never answers a streamed request
+  const conn = fake.connections.at(-1)!;
+  const data = () => conn.frames.filter((f) => f.type === FrameType.Data);
+  await waitFor(() => data().reduce((n, f) => n + f.payload.length, 0) === 60_000, "the whole body");
+  assert.ok(!conn.socket.destroyed);
+  assert.ok(data().every((f) => f.payload.length <= MAX_RECORD_PLAINTEXT - 16), `DATA sizes ${data().map((f) => f.payload.length)}`);
 });

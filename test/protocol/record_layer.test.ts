@@ -4,6 +4,7 @@ import { test } from "node:test";
 import fc from "fast-check";
 import { RecordError } from "../../src/errors.ts";
 import {
+  LARGE_RECORD_PLAINTEXT,
   MAX_RECORD_PLAINTEXT,
   RECORD_HEADER_SIZE,
   RecordOpener,
@@ -194,3 +195,47 @@ test("a record trickled one byte per read is held in one buffer of its size and 
   assert.deepEqual(Buffer.concat(out), plain);
   assert.equal(opener.buffered, 0);
 });
+
+test("with large records, a direction's first record stays within MAX_RECORD_PLAINTEXT and later ones fill LARGE_RECORD_PLAINTEXT", () => {
+  const key = randomBytes(32);
+  const sealer = new RecordSealer("aes-256-gcm", key, { maxPlaintext: LARGE_RECORD_PLAINTEXT });
+  const big = randomBytes(3 * LARGE_RECORD_PLAINTEXT);
+  const records = sealer.seal([big], big.length);
+  const sizes = records.map((r) => r.length - RECORD_HEADER_SIZE - TAG_SIZE);
+  assert.deepEqual(sizes, [MAX_RECORD_PLAINTEXT, LARGE_RECORD_PLAINTEXT, LARGE_RECORD_PLAINTEXT, 3 * LARGE_RECORD_PLAINTEXT - MAX_RECORD_PLAINTEXT - 2 * LARGE_RECORD_PLAINTEXT]);
+  assert.deepEqual(openAll(new RecordOpener("aes-256-gcm", key, { maxPlaintext: LARGE_RECORD_PLAINTEXT }), records), big);
+});
+
+test("an opener that announced no large records refuses one from its header; one that did still refuses a first record past MAX_RECORD_PLAINTEXT", () => {
+  const key = randomBytes(32);
+  const sealer = new RecordSealer("chacha20-poly1305", key, { maxPlaintext: LARGE_RECORD_PLAINTEXT });
+  const earlier = sealer.seal([randomBytes(MAX_RECORD_PLAINTEXT + 100)], MAX_RECORD_PLAINTEXT + 100); // records 0 and 1
+  const large = sealer.seal([randomBytes(LARGE_RECORD_PLAINTEXT)], LARGE_RECORD_PLAINTEXT)[0]!; // record 2
+  const small = new RecordOpener("chacha20-poly1305", key);
+  for (const r of earlier) small.push(r, []);
+  assert.throws(() => small.push(large.subarray(0, RECORD_HEADER_SIZE), []), (err: unknown) => err instanceof RecordError && /record 2: its length .* outside 16\.\.16400/.test(err.message));
+  const head = Buffer.alloc(RECORD_HEADER_SIZE);
+  head.writeUInt32BE(MAX_RECORD_PLAINTEXT + 1 + TAG_SIZE);
+  assert.throws(() => new RecordOpener("chacha20-poly1305", key, { maxPlaintext: LARGE_RECORD_PLAINTEXT }).push(head, []), (err: unknown) => err instanceof RecordError && /record 0: its length/.test(err.message));
+});
+
+for (const cipher of CIPHERS) {
+  test(`${cipher}: large records split across reads, many in a row and two sessions interleaved, open to exactly their own plaintext`, () => {
+    fc.assert(
+      fc.property(fc.array(fc.integer({ min: 1, max: 200_000 }), { minLength: 1, maxLength: 6 }), fc.array(fc.nat(), { maxLength: 12 }), (batches, cuts) => {
+        // Two sessions' records opened turn about, so a record buffer reused between them would show.
+        const wires = [0, 1].map(() => {
+          const key = randomBytes(32);
+          const sealer = new RecordSealer(cipher, key, { maxPlaintext: LARGE_RECORD_PLAINTEXT });
+          const plain = batches.map((n) => randomBytes(n));
+          const wire = Buffer.concat(plain.flatMap((p) => sealer.seal([p], p.length)));
+          return { opener: new RecordOpener(cipher, key, { maxPlaintext: LARGE_RECORD_PLAINTEXT }), plain: Buffer.concat(plain), chunks: splitAt(wire, cuts), out: [] as Buffer[] };
+        });
+        const most = Math.max(...wires.map((w) => w.chunks.length));
+        for (let i = 0; i < most; i++) for (const w of wires) if (i < w.chunks.length) w.opener.push(w.chunks[i]!, w.out);
+        for (const w of wires) assert.ok(Buffer.concat(w.out).equals(w.plain));
+      }),
+      { numRuns: 40 },
+    );
+  });
+}
