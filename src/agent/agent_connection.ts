@@ -2,12 +2,12 @@ import net from "node:net";
 import { AgentError, ClientClosedError, ProtocolError } from "../errors.ts";
 import { TARGET } from "../target.ts";
 import { IncomingBody, ReceiveWindow, WholeBody } from "../protocol/incoming_body.ts";
-import { DATA_CHUNK_BYTES, OutgoingBody, type DataWire } from "../protocol/outgoing_body.ts";
+import { OutgoingBody, type DataWire } from "../protocol/outgoing_body.ts";
 import { OutputGate } from "../protocol/output_gate.ts";
 import { SendCredit } from "../protocol/send_credit.ts";
 import type { ResponseBody } from "../client/request_table.ts";
 import { reviveError, wireError } from "./agent_errors.ts";
-import { CONNECTION_WINDOW, FrameReader, idOf, STREAM_WINDOW, WIRE_VERSION, windowOf, writeFrame, type Header } from "./agent_wire.ts";
+import { AGENT_CHUNK_BYTES, CONNECTION_WINDOW, FrameReader, idOf, STREAM_WINDOW, WIRE_VERSION, windowOf, writeFrame, type Header } from "./agent_wire.ts";
 
 /** A streamed exchange: its response body once it began, and what ends it here. */
 interface Exchange {
@@ -182,7 +182,7 @@ export class AgentConnection {
     const answer = this.call(header, outgoing ? undefined : (body as Uint8Array));
     if (outgoing) {
       credit.open(id);
-      outgoing.send(id, credit, DATA_CHUNK_BYTES, this.#wire).then(
+      outgoing.send(id, credit, AGENT_CHUNK_BYTES, this.#wire).then(
         () => {},
         (err: unknown) => this.notify({ t: "bodyerror", id, ...wireError(err) }),
       );

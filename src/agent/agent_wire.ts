@@ -23,6 +23,8 @@
  */
 
 import { ProtocolError } from "../errors.ts";
+import { dataChunkFor } from "../protocol/outgoing_body.ts";
+import { LARGE_RECORD_PLAINTEXT } from "../protocol/record_layer.ts";
 
 /** Largest header accepted, in bytes. */
 export const MAX_HEADER_BYTES = 16 * 1024;
@@ -45,6 +47,13 @@ export type Header = { t: string } & Record<string, unknown>;
  */
 export const STREAM_WINDOW = 256 * 1024;
 export const CONNECTION_WINDOW = 1024 * 1024;
+/**
+ * The largest `data` payload over the agent's socket: the largest DATA to a
+ * server that takes large records (docs/protocol.md §2.5), so the agent
+ * forwards each chunk as one DATA frame in one record (a server of 16 KiB
+ * records gets it in four).
+ */
+export const AGENT_CHUNK_BYTES = dataChunkFor(LARGE_RECORD_PLAINTEXT);
 
 /** The `window` of a hello: `[stream, connection]` credit the peer grants, or null when it offered none (or nonsense). */
 export function windowOf(v: unknown): readonly [number, number] | null {

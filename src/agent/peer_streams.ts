@@ -3,11 +3,11 @@ import { AgentLimitError, CancelledError, ProtocolError } from "../errors.ts";
 import type { Link, LinkRequestOptions } from "../client/link.ts";
 import { WireError } from "../protocol/constants.ts";
 import { IncomingBody, ReceiveWindow } from "../protocol/incoming_body.ts";
-import { DATA_CHUNK_BYTES, OutgoingBody, type DataWire } from "../protocol/outgoing_body.ts";
+import { OutgoingBody, type DataWire } from "../protocol/outgoing_body.ts";
 import { OutputGate } from "../protocol/output_gate.ts";
 import { SendCredit } from "../protocol/send_credit.ts";
 import { reviveError, wireError } from "./agent_errors.ts";
-import { CONNECTION_WINDOW, idOf, STREAM_WINDOW, type Header } from "./agent_wire.ts";
+import { AGENT_CHUNK_BYTES, CONNECTION_WINDOW, idOf, STREAM_WINDOW, type Header } from "./agent_wire.ts";
 
 /** What the streams of one process need of its connection (agent_peer.ts). */
 export interface StreamsHost {
@@ -96,7 +96,7 @@ export class PeerStreams {
       this.#credit.open(id);
       try {
         // False when the process cancelled: the send then lets go of the body, which cancels it at the server.
-        await new OutgoingBody(body, 0, true).send(id, this.#credit, DATA_CHUNK_BYTES, this.#wire);
+        await new OutgoingBody(body, 0, true).send(id, this.#credit, AGENT_CHUNK_BYTES, this.#wire);
       } catch (err) {
         this.#host.send({ t: "bodyerror", id, ...wireError(err) });
       }

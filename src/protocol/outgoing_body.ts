@@ -1,6 +1,5 @@
 import { BodyTooLargeError } from "../errors.ts";
 import { FRAME_HEADER_SIZE } from "./constants.ts";
-import { MAX_RECORD_PLAINTEXT } from "./record_layer.ts";
 import type { SendCredit } from "./send_credit.ts";
 
 /**
@@ -13,8 +12,6 @@ import type { SendCredit } from "./send_credit.ts";
 export function dataChunkFor(recordPlaintext: number): number {
   return recordPlaintext - FRAME_HEADER_SIZE;
 }
-/** The largest DATA payload in records of the default size (MAX_RECORD_PLAINTEXT); also the chunk over the agent's socket. */
-export const DATA_CHUNK_BYTES = dataChunkFor(MAX_RECORD_PLAINTEXT);
 
 /** What may be sent as a streamed body: chunks from an async iterable or a ReadableStream, or a Blob. */
 export type StreamSource = AsyncIterable<Uint8Array | string> | ReadableStream<Uint8Array> | Blob;
