@@ -1,4 +1,3 @@
-import { readFileSync } from "node:fs";
 import type net from "node:net";
 import { AgentLimitError, CancelledError, PerilinkError, ProtocolError } from "../errors.ts";
 import type { Logger } from "../logger.ts";
@@ -8,6 +7,8 @@ import type { Target } from "../target.ts";
 import { wireError } from "./agent_errors.ts";
 import { CONNECTION_WINDOW, FrameReader, idOf, STREAM_WINDOW, WIRE_VERSION, windowOf, writeFrame, type Header } from "./agent_wire.ts";
 import { PeerStreams } from "./peer_streams.ts";
+import { commandOf } from "./agent_socket.ts";
+import type { SlotShare } from "./slot_share.ts";
 
 export type AgentLimits = Target["agent"];
 
@@ -39,6 +40,7 @@ export class AgentPeer {
   #onClose: (peer: AgentPeer) => void;
   #sessions: () => unknown;
   #metrics: () => string;
+  #share: SlotShare;
   #upgrade: () => Promise<number>;
   /** Told to move to a new agent (GOAWAY): it ends once its links are gone and nothing is in flight. */
   #leaving = false;
@@ -55,7 +57,7 @@ export class AgentPeer {
     this.socket.uncork();
   };
 
-  constructor(socket: net.Socket, client: PerilinkClient, limits: AgentLimits, maxPayload: number, log: Logger, hooks: { closed: (peer: AgentPeer) => void; sessions: () => unknown; metrics: () => string; upgrade: () => Promise<number> }) {
+  constructor(socket: net.Socket, client: PerilinkClient, limits: AgentLimits, maxPayload: number, log: Logger, hooks: { closed: (peer: AgentPeer) => void; sessions: () => unknown; metrics: () => string; upgrade: () => Promise<number>; share: SlotShare }) {
     this.socket = socket;
     this.#client = client;
     this.#limits = limits;
@@ -64,6 +66,7 @@ export class AgentPeer {
     this.#sessions = hooks.sessions;
     this.#upgrade = hooks.upgrade;
     this.#metrics = hooks.metrics;
+    this.#share = hooks.share;
     this.#maxPayload = maxPayload;
     this.#reader = new FrameReader(maxPayload, (h, p) => this.#onFrame(h, p));
     // It says hello at once, and a frame it begins is whole within FRAME_MS: a process holds a slot only while it talks.
@@ -307,12 +310,16 @@ export class AgentPeer {
       options.signal = ac.signal;
     }
     this.#inflight++;
+    let slot: object | null = null;
     try {
+      const share = this.#share.forLink(link, this, options); // this process's share of the session's slots
+      slot = share instanceof Promise ? await share : share;
       const answer = await link.request(payload, options);
       this.#send({ t: "response", id }, answer);
     } catch (err) {
       this.#send({ t: "error", id, ...wireError(err) });
     } finally {
+      if (slot !== null) this.#share.release(slot, this);
       this.#inflight--;
       if (h.cancellable === true) this.#aborts.delete(id);
       this.#endIfLeft();
@@ -373,7 +380,9 @@ export class AgentPeer {
   #close(): void {
     if (this.#closed) return;
     this.#closed = true;
-    for (const ac of this.#aborts.values()) ac.abort(new CancelledError("The application's process went away"));
+    const gone = new CancelledError("The application's process went away");
+    for (const ac of this.#aborts.values()) ac.abort(gone);
+    this.#share.drop(this, gone);
     this.#streams?.closeAll();
     if (this.#deadline) clearTimeout(this.#deadline);
     for (const link of this.links.values()) if (link !== PENDING && link !== CLOSING) link.close();
@@ -389,12 +398,3 @@ const CLOSING = {} as Link;
 /** How long a process has to say hello, and to finish a frame it began. */
 const HELLO_MS = 2000;
 const FRAME_MS = 10_000;
-
-/** The process's command name (Linux `/proc/PID/comm`), for `perilink sessions`; "" where there is none. */
-function commandOf(pid: number): string {
-  try {
-    return readFileSync(`/proc/${pid}/comm`, "utf8").trim().slice(0, 64);
-  } catch {
-    return "";
-  }
-}

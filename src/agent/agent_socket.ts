@@ -1,4 +1,4 @@
-import { promises as fs } from "node:fs";
+import { promises as fs, readFileSync } from "node:fs";
 import path from "node:path";
 import { AgentError } from "../errors.ts";
 import { defaultStateDir } from "../runtime/state_dir.ts";
@@ -36,4 +36,13 @@ export async function checkAgentSocket(p: string): Promise<boolean> {
   if (!sock.isSocket()) throw refuse("it is not a socket");
   if (uid !== undefined && sock.uid !== uid) throw refuse(`it is owned by uid ${sock.uid}, not by this user (uid ${uid})`);
   return true;
+}
+
+/** A process's command name (Linux `/proc/PID/comm`), for `perilink sessions`; "" where there is none. */
+export function commandOf(pid: number): string {
+  try {
+    return readFileSync(`/proc/${pid}/comm`, "utf8").trim().slice(0, 64);
+  } catch {
+    return "";
+  }
 }

@@ -10,6 +10,7 @@ import { TARGET } from "../target.ts";
 import { MetricsText } from "../open_metrics.ts";
 import { createClient, type PerilinkClient } from "../client/client.ts";
 import type { ClientOptions } from "../client/client_options.ts";
+import { SlotShare } from "./slot_share.ts";
 import { AgentPeer, type AgentLimits } from "./agent_peer.ts";
 import { isLive } from "../server/control_server.ts";
 import { checkAgentSocket } from "./agent_socket.ts";
@@ -60,6 +61,8 @@ export class HostAgent {
   readonly socketPath: string;
   #server: net.Server;
   #peers = new Set<AgentPeer>();
+  /** Each server session's requests in flight, shared out between the processes (slot_share.ts). */
+  #share = new SlotShare();
   #limits: AgentLimits;
   #log: Logger;
   #ino = 0;
@@ -94,6 +97,7 @@ export class HostAgent {
         sessions: () => this.table(),
         metrics: () => this.metrics(),
         upgrade: () => this.upgrade(),
+        share: this.#share,
       });
       this.#peers.add(peer);
     });
