@@ -193,6 +193,11 @@ export class RecordOpener extends RecordDirection {
     return this.#heldBytes;
   }
 
+  /** Bytes allocated for the record in progress (at most 16 KiB, or four times what arrived); 0 when none is in progress. */
+  get allocated(): number {
+    return this.#heldBytes === 0 ? 0 : this.#partial!.length;
+  }
+
   /** Bytes still missing from the record in progress (its header first); 0 when none is in progress. */
   get remaining(): number {
     if (this.#heldBytes === 0) return 0;
@@ -243,14 +248,29 @@ export class RecordOpener extends RecordDirection {
       at = take;
       if (this.#heldBytes < RECORD_HEADER_SIZE) return EMPTY;
       this.#want = this.#recordSize(this.#partial!, 0);
-      const whole = recordBuffer(this.#want);
-      this.#partial!.copy(whole, 0, 0, RECORD_HEADER_SIZE);
-      this.#partial = whole;
     }
     const take = Math.min(this.#want - this.#heldBytes, data.length - at);
+    if (this.#heldBytes + take > this.#partial!.length) this.#grow(this.#heldBytes + take);
     data.copy(this.#partial!, this.#heldBytes, at, at + take);
     this.#heldBytes += take;
     return data.subarray(at + take);
+  }
+
+  /**
+   * Room for `need` bytes of the record in progress. A record of up to 16 KiB
+   * gets its whole size at once, as before large records; a larger one gets
+   * one of the process's spare buffers when one is free (no more memory),
+   * else at most four times what has arrived: so a peer that announces
+   * 68 KiB and sends 4 bytes makes the receiver allocate 16 KiB, no more than
+   * a small record does, beyond the 4 spares of the whole process.
+   */
+  #grow(need: number): void {
+    const old = this.#partial!;
+    const spare = this.#want > SMALL_RECORD && this.#want <= LARGE_RECORD ? SPARE.pop() : undefined; // already allocated: no more memory
+    const size = spare ? this.#want : Math.min(this.#want, Math.max(SMALL_RECORD, 4 * need, 2 * old.length));
+    const grown = spare ? spare.subarray(0, size) : size === this.#want ? recordBuffer(size) : Buffer.allocUnsafeSlow(size);
+    old.copy(grown, 0, 0, this.#heldBytes);
+    this.#partial = grown;
   }
 
   /** The peer ended its side: a record it began and did not finish was cut. */

@@ -239,3 +239,31 @@ for (const cipher of CIPHERS) {
     );
   });
 }
+
+test("large records announced by their headers and trickled take at most the 4 spare buffers, then 16 KiB or four times what arrived each, and open whole", () => {
+  const key = randomBytes(32);
+  // Four sessions stalled inside large records hold the process's 4 spares.
+  const stalled = Array.from({ length: 4 }, () => {
+    const k = randomBytes(32);
+    const s = new RecordSealer("aes-256-gcm", k, { maxPlaintext: LARGE_RECORD_PLAINTEXT });
+    const o = new RecordOpener("aes-256-gcm", k, { maxPlaintext: LARGE_RECORD_PLAINTEXT });
+    o.push(s.seal([Buffer.from("first")], 5)[0]!, []);
+    o.push(s.seal([randomBytes(LARGE_RECORD_PLAINTEXT)], LARGE_RECORD_PLAINTEXT)[0]!.subarray(0, 10), []);
+    return o;
+  });
+  assert.ok(stalled.every((o) => o.allocated <= RECORD_HEADER_SIZE + LARGE_RECORD_PLAINTEXT + TAG_SIZE));
+  const sealer = new RecordSealer("aes-256-gcm", key, { maxPlaintext: LARGE_RECORD_PLAINTEXT });
+  const opener = new RecordOpener("aes-256-gcm", key, { maxPlaintext: LARGE_RECORD_PLAINTEXT });
+  opener.push(sealer.seal([Buffer.from("first")], 5)[0]!, []);
+  const plain = randomBytes(LARGE_RECORD_PLAINTEXT);
+  const record = sealer.seal([plain], plain.length)[0]!;
+  const out: Buffer[] = [];
+  opener.push(record.subarray(0, RECORD_HEADER_SIZE + 1), out);
+  assert.equal(opener.allocated, RECORD_HEADER_SIZE + MAX_RECORD_PLAINTEXT + TAG_SIZE, "a header and one byte: a small record's room, not 68 KiB");
+  for (let at = RECORD_HEADER_SIZE + 1; at < record.length; at += 997) {
+    opener.push(record.subarray(at, Math.min(record.length, at + 997)), out);
+    if (out.length === 0) assert.ok(opener.allocated <= Math.max(RECORD_HEADER_SIZE + MAX_RECORD_PLAINTEXT + TAG_SIZE, 4 * opener.buffered), `${opener.allocated} allocated for ${opener.buffered} arrived`);
+  }
+  assert.deepEqual(Buffer.concat(out), plain);
+  assert.equal(opener.allocated, 0);
+});
