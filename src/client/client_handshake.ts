@@ -12,6 +12,7 @@ import { TARGET } from "../target.ts";
 import { SealingSink } from "../protocol/sealing_sink.ts";
 import type { ClientKey } from "./client_key.ts";
 import { serverChanged } from "./known_servers.ts";
+import { sealPlaintextFor } from "../runtime/record_size.ts";
 
 export interface HandshakeOptions {
   host: string;
@@ -126,7 +127,7 @@ export function clientHandshake(options: HandshakeOptions): Promise<Handshake> {
  */
 export function startSealed(h: Handshake, key: ClientKey): { sink: SealingSink; opener: RecordOpener } {
   const { cipher, keys, transcript } = h.sealed;
-  const sink = new SealingSink(h.socket, cipher, keys.clientToServer, { maxPlaintext: recordPlaintextFor(h.hello.features) });
+  const sink = new SealingSink(h.socket, cipher, keys.clientToServer, { maxPlaintext: sealPlaintextFor(h.hello.features) });
   sink.write(clientAuth(key.publicKey, key.sign, transcript));
   return { sink, opener: new RecordOpener(cipher, keys.serverToClient, { maxPlaintext: recordPlaintextFor(FEATURES) }) };
 }

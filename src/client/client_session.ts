@@ -6,7 +6,7 @@ import { FrameFlag, FrameType, WireError, wireErrorName } from "../protocol/cons
 import { FrameDecoder, type FrameSink } from "../protocol/frame_decoder.ts";
 import { FrameWriter } from "../protocol/frame_writer.ts";
 import { dataChunkFor, gatherSource, isStreamSource, OutgoingBody, type BodySource } from "../protocol/outgoing_body.ts";
-import { Feature, recordPlaintextFor } from "../protocol/sealed_handshake.ts";
+import { Feature } from "../protocol/sealed_handshake.ts";
 import type { RecordOpener } from "../protocol/record_layer.ts";
 import { bytesToUuid } from "../protocol/keys.ts";
 import { decodeAddresses, decodeCodedReason, encodeChannelOpen, type AdvertisedAddress } from "../protocol/payloads.ts";
@@ -20,6 +20,7 @@ import { Liveness } from "./line/liveness.ts";
 import { RequestTable, type ResponseBody, type Want } from "./request_table.ts";
 import type { ClientSessionOptions } from "./client_session_options.ts";
 import { errorFromWire } from "./wire_errors.ts";
+import { sealPlaintextFor } from "../runtime/record_size.ts";
 
 export { ClientChannel, type RequestOptions } from "./client_channel.ts";
 export { errorFromWire } from "./wire_errors.ts";
@@ -127,7 +128,7 @@ export class ClientSession extends EventEmitter implements ChannelSession {
     const writer = this.#writer;
     this.#maxFrame = maxFrame;
     this.#serverStreams = (hello.features & Feature.Streams) !== 0;
-    this.#dataChunk = dataChunkFor(recordPlaintextFor(hello.features));
+    this.#dataChunk = dataChunkFor(sealPlaintextFor(hello.features));
     this.#requests = new RequestTable(
       {
         request: (channel, stream, payload) =>

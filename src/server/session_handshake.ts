@@ -11,6 +11,7 @@ import type { Identity } from "./identity.ts";
 import type { ServerLimits } from "./limits.ts";
 import { SealedInput, type KeyCheck } from "./session_input.ts";
 import type { SessionOutput } from "./session_output.ts";
+import { sealPlaintextFor } from "../runtime/record_size.ts";
 
 /** What the server says about itself in its hello. */
 export interface HelloSource {
@@ -82,6 +83,6 @@ export function startSealed<S>(socket: net.Socket, out: SessionOutput, answer: E
   out.peerMaxFrame = answer.peerMaxFrame;
   out.peerFeatures = answer.peerFeatures;
   socket.write(answer.reply);
-  out.setSink(new SealingSink(socket, cipher, keys.serverToClient, { maxPlaintext: recordPlaintextFor(answer.peerFeatures) }));
+  out.setSink(new SealingSink(socket, cipher, keys.serverToClient, { maxPlaintext: sealPlaintextFor(answer.peerFeatures) }));
   return new SealedInput(cipher, keys.clientToServer, transcript, decoder, check as KeyCheck, session, recordPlaintextFor(FEATURES));
 }

@@ -3,12 +3,12 @@ import { CancelledError, ProtocolError } from "../errors.ts";
 import { FrameFlag, FrameType, initialSessionWindow, initialStreamWindow, WINDOW_PAYLOAD_SIZE, WireError } from "../protocol/constants.ts";
 import { IncomingBody, ReceiveWindow } from "../protocol/incoming_body.ts";
 import { dataChunkFor, OutgoingBody, type DataWire, type StreamSource } from "../protocol/outgoing_body.ts";
-import { recordPlaintextFor } from "../protocol/sealed_handshake.ts";
 import { windowPayload } from "../protocol/payloads.ts";
 import { OutputGate } from "../protocol/output_gate.ts";
 import { SendCredit } from "../protocol/send_credit.ts";
 import type { ServerLimits } from "./limits.ts";
 import type { SessionOutput } from "./session_output.ts";
+import { sealPlaintextFor } from "../runtime/record_size.ts";
 
 /** What the streams of one session read of it. */
 interface StreamOwner {
@@ -46,7 +46,7 @@ export class SessionStreams {
     this.#owner = owner;
     this.#gate = new OutputGate(socket, () => out.pending, limits.maxSessionOutputBytes);
     this.#bodyLimit = 16 * limits.maxFrameBytes;
-    this.#dataChunk = Math.min(owner.peerMaxFrame, dataChunkFor(recordPlaintextFor(out.peerFeatures)));
+    this.#dataChunk = Math.min(owner.peerMaxFrame, dataChunkFor(sealPlaintextFor(out.peerFeatures)));
     this.#credit = new SendCredit(initialSessionWindow(owner.peerMaxFrame), initialStreamWindow(owner.peerMaxFrame));
     this.#window = new ReceiveWindow(
       { window: (stream, increment) => out.frame(FrameType.Window, 0, stream, windowPayload(increment)) },
