@@ -15,6 +15,7 @@ export const BENCHES: readonly { name: string; title: string }[] = [
   { name: "sessions", title: "Client session table" },
   { name: "agent", title: "Host agent: one session table for every process" },
   { name: "handoff", title: "Handoff: replacing the server under load" },
+  { name: "spread", title: "Spreading the reconnects after an upgrade" },
   { name: "torture", title: "Torture: the server under attack" },
   { name: "names", title: "Names" },
   { name: "workers", title: "Service processes" },

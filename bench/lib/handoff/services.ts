@@ -143,7 +143,8 @@ function waitForOutput(child: ChildProcess, text: () => string, test: (s: string
   });
 }
 
-interface LogEvent {
+/** One JSON log line of the server's, with its time as epoch ms. */
+export interface LogEvent {
   t: number;
   event: string;
   fields: Record<string, unknown>;
@@ -165,9 +166,28 @@ export type UpgradeTrigger = "cli" | "control";
  * client key among them: a load given `stateDir` uses it). Every later
  * generation inherits the first one's stderr, so the whole log is read here.
  */
-export async function startPerilink(bundle: string, app: string | null, trigger: UpgradeTrigger = "cli", workers = 1, access: "open" | "keys" = "open"): Promise<Service> {
+export async function startPerilink(
+  bundle: string,
+  app: string | null,
+  trigger: UpgradeTrigger = "cli",
+  workers = 1,
+  access: "open" | "keys" = "open",
+  extra: { args?: string[]; onEvent?: (e: LogEvent) => void } = {},
+): Promise<Service> {
   const stateDir = mkdtempSync(path.join(os.tmpdir(), "perilink-bench-handoff-"));
-  const args = [bundle, "serve", "--access", access, "--listen", "127.0.0.1:0", "--state-dir", stateDir, ...(app ? ["--app", app] : []), ...(workers > 1 ? ["--workers", String(workers)] : [])];
+  const args = [
+    bundle,
+    "serve",
+    "--access",
+    access,
+    "--listen",
+    "127.0.0.1:0",
+    "--state-dir",
+    stateDir,
+    ...(app ? ["--app", app] : []),
+    ...(workers > 1 ? ["--workers", String(workers)] : []),
+    ...(extra.args ?? []),
+  ];
   const child = spawn(process.execPath, args, { stdio: ["ignore", "ignore", "pipe"] });
   let text = "";
   let partial = "";
@@ -179,7 +199,9 @@ export async function startPerilink(bundle: string, app: string | null, trigger:
     for (const line of lines) {
       try {
         const rec = JSON.parse(line) as Record<string, unknown>;
-        events.push({ t: Date.parse(String(rec.time)), event: String(rec.event), fields: rec });
+        const e = { t: Date.parse(String(rec.time)), event: String(rec.event), fields: rec };
+        events.push(e);
+        extra.onEvent?.(e);
       } catch {
         // not a log line
       }
