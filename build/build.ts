@@ -32,8 +32,8 @@ interface TargetFile {
   runtime: string;
   esbuildTarget: string;
   bundleBudgetBytes: number;
-  lineMeasures?: boolean;
-  nameSources?: "all" | "system";
+  /** "device": a build that serves, without the host commands (src/cli/host_commands_off.ts). Absent: a host build. */
+  role?: "device";
   memory: { maxOldSpaceMiB: number; maxSemiSpaceMiB?: number; mallocMmapThresholdBytes?: number };
 }
 
@@ -94,21 +94,11 @@ for (const name of chosen) {
         setup(b) {
           // Every import of the default profile resolves to the chosen target's file.
           b.onResolve({ filter: /targets[\\/]node20\.json$/ }, () => ({ path: targetPath }));
-          // A device build measures no lines (src/client/line/line_keeper_off.ts says why).
-          if (target.lineMeasures === false) {
-            b.onResolve({ filter: /[\\/]line_keeper\.ts$/ }, (args) =>
-              args.importer.endsWith("line_keeper_off.ts") ? undefined : { path: path.join(root, "src/client/line/line_keeper_off.ts") },
-            );
-          }
-          // A device build resolves names through the system resolver only (name_sources_system.ts says why).
-          if (target.nameSources === "system") {
-            b.onResolve({ filter: /[\\/]name_sources\.ts$/ }, (args) =>
-              args.importer.endsWith("name_sources_system.ts") ? undefined : { path: path.join(root, "src/client/names/name_sources_system.ts") },
-            );
-            // …and does not browse (browse_command_system.ts says why).
-            b.onResolve({ filter: /[\\/]browse_command\.ts$/ }, () => ({ path: path.join(root, "src/cli/browse_command_system.ts") }));
-            // …and has no host agent (agent_commands_system.ts says why).
-            b.onResolve({ filter: /[\\/](agent|sessions)_command\.ts$/ }, () => ({ path: path.join(root, "src/cli/agent_commands_system.ts") }));
+          // A device build serves: the host commands and everything only they use stay out (host_commands_off.ts says why).
+          if (target.role === "device") {
+            b.onResolve({ filter: /[\\/](call_command|forget_command|pair_host|key_command|browse_command|agent_command|sessions_command|host_usage|id_tcp)\.ts$/ }, () => ({
+              path: path.join(root, "src/cli/host_commands_off.ts"),
+            }));
           }
           // --version: the program reports another version (a package test builds N and N+1).
           if (values.version !== undefined) {
@@ -116,7 +106,8 @@ for (const name of chosen) {
           }
           // Only what the program reads at run time: the build's own fields stay in the file.
           b.onLoad({ filter: /targets[\\/][^\\/]+\.json$/ }, async (args) => {
-            const { description: _d, esbuildTarget: _e, arch: _a, bundleBudgetBytes: _b, nameSources: _n, ...runtime } = JSON.parse(await fs.readFile(args.path, "utf8")) as Record<string, unknown>;
+            const { description: _d, esbuildTarget: _e, arch: _a, bundleBudgetBytes: _b, ...runtime } = JSON.parse(await fs.readFile(args.path, "utf8")) as Record<string, unknown>;
+            if (runtime.role === "device") delete runtime.agent; // a device build has no host agent
             return { contents: JSON.stringify(runtime), loader: "json" };
           });
         },

@@ -72,7 +72,7 @@ try {
   const unitFiles = units.filter((f) => /\.(service|socket)$/.test(f));
   for (const f of unitFiles) await put(`lib/systemd/system/${f}`, await fs.readFile(path.join(root, "targets", "systemd", f)), 0o644);
   // The host agent's user units, for a build that has the agent (a host package; the device build has none).
-  const hostBuild = (JSON.parse(await fs.readFile(path.join(root, "targets", `${target}.json`), "utf8")) as { nameSources?: string }).nameSources !== "system";
+  const hostBuild = (JSON.parse(await fs.readFile(path.join(root, "targets", `${target}.json`), "utf8")) as { role?: string }).role !== "device";
   const userUnits = hostBuild ? (await fs.readdir(path.join(root, "targets", "systemd", "user")).catch(() => [] as string[])).filter((f) => /\.(service|socket)$/.test(f)) : [];
   for (const f of userUnits) await put(`usr/lib/systemd/user/${f}`, await fs.readFile(path.join(root, "targets", "systemd", "user", f)), 0o644);
 

@@ -17,8 +17,12 @@ export function manPage(help: string, version: string, date: string): string {
   const start = rest.indexOf("Usage:") + 1;
   const end = rest.findIndex((l, i) => i > start && l.trim() === "");
   const usage = rest.slice(start, end).map((l) => l.replace(/^ {2}/, ""));
-  // The footer's notes on addresses and documents; its exit status lines become their own section.
-  const notes = rest.slice(end + 1).filter((l) => /^HOST:PORT|^See /.test(l));
+  // The footer's notes on addresses and documents, and a device build's note on the host commands (a paragraph); its exit status lines become their own section.
+  const after = rest.slice(end + 1);
+  const build = after.findIndex((l) => l.startsWith("This build"));
+  const noteEnd = after.findIndex((l, i) => i > build && l.trim() === "");
+  const buildNote = build < 0 ? [] : [after.slice(build, noteEnd < 0 ? undefined : noteEnd).join(" ")];
+  const notes = [...buildNote, ...after.filter((l) => /^HOST:PORT|^See /.test(l))];
   return [
     `.TH PERILINK 1 "${date}" "perilink ${version}" "User Commands"`,
     ".SH NAME",

@@ -14,8 +14,8 @@ export interface Target {
   esbuildTarget: string;
   arch: string[];
   bundleBudgetBytes: number;
-  /** False in a device build: the client measures no lines (C8; src/client/line/line_keeper_off.ts). */
-  lineMeasures?: boolean;
+  /** "device": a build that serves, without the client and the other host commands (src/cli/host_commands_off.ts). Absent: a host build. */
+  role?: "device";
   memory: { maxOldSpaceMiB: number };
   writeSlabBytes: number;
   /**

@@ -50,9 +50,6 @@ export async function runCall(args: string[]): Promise<number> {
   const expectKey = values.expect as string | undefined;
   if (expectKey !== undefined && !isFingerprint(expectKey)) throw new UsageError('Cannot read arguments: --expect takes a key fingerprint, "SHA256:" and 43 base64 characters, as "perilink id" prints it');
   if (expectKey !== undefined && values["trust-new"]) throw new UsageError("Cannot read arguments: --expect and --trust-new do not go together (--expect already decides which server to trust)");
-  if (values.prefer !== undefined && TARGET.lineMeasures === false) {
-    throw new UsageError(`Cannot use --prefer: the ${TARGET.name} build measures no lines (a device's); run the node20 bundle or the library on a host`);
-  }
   const dataFile = values["data-file"] as string | undefined;
   const output = values.output as string | undefined;
   if ((dataFile !== undefined || output !== undefined) && (targets.length > 1 || values.json || values.raw)) {

@@ -1,4 +1,5 @@
-import { identifyTcp, identifyUdp } from "../client/identify.ts";
+import { identifyUdp } from "../client/identify.ts";
+import { identifyTcp } from "./id_tcp.ts";
 import { TARGET } from "../target.ts";
 import { intOption, parse, parseTarget } from "./args.ts";
 import { jsonLine } from "./terminal_text.ts";

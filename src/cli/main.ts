@@ -13,6 +13,7 @@ import { runMetrics } from "./metrics_command.ts";
 import { runAgent } from "./agent_command.ts";
 import { runSessions } from "./sessions_command.ts";
 import { runUpgrade } from "./upgrade_command.ts";
+import { BUILD_NOTE, HOST_USAGE, ID_TCP } from "./host_usage.ts";
 import { VERSION } from "../version.ts";
 import { printable } from "./terminal_text.ts";
 
@@ -29,28 +30,15 @@ const USAGE = `perilink ${VERSION}: a runtime for network peripherals and the ho
 Usage:
   perilink serve  [--config FILE] [--listen HOST:PORT]... [--app MODULE] [--state-dir DIR] [--log-level LEVEL] [--log-format text|json]
                   [--workers N|auto|MIN..MAX] [--dispatch manager|semaphore] [--access keys|open]
-  perilink id     HOST:PORT [--tcp] [--json] [--timeout MS]
-  perilink call   HOST:PORT [HOST:PORT]... [--app NAME] [--data TEXT] [--json | --raw] [--timeout MS]
-                  [--data-file FILE|-] [--output FILE|-]  (one HOST:PORT: a streamed request and response)
-                  [--name-server ADDR[:PORT]]... [--resolve hosts,dns,mdns,llmnr,netbios] [--interface IF]...
-                  [--prefer bandwidth=1,hops=1,mtu=1,rtt=1] [--state-dir DIR] [--expect SHA256:KEY] [--trust-new]
-                  (HOST: an address or a name)
-  perilink browse [--json] [--timeout MS] [--interface IF]...  (the devices on the LAN: mDNS, then a signed probe of each)
-  perilink forget NAME|ADDRESS|SERVER-ID|SHA256:KEY [--state-dir DIR] [--json]  (a server replaced on purpose)
-  perilink key    [--state-dir DIR] [--json]
+  perilink id     HOST:PORT ${ID_TCP}[--json] [--timeout MS]
   perilink trust  add FINGERPRINT [--app NAME]... [--comment TEXT] | list [--json] | remove FINGERPRINT [--state-dir DIR]
   perilink pair   [--app NAME]... [--ttl SECONDS] [--json] [--state-dir DIR]  (device: a one-time code)
-  perilink pair   HOST:PORT CODE [--json] [--timeout MS] [--state-dir DIR]   (host)
   perilink status [--state-dir DIR] [--json]
   perilink metrics [--state-dir DIR]  (OpenMetrics text, as /metrics serves it)
-  perilink agent  [--socket PATH] [--state-dir DIR] [--log-level LEVEL]  (host: one session table for this user's apps)
-  perilink agent upgrade [--socket PATH] [--json]  (replace the running agent, its socket kept open)
-  perilink agent metrics [--socket PATH]  (the agent's counters, OpenMetrics text)
-  perilink sessions [--socket PATH] [--json] [--watch] [--interval MS] [--count N]  (the agent's table)
   perilink upgrade [--state-dir DIR] [--program PATH] [--app MODULE] [--timeout MS] [--json]
-  perilink help | version
+${HOST_USAGE}  perilink help | version
 
-${FOOTER}`;
+${BUILD_NOTE}${FOOTER}`;
 
 const COMMANDS: Record<string, (args: string[]) => Promise<number>> = {
   serve: runServe,

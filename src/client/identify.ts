@@ -6,7 +6,9 @@ import { SignatureError, TimeoutError } from "../errors.ts";
 import { NONCE_SIZE } from "../protocol/constants.ts";
 import { bytesToUuid, keyFingerprint, verifySignature } from "../protocol/keys.ts";
 import { decodeProbeResponse, encodeProbeRequest, udpBoundMessage, udpSignedMessage } from "../protocol/probe.ts";
-import { ClientSession } from "./client_session.ts";
+import { clientHandshake, startSealed } from "./client_handshake.ts";
+import { processClientKey } from "./client_key.ts";
+import { TARGET } from "../target.ts";
 import { canonicalAddress, formatHostPort, stripBrackets, stripZone } from "../address.ts";
 
 /** What an identify probe learned about the server behind one address. */
@@ -130,18 +132,25 @@ function abortReason(signal: AbortSignal): Error {
   return signal.reason instanceof Error ? signal.reason : new Error("identification aborted");
 }
 
-/** C1 over TCP: the identity from a session handshake, which the session verifies. */
+/**
+ * C1 over TCP: the identity from a session handshake, whose signature over
+ * both hellos clientHandshake verifies. Only the handshake: this process's
+ * proof goes out as a session's would, then the connection closes (no
+ * session, so the device build's `perilink id --tcp` needs no client).
+ */
 export async function identifyTcp(host: string, port: number, options: IdentifyOptions = {}): Promise<Identification> {
   const address = stripBrackets(host);
   const start = performance.now();
-  const session = await ClientSession.connect({ host: address, port, timeoutMs: options.timeoutMs ?? 1000 });
+  const h = await clientHandshake({ host: address, port, timeoutMs: options.timeoutMs ?? 1000, maxFrame: TARGET.client.maxFrameBytes });
   const rttMs = performance.now() - start;
-  session.destroy();
+  startSealed(h, processClientKey());
+  h.socket.destroy();
+  const publicKey = Buffer.from(h.hello.publicKey);
   return {
-    serverId: session.serverId,
-    publicKey: session.publicKey,
-    keyFingerprint: keyFingerprint(session.publicKey),
-    generation: session.generation,
+    serverId: bytesToUuid(h.hello.serverId),
+    publicKey,
+    keyFingerprint: keyFingerprint(publicKey),
+    generation: h.hello.generation,
     address,
     port,
     transport: "tcp",

@@ -1,8 +1,9 @@
 /**
  * Smoke suite of a bundle on an emulated ARM Node.js (R6): serve, identify
- * over UDP and TCP from a native client, a `call` from the emulated client,
- * `status` (with the target's heap budget applied), and one `upgrade` under a
- * little load with no failed request. Prints one line per step; exits 1 on
+ * over UDP (the bundle's own `id`) and TCP (the host build's) from a native
+ * client, a `call` from the host build on the emulated node (a device build
+ * has no client), `status` (with the target's heap budget applied), and one
+ * `upgrade` under a little load with no failed request. Prints one line per step; exits 1 on
  * the first failure. Bounded: every step has a deadline, the load stops by itself.
  *
  *   tsx test/device/arm_smoke.ts --arch arm64 --node PATH --ld-prefix DIR [--bundle FILE]
@@ -41,6 +42,7 @@ async function armRun(args: string[], timeout = 60_000): Promise<string> {
 }
 
 const bundle = values.bundle ? path.resolve(values.bundle) : await bundleFor("pi-zero-2w");
+const hostBundle = await bundleFor("node20");
 const stateDir = await fs.mkdtemp(path.join(os.tmpdir(), `perilink-arm-${arch}-`));
 const pids = new Set<number>();
 let exitCode = 1;
@@ -64,14 +66,14 @@ try {
   step(`serve accepting, status: pid ${status1.pid}, heap limit ${(status1.memory.heapLimitBytes / 1048576).toFixed(0)} MiB`);
 
   const udp = JSON.parse((await exec(process.execPath, [bundle, "id", `127.0.0.1:${v4.port}`, "--json"])).stdout);
-  const tcp = JSON.parse((await exec(process.execPath, [bundle, "id", `[::1]:${v6.port}`, "--tcp", "--json"])).stdout);
+  const tcp = JSON.parse((await exec(process.execPath, [hostBundle, "id", `[::1]:${v6.port}`, "--tcp", "--json"])).stdout);
   check(udp.serverId === status1.serverId && tcp.serverId === status1.serverId, `ids ${udp.serverId} / ${tcp.serverId} vs ${status1.serverId}`);
   check(udp.transport === "udp" && tcp.transport === "tcp", `transports ${udp.transport} / ${tcp.transport}`);
   step(`native id over UDP and TCP: ${udp.serverId}`);
 
-  const call = JSON.parse(await armRun([bundle, "call", `127.0.0.1:${v4.port}`, "--data", "hello", "--json"]));
+  const call = JSON.parse(await armRun([hostBundle, "call", `127.0.0.1:${v4.port}`, "--data", "hello", "--json"]));
   check(call.responses?.length === 1 && JSON.stringify(call.responses).includes("hello"), `call: ${JSON.stringify(call)}`);
-  step("emulated call answered");
+  step("emulated call (host build) answered");
 
   const load = perilinkLoad("127.0.0.1", v4.port, 3, { maxMs: 60_000 });
   await new Promise((r) => setTimeout(r, 1000));

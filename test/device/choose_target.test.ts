@@ -37,9 +37,9 @@ test("dist/perilink.mjs runs the chosen build: the device build answers as itsel
   const run = promisify(execFile);
   await run(nodeBin(), ["--import", "tsx", path.join(REPO_ROOT, "build/build.ts"), "--quiet", "--outdir", out], { cwd: REPO_ROOT });
   const launcher = path.join(out, "perilink.mjs");
-  const device = await run(nodeBin(), [launcher, "call", "127.0.0.1:9", "--prefer", "rtt=1"], { env: { ...process.env, PERILINK_TARGET: "pi-zero-2w" } }).catch((e: { code: number; stderr: string }) => e);
-  assert.equal((device as { code: number }).code, 2);
-  assert.match((device as { stderr: string }).stderr, /the pi-zero-2w build measures no lines/);
+  const device = await run(nodeBin(), [launcher, "call", "127.0.0.1:9"], { env: { ...process.env, PERILINK_TARGET: "pi-zero-2w" } }).catch((e: { code: number; stderr: string }) => e);
+  assert.equal((device as { code: number }).code, 78);
+  assert.match((device as { stderr: string }).stderr, /the pi-zero-2w build serves devices and has no client/);
   const { stdout } = await run(nodeBin(), [launcher, "version"], { env: { ...process.env, PERILINK_TARGET: "node20" } });
   assert.match(stdout, /^\d+\.\d+\.\d+/);
   const wrong = await run(nodeBin(), [launcher, "version"], { env: { ...process.env, PERILINK_TARGET: "nope" } }).catch((e: { code: number; stderr: string }) => e);

@@ -59,9 +59,8 @@ export interface LineKeeperOptions {
 }
 
 /**
- * What the client asks of its line keeper: this class, or in a device build
- * (a target with `"lineMeasures": false`) line_keeper_off.ts, which
- * measures nothing. Both implement it, so both stay interchangeable.
+ * What the client asks of its line keeper (this class implements it): the
+ * seam a client's tests and its session table see.
  */
 export interface LineKeeping {
   readonly stats: { measures: number; probesSent: number; switches: number; mostAtOnce: number };

@@ -56,7 +56,7 @@ export class NameResolver {
     else signal?.addEventListener("abort", () => stop.abort(signal.reason), { once: true });
     this.#signal = stop.signal;
     this.#now = now;
-    ({ sources: this.#sources, dns: this.#dns } = nameSources(o, options.order !== undefined));
+    ({ sources: this.#sources, dns: this.#dns } = nameSources(o));
   }
 
   /** The rows for `name` (never empty), or `NameNotFoundError` when no source knows it. */

@@ -14,11 +14,9 @@ export interface SourceSet {
 
 /**
  * Every name source (C6): the system resolver, unicast DNS, mDNS, LLMNR and
- * NetBIOS, as `o.order` turns them on. A device build (`"nameSources":
- * "system"` in its target file) has name_sources_system.ts in this file's
- * place: only the system resolver, and none of the DNS codec in the bundle.
+ * NetBIOS, as `o.order` turns them on.
  */
-export function nameSources(o: ResolvedOptions, _explicit: boolean): SourceSet {
+export function nameSources(o: ResolvedOptions): SourceSet {
   const dns = o.nameServers.length > 0 ? new DnsSource(o.nameServers) : null;
   const only = o.interfaces;
   const make: Record<string, () => NameSource | null> = {
