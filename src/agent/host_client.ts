@@ -182,9 +182,16 @@ export class HostClient {
     return JSON.parse(payload.toString("utf8")) as AddressRow[];
   }
 
-  /** This process's client metrics (through the agent, the agent's own are its business). */
+  /** This process's own client metrics: through the agent none (an empty exposition); `agentMetrics()` has the agent's. */
   metrics(): string {
     return this.#local?.metrics() ?? "# EOF\n";
+  }
+
+  /** The counters of the table this process uses, as OpenMetrics text: the agent's (its processes, links, and its table's client metrics) through the agent; in-process, `metrics()`. */
+  async agentMetrics(): Promise<string> {
+    if ((await this.#choose()) === "local") return this.#local!.metrics();
+    const { header } = await (await this.agent()).call({ t: "metrics" });
+    return String(header.text);
   }
 
   /** Forgets `target` (client.ts): in this process's table, or in the agent's, which every process of this user shares. */

@@ -68,8 +68,7 @@ async function agentMetrics(args: string[]): Promise<number> {
   const { values } = parse(args, { socket: { type: "string" } });
   const client = new HostClient({ agent: true, agentSocket: (values.socket as string | undefined) ?? agentSocketPath() });
   try {
-    const { header } = await (await client.agent()).call({ t: "metrics" });
-    process.stdout.write(String(header.text));
+    process.stdout.write(await client.agentMetrics());
     return 0;
   } finally {
     await client.close();

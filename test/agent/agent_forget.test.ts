@@ -8,7 +8,7 @@ import { silentLogger } from "../../src/logger.ts";
 import { tempDir, testServer } from "../helpers/fixtures.ts";
 import { freePort } from "../helpers/free_port.ts";
 
-test("through the agent, forget() takes a replaced device out of the agent's known-servers record, which every process shares; agentAddresses() lists the agent's addresses", async () => {
+test("through the agent, forget() takes a replaced device out of the agent's known-servers record, which every process shares; agentAddresses() and agentMetrics() give the agent's addresses and counters", async () => {
   const port = await freePort();
   const printer = await testServer({ listen: [`127.0.0.1:${port}`] });
   const agent = await HostAgent.start({ socketPath: path.join(tempDir(), "f", "agent.sock"), client: { stateDir: false, lingerMs: 0 }, log: silentLogger });
@@ -21,6 +21,12 @@ test("through the agent, forget() takes a replaced device out of the agent's kno
   const rows = await other.agentAddresses();
   assert.ok(rows.some((r) => r.address === "127.0.0.1" && r.serverId === printer.serverId), `the agent's addresses: ${JSON.stringify(rows)}`);
   assert.deepEqual(other.addresses(), [], "this process's own table holds none");
+  // The counters: the agent's, as every process of the user sees them; this process's own exposition is empty.
+  const text = await other.agentMetrics();
+  assert.match(text, /^perilink_agent_processes 2$/m, text);
+  assert.match(text, /^perilink_client_sessions_opened_total 1$/m, text);
+  assert.match(text, /# EOF\n$/);
+  assert.equal(other.metrics(), "# EOF\n");
 
   // The printer is replaced on purpose: another device, another identity, on the same address and port.
   await printer.drain(1000);
