@@ -26,16 +26,11 @@ export interface ListenerSetOptions {
   allowHalfOpen?: boolean;
   /** Source of the device's addresses (tests inject a fixed list). */
   interfaces?: () => InterfaceAddress[];
-  /**
-   * Listening sockets handed over by the previous process. Those that match an
-   * endpoint are adopted (the port never closes) but accept nothing until
-   * `activate()`; the others are closed.
-   */
+  /** Listening sockets the previous process handed over: those matching an endpoint are adopted (the port never closes), accepting only from `activate()`; the others are closed. */
   inherited?: InheritedSocket[];
-  /**
-   * Bind TCP listeners with SO_REUSEPORT (the `reuseport` handoff: a new
-   * process binds the same ports while the old one still listens).
-   */
+  /** A failed `start()` leaves the inherited sockets open for a retry (a rollback keeps its TCP sockets and their queues). */
+  retainInherited?: boolean;
+  /** Bind TCP listeners with SO_REUSEPORT (the `reuseport` handoff: a new process binds the same ports while the old one still listens). */
   reusePort?: boolean;
   /** Bind UDP responders only in `activate()` (the old process holds those ports until it stops). */
   deferUdp?: boolean;
@@ -62,6 +57,7 @@ export class ListenerSet {
   #listeners = new Map<string, Listener>();
   #closed = false;
   #scanning: Promise<void> | null = null;
+  #retainInherited: boolean;
   #inherited: InheritedSocket[];
   #reusePort: boolean;
   #deferUdp: boolean;
@@ -74,6 +70,7 @@ export class ListenerSet {
     this.#backlog = options.backlog ?? 511;
     this.#allowHalfOpen = options.allowHalfOpen ?? false;
     this.#interfaces = options.interfaces ?? interfaceAddresses;
+    this.#retainInherited = options.retainInherited ?? false;
     this.#inherited = options.inherited ?? [];
     this.#reusePort = options.reusePort ?? false;
     this.#deferUdp = options.deferUdp ?? false;
@@ -101,6 +98,9 @@ export class ListenerSet {
         }
       }
     } catch (err) {
+      // Not activated yet, nothing listens on them here: with retainInherited only what was bound here closes.
+      if (this.#retainInherited) for (const l of this.#listeners.values()) if (l.adopted) l.adopted = { tcp: null, udp: null };
+      if (this.#retainInherited) this.#inherited = [];
       // close() closes the adopted ones: they are not closed again below (the number may be another file's by then).
       for (const i of this.#inherited) if (this.#isAdopted(i.fd)) closedHere.add(i.fd);
       await this.close();

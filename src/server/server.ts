@@ -103,7 +103,7 @@ export class PerilinkServer implements ServingProcess {
     this.#listeners = this.#newListenerSet(inherited.filter((i) => i !== this.#metricsSocket));
   }
 
-  #newListenerSet(inherited: InheritedSocket[], specs = this.#parts.listen ?? this.config.listen): ListenerSet {
+  #newListenerSet(inherited: InheritedSocket[], specs = this.#parts.listen ?? this.config.listen, retainInherited = false): ListenerSet {
     return new ListenerSet(
       specs,
       {
@@ -118,6 +118,7 @@ export class PerilinkServer implements ServingProcess {
         // Sessions answer what runs after a client's FIN; a raw app keeps its own server's choice.
         allowHalfOpen: this.allowHalfOpen,
         inherited,
+        retainInherited,
         reusePort: this.#parts.reusePort ?? false,
         // A manager passes accepted sockets on unread.
         pauseOnConnect: this.#service.pauseOnConnect,
@@ -152,11 +153,9 @@ export class PerilinkServer implements ServingProcess {
   }
 
   /**
-   * @internal Called by `startServer()`. A fresh start takes the control
-   * socket (refusing a second server on the state directory), the accept
-   * semaphore, then its listeners. A process started by an upgrade adopts the
-   * inherited listeners first, takes over through the semaphore, and only
-   * then replaces the control socket.
+   * @internal Called by `startServer()`. A fresh start takes the control socket (refusing a second server on the
+   * state directory), the accept semaphore, then its listeners. A process started by an upgrade adopts the inherited
+   * listeners first, takes over through the semaphore, and only then replaces the control socket.
    */
   async start(control: boolean): Promise<void> {
     const takeover = this.#takeover;
@@ -207,9 +206,8 @@ export class PerilinkServer implements ServingProcess {
   }
 
   /**
-   * Replaces this process with a new program version without closing a port
-   * (S4). Resolves once the new process accepts; this one then drains and
-   * `retired` resolves. Throws `UpgradeError` when refused or rolled back.
+   * Replaces this process with a new program version without closing a port (S4). Resolves once the new process
+   * accepts; this one then drains and `retired` resolves. Throws `UpgradeError` when refused or rolled back.
    */
   upgrade(req: UpgradeRequest = {}): Promise<UpgradeResult> {
     if (!this.#upgrader) {
@@ -274,9 +272,14 @@ export class PerilinkServer implements ServingProcess {
 
   /** @internal ServingProcess: accepts again on the kept sockets, and binds the rest on the same ports as before (those the kernel chose for port 0 too). */
   async listenAgain(): Promise<boolean> {
-    const kept = this.#kept.splice(0); // a failed start closes them: a retry binds anew
-    this.#listeners = this.#newListenerSet(kept, this.#listeners.resolvedSpecs());
-    await this.#listeners.start();
+    const kept = this.#kept.splice(0);
+    this.#listeners = this.#newListenerSet(kept, this.#listeners.resolvedSpecs(), true);
+    try {
+      await this.#listeners.start();
+    } catch (err) {
+      this.#kept = kept; // still open, the connections queued on them too: the retry takes them again
+      throw err;
+    }
     await this.#listeners.activate();
     await this.#service.listening(this.#listeners);
     this.#accepting = true;
@@ -361,11 +364,7 @@ export class PerilinkServer implements ServingProcess {
     };
   }
 
-  /**
-   * Stops accepting (listeners closed), sends GOAWAY to every session, lets
-   * every started request finish, then closes. Sessions still open at the
-   * deadline are closed. Idempotent.
-   */
+  /** Stops accepting (listeners closed), GOAWAY to every session, lets started requests finish, then closes (the rest at the deadline). Idempotent. */
   drain(timeoutMs: number = this.config.drainTimeoutMs): Promise<void> {
     const bad = this.#drained === null ? msError(timeoutMs, "drain()", "timeoutMs") : null; // refused before anything stops
     if (bad) return Promise.reject(bad);

@@ -18,6 +18,7 @@ import net from "node:net";
 import path from "node:path";
 import { after, test } from "node:test";
 import { ClientSession } from "../../src/client/client_session.ts";
+import { identifyUdp } from "../../src/client/identify.ts";
 import { detectRuntime } from "../../src/runtime/runtime.ts";
 import { controlRequest } from "../../src/server/control_server.ts";
 import type { ServerStatus } from "../../src/server/server.ts";
@@ -372,6 +373,35 @@ test("probation: a new generation that crashes right after it began accepting ha
     const again = await srv.upgrade();
     assert.equal(again.code, 0, again.stderr);
     assert.equal((await srv.whoami()).generation, 2, "a later upgrade succeeds");
+  } finally {
+    await srv.stop();
+  }
+});
+
+test("probation: when the crashed generation's UDP port is still held for a while, the old one retries binding it and keeps its TCP sockets meanwhile: no connection is refused", async (t) => {
+  if (SKIP) return t.skip(SKIP);
+  const srv = await serve({ probationMs: 4000 });
+  try {
+    const first = await srv.whoami();
+    const connects = connectLoop(srv.port);
+    await sleep(300);
+    // The new generation crashes within its probation, leaving its UDP socket to a process of its own for 1.5 s.
+    srv.control({ exitAfterMs: 800, holdUdpMs: 1500, udpPort: srv.port });
+    const r = await srv.upgrade();
+    assert.equal(r.code, 1, r.stderr);
+    assert.match(r.stderr, /the running process took its listening sockets back and keeps serving \[PERILINK_UPGRADE_FAILED\]/);
+    assert.match(srv.log(), /"rebind_retry"/, "binding the UDP port again failed at first");
+    const now = await srv.status();
+    assert.equal(now.pid, first.pid);
+    assert.equal(now.accepting, true);
+    await sleep(500);
+    const made = await connects.stop();
+    assert.equal(made.refused, 0, `connections refused: ${JSON.stringify(made)}`);
+    assert.deepEqual(made.other, []);
+    assert.ok(made.connected > 50, `connections made: ${made.connected}`);
+    const id = await identifyUdp("127.0.0.1", srv.port, { timeoutMs: 2000 });
+    assert.equal(id.serverId, now.serverId, "the UDP responder answers again");
+    t.diagnostic(`connections ${made.connected}, refused ${made.refused}; rebind retries ${srv.log().split('"rebind_retry"').length - 1}`);
   } finally {
     await srv.stop();
   }
