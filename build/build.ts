@@ -107,7 +107,11 @@ for (const name of chosen) {
           // Only what the program reads at run time: the build's own fields stay in the file.
           b.onLoad({ filter: /targets[\\/][^\\/]+\.json$/ }, async (args) => {
             const { description: _d, esbuildTarget: _e, arch: _a, bundleBudgetBytes: _b, ...runtime } = JSON.parse(await fs.readFile(args.path, "utf8")) as Record<string, unknown>;
-            if (runtime.role === "device") delete runtime.agent; // a device build has no host agent
+            // A device build has no host agent and no client: of the client's limits only `perilink id`'s probe timeout is read.
+            if (runtime.role === "device") {
+              delete runtime.agent;
+              runtime.client = { probeTimeoutMs: (runtime.client as { probeTimeoutMs: number }).probeTimeoutMs };
+            }
             return { contents: JSON.stringify(runtime), loader: "json" };
           });
         },

@@ -100,7 +100,8 @@ export async function main(argv: string[]): Promise<number> {
   const [cmd, ...rest] = argv;
   if (cmd === undefined || cmd === "help" || cmd === "--help" || cmd === "-h") {
     const topic = cmd === "help" ? rest[0] : undefined;
-    const text = topic === undefined ? USAGE : commandUsage(topic);
+    // A command without usage lines of its own (a host command in a device build): the whole usage, which says where it is.
+    const text = topic === undefined ? USAGE : (commandUsage(topic) ?? (COMMANDS[topic] ? USAGE : null));
     if (text === null) {
       process.stderr.write(`perilink: no help for "${printable(topic!)}": it is not a command; run "perilink help"\n`);
       return EXIT_USAGE;

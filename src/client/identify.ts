@@ -9,6 +9,7 @@ import { decodeProbeResponse, encodeProbeRequest, udpBoundMessage, udpSignedMess
 import { clientHandshake, startSealed } from "./client_handshake.ts";
 import { processClientKey } from "./client_key.ts";
 import { TARGET } from "../target.ts";
+import { checkMs } from "../duration.ts";
 import { canonicalAddress, formatHostPort, stripBrackets, stripZone } from "../address.ts";
 
 /** What an identify probe learned about the server behind one address. */
@@ -135,13 +136,14 @@ function abortReason(signal: AbortSignal): Error {
 /**
  * C1 over TCP: the identity from a session handshake, whose signature over
  * both hellos clientHandshake verifies. Only the handshake: this process's
- * proof goes out as a session's would, then the connection closes (no
- * session, so the device build's `perilink id --tcp` needs no client).
+ * proof goes out as a session's would, then the connection closes; no
+ * session is set up for it.
  */
 export async function identifyTcp(host: string, port: number, options: IdentifyOptions = {}): Promise<Identification> {
   const address = stripBrackets(host);
   const start = performance.now();
-  const h = await clientHandshake({ host: address, port, timeoutMs: options.timeoutMs ?? 1000, maxFrame: TARGET.client.maxFrameBytes });
+  const timeoutMs = checkMs(options.timeoutMs ?? 1000, "identifyTcp option", "timeoutMs");
+  const h = await clientHandshake({ host: address, port, timeoutMs, maxFrame: TARGET.client.maxFrameBytes });
   const rttMs = performance.now() - start;
   startSealed(h, processClientKey());
   h.socket.destroy();

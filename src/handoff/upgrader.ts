@@ -2,7 +2,7 @@ import { spawn, type ChildProcess, type SpawnOptions } from "node:child_process"
 import { promises as fs } from "node:fs";
 import type net from "node:net";
 import path from "node:path";
-import { UpgradeError } from "../errors.ts";
+import { UpgradeError, type ErrorCode } from "../errors.ts";
 import type { Logger } from "../logger.ts";
 import { ChildSteps } from "./child_steps.ts";
 import { handoffPlan, warnWithoutMigration } from "./handoff_mode.ts";
@@ -184,7 +184,7 @@ export class Upgrader implements UpgradeDriver {
     try {
       await fs.access(program);
     } catch {
-      throw new UpgradeError("PERILINK_UPGRADE_FAILED", `Cannot upgrade: program ${program} does not exist; nothing was changed`);
+      throw upgradeFailed(`Cannot upgrade: program ${program} does not exist; nothing was changed`);
     }
     const args = withApp(this.#respawn.args, req.app);
     const [cmd, argv] = SCRIPT_RE.test(program)
@@ -198,7 +198,7 @@ export class Upgrader implements UpgradeDriver {
     try {
       appFds = plan.passSockets ? (this.#host.appDescriptors?.() ?? []) : [];
     } catch (err) {
-      throw new UpgradeError("PERILINK_UPGRADE_FAILED", `Cannot upgrade: the app's handoff: ${(err as Error).message}; nothing was changed`, { cause: err });
+      throw upgradeFailed(`Cannot upgrade: the app's handoff: ${(err as Error).message}; nothing was changed`, { cause: err });
     }
     const generation = this.#host.generation + 1;
     const env: NodeJS.ProcessEnv = {
@@ -225,7 +225,7 @@ export class Upgrader implements UpgradeDriver {
       // Its own process group, so a rollback also stops whatever a launcher script started.
       child = this.#seams.spawn(cmd!, argv as string[], { stdio: ["ignore", "inherit", "inherit", ...sockets.map((s) => s.fd), ...appFds.map((a) => a.fd), "ipc"], env, detached: true });
     } catch (err) {
-      throw new UpgradeError("PERILINK_UPGRADE_FAILED", `Cannot upgrade: cannot start ${program}: ${(err as Error).message}`, { cause: err });
+      throw upgradeFailed(`Cannot upgrade: cannot start ${program}: ${(err as Error).message}`, { cause: err });
     }
     this.#busy = { pid: child.pid, since: started };
     const steps = new ChildSteps(child, timeoutMs);
@@ -303,7 +303,7 @@ export class Upgrader implements UpgradeDriver {
     if (!stoppedAccepting) {
       const msg = `Cannot upgrade: the new program ${why}; the running process (generation ${this.#host.generation}) keeps serving`;
       log.warn("upgrade_rolled_back", { program: f.program, newGeneration: f.generation, why: msg });
-      throw new UpgradeError("PERILINK_UPGRADE_FAILED", msg, { reason: f.steps.failedCode });
+      throw upgradeFailed(msg, { reason: f.steps.failedCode });
     }
     let tookBack: boolean | void;
     try {
@@ -311,13 +311,13 @@ export class Upgrader implements UpgradeDriver {
     } catch (err) {
       const msg = `Cannot upgrade, and cannot serve any more: the new program ${why}, and binding the ports again failed (${(err as Error).message})`;
       log.error("upgrade_rollback_failed", { program: f.program, newGeneration: f.generation, why: msg });
-      this.#fail(new UpgradeError("PERILINK_UPGRADE_FAILED", msg, { cause: err }));
-      throw new UpgradeError("PERILINK_UPGRADE_FAILED", msg, { cause: err });
+      this.#fail(upgradeFailed(msg, { cause: err }));
+      throw upgradeFailed(msg, { cause: err });
     }
     const how = tookBack ? "took its listening sockets back" : "bound its ports again";
     const msg = `Cannot upgrade: the new program ${why}; the running process ${how} and keeps serving${tookBack ? "" : " (connections queued in between were lost)"}`;
     log.error("upgrade_rolled_back", { program: f.program, newGeneration: f.generation, why: msg });
-    throw new UpgradeError("PERILINK_UPGRADE_FAILED", msg, { reason: f.steps.failedCode });
+    throw upgradeFailed(msg, { reason: f.steps.failedCode });
   }
 
   async #drain(child: ChildProcess, steps: ChildSteps): Promise<void> {
@@ -382,4 +382,9 @@ function withApp(args: string[], app: string | undefined): string[] {
     out.push(args[i]!);
   }
   return [...out, "--app", app];
+}
+
+/** The error of an upgrade that did not happen or was rolled back (`PERILINK_UPGRADE_FAILED`). */
+function upgradeFailed(message: string, options?: { cause?: unknown; reason?: ErrorCode | undefined }): UpgradeError {
+  return new UpgradeError("PERILINK_UPGRADE_FAILED", message, options);
 }

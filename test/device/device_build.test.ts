@@ -67,6 +67,12 @@ test("perilink help in the device build lists the commands it runs and says wher
   assert.match(host.stdout, /perilink id +HOST:PORT \[--tcp\]/);
   assert.match(device.stdout, /This build \(pi-zero-2w\) serves devices; the host commands \(call, id --tcp, pair HOST:PORT\nCODE, key, browse, forget, agent, sessions\) are in the host builds \(PERILINK_TARGET=node20\)/);
   assert.doesNotMatch(host.stdout, /This build .* serves devices/);
+  // Help for a host command there: the whole usage, which says where it is (as `call --help`).
+  for (const args of [["help", "call"], ["call", "--help"], ["agent", "upgrade", "--help"]]) {
+    const r = await runBundle(await bundleFor("pi-zero-2w"), args);
+    assert.equal(r.code, 0, `${args.join(" ")}: ${r.stderr}`);
+    assert.match(r.stdout, /This build \(pi-zero-2w\) serves devices/, args.join(" "));
+  }
 });
 
 test("the device build's pair offers a code and its id probes over UDP", async () => {

@@ -30,6 +30,12 @@ test("answers with the same serverId over UDP and TCP on 127.0.0.1, 127.0.0.2 an
   assert.equal(keys.size, 1);
 });
 
+test("identifyTcp refuses a timeout that is not a number of milliseconds before it connects", async () => {
+  for (const timeoutMs of [-1, Number.NaN, 1e12]) {
+    await assert.rejects(identifyTcp("127.0.0.1", 9, { timeoutMs }), (e: unknown) => (e as { code?: string }).code === "PERILINK_CONFIG", String(timeoutMs));
+  }
+});
+
 test("keeps its identifier and key across a restart with the same state directory", async () => {
   const stateDir = tempDir();
   const first = await startServer({ listen: ["127.0.0.1:0"], stateDir, logger: silentLogger });
