@@ -56,6 +56,9 @@ const COMMANDS: Record<string, (args: string[]) => Promise<number>> = {
   upgrade: runUpgrade,
 };
 
+/** The command named `name`: an own entry of COMMANDS only ("constructor" or "toString" is no command). */
+const commandOf = (name: string): ((args: string[]) => Promise<number>) | undefined => (Object.hasOwn(COMMANDS, name) ? COMMANDS[name] : undefined);
+
 /** Exit codes (documented in `perilink help`): a command line that says nothing sensible, a configuration that cannot be used (sysexits' EX_CONFIG: systemd does not restart on it), anything else that failed. */
 export const EXIT_USAGE = 2;
 export const EXIT_CONFIG = 78;
@@ -101,7 +104,7 @@ export async function main(argv: string[]): Promise<number> {
   if (cmd === undefined || cmd === "help" || cmd === "--help" || cmd === "-h") {
     const topic = cmd === "help" ? rest[0] : undefined;
     // A command without usage lines of its own (a host command in a device build): the whole usage, which says where it is.
-    const text = topic === undefined ? USAGE : (commandUsage(topic) ?? (COMMANDS[topic] ? USAGE : null));
+    const text = topic === undefined ? USAGE : (commandUsage(topic) ?? (commandOf(topic) ? USAGE : null));
     if (text === null) {
       process.stderr.write(`perilink: no help for "${printable(topic!)}": it is not a command; run "perilink help"\n`);
       return EXIT_USAGE;
@@ -109,7 +112,7 @@ export async function main(argv: string[]): Promise<number> {
     (cmd === undefined ? process.stderr : process.stdout).write(text);
     return cmd === undefined ? EXIT_USAGE : 0;
   }
-  if (COMMANDS[cmd] && asksForHelp(cmd, rest)) {
+  if (commandOf(cmd) && asksForHelp(cmd, rest)) {
     process.stdout.write(commandUsage(cmd) ?? USAGE);
     return 0;
   }
@@ -117,7 +120,7 @@ export async function main(argv: string[]): Promise<number> {
     process.stdout.write(`${VERSION}\n`);
     return 0;
   }
-  const run = COMMANDS[cmd];
+  const run = commandOf(cmd);
   if (!run) {
     process.stderr.write(`perilink: unknown command "${printable(cmd)}"; run "perilink help"\n`);
     return EXIT_USAGE;

@@ -103,7 +103,7 @@ test("a second server on the same state directory refuses to start", async () =>
   assert.equal((await runCli(["status", "--state-dir", srv.stateDir])).code, 0, "the first one is untouched");
 });
 
-test("help: perilink help, help COMMAND, COMMAND --help and -h print usage on stdout and exit 0; no arguments, an unknown command or topic exit 2", async () => {
+test("help: perilink help, help COMMAND, COMMAND --help and -h print usage on stdout and exit 0; no arguments, an unknown command or topic (a prototype name too) exit 2", async () => {
   const all = await runCli(["help"]);
   assert.equal(all.code, 0);
   assert.match(all.stdout, /^perilink \S+: a runtime/);
@@ -121,6 +121,12 @@ test("help: perilink help, help COMMAND, COMMAND --help and -h print usage on st
   assert.match(bare.stderr, /^perilink \S+: a runtime/);
   assert.equal((await runCli(["nonsense"])).code, 2);
   assert.equal((await runCli(["help", "nonsense"])).code, 2);
+  // Names an object has from its prototype are no commands (one ran Object's constructor and crashed).
+  for (const args of [["constructor"], ["toString", "--help"], ["help", "__proto__"]]) {
+    const r = await runCli(args);
+    assert.equal(r.code, 2, `${args.join(" ")}: ${r.stderr}`);
+    assert.match(r.stderr, /unknown command|not a command/, args.join(" "));
+  }
   const usage = await runCli(["call"]);
   assert.equal(usage.code, 2);
   assert.match(usage.stderr, /give at least one HOST:PORT \[PERILINK_USAGE\] \(usage: "perilink call --help"\)/);
