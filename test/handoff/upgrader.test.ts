@@ -384,20 +384,23 @@ async function toAccepting(probationMs: number, park = true): Promise<{ h: Harne
   await waitFor(() => h.spawned.length === 1, "the spawn");
   h.child.say(park ? { t: "transfer-request", park: true } : { t: "transfer-request" });
   await h.child.next("transfer-response");
+  // Taken before the message goes: the probation cannot end sooner than probationMs after it (a stall here must not count).
+  const acceptedAt = Date.now();
   h.child.say({ t: "accepting", pid: 4242, generation: 2 });
   await sleep(5);
-  return { h, up, acceptedAt: Date.now() };
+  return { h, up, acceptedAt };
 }
 
 test("probation: this process keeps its sockets until the new one has accepted for probationMs, then lets them go and drains", async (t) => {
   if (detectRuntime().handoff !== "inherit") return t.skip("with SO_REUSEPORT (Deno) there are no sockets to keep");
   const { h, up, acceptedAt } = await toAccepting(200);
+  t.after(() => h.finishDrain()); // a failed assertion must not leave the drain's report timer running (the file then hung)
   assert.deepEqual(h.calls, ["stopAccepting keeping its sockets"]);
   assert.equal(h.upgrader.handedOver, false, "not handed over during the probation");
   assert.ok(!h.calls.includes("drain"), "its sessions are served on, not drained, meanwhile");
   const r = (await up) as { generation: number };
   assert.equal(r.generation, 2);
-  assert.ok(Date.now() - acceptedAt >= 180, "the upgrade reports once the probation passed");
+  assert.ok(Date.now() - acceptedAt >= 195, `the upgrade reports once the probation passed (${Date.now() - acceptedAt} ms after accepting)`);
   assert.deepEqual(h.calls.slice(0, 2), ["stopAccepting keeping its sockets", "closeKept"]);
   await waitFor(() => h.calls.includes("drain"), "the drain");
   h.finishDrain();

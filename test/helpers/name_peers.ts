@@ -5,6 +5,7 @@
  * one-line reason to skip when its program is missing.
  */
 import { execFile, execFileSync, spawn, type ChildProcess } from "node:child_process";
+import { promises as dnsPromises } from "node:dns";
 import { existsSync, mkdirSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import type { Topology } from "./netns_topology.ts";
@@ -51,6 +52,24 @@ export function startDnsmasqOnLoopback(port: number, records: string[]): Started
   if (!exe) return { skip: "dnsmasq is not installed (Debian: dnsmasq-base)" };
   if (process.getuid?.() !== 0) return { skip: "needs root (dnsmasq is run as root, without its user switch)" };
   return started(spawn(exe, [...dnsmasqArgs("127.0.0.1", records), `--port=${port}`], { stdio: ["ignore", "pipe", "pipe"] }));
+}
+
+/** Resolves once the DNS server on 127.0.0.1:`port` answers a question for `name`, whatever the answer (a started dnsmasq takes a moment on a loaded machine); throws after `ms`. */
+export async function untilDnsAnswers(port: number, name: string, ms = 10_000): Promise<void> {
+  const resolver = new dnsPromises.Resolver({ timeout: 200, tries: 1 });
+  resolver.setServers([`127.0.0.1:${port}`]);
+  const deadline = Date.now() + ms;
+  for (;;) {
+    try {
+      await resolver.resolve4(name);
+      return;
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      if (code === "ENODATA" || code === "ENOTFOUND") return; // an answer, without A records
+      if (Date.now() > deadline) throw new Error(`dnsmasq on port ${port} did not answer for ${name} within ${ms} ms: ${(err as Error).message}`);
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  }
 }
 
 function dnsmasqArgs(listen: string, records: string[]): string[] {

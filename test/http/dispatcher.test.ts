@@ -9,7 +9,7 @@ import { detectRuntime } from "../../src/runtime/runtime.ts";
 import { loopback } from "../helpers/two_addresses.ts";
 import { sleep, tempDir, testServer, waitFor } from "../helpers/fixtures.ts";
 import { freePort } from "../helpers/free_port.ts";
-import { startDnsmasqOnLoopback } from "../helpers/name_peers.ts";
+import { startDnsmasqOnLoopback, untilDnsAnswers } from "../helpers/name_peers.ts";
 import type { PerilinkServer } from "../../src/server/server.ts";
 
 /** A raw-mode perilink server with a node:http app on 127.0.0.1 and ::1 (one port); answers with the Host it was sent and the socket it came on. */
@@ -138,11 +138,11 @@ test("failover: when the address in use leaves the device, requests go to the se
 
 test("2 names × 2 addresses of one perilink server, resolved by a real DNS server (dnsmasq): 1 socket; a new name of a known server opens none", { skip: COUNTS }, async (t) => {
   const srv = await rawServer();
-  const dnsPort = 20_000 + Math.floor(Math.random() * 20_000);
+  const dnsPort = await freePort();
   const dns = startDnsmasqOnLoopback(dnsPort, ["printer.test,127.0.0.1,::1", "printer-alias.test,127.0.0.1,::1", "late.test,::1"]);
   if ("skip" in dns) return t.skip(dns.skip);
   after(() => dns.child.kill());
-  await sleep(300);
+  await untilDnsAnswers(dnsPort, "printer.test");
   const d = dispatcher({ resolution: { nameServers: [`127.0.0.1:${dnsPort}`], order: ["dns"] } });
   for (const url of [`http://printer.test:${srv.port}/`, `http://printer-alias.test:${srv.port}/`, `http://127.0.0.1:${srv.port}/`, `http://[::1]:${srv.port}/`]) {
     const r = await get(url, d);
@@ -220,7 +220,7 @@ async function dnsFor(records: string[]): Promise<{ resolution: DispatcherOption
   const dns = startDnsmasqOnLoopback(port, records);
   if ("skip" in dns) return dns;
   after(() => dns.child.kill());
-  await sleep(300);
+  await untilDnsAnswers(port, records[0]!.split(",")[0]!);
   return { resolution: { nameServers: [`127.0.0.1:${port}`], order: ["dns"] } };
 }
 
