@@ -39,7 +39,7 @@ export function upgradeHostFor(
           return await proc.listenAgain();
         } catch (err) {
           if (attempt >= REBIND_ATTEMPTS) throw err;
-          // The kept TCP sockets stay open meanwhile (their queued connections too): only what failed is bound again.
+          // The kept TCP sockets stay open meanwhile, their queued connections too (retainInherited): the retry adopts them again.
           proc.log.warn("rebind_retry", { attempt, of: REBIND_ATTEMPTS, pauseMs: REBIND_PAUSE_MS, error: (err as Error).message });
           await new Promise((r) => setTimeout(r, REBIND_PAUSE_MS));
         }

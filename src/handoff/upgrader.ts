@@ -311,8 +311,9 @@ export class Upgrader implements UpgradeDriver {
     } catch (err) {
       const msg = `Cannot upgrade, and cannot serve any more: the new program ${why}, and binding the ports again failed (${(err as Error).message})`;
       log.error("upgrade_rollback_failed", { program: f.program, newGeneration: f.generation, why: msg });
-      this.#fail(upgradeFailed(msg, { cause: err }));
-      throw upgradeFailed(msg, { cause: err });
+      const failed = upgradeFailed(msg, { cause: err });
+      this.#fail(failed);
+      throw failed;
     }
     const how = tookBack ? "took its listening sockets back" : "bound its ports again";
     const msg = `Cannot upgrade: the new program ${why}; the running process ${how} and keeps serving${tookBack ? "" : " (connections queued in between were lost)"}`;

@@ -98,9 +98,11 @@ export class ListenerSet {
         }
       }
     } catch (err) {
-      // Not activated yet, nothing listens on them here: with retainInherited only what was bound here closes.
-      if (this.#retainInherited) for (const l of this.#listeners.values()) if (l.adopted) l.adopted = { tcp: null, udp: null };
-      if (this.#retainInherited) this.#inherited = [];
+      if (this.#retainInherited) {
+        // Not activated yet, nothing listens on them here: only what was bound here closes; the inherited stay for a retry.
+        for (const l of this.#listeners.values()) if (l.adopted) l.adopted = { tcp: null, udp: null };
+        this.#inherited = [];
+      }
       // close() closes the adopted ones: they are not closed again below (the number may be another file's by then).
       for (const i of this.#inherited) if (this.#isAdopted(i.fd)) closedHere.add(i.fd);
       await this.close();
