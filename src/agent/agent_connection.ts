@@ -52,6 +52,8 @@ export class AgentConnection {
   #draining = false;
   /** The agent offered WIRE_VERSION in its hello: request and message frames go with compact headers. */
   #compact = false;
+  /** The agent takes requests and messages right behind a connect, before its answer (AgentLink.openAhead), for up to this many links (0: never). */
+  #ahead = 0;
   /** Streamed bodies: credit the agent gave (null: an agent without them), what it may send us, and each exchange's end. */
   #credit: SendCredit | null = null;
   /** Connection credit comes back as data arrives: an unread body stalls only its own stream (STREAM_WINDOW bounds each). */
@@ -113,6 +115,7 @@ export class AgentConnection {
           ({ header }) => {
             done();
             conn.#compact = header.wire === WIRE_VERSION;
+            conn.#ahead = header.ahead === true && typeof header.maxLinks === "number" ? header.maxLinks : 0;
             const granted = windowOf(header.window);
             if (granted !== null) conn.#credit = new SendCredit(granted[1], granted[0]);
             socket.unref();
@@ -131,6 +134,16 @@ export class AgentConnection {
   /** The agent takes streamed bodies (its hello gave credit for them). */
   get streams(): boolean {
     return this.#credit !== null;
+  }
+
+  /**
+   * How many links this process may hold when it opens one ahead (the agent
+   * queues what is sent on a link it is still opening: its hello said
+   * `ahead`); one less than the agent's limit, so that a link closed while it
+   * opened, still counted there, does not make an ahead open fail. 0: never.
+   */
+  get linksAhead(): number {
+    return Math.max(0, this.#ahead - 1);
   }
 
   /** Told GOAWAY: a new agent serves; nothing new goes here. */

@@ -40,6 +40,9 @@ export class AgentLink extends EventEmitter implements LinkApi {
   #host: AgentLinkHost;
   #connect: Record<string, unknown>;
   #opening: Promise<void> | null = null;
+  /** An ahead open's answer still to come (openAhead), and why it failed once it did: every later use fails so. */
+  #confirmed: Promise<void> | null = null;
+  #failure: Error | null = null;
   #closed = false;
   /** Requests in flight on the current connection; and the link on an agent that was replaced, until its requests end. */
   #pending = 0;
@@ -78,6 +81,65 @@ export class AgentLink extends EventEmitter implements LinkApi {
 
   async #open(): Promise<void> {
     const conn = await this.#host.agent();
+    const [id, events] = this.#attach(conn);
+    try {
+      const { header } = await conn.call({ ...this.#connect, t: "connect", linkId: id });
+      if (this.#closed) {
+        // Closed while it opened: the agent lets go of it too.
+        conn.notify({ t: "close", link: id });
+        conn.removeLink(id);
+        return;
+      }
+      this.#conn = conn;
+      this.#id = id;
+      this.#opened(header);
+      // A GOAWAY that came while it opened: it moves on to the new agent now.
+      if (conn.draining) events.goAway();
+    } catch (err) {
+      conn.removeLink(id);
+      throw err;
+    }
+  }
+
+  /**
+   * Opens the link on `conn` without waiting for the agent's answer: what
+   * the application sends meanwhile goes right behind the connect, and the
+   * agent holds it until the link is open (host_client.ts does this for a
+   * server this process reached through the same agent already). The state
+   * stays `connecting` until the answer. If the connect fails, the link
+   * closes, and its first request or message fails with the connect's error.
+   * Resolves or rejects with the answer (already handled: nothing need wait).
+   */
+  openAhead(conn: AgentConnection): Promise<void> {
+    const [id] = this.#attach(conn);
+    this.#conn = conn;
+    this.#id = id;
+    const answered = conn.call({ ...this.#connect, t: "connect", linkId: id }).then(
+      ({ header }) => {
+        if (this.#conn === conn && this.#id === id) this.#opened(header);
+      },
+      (err: unknown) => {
+        // The agent went away or was replaced meanwhile (goAway, lost), or the link was closed: the answer is stale.
+        if (this.#conn !== conn || this.#id !== id || this.#closed) return;
+        this.#failure = err instanceof Error ? err : new AgentError(String(err));
+        conn.removeLink(id); // the agent holds nothing for it
+        this.#conn = null;
+        this.close();
+        throw this.#failure;
+      },
+    );
+    this.#confirmed = answered;
+    answered.then(
+      () => {
+        if (this.#confirmed === answered) this.#confirmed = null;
+      },
+      () => {}, // handled: the failure is kept in #failure
+    );
+    return answered;
+  }
+
+  /** Listens on `conn` for the link's events under a new number. */
+  #attach(conn: AgentConnection): [number, LinkEvents] {
     const id = conn.linkId();
     const events: LinkEvents = {
       message: (p) => this.emit("message", p),
@@ -107,30 +169,19 @@ export class AgentLink extends EventEmitter implements LinkApi {
       },
     };
     conn.addLink(id, events);
-    try {
-      const { header } = await conn.call({ ...this.#connect, t: "connect", linkId: id });
-      if (this.#closed) {
-        // Closed while it opened: the agent lets go of it too.
-        conn.notify({ t: "close", link: id });
-        conn.removeLink(id);
-        return;
-      }
-      const from = this.#movedFrom;
-      this.#movedFrom = null;
-      this.#conn = conn;
-      this.#id = id;
-      this.#place = header.place ?? null;
-      if (from !== null && this.#place !== null) this.emit("moved", { from, to: this.#place, reason: this.#movedWhy });
-      this.managementNumber = typeof header.managementNumber === "number" ? header.managementNumber : 0;
-      this.serverId = typeof header.serverId === "string" ? header.serverId : "";
-      this.#sessionNumber = typeof header.sessionNumber === "number" ? header.sessionNumber : null;
-      this.#set(typeof header.state === "string" ? (header.state as LinkState) : "ready");
-      // A GOAWAY that came while it opened: it moves on to the new agent now.
-      if (conn.draining) events.goAway();
-    } catch (err) {
-      conn.removeLink(id);
-      throw err;
-    }
+    return [id, events];
+  }
+
+  /** The agent's answer to a connect: where the link is, and its state. */
+  #opened(header: Header): void {
+    const from = this.#movedFrom;
+    this.#movedFrom = null;
+    this.#place = header.place ?? null;
+    if (from !== null && this.#place !== null) this.emit("moved", { from, to: this.#place, reason: this.#movedWhy });
+    this.managementNumber = typeof header.managementNumber === "number" ? header.managementNumber : 0;
+    this.serverId = typeof header.serverId === "string" ? header.serverId : "";
+    this.#sessionNumber = typeof header.sessionNumber === "number" ? header.sessionNumber : null;
+    this.#set(typeof header.state === "string" ? (header.state as LinkState) : "ready");
   }
 
   #set(state: LinkState): void {
@@ -140,8 +191,11 @@ export class AgentLink extends EventEmitter implements LinkApi {
     this.emit("statechange", state, prev);
   }
 
-  async #ready(): Promise<AgentConnection> {
+  /** The connection to use; `confirmed`: only once the agent has answered an ahead open (a stream's body cannot wait there). */
+  async #ready(confirmed = false): Promise<AgentConnection> {
+    if (this.#failure !== null) throw this.#failure;
     if (this.#closed) throw new ClientClosedError("Cannot use the link: it is closed");
+    if (confirmed && this.#confirmed !== null) await this.#confirmed;
     if (this.#conn === null || this.#conn.closed) await this.open();
     return this.#conn!;
   }
@@ -171,6 +225,7 @@ export class AgentLink extends EventEmitter implements LinkApi {
         return answer;
       } catch (err) {
         if (signal?.aborted) throw signal.reason;
+        if (this.#failure !== null) throw this.#failure; // sent behind an ahead open that failed
         this.#retryOrThrow(err, conn, options, tries, false);
       } finally {
         if (onAbort) signal!.removeEventListener("abort", onAbort);
@@ -196,7 +251,7 @@ export class AgentLink extends EventEmitter implements LinkApi {
       let conn: AgentConnection;
       let header: Header;
       try {
-        conn = await this.#ready();
+        conn = await this.#ready(true);
         header = this.#header("stream", options);
       } catch (err) {
         if (body instanceof OutgoingBody) body.dispose(); // the source is let go of (its finally runs), as when sent
@@ -269,7 +324,11 @@ export class AgentLink extends EventEmitter implements LinkApi {
     const body = typeof payload === "string" ? Buffer.from(payload) : payload;
     if (body.byteLength > MAX_BODY) throw new BodyTooLargeError(MAX_BODY, "a message sent through the host agent");
     const conn = await this.#ready();
-    await conn.call({ t: "send", link: this.#id }, body);
+    try {
+      await conn.call({ t: "send", link: this.#id }, body);
+    } catch (err) {
+      throw this.#failure ?? err; // sent behind an ahead open that failed
+    }
   }
 
   close(): void {

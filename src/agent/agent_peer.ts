@@ -6,6 +6,7 @@ import type { Link, LinkMove, LinkRequestOptions, LinkState } from "../client/li
 import type { Target } from "../target.ts";
 import { wireError } from "./agent_errors.ts";
 import { CONNECTION_WINDOW, FrameReader, idOf, STREAM_WINDOW, WIRE_VERSION, windowOf, writeFrame, type Header } from "./agent_wire.ts";
+import { LinkOpening } from "./link_opening.ts";
 import { PeerStreams } from "./peer_streams.ts";
 import { commandOf } from "./agent_socket.ts";
 import type { SlotShare } from "./slot_share.ts";
@@ -25,7 +26,7 @@ export class AgentPeer {
   readonly socket: net.Socket;
   pid = 0;
   command = "";
-  readonly links = new Map<number, Link>();
+  readonly links = new Map<number, Link | LinkOpening>();
   #inflight = 0;
   /** Bytes of one-way messages waiting for their session's socket to take them. */
   #sendBytes = 0;
@@ -157,7 +158,8 @@ export class AgentPeer {
           // Responses wait while more than half its unread bound waits for it to read.
           if (granted !== null && this.#streams === null) this.#streams = new PeerStreams({ send: (sh, p) => this.#send(sh, p), socket: this.socket, highWater: this.#limits.maxUnreadBytesPerProcess / 2 }, granted, this.#limits.maxStreamsPerProcess);
         }
-        this.#send({ t: "hello", id: idOf(h.id) ?? 0, pid: process.pid, wire: WIRE_VERSION, window: [STREAM_WINDOW, CONNECTION_WINDOW] });
+        // ahead: requests and messages may follow a connect at once (they wait for its link, LinkOpening); maxLinks: when not to.
+        this.#send({ t: "hello", id: idOf(h.id) ?? 0, pid: process.pid, wire: WIRE_VERSION, window: [STREAM_WINDOW, CONNECTION_WINDOW], ahead: true, maxLinks: this.#limits.maxLinksPerProcess });
         return;
       case "connect":
         void this.#connect(h);
@@ -181,8 +183,8 @@ export class AgentPeer {
       case "send": {
         const link = this.links.get(idOf(h.link) ?? 0);
         const id = idOf(h.id) ?? 0;
-        if (!link || link === PENDING || link === CLOSING) {
-          this.#send({ t: "error", id, ...wireError(new PerilinkError("PERILINK_CLIENT_CLOSED", "Cannot send: the link is closed or not open yet")) });
+        if (!link || (link instanceof LinkOpening && link.closing)) {
+          this.#send({ t: "error", id, ...wireError(new PerilinkError("PERILINK_CLIENT_CLOSED", "Cannot send: the link is closed")) });
           return;
         }
         // A message waits while its session's socket is full (link.send): counted as in flight, as requests are.
@@ -192,8 +194,7 @@ export class AgentPeer {
         }
         this.#inflight++;
         this.#sendBytes += payload.length;
-        link
-          .send(payload)
+        (link instanceof LinkOpening ? link.opened.then((l) => l.send(payload)) : link.send(payload))
           .then(
             () => this.#send({ t: "sent", id }),
             (err: unknown) => this.#send({ t: "error", id, ...wireError(err) }),
@@ -208,10 +209,10 @@ export class AgentPeer {
       case "close": {
         const id = idOf(h.link) ?? 0;
         const link = this.links.get(id);
-        if (link === PENDING) this.links.set(id, CLOSING); // closed when it opens; its number stays taken till then
-        else {
-          if (link !== undefined && link !== CLOSING) link.close();
-          if (link !== CLOSING) this.links.delete(id);
+        if (link instanceof LinkOpening) link.closing = true; // closed when it opens; its number stays taken till then
+        else if (link !== undefined) {
+          link.close();
+          this.links.delete(id);
         }
         this.#endIfLeft();
         return;
@@ -265,7 +266,8 @@ export class AgentPeer {
       this.#send({ t: "error", id, ...wireError(new AgentLimitError(`Cannot open link: this process holds ${this.links.size} links through the agent, its most (maxLinksPerProcess); close some`)) });
       return;
     }
-    this.links.set(linkId, PENDING);
+    const opening = new LinkOpening();
+    this.links.set(linkId, opening);
     try {
       if (typeof h.host !== "string" || typeof h.app !== "string" || typeof h.port !== "number") throw new PerilinkError("PERILINK_USAGE", "Cannot open link: host, port and app are required");
       const link = await this.#client.connect({
@@ -275,12 +277,9 @@ export class AgentPeer {
         ...(h.trustNew === true ? { trustNew: true } : {}),
         ...(typeof h.expectKey === "string" ? { expectKey: h.expectKey } : {}),
       });
-      if (this.#closed || this.links.get(linkId) !== PENDING) {
+      if (this.#closed || opening.closing) {
         link.close(); // the process went away, or closed the link, while it opened
-        if (this.links.get(linkId) === CLOSING) this.links.delete(linkId);
-        this.#send({ t: "error", id, ...wireError(new PerilinkError("PERILINK_CLIENT_CLOSED", "Cannot open link: it was closed while it opened")) });
-        this.#endIfLeft();
-        return;
+        throw new PerilinkError("PERILINK_CLIENT_CLOSED", "Cannot open link: it was closed while it opened");
       }
       this.links.set(linkId, link);
       link.on("message", (p: Buffer) => this.#send({ t: "message", link: linkId }, p));
@@ -290,17 +289,20 @@ export class AgentPeer {
       const live = link.entry.active;
       const place = live !== null ? { address: live.address.host, port: live.address.port, sessionNumber: link.sessionNumber } : null;
       this.#send({ t: "connected", id, managementNumber: link.managementNumber, serverId: link.entry.serverId, state: link.state, sessionNumber: link.sessionNumber, place });
+      opening.open(link); // what waited for it goes on, after the answer
     } catch (err) {
-      if (this.links.get(linkId) === PENDING) this.links.delete(linkId);
+      opening.fail(err);
+      if (this.links.get(linkId) === opening) this.links.delete(linkId);
       this.#send({ t: "error", id, ...wireError(err) });
+      this.#endIfLeft();
     }
   }
 
   async #request(h: Header, payload: Buffer): Promise<void> {
     const id = idOf(h.id);
     if (id === null) return void this.socket.destroy();
-    const link = this.#linkFor(h, id, "send request");
-    if (!link) return;
+    const found = this.#linkFor(h, id, "send request", true);
+    if (!found) return;
     const options = this.#options(h);
     // No answer larger than one frame of this wire carries (the application's reader takes no more).
     options.maxBytes = Math.min(options.maxBytes ?? Infinity, this.#maxPayload);
@@ -312,6 +314,7 @@ export class AgentPeer {
     this.#inflight++;
     let slot: object | null = null;
     try {
+      const link = found instanceof LinkOpening ? await found.opened : found;
       const share = this.#share.forLink(link, this, options); // this process's share of the session's slots
       slot = share instanceof Promise ? await share : share;
       const answer = await link.request(payload, options);
@@ -334,8 +337,8 @@ export class AgentPeer {
       this.#send({ t: "error", id, ...wireError(new ProtocolError(1, "Cannot stream: this process's hello offered no credit for bodies (window)")) });
       return;
     }
-    const link = this.#linkFor(h, id, "stream");
-    if (!link) return this.#streams.refused(id); // the body it may be sending meanwhile is let go of
+    const link = this.#linkFor(h, id, "stream", false);
+    if (!link || link instanceof LinkOpening) return this.#streams.refused(id); // the body it may be sending meanwhile is let go of
     this.#inflight++;
     try {
       await this.#streams.run(id, link, h, payload, this.#options(h));
@@ -348,11 +351,11 @@ export class AgentPeer {
     }
   }
 
-  /** The open link a request names, within this process's requests in flight; else it is answered with the error. */
-  #linkFor(h: Header, id: number, what: string): Link | null {
+  /** The link a request names (or, with `opening`, the one being opened), within this process's requests in flight; else it is answered with the error. */
+  #linkFor(h: Header, id: number, what: string, opening: boolean): Link | LinkOpening | null {
     const link = this.links.get(idOf(h.link) ?? 0);
-    if (!link || link === PENDING || link === CLOSING) {
-      this.#send({ t: "error", id, ...wireError(new PerilinkError("PERILINK_CLIENT_CLOSED", `Cannot ${what}: the link is closed`)) });
+    if (!link || (link instanceof LinkOpening && (link.closing || !opening))) {
+      this.#send({ t: "error", id, ...wireError(new PerilinkError("PERILINK_CLIENT_CLOSED", `Cannot ${what}: the link is closed${link ? " or not open yet" : ""}`)) });
       return null;
     }
     if (this.#inflight >= this.#limits.maxInflightPerProcess) {
@@ -385,16 +388,12 @@ export class AgentPeer {
     this.#share.drop(this, gone);
     this.#streams?.closeAll();
     if (this.#deadline) clearTimeout(this.#deadline);
-    for (const link of this.links.values()) if (link !== PENDING && link !== CLOSING) link.close();
+    for (const link of this.links.values()) if (!(link instanceof LinkOpening)) link.close();
     this.links.clear();
     this.#onClose(this);
   }
 }
 
-/** A link being opened: its number is taken. */
-const PENDING = {} as Link;
-/** A link the process closed while it opened: closed once it opens. */
-const CLOSING = {} as Link;
 /** How long a process has to say hello, and to finish a frame it began. */
 const HELLO_MS = 2000;
 const FRAME_MS = 10_000;

@@ -12,6 +12,7 @@ import { createClient, type PerilinkClient } from "../client/client.ts";
 import type { ClientOptions } from "../client/client_options.ts";
 import { SlotShare } from "./slot_share.ts";
 import { AgentPeer, type AgentLimits } from "./agent_peer.ts";
+import { LinkOpening } from "./link_opening.ts";
 import { isLive } from "../server/control_server.ts";
 import { checkAgentSocket } from "./agent_socket.ts";
 
@@ -158,7 +159,7 @@ export class HostAgent {
   /** The table: one row per link (with the process holding it), and the sessions under them. */
   table(): AgentTable {
     const owner = new Map<number, { peer: AgentPeer; link: number }>();
-    for (const peer of this.#peers) for (const [id, link] of peer.links) if (link.managementNumber !== undefined) owner.set(link.managementNumber, { peer, link: id });
+    for (const peer of this.#peers) for (const [id, link] of peer.links) if (!(link instanceof LinkOpening)) owner.set(link.managementNumber, { peer, link: id });
     const rows = this.client.sessions();
     const links: AgentLinkRow[] = [];
     for (const r of rows) {

@@ -23,6 +23,8 @@ export interface HostClientOptions extends ClientOptions {
 /** How long connecting to the agent's socket may take, and then its hello: a socket-activated agent starts a process first (seconds on a small device). */
 const AGENT_CONNECT_MS = 2000;
 const AGENT_HELLO_MS = 10_000;
+/** The most servers remembered as reached (for opening links ahead); past it the set starts again. */
+const MAX_REACHED = 1024;
 /** How long links wait for an agent to come back after the one they used went away. */
 const AGENT_BACK_MS = 5000;
 
@@ -42,6 +44,9 @@ export class HostClient {
   #current: AgentConnection | null = null;
   #opening: Promise<AgentConnection> | null = null;
   #links = new Set<AgentLink>();
+  /** Where connect() may open links ahead (AgentLink.openAhead): what was reached, on which connection. */
+  #reached = new Set<string>();
+  #reachedConn: AgentConnection | null = null;
   #closed = false;
   /** Aborted by close(): an attempt to reach the agent under way gives up at once. */
   #closing = new AbortController();
@@ -134,11 +139,32 @@ export class HostClient {
     }
   }
 
+  /** The servers (host|port|trustNew|expectKey) links of this process reached through `conn`: forgotten when the connection changes. */
+  #reachedOn(conn: AgentConnection): Set<string> {
+    if (this.#reachedConn !== conn) {
+      this.#reachedConn = conn;
+      this.#reached.clear();
+    }
+    return this.#reached;
+  }
+
   async connect(options: ConnectOptions): Promise<LinkApi> {
     if (this.#closed) throw new ClientClosedError("Cannot connect: the client is closed; create a new one");
     if ((await this.#choose()) === "local") return this.#local!.connect(options);
     const link = new AgentLink({ agent: () => this.agent() }, options);
-    await link.open();
+    const conn = this.#current;
+    const key = `${options.host}|${options.port}|${options.trustNew === true}|${options.expectKey ?? ""}`;
+    if (conn !== null && !conn.closed && !conn.draining && this.#links.size < conn.linksAhead && this.#reachedOn(conn).has(key)) {
+      // Reached through this agent already: the link opens behind its first use, as a cached connect does in-process.
+      link.openAhead(conn).catch(() => this.#reached.delete(key));
+    } else {
+      await link.open();
+      if (this.#current !== null) {
+        const reached = this.#reachedOn(this.#current);
+        if (reached.size >= MAX_REACHED) reached.clear();
+        reached.add(key);
+      }
+    }
     this.#links.add(link);
     link.once("close", () => this.#links.delete(link));
     return link;

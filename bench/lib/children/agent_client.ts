@@ -4,7 +4,7 @@
  *
  *   argv: <agent socket or "none"> <mode> <options as JSON>
  *   load    {host, port, seconds, inflight, bytes}  → done {requests, ms}
- *   connect {host, port, count}                      → done {us: number[]} (connect + close of a link, the server's session open)
+ *   connect {host, port, count}                      → done {us, firstUs: number[]} (connect, then connect + first request, of a link closed after it; the server's session open)
  *   hold    {endpoints: [{host, port}], links}      → ready {} ; ← stop → closes and exits (links spread over the endpoints)
  */
 import { HostClient } from "../../../src/agent/host_client.ts";
@@ -34,13 +34,16 @@ if (mode === "load") {
   const anchor = await client.connect({ host: o.host as string, port: o.port as number, app: "anchor" });
   await anchor.request("x");
   const us: number[] = [];
+  const firstUs: number[] = [];
   for (let i = 0; i < (o.count as number); i++) {
     const t = performance.now();
     const l = await client.connect({ host: o.host as string, port: o.port as number, app: `c${i % 8}` });
     us.push((performance.now() - t) * 1000);
+    await l.request("x");
+    firstUs.push((performance.now() - t) * 1000);
     l.close();
   }
-  await tell({ type: "done", us });
+  await tell({ type: "done", us, firstUs });
 } else if (mode === "hold") {
   const eps = o.endpoints as { host: string; port: number }[];
   const links = await Promise.all(Array.from({ length: o.links as number }, (_, i) => client.connect({ host: eps[i % eps.length]!.host, port: eps[i % eps.length]!.port, app: `app${i}` })));

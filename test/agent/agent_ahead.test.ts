@@ -1,0 +1,112 @@
+import assert from "node:assert/strict";
+import crypto from "node:crypto";
+import path from "node:path";
+import { after, test } from "node:test";
+import { HostAgent } from "../../src/agent/host_agent.ts";
+import { HostClient } from "../../src/agent/host_client.ts";
+import { silentLogger } from "../../src/logger.ts";
+import type { RequestContext, SessionApp } from "../../src/server/app.ts";
+import type { PerilinkServer } from "../../src/server/server.ts";
+import { tempDir, testServer, waitFor } from "../helpers/fixtures.ts";
+import { freePort } from "../helpers/free_port.ts";
+
+/** Messages the app was sent; "len" answers a body's length (streamed or whole), else an echo. */
+const messages: string[] = [];
+const app: SessionApp = {
+  streams: true,
+  async request(payload: Uint8Array, ctx: RequestContext) {
+    if (!ctx.body.streamed) return payload;
+    let n = 0;
+    for await (const chunk of ctx.body) n += chunk.length;
+    return `streamed ${n}`;
+  },
+  message(payload: Uint8Array) {
+    messages.push(Buffer.from(payload).toString());
+  },
+};
+
+async function setup(): Promise<{ agent: HostAgent; client: HostClient; port: number; server: PerilinkServer }> {
+  const port = await freePort();
+  const server = await testServer({ listen: [`127.0.0.1:${port}`], appObject: app });
+  const agent = await HostAgent.start({ socketPath: path.join(tempDir(), "a", "agent.sock"), client: { stateDir: false, lingerMs: 0 }, log: silentLogger });
+  after(() => agent.close());
+  const client = new HostClient({ agent: true, agentSocket: agent.socketPath });
+  after(() => client.close());
+  return { agent, client, port, server };
+}
+
+test("a connect to a server this process reached through the agent returns before the agent answers; what is sent at once waits in the agent for the link", async () => {
+  const { agent, client, port } = await setup();
+  const first = await client.connect({ host: "127.0.0.1", port, app: "a" });
+  assert.equal(first.state, "ready", "the first connect to a server waits for the agent's answer");
+  first.close();
+
+  const link = await client.connect({ host: "127.0.0.1", port, app: "a" });
+  assert.equal(link.state, "connecting", "opened ahead: the agent has not answered yet");
+  const states: string[] = [];
+  link.on("statechange", (s: string) => states.push(s));
+  const sent = link.send("hello");
+  const answer = await link.request("ping");
+  await sent;
+  assert.equal(answer.toString(), "ping");
+  assert.equal(link.state, "ready");
+  assert.deepEqual(states, ["ready"]);
+  assert.ok(link.sessionNumber !== null && client.sessions().every((r) => r.serverId !== ""), "the agent's answer filled in where the link is");
+  await waitFor(() => messages.includes("hello"), "the message sent right behind the connect");
+  assert.equal(agent.table().links.length, 1);
+  // A second link to the same server the same way, while the first is open: both ride one session.
+  const other = await client.connect({ host: "127.0.0.1", port, app: "b" });
+  assert.equal((await other.request("two")).toString(), "two");
+  assert.equal(other.sessionNumber, link.sessionNumber);
+  link.close();
+  other.close();
+  await waitFor(() => agent.table().links.length === 0, "no link left in the agent");
+});
+
+test("an ahead connect that fails closes the link, and its first request fails with the connect's error code; the next connect waits for the agent again", async () => {
+  const { agent, client, port, server } = await setup();
+  (await client.connect({ host: "127.0.0.1", port, app: "print" })).close();
+  // The device is replaced: another identity on the same address and port, which the agent's record refuses.
+  await server.drain(1000);
+  const replacement = await testServer({ listen: [`127.0.0.1:${port}`], appObject: app });
+  assert.notEqual(replacement.serverId, server.serverId);
+
+  const link = await client.connect({ host: "127.0.0.1", port, app: "print" });
+  assert.equal(link.state, "connecting", "opened ahead: this process reached 127.0.0.1 through the agent before");
+  let closed = false;
+  link.once("close", () => (closed = true));
+  await assert.rejects(link.request("job"), { code: "PERILINK_SERVER_CHANGED" });
+  assert.equal(link.state, "closed");
+  assert.ok(closed, "the link emitted close");
+  await assert.rejects(link.send("more"), { code: "PERILINK_SERVER_CHANGED" }, "every later use fails the same way");
+  assert.equal(replacement.status().counters.channelsOpen, 0, "nothing reached the replacement");
+  // Not reached any more: the next connect waits for the agent's answer and fails itself, as a connect in this process does.
+  await assert.rejects(client.connect({ host: "127.0.0.1", port, app: "print" }), { code: "PERILINK_SERVER_CHANGED" });
+  assert.equal(agent.table().links.length, 0, "nothing left in the agent");
+});
+
+test("links closed right after their ahead connect leave nothing in the agent, 200 times over", async () => {
+  const { agent, client, port } = await setup();
+  (await client.connect({ host: "127.0.0.1", port, app: "loop" })).close();
+  for (let i = 0; i < 200; i++) {
+    const link = await client.connect({ host: "127.0.0.1", port, app: "loop" });
+    if (i % 2 === 0) void link.request("x").catch(() => {}); // half with a request behind the connect, not waited for
+    link.close();
+  }
+  await waitFor(() => agent.table().links.length === 0, "every link closed in the agent too");
+  const last = await client.connect({ host: "127.0.0.1", port, app: "loop" });
+  assert.equal((await last.request("after")).toString(), "after");
+});
+
+test("a streamed body on a link opened ahead waits for the agent's answer, then streams", async () => {
+  const { client, port } = await setup();
+  (await client.connect({ host: "127.0.0.1", port, app: "up" })).close();
+  const link = await client.connect({ host: "127.0.0.1", port, app: "up" });
+  assert.equal(link.state, "connecting");
+  async function* body(): AsyncGenerator<Uint8Array> {
+    for (let i = 0; i < 64; i++) yield crypto.randomBytes(16384);
+  }
+  const answer = await link.request(body());
+  assert.equal(answer.toString(), `streamed ${64 * 16384}`);
+  link.close();
+});
