@@ -137,13 +137,12 @@ export class AgentConnection {
   }
 
   /**
-   * How many links this process may hold when it opens one ahead (the agent
-   * queues what is sent on a link it is still opening: its hello said
-   * `ahead`); one less than the agent's limit, so that a link closed while it
-   * opened, still counted there, does not make an ahead open fail. 0: never.
+   * Below how many links this process may open one ahead (the agent queues
+   * what is sent on a link it is still opening: its hello said `ahead`): the
+   * agent's bound on a process's links. 0: never.
    */
   get linksAhead(): number {
-    return Math.max(0, this.#ahead - 1);
+    return this.#ahead;
   }
 
   /** Told GOAWAY: a new agent serves; nothing new goes here. */

@@ -73,6 +73,11 @@ export class AgentLink extends EventEmitter implements LinkApi {
     return this.#closed;
   }
 
+  /** An ahead open's answer still to come (host_client.ts counts links closed before it: the agent still does). */
+  get answering(): Promise<void> | null {
+    return this.#confirmed;
+  }
+
   /** Opens the link through the agent (again, after the agent it used went away). */
   open(): Promise<void> {
     this.#opening ??= this.#open().finally(() => (this.#opening = null));
@@ -193,11 +198,14 @@ export class AgentLink extends EventEmitter implements LinkApi {
 
   /** The connection to use; `confirmed`: only once the agent has answered an ahead open (a stream's body cannot wait there). */
   async #ready(confirmed = false): Promise<AgentConnection> {
-    if (this.#failure !== null) throw this.#failure;
-    if (this.#closed) throw new ClientClosedError("Cannot use the link: it is closed");
-    if (confirmed && this.#confirmed !== null) await this.#confirmed;
-    if (this.#conn === null || this.#conn.closed) await this.open();
-    return this.#conn!;
+    // Checked again after each wait: the link may have closed, or its ahead open failed, meanwhile.
+    for (;;) {
+      if (this.#failure !== null) throw this.#failure;
+      if (this.#closed) throw new ClientClosedError("Cannot use the link: it is closed");
+      if (confirmed && this.#confirmed !== null) await this.#confirmed.catch(() => {});
+      else if (this.#conn === null || this.#conn.closed) await this.open();
+      else return this.#conn;
+    }
   }
 
   async request(payload: BodySource, options: LinkRequestOptions = NO_OPTIONS): Promise<Buffer> {
@@ -324,10 +332,13 @@ export class AgentLink extends EventEmitter implements LinkApi {
     const body = typeof payload === "string" ? Buffer.from(payload) : payload;
     if (body.byteLength > MAX_BODY) throw new BodyTooLargeError(MAX_BODY, "a message sent through the host agent");
     const conn = await this.#ready();
+    this.#pending++; // counted as requests are: a GOAWAY lets go of the link there once it was sent
     try {
       await conn.call({ t: "send", link: this.#id }, body);
     } catch (err) {
       throw this.#failure ?? err; // sent behind an ahead open that failed
+    } finally {
+      this.#settled(conn);
     }
   }
 

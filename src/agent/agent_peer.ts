@@ -2,11 +2,11 @@ import type net from "node:net";
 import { AgentLimitError, CancelledError, PerilinkError, ProtocolError } from "../errors.ts";
 import type { Logger } from "../logger.ts";
 import type { PerilinkClient } from "../client/client.ts";
-import type { Link, LinkMove, LinkRequestOptions, LinkState } from "../client/link.ts";
+import type { Link, LinkMove, LinkState } from "../client/link.ts";
 import type { Target } from "../target.ts";
 import { wireError } from "./agent_errors.ts";
-import { CONNECTION_WINDOW, FrameReader, idOf, STREAM_WINDOW, WIRE_VERSION, windowOf, writeFrame, type Header } from "./agent_wire.ts";
-import { LinkOpening } from "./link_opening.ts";
+import { CONNECTION_WINDOW, FrameReader, idOf, requestOptions, STREAM_WINDOW, WIRE_VERSION, windowOf, writeFrame, type Header } from "./agent_wire.ts";
+import { LinkOpening, ownBytes } from "./link_opening.ts";
 import { PeerStreams } from "./peer_streams.ts";
 import { commandOf } from "./agent_socket.ts";
 import type { SlotShare } from "./slot_share.ts";
@@ -28,6 +28,8 @@ export class AgentPeer {
   command = "";
   readonly links = new Map<number, Link | LinkOpening>();
   #inflight = 0;
+  /** Links in `links` the process closed while they opened (LinkOpening.closing). */
+  #closingOpens = 0;
   /** Bytes of one-way messages waiting for their session's socket to take them. */
   #sendBytes = 0;
   /** Requests the application may cancel (it said so), by id. */
@@ -194,7 +196,8 @@ export class AgentPeer {
         }
         this.#inflight++;
         this.#sendBytes += payload.length;
-        (link instanceof LinkOpening ? link.opened.then((l) => l.send(payload)) : link.send(payload))
+        link
+          .send(payload) // on a link still opening, once it is open
           .then(
             () => this.#send({ t: "sent", id }),
             (err: unknown) => this.#send({ t: "error", id, ...wireError(err) }),
@@ -209,8 +212,10 @@ export class AgentPeer {
       case "close": {
         const id = idOf(h.link) ?? 0;
         const link = this.links.get(id);
-        if (link instanceof LinkOpening) link.closing = true; // closed when it opens; its number stays taken till then
-        else if (link !== undefined) {
+        if (link instanceof LinkOpening) {
+          if (!link.closing) this.#closingOpens++; // closed when it opens; its number stays taken till then, counted apart
+          link.closing = true;
+        } else if (link !== undefined) {
           link.close();
           this.links.delete(id);
         }
@@ -262,8 +267,10 @@ export class AgentPeer {
     const id = idOf(h.id);
     const linkId = idOf(h.linkId);
     if (id === null || linkId === null || this.links.has(linkId)) return void this.socket.destroy();
-    if (this.links.size >= this.#limits.maxLinksPerProcess) {
-      this.#send({ t: "error", id, ...wireError(new AgentLimitError(`Cannot open link: this process holds ${this.links.size} links through the agent, its most (maxLinksPerProcess); close some`)) });
+    // Links it closed while they opened count apart, within the same bound (so at most twice it in all).
+    const held = this.links.size - this.#closingOpens;
+    if (held >= this.#limits.maxLinksPerProcess || this.#closingOpens >= this.#limits.maxLinksPerProcess) {
+      this.#send({ t: "error", id, ...wireError(new AgentLimitError(`Cannot open link: this process holds ${held} links through the agent (and closed ${this.#closingOpens} still opening), its most (maxLinksPerProcess); close some`)) });
       return;
     }
     const opening = new LinkOpening();
@@ -292,6 +299,7 @@ export class AgentPeer {
       opening.open(link); // what waited for it goes on, after the answer
     } catch (err) {
       opening.fail(err);
+      if (opening.closing) this.#closingOpens--;
       if (this.links.get(linkId) === opening) this.links.delete(linkId);
       this.#send({ t: "error", id, ...wireError(err) });
       this.#endIfLeft();
@@ -303,7 +311,8 @@ export class AgentPeer {
     if (id === null) return void this.socket.destroy();
     const found = this.#linkFor(h, id, "send request", true);
     if (!found) return;
-    const options = this.#options(h);
+    if (found instanceof LinkOpening) payload = ownBytes(payload);
+    const options = requestOptions(h);
     // No answer larger than one frame of this wire carries (the application's reader takes no more).
     options.maxBytes = Math.min(options.maxBytes ?? Infinity, this.#maxPayload);
     if (h.cancellable === true) {
@@ -314,7 +323,7 @@ export class AgentPeer {
     this.#inflight++;
     let slot: object | null = null;
     try {
-      const link = found instanceof LinkOpening ? await found.opened : found;
+      const link = found instanceof LinkOpening ? await found.forRequest(options) : found;
       const share = this.#share.forLink(link, this, options); // this process's share of the session's slots
       slot = share instanceof Promise ? await share : share;
       const answer = await link.request(payload, options);
@@ -341,7 +350,7 @@ export class AgentPeer {
     if (!link || link instanceof LinkOpening) return this.#streams.refused(id); // the body it may be sending meanwhile is let go of
     this.#inflight++;
     try {
-      await this.#streams.run(id, link, h, payload, this.#options(h));
+      await this.#streams.run(id, link, h, payload, requestOptions(h));
     } catch (err) {
       this.#log.warn("agent_peer_protocol_error", { pid: this.pid, error: err });
       this.socket.destroy(); // an id used again
@@ -365,16 +374,6 @@ export class AgentPeer {
     return link;
   }
 
-  #options(h: Header): LinkRequestOptions {
-    const options: LinkRequestOptions = {};
-    // No "never" (0) through the agent: a process may not hold the shared session's slots and credit for ever.
-    if (typeof h.timeoutMs === "number" && h.timeoutMs > 0) options.timeoutMs = h.timeoutMs;
-    if (typeof h.maxBytes === "number") options.maxBytes = h.maxBytes;
-    if (h.idempotent === true) options.idempotent = true;
-    if (h.waitForReady === true) options.waitForReady = true;
-    return options;
-  }
-
   #streamsOrFail(): PeerStreams {
     if (this.#streams === null) throw new ProtocolError(1, "agent body frame without credit offered");
     return this.#streams;
@@ -388,7 +387,9 @@ export class AgentPeer {
     this.#share.drop(this, gone);
     this.#streams?.closeAll();
     if (this.#deadline) clearTimeout(this.#deadline);
-    for (const link of this.links.values()) if (!(link instanceof LinkOpening)) link.close();
+    // What waits for a link still opening fails now, and lets go of its bytes; the link closes once open (#connect).
+    for (const link of this.links.values()) if (link instanceof LinkOpening) link.fail(gone);
+    else link.close();
     this.links.clear();
     this.#onClose(this);
   }

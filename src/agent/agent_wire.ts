@@ -22,6 +22,7 @@
  * go with JSON headers, within the credit each hello's `window` grants.
  */
 
+import type { LinkRequestOptions } from "../client/link.ts";
 import { ProtocolError } from "../errors.ts";
 import { dataChunkFor } from "../protocol/outgoing_body.ts";
 import { LARGE_RECORD_PLAINTEXT } from "../protocol/record_layer.ts";
@@ -256,4 +257,15 @@ export class FrameReader {
 /** A number the peer chose to name a link or a request: a positive safe integer. */
 export function idOf(v: unknown): number | null {
   return typeof v === "number" && Number.isSafeInteger(v) && v > 0 ? v : null;
+}
+
+/** A request's options as its header carries them across the agent's socket. */
+export function requestOptions(h: Header): LinkRequestOptions {
+  const options: LinkRequestOptions = {};
+  // No "never" (0) through the agent: a process may not hold the shared session's slots and credit for ever.
+  if (typeof h.timeoutMs === "number" && h.timeoutMs > 0) options.timeoutMs = h.timeoutMs;
+  if (typeof h.maxBytes === "number") options.maxBytes = h.maxBytes;
+  if (h.idempotent === true) options.idempotent = true;
+  if (h.waitForReady === true) options.waitForReady = true;
+  return options;
 }

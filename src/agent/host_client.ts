@@ -47,6 +47,8 @@ export class HostClient {
   /** Where connect() may open links ahead (AgentLink.openAhead): what was reached, on which connection. */
   #reached = new Set<string>();
   #reachedConn: AgentConnection | null = null;
+  /** Ahead opens of links closed before the agent answered them: settle when it has. */
+  #unanswered = new Set<Promise<void>>();
   #closed = false;
   /** Aborted by close(): an attempt to reach the agent under way gives up at once. */
   #closing = new AbortController();
@@ -154,9 +156,12 @@ export class HostClient {
     const link = new AgentLink({ agent: () => this.agent() }, options);
     const conn = this.#current;
     const key = `${options.host}|${options.port}|${options.trustNew === true}|${options.expectKey ?? ""}`;
-    if (conn !== null && !conn.closed && !conn.draining && this.#links.size < conn.linksAhead && this.#reachedOn(conn).has(key)) {
+    const reached = conn !== null && !conn.closed && !conn.draining ? this.#reachedOn(conn) : null;
+    // Links closed before their ahead open was answered count apart in the agent, within the same bound: at it, wait for one.
+    while (conn !== null && this.#unanswered.size >= conn.linksAhead && this.#unanswered.size > 0) await Promise.race(this.#unanswered);
+    if (reached?.has(key) && this.#links.size < conn!.linksAhead) {
       // Reached through this agent already: the link opens behind its first use, as a cached connect does in-process.
-      link.openAhead(conn).catch(() => this.#reached.delete(key));
+      link.openAhead(conn!).catch(() => reached.delete(key));
     } else {
       await link.open();
       if (this.#current !== null) {
@@ -166,7 +171,16 @@ export class HostClient {
       }
     }
     this.#links.add(link);
-    link.once("close", () => this.#links.delete(link));
+    link.once("close", () => {
+      this.#links.delete(link);
+      const answering = link.answering;
+      if (answering === null) return;
+      const settled = answering.then(
+        () => void this.#unanswered.delete(settled),
+        () => void this.#unanswered.delete(settled),
+      );
+      this.#unanswered.add(settled);
+    });
     return link;
   }
 

@@ -1,5 +1,7 @@
 import assert from "node:assert/strict";
 import crypto from "node:crypto";
+import { once } from "node:events";
+import net from "node:net";
 import path from "node:path";
 import { after, test } from "node:test";
 import { HostAgent } from "../../src/agent/host_agent.ts";
@@ -109,4 +111,67 @@ test("a streamed body on a link opened ahead waits for the agent's answer, then 
   const answer = await link.request(body());
   assert.equal(answer.toString(), `streamed ${64 * 16384}`);
   link.close();
+});
+
+test("a request behind an ahead open that hangs keeps its deadline and its abort, and a process that goes away lets go of what waited", async () => {
+  const { agent, client, port, server } = await setup();
+  (await client.connect({ host: "127.0.0.1", port, app: "slow" })).close();
+  // The device goes silent: its port takes connections and never answers, so the agent's connect hangs (seconds).
+  await server.drain(1000);
+  const silent = net.createServer(() => {}).listen(port, "127.0.0.1");
+  after(() => silent.close());
+  await once(silent, "listening");
+
+  const link = await client.connect({ host: "127.0.0.1", port, app: "slow", trustNew: false });
+  let t = performance.now();
+  await assert.rejects(link.request("x", { timeoutMs: 300 }), { code: "PERILINK_REQUEST_TIMEOUT" });
+  const timedOut = performance.now() - t;
+  assert.ok(timedOut < 1500, `the request's own deadline, not the connect's: ${timedOut.toFixed(0)} ms`);
+  const ac = new AbortController();
+  t = performance.now();
+  setTimeout(() => ac.abort(), 100);
+  await assert.rejects(link.request("y", { signal: ac.signal }));
+  const aborted = performance.now() - t;
+  assert.ok(aborted < 1000, `the abort takes effect at once: ${aborted.toFixed(0)} ms`);
+
+  // A process gone while its requests wait: the agent holds no process, no link.
+  const other = new HostClient({ agent: true, agentSocket: agent.socketPath });
+  (await other.connect({ host: "127.0.0.1", port, app: "slow" }).catch(() => null))?.close();
+  void (await other.connect({ host: "127.0.0.1", port, app: "slow" }).catch(() => null))?.request("z").catch(() => {});
+  await other.close();
+  link.close();
+  await waitFor(() => agent.processes === 1 && agent.table().links.length === 0, "only this test's client left, no link");
+});
+
+test("links closed before their ahead open was answered still count against the agent's bound: the link the application keeps is not refused", async () => {
+  const port = await freePort();
+  await testServer({ listen: [`127.0.0.1:${port}`], appObject: app });
+  const agent = await HostAgent.start({ socketPath: path.join(tempDir(), "l", "agent.sock"), client: { stateDir: false }, limits: { maxLinksPerProcess: 8 }, log: silentLogger });
+  after(() => agent.close());
+  const client = new HostClient({ agent: true, agentSocket: agent.socketPath });
+  after(() => client.close());
+  const held = [];
+  for (let i = 0; i < 4; i++) held.push(await client.connect({ host: "127.0.0.1", port, app: `h${i}` }));
+  await Promise.all(held.map((l) => l.request("x")));
+  for (let i = 0; i < 4; i++) (await client.connect({ host: "127.0.0.1", port, app: "brief" })).close();
+  const kept = await client.connect({ host: "127.0.0.1", port, app: "kept" });
+  assert.equal((await kept.request("mine")).toString(), "mine", "the fifth link the process holds works");
+  assert.equal(kept.state, "ready");
+});
+
+test("a stream on a link closed before its ahead open was answered fails CLIENT_CLOSED and reads nothing of its body", async () => {
+  const { client, port } = await setup();
+  (await client.connect({ host: "127.0.0.1", port, app: "up" })).close();
+  const link = await client.connect({ host: "127.0.0.1", port, app: "up" });
+  let read = 0;
+  async function* body(): AsyncGenerator<Uint8Array> {
+    for (let i = 0; i < 64; i++) {
+      read++;
+      yield Buffer.alloc(16384);
+    }
+  }
+  const streamed = link.stream(body());
+  queueMicrotask(() => link.close());
+  await assert.rejects(streamed, { code: "PERILINK_CLIENT_CLOSED" });
+  assert.equal(read, 0, "the source was not read");
 });
