@@ -1,3 +1,4 @@
+import { setTimeout as later } from "node:timers";
 import { UsageError } from "../errors.ts";
 import { createLogger, isLogFormat, type LogFields, type Logger, type LogLevel } from "../logger.ts";
 import { stderrIsJournal } from "../systemd/journal_stream.ts";
@@ -96,8 +97,25 @@ export async function runServe(args: string[]): Promise<number> {
   // A handed-over process must not exit before systemd has taken MAINPID= of the new one.
   notifier?.close();
   await notifier?.flush();
+  exitSoon(server.log);
   if (fatal) throw fatal;
   return 0;
+}
+
+/** How long the process may take to exit by itself once its drain is over. */
+const EXIT_GRACE_MS = 1000;
+
+/**
+ * The drain is over, and the process exits: by itself once nothing is left
+ * to run, else after EXIT_GRACE_MS, however much the app left running (a
+ * `drain()` hook past the deadline, its timers, a socket or a server it
+ * opened), with the exit code main() set.
+ */
+function exitSoon(log: Logger): void {
+  later(() => {
+    log.warn("exit_forced", { graceMs: EXIT_GRACE_MS }); // docs/apps.md: what the app left running
+    process.exit();
+  }, EXIT_GRACE_MS).unref();
 }
 
 /**
@@ -122,6 +140,7 @@ async function runServiceProcess(input: ServerConfigInput, slot: number, logTo: 
   process.off("SIGTERM", ignore);
   process.off("SIGHUP", ignore);
   process.disconnect?.();
+  exitSoon(log);
   return 0;
 }
 
