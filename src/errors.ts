@@ -331,8 +331,11 @@ export class UnreachableError extends PerilinkError {
  * ended while something was in progress.
  */
 export class AgentError extends PerilinkError {
-  constructor(message: string, options?: { cause?: unknown }) {
+  /** The agent let the connection go (after a GOAWAY, with a last `bye`) before it read this: it did not run, and may go to the next agent. */
+  readonly unsent: boolean;
+  constructor(message: string, options?: { cause?: unknown; unsent?: boolean }) {
     super("PERILINK_AGENT", message, options);
+    this.unsent = options?.unsent === true;
   }
 }
 

@@ -50,6 +50,8 @@ export class AgentConnection {
   #links = new Map<number, LinkEvents>();
   #closed: Error | null = null;
   #draining = false;
+  /** The agent said bye: it answered all it read, and reads no more. */
+  #bye = false;
   /** The agent offered WIRE_VERSION in its hello: request and message frames go with compact headers. */
   #compact = false;
   /** The agent takes requests and messages right behind a connect, before its answer (AgentLink.openAhead), for up to this many links (0: never). */
@@ -287,9 +289,10 @@ export class AgentConnection {
   }
 
   #onFrame(h: Header, payload: Buffer): void {
-    if (h.t === "goaway") {
+    if (h.t === "goaway" || h.t === "bye") {
       this.#draining = true;
-      for (const l of [...this.#links.values()]) l.goAway();
+      this.#bye ||= h.t === "bye";
+      if (h.t === "goaway") for (const l of [...this.#links.values()]) l.goAway();
       return;
     }
     if (h.t === "data" || h.t === "window" || h.t === "bodyerror" || h.t === "stopbody" || h.t === "streaming") {
@@ -351,6 +354,8 @@ export class AgentConnection {
 
   #end(err: Error): void {
     if (this.#closed) return;
+    // After its bye, the agent read nothing more: what is unanswered did not run there.
+    if (this.#bye) err = new AgentError(`The host agent at ${this.path} handed over to a new one before it read this; send it there`, { unsent: true });
     this.#closed = err;
     this.#socket.destroy();
     for (const p of this.#pending.values()) p.reject(err);

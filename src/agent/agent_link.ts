@@ -85,7 +85,16 @@ export class AgentLink extends EventEmitter implements LinkApi {
   }
 
   async #open(): Promise<void> {
-    const conn = await this.#host.agent();
+    for (let tries = 0; ; tries++) {
+      try {
+        return await this.#openOn(await this.#host.agent());
+      } catch (err) {
+        if (!unsent(err) || tries >= 2 || this.#closed) throw err; // else the connect went to an agent that had left: to the next one
+      }
+    }
+  }
+
+  async #openOn(conn: AgentConnection): Promise<void> {
     const [id, events] = this.#attach(conn);
     try {
       const { header } = await conn.call({ ...this.#connect, t: "connect", linkId: id });
@@ -305,6 +314,11 @@ export class AgentLink extends EventEmitter implements LinkApi {
   /** After a failed try: returns to try again (the agent went away, the request is idempotent and its body whole), else throws. */
   #retryOrThrow(err: unknown, conn: AgentConnection, options: LinkRequestOptions, tries: number, streamed: boolean): void {
     if (!(err instanceof AgentError) || !conn.closed) throw err;
+    // The agent handed over before it read the request: it did not run, and goes to the next agent (a body that streamed cannot).
+    if (err.unsent) {
+      if (tries < 2 && !streamed) return;
+      throw err;
+    }
     // The agent went away with the request in flight: it may have run.
     if (!options.idempotent || tries >= 2 || streamed) {
       const why = !options.idempotent ? "; not sent again, as it is not marked idempotent" : streamed ? "; not sent again, as its body was a stream" : "";
@@ -331,14 +345,18 @@ export class AgentLink extends EventEmitter implements LinkApi {
   async send(payload: Uint8Array | string): Promise<void> {
     const body = typeof payload === "string" ? Buffer.from(payload) : payload;
     if (body.byteLength > MAX_BODY) throw new BodyTooLargeError(MAX_BODY, "a message sent through the host agent");
-    const conn = await this.#ready();
-    this.#pending++; // counted as requests are: a GOAWAY lets go of the link there once it was sent
-    try {
-      await conn.call({ t: "send", link: this.#id }, body);
-    } catch (err) {
-      throw this.#failure ?? err; // sent behind an ahead open that failed
-    } finally {
-      this.#settled(conn);
+    for (let tries = 0; ; tries++) {
+      const conn = await this.#ready();
+      this.#pending++; // counted as requests are: a GOAWAY lets go of the link there once it was sent
+      try {
+        await conn.call({ t: "send", link: this.#id }, body);
+        return;
+      } catch (err) {
+        if (this.#failure !== null) throw this.#failure; // sent behind an ahead open that failed
+        if (!unsent(err) || tries >= 2) throw err; // else to the next agent: the one that had left did not read it
+      } finally {
+        this.#settled(conn);
+      }
     }
   }
 
@@ -355,4 +373,9 @@ export class AgentLink extends EventEmitter implements LinkApi {
     this.#conn = null;
     this.emit("close");
   }
+}
+
+/** The agent let its connection go before it read what was sent (AgentError.unsent). */
+function unsent(err: unknown): boolean {
+  return err instanceof AgentError && err.unsent;
 }

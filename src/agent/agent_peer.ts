@@ -111,11 +111,13 @@ export class AgentPeer {
   }
 
   #endIfLeft(): void {
-    if (this.#leaving && this.links.size === 0 && this.#inflight === 0) this.socket.end();
+    if (!this.#leaving || this.links.size > 0 || this.#inflight > 0 || this.socket.writableEnded) return;
+    this.#send({ t: "bye" }); // all it read is answered; what it sends from now on is not read (#onFrame): the next agent may have it
+    this.socket.end();
   }
 
   #send(header: Header, payload?: Uint8Array): void {
-    if (this.#closed || this.socket.destroyed) return;
+    if (this.#closed || this.socket.destroyed || this.socket.writableEnded) return;
     const s = this.socket;
     // Frames of one turn of the event loop go out in one system call (corked until the next tick).
     if (!this.#corked) {
@@ -144,7 +146,7 @@ export class AgentPeer {
   }
 
   #onFrame(h: Header, payload: Buffer): void {
-    if (this.#closed || this.socket.destroyed) return; // the rest of a read after a cut-off
+    if (this.#closed || this.socket.destroyed || this.socket.writableEnded) return; // the rest of a read after a cut-off, or after its bye
     switch (h.t) {
       case "hello":
         this.#helloed = true;
@@ -155,11 +157,8 @@ export class AgentPeer {
         }
         this.command = this.pid > 0 ? commandOf(this.pid) : "";
         this.#compact = h.wire === WIRE_VERSION;
-        {
-          const granted = windowOf(h.window);
-          // Responses wait while more than half its unread bound waits for it to read.
-          if (granted !== null && this.#streams === null) this.#streams = new PeerStreams({ send: (sh, p) => this.#send(sh, p), socket: this.socket, highWater: this.#limits.maxUnreadBytesPerProcess / 2 }, granted, this.#limits.maxStreamsPerProcess);
-        }
+        // Responses wait while more than half its unread bound waits for it to read.
+        if (windowOf(h.window) !== null && this.#streams === null) this.#streams = new PeerStreams({ send: (sh, p) => this.#send(sh, p), socket: this.socket, highWater: this.#limits.maxUnreadBytesPerProcess / 2 }, windowOf(h.window)!, this.#limits.maxStreamsPerProcess);
         // ahead: requests and messages may follow a connect at once (they wait for its link, LinkOpening); maxLinks: when not to.
         this.#send({ t: "hello", id: idOf(h.id) ?? 0, pid: process.pid, wire: WIRE_VERSION, window: [STREAM_WINDOW, CONNECTION_WINDOW], ahead: true, maxLinks: this.#limits.maxLinksPerProcess });
         return;

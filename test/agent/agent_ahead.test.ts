@@ -1,11 +1,13 @@
 import assert from "node:assert/strict";
 import crypto from "node:crypto";
+import { mkdirSync } from "node:fs";
 import { once } from "node:events";
 import net from "node:net";
 import path from "node:path";
 import { after, test } from "node:test";
 import { HostAgent } from "../../src/agent/host_agent.ts";
 import { HostClient } from "../../src/agent/host_client.ts";
+import { encodeFrame, FrameReader } from "../../src/agent/agent_wire.ts";
 import { silentLogger } from "../../src/logger.ts";
 import type { RequestContext, SessionApp } from "../../src/server/app.ts";
 import type { PerilinkServer } from "../../src/server/server.ts";
@@ -174,4 +176,35 @@ test("a stream on a link closed before its ahead open was answered fails CLIENT_
   queueMicrotask(() => link.close());
   await assert.rejects(streamed, { code: "PERILINK_CLIENT_CLOSED" });
   assert.equal(read, 0, "the source was not read");
+});
+
+test("what an agent that handed over did not read before its bye goes to the next agent, a request not marked idempotent too, and runs once", async () => {
+  const port = await freePort();
+  let runs = 0;
+  await testServer({ listen: [`127.0.0.1:${port}`], appObject: { request: (p: Uint8Array) => (runs++, p) } });
+  const dir = path.join(tempDir(), "h");
+  mkdirSync(dir, { mode: 0o700 });
+  const socketPath = path.join(dir, "agent.sock");
+  // The old agent, by hand: it opens the link, and hands over as the request arrives — a goaway, its bye, the end.
+  let next: HostAgent | null = null;
+  after(() => next?.close());
+  const old = net.createServer((s) => {
+    const reader = new FrameReader(1 << 20, (h) => {
+      if (h.t === "hello") s.write(Buffer.concat(encodeFrame({ t: "hello", id: h.id, pid: 1, ahead: true, maxLinks: 8 })));
+      else if (h.t === "connect") s.write(Buffer.concat(encodeFrame({ t: "connected", id: h.id, managementNumber: 1, serverId: "old", state: "ready", sessionNumber: 1, place: null })));
+      else if (h.t === "request") {
+        s.end(Buffer.concat([...encodeFrame({ t: "goaway" }), ...encodeFrame({ t: "bye" })]));
+        old.close();
+        void HostAgent.start({ socketPath, client: { stateDir: false }, log: silentLogger }).then((a) => (next = a));
+      }
+    });
+    s.on("data", (d: Buffer) => reader.push(d));
+  });
+  await new Promise<void>((r) => old.listen(socketPath, r));
+  const client = new HostClient({ agent: true, agentSocket: socketPath });
+  after(() => client.close());
+  const link = await client.connect({ host: "127.0.0.1", port, app: "job" });
+  assert.equal((await link.request("print once")).toString(), "print once");
+  assert.equal(runs, 1);
+  assert.equal(link.state, "ready");
 });
