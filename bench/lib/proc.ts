@@ -93,8 +93,8 @@ export class Child {
   #waiters: { type: string; resolve(m: Message): void }[] = [];
   #exited: Promise<never>;
 
-  constructor(file: string, args: string[] = []) {
-    this.process = fork(file, args, { execArgv: ["--import", "tsx"], stdio: ["ignore", "inherit", "inherit", "ipc"] });
+  constructor(file: string, args: string[] = [], execArgv: string[] = []) {
+    this.process = fork(file, args, { execArgv: ["--import", "tsx", ...execArgv], stdio: ["ignore", "inherit", "inherit", "ipc"] });
     this.process.on("message", (raw) => {
       const m = raw as Message;
       const i = this.#waiters.findIndex((w) => w.type === m.type);
