@@ -226,20 +226,10 @@ export class AgentPeer {
         if (!this.#streams?.cancel(id)) this.#aborts.get(id)?.abort(new CancelledError("Request cancelled by the application"));
         return;
       }
-      case "upgrade": {
-        const id = idOf(h.id) ?? 0;
-        this.#inflight++; // its answer goes out before a GOAWAY ends this connection
-        this.#upgrade()
-          .then(
-            (pid) => this.#send({ t: "upgraded", id, pid }),
-            (err: unknown) => this.#send({ t: "error", id, ...wireError(err) }),
-          )
-          .finally(() => {
-            this.#inflight--;
-            this.#endIfLeft();
-          });
+      case "upgrade":
+        // Its answer goes out before a GOAWAY ends this connection (counted in flight).
+        this.#answerLater(idOf(h.id) ?? 0, this.#upgrade(), (pid) => ({ t: "upgraded", pid }));
         return;
-      }
       case "metrics":
         this.#send({ t: "metrics", id: idOf(h.id) ?? 0, text: this.#metrics() });
         return;
@@ -250,16 +240,27 @@ export class AgentPeer {
         return;
       case "forget": {
         // The agent's known-servers record and pins are this user's, as `perilink forget` on its state directory.
-        const id = idOf(h.id) ?? 0;
-        this.#client.forget(String(h.target ?? "")).then(
-          (r) => this.#send({ t: "forgot", id, ...r }),
-          (err: unknown) => this.#send({ t: "error", id, ...wireError(err) }),
-        );
+        // Counted in flight, as it flushes the record: a bye waits for its answer.
+        this.#answerLater(idOf(h.id) ?? 0, this.#client.forget(String(h.target ?? "")), (r) => ({ t: "forgot", ...r }));
         return;
       }
       default:
         this.#log.debug("agent_peer_unknown_frame", { pid: this.pid, t: h.t });
     }
+  }
+
+  /** Answers request `id` once `work` settles, counted in flight until then (so that a bye waits for it). */
+  #answerLater<T>(id: number, work: Promise<T>, ok: (r: T) => Header): void {
+    this.#inflight++;
+    work
+      .then(
+        (r) => this.#send({ ...ok(r), id }),
+        (err: unknown) => this.#send({ t: "error", id, ...wireError(err) }),
+      )
+      .finally(() => {
+        this.#inflight--;
+        this.#endIfLeft();
+      });
   }
 
   async #connect(h: Header): Promise<void> {

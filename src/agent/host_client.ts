@@ -116,7 +116,7 @@ export class HostClient {
 
   async #open(wait: boolean): Promise<AgentConnection> {
     const deadline = Date.now() + (wait ? AGENT_BACK_MS : 0);
-    for (;;) {
+    for (let crossed = 0; ; ) {
       let conn: AgentConnection;
       try {
         if (wait && !(await checkAgentSocket(this.#socketPath))) throw Object.assign(new Error("no socket"), { code: "ENOENT" });
@@ -129,6 +129,8 @@ export class HostClient {
           await new Promise((r) => setTimeout(r, 100));
           continue;
         }
+        // Its hello crossed a handover (the agent's bye came first): the next agent has the socket already.
+        if (err instanceof AgentError && err.unsent && crossed++ < 2 && !this.#closed) continue;
         if (this.#closed) throw new ClientClosedError("Cannot reach the host agent: the client was closed meanwhile");
         throw err instanceof AgentError ? err : new AgentError(`Cannot reach the host agent at ${this.#socketPath}: ${(err as Error).message}; start one with "perilink agent"`, { cause: err });
       }
@@ -154,11 +156,11 @@ export class HostClient {
     if (this.#closed) throw new ClientClosedError("Cannot connect: the client is closed; create a new one");
     if ((await this.#choose()) === "local") return this.#local!.connect(options);
     const link = new AgentLink({ agent: () => this.agent() }, options);
+    // Links closed before their ahead open was answered count apart in the agent, within the same bound: at it, wait for one.
+    while (this.#current !== null && this.#unanswered.size >= this.#current.linksAhead && this.#unanswered.size > 0) await Promise.race(this.#unanswered);
     const conn = this.#current;
     const key = `${options.host}|${options.port}|${options.trustNew === true}|${options.expectKey ?? ""}`;
     const reached = conn !== null && !conn.closed && !conn.draining ? this.#reachedOn(conn) : null;
-    // Links closed before their ahead open was answered count apart in the agent, within the same bound: at it, wait for one.
-    while (conn !== null && this.#unanswered.size >= conn.linksAhead && this.#unanswered.size > 0) await Promise.race(this.#unanswered);
     if (reached?.has(key) && this.#links.size < conn!.linksAhead) {
       // Reached through this agent already: the link opens behind its first use, as a cached connect does in-process.
       link.openAhead(conn!).catch(() => reached.delete(key));

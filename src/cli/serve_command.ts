@@ -53,57 +53,62 @@ export async function runServe(args: string[]): Promise<number> {
   const slot = process.env[WORKER_ENV];
   if (slot !== undefined) return runServiceProcess(input, Number(slot), logTo);
   const log = logTo({ pid: process.pid, generation: generationOf(process.env[GENERATION_ENV]) });
-  // Under systemd (NOTIFY_SOCKET): readiness, reload, stop and watchdog notifications.
-  const notifyEnv = readNotifyEnv(process.env, process.pid, process.ppid, process.env[HANDOFF_ENV] !== undefined);
-  let server!: PerilinkServer;
-  const notifier = notifyEnv ? new SystemdNotifier(notifyEnv, () => server, log) : null;
+  // Whether it served or failed to start, it exits soon after (exitSoon).
   try {
-    server = await startServing(input, {
-      log,
-      respawn: { execPath: process.execPath, execArgv: detectRuntime().scriptArgs, script: process.argv[1]!, args: ["serve", ...args] },
-      ...(notifier ? { events: notifier } : {}),
-    });
-  } catch (err) {
-    notifier?.close();
-    throw err;
-  }
-  notifier?.accepting();
+    // Under systemd (NOTIFY_SOCKET): readiness, reload, stop and watchdog notifications.
+    const notifyEnv = readNotifyEnv(process.env, process.pid, process.ppid, process.env[HANDOFF_ENV] !== undefined);
+    let server!: PerilinkServer;
+    const notifier = notifyEnv ? new SystemdNotifier(notifyEnv, () => server, log) : null;
+    try {
+      server = await startServing(input, {
+        log,
+        respawn: { execPath: process.execPath, execArgv: detectRuntime().scriptArgs, script: process.argv[1]!, args: ["serve", ...args] },
+        ...(notifier ? { events: notifier } : {}),
+      });
+    } catch (err) {
+      notifier?.close();
+      throw err;
+    }
+    notifier?.accepting();
 
-  const onHup = (): void => void server.rescan();
-  const onUsr2 = (): void => {
-    server.log.info("signal", { signal: "SIGUSR2" });
-    server.upgrade().catch((err: unknown) => server.log.warn("upgrade_refused", { error: err }));
-  };
-  process.on("SIGHUP", onHup);
-  if (process.platform !== "win32") process.on("SIGUSR2", onUsr2);
-  let stop!: (signal: string) => void;
-  const signalled = new Promise<void>((resolve) => {
-    stop = (signal: string): void => {
-      server.log.info("signal", { signal });
-      resolve();
+    const onHup = (): void => void server.rescan();
+    const onUsr2 = (): void => {
+      server.log.info("signal", { signal: "SIGUSR2" });
+      server.upgrade().catch((err: unknown) => server.log.warn("upgrade_refused", { error: err }));
     };
-    process.on("SIGINT", stop);
-    process.on("SIGTERM", stop);
-  });
-  // `retired` rejects when a failed upgrade could not bind the ports again: finish what
-  // runs, then exit with the error so that a supervisor starts the service again.
-  let fatal: unknown;
-  await Promise.race([signalled, server.retired]).catch((err: unknown) => (fatal = err));
-  process.off("SIGINT", stop);
-  process.off("SIGTERM", stop);
-  process.off("SIGHUP", onHup);
-  process.off("SIGUSR2", onUsr2);
-  await server.drain();
-  // A handed-over process must not exit before systemd has taken MAINPID= of the new one.
-  notifier?.close();
-  await notifier?.flush();
-  exitSoon(server.log);
-  if (fatal) throw fatal;
-  return 0;
+    process.on("SIGHUP", onHup);
+    if (process.platform !== "win32") process.on("SIGUSR2", onUsr2);
+    let stop!: (signal: string) => void;
+    const signalled = new Promise<void>((resolve) => {
+      stop = (signal: string): void => {
+        server.log.info("signal", { signal });
+        resolve();
+      };
+      process.on("SIGINT", stop);
+      process.on("SIGTERM", stop);
+    });
+    // `retired` rejects when a failed upgrade could not bind the ports again: finish what
+    // runs, then exit with the error so that a supervisor starts the service again.
+    let fatal: unknown;
+    await Promise.race([signalled, server.retired]).catch((err: unknown) => (fatal = err));
+    process.off("SIGINT", stop);
+    process.off("SIGTERM", stop);
+    process.off("SIGHUP", onHup);
+    process.off("SIGUSR2", onUsr2);
+    await server.drain();
+    // A handed-over process must not exit before systemd has taken MAINPID= of the new one.
+    notifier?.close();
+    await notifier?.flush();
+    if (fatal) throw fatal;
+    return 0;
+  } finally {
+    exitSoon(log);
+  }
 }
 
 /** How long the process may take to exit by itself once its drain is over. */
 const EXIT_GRACE_MS = 1000;
+const EXIT_FLUSH_MS = 5000;
 
 /**
  * The drain is over, and the process exits: by itself once nothing is left
@@ -113,8 +118,12 @@ const EXIT_GRACE_MS = 1000;
  */
 function exitSoon(log: Logger): void {
   later(() => {
-    log.warn("exit_forced", { graceMs: EXIT_GRACE_MS }); // docs/apps.md: what the app left running
-    process.exit();
+    // stderr's backlog (a busy journald, a slow pipe) goes out first, for up to EXIT_FLUSH_MS: process.exit() drops it.
+    log.warn("exit_forced", { graceMs: EXIT_GRACE_MS, stderrQueued: process.stderr.writableLength }); // docs/apps.md
+    const exit = (): never => process.exit();
+    if (process.stderr.writableLength === 0) exit();
+    process.stderr.once("drain", exit);
+    later(exit, EXIT_FLUSH_MS).unref();
   }, EXIT_GRACE_MS).unref();
 }
 
@@ -127,6 +136,14 @@ async function runServiceProcess(input: ServerConfigInput, slot: number, logTo: 
   const generation = generationOf(process.env[GENERATION_ENV]);
   delete process.env[GENERATION_ENV];
   const log = logTo({ pid: process.pid, generation, worker: slot });
+  try {
+    return await serveService(input, log, generation);
+  } finally {
+    exitSoon(log);
+  }
+}
+
+async function serveService(input: ServerConfigInput, log: Logger, generation: number): Promise<number> {
   const server = await startServiceProcess(input, log, generation);
   // The app saw which slot it runs in while it loaded; processes it starts are not service processes.
   delete process.env[WORKER_ENV];
@@ -140,7 +157,6 @@ async function runServiceProcess(input: ServerConfigInput, slot: number, logTo: 
   process.off("SIGTERM", ignore);
   process.off("SIGHUP", ignore);
   process.disconnect?.();
-  exitSoon(log);
   return 0;
 }
 
