@@ -28,8 +28,7 @@ export class AgentPeer {
   command = "";
   readonly links = new Map<number, Link | LinkOpening>();
   #inflight = 0;
-  /** Links in `links` the process closed while they opened (LinkOpening.closing). */
-  #closingOpens = 0;
+  #closingOpens = 0; // links in `links` the process closed while they opened (LinkOpening.closing)
   /** Bytes of one-way messages waiting for their session's socket to take them. */
   #sendBytes = 0;
   /** Requests the application may cancel (it said so), by id. */
@@ -157,9 +156,10 @@ export class AgentPeer {
         }
         this.command = this.pid > 0 ? commandOf(this.pid) : "";
         this.#compact = h.wire === WIRE_VERSION;
-        // Responses wait while more than half its unread bound waits for it to read.
-        if (windowOf(h.window) !== null && this.#streams === null) this.#streams = new PeerStreams({ send: (sh, p) => this.#send(sh, p), socket: this.socket, highWater: this.#limits.maxUnreadBytesPerProcess / 2 }, windowOf(h.window)!, this.#limits.maxStreamsPerProcess);
-        // ahead: requests and messages may follow a connect at once (they wait for its link, LinkOpening); maxLinks: when not to.
+        const granted = windowOf(h.window);
+        // Responses wait while more than half its unread bound waits for it to read. The answer's `ahead`: requests and
+        // messages may follow a connect at once (they wait for its link, LinkOpening); `maxLinks`: when not to.
+        if (granted !== null && this.#streams === null) this.#streams = new PeerStreams({ send: (sh, p) => this.#send(sh, p), socket: this.socket, highWater: this.#limits.maxUnreadBytesPerProcess / 2 }, granted, this.#limits.maxStreamsPerProcess);
         this.#send({ t: "hello", id: idOf(h.id) ?? 0, pid: process.pid, wire: WIRE_VERSION, window: [STREAM_WINDOW, CONNECTION_WINDOW], ahead: true, maxLinks: this.#limits.maxLinksPerProcess });
         return;
       case "connect":

@@ -167,9 +167,9 @@ export class HostClient {
     } else {
       await link.open();
       if (this.#current !== null) {
-        const reached = this.#reachedOn(this.#current);
-        if (reached.size >= MAX_REACHED) reached.clear();
-        reached.add(key);
+        const known = this.#reachedOn(this.#current);
+        if (known.size >= MAX_REACHED) known.clear();
+        known.add(key);
       }
     }
     this.#links.add(link);
