@@ -208,3 +208,29 @@ test("what an agent that handed over did not read before its bye goes to the nex
   assert.equal(runs, 1);
   assert.equal(link.state, "ready");
 });
+
+test("a process that opens and closes links to a server that never answers is held to its bound: past maxLinksPerProcess closed-while-opening links, connects are refused at once", async () => {
+  // A device that takes connections and never answers: every connect the agent makes for the process hangs (seconds).
+  const silent = net.createServer(() => {}).listen(0, "127.0.0.1");
+  after(() => silent.close());
+  await once(silent, "listening");
+  const port = (silent.address() as net.AddressInfo).port;
+  const agent = await HostAgent.start({ socketPath: path.join(tempDir(), "b", "agent.sock"), client: { stateDir: false }, limits: { maxLinksPerProcess: 4 }, log: silentLogger });
+  after(() => agent.close());
+  const peer = net.connect(agent.socketPath);
+  after(() => peer.destroy());
+  await once(peer, "connect");
+  const answers = new Map<number, string>();
+  const reader = new FrameReader(1 << 20, (h) => {
+    if (typeof h.id === "number") answers.set(h.id, h.t === "error" ? String(h.code) : h.t);
+  });
+  peer.on("data", (d: Buffer) => reader.push(d));
+  peer.write(Buffer.concat(encodeFrame({ t: "hello", id: 1, pid: process.pid })));
+  // Each connect closed at once, before the agent could open it: 40 of them in one write.
+  const frames: Buffer[] = [];
+  for (let i = 1; i <= 40; i++) frames.push(...encodeFrame({ t: "connect", id: 100 + i, linkId: i, host: "127.0.0.1", port, app: "churn" }), ...encodeFrame({ t: "close", link: i }));
+  peer.write(Buffer.concat(frames));
+  await waitFor(() => [...answers.values()].filter((a) => a === "PERILINK_AGENT_LIMIT").length >= 36, "36 connects refused at once", 2000);
+  assert.equal([...answers.keys()].filter((id) => id > 100 && id <= 104).length, 0, "the first 4 are still opening (their connects hang), unanswered");
+  assert.equal(agent.table().links.length, 0, "no link in the shared table");
+});
