@@ -10,7 +10,7 @@ import { detectRuntime } from "../runtime/runtime.ts";
 import { readNotifyEnv, SystemdNotifier } from "../systemd/systemd_notifier.ts";
 import { GENERATION_ENV, HANDOFF_ENV } from "../handoff/handoff_protocol.ts";
 import { WORKER_ENV } from "../group/group_protocol.ts";
-import { serveForManager } from "../group/service_process.ts";
+import { serveForManager, serviceProcessHandoff } from "../group/service_process.ts";
 import { startServiceProcess, startServing } from "../serve/start_serving.ts";
 import { TARGET } from "../target.ts";
 import { parse } from "./args.ts";
@@ -144,7 +144,8 @@ async function runServiceProcess(input: ServerConfigInput, slot: number, logTo: 
 }
 
 async function serveService(input: ServerConfigInput, log: Logger, generation: number): Promise<number> {
-  const server = await startServiceProcess(input, log, generation);
+  const handoff = serviceProcessHandoff();
+  const server = await startServiceProcess(input, log, generation, handoff);
   // The app saw which slot it runs in while it loaded; processes it starts are not service processes.
   delete process.env[WORKER_ENV];
   // SIGINT/SIGTERM reach the whole process group: the manager decides when this process drains.
@@ -152,7 +153,7 @@ async function serveService(input: ServerConfigInput, log: Logger, generation: n
   process.on("SIGINT", ignore);
   process.on("SIGTERM", ignore);
   process.on("SIGHUP", ignore);
-  await serveForManager(server, log);
+  await serveForManager(server, log, process, handoff);
   process.off("SIGINT", ignore);
   process.off("SIGTERM", ignore);
   process.off("SIGHUP", ignore);

@@ -13,6 +13,12 @@
  *    │ the semaphore is free ── lead + fds ──▶ │ accept what is queued
  *    │ ◀─────────────── released {accepted} ── │ close its copies: one holder at a time
  *    │ ◀──────────────────────────── closed ── │
+ *  app state (docs/apps.md, "Upgrades"), a new group's service process:
+ *    │ ◀──────────────────── state-request ── │ before its app's ready()
+ *    │ ── state {text} ──────────────────────▶ │ what its slot had in the old group
+ *  an old group's, when the new manager asks for the states:
+ *    │ ── state-request ─────────────────────▶ │
+ *    │ ◀──────────────────────── state {text} ─ │ what its app put last
  *  always:
  *    │ ◀──────── stats {sessions, inflight} ── │ (every STATS_INTERVAL_MS)
  *    │ ── drain ─────────────────────────────▶ │ GOAWAY, finish what runs, exit 0
@@ -41,6 +47,10 @@ export type ManagerToWorker =
   | { t: "lead"; i: number; of: number }
   | { t: "revoke" }
   | { t: "bounce" }
+  /** Asks for the state the app put (JSON text), for the next generation's process in this slot. */
+  | { t: "state-request" }
+  /** The state this slot's process of the old group put, or null (the answer to a `state-request`). */
+  | { t: "state"; text: string | null }
   | { t: "drain" };
 
 export type WorkerToManager =
@@ -49,4 +59,6 @@ export type WorkerToManager =
   /** `n` connections closed; `peers`: the peer keys of those the manager passed (it counts them per peer). */
   | { t: "closed"; n: number; peers: string[] }
   | { t: "released"; accepted: number }
+  | { t: "state-request" }
+  | { t: "state"; text: string | null }
   | ({ t: "stats" } & WorkerStats);

@@ -7,8 +7,8 @@ import type { Dispatch, ServerConfig } from "../server/config.ts";
 import type { ConnectionService, WorkerStatus } from "../server/connection_service.ts";
 import type { Refusal } from "../server/admission.ts";
 import type { Endpoint, ListenerSet } from "../server/listener_set.ts";
-import { WORKER_ENV, type WorkerToManager } from "./group_protocol.ts";
-import { DRAINING_PIDS_ENV, GENERATION_ENV, HANDOFF_ENV, HANDOFF_TIMEOUT_ENV, PORTS_ENV } from "../handoff/handoff_protocol.ts";
+import { WORKER_ENV, type ManagerToWorker, type WorkerToManager } from "./group_protocol.ts";
+import { DRAINING_PIDS_ENV, GENERATION_ENV, HANDOFF_ENV, HANDOFF_TIMEOUT_ENV, PORTS_ENV, type AppStates } from "../handoff/handoff_protocol.ts";
 import { ManagerDispatch } from "./manager_dispatch.ts";
 import { SemaphoreDispatch } from "./semaphore_dispatch.ts";
 import type { RespawnSpec } from "../handoff/upgrader.ts";
@@ -27,8 +27,16 @@ export class ServiceGroup implements ConnectionService {
   #pool: WorkerPool;
   #manager: ManagerDispatch;
   #semaphore: SemaphoreDispatch | null;
+  /** Asks the old generation for its apps' states (an upgrade); asked once, when the first service process wants its slot's. */
+  #inherit: (() => Promise<AppStates>) | null;
+  #inherited: Promise<AppStates> | null = null;
+  /** Slots whose inherited state went to a process already: a restarted one starts without. */
+  #stateGiven = new Set<number>();
+  /** Service processes asked for the state their app put, and what to do with the answer. */
+  #stateAsked = new Map<Worker, (text: string | null) => void>();
 
-  private constructor(config: ServerConfig, respawn: RespawnSpec, generation: number, log: Logger, draining: readonly number[]) {
+  private constructor(config: ServerConfig, respawn: RespawnSpec, generation: number, log: Logger, draining: readonly number[], inherit: (() => Promise<AppStates>) | null) {
+    this.#inherit = inherit;
     this.dispatch = config.dispatch;
     this.#pool = new WorkerPool({
       ...(draining.length > 0 ? { rolling: { drainingPids: draining, parentPid: process.ppid, surge: config.limits.upgradeSurge, windowMs: config.drainTimeoutMs + ROLL_MARGIN_MS } satisfies RollingStart } : {}),
@@ -39,6 +47,7 @@ export class ServiceGroup implements ConnectionService {
       events: {
         ready: () => this.#wake(),
         exit: (w) => {
+          this.#stateAsked.get(w)?.(null);
           this.#manager.exited(w);
           this.#semaphore?.exited(w);
           this.#wake();
@@ -58,13 +67,20 @@ export class ServiceGroup implements ConnectionService {
    * are ready, or in an upgrade (`drainingPids`: the old group's), once those
    * that `limits.upgradeSurge` lets run beside the old group are.
    */
-  static async start(config: ServerConfig, respawn: RespawnSpec, generation: number, log: Logger, drainingPids: readonly number[] = []): Promise<ServiceGroup> {
+  static async start(
+    config: ServerConfig,
+    respawn: RespawnSpec,
+    generation: number,
+    log: Logger,
+    drainingPids: readonly number[] = [],
+    inherit: (() => Promise<AppStates>) | null = null,
+  ): Promise<ServiceGroup> {
     if (!detectRuntime().canInheritSockets) {
       throw new ConfigError(
         `Cannot start ${config.workers.max} service processes: ${detectRuntime().name} cannot pass a connection or a listening socket to another process; use "workers": 1 (the default) or run on Node.js`,
       );
     }
-    const group = new ServiceGroup(config, respawn, generation, log, drainingPids);
+    const group = new ServiceGroup(config, respawn, generation, log, drainingPids, inherit);
     await group.#pool.start();
     log.info("group_started", { dispatch: config.dispatch, workers: group.#pool.ready().map((w) => w.pid), min: config.workers.min, max: config.workers.max });
     return group;
@@ -173,6 +189,14 @@ export class ServiceGroup implements ConnectionService {
       case "released":
         this.#semaphore?.released(w, msg.accepted);
         break;
+      case "state-request":
+        void this.#inheritedFor(w.slot).then((text) => {
+          if (w.child.connected) w.child.send({ t: "state", text } satisfies ManagerToWorker, () => {});
+        });
+        break;
+      case "state":
+        this.#stateAsked.get(w)?.(typeof msg.text === "string" ? msg.text : null);
+        break;
       case "stats":
         w.stats = { sessions: msg.sessions, inflight: msg.inflight, requests: msg.requests, connections: msg.connections, counters: msg.counters, latency: msg.latency, refusedBy: msg.refusedBy };
         break;
@@ -181,12 +205,59 @@ export class ServiceGroup implements ConnectionService {
     }
   }
 
+  /**
+   * What a new process in `slot` starts from: the old generation's state for
+   * that slot (an old single process's for every slot), once per slot.
+   */
+  async #inheritedFor(slot: number): Promise<string | null> {
+    if (!this.#inherit || this.#stateGiven.has(slot)) return null;
+    this.#stateGiven.add(slot);
+    this.#inherited ??= this.#inherit().catch(() => ({ state: null }));
+    const got = await this.#inherited;
+    return got.states ? (got.states[slot] ?? null) : got.state;
+  }
+
+  /**
+   * For the next generation (docs/apps.md, "Upgrades"): the state each
+   * ready service process's app put, by slot, asked of them all at once and
+   * waited for at most STATE_ASK_MS (one that does not answer has none).
+   */
+  async appStates(): Promise<AppStates> {
+    // A process still starting (restarted after a crash) or draining (retired idle) does not answer: it has none to pass.
+    const bySlot = new Map<number, Worker>();
+    for (const w of this.#pool.workers) if (w.state === "ready" && w.child.connected) bySlot.set(w.slot, w);
+    const states: (string | null)[] = Array.from({ length: Math.max(0, ...[...bySlot.keys()].map((s) => s + 1)) }, () => null);
+    await Promise.all(
+      [...bySlot].map(
+        ([slot, w]) =>
+          new Promise<void>((resolve) => {
+            const timer = setTimeout(() => answered(null), STATE_ASK_MS);
+            let done = false;
+            const answered = (text: string | null): void => {
+              if (done) return;
+              done = true;
+              clearTimeout(timer);
+              if (this.#stateAsked.get(w) === answered) this.#stateAsked.delete(w);
+              states[slot] = text;
+              resolve();
+            };
+            this.#stateAsked.set(w, answered);
+            w.child.send({ t: "state-request" } satisfies ManagerToWorker, (err: Error | null) => err && answered(null));
+          }),
+      ),
+    );
+    return { state: states[0] ?? null, states };
+  }
+
   /** A slot freed or a service process became ready: queued connections and the semaphore move on. */
   #wake(): void {
     this.#manager.pump();
     this.#semaphore?.grant();
   }
 }
+
+/** How long an old group's service process has to answer for its app's state. */
+const STATE_ASK_MS = 5000;
 
 /** After the handover a rolling start waits for the old group this much longer than a drain may last (its manager kills stragglers 2 s after it). */
 const ROLL_MARGIN_MS = 10_000;

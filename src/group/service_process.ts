@@ -2,6 +2,7 @@ import net from "node:net";
 import type { Logger } from "../logger.ts";
 import { peerKey } from "../server/peer_key.ts";
 import type { PerilinkServer } from "../server/server.ts";
+import { AppHandoff } from "../server/app_handoff.ts";
 import { STATS_INTERVAL_MS, type ManagerToWorker, type WorkerToManager } from "./group_protocol.ts";
 
 /** The part of `process` a service process talks to its manager through (an injectable seam). */
@@ -10,10 +11,11 @@ export type ManagerChannel = Pick<NodeJS.Process, "send" | "on" | "off" | "conne
 /**
  * The service process's side of a group (S5): serves the connections its
  * manager passes it (manager dispatch) or accepts while it holds the accept
- * semaphore (semaphore dispatch), reports its counters, and drains when
+ * semaphore (semaphore dispatch), reports its counters, answers for the
+ * state its app put (`handoff`) when an upgrade asks, and drains when
  * told. Resolves once it has drained: time to exit.
  */
-export function serveForManager(server: PerilinkServer, log: Logger, channel: ManagerChannel = process): Promise<void> {
+export function serveForManager(server: PerilinkServer, log: Logger, channel: ManagerChannel = process, handoff: Pick<AppHandoff, "outgoingState"> | null = null): Promise<void> {
   let closed = 0;
   let closedPeers: string[] = [];
   let flushing = false;
@@ -132,6 +134,9 @@ export function serveForManager(server: PerilinkServer, log: Logger, channel: Ma
           // Back to the manager, which keeps it unwatched; our copy closes once it is on its way.
           send({ t: "bounced" }, handle, () => (handle as { close?: () => void })?.close?.());
           break;
+        case "state-request":
+          send({ t: "state", text: handoff?.outgoingState() ?? null });
+          break;
         case "drain":
           finish();
           break;
@@ -142,4 +147,43 @@ export function serveForManager(server: PerilinkServer, log: Logger, channel: Ma
     channel.on("disconnect", finish);
     send({ t: "ready" });
   });
+}
+
+/** How long a service process waits for its manager to answer for the state its slot inherits. */
+export const STATE_WAIT_MS = 10_000;
+
+const NO_DESCRIPTORS =
+  "a service process (--workers) cannot pass descriptors to the next generation (Node.js passes only sockets between running processes); hand on a state with putState(), or serve with one process";
+
+/**
+ * A service process's handoff (docs/apps.md, "Upgrades"): the state its app
+ * puts goes to the process in its slot of the next group, through the two
+ * managers; it starts from what its slot's process in the old group put.
+ * Descriptors do not pass.
+ */
+export function serviceProcessHandoff(channel: ManagerChannel = process): AppHandoff {
+  const state = (): Promise<string | null> =>
+    new Promise((resolve) => {
+      if (channel.connected === false || !channel.send) return resolve(null);
+      const done = (text: string | null): void => {
+        clearTimeout(timer);
+        channel.off("message", onMessage);
+        channel.off("disconnect", onGone);
+        resolve(text);
+      };
+      const onMessage = (m: unknown): void => {
+        const msg = m as ManagerToWorker;
+        if (msg?.t === "state") done(typeof msg.text === "string" ? msg.text : null);
+      };
+      const onGone = (): void => done(null);
+      const timer = setTimeout(() => done(null), STATE_WAIT_MS);
+      channel.on("message", onMessage);
+      channel.on("disconnect", onGone);
+      try {
+        channel.send({ t: "state-request" } satisfies WorkerToManager);
+      } catch {
+        done(null);
+      }
+    });
+  return new AppHandoff({ state }, { fds: NO_DESCRIPTORS });
 }

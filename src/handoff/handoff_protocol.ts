@@ -72,9 +72,19 @@ export type NewToOld =
   /** The new process cannot start (its app's ready() failed, a configuration error): why, before it exits. */
   | { t: "start-failed"; why: string; code?: string };
 
+/** What an old generation hands its successor's app as state (`app-state`). */
+export interface AppStates {
+  state: string | null;
+  states?: (string | null)[];
+}
+
 export type OldToNew =
-  /** The app's state (JSON text, docs/apps.md), or null when it put none. */
-  | { t: "app-state"; state: string | null }
+  /**
+   * The app's state (JSON text, docs/apps.md), or null when it put none; from
+   * a group (`--workers`), `states` has each service process's by slot and
+   * `state` is slot 0's (a successor of one process takes that).
+   */
+  | { t: "app-state"; state: string | null; states?: (string | null)[] }
   /** With a listening TCP socket's bare handle, to be sent back (`parked`): the sender keeps a copy nothing watches. */
   | { t: "park" }
   | { t: "transfer-response"; vouched?: [string, number][]; counters?: Record<string, unknown> }

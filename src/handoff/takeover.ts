@@ -9,6 +9,7 @@ import {
   HANDOFF_ENV,
   HANDOFF_TIMEOUT_ENV,
   PORTS_ENV,
+  type AppStates,
   type DrainingGeneration,
   type HandoffMode,
   isMessage,
@@ -16,6 +17,9 @@ import {
   type OldToNew,
 } from "./handoff_protocol.ts";
 import type { StartupTakeover } from "../server/server_handoff.ts";
+
+/** An old group's states past this many slots are not read. */
+const MAX_SLOTS = 1024;
 
 /** The part of `process` the new side talks to its parent through (an injectable seam). */
 export type ParentChannel = Pick<NodeJS.Process, "send" | "on" | "connected" | "channel"> & Partial<Pick<NodeJS.Process, "off">>;
@@ -125,22 +129,33 @@ export class Takeover implements StartupTakeover {
    * parent does not answer such a request, or it does not answer in time.
    */
   async appState(askable: boolean): Promise<string | null> {
+    return (await this.appStates(askable)).state;
+  }
+
+  /**
+   * The same for a group (`--workers`): asked once, before the first of its
+   * service processes gets ready; `states` holds an old group's by slot
+   * (absent when the old generation was one process).
+   */
+  appStates(askable: boolean): Promise<AppStates> {
     const ch = this.#channel;
-    if (!askable || ch.connected === false) return null;
+    if (!askable || ch.connected === false) return Promise.resolve({ state: null });
     return new Promise((resolve) => {
-      const done = (state: string | null): void => {
+      const done = (states: AppStates): void => {
         clearTimeout(timer);
         ch.off?.("message", onMessage);
         ch.off?.("disconnect", onGone);
-        resolve(state);
+        resolve(states);
       };
       const onMessage = (m: unknown): void => {
-        if (isMessage<Extract<OldToNew, { t: "app-state" }>>(m, "app-state")) done(typeof m.state === "string" ? m.state : null);
+        if (!isMessage<Extract<OldToNew, { t: "app-state" }>>(m, "app-state")) return;
+        const text = (v: unknown): string | null => (typeof v === "string" ? v : null);
+        done({ state: text(m.state), ...(Array.isArray(m.states) ? { states: m.states.slice(0, MAX_SLOTS).map(text) } : {}) });
       };
-      const onGone = (): void => done(null);
+      const onGone = (): void => done({ state: null });
       const timer = setTimeout(() => {
         this.#log.warn("app_state_timeout", { ms: this.#timeoutMs });
-        done(null);
+        done({ state: null });
       }, this.#timeoutMs);
       ch.on("message", onMessage);
       ch.on("disconnect", onGone);

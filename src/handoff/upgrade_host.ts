@@ -1,7 +1,13 @@
 import type { AcceptSemaphore } from "./accept_semaphore.ts";
 import type { AppHandoff } from "../server/app_handoff.ts";
 import { SEMAPHORE_START_TIMEOUT_MS, type DrainingGeneration, type ServingProcess } from "../server/server_handoff.ts";
+import type { AppStates } from "./handoff_protocol.ts";
 import type { UpgradeHost } from "./upgrader.ts";
+
+/** A group's (`--workers`) side of the app's handoff: the states of its service processes; no descriptors pass. */
+export interface GroupHandoff {
+  appStates(): Promise<AppStates>;
+}
 
 /** A rollback retries binding its ports this many times, this far apart, before giving up. */
 export const REBIND_ATTEMPTS = 10;
@@ -12,13 +18,13 @@ export const REBIND_PAUSE_MS = 200;
  * the semaphore (stop, then release), and a rollback takes the semaphore
  * and binds the ports again, retrying while the killed new process's copies
  * of the sockets go away. What the app puts for its successor comes from
- * `handoff`.
+ * `handoff` (a group's: the states its service processes put).
  */
 export function upgradeHostFor(
   proc: ServingProcess,
   semaphore: Pick<AcceptSemaphore, "acquire" | "release"> | null,
   olderGenerations: () => DrainingGeneration[],
-  handoff: Pick<AppHandoff, "outgoing" | "outgoingState"> | null = null,
+  handoff: Pick<AppHandoff, "outgoing" | "outgoingState"> | GroupHandoff | null = null,
   probationMs = 0,
 ): UpgradeHost {
   return {
@@ -52,7 +58,7 @@ export function upgradeHostFor(
     servicePids: () => proc.servicePids(),
     counters: () => proc.handoffCounters(),
     olderGenerations,
-    appDescriptors: () => handoff?.outgoing() ?? [],
-    appState: () => handoff?.outgoingState() ?? null,
+    appDescriptors: () => (handoff && "outgoing" in handoff ? handoff.outgoing() : []),
+    appState: () => (handoff && "appStates" in handoff ? handoff.appStates() : { state: handoff?.outgoingState() ?? null }),
   };
 }

@@ -19,6 +19,7 @@ import {
   DRAINING_PIDS_ENV,
   PORTS_ENV,
   isMessage,
+  type AppStates,
   type DrainingGeneration,
   type OldToNew,
 } from "./handoff_protocol.ts";
@@ -67,8 +68,8 @@ export interface UpgradeHost {
   resolvedPorts(): Record<string, number>;
   /** The descriptors the app put for the next generation (docs/apps.md); throws when one is no longer open. */
   appDescriptors?(): { name: string; fd: number }[];
-  /** The state the app put for the next generation (JSON text), or null. */
-  appState?(): string | null;
+  /** The state the app put for the next generation (JSON text, or null; a group's by slot). */
+  appState?(): AppStates | Promise<AppStates>;
   /** The ids of this process's service processes (`--workers`), which drain while the new group starts. */
   servicePids?(): number[];
 }
@@ -239,7 +240,8 @@ export class Upgrader implements UpgradeDriver {
     const onAppState = (m: unknown): void => {
       if (!stateSent && isMessage(m, "app-state-request")) {
         stateSent = true;
-        send(child, { t: "app-state", state: this.#host.appState?.() ?? null });
+        const answer = (states: AppStates): void => send(child, { t: "app-state", ...states });
+        Promise.resolve(this.#host.appState?.() ?? { state: null }).then(answer, () => answer({ state: null }));
       }
     };
     child.on("message", onAppState);

@@ -46,6 +46,7 @@ export async function startServing(input: ServerConfigInput, options: ServingOpt
   const generation = ctx.generation;
   const respawn = options.respawn;
   const takeover = ctx.handoff ? new Takeover(process, log, ctx.timeoutMs) : null;
+  let group: ServiceGroup | null = null;
   const handoff = new AppHandoff(
     { fds: passed.app, ...(takeover ? { state: () => takeover.appState(ctx.appState) } : {}) },
     plan.passSockets ? {} : { fds: "this runtime cannot pass descriptors to a new process (a state passes)" },
@@ -56,7 +57,9 @@ export async function startServing(input: ServerConfigInput, options: ServingOpt
       generation,
       control: true,
       handoff,
-      ...(config.workers.max > 1 ? { group: (c) => ServiceGroup.start(c, respawn, generation, log, ctx.drainingPids) } : {}),
+      ...(config.workers.max > 1
+        ? { group: async (c) => (group = await ServiceGroup.start(c, respawn, generation, log, ctx.drainingPids, takeover ? () => takeover.appStates(ctx.appState) : null)) }
+        : {}),
       parts: {
         listen,
         inherited: passed.sockets,
@@ -64,9 +67,14 @@ export async function startServing(input: ServerConfigInput, options: ServingOpt
         reusePort: plan.reusePort,
         deferUdp: plan.deferUdp,
         takeover,
-        // With service processes nothing of the app passes, and the manager keeps no sockets for a probation.
+        // With service processes their apps' states pass (no descriptors), and the manager keeps no sockets for a probation.
         upgrades: (server, older) =>
-          new Upgrader(config.workers.max > 1 ? upgradeHostFor(server, gate, older) : upgradeHostFor(server, gate, older, handoff, config.probationMs), respawn),
+          new Upgrader(
+            config.workers.max > 1
+              ? upgradeHostFor(server, gate, older, { appStates: async () => (group ? group.appStates() : { state: null }) })
+              : upgradeHostFor(server, gate, older, handoff, config.probationMs),
+            respawn,
+          ),
         ...(options.events ? { events: options.events } : {}),
       },
     });
@@ -83,8 +91,8 @@ export async function startServing(input: ServerConfigInput, options: ServingOpt
  * own (the manager's add up its reports); it serves the connections (or the
  * listening sockets) its manager gives it.
  */
-export function startServiceProcess(input: ServerConfigInput, log: Logger, generation: number): Promise<PerilinkServer> {
+export function startServiceProcess(input: ServerConfigInput, log: Logger, generation: number, handoff: AppHandoff): Promise<PerilinkServer> {
   // Its manager serves the group's metrics and advertises the group (DNS-SD): a service process does neither.
   const { metrics: _metrics, ...own } = input;
-  return startServer({ ...own, discovery: { advertise: "off" }, logger: log, control: false, listeners: false, generation });
+  return startServer({ ...own, discovery: { advertise: "off" }, logger: log, control: false, listeners: false, generation, handoff });
 }

@@ -27,6 +27,8 @@ export interface StartServerOptions extends ServerConfigInput {
    * listener of its own; its manager passes it connections or listening sockets.
    */
   listeners?: boolean;
+  /** @internal A service process's handoff (its state passes through the managers); by default it hands nothing on. */
+  handoff?: AppHandoff;
 }
 
 /**
@@ -36,7 +38,7 @@ export interface StartServerOptions extends ServerConfigInput {
  * processes and systemd around the same server (src/serve/).
  */
 export async function startServer(options: StartServerOptions = {}): Promise<PerilinkServer> {
-  const { appObject, logger, generation, control, interfaces, events, listeners = true, ...input } = options;
+  const { appObject, logger, generation, control, interfaces, events, listeners = true, handoff, ...input } = options;
   const config = resolveConfig(input);
   if (config.workers.max > 1 && listeners) {
     throw new ConfigError('Cannot start service processes: only "perilink serve" knows the program to start them with; leave "workers" at 1 when embedding');
@@ -46,8 +48,8 @@ export async function startServer(options: StartServerOptions = {}): Promise<Per
     generation: generation ?? 1,
     control: control ?? true,
     ...(appObject ? { appObject } : {}),
-    // A service process's next generation is a whole new group: nothing passes to it.
-    ...(listeners ? {} : { handoff: new AppHandoff({}, { fds: SERVICE_PROCESS_REFUSAL, state: SERVICE_PROCESS_REFUSAL }) }),
+    // Only perilink serve passes things to a next generation (a service process's state, through its manager).
+    ...(listeners ? {} : { handoff: handoff ?? new AppHandoff({}, { fds: SERVICE_PROCESS_REFUSAL, state: SERVICE_PROCESS_REFUSAL }) }),
     parts: { ...(listeners ? {} : { listen: [] }), ...(interfaces ? { interfaces } : {}), ...(events ? { events } : {}) },
   });
 }

@@ -14,7 +14,7 @@ import { test } from "node:test";
 import { UpgradeError } from "../../src/errors.ts";
 import { createLogger } from "../../src/logger.ts";
 import { detectRuntime } from "../../src/runtime/runtime.ts";
-import { APP_STATE_ENV, GENERATION_ENV, HANDOFF_ENV, PORTS_ENV, type DrainingGeneration, type OldToNew } from "../../src/handoff/handoff_protocol.ts";
+import { APP_STATE_ENV, GENERATION_ENV, HANDOFF_ENV, PORTS_ENV, type AppStates, type DrainingGeneration, type OldToNew } from "../../src/handoff/handoff_protocol.ts";
 import { Upgrader, type UpgradeHost } from "../../src/handoff/upgrader.ts";
 import { sleep, waitFor } from "../helpers/fixtures.ts";
 
@@ -80,7 +80,7 @@ interface HarnessOptions {
   script?: string;
   /** What the app put for the next generation: descriptors (or a throw, as for a closed one) and the state. */
   appDescriptors?: () => { name: string; fd: number }[];
-  appState?: () => string | null;
+  appState?: () => AppStates | Promise<AppStates>;
   /** The host's probation (0: none). */
   probationMs?: number;
 }
@@ -323,7 +323,7 @@ test("a second upgrade while one is under way is refused; a program that does no
 
 test("what the app put: its descriptors follow the sockets, named app@NAME; its state answers the new process's request, as it is then", async () => {
   let state = '{"n":1}';
-  const h = harness({ appDescriptors: () => [{ name: "journal", fd: 30 }], appState: () => state });
+  const h = harness({ appDescriptors: () => [{ name: "journal", fd: 30 }], appState: () => ({ state }) });
   const up = h.upgrader.upgrade({ timeoutMs: 2000 });
   await waitFor(() => h.spawned.length === 1, "the spawn");
   const { options } = h.spawned[0]!;

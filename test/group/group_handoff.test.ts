@@ -1,0 +1,87 @@
+/**
+ * The app's handoff with service processes (docs/apps.md, "Upgrades"): each
+ * service process's state goes to the process in its slot of the next group,
+ * through the two managers; descriptors cannot pass there and put() says so.
+ */
+import assert from "node:assert/strict";
+import { promises as fs } from "node:fs";
+import path from "node:path";
+import { test } from "node:test";
+import { ClientSession } from "../../src/client/client_session.ts";
+import { REPO_ROOT } from "../helpers/cli.ts";
+import { tempDir, waitFor } from "../helpers/fixtures.ts";
+import { nodeOnly, seenPids, serveGroup, upgradeGroup, type ServedGroup } from "../helpers/group.ts";
+
+const APP = path.join(REPO_ROOT, "test/fixtures/slot_state_app.ts");
+
+interface Who {
+  slot: number;
+  pid: number;
+  count: number;
+  received: { slot: number; pid: number; count: number } | null;
+  putError: string | null;
+}
+
+/** One request on a session of its own (manager dispatch passes each new connection to the freest process). */
+async function ask(g: ServedGroup, what: string): Promise<Record<string, unknown>> {
+  const s = await ClientSession.connect({ host: "127.0.0.1", port: g.port, timeoutMs: 5000 });
+  try {
+    const ch = await s.openChannel("t");
+    return JSON.parse((await ch.request(what)).toString()) as Record<string, unknown>;
+  } finally {
+    s.destroy();
+  }
+}
+
+/** "whoami" of every slot of the serving group: asked until each of `slots` answered (at most 200 sessions). */
+async function everySlot(g: ServedGroup, slots: number): Promise<Map<number, Who>> {
+  const by = new Map<number, Who>();
+  for (let i = 0; i < 200 && by.size < slots; i++) {
+    const w = (await ask(g, "whoami")) as unknown as Who;
+    seenPids.add(w.pid);
+    by.set(w.slot, w);
+  }
+  assert.equal(by.size, slots, `every slot answered: ${[...by.keys()]}`);
+  return by;
+}
+
+for (const surge of [2, 1] as const) {
+  test(`--workers 2, upgradeSurge ${surge}: each service process starts from the state its slot's process of the old group put; put() of a descriptor is PERILINK_HANDOFF with the reason`, async (t) => {
+    if (nodeOnly(t)) return;
+    const config = path.join(tempDir(), "config.json");
+    await fs.writeFile(config, JSON.stringify({ dispatch: "manager", limits: { upgradeSurge: surge } }));
+    const g = await serveGroup(["--config", config, "--app", APP, "--workers", "2"]);
+    await waitFor(async () => (await g.status()).workers.filter((w) => w.state === "ready").length === 2, "both service processes", 20_000);
+    // Requests on both slots, so that each has a count of its own.
+    const counts = new Map<number, number>();
+    for (let i = 0; i < 40; i++) {
+      const r = (await ask(g, "count")) as { slot: number; count: number };
+      counts.set(r.slot, r.count);
+    }
+    assert.equal(counts.size, 2, "both slots served");
+    const first = await everySlot(g, 2);
+    for (const [slot, w] of first) {
+      assert.equal(w.received, null, "a fresh start inherits nothing");
+      assert.equal(w.count, counts.get(slot));
+      assert.match(w.putError ?? "", /^PERILINK_HANDOFF: Cannot hand on "scratch": a service process \(--workers\) cannot pass descriptors/);
+    }
+    await upgradeGroup(g);
+    await waitFor(async () => (await g.status()).draining.length === 0, "the old group to exit", 30_000);
+    const next = await everySlot(g, 2);
+    for (const [slot, w] of next) {
+      assert.notEqual(w.pid, first.get(slot)!.pid, "a new process");
+      assert.deepEqual(w.received, { slot, pid: first.get(slot)!.pid, count: counts.get(slot) }, `slot ${slot} got what its old process put last`);
+      assert.equal(w.count, counts.get(slot), "and goes on counting from it");
+    }
+    // Once more: what the second generation put reaches the third.
+    const more = (await ask(g, "count")) as { slot: number; count: number };
+    counts.set(more.slot, more.count);
+    await upgradeGroup(g);
+    await waitFor(async () => (await g.status()).draining.length === 0, "the second group to exit", 30_000);
+    for (const [slot, w] of await everySlot(g, 2)) {
+      assert.deepEqual(w.received, { slot, pid: next.get(slot)!.pid, count: counts.get(slot) });
+    }
+    t.diagnostic(`counts by slot handed through two group upgrades: ${JSON.stringify(Object.fromEntries(counts))}`);
+    await g.stop();
+  });
+}
