@@ -88,6 +88,9 @@ export async function openServer(config: ServerConfig, options: OpenServerOption
   const group = options.group ? await options.group(config) : null;
   // With service processes, the app's hooks run in each of them, not in the manager.
   const lifecycle = group ? null : new AppLifecycle(app.name, app.hooks ?? {}, options.handoff ?? new AppHandoff(), options.log);
+  // Descriptors an old single process passed reach a manager, where no app can take them: closed.
+  const untaken = group ? (options.handoff?.closeUntaken() ?? []) : [];
+  if (untaken.length > 0) options.log.info("handoff_untaken_closed", { names: untaken, why: "service processes cannot take descriptors" });
   const server = new PerilinkServer(config, identity, app, options.log, options.generation, { ...options.parts, group, lifecycle });
   try {
     await server.start(options.control);

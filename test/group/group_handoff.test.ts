@@ -4,7 +4,7 @@
  * through the two managers; descriptors cannot pass there and put() says so.
  */
 import assert from "node:assert/strict";
-import { promises as fs } from "node:fs";
+import { promises as fs, readdirSync, readlinkSync } from "node:fs";
 import path from "node:path";
 import { test } from "node:test";
 import { ClientSession } from "../../src/client/client_session.ts";
@@ -13,6 +13,14 @@ import { tempDir, waitFor } from "../helpers/fixtures.ts";
 import { nodeOnly, seenPids, serveGroup, upgradeGroup, type ServedGroup } from "../helpers/group.ts";
 
 const APP = path.join(REPO_ROOT, "test/fixtures/slot_state_app.ts");
+
+function readlinkOr(p: string): string {
+  try {
+    return readlinkSync(p);
+  } catch {
+    return "";
+  }
+}
 
 interface Who {
   slot: number;
@@ -31,6 +39,18 @@ async function ask(g: ServedGroup, what: string): Promise<Record<string, unknown
   } finally {
     s.destroy();
   }
+}
+
+/** The old group gone and `n` new service processes ready (a rolling upgrade starts the last ones after the old ones exit). */
+async function settled(g: ServedGroup, n: number): Promise<void> {
+  await waitFor(
+    async () => {
+      const s = await g.status();
+      return s.draining.length === 0 && s.workers.filter((w) => w.state === "ready").length === n;
+    },
+    `the old group gone and ${n} new service processes ready`,
+    30_000,
+  );
 }
 
 /** "whoami" of every slot of the serving group: asked until each of `slots` answered (at most 200 sessions). */
@@ -66,7 +86,7 @@ for (const surge of [2, 1] as const) {
       assert.match(w.putError ?? "", /^PERILINK_HANDOFF: Cannot hand on "scratch": a service process \(--workers\) cannot pass descriptors/);
     }
     await upgradeGroup(g);
-    await waitFor(async () => (await g.status()).draining.length === 0, "the old group to exit", 30_000);
+    await settled(g, 2);
     const next = await everySlot(g, 2);
     for (const [slot, w] of next) {
       assert.notEqual(w.pid, first.get(slot)!.pid, "a new process");
@@ -77,7 +97,7 @@ for (const surge of [2, 1] as const) {
     const more = (await ask(g, "count")) as { slot: number; count: number };
     counts.set(more.slot, more.count);
     await upgradeGroup(g);
-    await waitFor(async () => (await g.status()).draining.length === 0, "the second group to exit", 30_000);
+    await settled(g, 2);
     for (const [slot, w] of await everySlot(g, 2)) {
       assert.deepEqual(w.received, { slot, pid: next.get(slot)!.pid, count: counts.get(slot) });
     }
@@ -85,3 +105,34 @@ for (const surge of [2, 1] as const) {
     await g.stop();
   });
 }
+
+test("an upgrade from one process to a group (the configuration changed) gives each service process the one process's state; from a group back to one process, slot 0's", async (t) => {
+  if (nodeOnly(t)) return;
+  const config = path.join(tempDir(), "config.json");
+  const write = (workers: number): Promise<void> => fs.writeFile(config, JSON.stringify({ dispatch: "manager", workers }));
+  await write(1);
+  const scratch = path.join(tempDir(), "scratch");
+  const g = await serveGroup(["--config", config, "--app", APP], { SLOT_STATE_SCRATCH: scratch });
+  let last = { slot: 0, count: 0 };
+  for (let i = 0; i < 5; i++) last = (await ask(g, "count")) as typeof last;
+  const one = (await ask(g, "whoami")) as unknown as Who;
+  seenPids.add(one.pid);
+  assert.equal(one.slot, -1, "one process: no slot");
+  assert.equal(one.putError, null, "one process may pass descriptors");
+  await write(2);
+  await upgradeGroup(g);
+  await settled(g, 2);
+  const group = await everySlot(g, 2);
+  for (const w of group.values()) assert.deepEqual(w.received, { slot: -1, pid: one.pid, count: last.count }, `slot ${w.slot} starts from the one process's state`);
+  const manager = (await g.status()).pid;
+  const held = readdirSync(`/proc/${manager}/fd`).filter((fd) => readlinkOr(`/proc/${manager}/fd/${fd}`) === scratch);
+  assert.deepEqual(held, [], "the descriptor the one process put is closed in the new manager, which has no app to take it");
+  assert.match(g.log(), /"handoff_untaken_closed"[^\n]*"scratch"/);
+  await write(1);
+  await upgradeGroup(g);
+  await waitFor(async () => (await g.status()).draining.length === 0, "the group to exit", 30_000);
+  const back = (await ask(g, "whoami")) as unknown as Who;
+  seenPids.add(back.pid);
+  assert.deepEqual(back.received, { slot: 0, pid: group.get(0)!.pid, count: group.get(0)!.count }, "slot 0's state");
+  await g.stop();
+});
