@@ -244,6 +244,30 @@ test("appState(): asks the old process once and waits for its answer; null witho
   }
 });
 
+test("appStates(): an old group's states by slot (what is not text counts as none); an old single process's answer has no states", async () => {
+  {
+    const { parent, takeover } = setup();
+    const asked = takeover.appStates(true);
+    await waitFor(() => parent.received.length === 1, "the request");
+    parent.say({ t: "app-state", state: '{"s":0}', states: ['{"s":0}', null, 7, '{"s":3}'] } as never);
+    assert.deepEqual(await asked, { state: '{"s":0}', states: ['{"s":0}', null, null, '{"s":3}'] });
+  }
+  {
+    const { parent, takeover } = setup();
+    const asked = takeover.appStates(true);
+    await waitFor(() => parent.received.length === 1, "the request");
+    parent.say({ t: "app-state", state: '{"one":1}' });
+    assert.deepEqual(await asked, { state: '{"one":1}' });
+  }
+  {
+    const { parent, takeover } = setup();
+    const asked = takeover.appStates(true);
+    await waitFor(() => parent.received.length === 1, "the request");
+    parent.say({ t: "app-state", state: null, states: Array.from({ length: 5000 }, () => "{}") });
+    assert.equal((await asked).states?.length, 1024, "at most 1024 slots are read");
+  }
+});
+
 test("failed(): tells the old process why this one cannot start, with the error's code when it has one", async () => {
   const { parent, takeover } = setup();
   await takeover.failed("Cannot start app a: its ready() failed: no", "PERILINK_APP_NOT_READY");

@@ -347,6 +347,25 @@ test("what the app put: its descriptors follow the sockets, named app@NAME; its 
   await h.upgrader.done;
 });
 
+
+test("a group's states (asked of its service processes, so later) answer the new process's request once they are in; a failure to gather them answers none", async () => {
+  for (const [appState, want] of [
+    [async () => (await sleep(30), { state: "a", states: ["a", "b"] }), { t: "app-state", state: "a", states: ["a", "b"] }],
+    [async () => Promise.reject(new Error("gone")), { t: "app-state", state: null }],
+  ] as const) {
+    const h = harness({ appState });
+    const up = h.upgrader.upgrade({ timeoutMs: 2000 });
+    await waitFor(() => h.spawned.length === 1, "the spawn");
+    h.child.say({ t: "app-state-request" });
+    assert.deepEqual(await h.child.next("app-state"), want);
+    h.child.say({ t: "transfer-request" });
+    await h.child.next("transfer-response");
+    h.child.say({ t: "accepting", pid: 4242, generation: 2 });
+    await up;
+    h.finishDrain();
+    await h.upgrader.done;
+  }
+});
 test("a descriptor the app put that is closed now: the upgrade is refused before anything starts", async (t) => {
   if (detectRuntime().handoff !== "inherit") return t.skip("descriptors pass only where sockets do (Node.js)");
   const h = harness({
