@@ -34,7 +34,7 @@ interface TargetFile {
   bundleBudgetBytes: number;
   /** "device": a build that serves, without the host commands (src/cli/host_commands_off.ts). Absent: a host build. */
   role?: "device";
-  memory: { maxOldSpaceMiB: number; maxSemiSpaceMiB?: number; mallocMmapThresholdBytes?: number };
+  memory: { maxOldSpaceMiB: number; maxSemiSpaceMiB?: number; mallocMmapThresholdBytes?: number; minorGcTriggerPercent?: number };
 }
 
 /**

@@ -2,7 +2,7 @@ import { spawn as nodeSpawn, type ChildProcess, type SpawnOptions } from "node:c
 import os from "node:os";
 import v8 from "node:v8";
 import { mallocTuningEnv } from "./malloc_tuning.ts";
-import { heapBudgetFlags, withNodeOptions, youngGenerationRuntimeFlag, type HeapBudget } from "./heap_budget.ts";
+import { heapBudgetFlags, minorGcRuntimeFlag, withNodeOptions, youngGenerationRuntimeFlag, type HeapBudget } from "./heap_budget.ts";
 import { detectRuntime } from "./runtime.ts";
 
 /** Set in the environment of a process started with the budget applied, so it never starts another. */
@@ -41,15 +41,17 @@ export interface ReexecOptions {
  * restarted one. The cost is one more start of the runtime at a fresh start;
  * an upgrade's new process inherits the budget in NODE_OPTIONS and starts once.
  * A Node.js process that serves itself and has no semi-space limit of its own
- * gets the budget's young-generation cap at run time (heap_budget.ts).
+ * gets the budget's young-generation cap at run time, and every one its
+ * earlier young-generation collections (heap_budget.ts).
  */
 export function reexecWithHeapBudget(options: ReexecOptions): Promise<number> | null {
   const env = options.env ?? process.env;
   if (detectRuntime().name !== "node") return null;
   const execArgv = options.execArgv ?? process.execArgv;
   const serveHere = (): null => {
-    const flag = youngGenerationRuntimeFlag(options.budget, execArgv, env.NODE_OPTIONS);
-    if (flag !== null) (options.setFlags ?? v8.setFlagsFromString)(flag);
+    for (const flag of [youngGenerationRuntimeFlag(options.budget, execArgv, env.NODE_OPTIONS), minorGcRuntimeFlag(options.budget, execArgv)]) {
+      if (flag !== null) (options.setFlags ?? v8.setFlagsFromString)(flag);
+    }
     return null;
   };
   if (env[HEAP_BUDGET_ENV] !== undefined || options.startedByUpgrade === true || env.LISTEN_FDS !== undefined) return serveHere();
