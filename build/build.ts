@@ -20,6 +20,7 @@ import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseArgs, promisify } from "node:util";
 import { gzipSync } from "node:zlib";
+import { heapBudgetFlags, minorGcRuntimeFlag } from "../src/runtime/heap_budget.ts";
 import { dnsRecordTypes } from "./dns_record_types.ts";
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
@@ -74,6 +75,14 @@ for (const name of chosen) {
   }
   const targetPath = path.join(root, "targets", `${name}.json`);
   const target = JSON.parse(await fs.readFile(targetPath, "utf8")) as TargetFile;
+  try {
+    // A bad memory budget fails the build, not every serve on the device.
+    heapBudgetFlags(target.memory, [], undefined);
+    minorGcRuntimeFlag(target.memory, []);
+  } catch (err) {
+    console.error(`build: targets/${name}.json: ${(err as Error).message}`);
+    process.exit(2);
+  }
   const outfile = path.join(outRoot, name, "perilink.mjs");
   const built = await build({
     entryPoints: [path.join(root, "src/cli/main.ts")],

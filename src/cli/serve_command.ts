@@ -144,7 +144,7 @@ async function runServiceProcess(input: ServerConfigInput, slot: number, logTo: 
 }
 
 async function serveService(input: ServerConfigInput, log: Logger, generation: number): Promise<number> {
-  const handoff = serviceProcessHandoff();
+  const handoff = serviceProcessHandoff(log);
   const server = await startServiceProcess(input, log, generation, handoff);
   // The app saw which slot it runs in while it loaded; processes it starts are not service processes.
   delete process.env[WORKER_ENV];

@@ -27,6 +27,9 @@
 /** Set in a service process's environment: its slot number in the group. */
 export const WORKER_ENV = "PERILINK_WORKER";
 
+/** Set to "1" in a new group's service process whose slot has an inherited state to ask for (`state-request`). */
+export const WORKER_STATE_ENV = "PERILINK_WORKER_STATE";
+
 /** How often a service process reports its counters. */
 export const STATS_INTERVAL_MS = 200;
 
@@ -51,7 +54,8 @@ export type ManagerToWorker =
   | { t: "state-request" }
   /** The state this slot's process of the old group put, or null (the answer to a `state-request`). */
   | { t: "state"; text: string | null }
-  | { t: "drain" };
+  /** `handedOver`: a new generation accepts in this group's place (an upgrade, not a stop). */
+  | { t: "drain"; handedOver?: boolean };
 
 export type WorkerToManager =
   | { t: "ready" }

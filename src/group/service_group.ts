@@ -7,7 +7,8 @@ import type { Dispatch, ServerConfig } from "../server/config.ts";
 import type { ConnectionService, WorkerStatus } from "../server/connection_service.ts";
 import type { Refusal } from "../server/admission.ts";
 import type { Endpoint, ListenerSet } from "../server/listener_set.ts";
-import { WORKER_ENV, type ManagerToWorker, type WorkerToManager } from "./group_protocol.ts";
+import { WORKER_ENV, WORKER_STATE_ENV, type WorkerToManager } from "./group_protocol.ts";
+import { GroupStates } from "./group_states.ts";
 import { DRAINING_PIDS_ENV, GENERATION_ENV, HANDOFF_ENV, HANDOFF_TIMEOUT_ENV, PORTS_ENV, type AppStates } from "../handoff/handoff_protocol.ts";
 import { ManagerDispatch } from "./manager_dispatch.ts";
 import { SemaphoreDispatch } from "./semaphore_dispatch.ts";
@@ -27,27 +28,23 @@ export class ServiceGroup implements ConnectionService {
   #pool: WorkerPool;
   #manager: ManagerDispatch;
   #semaphore: SemaphoreDispatch | null;
-  /** Asks the old generation for its apps' states (an upgrade); asked once, when the first service process wants its slot's. */
-  #inherit: (() => Promise<AppStates>) | null;
-  #inherited: Promise<AppStates> | null = null;
-  /** Slots whose inherited state went to a process already: a restarted one starts without. */
-  #stateGiven = new Set<number>();
-  /** Service processes asked for the state their app put, and what to do with the answer. */
-  #stateAsked = new Map<Worker, (text: string | null) => void>();
+  /** The apps' states at an upgrade: what this group inherits, and what it hands on. */
+  #states: GroupStates;
 
   private constructor(config: ServerConfig, respawn: RespawnSpec, generation: number, log: Logger, draining: readonly number[], inherit: (() => Promise<AppStates>) | null) {
-    this.#inherit = inherit;
+    this.#states = new GroupStates(inherit, log);
     this.dispatch = config.dispatch;
     this.#pool = new WorkerPool({
       ...(draining.length > 0 ? { rolling: { drainingPids: draining, parentPid: process.ppid, surge: config.limits.upgradeSurge, windowMs: config.drainTimeoutMs + ROLL_MARGIN_MS } satisfies RollingStart } : {}),
       range: config.workers,
       idleMs: config.workerIdleMs,
       log,
-      spawn: (slot) => spawnWorker(respawn, slot, generation),
+      spawn: (slot) => spawnWorker(respawn, slot, generation, this.#states.offer(slot)),
       events: {
         ready: () => this.#wake(),
+        rolled: () => this.#states.close(),
         exit: (w) => {
-          this.#stateAsked.get(w)?.(null);
+          this.#states.exited(w);
           this.#manager.exited(w);
           this.#semaphore?.exited(w);
           this.#wake();
@@ -88,6 +85,7 @@ export class ServiceGroup implements ConnectionService {
 
   async listening(listeners: ListenerSet): Promise<void> {
     this.#pool.handedOver();
+    if (!this.#pool.rolling) this.#states.close(); // every process of the group started: later ones start without a state
     await this.#semaphore?.start(listeners);
   }
 
@@ -99,10 +97,10 @@ export class ServiceGroup implements ConnectionService {
     await this.#semaphore?.stop();
   }
 
-  async drain(timeoutMs: number): Promise<void> {
+  async drain(timeoutMs: number, handedOver = false): Promise<void> {
     await this.#semaphore?.stop();
     await this.#manager.flush(timeoutMs);
-    await this.#pool.drain(timeoutMs);
+    await this.#pool.drain(timeoutMs, handedOver);
   }
 
   get connections(): number {
@@ -190,12 +188,10 @@ export class ServiceGroup implements ConnectionService {
         this.#semaphore?.released(w, msg.accepted);
         break;
       case "state-request":
-        void this.#inheritedFor(w.slot).then((text) => {
-          if (w.child.connected) w.child.send({ t: "state", text } satisfies ManagerToWorker, () => {});
-        });
+        void this.#states.answer(w);
         break;
       case "state":
-        this.#stateAsked.get(w)?.(typeof msg.text === "string" ? msg.text : null);
+        this.#states.answered(w, msg.text);
         break;
       case "stats":
         w.stats = { sessions: msg.sessions, inflight: msg.inflight, requests: msg.requests, connections: msg.connections, counters: msg.counters, latency: msg.latency, refusedBy: msg.refusedBy };
@@ -205,48 +201,9 @@ export class ServiceGroup implements ConnectionService {
     }
   }
 
-  /**
-   * What a new process in `slot` starts from: the old generation's state for
-   * that slot (an old single process's for every slot), once per slot.
-   */
-  async #inheritedFor(slot: number): Promise<string | null> {
-    if (!this.#inherit || this.#stateGiven.has(slot)) return null;
-    this.#stateGiven.add(slot);
-    this.#inherited ??= this.#inherit().catch(() => ({ state: null }));
-    const got = await this.#inherited;
-    return got.states ? (got.states[slot] ?? null) : got.state;
-  }
-
-  /**
-   * For the next generation (docs/apps.md, "Upgrades"): the state each
-   * ready service process's app put, by slot, asked of them all at once and
-   * waited for at most STATE_ASK_MS (one that does not answer has none).
-   */
-  async appStates(): Promise<AppStates> {
-    // A process still starting (restarted after a crash) or draining (retired idle) does not answer: it has none to pass.
-    const bySlot = new Map<number, Worker>();
-    for (const w of this.#pool.workers) if (w.state === "ready" && w.child.connected) bySlot.set(w.slot, w);
-    const states: (string | null)[] = Array.from({ length: Math.max(0, ...[...bySlot.keys()].map((s) => s + 1)) }, () => null);
-    await Promise.all(
-      [...bySlot].map(
-        ([slot, w]) =>
-          new Promise<void>((resolve) => {
-            const timer = setTimeout(() => answered(null), STATE_ASK_MS);
-            let done = false;
-            const answered = (text: string | null): void => {
-              if (done) return;
-              done = true;
-              clearTimeout(timer);
-              if (this.#stateAsked.get(w) === answered) this.#stateAsked.delete(w);
-              states[slot] = text;
-              resolve();
-            };
-            this.#stateAsked.set(w, answered);
-            w.child.send({ t: "state-request" } satisfies ManagerToWorker, (err: Error | null) => err && answered(null));
-          }),
-      ),
-    );
-    return { state: states[0] ?? null, states };
+  /** For the next generation (docs/apps.md, "With service processes"): each slot's state. */
+  appStates(): Promise<AppStates> {
+    return this.#states.collect(this.#pool.workers);
   }
 
   /** A slot freed or a service process became ready: queued connections and the semaphore move on. */
@@ -256,15 +213,14 @@ export class ServiceGroup implements ConnectionService {
   }
 }
 
-/** How long an old group's service process has to answer for its app's state. */
-const STATE_ASK_MS = 5000;
-
 /** After the handover a rolling start waits for the old group this much longer than a drain may last (its manager kills stragglers 2 s after it). */
 const ROLL_MARGIN_MS = 10_000;
 
-/** The same program and arguments as the manager, told by the environment that it serves for a manager. */
-export function spawnWorker(respawn: RespawnSpec, slot: number, generation: number): ChildProcess {
+/** The same program and arguments as the manager, told by the environment that it serves for a manager (and whether it may ask for an inherited state). */
+export function spawnWorker(respawn: RespawnSpec, slot: number, generation: number, offerState = false): ChildProcess {
   const env: NodeJS.ProcessEnv = { ...process.env, [WORKER_ENV]: String(slot), [GENERATION_ENV]: String(generation) };
+  if (offerState) env[WORKER_STATE_ENV] = "1";
+  else delete env[WORKER_STATE_ENV];
   for (const k of [HANDOFF_ENV, HANDOFF_TIMEOUT_ENV, PORTS_ENV, DRAINING_PIDS_ENV, "LISTEN_FDS", "LISTEN_FDNAMES", "LISTEN_PID"]) delete env[k];
   return spawn(respawn.execPath, [...respawn.execArgv, respawn.script, ...respawn.args], { stdio: ["ignore", "inherit", "inherit", "ipc"], env });
 }

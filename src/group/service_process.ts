@@ -3,7 +3,7 @@ import type { Logger } from "../logger.ts";
 import { peerKey } from "../server/peer_key.ts";
 import type { PerilinkServer } from "../server/server.ts";
 import { AppHandoff } from "../server/app_handoff.ts";
-import { STATS_INTERVAL_MS, type ManagerToWorker, type WorkerToManager } from "./group_protocol.ts";
+import { STATS_INTERVAL_MS, WORKER_STATE_ENV, type ManagerToWorker, type WorkerToManager } from "./group_protocol.ts";
 
 /** The part of `process` a service process talks to its manager through (an injectable seam). */
 export type ManagerChannel = Pick<NodeJS.Process, "send" | "on" | "off" | "connected">;
@@ -15,7 +15,12 @@ export type ManagerChannel = Pick<NodeJS.Process, "send" | "on" | "off" | "conne
  * state its app put (`handoff`) when an upgrade asks, and drains when
  * told. Resolves once it has drained: time to exit.
  */
-export function serveForManager(server: PerilinkServer, log: Logger, channel: ManagerChannel = process, handoff: Pick<AppHandoff, "outgoingState"> | null = null): Promise<void> {
+export function serveForManager(
+  server: PerilinkServer,
+  log: Logger,
+  channel: ManagerChannel = process,
+  handoff: Pick<AppHandoff, "outgoingState" | "markHandedOver"> | null = null,
+): Promise<void> {
   let closed = 0;
   let closedPeers: string[] = [];
   let flushing = false;
@@ -138,6 +143,7 @@ export function serveForManager(server: PerilinkServer, log: Logger, channel: Ma
           send({ t: "state", text: handoff?.outgoingState() ?? null });
           break;
         case "drain":
+          if (msg.handedOver === true) handoff?.markHandedOver(true); // the app's drain() is told
           finish();
           break;
       }
@@ -156,12 +162,17 @@ const NO_DESCRIPTORS =
   "a service process (--workers) cannot pass descriptors to the next generation (Node.js passes only sockets between running processes); hand on a state with putState(), or serve with one process";
 
 /**
- * A service process's handoff (docs/apps.md, "Upgrades"): the state its app
- * puts goes to the process in its slot of the next group, through the two
- * managers; it starts from what its slot's process in the old group put.
- * Descriptors do not pass.
+ * A service process's handoff (docs/apps.md, "With service processes"): the
+ * state its app puts goes to the process in its slot of the next group,
+ * through the two managers; it starts from what its slot's process in the
+ * old group put, when its manager said there is one to ask for
+ * (WORKER_STATE_ENV: not at a fresh start, nor from a manager that would not
+ * answer). Descriptors do not pass.
  */
-export function serviceProcessHandoff(channel: ManagerChannel = process): AppHandoff {
+export function serviceProcessHandoff(log: Logger, channel: ManagerChannel = process, env: NodeJS.ProcessEnv = process.env): AppHandoff {
+  const ask = env[WORKER_STATE_ENV] === "1";
+  delete env[WORKER_STATE_ENV]; // not for the processes the app starts
+  if (!ask) return new AppHandoff({}, { fds: NO_DESCRIPTORS });
   const state = (): Promise<string | null> =>
     new Promise((resolve) => {
       if (channel.connected === false || !channel.send) return resolve(null);
@@ -176,11 +187,14 @@ export function serviceProcessHandoff(channel: ManagerChannel = process): AppHan
         if (msg?.t === "state") done(typeof msg.text === "string" ? msg.text : null);
       };
       const onGone = (): void => done(null);
-      const timer = setTimeout(() => done(null), STATE_WAIT_MS);
+      const timer = setTimeout(() => {
+        log.warn("app_state_timeout", { ms: STATE_WAIT_MS, note: "the app starts without the state its slot had" });
+        done(null);
+      }, STATE_WAIT_MS);
       channel.on("message", onMessage);
       channel.on("disconnect", onGone);
       try {
-        channel.send({ t: "state-request" } satisfies WorkerToManager);
+        channel.send({ t: "state-request" } satisfies WorkerToManager, undefined, {}, (err: Error | null) => err && done(null));
       } catch {
         done(null);
       }

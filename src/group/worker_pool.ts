@@ -2,7 +2,7 @@ import type { ChildProcess } from "node:child_process";
 import type { Logger } from "../logger.ts";
 import { LatencyHistogram } from "../open_metrics.ts";
 import type { WorkerRange } from "../server/config.ts";
-import type { WorkerStats, WorkerToManager } from "./group_protocol.ts";
+import type { ManagerToWorker, WorkerStats, WorkerToManager } from "./group_protocol.ts";
 import { pidAlive } from "../handoff/takeover.ts";
 
 /** One service process of the group, as the manager sees it. */
@@ -36,6 +36,8 @@ export interface PoolEvents {
   ready(w: Worker): void;
   /** The process ended (crash, retirement or drain); its connections are gone. */
   exit(w: Worker): void;
+  /** A rolling start is over (every process of the group started, or it stopped waiting). */
+  rolled?(): void;
 }
 
 /** Restarts wait BACKOFF_BASE_MS × 2^(recent crashes − 1), at most BACKOFF_MAX_MS. */
@@ -167,13 +169,13 @@ export class WorkerPool {
   }
 
   /** Stops restarting and adding; asks every process to drain; resolves once all have exited. */
-  async drain(timeoutMs: number): Promise<void> {
+  async drain(timeoutMs: number, handedOver = false): Promise<void> {
     this.#stopping = true;
     this.#endRoll();
     if (this.#idleTimer) clearInterval(this.#idleTimer);
     for (const t of this.#timers) clearTimeout(t);
     this.#timers.clear();
-    const exits = this.#workers.filter((w) => w.child.exitCode === null && w.child.signalCode === null).map((w) => this.#retire(w));
+    const exits = this.#workers.filter((w) => w.child.exitCode === null && w.child.signalCode === null).map((w) => this.#retire(w, handedOver));
     let timer: ReturnType<typeof setTimeout> | undefined;
     const deadline = new Promise<void>((r) => (timer = setTimeout(r, timeoutMs + 2000)));
     await Promise.race([Promise.all(exits), deadline]);
@@ -211,12 +213,20 @@ export class WorkerPool {
       const w = this.#add();
       this.#log.info("worker_added", { slot: w.slot, workerPid: w.pid, workers: live + i + 1, why: "rolling upgrade" });
     }
-    if (over) this.#log.info("group_rolled", { workers: this.#live().length });
+    if (over) {
+      this.#log.info("group_rolled", { workers: this.#live().length });
+      this.#events.rolled?.(); // after the last ones were started
+    }
   }
 
   #endRoll(): void {
     if (this.#roll?.timer) clearInterval(this.#roll.timer);
     this.#roll = null;
+  }
+
+  /** Whether a rolling start still waits for the old group. */
+  get rolling(): boolean {
+    return this.#roll !== null;
   }
 
   #add(slot = this.#freeSlot()): Worker {
@@ -325,15 +335,15 @@ export class WorkerPool {
     void this.#retire(w);
   }
 
-  /** Asks one process to drain and exit; resolves once it has exited. */
-  #retire(w: Worker): Promise<void> {
+  /** Asks one process to drain and exit (`handedOver`: at an upgrade); resolves once it has exited. */
+  #retire(w: Worker, handedOver = false): Promise<void> {
     const child = w.child;
     if (w.state !== "failed") w.state = "draining";
     const exited = new Promise<void>((r) => {
       if (child.exitCode !== null || child.signalCode !== null) r();
       else child.once("exit", () => r());
     });
-    if (child.connected) child.send({ t: "drain" }, () => {});
+    if (child.connected) child.send({ t: "drain", handedOver } satisfies ManagerToWorker, () => {});
     else child.kill("SIGTERM");
     return exited;
   }

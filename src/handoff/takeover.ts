@@ -17,9 +17,10 @@ import {
   type OldToNew,
 } from "./handoff_protocol.ts";
 import type { StartupTakeover } from "../server/server_handoff.ts";
+import { MAX_WORKERS } from "../server/config.ts";
 
-/** An old group's states past this many slots are not read. */
-const MAX_SLOTS = 1024;
+/** An old group's states past the most slots a group has are not kept. */
+const MAX_SLOTS = MAX_WORKERS;
 
 /** The part of `process` the new side talks to its parent through (an injectable seam). */
 export type ParentChannel = Pick<NodeJS.Process, "send" | "on" | "connected" | "channel"> & Partial<Pick<NodeJS.Process, "off">>;

@@ -241,7 +241,10 @@ export class Upgrader implements UpgradeDriver {
       if (!stateSent && isMessage(m, "app-state-request")) {
         stateSent = true;
         const answer = (states: AppStates): void => send(child, { t: "app-state", ...states });
-        Promise.resolve(this.#host.appState?.() ?? { state: null }).then(answer, () => answer({ state: null }));
+        Promise.resolve(this.#host.appState?.() ?? { state: null }).then(answer, (err: unknown) => {
+          this.#host.log.warn("app_state_failed", { error: err, note: "the new program's app starts without a state" });
+          answer({ state: null });
+        });
       }
     };
     child.on("message", onAppState);

@@ -136,9 +136,9 @@ export class AppHandoff implements Handoff {
     return this.#outState;
   }
 
-  /** @internal Called when this process drains: whether a new generation took over. */
+  /** @internal Called when this process drains: whether a new generation took over (a service process's manager may have said so first). */
   markHandedOver(value: boolean): void {
-    this.#handedOver = value;
+    this.#handedOver ||= value;
   }
 }
 

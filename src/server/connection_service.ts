@@ -51,7 +51,7 @@ export interface ConnectionService {
   /** The listeners are about to close for a handoff: nothing more is accepted here. */
   stopAccepting(): Promise<void>;
   /** Serves what was started (new connections get GOAWAY), closes what is left at the deadline. */
-  drain(timeoutMs: number): Promise<void>;
+  drain(timeoutMs: number, handedOver?: boolean): Promise<void>;
   /** Peers vouched for (admission.ts), with when: handed to the process an upgrade starts. */
   vouchedPeers?(): [string, number][];
   /** Takes over the vouched peers of the process this one replaces. */

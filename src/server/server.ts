@@ -384,12 +384,13 @@ export class PerilinkServer implements ServingProcess {
     await this.#upgrader?.cancel("the server is shutting down");
     this.#accepting = false;
     if (this.#rescanTimer) clearInterval(this.#rescanTimer);
-    await this.#discovery?.close(!(this.#upgrader?.handedOver ?? false));
+    const handedOver = this.#upgrader?.handedOver ?? false;
+    await this.#discovery?.close(!handedOver);
     await this.#listeners.close();
     const service = this.#service;
     this.log.info("drain_started", { sessions: service.connections, inflight: service.inflight, timeoutMs });
-    this.#parts.events?.drainStarted?.({ sessions: service.connections, inflight: service.inflight, timeoutMs, handedOver: this.#upgrader?.handedOver ?? false });
-    await Promise.all([service.drain(timeoutMs), this.#parts.lifecycle?.drain(timeoutMs, this.#upgrader?.handedOver ?? false)]);
+    this.#parts.events?.drainStarted?.({ sessions: service.connections, inflight: service.inflight, timeoutMs, handedOver });
+    await Promise.all([service.drain(timeoutMs, handedOver), this.#parts.lifecycle?.drain(timeoutMs, handedOver)]);
     await this.#plane?.close();
     this.#gate?.release();
     this.#parts.events?.drainFinished?.();

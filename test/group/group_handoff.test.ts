@@ -66,11 +66,12 @@ async function everySlot(g: ServedGroup, slots: number): Promise<Map<number, Who
 }
 
 for (const surge of [2, 1] as const) {
-  test(`--workers 2, upgradeSurge ${surge}: each service process starts from the state its slot's process of the old group put; put() of a descriptor is PERILINK_HANDOFF with the reason`, async (t) => {
+  test(`--workers 2, upgradeSurge ${surge}: each service process starts from the state its slot's process of the old group put and the old ones' drain() is told they were handed over; a process restarted later starts without; put() of a descriptor is PERILINK_HANDOFF with the reason`, async (t) => {
     if (nodeOnly(t)) return;
     const config = path.join(tempDir(), "config.json");
     await fs.writeFile(config, JSON.stringify({ dispatch: "manager", limits: { upgradeSurge: surge } }));
-    const g = await serveGroup(["--config", config, "--app", APP, "--workers", "2"]);
+    const drains = path.join(tempDir(), "drains.txt");
+    const g = await serveGroup(["--config", config, "--app", APP, "--workers", "2"], { SLOT_STATE_LOG: drains });
     await waitFor(async () => (await g.status()).workers.filter((w) => w.state === "ready").length === 2, "both service processes", 20_000);
     // Requests on both slots, so that each has a count of its own.
     const counts = new Map<number, number>();
@@ -93,14 +94,24 @@ for (const surge of [2, 1] as const) {
       assert.deepEqual(w.received, { slot, pid: first.get(slot)!.pid, count: counts.get(slot) }, `slot ${slot} got what its old process put last`);
       assert.equal(w.count, counts.get(slot), "and goes on counting from it");
     }
+    const drained = (await fs.readFile(drains, "utf8")).trim().split("\n").sort();
+    assert.deepEqual(drained, [...first.values()].map((w) => `drain ${w.pid} true`).sort(), "each old process's drain() was told a new generation took over");
     // Once more: what the second generation put reaches the third.
     const more = (await ask(g, "count")) as { slot: number; count: number };
     counts.set(more.slot, more.count);
     await upgradeGroup(g);
     await settled(g, 2);
-    for (const [slot, w] of await everySlot(g, 2)) {
+    const third = await everySlot(g, 2);
+    for (const [slot, w] of third) {
       assert.deepEqual(w.received, { slot, pid: next.get(slot)!.pid, count: counts.get(slot) });
     }
+    // A process that starts after the group did (here a restart after a crash) starts without: no state left over from the upgrade.
+    process.kill(third.get(1)!.pid, "SIGKILL");
+    await waitFor(async () => (await g.status()).workers.some((w) => w.slot === 1 && w.state === "ready" && w.pid !== third.get(1)!.pid), "slot 1 restarted", 20_000);
+    const restarted = (await everySlot(g, 2)).get(1)!;
+    assert.notEqual(restarted.pid, third.get(1)!.pid);
+    assert.equal(restarted.received, null, "a restart starts without the upgrade's state");
+    assert.equal(restarted.count, 0);
     t.diagnostic(`counts by slot handed through two group upgrades: ${JSON.stringify(Object.fromEntries(counts))}`);
     await g.stop();
   });
