@@ -8,6 +8,9 @@
  *    a perilink sealed session (`link.request(asyncIterable)` to a
  *    `streams: true` app), and the same through a host agent (one more hop,
  *    over its Unix socket). --rounds rounds, order rotated; medians of MB/s.
+ *    Then the same with the receivers in a process of their own
+ *    (lib/children/stream_receivers.ts), as a real peer is: each end has a
+ *    core, so what one side seals the other opens meanwhile.
  * 2. 8 concurrent 64 MiB uploads (--concurrent-mib) to a pi-zero-2w server
  *    process (the device bundle), one of whose readers is 100× slower: the
  *    fast ones' rate, and the server's peak RSS against its idle RSS.
@@ -26,10 +29,9 @@ import { existsSync, mkdtempSync } from "node:fs";
 import { HostAgent } from "../src/agent/host_agent.ts";
 import { HostClient } from "../src/agent/host_client.ts";
 import { createClient } from "../src/client/client.ts";
-import { startServer } from "../src/server/start_server.ts";
-import type { RequestContext } from "../src/server/app.ts";
 import { silentLogger } from "../src/logger.ts";
-import { readRssKiB, sleep } from "./lib/proc.ts";
+import { Child, readRssKiB, sleep } from "./lib/proc.ts";
+import { startReceivers } from "./lib/streams/receivers.ts";
 import { machineLine, startRun } from "./lib/result_file.ts";
 import { servedPort } from "./lib/served_port.ts";
 import { median } from "./lib/stats.ts";
@@ -38,6 +40,7 @@ import { makeSelfSignedCert } from "./lib/tls_cert.ts";
 
 const CHUNK = 64 * 1024;
 const ROOT = fileURLToPath(new URL("../", import.meta.url));
+const RECEIVERS = fileURLToPath(new URL("./lib/children/stream_receivers.ts", import.meta.url));
 
 /** dist/<target>/perilink.mjs, built first when missing. */
 function ensureBundleOf(target: string): string {
@@ -58,14 +61,7 @@ async function* source(total: number): AsyncGenerator<Uint8Array> {
   for (let left = total; left > 0; left -= CHUNK) yield left >= CHUNK ? buf : buf.subarray(0, left);
 }
 
-async function rawTcp(total: number): Promise<number> {
-  const server = net.createServer((s) => {
-    let n = 0;
-    s.on("data", (c: Buffer) => (n += c.length));
-    s.on("end", () => s.end(String(n)));
-  });
-  await new Promise<void>((r) => server.listen(0, "127.0.0.1", () => r()));
-  const port = (server.address() as net.AddressInfo).port;
+async function rawTcp(total: number, port: number): Promise<number> {
   const t0 = performance.now();
   const sock = net.connect({ port, host: "127.0.0.1", allowHalfOpen: true });
   let answer = "";
@@ -74,22 +70,14 @@ async function rawTcp(total: number): Promise<number> {
   await pipeline(source(total), sock);
   await closed;
   const ms = performance.now() - t0;
-  server.close();
   if (Number(answer) !== total) throw new Error(`raw TCP counted ${answer}`);
   return ms;
 }
 
-async function httpsUpload(total: number, tls: { key: string; cert: string }): Promise<number> {
-  const server = https.createServer({ key: tls.key, cert: tls.cert }, (req, res) => {
-    let n = 0;
-    req.on("data", (c: Buffer) => (n += c.length));
-    req.on("end", () => res.end(String(n)));
-  });
-  await new Promise<void>((r) => server.listen(0, "127.0.0.1", () => r()));
-  const port = (server.address() as net.AddressInfo).port;
+async function httpsUpload(total: number, port: number, ca: string): Promise<number> {
   const t0 = performance.now();
   const answer = await new Promise<string>((resolve, reject) => {
-    const req = https.request({ host: "127.0.0.1", port, method: "POST", path: "/", ca: tls.cert, agent: false }, (res) => {
+    const req = https.request({ host: "127.0.0.1", port, method: "POST", path: "/", ca, agent: false }, (res) => {
       let s = "";
       res.setEncoding("utf8").on("data", (d: string) => (s += d));
       res.on("end", () => resolve(s));
@@ -98,26 +86,16 @@ async function httpsUpload(total: number, tls: { key: string; cert: string }): P
     pipeline(source(total), req).catch(reject);
   });
   const ms = performance.now() - t0;
-  server.close();
   if (Number(answer) !== total) throw new Error(`https counted ${answer}`);
   return ms;
 }
 
-async function perilinkUpload(total: number, stateDir: string, throughAgent = false): Promise<number> {
-  const app = {
-    streams: true,
-    async request(_p: Uint8Array, ctx: RequestContext) {
-      let n = 0;
-      for await (const chunk of ctx.body) n += chunk.length;
-      return String(n);
-    },
-  };
-  const server = await startServer({ listen: ["127.0.0.1:0"], stateDir, logger: silentLogger, rescanIntervalMs: 0, access: "open", appObject: app });
+async function perilinkUpload(total: number, port: number, throughAgent = false): Promise<number> {
   // Through the agent: a host agent in this process too, the application's link crossing its Unix socket.
   const agent = throughAgent ? await HostAgent.start({ socketPath: path.join(mkdtempSync(path.join(os.tmpdir(), "perilink-bench-agent-")), "a", "agent.sock"), client: { stateDir: false, requestTimeoutMs: 600_000 }, log: silentLogger }) : null;
   const client = agent ? new HostClient({ agent: true, agentSocket: agent.socketPath }) : createClient({ lingerMs: 0, stateDir: false, requestTimeoutMs: 600_000 });
   try {
-    const link = await client.connect({ host: "127.0.0.1", port: server.endpoints()[0]!.port, app: "bench" });
+    const link = await client.connect({ host: "127.0.0.1", port, app: "bench" });
     await link.request("warm");
     const t0 = performance.now();
     const answer = (await link.request(source(total))).toString();
@@ -127,8 +105,22 @@ async function perilinkUpload(total: number, stateDir: string, throughAgent = fa
   } finally {
     await client.close();
     await agent?.close();
-    await server.drain(1000);
   }
+}
+
+const ORDER = ["raw", "https", "perilink", "perilink via agent"] as const;
+
+/** Part 1: one upload per contender and round, order rotated, to `receivers` (in this process, or in another). */
+async function oneUploads(total: number, rounds: number, receivers: { raw: number; https: number; perilink: number }, ca: string): Promise<Record<string, number[]>> {
+  const times: Record<string, number[]> = { raw: [], https: [], perilink: [], "perilink via agent": [] };
+  for (let r = 0; r < rounds; r++) {
+    for (let k = 0; k < ORDER.length; k++) {
+      const name = ORDER[(k + r) % ORDER.length]!;
+      const ms = name === "raw" ? await rawTcp(total, receivers.raw) : name === "https" ? await httpsUpload(total, receivers.https, ca) : await perilinkUpload(total, receivers.perilink, name !== "perilink");
+      times[name]!.push(ms);
+    }
+  }
+  return times;
 }
 
 /** Part 2: 8 concurrent uploads to the device bundle, one reader slow. */
@@ -205,25 +197,36 @@ export async function main(args: string[]): Promise<void> {
   const total = mib * 1024 * 1024;
   const tls = makeSelfSignedCert();
   const stateDir = mkdtempSync(path.join(os.tmpdir(), "perilink-bench-streams-"));
-  const times: Record<string, number[]> = { raw: [], https: [], perilink: [], "perilink via agent": [] };
-  const order = ["raw", "https", "perilink", "perilink via agent"] as const;
-  for (let r = 0; r < rounds; r++) {
-    for (let k = 0; k < order.length; k++) {
-      const name = order[(k + r) % order.length]!;
-      const ms = name === "raw" ? await rawTcp(total) : name === "https" ? await httpsUpload(total, tls) : await perilinkUpload(total, stateDir, name !== "perilink");
-      times[name]!.push(ms);
-    }
+  // The receivers in this process (both ends share one thread), then in a process of their own (each end its own core).
+  const here = await startReceivers(tls, stateDir);
+  const times = await oneUploads(total, rounds, here, tls.cert);
+  await here.close();
+  const peer = new Child(RECEIVERS);
+  let apart: Record<string, number[]>;
+  try {
+    peer.send({ type: "start", tls, stateDir: mkdtempSync(path.join(os.tmpdir(), "perilink-bench-streams-")) });
+    const ports = await peer.next<{ type: string; raw: number; https: number; perilink: number }>("ports", 30_000);
+    apart = await oneUploads(total, rounds, ports, tls.cert);
+  } finally {
+    peer.send({ type: "stop" });
+    await peer.stop(3000);
   }
-  const mbps = (name: string): number => total / 1e6 / (median(times[name]!) / 1000);
-  const rows = order.map((n) => [n, num(median(times[n]!)), num(mbps(n), 1), times[n]!.map((t) => num(t)).join(" ")]);
+  const mbpsOf = (t: Record<string, number[]>, name: string): number => total / 1e6 / (median(t[name]!) / 1000);
+  const mbps = (name: string): number => mbpsOf(times, name);
+  const rowsOf = (t: Record<string, number[]>): string[][] => ORDER.map((n) => [n, num(median(t[n]!)), num(mbpsOf(t, n), 1), t[n]!.map((x) => num(x)).join(" ")]);
   const vsRaw = mbps("perilink") / mbps("raw");
   const vsHttps = mbps("perilink") / mbps("https");
+  const apartVsRaw = mbpsOf(apart, "perilink") / mbpsOf(apart, "raw");
+  const apartVsHttps = mbpsOf(apart, "perilink") / mbpsOf(apart, "https");
   console.log(machineLine(run.machine));
-  run.report.table(["one upload", "median ms", "MB/s", "runs (ms)"], rows);
+  run.report.table(["one upload, both ends in one process", "median ms", "MB/s", "runs (ms)"], rowsOf(times));
   run.report.line(`perilink / raw TCP = ${vsRaw.toFixed(2)} (target >= 0.50: ${vsRaw >= 0.5 ? "met" : "MISSED"})`);
   run.report.line(`perilink / https = ${vsHttps.toFixed(2)} (target >= 1.00: ${vsHttps >= 1 ? "met" : "MISSED"})`);
   const viaAgent = mbps("perilink via agent") / mbps("perilink");
   run.report.line(`perilink via the host agent / in-process = ${viaAgent.toFixed(2)} (the same upload, one more hop over a Unix socket)`);
+  run.report.table(["one upload, the receiver in a process of its own", "median ms", "MB/s", "runs (ms)"], rowsOf(apart));
+  run.report.line(`perilink / raw TCP = ${apartVsRaw.toFixed(2)} (target >= 0.50: ${apartVsRaw >= 0.5 ? "met" : "MISSED"})`);
+  run.report.line(`perilink / https = ${apartVsHttps.toFixed(2)} (target >= 1.00: ${apartVsHttps >= 1 ? "met" : "MISSED"})`);
   const c = await concurrent(cmib);
   const grew = (c.peakKiB - c.idleKiB) / 1024;
   run.report.table(
@@ -238,6 +241,13 @@ export async function main(args: string[]): Promise<void> {
   );
   run.report.line(`server RSS grew ${grew.toFixed(1)} MiB (target <= 16: ${grew <= 16 ? "met" : "MISSED"})`);
   console.log("\n" + run.report.toString());
-  const file = run.write({ settings: { mib, rounds, concurrentMiB: cmib }, timesMs: times, mbps: { raw: mbps("raw"), https: mbps("https"), perilink: mbps("perilink"), viaAgent: mbps("perilink via agent") }, ratios: { vsRaw, vsHttps, viaAgent }, concurrent: c });
+  const file = run.write({
+    settings: { mib, rounds, concurrentMiB: cmib },
+    timesMs: times,
+    mbps: { raw: mbps("raw"), https: mbps("https"), perilink: mbps("perilink"), viaAgent: mbps("perilink via agent") },
+    ratios: { vsRaw, vsHttps, viaAgent },
+    apart: { timesMs: apart, ratios: { vsRaw: apartVsRaw, vsHttps: apartVsHttps } },
+    concurrent: c,
+  });
   console.log(`wrote ${file}`);
 }
