@@ -1,5 +1,6 @@
 import type net from "node:net";
 import type { Logger } from "../logger.ts";
+import { closeRaw, isRawConnection, rawPeerAddress, socketOf, type RawConnection } from "../runtime/raw_connections.ts";
 import { refuseConnection } from "../server/admission.ts";
 import { peerKey } from "../server/peer_key.ts";
 import type { Worker, WorkerPool } from "./worker_pool.ts";
@@ -16,9 +17,21 @@ export interface GroupLimits {
 }
 
 interface Waiting {
-  socket: net.Socket;
+  /** A socket, or the bare handle of a connection no Socket was built for (raw_connections.ts). */
+  socket: net.Socket | RawConnection;
   peer: string;
   since: number;
+}
+
+/** Whether a waiting connection's client left meanwhile (a bare handle is not watched: it is found out where it goes). */
+function gone(c: net.Socket | RawConnection): boolean {
+  return !isRawConnection(c) && c.destroyed;
+}
+
+/** Lets go of a connection that will not be served. */
+function drop(c: net.Socket | RawConnection): void {
+  if (isRawConnection(c)) closeRaw(c);
+  else c.destroy();
 }
 
 /**
@@ -64,15 +77,17 @@ export class ManagerDispatch {
     return this.#perPeer.get(peerKey(address)) ?? 0;
   }
 
-  accept(socket: net.Socket): void {
-    const peer = peerKey(socket.remoteAddress ?? "");
+  /** A connection the manager accepted: a socket, or (raw_connections.ts) its bare handle. */
+  accept(socket: net.Socket | RawConnection): void {
+    const raw = isRawConnection(socket);
+    const peer = peerKey((raw ? rawPeerAddress(socket) : socket.remoteAddress) ?? "");
     const held = this.#perPeer.get(peer) ?? 0;
     const why = held >= this.#limits.maxSessionsPerPeer ? "maxSessionsPerPeer" : this.#queue.length >= MAX_QUEUED_CONNECTIONS ? "queue full" : null;
     if (why !== null) {
       this.#refuse(socket, why);
       return;
     }
-    socket.on("error", () => {});
+    if (!raw) socket.on("error", () => {});
     this.#perPeer.set(peer, held + 1);
     this.#queue.push({ socket, peer, since: performance.now() });
     this.pump();
@@ -88,7 +103,7 @@ export class ManagerDispatch {
         return;
       }
       const job = this.#queue.shift()!;
-      if (job.socket.destroyed) {
+      if (gone(job.socket)) {
         this.#release(job.peer);
         continue;
       }
@@ -98,12 +113,14 @@ export class ManagerDispatch {
       this.#byWorker.set(w, mine);
       mine.set(job.peer, (mine.get(job.peer) ?? 0) + 1);
       // The key goes with it: the service process may not learn the address (a client that reset meanwhile).
-      w.child.send({ t: "conn", peer: job.peer }, job.socket, { keepOpen: false }, (err) => {
+      w.child.send({ t: "conn", peer: job.peer }, job.socket as net.Socket, { keepOpen: false }, (err) => {
+        // A bare handle is ours to close once it is on its way (Node closes a Socket's itself).
+        if (!err && isRawConnection(job.socket)) closeRaw(job.socket);
         if (!err) return;
         // The process went away while the socket was on its way: another one takes it.
         w.conns = Math.max(0, w.conns - 1);
         this.#take(mine, job.peer);
-        if (!job.socket.destroyed) {
+        if (!gone(job.socket)) {
           this.#queue.unshift(job);
           this.#watchQueue();
         } else this.#release(job.peer);
@@ -133,12 +150,12 @@ export class ManagerDispatch {
   /** Resolves once every queued connection was passed on (or its client left), or at the deadline. */
   async flush(timeoutMs: number): Promise<void> {
     const end = Date.now() + timeoutMs;
-    while (this.#queue.some((j) => !j.socket.destroyed) && Date.now() < end) {
+    while (this.#queue.some((j) => !gone(j.socket)) && Date.now() < end) {
       this.pump();
       await new Promise((r) => setTimeout(r, 10));
     }
     for (const j of this.#queue) {
-      j.socket.destroy();
+      drop(j.socket);
       this.#release(j.peer);
     }
     this.#queue = [];
@@ -154,7 +171,7 @@ export class ManagerDispatch {
       while (this.#queue.length > 0 && now - this.#queue[0]!.since >= this.#limits.queueWaitMs) {
         const job = this.#queue.shift()!;
         this.#release(job.peer);
-        if (!job.socket.destroyed) this.#refuse(job.socket, "waited too long for a free slot");
+        if (!gone(job.socket)) this.#refuse(job.socket, "waited too long for a free slot");
       }
       if (this.#queue.length === 0) this.#stopWatching();
     }, every);
@@ -166,8 +183,10 @@ export class ManagerDispatch {
     this.#timer = null;
   }
 
-  #refuse(socket: net.Socket, why: string): void {
+  #refuse(conn: net.Socket | RawConnection, why: string): void {
     this.refused++;
+    // A bare handle becomes a Socket only now, to be told ServerBusy.
+    const socket = isRawConnection(conn) ? socketOf(conn, false) : conn;
     if (this.refused <= 10 || this.refused % 1000 === 0) this.#log.warn("connection_refused", { why, peer: socket.remoteAddress, refused: this.refused, queued: this.#queue.length });
     refuseConnection(socket);
   }

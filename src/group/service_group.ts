@@ -2,6 +2,7 @@ import { spawn, type ChildProcess } from "node:child_process";
 import type net from "node:net";
 import { ConfigError } from "../errors.ts";
 import type { Logger } from "../logger.ts";
+import { acceptRawConnections } from "../runtime/raw_connections.ts";
 import { detectRuntime } from "../runtime/runtime.ts";
 import type { Dispatch, ServerConfig } from "../server/config.ts";
 import type { ConnectionService, WorkerStatus } from "../server/connection_service.ts";
@@ -86,6 +87,8 @@ export class ServiceGroup implements ConnectionService {
   async listening(listeners: ListenerSet): Promise<void> {
     this.#pool.handedOver();
     if (!this.#pool.rolling) this.#states.close(); // every process of the group started: later ones start without a state
+    // Connections go on as bare handles, no Socket built here (each listener once; the 'connection' event where the runtime cannot).
+    for (const tcp of listeners.tcpServers()) acceptRawConnections(tcp, (conn) => this.#manager.accept(conn));
     await this.#semaphore?.start(listeners);
   }
 

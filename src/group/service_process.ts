@@ -3,6 +3,7 @@ import type { Logger } from "../logger.ts";
 import { peerKey } from "../server/peer_key.ts";
 import type { PerilinkServer } from "../server/server.ts";
 import { AppHandoff } from "../server/app_handoff.ts";
+import { isRawConnection, socketOf } from "../runtime/raw_connections.ts";
 import { STATS_INTERVAL_MS, WORKER_STATE_ENV, type ManagerToWorker, type WorkerToManager } from "./group_protocol.ts";
 
 /** The part of `process` a service process talks to its manager through (an injectable seam). */
@@ -114,13 +115,15 @@ export function serveForManager(
     const onMessage = (m: unknown, handle: unknown): void => {
       const msg = m as ManagerToWorker;
       switch (msg?.t) {
-        case "conn":
-          if (handle instanceof net.Socket) {
-            // A socket from IPC is never half-open; a session answers what runs after the client's FIN.
-            (handle as { allowHalfOpen: boolean }).allowHalfOpen = server.allowHalfOpen;
-            serve(handle, msg.peer ?? peerKey(handle.remoteAddress ?? ""));
+        case "conn": {
+          // A bare handle (raw_connections.ts) becomes a Socket here; a socket from IPC is never half-open: a session answers what runs after the client's FIN.
+          const socket = isRawConnection(handle) ? socketOf(handle, server.allowHalfOpen) : handle;
+          if (socket instanceof net.Socket) {
+            (socket as { allowHalfOpen: boolean }).allowHalfOpen = server.allowHalfOpen;
+            serve(socket, msg.peer ?? peerKey(socket.remoteAddress ?? ""));
           }
           break;
+        }
         case "lead":
           handles[msg.i] = handle as object;
           if (handles.filter(Boolean).length === msg.of) lead();
