@@ -4,8 +4,8 @@ import { detectRuntime } from "./runtime.ts";
 /**
  * Accepted connections that are passed on to another process without ever
  * being a `net.Socket` here (Node.js only), as node:cluster's primary passes
- * them: a manager (S5) that builds a Socket for each connection only to send
- * it away spent about a sixth of the group's CPU per connection-per-request
+ * them: a manager (S5) that built a Socket for each connection only to send
+ * it away spent about 13 % of the group's CPU per connection-per-request
  * request on it (docs/benchmark-history.md, "Service processes"). Node has no
  * public API for this: a listening server's libuv handle calls its
  * `onconnection(status, clientHandle)` for each connection it accepts, and
