@@ -41,8 +41,10 @@ export function acceptRawConnections(server: net.Server, onConnection: (conn: Ra
   if (!handle || typeof handle.onconnection !== "function") return false;
   if (taken.has(handle)) return true;
   taken.add(handle);
+  const node = handle.onconnection;
   handle.onconnection = (status, client) => {
-    if (status < 0 || !client) return; // a failed accept (EMFILE…): nothing to serve
+    // A failed accept (EMFILE…) goes Node's way: an 'error' on the server, which the listener logs.
+    if (status < 0 || !client) return node.call(handle, status, client);
     onConnection(client as unknown as RawConnection);
   };
   return true;
