@@ -66,7 +66,13 @@ export function closeRaw(conn: RawConnection): void {
   (conn as unknown as ClientHandle).close();
 }
 
-/** The connection as a `net.Socket` of this process (to serve it, or to answer a refusal). */
+/**
+ * The connection as a `net.Socket` of this process (to serve it, or to answer
+ * a refusal), without Nagle's delay, as the listeners' `noDelay` gave every
+ * connection they made a Socket of.
+ */
 export function socketOf(conn: RawConnection, allowHalfOpen: boolean): net.Socket {
-  return new net.Socket({ handle: conn, readable: true, writable: true, allowHalfOpen } as unknown as net.SocketConstructorOpts);
+  const socket = new net.Socket({ handle: conn, readable: true, writable: true, allowHalfOpen } as unknown as net.SocketConstructorOpts);
+  socket.setNoDelay(true);
+  return socket;
 }
