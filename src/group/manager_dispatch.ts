@@ -21,6 +21,8 @@ interface Waiting {
   socket: net.Socket | RawConnection;
   peer: string;
   since: number;
+  /** Taken back from a process that exited before its send called back. */
+  taken?: boolean;
 }
 
 /** Whether a waiting connection's client left meanwhile (a bare handle is not watched: it is found out where it goes). */
@@ -56,6 +58,8 @@ export class ManagerDispatch {
   #queue: Waiting[] = [];
   #perPeer = new Map<string, number>();
   #byWorker = new Map<Worker, Map<string, number>>();
+  /** Connections on their way to each process whose send has not called back (Node holds a handle until the one before was acknowledged). */
+  #sending = new Map<Worker, Set<Waiting>>();
   #timer: ReturnType<typeof setInterval> | null = null;
   /** Connections the manager accepted and passed on, and the ones it refused (per peer, queue full or waited too long). */
   passed = 0;
@@ -112,9 +116,15 @@ export class ManagerDispatch {
       const mine = this.#byWorker.get(w) ?? new Map<string, number>();
       this.#byWorker.set(w, mine);
       mine.set(job.peer, (mine.get(job.peer) ?? 0) + 1);
+      let sending = this.#sending.get(w);
+      if (!sending) this.#sending.set(w, (sending = new Set()));
+      sending.add(job);
       // The key goes with it: the service process may not learn the address (a client that reset meanwhile).
       w.child.send({ t: "conn", peer: job.peer }, job.socket as net.Socket, { keepOpen: false }, (err) => {
-        // A bare handle is ours to close once it is on its way (Node closes a Socket's itself).
+        if (job.taken) return; // its process exited first: exited() took it back
+        sending.delete(job);
+        // A bare handle is ours to close once it is on its way (Node closes a Socket's itself). One the
+        // process could not take (NODE_HANDLE_NACK, e.g. at its descriptor limit) is lost with it.
         if (!err && isRawConnection(job.socket)) closeRaw(job.socket);
         if (!err) return;
         // The process went away while the socket was on its way: another one takes it.
@@ -135,11 +145,29 @@ export class ManagerDispatch {
     for (const p of peers) if (mine && this.#take(mine, p)) this.#release(p);
   }
 
-  /** A service process exited: the connections it held are gone. */
+  /**
+   * A service process exited: the connections it held are gone. Those still
+   * on their way to it (their send never called back: Node drops a dead
+   * channel's queue) go to another process as bare handles; a Socket of
+   * them may have lost its handle to the send, and is closed.
+   */
   exited(w: Worker): void {
     const mine = this.#byWorker.get(w);
     this.#byWorker.delete(w);
     if (mine) for (const [p, n] of mine) for (let i = 0; i < n; i++) this.#release(p);
+    const sending = this.#sending.get(w);
+    this.#sending.delete(w);
+    let back = 0;
+    for (const job of sending ?? []) {
+      job.taken = true;
+      if (!isRawConnection(job.socket)) {
+        job.socket.destroy();
+        continue;
+      }
+      this.#perPeer.set(job.peer, (this.#perPeer.get(job.peer) ?? 0) + 1);
+      this.#queue.splice(back++, 0, { socket: job.socket, peer: job.peer, since: job.since });
+    }
+    if (back > 0) this.#watchQueue();
   }
 
   /** The ready service process with the most free slots; null when none has one. */

@@ -20,6 +20,7 @@ export interface RawConnection {
 
 interface ClientHandle {
   getpeername(out: { address?: string }): number;
+  setNoDelay?(enable: boolean): number;
   close(cb?: () => void): void;
 }
 
@@ -27,7 +28,8 @@ interface ListenHandle {
   onconnection: (status: number, client: ClientHandle | undefined) => void;
 }
 
-const taken = new WeakSet<object>();
+/** Our hook on each listening handle (Node puts its own back if the handle is listened on again). */
+const hooks = new WeakMap<object, ListenHandle["onconnection"]>();
 
 /**
  * Makes `server` hand its accepted connections to `onConnection` as raw
@@ -39,14 +41,17 @@ export function acceptRawConnections(server: net.Server, onConnection: (conn: Ra
   if (detectRuntime().name !== "node") return false; // Deno's handle has the field, and does not call it
   const handle = (server as unknown as { _handle?: ListenHandle | null })._handle;
   if (!handle || typeof handle.onconnection !== "function") return false;
-  if (taken.has(handle)) return true;
-  taken.add(handle);
+  if (hooks.get(handle) === handle.onconnection) return true;
   const node = handle.onconnection;
-  handle.onconnection = (status, client) => {
+  const noDelay = (server as unknown as { noDelay?: boolean }).noDelay === true;
+  const hook: ListenHandle["onconnection"] = (status, client) => {
     // A failed accept (EMFILE…) goes Node's way: an 'error' on the server, which the listener logs.
     if (status < 0 || !client) return node.call(handle, status, client);
+    if (noDelay) client.setNoDelay?.(true); // as Node does for a server made with noDelay: the option stays on the socket wherever it goes
     onConnection(client as unknown as RawConnection);
   };
+  hooks.set(handle, hook);
+  handle.onconnection = hook;
   return true;
 }
 
