@@ -22,7 +22,8 @@ if (!process.env.PERILINK_STATE_DIR) {
 /** A fresh temporary directory, removed after the test file. */
 export function tempDir(prefix = "perilink-test-"): string {
   const dir = mkdtempSync(path.join(os.tmpdir(), prefix));
-  after(() => rmSync(dir, { recursive: true, force: true }));
+  // Retried: a file written while the directory goes (a client saving its pins at close) is not a failure.
+  after(() => rmSync(dir, { recursive: true, force: true, maxRetries: 5, retryDelay: 50 }));
   return dir;
 }
 
