@@ -321,6 +321,16 @@ test("a second upgrade while one is under way is refused; a program that does no
   assert.equal(broken.upgrader.inProgress, null);
 });
 
+/** The rest of an upgrade that goes well: the new process asks, accepts, and this one drains. */
+async function handOverAndDrain(h: Harness, up: Promise<unknown>): Promise<void> {
+  h.child.say({ t: "transfer-request" });
+  await h.child.next("transfer-response");
+  h.child.say({ t: "accepting", pid: 4242, generation: 2 });
+  await up;
+  h.finishDrain();
+  await h.upgrader.done;
+}
+
 test("what the app put: its descriptors follow the sockets, named app@NAME; its state answers the new process's request, as it is then", async () => {
   let state = '{"n":1}';
   const h = harness({ appDescriptors: () => [{ name: "journal", fd: 30 }], appState: () => ({ state }) });
@@ -339,14 +349,8 @@ test("what the app put: its descriptors follow the sockets, named app@NAME; its 
   h.child.say({ t: "app-state-request" });
   const answer = await h.child.next("app-state");
   assert.deepEqual(answer, { t: "app-state", state: '{"n":2}' }, "the state when asked, not when the upgrade began");
-  h.child.say({ t: "transfer-request" });
-  await h.child.next("transfer-response");
-  h.child.say({ t: "accepting", pid: 4242, generation: 2 });
-  await up;
-  h.finishDrain();
-  await h.upgrader.done;
+  await handOverAndDrain(h, up);
 });
-
 
 test("a group's states (asked of its service processes, so later) answer the new process's request once they are in; a failure to gather them answers none", async () => {
   for (const [appState, want] of [
@@ -358,14 +362,10 @@ test("a group's states (asked of its service processes, so later) answer the new
     await waitFor(() => h.spawned.length === 1, "the spawn");
     h.child.say({ t: "app-state-request" });
     assert.deepEqual(await h.child.next("app-state"), want);
-    h.child.say({ t: "transfer-request" });
-    await h.child.next("transfer-response");
-    h.child.say({ t: "accepting", pid: 4242, generation: 2 });
-    await up;
-    h.finishDrain();
-    await h.upgrader.done;
+    await handOverAndDrain(h, up);
   }
 });
+
 test("a descriptor the app put that is closed now: the upgrade is refused before anything starts", async (t) => {
   if (detectRuntime().handoff !== "inherit") return t.skip("descriptors pass only where sockets do (Node.js)");
   const h = harness({
